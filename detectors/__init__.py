@@ -1,0 +1,1 @@
+"""Detectors: pure Python over canonical events. Never imports PyFlink, Kafka or Elasticsearch."""

@@ -1,0 +1,1 @@
+"""Settings, the local service launcher, Maven-resolved jars, index templates, production compose."""

@@ -1,0 +1,136 @@
+"""The one place for every address, topic and index name.
+
+Values come from defaults, then an optional settings file (``SSA_SETTINGS_FILE``, YAML mapping of
+field name to value), then environment variables ``SSA_<FIELD>`` (upper case). Secrets are never
+values here: only paths to files that hold them (``*_file`` fields), read when a client is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+__all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "load_settings"]
+
+PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the setting and where it came from."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password_file: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_partitions: int = 2
+    # Elasticsearch
+    es_url: str = "http://127.0.0.1:9200"
+    es_api_key_file: str = ""
+    es_username: str = ""
+    es_password_file: str = ""
+    es_ca_file: str = ""
+    # Topics and indices (DESIGN.md); only referenced through these fields.
+    topic_prefix: str = "ssa.telemetry."
+    topic_alerts: str = "ssa.alerts"
+    topic_dlq: str = "ssa.dlq"
+    index_alerts_prefix: str = "ssa-alerts-"
+    index_metrics_prefix: str = "ssa-metrics-"
+    # Local services started by ``ssa up``
+    data_dir: str = str(PROJECT_ROOT / ".data")
+    jars_dir: str = str(PROJECT_ROOT / "infra" / "jars")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    es_port: int = 9200
+    es_transport_port: int = 9300
+    es_heap: str = "768m"
+    service_user: str = "ssa"  # unprivileged user for the ES JVM when running as root
+    startup_timeout_s: float = 120.0
+    # Pipeline
+    tenants_file: str = str(PROJECT_ROOT / ".data" / "tenants.yaml")
+    checkpoint_dir: str = str(PROJECT_ROOT / ".data" / "checkpoints")
+    flink_parallelism: int = 1
+    flink_execution_mode: str = "thread"
+    grafana_url: str = "http://127.0.0.1:3000"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def telemetry_topics(self) -> dict[str, str]:
+        return {kind: self.topic_prefix + kind for kind in ("flow", "process", "audit", "auth")}
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [*self.telemetry_topics.values(), self.topic_alerts, self.topic_dlq]
+
+    @property
+    def index_alerts_pattern(self) -> str:
+        return self.index_alerts_prefix + "*"
+
+    @property
+    def index_metrics_pattern(self) -> str:
+        return self.index_metrics_prefix + "*"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def with_overrides(self, **values: Any) -> Settings:
+        return dataclasses.replace(self, **values)
+
+
+def _coerce(name: str, raw: Any, target: Any, origin: str) -> Any:
+    if target is int or target == "int":
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{origin}: {name} must be an integer, got {raw!r}") from None
+    if target is float or target == "float":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{origin}: {name} must be a number, got {raw!r}") from None
+    if target is str or target == "str":
+        if not isinstance(raw, str | int | float):
+            raise SettingsError(f"{origin}: {name} must be a string, got {type(raw).__name__}")
+        return str(raw)
+    return raw
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Defaults, then ``SSA_SETTINGS_FILE``, then ``SSA_*`` environment variables."""
+    env = dict(os.environ if env is None else env)
+    types = {f.name: f.type for f in fields(Settings) if f.name != "extra"}
+    values: dict[str, Any] = {}
+    settings_file = env.get("SSA_SETTINGS_FILE")
+    if settings_file:
+        path = Path(settings_file)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"settings file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"settings file {path}: not valid YAML ({exc})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"settings file {path}: expected a mapping of setting to value")
+        for key, raw in loaded.items():
+            if key not in types:
+                raise SettingsError(f"settings file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, types[key], f"settings file {path}")
+    for name, typ in types.items():
+        key = "SSA_" + name.upper()
+        if key in env:
+            values[name] = _coerce(name, env[key], typ, f"environment {key}")
+    return Settings(**values)

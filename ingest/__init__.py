@@ -1,0 +1,1 @@
+"""Telemetry in: canonical event schema, parsers, tenant registry, producer with DLQ, simulator."""

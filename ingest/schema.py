@@ -1,0 +1,129 @@
+"""The canonical event of DESIGN.md: one definition shared by parsers, detectors, jobs and tests.
+
+Decoding and validation happen in one step (msgspec) at the edge; nothing downstream re-validates.
+Events are frozen: a detector cannot mutate what it is given. Use ``with_tenant`` (or
+``msgspec.structs.replace``) to derive an enriched copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "AuditEvent",
+    "AuthEvent",
+    "Event",
+    "FlowEvent",
+    "ProcessEvent",
+    "decode_event",
+    "decode_events",
+    "encode_event",
+    "event_id",
+    "to_dict",
+    "with_tenant",
+]
+
+SCHEMA_VERSION: Final = "ssa/1"
+KINDS: Final = ("flow", "process", "audit", "auth")
+
+Result = Literal["success", "failure"]
+
+
+class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
+    """Fields every event carries. Times are epoch milliseconds UTC."""
+
+    id: str
+    ts: int
+    source: str
+    tenant: str | None = None
+    host: str | None = None
+    vm: str | None = None
+    schema: str = SCHEMA_VERSION
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class FlowEvent(EventBase, kw_only=True, frozen=True, tag="flow"):
+    src_ip: str
+    dst_ip: str
+    src_port: int = 0
+    dst_port: int = 0
+    proto: str = "tcp"
+    bytes_out: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    packets_in: int = 0
+    duration_ms: int = 0
+    action: Literal["accept", "reject"] = "accept"
+
+
+class ProcessEvent(EventBase, kw_only=True, frozen=True, tag="process"):
+    exe: str
+    syscall: str
+    pid: int = 0
+    ppid: int = 0
+    parent_exe: str = ""
+    cmdline: str = ""
+    uid: int = 0
+    path: str | None = None
+    result: Result = "success"
+
+
+class AuditEvent(EventBase, kw_only=True, frozen=True, tag="audit"):
+    principal: str
+    action: str
+    resource: str
+    principal_tenant: str | None = None
+    resource_tenant: str | None = None
+    src_ip: str | None = None
+    result: Result = "success"
+
+
+class AuthEvent(EventBase, kw_only=True, frozen=True, tag="auth"):
+    user: str
+    result: Result
+    src_ip: str | None = None
+    service: str = "sshd"
+    method: str = "password"
+
+
+Event = FlowEvent | ProcessEvent | AuditEvent | AuthEvent
+
+_decoder: Final = msgspec.json.Decoder(Event)
+_list_decoder: Final = msgspec.json.Decoder(list[Event])
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode and validate one JSON event; raises ``msgspec.ValidationError``/``DecodeError``."""
+    return _decoder.decode(data)
+
+
+def decode_events(data: bytes | str) -> list[Event]:
+    """Decode a JSON array of events."""
+    return _list_decoder.decode(data)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """Plain dict with ``kind`` included (for pandas, Flink rows and Elasticsearch)."""
+    out: dict[str, Any] = msgspec.to_builtins(event)
+    return out
+
+
+def with_tenant(event: Event, tenant: str | None) -> Event:
+    return msgspec.structs.replace(event, tenant=tenant)
+
+
+def event_id(source: str, raw: bytes | str) -> str:
+    """Deterministic id of a source record: hash of its source and raw bytes."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    digest = hashlib.blake2b(source.encode() + b"\x00" + data, digest_size=16)
+    return digest.hexdigest()
