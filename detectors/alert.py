@@ -72,9 +72,18 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
     status: Status = "open"
 
 
-def make_alert_id(detector: str, entity: Entity, window_start: int, window_end: int) -> str:
-    """Hash of detector id, entity and evidence window: stable across replays."""
+def make_alert_id(
+    detector: str, entity: Entity, window_start: int, window_end: int, tenant: str | None = None
+) -> str:
+    """Hash of detector id, entity and evidence window: stable across replays.
+
+    ``tenant`` (optional, compatible extension) scopes the id to the tenant whose telemetry raised
+    it, so one external scanner seen by two tenants gives two alerts instead of one overwriting
+    the other. Without it the id is the original (detector, entity, window) hash.
+    """
     key = f"{detector}\x00{entity.type}\x00{entity.id}\x00{window_start}\x00{window_end}"
+    if tenant is not None:
+        key += f"\x00{tenant}"
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 

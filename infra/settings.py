@@ -34,6 +34,7 @@ class Settings:
     kafka_sasl_password_file: str = ""
     kafka_ssl_cafile: str = ""
     kafka_partitions: int = 2
+    kafka_replication_factor: int = 1
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
     es_api_key_file: str = ""

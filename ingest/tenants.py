@@ -17,7 +17,13 @@ YAML layout (loaded with ``yaml.safe_load``)::
         shares:                            # this tenant's resources granted to another tenant
           - {resource: "snapshot/snap-1", grantee: t-beta}   # trailing * matches a prefix
 
-IP lookup is a binary search over sorted, non-overlapping integer ranges (IPv4 and IPv6).
+        accounts: ["123456789012"]         # optional: cloud account ids this tenant owns
+
+IP lookup is a binary search over sorted, non-overlapping integer ranges (IPv4 and IPv6). IPv4 text
+is converted with ``socket.inet_pton`` (strict dotted quad, no leading zeros) instead of the slow
+``ipaddress`` module, and results are memoised in a bounded per-registry cache (the registry is
+immutable once built; a reload builds a new one, so the cache never goes stale). IPv4-mapped IPv6
+addresses (``::ffff:10.1.0.5``) are looked up as their IPv4 address.
 ``RegistryWatcher`` reloads the file when its modification time changes, so a running job
 picks up new tenants, peerings and shares without a restart.
 """
@@ -26,7 +32,9 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import os
+import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,16 +45,19 @@ import yaml
 
 __all__ = [
     "MAX_REGISTRY_BYTES",
+    "VM",
     "Host",
     "RegistryError",
     "RegistryWatcher",
     "Share",
     "Tenant",
     "TenantRegistry",
-    "VM",
 ]
 
 MAX_REGISTRY_BYTES: Final = 16 * 1024 * 1024
+_CACHE_MAX: Final = 65536
+_MISS: Final = object()
+_V6_OFFSET: Final = 1 << 32
 
 
 class RegistryError(ValueError):
@@ -90,6 +101,7 @@ class Tenant:
     vms: tuple[str, ...] = ()
     peerings: tuple[str, ...] = ()
     shares: tuple[Share, ...] = ()
+    accounts: tuple[str, ...] = ()
 
 
 class _RangeTable:
@@ -97,7 +109,7 @@ class _RangeTable:
 
     def __init__(self, ranges: Iterable[tuple[int, int, str]]) -> None:
         ordered = sorted(ranges)
-        for (s1, e1, v1), (s2, _e2, v2) in zip(ordered, ordered[1:], strict=False):
+        for (_s1, e1, v1), (s2, _e2, v2) in itertools.pairwise(ordered):
             if s2 <= e1:
                 raise RegistryError(f"address ranges overlap: {v1} and {v2}")
         self._starts = [r[0] for r in ordered]
@@ -111,13 +123,19 @@ class _RangeTable:
         return None
 
 
-def _ip_key(ip: str) -> int | None:
+def _ip_key(ip: str, _pton: Any = socket.inet_pton, _af: int = socket.AF_INET) -> int | None:
     """IPv4 as its integer; IPv6 offset above the IPv4 space so both share one table."""
+    if ":" not in ip:
+        try:
+            return int.from_bytes(_pton(_af, ip), "big")
+        except (OSError, ValueError, TypeError):
+            return None
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = ipaddress.IPv6Address(ip)
     except ValueError:
         return None
-    return int(addr) if addr.version == 4 else int(addr) + (1 << 32)
+    mapped = addr.ipv4_mapped
+    return int(mapped) if mapped is not None else int(addr) + _V6_OFFSET
 
 
 def _network_range(cidr: str, where: str) -> tuple[int, int]:
@@ -158,7 +176,9 @@ class TenantRegistry:
                 start, end = _network_range(cidr, f"{self.source}: tenant {tenant.id}")
                 ranges.append((start, end, tenant.id))
         self._tenant_ranges = _RangeTable(ranges)
-        mgmt = [(*_network_range(c, f"{self.source}: management_cidrs"), "mgmt") for c in self.management_cidrs]
+        mgmt = [
+            (*_network_range(c, f"{self.source}: management_cidrs"), "mgmt") for c in self.management_cidrs
+        ]
         for host in self.hosts.values():
             if host.mgmt_ip:
                 key = _ip_key(host.mgmt_ip)
@@ -176,13 +196,35 @@ class TenantRegistry:
                 self._shares.setdefault((share.owner, share.grantee), []).append(share)
         self._vm_by_ip = {vm.ip: vm.id for vm in self.vms.values() if vm.ip}
         self._vm_by_disk = {vm.disk: vm.id for vm in self.vms.values() if vm.disk}
+        self._tenant_by_account: dict[str, str] = {}
+        for tenant in self.tenants.values():
+            for account in tenant.accounts:
+                owner = self._tenant_by_account.setdefault(account, tenant.id)
+                if owner != tenant.id:
+                    raise RegistryError(
+                        f"{self.source}: account {account} belongs to {owner} and {tenant.id}"
+                    )
+        self._tenant_cache: dict[str | None, str | None] = {}
+        self._mgmt_cache: dict[str | None, bool] = {}
 
     # --- lookups -------------------------------------------------------------------------------
     def tenant_of_ip(self, ip: str | None) -> str | None:
+        cache = self._tenant_cache
+        hit = cache.get(ip, _MISS)
+        if hit is not _MISS:
+            return hit  # type: ignore[return-value]
         if not ip:
             return None
         key = _ip_key(ip)
-        return None if key is None else self._tenant_ranges.get(key)
+        value = None if key is None else self._tenant_ranges.get(key)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[ip] = value
+        return value
+
+    def tenant_of_account(self, account: str | None) -> str | None:
+        """Tenant owning a cloud account id (``accounts`` in the YAML), or None."""
+        return self._tenant_by_account.get(account) if account else None
 
     def tenant_of_vm(self, vm: str | None) -> str | None:
         info = self.vms.get(vm) if vm else None
@@ -195,8 +237,16 @@ class TenantRegistry:
         return self._vm_by_disk.get(path) if path else None
 
     def is_management_ip(self, ip: str | None) -> bool:
+        cache = self._mgmt_cache
+        hit = cache.get(ip)
+        if hit is not None:
+            return hit
         key = _ip_key(ip) if ip else None
-        return key is not None and self._mgmt_ranges.get(key) is not None
+        value = key is not None and self._mgmt_ranges.get(key) is not None
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[ip] = value
+        return value
 
     def is_peered(self, a: str | None, b: str | None) -> bool:
         if a is None or b is None:
@@ -274,6 +324,7 @@ class TenantRegistry:
                 vms=tuple(tenant_vms),
                 peerings=tuple(str(p) for p in _as_list(raw.get("peerings"), f"{where}.peerings")),
                 shares=tuple(shares),
+                accounts=tuple(str(a) for a in _as_list(raw.get("accounts"), f"{where}.accounts")),
             )
         mgmt = tuple(str(c) for c in _as_list(data.get("management_cidrs"), f"{source}: management_cidrs"))
         return cls(tenants=tenants, vms=vms, hosts=hosts, management_cidrs=mgmt, source=source)
@@ -310,6 +361,7 @@ class TenantRegistry:
                     ],
                     "peerings": list(t.peerings),
                     "shares": [{"resource": s.resource, "grantee": s.grantee} for s in t.shares],
+                    **({"accounts": list(t.accounts)} if t.accounts else {}),
                 }
                 for t in self.tenants.values()
             ],

@@ -1,0 +1,108 @@
+"""Create the Kafka topics and Elasticsearch index templates of DESIGN.md (idempotent).
+
+Used by ``ssa up`` on the local stack and by ``ssa detect`` against any cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.clients import es_client, kafka_config
+from infra.settings import Settings
+
+__all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template"]
+
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_DATE = {"type": "date", "format": "epoch_millis||strict_date_optional_time"}
+
+
+def alerts_template(settings: Settings) -> dict[str, Any]:
+    return {
+        "index_patterns": [settings.index_alerts_pattern],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "mappings": {
+                "dynamic_templates": [{"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}],
+                "properties": {
+                    "alert_id": _KEYWORD,
+                    "ts": _DATE,
+                    "first_seen": _DATE,
+                    "last_seen": _DATE,
+                    "indexed_at": _DATE,
+                    "ttd_ms": {"type": "long"},
+                    "tenant": _KEYWORD,
+                    "industry": _KEYWORD,
+                    "entity": {"properties": {"type": _KEYWORD, "id": _KEYWORD}},
+                    "category": _KEYWORD,
+                    "severity": _KEYWORD,
+                    "score": {"type": "integer"},
+                    "detector": _KEYWORD,
+                    "detector_version": _KEYWORD,
+                    "attack": {
+                        "properties": {"tactic": _KEYWORD, "technique_id": _KEYWORD, "technique": _KEYWORD}
+                    },
+                    "summary": {"type": "text", "fields": {"raw": _KEYWORD}},
+                    "evidence": {"type": "object", "dynamic": True},
+                    "status": _KEYWORD,
+                    "status_updated_at": _DATE,
+                    "status_history": {
+                        "properties": {"status": _KEYWORD, "by": _KEYWORD, "at": _DATE, "reason": {"type": "text"}}
+                    },
+                },
+            },
+        },
+    }
+
+
+def metrics_template(settings: Settings) -> dict[str, Any]:
+    longs = ("events", "bytes", "flows", "distinct_peers", "distinct_dst_ports", "alerts", "dlq", "consumer_lag")
+    floats = ("anomaly_p50", "anomaly_p95", "anomaly_p99", "events_per_s")
+    props: dict[str, Any] = {"ts": _DATE, "tenant": _KEYWORD, "topic": _KEYWORD, "kind": _KEYWORD}
+    props |= {name: {"type": "long"} for name in longs}
+    props |= {name: {"type": "float"} for name in floats}
+    return {
+        "index_patterns": [settings.index_metrics_pattern],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "mappings": {
+                "dynamic_templates": [{"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}],
+                "properties": props,
+            },
+        },
+    }
+
+
+def ensure_index_templates(settings: Settings) -> None:
+    es = es_client(settings)
+    try:
+        es.indices.put_index_template(name=settings.index_alerts_prefix.rstrip("-_.") or "ssa-alerts",
+                                      **alerts_template(settings))  # fmt: skip
+        es.indices.put_index_template(name=settings.index_metrics_prefix.rstrip("-_.") or "ssa-metrics",
+                                      **metrics_template(settings))  # fmt: skip
+    finally:
+        es.close()
+
+
+def ensure_topics(settings: Settings, topics: list[str] | None = None, partitions: int | None = None) -> list[str]:
+    """Create missing topics; returns the names created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    wanted = topics if topics is not None else settings.all_topics
+    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=15000)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(t, partitions or settings.kafka_partitions, settings.kafka_replication_factor) for t in missing], timeout_ms=15000
+                )
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another client: the goal is met
+        return missing
+    finally:
+        admin.close()

@@ -1,0 +1,207 @@
+"""What every parser shares: the context it runs in, where its output goes, and tenant resolution.
+
+A parser is a class built with an ``Output`` and a ``ParseContext``. Text formats implement
+``feed(line, lineno, offset)`` for one line (bytes, without the newline) and may buffer (auditd
+joins records, Zeek and CSV read a header) until ``close()``. ``feed_stream`` reads a whole binary
+stream through the bounded reader; binary formats (NetFlow) override it. Every input record ends
+up as exactly one of: events, a DLQ record (``reject``), or a counted skip (``skip``) for input
+that is valid but not telemetry (a cron line in syslog, a comment, a NODATA flow-log record).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import IO, ClassVar, Protocol
+
+from ingest.dlq import DlqRecord, make_dlq
+from ingest.reader import MAX_LINE_BYTES, iter_lines
+from ingest.schema import Event
+from ingest.tenants import TenantRegistry
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+__all__ = [
+    "ListOutput",
+    "Output",
+    "ParseContext",
+    "Parser",
+    "ms_from_iso",
+]
+
+
+class Output(Protocol):
+    """Receives what a parser produces."""
+
+    def event(self, event: Event) -> None: ...
+
+    def dlq(self, record: DlqRecord) -> None: ...
+
+    def skip(self, reason: str) -> None: ...
+
+
+@dataclass
+class ListOutput:
+    """Collects everything in memory (tests, small files, ``parse_bytes``)."""
+
+    events: list[Event] = field(default_factory=list)
+    dlqs: list[DlqRecord] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def dlq(self, record: DlqRecord) -> None:
+        self.dlqs.append(record)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+
+@dataclass
+class ParseContext:
+    """How to interpret input. ``tenant`` forces the tenant of every event (``--tenant``);
+    ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now)."""
+
+    registry: TenantRegistry | None = None
+    tenant: str | None = None
+    file: str | None = None
+    year: int | None = None
+    reference_ms: int | None = None
+    max_line_bytes: int | None = None  # None: the parser's own default
+
+    def now_ms(self) -> int:
+        return self.reference_ms if self.reference_ms is not None else time.time_ns() // 1_000_000
+
+
+class Parser:
+    """Base of all parsers; see the module docstring for the contract."""
+
+    source: ClassVar[str] = ""
+    max_line_bytes: ClassVar[int] = MAX_LINE_BYTES
+
+    def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
+        self.out = out
+        self.ctx = ctx or ParseContext()
+        self.registry = self.ctx.registry
+        self.forced_tenant = self.ctx.tenant
+
+    # --- input ---------------------------------------------------------------------------------
+    def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """End of input: flush anything buffered."""
+
+    def feed_lines(self, lines: Iterable[bytes]) -> None:
+        """Convenience for tests: feed lines numbered from 1 (offsets are running byte counts)."""
+        offset = 0
+        for lineno, line in enumerate(lines, 1):
+            self.feed(line, lineno, offset)
+            offset += len(line) + 1
+
+    def feed_stream(self, stream: IO[bytes], max_line_bytes: int | None = None) -> None:
+        """Read a whole stream with the bounded reader, rejecting over-long lines; then ``close``."""
+        cap = max_line_bytes or self.ctx.max_line_bytes or self.max_line_bytes
+        feed = self.feed
+        for lineno, offset, line, size in iter_lines(stream, cap):
+            if size > cap:
+                self.reject(f"line of {size} bytes is over the {cap} byte limit", line, lineno, offset, size)
+            else:
+                feed(line, lineno, offset)
+        self.close()
+
+    # --- output helpers ------------------------------------------------------------------------
+    def reject(
+        self,
+        reason: str,
+        raw: bytes | str,
+        lineno: int | None = None,
+        offset: int | None = None,
+        raw_len: int | None = None,
+    ) -> None:
+        self.out.dlq(
+            make_dlq(
+                self.source, reason, raw, line=lineno, offset=offset, file=self.ctx.file, raw_len=raw_len
+            )
+        )
+
+    def skip(self, reason: str) -> None:
+        self.out.skip(reason)
+
+    # --- tenant resolution ---------------------------------------------------------------------
+    def flow_owner(self, src: str, dst: str) -> tuple[str | None, str | None, str | None]:
+        """(tenant, vm, host) of a flow: the owner of the source address, else of the destination."""
+        reg = self.registry
+        if reg is None:
+            return self.forced_tenant, None, None
+        tenant = reg.tenant_of_ip(src)
+        if tenant is not None:
+            vm = reg.vm_of_ip(src)
+        else:
+            tenant = reg.tenant_of_ip(dst)
+            vm = reg.vm_of_ip(dst) if tenant is not None else None
+        host = reg.vms[vm].host if vm is not None else None
+        return self.forced_tenant or tenant, vm, host
+
+    def node_owner(
+        self, node: str | None, path: str | None = None
+    ) -> tuple[str | None, str | None, str | None]:
+        """(tenant, vm, host) for telemetry from machine ``node``: a VM id (its tenant) or a
+        hypervisor host id; a process touching a VM's disk image belongs to that VM's tenant."""
+        reg = self.registry
+        tenant = vm = host = None
+        if reg is not None:
+            if node and node in reg.vms:
+                info = reg.vms[node]
+                vm, tenant, host = info.id, info.tenant, info.host
+            elif node and node in reg.hosts:
+                host = node
+            elif node:
+                vm = reg.vm_of_ip(node)
+                tenant = reg.tenant_of_vm(vm) if vm else reg.tenant_of_ip(node)
+            if path and vm is None:
+                disk_vm = reg.vm_of_disk(path)
+                if disk_vm is not None:
+                    vm, tenant = disk_vm, reg.tenant_of_vm(disk_vm)
+        if host is None and vm is None and node:
+            host = node
+        return self.forced_tenant or tenant, vm, host
+
+    def account_tenant(self, account: str | None) -> str | None:
+        """Tenant of a cloud account id: the registry's mapping, else the account id itself."""
+        if not account:
+            return None
+        reg = self.registry
+        if reg is not None:
+            if account in reg.tenants:
+                return account
+            mapped = reg.tenant_of_account(account)
+            if mapped is not None:
+                return mapped
+        return account
+
+
+def ms_from_iso(text: str) -> int:
+    """RFC 3339 / ISO 8601 to epoch ms, keeping sub-second digits beyond microseconds out of the
+    way (Falco prints nanoseconds). Raises ``ValueError`` on anything else."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dot = s.find(".")
+    if dot >= 0:
+        end = dot + 1
+        while end < len(s) and s[end].isdigit():
+            end += 1
+        frac = s[dot + 1 : end]
+        if not frac:
+            raise ValueError(f"bad fraction in {text!r}")
+        s = s[:dot] + "." + (frac[:6].ljust(6, "0")) + s[end:]
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // _MS

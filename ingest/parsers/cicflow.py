@@ -1,0 +1,163 @@
+"""CICFlowMeter CSV (CIC-IDS2017 / CSE-CIC-IDS2018 and the tool's own output) -> flow events.
+
+Header names vary between releases and carry leading spaces in CIC-IDS2017 (`` Source IP``); they
+are stripped and matched through aliases (``Source IP``/``Src IP``, ``Total Fwd Packets``/``Tot
+Fwd Pkts``, ``Total Length of Fwd Packets``/``TotLen Fwd Pkts``...). ``Timestamp`` is
+day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, taken as UTC (the datasets
+were recorded in local time; shift downstream if it matters). ``Flow Duration`` is microseconds.
+The forward direction (the flow's initiator) is the source: ``Fwd`` counters are ``*_out``,
+``Bwd`` counters ``*_in``. Every other column (the ~75 statistical features and ``Label``) is
+kept in ``extra`` as a number; ``Infinity``/``NaN`` (``Flow Bytes/s`` of zero-length flows)
+become null, since JSON has no such numbers. Files without address columns (the
+"MachineLearningCVE" variant) cannot become flows: the header goes to the DLQ.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import math
+from typing import Any, ClassVar, Final
+
+from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.flowutil import proto_name, valid_ip
+from ingest.schema import FlowEvent, event_id
+
+__all__ = ["CicFlowParser", "parse_cic_time"]
+
+_ALIASES: Final = {
+    "src": ("Source IP", "Src IP"), "dst": ("Destination IP", "Dst IP"),
+    "src_port": ("Source Port", "Src Port"), "dst_port": ("Destination Port", "Dst Port"),
+    "proto": ("Protocol",), "ts": ("Timestamp",), "duration": ("Flow Duration",),
+    "packets_out": ("Total Fwd Packets", "Tot Fwd Pkts"),
+    "packets_in": ("Total Backward Packets", "Tot Bwd Pkts"),
+    "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts"),
+    "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
+}  # fmt: skip
+_COUNTERS: Final = ("src_port", "dst_port", "packets_out", "packets_in", "bytes_out", "bytes_in")
+_time_cache: dict[str, int] = {}
+
+
+def parse_cic_time(text: str) -> int:
+    """``dd/mm/yyyy HH:MM[:SS][ AM|PM]`` (or ISO ``yyyy-mm-dd HH:MM:SS``) -> epoch ms, as UTC."""
+    hit = _time_cache.get(text)
+    if hit is not None:
+        return hit
+    parts = text.strip().split()
+    if len(parts) not in (2, 3):
+        raise ValueError(f"bad timestamp {text[:40]!r}")
+    if "-" in parts[0]:
+        year, month, day = (int(x) for x in parts[0].split("-"))
+    else:
+        day, month, year = (int(x) for x in parts[0].split("/"))
+    hms = [int(float(x)) for x in parts[1].split(":")]
+    hour, minute, second = hms[0], hms[1], hms[2] if len(hms) > 2 else 0
+    if len(parts) == 3:
+        ampm = parts[2].upper()
+        if ampm not in ("AM", "PM") or not 1 <= hour <= 12:
+            raise ValueError(f"bad timestamp {text[:40]!r}")
+        hour = hour % 12 + (12 if ampm == "PM" else 0)
+    if not (
+        1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61 and year > 1970
+    ):
+        raise ValueError(f"bad timestamp {text[:40]!r}")
+    value = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000
+    if len(_time_cache) > 65536:
+        _time_cache.clear()
+    _time_cache[text] = value
+    return value
+
+
+def _number(text: str) -> Any:
+    s = text.strip()
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        value = float(s)
+    except ValueError:
+        return s
+    return value if math.isfinite(value) else None
+
+
+class CicFlowParser(Parser):
+    source: ClassVar[str] = "cicflowmeter"
+
+    def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
+        super().__init__(out, ctx)
+        self.header: list[str] | None = None
+
+    def _set_header(self, names: list[str], line: bytes, lineno: int, offset: int) -> None:
+        seen: dict[str, int] = {}
+        unique = []
+        for name in names:  # CIC-IDS2017 repeats "Fwd Header Length"
+            n = seen.get(name, 0)
+            seen[name] = n + 1
+            unique.append(name if n == 0 else f"{name}.{n}")
+        pos = {n: i for i, n in enumerate(unique)}
+        cols = {key: next((pos[a] for a in aliases if a in pos), None) for key, aliases in _ALIASES.items()}
+        missing = [k for k in ("src", "dst", "ts") if cols[k] is None]
+        if missing:
+            need = "/".join(missing)
+            self.reject(
+                f"header has no {need} column (Source IP, Destination IP, Timestamp)", line, lineno, offset
+            )
+            return
+        self.header = unique
+        self.cols = cols
+        used = {i for i in cols.values() if i is not None}
+        self.extra_pos = [(n, i) for i, n in enumerate(unique) if i not in used]
+        self.skip("header line")
+
+    def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
+            return
+        if not text.strip():
+            self.skip("blank line")
+            return
+        parts = [p.strip() for p in (next(csv.reader([text])) if '"' in text else text.split(","))]
+        if self.header is None:
+            self._set_header([p.lstrip("\ufeff") for p in parts], line, lineno, offset)
+            return
+        if len(parts) != len(self.header):
+            if parts[: len(self.header)] == self.header[: len(parts)]:
+                self.skip("header line")
+                return
+            self.reject(f"expected {len(self.header)} columns, got {len(parts)}", line, lineno, offset)
+            return
+        try:
+            event = self._event(parts, line)
+        except ValueError as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        self.out.event(event)
+
+    def _event(self, parts: list[str], line: bytes) -> FlowEvent:
+        cols = self.cols
+        src, dst = parts[cols["src"]], parts[cols["dst"]]  # type: ignore[index]
+        if not valid_ip(src) or not valid_ip(dst):
+            raise ValueError(f"bad address {src[:60]!r} -> {dst[:60]!r}")
+        counts: dict[str, Any] = {}
+        for key in _COUNTERS:
+            i = cols[key]
+            if i is not None and parts[i]:
+                value = int(float(parts[i]))
+                if value < 0:
+                    raise ValueError(f"{key} is negative")
+                counts[key] = value
+        if counts.get("src_port", 0) > 65535 or counts.get("dst_port", 0) > 65535:
+            raise ValueError("port out of range")
+        proto_i, dur_i = cols["proto"], cols["duration"]
+        duration_us = int(float(parts[dur_i])) if dur_i is not None and parts[dur_i] else 0
+        extra = {name: _number(parts[i]) for name, i in self.extra_pos}
+        tenant, vm, host = self.flow_owner(src, dst)
+        return FlowEvent(
+            id=event_id("cicflowmeter", line), ts=parse_cic_time(parts[cols["ts"]]),  # type: ignore[index]
+            source="cicflowmeter", tenant=tenant, host=host, vm=vm, src_ip=src, dst_ip=dst,
+            proto=proto_name(int(parts[proto_i])) if proto_i is not None else "0",
+            duration_ms=max(0, duration_us) // 1000, extra=extra, **counts,
+        )  # fmt: skip

@@ -1,0 +1,47 @@
+"""Small helpers the flow parsers share: protocol names and cheap, cached address checks."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Final
+
+__all__ = ["PROTO_NAMES", "PROTO_NUMBERS", "ip_from_int", "proto_name", "valid_ip"]
+
+PROTO_NAMES: Final = {1: "icmp", 6: "tcp", 17: "udp"}
+PROTO_NUMBERS: Final = {v: k for k, v in PROTO_NAMES.items()}
+_PROTO_STR: Final = {n: PROTO_NAMES.get(n, str(n)) for n in range(256)}
+_CACHE_MAX: Final = 65536
+_valid: dict[str, bool] = {}
+
+
+def proto_name(number: int) -> str:
+    """``tcp``/``udp``/``icmp``, or the IANA protocol number as text (DESIGN.md)."""
+    name = _PROTO_STR.get(number)
+    if name is None:
+        raise ValueError(f"protocol number {number} out of range")
+    return name
+
+
+def valid_ip(text: str) -> bool:
+    """True for an IPv4 dotted quad or an IPv6 address (memoised: flow data repeats addresses)."""
+    hit = _valid.get(text)
+    if hit is not None:
+        return hit
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+        ok = True
+    except (OSError, ValueError):
+        try:
+            ipaddress.ip_address(text)  # scoped IPv6 ("fe80::1%eth0")
+            ok = True
+        except ValueError:
+            ok = False
+    if len(_valid) >= _CACHE_MAX:
+        _valid.clear()
+    _valid[text] = ok
+    return ok
+
+
+def ip_from_int(value: int, v6: bool = False) -> str:
+    return str(ipaddress.IPv6Address(value)) if v6 else socket.inet_ntoa(value.to_bytes(4, "big"))

@@ -1,0 +1,123 @@
+"""nProbe-style NetFlow text/CSV (nProbe ``-P`` dumps, the NF-* datasets) -> flow events.
+
+The first line names the columns with NetFlow template names (``IPV4_SRC_ADDR``, ``L4_SRC_PORT``,
+``IPV4_DST_ADDR``, ``L4_DST_PORT``, ``PROTOCOL``, ``IN_BYTES``, ``IN_PKTS``, ``OUT_BYTES``,
+``OUT_PKTS``, ``FLOW_START_MILLISECONDS``, ``FLOW_END_MILLISECONDS``, ...); the separator is
+whichever of ``|`` (nProbe's default), ``,``, tab or ``;`` the header uses. IN_* counters are the
+client's (source's) ``bytes_out``/``packets_out``, OUT_* the server's answer (``bytes_in``).
+Times: *_MILLISECONDS as epoch ms, else FIRST_SWITCHED/LAST_SWITCHED or FLOW_START_SEC as epoch
+seconds; with none, the ingest reference time (``extra.ts_missing``). Other columns (L7_PROTO,
+TCP_FLAGS, Label, Attack, ...) go to ``extra`` under their header names, numbers as numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any, ClassVar, Final
+
+from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.flowutil import proto_name, valid_ip
+from ingest.schema import FlowEvent, event_id
+
+__all__ = ["NprobeCsvParser"]
+
+_SRC: Final = ("IPV4_SRC_ADDR", "IPV6_SRC_ADDR", "SRC_ADDR")
+_DST: Final = ("IPV4_DST_ADDR", "IPV6_DST_ADDR", "DST_ADDR")
+_COUNTERS: Final = {
+    "L4_SRC_PORT": "src_port", "L4_DST_PORT": "dst_port", "IN_BYTES": "bytes_out", "IN_PKTS": "packets_out",
+    "OUT_BYTES": "bytes_in", "OUT_PKTS": "packets_in",
+}  # fmt: skip
+_START: Final = (("FLOW_START_MILLISECONDS", 1), ("FIRST_SWITCHED", 1000), ("FLOW_START_SEC", 1000))
+_END: Final = (("FLOW_END_MILLISECONDS", 1), ("LAST_SWITCHED", 1000), ("FLOW_END_SEC", 1000))
+_SEPARATORS: Final = ("|", ",", "\t", ";")
+
+
+class NprobeCsvParser(Parser):
+    source: ClassVar[str] = "netflow"
+
+    def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
+        super().__init__(out, ctx)
+        self.header: list[str] | None = None
+        self.sep = ","
+
+    def _set_header(self, text: str, line: bytes, lineno: int, offset: int) -> None:
+        self.sep = max(_SEPARATORS, key=text.count)
+        names = [n.strip().strip('"') for n in text.split(self.sep)]
+        pos = {n: i for i, n in enumerate(names)}
+        src = next((pos[n] for n in _SRC if n in pos), None)
+        dst = next((pos[n] for n in _DST if n in pos), None)
+        if src is None or dst is None:
+            self.reject("header has no IPV4_SRC_ADDR/IPV4_DST_ADDR columns", line, lineno, offset)
+            return
+        self.header = names
+        self.src_i, self.dst_i = src, dst
+        self.proto_i = pos.get("PROTOCOL")
+        self.counters = [(field, pos[col]) for col, field in _COUNTERS.items() if col in pos]
+        self.start = next(((pos[c], m) for c, m in _START if c in pos), None)
+        self.end = next(((pos[c], m) for c, m in _END if c in pos), None)
+        self.duration_i = pos.get("FLOW_DURATION_MILLISECONDS")
+        used = {src, dst, *(i for _, i in self.counters)}
+        used.update(i for i in (self.proto_i, self.duration_i) if i is not None)
+        used.update(t[0] for t in (self.start, self.end) if t is not None)
+        self.extra_pos = [(n, i) for i, n in enumerate(names) if i not in used]
+        self.skip("header line")
+
+    def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
+            return
+        if not text.strip():
+            self.skip("blank line")
+            return
+        if self.header is None:
+            self._set_header(text, line, lineno, offset)
+            return
+        parts = next(csv.reader([text], delimiter=self.sep)) if '"' in text else text.split(self.sep)
+        if len(parts) != len(self.header):
+            if parts == self.header:
+                self.skip("header line")
+                return
+            self.reject(f"expected {len(self.header)} columns, got {len(parts)}", line, lineno, offset)
+            return
+        try:
+            event = self._event(parts, line)
+        except ValueError as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        self.out.event(event)
+
+    def _event(self, parts: list[str], line: bytes) -> FlowEvent:
+        src, dst = parts[self.src_i].strip(), parts[self.dst_i].strip()
+        if not valid_ip(src) or not valid_ip(dst):
+            raise ValueError(f"bad address {src[:60]!r} -> {dst[:60]!r}")
+        counts: dict[str, Any] = {}
+        for field, i in self.counters:
+            value = int(parts[i]) if parts[i] else 0
+            if value < 0:
+                raise ValueError(f"{field} is negative")
+            counts[field] = value
+        if counts.get("src_port", 0) > 65535 or counts.get("dst_port", 0) > 65535:
+            raise ValueError("port out of range")
+        extra: dict[str, Any] = {}
+        for name, i in self.extra_pos:
+            cell = parts[i]
+            extra[name] = int(cell) if cell.isdigit() else cell
+        if self.start is not None:
+            ts = int(float(parts[self.start[0]]) * self.start[1])
+        else:
+            ts = self.ctx.now_ms()
+            extra["ts_missing"] = True
+        if self.duration_i is not None and parts[self.duration_i]:
+            duration = int(parts[self.duration_i])
+        elif self.end is not None and self.start is not None:
+            duration = max(0, int(float(parts[self.end[0]]) * self.end[1]) - ts)
+        else:
+            duration = 0
+        proto = proto_name(int(parts[self.proto_i])) if self.proto_i is not None else "0"
+        tenant, vm, host = self.flow_owner(src, dst)
+        return FlowEvent(
+            id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, proto=proto, duration_ms=duration, extra=extra, **counts,
+        )  # fmt: skip

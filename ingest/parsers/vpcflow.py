@@ -1,0 +1,200 @@
+"""AWS VPC Flow Logs (text): the default version 2 format and custom field lists.
+
+Records are space-separated, one per line, ``-`` for "no value". The default format is
+``version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end
+action log-status``. Files delivered to S3 begin with a header line naming the fields in order;
+that header switches the parser to the custom layout (any of the v2-v8 fields). ``start``/``end``
+are Unix seconds. ``NODATA`` (no traffic in the window) and ``SKIPDATA`` (records lost at the
+source) records carry no flow: they are counted as skipped, not rejected.
+
+Each record describes traffic from ``srcaddr`` to ``dstaddr`` seen at one interface, so its bytes
+and packets are ``bytes_out``/``packets_out`` of the source. Fields that are not part of the
+canonical flow (``account-id``, ``interface-id``, ``vpc-id``, ``tcp-flags``, ...) go to ``extra``
+under their AWS names.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.flowutil import proto_name, valid_ip
+from ingest.schema import FlowEvent, event_id
+
+__all__ = ["DEFAULT_FIELDS", "VpcFlowParser"]
+
+DEFAULT_FIELDS: Final = [
+    "version",
+    "account-id",
+    "interface-id",
+    "srcaddr",
+    "dstaddr",
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "action",
+    "log-status",
+]
+KNOWN_FIELDS: Final = frozenset(
+    [
+        *DEFAULT_FIELDS,
+        "vpc-id",
+        "subnet-id",
+        "instance-id",
+        "tcp-flags",
+        "type",
+        "pkt-srcaddr",
+        "pkt-dstaddr",
+        "region",
+        "az-id",
+        "sublocation-type",
+        "sublocation-id",
+        "pkt-src-aws-service",
+        "pkt-dst-aws-service",
+        "flow-direction",
+        "traffic-path",
+        "ecs-cluster-arn",
+        "ecs-cluster-name",
+        "ecs-container-instance-arn",
+        "ecs-container-instance-id",
+        "ecs-container-id",
+        "ecs-second-container-id",
+        "ecs-service-name",
+        "ecs-task-definition-arn",
+        "ecs-task-arn",
+        "ecs-task-id",
+        "reject-reason",
+    ]
+)
+_CORE: Final = ("srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end")
+_INT_EXTRA: Final = frozenset({"version", "tcp-flags", "type", "traffic-path"})
+_ACTIONS: Final = {"ACCEPT": "accept", "REJECT": "reject"}
+
+
+class VpcFlowParser(Parser):
+    source: ClassVar[str] = "vpcflow"
+
+    def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
+        super().__init__(out, ctx)
+        self._set_fields(DEFAULT_FIELDS)
+        self._seen_record = False
+
+    def _set_fields(self, names: list[str]) -> None:
+        self.fields = names
+        self.nfields = len(names)
+        pos = {name: i for i, name in enumerate(names)}
+        self.pos = pos
+        self.extra_pos = [(n, i) for i, n in enumerate(names) if n not in _CORE and n not in ("action",)]
+        self.missing = [n for n in ("srcaddr", "dstaddr") if n not in pos]
+
+    def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
+            return
+        parts = text.split()
+        if not parts:
+            self.skip("blank line")
+            return
+        if not parts[0][:1].isdigit() and parts[0] in KNOWN_FIELDS:
+            unknown = [p for p in parts if p not in KNOWN_FIELDS]
+            if unknown or len(set(parts)) != len(parts):
+                self.reject(f"header names unknown or repeated fields {unknown[:5]}", line, lineno, offset)
+                return
+            self._set_fields(parts)
+            self.skip("header line")
+            return
+        if len(parts) != self.nfields:
+            self.reject(f"expected {self.nfields} fields, got {len(parts)}", line, lineno, offset)
+            return
+        if self.missing:
+            self.reject(f"format has no {'/'.join(self.missing)} field", line, lineno, offset)
+            return
+        pos = self.pos
+        status_i = pos.get("log-status")
+        if status_i is not None and parts[status_i] != "OK":
+            status = parts[status_i]
+            if status in ("NODATA", "SKIPDATA"):
+                self.skip(f"vpcflow {status}")
+            else:
+                self.reject(f"unknown log-status {status!r}", line, lineno, offset)
+            return
+        try:
+            event = self._event(parts, line)
+        except ValueError as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        self.out.event(event)
+
+    def _event(self, parts: list[str], line: bytes) -> FlowEvent:
+        pos = self.pos
+        src = parts[pos["srcaddr"]]
+        dst = parts[pos["dstaddr"]]
+        if not valid_ip(src) or not valid_ip(dst):
+            raise ValueError(f"bad address {src!r} -> {dst!r}")
+        start = _int(parts, pos, "start")
+        end = _int(parts, pos, "end")
+        sport = _int(parts, pos, "srcport")
+        dport = _int(parts, pos, "dstport")
+        if sport > 65535 or dport > 65535:
+            raise ValueError(f"port out of range: {sport} / {dport}")
+        proto_i = pos.get("protocol")
+        proto = proto_name(int(parts[proto_i])) if proto_i is not None and parts[proto_i] != "-" else "0"
+        action_i = pos.get("action")
+        action = "accept"
+        if action_i is not None:
+            raw_action = parts[action_i]
+            mapped = _ACTIONS.get(raw_action)
+            if mapped is None:
+                raise ValueError(f"unknown action {raw_action!r}")
+            action = mapped
+        extra: dict[str, object] = {}
+        for name, i in self.extra_pos:
+            value = parts[i]
+            if value != "-":
+                extra[name] = int(value) if name in _INT_EXTRA and value.isdigit() else value
+        account = extra.get("account-id")
+        tenant, vm, host = self.flow_owner(src, dst)
+        if self.forced_tenant is None and isinstance(account, str):
+            reg = self.registry
+            mapped_tenant = reg.tenant_of_account(account) if reg is not None else None
+            tenant = mapped_tenant or tenant or account
+        return FlowEvent(
+            id=event_id("vpcflow", line),
+            ts=start * 1000,
+            source="vpcflow",
+            tenant=tenant,
+            host=host,
+            vm=vm,
+            src_ip=src,
+            dst_ip=dst,
+            src_port=sport,
+            dst_port=dport,
+            proto=proto,
+            bytes_out=_int(parts, pos, "bytes"),
+            packets_out=_int(parts, pos, "packets"),
+            duration_ms=max(0, end - start) * 1000 if end else 0,
+            action=action,  # type: ignore[arg-type]
+            extra=extra,
+        )
+
+
+def _int(parts: list[str], pos: dict[str, int], name: str) -> int:
+    i = pos.get(name)
+    if i is None:
+        return 0
+    value = parts[i]
+    if value == "-":
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} is not an integer: {value[:40]!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} is negative: {number}")
+    return number

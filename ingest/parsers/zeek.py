@@ -1,0 +1,164 @@
+"""Zeek ``conn.log`` -> flow events, in both of Zeek's writers' formats.
+
+TSV (the default ASCII writer): ``#separator \\x09`` first, then ``#set_separator``,
+``#empty_field``, ``#unset_field``, ``#path``, ``#open``, ``#fields``, ``#types``; records; ``#close``.
+A new header block (log rotation, ``cat`` of several files) resets the layout. JSON lines (the
+``LogAscii::use_json`` writer): one object per line; ``ts`` is epoch seconds or ISO 8601.
+
+Mapping: originator (``id.orig_h``/``id.orig_p``) is the source. Byte counters are the IP-layer
+ones (``orig_ip_bytes``/``resp_ip_bytes``, comparable with NetFlow and VPC Flow Logs) when present,
+else the payload ones; ``conn_state`` ``REJ`` (attempt answered by a reset) is ``action: reject``.
+All other columns (``uid``, ``service``, ``conn_state``, ``history``, payload bytes...) go to
+``extra``. Records from other Zeek logs (dns, http...) are counted as skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
+from ingest.parsers.flowutil import PROTO_NUMBERS, valid_ip
+from ingest.reader import JsonRejected, load_json
+from ingest.schema import FlowEvent, event_id
+
+__all__ = ["ZeekConnParser"]
+
+_CORE: Final = frozenset(
+    {"ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration", "orig_ip_bytes",
+     "resp_ip_bytes", "orig_pkts", "resp_pkts"}
+)  # fmt: skip
+
+
+class ZeekConnParser(Parser):
+    source: ClassVar[str] = "zeek"
+
+    def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
+        super().__init__(out, ctx)
+        self.sep = "\t"
+        self.unset = "-"
+        self.empty = "(empty)"
+        self.path = "conn"
+        self.fields: list[str] | None = None
+        self.types: dict[str, str] = {}
+
+    def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        if line[:1] == b"{":
+            self._json(line, lineno, offset)
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
+            return
+        if text[:1] == "#":
+            self._directive(text, line, lineno, offset)
+            return
+        if not text.strip():
+            self.skip("blank line")
+            return
+        if self.fields is None:
+            self.reject("record before a #fields header", line, lineno, offset)
+            return
+        if self.path != "conn":
+            self.skip(f"zeek {self.path} log (not conn)")
+            return
+        parts = text.split(self.sep)
+        if len(parts) != len(self.fields):
+            self.reject(f"expected {len(self.fields)} fields, got {len(parts)}", line, lineno, offset)
+            return
+        unset, empty = self.unset, self.empty
+        rec: dict[str, Any] = {
+            name: ("" if value == empty else value)
+            for name, value in zip(self.fields, parts, strict=True)
+            if value != unset
+        }
+        self._emit(rec, line, lineno, offset)
+
+    def _directive(self, text: str, line: bytes, lineno: int, offset: int) -> None:
+        key, _, value = text[1:].partition(" " if text.startswith("#separator") else self.sep)
+        if key == "separator":
+            self.sep = value.encode("ascii", "backslashreplace").decode("unicode_escape")
+            self.fields = None
+        elif key == "unset_field":
+            self.unset = value
+        elif key == "empty_field":
+            self.empty = value
+        elif key == "path":
+            self.path = value
+        elif key == "fields":
+            self.fields = value.split(self.sep)
+        elif key == "types":
+            if self.fields is None or len(value.split(self.sep)) != len(self.fields):
+                self.reject("#types does not match #fields", line, lineno, offset)
+                return
+            self.types = dict(zip(self.fields, value.split(self.sep), strict=True))
+        elif key not in ("set_separator", "open", "close"):
+            self.skip("unknown zeek directive")
+            return
+        self.skip("header line")
+
+    def _json(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
+            rec = load_json(line)
+        except JsonRejected as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        if not isinstance(rec, dict):
+            self.reject("JSON line is not an object", line, lineno, offset)
+            return
+        path = rec.pop("_path", "conn")
+        if path != "conn" or ("conn_state" not in rec and "orig_pkts" not in rec):
+            self.skip(f"zeek {path if path != 'conn' else 'non-conn'} record")
+            return
+        self._emit(rec, line, lineno, offset)
+
+    def _emit(self, rec: dict[str, Any], line: bytes, lineno: int, offset: int) -> None:
+        try:
+            event = self._event(rec, line)
+        except (ValueError, TypeError, KeyError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            self.reject(reason, line, lineno, offset)
+            return
+        self.out.event(event)
+
+    def _event(self, rec: dict[str, Any], line: bytes) -> FlowEvent:
+        src, dst = rec["id.orig_h"], rec["id.resp_h"]
+        if not isinstance(src, str) or not isinstance(dst, str) or not valid_ip(src) or not valid_ip(dst):
+            raise ValueError(f"bad address {str(src)[:60]!r} -> {str(dst)[:60]!r}")
+        ts_raw = rec["ts"]
+        ts = ms_from_iso(ts_raw) if isinstance(ts_raw, str) and "T" in ts_raw else round(float(ts_raw) * 1000)
+        proto = str(rec.get("proto") or "0")
+        if proto not in PROTO_NUMBERS and not proto.isdigit():
+            proto = "0"  # Zeek's unknown_transport
+        sport, dport = _count(rec, "id.orig_p"), _count(rec, "id.resp_p")
+        if sport > 65535 or dport > 65535:
+            raise ValueError(f"port out of range: {sport} / {dport}")
+        duration = rec.get("duration")
+        bytes_out = _count(rec, "orig_ip_bytes") if "orig_ip_bytes" in rec else _count(rec, "orig_bytes")
+        bytes_in = _count(rec, "resp_ip_bytes") if "resp_ip_bytes" in rec else _count(rec, "resp_bytes")
+        extra = {k: _number(v) for k, v in rec.items() if k not in _CORE}
+        tenant, vm, host = self.flow_owner(src, dst)
+        return FlowEvent(
+            id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=proto,
+            bytes_out=bytes_out, bytes_in=bytes_in, packets_out=_count(rec, "orig_pkts"),
+            packets_in=_count(rec, "resp_pkts"),
+            duration_ms=round(float(duration) * 1000) if duration not in (None, "") else 0,
+            action="reject" if rec.get("conn_state") == "REJ" else "accept", extra=extra,
+        )  # fmt: skip
+
+
+def _count(rec: dict[str, Any], name: str) -> int:
+    value = rec.get(name)
+    if value is None or value == "":
+        return 0
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{name} is negative")
+    return number
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value

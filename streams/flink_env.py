@@ -1,0 +1,62 @@
+"""Flink environments configured from settings: the Kafka connector jar on the class path and the
+Python workers on this virtualenv's interpreter (outside it PyFlink's workers cannot import pyflink).
+
+On a Flink cluster (``flink run -py``) the same code runs: the jar list and executable come from
+the same settings, and the mini-cluster options are simply ignored by the remote cluster.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infra.jars import flink_connector_jars
+from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+__all__ = ["FlinkSetupError", "connector_jar_urls", "create_table_env"]
+
+
+class FlinkSetupError(RuntimeError):
+    pass
+
+
+def connector_jar_urls(settings: Settings) -> list[str]:
+    jars = flink_connector_jars(Path(settings.jars_dir))
+    if not jars:
+        raise FlinkSetupError(f"no Flink Kafka connector jar in {settings.jars_dir}/flink; run `make setup`")
+    return [p.resolve().as_uri() for p in jars]
+
+
+def create_table_env(
+    settings: Settings, *, checkpoint_dir: str | None = None, checkpoint_interval_ms: int = 0
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, StreamTableEnvironment
+
+    config = Configuration()
+    config.set_string("pipeline.jars", ";".join(connector_jar_urls(settings)))
+    config.set_string("python.executable", sys.executable)
+    config.set_string("python.client.executable", sys.executable)
+    config.set_string("python.execution-mode", settings.flink_execution_mode)
+    config.set_string("parallelism.default", str(settings.flink_parallelism))
+    # Small mini-cluster for a 2-core machine; ignored by a real cluster's own configuration.
+    config.set_string("taskmanager.memory.process.size", "1600m")
+    config.set_string("rest.bind-address", "127.0.0.1")
+    if checkpoint_interval_ms > 0:
+        target = Path(checkpoint_dir or settings.checkpoint_dir).resolve()
+        config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
+        config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+        config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        config.set_string("state.checkpoints.dir", target.as_uri())
+        config.set_string("execution.checkpointing.dir", target.as_uri())
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    table_env = StreamTableEnvironment.create(
+        env, environment_settings=EnvironmentSettings.new_instance().in_streaming_mode().build()
+    )
+    return env, table_env

@@ -1,0 +1,38 @@
+"""Shared fixtures. ``stack`` brings up the real local Kafka and Elasticsearch once per session
+(or reuses a healthy one) and stops at the end only what it started."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings, load_settings
+
+SHARED_DATA = Path(os.environ.get("SSA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Settings]:
+    from infra.services import services, up
+
+    already = {svc.name for svc in services(settings) if svc.proc.pid() is not None}
+    up(settings, progress=lambda msg: print(f"[stack] {msg}"))
+    yield settings
+    for svc in services(settings):
+        if svc.name not in already:
+            svc.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
+    return SHARED_DATA

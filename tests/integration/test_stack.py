@@ -1,0 +1,134 @@
+"""The real local services: Kafka (KRaft), Elasticsearch 8.14 and PyFlink with the Kafka connector."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from infra.bootstrap import ensure_topics
+from infra.clients import es_client, kafka_config
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 60.0) -> list:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        **kafka_config(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=2000,
+    )
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def test_ten_thousand_messages_round_trip_in_order_per_partition(stack: Settings) -> None:
+    from kafka import KafkaProducer
+
+    topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
+    ensure_topics(stack, [topic], partitions=3)
+    producer = KafkaProducer(**kafka_config(stack), acks="all", enable_idempotence=True, linger_ms=5)
+    n, keys = 10_000, [f"tenant-{i}" for i in range(7)]
+    for seq in range(n):
+        key = keys[seq % len(keys)]
+        producer.send(topic, key=key.encode(), value=json.dumps({"seq": seq, "key": key}).encode())
+    producer.flush(timeout=60)
+    producer.close()
+
+    records = _consume_all(stack, topic, n)
+    assert len(records) == n
+    assert sorted(json.loads(r.value)["seq"] for r in records) == list(range(n))
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    partitions_of_key: dict[str, set[int]] = defaultdict(set)
+    for r in records:
+        body = json.loads(r.value)
+        by_partition[r.partition].append(body["seq"])
+        partitions_of_key[body["key"]].add(r.partition)
+    for seqs in by_partition.values():
+        assert seqs == sorted(seqs), "records of one partition came back out of order"
+    assert all(len(p) == 1 for p in partitions_of_key.values()), "a key was spread over partitions"
+    assert len(by_partition) > 1
+
+
+def test_documents_indexed_and_searched(stack: Settings) -> None:
+    es = es_client(stack)
+    index = f"test-docs-{uuid.uuid4().hex[:8]}"
+    try:
+        info = es.info()
+        assert info["version"]["number"].startswith("8.14")
+        docs = [{"tenant": f"t{i % 3}", "bytes": i, "ts": 1_700_000_000_000 + i} for i in range(300)]
+        from elasticsearch.helpers import bulk
+
+        ok, errors = bulk(es, ({"_index": index, "_id": str(i), "_source": d} for i, d in enumerate(docs)))
+        assert ok == 300 and not errors
+        es.indices.refresh(index=index)
+        res = es.search(
+            index=index,
+            query={"term": {"tenant.keyword": "t1"}},
+            aggs={"total": {"sum": {"field": "bytes"}}},
+            size=0,
+        )
+        assert res["hits"]["total"]["value"] == 100
+        assert res["aggregations"]["total"]["value"] == sum(i for i in range(300) if i % 3 == 1)
+    finally:
+        es.indices.delete(index=index, ignore_unavailable=True)
+        es.close()
+
+
+def test_index_templates_installed(stack: Settings) -> None:
+    es = es_client(stack)
+    try:
+        index = f"{stack.index_alerts_prefix}test-{uuid.uuid4().hex[:6]}"
+        es.index(index=index, id="a1", document={"alert_id": "a1", "ts": 1_700_000_000_000, "tenant": "t"})
+        mapping = es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+        assert mapping["ts"]["type"] == "date"
+        assert mapping["tenant"]["type"] == "keyword"
+        es.indices.delete(index=index)
+    finally:
+        es.close()
+
+
+def test_pyflink_job_reads_kafka_and_writes_transformed_topic(stack: Settings) -> None:
+    from kafka import KafkaProducer
+
+    from streams.flink_env import create_table_env
+
+    suffix = uuid.uuid4().hex[:8]
+    src, dst = f"test.flink.in.{suffix}", f"test.flink.out.{suffix}"
+    ensure_topics(stack, [src, dst], partitions=1)
+    producer = KafkaProducer(**kafka_config(stack), acks="all")
+    n = 500
+    for i in range(n):
+        producer.send(src, json.dumps({"tenant": f"t{i % 5}", "bytes": i}).encode())
+    producer.flush()
+    producer.close()
+
+    _env, t_env = create_table_env(stack)
+    common = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{stack.kafka_bootstrap}', 'format' = 'json'"
+    t_env.execute_sql(
+        f"""CREATE TABLE src (tenant STRING, `bytes` BIGINT) WITH ({common}, 'topic' = '{src}',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset')"""
+    )
+    t_env.execute_sql(f"CREATE TABLE dst (tenant STRING, kb DOUBLE) WITH ({common}, 'topic' = '{dst}')")
+    t_env.execute_sql("INSERT INTO dst SELECT UPPER(tenant), `bytes` / 1024.0 FROM src").wait(180_000)
+
+    out = [json.loads(r.value) for r in _consume_all(stack, dst, n)]
+    assert len(out) == n
+    assert {o["tenant"] for o in out} == {f"T{i}" for i in range(5)}
+    assert sorted(round(o["kb"] * 1024) for o in out) == list(range(n))
