@@ -5,6 +5,7 @@ Used by ``ssa up`` on the local stack and by ``ssa detect`` against any cluster.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from infra.clients import es_client, kafka_config
@@ -23,7 +24,9 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
         "template": {
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {
-                "dynamic_templates": [{"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}],
+                "dynamic_templates": [
+                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}
+                ],
                 "properties": {
                     "alert_id": _KEYWORD,
                     "ts": _DATE,
@@ -47,7 +50,12 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
                     "status": _KEYWORD,
                     "status_updated_at": _DATE,
                     "status_history": {
-                        "properties": {"status": _KEYWORD, "by": _KEYWORD, "at": _DATE, "reason": {"type": "text"}}
+                        "properties": {
+                            "status": _KEYWORD,
+                            "by": _KEYWORD,
+                            "at": _DATE,
+                            "reason": {"type": "text"},
+                        }
                     },
                 },
             },
@@ -56,7 +64,16 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
 
 
 def metrics_template(settings: Settings) -> dict[str, Any]:
-    longs = ("events", "bytes", "flows", "distinct_peers", "distinct_dst_ports", "alerts", "dlq", "consumer_lag")
+    longs = (
+        "events",
+        "bytes",
+        "flows",
+        "distinct_peers",
+        "distinct_dst_ports",
+        "alerts",
+        "dlq",
+        "consumer_lag",
+    )
     floats = ("anomaly_p50", "anomaly_p95", "anomaly_p99", "events_per_s")
     props: dict[str, Any] = {"ts": _DATE, "tenant": _KEYWORD, "topic": _KEYWORD, "kind": _KEYWORD}
     props |= {name: {"type": "long"} for name in longs}
@@ -67,7 +84,9 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "template": {
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {
-                "dynamic_templates": [{"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}],
+                "dynamic_templates": [
+                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}
+                ],
                 "properties": props,
             },
         },
@@ -85,7 +104,9 @@ def ensure_index_templates(settings: Settings) -> None:
         es.close()
 
 
-def ensure_topics(settings: Settings, topics: list[str] | None = None, partitions: int | None = None) -> list[str]:
+def ensure_topics(
+    settings: Settings, topics: list[str] | None = None, partitions: int | None = None
+) -> list[str]:
     """Create missing topics; returns the names created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -97,12 +118,13 @@ def ensure_topics(settings: Settings, topics: list[str] | None = None, partition
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
-            try:
-                admin.create_topics(
-                    [NewTopic(t, partitions or settings.kafka_partitions, settings.kafka_replication_factor) for t in missing], timeout_ms=15000
-                )
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another client: the goal is met
+            new = [
+                NewTopic(t, partitions or settings.kafka_partitions, settings.kafka_replication_factor)
+                for t in missing
+            ]
+            # Created concurrently by another client: the goal is met.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new, timeout_ms=15000)
         return missing
     finally:
         admin.close()

@@ -67,7 +67,9 @@ def es_client(settings: Settings, **kwargs: Any) -> Elasticsearch:
     if settings.es_api_key_file:
         options["api_key"] = read_secret(settings.es_api_key_file, "es_api_key_file")
     elif settings.es_username:
-        password = read_secret(settings.es_password_file, "es_password_file") if settings.es_password_file else ""
+        password = (
+            read_secret(settings.es_password_file, "es_password_file") if settings.es_password_file else ""
+        )
         options["basic_auth"] = (settings.es_username, password)
     if settings.es_ca_file:
         options["ca_certs"] = settings.es_ca_file

@@ -103,7 +103,10 @@ def _compile(jars_dir: Path, package: str, jar_name: str, module_path: list[Path
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     mp = ":".join(str(p) for p in module_path)
-    _run([javac, "-nowarn", "-d", str(out), "-p", mp, "--add-modules", "ALL-MODULE-PATH", *sources], f"javac {package}")
+    _run(
+        [javac, "-nowarn", "-d", str(out), "-p", mp, "--add-modules", "ALL-MODULE-PATH", *sources],
+        f"javac {package}",
+    )
     _run([jar, "--create", "--file", str(jars_dir / jar_name), "-C", str(out), "."], f"jar {jar_name}")
 
 

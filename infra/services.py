@@ -337,4 +337,3 @@ def down(settings: Settings, progress: object = print) -> list[str]:
         else:
             say(f"{svc.name}: not running")
     return stopped
-

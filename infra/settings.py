@@ -45,6 +45,7 @@ class Settings:
     topic_prefix: str = "ssa.telemetry."
     topic_alerts: str = "ssa.alerts"
     topic_dlq: str = "ssa.dlq"
+    topic_metrics: str = "ssa.metrics"
     index_alerts_prefix: str = "ssa-alerts-"
     index_metrics_prefix: str = "ssa-metrics-"
     # Local services started by ``ssa up``
@@ -72,7 +73,7 @@ class Settings:
 
     @property
     def all_topics(self) -> list[str]:
-        return [*self.telemetry_topics.values(), self.topic_alerts, self.topic_dlq]
+        return [*self.telemetry_topics.values(), self.topic_alerts, self.topic_dlq, self.topic_metrics]
 
     @property
     def index_alerts_pattern(self) -> str:

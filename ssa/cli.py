@@ -48,9 +48,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssa", description="Cloud security situational awareness pipeline")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("up", help="start the local Kafka and Elasticsearch, create topics and templates").set_defaults(
-        handler=_cmd_up
-    )
+    sub.add_parser(
+        "up", help="start the local Kafka and Elasticsearch, create topics and templates"
+    ).set_defaults(handler=_cmd_up)
     sub.add_parser("down", help="stop what `ssa up` started").set_defaults(handler=_cmd_down)
     sub.add_parser("status", help="show the local services").set_defaults(handler=_cmd_status)
     return parser

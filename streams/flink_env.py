@@ -52,7 +52,9 @@ def create_table_env(
         target = Path(checkpoint_dir or settings.checkpoint_dir).resolve()
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
         config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-        config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        config.set_string(
+            "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+        )
         config.set_string("state.checkpoints.dir", target.as_uri())
         config.set_string("execution.checkpointing.dir", target.as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)

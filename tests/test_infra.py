@@ -136,4 +136,7 @@ def test_cli_bad_setting_is_one_line() -> None:
         env={"SSA_KAFKA_PORT": "x", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "ssa status: environment SSA_KAFKA_PORT: kafka_port must be an integer, got 'x'"
+    assert (
+        proc.stderr.strip()
+        == "ssa status: environment SSA_KAFKA_PORT: kafka_port must be an integer, got 'x'"
+    )

@@ -41,7 +41,9 @@ def machine_facts() -> dict[str, Any]:
     from importlib.metadata import version
 
     mem_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
     )
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("only", nargs="*", help="bench module names to run (default: all)")
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
-    parser.add_argument("--no-stack", action="store_true", help="skip benchmarks that need Kafka/Elasticsearch")
+    parser.add_argument(
+        "--no-stack", action="store_true", help="skip benchmarks that need Kafka/Elasticsearch"
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -37,10 +38,8 @@ def run(ctx: Any) -> dict[str, Any]:
                 for svc in services(s):
                     pid = svc.proc.pid()
                     if pid:
-                        try:
+                        with contextlib.suppress(OSError):
                             peaks[svc.name] = max(peaks.get(svc.name, 0), _rss_kb(pid))
-                        except OSError:
-                            pass
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)

@@ -1,0 +1,271 @@
+"""Ships alerts, posture metrics and DLQ counts from Kafka into Elasticsearch.
+
+Offsets are committed only after Elasticsearch accepted a batch, so when Elasticsearch is down
+the records wait in Kafka and arrive when it returns: nothing is lost. Document ids are
+deterministic (alerts use ``alert_id`` with op ``create``), so nothing is duplicated either.
+A record that Elasticsearch refuses for itself (a mapping conflict, a malformed alert) goes to
+the DLQ topic with the reason instead of blocking the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.clients import es_client, kafka_config
+from infra.settings import Settings
+from streams.documents import Action, alert_action, dlq_action, lag_action, metrics_action
+
+__all__ = ["Indexer", "IndexerStats"]
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclass
+class IndexerStats:
+    alerts: int = 0
+    metrics: int = 0
+    dlq: int = 0
+    rejected: int = 0
+    retries: int = 0
+    batches: int = 0
+    last_error: str | None = None
+    outage_s: float = 0.0
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+
+class Indexer:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        industry_of: Callable[[str | None], str | None] = lambda _t: None,
+        group_id: str = "ssa-indexer",
+        lag_group_id: str | None = None,
+        say: Callable[[str], None] = print,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.industry_of = industry_of
+        self.group_id = group_id
+        self.lag_group_id = lag_group_id
+        self.say = say
+        self.max_backoff_s = max_backoff_s
+        self.stats = IndexerStats()
+        self.stopping = threading.Event()
+        self._next_lag_probe = 0.0
+
+    # --- transformation ------------------------------------------------------------------------
+    def actions_for(self, records: Iterable[Any]) -> tuple[list[Action], list[tuple[Any, str]]]:
+        s = self.settings
+        actions: list[Action] = []
+        bad: list[tuple[Any, str]] = []
+        for r in records:
+            try:
+                if r.topic == s.topic_alerts:
+                    actions.append(alert_action(r.value, s.index_alerts_prefix, self.industry_of))
+                elif r.topic == s.topic_metrics:
+                    actions.append(metrics_action(r.value, s.index_metrics_prefix))
+                elif r.topic == s.topic_dlq:
+                    actions.append(dlq_action(s.index_metrics_prefix, r.topic, r.partition, r.offset,
+                                              r.timestamp, r.value))  # fmt: skip
+            except Exception as exc:  # malformed record: to the DLQ with the reason, never dropped
+                bad.append((r, f"indexer could not read a {r.topic} record: {exc}"))
+        return actions, bad
+
+    # --- Elasticsearch -------------------------------------------------------------------------
+    def _bulk(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
+        """Index a batch; returns the actions Elasticsearch refused for themselves.
+
+        Raises ``ConnectionError``-like exceptions for retryable failures of the whole batch.
+        """
+        from elasticsearch.helpers import streaming_bulk
+
+        refused: list[tuple[Action, str]] = []
+        retry: list[Action] = []
+        ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
+        for i, (ok, item) in enumerate(
+            streaming_bulk(
+                es, ops, raise_on_error=False, raise_on_exception=True, max_retries=0, chunk_size=2000
+            )
+        ):
+            if ok:
+                continue
+            info = next(iter(item.values()))
+            status = info.get("status", 0)
+            if status == 409 and actions[i].op_type == "create":
+                continue  # already indexed: the replay of an alert
+            if status in _RETRYABLE_STATUS:
+                retry.append(actions[i])
+            else:
+                refused.append((actions[i], f"Elasticsearch refused {actions[i].id}: {info.get('error')}"))
+        if retry:
+            raise _Retryable(f"{len(retry)} documents got a retryable status")
+        return refused
+
+    def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
+        """Bulk with exponential backoff until accepted or stopping; never drops a batch."""
+        delay = 1.0
+        outage_started: float | None = None
+        while True:
+            try:
+                refused = self._bulk(es, actions)
+                if outage_started is not None:
+                    took = time.monotonic() - outage_started
+                    self.stats.outage_s += took
+                    self.say(f"indexer: Elasticsearch is back after {took:.0f} s; shipping resumed")
+                return refused
+            except Exception as exc:
+                if not _is_retryable(exc):
+                    raise
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                    self.say(
+                        f"indexer: Elasticsearch unavailable at {self.settings.es_url} ({type(exc).__name__}); "
+                        "alerts wait in Kafka, retrying with backoff"
+                    )
+                if self.stopping.wait(delay):
+                    raise InterruptedError("stopping while Elasticsearch was unavailable") from None
+                delay = min(delay * 2, self.max_backoff_s)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
+        """Consume until ``stop()`` (or ``idle_exit_s`` without records); commit after each batch."""
+        from kafka import KafkaConsumer, KafkaProducer
+
+        s = self.settings
+        consumer = KafkaConsumer(
+            **kafka_config(s),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+        consumer.subscribe([s.topic_alerts, s.topic_metrics, s.topic_dlq])
+        dlq_producer = KafkaProducer(**kafka_config(s), acks="all", linger_ms=5)
+        es = es_client(s, max_retries=0, retry_on_timeout=False, request_timeout=15)
+        last_records = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                polled = consumer.poll(timeout_ms=500, max_records=5000)
+                records = [r for batch in polled.values() for r in batch]
+                self._probe_lag(es, consumer)
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
+                        break
+                    continue
+                last_records = time.monotonic()
+                actions, bad = self.actions_for(records)
+                try:
+                    refused = self.ship(es, actions) if actions else []
+                except InterruptedError:
+                    break  # not committed: these records are shipped by the next run
+                for action, reason in refused:
+                    bad.append((action, reason))
+                for item, reason in bad:
+                    self._to_dlq(dlq_producer, item, reason)
+                if bad:
+                    dlq_producer.flush()
+                consumer.commit()
+                self._count(records, len(bad))
+        finally:
+            consumer.close(autocommit=False)
+            dlq_producer.close()
+            es.close()
+        return self.stats
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _to_dlq(self, producer: Any, item: Any, reason: str) -> None:
+        import json
+
+        if isinstance(item, Action):
+            raw = json.dumps(item.source, default=str)
+            source = "indexer"
+        else:
+            raw = item.value.decode("utf-8", "replace") if isinstance(item.value, bytes) else str(item.value)
+            source = item.topic
+        body = {
+            "raw": raw[:100_000],
+            "source": source,
+            "reason": reason[:1000],
+            "ts": int(time.time() * 1000),
+        }
+        producer.send(self.settings.topic_dlq, json.dumps(body).encode())
+        self.stats.rejected += 1
+
+    def _count(self, records: list[Any], rejected: int) -> None:
+        s = self.settings
+        self.stats.batches += 1
+        for r in records:
+            self.stats.per_topic[r.topic] = self.stats.per_topic.get(r.topic, 0) + 1
+            if r.topic == s.topic_alerts:
+                self.stats.alerts += 1
+            elif r.topic == s.topic_metrics:
+                self.stats.metrics += 1
+            else:
+                self.stats.dlq += 1
+        del rejected
+
+    def _probe_lag(self, es: Any, consumer: Any) -> None:
+        """Every 15 s, the detection job's consumer lag per telemetry topic as a metrics doc."""
+        if self.lag_group_id is None or time.monotonic() < self._next_lag_probe:
+            return
+        self._next_lag_probe = time.monotonic() + 15
+        try:
+            lags = consumer_lag(self.settings, self.lag_group_id)
+            now = int(time.time() * 1000)
+            actions = [lag_action(self.settings.index_metrics_prefix, t, lag, now) for t, lag in lags.items()]
+            if actions:
+                self._bulk(es, actions)
+        except Exception as exc:  # lag is advisory: report it, never stop shipping alerts for it
+            log.warning("consumer lag probe failed: %s", exc)
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    from elastic_transport import ConnectionError as TransportConnectionError
+    from elastic_transport import ConnectionTimeout
+    from elasticsearch import ApiError
+
+    if isinstance(exc, _Retryable | TransportConnectionError | ConnectionTimeout | ConnectionError):
+        return True
+    return isinstance(exc, ApiError) and exc.meta.status in _RETRYABLE_STATUS
+
+
+def consumer_lag(settings: Settings, group_id: str) -> dict[str, int]:
+    """Sum over partitions of (end offset - committed offset) per telemetry topic."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=5000)
+    probe = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False)
+    try:
+        committed = admin.list_consumer_group_offsets(group_id)
+        parts = [TopicPartition(t, p) for t in settings.telemetry_topics.values()
+                 for p in (probe.partitions_for_topic(t) or ())]  # fmt: skip
+        ends = probe.end_offsets(parts)
+        lags: dict[str, int] = {}
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            lags[tp.topic] = lags.get(tp.topic, 0) + max(
+                0, end - (done.offset if done and done.offset >= 0 else 0)
+            )
+        return lags
+    finally:
+        probe.close()
+        admin.close()
