@@ -1,7 +1,9 @@
 """Pipeline health from ``ssa-metrics-*``: events/s per topic, DLQ, consumer lag, detector errors.
 
-The metrics documents hold per-minute counts, so panels bucket by a fixed ``1m`` and a
-``calculateField`` transformation divides by 60 where the unit is per second.
+Reads the documents streams/ writes to ``ssa-metrics-*``: posture per tenant, telemetry kind and
+minute (``events_per_s``), ``kind: alert`` counts, ``kind: dlq`` records (``source``), ``kind: lag``
+samples per topic and ``kind: detector_errors`` counts per detector. Per-minute panels use a
+fixed ``1m`` interval.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Final
 from grafana_foundation_sdk.builders import bargauge, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import (
     METRICS_DS,
@@ -22,7 +23,6 @@ from dashboards.panels import (
     query,
     sum_,
     terms,
-    transformation,
 )
 
 __all__ = ["SLUG", "UID", "build"]
@@ -31,16 +31,7 @@ UID: Final = "ssa-pipeline-health"
 SLUG: Final = "ssa-pipeline-health"
 
 
-def _per_second(alias: str) -> dm.DataTransformerConfig:
-    return transformation(
-        "calculateField",
-        {
-            "mode": "binary",
-            "binary": {"left": "Sum events", "operator": "/", "right": "60"},
-            "alias": alias,
-            "replaceFields": True,
-        },
-    )
+TELEMETRY: Final = "kind:(flow OR process OR audit OR auth)"
 
 
 def build() -> db.Dashboard:
@@ -48,10 +39,16 @@ def build() -> db.Dashboard:
     events = (
         timeseries.Panel()
         .id(1)
-        .title("Events/s per topic")
+        .title("Events/s per telemetry topic (ssa.telemetry.<kind>)")
+        .description("Sum of the per-minute events_per_s of every tenant, by telemetry kind.")
         .datasource(METRICS_DS)
-        .with_target(query("*", [sum_("events", "1")], [terms("topic", "2", size=10), date_histogram("3", "1m")]))
-        .with_transformation(_per_second("events/s"))
+        .with_target(
+            query(
+                TELEMETRY,
+                [sum_("events_per_s", "1")],
+                [terms("kind", "2", size=10), date_histogram("3", "1m")],
+            )
+        )
         .unit("eps")
         .span(12)
         .height(8)
@@ -59,10 +56,11 @@ def build() -> db.Dashboard:
     dlq = (
         timeseries.Panel()
         .id(2)
-        .title("DLQ messages per minute by tenant")
+        .title("DLQ records per minute by input format")
         .datasource(METRICS_DS)
-        .with_target(query("*", [sum_("dlq", "1")], [terms("tenant", "2", size=10), date_histogram("3", "1m")]))
-        .data_links([link("Tenant view", tenant_url)])
+        .with_target(
+            query("kind:dlq", [sum_("dlq", "1")], [terms("source", "2", size=10), date_histogram("3", "1m")])
+        )
         .unit("short")
         .span(12)
         .height(8)
@@ -72,7 +70,11 @@ def build() -> db.Dashboard:
         .id(3)
         .title("Consumer lag per topic (max)")
         .datasource(METRICS_DS)
-        .with_target(query("*", [max_("consumer_lag", "1")], [terms("topic", "2", size=10), date_histogram("3")]))
+        .with_target(
+            query(
+                "kind:lag", [max_("consumer_lag", "1")], [terms("topic", "2", size=10), date_histogram("3")]
+            )
+        )
         .unit("short")
         .span(12)
         .height(8)
@@ -81,29 +83,41 @@ def build() -> db.Dashboard:
         timeseries.Panel()
         .id(4)
         .title("Detector errors per minute")
-        .description("Needs the metrics field detector_errors (INDEX_FIELDS.md).")
+        .description("Documents {kind: detector_errors, detector, detector_errors} (INDEX_FIELDS.md).")
         .datasource(METRICS_DS)
-        .with_target(query("*", [sum_("detector_errors", "1")], [date_histogram("2", "1m")]))
+        .with_target(
+            query(
+                "kind:detector_errors",
+                [sum_("detector_errors", "1")],
+                [terms("detector", "2", size=20), date_histogram("3", "1m")],
+            )
+        )
         .span(12)
         .height(8)
     )
-    dlq_by_tenant = (
+    dlq_total = (
         bargauge.Panel()
         .id(5)
-        .title("DLQ total by tenant")
+        .title("DLQ total by input format")
         .datasource(METRICS_DS)
-        .with_target(query("*", [sum_("dlq", "1")], [terms("tenant", "2", size=10, order_by="1")]))
+        .with_target(query("kind:dlq", [sum_("dlq", "1")], [terms("source", "2", size=10, order_by="1")]))
         .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(True))
-        .data_links([link("Tenant view", dashboard_url("ssa-tenant", "ssa-tenant-view", {"tenant": "${__data.fields.tenant}"}))])
         .span(12)
         .height(8)
     )
     alerts = (
         timeseries.Panel()
         .id(6)
-        .title("Alerts produced per minute")
+        .title("Alerts produced per minute by tenant")
         .datasource(METRICS_DS)
-        .with_target(query("*", [sum_("alerts", "1")], [date_histogram("2", "1m")]))
+        .with_target(
+            query(
+                "kind:alert",
+                [sum_("alerts", "1")],
+                [terms("tenant", "2", size=10), date_histogram("3", "1m")],
+            )
+        )
+        .data_links([link("Tenant view", tenant_url)])
         .span(12)
         .height(8)
     )
@@ -119,6 +133,6 @@ def build() -> db.Dashboard:
         .with_panel(dlq)
         .with_panel(lag)
         .with_panel(errors)
-        .with_panel(dlq_by_tenant)
+        .with_panel(dlq_total)
         .with_panel(alerts)
     )

@@ -35,7 +35,7 @@ FILTER: Final = "category:cross_tenant_leak AND evidence.channel:$channel"
 
 
 def _tenant_url(field: str) -> str:
-    return dashboard_url("ssa-tenant", "ssa-tenant-view", {"tenant": "${__data.fields[\"" + field + "\"]}"})
+    return dashboard_url("ssa-tenant", "ssa-tenant-view", {"tenant": '${__data.fields["' + field + '"]}'})
 
 
 def build() -> db.Dashboard:
@@ -81,8 +81,12 @@ def build() -> db.Dashboard:
                 ],
             )
         )
-        .override_by_name("evidence.src_tenant", [field_link("Source tenant view", _tenant_url("evidence.src_tenant"))])
-        .override_by_name("evidence.dst_tenant", [field_link("Target tenant view", _tenant_url("evidence.dst_tenant"))])
+        .override_by_name(
+            "evidence.src_tenant", [field_link("Source tenant view", _tenant_url("evidence.src_tenant"))]
+        )
+        .override_by_name(
+            "evidence.dst_tenant", [field_link("Target tenant view", _tenant_url("evidence.dst_tenant"))]
+        )
         .span(10)
         .height(10)
     )
@@ -124,7 +128,9 @@ def build() -> db.Dashboard:
                 },
             )
         )
-        .override_by_name("evidence.src_tenant", [field_link("Source tenant view", _tenant_url("evidence.src_tenant"))])
+        .override_by_name(
+            "evidence.src_tenant", [field_link("Source tenant view", _tenant_url("evidence.src_tenant"))]
+        )
         .span(24)
         .height(9)
     )
@@ -138,7 +144,11 @@ def build() -> db.Dashboard:
         .timezone("utc")
         .with_variable(
             terms_variable(
-                "channel", "Channel", "evidence.channel", lucene="category:cross_tenant_leak", include_all=True
+                "channel",
+                "Channel",
+                "evidence.channel",
+                lucene="category:cross_tenant_leak",
+                include_all=True,
             )
         )
         .with_panel(matrix)

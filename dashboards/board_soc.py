@@ -135,7 +135,9 @@ def build() -> db.Dashboard:
         .title("Time to detect by severity")
         .description("ttd_ms = ts - first_seen: first evidence event to alert.")
         .datasource(ALERTS_DS)
-        .with_target(query("*", [avg("ttd_ms", "1"), percentiles("ttd_ms", "3")], [terms("severity", "2", size=4)]))
+        .with_target(
+            query("*", [avg("ttd_ms", "1"), percentiles("ttd_ms", "3")], [terms("severity", "2", size=4)])
+        )
         .unit("ms")
         .span(12)
         .height(8)
@@ -154,7 +156,9 @@ def build() -> db.Dashboard:
         db.Dashboard("SSA / SOC overview")
         .uid(UID)
         .tags(["ssa", "soc"])
-        .description("Alerts across all tenants: severity, open critical alerts, tenants, ATT&CK, time to detect.")
+        .description(
+            "Alerts across all tenants: severity, open critical alerts, tenants, ATT&CK, time to detect."
+        )
         .refresh("30s")
         .time("now-24h", "now")
         .timezone("utc")

@@ -87,7 +87,9 @@ def build() -> db.Dashboard:
             [
                 field_link(
                     "Alerts of this entity",
-                    dashboard_url(UID, SLUG, {"tenant": "${tenant}", "entity": "${__data.fields[\"entity.id\"]}"}),
+                    dashboard_url(
+                        UID, SLUG, {"tenant": "${tenant}", "entity": '${__data.fields["entity.id"]}'}
+                    ),
                 )
             ],
         )
@@ -116,7 +118,11 @@ def build() -> db.Dashboard:
         .title("Distinct peers and destination ports (max per interval)")
         .datasource(METRICS_DS)
         .with_target(
-            query(TENANT_FILTER, [max_("distinct_peers", "1"), max_("distinct_dst_ports", "2")], [date_histogram("3")])
+            query(
+                TENANT_FILTER,
+                [max_("distinct_peers", "1"), max_("distinct_dst_ports", "2")],
+                [date_histogram("3")],
+            )
         )
         .span(12)
         .height(8)

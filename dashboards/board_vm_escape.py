@@ -35,7 +35,7 @@ FILTER: Final = "category:vm_escape AND evidence.host:$host"
 
 
 def _host_url() -> str:
-    return dashboard_url(UID, SLUG, {"host": "${__data.fields[\"evidence.host\"]}"})
+    return dashboard_url(UID, SLUG, {"host": '${__data.fields["evidence.host"]}'})
 
 
 def _tenant_url() -> str:
@@ -135,7 +135,9 @@ def build() -> db.Dashboard:
         .refresh("30s")
         .time("now-24h", "now")
         .timezone("utc")
-        .with_variable(terms_variable("host", "Host", "evidence.host", lucene="category:vm_escape", include_all=True))
+        .with_variable(
+            terms_variable("host", "Host", "evidence.host", lucene="category:vm_escape", include_all=True)
+        )
         .with_panel(signals)
         .with_panel(vms)
         .with_panel(over_time)

@@ -31,8 +31,8 @@ __all__ = [
     "count",
     "dashboard_url",
     "date_histogram",
-    "filters",
     "field_link",
+    "filters",
     "link",
     "max_",
     "percentiles",
@@ -124,7 +124,9 @@ def date_histogram(agg_id: str, interval: str = "auto") -> es.DateHistogram:
 
 
 def filters(agg_id: str, named: dict[str, str]) -> es.Filters:
-    items = [es.Filter().label(label).query(q) for label, q in named.items()]
+    items: list[cogbuilder.Builder[em.Filter]] = [
+        es.Filter().label(label).query(q) for label, q in named.items()
+    ]
     return es.Filters().id(agg_id).settings(es.ElasticsearchFiltersSettings().filters(items))
 
 

@@ -170,7 +170,7 @@ class DetectorConfig:
         return cls(
             engine=engine,
             shared=_freeze(dict(shared)),
-            detectors={k: dict(v) for k, v in dets.items()},
+            detectors={k: _freeze(dict(v)) for k, v in dets.items()},
             source=source,
         )
 

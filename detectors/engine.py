@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any, Final
 
 from detectors.alert import Alert, make_alert_id, severity_for_score
-from detectors.base import Detector, Finding
+from detectors.base import EMPTY_REGISTRY, Batch, Detector, Finding
 from detectors.context import DetectionContext
 from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent
 from ingest.tenants import TenantRegistry
@@ -37,6 +38,7 @@ _KIND_CLASSES: Final = {"flow": FlowEvent, "process": ProcessEvent, "audit": Aud
 _FAR_PAST: Final = -(2**62)
 _FAR_FUTURE: Final = 2**62
 _MAX_FAILURE_RECORDS: Final = 100
+_CHUNK: Final = 4096
 
 
 class DetectorFailure(RuntimeError):
@@ -63,6 +65,7 @@ class DetectionEngine:
         self._next_close = _FAR_PAST
         self._events = 0
         self._unknown = 0
+        self._late_events = 0
         self._alerts = 0
         self.failures: list[dict[str, str]] = []
         self._failure_counts: dict[str, int] = {}
@@ -75,51 +78,14 @@ class DetectionEngine:
         """Feed events; return the alerts of windows that closed as the watermark advanced."""
         self._bind()
         out: list[Alert] = []
-        dispatch = self._dispatch
-        ooo = self.out_of_orderness
-        max_ts = self._max_ts
-        wm = self._watermark
-        next_close = self._next_close
-        n = 0
-        unknown = 0
-        try:
-            for ev in events:
-                n += 1
-                ts = ev.ts
-                if ts > max_ts:
-                    max_ts = ts
-                    if ts - ooo > wm:
-                        wm = ts - ooo
-                dets = dispatch.get(ev.__class__)
-                if dets is None:
-                    unknown += 1
-                    continue
-                if ts >= wm:
-                    for d in dets:
-                        try:
-                            d.observe(ev, ts)
-                        except Exception as exc:
-                            self._failed(d, ev, exc)
-                else:
-                    for d in dets:
-                        try:
-                            if d.is_closed(ts, wm):
-                                d.late(ev, ts)
-                            else:
-                                d.observe(ev, ts)
-                        except Exception as exc:
-                            self._failed(d, ev, exc)
-                if wm >= next_close:
-                    self._watermark = wm
-                    out.extend(self._close(wm))
-                    next_close = self._next_close
-        finally:
-            self._max_ts = max_ts
-            self._watermark = wm
-            self._events += n
-            self._unknown += unknown
-        if self._next_close <= wm or any(d._late_findings for d in self.detectors):
-            out.extend(self._close(wm))
+        it = iter(events)
+        while True:
+            chunk = list(islice(it, _CHUNK))
+            if not chunk:
+                break
+            out.extend(self._process_chunk(chunk))
+        if self._next_close <= self._watermark or any(d._late_findings for d in self.detectors):
+            out.extend(self._close(self._watermark))
         self._alerts += len(out)
         return out
 
@@ -129,14 +95,29 @@ class DetectionEngine:
         out: list[Alert] = []
         horizon = self._watermark
         for d in self.detectors:
-            end = self._end_of_open(d)
+            end = d.open_until()
             findings = self._guarded_close(d, None)
             out.extend(self._alert(d, f) for f in findings)
-            horizon = max(horizon, end)
+            if end is not None and end > horizon:
+                horizon = end
         if horizon > self._watermark:
             self._watermark = horizon
             self._max_ts = max(self._max_ts, horizon + self.out_of_orderness)
         self._next_close = _FAR_PAST
+        self._alerts += len(out)
+        return out
+
+    def advance(self, watermark: int) -> list[Alert]:
+        """Move the watermark to ``watermark`` (e.g. the stream's watermark when a key went quiet)
+        and return the alerts of windows that closed. Never moves it back. Later events older than
+        the new watermark's closed windows are late, exactly as if a newer event had been seen."""
+        if watermark <= self._watermark:
+            return []
+        self._bind()
+        self._watermark = watermark
+        if self._max_ts < watermark + self.out_of_orderness:
+            self._max_ts = watermark + self.out_of_orderness
+        out = self._close(watermark)
         self._alerts += len(out)
         return out
 
@@ -164,7 +145,8 @@ class DetectionEngine:
             raise ValueError(f"detector windows that do not fit a {batch_ms} ms batch: {', '.join(bad)}")
 
     def stats(self) -> dict[str, Any]:
-        """Counters for metrics: events, alerts, and per detector late/overflow/failures."""
+        """Counters for metrics: events, alerts, late events (late for at least one detector), and per
+        detector late/overflow/failures/state keys (``late`` sums the per-detector counts)."""
         per: dict[str, dict[str, int]] = {}
         for d in self.detectors:
             c = dict(d.counters)
@@ -176,6 +158,7 @@ class DetectionEngine:
             "unknown_kind": self._unknown,
             "alerts": self._alerts,
             "watermark": self._watermark,
+            "late_events": self._late_events,
             "late": sum(c["late"] for c in per.values()),
             "overflow": sum(c["overflow"] for c in per.values()),
             "failures": sum(self._failure_counts.values()),
@@ -200,6 +183,82 @@ class DetectionEngine:
                 d.bind(reg)
             self._bound = reg
 
+    def _process_chunk(self, chunk: list[Event]) -> list[Alert]:
+        """Fast path: when no event of the chunk is behind the running watermark, each detector gets
+        its kind's events as one batch. Otherwise the chunk goes event by event (``_process_slow``).
+        Both give the same state: lateness is decided per event against the running watermark."""
+        ooo = self.out_of_orderness
+        max_ts = self._max_ts
+        wm = self._watermark
+        groups: dict[type, list[Event]] = {cls: [] for cls in self._dispatch}
+        unknown = 0
+        for ev in chunk:
+            ts = ev.ts
+            if ts > max_ts:
+                max_ts = ts
+                if ts - ooo > wm:
+                    wm = ts - ooo
+            elif ts < wm:
+                return self._process_slow(chunk)
+            group = groups.get(ev.__class__)
+            if group is None:
+                unknown += 1
+            else:
+                group.append(ev)
+        self._max_ts = max_ts
+        self._watermark = wm
+        self._events += len(chunk)
+        self._unknown += unknown
+        reg = self._bound or EMPTY_REGISTRY
+        for cls, evs in groups.items():
+            if not evs:
+                continue
+            batch = Batch(evs, reg)
+            for d in self._dispatch[cls]:
+                d.observe_batch(batch)
+                if d.errors:
+                    self._drain(d)
+        if wm >= self._next_close:
+            return self._close(wm)
+        return []
+
+    def _process_slow(self, chunk: list[Event]) -> list[Alert]:
+        out: list[Alert] = []
+        dispatch = self._dispatch
+        ooo = self.out_of_orderness
+        reg = self._bound or EMPTY_REGISTRY
+        for ev in chunk:
+            self._events += 1
+            ts = ev.ts
+            if ts > self._max_ts:
+                self._max_ts = ts
+                if ts - ooo > self._watermark:
+                    self._watermark = ts - ooo
+            wm = self._watermark
+            dets = dispatch.get(ev.__class__)
+            if dets is None:
+                self._unknown += 1
+                continue
+            single: Batch | None = None
+            late_here = False
+            for d in dets:
+                if ts < wm and d.is_closed(ts, wm):
+                    late_here = True
+                    try:
+                        d.late(ev, ts)
+                    except Exception as exc:
+                        d.error(ev, exc)
+                else:
+                    if single is None:
+                        single = Batch([ev], reg)
+                    d.observe_batch(single)
+                if d.errors:
+                    self._drain(d)
+            self._late_events += late_here
+            if wm >= self._next_close:
+                out.extend(self._close(wm))
+        return out
+
     def _close(self, wm: int) -> list[Alert]:
         """Close every window that ended at or before ``wm``; the next check is the next pane
         boundary of any detector (window ends are multiples of their pane), so a pane opened
@@ -212,12 +271,6 @@ class DetectionEngine:
         self._next_close = min((wm - wm % d.window.pane_ms + d.window.pane_ms for d in self.detectors),
                                default=_FAR_FUTURE)
         return out
-
-    def _end_of_open(self, d: Detector) -> int:
-        due = d.next_close()
-        if due is None:
-            return _FAR_PAST
-        return max(d._panes, default=due) + d.window.size_ms
 
     def _guarded_close(self, d: Detector, wm: int | None) -> list[Finding]:
         try:
@@ -254,17 +307,31 @@ class DetectionEngine:
             evidence=evidence,
         )
 
+    def _drain(self, d: Detector) -> None:
+        """Count, keep and log the failures a detector recorded; raise the first in strict mode."""
+        errors, d.errors = d.errors, []
+        first: tuple[str, Exception] | None = None
+        for event_id, exc in errors:
+            first = first or (event_id, exc)
+            self._record_failure(d, event_id, exc)
+        if self.strict and first is not None:
+            raise DetectorFailure(f"detector {d.meta.id} failed on event {first[0]}: {first[1]!r}") from first[1]
+
     def _failed(self, d: Detector, ev: Event | None, exc: Exception) -> None:
-        det_id = d.meta.id
         event_id = ev.id if ev is not None else "<window close>"
+        d.counters["failures"] = d.counters.get("failures", 0) + 1
+        self._record_failure(d, event_id, exc)
+        if self.strict:
+            raise DetectorFailure(f"detector {d.meta.id} failed on event {event_id}: {exc!r}") from exc
+
+    def _record_failure(self, d: Detector, event_id: str, exc: Exception) -> None:
+        det_id = d.meta.id
         count = self._failure_counts.get(det_id, 0) + 1
         self._failure_counts[det_id] = count
         if len(self.failures) < _MAX_FAILURE_RECORDS:
             self.failures.append({"detector": det_id, "event_id": event_id, "error": repr(exc)})
         if count <= self.max_logged:
             log.error("detector %s failed on event %s: %r", det_id, event_id, exc, exc_info=exc)
-        if self.strict:
-            raise DetectorFailure(f"detector {det_id} failed on event {event_id}: {exc!r}") from exc
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

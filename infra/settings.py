@@ -62,6 +62,11 @@ class Settings:
     # Pipeline
     tenants_file: str = str(PROJECT_ROOT / ".data" / "tenants.yaml")
     checkpoint_dir: str = str(PROJECT_ROOT / ".data" / "checkpoints")
+    checkpoint_interval_ms: int = 5000
+    detect_group_id: str = "ssa-detect"
+    indexer_group_id: str = "ssa-indexer"
+    out_of_orderness_ms: int = 2000
+    detector_config_file: str = ""
     flink_parallelism: int = 1
     flink_execution_mode: str = "thread"
     grafana_url: str = "http://127.0.0.1:3000"
@@ -89,6 +94,10 @@ class Settings:
 
     def with_overrides(self, **values: Any) -> Settings:
         return dataclasses.replace(self, **values)
+
+    def to_env(self) -> dict[str, str]:
+        """``SSA_*`` variables that reproduce these settings in a child process."""
+        return {"SSA_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
 
 
 def _coerce(name: str, raw: Any, target: Any, origin: str) -> Any:

@@ -7,6 +7,7 @@ the same settings, and the mini-cluster options are simply ignored by the remote
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +19,33 @@ if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-__all__ = ["FlinkSetupError", "connector_jar_urls", "create_table_env"]
+__all__ = ["FlinkSetupError", "connector_jar_urls", "create_table_env", "latest_checkpoint"]
 
 
 class FlinkSetupError(RuntimeError):
     pass
+
+
+def _expose_virtualenv_to_embedded_python() -> None:
+    """Thread mode runs Python inside the JVM (pemja), which starts from the base interpreter's
+    paths; the virtualenv's site-packages and the project must be on PYTHONPATH before the JVM
+    starts, or the workers fail with ``No module named 'pemja'``."""
+    import site
+
+    from infra.settings import PROJECT_ROOT
+
+    wanted = [*site.getsitepackages(), str(PROJECT_ROOT)]
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*wanted, *current]))
+
+
+def latest_checkpoint(checkpoint_dir: str) -> Path | None:
+    """The newest completed checkpoint (a ``chk-N`` folder holding ``_metadata``) of any job."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    done = [p.parent for p in root.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: p.stat().st_mtime) if done else None
 
 
 def connector_jar_urls(settings: Settings) -> list[str]:
@@ -33,12 +56,17 @@ def connector_jar_urls(settings: Settings) -> list[str]:
 
 
 def create_table_env(
-    settings: Settings, *, checkpoint_dir: str | None = None, checkpoint_interval_ms: int = 0
+    settings: Settings,
+    *,
+    checkpoint_dir: str | None = None,
+    checkpoint_interval_ms: int = 0,
+    restore_from: str | None = None,
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
+    _expose_virtualenv_to_embedded_python()
     config = Configuration()
     config.set_string("pipeline.jars", ";".join(connector_jar_urls(settings)))
     config.set_string("python.executable", sys.executable)
@@ -57,6 +85,8 @@ def create_table_env(
         )
         config.set_string("state.checkpoints.dir", target.as_uri())
         config.set_string("execution.checkpointing.dir", target.as_uri())
+    if restore_from:
+        config.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)
     table_env = StreamTableEnvironment.create(
         env, environment_settings=EnvironmentSettings.new_instance().in_streaming_mode().build()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
 from streams.documents import Action, alert_action, dlq_action, lag_action, metrics_action
@@ -60,6 +61,10 @@ class Indexer:
         self.stats = IndexerStats()
         self.stopping = threading.Event()
         self._next_lag_probe = 0.0
+        # Set by ``drain``: ``run`` returns after this many seconds without records.
+        self.idle_exit_s: float | None = None
+        self._drain_started = 0.0
+        self._templates_ready = False
 
     # --- transformation ------------------------------------------------------------------------
     def actions_for(self, records: Iterable[Any]) -> tuple[list[Action], list[tuple[Any, str]]]:
@@ -87,6 +92,9 @@ class Indexer:
         """
         from elasticsearch.helpers import streaming_bulk
 
+        if not self._templates_ready:
+            ensure_index_templates(self.settings)
+            self._templates_ready = True
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
         ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
@@ -137,7 +145,7 @@ class Indexer:
                 delay = min(delay * 2, self.max_backoff_s)
 
     # --- the loop ------------------------------------------------------------------------------
-    def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
+    def run(self) -> IndexerStats:
         """Consume until ``stop()`` (or ``idle_exit_s`` without records); commit after each batch."""
         from kafka import KafkaConsumer, KafkaProducer
 
@@ -160,7 +168,8 @@ class Indexer:
                 records = [r for batch in polled.values() for r in batch]
                 self._probe_lag(es, consumer)
                 if not records:
-                    if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
+                    quiet_since = max(last_records, self._drain_started)
+                    if self.idle_exit_s is not None and time.monotonic() - quiet_since > self.idle_exit_s:
                         break
                     continue
                 last_records = time.monotonic()
@@ -185,6 +194,11 @@ class Indexer:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def drain(self, idle_s: float) -> None:
+        """Ask ``run`` to return once no record has arrived for ``idle_s`` seconds from now."""
+        self._drain_started = time.monotonic()
+        self.idle_exit_s = idle_s
 
     # --- helpers -------------------------------------------------------------------------------
     def _to_dlq(self, producer: Any, item: Any, reason: str) -> None:

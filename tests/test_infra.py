@@ -104,7 +104,10 @@ def test_compose_describes_the_same_topology_as_settings() -> None:
         assert env["SSA_ES_URL"] == "http://elasticsearch:9200"
         assert set(k for k in env if k.startswith("SSA_")) <= {"SSA_" + k.upper() for k in vars(s)}
     grafana_mounts = " ".join(services["grafana"]["volumes"])
-    assert "../dashboards/provisioning:/etc/grafana/provisioning" in grafana_mounts
+    assert "../dashboards/built/provisioning:/etc/grafana/provisioning" in grafana_mounts
+    # The dashboards provider reads the folder the compose file mounts the built JSON into.
+    provider = yaml.safe_load((PROJECT_ROOT / "dashboards/built/provisioning/dashboards/ssa.yaml").read_text())
+    assert f"../dashboards/built/json:{provider['providers'][0]['options']['path']}" in grafana_mounts
     # No literal secrets: a password is only ever named by a file or an interpolated variable.
     for svc in services.values():
         for key, value in (svc.get("environment") or {}).items():

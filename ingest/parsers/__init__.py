@@ -48,23 +48,57 @@ class FormatSpec:
 FORMATS: Final[dict[str, FormatSpec]] = {
     spec.name: spec
     for spec in (
-        FormatSpec("vpcflow", "flow", False, "AWS VPC Flow Logs (v2 default or custom fields via header)",
-                   VpcFlowParser),
-        FormatSpec("netflow", "flow", True, "NetFlow v5/v9 and IPFIX packets: pcap or concatenated export packets",
-                   NetflowParser),
-        FormatSpec("nprobe-csv", "flow", False, "nProbe-style NetFlow CSV/text (IPV4_SRC_ADDR, IN_BYTES, ...)",
-                   NprobeCsvParser),
-        FormatSpec("zeek", "flow", False, "Zeek conn.log, TSV with #fields header or JSON lines", ZeekConnParser),
-        FormatSpec("cicflowmeter", "flow", False, "CICFlowMeter CSV (CIC-IDS2017/2018 columns)", CicFlowParser),
-        FormatSpec("auditd", "process", False, "Linux auditd raw audit.log (SYSCALL/EXECVE/PATH/... joined)",
-                   AuditdParser),
+        FormatSpec(
+            "vpcflow",
+            "flow",
+            False,
+            "AWS VPC Flow Logs (v2 default or custom fields via header)",
+            VpcFlowParser,
+        ),
+        FormatSpec(
+            "netflow",
+            "flow",
+            True,
+            "NetFlow v5/v9 and IPFIX packets: pcap or concatenated export packets",
+            NetflowParser,
+        ),
+        FormatSpec(
+            "nprobe-csv",
+            "flow",
+            False,
+            "nProbe-style NetFlow CSV/text (IPV4_SRC_ADDR, IN_BYTES, ...)",
+            NprobeCsvParser,
+        ),
+        FormatSpec(
+            "zeek", "flow", False, "Zeek conn.log, TSV with #fields header or JSON lines", ZeekConnParser
+        ),
+        FormatSpec(
+            "cicflowmeter", "flow", False, "CICFlowMeter CSV (CIC-IDS2017/2018 columns)", CicFlowParser
+        ),
+        FormatSpec(
+            "auditd",
+            "process",
+            False,
+            "Linux auditd raw audit.log (SYSCALL/EXECVE/PATH/... joined)",
+            AuditdParser,
+        ),
         FormatSpec("falco", "process", False, "Falco JSON alerts (json_output: true)", FalcoParser),
-        FormatSpec("syslog", "auth", False, "sshd and other auth lines from syslog (RFC 3164 / RFC 5424)",
-                   SyslogAuthParser),
-        FormatSpec("cloudaudit", "audit", False, "CloudTrail JSON: {\"Records\": [...]} files or JSON lines",
-                   CloudAuditParser),
+        FormatSpec(
+            "syslog",
+            "auth",
+            False,
+            "sshd and other auth lines from syslog (RFC 3164 / RFC 5424)",
+            SyslogAuthParser,
+        ),
+        FormatSpec(
+            "cloudaudit",
+            "audit",
+            False,
+            'CloudTrail JSON: {"Records": [...]} files or JSON lines',
+            CloudAuditParser,
+        ),
     )
-}  # fmt: skip
+}
 _ALIASES: Final = {"sshd": "syslog", "cloudtrail": "cloudaudit", "ipfix": "netflow", "cic": "cicflowmeter",
                    "nprobe": "nprobe-csv", "audit": "auditd"}  # fmt: skip
 FORMAT_NAMES: Final = tuple(sorted(FORMATS))

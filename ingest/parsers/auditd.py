@@ -32,6 +32,7 @@ _FIELD: Final = re.compile(r"([\w\[\]-]+)=(\"[^\"]*\"|'[^']*'|\S*)")
 _HEX: Final = re.compile(r"^(?:[0-9A-F]{2})+$")
 _ENCODED: Final = frozenset({"exe", "comm", "cwd", "name", "proctitle", "acct", "key", "cmd"})
 _MAX_GROUP_LINES: Final = 4096
+_HEX_ARGS: Final = frozenset({"a0", "a1", "a2", "a3", "arch"})
 _SKIP_FIELDS: Final = frozenset({"type", "msg", "syscall", "success", "pid", "ppid", "uid", "exe", "items"})
 
 
@@ -128,16 +129,15 @@ class AuditdParser(Parser):
             if name not in _SKIP_FIELDS:
                 decoded = decode_value(value, name in _ENCODED)
                 if decoded is not None:
-                    extra[name] = int(decoded) if decoded.isdigit() else decoded
+                    numeric = name not in _HEX_ARGS and decoded.lstrip("-").isdigit()
+                    extra[name] = int(decoded) if numeric else decoded
         cwd = decode_value(by_type["CWD"][0].get("cwd", "")) if "CWD" in by_type else None
         if cwd:
             extra["cwd"] = cwd
-        paths = [decode_value(p.get("name", "")) for p in by_type.get("PATH", [])]
+        paths = [_join(cwd, decode_value(p.get("name", ""))) for p in by_type.get("PATH", [])]
         kinds = [p.get("nametype", "") for p in by_type.get("PATH", [])]
         path = next((p for p, k in zip(paths, kinds, strict=True) if p and k != "PARENT"), None)
         path = path or next((p for p in paths if p), None)
-        if path and cwd and not path.startswith("/"):
-            path = cwd.rstrip("/") + "/" + path
         if len(paths) > 1:
             extra["paths"] = [p for p in paths if p]
         cmdline = _execve_args(by_type["EXECVE"][0]) if "EXECVE" in by_type else ""
@@ -171,6 +171,12 @@ class AuditdParser(Parser):
         )  # fmt: skip
 
 
+def _join(cwd: str | None, path: str | None) -> str | None:
+    if path and cwd and not path.startswith("/"):
+        return cwd.rstrip("/") + "/" + path
+    return path
+
+
 def _execve_args(fields: dict[str, str]) -> str:
     argc = int(fields.get("argc", "0"))
     args = []
@@ -178,13 +184,13 @@ def _execve_args(fields: dict[str, str]) -> str:
         name = f"a{i}"
         if name in fields:
             args.append(decode_value(fields[name]) or "")
-        elif f"{name}_len" in fields:  # a1_len=N a1[0]=... a1[1]=...: hex chunks
-            parts, k = [], 0
+        elif f"{name}_len" in fields:  # a1_len=N a1[0]=.. a1[1]=..: quoted text or hex chunks
+            chunks, k = bytearray(), 0
             while f"{name}[{k}]" in fields:
-                parts.append(fields[f"{name}[{k}]"].strip('"'))
+                chunk = fields[f"{name}[{k}]"]
+                chunks += chunk[1:-1].encode() if chunk[:1] == '"' else bytes.fromhex(chunk)
                 k += 1
-            joined = "".join(parts)
-            args.append(decode_value(joined) or joined)
+            args.append(chunks.decode("utf-8", "backslashreplace"))
     return " ".join(args)
 
 

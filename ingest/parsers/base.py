@@ -89,6 +89,7 @@ class Parser:
         self.ctx = ctx or ParseContext()
         self.registry = self.ctx.registry
         self.forced_tenant = self.ctx.tenant
+        self._owners: dict[str, tuple[str | None, str | None, str | None]] = {}
 
     # --- input ---------------------------------------------------------------------------------
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
@@ -136,17 +137,26 @@ class Parser:
     # --- tenant resolution ---------------------------------------------------------------------
     def flow_owner(self, src: str, dst: str) -> tuple[str | None, str | None, str | None]:
         """(tenant, vm, host) of a flow: the owner of the source address, else of the destination."""
-        reg = self.registry
-        if reg is None:
+        if self.registry is None:
             return self.forced_tenant, None, None
-        tenant = reg.tenant_of_ip(src)
-        if tenant is not None:
-            vm = reg.vm_of_ip(src)
-        else:
-            tenant = reg.tenant_of_ip(dst)
-            vm = reg.vm_of_ip(dst) if tenant is not None else None
-        host = reg.vms[vm].host if vm is not None else None
-        return self.forced_tenant or tenant, vm, host
+        cache = self._owners
+        owner = cache.get(src) or self._ip_owner(src)
+        if owner[0] is None:
+            owner = cache.get(dst) or self._ip_owner(dst)
+        if self.forced_tenant is not None:
+            return self.forced_tenant, owner[1], owner[2]
+        return owner
+
+    def _ip_owner(self, ip: str) -> tuple[str | None, str | None, str | None]:
+        reg = self.registry
+        assert reg is not None
+        tenant = reg.tenant_of_ip(ip)
+        vm = reg.vm_of_ip(ip) if tenant is not None else None
+        owner = (tenant, vm, reg.vms[vm].host if vm is not None else None)
+        if len(self._owners) >= 65536:
+            self._owners.clear()
+        self._owners[ip] = owner
+        return owner
 
     def node_owner(
         self, node: str | None, path: str | None = None

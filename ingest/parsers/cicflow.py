@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import calendar
 import csv
-import math
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import proto_name, valid_ip
+from ingest.parsers.flowutil import number_or_text, proto_name, valid_ip
 from ingest.schema import FlowEvent, event_id
 
 __all__ = ["CicFlowParser", "parse_cic_time"]
@@ -66,19 +65,6 @@ def parse_cic_time(text: str) -> int:
         _time_cache.clear()
     _time_cache[text] = value
     return value
-
-
-def _number(text: str) -> Any:
-    s = text.strip()
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        value = float(s)
-    except ValueError:
-        return s
-    return value if math.isfinite(value) else None
 
 
 class CicFlowParser(Parser):
@@ -153,7 +139,7 @@ class CicFlowParser(Parser):
             raise ValueError("port out of range")
         proto_i, dur_i = cols["proto"], cols["duration"]
         duration_us = int(float(parts[dur_i])) if dur_i is not None and parts[dur_i] else 0
-        extra = {name: _number(parts[i]) for name, i in self.extra_pos}
+        extra = {name: number_or_text(parts[i]) for name, i in self.extra_pos}
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("cicflowmeter", line), ts=parse_cic_time(parts[cols["ts"]]),  # type: ignore[index]

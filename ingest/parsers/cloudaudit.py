@@ -137,8 +137,16 @@ class CloudAuditParser(Parser):
             id=event_id("cloudaudit", raw), ts=ts, source="cloudaudit", tenant=tenant,
             principal=principal, principal_tenant=principal_tenant, action=action, resource=resource,
             resource_tenant=self.account_tenant(resource_account), src_ip=src,
-            result="failure" if rec.get("errorCode") else "success", extra=extra,
+            result="failure" if _failed(rec) else "success", extra=extra,
         )  # fmt: skip
+
+
+def _failed(rec: dict[str, Any]) -> bool:
+    """``errorCode`` marks a refused call; console sign-ins report failure in responseElements."""
+    if rec.get("errorCode"):
+        return True
+    response = rec.get("responseElements")
+    return isinstance(response, dict) and response.get("ConsoleLogin") == "Failure"
 
 
 def _arn_account(arn: Any) -> str | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["PROTO_NAMES", "PROTO_NUMBERS", "ip_from_int", "proto_name", "valid_ip"]
+__all__ = ["PROTO_NAMES", "PROTO_NUMBERS", "ip_from_int", "number_or_text", "proto_name", "valid_ip"]
 
 PROTO_NAMES: Final = {1: "icmp", 6: "tcp", 17: "udp"}
 PROTO_NUMBERS: Final = {v: k for k, v in PROTO_NAMES.items()}
@@ -45,3 +46,18 @@ def valid_ip(text: str) -> bool:
 
 def ip_from_int(value: int, v6: bool = False) -> str:
     return str(ipaddress.IPv6Address(value)) if v6 else socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+def number_or_text(text: str) -> Any:
+    """CSV cell as int, else float, else the stripped text; ``Infinity``/``NaN`` -> None (JSON has
+    no such numbers)."""
+    s = text.strip()
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        value = float(s)
+    except ValueError:
+        return s
+    return value if math.isfinite(value) else None

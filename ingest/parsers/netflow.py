@@ -37,9 +37,9 @@ FIELD_NAMES: Final = {
     9: "src_mask", 10: "input_snmp", 11: "dst_port", 12: "dst_ip", 13: "dst_mask", 14: "output_snmp",
     15: "next_hop", 16: "src_as", 17: "dst_as", 21: "last_switched", 22: "first_switched",
     23: "out_bytes", 24: "out_pkts", 27: "src_ip6", 28: "dst_ip6", 32: "icmp_type", 58: "vlan",
-    61: "direction", 85: "octet_total", 86: "packet_total", 89: "forwarding_status",
+    61: "direction", 82: "interface_name", 83: "interface_description", 85: "octet_total", 86: "packet_total", 89: "forwarding_status",
     136: "flow_end_reason", 150: "start_s", 151: "end_s", 152: "start_ms", 153: "end_ms",
-    154: "start_us", 155: "end_us", 156: "start_ns", 157: "end_ns", 160: "system_init_ms",
+    154: "start_us", 155: "end_us", 156: "start_ns", 157: "end_ns", 160: "system_init_ms", 96: "application_name",
 }  # fmt: skip
 _CORE_IDS: Final = frozenset({1, 2, 4, 7, 8, 11, 12, 21, 22, 23, 24, 27, 28, 85, 86, 150, 151, 152, 153,
                               154, 155, 156, 157, 160})  # fmt: skip
@@ -302,8 +302,9 @@ def _records(template: Template, body: bytes) -> list[tuple[bytes, list[Any]]]:
         start = pos
         values: list[Any] = []
         try:
-            for _ftype, flen, _pen in template.fields:
-                if flen == 0xFFFF:
+            for _ftype, declared, _pen in template.fields:
+                flen = declared
+                if declared == 0xFFFF:
                     flen = body[pos]
                     pos += 1
                     if flen == 255:
@@ -312,7 +313,8 @@ def _records(template: Template, body: bytes) -> list[tuple[bytes, list[Any]]]:
                 chunk = body[pos : pos + flen]
                 if len(chunk) < flen:
                     raise IndexError
-                values.append(int.from_bytes(chunk, "big") if flen in (1, 2, 4, 8) else chunk)
+                numeric = declared in (1, 2, 4, 8)
+                values.append(int.from_bytes(chunk, "big") if numeric else chunk)
                 pos += flen
         except IndexError:
             if any(body[start:]):

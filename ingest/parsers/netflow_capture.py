@@ -18,7 +18,7 @@ from typing import IO, Final
 
 from ingest.parsers.netflow import NetflowParser
 
-__all__ = ["MAX_PACKET", "UdpCollector", "read_capture", "split_packets"]
+__all__ = ["MAX_PACKET", "UdpCollector", "read_capture", "read_pcap", "split_packets"]
 
 MAX_PACKET: Final = 65535
 _READ: Final = 1024 * 1024
@@ -74,11 +74,12 @@ def split_packets(stream: IO[bytes], parser: NetflowParser) -> None:
             del buf[:pos]
             base += pos
             pos = 0
-            chunk = stream.read(_READ)
-            if chunk:
-                buf += chunk
-            else:
-                eof = True
+            while not eof and len(buf) < 2 * MAX_PACKET:
+                chunk = stream.read(_READ)
+                if chunk:
+                    buf += chunk
+                else:
+                    eof = True
         if pos >= len(buf):
             break
         size = _packet_length(buf, pos)

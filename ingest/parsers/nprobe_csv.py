@@ -13,13 +13,17 @@ TCP_FLAGS, Label, Attack, ...) go to ``extra`` under their header names, numbers
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import proto_name, valid_ip
+from ingest.parsers.flowutil import number_or_text, proto_name, valid_ip
 from ingest.schema import FlowEvent, event_id
 
 __all__ = ["NprobeCsvParser"]
+
+_PROTO: Final = [proto_name(n) for n in range(256)]
 
 _SRC: Final = ("IPV4_SRC_ADDR", "IPV6_SRC_ADDR", "SRC_ADDR")
 _DST: Final = ("IPV4_DST_ADDR", "IPV6_DST_ADDR", "DST_ADDR")
@@ -60,7 +64,49 @@ class NprobeCsvParser(Parser):
         used.update(i for i in (self.proto_i, self.duration_i) if i is not None)
         used.update(t[0] for t in (self.start, self.end) if t is not None)
         self.extra_pos = [(n, i) for i, n in enumerate(names) if i not in used]
+        self.converters: list[Callable[[str], Any]] | None = None  # inferred from the first record
+        complete = (
+            len(self.counters) == len(_COUNTERS) and self.proto_i is not None and self.start is not None
+        )
+        self.fast = complete and (self.duration_i is not None or self.end is not None)
+        by_field = dict(self.counters)
+        order = ("src_port", "dst_port", "bytes_out", "packets_out", "bytes_in", "packets_in")
+        self.counter_idx = tuple(by_field.get(f, -1) for f in order)
         self.skip("header line")
+
+    def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
+        """All standard columns present and plain: no per-field checks; None = take the slow path."""
+        src, dst = parts[self.src_i], parts[self.dst_i]
+        if not valid_ip(src) or not valid_ip(dst):
+            return None
+        convs = self.converters
+        if convs is None:
+            convs = self.converters = [_converter(parts[i]) for _, i in self.extra_pos]
+        i_sp, i_dp, i_bo, i_po, i_bi, i_pi = self.counter_idx
+        try:
+            sport, dport, bytes_out = int(parts[i_sp]), int(parts[i_dp]), int(parts[i_bo])
+            packets_out, bytes_in, packets_in = int(parts[i_po]), int(parts[i_bi]), int(parts[i_pi])
+            start_i, scale = self.start  # type: ignore[misc]
+            ts = int(parts[start_i]) * scale
+            if self.duration_i is not None:
+                duration = int(parts[self.duration_i])
+            else:
+                end_i, end_scale = self.end  # type: ignore[misc]
+                duration = int(parts[end_i]) * end_scale - ts
+            proto = _PROTO[int(parts[self.proto_i])]  # type: ignore[index]
+            extra = {name: conv(parts[i]) for (name, i), conv in zip(self.extra_pos, convs, strict=True)}
+        except (ValueError, IndexError):
+            return None
+        if (sport | dport | bytes_out | packets_out | bytes_in | packets_in | duration) < 0:
+            return None
+        if sport > 65535 or dport > 65535:
+            return None
+        tenant, vm, host = self.flow_owner(src, dst)
+        return FlowEvent(
+            id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=bytes_out,
+            packets_out=packets_out, bytes_in=bytes_in, packets_in=packets_in, duration_ms=duration, extra=extra,
+        )  # fmt: skip
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
@@ -75,6 +121,13 @@ class NprobeCsvParser(Parser):
             self._set_header(text, line, lineno, offset)
             return
         parts = next(csv.reader([text], delimiter=self.sep)) if '"' in text else text.split(self.sep)
+        if (
+            self.fast
+            and len(parts) == len(self.header)
+            and (fast := self._fast_event(parts, line)) is not None
+        ):
+            self.out.event(fast)
+            return
         if len(parts) != len(self.header):
             if parts == self.header:
                 self.skip("header line")
@@ -103,7 +156,7 @@ class NprobeCsvParser(Parser):
         extra: dict[str, Any] = {}
         for name, i in self.extra_pos:
             cell = parts[i]
-            extra[name] = int(cell) if cell.isdigit() else cell
+            extra[name] = int(cell) if cell.isdigit() else number_or_text(cell)
         if self.start is not None:
             ts = int(float(parts[self.start[0]]) * self.start[1])
         else:
@@ -121,3 +174,19 @@ class NprobeCsvParser(Parser):
             id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, proto=proto, duration_ms=duration, extra=extra, **counts,
         )  # fmt: skip
+
+
+def _finite_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _converter(sample: str) -> Callable[[str], Any]:
+    """int, float or text for a column, judged on its first value; a later value that does not fit
+    raises ValueError and the record takes the slow path, which converts cell by cell."""
+    kind = number_or_text(sample)
+    if isinstance(kind, int):
+        return int
+    if isinstance(kind, float) or kind is None:
+        return _finite_float
+    return str

@@ -184,7 +184,7 @@ class SyslogAuthParser(Parser):
                ok: bool, extra: dict[str, Any], service: str | None = None) -> AuthEvent:  # fmt: skip
         if ip and not valid_ip(ip):
             extra["rhost"] = ip
-            ip = None
+        ip = ip if ip and valid_ip(ip) else None
         if port:
             extra["src_port"] = int(port)
         if head.pid is not None:

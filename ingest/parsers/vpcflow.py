@@ -73,6 +73,7 @@ KNOWN_FIELDS: Final = frozenset(
 _CORE: Final = ("srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end")
 _INT_EXTRA: Final = frozenset({"version", "tcp-flags", "type", "traffic-path"})
 _ACTIONS: Final = {"ACCEPT": "accept", "REJECT": "reject"}
+_PROTO: Final = [proto_name(n) for n in range(256)]
 
 
 class VpcFlowParser(Parser):
@@ -90,6 +91,49 @@ class VpcFlowParser(Parser):
         self.pos = pos
         self.extra_pos = [(n, i) for i, n in enumerate(names) if n not in _CORE and n not in ("action",)]
         self.missing = [n for n in ("srcaddr", "dstaddr") if n not in pos]
+        self.status_i = pos.get("log-status")
+        self.account_i = pos.get("account-id")
+        self.int_extra = [n for n in names if n in _INT_EXTRA]
+        need = (*_CORE, "action")
+        self.fast = tuple(pos[n] for n in need) if all(n in pos for n in need) else None
+
+    def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
+        """The common case (all core fields present and well-formed) without per-field checks;
+        None sends the record down the slow path, which finds and names the problem."""
+        i_src, i_dst, i_sport, i_dport, i_proto, i_pkts, i_bytes, i_start, i_end, i_action = self.fast  # type: ignore[misc]
+        src, dst = parts[i_src], parts[i_dst]
+        action = _ACTIONS.get(parts[i_action])
+        if action is None or not valid_ip(src) or not valid_ip(dst):
+            return None
+        try:
+            sport, dport = int(parts[i_sport]), int(parts[i_dport])
+            proto, pkts, nbytes = int(parts[i_proto]), int(parts[i_pkts]), int(parts[i_bytes])
+            start, end = int(parts[i_start]), int(parts[i_end])
+            extra: dict[str, object] = {n: v for n, i in self.extra_pos if (v := parts[i]) != "-"}
+            for name in self.int_extra:
+                if name in extra:
+                    extra[name] = int(extra[name])  # type: ignore[call-overload]
+        except ValueError:
+            return None
+        if (
+            (sport | dport | proto | pkts | nbytes | start | end) < 0
+            or sport > 65535
+            or dport > 65535
+            or proto > 255
+        ):
+            return None
+        tenant, vm, host = self.flow_owner(src, dst)
+        if self.forced_tenant is None and self.account_i is not None:
+            account = parts[self.account_i]
+            reg = self.registry
+            mapped = reg.tenant_of_account(account) if reg is not None else None
+            tenant = mapped or tenant or (account if account != "-" else None)
+        return FlowEvent(
+            id=event_id("vpcflow", line), ts=start * 1000, source="vpcflow", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes,
+            packets_out=pkts, duration_ms=(end - start) * 1000 if end > start else 0, action=action,  # type: ignore[arg-type]
+            extra=extra,
+        )  # fmt: skip
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
@@ -98,6 +142,15 @@ class VpcFlowParser(Parser):
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
             return
         parts = text.split()
+        status_i = self.status_i
+        if (
+            self.fast is not None
+            and len(parts) == self.nfields
+            and (status_i is None or parts[status_i] == "OK")
+            and (fast := self._fast_event(parts, line)) is not None
+        ):
+            self.out.event(fast)
+            return
         if not parts:
             self.skip("blank line")
             return
@@ -115,8 +168,6 @@ class VpcFlowParser(Parser):
         if self.missing:
             self.reject(f"format has no {'/'.join(self.missing)} field", line, lineno, offset)
             return
-        pos = self.pos
-        status_i = pos.get("log-status")
         if status_i is not None and parts[status_i] != "OK":
             status = parts[status_i]
             if status in ("NODATA", "SKIPDATA"):

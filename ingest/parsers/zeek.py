@@ -14,6 +14,7 @@ All other columns (``uid``, ``service``, ``conn_state``, ``history``, payload by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
@@ -40,6 +41,7 @@ class ZeekConnParser(Parser):
         self.path = "conn"
         self.fields: list[str] | None = None
         self.types: dict[str, str] = {}
+        self.fast: tuple[int, ...] | None = None
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         if line[:1] == b"{":
@@ -63,6 +65,9 @@ class ZeekConnParser(Parser):
             self.skip(f"zeek {self.path} log (not conn)")
             return
         parts = text.split(self.sep)
+        if self.fast is not None and len(parts) == len(self.fields) and (ev := self._fast_event(parts, line)):
+            self.out.event(ev)
+            return
         if len(parts) != len(self.fields):
             self.reject(f"expected {len(self.fields)} fields, got {len(parts)}", line, lineno, offset)
             return
@@ -73,6 +78,54 @@ class ZeekConnParser(Parser):
             if value != unset
         }
         self._emit(rec, line, lineno, offset)
+
+    def _plan(self) -> None:
+        """Column indexes and per-column converters for the fast path (standard conn.log columns)."""
+        self.fast = None
+        if self.fields is None:
+            return
+        pos = {n: i for i, n in enumerate(self.fields)}
+        need = ("ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration", "orig_ip_bytes",
+                "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
+        if all(n in pos for n in need):
+            self.fast = tuple(pos[n] for n in need)
+            self.state_i = pos.get("conn_state")
+            self.extra_spec = [
+                (n, i, _CONVERTERS.get(self.types.get(n, ""), str))
+                for i, n in enumerate(self.fields)
+                if n not in _CORE
+            ]
+
+    def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
+        i_ts, i_oh, i_op, i_rh, i_rp, i_proto, i_dur, i_ob, i_rb, i_opk, i_rpk = self.fast  # type: ignore[misc]
+        src, dst, unset = parts[i_oh], parts[i_rh], self.unset
+        proto = parts[i_proto]
+        if proto not in _PROTOS or not valid_ip(src) or not valid_ip(dst):
+            return None
+        try:
+            ts = round(float(parts[i_ts]) * 1000)
+            sport, dport = int(parts[i_op]), int(parts[i_rp])
+            dur = parts[i_dur]
+            duration = 0 if dur == unset else round(float(dur) * 1000)
+            nums = [0 if (v := parts[i]) == unset else int(v) for i in (i_ob, i_rb, i_opk, i_rpk)]
+            empty = self.empty
+            extra = {
+                n: ("" if v == empty else conv(v))
+                for n, i, conv in self.extra_spec
+                if (v := parts[i]) != unset
+            }
+        except ValueError:
+            return None
+        if (sport | dport | min(nums)) < 0 or sport > 65535 or dport > 65535:
+            return None
+        tenant, vm, host = self.flow_owner(src, dst)
+        state = parts[self.state_i] if self.state_i is not None else ""
+        return FlowEvent(
+            id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm, src_ip=src,
+            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=nums[0], bytes_in=nums[1],
+            packets_out=nums[2], packets_in=nums[3], duration_ms=duration,
+            action="reject" if state == "REJ" else "accept", extra=extra,
+        )  # fmt: skip
 
     def _directive(self, text: str, line: bytes, lineno: int, offset: int) -> None:
         key, _, value = text[1:].partition(" " if text.startswith("#separator") else self.sep)
@@ -87,11 +140,13 @@ class ZeekConnParser(Parser):
             self.path = value
         elif key == "fields":
             self.fields = value.split(self.sep)
+            self._plan()
         elif key == "types":
             if self.fields is None or len(value.split(self.sep)) != len(self.fields):
                 self.reject("#types does not match #fields", line, lineno, offset)
                 return
             self.types = dict(zip(self.fields, value.split(self.sep), strict=True))
+            self._plan()
         elif key not in ("set_separator", "open", "close"):
             self.skip("unknown zeek directive")
             return
@@ -136,7 +191,8 @@ class ZeekConnParser(Parser):
         duration = rec.get("duration")
         bytes_out = _count(rec, "orig_ip_bytes") if "orig_ip_bytes" in rec else _count(rec, "orig_bytes")
         bytes_in = _count(rec, "resp_ip_bytes") if "resp_ip_bytes" in rec else _count(rec, "resp_bytes")
-        extra = {k: _number(v) for k, v in rec.items() if k not in _CORE}
+        types = self.types
+        extra = {k: _typed(v, types.get(k)) for k, v in rec.items() if k not in _CORE}
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm,
@@ -146,6 +202,18 @@ class ZeekConnParser(Parser):
             duration_ms=round(float(duration) * 1000) if duration not in (None, "") else 0,
             action="reject" if rec.get("conn_state") == "REJ" else "accept", extra=extra,
         )  # fmt: skip
+
+
+def _bool(text: str) -> bool:
+    if text not in ("T", "F"):
+        raise ValueError(f"bad bool {text!r}")
+    return text == "T"
+
+
+_CONVERTERS: Final[dict[str, Callable[[str], Any]]] = {
+    "count": int, "int": int, "port": int, "double": float, "interval": float, "time": float, "bool": _bool,
+}  # fmt: skip
+_PROTOS: Final = frozenset({"tcp", "udp", "icmp"})
 
 
 def _count(rec: dict[str, Any], name: str) -> int:
@@ -158,7 +226,17 @@ def _count(rec: dict[str, Any], name: str) -> int:
     return number
 
 
-def _number(value: Any) -> Any:
-    if isinstance(value, str) and value.isdigit():
+def _typed(value: Any, zeek_type: str | None) -> Any:
+    """TSV text as the JSON writer would give it: counts as ints, bools as bools, doubles as floats."""
+    if not isinstance(value, str):
+        return value
+    if zeek_type == "bool":
+        return value == "T"
+    if value.isdigit():
         return int(value)
+    if zeek_type in ("double", "interval", "time"):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value

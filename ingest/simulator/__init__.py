@@ -38,8 +38,8 @@ Control plane (``kind=audit``)
     ``storage/<tenant>/<bucket>[/<key>]``, ``snapshot/<tenant>/<snap-id>``, ``image/<tenant>/<img-id>``,
     ``compute/<tenant>/<vm>``; ``resource_tenant`` is the owner. ``src_ip`` is a tenant office address
     or one of its VMs. Share actions (``snapshot.Share``, ``image.Share``, ``snapshot.ModifyAttribute``)
-    name the receiving tenant in ``extra.grantee``. Background cross-tenant calls are always covered
-    by a registry share.
+    list the receiving tenant ids in ``extra.grantees`` (as ``ingest.parsers.cloudaudit`` does).
+    Background cross-tenant calls are always covered by a registry share.
 Logins (``kind=auth``)
     sshd on VMs (``tenant``/``vm``/``host`` of the VM): users ubuntu, deploy and the tenant's people,
     mostly publickey successes; rare single failures. Operators log in to hosts as ``ops-admin``
@@ -70,9 +70,9 @@ cryptomining (entity vm)
     pool_mining (periodic flows to a pool on 3333/4444/5555/14444/45700 plus an xmrig execve with a
     ``stratum+tcp://`` cmdline); benign_dev_port (in-tenant service on 4444/5555).
 dos
-    syn_flood (entity source ip; ~1 s records, packets_out 2k-20k, 40-60 B/packet,
-    ``extra.tcp_flags="S"``), udp_flood (100-300 sources; entity is the VICTIM ip);
-    benign_web_peak (150-400 real clients of a web VM; entity is the victim ip).
+    syn_flood (entity source ip; ~1 s records, packets_out 2k-20k, 40-60 B/packet, no bytes_in,
+    ``extra.tcp_flags=2``, the SYN bit as NetFlow reports it); udp_flood (100-300 sources; entity
+    is the VICTIM ip); benign_web_peak (150-400 real clients of a web VM; entity is the victim ip).
 
 Ground truth ``tenant`` is the tenant whose telemetry carries the scenario: the VM's or principal's
 tenant, the victim's for attacks from the internet, null for host-only scenarios. See ``truth``.

@@ -1,7 +1,7 @@
 """Cross-tenant leakage (T1530, T1537, T1048) and its look-alikes (peered traffic, registry shares).
 
 Entity: the source VM for network variants, the acting principal for control-plane variants.
-Share actions carry the receiving tenant in ``extra.grantee``.
+Share actions list the receiving tenants in ``extra.grantees`` (as the CloudTrail parser does).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def share_to_foreign(ctx: Ctx) -> Outcome:
         ),
         ctx.make.audit(
             stamps[1], principal, action, resource, principal_tenant=owner.id, resource_tenant=owner.id,
-            src_ip=src_ip, extra={"grantee": grantee},
+            src_ip=src_ip, extra={"grantees": [grantee]},
         ),
     ]  # fmt: skip
     return Outcome(owner.id, "principal", principal, events, {"grantee": grantee, "resource": resource})
@@ -162,7 +162,7 @@ def benign_registered_share(ctx: Ctx) -> Outcome:
     action = ctx.choice(("snapshot.Share", "snapshot.ModifyAttribute"))
     event = ctx.make.audit(
         ctx.start, principal, action, pattern, principal_tenant=owner, resource_tenant=owner,
-        src_ip=_client_ip(ctx, o), extra={"grantee": grantee},
+        src_ip=_client_ip(ctx, o), extra={"grantees": [grantee]},
     )  # fmt: skip
     return Outcome(owner, "principal", principal, [event], {"grantee": grantee, "resource": pattern})
 

@@ -99,7 +99,7 @@ def syn_flood(ctx: Ctx) -> Outcome:
             ctx.make.flow(
                 ts, attacker, vm.ip, src_port=ctx.rng.randrange(1024, 65536), dst_port=port,
                 bytes_out=pk * ctx.rng.choice((40, 44, 60)), bytes_in=0, packets_out=pk, packets_in=0,
-                duration_ms=1000, tenant=vm.tenant, host=vm.host, vm=vm.id, extra={"tcp_flags": "S"},
+                duration_ms=1000, tenant=vm.tenant, host=vm.host, vm=vm.id, extra={"tcp_flags": 2},
             )
         )  # fmt: skip
     return Outcome(vm.tenant, "ip", attacker, events, {"target_ip": vm.ip, "dst_port": port})

@@ -1,0 +1,224 @@
+"""Alert workflow behind ``ssa alerts list|show|ack|close``.
+
+Status moves ``open -> acknowledged -> closed`` (or ``open -> closed``). A change is written with
+optimistic concurrency (``if_seq_no``/``if_primary_term`` of the version read), appends
+``{status, by, at, reason}`` to ``status_history`` and sets ``status_updated_at``; a concurrent
+change makes the write fail with 409, and the change is re-read and retried.
+
+Tenant scoping: an :class:`AlertStore` made with ``tenant_scope="X"`` puts ``tenant: X`` in every
+query *and* checks every hit's tenant before returning it; a hit of another tenant raises
+:class:`TenantScopeError` (it would mean the filter was bypassed). An id that exists only for
+another tenant is reported as not found, so a scoped user learns nothing about it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from elasticsearch import ConflictError, Elasticsearch
+
+from detectors.alert import SEVERITIES, STATUSES
+from infra.settings import Settings
+
+__all__ = [
+    "TRANSITIONS",
+    "AlertFilter",
+    "AlertNotFoundError",
+    "AlertStore",
+    "AlertWorkflowError",
+    "TenantScopeError",
+    "format_alert",
+    "format_alert_line",
+]
+
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "open": frozenset({"acknowledged", "closed"}),
+    "acknowledged": frozenset({"closed"}),
+    "closed": frozenset(),
+}
+_RETRIES: Final = 5
+
+
+class AlertWorkflowError(RuntimeError):
+    """A workflow request cannot be done; the message says why, on one line."""
+
+
+class AlertNotFoundError(AlertWorkflowError):
+    pass
+
+
+class TenantScopeError(AlertWorkflowError):
+    pass
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    tenant: str | None = None
+    status: str | None = None
+    severity: Sequence[str] = ()
+    category: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise AlertWorkflowError(f"unknown status {self.status!r}; expected one of {', '.join(STATUSES)}")
+        for sev in self.severity:
+            if sev not in SEVERITIES:
+                raise AlertWorkflowError(f"unknown severity {sev!r}; expected one of {', '.join(SEVERITIES)}")
+        if not 0 < self.limit <= 10_000:
+            raise AlertWorkflowError("limit must be between 1 and 10000")
+
+
+class AlertStore:
+    def __init__(self, es: Elasticsearch, settings: Settings, *, tenant_scope: str | None = None) -> None:
+        self.es = es
+        self.index = settings.index_alerts_pattern
+        self.tenant_scope = tenant_scope
+
+    # --- reading ---------------------------------------------------------------------------------
+    def _scope_filters(self, tenant: str | None) -> list[dict[str, Any]]:
+        if self.tenant_scope is not None and tenant not in (None, self.tenant_scope):
+            raise TenantScopeError(f"this view is scoped to tenant {self.tenant_scope}; cannot list {tenant}")
+        wanted = self.tenant_scope or tenant
+        return [{"term": {"tenant": wanted}}] if wanted else []
+
+    def _checked(self, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        docs = []
+        for hit in hits:
+            source = dict(hit["_source"])
+            if self.tenant_scope is not None and source.get("tenant") != self.tenant_scope:
+                raise TenantScopeError(
+                    f"refusing output: alert {hit['_id']} belongs to another tenant than {self.tenant_scope}"
+                )
+            source["_index"] = hit["_index"]
+            if "_seq_no" in hit:
+                source["_seq_no"], source["_primary_term"] = hit["_seq_no"], hit["_primary_term"]
+            docs.append(source)
+        return docs
+
+    def list(self, flt: AlertFilter | None = None) -> list[dict[str, Any]]:
+        """Alerts matching ``flt``, newest first."""
+        flt = flt or AlertFilter()
+        filters = self._scope_filters(flt.tenant)
+        if flt.status:
+            filters.append({"term": {"status": flt.status}})
+        if flt.severity:
+            filters.append({"terms": {"severity": list(flt.severity)}})
+        if flt.category:
+            filters.append({"term": {"category": flt.category}})
+        if flt.since_ms is not None or flt.until_ms is not None:
+            bounds: dict[str, Any] = {"format": "epoch_millis"}
+            if flt.since_ms is not None:
+                bounds["gte"] = flt.since_ms
+            if flt.until_ms is not None:
+                bounds["lte"] = flt.until_ms
+            filters.append({"range": {"ts": bounds}})
+        resp = self.es.search(
+            index=self.index,
+            query={"bool": {"filter": filters}},
+            sort=[{"ts": {"order": "desc"}}, {"alert_id": {"order": "asc"}}],
+            size=flt.limit,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        return self._checked(resp["hits"]["hits"])
+
+    def show(self, alert_id: str) -> dict[str, Any]:
+        """The alert with this id (within the scope), with ``_index``, ``_seq_no``, ``_primary_term``."""
+        filters = [{"ids": {"values": [alert_id]}}, *self._scope_filters(None)]
+        resp = self.es.search(
+            index=self.index,
+            query={"bool": {"filter": filters}},
+            seq_no_primary_term=True,
+            size=2,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        docs = self._checked(resp["hits"]["hits"])
+        if not docs:
+            raise AlertNotFoundError(
+                f"no alert {alert_id}" + (f" for tenant {self.tenant_scope}" if self.tenant_scope else "")
+            )
+        if len(docs) > 1:
+            raise AlertWorkflowError(
+                f"alert {alert_id} is in several indices: {', '.join(d['_index'] for d in docs)}"
+            )
+        return docs[0]
+
+    # --- changing --------------------------------------------------------------------------------
+    def transition(
+        self, alert_id: str, status: str, by: str, reason: str = "", *, now_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Move the alert to ``status``; a repeat of the current status changes nothing."""
+        if status not in STATUSES:
+            raise AlertWorkflowError(f"unknown status {status!r}")
+        if not by.strip():
+            raise AlertWorkflowError("say who makes the change (--by)")
+        for _ in range(_RETRIES):
+            doc = self.show(alert_id)
+            current = doc.get("status", "open")
+            if current == status:
+                return doc
+            if status not in TRANSITIONS.get(current, frozenset()):
+                raise AlertWorkflowError(f"alert {alert_id} is {current}; cannot move it to {status}")
+            at = now_ms if now_ms is not None else int(time.time() * 1000)
+            history = [
+                *doc.get("status_history", []),
+                {"status": status, "by": by, "at": at, "reason": reason},
+            ]
+            change = {"status": status, "status_updated_at": at, "status_history": history}
+            try:
+                self.es.update(
+                    index=doc["_index"],
+                    id=alert_id,
+                    doc=change,
+                    if_seq_no=doc["_seq_no"],
+                    if_primary_term=doc["_primary_term"],
+                    refresh="wait_for",
+                )
+            except ConflictError:
+                continue
+            return {**doc, **change}
+        raise AlertWorkflowError(f"alert {alert_id} kept changing under us; try again")
+
+    def ack(self, alert_id: str, by: str, reason: str = "", *, now_ms: int | None = None) -> dict[str, Any]:
+        return self.transition(alert_id, "acknowledged", by, reason, now_ms=now_ms)
+
+    def close(self, alert_id: str, by: str, reason: str = "", *, now_ms: int | None = None) -> dict[str, Any]:
+        return self.transition(alert_id, "closed", by, reason, now_ms=now_ms)
+
+
+def _iso(ms: Any) -> str:
+    if not isinstance(ms, int):
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def format_alert_line(doc: dict[str, Any]) -> str:
+    entity = doc.get("entity") or {}
+    return (
+        f"{doc.get('alert_id', '?')}  {_iso(doc.get('ts'))}  {doc.get('tenant') or '-':<12} "
+        f"{doc.get('severity', '?'):<8} {doc.get('status', '?'):<12} {doc.get('category', '?'):<17} "
+        f"{entity.get('type', '?')}:{entity.get('id', '?')}  {doc.get('summary', '')}"
+    )
+
+
+def format_alert(doc: dict[str, Any]) -> str:
+    attack = doc.get("attack") or {}
+    lines = [
+        format_alert_line(doc),
+        f"  detector: {doc.get('detector')} {doc.get('detector_version')}  score: {doc.get('score')}",
+        f"  ATT&CK: {attack.get('technique_id')} {attack.get('technique')} ({attack.get('tactic')})",
+        f"  seen: {_iso(doc.get('first_seen'))} .. {_iso(doc.get('last_seen'))}  ttd_ms: {doc.get('ttd_ms')}",
+        f"  evidence: {doc.get('evidence')}",
+    ]
+    for item in doc.get("status_history") or []:
+        lines.append(
+            f"  {_iso(item.get('at'))} {item.get('status')} by {item.get('by')}: {item.get('reason', '')}"
+        )
+    return "\n".join(lines)

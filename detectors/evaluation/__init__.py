@@ -1,0 +1,5 @@
+"""Evaluation: the scorecard (alerts against ground truth) and scripts over real public data.
+
+Scripts take data paths as arguments and write JSON under ``results/``; data is never copied
+into the repository. Run everything with ``python -m detectors.evaluation --help``.
+"""

@@ -1,0 +1,1 @@
+"""brute force rules."""

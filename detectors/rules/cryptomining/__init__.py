@@ -1,0 +1,1 @@
+"""cryptomining rules."""

@@ -1,0 +1,63 @@
+"""A VM connects to a mining-pool port on an external address."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from detectors.base import Batch
+from detectors.rule import Hit, Rule
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.meta import DetectorMeta, technique
+from detectors.rules.common import is_external, source_entity
+from ingest.schema import Event, FlowEvent
+
+__all__ = ["MiningPoolConnection"]
+
+
+class MiningPoolConnection(Rule):
+    meta = DetectorMeta(
+        id="cryptomining.mining_pool_connection",
+        version="1.0.0",
+        title="Connection to a mining-pool port",
+        category="cryptomining",
+        score=60,
+        severity="medium",
+        attack=(technique("Impact", "T1496", "Resource Hijacking"),),
+        kinds=frozenset({"flow"}),
+        description="A tenant VM opens a connection to an external address on a port that stratum mining "
+        "pools use (params.pool_ports), or to a known pool address (params.pool_addresses).",
+        false_positives=(
+            "unrelated services on the same ports (4444 and 5555 are also development defaults)",
+            "a tenant that mines on purpose (params.allowed_sources)",
+        ),
+        note="Look for a miner process on the VM (cryptomining.miner_process) and sustained CPU; "
+        "the pool address in the evidence can be blocked at the edge.",
+        maturity="stable",
+    )
+    param_spec: ClassVar[ParamSpec] = {"pool_ports": list, "pool_addresses": list, "allowed_sources": list}
+
+    def configure(self, config: DetectorConfig) -> None:
+        self.ports = frozenset(int(p) for p in self.params["pool_ports"])
+        self.addresses = frozenset(self.params["pool_addresses"])
+        self.allowed = frozenset(self.params["allowed_sources"])
+
+    def match(self, event: Event) -> Hit | None:
+        ev: FlowEvent = event  # type: ignore[assignment]
+        if ev.dst_port not in self.ports and ev.dst_ip not in self.addresses:
+            return None
+        reg = self.reg
+        if ev.src_ip in self.allowed or reg.tenant_of_ip(ev.src_ip) is None or not is_external(reg, ev.dst_ip):
+            return None
+        return Hit(source_entity(reg, ev.src_ip), ev.tenant, f"{ev.dst_ip}:{ev.dst_port}")
+
+    def observe_batch(self, batch: Batch) -> None:
+        """Fast path of ``match``: a set lookup on the port or address first."""
+        ports, addresses = self.ports, self.addresses
+        for ev in batch.events:
+            if ev.dst_port in ports or ev.dst_ip in addresses:  # type: ignore[union-attr]
+                try:
+                    hit = self.match(ev)
+                    if hit is not None:
+                        self.record(ev, hit)
+                except Exception as exc:
+                    self.error(ev, exc)

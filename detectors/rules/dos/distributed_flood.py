@@ -1,0 +1,128 @@
+"""Many sources flood one destination (distributed denial of service); the entity is the victim."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import ClassVar
+
+from detectors.alert import Entity
+from detectors.base import Batch, Finding
+from detectors.windowed import WindowedDetector
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.meta import DetectorMeta, technique
+from detectors.state import Span, bump_capped
+from detectors.windows import Window
+from ingest.schema import Event, FlowEvent
+
+__all__ = ["DistributedFlood", "VictimState"]
+
+
+class VictimState:
+    __slots__ = ("bytes", "packets", "sources", "span")
+
+    def __init__(self) -> None:
+        self.span = Span()
+        self.packets = 0
+        self.bytes = 0
+        self.sources: dict[str | None, int] = {}  # packets per source (capped; overflow under None)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.span, self.packets, self.bytes, self.sources)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        self.span, self.packets, self.bytes, self.sources = s  # type: ignore[assignment]
+
+
+class DistributedFlood(WindowedDetector[VictimState]):
+    meta = DetectorMeta(
+        id="dos.distributed_flood",
+        version="1.0.0",
+        title="Distributed flood against one address",
+        category="dos",
+        score=70,
+        severity="high",
+        attack=(technique("Impact", "T1498", "Network Denial of Service"),),
+        kinds=frozenset({"flow"}),
+        description="Packets sent to one tenant (or management) address reach params.min_packets within a "
+        "window, from at least params.min_sources sources, none of which sends more than "
+        "params.max_top_source_share of them. The entity is the victim address: no single source is to "
+        "blame.",
+        false_positives=(
+            "a legitimate traffic peak (launch, news) on a busy service: packet volume per source stays low",
+            "a CDN or load balancer in front of the destination (many sources by design)",
+        ),
+        note="Engage upstream scrubbing / rate limits for the victim; the top sources and the port tell "
+        "reflection (53, 123, 1900, 19) from direct floods.",
+        maturity="stable",
+    )
+    param_spec: ClassVar[ParamSpec] = {
+        "min_packets": int,
+        "min_sources": int,
+        "max_top_source_share": float,
+        "allowed_destinations": list,
+    }
+
+    def configure(self, config: DetectorConfig) -> None:
+        self.min_packets = int(self.params["min_packets"])
+        self.min_sources = int(self.params["min_sources"])
+        self.max_top_share = float(self.params["max_top_source_share"])
+        self.allowed = frozenset(self.params["allowed_destinations"])
+
+    def new_state(self, key: Hashable) -> VictimState:
+        return VictimState()
+
+    def observe_batch(self, batch: Batch) -> None:
+        allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
+        for ev, dst_t in zip(batch.events, batch.dst_tenants, strict=True):
+            try:
+                packets = ev.packets_out  # type: ignore[union-attr]
+                if dst_t is None or packets <= 0:  # victims are tenant or management addresses
+                    continue
+                dst = ev.dst_ip  # type: ignore[union-attr]
+                if dst in allowed:
+                    continue
+                st: VictimState | None = state(ev.ts, (ev.tenant, dst))
+                if st is None:
+                    continue
+                st.packets += packets
+                st.bytes += ev.bytes_out  # type: ignore[union-attr]
+                bump_capped(st.sources, ev.src_ip, packets, cap)  # type: ignore[union-attr]
+                st.span.add(ev.ts, ev.id, max_ids)
+            except Exception as exc:
+                self.error(ev, exc)
+
+    def merge(self, into: VictimState, other: VictimState) -> None:
+        into.span.merge(other.span, self.max_ids)
+        into.packets += other.packets
+        into.bytes += other.bytes
+        for src, n in other.sources.items():
+            bump_capped(into.sources, src, n, self.max_distinct)
+
+    def finish_key(self, window: Window, key: Hashable, state: VictimState) -> Finding | None:
+        n_sources = len(state.sources) - (None in state.sources)
+        if state.packets < self.min_packets or n_sources < self.min_sources:
+            return None
+        top_src, top = max(((n, s) for s, n in state.sources.items() if s is not None), default=(0, None))
+        if top_src > self.max_top_share * state.packets:
+            return None
+        tenant, victim = key  # type: ignore[misc]
+        seconds = max(1.0, (window.end - window.start) / 1000)
+        return Finding(
+            entity=Entity("ip", victim),
+            tenant=tenant,
+            window=window,
+            score=self.meta.score,
+            summary=f"{victim} received {state.packets} packets ({state.packets / seconds:.0f} pkt/s) from "
+            f"{n_sources} sources (largest {top_src / state.packets:.0%}): distributed flood",
+            first_seen=state.span.first,
+            last_seen=state.span.last,
+            count=state.span.count,
+            event_ids=list(state.span.ids),
+            evidence={
+                "packets": state.packets,
+                "bytes": state.bytes,
+                "distinct_sources": n_sources,
+                "top_source": top,
+                "top_source_share": round(top_src / state.packets, 3),
+            },
+        )

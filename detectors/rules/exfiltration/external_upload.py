@@ -1,0 +1,119 @@
+"""A VM sends a large volume to one address outside every tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import ClassVar
+
+from detectors.base import Batch, Finding
+from detectors.windowed import WindowedDetector
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.meta import DetectorMeta, technique
+from detectors.rules.common import fmt_bytes, is_external, source_entity
+from detectors.state import Span, bump_capped
+from detectors.windows import Window
+from ingest.schema import Event, FlowEvent
+
+__all__ = ["ExternalUpload", "UploadState"]
+
+
+class UploadState:
+    __slots__ = ("by_dst", "span", "total")
+
+    def __init__(self) -> None:
+        self.span = Span()
+        self.total = 0
+        self.by_dst: dict[str | None, int] = {}
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.span, self.total, self.by_dst)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        self.span, self.total, self.by_dst = s  # type: ignore[assignment]
+
+
+class ExternalUpload(WindowedDetector[UploadState]):
+    meta = DetectorMeta(
+        id="exfiltration.external_upload",
+        version="1.0.0",
+        title="Large upload to an external address",
+        category="exfiltration",
+        score=75,
+        severity="high",
+        attack=(technique("Exfiltration", "T1048", "Exfiltration Over Alternative Protocol"),),
+        kinds=frozenset({"flow"}),
+        description="Bytes sent by one VM to a single address outside all tenants and the management "
+        "plane reach params.min_bytes_to_one_destination within a window.",
+        false_positives=(
+            "off-site backups or replication to a provider outside the registry (list the destination "
+            "addresses in params.allowed_destinations)",
+            "large legitimate uploads (media, data exchange with partners)",
+        ),
+        note="Identify the destination (evidence.top_destination) and the process that sent it; compare "
+        "with the VM's normal outbound volume. Block the destination if unknown.",
+        maturity="stable",
+    )
+    param_spec: ClassVar[ParamSpec] = {"min_bytes_to_one_destination": int, "allowed_destinations": list}
+
+    def configure(self, config: DetectorConfig) -> None:
+        self.min_bytes = int(self.params["min_bytes_to_one_destination"])
+        self.allowed = frozenset(self.params["allowed_destinations"])
+        self._cap = 64
+
+    def new_state(self, key: Hashable) -> UploadState:
+        return UploadState()
+
+    def observe_batch(self, batch: Batch) -> None:
+        allowed, cap, max_ids, state = self.allowed, self._cap, self.max_ids, self.state
+        events = batch.events
+        for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
+            try:
+                if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
+                    continue
+                sent = ev.bytes_out  # type: ignore[union-attr]
+                dst = ev.dst_ip  # type: ignore[union-attr]
+                if sent <= 0 or dst in allowed:
+                    continue
+                st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))  # type: ignore[union-attr]
+                if st is None:
+                    continue
+                st.total += sent
+                bump_capped(st.by_dst, dst, sent, cap)
+                st.span.add(ev.ts, ev.id, max_ids)
+            except Exception as exc:
+                self.error(ev, exc)
+
+    def merge(self, into: UploadState, other: UploadState) -> None:
+        into.span.merge(other.span, self.max_ids)
+        into.total += other.total
+        for dst, n in other.by_dst.items():
+            bump_capped(into.by_dst, dst, n, self._cap)
+
+    def finish_key(self, window: Window, key: Hashable, state: UploadState) -> Finding | None:
+        named = [(n, d) for d, n in state.by_dst.items() if d is not None]
+        if not named:
+            return None
+        top_bytes, top = max(named)
+        if top_bytes < self.min_bytes:
+            return None
+        tenant, src = key  # type: ignore[misc]
+        entity = source_entity(self.reg, src)
+        return Finding(
+            entity=entity,
+            tenant=tenant,
+            window=window,
+            score=self.meta.score if top_bytes < 10 * self.min_bytes else 85,
+            summary=f"{entity.type} {entity.id} sent {fmt_bytes(top_bytes)} to external address {top} "
+            f"({fmt_bytes(state.total)} to {len(named)} external destination(s) in this window)",
+            first_seen=state.span.first,
+            last_seen=state.span.last,
+            count=state.span.count,
+            event_ids=list(state.span.ids),
+            evidence={
+                "top_destination": top,
+                "bytes_to_top_destination": top_bytes,
+                "bytes_external_total": state.total,
+                "external_destinations": len(named),
+                "threshold_bytes": self.min_bytes,
+            },
+        )

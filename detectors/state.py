@@ -1,0 +1,76 @@
+"""Small picklable per-key state pieces for windowed detectors.
+
+``Span`` tracks first/last event time, a count and a few evidence ids; ``add_capped`` keeps sets
+and dicts bounded (``engine.max_distinct_per_key``) while still counting what overflowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+__all__ = ["Span", "add_capped", "bump_capped"]
+
+
+class Span:
+    """Event-time span, event count and up to ``max_ids`` evidence ids of one key in one window."""
+
+    __slots__ = ("count", "first", "ids", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0
+        self.last = 0
+        self.ids: list[str] = []
+
+    def add(self, ts: int, event_id: str, max_ids: int) -> None:
+        if self.count == 0:
+            self.first = self.last = ts
+        elif ts < self.first:
+            self.first = ts
+        elif ts > self.last:
+            self.last = ts
+        self.count += 1
+        if len(self.ids) < max_ids:
+            self.ids.append(event_id)
+
+    def merge(self, other: Span, max_ids: int) -> None:
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.first, self.last = other.first, other.last
+        else:
+            self.first = min(self.first, other.first)
+            self.last = max(self.last, other.last)
+        self.count += other.count
+        for i in other.ids:
+            if len(self.ids) >= max_ids:
+                break
+            if i not in self.ids:
+                self.ids.append(i)
+
+    def __getstate__(self) -> tuple[int, int, int, list[str]]:
+        return (self.count, self.first, self.last, self.ids)
+
+    def __setstate__(self, state: tuple[int, int, int, list[str]]) -> None:
+        self.count, self.first, self.last, self.ids = state
+
+
+def add_capped(values: set[Any], item: Hashable, cap: int) -> bool:
+    """Add to a set unless it is full; True when the item is (now) in the set."""
+    if item in values:
+        return True
+    if len(values) >= cap:
+        return False
+    values.add(item)
+    return True
+
+
+def bump_capped(counts: dict[Any, int], key: Hashable, amount: int, cap: int) -> None:
+    """Add ``amount`` to ``counts[key]``; new keys beyond ``cap`` go to the ``None`` bucket."""
+    if key in counts:
+        counts[key] += amount
+    elif len(counts) < cap:
+        counts[key] = amount
+    else:
+        counts[None] = counts.get(None, 0) + amount

@@ -1,0 +1,152 @@
+"""``ssa detect``: the detection job on the local mini-cluster (or a cluster, unchanged), resumed
+from its last checkpoint, with the Elasticsearch indexer beside it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infra.bootstrap import ensure_topics
+from infra.settings import Settings
+from streams.detect_fn import DetectionJobConfig
+from streams.flink_env import create_table_env, latest_checkpoint
+from streams.indexer import Indexer
+from streams.job import JobSinks, build, kafka_sink
+from streams.sql import SOURCE_TABLE, kafka_properties, source_ddl
+
+__all__ = ["DetectRun", "start_indexer", "submit_job"]
+
+
+@dataclass
+class DetectRun:
+    job_client: Any
+    restored_from: str | None
+    indexer: Indexer | None = None
+    indexer_thread: threading.Thread | None = None
+
+    def wait(self) -> None:
+        self.job_client.get_job_execution_result().result()
+
+    def cancel(self) -> None:
+        self.job_client.cancel().result()
+
+    def stop_indexer(self, timeout_s: float = 30) -> None:
+        if self.indexer is not None and self.indexer_thread is not None:
+            self.indexer.stop()
+            self.indexer_thread.join(timeout_s)
+
+
+def job_config(settings: Settings) -> DetectionJobConfig:
+    from pathlib import Path
+
+    tenants = settings.tenants_file if Path(settings.tenants_file).exists() else None
+    return DetectionJobConfig(
+        tenants_file=tenants, detector_config_file=settings.detector_config_file or None
+    )
+
+
+def submit_job(
+    settings: Settings,
+    *,
+    bounded: bool = False,
+    restore: bool = True,
+    say: Callable[[str], None] = print,
+) -> DetectRun:
+    """Build and start the job asynchronously; returns a handle to wait on or cancel."""
+    ensure_topics(settings)  # index templates: the indexer installs them once Elasticsearch answers
+    restore_from = latest_checkpoint(settings.checkpoint_dir) if restore else None
+    if restore_from is not None:
+        say(f"detect: resuming from checkpoint {restore_from}")
+    env, t_env = create_table_env(
+        settings,
+        checkpoint_interval_ms=settings.checkpoint_interval_ms,
+        restore_from=str(restore_from) if restore_from else None,
+    )
+    t_env.get_config().set("table.exec.source.idle-timeout", "2 s")
+    t_env.execute_sql(
+        source_ddl(
+            settings,
+            group_id=settings.detect_group_id,
+            out_of_orderness_ms=settings.out_of_orderness_ms,
+            bounded=bounded,
+        )
+    )
+    props = kafka_properties(settings)
+    sinks = JobSinks(
+        alerts=kafka_sink(settings.kafka_bootstrap, settings.topic_alerts, props),
+        metrics=kafka_sink(settings.kafka_bootstrap, settings.topic_metrics, props),
+        dlq=kafka_sink(settings.kafka_bootstrap, settings.topic_dlq, props),
+    )
+    build(env, t_env, SOURCE_TABLE, sinks, job_config(settings))
+    client = env.execute_async("ssa-detect")
+    say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
+    return DetectRun(client, str(restore_from) if restore_from else None)
+
+
+def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tuple[Indexer, threading.Thread]:
+    from pathlib import Path
+
+    from ingest.tenants import RegistryWatcher
+
+    watcher = RegistryWatcher(settings.tenants_file) if Path(settings.tenants_file).exists() else None
+
+    def industry_of(tenant: str | None) -> str | None:
+        return watcher.current().industry_of(tenant) if watcher else None
+
+    indexer = Indexer(
+        settings,
+        industry_of=industry_of,
+        group_id=settings.indexer_group_id,
+        lag_group_id=settings.detect_group_id,
+        say=say,
+    )
+    thread = threading.Thread(target=indexer.run, name="ssa-indexer", daemon=True)
+    thread.start()
+    return indexer, thread
+
+
+def run_forever(
+    settings: Settings, *, restore: bool = True, index: bool = True, say: Callable[[str], None] = print
+) -> int:
+    run = submit_job(settings, restore=restore, say=say)
+    if index:
+        run.indexer, run.indexer_thread = start_indexer(settings, say)
+    try:
+        while True:
+            status = str(run.job_client.get_job_status().result())
+            if status in ("FAILED", "CANCELED", "FINISHED"):
+                say(f"detect: job ended: {status}")
+                return 0 if status == "FINISHED" else 1
+            time.sleep(2)
+    except KeyboardInterrupt:
+        say("detect: stopping (the next start resumes from the last checkpoint)")
+        run.cancel()
+        return 0
+    finally:
+        run.stop_indexer()
+
+
+def run_bounded(
+    settings: Settings,
+    *,
+    restore: bool = True,
+    index: bool = True,
+    indexer_idle_exit_s: float = 10.0,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Process what Kafka holds now, then ship every alert to Elasticsearch and stop."""
+    run = submit_job(settings, bounded=True, restore=restore, say=say)
+    if index:
+        run.indexer, run.indexer_thread = start_indexer(settings, say)
+    try:
+        run.wait()
+        say("detect: job finished")
+    finally:
+        if run.indexer is not None and run.indexer_thread is not None:
+            # Let the indexer drain what the job wrote, then stop it.
+            run.indexer.drain(indexer_idle_exit_s)
+            run.indexer_thread.join()
+    return 0

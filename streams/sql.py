@@ -1,0 +1,96 @@
+"""The JVM side of the job, in Flink SQL: the Kafka source over the telemetry topics and the
+one-second micro-batches per partition key that the Python detectors receive.
+
+No JSON is parsed on the JVM: the partition key is the Kafka record key (tenant, or host for
+process events, as the ingest producer writes it), and event time comes from the record's ``ts``
+header (set by the producer) or, failing that, the Kafka record timestamp. The payload reaches
+Python untouched; a payload that does not decode there goes to the DLQ with the reason.
+"""
+
+from __future__ import annotations
+
+from infra.clients import kafka_config
+from infra.settings import Settings
+
+__all__ = ["BATCH_VIEW", "SOURCE_TABLE", "batches_query", "kafka_properties", "source_ddl"]
+
+SOURCE_TABLE = "telemetry"
+BATCH_VIEW = "telemetry_batches"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def kafka_properties(settings: Settings) -> dict[str, str]:
+    """Connector ``properties.*`` for the client security settings (SASL_SSL, CA file)."""
+    conf = kafka_config(settings, "confluent")
+    props = {"properties.bootstrap.servers": settings.kafka_bootstrap}
+    proto = conf["security.protocol"]
+    if proto != "PLAINTEXT":
+        props["properties.security.protocol"] = proto
+    if proto.startswith("SASL"):
+        mech = conf["sasl.mechanism"]
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if mech == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        user = conf["sasl.username"].replace('"', '\\"')
+        password = conf["sasl.password"].replace('"', '\\"')
+        props["properties.sasl.mechanism"] = mech
+        props["properties.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    if "ssl.ca.location" in conf:
+        props["properties.ssl.truststore.type"] = "PEM"
+        props["properties.ssl.truststore.location"] = conf["ssl.ca.location"]
+    return props
+
+
+def source_ddl(
+    settings: Settings,
+    *,
+    group_id: str,
+    topics: list[str] | None = None,
+    out_of_orderness_ms: int = 2000,
+    bounded: bool = False,
+    startup_mode: str = "group-offsets",
+) -> str:
+    topic_list = ";".join(topics if topics is not None else list(settings.telemetry_topics.values()))
+    options = {
+        "connector": "kafka",
+        "topic": topic_list,
+        "properties.group.id": group_id,
+        "properties.auto.offset.reset": "earliest",
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": startup_mode,
+        "key.format": "raw",
+        "key.fields": "pkey",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        **kafka_properties(settings),
+    }
+    if bounded:
+        options["scan.bounded.mode"] = "latest-offset"
+    with_clause = ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
+    return f"""
+CREATE TEMPORARY TABLE {SOURCE_TABLE} (
+  pkey STRING,
+  payload STRING,
+  headers MAP<STRING, BYTES> METADATA VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  rowtime AS COALESCE(TO_TIMESTAMP_LTZ(CAST(CAST(headers['ts'] AS STRING) AS BIGINT), 3), kafka_ts),
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '{int(out_of_orderness_ms)}' MILLISECOND
+) WITH (
+  {with_clause}
+)"""
+
+
+def batches_query(source: str = SOURCE_TABLE, batch_ms: int = 1000) -> str:
+    """Events per partition key per ``batch_ms`` tumbling window, newline-joined (JSON payloads
+    never contain a raw newline), emitted when the watermark passes the window end."""
+    if not source.isidentifier():
+        raise ValueError(f"source table name must be an identifier, got {source!r}")
+    return f"""
+SELECT COALESCE(pkey, '-') AS pkey, window_time, LISTAGG(payload, '\n') AS payloads, COUNT(*) AS n
+FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(rowtime), INTERVAL '{int(batch_ms)}' MILLISECOND))
+GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked

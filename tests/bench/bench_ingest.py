@@ -1,0 +1,364 @@
+"""Ingest benchmark: parse+encode events/s per format on generated inputs, tenant lookups/s, and
+(when the stack is up) ``ssa ingest``-equivalent events/s into Kafka for both Kafka clients.
+
+``run(ctx)`` returns flat numbers whose key names carry their unit. ``ctx`` has ``settings``,
+``data_dir`` (the shared datasets or None) and ``stack_up``. Run by hand with
+``.venv/bin/python -m tests.bench.bench_ingest [--kafka]``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from infra.settings import Settings, load_settings
+from ingest.dlq import DlqRecord, encode_dlq
+from ingest.pipeline import run_ingest
+from ingest.producer import SinkCounters, TelemetryProducer
+from ingest.schema import Event, encode_event
+from ingest.tenants import TenantRegistry
+from streams.kafka_target import kafka_target
+from tests.samples.netflow_gen import ipfix_packet, v5_packet, v9_packet
+
+__all__ = ["run"]
+
+N_FLOWS = 200_000
+N_OTHER = 50_000
+
+
+class EncodeSink:
+    """Serialises every event (what any real sink does) and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.counters = SinkCounters()
+
+    def send_event(self, event: Event) -> None:
+        self.counters.bytes += len(encode_event(event))
+        self.counters.events += 1
+
+    def send_dlq(self, record: DlqRecord) -> None:
+        self.counters.bytes += len(encode_dlq(record))
+        self.counters.dlq += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _registry() -> TenantRegistry:
+    tenants = [
+        {
+            "id": f"t-{i:03d}",
+            "cidrs": [f"10.{i}.0.0/16"],
+            "vms": [
+                {"id": f"vm-{i}-{j}", "host": f"hv-{j % 8}", "ip": f"10.{i}.0.{j}"} for j in range(1, 20)
+            ],
+        }
+        for i in range(100)
+    ]
+    return TenantRegistry.from_dict({"tenants": tenants})
+
+
+def _ips(rnd: random.Random, n: int) -> list[str]:
+    internal = [f"10.{rnd.randrange(100)}.0.{rnd.randrange(1, 40)}" for _ in range(3000)]
+    external = [
+        f"{rnd.randrange(1, 223)}.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
+        for _ in range(3000)
+    ]
+    return [rnd.choice(internal) if rnd.random() < 0.7 else rnd.choice(external) for _ in range(n)]
+
+
+def gen_vpcflow(n: int, rnd: random.Random) -> bytes:
+    src, dst = _ips(rnd, n), _ips(rnd, n)
+    t0 = 1_709_632_800
+    lines = [
+        f"2 123456789012 eni-0a1b2c3d{i % 97:04d} {src[i]} {dst[i]} {rnd.randrange(1024, 65535)} "
+        f"{rnd.choice((22, 53, 80, 443, 3389, 5432))} {rnd.choice((6, 6, 6, 17, 1))} {rnd.randrange(1, 500)} "
+        f"{rnd.randrange(40, 10**6)} {t0 + i // 50} {t0 + i // 50 + 60} {rnd.choice(('ACCEPT', 'ACCEPT', 'REJECT'))} OK"
+        for i in range(n)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_nprobe(n: int, rnd: random.Random) -> bytes:
+    src, dst = _ips(rnd, n), _ips(rnd, n)
+    head = "IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,L7_PROTO,IN_BYTES,IN_PKTS,OUT_BYTES,OUT_PKTS,"
+    head += "TCP_FLAGS,FLOW_DURATION_MILLISECONDS,FLOW_START_MILLISECONDS,FLOW_END_MILLISECONDS,Label,Attack"
+    t0 = 1_709_632_800_000
+    rows = [
+        f"{src[i]},{rnd.randrange(1024, 65535)},{dst[i]},{rnd.choice((22, 53, 443))},6,7.0,{rnd.randrange(40, 10**6)},"
+        f"{rnd.randrange(1, 500)},{rnd.randrange(40, 10**6)},{rnd.randrange(1, 500)},27,1500,{t0 + i},{t0 + i + 1500},0,Benign"
+        for i in range(n)
+    ]
+    return (head + "\n" + "\n".join(rows) + "\n").encode()
+
+
+def gen_zeek(n: int, rnd: random.Random) -> bytes:
+    src, dst = _ips(rnd, n), _ips(rnd, n)
+    sample = (Path(__file__).parents[1] / "samples" / "zeek_conn.log").read_text().splitlines()
+    head = [line for line in sample if line.startswith("#") and not line.startswith("#close")]
+    rows = [
+        f"{1709632800 + i / 100:.6f}\tC{i:017d}\t{src[i]}\t{rnd.randrange(1024, 65535)}\t{dst[i]}\t443\ttcp\tssl\t"
+        f"{rnd.random() * 10:.6f}\t{rnd.randrange(0, 10**5)}\t{rnd.randrange(0, 10**6)}\tSF\tT\tF\t0\tShADadFf\t"
+        f"{rnd.randrange(1, 99)}\t{rnd.randrange(40, 10**5)}\t{rnd.randrange(1, 99)}\t{rnd.randrange(40, 10**6)}\t-"
+        for i in range(n)
+    ]
+    return ("\n".join(head + rows) + "\n").encode()
+
+
+def gen_netflow(n: int, rnd: random.Random, version: int) -> bytes:
+    src, dst = _ips(rnd, n), _ips(rnd, n)
+    out = []
+    per = 30 if version == 5 else 24
+    for start in range(0, n, per):
+        flows = [
+            (
+                src[i],
+                dst[i],
+                rnd.randrange(1024, 65535),
+                443,
+                6,
+                rnd.randrange(40, 10**6),
+                rnd.randrange(1, 99),
+                1000 + i,
+                2000 + i,
+            )
+            for i in range(start, min(n, start + per))
+        ]
+        if version == 5:
+            out.append(v5_packet(flows, 1709632800, 10**7, seq=start))
+        elif version == 9:
+            out.append(v9_packet(flows, 1709632800, 10**7, seq=start, with_template=start == 0))
+        else:
+            absolute = [(*f[:7], 1709632800000 + f[7], 1709632800000 + f[8]) for f in flows]
+            out.append(ipfix_packet(absolute, 1709632800, seq=start, with_template=start == 0))
+    return b"".join(out)
+
+
+def gen_syslog(n: int, rnd: random.Random) -> bytes:
+    ips = _ips(rnd, 500)
+    lines = []
+    for i in range(n):
+        pid, ip, sec = 20000 + i // 3, rnd.choice(ips), i % 60
+        msg = rnd.choice(
+            (
+                f"Failed password for root from {ip} port {rnd.randrange(1024, 65535)} ssh2",
+                f"Failed password for invalid user admin{i % 50} from {ip} port {rnd.randrange(1024, 65535)} ssh2",
+                f"Connection closed by {ip} [preauth]",
+                f"Accepted publickey for deploy from {ip} port 50022 ssh2: RSA SHA256:abc",
+            )
+        )
+        lines.append(f"Dec 10 07:{(i // 60) % 60:02d}:{sec:02d} vm-{i % 100}-1 sshd[{pid}]: {msg}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_auditd(n: int, rnd: random.Random) -> bytes:
+    lines = []
+    for i in range(n):
+        ts = f"{1709632800 + i // 100}.{i % 1000:03d}:{100000 + i}"
+        lines.append(
+            f"node=hv-{i % 8} type=SYSCALL msg=audit({ts}): arch=c000003e syscall=59 success=yes exit=0 "
+            f"a0=55d5 a1=55d6 a2=55d7 a3=0 items=2 ppid={i % 3000} pid={i % 30000} auid=1000 uid=0 gid=0 "
+            f'euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="bash" exe="/usr/bin/bash" '
+            f'key="exec"'
+        )
+        lines.append(f'node=hv-{i % 8} type=EXECVE msg=audit({ts}): argc=2 a0="bash" a1="-c{i}"')
+        lines.append(f'node=hv-{i % 8} type=CWD msg=audit({ts}): cwd="/root"')
+        lines.append(
+            f'node=hv-{i % 8} type=PATH msg=audit({ts}): item=0 name="/usr/bin/bash" inode=1 dev=fd:00 '
+            "mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL"
+        )
+        lines.append(f"node=hv-{i % 8} type=EOE msg=audit({ts}): ")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_falco(n: int, rnd: random.Random) -> bytes:
+    lines = []
+    for i in range(n):
+        rec = {
+            "hostname": f"vm-{i % 100}-1",
+            "output": "Warning Sensitive file opened",
+            "priority": "Warning",
+            "rule": "Read sensitive file untrusted",
+            "source": "syscall",
+            "tags": ["filesystem"],
+            "time": f"2024-05-18T10:{(i // 60) % 60:02d}:{i % 60:02d}.408091526Z",
+            "output_fields": {
+                "container.id": "host",
+                "evt.type": "openat",
+                "fd.name": "/etc/shadow",
+                "proc.cmdline": f"cat /etc/shadow {i}",
+                "proc.exepath": "/usr/bin/cat",
+                "proc.pid": i,
+                "proc.ppid": 1,
+                "proc.pname": "bash",
+                "user.uid": 0,
+            },
+        }
+        lines.append(json.dumps(rec))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_cloudtrail(n: int, rnd: random.Random) -> bytes:
+    lines = []
+    for i in range(n):
+        acct = f"{100000000000 + i % 100}"
+        rec = {
+            "eventVersion": "1.09",
+            "userIdentity": {
+                "type": "IAMUser",
+                "arn": f"arn:aws:iam::{acct}:user/u{i % 7}",
+                "accountId": acct,
+            },
+            "eventTime": f"2024-03-05T10:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "10.1.0.5",
+            "requestParameters": {"bucketName": f"b{i % 13}", "key": f"k/{i}"},
+            "resources": [
+                {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::b{i % 13}/k/{i}"},
+                {"accountId": acct, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::b{i % 13}"},
+            ],
+            "eventID": f"e-{i}",
+            "recipientAccountId": acct,
+        }
+        lines.append(json.dumps(rec))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_cic(n: int, rnd: random.Random) -> bytes:
+    sample = (Path(__file__).parents[1] / "samples" / "cicids2017.csv").read_bytes().splitlines()
+    header, row = sample[0], sample[1].decode().split(",")
+    src, dst = _ips(rnd, n), _ips(rnd, n)
+    rows = []
+    for i in range(n):
+        row[1], row[3], row[2] = src[i], dst[i], str(rnd.randrange(1024, 65535))
+        row[6] = f"7/7/2017 {8 + i // 36000 % 10}:{i // 600 % 60:02d}"
+        rows.append(",".join(row))
+    return header + b"\n" + "\n".join(rows).encode() + b"\n"
+
+
+def _measure(fmt: str, data: bytes, registry: TenantRegistry, **kwargs: Any) -> tuple[float, int]:
+    """Best of three, in events per CPU second of this process (one core; the machine is shared)."""
+    best, parsed = 0.0, 0
+    for _ in range(3):
+        start = time.process_time()
+        summary = run_ingest(io.BytesIO(data), fmt, registry=registry, sink=EncodeSink(), year=2023, **kwargs)
+        rate = summary.parsed / max(time.process_time() - start, 1e-9)
+        best, parsed = max(best, rate), summary.parsed
+    return best, parsed
+
+
+def _calibration_us() -> float:
+    """CPU speed reference: microseconds for ``sum(range(1000))`` (about 7-9 us on a current desktop
+    core with CPython 3.11), so rates from different machines can be compared."""
+    import timeit
+
+    return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+
+
+def _lookup_rates(registry: TenantRegistry) -> dict[str, float]:
+    rnd = random.Random(5)
+    working_set = _ips(rnd, 20_000)
+    ips = [rnd.choice(working_set) for _ in range(500_000)]
+    lookup: Callable[[str], Any] = registry.tenant_of_ip
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for ip in ips:
+            lookup(ip)
+        best = max(best, len(ips) / (time.perf_counter() - start))
+    cold = _registry()
+    unique = [f"10.{rnd.randrange(100)}.{rnd.randrange(256)}.{rnd.randrange(256)}" for _ in range(60_000)]
+    start = time.perf_counter()
+    for ip in unique:
+        cold.tenant_of_ip(ip)
+    return {
+        "tenant_lookup_cached_mix_per_s": round(best),
+        "tenant_lookup_uncached_per_s": round(len(unique) / (time.perf_counter() - start)),
+    }
+
+
+def _kafka_rates(settings: Settings, data: bytes, registry: TenantRegistry) -> dict[str, float]:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bench = settings.with_overrides(topic_prefix="bench.ssa.telemetry.", topic_dlq="bench.ssa.dlq")
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    wanted = [*bench.telemetry_topics.values(), bench.topic_dlq]
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [
+        NewTopic(t, num_partitions=settings.kafka_partitions, replication_factor=1)
+        for t in wanted
+        if t not in existing
+    ]
+    for future in (admin.create_topics(missing) if missing else {}).values():
+        future.result(30)
+    out: dict[str, float] = {}
+    for client in ("confluent", "kafka-python"):
+        producer = TelemetryProducer(kafka_target(bench), client)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        summary = run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=producer)
+        producer.flush()
+        elapsed = time.perf_counter() - start
+        producer.close()
+        key = client.replace("-", "_")
+        out[f"kafka_{key}_events_per_s"] = round(summary.parsed / elapsed)
+        out[f"kafka_{key}_events"] = summary.parsed
+    return out
+
+
+def run(ctx: Any) -> dict[str, float]:
+    rnd = random.Random(1)
+    registry = _registry()
+    results: dict[str, float] = {"cpu_calibration_sum_range_1000_us": round(_calibration_us(), 2)}
+    inputs = {
+        "vpcflow": gen_vpcflow(N_FLOWS, rnd),
+        "nprobe-csv": gen_nprobe(N_FLOWS, rnd),
+        "zeek": gen_zeek(N_FLOWS, rnd),
+        "netflow_v5": gen_netflow(N_FLOWS, rnd, 5),
+        "netflow_v9": gen_netflow(N_FLOWS, rnd, 9),
+        "netflow_ipfix": gen_netflow(N_FLOWS, rnd, 10),
+        "syslog": gen_syslog(N_OTHER, rnd),
+        "auditd": gen_auditd(N_OTHER, rnd),
+        "falco": gen_falco(N_OTHER, rnd),
+        "cloudaudit": gen_cloudtrail(N_OTHER, rnd),
+        "cicflowmeter": gen_cic(N_OTHER, rnd),
+    }
+    for name, data in inputs.items():
+        fmt = "netflow" if name.startswith("netflow") else name
+        rate, parsed = _measure(fmt, data, registry)
+        results[f"parse_{name.replace('-', '_')}_events_per_s"] = round(rate)
+        results[f"parse_{name.replace('-', '_')}_events"] = parsed
+    results.update(_lookup_rates(registry))
+    data_dir = getattr(ctx, "data_dir", None)
+    ssh = Path(data_dir) / "loghub_OpenSSH" / "OpenSSH_2k.log" if data_dir else None
+    if ssh is not None and ssh.exists():
+        summary = run_ingest(ssh, "syslog", year=2015)
+        results.update(
+            loghub_openssh_parsed_events=summary.parsed,
+            loghub_openssh_dlq_records=summary.dlq,
+            loghub_openssh_skipped_lines=summary.skipped,
+        )
+    if getattr(ctx, "stack_up", False):
+        results.update(_kafka_rates(ctx.settings, inputs["vpcflow"], registry))
+    return results
+
+
+if __name__ == "__main__":
+    import sys
+
+    shared = Path("/work/shared/data")
+    ctx = SimpleNamespace(
+        settings=load_settings(), data_dir=shared if shared.is_dir() else None, stack_up="--kafka" in sys.argv
+    )
+    for key, value in run(ctx).items():
+        print(f"{key:45s} {value:>14,}")

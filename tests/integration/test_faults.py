@@ -1,0 +1,137 @@
+"""Fault tests on the real stack. Each run reads the same telemetry and writes its alerts to its own
+indices; the set of alert ids in Elasticsearch must equal the uninterrupted run's: none missing,
+none duplicated (Elasticsearch ``_id`` = ``alert_id``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.clients import es_client
+from infra.services import ElasticsearchService, KafkaService
+from infra.settings import PROJECT_ROOT, Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def telemetry(stack: Settings) -> Settings:
+    """One simulated input in its own topics, produced once for every run of this module."""
+    from ingest.simulator import SimConfig, simulate
+    from streams.demo import demo_settings, produce_simulation
+
+    run = "faults" + uuid.uuid4().hex[:6]
+    s = demo_settings(stack, run)
+    now = int(time.time() * 1000)
+    sim = simulate(SimConfig(seed=5, tenants=5, duration_s=240, start_ms=now - 240_000, events_per_s=600))
+    produced = produce_simulation(s, sim, say=lambda _m: None)
+    assert produced > 100_000
+    return s
+
+
+def _run_settings(base: Settings, name: str) -> Settings:
+    tag = f"{name}{uuid.uuid4().hex[:6]}"
+    ckpt = Path(base.data_dir) / "runs" / tag / "checkpoints"
+    return base.with_overrides(
+        topic_alerts=f"ssa.run.{tag}.alerts",
+        topic_metrics=f"ssa.run.{tag}.metrics",
+        topic_dlq=f"ssa.run.{tag}.dlq",
+        detect_group_id=f"ssa-detect-{tag}",
+        indexer_group_id=f"ssa-indexer-{tag}",
+        index_alerts_prefix=f"ssa-alerts-{tag}-",
+        index_metrics_prefix=f"ssa-metrics-{tag}-",
+        checkpoint_dir=str(ckpt),
+        checkpoint_interval_ms=2000,
+    )
+
+
+def _job(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "--bounded", "--indexer-idle-exit", "8", *extra],
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _alert_ids(settings: Settings) -> list[str]:
+    es = es_client(settings)
+    try:
+        pattern = settings.index_alerts_pattern
+        es.indices.refresh(index=pattern, ignore_unavailable=True)
+        from elasticsearch.helpers import scan
+
+        return [h["_id"] for h in scan(es, index=pattern, query={"query": {"match_all": {}}}, _source=False)]
+    finally:
+        es.close()
+
+
+def _wait_for_checkpoint(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    from streams.flink_env import latest_checkpoint
+
+    deadline = time.monotonic() + timeout_s
+    while latest_checkpoint(settings.checkpoint_dir) is None:
+        assert proc.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint completed"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def baseline(telemetry: Settings) -> set[str]:
+    s = _run_settings(telemetry, "base")
+    assert _job(s).wait(timeout=600) == 0
+    ids = _alert_ids(s)
+    assert len(ids) == len(set(ids)) and len(ids) >= 20
+    return set(ids)
+
+
+def test_sigkill_of_the_job_then_restart_from_checkpoint(telemetry: Settings, baseline: set[str]) -> None:
+    s = _run_settings(telemetry, "kill")
+    proc = _job(s, "--no-indexer")
+    _wait_for_checkpoint(s, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # The restarted job resumes from the checkpoint and ships everything (indexer included).
+    assert _job(s).wait(timeout=600) == 0
+    ids = _alert_ids(s)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == baseline
+
+
+def test_elasticsearch_down_for_a_minute(telemetry: Settings, baseline: set[str]) -> None:
+    s = _run_settings(telemetry, "esdown")
+    es_service = ElasticsearchService(s)
+    es_service.proc.stop()
+    try:
+        proc = _job(s)
+        time.sleep(60)
+    finally:
+        es_service.launch()
+        es_service.proc.wait_until(es_service.healthy, 120, "healthy")
+    assert proc.wait(timeout=600) == 0
+    ids = _alert_ids(s)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == baseline
+
+
+def test_kafka_broker_restart_mid_stream(telemetry: Settings, baseline: set[str]) -> None:
+    s = _run_settings(telemetry, "kafkarestart")
+    kafka = KafkaService(s)
+    proc = _job(s)
+    _wait_for_checkpoint(s, proc)
+    kafka.proc.stop()
+    time.sleep(5)
+    kafka.launch()
+    kafka.proc.wait_until(kafka.healthy, 120, "healthy")
+    assert proc.wait(timeout=900) == 0
+    ids = _alert_ids(s)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == baseline

@@ -1,0 +1,338 @@
+"""The engine's contract: windows aligned to epoch multiples, watermark and late events, one batch
+equals the same events streamed (any chunking, pickled mid-stream, or cut into Flink batches),
+deterministic alert ids, suppression, failure accounting, registry reload and the clock."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+
+from detectors.alert import Alert
+from detectors.base import Batch, Finding
+from detectors.config import DetectorConfig
+from detectors.context import DetectionContext
+from detectors.engine import DetectionEngine, DetectorFailure
+from detectors.registry import all_detectors, group_by_window
+from detectors.rule import Hit, Rule
+from detectors.samples import SAMPLE_START_MS, load_cases, sample_files, samples_registry
+from detectors.windows import Window, WindowSpec
+from ingest.schema import AuthEvent, Event, FlowEvent, ProcessEvent
+from ingest.tenants import RegistryWatcher
+
+REGISTRY = samples_registry()
+T0 = SAMPLE_START_MS - SAMPLE_START_MS % 600_000
+
+
+def _sample_stream() -> list[Event]:
+    """Every sample case, each shifted into its own 10-minute slot, as one ts-ordered stream."""
+    events: list[Event] = []
+    slot = 0
+    for path in sample_files():
+        for case in load_cases(path):
+            shift = slot * 600_000
+            events.extend(
+                type(e)(**{**{f: getattr(e, f) for f in e.__struct_fields__}, "ts": e.ts + shift,
+                           "id": f"{e.id}@{slot}"})  # fmt: skip
+                for e in case.events
+            )
+            slot += 1
+    events.sort(key=lambda e: (e.ts, e.id))
+    return events
+
+
+STREAM = _sample_stream()
+
+
+def _engine(config: DetectorConfig | None = None, **kw: Any) -> DetectionEngine:
+    cfg = config or DetectorConfig.default()
+    return DetectionEngine(all_detectors(cfg), DetectionContext(REGISTRY, cfg, **kw), strict=True)
+
+
+def _key(a: Alert) -> tuple[str, int]:
+    return (a.alert_id, a.ts)
+
+
+def _same(a: list[Alert], b: list[Alert]) -> None:
+    assert sorted(a, key=_key) == sorted(b, key=_key)
+
+
+def test_stream_raises_alerts_in_every_category() -> None:
+    alerts = _engine().run(STREAM)
+    assert {a.category for a in alerts} == {
+        "vm_escape", "cross_tenant_leak", "port_scan", "brute_force", "exfiltration", "cryptomining", "dos",
+    }  # fmt: skip
+
+
+def test_windows_align_to_epoch_multiples_of_their_size() -> None:
+    engine = _engine()
+    sizes = {d.meta.id: d.window.size_ms for d in engine.detectors}
+    for a in engine.run(STREAM):
+        start, end = a.evidence["window_start"], a.evidence["window_end"]
+        assert end - start == sizes[a.detector]
+        assert start % sizes[a.detector] == 0
+        assert start <= a.first_seen <= a.last_seen < end
+        assert a.ts == end  # default clock: the window end
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_one_batch_equals_the_same_events_streamed_in_any_chunks(seed: int) -> None:
+    whole = _engine().run(STREAM)
+    rng = random.Random(seed)
+    engine = _engine()
+    streamed: list[Alert] = []
+    i = 0
+    while i < len(STREAM):
+        n = rng.choice((1, 2, 7, 50, 400, 5000))
+        streamed.extend(engine.process(STREAM[i : i + n]))
+        i += n
+    streamed.extend(engine.flush())
+    _same(whole, streamed)
+
+
+def test_engine_pickled_mid_stream_resumes_identically() -> None:
+    whole = _engine().run(STREAM)
+    engine = _engine()
+    half = len(STREAM) // 2
+    first = engine.process(STREAM[:half])
+    assert engine.state_size() > 0
+    revived: DetectionEngine = pickle.loads(pickle.dumps(engine))
+    rest = revived.process(STREAM[half:]) + revived.flush()
+    _same(whole, first + rest)
+
+
+def test_fresh_engine_per_aligned_batch_and_partition_equals_one_engine() -> None:
+    """The Flink job's use: a fresh engine per epoch-aligned tumbling window per tenant, then flush."""
+    whole = _engine().run(STREAM)
+    batch_ms = 600_000
+    _engine().check_batch_window(batch_ms)
+    parts: dict[tuple[int, str | None], list[Event]] = {}
+    for ev in STREAM:
+        parts.setdefault((ev.ts - ev.ts % batch_ms, ev.tenant), []).append(ev)
+    pieces: list[Alert] = []
+    for key in sorted(parts, key=lambda k: (k[0], k[1] or "")):
+        pieces.extend(_engine().run(parts[key]))
+    _same(whole, pieces)
+
+
+def test_check_batch_window_names_detectors_that_do_not_fit() -> None:
+    engine = _engine()
+    with pytest.raises(ValueError, match="brute_force.auth_failures"):
+        engine.check_batch_window(60_000)
+    groups = group_by_window(engine.detectors)
+    assert 60_000 in groups and 600_000 in groups
+    for size, dets in groups.items():
+        DetectionEngine(dets, DetectionContext(REGISTRY)).check_batch_window(size)
+
+
+def test_alert_ids_are_deterministic_and_unique() -> None:
+    a = _engine().run(STREAM)
+    b = _engine().run(STREAM)
+    assert [x.alert_id for x in a] == [x.alert_id for x in b]
+    assert len({x.alert_id for x in a}) == len(a)
+
+
+def _qemu(i: int, ts: int, path: str = "/dev/mem", vm: str = "vm-acme-01") -> ProcessEvent:
+    return ProcessEvent(
+        id=f"q{i}", ts=ts, source="test", tenant="t-acme", host="hv-01", vm=vm,
+        exe="/usr/bin/qemu-system-x86_64", syscall="openat", path=path,
+    )  # fmt: skip
+
+
+def test_suppression_one_alert_per_entity_and_window_counting_occurrences() -> None:
+    events = [_qemu(i, T0 + 1000 * i) for i in range(5)] + [_qemu(9, T0 + 61_000)]
+    alerts = _engine().run(events)
+    assert len(alerts) == 2
+    first = min(alerts, key=lambda a: a.first_seen)
+    assert first.evidence["count"] == 5
+    assert first.evidence["event_ids"] == [f"q{i}" for i in range(5)]
+    assert first.evidence["details"] == {"host memory: openat /dev/mem": 5}
+
+
+def test_late_events_are_counted_and_rule_hits_still_alert() -> None:
+    cfg = DetectorConfig.default().merged({"engine": {"max_out_of_orderness_ms": 1000}})
+    engine = _engine(cfg)
+    out = engine.process([_qemu(1, T0 + 120_000)])  # watermark passes the first minute
+    out += engine.process([_qemu(2, T0 + 5_000)])  # 115 s late: its window [T0, T0+60 s) closed
+    out += engine.flush()
+    stats = engine.stats()
+    assert stats["detectors"]["vm_escape.emulator_foreign_file"]["late"] == 1
+    late = [a for a in out if a.evidence.get("late")]
+    assert len(late) == 1 and late[0].evidence["event_ids"] == ["q2"]
+    assert late[0].alert_id != next(a for a in out if not a.evidence.get("late")).alert_id
+    # windowed detectors count late events and drop them
+    auth_late = AuthEvent(id="a1", ts=T0 - 700_000, source="test", user="root", src_ip="1.2.3.4", result="failure")
+    engine.process([auth_late])
+    assert engine.stats()["detectors"]["brute_force.auth_failures"]["late"] == 1
+
+
+def test_late_policy_drop_only_counts() -> None:
+    cfg = DetectorConfig.default().merged({"engine": {"max_out_of_orderness_ms": 0, "late_rule_hits": "drop"}})
+    engine = _engine(cfg)
+    out = engine.process([_qemu(1, T0 + 120_000), _qemu(2, T0 + 1_000)]) + engine.flush()
+    assert [a.evidence["event_ids"] for a in out] == [["q1"]]
+    assert engine.stats()["late"] >= 1
+
+
+def test_events_within_the_out_of_orderness_bound_are_not_late() -> None:
+    engine = _engine()  # 5 s bound
+    out = engine.process([_qemu(1, T0 + 60_500), _qemu(2, T0 + 58_000)]) + engine.flush()
+    assert engine.stats()["late"] == 0
+    assert sorted(a.evidence["count"] for a in out) == [1, 1]
+
+
+def test_events_after_flush_for_closed_windows_are_late() -> None:
+    engine = _engine()
+    engine.run([_qemu(1, T0 + 1000)])
+    out = engine.process([_qemu(2, T0 + 2000)])
+    stats = engine.stats()
+    assert stats["late_events"] == 1
+    assert stats["detectors"]["vm_escape.emulator_foreign_file"]["late"] == 1
+    assert [a.evidence.get("late") for a in out] == [True]
+
+
+class _Boom(Rule):
+    meta = all_detectors()[0].meta.__class__(
+        **{**vars(all_detectors()[0].meta), "id": "vm_escape.boom_test", "title": "boom"}
+    )
+
+    def match(self, event: Event) -> Hit | None:
+        if event.id == "bad":
+            raise RuntimeError("kaput")
+        return None
+
+
+def test_failing_detector_is_counted_and_logged_with_event_id(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = DetectorConfig.default()
+    raw = cfg.to_dict()
+    raw["detectors"]["vm_escape.boom_test"] = {"params": {}}
+    cfg2 = DetectorConfig.from_dict(raw)
+    dets = [*all_detectors(cfg2), _Boom(cfg2)]
+    engine = DetectionEngine(dets, DetectionContext(REGISTRY, cfg2))
+    events = [_qemu(1, T0 + 1000), ProcessEvent(id="bad", ts=T0 + 2000, source="t", exe="/x", syscall="execve")]
+    with caplog.at_level(logging.ERROR, logger="detectors.engine"):
+        alerts = engine.run(events)
+    assert any(a.detector == "vm_escape.emulator_foreign_file" for a in alerts)  # others carry on
+    assert engine.stats()["failures"] == 1
+    assert engine.failures == [{"detector": "vm_escape.boom_test", "event_id": "bad", "error": "RuntimeError('kaput')"}]
+    assert "vm_escape.boom_test failed on event bad" in caplog.text
+    strict = DetectionEngine(dets[-1:], DetectionContext(REGISTRY, cfg2), strict=True)
+    with pytest.raises(DetectorFailure, match="event bad"):
+        strict.run(events)
+
+
+def test_clock_sets_detection_time() -> None:
+    alerts = _engine(clock=lambda: 42).run([_qemu(1, T0 + 1000)])
+    assert [a.ts for a in alerts] == [42]
+
+
+def test_registry_watcher_reload_is_picked_up(tmp_path) -> None:
+    path = tmp_path / "tenants.yaml"
+    REGISTRY.dump(path)
+    watcher = RegistryWatcher(path, check_interval_s=0.0)
+    cfg = DetectorConfig.default()
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(watcher, cfg), strict=True)
+
+    def flow(i: int, ts: int) -> FlowEvent:
+        return FlowEvent(id=f"f{i}", ts=ts, source="t", tenant="t-acme", src_ip="10.1.1.10", dst_ip="10.3.1.10",
+                         dst_port=5432, bytes_out=900, packets_out=2, packets_in=2)  # fmt: skip
+
+    first = engine.process([flow(1, T0 + 1000)]) + engine.process([flow(2, T0 + 70_000)])
+    assert [a.detector for a in first] == ["cross_tenant.unpeered_flow"]
+    data = REGISTRY.to_dict()
+    data["tenants"][0]["peerings"].append("t-gamma")
+    import yaml
+
+    path.write_text(yaml.safe_dump(data) + "\n# changed\n")
+    second = engine.process([flow(3, T0 + 200_000)]) + engine.flush()
+    assert [a.evidence["event_ids"] for a in second] == [["f2"]]  # f3 is peered now
+
+
+def test_sliding_windows_are_aligned_and_suppress_overlaps() -> None:
+    cfg = DetectorConfig.default().merged(
+        {"detectors": {"port_scan.failed_probe_scan": {"window_ms": 300_000, "slide_ms": 60_000}}}
+    )
+    scan = [
+        FlowEvent(id=f"s{i}", ts=T0 + 1000 * i, source="t", tenant="t-acme", src_ip="203.0.113.9",
+                  dst_ip="10.1.1.10", dst_port=i + 1, action="reject")  # fmt: skip
+        for i in range(100)
+    ]
+    engine = _engine(cfg)
+    alerts = [a for a in engine.run(scan) if a.detector == "port_scan.failed_probe_scan"]
+    # 100 s of scanning: the first 5-minute window ending after a minute alerts (latency of a slide,
+    # not of a window); the 4 overlapping windows after it are suppressed; the next alert's window
+    # does not overlap the first one.
+    spans = sorted((a.evidence["window_start"], a.evidence["window_end"]) for a in alerts)
+    assert spans == [(T0 - 240_000, T0 + 60_000), (T0 + 60_000, T0 + 360_000)]
+    assert alerts[0].ts - T0 == 60_000 or alerts[1].ts - T0 == 60_000
+    assert engine.stats()["detectors"]["port_scan.failed_probe_scan"]["suppressed"] >= 1
+    with pytest.raises(ValueError, match="sliding"):
+        engine.check_batch_window(600_000)
+    assert WindowSpec(300_000, 60_000).windows_of(T0 + 1) == [
+        Window(T0 - 240_000 + k * 60_000, T0 + 60_000 + k * 60_000) for k in range(5)
+    ]
+
+
+def test_state_is_freed_when_windows_close() -> None:
+    engine = _engine()
+    engine.process(STREAM)
+    engine.flush()
+    assert engine.state_size() == 0
+    assert all(not d._panes for d in engine.detectors)
+
+
+class _Counter(Rule):
+    """Not registered: checks the Batch given to detectors is of one kind, in stream order."""
+
+    meta = _Boom.meta
+
+    def match(self, event: Event) -> Hit | None:
+        return None
+
+    def observe_batch(self, batch: Batch) -> None:
+        self.seen = getattr(self, "seen", []) + [e.ts for e in batch.events]
+        assert len({type(e) for e in batch.events}) == 1
+
+    def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
+        return []
+
+
+def test_batches_are_single_kind_and_in_stream_order() -> None:
+    raw = DetectorConfig.default().to_dict()
+    raw["detectors"]["vm_escape.boom_test"] = {"params": {}}
+    cfg = DetectorConfig.from_dict(raw)
+    det = _Counter(cfg)
+    DetectionEngine([det], DetectionContext(REGISTRY, cfg), strict=True).run(STREAM)
+    procs = [e.ts for e in STREAM if isinstance(e, ProcessEvent)]
+    assert det.seen == procs
+
+
+def test_advance_closes_quiet_windows_like_a_newer_event_would() -> None:
+    events = [_qemu(1, T0 + 1000), _qemu(2, T0 + 2000)]
+    engine = _engine()
+    assert engine.process(events) == []
+    assert engine.advance(T0 + 59_000) == []  # window [T0, T0+60 s) still open
+    closed = engine.advance(T0 + 60_000)
+    assert [a.evidence["count"] for a in closed] == [2]
+    assert engine.advance(T0) == []  # never moves back
+    _same(closed, _engine().run(events))
+    engine.process([_qemu(3, T0 + 3000)])
+    assert engine.stats()["late_events"] == 1
+
+
+def test_engine_pickles_without_its_context_and_reattaches() -> None:
+    """The Flink job keeps the engine in keyed state without the shared context."""
+    engine = _engine()
+    first = engine.process(STREAM[:300])
+    ctx = engine.context
+    engine.context = None  # type: ignore[assignment]
+    blob = pickle.dumps(engine)
+    engine.context = ctx
+    revived: DetectionEngine = pickle.loads(blob)
+    revived.context = ctx
+    rest = revived.process(STREAM[300:]) + revived.flush()
+    _same(_engine().run(STREAM), first + rest)

@@ -1,0 +1,321 @@
+"""run_ingest end to end with file sinks, the Kafka producer's behaviour without Kafka, and
+(marked integration) producing to the real local Kafka with both clients."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from infra.settings import Settings, SettingsError
+from ingest.dlq import decode_dlq
+from ingest.parsers import FORMAT_NAMES
+from ingest.pipeline import IngestProgress, run_ingest
+from ingest.producer import (
+    JsonLinesSink,
+    KafkaUnavailable,
+    NullSink,
+    TelemetryProducer,
+    confluent_config,
+    event_key,
+    kafka_python_config,
+)
+from ingest.schema import AuthEvent, ProcessEvent, decode_event
+from ingest.tenants import RegistryWatcher, TenantRegistry
+from streams.kafka_target import kafka_target
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+@pytest.fixture(scope="module")
+def registry() -> TenantRegistry:
+    return TenantRegistry.load(SAMPLES / "tenants.yaml")
+
+
+def test_run_ingest_to_json_lines_with_dlq_beside(tmp_path, registry):
+    src = tmp_path / "flows.log"
+    src.write_bytes((SAMPLES / "vpcflow_v2.log").read_bytes() + b"garbage line\n")
+    out = tmp_path / "events.jsonl"
+    sink = JsonLinesSink(out)
+    summary = run_ingest(src, "vpcflow", registry=registry, sink=sink)
+    sink.close()
+    assert (summary.parsed, summary.dlq, summary.skipped, summary.by_kind) == (3, 1, 2, {"flow": 3})
+    assert summary.skip_reasons == {"vpcflow NODATA": 1, "vpcflow SKIPDATA": 1}
+    events = [decode_event(line) for line in out.read_bytes().splitlines()]
+    assert [e.src_ip for e in events] == ["10.1.0.5", "203.0.113.12", "10.1.0.5"]
+    assert events[0].tenant == "t-acme"
+    (dlq,) = [decode_dlq(line) for line in Path(str(out) + ".dlq.jsonl").read_bytes().splitlines()]
+    assert (dlq.line, dlq.raw, dlq.reason, dlq.file) == (
+        6,
+        "garbage line",
+        "expected 14 fields, got 2",
+        str(src),
+    )
+    assert "3 events (flow 3), 1 to DLQ, 2 skipped" in summary.line()
+    assert "not vpcflow telemetry" in summary.line()
+
+
+def test_no_dlq_file_when_nothing_failed(tmp_path):
+    out = tmp_path / "e.jsonl"
+    sink = JsonLinesSink(out)
+    run_ingest(SAMPLES / "zeek_conn.log", "zeek", sink=sink)
+    sink.close()
+    assert len(out.read_bytes().splitlines()) == 4
+    assert not Path(str(out) + ".dlq.jsonl").exists()
+
+
+def test_every_sample_accounts_for_every_line(registry):
+    cases = {
+        "vpcflow_v2.log": "vpcflow",
+        "vpcflow_custom.log": "vpcflow",
+        "zeek_conn.log": "zeek",
+        "zeek_conn.json": "zeek",
+        "nprobe.csv": "nprobe-csv",
+        "cicids2017.csv": "cicflowmeter",
+        "falco.jsonl": "falco",
+        "falco_bad.jsonl": "falco",
+        "cloudtrail.jsonl": "cloudaudit",
+        "auth_linux.log": "syslog",
+        "auth_bad.log": "syslog",
+    }
+    for name, fmt in cases.items():
+        lines = len((SAMPLES / name).read_bytes().splitlines())
+        summary = run_ingest(SAMPLES / name, fmt, registry=registry, year=2023)
+        assert summary.parsed + summary.dlq + summary.skipped == lines, (name, summary)
+
+
+def test_gzip_stream_forced_tenant_watcher_and_progress(tmp_path):
+    data = (SAMPLES / "cloudtrail.json").read_bytes()
+    path = tmp_path / "trail.json.gz"
+    path.write_bytes(gzip.compress(data))
+    seen: list[IngestProgress] = []
+    summary = run_ingest(
+        path,
+        "cloudtrail",
+        tenant="t-forced",
+        registry=RegistryWatcher(SAMPLES / "tenants.yaml"),
+        sink=NullSink(),
+        progress=seen.append,
+    )
+    assert (summary.parsed, summary.by_kind, summary.fmt) == (3, {"audit": 3}, "cloudaudit")
+    assert seen[-1].parsed == 3 and seen[-1].events_per_s > 0
+    stream = io.BytesIO((SAMPLES / "falco.jsonl").read_bytes())
+    collected = []
+
+    class Collect(NullSink):
+        def send_event(self, event):
+            collected.append(event)
+
+    run_ingest(stream, "falco", tenant="t-forced", sink=Collect())
+    assert {e.tenant for e in collected} == {"t-forced"}
+
+
+def test_progress_is_reported_during_long_runs():
+    line = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
+    seen: list[IngestProgress] = []
+    summary = run_ingest(io.BytesIO(line * 50_000), "vpcflow", progress=seen.append, progress_every_s=0.0)
+    assert summary.parsed == 50_000
+    assert len(seen) >= 5 and [p.parsed for p in seen] == sorted(p.parsed for p in seen)
+
+
+def test_unknown_format_lists_the_names():
+    with pytest.raises(KeyError, match="vpcflow"):
+        run_ingest(io.BytesIO(b""), "pcapng")
+    assert "syslog" in FORMAT_NAMES
+
+
+def test_udp_input_needs_netflow_format():
+    with pytest.raises(ValueError, match="udp:// input needs --format netflow"):
+        run_ingest("udp://127.0.0.1:0", "zeek")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_kafka_unreachable_raises_one_clear_error(client):
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{_closed_port()}")
+    start = time.monotonic()
+    with pytest.raises(KafkaUnavailable) as info:
+        TelemetryProducer(
+            kafka_target(settings), client, connect_attempts=2, backoff_s=0.05, connect_timeout_s=1.0
+        )
+    message = str(info.value)
+    assert message.startswith(
+        f"Kafka at {settings.kafka_bootstrap} (PLAINTEXT) is unreachable after 2 attempts"
+    )
+    assert "\n" not in message
+    assert time.monotonic() - start < 15
+
+
+def test_security_options_come_from_settings(tmp_path):
+    secret = tmp_path / "kafka.pw"
+    secret.write_text("s3cret\n")
+    settings = Settings(
+        kafka_bootstrap="b1:9093,b2:9093",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="ingest",
+        kafka_sasl_password_file=str(secret),
+        kafka_ssl_cafile="/etc/ca.pem",
+    )
+    conf = confluent_config(kafka_target(settings))
+    assert (
+        conf["security.protocol"],
+        conf["sasl.mechanism"],
+        conf["sasl.username"],
+        conf["sasl.password"],
+    ) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "ingest",
+        "s3cret",
+    )
+    assert (conf["enable.idempotence"], conf["acks"], conf["ssl.ca.location"]) == (True, "all", "/etc/ca.pem")
+    kp = kafka_python_config(kafka_target(settings))
+    assert kp["bootstrap_servers"] == ["b1:9093", "b2:9093"]
+    assert (kp["sasl_plain_password"], kp["enable_idempotence"], kp["acks"], kp["ssl_cafile"]) == (
+        "s3cret",
+        True,
+        "all",
+        "/etc/ca.pem",
+    )
+    missing = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_password_file=str(tmp_path / "nope"))
+    with pytest.raises(SettingsError, match="kafka_sasl_password_file: cannot read"):
+        kafka_target(missing)
+
+
+def test_event_key_is_tenant_or_host_for_process_events():
+    proc = ProcessEvent(id="1", ts=1, source="auditd", tenant="t", host="hv-01", exe="/x", syscall="execve")
+    auth = AuthEvent(id="2", ts=1, source="sshd", tenant="t", host="hv-01", user="u", result="failure")
+    assert (event_key(proc), event_key(auth)) == ("hv-01", "t")
+
+
+# --- against the real local stack ----------------------------------------------------------------
+def _consume(settings: Settings, topics: list[str], expected: int, timeout_s: float = 60.0) -> list:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(topics)
+    got = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                got.append(msg)
+    finally:
+        consumer.close()
+    return got
+
+
+def _isolated(settings: Settings) -> Settings:
+    """Fresh topics per test run, created explicitly (the broker may not auto-create)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    run = uuid.uuid4().hex[:8]
+    isolated = settings.with_overrides(topic_prefix=f"test.{run}.telemetry.", topic_dlq=f"test.{run}.dlq")
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    names = [*isolated.telemetry_topics.values(), isolated.topic_dlq]
+    futures = admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in names])
+    for future in futures.values():
+        future.result(30)
+    return isolated
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_ingest_into_real_kafka(stack, client, registry):
+    settings = _isolated(stack)
+    producer = TelemetryProducer(kafka_target(settings), client)
+    data = (SAMPLES / "vpcflow_v2.log").read_bytes() + b"not a flow record\n"
+    summary = run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=producer)
+    producer.close()
+    assert (summary.parsed, summary.dlq, summary.skipped) == (3, 1, 2)
+    assert producer.counters.by_topic == {settings.telemetry_topics["flow"]: 3, settings.topic_dlq: 1}
+    flows = _consume(settings, [settings.telemetry_topics["flow"]], 3)
+    assert sorted(decode_event(m.value()).src_ip for m in flows) == ["10.1.0.5", "10.1.0.5", "203.0.113.12"]
+    assert {m.key() for m in flows} == {b"t-acme"}
+    (dlq,) = _consume(settings, [settings.topic_dlq], 1)
+    record = decode_dlq(dlq.value())
+    assert (record.raw, record.source, record.line, dlq.key()) == (
+        "not a flow record",
+        "vpcflow",
+        6,
+        b"vpcflow",
+    )
+
+
+@pytest.mark.integration
+def test_process_events_are_keyed_by_host(stack, registry):
+    settings = _isolated(stack)
+    producer = TelemetryProducer(kafka_target(settings))
+    run_ingest(SAMPLES / "audit.log", "auditd", registry=registry, sink=producer)
+    producer.close()
+    got = _consume(settings, [settings.telemetry_topics["process"], settings.telemetry_topics["auth"]], 9)
+    keys = {msgspec.json.decode(m.value())["id"]: m.key() for m in got}
+    assert len(keys) == 9
+    assert b"hv-01" in keys.values() and b"hv-02" in keys.values()
+
+
+def test_udp_collector_through_run_ingest(registry):
+    import threading
+
+    from tests.samples.netflow_gen import v5_packet
+
+    port = _closed_port()
+    stop = threading.Event()
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            s=run_ingest(f"udp://127.0.0.1:{port}", "netflow", registry=registry, stop=stop)
+        )
+    )
+    thread.start()
+    flows = [("10.1.0.5", "10.2.0.7", 40000, 22, 6, 1500, 10, 1000, 3000)]
+    time.sleep(0.3)  # let the collector bind
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for _ in range(5):
+            sender.sendto(v5_packet(flows, 1709632800, 10000), ("127.0.0.1", port))
+            time.sleep(0.1)
+    time.sleep(0.3)
+    stop.set()
+    thread.join(timeout=10)
+    summary = result["s"]
+    assert 1 <= summary.parsed <= 5 and summary.dlq == 0 and set(summary.by_kind) == {"flow"}
+
+
+def test_stdin_dash(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from ingest.pipeline import run_ingest; from ingest.producer import JsonLinesSink;"
+        "s = JsonLinesSink('-'); r = run_ingest('-', 'zeek', sink=s); s.close();"
+        "import sys; print(r.line(), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        input=(SAMPLES / "zeek_conn.log").read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 4
+    assert b"-: 4 events (flow 4), 0 to DLQ, 9 skipped" in proc.stderr

@@ -1,0 +1,508 @@
+"""Flow parsers on samples in the exact export formats: VPC Flow Logs, NetFlow/IPFIX, nProbe CSV,
+Zeek conn.log and CICFlowMeter CSV."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from ingest.parsers import ListOutput, ParseContext, get_format, parse_bytes
+from ingest.parsers.netflow import NetflowParser, TemplateCache
+from ingest.parsers.netflow_capture import UdpCollector
+from ingest.schema import FlowEvent, decode_event, encode_event, event_id
+from ingest.tenants import TenantRegistry
+from tests.samples.netflow_gen import ipfix_packet, pcap_file, v5_packet, v9_packet
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+@pytest.fixture(scope="module")
+def registry() -> TenantRegistry:
+    return TenantRegistry.load(SAMPLES / "tenants.yaml")
+
+
+def parse(fmt: str, data: bytes, registry: TenantRegistry | None = None, **ctx) -> ListOutput:
+    out = parse_bytes(fmt, data, ParseContext(registry=registry, **ctx))
+    for event in out.events:  # every event survives the wire format unchanged
+        assert decode_event(encode_event(event)) == event
+    return out
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+# --- VPC Flow Logs -------------------------------------------------------------------------------
+def test_vpcflow_default_v2(registry):
+    out = parse("vpcflow", sample("vpcflow_v2.log"), registry)
+    assert [type(e) for e in out.events] == [FlowEvent] * 3
+    first = out.events[0]
+    line = sample("vpcflow_v2.log").splitlines()[0]
+    assert first.id == event_id("vpcflow", line)
+    assert (first.ts, first.src_ip, first.dst_ip, first.src_port, first.dst_port) == (
+        1700000000000,
+        "10.1.0.5",
+        "10.2.0.7",
+        49761,
+        3389,
+    )
+    assert (first.proto, first.packets_out, first.bytes_out, first.bytes_in, first.duration_ms) == (
+        "tcp",
+        20,
+        4249,
+        0,
+        60000,
+    )
+    assert first.action == "reject"
+    assert (first.tenant, first.vm, first.host, first.source) == ("t-acme", "vm-acme-01", "hv-01", "vpcflow")
+    assert first.extra == {
+        "version": 2,
+        "account-id": "111122223333",
+        "interface-id": "eni-0a1b2c3d4e5f60718",
+        "log-status": "OK",
+    }
+    icmp = out.events[1]
+    assert (icmp.proto, icmp.src_ip, icmp.tenant, icmp.action) == ("icmp", "203.0.113.12", "t-acme", "accept")
+    assert out.dlqs == []
+    assert out.skipped == {"vpcflow NODATA": 1, "vpcflow SKIPDATA": 1}
+
+
+def test_vpcflow_custom_fields_from_header(registry):
+    out = parse("vpcflow", sample("vpcflow_custom.log"), registry)
+    assert len(out.events) == 2
+    ev = out.events[0]
+    assert (ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.packets_out) == (
+        "10.2.0.7",
+        "10.1.0.5",
+        22,
+        2400,
+        12,
+    )
+    assert (ev.tenant, ev.vm) == ("t-beta", "vm-beta-01")
+    assert ev.extra["instance-id"] == "i-0123456789abcdef0"
+    assert ev.extra["tcp-flags"] == 19
+    assert ev.extra["flow-direction"] == "egress"
+    assert ev.extra["traffic-path"] == 1
+    assert "pkt-srcaddr" not in out.events[1].extra  # "-" means no value
+    assert out.skipped == {"header line": 1, "vpcflow NODATA": 1}
+
+
+def test_vpcflow_reordered_custom_format_without_registry():
+    data = b"srcaddr dstaddr action bytes start end account-id\n10.9.0.1 10.9.0.2 ACCEPT 77 1700000000 1700000010 999\n"
+    (ev,) = parse("vpcflow", data).events
+    assert (ev.src_ip, ev.dst_ip, ev.bytes_out, ev.duration_ms, ev.proto, ev.src_port) == (
+        "10.9.0.1",
+        "10.9.0.2",
+        77,
+        10000,
+        "0",
+        0,
+    )
+    assert ev.tenant == "999"  # the account id, as no registry maps it
+
+
+def test_vpcflow_account_maps_to_tenant_and_forced_tenant_wins(registry):
+    line = b"2 444455556666 eni-1 203.0.113.1 198.51.100.1 1 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
+    assert parse("vpcflow", line, registry).events[0].tenant == "t-beta"
+    assert parse("vpcflow", line, registry, tenant="t-forced").events[0].tenant == "t-forced"
+
+
+def test_vpcflow_malformed_lines_go_to_dlq():
+    bad = (
+        b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT\n"  # 13 fields
+        b"2 1 eni-1 10.0.0.1 10.0.0.2 99999 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
+        b"2 1 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
+        b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 forty 1700000000 1700000001 ACCEPT OK\n"
+        b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 DROP OK\n"
+        b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT \xff\xfe\n"
+    )
+    out = parse("vpcflow", bad)
+    assert out.events == []
+    reasons = [d.reason for d in out.dlqs]
+    assert reasons == [
+        "expected 14 fields, got 13",
+        "port out of range: 99999 / 2",
+        "bad address '10.0.0.999' -> '10.0.0.2'",
+        "bytes is not an integer: 'forty'",
+        "unknown action 'DROP'",
+        "invalid UTF-8 at byte 68",
+    ]
+    assert [d.line for d in out.dlqs] == [1, 2, 3, 4, 5, 6]
+    assert out.dlqs[5].encoding == "base64"
+
+
+# --- NetFlow v5 / v9 / IPFIX ---------------------------------------------------------------------
+FLOWS = [
+    ("10.1.0.5", "10.2.0.7", 40000, 22, 6, 1500, 10, 1000, 3000),
+    ("198.51.100.9", "10.1.0.5", 5353, 53, 17, 80, 1, 2000, 2000),
+]
+
+
+def test_netflow_v5_packet(registry):
+    out = ListOutput()
+    NetflowParser(out, ParseContext(registry=registry)).feed_packet(
+        v5_packet(FLOWS, 1709632800, 10000, seq=5), "192.0.2.1"
+    )
+    a, b = out.events
+    # boot time = 1709632800000 - 10000; first switched 1000 ms after boot
+    assert (a.ts, a.duration_ms, a.src_ip, a.dst_ip, a.src_port, a.dst_port, a.proto) == (
+        1709632791000,
+        2000,
+        "10.1.0.5",
+        "10.2.0.7",
+        40000,
+        22,
+        "tcp",
+    )
+    assert (a.bytes_out, a.packets_out, a.bytes_in, a.tenant, a.vm) == (1500, 10, 0, "t-acme", "vm-acme-01")
+    assert a.extra["exporter"] == "192.0.2.1"
+    assert a.extra["flow_sequence"] == 5
+    assert (a.extra["src_as"], a.extra["dst_mask"], a.extra["tcp_flags"]) == (64512, 16, 0x1B)
+    assert (b.proto, b.ts, b.duration_ms) == ("udp", 1709632792000, 0)
+    assert a.id != b.id
+
+
+def test_netflow_v9_template_then_data_with_cache_per_exporter_and_domain(registry):
+    cache = TemplateCache()
+    out = ListOutput()
+    parser = NetflowParser(out, ParseContext(registry=registry), cache)
+    parser.feed_packet(v9_packet(FLOWS, 1709632800, 10000, source_id=1), "192.0.2.1")
+    assert len(out.events) == 2 and len(cache) == 1
+    ev = out.events[0]
+    assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_out) == (
+        1709632791000,
+        2000,
+        1500,
+        750,
+        10,
+    )
+    assert ev.extra == {"exporter": "192.0.2.1", "domain": 1, "sequence": 0, "tcp_flags": 0x12}
+    # data-only packet from the same exporter and domain decodes with the cached template
+    parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, seq=1), "192.0.2.1")
+    assert len(out.events) == 3 and out.events[2].ts == 1709632791000  # same boot time, same first switched
+    # the same template id from another exporter or domain is unknown: DLQ, not a guess
+    parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False), "192.0.2.99")
+    parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, source_id=2), "192.0.2.1")
+    assert len(out.events) == 3
+    assert [d.reason for d in out.dlqs] == [
+        "no template 256 from exporter 192.0.2.99 domain 1 (yet)",
+        "no template 256 from exporter 192.0.2.1 domain 2 (yet)",
+    ]
+    assert out.dlqs[0].encoding == "base64"
+
+
+def test_ipfix_with_absolute_times_and_options_template(registry):
+    # options template set (id 3): template 400 with one scope field (observationDomainId 149, 4 bytes)
+    # and samplingInterval (34, 4 bytes); then one options data record: counted as skipped
+    opt_tmpl = struct.pack("!HHH", 400, 2, 1) + struct.pack("!HHHH", 149, 4, 34, 4)
+    opt_set = struct.pack("!HH", 3, 4 + len(opt_tmpl)) + opt_tmpl
+    opt_data = struct.pack("!HH", 400, 12) + struct.pack("!II", 7, 100)
+    flows = [("10.2.0.7", "203.0.113.5", 443, 51000, 6, 10**10, 7_000_000, 1709632800000, 1709632801500)]
+    out = parse("netflow", ipfix_packet(flows, 1709632802, extra_sets=[opt_set, opt_data]), registry)
+    (ev,) = out.events
+    assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.packets_out) == (1709632800000, 1500, 10**10, 7_000_000)
+    assert (ev.src_ip, ev.dst_ip, ev.src_port, ev.dst_port, ev.tenant) == (
+        "10.2.0.7",
+        "203.0.113.5",
+        443,
+        51000,
+        "t-beta",
+    )
+    assert ev.extra["domain"] == 7
+    assert out.skipped == {"netflow options record": 1}
+
+
+def test_ipfix_variable_length_and_enterprise_fields():
+    # template: src(8,4) dst(12,4) octets(1,4) interfaceName(82, variable) + enterprise field 29305/1 (reverse octets)
+    fields = struct.pack("!HHHHHHHH", 8, 4, 12, 4, 1, 4, 82, 0xFFFF) + struct.pack(
+        "!HHI", 0x8000 | 1, 4, 29305
+    )
+    tmpl = struct.pack("!HH", 310, 5) + fields
+    tset = struct.pack("!HH", 2, 4 + len(tmpl)) + tmpl
+    rec = (
+        bytes([10, 1, 0, 5])
+        + bytes([10, 2, 0, 7])
+        + struct.pack("!I", 500)
+        + b"\x04eth0"
+        + struct.pack("!I", 900)
+    )
+    dset = struct.pack("!HH", 310, 4 + len(rec)) + rec
+    msg = struct.pack("!HHIII", 10, 16 + len(tset) + len(dset), 1709632802, 0, 1) + tset + dset
+    (ev,) = parse("netflow", msg).events
+    assert (ev.bytes_out, ev.bytes_in, ev.ts) == (500, 900, 1709632802000)
+    assert ev.extra["interface_name"] == "eth0"
+
+
+def test_netflow_capture_file_of_concatenated_packets_and_pcap(registry):
+    data = (
+        v5_packet(FLOWS, 1709632800, 10000)
+        + v9_packet(FLOWS, 1709632800, 10000)
+        + ipfix_packet(FLOWS[:1], 1709632802)
+    )
+    out = parse("netflow", data, registry)
+    assert len(out.events) == 5 and out.dlqs == []
+    pcap = pcap_file(
+        [("192.0.2.1", v9_packet(FLOWS, 1709632800, 10000)), ("192.0.2.2", v5_packet(FLOWS, 1, 1))]
+    )
+    out = parse("netflow", pcap, registry)
+    assert len(out.events) == 4
+    assert [e.extra["exporter"] for e in out.events] == ["192.0.2.1"] * 2 + ["192.0.2.2"] * 2
+
+
+def test_netflow_garbage_is_resynchronised_and_rejected():
+    good = v5_packet(FLOWS, 1709632800, 10000)
+    out = parse("netflow", b"garbage!" * 100 + good + b"\x00\x09junk")
+    assert len(out.events) == 2
+    assert [(d.reason, d.offset, d.raw_len) for d in out.dlqs] == [
+        ("800 bytes that are not a NetFlow/IPFIX packet", 0, 800),
+        ("6 bytes that are not a NetFlow/IPFIX packet", 800 + len(good), 6),
+    ]
+
+
+def test_netflow_malformed_packets():
+    out = ListOutput()
+    parser = NetflowParser(out)
+    parser.feed_packet(b"\x00\x05", "x")
+    parser.feed_packet(struct.pack("!HH", 7, 1) + b"\x00" * 20, "x")
+    parser.feed_packet(v5_packet(FLOWS, 1, 1)[:-10], "x")
+    parser.feed_packet(struct.pack("!HHIII", 10, 24, 1, 0, 1) + struct.pack("!HH", 2, 200) + b"\x00" * 4, "x")
+    assert out.events == []
+    assert [d.reason for d in out.dlqs] == [
+        "packet shorter than a NetFlow header",
+        "unsupported NetFlow version 7",
+        "malformed NetFlow v5 packet: header says 2 records, packet has 110 bytes",
+        "malformed NetFlow v10 packet: set 2 at byte 16 has bad length 200",
+    ]
+
+
+def test_udp_collector_bound_to_address(registry):
+    out = ListOutput()
+    collector = UdpCollector(NetflowParser(out, ParseContext(registry=registry)), "127.0.0.1", 0)
+    host, port = collector.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.serve, args=(stop, 2))
+    thread.start()
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(v9_packet(FLOWS, 1709632800, 10000), (host, port))
+        sender.sendto(ipfix_packet(FLOWS[:1], 1709632802), (host, port))
+    thread.join(timeout=10)
+    stop.set()
+    collector.close()
+    assert collector.packets == 2
+    assert len(out.events) == 3
+    assert {e.extra["exporter"] for e in out.events} == {"127.0.0.1"}
+
+
+# --- nProbe CSV ----------------------------------------------------------------------------------
+def test_nprobe_csv(registry):
+    out = parse("nprobe-csv", sample("nprobe.csv"), registry)
+    a, b = out.events
+    assert a.source == "netflow"
+    assert (a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
+        "10.1.0.5",
+        52344,
+        "10.2.0.7",
+        5432,
+        "tcp",
+    )
+    assert (a.bytes_out, a.packets_out, a.bytes_in, a.packets_in) == (3644, 42, 91905, 71)
+    assert (a.ts, a.duration_ms, a.tenant) == (1709632800123, 2504, "t-acme")
+    assert a.extra == {
+        "L7_PROTO": 0.0,
+        "TCP_FLAGS": 27,
+        "CLIENT_TCP_FLAGS": 27,
+        "SERVER_TCP_FLAGS": 27,
+        "Label": 0,
+        "Attack": "Benign",
+    }
+    assert (b.proto, b.extra["Attack"], b.extra["L7_PROTO"]) == ("udp", "Reconnaissance", 5.0)
+    assert out.skipped == {"header line": 1}
+
+
+def test_nprobe_pipe_dump_with_first_switched_seconds(registry):
+    (ev,) = parse("nprobe-csv", sample("nprobe_dump.txt"), registry).events
+    assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_in) == (
+        1709632900000,
+        5000,
+        1200,
+        6400,
+        8,
+    )
+    assert (ev.tenant, ev.vm) == ("t-beta", "vm-beta-01")
+
+
+def test_nprobe_malformed():
+    data = b"IPV4_SRC_ADDR,IPV4_DST_ADDR,IN_BYTES\n10.0.0.1,10.0.0.2\n10.0.0.1,10.0.0.2,-5\nx,10.0.0.2,1\n"
+    out = parse("nprobe-csv", data, reference_ms=1_000)
+    assert [d.reason for d in out.dlqs] == [
+        "expected 3 columns, got 2",
+        "bytes_out is negative",
+        "bad address 'x' -> '10.0.0.2'",
+    ]
+    out = parse("nprobe-csv", b"FOO,BAR\n1,2\n")
+    assert out.dlqs[0].reason == "header has no IPV4_SRC_ADDR/IPV4_DST_ADDR columns"
+    (ev,) = parse("nprobe-csv", b"IPV4_SRC_ADDR,IPV4_DST_ADDR\n10.0.0.1,10.0.0.2\n", reference_ms=5).events
+    assert (ev.ts, ev.extra) == (5, {"ts_missing": True})
+
+
+# --- Zeek ----------------------------------------------------------------------------------------
+def test_zeek_tsv(registry):
+    out = parse("zeek", sample("zeek_conn.log"), registry)
+    assert len(out.events) == 4 and out.dlqs == []
+    assert out.skipped == {"header line": 9}
+    a, rej, dns, v6 = out.events
+    assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
+        1709632800123,
+        "10.1.0.5",
+        52344,
+        "10.2.0.7",
+        5432,
+        "tcp",
+    )
+    assert (a.bytes_out, a.bytes_in, a.packets_out, a.packets_in, a.duration_ms) == (
+        3644,
+        91905,
+        42,
+        71,
+        2504,
+    )
+    assert a.extra == {
+        "uid": "Ck3Tq12ZbA8yq5lVr4",
+        "orig_bytes": 1460,
+        "resp_bytes": 88213,
+        "conn_state": "SF",
+        "local_orig": True,
+        "local_resp": True,
+        "missed_bytes": 0,
+        "history": "ShADadFf",
+    }
+    assert rej.action == "reject" and rej.extra["tunnel_parents"] == ""
+    assert (dns.proto, dns.extra["service"], dns.tenant) == ("udp", "dns", "t-acme")
+    assert (v6.src_ip, v6.dst_ip, v6.tenant, v6.duration_ms, v6.bytes_in) == (
+        "2001:db8:1::10",
+        "ff02::fb",
+        "t-acme",
+        0,
+        0,
+    )
+
+
+def test_zeek_json_matches_tsv(registry):
+    tsv = parse("zeek", sample("zeek_conn.log"), registry).events
+    out = parse("zeek", sample("zeek_conn.json"), registry)
+    a, b = out.events
+    assert msgspec.structs.replace(a, id="", extra={}) == msgspec.structs.replace(tsv[0], id="", extra={})
+    assert a.extra == tsv[0].extra
+    assert (b.ts, b.src_ip, b.duration_ms) == (1709632802500, "198.51.100.9", 10)  # ISO 8601 ts
+    assert out.skipped == {"zeek non-conn record": 1}
+
+
+def test_zeek_malformed():
+    head = b"#separator \\x09\n#fields\tts\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\n"
+    data = (
+        b"1.0\t10.0.0.1\t1\t10.0.0.2\t2\ttcp\n"  # before any header
+        + head
+        + b"1.0\t10.0.0.1\t1\t10.0.0.2\n"
+        + b"x\t10.0.0.1\t1\t10.0.0.2\t2\ttcp\n"
+        + b"1.0\t10.0.0.1\t70000\t10.0.0.2\t2\ttcp\n"
+        + b'{"ts": 1, "id.orig_h": "10.0.0.1", "conn_state": "SF"}\n'
+        + b'{"a": '
+        + b"[" * 100
+        + b"]" * 100
+        + b"}\n"
+    )
+    out = parse("zeek", data)
+    assert [d.reason for d in out.dlqs] == [
+        "record before a #fields header",
+        "expected 6 fields, got 4",
+        "could not convert string to float: 'x'",
+        "port out of range: 70000 / 2",
+        "missing field 'id.resp_h'",
+        "JSON nested deeper than 64 levels",
+    ]
+
+
+# --- CICFlowMeter --------------------------------------------------------------------------------
+def test_cicids2017_csv(registry):
+    out = parse("cicflowmeter", sample("cicids2017.csv"), registry)
+    assert len(out.events) == 3 and out.dlqs == []
+    a, inf, nan = out.events
+    assert a.source == "cicflowmeter"
+    assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
+        1499417940000,
+        "10.2.0.7",
+        54865,
+        "10.1.0.5",
+        22,
+        "tcp",
+    )  # 7/7/2017 8:59, day first
+    assert (a.packets_out, a.packets_in, a.bytes_out, a.bytes_in, a.duration_ms) == (12, 10, 1440, 2880, 3008)
+    assert (a.tenant, a.extra["Label"], a.extra["Flow Bytes/s"]) == ("t-beta", "SSH-Patator", 1436.17)
+    assert a.extra["Fwd Header Length.1"] == 0  # the repeated column is kept, renamed
+    assert "Source IP" not in a.extra and " Source IP" not in a.extra
+    assert (inf.ts, inf.extra["Flow Bytes/s"]) == (1499435758000, None)  # 01:55:58 PM
+    assert (nan.ts, nan.extra["Flow Bytes/s"]) == (1499398200000, None)
+
+
+def test_cicids2018_csv():
+    (ev,) = parse("cicflowmeter", sample("cicids2018.csv")).events
+    assert (ev.ts, ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in) == (
+        1519115647000,
+        "18.219.211.138",
+        "172.31.69.25",
+        80,
+        20,
+        964,
+    )
+    assert (ev.extra["Label"], ev.extra["Flow Byts/s"], ev.duration_ms) == (
+        "DDoS attacks-LOIC-HTTP",
+        196.4,
+        5010,
+    )
+
+
+def test_cicflow_malformed():
+    header = sample("cicids2017.csv").splitlines()[0]
+    row = sample("cicids2017.csv").splitlines()[1]
+    bad_time = row.replace(b"7/7/2017 8:59", b"32/13/2017 8:59")
+    out = parse("cicflowmeter", header + b"\n" + bad_time + b"\n" + b"1,2,3\n")
+    assert [d.reason for d in out.dlqs] == ["bad timestamp '32/13/2017 8:59'", "expected 85 columns, got 3"]
+    out = parse("cicflowmeter", b" Destination Port, Flow Duration, Label\n80,1,BENIGN\n")
+    assert out.dlqs[0].reason.startswith("header has no src/dst/ts column")
+
+
+def test_format_table_lists_every_format():
+    from ingest.parsers import FORMAT_NAMES
+
+    assert set(FORMAT_NAMES) == {
+        "vpcflow",
+        "netflow",
+        "nprobe-csv",
+        "zeek",
+        "cicflowmeter",
+        "auditd",
+        "falco",
+        "syslog",
+        "cloudaudit",
+    }
+    assert get_format("sshd").name == "syslog" and get_format("CloudTrail").name == "cloudaudit"
+    with pytest.raises(KeyError, match="choose one of"):
+        get_format("pcapng")
+
+
+def test_time_is_not_wasted_on_idle_collector():
+    collector = UdpCollector(NetflowParser(ListOutput()), "127.0.0.1", 0)
+    collector.open()
+    stop = threading.Event()
+    stop.set()
+    start = time.monotonic()
+    assert collector.serve(stop) == 0
+    assert time.monotonic() - start < 1
+    collector.close()

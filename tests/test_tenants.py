@@ -1,0 +1,127 @@
+"""Tenant registry: lookups (IPv4 fast path, IPv6, caching), accounts, reload-on-change, speed."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.tenants import RegistryError, RegistryWatcher, TenantRegistry
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+@pytest.fixture
+def registry() -> TenantRegistry:
+    return TenantRegistry.load(SAMPLES / "tenants.yaml")
+
+
+def test_ip_lookups_v4_v6_and_invalid(registry):
+    assert registry.tenant_of_ip("10.1.0.5") == "t-acme"
+    assert registry.tenant_of_ip("10.1.255.255") == "t-acme"
+    assert registry.tenant_of_ip("10.2.0.0") == "t-beta"
+    assert registry.tenant_of_ip("10.3.0.1") is None
+    assert registry.tenant_of_ip("2001:db8:1::10") == "t-acme"
+    assert registry.tenant_of_ip("2001:DB8:1:0::10") == "t-acme"
+    assert registry.tenant_of_ip("2001:db8:2::1") is None
+    assert registry.tenant_of_ip("::ffff:10.2.0.7") == "t-beta"  # IPv4-mapped IPv6
+    for bad in ("", None, "10.1.0", "010.1.0.5", "10.1.0.5 ", "10.1.0.256", "not-an-ip", "::g", "1.2.3.4/32"):
+        assert registry.tenant_of_ip(bad) is None, bad
+    # cached answers are the same answers
+    assert [registry.tenant_of_ip("10.1.0.5") for _ in range(3)] == ["t-acme"] * 3
+
+
+def test_other_lookups_unchanged(registry):
+    assert registry.tenant_of_vm("vm-beta-01") == "t-beta"
+    assert registry.vm_of_ip("10.1.0.5") == "vm-acme-01"
+    assert registry.vm_of_disk("/var/lib/libvirt/images/vm-beta-01.qcow2") == "vm-beta-01"
+    assert registry.is_management_ip("172.31.9.9") and registry.is_management_ip("172.31.0.1")
+    assert not registry.is_management_ip("10.1.0.5") and not registry.is_management_ip(None)
+    assert registry.is_peered("t-acme", "t-acme") and not registry.is_peered("t-acme", "t-beta")
+    assert registry.industry_of("t-beta") == "internet"
+    assert registry.tenant_of_account("444455556666") == "t-beta"
+    assert registry.tenant_of_account("000000000000") is None
+
+
+def test_round_trip_keeps_accounts_and_omits_empty(registry, tmp_path):
+    path = tmp_path / "t.yaml"
+    registry.dump(path)
+    again = TenantRegistry.load(path)
+    assert again.tenants == registry.tenants
+    plain = TenantRegistry.from_dict({"tenants": [{"id": "t", "cidrs": ["10.0.0.0/8"]}]})
+    assert "accounts" not in plain.to_dict()["tenants"][0]
+    with pytest.raises(RegistryError, match="account 1 belongs to a and b"):
+        TenantRegistry.from_dict(
+            {"tenants": [{"id": "a", "accounts": ["1"]}, {"id": "b", "accounts": ["1"]}]}
+        )
+
+
+def test_lookup_cache_is_bounded(registry):
+    for i in range(70_000):
+        registry.tenant_of_ip(f"10.{i % 200}.{(i // 200) % 256}.{i % 256}")
+    assert len(registry._tenant_cache) <= 65536
+
+
+def _write(path: Path, data: str, bump: int) -> None:
+    path.write_text(data, encoding="utf-8")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump * 1_000_000_000))
+
+
+def test_watcher_reloads_on_change_and_keeps_last_good(tmp_path):
+    path = tmp_path / "tenants.yaml"
+    _write(path, "tenants:\n  - {id: t-a, cidrs: [10.1.0.0/16]}\n", 0)
+    watcher = RegistryWatcher(path, check_interval_s=0.0)
+    assert watcher.current().tenant_of_ip("10.1.0.1") == "t-a"
+    _write(path, "tenants:\n  - {id: t-b, cidrs: [10.1.0.0/16]}\n  - {id: t-c, cidrs: [10.9.0.0/16]}\n", 5)
+    reloaded = watcher.current()
+    assert reloaded.tenant_of_ip("10.1.0.1") == "t-b" and reloaded.tenant_of_ip("10.9.0.1") == "t-c"
+    assert watcher.last_error is None
+    _write(path, "tenants: [ {id: broken\n", 10)
+    assert watcher.current() is reloaded  # a bad edit never blinds detection
+    assert watcher.last_error is not None and "not valid YAML" in watcher.last_error
+    _write(path, "tenants:\n  - {id: t-d, cidrs: [10.1.0.0/16]}\n", 15)
+    assert watcher.current().tenant_of_ip("10.1.0.1") == "t-d"
+    clone = pickle.loads(pickle.dumps(watcher))
+    assert clone.current().tenant_of_ip("10.1.0.1") == "t-d"
+
+
+def test_watcher_checks_at_most_every_interval(tmp_path):
+    path = tmp_path / "tenants.yaml"
+    _write(path, "tenants:\n  - {id: t-a, cidrs: [10.1.0.0/16]}\n", 0)
+    watcher = RegistryWatcher(path, check_interval_s=60.0)
+    first = watcher.current(now=1000.0)
+    _write(path, "tenants:\n  - {id: t-b, cidrs: [10.1.0.0/16]}\n", 5)
+    assert watcher.current(now=1010.0) is first
+    assert watcher.current(now=1061.0).tenant_of_ip("10.1.0.1") == "t-b"
+
+
+def _rate(fn, ips: list[str]) -> float:
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for ip in ips:
+            fn(ip)
+        best = max(best, len(ips) / (time.perf_counter() - start))
+    return best
+
+
+def test_lookup_speed_reaches_a_million_per_second():
+    tenants = [{"id": f"t{i}", "cidrs": [f"10.{i}.0.0/16", f"2001:db8:{i:x}::/48"]} for i in range(100)]
+    reg = TenantRegistry.from_dict({"tenants": tenants})
+    rnd = random.Random(3)
+    pool = [f"10.{rnd.randrange(120)}.{rnd.randrange(256)}.{rnd.randrange(256)}" for _ in range(20_000)]
+    ips = [rnd.choice(pool) for _ in range(300_000)]  # flow data: many repeats of a working set
+    rate = _rate(reg.tenant_of_ip, ips)
+    assert rate >= 1_000_000, f"{rate:,.0f} lookups/s"
+    cold = TenantRegistry.from_dict({"tenants": tenants})
+    unique = [f"10.{rnd.randrange(120)}.{rnd.randrange(256)}.{rnd.randrange(256)}" for _ in range(50_000)]
+    start = time.perf_counter()
+    for ip in unique:
+        cold.tenant_of_ip(ip)
+    cold_rate = len(unique) / (time.perf_counter() - start)
+    assert cold_rate >= 100_000, f"uncached {cold_rate:,.0f} lookups/s"
