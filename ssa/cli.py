@@ -417,9 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
     from elastic_transport import ConnectionError as EsConnectionError
-    from kafka.errors import NoBrokersAvailable
+    from kafka.errors import KafkaError
 
-    return (EsConnectionError, NoBrokersAvailable)
+    return (EsConnectionError, KafkaError)
 
 
 if __name__ == "__main__":

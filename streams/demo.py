@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from detectors.alert import Alert, decode_alert
 from infra.clients import es_client
 from infra.settings import Settings
@@ -32,6 +34,7 @@ class DemoResult:
     seconds: dict[str, float]
     settings: Settings
     truth: list[Any]
+    sim_config: Any
 
 
 def demo_settings(settings: Settings, run_id: str) -> Settings:
@@ -56,6 +59,9 @@ def produce_simulation(
     from ingest.simulator import stream_to
     from streams.kafka_target import telemetry_producer
 
+    from infra.bootstrap import ensure_topics
+
+    ensure_topics(settings)
     sim.registry.dump(settings.tenants_file)
     producer = telemetry_producer(settings)
     started = time.monotonic()
@@ -88,7 +94,15 @@ def fetch_alerts(settings: Settings, start_ms: int, end_ms: int, tenants: list[s
             "bool": {
                 "filter": [
                     {"range": {"first_seen": {"gte": start_ms, "lte": end_ms}}},
-                    {"terms": {"tenant": tenants}},
+                    # Host-level alerts (no tenant: e.g. a non-emulator opening /dev/kvm) included.
+                    {
+                        "bool": {
+                            "should": [
+                                {"terms": {"tenant": tenants}},
+                                {"bool": {"must_not": {"exists": {"field": "tenant"}}}},
+                            ]
+                        }
+                    },
                 ]
             }
         }
@@ -96,8 +110,6 @@ def fetch_alerts(settings: Settings, start_ms: int, end_ms: int, tenants: list[s
         out = []
         for hit in hits:
             src = {k: v for k, v in hit["_source"].items() if k in Alert.__struct_fields__}
-            import msgspec
-
             out.append(decode_alert(msgspec.json.encode(src)))
         return out
     finally:
@@ -157,7 +169,7 @@ def run_demo(
     ]  # fmt: skip
     card = score(alerts, truth, events)
     seconds["total"] = time.monotonic() - t0
-    return DemoResult(run_id, events, alerts, card, seconds, s, truth)
+    return DemoResult(run_id, events, alerts, card, seconds, s, truth, sim_config)
 
 
 def summary(result: DemoResult) -> str:

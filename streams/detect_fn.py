@@ -134,7 +134,7 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
     metrics_tag = OutputTag(METRICS_TAG_NAME, Types.STRING())
     dlq_tag = OutputTag(DLQ_TAG_NAME, Types.STRING())
 
-    class DetectFunction(KeyedProcessFunction):  # type: ignore[misc]
+    class DetectFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
             self.logic = MicroBatchDetector(config)
             self.state = runtime_context.get_state(

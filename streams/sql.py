@@ -22,6 +22,11 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _seconds(ms: int) -> str:
+    """Flink SQL interval literals have no MILLISECOND unit: fractional seconds instead."""
+    return f"{int(ms) / 1000:.3f}"
+
+
 def kafka_properties(settings: Settings) -> dict[str, str]:
     """Connector ``properties.*`` for the client security settings (SASL_SSL, CA file)."""
     conf = kafka_config(settings, "confluent")
@@ -79,7 +84,7 @@ CREATE TEMPORARY TABLE {SOURCE_TABLE} (
   headers MAP<STRING, BYTES> METADATA VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   rowtime AS COALESCE(TO_TIMESTAMP_LTZ(CAST(CAST(headers['ts'] AS STRING) AS BIGINT), 3), kafka_ts),
-  WATERMARK FOR rowtime AS rowtime - INTERVAL '{int(out_of_orderness_ms)}' MILLISECOND
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '{_seconds(out_of_orderness_ms)}' SECOND
 ) WITH (
   {with_clause}
 )"""
@@ -92,5 +97,5 @@ def batches_query(source: str = SOURCE_TABLE, batch_ms: int = 1000) -> str:
         raise ValueError(f"source table name must be an identifier, got {source!r}")
     return f"""
 SELECT COALESCE(pkey, '-') AS pkey, window_time, LISTAGG(payload, '\n') AS payloads, COUNT(*) AS n
-FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(rowtime), INTERVAL '{int(batch_ms)}' MILLISECOND))
+FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(rowtime), INTERVAL '{_seconds(batch_ms)}' SECOND))
 GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked

@@ -43,3 +43,13 @@ def test_known_attacks_are_found_in_elasticsearch(stack: Settings) -> None:
     # Alerts are stored under their deterministic id, once.
     ids = [a.alert_id for a in result.alerts]
     assert len(ids) == len(set(ids))
+    # The streaming job finds exactly what the offline engine finds over the same events.
+    from detectors.config import DetectorConfig
+    from detectors.evaluation.evaluate import run_detectors
+    from ingest.simulator import SimConfig, simulate
+    from ingest.tenants import TenantRegistry
+
+    sim = simulate(result.sim_config)
+    registry = TenantRegistry.load(result.settings.tenants_file)
+    offline, _n, _stats = run_detectors(sim.events(), registry, DetectorConfig.default())
+    assert {a.alert_id for a in offline} == set(ids)
