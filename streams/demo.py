@@ -56,10 +56,9 @@ def produce_simulation(
     settings: Settings, sim: Any, say: Callable[[str], None] = print, rate_per_s: float | None = None
 ) -> int:
     """Write the registry the simulation used, then produce its events to Kafka."""
+    from infra.bootstrap import ensure_topics
     from ingest.simulator import stream_to
     from streams.kafka_target import telemetry_producer
-
-    from infra.bootstrap import ensure_topics
 
     ensure_topics(settings)
     sim.registry.dump(settings.tenants_file)
@@ -141,11 +140,10 @@ def run_demo(
     duration_s = minutes * 60
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - int(duration_s * 1000)
-    sim = simulate(
-        SimConfig(
-            seed=seed, tenants=tenants, duration_s=duration_s, start_ms=start_ms, events_per_s=events_per_s
-        )
+    sim_config = SimConfig(
+        seed=seed, tenants=tenants, duration_s=duration_s, start_ms=start_ms, events_per_s=events_per_s
     )
+    sim = simulate(sim_config)
     say(f"[2/4] simulating {minutes:g} min of telemetry from {tenants} tenants with attacks (seed {seed})")
     t1 = time.monotonic()
     events = produce_simulation(s, sim, say)

@@ -46,7 +46,7 @@ def test_known_attacks_are_found_in_elasticsearch(stack: Settings) -> None:
     # The streaming job finds exactly what the offline engine finds over the same events.
     from detectors.config import DetectorConfig
     from detectors.evaluation.evaluate import run_detectors
-    from ingest.simulator import SimConfig, simulate
+    from ingest.simulator import simulate
     from ingest.tenants import TenantRegistry
 
     sim = simulate(result.sim_config)
