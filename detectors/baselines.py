@@ -35,7 +35,12 @@ class Baselines:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         path = Path(directory) / BASELINES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"window_ms": self.window_ms, "quantile": self.quantile, "pairs": self.pairs, "samples": self.samples}
+        body = {
+            "window_ms": self.window_ms,
+            "quantile": self.quantile,
+            "pairs": self.pairs,
+            "samples": self.samples,
+        }
         path.write_text(json.dumps(body, indent=1, sort_keys=True), encoding="utf-8")
         return path
 

@@ -179,7 +179,7 @@ class DetectorConfig:
         src = source or self.source
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{src}: expected a mapping at top level")
-        for det_id in (overrides.get("detectors") or {}):
+        for det_id in overrides.get("detectors") or {}:
             if det_id not in self.detectors:
                 raise ConfigError(f"{src}: detectors.{det_id}: no such detector in the default configuration")
         return DetectorConfig.from_dict(_merge(self.to_dict(), overrides, src), source=src)

@@ -140,7 +140,9 @@ class DetectionEngine:
         The Flink job runs a fresh engine per tumbling window of ``batch_ms``; a detector window
         that does not divide it (or a sliding one) would be cut at batch boundaries.
         """
-        bad = [f"{d.meta.id} ({d.window.describe()})" for d in self.detectors if not d.window.fits_in(batch_ms)]
+        bad = [
+            f"{d.meta.id} ({d.window.describe()})" for d in self.detectors if not d.window.fits_in(batch_ms)
+        ]
         if bad:
             raise ValueError(f"detector windows that do not fit a {batch_ms} ms batch: {', '.join(bad)}")
 
@@ -268,8 +270,9 @@ class DetectionEngine:
             due = d.next_close()
             if due is not None and due <= wm:
                 out.extend(self._alert(d, f) for f in self._guarded_close(d, wm))
-        self._next_close = min((wm - wm % d.window.pane_ms + d.window.pane_ms for d in self.detectors),
-                               default=_FAR_FUTURE)
+        self._next_close = min(
+            (wm - wm % d.window.pane_ms + d.window.pane_ms for d in self.detectors), default=_FAR_FUTURE
+        )
         return out
 
     def _guarded_close(self, d: Detector, wm: int | None) -> list[Finding]:
@@ -315,7 +318,9 @@ class DetectionEngine:
             first = first or (event_id, exc)
             self._record_failure(d, event_id, exc)
         if self.strict and first is not None:
-            raise DetectorFailure(f"detector {d.meta.id} failed on event {first[0]}: {first[1]!r}") from first[1]
+            raise DetectorFailure(
+                f"detector {d.meta.id} failed on event {first[0]}: {first[1]!r}"
+            ) from first[1]
 
     def _failed(self, d: Detector, ev: Event | None, exc: Exception) -> None:
         event_id = ev.id if ev is not None else "<window close>"

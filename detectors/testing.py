@@ -91,7 +91,11 @@ def synthetic_stream(registry: TenantRegistry, minutes: int, start_ms: int, seed
             r = rng.random()
             if r < 0.6:
                 peer = rng.choice(vms)
-                dst = peer.ip if r < 0.2 and peer.tenant == vm.tenant else f"93.184.{rng.randrange(4)}.{rng.randrange(1, 40)}"
+                dst = (
+                    peer.ip
+                    if r < 0.2 and peer.tenant == vm.tenant
+                    else f"93.184.{rng.randrange(4)}.{rng.randrange(1, 40)}"
+                )
                 raw: dict[str, Any] = {
                     "kind": "flow", "src_ip": vm.ip, "dst_ip": dst, "dst_port": rng.choice((443, 53, 8080)),
                     "bytes_out": int(rng.lognormvariate(7, 1)), "bytes_in": int(rng.lognormvariate(9, 1)),
@@ -117,7 +121,10 @@ def anomaly_config(models_dir: str | os.PathLike[str], family: str = "ecod", **e
         "shared": {"models_dir": str(models_dir)},
         "detectors": {
             "anomaly.flow_features": {"enabled": True, "params": {"model": family, "min_baseline_rows": 10}},
-            "anomaly.process_activity": {"enabled": True, "params": {"model": family, "min_baseline_rows": 10}},
+            "anomaly.process_activity": {
+                "enabled": True,
+                "params": {"model": family, "min_baseline_rows": 10},
+            },
         },
     }
     if engine:

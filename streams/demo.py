@@ -82,34 +82,42 @@ def produce_simulation(
     return sent
 
 
-def fetch_alerts(settings: Settings, start_ms: int, end_ms: int, tenants: list[str]) -> list[Alert]:
-    """Alerts whose evidence lies in [start_ms, end_ms] for these tenants (composite-paged scan)."""
+def alert_ids_in_topic(settings: Settings, topic: str) -> set[str]:
+    """Every alert id the job wrote to ``topic`` (read to its current end)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    from infra.clients import kafka_config
+
+    consumer = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        ids: set[str] = set()
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
+                ids.update(decode_alert(r.value).alert_id for r in batch)
+        return ids
+    finally:
+        consumer.close()
+
+
+def fetch_alerts(settings: Settings, alert_ids: set[str]) -> list[Alert]:
+    """The Elasticsearch documents of these alerts (several per id would be a duplicate)."""
     from elasticsearch.helpers import scan
 
     es = es_client(settings)
     try:
         es.indices.refresh(index=settings.index_alerts_pattern, ignore_unavailable=True)
-        query = {
-            "bool": {
-                "filter": [
-                    {"range": {"first_seen": {"gte": start_ms, "lte": end_ms}}},
-                    # Host-level alerts (no tenant: e.g. a non-emulator opening /dev/kvm) included.
-                    {
-                        "bool": {
-                            "should": [
-                                {"terms": {"tenant": tenants}},
-                                {"bool": {"must_not": {"exists": {"field": "tenant"}}}},
-                            ]
-                        }
-                    },
-                ]
-            }
-        }
-        hits = scan(es, index=settings.index_alerts_pattern, query={"query": query}, size=1000)
-        out = []
-        for hit in hits:
-            src = {k: v for k, v in hit["_source"].items() if k in Alert.__struct_fields__}
-            out.append(decode_alert(msgspec.json.encode(src)))
+        out: list[Alert] = []
+        ids = sorted(alert_ids)
+        for i in range(0, len(ids), 1000):
+            query = {"query": {"terms": {"alert_id": ids[i : i + 1000]}}}
+            for hit in scan(es, index=settings.index_alerts_pattern, query=query, size=1000):
+                src = {k: v for k, v in hit["_source"].items() if k in Alert.__struct_fields__}
+                out.append(decode_alert(msgspec.json.encode(src)))
         return out
     finally:
         es.close()
@@ -156,8 +164,7 @@ def run_demo(
     seconds["detect_and_index"] = time.monotonic() - t2
 
     say("[4/4] reading the alerts back from Elasticsearch")
-    tenant_ids = list(sim.registry.tenants)
-    alerts = fetch_alerts(s, start_ms - 120_000, end_ms + 120_000, tenant_ids)
+    alerts = fetch_alerts(s, alert_ids_in_topic(s, s.topic_alerts))
     truth = [
         Truth(
             scenario=r.scenario, category=r.category, tenant=r.tenant, entity=r.entity,  # type: ignore[arg-type]

@@ -269,7 +269,7 @@ def consumer_lag(settings: Settings, group_id: str) -> dict[str, int]:
     admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=5000)
     probe = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False)
     try:
-        committed = admin.list_consumer_group_offsets(group_id)
+        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
         parts = [TopicPartition(t, p) for t in settings.telemetry_topics.values()
                  for p in (probe.partitions_for_topic(t) or ())]  # fmt: skip
         ends = probe.end_offsets(parts)

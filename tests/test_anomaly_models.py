@@ -110,9 +110,19 @@ def test_anomaly_detectors_raise_explained_alerts(tmp_path) -> None:
     start = SAMPLE_START_MS - SAMPLE_START_MS % 300_000
     normal = synthetic_stream(reg, 10, start, seed=9)
     burst = [
-        FlowEvent(id=f"x{i}", ts=start + 400_000 + i * 50, source="t", tenant="t-beta", vm="vm-beta-02",
-                  src_ip="10.2.1.11", dst_ip=f"185.220.{i % 200}.{i % 250 + 1}", dst_port=9000 + i % 500,
-                  bytes_out=5_000_000, packets_out=4000, action="reject")  # fmt: skip
+        FlowEvent(
+            id=f"x{i}",
+            ts=start + 400_000 + i * 50,
+            source="t",
+            tenant="t-beta",
+            vm="vm-beta-02",
+            src_ip="10.2.1.11",
+            dst_ip=f"185.220.{i % 200}.{i % 250 + 1}",
+            dst_port=9000 + i % 500,
+            bytes_out=5_000_000,
+            packets_out=4000,
+            action="reject",
+        )
         for i in range(2000)
     ]
     events = sorted(normal + burst, key=lambda e: (e.ts, e.id))
@@ -123,8 +133,14 @@ def test_anomaly_detectors_raise_explained_alerts(tmp_path) -> None:
     hit = next(a for a in alerts if a.entity.id == "vm-beta-02")
     assert hit.evidence["model"] == "ecod" and hit.evidence["calibrated"] >= 0.999
     assert len(hit.evidence["top_features"]) == 3
-    assert {t["feature"] for t in hit.evidence["top_features"]} & {"bytes_out", "fan_out_hosts", "dst_ports",
-                                                                   "rejected_out", "packets_out", "flows_out"}
+    assert {t["feature"] for t in hit.evidence["top_features"]} & {
+        "bytes_out",
+        "fan_out_hosts",
+        "dst_ports",
+        "rejected_out",
+        "packets_out",
+        "flows_out",
+    }
     quiet = {a.entity.id for a in alerts} - {"vm-beta-02"}
     assert len(quiet) <= 2, f"too many anomalies on plain background: {quiet}"
 

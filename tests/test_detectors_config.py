@@ -36,7 +36,10 @@ def test_site_file_overrides_only_what_it_names(tmp_path) -> None:
     assert cfg.engine.max_out_of_orderness_ms == 2000
     assert cfg.detectors["port_scan.failed_probe_scan"]["params"]["min_failed_pairs"] == 7
     assert cfg.detectors["port_scan.failed_probe_scan"]["params"]["allowed_sources"] == ()
-    assert cfg.detectors["brute_force.auth_failures"] == DetectorConfig.default().detectors["brute_force.auth_failures"]
+    assert (
+        cfg.detectors["brute_force.auth_failures"]
+        == DetectorConfig.default().detectors["brute_force.auth_failures"]
+    )
     assert cfg.source == str(site)
 
 
@@ -44,8 +47,14 @@ def test_site_file_overrides_only_what_it_names(tmp_path) -> None:
     ("text", "message"),
     [
         ("detectors:\n  nope.nothing: {}\n", "detectors.nope.nothing: no such detector"),
-        ("detectors:\n  port_scan.failed_probe_scan:\n    params: {min_failed_pairs: many}\n", "min_failed_pairs: expected int"),
-        ("detectors:\n  port_scan.failed_probe_scan:\n    params: {typo: 1}\n", "unknown parameters ['typo']"),
+        (
+            "detectors:\n  port_scan.failed_probe_scan:\n    params: {min_failed_pairs: many}\n",
+            "min_failed_pairs: expected int",
+        ),
+        (
+            "detectors:\n  port_scan.failed_probe_scan:\n    params: {typo: 1}\n",
+            "unknown parameters ['typo']",
+        ),
         ("engine: {late_rule_hits: maybe}\n", "late_rule_hits"),
         ("engine: {bogus: 1}\n", "engine.bogus: unknown setting"),
         ("detectors:\n  port_scan.failed_probe_scan: {window_ms: 300000, slide_ms: 7000}\n", "must divide"),

@@ -36,8 +36,13 @@ def _sample_stream() -> list[Event]:
         for case in load_cases(path):
             shift = slot * 600_000
             events.extend(
-                type(e)(**{**{f: getattr(e, f) for f in e.__struct_fields__}, "ts": e.ts + shift,
-                           "id": f"{e.id}@{slot}"})  # fmt: skip
+                type(e)(
+                    **{
+                        **{f: getattr(e, f) for f in e.__struct_fields__},
+                        "ts": e.ts + shift,
+                        "id": f"{e.id}@{slot}",
+                    }
+                )
                 for e in case.events
             )
             slot += 1
@@ -121,7 +126,7 @@ def test_fresh_engine_per_aligned_batch_and_partition_equals_one_engine() -> Non
 
 def test_check_batch_window_names_detectors_that_do_not_fit() -> None:
     engine = _engine()
-    with pytest.raises(ValueError, match="brute_force.auth_failures"):
+    with pytest.raises(ValueError, match=r"brute_force\.auth_failures"):
         engine.check_batch_window(60_000)
     groups = group_by_window(engine.detectors)
     assert 60_000 in groups and 600_000 in groups
@@ -165,13 +170,17 @@ def test_late_events_are_counted_and_rule_hits_still_alert() -> None:
     assert len(late) == 1 and late[0].evidence["event_ids"] == ["q2"]
     assert late[0].alert_id != next(a for a in out if not a.evidence.get("late")).alert_id
     # windowed detectors count late events and drop them
-    auth_late = AuthEvent(id="a1", ts=T0 - 700_000, source="test", user="root", src_ip="1.2.3.4", result="failure")
+    auth_late = AuthEvent(
+        id="a1", ts=T0 - 700_000, source="test", user="root", src_ip="1.2.3.4", result="failure"
+    )
     engine.process([auth_late])
     assert engine.stats()["detectors"]["brute_force.auth_failures"]["late"] == 1
 
 
 def test_late_policy_drop_only_counts() -> None:
-    cfg = DetectorConfig.default().merged({"engine": {"max_out_of_orderness_ms": 0, "late_rule_hits": "drop"}})
+    cfg = DetectorConfig.default().merged(
+        {"engine": {"max_out_of_orderness_ms": 0, "late_rule_hits": "drop"}}
+    )
     engine = _engine(cfg)
     out = engine.process([_qemu(1, T0 + 120_000), _qemu(2, T0 + 1_000)]) + engine.flush()
     assert [a.evidence["event_ids"] for a in out] == [["q1"]]
@@ -213,12 +222,17 @@ def test_failing_detector_is_counted_and_logged_with_event_id(caplog: pytest.Log
     cfg2 = DetectorConfig.from_dict(raw)
     dets = [*all_detectors(cfg2), _Boom(cfg2)]
     engine = DetectionEngine(dets, DetectionContext(REGISTRY, cfg2))
-    events = [_qemu(1, T0 + 1000), ProcessEvent(id="bad", ts=T0 + 2000, source="t", exe="/x", syscall="execve")]
+    events = [
+        _qemu(1, T0 + 1000),
+        ProcessEvent(id="bad", ts=T0 + 2000, source="t", exe="/x", syscall="execve"),
+    ]
     with caplog.at_level(logging.ERROR, logger="detectors.engine"):
         alerts = engine.run(events)
     assert any(a.detector == "vm_escape.emulator_foreign_file" for a in alerts)  # others carry on
     assert engine.stats()["failures"] == 1
-    assert engine.failures == [{"detector": "vm_escape.boom_test", "event_id": "bad", "error": "RuntimeError('kaput')"}]
+    assert engine.failures == [
+        {"detector": "vm_escape.boom_test", "event_id": "bad", "error": "RuntimeError('kaput')"}
+    ]
     assert "vm_escape.boom_test failed on event bad" in caplog.text
     strict = DetectionEngine(dets[-1:], DetectionContext(REGISTRY, cfg2), strict=True)
     with pytest.raises(DetectorFailure, match="event bad"):
@@ -257,8 +271,16 @@ def test_sliding_windows_are_aligned_and_suppress_overlaps() -> None:
         {"detectors": {"port_scan.failed_probe_scan": {"window_ms": 300_000, "slide_ms": 60_000}}}
     )
     scan = [
-        FlowEvent(id=f"s{i}", ts=T0 + 1000 * i, source="t", tenant="t-acme", src_ip="203.0.113.9",
-                  dst_ip="10.1.1.10", dst_port=i + 1, action="reject")  # fmt: skip
+        FlowEvent(
+            id=f"s{i}",
+            ts=T0 + 1000 * i,
+            source="t",
+            tenant="t-acme",
+            src_ip="203.0.113.9",
+            dst_ip="10.1.1.10",
+            dst_port=i + 1,
+            action="reject",
+        )
         for i in range(100)
     ]
     engine = _engine(cfg)

@@ -27,7 +27,9 @@ def _run(case: SampleCase):
 def test_sample_case(case: SampleCase) -> None:
     alerts, engine = _run(case)
     fired = {a.detector for a in alerts}
-    assert fired == case.trigger, f"{case.description}: fired {sorted(fired)}, expected {sorted(case.trigger)}"
+    assert fired == case.trigger, (
+        f"{case.description}: fired {sorted(fired)}, expected {sorted(case.trigger)}"
+    )
     if case.entity is not None:
         assert {f"{a.entity.type}:{a.entity.id}" for a in alerts} == {case.entity}
     assert engine.stats()["failures"] == 0
@@ -47,12 +49,16 @@ def test_every_detector_has_samples_with_positives_and_lookalikes() -> None:
         assert any(not c.trigger for c in cases), f"{cls.meta.id}: no look-alike sample"
 
 
-@pytest.mark.parametrize("cls", [c for c in detector_classes() if issubclass(c, Rule)], ids=lambda c: c.meta.id)
+@pytest.mark.parametrize(
+    "cls", [c for c in detector_classes() if issubclass(c, Rule)], ids=lambda c: c.meta.id
+)
 def test_fast_batch_path_agrees_with_match(cls) -> None:
     """A rule's ``observe_batch`` (fast path) counts exactly the events its ``match`` (the definition,
     also used for late events) accepts, whether fed one event at a time or as one batch."""
     rule_kinds = cls.meta.kinds
-    events = [e for c in CASES for e in c.events if type(e).__name__.removesuffix("Event").lower() in rule_kinds]
+    events = [
+        e for c in CASES for e in c.events if type(e).__name__.removesuffix("Event").lower() in rule_kinds
+    ]
     assert events, f"{cls.meta.id}: no sample events of its kinds"
     reference = cls(DetectorConfig.default())
     reference.bind(REGISTRY)

@@ -11,7 +11,9 @@ from ingest.schema import encode_event
 
 
 def _write_events(path, extra_lines=()) -> int:
-    events = sorted((e for f in sample_files() for c in load_cases(f)[:1] for e in c.events), key=lambda e: e.ts)
+    events = sorted(
+        (e for f in sample_files() for c in load_cases(f)[:1] for e in c.events), key=lambda e: e.ts
+    )
     with path.open("wb") as fh:
         for i, ev in enumerate(events):
             fh.write(encode_event(ev) + b"\n")

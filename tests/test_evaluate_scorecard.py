@@ -60,7 +60,12 @@ def test_metrics_per_category_and_scenario() -> None:
     ]
     card = score(alerts, truth, events=2000)
     dos = card.categories["dos"]
-    assert (dos.alerts, dos.true_alerts, dos.false_alerts_on_benign, dos.false_alerts_unmatched) == (4, 2, 1, 1)
+    assert (dos.alerts, dos.true_alerts, dos.false_alerts_on_benign, dos.false_alerts_unmatched) == (
+        4,
+        2,
+        1,
+        1,
+    )
     assert dos.precision == pytest.approx(0.5) and dos.recall == pytest.approx(0.5)
     assert dos.f1 == pytest.approx(0.5)
     assert dos.ttd_median_s == pytest.approx(60.0)  # first matching alert's ts - start
@@ -80,7 +85,7 @@ def test_metrics_per_category_and_scenario() -> None:
 def test_load_truth_names_the_bad_line(tmp_path) -> None:
     p = tmp_path / "gt.jsonl"
     p.write_text('{"scenario": "x"}\n')
-    with pytest.raises(ValueError, match="gt.jsonl:1"):
+    with pytest.raises(ValueError, match=r"gt\.jsonl:1"):
         load_truth(p)
 
 

@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detectors.alert import Entity
-from detectors.anomaly.features import FLOW_FEATURES, FlowStats, ProcessStats, process_feature_names, process_vectors
+from detectors.anomaly.features import (
+    FLOW_FEATURES,
+    FlowStats,
+    ProcessStats,
+    process_feature_names,
+    process_vectors,
+)
 from detectors.anomaly.models import FAMILIES
 from detectors.anomaly.store import ModelSet, model_path
 from detectors.base import MANAGEMENT, Batch, Finding
@@ -50,10 +56,14 @@ class AnomalyDetector(WindowedDetector[Any]):
         models_dir = config.shared.get("models_dir")
         if self.enabled:
             if not models_dir:
-                raise ConfigError(f"{config.source}: {self.meta.id} is enabled but shared.models_dir is not set")
+                raise ConfigError(
+                    f"{config.source}: {self.meta.id} is enabled but shared.models_dir is not set"
+                )
             path = model_path(models_dir, self.kind)
             if not path.exists():
-                raise ConfigError(f"{path}: no fitted {self.kind} models (run python -m detectors.anomaly.fit)")
+                raise ConfigError(
+                    f"{path}: no fitted {self.kind} models (run python -m detectors.anomaly.fit)"
+                )
             self.models = ModelSet.load(models_dir, self.kind)
             if self.models.family != self.family:
                 raise ConfigError(
@@ -98,7 +108,7 @@ class AnomalyDetector(WindowedDetector[Any]):
                 key = keys[i]
                 st = states[key]
                 entity = self.entity(key)
-                score = int(round(min(90.0, max(40.0, 45.0 + 15.0 * (raw - t_raw) / spread))))
+                score = round(min(90.0, max(40.0, 45.0 + 15.0 * (raw - t_raw) / spread)))
                 top = model.top_features(x[i], self.top_k)
                 drivers = ", ".join(f"{t['feature']}={t['value']}" for t in top)
                 out.append(

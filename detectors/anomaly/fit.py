@@ -18,8 +18,8 @@ import numpy as np
 
 from detectors.anomaly.detectors import AnomalyDetector, FlowAnomaly, ProcessAnomaly
 from detectors.anomaly.store import ModelSet
-from detectors.baselines import fit_baselines
 from detectors.base import Finding
+from detectors.baselines import fit_baselines
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tenants", required=True, help="tenant registry YAML")
     ap.add_argument("--models-dir", required=True)
     ap.add_argument("--config", help="detector config YAML (merged over the default)")
-    ap.add_argument("--model", choices=("ecod", "copod", "iforest", "hbos"), help="override the configured family")
+    ap.add_argument(
+        "--model", choices=("ecod", "copod", "iforest", "hbos"), help="override the configured family"
+    )
     ap.add_argument("--kinds", default="flow,process")
     args = ap.parse_args(argv)
     config = DetectorConfig.load(args.config) if args.config else DetectorConfig.default()

@@ -27,7 +27,10 @@ def auc_pair(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 def published_adbench(reference_dir: str | os.PathLike[str], dataset: str) -> dict[str, dict[str, float]]:
     """ADBench's published unsupervised AUCROC / AUCPR for ``dataset`` (columns = PyOD model names)."""
     out: dict[str, dict[str, float]] = {}
-    for metric, name in (("roc_auc", "pyod_adbench_aucroc_unsup.csv"), ("auc_pr", "pyod_adbench_aucpr_unsup.csv")):
+    for metric, name in (
+        ("roc_auc", "pyod_adbench_aucroc_unsup.csv"),
+        ("auc_pr", "pyod_adbench_aucpr_unsup.csv"),
+    ):
         with (Path(reference_dir) / name).open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 if row["dataset"] == dataset:

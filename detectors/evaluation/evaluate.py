@@ -33,12 +33,8 @@ def run_detectors(
     detectors: Sequence[Detector] | None = None,
 ) -> tuple[list[Alert], int, dict[str, object]]:
     """All alerts of the events (path or iterable), the number of events, and the engine stats."""
-    stream: Iterable[Event]
     read = ReadStats()
-    if isinstance(events, str | os.PathLike):
-        stream = iter_events(events, read)
-    else:
-        stream = events
+    stream = iter_events(events, read) if isinstance(events, str | os.PathLike) else events
     counted = _Counted(stream)
     dets = list(detectors) if detectors is not None else all_detectors(config)
     engine = DetectionEngine(dets, DetectionContext(registry, config))

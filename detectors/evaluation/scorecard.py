@@ -174,9 +174,7 @@ def _matches(alert: Alert, rec: Truth, slack_ms: int) -> bool:
     return bool(ids) and not set(ids).isdisjoint(rec.event_ids)
 
 
-def score(
-    alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack_ms: int = 0
-) -> Scorecard:
+def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack_ms: int = 0) -> Scorecard:
     records = list(truth)
     cats: dict[str, CategoryRow] = {}
     scen: dict[str, ScenarioRow] = {}
@@ -205,8 +203,13 @@ def score(
             continue
         benign = [i for i in hits if records[i].benign]
         false_by_cat[a.category] = false_by_cat.get(a.category, 0) + 1
-        info = {"detector": a.detector, "entity": f"{a.entity.type}:{a.entity.id}", "tenant": a.tenant,
-                "first_seen": a.first_seen, "summary": a.summary}
+        info = {
+            "detector": a.detector,
+            "entity": f"{a.entity.type}:{a.entity.id}",
+            "tenant": a.tenant,
+            "first_seen": a.first_seen,
+            "summary": a.summary,
+        }
         if benign:
             crow.false_alerts_on_benign += 1
             benign_hit.update(benign)
@@ -238,8 +241,15 @@ def score(
             ttd.setdefault(rec.scenario, []).append(delay)
             ttd_cat.setdefault(rec.category, []).append(delay)
         elif len(row.missed) < 10:
-            row.missed.append({"entity": f"{rec.entity.type}:{rec.entity.id}", "start": rec.start,
-                               "end": rec.end, "tenant": rec.tenant, "detail": rec.detail})
+            row.missed.append(
+                {
+                    "entity": f"{rec.entity.type}:{rec.entity.id}",
+                    "start": rec.start,
+                    "end": rec.end,
+                    "tenant": rec.tenant,
+                    "detail": rec.detail,
+                }
+            )
 
     for crow in cats.values():
         crow.precision = crow.true_alerts / crow.alerts if crow.alerts else None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detectors.rule import Hit, HitState, Rule
-from detectors.config import DetectorConfig, ParamSpec
 from detectors.alert import Entity
+from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, HitState, Rule
 from ingest.schema import AuditEvent, Event
 
 __all__ = ["ForeignResourceAccess", "resource_owner"]

@@ -6,14 +6,13 @@ from collections.abc import Hashable
 from typing import ClassVar
 
 from detectors.base import MANAGEMENT, Batch, Finding
-from detectors.windowed import WindowedDetector
 from detectors.baselines import Baselines
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import fmt_bytes, source_entity
 from detectors.state import Span, bump_capped
+from detectors.windowed import WindowedDetector
 from detectors.windows import Window
-from ingest.schema import Event, FlowEvent
 
 __all__ = ["ForeignTransferVolume", "TransferState"]
 
@@ -74,7 +73,7 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
         events = batch.events
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
-                if src_t is None or dst_t is None or dst_t == src_t or dst_t == MANAGEMENT:
+                if src_t is None or dst_t is None or dst_t in (src_t, MANAGEMENT):
                     continue
                 sent = ev.bytes_out  # type: ignore[union-attr]
                 if sent <= 0:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from detectors.alert import Entity
-from detectors.rule import Hit, HitState, Rule
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, HitState, Rule
 from detectors.rules.cross_tenant.foreign_resource_access import resource_owner
 from ingest.schema import AuditEvent, Event
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from detectors.base import MANAGEMENT, Batch
-from detectors.rule import Hit, HitState, Rule
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import source_entity
 from ingest.schema import Event, FlowEvent
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from detectors.base import Batch
-from detectors.rule import Hit, Rule
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, Rule
 from detectors.rules.common import is_external, source_entity
 from ingest.schema import Event, FlowEvent
 
@@ -46,7 +46,11 @@ class MiningPoolConnection(Rule):
         if ev.dst_port not in self.ports and ev.dst_ip not in self.addresses:
             return None
         reg = self.reg
-        if ev.src_ip in self.allowed or reg.tenant_of_ip(ev.src_ip) is None or not is_external(reg, ev.dst_ip):
+        if (
+            ev.src_ip in self.allowed
+            or reg.tenant_of_ip(ev.src_ip) is None
+            or not is_external(reg, ev.dst_ip)
+        ):
             return None
         return Hit(source_entity(reg, ev.src_ip), ev.tenant, f"{ev.dst_ip}:{ev.dst_port}")
 

@@ -7,18 +7,17 @@ from typing import ClassVar
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
-from detectors.windowed import WindowedDetector
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, bump_capped
+from detectors.windowed import WindowedDetector
 from detectors.windows import Window
-from ingest.schema import Event, FlowEvent
 
 __all__ = ["FloodState", "SourceFlood"]
 
 
 class FloodState:
-    __slots__ = ("bytes", "by_dst", "span", "syn")
+    __slots__ = ("by_dst", "bytes", "span", "syn")
 
     def __init__(self) -> None:
         self.span = Span()
@@ -72,7 +71,13 @@ class SourceFlood(WindowedDetector[FloodState]):
         return FloodState()
 
     def observe_batch(self, batch: Batch) -> None:
-        allowed, cap, max_ids, state, max_bpp = self.allowed, self._cap, self.max_ids, self.state, self.max_bpp
+        allowed, cap, max_ids, state, max_bpp = (
+            self.allowed,
+            self._cap,
+            self.max_ids,
+            self.state,
+            self.max_bpp,
+        )
         for ev in batch.events:
             try:
                 packets = ev.packets_out  # type: ignore[union-attr]

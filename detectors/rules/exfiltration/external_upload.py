@@ -6,13 +6,12 @@ from collections.abc import Hashable
 from typing import ClassVar
 
 from detectors.base import Batch, Finding
-from detectors.windowed import WindowedDetector
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
-from detectors.rules.common import fmt_bytes, is_external, source_entity
+from detectors.rules.common import fmt_bytes, source_entity
 from detectors.state import Span, bump_capped
+from detectors.windowed import WindowedDetector
 from detectors.windows import Window
-from ingest.schema import Event, FlowEvent
 
 __all__ = ["ExternalUpload", "UploadState"]
 

@@ -7,12 +7,11 @@ from typing import ClassVar
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
-from detectors.windowed import WindowedDetector
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, add_capped
+from detectors.windowed import WindowedDetector
 from detectors.windows import Window
-from ingest.schema import Event, FlowEvent
 
 __all__ = ["FailedProbeScan", "ScanState"]
 

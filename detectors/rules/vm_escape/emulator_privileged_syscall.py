@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from detectors.alert import Attack
-from detectors.rule import Hit, HitState, Rule
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import Hypervisor, vm_or_host
 from ingest.schema import Event, ProcessEvent
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detectors.rule import Hit, Rule
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
+from detectors.rule import Hit, Rule
 from detectors.rules.common import Hypervisor, vm_or_host
 from ingest.schema import Event, ProcessEvent
 

@@ -1,0 +1,69 @@
+"""Run the evaluations and write ``results/detector_eval.json`` (merged by section).
+
+python -m detectors.evaluation all --data-dir /work/shared/data --out results/detector_eval.json
+python -m detectors.evaluation simulated --seeds 101,102,103,104,105
+python -m detectors.evaluation openssh|flows|adfa --data-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from detectors.evaluation.common import write_result
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m detectors.evaluation", description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=("all", "simulated", "openssh", "flows", "adfa"))
+    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("results/detector_eval.json"))
+    ap.add_argument("--seeds", default="101,102,103,104,105")
+    ap.add_argument("--duration-s", type=float, default=7200.0)
+    ap.add_argument("--count", type=int, default=3, help="instances of each scenario per seed")
+    ap.add_argument("--table", type=Path, help="also write the simulator scorecard as text here")
+    args = ap.parse_args(argv)
+    todo = ("simulated", "openssh", "flows", "adfa") if args.what == "all" else (args.what,)
+    ref = args.data_dir / "reference_results"
+    for what in todo:
+        if what == "simulated":
+            from detectors.evaluation.simulated import evaluate_seeds
+
+            seeds = [int(s) for s in args.seeds.split(",") if s]
+            card, _ = evaluate_seeds(seeds, duration_s=args.duration_s, count=args.count)
+            print(card.table())
+            if args.table:
+                args.table.parent.mkdir(parents=True, exist_ok=True)
+                args.table.write_text(card.table() + "\n", encoding="utf-8")
+            write_result(args.out, "simulated", card.to_json())
+        elif what == "openssh":
+            from detectors.evaluation.openssh import openssh
+
+            result = openssh(args.data_dir)
+            print(json.dumps(result["attacking_addresses"], indent=1))
+            write_result(args.out, "openssh_brute_force", json.loads(json.dumps(result, default=dict)))
+        elif what == "flows":
+            from detectors.evaluation.flows import adbench, unsw
+
+            flows = {"adbench_http": adbench(args.data_dir, "http", ref), "adbench_smtp": adbench(args.data_dir, "smtp", ref),
+                     "unsw_nb15": unsw(args.data_dir, ref)}  # fmt: skip
+            for name, res in flows.items():
+                for fam, row in res["models"].items():
+                    print(name, fam, json.dumps({k: v for k, v in row.items() if k != "ours_per_seed"})[:300])
+            write_result(args.out, "flow_models", flows)
+        elif what == "adfa":
+            from detectors.evaluation.adfa import adfa
+
+            result = adfa(args.data_dir)
+            for fam, row in result["models"].items():
+                print("adfa", fam, {k: v["roc_auc"] for k, v in row.items()})
+            write_result(args.out, "adfa_ld_process_model", result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
