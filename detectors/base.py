@@ -25,13 +25,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from detectors.alert import Attack, Entity
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta
 from detectors.windows import Window, WindowSpec
-from ingest.schema import Event
+from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent
 from ingest.tenants import TenantRegistry
 
 __all__ = ["EMPTY_REGISTRY", "MANAGEMENT", "Batch", "Detector", "Finding"]
@@ -55,12 +55,29 @@ class Batch:
         self._src: list[str | None] | None = None
         self._dst: list[str | None] | None = None
 
+    # Typed views: the engine only puts events of one kind in a batch (the detector's kinds).
+    @property
+    def flows(self) -> list[FlowEvent]:
+        return cast(list[FlowEvent], self.events)
+
+    @property
+    def processes(self) -> list[ProcessEvent]:
+        return cast(list[ProcessEvent], self.events)
+
+    @property
+    def audits(self) -> list[AuditEvent]:
+        return cast(list[AuditEvent], self.events)
+
+    @property
+    def auths(self) -> list[AuthEvent]:
+        return cast(list[AuthEvent], self.events)
+
     @property
     def src_tenants(self) -> list[str | None]:
         """Tenant owning each flow's source address (None outside every tenant)."""
         if self._src is None:
             tof = self.registry.tenant_of_ip
-            self._src = [tof(ev.src_ip) for ev in self.events]  # type: ignore[union-attr]
+            self._src = [tof(ev.src_ip) for ev in self.flows]
         return self._src
 
     @property
@@ -70,8 +87,8 @@ class Batch:
             reg = self.registry
             tof, mgmt = reg.tenant_of_ip, reg.is_management_ip
             out: list[str | None] = []
-            for ev in self.events:
-                dst = ev.dst_ip  # type: ignore[union-attr]
+            for ev in self.flows:
+                dst = ev.dst_ip
                 t = tof(dst)
                 out.append(t if t is not None else (MANAGEMENT if mgmt(dst) else None))
             self._dst = out

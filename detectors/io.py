@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import msgspec
 
@@ -34,7 +34,7 @@ class ReadStats:
 def _open(path: str | os.PathLike[str]) -> IO[bytes]:
     p = Path(path)
     if p.suffix == ".gz":
-        return gzip.open(p, "rb")
+        return cast(IO[bytes], gzip.open(p, "rb"))
     return p.open("rb")
 
 

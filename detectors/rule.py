@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Hashable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 from detectors.alert import Attack, Entity
 from detectors.base import Batch, Detector, Finding
@@ -134,7 +134,7 @@ class Rule(Detector):
         st.add(ts, ev.id, hit.detail, self.max_ids, self.max_details)
 
     def new_state(self, key: Hashable) -> HitState:
-        entity, tenant = key  # type: ignore[misc]
+        entity, tenant = cast(tuple[Entity, str | None], key)
         return HitState(entity, tenant)
 
     def late(self, event: Event, ts: int) -> None:

@@ -75,7 +75,15 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "consumer_lag",
     )
     floats = ("anomaly_p50", "anomaly_p95", "anomaly_p99", "events_per_s")
-    props: dict[str, Any] = {"ts": _DATE, "tenant": _KEYWORD, "topic": _KEYWORD, "kind": _KEYWORD}
+    props: dict[str, Any] = {
+        "ts": _DATE,
+        "tenant": _KEYWORD,
+        "topic": _KEYWORD,
+        "kind": _KEYWORD,
+        "detector": _KEYWORD,
+        "key": _KEYWORD,
+        "source": _KEYWORD,
+    }
     props |= {name: {"type": "long"} for name in longs}
     props |= {name: {"type": "float"} for name in floats}
     return {

@@ -97,7 +97,9 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """``SSA_*`` variables that reproduce these settings in a child process."""
-        return {"SSA_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
+        return {
+            "SSA_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self) if f.name != "extra"
+        }
 
 
 def _coerce(name: str, raw: Any, target: Any, origin: str) -> Any:

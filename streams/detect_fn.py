@@ -62,6 +62,8 @@ class DetectionJobConfig:
 class KeyState:
     engine: DetectionEngine
     posture: PostureState = field(default_factory=PostureState)
+    # Detector failures already reported, per detector id (the engine counts them all).
+    reported_failures: dict[str, int] = field(default_factory=dict)
 
 
 class MicroBatchDetector:

@@ -49,7 +49,7 @@ def metrics_action(value: bytes, prefix: str) -> Action:
     ts = doc.get("ts")
     if not isinstance(ts, int):
         raise ValueError("metrics record without an integer ts")
-    key = f"{doc.get('tenant')}|{doc.get('kind')}|{doc.get('key')}|{ts}"
+    key = f"{doc.get('tenant')}|{doc.get('kind')}|{doc.get('key')}|{doc.get('detector')}|{ts}"
     return Action(
         daily_index(prefix, ts), "m-" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest(), doc
     )

@@ -8,7 +8,7 @@ configured ``model`` family must be the one the models were fitted with.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -78,6 +78,9 @@ class AnomalyDetector(WindowedDetector[Any]):
         raise NotImplementedError
 
     def entity(self, key: Hashable) -> Entity:
+        raise NotImplementedError
+
+    def feature_names(self) -> list[str]:
         raise NotImplementedError
 
     def feature_rows(self, states: dict[Hashable, Any]) -> tuple[list[Hashable], np.ndarray]:
@@ -171,23 +174,23 @@ class FlowAnomaly(AnomalyDetector):
 
     def observe_batch(self, batch: Batch) -> None:
         cap, max_ids, state = self.max_distinct, self.max_ids, self.state
-        for ev, src_t, dst_t in zip(batch.events, batch.src_tenants, batch.dst_tenants, strict=True):
+        for ev, src_t, dst_t in zip(batch.flows, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
                 ts = ev.ts
                 owner = ev.tenant  # the telemetry's tenant keys the state, so tenant partitions never mix
                 if src_t is not None:
-                    st: FlowStats | None = state(ts, (owner or src_t, ev.src_ip))  # type: ignore[union-attr]
+                    st: FlowStats | None = state(ts, (owner or src_t, ev.src_ip))
                     if st is not None:
                         st.touch(ts, ev.id, max_ids)
                         st.add_out(
-                            ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in, ev.packets_out,  # type: ignore[union-attr]
-                            ev.packets_in, ev.duration_ms, ev.action == "reject", cap,  # type: ignore[union-attr]
+                            ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in, ev.packets_out,
+                            ev.packets_in, ev.duration_ms, ev.action == "reject", cap,
                         )  # fmt: skip
                 if dst_t is not None and dst_t != MANAGEMENT:
-                    dt: FlowStats | None = state(ts, (owner or dst_t, ev.dst_ip))  # type: ignore[union-attr]
+                    dt: FlowStats | None = state(ts, (owner or dst_t, ev.dst_ip))
                     if dt is not None:
                         dt.touch(ts, ev.id, max_ids)
-                        dt.add_in(ev.src_ip, ev.bytes_out, ev.packets_out, cap)  # type: ignore[union-attr]
+                        dt.add_in(ev.src_ip, ev.bytes_out, ev.packets_out, cap)
             except Exception as exc:
                 self.error(ev, exc)
 
@@ -203,12 +206,11 @@ class FlowAnomaly(AnomalyDetector):
         return np.asarray([s.vector() for s in states], dtype=np.float64)
 
     def entity(self, key: Hashable) -> Entity:
-        _tenant, ip = key  # type: ignore[misc]
+        _tenant, ip = cast(tuple[Any, str], key)
         vm = self.reg.vm_of_ip(ip)
         return Entity("vm", vm) if vm else Entity("ip", ip)
 
-    @staticmethod
-    def feature_names() -> list[str]:
+    def feature_names(self) -> list[str]:
         return list(FLOW_FEATURES)
 
 
@@ -253,13 +255,13 @@ class ProcessAnomaly(AnomalyDetector):
 
     def observe_batch(self, batch: Batch) -> None:
         cap, max_ids, state = self.max_distinct, self.max_ids, self.state
-        for ev in batch.events:
+        for ev in batch.processes:
             try:
                 if not ev.vm:
                     continue
                 st: ProcessStats | None = state(ev.ts, (ev.tenant, ev.vm))
                 if st is not None:
-                    st.add(ev.ts, ev.id, ev.syscall, ev.exe, cap, max_ids)  # type: ignore[union-attr]
+                    st.add(ev.ts, ev.id, ev.syscall, ev.exe, cap, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
 
@@ -274,8 +276,8 @@ class ProcessAnomaly(AnomalyDetector):
         return process_vectors(rows, self.vocab, self.exe_buckets)
 
     def entity(self, key: Hashable) -> Entity:
-        _tenant, vm = key  # type: ignore[misc]
+        _tenant, vm = cast(tuple[Any, str], key)
         return Entity("vm", vm)
 
-    def feature_names(self) -> list[str]:  # type: ignore[override]
+    def feature_names(self) -> list[str]:
         return process_feature_names(self.vocab, self.exe_buckets)

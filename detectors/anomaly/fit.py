@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def _collector(cls: type[AnomalyDetector], config: DetectorConfig) -> AnomalyDet
         def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
             keys, x = self.feature_rows(states)
             for key, row in zip(keys, x, strict=True):
-                self.rows.setdefault(key[0], []).append(row)  # type: ignore[index]
+                self.rows.setdefault(cast(tuple[Any, ...], key)[0], []).append(row)
             return []
 
     det: AnomalyDetector = Collector(config)
@@ -58,7 +58,7 @@ def collect_rows(
     out: dict[str, tuple[list[str], dict[str, np.ndarray]]] = {}
     for kind, det in collectors.items():
         rows = {str(t): np.vstack(r) for t, r in det.rows.items() if r}  # type: ignore[attr-defined]
-        out[kind] = (det.feature_names(), rows)  # type: ignore[attr-defined]
+        out[kind] = (det.feature_names(), rows)
     return out
 
 

@@ -57,7 +57,7 @@ def _bigram_shares(seq: list[str]) -> np.ndarray:
 
 
 def trace_vectors(seqs: list[list[str]], vocab: list[str], bigrams: bool) -> np.ndarray:
-    rows = [(len(s), dict(Counter(s)), {}) for s in seqs]
+    rows: list[tuple[int, dict[str, int], dict[str, int]]] = [(len(s), dict(Counter(s)), {}) for s in seqs]
     x = process_vectors(rows, vocab, exe_buckets=0)
     if bigrams:
         x = np.hstack([x, np.vstack([_bigram_shares(s) for s in seqs])])

@@ -21,6 +21,7 @@ instances that drew any.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,7 +57,7 @@ class Truth(msgspec.Struct, frozen=True, kw_only=True):
 _truth_decoder = msgspec.json.Decoder(Truth)
 
 
-def load_truth(path: str | Path) -> list[Truth]:
+def load_truth(path: str | os.PathLike[str]) -> list[Truth]:
     out = []
     with Path(path).open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -203,7 +204,7 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
             continue
         benign = [i for i in hits if records[i].benign]
         false_by_cat[a.category] = false_by_cat.get(a.category, 0) + 1
-        info = {
+        info: dict[str, Any] = {
             "detector": a.detector,
             "entity": f"{a.entity.type}:{a.entity.id}",
             "tenant": a.tenant,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
@@ -81,9 +81,9 @@ class AuthFailures(WindowedDetector[AuthState]):
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
-        for ev in batch.events:
+        for ev in batch.auths:
             try:
-                src = ev.src_ip  # type: ignore[union-attr]
+                src = ev.src_ip
                 if not src or src in allowed:
                     continue
                 st: AuthState | None = state(ev.ts, (ev.tenant, src))
@@ -92,7 +92,7 @@ class AuthFailures(WindowedDetector[AuthState]):
                 if ev.result == "failure":
                     st.failures += 1
                     st.span.add(ev.ts, ev.id, max_ids)
-                    add_capped(st.users, ev.user, cap)  # type: ignore[union-attr]
+                    add_capped(st.users, ev.user, cap)
                     add_capped(st.targets, ev.vm or ev.host or "?", cap)
                 else:
                     st.successes += 1
@@ -120,7 +120,7 @@ class AuthFailures(WindowedDetector[AuthState]):
         spray = f >= self.spray_failures and len(state.targets) >= self.spray_targets
         if f < self.min_failures and not spray:
             return None
-        tenant, src = key  # type: ignore[misc]
+        tenant, src = cast(tuple[Any, str], key)
         compromised = state.last_success > state.span.first
         kind = "password spray" if spray and len(state.targets) > 1 else "password guessing"
         summary = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from detectors.base import MANAGEMENT, Batch, Finding
 from detectors.baselines import Baselines
@@ -70,15 +70,15 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
 
     def observe_batch(self, batch: Batch) -> None:
         cap, max_ids, state = self._cap, self.max_ids, self.state
-        events = batch.events
+        events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
                 if src_t is None or dst_t is None or dst_t in (src_t, MANAGEMENT):
                     continue
-                sent = ev.bytes_out  # type: ignore[union-attr]
+                sent = ev.bytes_out
                 if sent <= 0:
                     continue
-                st: TransferState | None = state(ev.ts, (ev.tenant or src_t, ev.src_ip, src_t))  # type: ignore[union-attr]
+                st: TransferState | None = state(ev.ts, (ev.tenant or src_t, ev.src_ip, src_t))
                 if st is None:
                     continue
                 bump_capped(st.by_tenant, dst_t, sent, cap)
@@ -98,7 +98,7 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
         return max(float(self.min_bytes), self.factor * base), base
 
     def finish_key(self, window: Window, key: Hashable, state: TransferState) -> Finding | None:
-        tenant, src, src_t = key  # type: ignore[misc]
+        tenant, src, src_t = cast(tuple[str | None, str, str], key)
         best: tuple[float, str, int, float, float | None] | None = None
         for dst_t, sent in state.by_tenant.items():
             if dst_t is None:

@@ -58,7 +58,7 @@ class UnpeeredFlow(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows between two different tenants go further."""
-        events = batch.events
+        events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             if src_t is not None and dst_t is not None and src_t != dst_t and dst_t != MANAGEMENT:
                 try:

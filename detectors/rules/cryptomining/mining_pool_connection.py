@@ -57,8 +57,8 @@ class MiningPoolConnection(Rule):
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: a set lookup on the port or address first."""
         ports, addresses = self.ports, self.addresses
-        for ev in batch.events:
-            if ev.dst_port in ports or ev.dst_ip in addresses:  # type: ignore[union-attr]
+        for ev in batch.flows:
+            if ev.dst_port in ports or ev.dst_ip in addresses:
                 try:
                     hit = self.match(ev)
                     if hit is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
@@ -72,20 +72,20 @@ class DistributedFlood(WindowedDetector[VictimState]):
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
-        for ev, dst_t in zip(batch.events, batch.dst_tenants, strict=True):
+        for ev, dst_t in zip(batch.flows, batch.dst_tenants, strict=True):
             try:
-                packets = ev.packets_out  # type: ignore[union-attr]
+                packets = ev.packets_out
                 if dst_t is None or packets <= 0:  # victims are tenant or management addresses
                     continue
-                dst = ev.dst_ip  # type: ignore[union-attr]
+                dst = ev.dst_ip
                 if dst in allowed:
                     continue
                 st: VictimState | None = state(ev.ts, (ev.tenant, dst))
                 if st is None:
                     continue
                 st.packets += packets
-                st.bytes += ev.bytes_out  # type: ignore[union-attr]
-                bump_capped(st.sources, ev.src_ip, packets, cap)  # type: ignore[union-attr]
+                st.bytes += ev.bytes_out
+                bump_capped(st.sources, ev.src_ip, packets, cap)
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
@@ -104,7 +104,7 @@ class DistributedFlood(WindowedDetector[VictimState]):
         top_src, top = max(((n, s) for s, n in state.sources.items() if s is not None), default=(0, None))
         if top_src > self.max_top_share * state.packets:
             return None
-        tenant, victim = key  # type: ignore[misc]
+        tenant, victim = cast(tuple[Any, str], key)
         seconds = max(1.0, (window.end - window.start) / 1000)
         return Finding(
             entity=Entity("ip", victim),

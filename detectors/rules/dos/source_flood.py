@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
@@ -78,20 +78,20 @@ class SourceFlood(WindowedDetector[FloodState]):
             self.state,
             self.max_bpp,
         )
-        for ev in batch.events:
+        for ev in batch.flows:
             try:
-                packets = ev.packets_out  # type: ignore[union-attr]
-                sent = ev.bytes_out  # type: ignore[union-attr]
+                packets = ev.packets_out
+                sent = ev.bytes_out
                 if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
                     continue
-                src = ev.src_ip  # type: ignore[union-attr]
+                src = ev.src_ip
                 if src in allowed:
                     continue
                 st: FloodState | None = state(ev.ts, (ev.tenant, src))
                 if st is None:
                     continue
                 st.bytes += sent
-                bump_capped(st.by_dst, ev.dst_ip, packets, cap)  # type: ignore[union-attr]
+                bump_capped(st.by_dst, ev.dst_ip, packets, cap)
                 if ev.extra and ev.extra.get("tcp_flags") == "S":
                     st.syn += 1
                 st.span.add(ev.ts, ev.id, max_ids)
@@ -116,7 +116,7 @@ class SourceFlood(WindowedDetector[FloodState]):
         bpp = state.bytes / total_packets if total_packets else 0.0
         if bpp > self.max_bpp:
             return None
-        tenant, src = key  # type: ignore[misc]
+        tenant, src = cast(tuple[Any, str], key)
         seconds = max(1.0, (window.end - window.start) / 1000)
         kind = "SYN flood" if state.syn else "packet flood"
         return Finding(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
@@ -64,16 +64,16 @@ class ExternalUpload(WindowedDetector[UploadState]):
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, max_ids, state = self.allowed, self._cap, self.max_ids, self.state
-        events = batch.events
+        events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
                 if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
                     continue
-                sent = ev.bytes_out  # type: ignore[union-attr]
-                dst = ev.dst_ip  # type: ignore[union-attr]
+                sent = ev.bytes_out
+                dst = ev.dst_ip
                 if sent <= 0 or dst in allowed:
                     continue
-                st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))  # type: ignore[union-attr]
+                st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))
                 if st is None:
                     continue
                 st.total += sent
@@ -95,7 +95,7 @@ class ExternalUpload(WindowedDetector[UploadState]):
         top_bytes, top = max(named)
         if top_bytes < self.min_bytes:
             return None
-        tenant, src = key  # type: ignore[misc]
+        tenant, src = cast(tuple[Any, str], key)
         entity = source_entity(self.reg, src)
         return Finding(
             entity=entity,

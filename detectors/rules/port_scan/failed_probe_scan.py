@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
@@ -70,12 +70,12 @@ class FailedProbeScan(WindowedDetector[ScanState]):
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
-        for ev in batch.events:
+        for ev in batch.flows:
             try:
-                src = ev.src_ip  # type: ignore[union-attr]
+                src = ev.src_ip
                 if src in allowed:
                     continue
-                if ev.action == "accept" and ev.packets_in > 0:  # type: ignore[union-attr]
+                if ev.action == "accept" and ev.packets_in > 0:
                     seen: ScanState | None = self.bucket(ev.ts).get((ev.tenant, src))
                     if seen is not None:  # answered probes count once the source has failed some
                         seen.succeeded += 1
@@ -83,8 +83,8 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 st: ScanState | None = state(ev.ts, (ev.tenant, src))
                 if st is None:
                     continue
-                dst = ev.dst_ip  # type: ignore[union-attr]
-                port = ev.dst_port  # type: ignore[union-attr]
+                dst = ev.dst_ip
+                port = ev.dst_port
                 pairs = st.pairs
                 pair = (dst, port)
                 if pair not in pairs and len(pairs) < cap:
@@ -110,7 +110,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         failed = len(state.pairs)
         if failed < self.min_pairs:
             return None
-        tenant, src = key  # type: ignore[misc]
+        tenant, src = cast(tuple[Any, str], key)
         shape = "vertical" if len(state.hosts) <= 2 else "horizontal" if len(state.ports) <= 8 else "mixed"
         internal = self.reg.tenant_of_ip(src) is not None
         target = next(iter(state.hosts)) if len(state.hosts) == 1 else f"{len(state.hosts)} hosts"

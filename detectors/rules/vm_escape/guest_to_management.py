@@ -54,7 +54,7 @@ class GuestToManagement(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows into the management plane go further."""
-        events = batch.events
+        events = batch.flows
         for ev, dst_t in zip(events, batch.dst_tenants, strict=True):
             if dst_t is MANAGEMENT or dst_t == MANAGEMENT:
                 try:

@@ -1,0 +1,133 @@
+"""The job's pure parts without Flink: micro-batch detection, posture metrics, DLQ records,
+Elasticsearch documents and the SQL it hands to Flink."""
+
+from __future__ import annotations
+
+import pickle
+from types import SimpleNamespace
+
+import msgspec
+import pytest
+
+from detectors.alert import decode_alert, encode_alert
+from infra.settings import Settings
+from ingest.schema import FlowEvent, ProcessEvent, encode_event
+from ingest.simulator import SimConfig, simulate
+from streams.detect_fn import DetectionJobConfig, MicroBatchDetector
+from streams.documents import alert_action, dlq_action, metrics_action
+from streams.indexer import Indexer
+from streams.posture import MAX_DISTINCT, PostureState
+from streams.sql import batches_query, kafka_properties, source_ddl
+
+
+def _flow(i: int, ts: int, tenant: str = "t-a", dst: str = "198.51.100.7", port: int = 443) -> FlowEvent:
+    return FlowEvent(id=f"f{i}", ts=ts, source="sim", tenant=tenant, src_ip="10.1.0.5", dst_ip=dst,
+                     dst_port=port, bytes_out=100, bytes_in=50)  # fmt: skip
+
+
+def test_bad_payloads_go_to_the_dlq_with_a_reason_and_good_ones_are_detected() -> None:
+    logic = MicroBatchDetector(DetectionJobConfig())
+    state = logic.new_state()
+    good = encode_event(_flow(1, 1_700_000_000_000)).decode()
+    payloads = "\n".join([good, '{"kind": "flow", "id": 3', '{"kind":"nope","id":"x","ts":1,"source":"s"}'])
+    alerts, dlq = logic.on_batch(state, "t-a", payloads)
+    assert alerts == []
+    assert [d["source"] for d in dlq] == ["detect", "detect"]
+    assert all("not a canonical event" in d["reason"] for d in dlq)
+    assert dlq[0]["raw"] == '{"kind": "flow", "id": 3'
+    assert state.posture.minutes  # the good event was counted
+
+
+def test_key_state_pickles_without_the_shared_context_and_resumes_identically() -> None:
+    sim = simulate(SimConfig(seed=3, tenants=3, vms_per_tenant=2, duration_s=120, events_per_s=50))
+    events = sorted(sim.events(), key=lambda e: (e.ts, e.id))
+    processes = [e for e in events if isinstance(e, ProcessEvent)]
+    assert processes
+    config = DetectionJobConfig()
+    logic = MicroBatchDetector(config)
+    logic.context.registry = sim.registry
+
+    def run(split: int) -> list[str]:
+        state = logic.new_state()
+        out = []
+        for chunk in (processes[:split], processes[split:]):
+            payloads = "\n".join(encode_event(e).decode() for e in chunk)
+            alerts, _ = logic.on_batch(state, "hv-01", payloads)
+            out += [a.alert_id for a in alerts]
+            logic.detach(state)
+            state = pickle.loads(pickle.dumps(state))  # as Flink keyed state does
+            logic.attach(state)
+        alerts, _metrics = logic.on_watermark(state, "hv-01", 2**62)
+        return sorted(out + [a.alert_id for a in alerts])
+
+    assert run(len(processes) // 3) == run(2 * len(processes) // 3)
+
+
+def test_posture_minutes_close_on_the_watermark_with_bounded_distinct_counts() -> None:
+    posture = PostureState()
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
+    for i in range(MAX_DISTINCT + 100):
+        posture.add(_flow(i, t0 + i % 59_000, dst=f"203.0.{i // 256}.{i % 256}", port=i))
+    posture.add(_flow(99_999, t0 + 60_500))
+    posture.count_alert("t-a", t0 + 10)
+    assert posture.close(t0 + 59_999, "t-a") == []
+    rows = posture.close(t0 + 60_000, "t-a")
+    flows = next(r for r in rows if r["kind"] == "flow")
+    assert flows["events"] == MAX_DISTINCT + 100
+    assert flows["bytes"] == 150 * (MAX_DISTINCT + 100)
+    assert flows["distinct_peers"] == MAX_DISTINCT and flows["distinct_dst_ports"] == MAX_DISTINCT
+    assert next(r for r in rows if r["kind"] == "alert")["alerts"] == 1
+    assert list(posture.minutes) == [t0 + 60_000]
+
+
+def test_documents_have_deterministic_ids_and_daily_indices() -> None:
+    logic = MicroBatchDetector(DetectionJobConfig())
+    state = logic.new_state()
+    t = 1_764_000_000_000
+    scan = "\n".join(encode_event(_flow(i, t + i, dst="198.51.100.9", port=i)).decode() for i in range(400))
+    logic.on_batch(state, "t-a", scan)
+    alerts, _ = logic.on_watermark(state, "t-a", t + 3_600_000)
+    assert alerts, "a 400-port sweep raises a port-scan alert"
+    raw = encode_alert(alerts[0])
+    a1 = alert_action(raw, "ssa-alerts-", lambda _t: "telecom")
+    a2 = alert_action(raw, "ssa-alerts-", lambda _t: "telecom")
+    assert (a1.id, a1.index, a1.op_type) == (a2.id, a2.index, "create") == (
+        alerts[0].alert_id, "ssa-alerts-2025.11.24", "create")  # fmt: skip
+    assert a1.source["industry"] == "telecom" and a1.source["ttd_ms"] == alerts[0].ts - alerts[0].first_seen
+    m = msgspec.json.encode({"ts": t, "tenant": "t-a", "kind": "flow", "key": "t-a", "events": 3})
+    assert metrics_action(m, "ssa-metrics-").id == metrics_action(m, "ssa-metrics-").id
+    d = dlq_action("ssa-metrics-", "ssa.dlq", 1, 42, t + 5, b'{"source":"vpcflow","reason":"bad"}')
+    assert (d.id, d.source["dlq"], d.source["source"], d.source["ts"] % 60_000) == (
+        "dlq-ssa.dlq-1-42",
+        1,
+        "vpcflow",
+        0,
+    )
+    assert decode_alert(raw) == alerts[0]
+
+
+def test_indexer_routes_malformed_records_to_the_dlq_instead_of_dropping_them() -> None:
+    s = Settings()
+    idx = Indexer(s)
+    rec = SimpleNamespace(topic=s.topic_alerts, partition=0, offset=7, timestamp=0, value=b"{not json")
+    ok = SimpleNamespace(topic=s.topic_metrics, partition=0, offset=8, timestamp=0,
+                         value=b'{"ts": 1764000000000, "tenant": "t", "kind": "flow"}')  # fmt: skip
+    actions, bad = idx.actions_for([rec, ok])
+    assert [a.index for a in actions] == ["ssa-metrics-2025.11.24"]
+    assert len(bad) == 1 and bad[0][0] is rec and "could not read a ssa.alerts record" in bad[0][1]
+
+
+def test_sql_carries_security_options_and_refuses_odd_identifiers(tmp_path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("p'w\"d")
+    s = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="ssa", kafka_sasl_password_file=str(pw),
+                 kafka_ssl_cafile="/etc/ca.pem")  # fmt: skip
+    props = kafka_properties(s)
+    assert props["properties.security.protocol"] == "SASL_SSL"
+    assert 'password="p\'w\\"d"' in props["properties.sasl.jaas.config"]
+    ddl = source_ddl(s, group_id="g")
+    assert "'properties.sasl.jaas.config' = '" in ddl and "p''w" in ddl  # quotes doubled in SQL
+    assert "ssa.telemetry.flow;ssa.telemetry.process;ssa.telemetry.audit;ssa.telemetry.auth" in ddl
+    assert "INTERVAL '2.000' SECOND" in ddl
+    with pytest.raises(ValueError, match="identifier"):
+        batches_query("telemetry; DROP TABLE x")
