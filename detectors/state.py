@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["Span", "add_capped", "bump_capped"]
+__all__ = ["Span", "TopCounts", "add_capped", "bump_capped"]
 
 
 class Span:
@@ -74,3 +74,60 @@ def bump_capped(counts: dict[Any, int], key: Hashable, amount: int, cap: int) ->
         counts[key] = amount
     else:
         counts[None] = counts.get(None, 0) + amount
+
+
+class TopCounts:
+    """Amounts per key for at most ``cap`` keys, biased to the largest (heavy hitters): a new key
+    that outweighs the smallest kept one replaces it, otherwise its amount goes to ``other``. Totals
+    stay exact. ``floor`` is a lower bound of the smallest kept amount (amounts only grow), so a
+    small newcomer costs no scan; only one that beats the floor looks for the true minimum."""
+
+    __slots__ = ("cap", "counts", "floor", "other")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.counts: dict[Hashable, int] = {}
+        self.floor = 0
+        self.other = 0
+
+    def add(self, key: Hashable, amount: int) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += amount
+        elif len(counts) < self.cap:
+            counts[key] = amount
+        elif amount <= self.floor:
+            self.other += amount
+        else:
+            smallest = min(counts, key=counts.__getitem__)
+            low = counts[smallest]
+            if amount > low:
+                self.other += counts.pop(smallest)
+                counts[key] = amount
+                self.floor = min(low, amount)
+            else:
+                self.other += amount
+                self.floor = low
+
+    def merge(self, other: TopCounts) -> None:
+        for key, amount in other.counts.items():
+            self.add(key, amount)
+        self.other += other.other
+
+    def top(self) -> tuple[Hashable, int] | None:
+        if not self.counts:
+            return None
+        key = max(self.counts, key=lambda k: (self.counts[k], str(k)))
+        return key, self.counts[key]
+
+    def total(self) -> int:
+        return sum(self.counts.values()) + self.other
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __getstate__(self) -> tuple[int, dict[Hashable, int], int, int]:
+        return (self.cap, self.counts, self.floor, self.other)
+
+    def __setstate__(self, s: tuple[int, dict[Hashable, int], int, int]) -> None:
+        self.cap, self.counts, self.floor, self.other = s

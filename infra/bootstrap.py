@@ -17,10 +17,16 @@ _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "epoch_millis||strict_date_optional_time"}
 
 
+def _priority(pattern: str) -> int:
+    # A longer (more specific) pattern wins where two deployments' prefixes overlap, e.g.
+    # "ssa-alerts-*" and "ssa-alerts-lab-*": Elasticsearch refuses equal priorities there.
+    return 200 + len(pattern)
+
+
 def alerts_template(settings: Settings) -> dict[str, Any]:
     return {
         "index_patterns": [settings.index_alerts_pattern],
-        "priority": 200,
+        "priority": _priority(settings.index_alerts_pattern),
         "template": {
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {
@@ -88,7 +94,7 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
     props |= {name: {"type": "float"} for name in floats}
     return {
         "index_patterns": [settings.index_metrics_pattern],
-        "priority": 200,
+        "priority": _priority(settings.index_metrics_pattern),
         "template": {
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {

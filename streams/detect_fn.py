@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DLQ_TAG_NAME = "dlq"
 METRICS_TAG_NAME = "metrics"
 MAX_PAYLOAD_BYTES = 1 << 20
+END_OF_TIME = 2**63 - 1  # Flink's final watermark
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
             alerts, metrics = self.logic.on_watermark(st, ctx.get_current_key(), timestamp)
             open_work = self.logic.has_open_work(st)
             self._save(st)
-            if open_work:
+            # At the end of a bounded input the watermark is Long.MAX_VALUE: everything closed
+            # above, and a further timer would fire at once, forever.
+            if open_work and timestamp < END_OF_TIME - config.tick_ms:
                 ctx.timer_service().register_event_time_timer(_next_tick(timestamp, config.tick_ms))
             for alert in alerts:
                 yield encode_alert(alert).decode()

@@ -59,6 +59,9 @@ class Indexer:
         self.say = say
         self.max_backoff_s = max_backoff_s
         self.stats = IndexerStats()
+        # Set when Elasticsearch refuses the indexer itself (bad credentials, a template it cannot
+        # install): retrying cannot help, so ``run`` stops and says why.
+        self.fatal: str | None = None
         self.stopping = threading.Event()
         self._next_lag_probe = 0.0
         # Set by ``drain``: ``run`` returns after this many seconds without records.
@@ -178,6 +181,12 @@ class Indexer:
                     refused = self.ship(es, actions) if actions else []
                 except InterruptedError:
                     break  # not committed: these records are shipped by the next run
+                except Exception as exc:  # refused for itself: stop, uncommitted, and say why
+                    self.fatal = (
+                        f"Elasticsearch at {s.es_url} refused the indexer: {type(exc).__name__}: {exc}"
+                    )
+                    self.say(f"indexer: {self.fatal[:500]}; records stay in Kafka")
+                    break
                 for action, reason in refused:
                     bad.append((action, reason))
                 for item, reason in bad:

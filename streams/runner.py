@@ -149,4 +149,6 @@ def run_bounded(
             # Let the indexer drain what the job wrote, then stop it.
             run.indexer.drain(indexer_idle_exit_s)
             run.indexer_thread.join()
+    if run.indexer is not None and run.indexer.fatal:
+        return 1
     return 0

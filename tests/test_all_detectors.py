@@ -157,3 +157,10 @@ def test_alerts_have_valid_fields(make, config: DetectorConfig) -> None:
         assert a.first_seen <= a.last_seen and a.summary
         assert 1 <= len(a.evidence["event_ids"]) <= 5
         assert a.attack.technique_id.startswith("T")
+
+
+def test_detectors_never_import_pyflink_kafka_or_elasticsearch() -> None:
+    root = Path(__file__).resolve().parent.parent / "detectors"
+    banned = re.compile(r"^\s*(?:from|import)\s+(pyflink|kafka|confluent_kafka|elasticsearch)\b", re.M)
+    offenders = [str(p) for p in root.rglob("*.py") if banned.search(p.read_text(encoding="utf-8"))]
+    assert not offenders

@@ -4,6 +4,7 @@ deterministic alert ids, suppression, failure accounting, registry reload and th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import random
@@ -19,6 +20,7 @@ from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, DetectorFailure
 from detectors.registry import all_detectors, group_by_window
 from detectors.rule import Hit, Rule
+from detectors.rules.vm_escape.emulator_child_process import EmulatorChildProcess
 from detectors.samples import SAMPLE_START_MS, load_cases, sample_files, samples_registry
 from detectors.windows import Window, WindowSpec
 from ingest.schema import AuthEvent, Event, FlowEvent, ProcessEvent
@@ -205,9 +207,9 @@ def test_events_after_flush_for_closed_windows_are_late() -> None:
 
 
 class _Boom(Rule):
-    meta = all_detectors()[0].meta.__class__(
-        **{**vars(all_detectors()[0].meta), "id": "vm_escape.boom_test", "title": "boom"}
-    )
+    """A test-only rule that raises on the event with id ``bad``."""
+
+    meta = dataclasses.replace(EmulatorChildProcess.meta, id="vm_escape.boom_test", title="boom")
 
     def match(self, event: Event) -> Hit | None:
         if event.id == "bad":
@@ -358,3 +360,39 @@ def test_engine_pickles_without_its_context_and_reattaches() -> None:
     revived.context = ctx
     rest = revived.process(STREAM[300:]) + revived.flush()
     _same(_engine().run(STREAM), first + rest)
+
+
+def test_a_heavy_destination_is_not_lost_among_many_small_ones() -> None:
+    """A busy VM talks to hundreds of sites; the one it uploads a gigabyte to must still be found."""
+    small = [
+        FlowEvent(id=f"w{i}", ts=T0 + 100 * i, source="t", tenant="t-acme", src_ip="10.1.1.10",
+                  dst_ip=f"93.184.{i // 250}.{i % 250 + 1}", dst_port=443, bytes_out=3000, packets_out=5)
+        for i in range(2000)
+    ]  # fmt: skip
+    big = [
+        FlowEvent(id=f"x{i}", ts=T0 + 200_000 + i, source="t", tenant="t-acme", src_ip="10.1.1.10",
+                  dst_ip="185.220.101.4", dst_port=443, bytes_out=60_000_000, packets_out=45_000)
+        for i in range(3)
+    ]  # fmt: skip
+    cfg = DetectorConfig.default().merged({"engine": {"max_distinct_per_key": 64}})
+    alerts = [a for a in _engine(cfg).run(small + big) if a.detector == "exfiltration.external_upload"]
+    assert [a.evidence["top_destination"] for a in alerts] == ["185.220.101.4"]
+    assert alerts[0].evidence["bytes_external_total"] == 2000 * 3000 + 3 * 60_000_000
+
+
+def test_top_counts_keep_heavy_hitters_and_exact_totals() -> None:
+    from detectors.state import TopCounts
+
+    top = TopCounts(cap=4)
+    for i in range(1000):
+        top.add(f"small{i}", 1)
+    top.add("big", 500)
+    top.add("big", 500)
+    assert top.top() == ("big", 1000)
+    assert len(top) == 4 and top.total() == 2000
+    other = TopCounts(cap=4)
+    other.add("big", 1)
+    other.add("x", 7)
+    top.merge(other)
+    assert top.top() == ("big", 1001) and top.total() == 2008
+    assert pickle.loads(pickle.dumps(top)).counts == top.counts

@@ -3,3 +3,5 @@ calibrated scores, fitted once on a baseline period and persisted in a models di
 
 Imports PyOD lazily (only when a model is fitted or loaded), so the rule engine never pays for it.
 """
+
+__all__: list[str] = []

@@ -3,3 +3,5 @@
 Scripts take data paths as arguments and write JSON under ``results/``; data is never copied
 into the repository. Run everything with ``python -m detectors.evaluation --help``.
 """
+
+__all__: list[str] = []

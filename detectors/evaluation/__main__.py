@@ -1,8 +1,9 @@
 """Run the evaluations and write ``results/detector_eval.json`` (merged by section).
 
-python -m detectors.evaluation all --data-dir /work/shared/data --out results/detector_eval.json
-python -m detectors.evaluation simulated --seeds 101,102,103,104,105
-python -m detectors.evaluation openssh|flows|adfa --data-dir DIR
+    python -m detectors.evaluation all --data-dir /work/shared/data --out results/detector_eval.json \
+        --seeds 201,202,203,204,205 --table results/detector_scorecard.txt
+    python -m detectors.evaluation simulated --seeds 201,202,203,204,205
+    python -m detectors.evaluation openssh|flows|adfa|anomaly-sim --data-dir DIR
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m detectors.evaluation", description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("all", "simulated", "openssh", "flows", "adfa"))
+    ap.add_argument("what", choices=("all", "simulated", "openssh", "flows", "adfa", "anomaly-sim"))
     ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--out", type=Path, default=Path("results/detector_eval.json"))
-    ap.add_argument("--seeds", default="101,102,103,104,105")
+    ap.add_argument("--seeds", default="201,202,203,204,205")
     ap.add_argument("--duration-s", type=float, default=7200.0)
     ap.add_argument("--count", type=int, default=3, help="instances of each scenario per seed")
     ap.add_argument("--table", type=Path, help="also write the simulator scorecard as text here")
+    ap.add_argument("--section", default="simulated", help="name of the simulator section in the JSON")
     args = ap.parse_args(argv)
-    todo = ("simulated", "openssh", "flows", "adfa") if args.what == "all" else (args.what,)
+    todo = ("simulated", "openssh", "flows", "adfa", "anomaly-sim") if args.what == "all" else (args.what,)
     ref = args.data_dir / "reference_results"
     for what in todo:
         if what == "simulated":
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.table:
                 args.table.parent.mkdir(parents=True, exist_ok=True)
                 args.table.write_text(card.table() + "\n", encoding="utf-8")
-            write_result(args.out, "simulated", card.to_json())
+            write_result(args.out, args.section, card.to_json())
         elif what == "openssh":
             from detectors.evaluation.openssh import openssh
 
@@ -46,21 +48,29 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result["attacking_addresses"], indent=1))
             write_result(args.out, "openssh_brute_force", json.loads(json.dumps(result, default=dict)))
         elif what == "flows":
-            from detectors.evaluation.flows import adbench, unsw
+            from detectors.evaluation.flows import NOTES, adbench, unsw
 
             flows = {"adbench_http": adbench(args.data_dir, "http", ref), "adbench_smtp": adbench(args.data_dir, "smtp", ref),
-                     "unsw_nb15": unsw(args.data_dir, ref)}  # fmt: skip
+                     "unsw_nb15": unsw(args.data_dir, ref), "notes": dict(NOTES)}  # fmt: skip
             for name, res in flows.items():
                 for fam, row in res["models"].items():
                     print(name, fam, json.dumps({k: v for k, v in row.items() if k != "ours_per_seed"})[:300])
             write_result(args.out, "flow_models", flows)
         elif what == "adfa":
+            from detectors.evaluation.adfa import NOTES as ADFA_NOTES
             from detectors.evaluation.adfa import adfa
 
-            result = adfa(args.data_dir)
+            result = {**adfa(args.data_dir), "notes": ADFA_NOTES}
             for fam, row in result["models"].items():
                 print("adfa", fam, {k: v["roc_auc"] for k, v in row.items()})
             write_result(args.out, "adfa_ld_process_model", result)
+        elif what == "anomaly-sim":
+            from detectors.evaluation.simulated_anomaly import evaluate_anomaly
+
+            result = evaluate_anomaly()
+            for fam, row in result["families"].items():
+                print("anomaly-sim", fam, {k: row[k] for k in ("anomaly_alerts", "true_alerts", "precision")})
+            write_result(args.out, "simulated_anomaly_detectors", result)
     print(f"wrote {args.out}")
     return 0
 

@@ -27,7 +27,17 @@ from detectors.anomaly.features import process_vectors
 from detectors.anomaly.models import FAMILIES, AnomalyModel
 from detectors.evaluation.common import auc_pair
 
-__all__ = ["adfa", "load_traces", "novelty_features", "trace_vectors"]
+__all__ = ["NOTES", "adfa", "load_traces", "novelty_features", "trace_vectors"]
+
+NOTES: Final = (
+    "The syscall mix alone (what the online process detector scores per VM window) barely separates ADFA-LD "
+    "attacks from normal traces (ROC-AUC 0.34-0.62; COPOD and HBOS below 0.5 because the validation normals "
+    "are more varied than the 833 training traces while many attacks use ordinary calls). Order matters: "
+    "hashed bigrams lift it to 0.45-0.70, and the share of n-grams (n=2..6) unseen in the baseline, "
+    "cross-fitted, gives 0.76-0.82 (HBOS best), in line with published unsupervised frequency/STIDE-style "
+    "results on ADFA-LD (~0.8) and below sequence models (~0.9+). The emulator events of the pipeline carry "
+    "no per-thread call order yet, so n-gram novelty is not in the online detector."
+)
 
 BIGRAM_BUCKETS: Final = 64
 NGRAMS: Final = (2, 3, 4, 5, 6)

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from detectors.anomaly.models import FAMILIES, AnomalyModel, make_pyod
 from detectors.evaluation.common import auc_pair, published_adbench
 
-__all__ = ["UNSW_FEATURES", "adbench", "load_unsw", "unsw"]
+__all__ = ["NOTES", "UNSW_FEATURES", "adbench", "load_unsw", "unsw"]
 
 UNSW_FEATURES: Final = (
     "dur", "spkts", "dpkts", "sbytes", "dbytes", "rate", "sload", "dload", "sinpkt", "dinpkt", "smean",
@@ -33,6 +33,30 @@ UNSW_FEATURES: Final = (
     "ct_src_ltm", "ct_srv_dst",
 )  # fmt: skip
 SEEDS: Final = (0, 1, 2)
+NOTES: Final = {
+    "pyod_direct_same_splits": "PyOD's own estimators (ECOD/COPOD transductive decision_function) on the very "
+    "same splits; ours equals it to within 0.0005 everywhere, so any gap to the published figure is not "
+    "our wrapper or the fitted-tail scoring.",
+    "adbench_http": "ECOD, COPOD and HBOS land 0.001-0.003 ROC-AUC (0.02-0.06 AUC-PR) under ADBench's table "
+    "while IForest is above it. PyOD 3.6.7 itself gives our numbers on identical splits, and fitting on all "
+    "rows gives the same (ECOD 0.9786); the difference is between this PyOD version and the one ADBench ran "
+    "(ECDF tie handling and histogram binning changed since; http's 3 log-scaled features are heavily tied), "
+    "plus ADBench's own splits/seeds. Not a defect to fix here.",
+    "adbench_smtp": "Only 30 anomalies (9 per 30 % test split): ROC-AUC is 0.04-0.20 above the table and "
+    "AUC-PR swings with where a handful of positives rank. COPOD/IForest/HBOS AUC-PR are below the table "
+    "(HBOS 0.014 vs 0.352); neither the split protocol nor fitting on all rows (HBOS 0.0075, n_bins='auto' "
+    "0.018) reproduces the published AUC-PR with PyOD 3.6.7, so we report it as not reproducible rather "
+    "than tune towards it.",
+    "unsw_backdoor": "With our 19 numeric flow features ECOD (0.834) trails ADBench's backdoor figure (0.863) "
+    "while COPOD, IForest and HBOS beat theirs. ADBench's backdoor set carries one-hot protocol/service/state "
+    "features; with every numeric column plus those one-hot columns ECOD reaches 0.869 (above the table) "
+    "and COPOD/HBOS improve too: the gap is the feature set, not the model. Our online flow features have no "
+    "service/state field (the canonical flow event has none).",
+    "unsw_baseline_protocol": "Fit on normal traffic only (as in production), the models flag ~1 % of unseen "
+    "normal records at the calibrated q=0.99 threshold (the calibration holds) and ~22-25 % of attacks, "
+    "almost all of them 'Generic'; Exploits, Fuzzers, Reconnaissance, Shellcode and Worms look like normal "
+    "flows in these volume/timing features, which is why the rule detectors carry the named threats.",
+}
 
 
 def _fit_score(family: str, x_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:

@@ -14,9 +14,9 @@ least one matching alert / attack records; F1 their harmonic mean; time to detec
 matching alert's ``ts`` minus the record's ``start`` (median and max over detected records);
 alerts per 1,000 events = alerts of the category x 1000 / events scanned. Per scenario the same,
 where an attack scenario's precision counts its matched alerts against the false alerts of its
-category's look-alikes (``benign_*`` of the same category) and unmatched alerts are reported on a
-``<category>.(unmatched)`` row; a look-alike row reports its false alerts and the share of its
-instances that drew any.
+category (on look-alikes or unmatched), unmatched alerts are reported on a
+``<category>.(unmatched)`` row, and a look-alike row reports its false alerts, with ``recall`` the
+share of its instances that drew any (there, lower is better).
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class ScenarioRow:
     f1: float | None = None
     ttd_median_s: float | None = None
     ttd_max_s: float | None = None
+    alerts_per_1k_events: float = 0.0
     missed: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -148,12 +149,12 @@ class Scorecard:
         lines += [
             "",
             f"{'scenario':<42} {'inst':>4} {'det':>4} {'alerts':>6} {'precis':>6} {'recall':>6} "
-            f"{'F1':>6} {'ttd_s':>5}",
+            f"{'F1':>6} {'ttd_s':>5} {'/1k ev':>7}",
         ]
         for sc in self.scenarios.values():
             lines.append(
                 f"{sc.scenario:<42} {sc.instances:>4} {sc.detected:>4} {sc.alerts:>6} {f(sc.precision)} "
-                f"{f(sc.recall)} {f(sc.f1)} {s(sc.ttd_median_s)}"
+                f"{f(sc.recall)} {f(sc.f1)} {s(sc.ttd_median_s)} {sc.alerts_per_1k_events:7.3f}"
             )
         return "\n".join(lines)
 
@@ -262,6 +263,7 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
             crow.ttd_max_s = max(delays)
         crow.alerts_per_1k_events = 1000 * crow.alerts / events if events else 0.0
     for row in scen.values():
+        row.alerts_per_1k_events = 1000 * row.alerts / events if events else 0.0
         if row.benign:
             row.recall = row.detected / row.instances if row.instances else None  # share alerted
             row.precision = 0.0 if row.alerts else None

@@ -3,3 +3,5 @@ beside it (positive and look-alike samples replayed by ``tests/test_detectors_ru
 
 Nothing registers itself on import: ``detectors.registry.detector_classes`` lists them.
 """
+
+__all__: list[str] = []

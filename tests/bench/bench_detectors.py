@@ -96,5 +96,12 @@ def run(ctx: Any) -> dict[str, Any]:
 
 if __name__ == "__main__":
     import json
+    import sys
+    from pathlib import Path
 
-    print(json.dumps(run(None), indent=1))
+    result = run(None)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if len(sys.argv) > 2 and sys.argv[1] == "--out":
+        command = "python tests/bench/bench_detectors.py " + " ".join(sys.argv[1:])
+        Path(sys.argv[2]).write_text(json.dumps({**result, "command": command}, indent=1) + "\n")

@@ -45,8 +45,8 @@ def _run_settings(base: Settings, name: str) -> Settings:
         topic_dlq=f"ssa.run.{tag}.dlq",
         detect_group_id=f"ssa-detect-{tag}",
         indexer_group_id=f"ssa-indexer-{tag}",
-        index_alerts_prefix=f"ssa-alerts-{tag}-",
-        index_metrics_prefix=f"ssa-metrics-{tag}-",
+        index_alerts_prefix=f"ssa-test-{tag}-alerts-",
+        index_metrics_prefix=f"ssa-test-{tag}-metrics-",
         checkpoint_dir=str(ckpt),
         checkpoint_interval_ms=2000,
     )

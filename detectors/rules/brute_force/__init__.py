@@ -1,1 +1,3 @@
 """brute force rules."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """cross tenant rules."""
+
+__all__: list[str] = []

@@ -10,7 +10,7 @@ from detectors.baselines import Baselines
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import fmt_bytes, source_entity
-from detectors.state import Span, bump_capped
+from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
@@ -20,9 +20,9 @@ __all__ = ["ForeignTransferVolume", "TransferState"]
 class TransferState:
     __slots__ = ("by_tenant", "span")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
         self.span = Span()
-        self.by_tenant: dict[str | None, int] = {}
+        self.by_tenant = TopCounts(cap)  # bytes per destination tenant
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.span, self.by_tenant)
@@ -66,10 +66,10 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
         self._cap = 64
 
     def new_state(self, key: Hashable) -> TransferState:
-        return TransferState()
+        return TransferState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
-        cap, max_ids, state = self._cap, self.max_ids, self.state
+        max_ids, state = self.max_ids, self.state
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
@@ -81,15 +81,14 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
                 st: TransferState | None = state(ev.ts, (ev.tenant or src_t, ev.src_ip, src_t))
                 if st is None:
                     continue
-                bump_capped(st.by_tenant, dst_t, sent, cap)
+                st.by_tenant.add(dst_t, sent)
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
 
     def merge(self, into: TransferState, other: TransferState) -> None:
         into.span.merge(other.span, self.max_ids)
-        for t, n in other.by_tenant.items():
-            bump_capped(into.by_tenant, t, n, self._cap)
+        into.by_tenant.merge(other.by_tenant)
 
     def threshold(self, src_tenant: str, dst_tenant: str) -> tuple[float, float | None]:
         base = self.baselines.pair(src_tenant, dst_tenant) if self.baselines else None
@@ -100,9 +99,8 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
     def finish_key(self, window: Window, key: Hashable, state: TransferState) -> Finding | None:
         tenant, src, src_t = cast(tuple[str | None, str, str], key)
         best: tuple[float, str, int, float, float | None] | None = None
-        for dst_t, sent in state.by_tenant.items():
-            if dst_t is None:
-                continue
+        for key, sent in state.by_tenant.counts.items():
+            dst_t = str(key)
             limit, base = self.threshold(src_t, dst_t)
             if sent >= limit:
                 ratio = sent / limit

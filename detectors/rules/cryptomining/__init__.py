@@ -1,1 +1,3 @@
 """cryptomining rules."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """dos rules."""
+
+__all__: list[str] = []

@@ -9,7 +9,7 @@ from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
-from detectors.state import Span, bump_capped
+from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
@@ -19,11 +19,11 @@ __all__ = ["FloodState", "SourceFlood"]
 class FloodState:
     __slots__ = ("by_dst", "bytes", "span", "syn")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
         self.span = Span()
         self.bytes = 0
         self.syn = 0
-        self.by_dst: dict[str | None, int] = {}
+        self.by_dst = TopCounts(cap)  # packets per destination, heaviest kept
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.span, self.bytes, self.syn, self.by_dst)
@@ -68,16 +68,10 @@ class SourceFlood(WindowedDetector[FloodState]):
         self._cap = 64
 
     def new_state(self, key: Hashable) -> FloodState:
-        return FloodState()
+        return FloodState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
-        allowed, cap, max_ids, state, max_bpp = (
-            self.allowed,
-            self._cap,
-            self.max_ids,
-            self.state,
-            self.max_bpp,
-        )
+        allowed, max_ids, state, max_bpp = self.allowed, self.max_ids, self.state, self.max_bpp
         for ev in batch.flows:
             try:
                 packets = ev.packets_out
@@ -91,7 +85,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                 if st is None:
                     continue
                 st.bytes += sent
-                bump_capped(st.by_dst, ev.dst_ip, packets, cap)
+                st.by_dst.add(ev.dst_ip, packets)
                 if ev.extra and ev.extra.get("tcp_flags") == "S":
                     st.syn += 1
                 st.span.add(ev.ts, ev.id, max_ids)
@@ -102,17 +96,16 @@ class SourceFlood(WindowedDetector[FloodState]):
         into.span.merge(other.span, self.max_ids)
         into.bytes += other.bytes
         into.syn += other.syn
-        for dst, n in other.by_dst.items():
-            bump_capped(into.by_dst, dst, n, self._cap)
+        into.by_dst.merge(other.by_dst)
 
     def finish_key(self, window: Window, key: Hashable, state: FloodState) -> Finding | None:
-        named = [(n, d) for d, n in state.by_dst.items() if d is not None]
-        if not named:
+        best = state.by_dst.top()
+        if best is None:
             return None
-        top_packets, victim = max(named)
+        victim, top_packets = best
         if top_packets < self.min_packets:
             return None
-        total_packets = sum(state.by_dst.values())
+        total_packets = state.by_dst.total()
         bpp = state.bytes / total_packets if total_packets else 0.0
         if bpp > self.max_bpp:
             return None

@@ -1,1 +1,3 @@
 """exfiltration rules."""
+
+__all__: list[str] = []

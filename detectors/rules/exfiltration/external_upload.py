@@ -9,7 +9,7 @@ from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import fmt_bytes, source_entity
-from detectors.state import Span, bump_capped
+from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
@@ -19,10 +19,10 @@ __all__ = ["ExternalUpload", "UploadState"]
 class UploadState:
     __slots__ = ("by_dst", "span", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
         self.span = Span()
         self.total = 0
-        self.by_dst: dict[str | None, int] = {}
+        self.by_dst = TopCounts(cap)  # bytes per external destination, heaviest kept
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.span, self.total, self.by_dst)
@@ -57,13 +57,13 @@ class ExternalUpload(WindowedDetector[UploadState]):
     def configure(self, config: DetectorConfig) -> None:
         self.min_bytes = int(self.params["min_bytes_to_one_destination"])
         self.allowed = frozenset(self.params["allowed_destinations"])
-        self._cap = 64
+        self._cap = 256
 
     def new_state(self, key: Hashable) -> UploadState:
-        return UploadState()
+        return UploadState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
-        allowed, cap, max_ids, state = self.allowed, self._cap, self.max_ids, self.state
+        allowed, max_ids, state = self.allowed, self.max_ids, self.state
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
@@ -77,7 +77,7 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 if st is None:
                     continue
                 st.total += sent
-                bump_capped(st.by_dst, dst, sent, cap)
+                st.by_dst.add(dst, sent)
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
@@ -85,25 +85,25 @@ class ExternalUpload(WindowedDetector[UploadState]):
     def merge(self, into: UploadState, other: UploadState) -> None:
         into.span.merge(other.span, self.max_ids)
         into.total += other.total
-        for dst, n in other.by_dst.items():
-            bump_capped(into.by_dst, dst, n, self._cap)
+        into.by_dst.merge(other.by_dst)
 
     def finish_key(self, window: Window, key: Hashable, state: UploadState) -> Finding | None:
-        named = [(n, d) for d, n in state.by_dst.items() if d is not None]
-        if not named:
+        best = state.by_dst.top()
+        if best is None:
             return None
-        top_bytes, top = max(named)
+        top, top_bytes = best
         if top_bytes < self.min_bytes:
             return None
         tenant, src = cast(tuple[Any, str], key)
         entity = source_entity(self.reg, src)
+        n_dst, more = len(state.by_dst), "+" if state.by_dst.other else ""
         return Finding(
             entity=entity,
             tenant=tenant,
             window=window,
             score=self.meta.score if top_bytes < 10 * self.min_bytes else 85,
             summary=f"{entity.type} {entity.id} sent {fmt_bytes(top_bytes)} to external address {top} "
-            f"({fmt_bytes(state.total)} to {len(named)} external destination(s) in this window)",
+            f"({fmt_bytes(state.total)} to {n_dst}{more} external destination(s) in this window)",
             first_seen=state.span.first,
             last_seen=state.span.last,
             count=state.span.count,
@@ -112,7 +112,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 "top_destination": top,
                 "bytes_to_top_destination": top_bytes,
                 "bytes_external_total": state.total,
-                "external_destinations": len(named),
+                "external_destinations": len(state.by_dst),
+                "more_destinations_not_itemised": state.by_dst.other > 0,
                 "threshold_bytes": self.min_bytes,
             },
         )

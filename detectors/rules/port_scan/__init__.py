@@ -1,1 +1,3 @@
 """port scan rules."""
+
+__all__: list[str] = []

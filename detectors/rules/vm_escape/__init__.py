@@ -1,1 +1,3 @@
 """vm escape rules."""
+
+__all__: list[str] = []

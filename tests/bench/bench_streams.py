@@ -1,0 +1,180 @@
+"""End-to-end streaming figures on the local stack, all measured in one run:
+
+- ceiling: a plain consumer (confluent-kafka) reading the telemetry topics, events/s;
+- sustained: the detection job over a backlog, events/s from the slope of its committed offsets
+  while it runs (JVM start-up excluded), and the whole run's wall time to the last alert searchable;
+- latency: the job live, telemetry produced in real time, time from a detector window's end
+  (the moment its last event entered Kafka) to the alert being searchable in Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from infra.bootstrap import ensure_topics
+from infra.clients import es_client, kafka_config
+from infra.settings import PROJECT_ROOT, Settings
+from ingest.simulator import SimConfig, simulate
+from streams.demo import demo_settings, produce_simulation
+
+
+def _committed(settings: Settings) -> int:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=5000)
+    try:
+        offsets = admin.list_group_offsets({settings.detect_group_id: None}).get(settings.detect_group_id, {})
+        return sum(max(0, o.offset) for o in offsets.values())
+    finally:
+        admin.close()
+
+
+def _plain_consumer_rate(settings: Settings, expected: int) -> float:
+    import confluent_kafka
+
+    conf = {**kafka_config(settings, "confluent"), "group.id": f"bench-ceiling-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}  # fmt: skip
+    consumer = confluent_kafka.Consumer(conf)
+    consumer.subscribe(list(settings.telemetry_topics.values()))
+    n, t0 = 0, None
+    deadline = time.monotonic() + 300
+    while n < expected and time.monotonic() < deadline:
+        msgs = consumer.consume(10000, timeout=1.0)
+        if msgs and t0 is None:
+            t0 = time.perf_counter()
+        n += sum(1 for m in msgs if m.error() is None)
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    consumer.close()
+    return n / elapsed if elapsed > 0 else 0.0
+
+
+def _job(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **settings.to_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _sustained(settings: Settings, events: int) -> dict[str, Any]:
+    s = settings.with_overrides(detect_group_id=f"bench-detect-{uuid.uuid4().hex[:6]}",
+                                indexer_group_id=f"bench-index-{uuid.uuid4().hex[:6]}",
+                                checkpoint_interval_ms=2000)  # fmt: skip
+    t0 = time.perf_counter()
+    proc = _job(s, "--bounded", "--no-restore", "--indexer-idle-exit", "3")
+    samples: list[tuple[float, int]] = []
+    while proc.poll() is None:
+        # The group does not exist before the first checkpoint.
+        with contextlib.suppress(Exception):
+            samples.append((time.perf_counter(), _committed(s)))
+        time.sleep(1.0)
+    wall = time.perf_counter() - t0
+    moving = [(t, c) for t, c in samples if 0 < c < events]
+    rate = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0]) if len(moving) >= 2 else None
+    return {
+        "job_exit_code": proc.returncode,
+        "backlog_events": events,
+        "sustained_events_per_s": round(rate) if rate else None,
+        "offset_samples_while_moving": len(moving),
+        "whole_run_wall_s_incl_jvm_start": round(wall, 1),
+        "whole_run_events_per_s_incl_jvm_start": round(events / wall),
+    }
+
+
+def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
+    run = "benchlat" + uuid.uuid4().hex[:6]
+    s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000,
+                                                index_alerts_prefix=f"ssa-bench-{run}-alerts-")  # fmt: skip
+    ensure_topics(s)
+    now = int(time.time() * 1000) + 20_000  # events start when the job is up (~20 s)
+    sim = simulate(SimConfig(seed=23, tenants=8, duration_s=seconds, start_ms=now, events_per_s=rate))
+    sim.registry.dump(s.tenants_file)
+    job = _job(s, "--no-restore")
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def poll_es() -> None:
+        es = es_client(s)
+        while not stop.is_set():
+            try:
+                res = es.search(index=s.index_alerts_pattern, size=1000, source=["alert_id"],
+                                query={"match_all": {}}, ignore_unavailable=True)  # fmt: skip
+                t = time.time()
+                for hit in res["hits"]["hits"]:
+                    seen.setdefault(hit["_id"], t)
+            except Exception:
+                pass
+            time.sleep(0.1)
+        es.close()
+
+    poller = threading.Thread(target=poll_es, daemon=True)
+    poller.start()
+    time.sleep(max(0.0, now / 1000 - time.time()))
+    # Real time: simulated event times track the wall clock.
+    produce_simulation(s, sim, say=lambda _m: None, rate_per_s=sim.estimated_events() / seconds)
+    time.sleep(15)
+    stop.set()
+    poller.join()
+    job.terminate()
+    try:
+        job.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+    es = es_client(s)
+    from elasticsearch.helpers import scan
+
+    docs = {
+        h["_id"]: h["_source"]
+        for h in scan(es, index=s.index_alerts_pattern, query={"query": {"match_all": {}}})
+    }
+    es.close()
+    beyond = sorted(
+        seen[i] * 1000 - d["evidence"]["window_end"] for i, d in docs.items()
+        if i in seen and isinstance(d.get("evidence", {}).get("window_end"), int)
+    )  # fmt: skip
+    if not beyond:
+        return {"latency_alerts": 0}
+
+    def pct(p: float) -> float:
+        return round(beyond[min(len(beyond) - 1, int(p * len(beyond)))] / 1000, 2)
+
+    return {
+        "latency_input_events_per_s": round(sim.estimated_events() / seconds),
+        "latency_alerts": len(beyond),
+        "latency_beyond_window_p50_s": pct(0.50),
+        "latency_beyond_window_p99_s": pct(0.99),
+        "latency_beyond_window_max_s": round(beyond[-1] / 1000, 2),
+    }
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    if not ctx.stack_up:
+        return {"skipped": "needs the local stack"}
+    base: Settings = ctx.settings
+    run_id = "benchstream" + uuid.uuid4().hex[:6]
+    s = demo_settings(base, run_id).with_overrides(index_alerts_prefix=f"ssa-bench-{run_id}-alerts-",
+                                                   index_metrics_prefix=f"ssa-bench-{run_id}-metrics-")  # fmt: skip
+    sim = simulate(SimConfig(seed=21, tenants=16, duration_s=600, start_ms=int(time.time() * 1000) - 600_000,
+                             events_per_s=2500))  # fmt: skip
+    t0 = time.perf_counter()
+    events = produce_simulation(s, sim, say=lambda _m: None)
+    produce_rate = events / (time.perf_counter() - t0)
+    out: dict[str, Any] = {"backlog_produce_events_per_s": round(produce_rate)}
+    out["ceiling_plain_consumer_events_per_s"] = round(_plain_consumer_rate(s, events))
+    out |= _sustained(s, events)
+    if out.get("sustained_events_per_s"):
+        out["sustained_to_ceiling_ratio"] = round(
+            out["sustained_events_per_s"] / out["ceiling_plain_consumer_events_per_s"], 3
+        )
+    out |= _latency(base, rate=400, seconds=90)
+    return out
