@@ -261,7 +261,7 @@ class TelemetryProducer:
             producer = self._producer
             while True:
                 try:
-                    producer.produce(topic, value, kbytes)
+                    producer.produce(topic, value, kbytes, headers=headers)
                     break
                 except BufferError:  # local queue full: let librdkafka drain it
                     producer.poll(0.05)

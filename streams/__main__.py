@@ -1,8 +1,9 @@
 """Entry point of the detection job: ``python -m streams`` (what ``ssa detect`` runs) or
 ``flink run -py streams/__main__.py`` on a cluster, configured only by ``SSA_*`` settings.
 
-``--bounded`` reads the telemetry present at start and ends (tests, demo, replays); otherwise the
-job runs until stopped. ``--no-indexer`` leaves shipping to Elasticsearch to ``ssa index``.
+``--bounded`` reads the telemetry present at start and ends (tests, demo, replays; it starts
+fresh: a bounded Kafka source cannot resume, FLINK-31006); otherwise the job runs until stopped
+and resumes from its newest checkpoint. ``--no-indexer`` leaves shipping to Elasticsearch to ``ssa index``.
 """
 
 from __future__ import annotations
@@ -36,12 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.bounded:
-            return run_bounded(
-                settings,
-                restore=not args.no_restore,
-                index=not args.no_indexer,
-                indexer_idle_exit_s=args.indexer_idle_exit,
-            )
+            return run_bounded(settings, index=not args.no_indexer, indexer_idle_exit_s=args.indexer_idle_exit)
         return run_forever(settings, restore=not args.no_restore, index=not args.no_indexer)
     except (SettingsError, ServiceError) as exc:
         print(f"ssa detect: {exc}", file=sys.stderr)

@@ -160,7 +160,7 @@ def run_demo(
 
     say("[3/4] running the PyFlink detection job and shipping alerts to Elasticsearch")
     t2 = time.monotonic()
-    run_bounded(s, restore=False, say=lambda m: say(f"  {m}"), indexer_idle_exit_s=5.0)
+    run_bounded(s, say=lambda m: say(f"  {m}"), indexer_idle_exit_s=5.0)
     seconds["detect_and_index"] = time.monotonic() - t2
 
     say("[4/4] reading the alerts back from Elasticsearch")

@@ -167,14 +167,16 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
                 yield dlq_tag, json.dumps(record)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+            # Close up to the stream's watermark, not just this timer: at the end of input (or
+            # a drain) the watermark jumps to Long.MAX_VALUE, and a timer registered after that
+            # jump would never fire.
+            watermark = max(timestamp, ctx.timer_service().current_watermark())
             st = self._load()
-            alerts, metrics = self.logic.on_watermark(st, ctx.get_current_key(), timestamp)
+            alerts, metrics = self.logic.on_watermark(st, ctx.get_current_key(), watermark)
             open_work = self.logic.has_open_work(st)
             self._save(st)
-            # At the end of a bounded input the watermark is Long.MAX_VALUE: everything closed
-            # above, and a further timer would fire at once, forever.
-            if open_work and timestamp < END_OF_TIME - config.tick_ms:
-                ctx.timer_service().register_event_time_timer(_next_tick(timestamp, config.tick_ms))
+            if open_work and watermark < END_OF_TIME - config.tick_ms:
+                ctx.timer_service().register_event_time_timer(_next_tick(watermark, config.tick_ms))
             for alert in alerts:
                 yield encode_alert(alert).decode()
             for record in metrics:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.bootstrap import ensure_topics
@@ -40,8 +41,6 @@ class DetectRun:
 
 
 def job_config(settings: Settings) -> DetectionJobConfig:
-    from pathlib import Path
-
     tenants = settings.tenants_file if Path(settings.tenants_file).exists() else None
     return DetectionJobConfig(
         tenants_file=tenants, detector_config_file=settings.detector_config_file or None
@@ -87,8 +86,6 @@ def submit_job(
 
 
 def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tuple[Indexer, threading.Thread]:
-    from pathlib import Path
-
     from ingest.tenants import RegistryWatcher
 
     watcher = RegistryWatcher(settings.tenants_file) if Path(settings.tenants_file).exists() else None
@@ -116,7 +113,7 @@ def run_forever(
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:
         while True:
-            status = str(run.job_client.get_job_status().result())
+            status = run.job_client.get_job_status().result().name
             if status in ("FAILED", "CANCELED", "FINISHED"):
                 say(f"detect: job ended: {status}")
                 return 0 if status == "FINISHED" else 1
@@ -132,13 +129,18 @@ def run_forever(
 def run_bounded(
     settings: Settings,
     *,
-    restore: bool = True,
     index: bool = True,
     indexer_idle_exit_s: float = 10.0,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Process what Kafka holds now, then ship every alert to Elasticsearch and stop."""
-    run = submit_job(settings, bounded=True, restore=restore, say=say)
+    """Process what Kafka holds now, from the group's committed offsets (or the beginning), then
+    ship every alert to Elasticsearch and stop. At the end of input the final watermark closes
+    every window and fires every timer.
+
+    A bounded run never resumes from a checkpoint: a bounded Kafka source restored from one never
+    finishes (FLINK-31006). ``ssa detect`` without ``--bounded`` resumes.
+    """
+    run = submit_job(settings, bounded=True, restore=False, say=say)
     if index:
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:

@@ -106,7 +106,9 @@ def test_compose_describes_the_same_topology_as_settings() -> None:
     grafana_mounts = " ".join(services["grafana"]["volumes"])
     assert "../dashboards/built/provisioning:/etc/grafana/provisioning" in grafana_mounts
     # The dashboards provider reads the folder the compose file mounts the built JSON into.
-    provider = yaml.safe_load((PROJECT_ROOT / "dashboards/built/provisioning/dashboards/ssa.yaml").read_text())
+    provider = yaml.safe_load(
+        (PROJECT_ROOT / "dashboards/built/provisioning/dashboards/ssa.yaml").read_text()
+    )
     assert f"../dashboards/built/json:{provider['providers'][0]['options']['path']}" in grafana_mounts
     # No literal secrets: a password is only ever named by a file or an interpolated variable.
     for svc in services.values():
