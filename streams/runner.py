@@ -64,7 +64,7 @@ def submit_job(
         checkpoint_interval_ms=settings.checkpoint_interval_ms,
         restore_from=str(restore_from) if restore_from else None,
     )
-    t_env.get_config().set("table.exec.source.idle-timeout", "2 s")
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.source_idle_timeout_ms} ms")
     t_env.execute_sql(
         source_ddl(
             settings,

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.settings import Settings, load_settings
-
-SHARED_DATA = Path(os.environ.get("SSA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from tests.paths import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

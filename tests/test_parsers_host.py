@@ -13,10 +13,11 @@ from ingest.parsers.auditd import AuditdParser, decode_value
 from ingest.parsers.syscalls import syscall_name
 from ingest.schema import AuditEvent, AuthEvent, ProcessEvent, decode_event, encode_event, event_id
 from ingest.tenants import TenantRegistry
+from tests.paths import SHARED_DATA
 
 SAMPLES = Path(__file__).parent / "samples"
-LOGHUB_SSH = Path("/work/shared/data/loghub_OpenSSH/OpenSSH_2k.log")
-LOGHUB_LINUX = Path("/work/shared/data/loghub_Linux/Linux_2k.log")
+LOGHUB_SSH = SHARED_DATA / "loghub_OpenSSH" / "OpenSSH_2k.log"
+LOGHUB_LINUX = SHARED_DATA / "loghub_Linux" / "Linux_2k.log"
 
 
 @pytest.fixture(scope="module")

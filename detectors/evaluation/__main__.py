@@ -20,7 +20,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m detectors.evaluation", description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("all", "simulated", "openssh", "flows", "adfa", "anomaly-sim"))
-    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=Path("results/detector_eval.json"))
     ap.add_argument("--seeds", default="201,202,203,204,205")
     ap.add_argument("--duration-s", type=float, default=7200.0)

@@ -356,7 +356,8 @@ def run(ctx: Any) -> dict[str, float]:
 if __name__ == "__main__":
     import sys
 
-    shared = Path("/work/shared/data")
+    from tests.paths import SHARED_DATA as shared
+
     ctx = SimpleNamespace(
         settings=load_settings(), data_dir=shared if shared.is_dir() else None, stack_up="--kafka" in sys.argv
     )

@@ -114,7 +114,9 @@ def _continuous_until_settled(
     settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 600
 ) -> set[str]:
     """Wait until the job has checkpointed the whole input and its alerts in Elasticsearch have
-    not changed for 10 s, then stop it; returns the alert ids."""
+    not changed for longer than the source idle timeout (a partition with nothing left to read
+    holds the watermark back that long), then stop it; returns the alert ids."""
+    quiet_s = settings.source_idle_timeout_ms / 1000 + 15
     ends = _end_offsets(settings)
     deadline = time.monotonic() + timeout_s
     while not _caught_up(settings, ends):
@@ -123,7 +125,7 @@ def _continuous_until_settled(
         time.sleep(1)
     last: list[str] = []
     stable_since = time.monotonic()
-    while time.monotonic() - stable_since < 10:
+    while time.monotonic() - stable_since < quiet_s:
         ids = _alert_ids(settings)
         if sorted(ids) != sorted(last):
             last, stable_since = ids, time.monotonic()
