@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +85,15 @@ class MicroBatchDetector:
         # The registry and configuration are shared by all keys: not part of keyed state.
         state.engine.context = None  # type: ignore[assignment]
 
-    def on_batch(self, state: KeyState, key: str, payloads: str) -> tuple[list[Alert], list[dict[str, Any]]]:
-        """Decode, order and detect one micro-batch. Returns alerts and DLQ records."""
+    def on_batch(
+        self, state: KeyState, key: str, payloads: Sequence[str] | str
+    ) -> tuple[list[Alert], list[dict[str, Any]]]:
+        """Decode, order and detect one micro-batch (payloads as a list, or newline-joined).
+        Returns alerts and DLQ records."""
         events: list[Event] = []
         dlq: list[dict[str, Any]] = []
-        for line in payloads.split("\n"):
+        lines = payloads.split("\n") if isinstance(payloads, str) else payloads
+        for line in lines:
             if not line:
                 continue
             if len(line) > MAX_PAYLOAD_BYTES:
