@@ -168,8 +168,9 @@ class KafkaService:
             import subprocess
 
             fmt = subprocess.run(
+                # "=" form: a random id may start with "-", which would read as an option.
                 [java, log4j, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config), "--standalone"],
+                 f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if fmt.returncode != 0:
