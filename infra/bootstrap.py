@@ -79,6 +79,7 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "alerts",
         "dlq",
         "consumer_lag",
+        "detector_errors",
     )
     floats = ("anomaly_p50", "anomaly_p95", "anomaly_p99", "events_per_s")
     props: dict[str, Any] = {
