@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.bounded:
-            return run_bounded(settings, index=not args.no_indexer, indexer_idle_exit_s=args.indexer_idle_exit)
+            return run_bounded(
+                settings, index=not args.no_indexer, indexer_idle_exit_s=args.indexer_idle_exit
+            )
         return run_forever(settings, restore=not args.no_restore, index=not args.no_indexer)
     except (SettingsError, ServiceError) as exc:
         print(f"ssa detect: {exc}", file=sys.stderr)
