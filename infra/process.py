@@ -127,19 +127,6 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def kill(self) -> None:
-        """SIGKILL at once (fault-injection tests)."""
-        pid = self.pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            for _ in range(50):
-                _reap(pid)
-                if self.marker not in _cmdline(pid):
-                    break
-                time.sleep(0.1)
-            self.pid_file.unlink(missing_ok=True)
-
 
 def _reap(pid: int) -> None:
     # A child of this process lingers as a zombie (whose cmdline reads empty) until reaped.

@@ -9,16 +9,12 @@ code (``streams.runner``) knows Kafka addresses, from settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from streams.detect_fn import DetectionJobConfig, make_keyed_function
-from streams.sql import BATCH_VIEW, batches_query
+from streams.sql import batches_query
 
 __all__ = ["JobSinks", "build", "kafka_sink"]
-
-
-class SinkFactory(Protocol):
-    def __call__(self, topic: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,6 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     from pyflink.common import Types
 
     batches = t_env.sql_query(batches_query(source_table, config.tick_ms))
-    t_env.create_temporary_view(BATCH_VIEW, batches)
     stream = t_env.to_data_stream(batches)
     function, metrics_tag, dlq_tag = make_keyed_function(config)
     detected = (

@@ -12,10 +12,9 @@ from __future__ import annotations
 from infra.clients import kafka_config
 from infra.settings import Settings
 
-__all__ = ["BATCH_VIEW", "SOURCE_TABLE", "batches_query", "kafka_properties", "source_ddl"]
+__all__ = ["SOURCE_TABLE", "batches_query", "kafka_properties", "source_ddl"]
 
 SOURCE_TABLE = "telemetry"
-BATCH_VIEW = "telemetry_batches"
 
 
 def _quote(value: str) -> str:
