@@ -25,11 +25,19 @@ from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
 from detectors.registry import all_detectors
+from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 from streams.posture import PostureState
 
-__all__ = ["DLQ_TAG_NAME", "METRICS_TAG_NAME", "DetectionJobConfig", "KeyState", "MicroBatchDetector"]
+__all__ = [
+    "DLQ_TAG_NAME",
+    "METRICS_TAG_NAME",
+    "DetectionJobConfig",
+    "KeyState",
+    "MicroBatchDetector",
+    "StepOutput",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ class DetectionJobConfig:
     tenants_file: str | None = None
     detector_config_file: str | None = None
     tick_ms: int = 1000
+    # Deserialized key states kept between batches (each key's engine is 50-150 KB pickled).
+    state_cache_keys: int = 512
+    # A key's whole state is written every this many steps; the steps between are logged.
+    snapshot_every_steps: int = 10
 
     def make_engine_context(self) -> DetectionContext:
         config = (
@@ -65,6 +77,15 @@ class KeyState:
     posture: PostureState = field(default_factory=PostureState)
     # Detector failures already reported, per detector id (the engine counts them all).
     reported_failures: dict[str, int] = field(default_factory=dict)
+    # How many steps this key had taken when this state was last written whole to Flink state.
+    snapshot_version: int = 0
+
+
+@dataclass
+class StepOutput:
+    alerts: list[Alert]
+    metrics: list[dict[str, Any]]
+    dlq: list[dict[str, Any]]
 
 
 class MicroBatchDetector:
@@ -86,26 +107,24 @@ class MicroBatchDetector:
         state.engine.context = None  # type: ignore[assignment]
 
     def on_batch(
-        self, state: KeyState, key: str, payloads: Sequence[str] | str
+        self, state: KeyState, key: str, payloads: Sequence[bytes | str]
     ) -> tuple[list[Alert], list[dict[str, Any]]]:
-        """Decode, order and detect one micro-batch (payloads as a list, or newline-joined).
+        """Decode, order and detect one micro-batch (the raw Kafka values of one key and window).
         Returns alerts and DLQ records."""
         events: list[Event] = []
         dlq: list[dict[str, Any]] = []
-        lines = payloads.split("\n") if isinstance(payloads, str) else payloads
-        for line in lines:
+        for line in payloads:
             if not line:
                 continue
             if len(line) > MAX_PAYLOAD_BYTES:
-                dlq.append(_dlq(line[:4096], f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"))
+                dlq.append(_dlq(line, f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"))
                 continue
             try:
                 events.append(decode_event(line))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 dlq.append(_dlq(line, f"not a canonical event in the detection job: {exc}"))
         events.sort(key=_order)
-        for ev in events:
-            state.posture.add(ev)
+        state.posture.add_all(events)
         alerts = state.engine.process(events)
         for alert in alerts:
             state.posture.count_alert(alert.tenant, alert.ts)
@@ -119,6 +138,15 @@ class MicroBatchDetector:
             state.posture.count_alert(alert.tenant, alert.ts)
         return alerts, state.posture.close(watermark, key)
 
+    def step(
+        self, state: KeyState, key: str, payloads: Sequence[bytes | str] | None, advance_to: int
+    ) -> StepOutput:
+        """One step of a key: detect a micro-batch (if any), then close what ends by ``advance_to``.
+        Deterministic, so replaying logged steps on a restored snapshot rebuilds the same state."""
+        alerts, dlq = self.on_batch(state, key, payloads) if payloads is not None else ([], [])
+        closed, metrics = self.on_watermark(state, key, advance_to)
+        return StepOutput(alerts + closed, metrics, dlq)
+
     @staticmethod
     def has_open_work(state: KeyState) -> bool:
         return bool(state.posture) or state.engine.state_size() > 0
@@ -128,63 +156,80 @@ def _order(ev: Event) -> tuple[int, str]:
     return ev.ts, ev.id
 
 
-def _dlq(raw: str, reason: str) -> dict[str, Any]:
-    return {"raw": raw, "source": "detect", "reason": reason, "ts": int(time.time() * 1000)}
+def _dlq(raw: bytes | str, reason: str) -> dict[str, Any]:
+    """The ingest DLQ record (text, or base64 when not UTF-8; capped), plus ``ts`` for indexing."""
+    record = msgspec.structs.asdict(make_dlq("detect", reason, raw))
+    record["ts"] = record["time_ms"]
+    return record
 
 
 def make_keyed_function(config: DetectionJobConfig) -> Any:
-    """The PyFlink ``KeyedProcessFunction`` (built lazily: detectors never import PyFlink)."""
+    """The PyFlink ``KeyedProcessFunction`` (built lazily: detectors never import PyFlink).
+
+    Per key and micro-batch there is one step (``streams.keyed_state``): the batch of the window ending at W is
+    detected and the key's engine advanced to W in the same call (the SQL window emits a key's
+    batch only once the watermark has passed W, and drops later events, so nothing older than W
+    can still arrive for this key). The event-time timer then only serves keys that went quiet
+    with windows still open, and at the end of input, when the watermark jumps to its maximum.
+    """
     from pyflink.common import Types
     from pyflink.datastream import KeyedProcessFunction, OutputTag
-    from pyflink.datastream.state import ValueStateDescriptor
+    from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+
+    from streams.keyed_state import KeyStateStore
 
     metrics_tag = OutputTag(METRICS_TAG_NAME, Types.STRING())
     dlq_tag = OutputTag(DLQ_TAG_NAME, Types.STRING())
 
     class DetectFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
-            self.logic = MicroBatchDetector(config)
-            self.state = runtime_context.get_state(
-                ValueStateDescriptor("ssa-key-state", Types.PICKLED_BYTE_ARRAY())
+            logic = MicroBatchDetector(config)
+            self.logic = logic
+            self.store = KeyStateStore(
+                logic,
+                snapshot=runtime_context.get_state(
+                    ValueStateDescriptor("ssa-key-state", Types.PICKLED_BYTE_ARRAY())
+                ),
+                log=runtime_context.get_list_state(
+                    ListStateDescriptor("ssa-key-steps", Types.PICKLED_BYTE_ARRAY())
+                ),
+                version=runtime_context.get_state(ValueStateDescriptor("ssa-key-version", Types.LONG())),
+                cache_keys=config.state_cache_keys,
+                snapshot_every=config.snapshot_every_steps,
             )
-
-        def _load(self) -> KeyState:
-            st = self.state.value()
-            if st is None:
-                st = self.logic.new_state()
-            self.logic.attach(st)
-            return st
-
-        def _save(self, st: KeyState) -> None:
-            self.logic.detach(st)
-            self.state.update(st)
+            self.advanced_to = runtime_context.get_state(
+                ValueStateDescriptor("ssa-advanced-to", Types.LONG())
+            )
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
             key, payloads = row[0], row[2]
-            st = self._load()
-            alerts, dlq = self.logic.on_batch(st, key, payloads)
-            self._save(st)
-            ctx.timer_service().register_event_time_timer(_next_tick(ctx.timestamp(), config.tick_ms))
-            for alert in alerts:
-                yield encode_alert(alert).decode()
-            for record in dlq:
-                yield dlq_tag, json.dumps(record)
+            window_end = _next_tick(ctx.timestamp(), config.tick_ms)
+            out, open_work = self.store.step(key, payloads, window_end)
+            self.advanced_to.update(window_end)
+            if open_work:
+                ctx.timer_service().register_event_time_timer(window_end + config.tick_ms)
+            yield from _emit(out)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+            if (self.advanced_to.value() or 0) >= timestamp:
+                return  # a later batch of this key already advanced it (and set its own timer)
             # Close up to the stream's watermark, not just this timer: at the end of input (or
             # a drain) the watermark jumps to Long.MAX_VALUE, and a timer registered after that
             # jump would never fire.
             watermark = max(timestamp, ctx.timer_service().current_watermark())
-            st = self._load()
-            alerts, metrics = self.logic.on_watermark(st, ctx.get_current_key(), watermark)
-            open_work = self.logic.has_open_work(st)
-            self._save(st)
+            out, open_work = self.store.step(ctx.get_current_key(), None, watermark)
+            self.advanced_to.update(watermark)
             if open_work and watermark < END_OF_TIME - config.tick_ms:
                 ctx.timer_service().register_event_time_timer(_next_tick(watermark, config.tick_ms))
-            for alert in alerts:
-                yield encode_alert(alert).decode()
-            for record in metrics:
-                yield metrics_tag, json.dumps(record)
+            yield from _emit(out)
+
+    def _emit(out: StepOutput) -> Iterator[Any]:
+        for alert in out.alerts:
+            yield encode_alert(alert).decode()
+        for record in out.metrics:
+            yield metrics_tag, json.dumps(record)
+        for record in out.dlq:
+            yield dlq_tag, json.dumps(record)
 
     return DetectFunction(), metrics_tag, dlq_tag
 

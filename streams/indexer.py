@@ -67,6 +67,7 @@ class Indexer:
         # Set by ``drain``: ``run`` returns after this many seconds without records.
         self.idle_exit_s: float | None = None
         self._drain_started = 0.0
+        self._drain_deadline = float("inf")
         self._templates_ready = False
 
     # --- transformation ------------------------------------------------------------------------
@@ -101,11 +102,15 @@ class Indexer:
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
         ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
+        # Alerts are few and urgent: make them searchable now rather than at the next periodic
+        # refresh (up to refresh_interval later); metrics and DLQ records can wait for it.
+        urgent = any(a.index.startswith(self.settings.index_alerts_prefix) for a in actions)
         for i, (ok, item) in enumerate(
             streaming_bulk(
-                es, ops, raise_on_error=False, raise_on_exception=True, max_retries=0, chunk_size=2000
+                es, ops, raise_on_error=False, raise_on_exception=True, max_retries=0, chunk_size=2000,
+                refresh="true" if urgent else "false",
             )
-        ):
+        ):  # fmt: skip
             if ok:
                 continue
             info = next(iter(item.values()))
@@ -171,8 +176,7 @@ class Indexer:
                 records = [r for batch in polled.values() for r in batch]
                 self._probe_lag(es, consumer)
                 if not records:
-                    quiet_since = max(last_records, self._drain_started)
-                    if self.idle_exit_s is not None and time.monotonic() - quiet_since > self.idle_exit_s:
+                    if self.idle_exit_s is not None and self._drained(consumer, last_records):
                         break
                     continue
                 last_records = time.monotonic()
@@ -204,10 +208,28 @@ class Indexer:
     def stop(self) -> None:
         self.stopping.set()
 
-    def drain(self, idle_s: float) -> None:
-        """Ask ``run`` to return once no record has arrived for ``idle_s`` seconds from now."""
+    def drain(self, idle_s: float, max_wait_s: float = 600.0) -> None:
+        """Ask ``run`` to return once it has shipped every record in its topics (their end offsets
+        when it looks) and none arrived for ``idle_s`` seconds. Quiet is not enough: a consumer
+        reconnecting after a broker restart also sees no records. If it cannot catch up within
+        ``max_wait_s`` (Kafka unreachable), it stops and says so; the rest stays in Kafka."""
         self._drain_started = time.monotonic()
+        self._drain_deadline = self._drain_started + max_wait_s
         self.idle_exit_s = idle_s
+
+    def _drained(self, consumer: Any, last_records: float) -> bool:
+        now = time.monotonic()
+        if now - max(last_records, self._drain_started) <= (self.idle_exit_s or 0.0):
+            return False
+        behind = _records_behind(consumer)
+        if behind == 0:
+            return True
+        if now > self._drain_deadline:
+            left = "an unknown number of" if behind is None else f"{behind:,}"
+            self.fatal = f"stopped with {left} records not shipped (Kafka at {self.settings.kafka_bootstrap} unreachable or slow)"
+            self.say(f"indexer: {self.fatal}; they stay in Kafka for the next `ssa index`")
+            return True
+        return False
 
     # --- helpers -------------------------------------------------------------------------------
     def _to_dlq(self, producer: Any, item: Any, reason: str) -> None:
@@ -258,6 +280,20 @@ class Indexer:
 
 class _Retryable(Exception):
     pass
+
+
+def _records_behind(consumer: Any) -> int | None:
+    """Records between the consumer's positions and its partitions' end offsets (None: unknown,
+    e.g. no partitions assigned yet or Kafka unreachable)."""
+    try:
+        parts = list(consumer.assignment())
+        if not parts:
+            return None
+        ends = consumer.end_offsets(parts, timeout_ms=5000)
+        return sum(max(0, end - consumer.position(tp, timeout_ms=5000)) for tp, end in ends.items())
+    except Exception as exc:  # unknown for now; the caller waits and asks again
+        log.info("indexer: cannot compare positions with end offsets yet: %s", exc)
+        return None
 
 
 def _is_retryable(exc: BaseException) -> bool:

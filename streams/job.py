@@ -30,6 +30,9 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     """Add the detection topology reading ``source_table`` (columns pkey, payload, rowtime)."""
     from pyflink.common import Types
 
+    # One aggregation phase: a local pre-aggregate cannot shrink an array of every payload, it
+    # only copies them once more before the shuffle.
+    t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
     batches = t_env.sql_query(batches_query(source_table, config.tick_ms))
     stream = t_env.to_data_stream(batches)
     function, metrics_tag, dlq_tag = make_keyed_function(config)

@@ -29,12 +29,13 @@ def test_bad_payloads_go_to_the_dlq_with_a_reason_and_good_ones_are_detected() -
     logic = MicroBatchDetector(DetectionJobConfig())
     state = logic.new_state()
     good = encode_event(_flow(1, 1_700_000_000_000)).decode()
-    payloads = "\n".join([good, '{"kind": "flow", "id": 3', '{"kind":"nope","id":"x","ts":1,"source":"s"}'])
+    payloads = [good, b'{"kind": "flow", "id": 3', b'{"kind":"nope","id":"x","ts":1,"source":"s"}', b"\xff\xfe"]
     alerts, dlq = logic.on_batch(state, "t-a", payloads)
     assert alerts == []
-    assert [d["source"] for d in dlq] == ["detect", "detect"]
+    assert [d["source"] for d in dlq] == ["detect", "detect", "detect"]
     assert all("not a canonical event" in d["reason"] for d in dlq)
     assert dlq[0]["raw"] == '{"kind": "flow", "id": 3'
+    assert (dlq[2]["raw"], dlq[2]["encoding"]) == ("//4=", "base64")  # not UTF-8: kept as base64
     assert state.posture.minutes  # the good event was counted
 
 
@@ -51,7 +52,7 @@ def test_key_state_pickles_without_the_shared_context_and_resumes_identically() 
         state = logic.new_state()
         out = []
         for chunk in (processes[:split], processes[split:]):
-            payloads = "\n".join(encode_event(e).decode() for e in chunk)
+            payloads = [encode_event(e) for e in chunk]
             alerts, _ = logic.on_batch(state, "hv-01", payloads)
             out += [a.alert_id for a in alerts]
             logic.detach(state)
@@ -84,7 +85,7 @@ def test_documents_have_deterministic_ids_and_daily_indices() -> None:
     logic = MicroBatchDetector(DetectionJobConfig())
     state = logic.new_state()
     t = 1_764_000_000_000
-    scan = "\n".join(encode_event(_flow(i, t + i, dst="198.51.100.9", port=i)).decode() for i in range(400))
+    scan = [encode_event(_flow(i, t + i, dst="198.51.100.9", port=i)) for i in range(400)]
     logic.on_batch(state, "t-a", scan)
     alerts, _ = logic.on_watermark(state, "t-a", t + 3_600_000)
     assert alerts, "a 400-port sweep raises a port-scan alert"
