@@ -202,8 +202,11 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
             )
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
-            key, payloads = row[0], row[2]
-            window_end = _next_tick(ctx.timestamp(), config.tick_ms)
+            key, payloads = row[0], row[1]
+            window_time = ctx.timestamp()
+            if window_time is None:  # a topology bug, not bad data: every batch carries its window
+                raise RuntimeError("micro-batch without an event-time timestamp")
+            window_end = _next_tick(window_time, config.tick_ms)
             out, open_work = self.store.step(key, payloads, window_end)
             self.advanced_to.update(window_end)
             if open_work:
@@ -234,6 +237,5 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
     return DetectFunction(), metrics_tag, dlq_tag
 
 
-def _next_tick(ts: int | None, tick_ms: int) -> int:
-    now = ts if ts is not None else int(time.time() * 1000)
-    return now - now % tick_ms + tick_ms
+def _next_tick(ts: int, tick_ms: int) -> int:
+    return ts - ts % tick_ms + tick_ms

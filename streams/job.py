@@ -34,10 +34,11 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     # only copies them once more before the shuffle.
     t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
     batches = t_env.sql_query(batches_query(source_table, config.tick_ms))
-    stream = t_env.to_data_stream(batches)
+    batch_type = Types.ROW([Types.STRING(), Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE()))])
+    stream = t_env.to_append_stream(batches, Types.ROW([Types.STRING(), batch_type, Types.INSTANT()]))
     function, metrics_tag, dlq_tag = make_keyed_function(config)
     detected = (
-        stream.key_by(lambda row: row[0], key_type=Types.STRING())
+        _keyed_by_first_field(stream)
         .process(function, output_type=Types.STRING())
         .name("detect")
         .uid("ssa-detect")
@@ -46,6 +47,27 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     detected.get_side_output(metrics_tag).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
     detected.get_side_output(dlq_tag).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
     del env
+
+
+def _keyed_by_first_field(stream: Any) -> Any:
+    """Key rows ``(key, value, ...)`` by ``key`` on the JVM; the keyed Python function gets ``value``.
+
+    ``DataStream.key_by`` takes only a Python key selector, which runs as an extra Python operator
+    that converts every batch (all its payloads) to Python objects and back just to read the key.
+    PyFlink's own ``key_by`` ends in exactly this shape (rows of key and value, keyed by the JVM's
+    ``KeyByKeySelector``), so the SQL emits that shape and we key it directly. PyFlink internals,
+    pinned by the PyFlink version in pyproject.toml; the end-to-end test runs through this path.
+    """
+    from pyflink.common import Types, typeinfo
+    from pyflink.datastream.data_stream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    j_stream = stream._j_data_stream
+    value_type = typeinfo._from_java_type(j_stream.getTransformation().getOutputType()).get_field_types()[1]
+    j_keyed = j_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, value_type, stream)
 
 
 def kafka_sink(bootstrap: str, topic: str, properties: dict[str, str]) -> Any:

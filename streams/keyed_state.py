@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from streams.detect_fn import KeyState, MicroBatchDetector, StepOutput
 
 __all__ = ["KeyStateStore", "StateCache"]
@@ -33,6 +35,10 @@ class ListHandle(Protocol):
     def get(self) -> Iterable[Any] | None: ...
     def add(self, value: Any) -> None: ...
     def clear(self) -> None: ...
+
+
+_pack = msgspec.msgpack.Encoder().encode  # one bytes value: cheaper to pickle than a list of them
+_unpack = msgspec.msgpack.Decoder().decode  # msgpack keeps bytes as bytes and text as str
 
 
 class StateCache:
@@ -100,7 +106,8 @@ class KeyStateStore:
         if state is None:
             state = self.logic.new_state()
         self.logic.attach(state)
-        for payloads, advance_to in self.log.get() or ():
+        for packed, advance_to in self.log.get() or ():
+            payloads = None if packed is None else _unpack(packed)
             self.logic.step(state, key, payloads, advance_to)
             self.replayed_steps += 1
         return state, version
@@ -115,6 +122,6 @@ class KeyStateStore:
             self.logic.attach(state)
             self.log.clear()
         else:
-            self.log.add((list(payloads) if payloads is not None else None, advance_to))
+            self.log.add((None if payloads is None else _pack(payloads), advance_to))
         self.version.update(version)
         self.cache.put(key, version, state)

@@ -92,10 +92,13 @@ CREATE TEMPORARY TABLE {SOURCE_TABLE} (
 def batches_query(source: str = SOURCE_TABLE, batch_ms: int = 1000) -> str:
     """Events per partition key per ``batch_ms`` tumbling window as an array of the raw Kafka
     values, emitted when the watermark passes the window end. The values stay bytes all the way
-    to Python (no UTF-8 to UTF-16 and back on the JVM), where msgspec decodes them."""
+    to Python (no UTF-8 to UTF-16 and back on the JVM), where msgspec decodes them.
+
+    Rows are shaped ``(key, (key, payloads), window_time)`` so the JVM can key the stream by the
+    first field and the Python function receives only the nested batch (``streams.job``)."""
     if not source.isidentifier():
         raise ValueError(f"source table name must be an identifier, got {source!r}")
     return f"""
-SELECT COALESCE(pkey, '-') AS pkey, window_time, ARRAY_AGG(payload) AS payloads
+SELECT COALESCE(pkey, '-') AS pkey, ROW(COALESCE(pkey, '-'), ARRAY_AGG(payload)) AS batch, window_time
 FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(rowtime), INTERVAL '{_seconds(batch_ms)}' SECOND))
 GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked
