@@ -20,6 +20,7 @@ from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
 from streams.documents import Action, alert_action, dlq_action, lag_action, metrics_action
+from streams.offsets import group_lag, lag_per_topic
 
 __all__ = ["Indexer", "IndexerStats"]
 
@@ -307,24 +308,5 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def consumer_lag(settings: Settings, group_id: str) -> dict[str, int]:
-    """Sum over partitions of (end offset - committed offset) per telemetry topic."""
-    from kafka import KafkaAdminClient, KafkaConsumer
-    from kafka.structs import TopicPartition
-
-    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=5000)
-    probe = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False)
-    try:
-        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
-        parts = [TopicPartition(t, p) for t in settings.telemetry_topics.values()
-                 for p in (probe.partitions_for_topic(t) or ())]  # fmt: skip
-        ends = probe.end_offsets(parts)
-        lags: dict[str, int] = {}
-        for tp, end in ends.items():
-            done = committed.get(tp)
-            lags[tp.topic] = lags.get(tp.topic, 0) + max(
-                0, end - (done.offset if done and done.offset >= 0 else 0)
-            )
-        return lags
-    finally:
-        probe.close()
-        admin.close()
+    """Records the group has not committed yet, per telemetry topic."""
+    return lag_per_topic(group_lag(settings, group_id, settings.telemetry_topics.values()))

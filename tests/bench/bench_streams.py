@@ -23,17 +23,11 @@ from infra.clients import es_client, kafka_config
 from infra.settings import PROJECT_ROOT, Settings
 from ingest.simulator import SimConfig, simulate
 from streams.demo import demo_settings, produce_simulation
+from streams.offsets import committed_offsets
 
 
 def _committed(settings: Settings) -> int:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=5000)
-    try:
-        offsets = admin.list_group_offsets({settings.detect_group_id: None}).get(settings.detect_group_id, {})
-        return sum(max(0, o.offset) for o in offsets.values())
-    finally:
-        admin.close()
+    return sum(committed_offsets(settings, settings.detect_group_id).values())
 
 
 def _plain_consumer_rate(settings: Settings, expected: int) -> float:

@@ -79,35 +79,13 @@ def _alert_ids(settings: Settings) -> list[str]:
         es.close()
 
 
-def _end_offsets(settings: Settings) -> dict:
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
+def _caught_up(settings: Settings, ends: dict[tuple[str, int], int]) -> bool:
+    from streams.offsets import group_lag
 
-    from infra.clients import kafka_config
-
-    consumer = KafkaConsumer(**kafka_config(settings))
     try:
-        parts = [TopicPartition(t, p) for t in settings.telemetry_topics.values()
-                 for p in consumer.partitions_for_topic(t) or ()]  # fmt: skip
-        return {tp: end for tp, end in consumer.end_offsets(parts).items() if end > 0}
-    finally:
-        consumer.close()
-
-
-def _caught_up(settings: Settings, ends: dict) -> bool:
-    from kafka import KafkaAdminClient
-
-    from infra.clients import kafka_config
-
-    admin = KafkaAdminClient(**kafka_config(settings))
-    try:
-        group = settings.detect_group_id
-        done = admin.list_group_offsets({group: None}).get(group, {})
-        return all(tp in done and done[tp].offset >= end for tp, end in ends.items())
-    except Exception:
+        return not any(group_lag(settings, settings.detect_group_id, (), ends=ends).values())
+    except Exception:  # the group does not exist before the first checkpoint
         return False
-    finally:
-        admin.close()
 
 
 def _continuous_until_settled(
@@ -117,7 +95,9 @@ def _continuous_until_settled(
     not changed for longer than the source idle timeout (a partition with nothing left to read
     holds the watermark back that long), then stop it; returns the alert ids."""
     quiet_s = settings.source_idle_timeout_ms / 1000 + 15
-    ends = _end_offsets(settings)
+    from streams.offsets import end_offsets
+
+    ends = end_offsets(settings, settings.telemetry_topics.values())
     deadline = time.monotonic() + timeout_s
     while not _caught_up(settings, ends):
         assert proc.poll() is None, "the job ended early"
