@@ -76,7 +76,9 @@ class _Counting:
 
     def __init__(self, sink: Sink, progress: Callable[[IngestProgress], None] | None, every_s: float) -> None:
         self.sink = sink
-        self.by_kind: Counter[str] = Counter()
+        self.send_event = sink.send_event
+        # Events counted by class: the kind (the class's tag) is looked up once, in ``by_kind``.
+        self.by_type: Counter[type[Event]] = Counter()
         self.dlq_reasons: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.parsed = 0
@@ -87,11 +89,18 @@ class _Counting:
         self.next_report = self.start + every_s
 
     def event(self, event: Event) -> None:
-        self.sink.send_event(event)
-        self.by_kind[event.__struct_config__.tag] += 1  # type: ignore[index]
-        self.parsed += 1
-        if self.progress is not None and not self.parsed & 4095:
+        self.send_event(event)
+        self.by_type[event.__class__] += 1
+        self.parsed = parsed = self.parsed + 1
+        if not parsed & 4095 and self.progress is not None:
             self._maybe_report()
+
+    @property
+    def by_kind(self) -> Counter[str]:
+        kinds: Counter[str] = Counter()
+        for cls, count in self.by_type.items():
+            kinds[cls.__struct_config__.tag] += count  # type: ignore[index]
+        return kinds
 
     def dlq(self, record: DlqRecord) -> None:
         self.sink.send_dlq(record)

@@ -19,7 +19,7 @@ from typing import Any
 from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
-from streams.documents import Action, alert_action, dlq_action, lag_action, metrics_action
+from streams.documents import Action, alert_action, daily_index, dlq_action, lag_action, metrics_action
 from streams.offsets import group_lag, lag_per_topic
 
 __all__ = ["Indexer", "IndexerStats"]
@@ -70,6 +70,7 @@ class Indexer:
         self._drain_started = 0.0
         self._drain_deadline = float("inf")
         self._templates_ready = False
+        self._prepared_day = -1
 
     # --- transformation ------------------------------------------------------------------------
     def actions_for(self, records: Iterable[Any]) -> tuple[list[Action], list[tuple[Any, str]]]:
@@ -100,6 +101,7 @@ class Indexer:
         if not self._templates_ready:
             ensure_index_templates(self.settings)
             self._templates_ready = True
+        self._prepare_daily_indices(es)
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
         ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
@@ -125,6 +127,34 @@ class Indexer:
         if retry:
             raise _Retryable(f"{len(retry)} documents got a retryable status")
         return refused
+
+    def _prepare_early(self, es: Any) -> None:
+        """Templates and today's indices before the first record, so the first alerts do not wait
+        for index creation; if Elasticsearch is not there yet, the first bulk does it."""
+        try:
+            ensure_index_templates(self.settings)
+            self._templates_ready = True
+            self._prepare_daily_indices(es)
+        except Exception as exc:
+            if not _is_retryable(exc):
+                raise
+            log.info("indexer: Elasticsearch not ready at start (%s); preparing on first batch", exc)
+
+    def _prepare_daily_indices(self, es: Any) -> None:
+        """Create today's and tomorrow's alert and metrics indices ahead of their first document:
+        creating an index takes about a second, which the first alert of a day should not wait."""
+        day = int(time.time()) // 86_400
+        if day == self._prepared_day:
+            return
+        now_ms = day * 86_400_000
+        for prefix in (self.settings.index_alerts_prefix, self.settings.index_metrics_prefix):
+            for ts in (now_ms, now_ms + 86_400_000):
+                try:
+                    es.indices.create(index=daily_index(prefix, ts))
+                except Exception as exc:  # already there (the usual case), or retried next batch
+                    if getattr(exc, "error", "") != "resource_already_exists_exception":
+                        raise
+        self._prepared_day = day
 
     def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
         """Bulk with exponential backoff until accepted or stopping; never drops a batch."""
@@ -170,6 +200,7 @@ class Indexer:
         consumer.subscribe([s.topic_alerts, s.topic_metrics, s.topic_dlq])
         dlq_producer = KafkaProducer(**kafka_config(s), acks="all", linger_ms=5)
         es = es_client(s, max_retries=0, retry_on_timeout=False, request_timeout=15)
+        self._prepare_early(es)
         last_records = time.monotonic()
         try:
             while not self.stopping.is_set():

@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import pytest
@@ -198,6 +199,69 @@ def test_event_key_is_tenant_or_host_for_process_events():
     proc = ProcessEvent(id="1", ts=1, source="auditd", tenant="t", host="hv-01", exe="/x", syscall="execve")
     auth = AuthEvent(id="2", ts=1, source="sshd", tenant="t", host="hv-01", user="u", result="failure")
     assert (event_key(proc), event_key(auth)) == ("hv-01", "t")
+
+
+class _FakeConfluent:
+    """Stands in for ``confluent_kafka.Producer``: records what ``produce`` would send, with the
+    arguments bound by librdkafka's own positional order."""
+
+    names = ("topic", "value", "key", "partition", "callback", "on_delivery", "timestamp", "headers")
+    made: ClassVar[list[_FakeConfluent]] = []
+
+    def __init__(self, conf: dict) -> None:
+        self.conf = conf
+        self.sent: list[dict] = []
+        self.made.append(self)
+
+    def list_topics(self, timeout: float) -> None:
+        return None
+
+    def produce(self, *args, **kwargs) -> None:
+        call = dict(zip(self.names, args, strict=False)) | kwargs
+        call["headers"] = list(call.get("headers") or [])  # librdkafka copies them
+        if isinstance(call.get("key"), str):  # str and bytes keys are the same UTF-8 on the wire
+            call["key"] = call["key"].encode()
+        self.sent.append(call)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def test_confluent_produce_keeps_key_ts_header_and_dlq_topic(monkeypatch, registry):
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeConfluent)
+    monkeypatch.setattr(_FakeConfluent, "made", [])
+    settings = Settings()
+    producer = TelemetryProducer(kafka_target(settings), "confluent")
+    data = (SAMPLES / "vpcflow_v2.log").read_bytes() + b"not a flow record\n"
+    summary = run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=producer)
+    audit = run_ingest(SAMPLES / "audit.log", "auditd", registry=registry, sink=producer)
+    producer.close()
+    (client,) = _FakeConfluent.made
+    assert client.conf["enable.idempotence"] is True and client.conf["acks"] == "all"
+    assert client.conf["compression.type"] == "lz4"
+    calls = client.sent
+    flows = [c for c in calls if c["topic"] == settings.telemetry_topics["flow"]]
+    assert len(flows) == summary.parsed == 3
+    for call in flows:
+        event = decode_event(call["value"])
+        assert call["key"] == b"t-acme"
+        assert call["headers"] == [("ts", str(event.ts).encode())]
+        assert call.get("partition", -1) == -1 and call.get("timestamp", 0) == 0
+        assert call.get("callback") is None and call.get("on_delivery") is None
+    procs = [c for c in calls if c["topic"] == settings.telemetry_topics["process"]]
+    for call in procs:  # keyed by host (its tenant when the host is unknown), DESIGN.md
+        key = event_key(decode_event(call["value"]))
+        assert call["key"] == (key.encode() if key is not None else None)
+    assert all(c["headers"] == [("ts", str(decode_event(c["value"]).ts).encode())] for c in procs)
+    (dlq,) = [c for c in calls if c["topic"] == settings.topic_dlq]
+    assert (dlq["key"], dlq["headers"], decode_dlq(dlq["value"]).line) == (b"vpcflow", [], 6)
+    assert producer.counters.events == summary.parsed + audit.parsed
+    assert producer.counters.by_topic[settings.topic_dlq] == 1
 
 
 # --- against the real local stack ----------------------------------------------------------------

@@ -506,3 +506,93 @@ def test_time_is_not_wasted_on_idle_collector():
     assert collector.serve(stop) == 0
     assert time.monotonic() - start < 1
     collector.close()
+
+
+# --- fast paths agree with the field-by-field paths ----------------------------------------------
+def test_event_id_of_is_event_id():
+    from ingest.schema import event_id_of
+
+    assert event_id_of("vpcflow")(b"2 1 eni x") == event_id("vpcflow", b"2 1 eni x")
+
+
+def test_infinite_or_negative_numbers_are_rejected_not_crashing():
+    nprobe = (
+        b"IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,IN_BYTES,IN_PKTS,OUT_BYTES,OUT_PKTS,"
+        b"FLOW_START_MILLISECONDS,FLOW_END_MILLISECONDS\n"
+        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,Infinity,5\n"
+        b"10.0.0.1,1,10.0.0.2,2,-5,1,1,1,1,1,5\n"
+        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,1,5\n"
+    )
+    out = parse("nprobe-csv", nprobe)
+    assert [d.reason for d in out.dlqs] == [
+        "cannot convert float infinity to integer",
+        "protocol number -5 out of range",
+    ]
+    assert len(out.events) == 1
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    out = parse("cicflowmeter", header + b"\n" + row.replace(b",3008000,", b",Infinity,") + b"\n")
+    assert (len(out.events), [d.reason for d in out.dlqs]) == (
+        0,
+        ["cannot convert float infinity to integer"],
+    )
+    zeek = sample("zeek_conn.log").splitlines()
+    first = next(i for i, line in enumerate(zeek) if not line.startswith(b"#"))
+    zeek[first] = b"inf" + zeek[first][zeek[first].index(b"\t") :]
+    out = parse("zeek", b"\n".join(zeek) + b"\n")
+    assert [d.reason for d in out.dlqs] == ["cannot convert float infinity to integer"]
+
+
+def test_ipfix_address_field_of_odd_length_is_rejected():
+    tmpl = struct.pack("!HH", 300, 2) + struct.pack("!HHHH", 8, 8, 12, 4)
+    tset = struct.pack("!HH", 2, 4 + len(tmpl)) + tmpl
+    rec = struct.pack("!Q", 1 << 40) + bytes([10, 2, 0, 7])
+    dset = struct.pack("!HH", 300, 4 + len(rec)) + rec
+    msg = struct.pack("!HHIII", 10, 16 + len(tset) + len(dset), 1709632802, 0, 1) + tset + dset
+    out = parse("netflow", msg)
+    assert out.events == []
+    assert out.dlqs[0].reason.startswith("bad flow record in set 300: IPv4 address field")
+
+
+def test_netflow_template_with_repeated_and_converted_fields():
+    # src(8,4) dst(12,4) nextHop(15,4) octets(1,3: odd length) octets again(1,4: the last one counts)
+    fields = struct.pack("!" + "H" * 10, 8, 4, 12, 4, 15, 4, 1, 3, 1, 4)
+    tmpl = struct.pack("!HH", 301, 5) + fields
+    tset = struct.pack("!HH", 2, 4 + len(tmpl)) + tmpl
+    rec = bytes([10, 1, 0, 5, 10, 2, 0, 7, 192, 0, 2, 1]) + b"\x00\x01\x00" + struct.pack("!I", 77)
+    dset = struct.pack("!HH", 301, 4 + len(rec)) + rec
+    msg = struct.pack("!HHIII", 10, 16 + len(tset) + len(dset), 1709632802, 0, 1) + tset + dset
+    (ev,) = parse("netflow", msg).events
+    assert (ev.src_ip, ev.dst_ip, ev.bytes_out, ev.extra["next_hop"]) == (
+        "10.1.0.5",
+        "10.2.0.7",
+        77,
+        "192.0.2.1",
+    )
+    assert list(ev.extra) == ["exporter", "domain", "sequence", "next_hop"]
+
+
+def test_cic_feature_cells_keep_their_own_number_type():
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    cells = row.split(b",")
+    col = [h.strip() for h in header.split(b",")].index(b"Flow Bytes/s")
+    as_int, as_float = list(cells), list(cells)
+    as_int[col], as_float[col] = b"0", b"0.5"
+    data = (
+        header + b"\n" + b",".join(as_int) + b"\n" + b",".join(as_float) + b"\n" + b",".join(as_int) + b"\n"
+    )
+    out = parse("cicflowmeter", data)
+    values = [ev.extra["Flow Bytes/s"] for ev in out.events]
+    assert values == [0, 0.5, 0] and [type(v) for v in values] == [int, float, int]
+
+
+def test_zeek_unset_and_empty_columns_in_the_fast_path():
+    lines = sample("zeek_conn.log").splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith(b"#"))
+    cells = lines[first].split(b"\t")
+    names = next(line for line in lines if line.startswith(b"#fields")).split(b"\t")[1:]
+    cells[names.index(b"service")] = b"(empty)"
+    cells[names.index(b"local_orig")] = b"-"
+    lines[first] = b"\t".join(cells)
+    (ev, *_) = parse("zeek", b"\n".join(lines) + b"\n").events
+    assert ev.extra["service"] == "" and "local_orig" not in ev.extra
+    assert isinstance(ev.extra["local_resp"], bool)

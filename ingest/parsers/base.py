@@ -15,15 +15,21 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, ClassVar, Protocol
+from typing import IO, ClassVar, Final, Protocol
 
 from ingest.dlq import DlqRecord, make_dlq
+from ingest.parsers.flowutil import valid_ip
 from ingest.reader import MAX_LINE_BYTES, iter_lines
 from ingest.schema import Event
 from ingest.tenants import TenantRegistry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_MISS: Final = object()
+_OWNER_CACHE_MAX: Final = 65536
+
+Owner = tuple[str | None, str | None, str | None]
+"""(tenant, vm, host)."""
 
 __all__ = [
     "ListOutput",
@@ -89,7 +95,8 @@ class Parser:
         self.ctx = ctx or ParseContext()
         self.registry = self.ctx.registry
         self.forced_tenant = self.ctx.tenant
-        self._owners: dict[str, tuple[str | None, str | None, str | None]] = {}
+        self._owners: dict[str, Owner] = {}
+        self._addresses: dict[str, Owner | None] = {}  # address -> owner, None: not an address
 
     # --- input ---------------------------------------------------------------------------------
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
@@ -135,7 +142,7 @@ class Parser:
         self.out.skip(reason)
 
     # --- tenant resolution ---------------------------------------------------------------------
-    def flow_owner(self, src: str, dst: str) -> tuple[str | None, str | None, str | None]:
+    def flow_owner(self, src: str, dst: str) -> Owner:
         """(tenant, vm, host) of a flow: the owner of the source address, else of the destination."""
         if self.registry is None:
             return self.forced_tenant, None, None
@@ -147,13 +154,40 @@ class Parser:
             return self.forced_tenant, owner[1], owner[2]
         return owner
 
-    def _ip_owner(self, ip: str) -> tuple[str | None, str | None, str | None]:
+    def checked_flow_owner(self, src: str, dst: str) -> Owner | None:
+        """``flow_owner`` for the fast paths, which also validates both addresses: None when
+        either is not an IP address. One cached lookup per address does both."""
+        cache = self._addresses
+        owner = cache.get(src, _MISS)
+        if owner is _MISS:
+            owner = self._learn_address(src)
+        other = cache.get(dst, _MISS)
+        if other is _MISS:
+            other = self._learn_address(dst)
+        if owner is None or other is None:
+            return None
+        if owner[0] is None:  # type: ignore[index]
+            owner = other
+        if self.forced_tenant is not None:
+            return self.forced_tenant, owner[1], owner[2]  # type: ignore[index]
+        return owner  # type: ignore[return-value]
+
+    def _learn_address(self, ip: str) -> Owner | None:
+        owner: Owner | None = None
+        if valid_ip(ip):
+            owner = self._ip_owner(ip) if self.registry is not None else (None, None, None)
+        if len(self._addresses) >= _OWNER_CACHE_MAX:
+            self._addresses.clear()
+        self._addresses[ip] = owner
+        return owner
+
+    def _ip_owner(self, ip: str) -> Owner:
         reg = self.registry
         assert reg is not None
         tenant = reg.tenant_of_ip(ip)
         vm = reg.vm_of_ip(ip) if tenant is not None else None
         owner = (tenant, vm, reg.vms[vm].host if vm is not None else None)
-        if len(self._owners) >= 65536:
+        if len(self._owners) >= _OWNER_CACHE_MAX:
             self._owners.clear()
         self._owners[ip] = owner
         return owner

@@ -5,9 +5,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import socket
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
-__all__ = ["PROTO_NAMES", "PROTO_NUMBERS", "ip_from_int", "number_or_text", "proto_name", "valid_ip"]
+__all__ = [
+    "PROTO_NAMES",
+    "PROTO_NUMBERS",
+    "ip_from_int",
+    "number_or_text",
+    "picker",
+    "proto_name",
+    "valid_ip",
+]
 
 PROTO_NAMES: Final = {1: "icmp", 6: "tcp", 17: "udp"}
 PROTO_NUMBERS: Final = {v: k for k, v in PROTO_NAMES.items()}
@@ -61,3 +71,14 @@ def number_or_text(text: str) -> Any:
     except ValueError:
         return s
     return value if math.isfinite(value) else None
+
+
+def picker(indexes: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """The items at ``indexes`` as a tuple, in one C call (``itemgetter`` returns a bare item for a
+    single index; this always returns a tuple)."""
+    if len(indexes) >= 2:
+        return itemgetter(*indexes)
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    return lambda row: ()

@@ -14,19 +14,23 @@ Direction: a NetFlow record is one direction, source to destination, so ``IN_BYT
 
 from __future__ import annotations
 
+import hashlib
+import socket
 import struct
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, ClassVar, Final, NamedTuple
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import ip_from_int, proto_name
-from ingest.schema import FlowEvent, event_id
+from ingest.parsers.flowutil import ip_from_int, picker, proto_name
+from ingest.schema import FlowEvent
 
 __all__ = ["FIELD_NAMES", "NetflowParser", "Template", "TemplateCache"]
 
 REVERSE_PEN: Final = 29305
 _V5_HEADER: Final = struct.Struct("!HHIIIIBBH")
-_V5_RECORD: Final = struct.Struct("!IIIHHIIIIHHBBBBHHBBH")
+_V5_RECORD: Final = struct.Struct("!4s4s4sHHIIIIHHBBBBHHBBH")  # addresses as bytes for inet_ntoa
 _V9_HEADER: Final = struct.Struct("!HHIIII")
 _IPFIX_HEADER: Final = struct.Struct("!HHIII")
 _SET_HEADER: Final = struct.Struct("!HH")
@@ -45,6 +49,9 @@ _CORE_IDS: Final = frozenset({1, 2, 4, 7, 8, 11, 12, 21, 22, 23, 24, 27, 28, 85,
                               154, 155, 156, 157, 160})  # fmt: skip
 _IP4_IDS: Final = frozenset({8, 12, 15, 18, 130, 225, 226})
 _IP6_IDS: Final = frozenset({27, 28, 62, 63})
+_PROTO: Final = [proto_name(n) for n in range(256)]
+_ID_SEED: Final = b"netflow\x00"  # event_id("netflow", exporter + header + record), hashed in parts
+_ntoa: Final = socket.inet_ntoa
 
 
 class Template(NamedTuple):
@@ -52,15 +59,85 @@ class Template(NamedTuple):
     scope_count: int  # options templates: number of scope fields; -1 for a data template
     record_len: int  # fixed length, or -1 when a field is variable-length (IPFIX 65535)
     unpacker: struct.Struct | None
+    plan: _Plan | None = None  # data templates: how a record's values become a flow
+
+
+class _Plan(NamedTuple):
+    """A data template compiled once, so that a record needs no per-field decisions. Values are
+    picked by position from the record with a zero appended (``missing`` points at it); a field
+    that appears twice counts with its last occurrence, as in a field-by-field walk."""
+
+    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (record position, converter)
+    missing: int  # position of the appended zero
+    addresses: int  # 4: IPv4 source/destination, 6: IPv6, 0: none (the record is rejected)
+    canonical: Callable[[Any], tuple[Any, ...]]  # src, dst, ports, protocol, counters (see _CANONICAL)
+    time_keys: tuple[int, ...]  # timestamp field ids present, for ``_times``
+    time_values: Callable[[Any], tuple[Any, ...]]
+    extra_names: tuple[str, ...]  # exporter, domain, sequence, then the other fields
+    extra_values: Callable[[Any], tuple[Any, ...]]
+
+
+_CANONICAL: Final = (
+    (8, 27), (12, 28), (7,), (11,), (4,), (1, 85), (2, 86), (23,), (24,)
+)  # fmt: skip
+_TIME_IDS: Final = (150, 151, 152, 153, 154, 155, 156, 157, 160, 21, 22)
+
+
+def _numeric(length: int) -> bool:
+    """Whether a field of this length decodes as an integer (else it stays bytes)."""
+    return length in (1, 2, 4, 8)
+
+
+def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
+    last: dict[int, int] = {}  # canonical field id -> position of its last occurrence
+    convert: list[tuple[int, Callable[[Any], Any]]] = []
+    extra_names: list[str] = []
+    extra_idx: list[int] = []
+    for i, (ftype, flen, pen) in enumerate(fields):
+        if pen == REVERSE_PEN and ftype in (1, 2):
+            last[23 if ftype == 1 else 24] = i
+        elif pen:
+            if not _numeric(flen):
+                convert.append((i, bytes.hex))
+            extra_names.append(f"e{pen}.{ftype}")
+            extra_idx.append(i)
+        elif ftype in _CORE_IDS:
+            if flen <= 8 and not _numeric(flen):
+                convert.append((i, _as_int))
+            last[ftype] = i
+        else:
+            if not _numeric(flen):
+                convert.append((i, partial(_bytes_value, ftype)))
+            elif ftype in _IP4_IDS and flen == 4:
+                convert.append((i, ip_from_int))
+            extra_names.append(FIELD_NAMES.get(ftype, f"f{ftype}"))
+            extra_idx.append(i)
+    missing = len(fields)
+    addresses = 4 if 8 in last and 12 in last else 6 if 27 in last and 28 in last else 0
+    if addresses == 6:
+        last[8], last[12] = last[27], last[28]
+    canonical = [next((last[k] for k in keys if k in last), missing) for keys in _CANONICAL]
+    times = [k for k in _TIME_IDS if k in last]
+    return _Plan(
+        convert=tuple(convert),
+        missing=missing,
+        addresses=addresses,
+        canonical=picker(canonical),
+        time_keys=tuple(times),
+        time_values=picker([last[k] for k in times]),
+        extra_names=("exporter", "domain", "sequence", *extra_names),
+        extra_values=picker(extra_idx),
+    )
 
 
 def _make_template(fields: list[tuple[int, int, int]], scope_count: int) -> Template:
+    plan = _plan(fields) if scope_count < 0 else None
     if any(length == 0xFFFF for _, length, _ in fields):
-        return Template(tuple(fields), scope_count, -1, None)
+        return Template(tuple(fields), scope_count, -1, None, plan)
     codes = {1: "B", 2: "H", 4: "I", 8: "Q"}
     fmt = "!" + "".join(codes.get(length, f"{length}s") for _, length, _ in fields)
     unpacker = struct.Struct(fmt)
-    return Template(tuple(fields), scope_count, unpacker.size, unpacker)
+    return Template(tuple(fields), scope_count, unpacker.size, unpacker, plan)
 
 
 class TemplateCache:
@@ -133,25 +210,27 @@ class NetflowParser(Parser):
         end = _V5_HEADER.size + count * _V5_RECORD.size
         if count == 0 or len(data) < end:
             raise _Malformed(f"header says {count} records, packet has {len(data)} bytes")
-        header = data[: _V5_HEADER.size]
+        seed = hashlib.blake2b(_ID_SEED + exporter.encode() + data[: _V5_HEADER.size], digest_size=16).copy
         base_ms = secs * 1000 + nsecs // 1_000_000 - uptime
         pos = _V5_HEADER.size
+        emit, owner_of, ntoa = self.out.event, self.flow_owner, _ntoa
         for rec in _V5_RECORD.iter_unpack(data[_V5_HEADER.size : end]):
             src, dst, nexthop, inp, outp, pkts, octets, first, last, sport, dport = rec[:11]
             flags, prot, tos, src_as, dst_as, src_mask, dst_mask = rec[12:19]
             extra = {"exporter": exporter, "flow_sequence": seq, "engine_type": engine_type,
-                     "engine_id": engine_id, "next_hop": ip_from_int(nexthop), "input_snmp": inp,
+                     "engine_id": engine_id, "next_hop": ntoa(nexthop), "input_snmp": inp,
                      "output_snmp": outp, "tcp_flags": flags, "tos": tos, "src_as": src_as,
                      "dst_as": dst_as, "src_mask": src_mask, "dst_mask": dst_mask}  # fmt: skip
             if sampling:
                 extra["sampling_interval"] = sampling & 0x3FFF
-            src_ip, dst_ip = ip_from_int(src), ip_from_int(dst)
-            tenant, vm, host = self.flow_owner(src_ip, dst_ip)
-            self.out.event(
+            src_ip, dst_ip = ntoa(src), ntoa(dst)
+            tenant, vm, host = owner_of(src_ip, dst_ip)
+            ident = seed()
+            ident.update(data[pos : pos + 48])
+            emit(
                 FlowEvent(
-                    id=event_id("netflow", exporter.encode() + header + data[pos : pos + 48]),
-                    ts=base_ms + first, source="netflow", tenant=tenant, host=host, vm=vm,
-                    src_ip=src_ip, dst_ip=dst_ip, src_port=sport, dst_port=dport, proto=proto_name(prot),
+                    id=ident.hexdigest(), ts=base_ms + first, source="netflow", tenant=tenant, host=host,
+                    vm=vm, src_ip=src_ip, dst_ip=dst_ip, src_port=sport, dst_port=dport, proto=_PROTO[prot],
                     bytes_out=octets, packets_out=pkts, duration_ms=max(0, last - first), extra=extra,
                 )
             )  # fmt: skip
@@ -232,48 +311,52 @@ class NetflowParser(Parser):
                 offset=offset,
             )
             return
-        for rec_raw, values in _records(template, body):
-            if template.scope_count >= 0:
+        plan = template.plan
+        if plan is None:  # options template: sampling and interface tables, not flows
+            for _ in _records(template, body):
                 self.skip("netflow options record")
-                continue
+            return
+        seed = hashlib.blake2b(_ID_SEED + ctx.exporter.encode() + ctx.header, digest_size=16).copy
+        head = (ctx.exporter, ctx.domain, ctx.seq)
+        emit = self.out.event
+        for rec_raw, values in _records(template, body):
             try:
-                self.out.event(self._flow(template, values, rec_raw, ctx))
-            except ValueError as exc:
+                event = self._flow(plan, values, rec_raw, ctx, head, seed)
+            except (ValueError, TypeError) as exc:  # TypeError: a time or counter field of odd length
                 self.reject(f"bad flow record in set {set_id}: {exc}", rec_raw, offset=offset)
+                continue
+            emit(event)
 
-    def _flow(self, template: Template, values: list[Any], rec_raw: bytes, ctx: _PacketCtx) -> FlowEvent:
-        got: dict[int, Any] = {}
-        extra: dict[str, Any] = {"exporter": ctx.exporter, "domain": ctx.domain, "sequence": ctx.seq}
-        for (ftype, flen, pen), value in zip(template.fields, values, strict=True):
-            if pen == REVERSE_PEN and ftype in (1, 2):
-                got[23 if ftype == 1 else 24] = value
-            elif pen:
-                extra[f"e{pen}.{ftype}"] = value.hex() if isinstance(value, bytes) else value
-            elif ftype in _CORE_IDS:
-                got[ftype] = _as_int(value) if flen <= 8 else value
-            else:
-                name = FIELD_NAMES.get(ftype, f"f{ftype}")
-                if isinstance(value, bytes):
-                    value = _bytes_value(ftype, value)
-                elif ftype in _IP4_IDS and flen == 4:
-                    value = ip_from_int(value)
-                extra[name] = value
-        if 8 in got and 12 in got:
-            src, dst = ip_from_int(got[8]), ip_from_int(got[12])
-        elif 27 in got and 28 in got:
-            src, dst = _ip6(got[27]), _ip6(got[28])
+    def _flow(
+        self,
+        plan: _Plan,
+        values: tuple[Any, ...] | list[Any],
+        rec_raw: bytes,
+        ctx: _PacketCtx,
+        head: tuple[str, int, int],
+        seed: Callable[[], Any],
+    ) -> FlowEvent:
+        row = [*values, 0]
+        for i, convert in plan.convert:
+            row[i] = convert(row[i])
+        src, dst, sport, dport, proto, bytes_out, packets_out, bytes_in, packets_in = plan.canonical(row)
+        if plan.addresses == 4:
+            src, dst = _ip4(src), _ip4(dst)
+        elif plan.addresses == 6:
+            src, dst = _ip6(src), _ip6(dst)
         else:
             raise ValueError("no source/destination address fields")
-        start, end = _times(got, ctx)
+        start, end = _times(dict(zip(plan.time_keys, plan.time_values(row), strict=True)), ctx)
+        extra: dict[str, Any] = dict(zip(plan.extra_names, head + plan.extra_values(row), strict=True))
         status = extra.get("forwarding_status")
         action = "reject" if isinstance(status, int) and status >> 6 == 2 else "accept"
         tenant, vm, host = self.flow_owner(src, dst)
+        ident = seed()
+        ident.update(rec_raw)
         return FlowEvent(
-            id=event_id("netflow", ctx.exporter.encode() + ctx.header + rec_raw),
-            ts=start, source="netflow", tenant=tenant, host=host, vm=vm, src_ip=src, dst_ip=dst,
-            src_port=got.get(7, 0), dst_port=got.get(11, 0), proto=proto_name(got.get(4, 0)),
-            bytes_out=got.get(1, got.get(85, 0)), packets_out=got.get(2, got.get(86, 0)),
-            bytes_in=got.get(23, 0), packets_in=got.get(24, 0), duration_ms=max(0, end - start),
+            id=ident.hexdigest(), ts=start, source="netflow", tenant=tenant, host=host, vm=vm, src_ip=src,
+            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto_name(proto), bytes_out=bytes_out,
+            packets_out=packets_out, bytes_in=bytes_in, packets_in=packets_in, duration_ms=max(0, end - start),
             action=action, extra=extra,  # type: ignore[arg-type]
         )  # fmt: skip
 
@@ -288,15 +371,12 @@ class _PacketCtx(NamedTuple):
     ipfix: bool
 
 
-def _records(template: Template, body: bytes) -> list[tuple[bytes, list[Any]]]:
-    """Split a data set into (raw record, decoded values); trailing padding is ignored."""
-    out: list[tuple[bytes, list[Any]]] = []
-    size = template.record_len
+def _records(template: Template, body: bytes) -> Iterable[tuple[bytes, tuple[Any, ...] | list[Any]]]:
+    """Split a data set into (raw record, decoded values); trailing padding is ignored. A set with
+    a malformed record raises ``_Malformed`` before any of its records is returned."""
     if template.unpacker is not None:
-        usable = len(body) - len(body) % size
-        for i, fixed in enumerate(template.unpacker.iter_unpack(body[:usable])):
-            out.append((body[i * size : (i + 1) * size], list(fixed)))
-        return out
+        return _fixed_records(template.unpacker, body)
+    out: list[tuple[bytes, tuple[Any, ...] | list[Any]]] = []
     pos = 0
     while pos < len(body):
         start = pos
@@ -313,8 +393,7 @@ def _records(template: Template, body: bytes) -> list[tuple[bytes, list[Any]]]:
                 chunk = body[pos : pos + flen]
                 if len(chunk) < flen:
                     raise IndexError
-                numeric = declared in (1, 2, 4, 8)
-                values.append(int.from_bytes(chunk, "big") if numeric else chunk)
+                values.append(int.from_bytes(chunk, "big") if _numeric(declared) else chunk)
                 pos += flen
         except IndexError:
             if any(body[start:]):
@@ -322,6 +401,14 @@ def _records(template: Template, body: bytes) -> list[tuple[bytes, list[Any]]]:
             break  # zero padding
         out.append((body[start:pos], values))
     return out
+
+
+def _fixed_records(unpacker: struct.Struct, body: bytes) -> Iterator[tuple[bytes, tuple[Any, ...]]]:
+    size = unpacker.size
+    pos = 0
+    for values in unpacker.iter_unpack(body[: len(body) - len(body) % size]):
+        yield body[pos : pos + size], values
+        pos += size
 
 
 def _as_int(value: Any) -> int:
@@ -335,6 +422,14 @@ def _bytes_value(ftype: int, value: bytes) -> Any:
         return value.rstrip(b"\x00").decode("utf-8") if ftype in (82, 83, 84, 96, 100) else value.hex()
     except UnicodeDecodeError:
         return value.hex()
+
+
+def _ip4(value: Any) -> str:
+    if not isinstance(value, int) or value >> 32:
+        raise ValueError(
+            f"IPv4 address field of {len(value) if isinstance(value, bytes) else 'over 4'} bytes"
+        )
+    return _ntoa(value.to_bytes(4, "big"))
 
 
 def _ip6(value: Any) -> str:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import number_or_text, proto_name, valid_ip
-from ingest.schema import FlowEvent, event_id
+from ingest.parsers.flowutil import number_or_text, picker, proto_name, valid_ip
+from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["NprobeCsvParser"]
 
@@ -34,6 +33,8 @@ _COUNTERS: Final = {
 _START: Final = (("FLOW_START_MILLISECONDS", 1), ("FIRST_SWITCHED", 1000), ("FLOW_START_SEC", 1000))
 _END: Final = (("FLOW_END_MILLISECONDS", 1), ("LAST_SWITCHED", 1000), ("FLOW_END_SEC", 1000))
 _SEPARATORS: Final = ("|", ",", "\t", ";")
+_INF: Final = math.inf
+_event_id: Final = event_id_of("netflow")
 
 
 class NprobeCsvParser(Parser):
@@ -64,48 +65,60 @@ class NprobeCsvParser(Parser):
         used.update(i for i in (self.proto_i, self.duration_i) if i is not None)
         used.update(t[0] for t in (self.start, self.end) if t is not None)
         self.extra_pos = [(n, i) for i, n in enumerate(names) if i not in used]
-        self.converters: list[Callable[[str], Any]] | None = None  # inferred from the first record
+        self.kinds: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # inferred from the first record
         complete = (
             len(self.counters) == len(_COUNTERS) and self.proto_i is not None and self.start is not None
         )
         self.fast = complete and (self.duration_i is not None or self.end is not None)
-        by_field = dict(self.counters)
-        order = ("src_port", "dst_port", "bytes_out", "packets_out", "bytes_in", "packets_in")
-        self.counter_idx = tuple(by_field.get(f, -1) for f in order)
+        if self.fast:
+            by_field = dict(self.counters)
+            order = ("src_port", "dst_port", "bytes_out", "packets_out", "bytes_in", "packets_in")
+            start_i, self.start_scale = self.start  # type: ignore[misc]
+            if self.duration_i is not None:
+                last, self.end_scale = self.duration_i, 0  # 0: the last number is the duration
+            else:
+                last, self.end_scale = self.end  # type: ignore[misc]
+            self.numbers = picker([*(by_field[f] for f in order), self.proto_i, start_i, last])  # type: ignore[list-item]
+            self.extra_names = tuple(n for n, _ in self.extra_pos)
+            self.extra_values = picker([i for _, i in self.extra_pos])
         self.skip("header line")
 
     def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
         """All standard columns present and plain: no per-field checks; None = take the slow path."""
         src, dst = parts[self.src_i], parts[self.dst_i]
-        if not valid_ip(src) or not valid_ip(dst):
+        owner = self.checked_flow_owner(src, dst)
+        if owner is None:
             return None
-        convs = self.converters
-        if convs is None:
-            convs = self.converters = [_converter(parts[i]) for _, i in self.extra_pos]
-        i_sp, i_dp, i_bo, i_po, i_bi, i_pi = self.counter_idx
+        values = self.extra_values(parts)
+        kinds = self.kinds
+        if kinds is None:
+            kinds = self.kinds = _kinds(values)
+        ints, floats = kinds
         try:
-            sport, dport, bytes_out = int(parts[i_sp]), int(parts[i_dp]), int(parts[i_bo])
-            packets_out, bytes_in, packets_in = int(parts[i_po]), int(parts[i_bi]), int(parts[i_pi])
-            start_i, scale = self.start  # type: ignore[misc]
-            ts = int(parts[start_i]) * scale
-            if self.duration_i is not None:
-                duration = int(parts[self.duration_i])
-            else:
-                end_i, end_scale = self.end  # type: ignore[misc]
-                duration = int(parts[end_i]) * end_scale - ts
-            proto = _PROTO[int(parts[self.proto_i])]  # type: ignore[index]
-            extra = {name: conv(parts[i]) for (name, i), conv in zip(self.extra_pos, convs, strict=True)}
-        except (ValueError, IndexError):
+            sport, dport, bytes_out, packets_out, bytes_in, packets_in, proto, ts, last = map(
+                int, self.numbers(parts)
+            )
+            if ints or floats:
+                values = list(values)  # type: ignore[assignment]
+                for j in ints:
+                    values[j] = int(values[j])  # type: ignore[index]
+                for j in floats:
+                    number = float(values[j])
+                    values[j] = number if -_INF < number < _INF else None  # type: ignore[index]
+        except ValueError:
             return None
-        if (sport | dport | bytes_out | packets_out | bytes_in | packets_in | duration) < 0:
+        ts *= self.start_scale
+        duration = last if not self.end_scale else last * self.end_scale - ts
+        if (sport | dport | bytes_out | packets_out | bytes_in | packets_in | duration | proto) < 0:
             return None
-        if sport > 65535 or dport > 65535:
+        if sport > 65535 or dport > 65535 or proto > 255:
             return None
-        tenant, vm, host = self.flow_owner(src, dst)
+        tenant, vm, host = owner
         return FlowEvent(
-            id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
-            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=bytes_out,
-            packets_out=packets_out, bytes_in=bytes_in, packets_in=packets_in, duration_ms=duration, extra=extra,
+            id=_event_id(line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out,
+            packets_out=packets_out, bytes_in=bytes_in, packets_in=packets_in, duration_ms=duration,
+            extra=dict(zip(self.extra_names, values, strict=True)),
         )  # fmt: skip
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
@@ -136,7 +149,7 @@ class NprobeCsvParser(Parser):
             return
         try:
             event = self._event(parts, line)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # OverflowError: an infinite number
             self.reject(str(exc), line, lineno, offset)
             return
         self.out.event(event)
@@ -176,17 +189,11 @@ class NprobeCsvParser(Parser):
         )  # fmt: skip
 
 
-def _finite_float(text: str) -> float | None:
-    value = float(text)
-    return value if math.isfinite(value) else None
-
-
-def _converter(sample: str) -> Callable[[str], Any]:
-    """int, float or text for a column, judged on its first value; a later value that does not fit
-    raises ValueError and the record takes the slow path, which converts cell by cell."""
-    kind = number_or_text(sample)
-    if isinstance(kind, int):
-        return int
-    if isinstance(kind, float) or kind is None:
-        return _finite_float
-    return str
+def _kinds(sample: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Which extra columns are ints and which floats (the rest is text), judged on the first
+    record; a later value that does not fit raises ValueError and the record takes the slow path,
+    which converts cell by cell."""
+    kinds = [number_or_text(cell) for cell in sample]
+    ints = tuple(j for j, v in enumerate(kinds) if isinstance(v, int))
+    floats = tuple(j for j, v in enumerate(kinds) if isinstance(v, float) or v is None)
+    return ints, floats

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import proto_name, valid_ip
-from ingest.schema import FlowEvent, event_id
+from ingest.parsers.flowutil import picker, proto_name, valid_ip
+from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["DEFAULT_FIELDS", "VpcFlowParser"]
 
@@ -74,6 +74,9 @@ _CORE: Final = ("srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets
 _INT_EXTRA: Final = frozenset({"version", "tcp-flags", "type", "traffic-path"})
 _ACTIONS: Final = {"ACCEPT": "accept", "REJECT": "reject"}
 _PROTO: Final = [proto_name(n) for n in range(256)]
+_NUMBERS: Final = ("srcport", "dstport", "protocol", "packets", "bytes", "start", "end")
+_MISS: Final = object()
+_event_id: Final = event_id_of("vpcflow")
 
 
 class VpcFlowParser(Parser):
@@ -81,8 +84,8 @@ class VpcFlowParser(Parser):
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
+        self._accounts: dict[str, str | None] = {}
         self._set_fields(DEFAULT_FIELDS)
-        self._seen_record = False
 
     def _set_fields(self, names: list[str]) -> None:
         self.fields = names
@@ -95,23 +98,33 @@ class VpcFlowParser(Parser):
         self.account_i = pos.get("account-id")
         self.int_extra = [n for n in names if n in _INT_EXTRA]
         need = (*_CORE, "action")
-        self.fast = tuple(pos[n] for n in need) if all(n in pos for n in need) else None
+        self.fast = all(n in pos for n in need)
+        if self.fast:
+            self.src_i, self.dst_i, self.action_i = pos["srcaddr"], pos["dstaddr"], pos["action"]
+            self.numbers = picker([pos[n] for n in _NUMBERS])
+            self.extra_names = tuple(n for n, _ in self.extra_pos)
+            self.extra_values = picker([i for _, i in self.extra_pos])
 
     def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
         """The common case (all core fields present and well-formed) without per-field checks;
         None sends the record down the slow path, which finds and names the problem."""
-        i_src, i_dst, i_sport, i_dport, i_proto, i_pkts, i_bytes, i_start, i_end, i_action = self.fast  # type: ignore[misc]
-        src, dst = parts[i_src], parts[i_dst]
-        action = _ACTIONS.get(parts[i_action])
-        if action is None or not valid_ip(src) or not valid_ip(dst):
+        action = _ACTIONS.get(parts[self.action_i])
+        src, dst = parts[self.src_i], parts[self.dst_i]
+        owner = self.checked_flow_owner(src, dst)
+        if action is None or owner is None:
             return None
         try:
-            sport, dport = int(parts[i_sport]), int(parts[i_dport])
-            proto, pkts, nbytes = int(parts[i_proto]), int(parts[i_pkts]), int(parts[i_bytes])
-            start, end = int(parts[i_start]), int(parts[i_end])
-            extra: dict[str, object] = {n: v for n, i in self.extra_pos if (v := parts[i]) != "-"}
-            for name in self.int_extra:
-                if name in extra:
+            sport, dport, proto, pkts, nbytes, start, end = map(int, self.numbers(parts))
+            values = self.extra_values(parts)
+            extra: dict[str, object]
+            if "-" in values:  # "-" is "no value": leave the field out
+                extra = {n: v for n, v in zip(self.extra_names, values, strict=True) if v != "-"}
+                for name in self.int_extra:
+                    if name in extra:
+                        extra[name] = int(extra[name])  # type: ignore[call-overload]
+            else:
+                extra = dict(zip(self.extra_names, values, strict=True))
+                for name in self.int_extra:
                     extra[name] = int(extra[name])  # type: ignore[call-overload]
         except ValueError:
             return None
@@ -122,18 +135,27 @@ class VpcFlowParser(Parser):
             or proto > 255
         ):
             return None
-        tenant, vm, host = self.flow_owner(src, dst)
+        tenant, vm, host = owner
         if self.forced_tenant is None and self.account_i is not None:
             account = parts[self.account_i]
-            reg = self.registry
-            mapped = reg.tenant_of_account(account) if reg is not None else None
-            tenant = mapped or tenant or (account if account != "-" else None)
+            mapped = self._accounts.get(account, _MISS)
+            if mapped is _MISS:
+                mapped = self._account_tenant(account)
+            tenant = mapped or tenant or (account if account != "-" else None)  # type: ignore[assignment]
         return FlowEvent(
-            id=event_id("vpcflow", line), ts=start * 1000, source="vpcflow", tenant=tenant, host=host, vm=vm,
+            id=_event_id(line), ts=start * 1000, source="vpcflow", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes,
             packets_out=pkts, duration_ms=(end - start) * 1000 if end > start else 0, action=action,  # type: ignore[arg-type]
             extra=extra,
         )  # fmt: skip
+
+    def _account_tenant(self, account: str) -> str | None:
+        reg = self.registry
+        mapped = reg.tenant_of_account(account) if reg is not None else None
+        if len(self._accounts) >= 4096:
+            self._accounts.clear()
+        self._accounts[account] = mapped
+        return mapped
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
@@ -144,7 +166,7 @@ class VpcFlowParser(Parser):
         parts = text.split()
         status_i = self.status_i
         if (
-            self.fast is not None
+            self.fast
             and len(parts) == self.nfields
             and (status_i is None or parts[status_i] == "OK")
             and (fast := self._fast_event(parts, line)) is not None

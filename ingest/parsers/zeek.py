@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
-from ingest.parsers.flowutil import PROTO_NUMBERS, valid_ip
+from ingest.parsers.flowutil import PROTO_NUMBERS, picker, valid_ip
 from ingest.reader import JsonRejected, load_json
-from ingest.schema import FlowEvent, event_id
+from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["ZeekConnParser"]
 
@@ -85,47 +85,88 @@ class ZeekConnParser(Parser):
         if self.fields is None:
             return
         pos = {n: i for i, n in enumerate(self.fields)}
-        need = ("ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration", "orig_ip_bytes",
-                "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
-        if all(n in pos for n in need):
-            self.fast = tuple(pos[n] for n in need)
+        if all(n in pos for n in _FAST):
+            self.fast = tuple(pos[n] for n in _FAST)
+            self.numbers = picker([pos[n] for n in _FAST[-6:]])
             self.state_i = pos.get("conn_state")
             self.extra_spec = [
                 (n, i, _CONVERTERS.get(self.types.get(n, ""), str))
                 for i, n in enumerate(self.fields)
                 if n not in _CORE
             ]
+            self.extra_names = tuple(n for n, _, _ in self.extra_spec)
+            self.extra_values = picker([i for _, i, _ in self.extra_spec])
+            self.extra_unique = len(set(self.extra_names)) == len(self.extra_names)
+            kinds = [conv for _, _, conv in self.extra_spec]
+            self.extra_groups: list[tuple[tuple[int, ...], Callable[[str], Any]]] = [
+                (tuple(j for j, conv in enumerate(kinds) if conv is kind), fast)
+                for kind, fast in ((int, int), (float, float), (_bool, _BOOLS.__getitem__))
+                if kind in kinds
+            ]
 
     def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
-        i_ts, i_oh, i_op, i_rh, i_rp, i_proto, i_dur, i_ob, i_rb, i_opk, i_rpk = self.fast  # type: ignore[misc]
+        i_ts, i_oh, i_rh, i_proto, i_dur = self.fast[:5]  # type: ignore[index]
         src, dst, unset = parts[i_oh], parts[i_rh], self.unset
         proto = parts[i_proto]
-        if proto not in _PROTOS or not valid_ip(src) or not valid_ip(dst):
+        if proto not in _PROTOS:
+            return None
+        owner = self.checked_flow_owner(src, dst)
+        if owner is None:
             return None
         try:
             ts = round(float(parts[i_ts]) * 1000)
-            sport, dport = int(parts[i_op]), int(parts[i_rp])
             dur = parts[i_dur]
             duration = 0 if dur == unset else round(float(dur) * 1000)
-            nums = [0 if (v := parts[i]) == unset else int(v) for i in (i_ob, i_rb, i_opk, i_rpk)]
-            empty = self.empty
-            extra = {
-                n: ("" if v == empty else conv(v))
-                for n, i, conv in self.extra_spec
-                if (v := parts[i]) != unset
-            }
-        except ValueError:
+            numbers = self.numbers(parts)
+            if unset in numbers[2:]:  # an unset counter is 0 (an unset port is not plain)
+                numbers = (*numbers[:2], *("0" if v == unset else v for v in numbers[2:]))
+            sport, dport, bytes_out, bytes_in, packets_out, packets_in = map(int, numbers)
+            extra = self._fast_extra(parts)
+        except (ValueError, OverflowError, KeyError):  # an infinite time, a bool that is not T/F
             return None
-        if (sport | dport | min(nums)) < 0 or sport > 65535 or dport > 65535:
+        if (
+            (sport | dport | bytes_out | bytes_in | packets_out | packets_in) < 0
+            or sport > 65535
+            or dport > 65535
+        ):
             return None
-        tenant, vm, host = self.flow_owner(src, dst)
+        tenant, vm, host = owner
         state = parts[self.state_i] if self.state_i is not None else ""
         return FlowEvent(
-            id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm, src_ip=src,
-            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=nums[0], bytes_in=nums[1],
-            packets_out=nums[2], packets_in=nums[3], duration_ms=duration,
+            id=_event_id(line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm, src_ip=src,
+            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in,
+            packets_out=packets_out, packets_in=packets_in, duration_ms=duration,
             action="reject" if state == "REJ" else "accept", extra=extra,
         )  # fmt: skip
+
+    def _fast_extra(self, parts: list[str]) -> dict[str, Any]:
+        """The other columns, typed by ``#types``; unset ones left out, ``(empty)`` as ""."""
+        values = self.extra_values(parts)
+        unset, empty = self.unset, self.empty
+        typed: list[Any] = list(values)
+        unsets, empties = values.count(unset), values.count(empty)
+        if (unsets or empties) and not self.extra_unique:
+            return {
+                n: ("" if v == empty else conv(v))
+                for (n, _, conv), v in zip(self.extra_spec, values, strict=True)
+                if v != unset
+            }
+        for group, convert in self.extra_groups:
+            for j in group:
+                value = typed[j]
+                if value != unset and value != empty:
+                    typed[j] = convert(value)
+        extra = dict(zip(self.extra_names, typed, strict=True))
+        names = self.extra_names
+        j = -1
+        for _ in range(unsets):
+            j = values.index(unset, j + 1)
+            del extra[names[j]]
+        j = -1
+        for _ in range(empties):
+            j = values.index(empty, j + 1)
+            extra[names[j]] = ""
+        return extra
 
     def _directive(self, text: str, line: bytes, lineno: int, offset: int) -> None:
         key, _, value = text[1:].partition(" " if text.startswith("#separator") else self.sep)
@@ -170,7 +211,7 @@ class ZeekConnParser(Parser):
     def _emit(self, rec: dict[str, Any], line: bytes, lineno: int, offset: int) -> None:
         try:
             event = self._event(rec, line)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             self.reject(reason, line, lineno, offset)
             return
@@ -214,6 +255,10 @@ _CONVERTERS: Final[dict[str, Callable[[str], Any]]] = {
     "count": int, "int": int, "port": int, "double": float, "interval": float, "time": float, "bool": _bool,
 }  # fmt: skip
 _PROTOS: Final = frozenset({"tcp", "udp", "icmp"})
+_BOOLS: Final = {"T": True, "F": False}
+_FAST: Final = ("ts", "id.orig_h", "id.resp_h", "proto", "duration", "id.orig_p", "id.resp_p", "orig_ip_bytes",
+                "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
+_event_id: Final = event_id_of("zeek")
 
 
 def _count(rec: dict[str, Any], name: str) -> int:

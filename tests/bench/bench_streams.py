@@ -3,8 +3,9 @@
 - ceiling: a plain consumer (confluent-kafka) reading the telemetry topics, events/s;
 - sustained: the detection job over a backlog, events/s from the slope of its committed offsets
   while it runs (JVM start-up excluded), and the whole run's wall time to the last alert searchable;
-- latency: the job live, telemetry produced in real time, time from a detector window's end
-  (the moment its last event entered Kafka) to the alert being searchable in Elasticsearch.
+- latency: the job live, telemetry sent in real time (each event at its event time), time from the
+  moment a detector window's input was complete in Kafka to its alert being searchable in
+  Elasticsearch, split into job (alert written to Kafka, broker append time) and indexing.
 """
 
 from __future__ import annotations
@@ -85,10 +86,70 @@ def _sustained(settings: Settings, events: int) -> dict[str, Any]:
     }
 
 
+def _create_append_time_topic(settings: Settings, topic: str) -> None:
+    """The job stamps records with event time; this topic keeps the broker's append time instead,
+    which is when the job's alert reached Kafka."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=15000)
+    try:
+        admin.create_topics([NewTopic(topic, settings.kafka_partitions, settings.kafka_replication_factor,
+                                      topic_configs={"message.timestamp.type": "LogAppendTime"})])  # fmt: skip
+    finally:
+        admin.close()
+
+
+def _alert_emit_times(settings: Settings) -> dict[str, int]:
+    """When each alert reached Kafka (broker append time), by alert id."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    from detectors.alert import decode_alert
+
+    consumer = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(settings.topic_alerts, p)
+                 for p in consumer.partitions_for_topic(settings.topic_alerts) or ()]  # fmt: skip
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out: dict[str, int] = {}
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                for r in batch:
+                    out.setdefault(decode_alert(r.value).alert_id, r.timestamp)
+        return out
+    finally:
+        consumer.close()
+
+
+def _replay_in_real_time(settings: Settings, sim: Any) -> dict[int, float]:
+    """Send each event when the wall clock reaches its event time. Returns, per second of event
+    time, the wall time its first event was sent: the input of every window ending at that
+    second was complete in Kafka from then on."""
+    from streams.kafka_target import telemetry_producer
+
+    producer = telemetry_producer(settings)
+    first_sent: dict[int, float] = {}
+    try:
+        for ev in sim.events():
+            wait = ev.ts / 1000 - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            producer.send_event(ev)
+            first_sent.setdefault(ev.ts - ev.ts % 1000, time.time())
+        producer.flush()
+    finally:
+        producer.close()
+    return first_sent
+
+
 def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     run = "benchlat" + uuid.uuid4().hex[:6]
-    s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000,
+    s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000, source_idle_timeout_ms=2000,
                                                 index_alerts_prefix=f"ssa-bench-{run}-alerts-")  # fmt: skip
+    _create_append_time_topic(s, s.topic_alerts)
     ensure_topics(s)
     now = int(time.time() * 1000) + 20_000  # events start when the job is up (~20 s)
     sim = simulate(SimConfig(seed=23, tenants=8, duration_s=seconds, start_ms=now, events_per_s=rate))
@@ -113,9 +174,7 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
 
     poller = threading.Thread(target=poll_es, daemon=True)
     poller.start()
-    time.sleep(max(0.0, now / 1000 - time.time()))
-    # Real time: simulated event times track the wall clock.
-    produce_simulation(s, sim, say=lambda _m: None, rate_per_s=sim.estimated_events() / seconds)
+    complete_at = _replay_in_real_time(s, sim)
     time.sleep(15)
     stop.set()
     poller.join()
@@ -132,17 +191,28 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
         for h in scan(es, index=s.index_alerts_pattern, query={"query": {"match_all": {}}})
     }
     es.close()
-    beyond = sorted(
-        seen[i] * 1000 - d["evidence"]["window_end"] for i, d in docs.items()
-        if i in seen and isinstance(d.get("evidence", {}).get("window_end"), int)
-    )  # fmt: skip
+    # From the moment a window's input was complete in Kafka (the first event at or after its end
+    # was sent) to its alert written to Kafka by the job, and to the alert searchable.
+    ready: dict[str, float] = {}
+    for i, d in docs.items():
+        end = d.get("evidence", {}).get("window_end")
+        if isinstance(end, int) and i in seen and end - end % 1000 in complete_at:
+            ready[i] = complete_at[end - end % 1000]
+    beyond = sorted((seen[i] - t) * 1000 for i, t in ready.items())
     if not beyond:
-        return {"latency_alerts": 0}
+        return {"latency_alerts": 0, "latency_alerts_in_elasticsearch": len(docs)}
+    emitted = _alert_emit_times(s)
+    in_job = sorted(emitted[i] - t * 1000 for i, t in ready.items() if i in emitted)
+    to_search = sorted(seen[i] * 1000 - emitted[i] for i in ready if i in emitted)
 
-    def pct(p: float) -> float:
-        return round(beyond[min(len(beyond) - 1, int(p * len(beyond)))] / 1000, 2)
+    def pct(p: float, values: list[float] = beyond) -> float:
+        return round(values[min(len(values) - 1, int(p * len(values)))] / 1000, 2)
 
     return {
+        "latency_job_emit_p50_s": pct(0.50, in_job) if in_job else None,
+        "latency_job_emit_p99_s": pct(0.99, in_job) if in_job else None,
+        "latency_kafka_to_searchable_p50_s": pct(0.50, to_search) if to_search else None,
+        "latency_kafka_to_searchable_p99_s": pct(0.99, to_search) if to_search else None,
         "latency_input_events_per_s": round(sim.estimated_events() / seconds),
         "latency_alerts": len(beyond),
         "latency_beyond_window_p50_s": pct(0.50),
