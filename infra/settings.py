@@ -68,7 +68,7 @@ class Settings:
     out_of_orderness_ms: int = 2000
     # A partition silent this long stops holding the watermark back. Short values let a slow
     # (back-pressured) partition's records fall behind the watermark and be dropped as late.
-    source_idle_timeout_ms: int = 5000
+    source_idle_timeout_ms: int = 30000
     detector_config_file: str = ""
     flink_parallelism: int = 1
     flink_execution_mode: str = "thread"

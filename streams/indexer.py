@@ -71,6 +71,7 @@ class Indexer:
         self._drain_deadline = float("inf")
         self._templates_ready = False
         self._prepared_day = -1
+        self._next_kafka_warning = 0.0
 
     # --- transformation ------------------------------------------------------------------------
     def actions_for(self, records: Iterable[Any]) -> tuple[list[Action], list[tuple[Any, str]]]:
@@ -185,8 +186,9 @@ class Indexer:
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> IndexerStats:
-        """Consume until ``stop()`` (or ``idle_exit_s`` without records); commit after each batch."""
+        """Consume until ``stop()`` (or, after ``drain``, until caught up); commit after each batch."""
         from kafka import KafkaConsumer, KafkaProducer
+        from kafka.errors import KafkaError
 
         s = self.settings
         consumer = KafkaConsumer(
@@ -204,7 +206,11 @@ class Indexer:
         last_records = time.monotonic()
         try:
             while not self.stopping.is_set():
-                polled = consumer.poll(timeout_ms=500, max_records=5000)
+                try:
+                    polled = consumer.poll(timeout_ms=500, max_records=5000)
+                except KafkaError as exc:  # broker restarting: the client reconnects on the next poll
+                    self._kafka_trouble(exc)
+                    continue
                 records = [r for batch in polled.values() for r in batch]
                 self._probe_lag(es, consumer)
                 if not records:
@@ -229,7 +235,8 @@ class Indexer:
                     self._to_dlq(dlq_producer, item, reason)
                 if bad:
                     dlq_producer.flush()
-                consumer.commit()
+                if not self._commit(consumer):
+                    break  # stopping: not committed, these records are shipped again next run
                 self._count(records, len(bad))
         finally:
             consumer.close(autocommit=False)
@@ -239,6 +246,32 @@ class Indexer:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _commit(self, consumer: Any) -> bool:
+        """Commit the shipped batch, retrying while Kafka is away (a broker restart); False only
+        when stopping first. Shipping twice is harmless (``_id`` per document), skipping is not."""
+        from kafka.errors import KafkaError
+
+        delay = 0.5
+        while True:
+            try:
+                consumer.commit()
+                return True
+            except KafkaError as exc:
+                self._kafka_trouble(exc)
+                if self.stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, self.max_backoff_s)
+
+    def _kafka_trouble(self, exc: Exception) -> None:
+        self.stats.retries += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        now = time.monotonic()
+        if now >= self._next_kafka_warning:
+            self._next_kafka_warning = now + 30
+            self.say(
+                f"indexer: Kafka at {self.settings.kafka_bootstrap} unavailable ({type(exc).__name__}); retrying"
+            )
 
     def drain(self, idle_s: float, max_wait_s: float = 600.0) -> None:
         """Ask ``run`` to return once it has shipped every record in its topics (their end offsets

@@ -3,6 +3,7 @@ from its last checkpoint, with the Elasticsearch indexer beside it."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from streams.job import JobSinks, build, kafka_sink
 from streams.sql import SOURCE_TABLE, kafka_properties, source_ddl
 
 __all__ = ["DetectRun", "start_indexer", "submit_job"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,7 +103,16 @@ def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tup
         lag_group_id=settings.detect_group_id,
         say=say,
     )
-    thread = threading.Thread(target=indexer.run, name="ssa-indexer", daemon=True)
+
+    def run_indexer() -> None:
+        try:
+            indexer.run()
+        except Exception as exc:  # unexpected: the run must not look successful
+            indexer.fatal = f"stopped by an unexpected error: {type(exc).__name__}: {exc}"
+            say(f"indexer: {indexer.fatal}; unshipped records stay in Kafka")
+            log.error("indexer failed", exc_info=exc)
+
+    thread = threading.Thread(target=run_indexer, name="ssa-indexer", daemon=True)
     thread.start()
     return indexer, thread
 
