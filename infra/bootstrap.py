@@ -120,9 +120,12 @@ def ensure_index_templates(settings: Settings) -> None:
 
 
 def ensure_topics(
-    settings: Settings, topics: list[str] | None = None, partitions: int | None = None
+    settings: Settings,
+    topics: list[str] | None = None,
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create missing topics; returns the names created."""
+    """Create missing topics (with topic ``configs`` if given); returns the names created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -134,7 +137,12 @@ def ensure_topics(
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [
-                NewTopic(t, partitions or settings.kafka_partitions, settings.kafka_replication_factor)
+                NewTopic(
+                    t,
+                    partitions or settings.kafka_partitions,
+                    settings.kafka_replication_factor,
+                    topic_configs=configs or {},
+                )
                 for t in missing
             ]
             # Created concurrently by another client: the goal is met.

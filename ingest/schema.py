@@ -25,6 +25,7 @@ __all__ = [
     "decode_events",
     "encode_event",
     "event_id",
+    "event_id_hasher",
     "event_id_of",
     "to_dict",
     "with_tenant",
@@ -127,15 +128,19 @@ def with_tenant(event: Event, tenant: str | None) -> Event:
 def event_id(source: str, raw: bytes | str) -> str:
     """Deterministic id of a source record: hash of its source and raw bytes."""
     data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-    digest = hashlib.blake2b(source.encode() + b"\x00" + data, digest_size=16)
-    return digest.hexdigest()
+    return event_id_hasher(source, data).hexdigest()
+
+
+def event_id_hasher(source: str, first: bytes = b"") -> Any:
+    """The hash state of ``event_id`` after the source and the ``first`` raw bytes: parsers that
+    hash records in parts copy it and add the rest."""
+    return hashlib.blake2b(source.encode() + b"\x00" + first, digest_size=16)
 
 
 def event_id_of(source: str) -> Callable[[bytes], str]:
     """``event_id`` for one source, as a function of the raw bytes: the hash state of the source
     prefix is computed once and copied per record (parsers call it once per event)."""
-    seed = hashlib.blake2b(source.encode() + b"\x00", digest_size=16)
-    copy = seed.copy
+    copy = event_id_hasher(source).copy
 
     def ident(raw: bytes) -> str:
         state = copy()

@@ -84,6 +84,11 @@ def produce_simulation(
 
 def alert_ids_in_topic(settings: Settings, topic: str) -> set[str]:
     """Every alert id the job wrote to ``topic`` (read to its current end)."""
+    return set(alert_timestamps_in_topic(settings, topic))
+
+
+def alert_timestamps_in_topic(settings: Settings, topic: str) -> dict[str, int]:
+    """Each alert id in ``topic`` (read to its current end) with its first record's timestamp."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
 
@@ -95,11 +100,12 @@ def alert_ids_in_topic(settings: Settings, topic: str) -> set[str]:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        ids: set[str] = set()
+        seen: dict[str, int] = {}
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
-                ids.update(decode_alert(r.value).alert_id for r in batch)
-        return ids
+                for r in batch:
+                    seen.setdefault(decode_alert(r.value).alert_id, r.timestamp)
+        return seen
     finally:
         consumer.close()
 

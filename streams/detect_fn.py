@@ -182,10 +182,8 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
 
     class DetectFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
-            logic = MicroBatchDetector(config)
-            self.logic = logic
             self.store = KeyStateStore(
-                logic,
+                MicroBatchDetector(config),
                 snapshot=runtime_context.get_state(
                     ValueStateDescriptor("ssa-key-state", Types.PICKLED_BYTE_ARRAY())
                 ),

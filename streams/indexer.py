@@ -20,7 +20,7 @@ from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
 from streams.documents import Action, alert_action, daily_index, dlq_action, lag_action, metrics_action
-from streams.offsets import group_lag, lag_per_topic
+from streams.offsets import end_offsets, group_lag, lag_per_topic, records_behind
 
 __all__ = ["Indexer", "IndexerStats"]
 
@@ -99,10 +99,7 @@ class Indexer:
         """
         from elasticsearch.helpers import streaming_bulk
 
-        if not self._templates_ready:
-            ensure_index_templates(self.settings)
-            self._templates_ready = True
-        self._prepare_daily_indices(es)
+        self._prepare(es)
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
         ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
@@ -129,21 +126,13 @@ class Indexer:
             raise _Retryable(f"{len(retry)} documents got a retryable status")
         return refused
 
-    def _prepare_early(self, es: Any) -> None:
-        """Templates and today's indices before the first record, so the first alerts do not wait
-        for index creation; if Elasticsearch is not there yet, the first bulk does it."""
-        try:
+    def _prepare(self, es: Any) -> None:
+        """Index templates once, then today's and tomorrow's alert and metrics indices ahead of
+        their first document: creating an index takes about a second, which the first alert of a
+        day should not wait."""
+        if not self._templates_ready:
             ensure_index_templates(self.settings)
             self._templates_ready = True
-            self._prepare_daily_indices(es)
-        except Exception as exc:
-            if not _is_retryable(exc):
-                raise
-            log.info("indexer: Elasticsearch not ready at start (%s); preparing on first batch", exc)
-
-    def _prepare_daily_indices(self, es: Any) -> None:
-        """Create today's and tomorrow's alert and metrics indices ahead of their first document:
-        creating an index takes about a second, which the first alert of a day should not wait."""
         day = int(time.time()) // 86_400
         if day == self._prepared_day:
             return
@@ -202,9 +191,14 @@ class Indexer:
         consumer.subscribe([s.topic_alerts, s.topic_metrics, s.topic_dlq])
         dlq_producer = KafkaProducer(**kafka_config(s), acks="all", linger_ms=5)
         es = es_client(s, max_retries=0, retry_on_timeout=False, request_timeout=15)
-        self._prepare_early(es)
         last_records = time.monotonic()
         try:
+            try:  # before the first record, so the first alerts do not wait for index creation
+                self._prepare(es)
+            except Exception as exc:
+                if not _is_retryable(exc):
+                    raise
+                log.info("indexer: Elasticsearch not ready at start (%s); preparing on first batch", exc)
             while not self.stopping.is_set():
                 try:
                     polled = consumer.poll(timeout_ms=500, max_records=5000)
@@ -286,7 +280,7 @@ class Indexer:
         now = time.monotonic()
         if now - max(last_records, self._drain_started) <= (self.idle_exit_s or 0.0):
             return False
-        behind = _records_behind(consumer)
+        behind = records_behind(consumer)
         if behind == 0:
             return True
         if now > self._drain_deadline:
@@ -347,20 +341,6 @@ class _Retryable(Exception):
     pass
 
 
-def _records_behind(consumer: Any) -> int | None:
-    """Records between the consumer's positions and its partitions' end offsets (None: unknown,
-    e.g. no partitions assigned yet or Kafka unreachable)."""
-    try:
-        parts = list(consumer.assignment())
-        if not parts:
-            return None
-        ends = consumer.end_offsets(parts, timeout_ms=5000)
-        return sum(max(0, end - consumer.position(tp, timeout_ms=5000)) for tp, end in ends.items())
-    except Exception as exc:  # unknown for now; the caller waits and asks again
-        log.info("indexer: cannot compare positions with end offsets yet: %s", exc)
-        return None
-
-
 def _is_retryable(exc: BaseException) -> bool:
     from elastic_transport import ConnectionError as TransportConnectionError
     from elastic_transport import ConnectionTimeout
@@ -373,4 +353,6 @@ def _is_retryable(exc: BaseException) -> bool:
 
 def consumer_lag(settings: Settings, group_id: str) -> dict[str, int]:
     """Records the group has not committed yet, per telemetry topic."""
-    return lag_per_topic(group_lag(settings, group_id, settings.telemetry_topics.values()))
+    return lag_per_topic(
+        group_lag(settings, group_id, end_offsets(settings, settings.telemetry_topics.values()))
+    )

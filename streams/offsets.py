@@ -1,16 +1,22 @@
-"""How far a Kafka consumer group is behind its topics: committed offsets against end offsets.
+"""How far Kafka consumers are behind their topics: committed offsets or a consumer's positions
+against end offsets.
 
-One place for what the indexer reports as the job's consumer lag, what the fault tests wait on
-(the job has checkpointed all its input) and what the benchmark samples (offsets over time)."""
+One place for what the indexer reports as the job's consumer lag, what it drains to at the end of
+a bounded run, what the fault tests wait on (the job has checkpointed all its input) and what the
+benchmark samples (offsets over time)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 from infra.clients import kafka_config
 from infra.settings import Settings
 
-__all__ = ["committed_offsets", "end_offsets", "group_lag", "lag_per_topic"]
+__all__ = ["committed_offsets", "end_offsets", "group_lag", "lag_per_topic", "records_behind"]
+
+log = logging.getLogger(__name__)
 
 
 def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -39,10 +45,9 @@ def committed_offsets(settings: Settings, group_id: str) -> dict[tuple[str, int]
 
 
 def group_lag(
-    settings: Settings, group_id: str, topics: Iterable[str], ends: dict[tuple[str, int], int] | None = None
+    settings: Settings, group_id: str, ends: dict[tuple[str, int], int]
 ) -> dict[tuple[str, int], int]:
-    """Records not yet committed by ``group_id``, per partition (against ``ends`` if given)."""
-    ends = end_offsets(settings, topics) if ends is None else ends
+    """Records not yet committed by ``group_id``, per partition of ``ends`` (``end_offsets``)."""
     done = committed_offsets(settings, group_id)
     return {tp: max(0, end - done.get(tp, 0)) for tp, end in ends.items()}
 
@@ -52,3 +57,17 @@ def lag_per_topic(lags: dict[tuple[str, int], int]) -> dict[str, int]:
     for (topic, _partition), lag in lags.items():
         out[topic] = out.get(topic, 0) + lag
     return out
+
+
+def records_behind(consumer: Any) -> int | None:
+    """Records between a live consumer's positions and its partitions' end offsets (None: unknown,
+    e.g. no partitions assigned yet or Kafka unreachable)."""
+    try:
+        parts = list(consumer.assignment())
+        if not parts:
+            return None
+        ends = consumer.end_offsets(parts, timeout_ms=5000)
+        return sum(max(0, end - consumer.position(tp, timeout_ms=5000)) for tp, end in ends.items())
+    except Exception as exc:  # unknown for now; the caller waits and asks again
+        log.info("cannot compare positions with end offsets yet: %s", exc)
+        return None

@@ -14,7 +14,6 @@ Direction: a NetFlow record is one direction, source to destination, so ``IN_BYT
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import struct
 from collections import OrderedDict
@@ -24,7 +23,7 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import ip_from_int, picker, proto_name
-from ingest.schema import FlowEvent
+from ingest.schema import FlowEvent, event_id_hasher
 
 __all__ = ["FIELD_NAMES", "NetflowParser", "Template", "TemplateCache"]
 
@@ -50,7 +49,6 @@ _CORE_IDS: Final = frozenset({1, 2, 4, 7, 8, 11, 12, 21, 22, 23, 24, 27, 28, 85,
 _IP4_IDS: Final = frozenset({8, 12, 15, 18, 130, 225, 226})
 _IP6_IDS: Final = frozenset({27, 28, 62, 63})
 _PROTO: Final = [proto_name(n) for n in range(256)]
-_ID_SEED: Final = b"netflow\x00"  # event_id("netflow", exporter + header + record), hashed in parts
 _ntoa: Final = socket.inet_ntoa
 
 
@@ -210,7 +208,8 @@ class NetflowParser(Parser):
         end = _V5_HEADER.size + count * _V5_RECORD.size
         if count == 0 or len(data) < end:
             raise _Malformed(f"header says {count} records, packet has {len(data)} bytes")
-        seed = hashlib.blake2b(_ID_SEED + exporter.encode() + data[: _V5_HEADER.size], digest_size=16).copy
+        # event_id("netflow", exporter + header + record), the shared prefix hashed once per packet
+        seed = event_id_hasher("netflow", exporter.encode() + data[: _V5_HEADER.size]).copy
         base_ms = secs * 1000 + nsecs // 1_000_000 - uptime
         pos = _V5_HEADER.size
         emit, owner_of, ntoa = self.out.event, self.flow_owner, _ntoa
@@ -316,7 +315,7 @@ class NetflowParser(Parser):
             for _ in _records(template, body):
                 self.skip("netflow options record")
             return
-        seed = hashlib.blake2b(_ID_SEED + ctx.exporter.encode() + ctx.header, digest_size=16).copy
+        seed = event_id_hasher("netflow", ctx.exporter.encode() + ctx.header).copy
         head = (ctx.exporter, ctx.domain, ctx.seq)
         emit = self.out.event
         for rec_raw, values in _records(template, body):

@@ -23,7 +23,7 @@ from infra.bootstrap import ensure_topics
 from infra.clients import es_client, kafka_config
 from infra.settings import PROJECT_ROOT, Settings
 from ingest.simulator import SimConfig, simulate
-from streams.demo import demo_settings, produce_simulation
+from streams.demo import alert_timestamps_in_topic, demo_settings, produce_simulation
 from streams.offsets import committed_offsets
 
 
@@ -86,44 +86,6 @@ def _sustained(settings: Settings, events: int) -> dict[str, Any]:
     }
 
 
-def _create_append_time_topic(settings: Settings, topic: str) -> None:
-    """The job stamps records with event time; this topic keeps the broker's append time instead,
-    which is when the job's alert reached Kafka."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    admin = KafkaAdminClient(**kafka_config(settings), request_timeout_ms=15000)
-    try:
-        admin.create_topics([NewTopic(topic, settings.kafka_partitions, settings.kafka_replication_factor,
-                                      topic_configs={"message.timestamp.type": "LogAppendTime"})])  # fmt: skip
-    finally:
-        admin.close()
-
-
-def _alert_emit_times(settings: Settings) -> dict[str, int]:
-    """When each alert reached Kafka (broker append time), by alert id."""
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
-
-    from detectors.alert import decode_alert
-
-    consumer = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False, group_id=None)
-    try:
-        parts = [TopicPartition(settings.topic_alerts, p)
-                 for p in consumer.partitions_for_topic(settings.topic_alerts) or ()]  # fmt: skip
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: dict[str, int] = {}
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                for r in batch:
-                    out.setdefault(decode_alert(r.value).alert_id, r.timestamp)
-        return out
-    finally:
-        consumer.close()
-
-
 def _replay_in_real_time(settings: Settings, sim: Any) -> dict[int, float]:
     """Send each event when the wall clock reaches its event time. Returns, per second of event
     time, the wall time its first event was sent: the input of every window ending at that
@@ -149,7 +111,9 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     run = "benchlat" + uuid.uuid4().hex[:6]
     s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000, source_idle_timeout_ms=2000,
                                                 index_alerts_prefix=f"ssa-bench-{run}-alerts-")  # fmt: skip
-    _create_append_time_topic(s, s.topic_alerts)
+    # The job stamps records with event time; this topic keeps the broker's append time instead,
+    # which is when an alert reached Kafka.
+    ensure_topics(s, [s.topic_alerts], configs={"message.timestamp.type": "LogAppendTime"})
     ensure_topics(s)
     now = int(time.time() * 1000) + 20_000  # events start when the job is up (~20 s)
     sim = simulate(SimConfig(seed=23, tenants=8, duration_s=seconds, start_ms=now, events_per_s=rate))
@@ -201,7 +165,7 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     beyond = sorted((seen[i] - t) * 1000 for i, t in ready.items())
     if not beyond:
         return {"latency_alerts": 0, "latency_alerts_in_elasticsearch": len(docs)}
-    emitted = _alert_emit_times(s)
+    emitted = alert_timestamps_in_topic(s, s.topic_alerts)
     in_job = sorted(emitted[i] - t * 1000 for i, t in ready.items() if i in emitted)
     to_search = sorted(seen[i] * 1000 - emitted[i] for i in ready if i in emitted)
 

@@ -83,7 +83,7 @@ def _caught_up(settings: Settings, ends: dict[tuple[str, int], int]) -> bool:
     from streams.offsets import group_lag
 
     try:
-        return not any(group_lag(settings, settings.detect_group_id, (), ends=ends).values())
+        return not any(group_lag(settings, settings.detect_group_id, ends).values())
     except Exception:  # the group does not exist before the first checkpoint
         return False
 
