@@ -98,11 +98,9 @@ ALERTS_MAPPING: Final[dict[str, Any]] = {
         "ttd_ms": {"type": "long"},
         "score": {"type": "integer"},
         "summary": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
-        "evidence": {
-            "type": "object",
-            "dynamic": False,
-            "properties": {name: dict(_KW) for name in EVIDENCE_KEYWORDS},
-        },
+        # Every evidence key is a keyword of one flattened field (EVIDENCE_KEYWORDS are those
+        # the dashboards group by); numbers in it compare as strings.
+        "evidence": {"type": "flattened", "ignore_above": 1024},
         "status_updated_at": dict(_DATE),
         "status_history": {
             "type": "object",

@@ -64,7 +64,6 @@ class Indexer:
         # install): retrying cannot help, so ``run`` stops and says why.
         self.fatal: str | None = None
         self.stopping = threading.Event()
-        self._next_lag_probe = 0.0
         # Set by ``drain``: ``run`` returns after this many seconds without records.
         self.idle_exit_s: float | None = None
         self._drain_started = 0.0
@@ -92,8 +91,9 @@ class Indexer:
         return actions, bad
 
     # --- Elasticsearch -------------------------------------------------------------------------
-    def _bulk(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
-        """Index a batch; returns the actions Elasticsearch refused for themselves.
+    def _bulk(self, es: Any, actions: list[Action], *, refresh: bool = False) -> list[tuple[Action, str]]:
+        """Index a batch (searchable at once if ``refresh``); returns the actions Elasticsearch
+        refused for themselves.
 
         Raises ``ConnectionError``-like exceptions for retryable failures of the whole batch.
         """
@@ -103,13 +103,10 @@ class Indexer:
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
         ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
-        # Alerts are few and urgent: make them searchable now rather than at the next periodic
-        # refresh (up to refresh_interval later); metrics and DLQ records can wait for it.
-        urgent = any(a.index.startswith(self.settings.index_alerts_prefix) for a in actions)
         for i, (ok, item) in enumerate(
             streaming_bulk(
                 es, ops, raise_on_error=False, raise_on_exception=True, max_retries=0, chunk_size=2000,
-                refresh="true" if urgent else "false",
+                refresh="true" if refresh else "false",
             )
         ):  # fmt: skip
             if ok:
@@ -147,12 +144,20 @@ class Indexer:
         self._prepared_day = day
 
     def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
-        """Bulk with exponential backoff until accepted or stopping; never drops a batch."""
+        """Bulk with exponential backoff until accepted or stopping; never drops a batch.
+
+        Alerts go first, in their own bulk, made searchable at once rather than at the next
+        periodic refresh; metrics and DLQ records wait for that refresh and do not slow them down.
+        A retry ships both again, which ``_id`` per document makes harmless."""
+        alerts_prefix = self.settings.index_alerts_prefix
+        alerts = [a for a in actions if a.index.startswith(alerts_prefix)]
+        others = [a for a in actions if not a.index.startswith(alerts_prefix)]
         delay = 1.0
         outage_started: float | None = None
         while True:
             try:
-                refused = self._bulk(es, actions)
+                refused = self._bulk(es, alerts, refresh=True) if alerts else []
+                refused += self._bulk(es, others) if others else []
                 if outage_started is not None:
                     took = time.monotonic() - outage_started
                     self.stats.outage_s += took
@@ -192,6 +197,8 @@ class Indexer:
         dlq_producer = KafkaProducer(**kafka_config(s), acks="all", linger_ms=5)
         es = es_client(s, max_retries=0, retry_on_timeout=False, request_timeout=15)
         last_records = time.monotonic()
+        finished = threading.Event()
+        lag_reporter = self._start_lag_reporter(finished)
         try:
             try:  # before the first record, so the first alerts do not wait for index creation
                 self._prepare(es)
@@ -206,7 +213,6 @@ class Indexer:
                     self._kafka_trouble(exc)
                     continue
                 records = [r for batch in polled.values() for r in batch]
-                self._probe_lag(es, consumer)
                 if not records:
                     if self.idle_exit_s is not None and self._drained(consumer, last_records):
                         break
@@ -233,9 +239,12 @@ class Indexer:
                     break  # stopping: not committed, these records are shipped again next run
                 self._count(records, len(bad))
         finally:
+            finished.set()
             consumer.close(autocommit=False)
             dlq_producer.close()
             es.close()
+            if lag_reporter is not None:
+                lag_reporter.join(30)
         return self.stats
 
     def stop(self) -> None:
@@ -322,19 +331,35 @@ class Indexer:
                 self.stats.dlq += 1
         del rejected
 
-    def _probe_lag(self, es: Any, consumer: Any) -> None:
-        """Every 15 s, the detection job's consumer lag per telemetry topic as a metrics doc."""
-        if self.lag_group_id is None or time.monotonic() < self._next_lag_probe:
-            return
-        self._next_lag_probe = time.monotonic() + 15
-        try:
-            lags = consumer_lag(self.settings, self.lag_group_id)
-            now = int(time.time() * 1000)
-            actions = [lag_action(self.settings.index_metrics_prefix, t, lag, now) for t, lag in lags.items()]
-            if actions:
-                self._bulk(es, actions)
-        except Exception as exc:  # lag is advisory: report it, never stop shipping alerts for it
-            log.warning("consumer lag probe failed: %s", exc)
+    def _start_lag_reporter(self, finished: threading.Event) -> threading.Thread | None:
+        """Every 15 s, the detection job's consumer lag per telemetry topic as a metrics document.
+
+        In its own thread: a probe opens Kafka clients and takes ~0.5 s, which alerts arriving
+        meanwhile should not wait for."""
+        if self.lag_group_id is None:
+            return None
+        group = self.lag_group_id
+
+        def report() -> None:
+            es = es_client(self.settings, max_retries=0, retry_on_timeout=False, request_timeout=15)
+            try:
+                while not finished.is_set():
+                    try:
+                        lags = consumer_lag(self.settings, group)
+                        now = int(time.time() * 1000)
+                        prefix = self.settings.index_metrics_prefix
+                        actions = [lag_action(prefix, t, lag, now) for t, lag in lags.items()]
+                        if actions:
+                            self._bulk(es, actions)
+                    except Exception as exc:  # advisory: report it, never stop shipping alerts for it
+                        log.warning("consumer lag probe failed: %s", exc)
+                    finished.wait(15)
+            finally:
+                es.close()
+
+        thread = threading.Thread(target=report, name="ssa-indexer-lag", daemon=True)
+        thread.start()
+        return thread
 
 
 class _Retryable(Exception):
