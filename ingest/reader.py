@@ -21,6 +21,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_LINE_BYTES",
     "JsonRejected",
+    "iter_line_batches",
     "iter_lines",
     "json_too_deep",
     "load_json",
@@ -42,6 +43,18 @@ def iter_lines(
     keep: int = DLQ_RAW_CAP,
 ) -> Iterator[LineItem]:
     """Lines of a binary stream without their ``\\n`` (and a trailing ``\\r``), bounded in memory."""
+    for batch in iter_line_batches(stream, max_line_bytes, chunk_bytes, keep):
+        yield from batch
+
+
+def iter_line_batches(
+    stream: IO[bytes],
+    max_line_bytes: int = MAX_LINE_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
+    keep: int = DLQ_RAW_CAP,
+) -> Iterator[list[LineItem]]:
+    """``iter_lines`` one read at a time: the lines each chunk completes, as a list (parsers with a
+    fast path loop over it without resuming a generator per line)."""
     read = getattr(stream, "read1", None) or stream.read
     lineno = 0
     offset = 0  # offset of the first byte of ``pending``
@@ -53,6 +66,7 @@ def iter_lines(
         chunk = read(chunk_bytes)
         if not chunk:
             break
+        batch: list[LineItem] = []
         if skipping:
             nl = chunk.find(b"\n")
             if nl < 0:
@@ -60,7 +74,7 @@ def iter_lines(
                 continue
             skip_len += nl
             lineno += 1
-            yield lineno, offset, skip_prefix, skip_len
+            batch.append((lineno, offset, skip_prefix, skip_len))
             offset += skip_len + 1
             chunk = chunk[nl + 1 :]
             skipping = False
@@ -68,27 +82,30 @@ def iter_lines(
         buf = pending + chunk if pending else chunk
         parts = buf.split(b"\n")
         pending = parts.pop()
+        append = batch.append
         for part in parts:
             lineno += 1
             size = len(part)
             if size > max_line_bytes:
-                yield lineno, offset, part[:keep], size
+                append((lineno, offset, part[:keep], size))
             elif part[-1:] == b"\r":
-                yield lineno, offset, part[:-1], size - 1
+                append((lineno, offset, part[:-1], size - 1))
             else:
-                yield lineno, offset, part, size
+                append((lineno, offset, part, size))
             offset += size + 1
         if len(pending) > max_line_bytes:
             skipping = True
             skip_prefix = pending[:keep]
             skip_len = len(pending)
             pending = b""
+        if batch:
+            yield batch
     if skipping:
-        yield lineno + 1, offset, skip_prefix, skip_len
+        yield [(lineno + 1, offset, skip_prefix, skip_len)]
     elif pending:
         if pending[-1:] == b"\r":
             pending = pending[:-1]
-        yield lineno + 1, offset, pending, len(pending)
+        yield [(lineno + 1, offset, pending, len(pending))]
 
 
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

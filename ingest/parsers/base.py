@@ -3,7 +3,8 @@
 A parser is a class built with an ``Output`` and a ``ParseContext``. Text formats implement
 ``feed(line, lineno, offset)`` for one line (bytes, without the newline) and may buffer (auditd
 joins records, Zeek and CSV read a header) until ``close()``. ``feed_stream`` reads a whole binary
-stream through the bounded reader; binary formats (NetFlow) override it. Every input record ends
+stream through the bounded reader and hands each read's lines to ``feed_batch`` (formats with a
+fast path override it); binary formats (NetFlow) override ``feed_stream``. Every input record ends
 up as exactly one of: events, a DLQ record (``reject``), or a counted skip (``skip``) for input
 that is valid but not telemetry (a cron line in syslog, a comment, a NODATA flow-log record).
 """
@@ -19,8 +20,8 @@ from typing import IO, ClassVar, Final, Protocol
 
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers.flowutil import valid_ip
-from ingest.reader import MAX_LINE_BYTES, iter_lines
-from ingest.schema import Event
+from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
+from ingest.schema import Event, FlowEvent
 from ingest.tenants import TenantRegistry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,6 +98,7 @@ class Parser:
         self.forced_tenant = self.ctx.tenant
         self._owners: dict[str, Owner] = {}
         self._addresses: dict[str, Owner | None] = {}  # address -> owner, None: not an address
+        self._flow_bases: dict[Owner, FlowEvent] = {}
 
     # --- input ---------------------------------------------------------------------------------
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
@@ -115,13 +117,18 @@ class Parser:
     def feed_stream(self, stream: IO[bytes], max_line_bytes: int | None = None) -> None:
         """Read a whole stream with the bounded reader, rejecting over-long lines; then ``close``."""
         cap = max_line_bytes or self.ctx.max_line_bytes or self.max_line_bytes
+        for batch in iter_line_batches(stream, cap):
+            self.feed_batch(batch, cap)
+        self.close()
+
+    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
+        """The lines of one read: ``feed`` each, rejecting those over ``max_line_bytes``."""
         feed = self.feed
-        for lineno, offset, line, size in iter_lines(stream, cap):
-            if size > cap:
-                self.reject(f"line of {size} bytes is over the {cap} byte limit", line, lineno, offset, size)
+        for lineno, offset, line, size in items:
+            if size > max_line_bytes:
+                self.reject_long(line, lineno, offset, size, max_line_bytes)
             else:
                 feed(line, lineno, offset)
-        self.close()
 
     # --- output helpers ------------------------------------------------------------------------
     def reject(
@@ -136,6 +143,11 @@ class Parser:
             make_dlq(
                 self.source, reason, raw, line=lineno, offset=offset, file=self.ctx.file, raw_len=raw_len
             )
+        )
+
+    def reject_long(self, prefix: bytes, lineno: int, offset: int, size: int, max_line_bytes: int) -> None:
+        self.reject(
+            f"line of {size} bytes is over the {max_line_bytes} byte limit", prefix, lineno, offset, size
         )
 
     def skip(self, reason: str) -> None:
@@ -171,6 +183,21 @@ class Parser:
         if self.forced_tenant is not None:
             return self.forced_tenant, owner[1], owner[2]  # type: ignore[index]
         return owner  # type: ignore[return-value]
+
+    def flow_base(self, owner: Owner) -> FlowEvent:
+        """An empty flow event of this source and ``owner`` (tenant, vm, host) that fast paths fill in
+        with ``msgspec.structs.replace``. It saves passing four fields per event: CPython 3.11 sends a
+        call with more than 15 keyword arguments through a dict, which costs more than the event."""
+        base = self._flow_bases.get(owner)
+        if base is None:
+            tenant, vm, host = owner
+            base = FlowEvent(
+                id="", ts=0, source=self.source, tenant=tenant, host=host, vm=vm, src_ip="", dst_ip=""
+            )
+            if len(self._flow_bases) >= _OWNER_CACHE_MAX:
+                self._flow_bases.clear()
+            self._flow_bases[owner] = base
+        return base
 
     def _learn_address(self, ip: str) -> Owner | None:
         owner: Owner | None = None

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, ClassVar, Final, NamedTuple
 
+from msgspec.structs import replace
+
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import ip_from_int, picker, proto_name
 from ingest.schema import FlowEvent, event_id_hasher
@@ -50,6 +52,7 @@ _IP4_IDS: Final = frozenset({8, 12, 15, 18, 130, 225, 226})
 _IP6_IDS: Final = frozenset({27, 28, 62, 63})
 _PROTO: Final = [proto_name(n) for n in range(256)]
 _ntoa: Final = socket.inet_ntoa
+_IP_CACHE_MAX: Final = 65536
 
 
 class Template(NamedTuple):
@@ -69,16 +72,26 @@ class _Plan(NamedTuple):
     missing: int  # position of the appended zero
     addresses: int  # 4: IPv4 source/destination, 6: IPv6, 0: none (the record is rejected)
     canonical: Callable[[Any], tuple[Any, ...]]  # src, dst, ports, protocol, counters (see _CANONICAL)
-    time_keys: tuple[int, ...]  # timestamp field ids present, for ``_times``
-    time_values: Callable[[Any], tuple[Any, ...]]
+    clock: _Clock  # where the flow's times are, for ``_times``
     extra_names: tuple[str, ...]  # exporter, domain, sequence, then the other fields
     extra_values: Callable[[Any], tuple[Any, ...]]
+
+
+class _Clock(NamedTuple):
+    """A template's timestamps, chosen once: ``unit`` says what they count (``ms``, ``s`` and
+    ``ntp``: absolute; ``uptime``: ms since the exporter booted; ``export``: no usable field, the
+    packet's export time) and ``start``/``end``/``init`` are record positions (the end falls back
+    to the start, ``init`` is systemInitTimeMilliseconds or -1)."""
+
+    unit: str
+    start: int = 0
+    end: int = 0
+    init: int = -1
 
 
 _CANONICAL: Final = (
     (8, 27), (12, 28), (7,), (11,), (4,), (1, 85), (2, 86), (23,), (24,)
 )  # fmt: skip
-_TIME_IDS: Final = (150, 151, 152, 153, 154, 155, 156, 157, 160, 21, 22)
 
 
 def _numeric(length: int) -> bool:
@@ -115,17 +128,34 @@ def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
     if addresses == 6:
         last[8], last[12] = last[27], last[28]
     canonical = [next((last[k] for k in keys if k in last), missing) for keys in _CANONICAL]
-    times = [k for k in _TIME_IDS if k in last]
     return _Plan(
         convert=tuple(convert),
         missing=missing,
         addresses=addresses,
         canonical=picker(canonical),
-        time_keys=tuple(times),
-        time_values=picker([last[k] for k in times]),
+        clock=_clock(last),
         extra_names=("exporter", "domain", "sequence", *extra_names),
         extra_values=picker(extra_idx),
     )
+
+
+def _clock(last: dict[int, int]) -> _Clock:
+    """The first of these a template carries: flowStart/End milli- or plain seconds (152/153,
+    150/151), micro- or nanoseconds as NTP timestamps (154-157), switched times (22/21)."""
+
+    def span(start_id: int, end_id: int) -> tuple[int, int]:
+        return last[start_id], last.get(end_id, last[start_id])
+
+    if 152 in last:
+        return _Clock("ms", *span(152, 153))
+    if 150 in last:
+        return _Clock("s", *span(150, 151))
+    if 154 in last or 156 in last:
+        start = last[154] if 154 in last else last[156]
+        return _Clock("ntp", start, last.get(155, last.get(157, start)))
+    if 22 in last:
+        return _Clock("uptime", *span(22, 21), last.get(160, -1))
+    return _Clock("export")
 
 
 def _make_template(fields: list[tuple[int, int, int]], scope_count: int) -> Template:
@@ -174,6 +204,7 @@ class NetflowParser(Parser):
     ) -> None:
         super().__init__(out, ctx)
         self.templates = cache if cache is not None else TemplateCache()
+        self._ip4_names: dict[int, str] = {}
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:  # pragma: no cover - binary format
         raise TypeError("NetFlow is binary: use feed_packet or feed_stream")
@@ -340,24 +371,31 @@ class NetflowParser(Parser):
             row[i] = convert(row[i])
         src, dst, sport, dport, proto, bytes_out, packets_out, bytes_in, packets_in = plan.canonical(row)
         if plan.addresses == 4:
-            src, dst = _ip4(src), _ip4(dst)
+            names = self._ip4_names  # flows repeat addresses: their text is cached
+            src, dst = names.get(src) or self._ip4_name(src), names.get(dst) or self._ip4_name(dst)
         elif plan.addresses == 6:
             src, dst = _ip6(src), _ip6(dst)
         else:
             raise ValueError("no source/destination address fields")
-        start, end = _times(dict(zip(plan.time_keys, plan.time_values(row), strict=True)), ctx)
-        extra: dict[str, Any] = dict(zip(plan.extra_names, head + plan.extra_values(row), strict=True))
+        start, end = _times(plan.clock, row, ctx)
+        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
+        extra: dict[str, Any] = dict(zip(plan.extra_names, head + plan.extra_values(row)))  # noqa: B905
         status = extra.get("forwarding_status")
         action = "reject" if isinstance(status, int) and status >> 6 == 2 else "accept"
-        tenant, vm, host = self.flow_owner(src, dst)
         ident = seed()
         ident.update(rec_raw)
-        return FlowEvent(
-            id=ident.hexdigest(), ts=start, source="netflow", tenant=tenant, host=host, vm=vm, src_ip=src,
-            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto_name(proto), bytes_out=bytes_out,
-            packets_out=packets_out, bytes_in=bytes_in, packets_in=packets_in, duration_ms=max(0, end - start),
-            action=action, extra=extra,  # type: ignore[arg-type]
+        return replace(
+            self.flow_base(self.flow_owner(src, dst)), id=ident.hexdigest(), ts=start, src_ip=src, dst_ip=dst,
+            src_port=sport, dst_port=dport, proto=proto_name(proto), bytes_out=bytes_out, packets_out=packets_out,
+            bytes_in=bytes_in, packets_in=packets_in, duration_ms=max(0, end - start), action=action, extra=extra,
         )  # fmt: skip
+
+    def _ip4_name(self, value: Any) -> str:
+        name = _ip4(value)
+        if len(self._ip4_names) >= _IP_CACHE_MAX:
+            self._ip4_names.clear()
+        self._ip4_names[value] = name
+        return name
 
 
 class _PacketCtx(NamedTuple):
@@ -439,21 +477,21 @@ def _ntp_ms(value: int) -> int:
     return ((value >> 32) - _NTP_EPOCH_OFFSET) * 1000 + ((value & 0xFFFFFFFF) * 1000 >> 32)
 
 
-def _times(got: dict[int, int], ctx: _PacketCtx) -> tuple[int, int]:
-    """Absolute (start, end) ms from whichever timestamp fields the template carries."""
-    if 152 in got:
-        return got[152], got.get(153, got[152])
-    if 150 in got:
-        return got[150] * 1000, got.get(151, got[150]) * 1000
-    if 154 in got or 156 in got:
-        start = _ntp_ms(got.get(154, got.get(156, 0)))
-        return start, _ntp_ms(got.get(155, got.get(157, 0))) if (155 in got or 157 in got) else start
-    if 22 in got:
-        first, last = got[22], got.get(21, got[22])
+def _times(clock: _Clock, row: list[Any], ctx: _PacketCtx) -> tuple[int, int]:
+    """Absolute (start, end) ms of a record (``row``) from the template's ``clock``."""
+    unit = clock.unit
+    if unit == "ms":
+        return row[clock.start], row[clock.end]
+    if unit == "s":
+        return row[clock.start] * 1000, row[clock.end] * 1000
+    if unit == "ntp":
+        return _ntp_ms(row[clock.start]), _ntp_ms(row[clock.end])
+    if unit == "uptime":
+        first, last = row[clock.start], row[clock.end]
         if ctx.uptime is not None:  # v9: switched times are sysUptime ms
             boot = ctx.export_ms - ctx.uptime
-        elif 160 in got:  # IPFIX: relative to systemInitTimeMilliseconds
-            boot = got[160]
+        elif clock.init >= 0:  # IPFIX: relative to systemInitTimeMilliseconds
+            boot = row[clock.init]
         else:
             return ctx.export_ms, ctx.export_ms + max(0, last - first)
         return boot + first, boot + last

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
+from msgspec.structs import replace
+
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import picker, proto_name, valid_ip
+from ingest.reader import LineItem
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["DEFAULT_FIELDS", "VpcFlowParser"]
@@ -98,16 +101,23 @@ class VpcFlowParser(Parser):
         self.account_i = pos.get("account-id")
         self.int_extra = [n for n in names if n in _INT_EXTRA]
         need = (*_CORE, "action")
-        self.fast = all(n in pos for n in need)
-        if self.fast:
+        fast = all(n in pos for n in need)
+        self.fast_nfields = len(names) if fast else -1  # -1: no record takes the fast path
+        if fast:
             self.src_i, self.dst_i, self.action_i = pos["srcaddr"], pos["dstaddr"], pos["action"]
             self.numbers = picker([pos[n] for n in _NUMBERS])
             self.extra_names = tuple(n for n, _ in self.extra_pos)
             self.extra_values = picker([i for _, i in self.extra_pos])
 
-    def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
+    def _fast_event(self, line: bytes) -> FlowEvent | None:
         """The common case (all core fields present and well-formed) without per-field checks;
-        None sends the record down the slow path, which finds and names the problem."""
+        None sends the record down the checked path, which finds and names the problem."""
+        try:
+            parts = line.decode("utf-8").split()
+        except UnicodeDecodeError:
+            return None
+        if len(parts) != self.fast_nfields or (self.status_i is not None and parts[self.status_i] != "OK"):
+            return None
         action = _ACTIONS.get(parts[self.action_i])
         src, dst = parts[self.src_i], parts[self.dst_i]
         owner = self.checked_flow_owner(src, dst)
@@ -123,7 +133,8 @@ class VpcFlowParser(Parser):
                     if name in extra:
                         extra[name] = int(extra[name])  # type: ignore[call-overload]
             else:
-                extra = dict(zip(self.extra_names, values, strict=True))
+                # Same lengths by construction; ``strict=`` would cost a keyword call per record.
+                extra = dict(zip(self.extra_names, values))  # noqa: B905
                 for name in self.int_extra:
                     extra[name] = int(extra[name])  # type: ignore[call-overload]
         except ValueError:
@@ -135,18 +146,19 @@ class VpcFlowParser(Parser):
             or proto > 255
         ):
             return None
-        tenant, vm, host = owner
         if self.forced_tenant is None and self.account_i is not None:
+            tenant = owner[0]
             account = parts[self.account_i]
             mapped = self._accounts.get(account, _MISS)
             if mapped is _MISS:
                 mapped = self._account_tenant(account)
             tenant = mapped or tenant or (account if account != "-" else None)  # type: ignore[assignment]
-        return FlowEvent(
-            id=_event_id(line), ts=start * 1000, source="vpcflow", tenant=tenant, host=host, vm=vm,
-            src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes,
-            packets_out=pkts, duration_ms=(end - start) * 1000 if end > start else 0, action=action,  # type: ignore[arg-type]
-            extra=extra,
+            if tenant is not owner[0]:
+                owner = (tenant, owner[1], owner[2])
+        return replace(
+            self.flow_base(owner), id=_event_id(line), ts=start * 1000, src_ip=src, dst_ip=dst, src_port=sport,
+            dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes, packets_out=pkts,
+            duration_ms=(end - start) * 1000 if end > start else 0, action=action, extra=extra,
         )  # fmt: skip
 
     def _account_tenant(self, account: str) -> str | None:
@@ -158,6 +170,26 @@ class VpcFlowParser(Parser):
         return mapped
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        event = self._fast_event(line)
+        if event is not None:
+            self.out.event(event)
+        else:
+            self._feed_checked(line, lineno, offset)
+
+    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
+        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
+        fast, emit = self._fast_event, self.out.event
+        for lineno, offset, line, size in items:
+            event = fast(line) if size <= max_line_bytes else None
+            if event is not None:
+                emit(event)
+            elif size > max_line_bytes:
+                self.reject_long(line, lineno, offset, size, max_line_bytes)
+            else:
+                self._feed_checked(line, lineno, offset)
+
+    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
+        """One record, every field checked: a DLQ reason, a skip, a header, or an event."""
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -165,14 +197,6 @@ class VpcFlowParser(Parser):
             return
         parts = text.split()
         status_i = self.status_i
-        if (
-            self.fast
-            and len(parts) == self.nfields
-            and (status_i is None or parts[status_i] == "OK")
-            and (fast := self._fast_event(parts, line)) is not None
-        ):
-            self.out.event(fast)
-            return
         if not parts:
             self.skip("blank line")
             return
