@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
+from msgspec.structs import replace
+
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
 from ingest.parsers.flowutil import PROTO_NUMBERS, picker, valid_ip
-from ingest.reader import JsonRejected, load_json
+from ingest.reader import JsonRejected, LineItem, load_json
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["ZeekConnParser"]
@@ -42,8 +44,29 @@ class ZeekConnParser(Parser):
         self.fields: list[str] | None = None
         self.types: dict[str, str] = {}
         self.fast: tuple[int, ...] | None = None
+        self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
+        event = self._fast_event(line)
+        if event is not None:
+            self.out.event(event)
+        else:
+            self._feed_checked(line, lineno, offset)
+
+    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
+        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
+        fast, emit = self._fast_event, self.out.event
+        for lineno, offset, line, size in items:
+            event = fast(line) if size <= max_line_bytes else None
+            if event is not None:
+                emit(event)
+            elif size > max_line_bytes:
+                self.reject_long(line, lineno, offset, size, max_line_bytes)
+            else:
+                self._feed_checked(line, lineno, offset)
+
+    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
+        """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
         if line[:1] == b"{":
             self._json(line, lineno, offset)
             return
@@ -65,9 +88,6 @@ class ZeekConnParser(Parser):
             self.skip(f"zeek {self.path} log (not conn)")
             return
         parts = text.split(self.sep)
-        if self.fast is not None and len(parts) == len(self.fields) and (ev := self._fast_event(parts, line)):
-            self.out.event(ev)
-            return
         if len(parts) != len(self.fields):
             self.reject(f"expected {len(self.fields)} fields, got {len(parts)}", line, lineno, offset)
             return
@@ -82,11 +102,14 @@ class ZeekConnParser(Parser):
     def _plan(self) -> None:
         """Column indexes and per-column converters for the fast path (standard conn.log columns)."""
         self.fast = None
+        self.fast_nfields = -1
         if self.fields is None:
             return
         pos = {n: i for i, n in enumerate(self.fields)}
         if all(n in pos for n in _FAST):
             self.fast = tuple(pos[n] for n in _FAST)
+            self.fast_nfields = len(self.fields)
+            self.head = picker(self.fast[:5])
             self.numbers = picker([pos[n] for n in _FAST[-6:]])
             self.state_i = pos.get("conn_state")
             self.extra_spec = [
@@ -104,21 +127,30 @@ class ZeekConnParser(Parser):
                 if kind in kinds
             ]
 
-    def _fast_event(self, parts: list[str], line: bytes) -> FlowEvent | None:
-        i_ts, i_oh, i_rh, i_proto, i_dur = self.fast[:5]  # type: ignore[index]
-        src, dst, unset = parts[i_oh], parts[i_rh], self.unset
-        proto = parts[i_proto]
+    def _fast_event(self, line: bytes) -> FlowEvent | None:
+        """A conn.log TSV record with the standard columns, plain: no per-field checks; None = take
+        the checked path (directives, JSON, other logs, anything odd), which names the problem."""
+        if line[:1] in b"#{":  # also b"": a blank line
+            return None
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        parts = text.split(self.sep)
+        if len(parts) != self.fast_nfields or self.path != "conn":
+            return None
+        ts_text, src, dst, proto, dur = self.head(parts)
         if proto not in _PROTOS:
             return None
         owner = self.checked_flow_owner(src, dst)
         if owner is None:
             return None
         try:
-            ts = round(float(parts[i_ts]) * 1000)
-            dur = parts[i_dur]
+            ts = round(float(ts_text) * 1000)
+            unset = self.unset
             duration = 0 if dur == unset else round(float(dur) * 1000)
             numbers = self.numbers(parts)
-            if unset in numbers[2:]:  # an unset counter is 0 (an unset port is not plain)
+            if unset in numbers:  # an unset counter is 0 (an unset port is not plain)
                 numbers = (*numbers[:2], *("0" if v == unset else v for v in numbers[2:]))
             sport, dport, bytes_out, bytes_in, packets_out, packets_in = map(int, numbers)
             extra = self._fast_extra(parts)
@@ -130,13 +162,11 @@ class ZeekConnParser(Parser):
             or dport > 65535
         ):
             return None
-        tenant, vm, host = owner
         state = parts[self.state_i] if self.state_i is not None else ""
-        return FlowEvent(
-            id=_event_id(line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm, src_ip=src,
-            dst_ip=dst, src_port=sport, dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in,
-            packets_out=packets_out, packets_in=packets_in, duration_ms=duration,
-            action="reject" if state == "REJ" else "accept", extra=extra,
+        return replace(
+            self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
+            dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in, packets_out=packets_out,
+            packets_in=packets_in, duration_ms=duration, action="reject" if state == "REJ" else "accept", extra=extra,
         )  # fmt: skip
 
     def _fast_extra(self, parts: list[str]) -> dict[str, Any]:
@@ -156,7 +186,8 @@ class ZeekConnParser(Parser):
                 value = typed[j]
                 if value != unset and value != empty:
                     typed[j] = convert(value)
-        extra = dict(zip(self.extra_names, typed, strict=True))
+        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
+        extra = dict(zip(self.extra_names, typed))  # noqa: B905
         names = self.extra_names
         j = -1
         for _ in range(unsets):
@@ -173,6 +204,7 @@ class ZeekConnParser(Parser):
         if key == "separator":
             self.sep = value.encode("ascii", "backslashreplace").decode("unicode_escape")
             self.fields = None
+            self._plan()
         elif key == "unset_field":
             self.unset = value
         elif key == "empty_field":
