@@ -596,3 +596,16 @@ def test_zeek_unset_and_empty_columns_in_the_fast_path():
     (ev, *_) = parse("zeek", b"\n".join(lines) + b"\n").events
     assert ev.extra["service"] == "" and "local_orig" not in ev.extra
     assert isinstance(ev.extra["local_resp"], bool)
+
+
+def test_csv_lines_the_csv_module_refuses_go_to_the_dlq():
+    # A bare carriage return in a line with quotes: csv.Error, which must not end the ingest.
+    bad = b'10.0.0.1\r5,"x",10.0.0.2,2,6,1,1,1,1,1,5'
+    nprobe = sample("nprobe.csv").splitlines()
+    out = parse("nprobe-csv", b"\n".join([nprobe[0], bad, *nprobe[1:]]) + b"\n")
+    assert len(out.events) == 2
+    assert [d.reason.split(":")[0] for d in out.dlqs] == ["not a valid CSV line"]
+    header, *rows = sample("cicids2017.csv").splitlines()
+    out = parse("cicflowmeter", b"\n".join([header, b'1.2.3.4\r5,"x",' + rows[0], *rows]) + b"\n")
+    assert len(out.events) == 3
+    assert [d.reason.split(":")[0] for d in out.dlqs] == ["not a valid CSV line"]

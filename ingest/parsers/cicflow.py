@@ -15,14 +15,13 @@ become null, since JSON has no such numbers. Files without address columns (the
 from __future__ import annotations
 
 import calendar
-import csv
 import re
 from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import number_or_text, picker, proto_name, valid_ip
+from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
 from ingest.reader import LineItem
 from ingest.schema import FlowEvent, event_id, event_id_of
 
@@ -155,7 +154,11 @@ class CicFlowParser(Parser):
         if not text.strip():
             self.skip("blank line")
             return
-        parts = next(csv.reader([text])) if '"' in text else text.split(",")
+        try:
+            parts = csv_cells(text)
+        except ValueError as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
         if _SPACE.search(text) is not None:
             parts = [p.strip() for p in parts]
         if self.header is None:
@@ -182,7 +185,10 @@ class CicFlowParser(Parser):
         except UnicodeDecodeError:
             return None
         if '"' in text:
-            parts = next(csv.reader([text]))
+            try:
+                parts = csv_cells(text)
+            except ValueError:
+                return None
             if _SPACE.search(text) is not None:
                 parts = [p.strip() for p in parts]
         else:

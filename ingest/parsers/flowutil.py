@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import math
 import socket
@@ -12,6 +13,7 @@ from typing import Any, Final
 __all__ = [
     "PROTO_NAMES",
     "PROTO_NUMBERS",
+    "csv_cells",
     "ip_from_int",
     "number_or_text",
     "picker",
@@ -24,6 +26,17 @@ PROTO_NUMBERS: Final = {v: k for k, v in PROTO_NAMES.items()}
 _PROTO_STR: Final = {n: PROTO_NAMES.get(n, str(n)) for n in range(256)}
 _CACHE_MAX: Final = 65536
 _valid: dict[str, bool] = {}
+
+
+def csv_cells(text: str, sep: str = ",") -> list[str]:
+    """The cells of one CSV line, quoted or not. Raises ValueError for a line the csv module
+    refuses (a bare carriage return in a quoted line, ...): a DLQ record, never a crash."""
+    if '"' not in text:
+        return text.split(sep)
+    try:
+        return next(csv.reader([text], delimiter=sep))
+    except csv.Error as exc:
+        raise ValueError(f"not a valid CSV line: {exc}") from None
 
 
 def proto_name(number: int) -> str:

@@ -12,14 +12,13 @@ TCP_FLAGS, Label, Attack, ...) go to ``extra`` under their header names, numbers
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import number_or_text, picker, proto_name, valid_ip
+from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
 from ingest.reader import LineItem
 from ingest.schema import FlowEvent, event_id, event_id_of
 
@@ -95,7 +94,10 @@ class NprobeCsvParser(Parser):
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        parts = next(csv.reader([text], delimiter=self.sep)) if '"' in text else text.split(self.sep)
+        try:
+            parts = csv_cells(text, self.sep)
+        except ValueError:
+            return None
         if len(parts) != self.fast_nfields:
             return None
         src, dst = parts[self.src_i], parts[self.dst_i]
@@ -166,7 +168,11 @@ class NprobeCsvParser(Parser):
         if self.header is None:
             self._set_header(text, line, lineno, offset)
             return
-        parts = next(csv.reader([text], delimiter=self.sep)) if '"' in text else text.split(self.sep)
+        try:
+            parts = csv_cells(text, self.sep)
+        except ValueError as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
         if len(parts) != len(self.header):
             if parts == self.header:
                 self.skip("header line")
