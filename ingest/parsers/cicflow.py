@@ -20,9 +20,8 @@ from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
 
-from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.base import FastPathParser, Output, ParseContext
 from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
-from ingest.reader import LineItem
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["CicFlowParser", "parse_cic_time"]
@@ -84,7 +83,7 @@ def _padded(text: str) -> bool:
     return ", " in inner or " ," in inner
 
 
-class CicFlowParser(Parser):
+class CicFlowParser(FastPathParser):
     source: ClassVar[str] = "cicflowmeter"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
@@ -125,25 +124,6 @@ class CicFlowParser(Parser):
             self.numbers = picker([cols[k] for k in (*_COUNTERS, "proto", "duration")])  # type: ignore[misc]
         self.skip("header line")
 
-    def feed(self, line: bytes, lineno: int, offset: int) -> None:
-        event = self._fast_event(line) if self.fast_nfields >= 0 else None
-        if event is not None:
-            self.out.event(event)
-        else:
-            self._feed_checked(line, lineno, offset)
-
-    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
-        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
-        fast, emit = self._fast_event, self.out.event
-        for lineno, offset, line, size in items:
-            event = fast(line) if size <= max_line_bytes and self.fast_nfields >= 0 else None
-            if event is not None:
-                emit(event)
-            elif size > max_line_bytes:
-                self.reject_long(line, lineno, offset, size, max_line_bytes)
-            else:
-                self._feed_checked(line, lineno, offset)
-
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a DLQ reason, a skip, the header, or an event."""
         try:
@@ -180,6 +160,8 @@ class CicFlowParser(Parser):
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """Every standard column present and plain (integer counters): no per-field checks, and
         the feature columns converted through the cell cache; None = take the slow path."""
+        if self.fast_nfields < 0:  # no header yet
+            return None
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:

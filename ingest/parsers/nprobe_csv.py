@@ -17,9 +17,8 @@ from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
 
-from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.base import FastPathParser, Output, ParseContext
 from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
-from ingest.reader import LineItem
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["NprobeCsvParser"]
@@ -39,7 +38,7 @@ _INF: Final = math.inf
 _event_id: Final = event_id_of("netflow")
 
 
-class NprobeCsvParser(Parser):
+class NprobeCsvParser(FastPathParser):
     source: ClassVar[str] = "netflow"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
@@ -90,6 +89,8 @@ class NprobeCsvParser(Parser):
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """All standard columns present and plain: no per-field checks; None = take the slow path,
         which finds and names the problem."""
+        if self.fast_nfields < 0:  # no header yet
+            return None
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -134,26 +135,6 @@ class NprobeCsvParser(Parser):
             dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out, packets_out=packets_out, bytes_in=bytes_in,
             packets_in=packets_in, duration_ms=duration, extra=dict(zip(self.extra_names, values)),  # noqa: B905
         )  # fmt: skip
-
-    def feed(self, line: bytes, lineno: int, offset: int) -> None:
-        # No fast path before the header (its line is not split, even when quoted).
-        event = self._fast_event(line) if self.fast_nfields >= 0 else None
-        if event is not None:
-            self.out.event(event)
-        else:
-            self._feed_checked(line, lineno, offset)
-
-    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
-        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
-        fast, emit = self._fast_event, self.out.event
-        for lineno, offset, line, size in items:
-            event = fast(line) if size <= max_line_bytes and self.fast_nfields >= 0 else None
-            if event is not None:
-                emit(event)
-            elif size > max_line_bytes:
-                self.reject_long(line, lineno, offset, size, max_line_bytes)
-            else:
-                self._feed_checked(line, lineno, offset)
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a DLQ reason, a skip, the header, or an event."""

@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
 
-from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
+from ingest.parsers.base import FastPathParser, Output, ParseContext, ms_from_iso
 from ingest.parsers.flowutil import PROTO_NUMBERS, picker, valid_ip
-from ingest.reader import JsonRejected, LineItem, load_json
+from ingest.reader import JsonRejected, load_json
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["ZeekConnParser"]
@@ -32,7 +32,7 @@ _CORE: Final = frozenset(
 )  # fmt: skip
 
 
-class ZeekConnParser(Parser):
+class ZeekConnParser(FastPathParser):
     source: ClassVar[str] = "zeek"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
@@ -45,25 +45,6 @@ class ZeekConnParser(Parser):
         self.types: dict[str, str] = {}
         self.fast: tuple[int, ...] | None = None
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
-
-    def feed(self, line: bytes, lineno: int, offset: int) -> None:
-        event = self._fast_event(line)
-        if event is not None:
-            self.out.event(event)
-        else:
-            self._feed_checked(line, lineno, offset)
-
-    def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
-        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
-        fast, emit = self._fast_event, self.out.event
-        for lineno, offset, line, size in items:
-            event = fast(line) if size <= max_line_bytes else None
-            if event is not None:
-                emit(event)
-            elif size > max_line_bytes:
-                self.reject_long(line, lineno, offset, size, max_line_bytes)
-            else:
-                self._feed_checked(line, lineno, offset)
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
