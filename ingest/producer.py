@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol
 
-import msgspec
-
 from ingest.dlq import DlqRecord, encode_dlq
 from ingest.schema import Event, encode_event
 
@@ -45,7 +43,6 @@ Client = Literal["kafka-python", "confluent"]
 _LOG: Final = logging.getLogger("ingest.kafka")
 _LOG.addHandler(logging.NullHandler())  # the caller configures logging; failures surface as exceptions
 DEFAULT_CLIENT: Final[Client] = "confluent"
-_encode: Final = msgspec.json.Encoder().encode  # encode_event, without the extra call per event
 
 
 class KafkaUnavailable(RuntimeError):
@@ -304,7 +301,7 @@ class TelemetryProducer:
             # events share one header list (the clients copy it; nobody mutates it).
             self._header_ts = ts
             self._headers = [("ts", str(ts).encode())]
-        self._send(self.topics[tag], event_key(event), _encode(event), self._headers)  # type: ignore[index]
+        self._send(self.topics[tag], event_key(event), encode_event(event), self._headers)  # type: ignore[index]
         self.counters.events += 1
 
     def send_dlq(self, record: DlqRecord) -> None:
