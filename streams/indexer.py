@@ -237,7 +237,7 @@ class Indexer:
                     dlq_producer.flush()
                 if not self._commit(consumer):
                     break  # stopping: not committed, these records are shipped again next run
-                self._count(records, len(bad))
+                self._count(records)
         finally:
             finished.set()
             consumer.close(autocommit=False)
@@ -318,7 +318,7 @@ class Indexer:
         producer.send(self.settings.topic_dlq, json.dumps(body).encode())
         self.stats.rejected += 1
 
-    def _count(self, records: list[Any], rejected: int) -> None:
+    def _count(self, records: list[Any]) -> None:
         s = self.settings
         self.stats.batches += 1
         for r in records:
@@ -329,7 +329,6 @@ class Indexer:
                 self.stats.metrics += 1
             else:
                 self.stats.dlq += 1
-        del rejected
 
     def _start_lag_reporter(self, finished: threading.Event) -> threading.Thread | None:
         """Every 15 s, the detection job's consumer lag per telemetry topic as a metrics document.

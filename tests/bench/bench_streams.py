@@ -166,11 +166,12 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     warmup: list[float] = []
     for i, d in docs.items():
         end = d.get("evidence", {}).get("window_end")
-        if isinstance(end, int) and i in seen and end - end % 1000 in complete_at:
+        complete = complete_at.get(end - end % 1000) if isinstance(end, int) else None
+        if complete is not None and i in seen:
             if end < now + _WARMUP_MS:
-                warmup.append((seen[i] - complete_at[end - end % 1000]) * 1000)
+                warmup.append((seen[i] - complete) * 1000)
             else:
-                ready[i] = complete_at[end - end % 1000]
+                ready[i] = complete
                 windows.add(end)
     beyond = sorted((seen[i] - t) * 1000 for i, t in ready.items())
     if not beyond:
