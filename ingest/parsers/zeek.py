@@ -43,7 +43,6 @@ class ZeekConnParser(FastPathParser):
         self.path = "conn"
         self.fields: list[str] | None = None
         self.types: dict[str, str] = {}
-        self.fast: tuple[int, ...] | None = None
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
@@ -82,15 +81,13 @@ class ZeekConnParser(FastPathParser):
 
     def _plan(self) -> None:
         """Column indexes and per-column converters for the fast path (standard conn.log columns)."""
-        self.fast = None
         self.fast_nfields = -1
         if self.fields is None:
             return
         pos = {n: i for i, n in enumerate(self.fields)}
         if all(n in pos for n in _FAST):
-            self.fast = tuple(pos[n] for n in _FAST)
             self.fast_nfields = len(self.fields)
-            self.head = picker(self.fast[:5])
+            self.head = picker([pos[n] for n in _FAST[:5]])
             self.numbers = picker([pos[n] for n in _FAST[-6:]])
             self.state_i = pos.get("conn_state")
             self.extra_spec = [
