@@ -69,6 +69,11 @@ class Settings:
     # A partition silent this long stops holding the watermark back. Short values let a slow
     # (back-pressured) partition's records fall behind the watermark and be dropped as late.
     source_idle_timeout_ms: int = 30000
+    # How far (event time) one Kafka partition may read ahead of the slowest before it is paused.
+    # Without a bound, catching up on a backlog reads the sparse partitions to their end while
+    # the dense ones lag, and every window in between waits in Flink state (and in each
+    # checkpoint). Must exceed the idle timeout, or live partitions wait on a silent one.
+    watermark_max_drift_ms: int = 60000
     detector_config_file: str = ""
     flink_parallelism: int = 1
     flink_execution_mode: str = "thread"

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from infra.bootstrap import ensure_topics
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 from streams.detect_fn import DetectionJobConfig
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
 from streams.job import JobSinks, build, kafka_sink
 from streams.sql import SOURCE_TABLE, kafka_properties, source_ddl
 
-__all__ = ["DetectRun", "start_indexer", "submit_job"]
+__all__ = ["DetectRun", "check_timing", "start_indexer", "submit_job"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ def job_config(settings: Settings) -> DetectionJobConfig:
     )
 
 
+def check_timing(settings: Settings) -> None:
+    """Reject watermark settings that stall the job: with the drift bound at or below the idle
+    timeout, every live partition is paused whenever one partition goes quiet."""
+    if settings.watermark_max_drift_ms <= settings.source_idle_timeout_ms:
+        raise SettingsError(
+            f"watermark_max_drift_ms ({settings.watermark_max_drift_ms}) must exceed "
+            f"source_idle_timeout_ms ({settings.source_idle_timeout_ms})"
+        )
+
+
 def submit_job(
     settings: Settings,
     *,
@@ -58,6 +68,7 @@ def submit_job(
     say: Callable[[str], None] = print,
 ) -> DetectRun:
     """Build and start the job asynchronously; returns a handle to wait on or cancel."""
+    check_timing(settings)
     ensure_topics(settings)  # index templates: the indexer installs them once Elasticsearch answers
     restore_from = latest_checkpoint(settings.checkpoint_dir) if restore else None
     if restore_from is not None:
@@ -73,6 +84,7 @@ def submit_job(
             settings,
             group_id=settings.detect_group_id,
             out_of_orderness_ms=settings.out_of_orderness_ms,
+            max_drift_ms=settings.watermark_max_drift_ms,
             bounded=bounded,
         )
     )

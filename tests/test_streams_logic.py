@@ -137,3 +137,15 @@ def test_sql_carries_security_options_and_refuses_odd_identifiers(tmp_path) -> N
     assert "INTERVAL '2.000' SECOND" in ddl
     with pytest.raises(ValueError, match="identifier"):
         batches_query("telemetry; DROP TABLE x")
+
+
+def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() -> None:
+    from infra.settings import SettingsError
+    from streams.runner import check_timing
+
+    ddl = source_ddl(Settings(), group_id="g", max_drift_ms=45_000)
+    assert "'scan.watermark.alignment.max-drift' = '45000 ms'" in ddl
+    assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in ddl
+    check_timing(Settings(source_idle_timeout_ms=30_000, watermark_max_drift_ms=60_000))
+    with pytest.raises(SettingsError, match="must exceed source_idle_timeout_ms"):
+        check_timing(Settings(source_idle_timeout_ms=60_000, watermark_max_drift_ms=60_000))
