@@ -77,6 +77,10 @@ class _Counting:
     def __init__(self, sink: Sink, progress: Callable[[IngestProgress], None] | None, every_s: float) -> None:
         self.sink = sink
         self.send_event = sink.send_event
+        # A sink may take a read's worth of events in one call (``send_events``, optional).
+        self.send_events: Callable[[list[Event]], None] = (
+            getattr(sink, "send_events", None) or self._send_each
+        )
         # Events counted by class: the kind (the class's tag) is looked up once, in ``by_kind``.
         self.by_type: Counter[type[Event]] = Counter()
         self.dlq_reasons: Counter[str] = Counter()
@@ -94,6 +98,20 @@ class _Counting:
         self.parsed = parsed = self.parsed + 1
         if not parsed & 4095 and self.progress is not None:
             self._maybe_report()
+
+    def event_batch(self, events: list[Event]) -> None:
+        """``event`` for each of ``events``, in order: the fast paths hand over one read's events at
+        once, which saves three Python calls per event on the way to the sink."""
+        self.send_events(events)
+        self.by_type.update(map(type, events))  # counted in C
+        self.parsed += len(events)
+        if self.progress is not None:
+            self._maybe_report()
+
+    def _send_each(self, events: list[Event]) -> None:
+        send = self.send_event
+        for event in events:
+            send(event)
 
     @property
     def by_kind(self) -> Counter[str]:

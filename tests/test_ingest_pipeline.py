@@ -264,6 +264,50 @@ def test_confluent_produce_keeps_key_ts_header_and_dlq_topic(monkeypatch, regist
     assert producer.counters.by_topic[settings.topic_dlq] == 1
 
 
+def test_send_events_sends_what_send_event_sends(monkeypatch, registry):
+    """The batched path (fast-path parsers hand over lists) produces the same messages and counts,
+    including process events keyed by host and a BufferError retried."""
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeConfluent)
+    monkeypatch.setattr(_FakeConfluent, "made", [])
+    events = [
+        *parse_vpc_sample(registry),
+        ProcessEvent(
+            id="p1", ts=5, source="auditd", tenant="t-1", host="hv-1", exe="/bin/sh", syscall="execve"
+        ),
+        ProcessEvent(id="p2", ts=5, source="auditd", tenant="t-1", exe="/bin/sh", syscall="execve"),
+        AuthEvent(id="a1", ts=6, source="syslog", user="root", result="failure"),
+    ]
+    one, batch = (TelemetryProducer(kafka_target(Settings()), "confluent") for _ in range(2))
+    for event in events:
+        one.send_event(event)
+    full = [True]
+
+    def produce_once_full(*args):
+        if full[0]:
+            full[0] = False
+            raise BufferError
+        _FakeConfluent.produce(batch._producer, *args)
+
+    monkeypatch.setattr(batch, "_produce", produce_once_full)
+    monkeypatch.setattr(batch._producer, "produce", produce_once_full)
+    batch.send_events(events)
+    first, second = _FakeConfluent.made
+    assert first.sent == second.sent and len(first.sent) == len(events)
+    assert [c["key"] for c in first.sent[-3:]] == [b"hv-1", b"t-1", None]
+    assert one.counters == batch.counters and batch.counters.events == len(events)
+
+
+def parse_vpc_sample(registry):
+    from ingest.parsers import parse_bytes
+    from ingest.parsers.base import ParseContext
+
+    return parse_bytes(
+        "vpcflow", (SAMPLES / "vpcflow_v2.log").read_bytes(), ParseContext(registry=registry)
+    ).events
+
+
 # --- against the real local stack ----------------------------------------------------------------
 def _consume(settings: Settings, topics: list[str], expected: int, timeout_s: float = 60.0) -> list:
     from confluent_kafka import Consumer

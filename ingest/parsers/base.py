@@ -28,6 +28,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MISS: Final = object()
 _OWNER_CACHE_MAX: Final = 65536
+_EMIT_EVERY: Final = 128  # lines per list of events that fast paths hand over (see feed_batch)
 
 Owner = tuple[str | None, str | None, str | None]
 """(tenant, vm, host)."""
@@ -42,7 +43,8 @@ __all__ = [
 
 
 class Output(Protocol):
-    """Receives what a parser produces."""
+    """Receives what a parser produces. An output may also offer ``event_batch(events)``, taking a
+    list of events at once (in order, before anything emitted after them); the fast paths use it."""
 
     def event(self, event: Event) -> None: ...
 
@@ -61,6 +63,9 @@ class ListOutput:
 
     def event(self, event: Event) -> None:
         self.events.append(event)
+
+    def event_batch(self, events: list[Event]) -> None:
+        self.events.extend(events)
 
     def dlq(self, record: DlqRecord) -> None:
         self.dlqs.append(record)
@@ -297,13 +302,37 @@ class FastPathParser(Parser):
             self._feed_checked(line, lineno, offset)
 
     def feed_batch(self, items: list[LineItem], max_line_bytes: int) -> None:
-        """``feed`` for each line, with the fast path tried in this loop (one call less per line)."""
-        fast, emit = self._fast_event, self.out.event
-        for lineno, offset, line, size in items:
-            event = fast(line) if size <= max_line_bytes else None
-            if event is not None:
-                emit(event)
-            elif size > max_line_bytes:
-                self.reject_long(line, lineno, offset, size, max_line_bytes)
-            else:
-                self._feed_checked(line, lineno, offset)
+        """``feed`` for each line, with the fast path tried in this loop (one call less per line).
+        Fast-path events are handed over in lists (``event_batch``) when the output takes them,
+        always before anything the checked path emits, so the output sees the same order."""
+        fast = self._fast_event
+        emit_batch = getattr(self.out, "event_batch", None) or self._emit_each
+        events: list[Event] = []
+        try:
+            # Short lists: events that stay alive count towards the garbage collector's thresholds,
+            # and holding a whole read's events (10,000 or so) made it run so often that parsing
+            # got 30% slower.
+            for start in range(0, len(items), _EMIT_EVERY):
+                for lineno, offset, line, size in items[start : start + _EMIT_EVERY]:
+                    event = fast(line) if size <= max_line_bytes else None
+                    if event is not None:
+                        events.append(event)
+                        continue
+                    if events:
+                        emit_batch(events)
+                        events = []
+                    if size > max_line_bytes:
+                        self.reject_long(line, lineno, offset, size, max_line_bytes)
+                    else:
+                        self._feed_checked(line, lineno, offset)
+                if events:
+                    emit_batch(events)
+                    events = []
+        finally:  # also when a parser raises: what was parsed before still reaches the output
+            if events:
+                emit_batch(events)
+
+    def _emit_each(self, events: list[Event]) -> None:
+        emit = self.out.event
+        for event in events:
+            emit(event)
