@@ -11,6 +11,7 @@ Outputs: alerts (JSON) on the main output, posture metrics and DLQ records on si
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,10 @@ DLQ_TAG_NAME = "dlq"
 METRICS_TAG_NAME = "metrics"
 MAX_PAYLOAD_BYTES = 1 << 20
 END_OF_TIME = 2**63 - 1  # Flink's final watermark
+# The worker allocates a few objects per event (decoded events, detector updates), nearly all
+# freed by reference counting; at CPython's default (a young collection every 700 allocations)
+# the cyclic collector cost 0.7 us per event, a tenth at this threshold.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,10 @@ class DetectionJobConfig:
     # Deserialized key states kept between batches (each key's engine is 50-150 KB pickled).
     state_cache_keys: int = 512
     # A key's whole state is written every this many steps; the steps between are logged.
-    snapshot_every_steps: int = 10
+    # Pickling a key's engine costs ~2.7 ms (16 tenants, 2,500 events/s): every 10 steps that
+    # was 1.8 us per event, every 30 0.75 us. The price is a longer log in each checkpoint (raw
+    # payloads, cheap to copy) and up to 30 steps replayed per key on a restore.
+    snapshot_every_steps: int = 30
 
     def make_engine_context(self) -> DetectionContext:
         config = (
@@ -182,6 +190,7 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
 
     class DetectFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
+            gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
             self.store = KeyStateStore(
                 MicroBatchDetector(config),
                 snapshot=runtime_context.get_state(
