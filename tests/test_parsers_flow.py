@@ -112,6 +112,22 @@ def test_vpcflow_account_maps_to_tenant_and_forced_tenant_wins(registry):
     assert parse("vpcflow", line, registry, tenant="t-forced").events[0].tenant == "t-forced"
 
 
+def test_vpcflow_repeated_extra_fields_give_each_event_its_own_dict():
+    """The fast path remembers the extra dict per extra-field values; events must not share it,
+    and a header with other fields must not reuse it."""
+    line = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
+    custom = b"version srcaddr dstaddr srcport dstport protocol packets bytes start end action tcp-flags\n"
+    custom += b"2 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT 19\n"
+    first, second, third = parse("vpcflow", line * 2 + custom).events
+    assert (
+        first.extra
+        == second.extra
+        == {"version": 2, "account-id": "1", "interface-id": "eni-1", "log-status": "OK"}
+    )
+    assert first.extra is not second.extra
+    assert third.extra == {"version": 2, "tcp-flags": 19}
+
+
 def test_vpcflow_malformed_lines_go_to_dlq():
     bad = (
         b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT\n"  # 13 fields
