@@ -494,6 +494,17 @@ def test_cicflow_malformed():
     assert out.dlqs[0].reason.startswith("header has no src/dst/ts column")
 
 
+@pytest.mark.parametrize(
+    "stamp", [b"7/7/2017 8", b"7/7/2017 8:1:2:3", b"7/7/2017 8:inf", b"7/7/2017 8:1e400", b"7/7/2017 -1:05",
+              b"7/7/2017 8:-5", b"7/7/99999 8:59"],
+)  # fmt: skip
+def test_cicflow_hostile_timestamps_go_to_the_dlq(stamp: bytes) -> None:
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    out = parse("cicflowmeter", header + b"\n" + row.replace(b"7/7/2017 8:59", stamp) + b"\n" + row + b"\n")
+    assert [d.reason for d in out.dlqs] == [f"bad timestamp {stamp.decode()!r}"]
+    assert len(out.events) == 1
+
+
 def test_format_table_lists_every_format():
     from ingest.parsers import FORMAT_NAMES
 

@@ -56,7 +56,13 @@ def parse_cic_time(text: str) -> int:
         year, month, day = (int(x) for x in parts[0].split("-"))
     else:
         day, month, year = (int(x) for x in parts[0].split("/"))
-    hms = [int(float(x)) for x in parts[1].split(":")]
+    clock = parts[1].split(":")
+    if len(clock) not in (2, 3):
+        raise ValueError(f"bad timestamp {text[:40]!r}")
+    try:
+        hms = [int(float(x)) for x in clock]  # seconds may carry a fraction
+    except OverflowError:  # "inf", "1e400"
+        raise ValueError(f"bad timestamp {text[:40]!r}") from None
     hour, minute, second = hms[0], hms[1], hms[2] if len(hms) > 2 else 0
     if len(parts) == 3:
         ampm = parts[2].upper()
@@ -64,7 +70,12 @@ def parse_cic_time(text: str) -> int:
             raise ValueError(f"bad timestamp {text[:40]!r}")
         hour = hour % 12 + (12 if ampm == "PM" else 0)
     if not (
-        1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61 and year > 1970
+        1 <= month <= 12
+        and 1 <= day <= 31
+        and 0 <= hour < 24
+        and 0 <= minute < 60
+        and 0 <= second < 61
+        and 1970 < year < 10000
     ):
         raise ValueError(f"bad timestamp {text[:40]!r}")
     value = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000
