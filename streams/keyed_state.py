@@ -76,7 +76,7 @@ class KeyStateStore:
         log: ListHandle,
         version: ValueHandle,
         cache_keys: int = 512,
-        snapshot_every: int = 30,
+        snapshot_every: int,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError("snapshot_every must be at least 1")

@@ -84,7 +84,6 @@ def submit_job(
             settings,
             group_id=settings.detect_group_id,
             out_of_orderness_ms=settings.out_of_orderness_ms,
-            max_drift_ms=settings.watermark_max_drift_ms,
             bounded=bounded,
         )
     )

@@ -58,7 +58,6 @@ def source_ddl(
     out_of_orderness_ms: int = 2000,
     bounded: bool = False,
     startup_mode: str = "group-offsets",
-    max_drift_ms: int = 60_000,
 ) -> str:
     topic_list = ";".join(topics if topics is not None else list(settings.telemetry_topics.values()))
     options = {
@@ -76,7 +75,7 @@ def source_ddl(
         # interval matters on a backlog: event time then advances ~10 s per wall second, so a
         # split paused at one update must be resumed well before the drift is used up.
         "scan.watermark.alignment.group": "ssa-telemetry",
-        "scan.watermark.alignment.max-drift": f"{int(max_drift_ms)} ms",
+        "scan.watermark.alignment.max-drift": f"{int(settings.watermark_max_drift_ms)} ms",
         "scan.watermark.alignment.update-interval": "100 ms",
         **kafka_properties(settings),
     }

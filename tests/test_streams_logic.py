@@ -143,7 +143,7 @@ def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() 
     from infra.settings import SettingsError
     from streams.runner import check_timing
 
-    ddl = source_ddl(Settings(), group_id="g", max_drift_ms=45_000)
+    ddl = source_ddl(Settings(watermark_max_drift_ms=45_000), group_id="g")
     assert "'scan.watermark.alignment.max-drift' = '45000 ms'" in ddl
     assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in ddl
     check_timing(Settings(source_idle_timeout_ms=30_000, watermark_max_drift_ms=60_000))
