@@ -149,3 +149,34 @@ def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() 
     check_timing(Settings(source_idle_timeout_ms=30_000, watermark_max_drift_ms=60_000))
     with pytest.raises(SettingsError, match="must exceed source_idle_timeout_ms"):
         check_timing(Settings(source_idle_timeout_ms=60_000, watermark_max_drift_ms=60_000))
+
+
+def test_mini_cluster_jvm_args_add_the_compiler_directives_once() -> None:
+    from streams.flink_env import JIT_DIRECTIVES, mini_cluster_jvm_args
+
+    ours = mini_cluster_jvm_args("")
+    assert ours == f"-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile={JIT_DIRECTIVES}"
+    assert mini_cluster_jvm_args("-Xss2m") == f"-Xss2m {ours}"
+    assert mini_cluster_jvm_args(ours) == ours  # a second environment in the same process
+    users = "-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile=/etc/mine.json"
+    assert mini_cluster_jvm_args(users) == users
+
+
+def test_the_jvm_accepts_the_compiler_directives() -> None:
+    """A directives file the JVM cannot load stops the mini-cluster from starting at all."""
+    import shutil
+    import subprocess
+
+    from streams.flink_env import JIT_DIRECTIVES
+
+    java = shutil.which("java")
+    assert java is not None, "java is needed to run the stack (make setup checks for it)"
+    done = subprocess.run(
+        [java, "-XX:+UnlockDiagnosticVMOptions", f"-XX:CompilerDirectivesFile={JIT_DIRECTIVES}",
+         "-XX:+CompilerDirectivesPrint", "-version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "1 compiler directives added" in out
+    assert "org/apache/calcite/*.*" in out and "org/codehaus/*.*" in out
