@@ -625,6 +625,43 @@ def test_zeek_unset_and_empty_columns_in_the_fast_path():
     assert isinstance(ev.extra["local_resp"], bool)
 
 
+def _zeek_with(cells_by_name: dict[bytes, bytes], directives: list[bytes] | None = None) -> FlowEvent:
+    """The first record of the Zeek sample with some cells replaced, after extra directives."""
+    lines = sample("zeek_conn.log").splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith(b"#"))
+    names = next(line for line in lines if line.startswith(b"#fields")).split(b"\t")[1:]
+    cells = lines[first].split(b"\t")
+    for name, value in cells_by_name.items():
+        cells[names.index(name)] = value
+    lines[first : first + 1] = [*(directives or []), b"\t".join(cells)]
+    (ev, *_) = parse("zeek", b"\n".join(lines) + b"\n").events
+    return ev
+
+
+def test_zeek_numbers_json_refuses_are_converted_cell_by_cell():
+    # The fast path reads the numeric columns as one JSON array; a cell JSON refuses ("+5", " 7",
+    # "01", unset, (empty)) is converted as int()/float() convert it, as before.
+    ev = _zeek_with(
+        {b"orig_bytes": b"+5", b"resp_bytes": b"01", b"missed_bytes": b"(empty)", b"duration": b"-"}
+    )
+    assert (ev.extra["orig_bytes"], ev.extra["resp_bytes"], ev.extra["missed_bytes"]) == (5, 1, "")
+    assert ev.duration_ms == 0
+    ev = _zeek_with({b"orig_ip_bytes": b" 7", b"ts": b"1709632800.5e0"})
+    assert (ev.bytes_out, ev.ts) == (7, 1709632800500)
+    json_way = _zeek_with({b"orig_bytes": b"5"})
+    cell_way = _zeek_with({b"orig_bytes": b"5", b"missed_bytes": b"(empty)"})
+    assert {**json_way.extra, "missed_bytes": ""} == cell_way.extra
+    assert list(json_way.extra) == list(cell_way.extra)
+
+
+def test_zeek_unset_marker_that_reads_as_a_number_is_still_unset():
+    # "#unset_field 7" after #fields: a "7" cell is unset (a counter or duration of 0, an extra left
+    # out), not the number 7, in every column.
+    ev = _zeek_with({b"orig_pkts": b"7", b"duration": b"7", b"missed_bytes": b"7"}, [b"#unset_field\t7"])
+    assert (ev.packets_out, ev.duration_ms) == (0, 0)
+    assert "missed_bytes" not in ev.extra and ev.extra["resp_bytes"] == 88213
+
+
 def test_csv_lines_the_csv_module_refuses_go_to_the_dlq():
     # A bare carriage return in a line with quotes: csv.Error, which must not end the ingest.
     bad = b'10.0.0.1\r5,"x",10.0.0.2,2,6,1,1,1,1,1,5'

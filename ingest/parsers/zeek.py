@@ -15,8 +15,10 @@ All other columns (``uid``, ``service``, ``conn_state``, ``history``, payload by
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from itertools import product
+from typing import Annotated, Any, ClassVar, Final
 
+import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext, ms_from_iso
@@ -44,6 +46,7 @@ class ZeekConnParser(FastPathParser):
         self.fields: list[str] | None = None
         self.types: dict[str, str] = {}
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
+        self.decode_numbers: Callable[[str], Any] | None = None  # None: no JSON way (_plan_json)
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
@@ -87,8 +90,9 @@ class ZeekConnParser(FastPathParser):
         pos = {n: i for i, n in enumerate(self.fields)}
         if all(n in pos for n in _FAST):
             self.fast_nfields = len(self.fields)
-            self.head = picker([pos[n] for n in _FAST[:5]])
-            self.numbers = picker([pos[n] for n in _FAST[-6:]])
+            self.head = picker([pos[n] for n in _FAST[1:4]])
+            self.time_cells = picker([pos["ts"], pos["duration"]])
+            self.counters = picker([pos[n] for n in _FAST[-6:]])
             self.state_i = pos.get("conn_state")
             self.extra_spec = [
                 (n, i, _CONVERTERS.get(self.types.get(n, ""), str))
@@ -104,6 +108,7 @@ class ZeekConnParser(FastPathParser):
                 for kind, fast in ((int, int), (float, float), (_bool, _BOOLS.__getitem__))
                 if kind in kinds
             ]
+            self._plan_json([pos[n] for n in _FAST])
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """A conn.log TSV record with the standard columns, plain: no per-field checks; None = take
@@ -117,28 +122,23 @@ class ZeekConnParser(FastPathParser):
         parts = text.split(self.sep)
         if len(parts) != self.fast_nfields or self.path != "conn":
             return None
-        ts_text, src, dst, proto, dur = self.head(parts)
+        src, dst, proto = self.head(parts)
         if proto not in _PROTOS:
             return None
         owner = self.checked_flow_owner(src, dst)
         if owner is None:
             return None
         try:
-            ts = round(float(ts_text) * 1000)
-            unset = self.unset
-            duration = 0 if dur == unset else round(float(dur) * 1000)
-            numbers = self.numbers(parts)
-            if unset in numbers:  # an unset counter is 0 (an unset port is not plain)
-                numbers = (*numbers[:2], *("0" if v == unset else v for v in numbers[2:]))
-            sport, dport, bytes_out, bytes_in, packets_out, packets_in = map(int, numbers)
-            extra = self._fast_extra(parts)
+            if self.decode_numbers is not None:
+                try:
+                    numbers, extra = self._json_columns(parts)
+                except ValueError:  # a cell that is not a JSON number: unset, (empty), "+1", "inf"...
+                    numbers, extra = self._text_columns(parts)
+            else:
+                numbers, extra = self._text_columns(parts)
+            seconds, duration_s, sport, dport, bytes_out, bytes_in, packets_out, packets_in = numbers
+            ts, duration = round(seconds * 1000), round(duration_s * 1000)
         except (ValueError, OverflowError, KeyError):  # an infinite time, a bool that is not T/F
-            return None
-        if (
-            (sport | dport | bytes_out | bytes_in | packets_out | packets_in) < 0
-            or sport > 65535
-            or dport > 65535
-        ):
             return None
         state = parts[self.state_i] if self.state_i is not None else ""
         return replace(
@@ -146,6 +146,59 @@ class ZeekConnParser(FastPathParser):
             dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in, packets_out=packets_out,
             packets_in=packets_in, duration_ms=duration, action="reject" if state == "REJ" else "accept", extra=extra,
         )  # fmt: skip
+
+    def _plan_json(self, fast_columns: list[int]) -> None:
+        """The numeric columns (the core ones, then the extra ones typed as numbers) as one JSON
+        array, decoded in one C call into ints and floats; the bools through a table of their
+        combinations; then all extra values put in column order by one picker."""
+        self.decode_numbers = None
+        unset, empty = self.unset, self.empty
+        numeric = [(n, i, conv) for n, i, conv in self.extra_spec if conv in (int, float)]
+        flags = [(n, i) for n, i, conv in self.extra_spec if conv is _bool]
+        if not self.extra_unique or len(flags) > 4 or _json_number(unset) or _json_number(empty):
+            return  # a duplicate name, a big table, or a marker that would pass for a number
+        self.numbers = picker([*fast_columns[:1], *fast_columns[4:], *(i for _, i, _ in numeric)])
+        kinds = (float, float, _Port, _Port, *(_Count,) * 4, *(conv for _, _, conv in numeric))
+        self.decode_numbers = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
+        self.bool_values = picker([i for _, i in flags])
+        # unset and (empty) ones are fixed up by name afterwards, as in ``_fast_extra``
+        cells = {**_BOOLS, unset: None, empty: ""}
+        self.bool_table = {c: tuple(map(cells.__getitem__, c)) for c in product(cells, repeat=len(flags))}
+        # the picker's input: the extra columns' text, the decoded numbers, the bools
+        where = {n: j for j, (n, _, _) in enumerate(self.extra_spec)}
+        start = len(where) + len(kinds) - len(numeric)
+        where.update((n, start + k) for k, (n, _, _) in enumerate(numeric))
+        where.update((n, start + len(numeric) + k) for k, (n, _) in enumerate(flags))
+        self.extra_in_order = picker(list(where.values()))
+
+    def _json_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(ts, duration, ports and counters) and ``extra``; ValueError when a numeric cell is not a
+        plain JSON number (then ``_text_columns`` decides), KeyError for a bool that is not T/F."""
+        numbers = self.decode_numbers("[" + ",".join(self.numbers(parts)) + "]")  # type: ignore[misc]
+        values = self.extra_values(parts)
+        typed = self.extra_in_order(values + numbers + self.bool_table[self.bool_values(parts)])
+        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
+        extra = dict(zip(self.extra_names, typed))  # noqa: B905
+        unset, empty = self.unset, self.empty
+        if empty in values or values.count(unset) > 1:
+            _unset_and_empty(extra, self.extra_names, values, unset, empty)
+        elif unset in values:  # the usual case: one unset (tunnel_parents)
+            del extra[self.extra_names[values.index(unset)]]
+        return numbers[:8], extra
+
+    def _text_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """What ``_json_columns`` returns, cell by cell with ``int``/``float``: an unset duration or
+        counter is 0; ValueError for anything else that is not a number."""
+        ts_text, dur = self.time_cells(parts)
+        unset = self.unset
+        duration = 0.0 if dur == unset else float(dur)
+        counters = self.counters(parts)
+        if unset in counters:  # an unset counter is 0 (an unset port is not plain)
+            counters = (*counters[:2], *("0" if v == unset else v for v in counters[2:]))
+        numbers = tuple(map(int, counters))
+        if min(numbers) < 0 or numbers[0] > 65535 or numbers[1] > 65535:
+            raise ValueError("not a plain port or counter")  # as _Port and _Count check
+        return (float(ts_text), duration, *numbers), self._fast_extra(parts)
 
     def _fast_extra(self, parts: list[str]) -> dict[str, Any]:
         """The other columns, typed by ``#types``; unset ones left out, ``(empty)`` as ""."""
@@ -166,15 +219,7 @@ class ZeekConnParser(FastPathParser):
                     typed[j] = convert(value)
         # Same lengths by construction; ``strict=`` would cost a keyword call per record.
         extra = dict(zip(self.extra_names, typed))  # noqa: B905
-        names = self.extra_names
-        j = -1
-        for _ in range(unsets):
-            j = values.index(unset, j + 1)
-            del extra[names[j]]
-        j = -1
-        for _ in range(empties):
-            j = values.index(empty, j + 1)
-            extra[names[j]] = ""
+        _unset_and_empty(extra, self.extra_names, values, unset, empty)
         return extra
 
     def _directive(self, text: str, line: bytes, lineno: int, offset: int) -> None:
@@ -185,8 +230,10 @@ class ZeekConnParser(FastPathParser):
             self._plan()
         elif key == "unset_field":
             self.unset = value
+            self._plan()
         elif key == "empty_field":
             self.empty = value
+            self._plan()
         elif key == "path":
             self.path = value
         elif key == "fields":
@@ -269,6 +316,32 @@ _BOOLS: Final = {"T": True, "F": False}
 _FAST: Final = ("ts", "id.orig_h", "id.resp_h", "proto", "duration", "id.orig_p", "id.resp_p", "orig_ip_bytes",
                 "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
 _event_id: Final = event_id_of("zeek")
+_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+def _unset_and_empty(
+    extra: dict[str, Any], names: tuple[str, ...], values: tuple[str, ...], unset: str, empty: str
+) -> None:
+    """Leave the unset columns out of ``extra`` and give the (empty) ones as ""."""
+    j = -1
+    for _ in range(values.count(unset)):
+        j = values.index(unset, j + 1)
+        del extra[names[j]]
+    j = -1
+    for _ in range(values.count(empty)):
+        j = values.index(empty, j + 1)
+        extra[names[j]] = ""
+
+
+def _json_number(text: str) -> bool:
+    """Whether ``text`` reads as JSON numbers: an unset marker of "7" would, and an unset counter
+    or duration is 0, not 7, so such a marker leaves the numbers to ``_text_columns``."""
+    try:
+        msgspec.json.decode(f"[{text}]", type=list[float])
+    except ValueError:
+        return False
+    return True
 
 
 def _count(rec: dict[str, Any], name: str) -> int:
