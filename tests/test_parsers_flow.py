@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from ingest.parsers import ListOutput, ParseContext, get_format, parse_bytes
+from ingest.parsers.flowutil import number_or_text
 from ingest.parsers.netflow import NetflowParser, TemplateCache
 from ingest.parsers.netflow_capture import UdpCollector
 from ingest.schema import FlowEvent, decode_event, encode_event, event_id
@@ -610,6 +611,67 @@ def test_cic_feature_cells_keep_their_own_number_type():
     out = parse("cicflowmeter", data)
     values = [ev.extra["Flow Bytes/s"] for ev in out.events]
     assert values == [0, 0.5, 0] and [type(v) for v in values] == [int, float, int]
+
+
+def _cic_with(rows: list[dict[bytes, bytes]], header: bytes | None = None) -> list[FlowEvent]:
+    """Events of the first CIC-IDS2017 sample row, once per dict of replaced cells."""
+    first, row = sample("cicids2017.csv").splitlines()[:2]
+    header = header or first
+    names = [h.strip() for h in header.split(b",")]
+    lines = [header]
+    for cells_by_name in rows:
+        cells = row.split(b",")
+        for name, value in cells_by_name.items():
+            cells[names.index(name)] = value
+        lines.append(b",".join(cells))
+    out = parse("cicflowmeter", b"\n".join(lines) + b"\n")
+    assert out.dlqs == []
+    return out.events
+
+
+def test_cic_feature_run_read_as_json_or_cell_by_cell_gives_the_same_values():
+    # The fast path reads the run of feature columns as one JSON array. Infinity/NaN are null as
+    # number_or_text has them; what JSON refuses ("01", "1_000") or reads otherwise ("null", text
+    # for number_or_text) is converted cell by cell.
+    json_way, infinite, null_text, cell_way = _cic_with([
+        {b"Fwd Packet Length Max": b" 5", b"Fwd Packet Length Std": b"1e5", b"Bwd Packet Length Max": b"-0",
+         b"Flow IAT Std": b"2.50"},
+        {b"Flow Bytes/s": b"Infinity", b"Flow Packets/s": b"-Infinity", b"Flow IAT Mean": b"NaN"},
+        {b"Bwd Packet Length Min": b"null", b"Flow Bytes/s": b"Infinity"},
+        {b"Fwd Packet Length Max": b"01", b"Fwd Packet Length Min": b"1_000"},
+    ])  # fmt: skip
+    keys = ("Fwd Packet Length Max", "Fwd Packet Length Std", "Bwd Packet Length Max", "Flow IAT Std")
+    assert [json_way.extra[k] for k in keys] == [5, 100000.0, 0, 2.5]
+    assert [type(json_way.extra[k]) for k in keys] == [int, float, int, float]
+    keys = ("Flow Bytes/s", "Flow Packets/s", "Flow IAT Mean")
+    assert [infinite.extra[k] for k in keys] == [None, None, None]
+    assert (null_text.extra["Bwd Packet Length Min"], null_text.extra["Flow Bytes/s"]) == ("null", None)
+    assert (cell_way.extra["Fwd Packet Length Max"], cell_way.extra["Fwd Packet Length Min"]) == (1, 1000)
+    assert list(json_way.extra) == list(infinite.extra) == list(null_text.extra) == list(cell_way.extra)
+    assert (json_way.bytes_out, json_way.src_port, json_way.duration_ms) == (1440, 54865, 3008)
+
+
+def test_cic_header_without_feature_columns():
+    header = (
+        b"Flow ID,Source IP,Source Port,Destination IP,Destination Port,Protocol,Timestamp,Flow Duration,"
+        b"Total Fwd Packets,Total Backward Packets,Total Length of Fwd Packets,Total Length of Bwd Packets,Label"
+    )
+    out = parse("cicflowmeter", header + b"\nf-1,10.1.0.5,1,10.2.0.7,2,6,7/7/2017 8:59,5000,1,2,3,4,BENIGN\n")
+    (ev,) = out.events
+    assert (ev.extra, ev.bytes_in, ev.duration_ms) == ({"Flow ID": "f-1", "Label": "BENIGN"}, 4, 5)
+
+
+def test_number_or_text_takes_flow_ids_and_addresses_as_text():
+    cells = (" 10.0.0.1-10.0.0.2-1-2-6 ", "fe80::1", "1.2.3", "1.5", "7", "-Infinity", "BENIGN")
+    assert [number_or_text(c) for c in cells] == [
+        "10.0.0.1-10.0.0.2-1-2-6",
+        "fe80::1",
+        "1.2.3",
+        1.5,
+        7,
+        None,
+        "BENIGN",
+    ]
 
 
 def test_zeek_unset_and_empty_columns_in_the_fast_path():

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import calendar
 import re
-from typing import Any, ClassVar, Final
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Final
 
+import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
@@ -35,12 +37,18 @@ _ALIASES: Final = {
     "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts"),
     "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
 }  # fmt: skip
+_TEXT_COLUMNS: Final = frozenset({"Flow ID", "Label"})  # the feature columns are numbers
 _COUNTERS: Final = ("src_port", "dst_port", "packets_out", "packets_in", "bytes_out", "bytes_in")
 _SPACE: Final = re.compile(r"\s")  # exactly what str.strip() removes
 _EXACT: Final = 2**53  # larger counters go the slow way (int(float(x)) rounds them)
 _CELLS_MAX: Final = 65536
 _PROTO: Final = [proto_name(n) for n in range(256)]
 _event_id: Final = event_id_of("cicflowmeter")
+# what the fast path takes as plain (as its checks on int() of the cells do)
+_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Count = Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)]
+_ProtoNumber = Annotated[int, msgspec.Meta(ge=0, le=255)]
+_Duration = Annotated[int, msgspec.Meta(lt=_EXACT)]
 _time_cache: dict[str, int] = {}
 
 
@@ -94,6 +102,19 @@ def _padded(text: str) -> bool:
     return ", " in inner or " ," in inner
 
 
+def _longest_run(flags: list[bool]) -> tuple[int, int]:
+    """``(start, end)`` of the longest run of true flags (the first of equal ones)."""
+    best, start = (0, 0), None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
+
+
 class CicFlowParser(FastPathParser):
     source: ClassVar[str] = "cicflowmeter"
 
@@ -101,8 +122,9 @@ class CicFlowParser(FastPathParser):
         super().__init__(out, ctx)
         self.header: list[str] | None = None
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
-        self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell): the ~75 feature
-        # columns repeat a few values ("0" above all), so most cells are converted by a lookup
+        self.decode_row: Callable[[str], tuple[Any, ...]] | None = None  # see _plan_run
+        self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell), for the cells read
+        # one by one: Label (a few values), and all cells of the lines the JSON way does not take
 
     def _set_header(self, names: list[str], line: bytes, lineno: int, offset: int) -> None:
         seen: dict[str, int] = {}
@@ -133,7 +155,39 @@ class CicFlowParser(FastPathParser):
             self.dst_i: int = cols["dst"]  # type: ignore[assignment]
             self.ts_i: int = cols["ts"]  # type: ignore[assignment]
             self.numbers = picker([cols[k] for k in (*_COUNTERS, "proto", "duration")])  # type: ignore[misc]
+            self._plan_run(used)
         self.skip("header line")
+
+    def _plan_run(self, core: set[int]) -> None:
+        """Plan the fast path's main way: the longest run of feature columns (12..83 of CIC-IDS2017)
+        is taken as one piece of the line and decoded as a JSON array, with the numeric core columns
+        appended, in one C call. Cells around the run are split one by one; in the split line the
+        run is one cell, so the columns after it move left."""
+        names = self.header
+        assert names is not None
+        width = len(names)
+        start, end = _longest_run([i not in core and names[i] not in _TEXT_COLUMNS for i in range(width)])
+        if start == end:
+            self.decode_row = None  # no feature columns at all
+            return
+        shift = end - start - 1  # where a column after the run is in the split line
+
+        def at(i: int) -> int:
+            return i if i < start else i - shift
+
+        self.run_start, self.after_run = start, width - end
+        self.run_names = tuple(names[start:end])
+        loose = [(n, i) for n, i in self.extra_pos if not start <= i < end]
+        self.loose_names = tuple(n for n, _ in loose)
+        self.loose_values = picker([at(i) for _, i in loose])
+        self.extra_template = dict.fromkeys(self.extra_names)  # the key order of every extra
+        self.split_src, self.split_dst, self.split_ts = at(self.src_i), at(self.dst_i), at(self.ts_i)
+        numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
+        self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]
+        kinds = (*(int | float,) * (end - start), _Port, _Port, *(_Count,) * 4, _ProtoNumber, _Duration)
+        self.decode_row = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
+        nullable = (*(int | float | None,) * (end - start), *kinds[end - start :])
+        self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a DLQ reason, a skip, the header, or an event."""
@@ -169,14 +223,64 @@ class CicFlowParser(FastPathParser):
         self.out.event(event)
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:
-        """Every standard column present and plain (integer counters): no per-field checks, and
-        the feature columns converted through the cell cache; None = take the slow path."""
+        """Every standard column present and plain (integer counters): no per-field checks;
+        None = take the slow path. The run of feature columns is read as JSON (``_run_event``);
+        a line that way does not take (a quote, ``Infinity``...) is split cell by cell."""
         if self.fast_nfields < 0:  # no header yet
             return None
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return None
+        if '"' not in text and self.decode_row is not None:
+            event = self._run_event(text, line)
+            if event is not None:
+                return event
+        return self._cells_event(text, line)
+
+    def _run_event(self, text: str, line: bytes) -> FlowEvent | None:
+        """The event of a line whose feature run is a JSON array of numbers and whose core numbers
+        are plain; None for anything else, which ``_cells_event`` then decides."""
+        cells = text.split(",", self.run_start)
+        tail = cells.pop().rsplit(",", self.after_run)
+        if len(cells) != self.run_start or len(tail) != self.after_run + 1:
+            return None  # too few columns
+        cells += tail  # the run is one cell now
+        src, dst = cells[self.split_src], cells[self.split_dst]
+        owner = self.checked_flow_owner(src, dst)
+        if owner is None:
+            return None
+        # JSON allows the same spaces around a number that int() and number_or_text strip
+        row = "[" + tail[0] + "," + ",".join(self.split_numbers(cells)) + "]"
+        try:
+            try:
+                numbers = self.decode_row(row)  # type: ignore[misc]  # not None here
+            except ValueError:
+                numbers = self._decode_infinite(row)
+            ts = parse_cic_time(cells[self.split_ts])
+        except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
+            return None  # of cells that is not the header's, a number out of its range
+        sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
+        extra = self.extra_template.copy()
+        extra.update(zip(self.run_names, numbers))  # noqa: B905  # stops at the run's end
+        extra.update(zip(self.loose_names, map(self._cell, self.loose_values(cells))))  # noqa: B905
+        return replace(
+            self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
+            duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
+            packets_out=packets_out, packets_in=packets_in, bytes_out=bytes_out, bytes_in=bytes_in,
+        )  # fmt: skip
+
+    def _decode_infinite(self, row: str) -> tuple[Any, ...]:
+        """``decode_row`` of a row with ``Infinity``/``NaN`` features (``Flow Bytes/s`` of a flow
+        with no duration): those are null, as number_or_text has them. ValueError for any other."""
+        if "null" in row or ("Infinity" not in row and "NaN" not in row):
+            raise ValueError("not a row of numbers")  # a "null" cell is text, not None
+        row = row.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null")
+        return self.decode_nullable_row(row)
+
+    def _cells_event(self, text: str, line: bytes) -> FlowEvent | None:
+        """``_fast_event`` by splitting every cell, the feature cells converted through the cell
+        cache; None = take the slow path."""
         if '"' in text:
             try:
                 parts = csv_cells(text)

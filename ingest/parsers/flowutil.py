@@ -75,6 +75,8 @@ def number_or_text(text: str) -> Any:
     """CSV cell as int, else float, else the stripped text; ``Infinity``/``NaN`` -> None (JSON has
     no such numbers)."""
     s = text.strip()
+    if s.count(".") > 1 or ":" in s:  # a flow id or an address (CICFlowMeter's Flow ID is unique
+        return s  # per flow): text, without the cost of two failed conversions
     try:
         return int(s)
     except ValueError:

@@ -236,15 +236,68 @@ def gen_cloudtrail(n: int, rnd: random.Random) -> bytes:
 
 
 def gen_cic(n: int, rnd: random.Random) -> bytes:
-    sample = (Path(__file__).parents[1] / "samples" / "cicids2017.csv").read_bytes().splitlines()
-    header, row = sample[0], sample[1].decode().split(",")
+    """CIC-IDS2017 rows whose ~72 feature columns differ from row to row, as in the real dataset:
+    integer and float statistics of plausible magnitudes, many zeros, and ``Infinity``/``NaN``
+    rates of zero-length flows (about 1 row in 200)."""
+    header = (Path(__file__).parents[1] / "samples" / "cicids2017.csv").read_bytes().splitlines()[0]
     src, dst = _ips(rnd, n), _ips(rnd, n)
     rows = []
     for i in range(n):
-        row[1], row[3], row[2] = src[i], dst[i], str(rnd.randrange(1024, 65535))
-        row[6] = f"7/7/2017 {8 + i // 36000 % 10}:{i // 600 % 60:02d}"
-        rows.append(",".join(row))
+        proto = rnd.choice((6, 6, 6, 17, 17, 0))
+        sport, dport = rnd.randrange(1024, 65535), rnd.choice((22, 53, 80, 123, 443, 8080, 3389))
+        ts = f"7/7/2017 {8 + i // 36000 % 10}:{i // 600 % 60:02d}"
+        flow_id = f"{dst[i]}-{src[i]}-{dport}-{sport}-{proto}"
+        rows.append(
+            ",".join([flow_id, src[i], str(sport), dst[i], str(dport), str(proto), ts, *_cic_features(rnd)])
+        )
     return header + b"\n" + "\n".join(rows).encode() + b"\n"
+
+
+def _cic_features(rnd: random.Random) -> list[str]:
+    """Flow Duration .. Label (78 cells) of one CIC-IDS2017 row."""
+    duration = 0 if rnd.random() < 0.005 else int(rnd.expovariate(1 / 2e6)) + 1
+    fwd, bwd = rnd.randrange(1, 60), rnd.randrange(0, 60)
+    fwd_len, bwd_len = fwd * rnd.randrange(0, 1460), bwd * rnd.randrange(0, 1460)
+    if not duration and rnd.random() < 0.3:  # a lone SYN or RST
+        fwd_len = bwd_len = 0
+    packets, size = fwd + bwd, fwd_len + bwd_len
+
+    def real(scale: float) -> str:  # a statistic: zero, a short or long decimal, or Java's 1.0E7 style
+        x = rnd.random()
+        if x < 0.3:
+            return "0"
+        value = rnd.expovariate(1 / scale)
+        if x < 0.55:
+            return f"{value:.1f}"
+        if value >= 1e7 and x < 0.7:
+            return f"{value / 10**7:.7f}E7"
+        return repr(value)
+
+    def count(top: int) -> str:
+        return "0" if rnd.random() < 0.3 else str(rnd.randrange(top))
+
+    if duration:
+        rates = [repr(size / duration * 1e6), repr(packets / duration * 1e6)]
+    else:
+        rates = ["Infinity" if size else "NaN", "Infinity"]
+    cells = [str(duration), str(fwd), str(bwd), str(fwd_len), str(bwd_len)]
+    cells += [count(1460), count(100), real(300), real(200), count(1460), count(100), real(300), real(200)]
+    cells += [*rates, real(1e5), real(2e5), str(rnd.randrange(duration + 1)), count(50)]  # Flow IAT
+    for _ in range(2):  # Fwd IAT, Bwd IAT: total, mean, std, max, min
+        cells += [count(duration + 1), real(1e5), real(1e5), count(duration + 1), count(1000)]
+    cells += [count(2), "0", "0", "0"]  # PSH / URG flags
+    header_len = str(20 * fwd) if rnd.random() > 0.001 else "-1073741824"
+    cells += [header_len, str(20 * bwd), real(1e4), real(1e4)]
+    cells += [count(60), count(1460), real(500), real(400), real(2e5)]  # packet length statistics
+    cells += [count(2) for _ in range(8)] + [count(4), real(600), real(500), real(500), header_len]
+    cells += ["0"] * 6  # bulk rates
+    cells += [str(fwd), str(fwd_len), str(bwd), str(bwd_len)]
+    cells += [rnd.choice(("-1", "-1", "29200", "8192", "65535", str(rnd.randrange(65536))))]
+    cells += [rnd.choice(("-1", "0", "235", "28960", str(rnd.randrange(65536))))]
+    cells += [str(rnd.randrange(fwd)), rnd.choice(("20", "32", "0"))]
+    cells += [real(1e6) for _ in range(4)]  # Active mean, std, max, min
+    cells += [real(2e7) for _ in range(4)]  # Idle mean, std, max, min
+    return [*cells, rnd.choice(("BENIGN",) * 8 + ("DoS Hulk", "PortScan", "DDoS", "SSH-Patator"))]
 
 
 def _measure(fmt: str, data: bytes, registry: TenantRegistry, **kwargs: Any) -> tuple[float, int]:
