@@ -1,5 +1,6 @@
 """Shared fixtures. ``stack`` brings up the real local Kafka and Elasticsearch once per session
-(or reuses a healthy one) and stops at the end only what it started."""
+(or reuses a healthy one), removes the topics and indices the session created, and stops at the
+end only what it started."""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     from infra.services import services, up
+    from tests.leftovers import Leftovers
 
     already = {svc.name for svc in services(settings) if svc.proc.pid() is not None}
     up(settings, progress=lambda msg: print(f"[stack] {msg}"))
+    leftovers = Leftovers(settings)
     yield settings
+    print(f"[stack] {leftovers.remove()}")
     for svc in services(settings):
         if svc.name not in already:
             svc.proc.stop()

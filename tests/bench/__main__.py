@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     stack_up = False
     if not args.no_stack:
         from infra.services import up
+        from tests.leftovers import Leftovers
 
         up(settings, progress=lambda msg: print(f"[stack] {msg}"))
         stack_up = True
+        leftovers = Leftovers(settings)
     ctx = BenchContext(settings, args.data if args.data.is_dir() else None, stack_up)
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     if args.only:
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"][name] = traceback.format_exc()
             print(report["errors"][name], file=sys.stderr)
         print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    if stack_up:
+        print(f"[stack] {leftovers.remove()}")
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     text = json.dumps(report, indent=2, sort_keys=True, default=str)
