@@ -613,6 +613,20 @@ def test_cic_feature_cells_keep_their_own_number_type():
     assert values == [0, 0.5, 0] and [type(v) for v in values] == [int, float, int]
 
 
+def test_zeek_layout_without_the_json_way():
+    # A repeated column name (and no conn_state): every record is converted cell by cell.
+    lines = sample("zeek_conn.log").splitlines()
+    added = {b"#fields": b"uid", b"#types": b"string"}
+    for i, line in enumerate(lines):
+        cells = line.split(b"\t")
+        if not line.startswith(b"#") or cells[0] in added:
+            del cells[11]  # conn_state
+            lines[i] = b"\t".join([*cells, added.get(cells[0], b"x")])
+    out = parse("zeek", b"\n".join(lines) + b"\n")
+    assert len(out.events) == 4 and out.dlqs == []
+    assert (out.events[0].extra["uid"], out.events[1].action) == ("x", "accept")
+
+
 def _cic_with(rows: list[dict[bytes, bytes]], header: bytes | None = None) -> list[FlowEvent]:
     """Events of the first CIC-IDS2017 sample row, once per dict of replaced cells."""
     first, row = sample("cicids2017.csv").splitlines()[:2]

@@ -46,7 +46,7 @@ class ZeekConnParser(FastPathParser):
         self.fields: list[str] | None = None
         self.types: dict[str, str] = {}
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
-        self.decode_numbers: Callable[[str], Any] | None = None  # None: no JSON way (_plan_json)
+        self.decode_numbers: Callable[[str], Any] = _no_json_way  # see _plan_json
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
@@ -90,10 +90,10 @@ class ZeekConnParser(FastPathParser):
         pos = {n: i for i, n in enumerate(self.fields)}
         if all(n in pos for n in _FAST):
             self.fast_nfields = len(self.fields)
-            self.head = picker([pos[n] for n in _FAST[1:4]])
+            head = picker([pos[n] for n in (*_FAST[1:4], "conn_state") if n in pos])
+            self.head = head if "conn_state" in pos else lambda parts: (*head(parts), "")
             self.time_cells = picker([pos["ts"], pos["duration"]])
             self.counters = picker([pos[n] for n in _FAST[-6:]])
-            self.state_i = pos.get("conn_state")
             self.extra_spec = [
                 (n, i, _CONVERTERS.get(self.types.get(n, ""), str))
                 for i, n in enumerate(self.fields)
@@ -122,25 +122,22 @@ class ZeekConnParser(FastPathParser):
         parts = text.split(self.sep)
         if len(parts) != self.fast_nfields or self.path != "conn":
             return None
-        src, dst, proto = self.head(parts)
+        src, dst, proto, state = self.head(parts)
         if proto not in _PROTOS:
             return None
         owner = self.checked_flow_owner(src, dst)
         if owner is None:
             return None
         try:
-            if self.decode_numbers is not None:
-                try:
-                    numbers, extra = self._json_columns(parts)
-                except ValueError:  # a cell that is not a JSON number: unset, (empty), "+1", "inf"...
-                    numbers, extra = self._text_columns(parts)
-            else:
+            try:
+                numbers, extra = self._json_columns(parts)
+            except ValueError:  # a cell that is not a JSON number: unset, (empty), "+1", "inf"...
                 numbers, extra = self._text_columns(parts)
             seconds, duration_s, sport, dport, bytes_out, bytes_in, packets_out, packets_in = numbers
-            ts, duration = round(seconds * 1000), round(duration_s * 1000)
+            ts = round(seconds * 1000)
+            duration = round(duration_s * 1000)
         except (ValueError, OverflowError, KeyError):  # an infinite time, a bool that is not T/F
             return None
-        state = parts[self.state_i] if self.state_i is not None else ""
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
             dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in, packets_out=packets_out,
@@ -151,13 +148,14 @@ class ZeekConnParser(FastPathParser):
         """The numeric columns (the core ones, then the extra ones typed as numbers) as one JSON
         array, decoded in one C call into ints and floats; the bools through a table of their
         combinations; then all extra values put in column order by one picker."""
-        self.decode_numbers = None
-        unset, empty = self.unset, self.empty
         numeric = [(n, i, conv) for n, i, conv in self.extra_spec if conv in (int, float)]
         flags = [(n, i) for n, i, conv in self.extra_spec if conv is _bool]
+        # the cells are picked before decode_numbers is called, also when it always refuses
+        self.numbers = picker([*fast_columns[:1], *fast_columns[4:], *(i for _, i, _ in numeric)])
+        self.decode_numbers = _no_json_way
+        unset, empty = self.unset, self.empty
         if not self.extra_unique or len(flags) > 4 or _json_number(unset) or _json_number(empty):
             return  # a duplicate name, a big table, or a marker that would pass for a number
-        self.numbers = picker([*fast_columns[:1], *fast_columns[4:], *(i for _, i, _ in numeric)])
         kinds = (float, float, _Port, _Port, *(_Count,) * 4, *(conv for _, _, conv in numeric))
         self.decode_numbers = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
         self.bool_values = picker([i for _, i in flags])
@@ -174,16 +172,17 @@ class ZeekConnParser(FastPathParser):
     def _json_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """(ts, duration, ports and counters) and ``extra``; ValueError when a numeric cell is not a
         plain JSON number (then ``_text_columns`` decides), KeyError for a bool that is not T/F."""
-        numbers = self.decode_numbers("[" + ",".join(self.numbers(parts)) + "]")  # type: ignore[misc]
+        numbers = self.decode_numbers(f"[{','.join(self.numbers(parts))}]")
         values = self.extra_values(parts)
         typed = self.extra_in_order(values + numbers + self.bool_table[self.bool_values(parts)])
         # Same lengths by construction; ``strict=`` would cost a keyword call per record.
         extra = dict(zip(self.extra_names, typed))  # noqa: B905
         unset, empty = self.unset, self.empty
-        if empty in values or values.count(unset) > 1:
-            _unset_and_empty(extra, self.extra_names, values, unset, empty)
-        elif unset in values:  # the usual case: one unset (tunnel_parents)
+        unsets = values.count(unset)
+        if unsets == 1 and empty not in values:  # the usual case: one unset (tunnel_parents)
             del extra[self.extra_names[values.index(unset)]]
+        elif unsets or empty in values:
+            _unset_and_empty(extra, self.extra_names, values, unset, empty)
         return numbers[:8], extra
 
     def _text_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -318,6 +317,11 @@ _FAST: Final = ("ts", "id.orig_h", "id.resp_h", "proto", "duration", "id.orig_p"
 _event_id: Final = event_id_of("zeek")
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+def _no_json_way(text: str) -> Any:
+    """``decode_numbers`` of a layout ``_plan_json`` leaves to ``_text_columns``."""
+    raise ValueError("no JSON way for this layout")
 
 
 def _unset_and_empty(
