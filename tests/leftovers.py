@@ -62,13 +62,14 @@ class Leftovers:
                 admin = AdminClient(kafka_config(self.settings, "confluent"))
                 for future in admin.delete_topics(topics, operation_timeout=30).values():
                     future.result(60)
-            es = es_client(self.settings)
-            try:
-                for start in range(0, len(indices), _INDICES_PER_REQUEST):
-                    chunk = indices[start : start + _INDICES_PER_REQUEST]
-                    es.indices.delete(index=",".join(chunk), ignore_unavailable=True)
-            finally:
-                es.close()
+            if indices:
+                es = es_client(self.settings)
+                try:
+                    for start in range(0, len(indices), _INDICES_PER_REQUEST):
+                        chunk = indices[start : start + _INDICES_PER_REQUEST]
+                        es.indices.delete(index=",".join(chunk), ignore_unavailable=True)
+                finally:
+                    es.close()
         except Exception as exc:  # cleaning up must never fail the run it follows
             return f"could not remove this run's topics and indices: {exc}"
         return f"removed {len(topics)} topics and {len(indices)} indices this run created"

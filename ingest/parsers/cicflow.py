@@ -23,7 +23,7 @@ import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
-from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
+from ingest.parsers.flowutil import PORT, csv_cells, number_or_text, picker, proto_name, valid_ip
 from ingest.schema import FlowEvent, event_id, event_id_of
 
 __all__ = ["CicFlowParser", "parse_cic_time"]
@@ -45,7 +45,6 @@ _CELLS_MAX: Final = 65536
 _PROTO: Final = [proto_name(n) for n in range(256)]
 _event_id: Final = event_id_of("cicflowmeter")
 # what the fast path takes as plain (as its checks on int() of the cells do)
-_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Count = Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)]
 _ProtoNumber = Annotated[int, msgspec.Meta(ge=0, le=255)]
 _Duration = Annotated[int, msgspec.Meta(lt=_EXACT)]
@@ -184,7 +183,7 @@ class CicFlowParser(FastPathParser):
         self.split_src, self.split_dst, self.split_ts = at(self.src_i), at(self.dst_i), at(self.ts_i)
         numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
         self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]
-        kinds = (*(int | float,) * (end - start), _Port, _Port, *(_Count,) * 4, _ProtoNumber, _Duration)
+        kinds = (*(int | float,) * (end - start), PORT, PORT, *(_Count,) * 4, _ProtoNumber, _Duration)
         self.decode_row = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
         nullable = (*(int | float | None,) * (end - start), *kinds[end - start :])
         self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]

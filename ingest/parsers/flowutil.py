@@ -8,9 +8,12 @@ import math
 import socket
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import msgspec
 
 __all__ = [
+    "PORT",
     "PROTO_NAMES",
     "PROTO_NUMBERS",
     "csv_cells",
@@ -21,6 +24,8 @@ __all__ = [
     "valid_ip",
 ]
 
+# a TCP/UDP port as the fast paths' msgspec decoders check it
+PORT = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PROTO_NAMES: Final = {1: "icmp", 6: "tcp", 17: "udp"}
 PROTO_NUMBERS: Final = {v: k for k, v in PROTO_NAMES.items()}
 _PROTO_STR: Final = {n: PROTO_NAMES.get(n, str(n)) for n in range(256)}

@@ -22,7 +22,7 @@ import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext, ms_from_iso
-from ingest.parsers.flowutil import PROTO_NUMBERS, picker, valid_ip
+from ingest.parsers.flowutil import PORT, PROTO_NUMBERS, picker, valid_ip
 from ingest.reader import JsonRejected, load_json
 from ingest.schema import FlowEvent, event_id, event_id_of
 
@@ -156,7 +156,7 @@ class ZeekConnParser(FastPathParser):
         unset, empty = self.unset, self.empty
         if not self.extra_unique or len(flags) > 4 or _json_number(unset) or _json_number(empty):
             return  # a duplicate name, a big table, or a marker that would pass for a number
-        kinds = (float, float, _Port, _Port, *(_Count,) * 4, *(conv for _, _, conv in numeric))
+        kinds = (float, float, PORT, PORT, *(_Count,) * 4, *(conv for _, _, conv in numeric))
         self.decode_numbers = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
         self.bool_values = picker([i for _, i in flags])
         # unset and (empty) ones are fixed up by name afterwards, as in ``_fast_extra``
@@ -196,7 +196,7 @@ class ZeekConnParser(FastPathParser):
             counters = (*counters[:2], *("0" if v == unset else v for v in counters[2:]))
         numbers = tuple(map(int, counters))
         if min(numbers) < 0 or numbers[0] > 65535 or numbers[1] > 65535:
-            raise ValueError("not a plain port or counter")  # as _Port and _Count check
+            raise ValueError("not a plain port or counter")  # as PORT and _Count check
         return (float(ts_text), duration, *numbers), self._fast_extra(parts)
 
     def _fast_extra(self, parts: list[str]) -> dict[str, Any]:
@@ -315,7 +315,6 @@ _BOOLS: Final = {"T": True, "F": False}
 _FAST: Final = ("ts", "id.orig_h", "id.resp_h", "proto", "duration", "id.orig_p", "id.resp_p", "orig_ip_bytes",
                 "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
 _event_id: Final = event_id_of("zeek")
-_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
