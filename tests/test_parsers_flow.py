@@ -738,6 +738,30 @@ def test_zeek_unset_marker_that_reads_as_a_number_is_still_unset():
     assert "missed_bytes" not in ev.extra and ev.extra["resp_bytes"] == 88213
 
 
+def test_zeek_lone_syn_in_the_fast_path_equals_the_checked_path():
+    # A lone SYN: duration, byte counts, service and locality unset. The fast path reads the unset
+    # numbers as null (then 0 or left out); the checked path must give the very same event.
+    lone_syn = {b"service": b"-", b"duration": b"-", b"orig_bytes": b"-", b"resp_bytes": b"-",
+                b"conn_state": b"S0", b"local_orig": b"-", b"resp_pkts": b"-"}  # fmt: skip
+    lines = sample("zeek_conn.log").splitlines()
+    head = [line for line in lines if line.startswith(b"#") and not line.startswith(b"#close")]
+    names = next(line for line in head if line.startswith(b"#fields")).split(b"\t")[1:]
+    cells = lines[len(head)].split(b"\t")
+    for name, value in lone_syn.items():
+        cells[names.index(name)] = value
+    record = b"\t".join(cells)
+    parser = get_format("zeek").factory(ListOutput(), ParseContext())
+    parser.feed_lines(head)
+    fast = parser._fast_event(record)
+    parser._feed_checked(record, len(head) + 1, 0)
+    assert fast is not None and parser.out.events == [fast]
+    assert (fast.duration_ms, fast.packets_in, fast.bytes_out) == (0, 0, 3644)
+    assert not {"service", "orig_bytes", "resp_bytes", "local_orig"} & set(fast.extra)
+    # "null" text is not unset: as before, the record is refused (not read as 0)
+    out = parse("zeek", b"\n".join([*head, record.replace(b"\t3644\t", b"\tnull\t")]) + b"\n")
+    assert out.events == [] and "null" in out.dlqs[0].reason
+
+
 def test_csv_lines_the_csv_module_refuses_go_to_the_dlq():
     # A bare carriage return in a line with quotes: csv.Error, which must not end the ingest.
     bad = b'10.0.0.1\r5,"x",10.0.0.2,2,6,1,1,1,1,1,5'

@@ -47,6 +47,7 @@ class ZeekConnParser(FastPathParser):
         self.types: dict[str, str] = {}
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
         self.decode_numbers: Callable[[str], Any] = _no_json_way  # see _plan_json
+        self.decode_unset_numbers: Callable[[str], Any] = _no_json_way
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
@@ -152,12 +153,16 @@ class ZeekConnParser(FastPathParser):
         flags = [(n, i) for n, i, conv in self.extra_spec if conv is _bool]
         # the cells are picked before decode_numbers is called, also when it always refuses
         self.numbers = picker([*fast_columns[:1], *fast_columns[4:], *(i for _, i, _ in numeric)])
-        self.decode_numbers = _no_json_way
+        self.decode_numbers = self.decode_unset_numbers = _no_json_way
         unset, empty = self.unset, self.empty
         if not self.extra_unique or len(flags) > 4 or _json_number(unset) or _json_number(empty):
             return  # a duplicate name, a big table, or a marker that would pass for a number
         kinds = (float, float, PORT, PORT, *(_Count,) * 4, *(conv for _, _, conv in numeric))
         self.decode_numbers = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
+        # unset cells read as null: where _text_columns takes them (the duration, the counters and
+        # the extra numbers); the time and the ports stay required, as there
+        nullable = (float, float | None, PORT, PORT, *(_Count | None,) * 4, *(k | None for k in kinds[8:]))
+        self.decode_unset_numbers = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
         self.bool_values = picker([i for _, i in flags])
         # unset and (empty) ones are fixed up by name afterwards, as in ``_fast_extra``
         cells = {**_BOOLS, unset: None, empty: ""}
@@ -171,19 +176,41 @@ class ZeekConnParser(FastPathParser):
 
     def _json_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """(ts, duration, ports and counters) and ``extra``; ValueError when a numeric cell is not a
-        plain JSON number (then ``_text_columns`` decides), KeyError for a bool that is not T/F."""
-        numbers = self.decode_numbers(f"[{','.join(self.numbers(parts))}]")
+        plain JSON number or unset (then ``_text_columns`` decides), KeyError for a bool that is not
+        T/F."""
+        cells = self.numbers(parts)
+        unset, empty = self.unset, self.empty
+        numbers = self._decode_unset(cells) if unset in cells else self.decode_numbers(f"[{','.join(cells)}]")
         values = self.extra_values(parts)
         typed = self.extra_in_order(values + numbers + self.bool_table[self.bool_values(parts)])
-        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
-        extra = dict(zip(self.extra_names, typed))  # noqa: B905
-        unset, empty = self.unset, self.empty
+        names = self.extra_names
         unsets = values.count(unset)
-        if unsets == 1 and empty not in values:  # the usual case: one unset (tunnel_parents)
-            del extra[self.extra_names[values.index(unset)]]
-        elif unsets or empty in values:
-            _unset_and_empty(extra, self.extra_names, values, unset, empty)
+        if empty in values:
+            extra = dict(zip(names, typed))  # noqa: B905  # same lengths by construction
+            _unset_and_empty(extra, names, values, unset, empty)
+        elif unsets > 1:  # a lone SYN or a refused attempt: no service, duration, byte counts...
+            extra = {name: value for name, value, text in zip(names, typed, values) if text != unset}  # noqa: B905
+        else:  # a completed connection: at most one unset (tunnel_parents)
+            # ``strict=`` would cost a keyword call per record
+            extra = dict(zip(names, typed))  # noqa: B905
+            if unsets:
+                del extra[names[values.index(unset)]]
         return numbers[:8], extra
+
+    def _decode_unset(self, cells: tuple[str, ...]) -> tuple[Any, ...]:
+        """``decode_numbers`` of cells some of which are unset (the ``-`` duration and byte counts of
+        a lone SYN): unset as null, then an unset duration or counter as 0, as ``_text_columns`` has
+        them. ValueError for anything else."""
+        unset = self.unset
+        row = ",".join(["null" if c == unset else c for c in cells])
+        if row.count("null") != cells.count(unset):  # a "null" in a cell is text, not unset
+            raise ValueError("not a row of numbers and unset cells")
+        numbers = self.decode_unset_numbers(f"[{row}]")
+        head = numbers[:8]
+        if None not in head:  # only extra numbers unset
+            return numbers
+        ts, duration, sport, dport, *counters = head
+        return (ts, duration or 0.0, sport, dport, *(c or 0 for c in counters), *numbers[8:])
 
     def _text_columns(self, parts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """What ``_json_columns`` returns, cell by cell with ``int``/``float``: an unset duration or

@@ -102,15 +102,68 @@ def gen_nprobe(n: int, rnd: random.Random) -> bytes:
 
 
 def gen_zeek(n: int, rnd: random.Random) -> bytes:
+    """conn.log rows in the mix of a real network edge: completed TCP and DNS, and the unanswered
+    or refused attempts whose unset cells (``-`` duration and byte counts, no service) real logs
+    are full of (about a third of the rows here)."""
     src, dst = _ips(rnd, n), _ips(rnd, n)
     sample = (Path(__file__).parents[1] / "samples" / "zeek_conn.log").read_text().splitlines()
     head = [line for line in sample if line.startswith("#") and not line.startswith("#close")]
-    rows = [
-        f"{1709632800 + i / 100:.6f}\tC{i:017d}\t{src[i]}\t{rnd.randrange(1024, 65535)}\t{dst[i]}\t443\ttcp\tssl\t"
-        f"{rnd.random() * 10:.6f}\t{rnd.randrange(0, 10**5)}\t{rnd.randrange(0, 10**6)}\tSF\tT\tF\t0\tShADadFf\t"
-        f"{rnd.randrange(1, 99)}\t{rnd.randrange(40, 10**5)}\t{rnd.randrange(1, 99)}\t{rnd.randrange(40, 10**6)}\t-"
-        for i in range(n)
-    ]
+    rows = []
+    for i in range(n):
+        sport, local = rnd.randrange(1024, 65535), rnd.choice(("T\tF", "F\tT", "T\tT", "-\t-"))
+        pick = rnd.random()
+        if pick < 0.5:  # a completed TCP session
+            pkts_o, pkts_r = rnd.randrange(3, 99), rnd.randrange(2, 99)
+            by_o, by_r = rnd.randrange(0, 10**5), rnd.randrange(0, 10**6)
+            cells = ("tcp", rnd.choice(("ssl", "http", "-", "ssh")), f"{rnd.random() * 10:.6f}", by_o, by_r,
+                     "SF", "ShADadFf", pkts_o, by_o + 40 * pkts_o, pkts_r, by_r + 40 * pkts_r, 443)  # fmt: skip
+        elif pick < 0.65:  # a DNS exchange
+            by_o, by_r = rnd.randrange(30, 80), rnd.randrange(40, 400)
+            cells = ("udp", "dns", f"{rnd.random() / 10:.6f}", by_o, by_r, "SF", "Dd", 1, by_o + 28, 1,
+                     by_r + 28, 53)  # fmt: skip
+        elif pick < 0.75:  # a lone SYN: no duration, no payload counts
+            cells = ("tcp", "-", "-", "-", "-", "S0", "S", 1, 60, 0, 0, rnd.choice((22, 23, 445, 3389, 8080)))
+        elif pick < 0.85:  # retransmitted SYNs, never answered
+            k = rnd.randrange(2, 4)
+            cells = (
+                "tcp",
+                "-",
+                f"{3 * (k - 1) + rnd.random() / 100:.6f}",
+                0,
+                0,
+                "S0",
+                "S",
+                k,
+                60 * k,
+                0,
+                0,
+                443,
+            )
+        elif pick < 0.93:  # refused
+            cells = (
+                "tcp",
+                "-",
+                f"{rnd.random() / 1000:.6f}",
+                0,
+                0,
+                "REJ",
+                "Sr",
+                1,
+                60,
+                1,
+                40,
+                rnd.randrange(1, 1024),
+            )
+        elif pick < 0.97:  # midstream, one packet seen
+            cells = ("tcp", "-", "-", "-", "-", "OTH", "^h", 0, 0, 1, 52, 443)
+        else:  # reset by the originator
+            cells = ("tcp", "-", f"{rnd.random() * 30:.6f}", rnd.randrange(0, 10**4), 0, "RSTO", "ShADaR", 5, 452, 3,
+                     132, 443)  # fmt: skip
+        proto, service, duration, by_o, by_r, state, history, p_o, ip_o, p_r, ip_r, dport = cells
+        rows.append(
+            f"{1709632800 + i / 100:.6f}\tC{i:017d}\t{src[i]}\t{sport}\t{dst[i]}\t{dport}\t{proto}\t{service}\t"
+            f"{duration}\t{by_o}\t{by_r}\t{state}\t{local}\t0\t{history}\t{p_o}\t{ip_o}\t{p_r}\t{ip_r}\t-"
+        )
     return ("\n".join(head + rows) + "\n").encode()
 
 
