@@ -109,10 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     text = json.dumps(report, indent=2, sort_keys=True, default=str)
-    (RESULTS / f"bench-{stamp}.json").write_text(text)
-    (RESULTS / "bench-latest.json").write_text(text)
+    # a partial run is named by what it ran and never replaces bench-latest (the last full run)
+    names = [] if not args.only else [m.removeprefix("bench_") for m in modules]
+    written = [RESULTS / f"bench-{'-'.join([stamp, *names])}.json"]
+    if not args.only:
+        written.append(RESULTS / "bench-latest.json")
+    for path in written:
+        path.write_text(text)
     print(json.dumps(report["results"], indent=2, default=str))
-    print(f"[bench] results written to {RESULTS / 'bench-latest.json'}")
+    print(f"[bench] results written to {', '.join(str(p) for p in written)}")
     return 1 if report["errors"] else 0
 
 
