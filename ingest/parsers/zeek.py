@@ -184,17 +184,12 @@ class ZeekConnParser(FastPathParser):
         values = self.extra_values(parts)
         typed = self.extra_in_order(values + numbers + self.bool_table[self.bool_values(parts)])
         names = self.extra_names
-        unsets = values.count(unset)
+        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
         if empty in values:
-            extra = dict(zip(names, typed))  # noqa: B905  # same lengths by construction
-            _unset_and_empty(extra, names, values, unset, empty)
-        elif unsets > 1:  # a lone SYN or a refused attempt: no service, duration, byte counts...
-            extra = {name: value for name, value, text in zip(names, typed, values) if text != unset}  # noqa: B905
-        else:  # a completed connection: at most one unset (tunnel_parents)
-            # ``strict=`` would cost a keyword call per record
             extra = dict(zip(names, typed))  # noqa: B905
-            if unsets:
-                del extra[names[values.index(unset)]]
+            _unset_and_empty(extra, names, values, unset, empty)
+        else:  # unset columns left out (names are unique on this way, see _plan_json)
+            extra = {name: value for name, value, text in zip(names, typed, values) if text != unset}  # noqa: B905
         return numbers[:8], extra
 
     def _decode_unset(self, cells: tuple[str, ...]) -> tuple[Any, ...]:
