@@ -701,16 +701,21 @@ def test_zeek_unset_and_empty_columns_in_the_fast_path():
     assert isinstance(ev.extra["local_resp"], bool)
 
 
-def _zeek_with(cells_by_name: dict[bytes, bytes], directives: list[bytes] | None = None) -> FlowEvent:
-    """The first record of the Zeek sample with some cells replaced, after extra directives."""
+def _zeek_record(cells_by_name: dict[bytes, bytes]) -> tuple[list[bytes], bytes]:
+    """The Zeek sample's header lines, and its first record with some cells replaced."""
     lines = sample("zeek_conn.log").splitlines()
-    first = next(i for i, line in enumerate(lines) if not line.startswith(b"#"))
-    names = next(line for line in lines if line.startswith(b"#fields")).split(b"\t")[1:]
-    cells = lines[first].split(b"\t")
+    head = [line for line in lines if line.startswith(b"#") and not line.startswith(b"#close")]
+    names = next(line for line in head if line.startswith(b"#fields")).split(b"\t")[1:]
+    cells = lines[len(head)].split(b"\t")
     for name, value in cells_by_name.items():
         cells[names.index(name)] = value
-    lines[first : first + 1] = [*(directives or []), b"\t".join(cells)]
-    (ev, *_) = parse("zeek", b"\n".join(lines) + b"\n").events
+    return head, b"\t".join(cells)
+
+
+def _zeek_with(cells_by_name: dict[bytes, bytes], directives: list[bytes] | None = None) -> FlowEvent:
+    """The event of the Zeek sample's first record with some cells replaced, after extra directives."""
+    head, record = _zeek_record(cells_by_name)
+    (ev,) = parse("zeek", b"\n".join([*head, *(directives or []), record]) + b"\n").events
     return ev
 
 
@@ -743,13 +748,7 @@ def test_zeek_lone_syn_in_the_fast_path_equals_the_checked_path():
     # numbers as null (then 0 or left out); the checked path must give the very same event.
     lone_syn = {b"service": b"-", b"duration": b"-", b"orig_bytes": b"-", b"resp_bytes": b"-",
                 b"conn_state": b"S0", b"local_orig": b"-", b"resp_pkts": b"-"}  # fmt: skip
-    lines = sample("zeek_conn.log").splitlines()
-    head = [line for line in lines if line.startswith(b"#") and not line.startswith(b"#close")]
-    names = next(line for line in head if line.startswith(b"#fields")).split(b"\t")[1:]
-    cells = lines[len(head)].split(b"\t")
-    for name, value in lone_syn.items():
-        cells[names.index(name)] = value
-    record = b"\t".join(cells)
+    head, record = _zeek_record(lone_syn)
     parser = get_format("zeek").factory(ListOutput(), ParseContext())
     parser.feed_lines(head)
     fast = parser._fast_event(record)
