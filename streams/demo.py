@@ -136,8 +136,11 @@ def run_demo(
     tenants: int = 8,
     minutes: float = 4.0,
     events_per_s: float = 1000.0,
+    start_ms: int | None = None,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
+    """``start_ms``: event time of the first simulated event; by default the last ``minutes`` up
+    to now, so the demo's alerts show in Grafana's default time range."""
     from detectors.evaluation.scorecard import Truth, score
     from infra.services import up
     from ingest.simulator import SimConfig, simulate
@@ -152,8 +155,8 @@ def run_demo(
     run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     s = demo_settings(settings, run_id)
     duration_s = minutes * 60
-    end_ms = int(time.time() * 1000)
-    start_ms = end_ms - int(duration_s * 1000)
+    if start_ms is None:
+        start_ms = int(time.time() * 1000) - int(duration_s * 1000)
     sim_config = SimConfig(
         seed=seed, tenants=tenants, duration_s=duration_s, start_ms=start_ms, events_per_s=events_per_s
     )

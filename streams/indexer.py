@@ -27,6 +27,8 @@ __all__ = ["Indexer", "IndexerStats"]
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+_LAG_REPORT_EVERY_S = 15.0
+_LAG_FIRST_RETRY_S = 1.0
 
 
 @dataclass
@@ -331,34 +333,46 @@ class Indexer:
                 self.stats.dlq += 1
 
     def _start_lag_reporter(self, finished: threading.Event) -> threading.Thread | None:
-        """Every 15 s, the detection job's consumer lag per telemetry topic as a metrics document.
+        """Every 15 s, and once more when the indexer stops, the detection job's consumer lag per
+        telemetry topic as a metrics document.
 
         In its own thread: a probe opens Kafka clients and takes ~0.5 s, which alerts arriving
-        meanwhile should not wait for."""
+        meanwhile should not wait for. A failed probe is tried again after 1, 2, 4... s: on a
+        broker just started, the group coordinator is still loading for the first seconds, and a
+        short run would otherwise report nothing."""
         if self.lag_group_id is None:
             return None
         group = self.lag_group_id
 
         def report() -> None:
             es = es_client(self.settings, max_retries=0, retry_on_timeout=False, request_timeout=15)
+            retry_s = _LAG_FIRST_RETRY_S
             try:
-                while not finished.is_set():
+                while True:
+                    last = finished.is_set()
                     try:
-                        lags = consumer_lag(self.settings, group)
-                        now = int(time.time() * 1000)
-                        prefix = self.settings.index_metrics_prefix
-                        actions = [lag_action(prefix, t, lag, now) for t, lag in lags.items()]
-                        if actions:
-                            self._bulk(es, actions)
+                        self._report_lag(es, group)
+                        wait_s, retry_s = _LAG_REPORT_EVERY_S, _LAG_FIRST_RETRY_S
                     except Exception as exc:  # advisory: report it, never stop shipping alerts for it
-                        log.warning("consumer lag probe failed: %s", exc)
-                    finished.wait(15)
+                        log.warning("consumer lag probe failed (next try in %.1f s): %s", retry_s, exc)
+                        wait_s, retry_s = retry_s, min(retry_s * 2, _LAG_REPORT_EVERY_S)
+                    if last:
+                        return
+                    finished.wait(wait_s)
             finally:
                 es.close()
 
         thread = threading.Thread(target=report, name="ssa-indexer-lag", daemon=True)
         thread.start()
         return thread
+
+    def _report_lag(self, es: Any, group: str) -> None:
+        lags = consumer_lag(self.settings, group)
+        now = int(time.time() * 1000)
+        prefix = self.settings.index_metrics_prefix
+        actions = [lag_action(prefix, t, lag, now) for t, lag in lags.items()]
+        if actions:
+            self._bulk(es, actions)
 
 
 class _Retryable(Exception):

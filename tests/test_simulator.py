@@ -20,6 +20,7 @@ from ingest.simulator import (
     SimConfig,
     diurnal_factor,
     load_ground_truth,
+    mean_rate_slice_start_ms,
     parse_scenarios,
     simulate,
     stream_to,
@@ -269,6 +270,17 @@ def test_rate_follows_the_day():
     assert sum(per_hour.values()) == pytest.approx(43_200, rel=0.05)
     assert per_hour[15] > 2 * per_hour[3]
     assert diurnal_factor(cfg.start_ms + 15 * 3_600_000) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("hour", [0.0, 3.0, 9.5, 15.0, 20.95, 21.05, 23.9])
+def test_mean_rate_slice_holds_the_mean_volume_at_any_hour(hour):
+    day = 1_736_121_600_000  # a midnight UTC
+    now = day + int(hour * 3_600_000)
+    start = mean_rate_slice_start_ms(now, 240_000)
+    assert start + 240_000 <= now < start + 240_000 + 86_400_000  # the last one that has ended
+    assert (start + 120_000) % 86_400_000 == 21 * 3_600_000
+    cfg = SimConfig(seed=5, duration_s=240, start_ms=start, events_per_s=600)
+    assert simulate(cfg).expected_background() == pytest.approx(600 * 240, rel=0.01)
 
 
 def test_stream_to_paces_and_reports():

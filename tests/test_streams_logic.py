@@ -123,6 +123,48 @@ def test_indexer_routes_malformed_records_to_the_dlq_instead_of_dropping_them() 
     assert len(bad) == 1 and bad[0][0] is rec and "could not read a ssa.alerts record" in bad[0][1]
 
 
+def test_lag_probe_failing_on_a_fresh_broker_is_retried_soon_and_reported_once_more_at_the_end(
+    monkeypatch,
+) -> None:
+    import threading
+    import time
+
+    from kafka.errors import CoordinatorNotAvailableError
+
+    import streams.indexer as indexer_module
+
+    answers: list[Exception | dict[str, int]] = [
+        CoordinatorNotAvailableError("loading"), CoordinatorNotAvailableError("loading"), {"t.flow": 5},
+    ]  # fmt: skip
+
+    def consumer_lag(_settings, group):
+        assert group == "ssa-detect"
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    shipped: list[list] = []
+    monkeypatch.setattr(indexer_module, "consumer_lag", consumer_lag)
+    monkeypatch.setattr(indexer_module, "_LAG_FIRST_RETRY_S", 0.01)
+    idx = Indexer(Settings(), lag_group_id="ssa-detect")
+    monkeypatch.setattr(idx, "_bulk", lambda _es, actions: shipped.append(actions))
+    finished = threading.Event()
+    thread = idx._start_lag_reporter(finished)
+    assert thread is not None
+    for _ in range(200):  # the third probe, ~0.03 s in, not 15 s
+        if shipped:
+            break
+        time.sleep(0.01)
+    assert [[(a.source["topic"], a.source["consumer_lag"]) for a in batch] for batch in shipped] == [
+        [("t.flow", 5)]
+    ]
+    finished.set()  # stopping: one last report, then the thread ends
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(shipped) == 2
+
+
 def test_sql_carries_security_options_and_refuses_odd_identifiers(tmp_path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("p'w\"d")

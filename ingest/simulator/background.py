@@ -39,6 +39,7 @@ __all__ = [
     "diurnal_factor",
     "ephemeral_port",
     "lognorm",
+    "mean_rate_slice_start_ms",
     "object_key",
     "peered_flow",
     "qemu_event",
@@ -49,6 +50,7 @@ DIURNAL_AMPLITUDE: Final = 0.5
 DIURNAL_PEAK_HOUR: Final = 15.0  # UTC; the trough is 12 hours later
 KIND_WEIGHTS: Final = (("flow", 0.62), ("process", 0.22), ("audit", 0.10), ("auth", 0.06))
 _DAY_MS: Final = 86_400_000
+_MEAN_RATE_CENTRE_MS: Final = 21 * 3_600_000  # DIURNAL_PEAK_HOUR + 6 h, where the factor is 1
 _T = TypeVar("_T")
 Gen = Callable[[random.Random, int, EventMaker], Event]
 
@@ -57,6 +59,18 @@ def diurnal_factor(ts_ms: int) -> float:
     """Rate multiplier at ``ts_ms``: 1 on average over a day, 1.5 at 15:00 UTC, 0.5 at 03:00 UTC."""
     hour = (ts_ms % _DAY_MS) / 3_600_000
     return 1.0 + DIURNAL_AMPLITUDE * math.cos(2 * math.pi * (hour - DIURNAL_PEAK_HOUR) / 24)
+
+
+def mean_rate_slice_start_ms(now_ms: int, duration_ms: int) -> int:
+    """Start of the last slice of ``duration_ms`` centred on 21:00 UTC that has ended by ``now_ms``.
+
+    Around 21:00 the diurnal curve crosses its mean, so such a slice holds the day's mean number of
+    events whatever the hour it is simulated at: tests and benchmarks that need a known volume use
+    it instead of "the last N minutes", which holds a third of that volume more or less."""
+    start = now_ms // _DAY_MS * _DAY_MS + _MEAN_RATE_CENTRE_MS - duration_ms // 2
+    if start + duration_ms > now_ms:
+        start -= _DAY_MS
+    return start
 
 
 def ephemeral_port(rng: random.Random) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from infra.bootstrap import ensure_topics
 from infra.clients import es_client, kafka_config
 from infra.settings import PROJECT_ROOT, Settings
-from ingest.simulator import SimConfig, simulate
+from ingest.simulator import SimConfig, mean_rate_slice_start_ms, simulate
 from streams.demo import alert_timestamps_in_topic, demo_settings, produce_simulation
 from streams.offsets import committed_offsets
 
@@ -221,16 +221,6 @@ _BACKLOG_S = 1200
 # 03:00), and so did the backlog: 2.7M to 4.5M events for the same 20 minutes, with the job's
 # rate moving along (its per-second work per key is spread over fewer events at night). The
 # backlog is always the 20 minutes around 21:00 UTC, where the rate is the day's mean.
-_BACKLOG_CENTRE_UTC_S = 21 * 3600
-_DAY_S = 86_400
-
-
-def backlog_start_ms(now_s: float) -> int:
-    """Start of the last 20-minute slice around 21:00 UTC that has ended by ``now_s``."""
-    start = int(now_s) // _DAY_S * _DAY_S + _BACKLOG_CENTRE_UTC_S - _BACKLOG_S // 2
-    if start + _BACKLOG_S > now_s:
-        start -= _DAY_S
-    return start * 1000
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -240,7 +230,7 @@ def run(ctx: Any) -> dict[str, Any]:
     run_id = "benchstream" + uuid.uuid4().hex[:6]
     s = demo_settings(base, run_id).with_overrides(index_alerts_prefix=f"ssa-bench-{run_id}-alerts-",
                                                    index_metrics_prefix=f"ssa-bench-{run_id}-metrics-")  # fmt: skip
-    start_ms = backlog_start_ms(time.time())
+    start_ms = mean_rate_slice_start_ms(int(time.time() * 1000), _BACKLOG_S * 1000)
     sim = simulate(
         SimConfig(seed=21, tenants=16, duration_s=_BACKLOG_S, start_ms=start_ms, events_per_s=2500)
     )

@@ -29,13 +29,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def telemetry(stack: Settings) -> Settings:
     """One simulated input in its own topics, produced once for every run of this module."""
-    from ingest.simulator import SimConfig, simulate
+    from ingest.simulator import SimConfig, mean_rate_slice_start_ms, simulate
     from streams.demo import demo_settings, produce_simulation
 
     run = "faults" + uuid.uuid4().hex[:6]
     s = demo_settings(stack, run)
-    now = int(time.time() * 1000)
-    sim = simulate(SimConfig(seed=5, tenants=5, duration_s=240, start_ms=now - 240_000, events_per_s=600))
+    # The same volume at any hour: "the last 4 minutes" held 99.5k events at midnight UTC.
+    start_ms = mean_rate_slice_start_ms(int(time.time() * 1000), 240_000)
+    sim = simulate(SimConfig(seed=5, tenants=5, duration_s=240, start_ms=start_ms, events_per_s=600))
     produced = produce_simulation(s, sim, say=lambda _m: None)
     assert produced > 100_000
     return s
