@@ -180,6 +180,7 @@ def run_ingest(
     year: int | None = None,
     reference_ms: int | None = None,
     max_line_bytes: int | None = None,
+    cic_features: bool = False,
     progress_every_s: float = 0.5,
     stop: threading.Event | None = None,
 ) -> IngestSummary:
@@ -198,6 +199,7 @@ def run_ingest(
         year=year,
         reference_ms=reference_ms,
         max_line_bytes=max_line_bytes,
+        cic_features=cic_features,
     )
     parser = spec.factory(counting, ctx)
     if isinstance(path_or_stdin, str) and path_or_stdin.startswith("udp://"):

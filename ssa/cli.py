@@ -112,7 +112,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         summary = run_ingest(source, args.format, tenant=args.tenant, registry=registry, sink=sink,
-                             progress=progress, year=args.year)  # fmt: skip
+                             progress=progress, year=args.year, cic_features=args.cic_features)  # fmt: skip
     finally:
         sink.close()
     _say(
@@ -320,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
     p.add_argument("--output", default=None, help="write JSON lines here (or -) instead of Kafka")
     p.add_argument("--year", type=int, default=None, help="year for syslog timestamps that lack one")
+    p.add_argument(
+        "--cic-features",
+        action="store_true",
+        help="cicflowmeter: keep its ~72 statistical columns in extra (default: Flow ID and Label only)",
+    )
 
     p = cmd("detect", _cmd_detect, "run the PyFlink detection job and the Elasticsearch indexer")
     p.add_argument("--bounded", action="store_true", help="process what Kafka holds now, then stop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import socket
 import time
 import uuid
@@ -427,3 +428,18 @@ def test_stdin_dash(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 4
     assert b"-: 4 events (flow 4), 0 to DLQ, 9 skipped" in proc.stderr
+
+
+def test_cli_keeps_cic_features_only_when_asked(tmp_path, capsys):
+    from ssa.cli import main
+
+    sample = str(SAMPLES / "cicids2017.csv")
+    extras = []
+    for flag in ([], ["--cic-features"]):
+        out = tmp_path / f"cic{len(flag)}.jsonl"
+        assert main(["ingest", sample, "--format", "cicflowmeter", "--output", str(out), *flag]) == 0
+        extras.append([json.loads(line)["extra"] for line in out.read_text().splitlines()])
+    labels_only, features = extras
+    assert [list(e) for e in labels_only] == [["Flow ID", "Label"]] * 3
+    assert [e["Label"] for e in labels_only] == [e["Label"] for e in features]
+    assert len(features[0]) == 74 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features

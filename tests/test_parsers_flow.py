@@ -448,7 +448,7 @@ def test_zeek_malformed():
 
 # --- CICFlowMeter --------------------------------------------------------------------------------
 def test_cicids2017_csv(registry):
-    out = parse("cicflowmeter", sample("cicids2017.csv"), registry)
+    out = parse("cicflowmeter", sample("cicids2017.csv"), registry, cic_features=True)
     assert len(out.events) == 3 and out.dlqs == []
     a, inf, nan = out.events
     assert a.source == "cicflowmeter"
@@ -466,10 +466,16 @@ def test_cicids2017_csv(registry):
     assert "Source IP" not in a.extra and " Source IP" not in a.extra
     assert (inf.ts, inf.extra["Flow Bytes/s"]) == (1499435758000, None)  # 01:55:58 PM
     assert (nan.ts, nan.extra["Flow Bytes/s"]) == (1499398200000, None)
+    # By default the statistical features are left out; everything else is the same.
+    labels_only = parse("cicflowmeter", sample("cicids2017.csv"), registry)
+    assert labels_only.events == [
+        msgspec.structs.replace(ev, extra={k: ev.extra[k] for k in ("Flow ID", "Label")}) for ev in out.events
+    ]
+    assert list(labels_only.events[0].extra) == ["Flow ID", "Label"]
 
 
 def test_cicids2018_csv():
-    (ev,) = parse("cicflowmeter", sample("cicids2018.csv")).events
+    (ev,) = parse("cicflowmeter", sample("cicids2018.csv"), cic_features=True).events
     assert (ev.ts, ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in) == (
         1519115647000,
         "18.219.211.138",
@@ -608,7 +614,7 @@ def test_cic_feature_cells_keep_their_own_number_type():
     data = (
         header + b"\n" + b",".join(as_int) + b"\n" + b",".join(as_float) + b"\n" + b",".join(as_int) + b"\n"
     )
-    out = parse("cicflowmeter", data)
+    out = parse("cicflowmeter", data, cic_features=True)
     values = [ev.extra["Flow Bytes/s"] for ev in out.events]
     assert values == [0, 0.5, 0] and [type(v) for v in values] == [int, float, int]
 
@@ -638,7 +644,7 @@ def _cic_with(rows: list[dict[bytes, bytes]], header: bytes | None = None) -> li
         for name, value in cells_by_name.items():
             cells[names.index(name)] = value
         lines.append(b",".join(cells))
-    out = parse("cicflowmeter", b"\n".join(lines) + b"\n")
+    out = parse("cicflowmeter", b"\n".join(lines) + b"\n", cic_features=True)
     assert out.dlqs == []
     return out.events
 

@@ -77,7 +77,9 @@ class ListOutput:
 @dataclass
 class ParseContext:
     """How to interpret input. ``tenant`` forces the tenant of every event (``--tenant``);
-    ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now)."""
+    ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now);
+    ``cic_features`` keeps every CICFlowMeter statistical column in ``extra`` (``--cic-features``;
+    by default only ``Flow ID`` and ``Label``)."""
 
     registry: TenantRegistry | None = None
     tenant: str | None = None
@@ -85,6 +87,7 @@ class ParseContext:
     year: int | None = None
     reference_ms: int | None = None
     max_line_bytes: int | None = None  # None: the parser's own default
+    cic_features: bool = False
 
     def now_ms(self) -> int:
         return self.reference_ms if self.reference_ms is not None else time.time_ns() // 1_000_000

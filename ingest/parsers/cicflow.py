@@ -6,10 +6,12 @@ Fwd Pkts``, ``Total Length of Fwd Packets``/``TotLen Fwd Pkts``...). ``Timestamp
 day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, taken as UTC (the datasets
 were recorded in local time; shift downstream if it matters). ``Flow Duration`` is microseconds.
 The forward direction (the flow's initiator) is the source: ``Fwd`` counters are ``*_out``,
-``Bwd`` counters ``*_in``. Every other column (the ~75 statistical features and ``Label``) is
-kept in ``extra`` as a number; ``Infinity``/``NaN`` (``Flow Bytes/s`` of zero-length flows)
-become null, since JSON has no such numbers. Files without address columns (the
-"MachineLearningCVE" variant) cannot become flows: the header goes to the DLQ.
+``Bwd`` counters ``*_in``. ``Flow ID`` and ``Label`` (the datasets' ground truth) are kept in
+``extra``. The ~72 statistical features are kept too, as numbers, only when asked
+(``ParseContext.cic_features``, ``ssa ingest --cic-features``): no detector reads them, and
+building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN`` (``Flow Bytes/s`` of zero-length flows) become null, since
+JSON has no such numbers. Files without address columns (the "MachineLearningCVE" variant)
+cannot become flows: the header goes to the DLQ.
 """
 
 from __future__ import annotations
@@ -144,7 +146,10 @@ class CicFlowParser(FastPathParser):
         self.header = unique
         self.cols = cols
         used = {i for i in cols.values() if i is not None}
-        self.extra_pos = [(n, i) for i, n in enumerate(unique) if i not in used]
+        features = self.ctx.cic_features
+        self.extra_pos = [
+            (n, i) for i, n in enumerate(unique) if i not in used and (features or n in _TEXT_COLUMNS)
+        ]
         self.extra_names = tuple(n for n, _ in self.extra_pos)
         self.extra_values = picker([i for _, i in self.extra_pos])
         fast = all(i is not None for i in cols.values())
@@ -154,14 +159,15 @@ class CicFlowParser(FastPathParser):
             self.dst_i: int = cols["dst"]  # type: ignore[assignment]
             self.ts_i: int = cols["ts"]  # type: ignore[assignment]
             self.numbers = picker([cols[k] for k in (*_COUNTERS, "proto", "duration")])  # type: ignore[misc]
-            self._plan_run(used)
+            self._plan_run(used, features)
         self.skip("header line")
 
-    def _plan_run(self, core: set[int]) -> None:
-        """Plan the fast path's main way: the longest run of feature columns (12..83 of CIC-IDS2017)
-        is taken as one piece of the line and decoded as a JSON array, with the numeric core columns
-        appended, in one C call. Cells around the run are split one by one; in the split line the
-        run is one cell, so the columns after it move left."""
+    def _plan_run(self, core: set[int], features: bool) -> None:
+        """Plan the fast path's main way. The longest run of feature columns (12..83 of
+        CIC-IDS2017) is taken as one piece of the line: decoded as a JSON array, with the numeric
+        core columns appended, in one C call when the features are kept, or only counted when they
+        are not. Cells around the run are split one by one; in the split line the run is one cell,
+        so the columns after it move left."""
         names = self.header
         assert names is not None
         width = len(names)
@@ -174,8 +180,8 @@ class CicFlowParser(FastPathParser):
         def at(i: int) -> int:
             return i if i < start else i - shift
 
-        self.run_start, self.after_run = start, width - end
-        self.run_names = tuple(names[start:end])
+        self.run_start, self.after_run, self.run_commas = start, width - end, end - start - 1
+        self.run_names = tuple(names[start:end]) if features else ()
         loose = [(n, i) for n, i in self.extra_pos if not start <= i < end]
         self.loose_names = tuple(n for n, _ in loose)
         self.loose_values = picker([at(i) for _, i in loose])
@@ -183,9 +189,11 @@ class CicFlowParser(FastPathParser):
         self.split_src, self.split_dst, self.split_ts = at(self.src_i), at(self.dst_i), at(self.ts_i)
         numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
         self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]
-        kinds = (*(int | float,) * (end - start), PORT, PORT, *(_Count,) * 4, _ProtoNumber, _Duration)
+        core_kinds = (PORT, PORT, *(_Count,) * 4, _ProtoNumber, _Duration)
+        run_kinds = (int | float,) * len(self.run_names)
+        kinds = (*run_kinds, *core_kinds)
         self.decode_row = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
-        nullable = (*(int | float | None,) * (end - start), *kinds[end - start :])
+        nullable = (*(int | float | None,) * len(run_kinds), *core_kinds)
         self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
@@ -250,7 +258,13 @@ class CicFlowParser(FastPathParser):
         if owner is None:
             return None
         # JSON allows the same spaces around a number that int() and number_or_text strip
-        row = "[" + tail[0] + "," + ",".join(self.split_numbers(cells)) + "]"
+        core = ",".join(self.split_numbers(cells))
+        if self.run_names:
+            row = "[" + tail[0] + "," + core + "]"
+        elif tail[0].count(",") == self.run_commas:  # the features, left out, are only counted
+            row = "[" + core + "]"
+        else:
+            return None
         try:
             try:
                 numbers = self.decode_row(row)  # type: ignore[misc]  # not None here
@@ -260,9 +274,13 @@ class CicFlowParser(FastPathParser):
         except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
             return None  # of cells that is not the header's, a number out of its range
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
-        extra = self.extra_template.copy()
-        extra.update(zip(self.run_names, numbers))  # noqa: B905  # stops at the run's end
-        extra.update(zip(self.loose_names, map(self._cell, self.loose_values(cells))))  # noqa: B905
+        loose = zip(self.loose_names, map(self._cell, self.loose_values(cells)))  # noqa: B905
+        if self.run_names:
+            extra = self.extra_template.copy()
+            extra.update(zip(self.run_names, numbers))  # noqa: B905  # stops at the run's end
+            extra.update(loose)
+        else:
+            extra = dict(loose)
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
             duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
