@@ -9,9 +9,10 @@ The forward direction (the flow's initiator) is the source: ``Fwd`` counters are
 ``Bwd`` counters ``*_in``. ``Flow ID`` and ``Label`` (the datasets' ground truth) are kept in
 ``extra``. The ~72 statistical features are kept too, as numbers, only when asked
 (``ParseContext.cic_features``, ``ssa ingest --cic-features``): no detector reads them, and
-building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN`` (``Flow Bytes/s`` of zero-length flows) become null, since
-JSON has no such numbers. Files without address columns (the "MachineLearningCVE" variant)
-cannot become flows: the header goes to the DLQ.
+building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN``
+(``Flow Bytes/s`` of zero-length flows) become null, since JSON has no such numbers. Files
+without address columns (the "MachineLearningCVE" variant) cannot become flows: the header goes
+to the DLQ.
 """
 
 from __future__ import annotations
