@@ -671,6 +671,22 @@ def test_cic_feature_run_read_as_json_or_cell_by_cell_gives_the_same_values():
     assert (json_way.bytes_out, json_way.src_port, json_way.duration_ms) == (1440, 54865, 3008)
 
 
+@pytest.mark.parametrize("features", [False, True])
+def test_cic_labels_and_flow_ids_stay_text_on_every_path(features):
+    # The JSON way, the cell-by-cell way (a quoted cell), and the checked way (a counter written
+    # as a float, which only that way takes) with a padded Flow ID.
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    cells = row.split(b",")
+    cells[0], cells[-1] = b"17", b"0"
+    quoted = [*cells[:-1], b'"0"']
+    checked = [b" 17 ", *cells[1:8], b"12.0", *cells[9:]]
+    lines = [header, b",".join(cells), b",".join(quoted), b",".join(checked)]
+    out = parse("cicflowmeter", b"\n".join(lines) + b"\n", cic_features=features)
+    assert out.dlqs == []
+    assert [(ev.extra["Flow ID"], ev.extra["Label"]) for ev in out.events] == [("17", "0")] * 3
+    assert len({tuple(ev.extra) for ev in out.events}) == 1  # the same keys in the same order
+
+
 def test_cic_header_without_feature_columns():
     header = (
         b"Flow ID,Source IP,Source Port,Destination IP,Destination Port,Protocol,Timestamp,Flow Duration,"

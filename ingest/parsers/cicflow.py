@@ -40,7 +40,9 @@ _ALIASES: Final = {
     "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts"),
     "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
 }  # fmt: skip
-_TEXT_COLUMNS: Final = frozenset({"Flow ID", "Label"})  # the feature columns are numbers
+# Always text (a class name, a flow's id), so a file whose labels look like numbers does not
+# give Elasticsearch a number where other files gave text; the feature columns are numbers.
+_TEXT_COLUMNS: Final = frozenset({"Flow ID", "Label"})
 _COUNTERS: Final = ("src_port", "dst_port", "packets_out", "packets_in", "bytes_out", "bytes_in")
 _SPACE: Final = re.compile(r"\s")  # exactly what str.strip() removes
 _EXACT: Final = 2**53  # larger counters go the slow way (int(float(x)) rounds them)
@@ -125,8 +127,8 @@ class CicFlowParser(FastPathParser):
         self.header: list[str] | None = None
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
         self.decode_row: Callable[[str], tuple[Any, ...]] | None = None  # see _plan_run
-        self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell), for the cells read
-        # one by one: Label (a few values), and all cells of the lines the JSON way does not take
+        self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell), for the feature
+        # cells read one by one (outside the run, and every one of a line the JSON way does not take)
 
     def _set_header(self, names: list[str], line: bytes, lineno: int, offset: int) -> None:
         seen: dict[str, int] = {}
@@ -151,8 +153,14 @@ class CicFlowParser(FastPathParser):
         self.extra_pos = [
             (n, i) for i, n in enumerate(unique) if i not in used and (features or n in _TEXT_COLUMNS)
         ]
-        self.extra_names = tuple(n for n, _ in self.extra_pos)
-        self.extra_values = picker([i for _, i in self.extra_pos])
+        self.extra_template = dict.fromkeys(n for n, _ in self.extra_pos)  # the key order of every extra
+        texts = [(n, i) for n, i in self.extra_pos if n in _TEXT_COLUMNS]
+        numbers = [(n, i) for n, i in self.extra_pos if n not in _TEXT_COLUMNS]
+        self.text_names, self.text_values = tuple(n for n, _ in texts), picker([i for _, i in texts])
+        self.feature_names, self.feature_values = (
+            tuple(n for n, _ in numbers),
+            picker([i for _, i in numbers]),
+        )
         fast = all(i is not None for i in cols.values())
         self.fast_nfields = len(unique) if fast else -1
         if fast:
@@ -183,10 +191,11 @@ class CicFlowParser(FastPathParser):
 
         self.run_start, self.after_run, self.run_commas = start, width - end, end - start - 1
         self.run_names = tuple(names[start:end]) if features else ()
-        loose = [(n, i) for n, i in self.extra_pos if not start <= i < end]
+        loose = [(n, i) for n, i in self.extra_pos if not start <= i < end and n not in _TEXT_COLUMNS]
         self.loose_names = tuple(n for n, _ in loose)
         self.loose_values = picker([at(i) for _, i in loose])
-        self.extra_template = dict.fromkeys(self.extra_names)  # the key order of every extra
+        texts = [(n, i) for n, i in self.extra_pos if n in _TEXT_COLUMNS]
+        self.split_text_values = picker([at(i) for _, i in texts])
         self.split_src, self.split_dst, self.split_ts = at(self.src_i), at(self.dst_i), at(self.ts_i)
         numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
         self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]
@@ -275,13 +284,14 @@ class CicFlowParser(FastPathParser):
         except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
             return None  # of cells that is not the header's, a number out of its range
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
-        loose = zip(self.loose_names, map(self._cell, self.loose_values(cells)))  # noqa: B905
-        if self.run_names:
+        texts = zip(self.text_names, map(str.strip, self.split_text_values(cells)))  # noqa: B905
+        if self.run_names or self.loose_names:
             extra = self.extra_template.copy()
             extra.update(zip(self.run_names, numbers))  # noqa: B905  # stops at the run's end
-            extra.update(loose)
-        else:
-            extra = dict(loose)
+            extra.update(zip(self.loose_names, map(self._cell, self.loose_values(cells))))  # noqa: B905
+            extra.update(texts)
+        else:  # the features left out: only the text columns, in the header's order
+            extra = dict(texts)
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
             duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
@@ -324,12 +334,14 @@ class CicFlowParser(FastPathParser):
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers
         if min(numbers[:7]) < 0 or max(numbers) >= _EXACT or sport > 65535 or dport > 65535 or proto > 255:
             return None
-        values = self.extra_values(parts)
+        extra = self.extra_template.copy()
+        features = self.feature_values(parts)
         # Same lengths by construction; ``strict=`` would cost a keyword call per record.
         try:
-            extra = dict(zip(self.extra_names, map(self._cells.__getitem__, values)))  # noqa: B905
+            extra.update(zip(self.feature_names, map(self._cells.__getitem__, features)))  # noqa: B905
         except KeyError:
-            extra = dict(zip(self.extra_names, map(self._cell, values)))  # noqa: B905
+            extra.update(zip(self.feature_names, map(self._cell, features)))  # noqa: B905
+        extra.update(zip(self.text_names, self.text_values(parts)))  # noqa: B905
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
             duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
@@ -363,7 +375,10 @@ class CicFlowParser(FastPathParser):
             raise ValueError("port out of range")
         proto_i, dur_i = cols["proto"], cols["duration"]
         duration_us = int(float(parts[dur_i])) if dur_i is not None and parts[dur_i] else 0
-        extra = {name: number_or_text(parts[i]) for name, i in self.extra_pos}
+        extra = {
+            name: parts[i] if name in _TEXT_COLUMNS else number_or_text(parts[i])
+            for name, i in self.extra_pos
+        }
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("cicflowmeter", line), ts=parse_cic_time(parts[cols["ts"]]),  # type: ignore[index]
