@@ -333,8 +333,8 @@ class Indexer:
                 self.stats.dlq += 1
 
     def _start_lag_reporter(self, finished: threading.Event) -> threading.Thread | None:
-        """Every 15 s, and once more when the indexer stops, the detection job's consumer lag per
-        telemetry topic as a metrics document.
+        """Every 15 s, and once more when the indexer stops (unless the last probe failed), the
+        detection job's consumer lag per telemetry topic as a metrics document.
 
         In its own thread: a probe opens Kafka clients and takes ~0.5 s, which alerts arriving
         meanwhile should not wait for. A failed probe is tried again after 1, 2, 4... s: on a
@@ -352,13 +352,14 @@ class Indexer:
                     last = finished.is_set()
                     try:
                         self._report_lag(es, group)
-                        wait_s, retry_s = _LAG_REPORT_EVERY_S, _LAG_FIRST_RETRY_S
+                        ok, wait_s, retry_s = True, _LAG_REPORT_EVERY_S, _LAG_FIRST_RETRY_S
                     except Exception as exc:  # advisory: report it, never stop shipping alerts for it
                         log.warning("consumer lag probe failed (next try in %.1f s): %s", retry_s, exc)
-                        wait_s, retry_s = retry_s, min(retry_s * 2, _LAG_REPORT_EVERY_S)
+                        ok, wait_s, retry_s = False, retry_s, min(retry_s * 2, _LAG_REPORT_EVERY_S)
                     if last:
                         return
-                    finished.wait(wait_s)
+                    if finished.wait(wait_s) and not ok:
+                        return  # stopping with Kafka unreachable: a last probe would wait 30 s for nothing
             finally:
                 es.close()
 

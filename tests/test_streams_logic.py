@@ -165,6 +165,34 @@ def test_lag_probe_failing_on_a_fresh_broker_is_retried_soon_and_reported_once_m
     assert len(shipped) == 2
 
 
+def test_lag_reporter_stops_at_once_when_kafka_is_unreachable(monkeypatch) -> None:
+    # A probe against an unreachable broker takes 30 s; stopping must not start another one.
+    import threading
+    import time
+
+    import streams.indexer as indexer_module
+
+    calls: list[float] = []
+
+    def consumer_lag(_settings, _group):
+        calls.append(0.0)
+        raise ConnectionError("Unable to bootstrap")
+
+    monkeypatch.setattr(indexer_module, "consumer_lag", consumer_lag)
+    monkeypatch.setattr(indexer_module, "_LAG_FIRST_RETRY_S", 30.0)
+    idx = Indexer(Settings(), lag_group_id="ssa-detect")
+    finished = threading.Event()
+    thread = idx._start_lag_reporter(finished)
+    assert thread is not None
+    for _ in range(500):
+        if calls:
+            break
+        time.sleep(0.01)
+    finished.set()
+    thread.join(5)
+    assert not thread.is_alive() and len(calls) == 1
+
+
 def test_sql_carries_security_options_and_refuses_odd_identifiers(tmp_path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("p'w\"d")
