@@ -221,15 +221,19 @@ def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() 
         check_timing(Settings(source_idle_timeout_ms=60_000, watermark_max_drift_ms=60_000))
 
 
-def test_mini_cluster_jvm_args_add_the_compiler_directives_once() -> None:
+def test_mini_cluster_jvm_args_add_the_collector_and_compiler_directives_once() -> None:
     from streams.flink_env import JIT_DIRECTIVES, mini_cluster_jvm_args
 
+    directives = f"-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile={JIT_DIRECTIVES}"
     ours = mini_cluster_jvm_args("")
-    assert ours == f"-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile={JIT_DIRECTIVES}"
+    assert ours == f"-XX:+UseParallelGC {directives}"
     assert mini_cluster_jvm_args("-Xss2m") == f"-Xss2m {ours}"
     assert mini_cluster_jvm_args(ours) == ours  # a second environment in the same process
     users = "-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile=/etc/mine.json"
-    assert mini_cluster_jvm_args(users) == users
+    assert mini_cluster_jvm_args(users) == f"{users} -XX:+UseParallelGC"
+    # the user's own collector is kept; a flag that only looks like one is not a choice
+    assert mini_cluster_jvm_args("-XX:+UseZGC") == f"-XX:+UseZGC {directives}"
+    assert mini_cluster_jvm_args("-XX:+UseGCOverheadLimit") == f"-XX:+UseGCOverheadLimit {ours}"
 
 
 def test_the_jvm_accepts_the_compiler_directives() -> None:
