@@ -57,7 +57,7 @@ JIT_DIRECTIVES: Final = Path(__file__).with_name("jit_directives.json")
 # The parallel collector, unless JVM_ARGS choose one: G1's write barriers and concurrent marking
 # cost the job a sixth of its rate on 2 shared cores (interleaved runs over one 3.0 M-event
 # backlog: 33.7k and 34.6k events/s with G1, 39.4k and 41.4k with the parallel collector).
-PARALLEL_GC: Final = "-XX:+UseParallelGC"
+_PARALLEL_GC: Final = "-XX:+UseParallelGC"
 _GC_CHOICE: Final = re.compile(r"-XX:\+Use\w*GC\b")
 
 
@@ -66,7 +66,7 @@ def mini_cluster_jvm_args(current: str) -> str:
     user chose a collector, plus the compiler directives unless the user already gives a
     directives file (the JVM takes only one). PyFlink splits ``JVM_ARGS`` at whitespace, so a
     project path with a space in it goes without the directives."""
-    ours = [] if _GC_CHOICE.search(current) else [PARALLEL_GC]
+    ours = [] if _GC_CHOICE.search(current) else [_PARALLEL_GC]
     path = str(JIT_DIRECTIVES)
     if "CompilerDirectivesFile" not in current and not any(c.isspace() for c in path):
         ours.append(f"-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile={path}")

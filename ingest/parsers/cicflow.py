@@ -154,13 +154,12 @@ class CicFlowParser(FastPathParser):
             (n, i) for i, n in enumerate(unique) if i not in used and (features or n in _TEXT_COLUMNS)
         ]
         self.extra_template = dict.fromkeys(n for n, _ in self.extra_pos)  # the key order of every extra
-        texts = [(n, i) for n, i in self.extra_pos if n in _TEXT_COLUMNS]
-        numbers = [(n, i) for n, i in self.extra_pos if n not in _TEXT_COLUMNS]
-        self.text_names, self.text_values = tuple(n for n, _ in texts), picker([i for _, i in texts])
-        self.feature_names, self.feature_values = (
-            tuple(n for n, _ in numbers),
-            picker([i for _, i in numbers]),
-        )
+        self.text_pos = [(n, i) for n, i in self.extra_pos if n in _TEXT_COLUMNS]
+        self.feature_pos = [(n, i) for n, i in self.extra_pos if n not in _TEXT_COLUMNS]
+        self.text_names = tuple(n for n, _ in self.text_pos)
+        self.text_values = picker([i for _, i in self.text_pos])
+        self.feature_names = tuple(n for n, _ in self.feature_pos)
+        self.feature_values = picker([i for _, i in self.feature_pos])
         fast = all(i is not None for i in cols.values())
         self.fast_nfields = len(unique) if fast else -1
         if fast:
@@ -191,11 +190,10 @@ class CicFlowParser(FastPathParser):
 
         self.run_start, self.after_run, self.run_commas = start, width - end, end - start - 1
         self.run_names = tuple(names[start:end]) if features else ()
-        loose = [(n, i) for n, i in self.extra_pos if not start <= i < end and n not in _TEXT_COLUMNS]
+        loose = [(n, i) for n, i in self.feature_pos if not start <= i < end]
         self.loose_names = tuple(n for n, _ in loose)
         self.loose_values = picker([at(i) for _, i in loose])
-        texts = [(n, i) for n, i in self.extra_pos if n in _TEXT_COLUMNS]
-        self.split_text_values = picker([at(i) for _, i in texts])
+        self.split_text_values = picker([at(i) for _, i in self.text_pos])
         self.split_src, self.split_dst, self.split_ts = at(self.src_i), at(self.dst_i), at(self.ts_i)
         numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
         self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]

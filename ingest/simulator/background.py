@@ -50,7 +50,8 @@ DIURNAL_AMPLITUDE: Final = 0.5
 DIURNAL_PEAK_HOUR: Final = 15.0  # UTC; the trough is 12 hours later
 KIND_WEIGHTS: Final = (("flow", 0.62), ("process", 0.22), ("audit", 0.10), ("auth", 0.06))
 _DAY_MS: Final = 86_400_000
-_MEAN_RATE_CENTRE_MS: Final = 21 * 3_600_000  # DIURNAL_PEAK_HOUR + 6 h, where the factor is 1
+# 21:00 UTC: a quarter day after the peak, where the factor falls through 1
+_MEAN_RATE_CENTRE_MS: Final = int((DIURNAL_PEAK_HOUR + 6) * 3_600_000)
 _T = TypeVar("_T")
 Gen = Callable[[random.Random, int, EventMaker], Event]
 

@@ -458,7 +458,7 @@ def run(ctx: Any) -> dict[str, float]:
         results[f"parse_{key}_events"] = parsed
         # the same without the JSON encoding of each event (parse and validate only)
         results[f"parse_no_encode_{key}_events_per_s"] = round(_measure(fmt, data, registry, CountSink)[0])
-    # CICFlowMeter's ~75 statistical columns, kept only when asked (ssa ingest --cic-features)
+    # CICFlowMeter's ~72 statistical columns, kept only when asked (ssa ingest --cic-features)
     cic, features = inputs["cicflowmeter"], {"cic_features": True}
     results["parse_cicflowmeter_all_features_events_per_s"] = round(
         _measure("cicflowmeter", cic, registry, **features)[0]
