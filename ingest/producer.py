@@ -2,7 +2,8 @@
 
 Both are ``Sink``s: ``send_event``, ``send_dlq``, ``flush``, ``close`` and ``counters``. Events go
 to the target's topic for their kind keyed by tenant (by host for process events, DESIGN.md) with
-the event time in a ``ts`` header, DLQ records to the DLQ topic keyed by source. The producer is
+the event time as the record timestamp (``record_timestamp``), DLQ records to the DLQ topic keyed
+by source. The producer is
 idempotent with ``acks=all``; connection and security options (SASL_SSL, ...) come in a
 ``KafkaTarget`` that the caller builds from its settings (``streams.kafka_target``).
 
@@ -37,12 +38,27 @@ __all__ = [
     "SinkCounters",
     "TelemetryProducer",
     "event_key",
+    "record_timestamp",
 ]
 
 Client = Literal["kafka-python", "confluent"]
 _LOG: Final = logging.getLogger("ingest.kafka")
 _LOG.addHandler(logging.NullHandler())  # the caller configures logging; failures surface as exceptions
 DEFAULT_CLIENT: Final[Client] = "confluent"
+# Kafka 4 refuses a record stamped more than an hour after the broker's clock
+# (log.message.timestamp.after.max.ms); a later event time is stamped at this much after now.
+FUTURE_SLACK_MS: Final = 50 * 60_000
+# A broker deletes a segment once its newest record timestamp is older than retention.ms (7 days
+# by default), so telemetry replayed from further back may go before the job has read it.
+STALE_AFTER_MS: Final = 7 * 24 * 3600_000
+
+
+def record_timestamp(ts: int, now_ms: int) -> int:
+    """The Kafka record timestamp for an event at ``ts``: the event time itself (the detection job
+    reads its event time there, with no header to decode), kept within what a broker accepts.
+    Past 1970 (0 would mean "now" to the client) and at most ``FUTURE_SLACK_MS`` ahead; the
+    payload keeps the true ``ts``."""
+    return min(max(ts, 1), now_ms + FUTURE_SLACK_MS)
 
 
 class KafkaUnavailable(RuntimeError):
@@ -59,6 +75,8 @@ class SinkCounters:
     dlq: int = 0
     bytes: int = 0
     failed: int = 0
+    # Events stamped more than STALE_AFTER_MS before they were sent (see there).
+    stale: int = 0
     by_topic: Counter[str] = field(default_factory=Counter)
     first_error: str | None = None
 
@@ -203,8 +221,6 @@ class TelemetryProducer:
         self._producer: Any = None
         self._produce: Any = None  # confluent's bound Producer.produce
         self._unpolled = 0
-        self._header_ts: int | None = None
-        self._headers: list[tuple[str, bytes]] = []
         last = "no attempt made"
         for attempt in range(max(1, connect_attempts)):
             try:
@@ -256,52 +272,46 @@ class TelemetryProducer:
             self.counters.first_error = error
 
     # --- sending -------------------------------------------------------------------------------
-    def _send(
-        self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> None:
+    def _send(self, topic: str, key: str | None, value: bytes, timestamp_ms: int) -> None:
+        """Produce one message; ``timestamp_ms`` 0 stamps it with the current time."""
         if self._produce is not None:  # confluent: takes the key as text and copies everything
             try:
-                # All positional (topic, value, key, partition, callback, on_delivery, timestamp,
-                # headers): keywords are matched by name on every call, which costs more than the
-                # rest of the call. Partition -1: chosen by the key; callback None: the configured
-                # on_delivery; timestamp 0: now. Same message as produce(..., headers=headers).
-                self._produce(topic, value, key, -1, None, None, 0, headers)
+                # All positional (topic, value, key, partition, callback, on_delivery, timestamp):
+                # keywords are matched by name on every call, which costs more than the rest of
+                # the call. Partition -1: chosen by the key; callback None: the configured
+                # on_delivery. Same message as produce(topic, value, key, timestamp=timestamp_ms).
+                self._produce(topic, value, key, -1, None, None, timestamp_ms)
             except BufferError:  # local queue full: let librdkafka drain it
-                self._produce_when_room(topic, value, key, headers)
+                self._produce_when_room(topic, value, key, timestamp_ms)
             self._unpolled += 1
             if self._unpolled >= 1000:  # serve delivery reports (failures only) in batches
                 self._producer.poll(0)
                 self._unpolled = 0
         else:
             kbytes = key.encode() if key is not None else None
-            future = self._producer.send(topic, value=value, key=kbytes, headers=headers)
+            future = self._producer.send(topic, value=value, key=kbytes, timestamp_ms=timestamp_ms or None)
             future.add_errback(lambda exc: self._failed(f"{type(exc).__name__}: {exc}"))
         counters = self.counters
         counters.by_topic[topic] += 1
         counters.bytes += len(value)
 
-    def _produce_when_room(
-        self, topic: str, value: bytes, key: str | None, headers: list[tuple[str, bytes]] | None
-    ) -> None:
+    def _produce_when_room(self, topic: str, value: bytes, key: str | None, timestamp_ms: int) -> None:
         producer = self._producer
         while True:
             producer.poll(0.05)
             try:
-                producer.produce(topic, value, key, -1, None, None, 0, headers)
+                producer.produce(topic, value, key, -1, None, None, timestamp_ms)
                 return
             except BufferError:
                 continue
 
     def send_event(self, event: Event) -> None:
         tag = event.__struct_config__.tag
-        ts = event.ts
-        if ts != self._header_ts:
-            # The event time travels as a header: the detection job reads its watermark from it
-            # without parsing JSON on the JVM. Input is mostly in time order, so consecutive
-            # events share one header list (the clients copy it; nobody mutates it).
-            self._header_ts = ts
-            self._headers = [("ts", str(ts).encode())]
-        self._send(self.topics[tag], event_key(event), encode_event(event), self._headers)  # type: ignore[index]
+        now_ms = int(time.time() * 1000)
+        if event.ts < now_ms - STALE_AFTER_MS:
+            self.counters.stale += 1
+        stamp = record_timestamp(event.ts, now_ms)
+        self._send(self.topics[tag], event_key(event), encode_event(event), stamp)  # type: ignore[index]
         self.counters.events += 1
 
     def send_events(self, events: list[Event]) -> None:
@@ -313,23 +323,25 @@ class TelemetryProducer:
             for event in events:
                 self.send_event(event)
             return
-        topics, header_ts, headers, nbytes = self.topics, self._header_ts, self._headers, 0
+        topics, nbytes, stale = self.topics, 0, 0
+        now_ms = int(time.time() * 1000)
+        fresh_after, latest = now_ms - STALE_AFTER_MS, now_ms + FUTURE_SLACK_MS
         for event in events:
             tag = event.__struct_config__.tag
-            ts = event.ts
-            if ts != header_ts:  # see send_event
-                header_ts = ts
-                headers = [("ts", str(ts).encode())]
+            stamp = event.ts
+            if not fresh_after <= stamp <= latest:  # record_timestamp, inlined for the common case
+                stale += stamp < fresh_after
+                stamp = record_timestamp(stamp, now_ms)
             topic = topics[tag]  # type: ignore[index]
             key = event.tenant if tag != "process" else event.host or event.tenant  # event_key
             value = encode_event(event)
             try:
-                produce(topic, value, key, -1, None, None, 0, headers)  # positional: see _send
+                produce(topic, value, key, -1, None, None, stamp)  # positional: see _send
             except BufferError:
-                self._produce_when_room(topic, value, key, headers)
+                self._produce_when_room(topic, value, key, stamp)
             nbytes += len(value)
-        self._header_ts, self._headers = header_ts, headers
         counters = self.counters
+        counters.stale += stale
         counters.events += len(events)
         counters.bytes += nbytes
         for cls, n in Counter(map(type, events)).items():
@@ -340,7 +352,7 @@ class TelemetryProducer:
             self._unpolled = 0
 
     def send_dlq(self, record: DlqRecord) -> None:
-        self._send(self.target.dlq_topic, record.source, encode_dlq(record), None)
+        self._send(self.target.dlq_topic, record.source, encode_dlq(record), 0)
         self.counters.dlq += 1
 
     def flush(self) -> None:

@@ -123,6 +123,13 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"  DLQ {n:,}: {reason}")
     for reason, n in sorted(summary.skip_reasons.items(), key=lambda kv: -kv[1])[:5]:
         _say(f"  skipped {n:,}: {reason}")
+    if sink.counters.stale:  # Kafka records carry the event time (ingest.producer.record_timestamp)
+        _say(
+            f"  warning: {sink.counters.stale:,} events are more than 7 days old. Kafka deletes a "
+            "segment once its newest record time is older than the topic's retention.ms (7 days by "
+            "default), perhaps before `ssa detect` reads it: for a replay, raise retention.ms on "
+            "the ssa.telemetry.* topics first."
+        )
     return 0
 
 

@@ -2,9 +2,13 @@
 one-second micro-batches per partition key that the Python detectors receive.
 
 No JSON is parsed on the JVM: the partition key is the Kafka record key (tenant, or host for
-process events, as the ingest producer writes it), and event time comes from the record's ``ts``
-header (set by the producer) or, failing that, the Kafka record timestamp. The payload reaches
-Python untouched; a payload that does not decode there goes to the DLQ with the reason.
+process events) and the event time is the record timestamp, both as the ingest producer writes
+them. The payload reaches Python untouched; a payload that does not decode there goes to the DLQ
+with the reason.
+
+The event time used to travel in a ``ts`` header: reading it cost the source task 2.5 us per
+record (the connector builds a map of every record's headers), more than half of that task's
+time (over a 3.0 M-event backlog, 13.4 s of source CPU against 6.0 s without it).
 """
 
 from __future__ import annotations
@@ -86,9 +90,7 @@ def source_ddl(
 CREATE TEMPORARY TABLE {SOURCE_TABLE} (
   pkey STRING,
   payload BYTES,
-  headers MAP<STRING, BYTES> METADATA VIRTUAL,
-  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  rowtime AS COALESCE(TO_TIMESTAMP_LTZ(CAST(CAST(headers['ts'] AS STRING) AS BIGINT), 3), kafka_ts),
+  rowtime TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '{_seconds(out_of_orderness_ms)}' SECOND
 ) WITH (
   {with_clause}

@@ -20,6 +20,8 @@ from ingest.dlq import decode_dlq
 from ingest.parsers import FORMAT_NAMES
 from ingest.pipeline import IngestProgress, run_ingest
 from ingest.producer import (
+    FUTURE_SLACK_MS,
+    STALE_AFTER_MS,
     JsonLinesSink,
     KafkaUnavailable,
     NullSink,
@@ -27,6 +29,7 @@ from ingest.producer import (
     confluent_config,
     event_key,
     kafka_python_config,
+    record_timestamp,
 )
 from ingest.schema import AuthEvent, ProcessEvent, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
@@ -231,7 +234,7 @@ class _FakeConfluent:
         return 0
 
 
-def test_confluent_produce_keeps_key_ts_header_and_dlq_topic(monkeypatch, registry):
+def test_confluent_produce_keeps_key_event_time_and_dlq_topic(monkeypatch, registry):
     import confluent_kafka
 
     monkeypatch.setattr(confluent_kafka, "Producer", _FakeConfluent)
@@ -251,16 +254,16 @@ def test_confluent_produce_keeps_key_ts_header_and_dlq_topic(monkeypatch, regist
     for call in flows:
         event = decode_event(call["value"])
         assert call["key"] == b"t-acme"
-        assert call["headers"] == [("ts", str(event.ts).encode())]
-        assert call.get("partition", -1) == -1 and call.get("timestamp", 0) == 0
+        assert call["headers"] == [] and call["timestamp"] == event.ts
+        assert call.get("partition", -1) == -1
         assert call.get("callback") is None and call.get("on_delivery") is None
     procs = [c for c in calls if c["topic"] == settings.telemetry_topics["process"]]
     for call in procs:  # keyed by host (its tenant when the host is unknown), DESIGN.md
         key = event_key(decode_event(call["value"]))
         assert call["key"] == (key.encode() if key is not None else None)
-    assert all(c["headers"] == [("ts", str(decode_event(c["value"]).ts).encode())] for c in procs)
+    assert all(c["timestamp"] == decode_event(c["value"]).ts for c in procs)
     (dlq,) = [c for c in calls if c["topic"] == settings.topic_dlq]
-    assert (dlq["key"], dlq["headers"], decode_dlq(dlq["value"]).line) == (b"vpcflow", [], 6)
+    assert (dlq["key"], dlq["timestamp"], decode_dlq(dlq["value"]).line) == (b"vpcflow", 0, 6)  # 0: now
     assert producer.counters.events == summary.parsed + audit.parsed
     assert producer.counters.by_topic[settings.topic_dlq] == 1
 
@@ -298,6 +301,35 @@ def test_send_events_sends_what_send_event_sends(monkeypatch, registry):
     assert first.sent == second.sent and len(first.sent) == len(events)
     assert [c["key"] for c in first.sent[-3:]] == [b"hv-1", b"t-1", None]
     assert one.counters == batch.counters and batch.counters.events == len(events)
+
+
+def test_record_timestamp_is_the_event_time_within_what_kafka_accepts():
+    now = 1_800_000_000_000
+    assert record_timestamp(now - 5, now) == now - 5
+    assert record_timestamp(now + FUTURE_SLACK_MS, now) == now + FUTURE_SLACK_MS
+    assert record_timestamp(now + 86_400_000, now) == now + FUTURE_SLACK_MS < now + 3_600_000
+    assert record_timestamp(0, now) == 1 == record_timestamp(-7, now)  # 0 would mean "now"
+
+
+def test_both_send_paths_stamp_event_time_cap_the_future_and_count_stale_events(monkeypatch):
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeConfluent)
+    monkeypatch.setattr(_FakeConfluent, "made", [])
+    now = int(time.time() * 1000)
+    times = [now - 60_000, now + 86_400_000, now - STALE_AFTER_MS - 60_000, 0]
+    events = [AuthEvent(id=str(i), ts=ts, source="sshd", tenant="t", user="u", result="failure")
+              for i, ts in enumerate(times)]  # fmt: skip
+    one, batch = (TelemetryProducer(kafka_target(Settings()), "confluent") for _ in range(2))
+    for event in events:
+        one.send_event(event)
+    batch.send_events(events)
+    for producer, client in zip((one, batch), _FakeConfluent.made, strict=True):
+        stamps = [c["timestamp"] for c in client.sent]
+        assert stamps[0] == times[0] and stamps[2] == times[2] and stamps[3] == 1
+        assert now + FUTURE_SLACK_MS <= stamps[1] <= int(time.time() * 1000) + FUTURE_SLACK_MS
+        assert [decode_event(c["value"]).ts for c in client.sent] == times  # the payload keeps it
+        assert producer.counters.stale == 2
 
 
 def parse_vpc_sample(registry):
