@@ -3,9 +3,9 @@
 Both are ``Sink``s: ``send_event``, ``send_dlq``, ``flush``, ``close`` and ``counters``. Events go
 to the target's topic for their kind keyed by tenant (by host for process events, DESIGN.md) with
 the event time as the record timestamp (``record_timestamp``), DLQ records to the DLQ topic keyed
-by source. The producer is
-idempotent with ``acks=all``; connection and security options (SASL_SSL, ...) come in a
-``KafkaTarget`` that the caller builds from its settings (``streams.kafka_target``).
+by source. The producer is idempotent with ``acks=all``; connection and security options
+(SASL_SSL, ...) come in a ``KafkaTarget`` that the caller builds from its settings
+(``streams.kafka_target``).
 
 If Kafka cannot be reached, connecting is retried with exponential backoff and then
 ``KafkaUnavailable`` is raised with one clear sentence (the CLI prints it and exits non-zero).

@@ -124,11 +124,14 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for reason, n in sorted(summary.skip_reasons.items(), key=lambda kv: -kv[1])[:5]:
         _say(f"  skipped {n:,}: {reason}")
     if sink.counters.stale:  # Kafka records carry the event time (ingest.producer.record_timestamp)
+        from ingest.producer import STALE_AFTER_MS
+
+        days = STALE_AFTER_MS // 86_400_000
         _say(
-            f"  warning: {sink.counters.stale:,} events are more than 7 days old. Kafka deletes a "
-            "segment once its newest record time is older than the topic's retention.ms (7 days by "
-            "default), perhaps before `ssa detect` reads it: for a replay, raise retention.ms on "
-            "the ssa.telemetry.* topics first."
+            f"  warning: {sink.counters.stale:,} events are more than {days} days old. Kafka deletes "
+            f"a segment once its newest record time is older than the topic's retention.ms ({days} "
+            "days by default), perhaps before `ssa detect` reads it: for a replay, raise "
+            "retention.ms on the ssa.telemetry.* topics first."
         )
     return 0
 

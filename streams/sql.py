@@ -8,7 +8,7 @@ with the reason.
 
 The event time used to travel in a ``ts`` header: reading it cost the source task 2.5 us per
 record (the connector builds a map of every record's headers), more than half of that task's
-time (over a 3.0 M-event backlog, 13.4 s of source CPU against 6.0 s without it).
+time (over a 3.0 M-event backlog, 13.4 and 13.6 s of source CPU against 6.3 and 5.8 s without).
 """
 
 from __future__ import annotations
