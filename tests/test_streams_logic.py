@@ -13,7 +13,7 @@ from detectors.alert import decode_alert, encode_alert
 from infra.settings import Settings
 from ingest.schema import FlowEvent, ProcessEvent, encode_event
 from ingest.simulator import SimConfig, simulate
-from streams.detect_fn import DetectionJobConfig, MicroBatchDetector
+from streams.detect_fn import MAX_PAYLOAD_BYTES, DetectionJobConfig, MicroBatchDetector
 from streams.documents import alert_action, dlq_action, metrics_action
 from streams.indexer import Indexer
 from streams.posture import MAX_DISTINCT, PostureState
@@ -42,6 +42,17 @@ def test_bad_payloads_go_to_the_dlq_with_a_reason_and_good_ones_are_detected() -
     assert dlq[0]["raw"] == '{"kind": "flow", "id": 3'
     assert (dlq[2]["raw"], dlq[2]["encoding"]) == ("//4=", "base64")  # not UTF-8: kept as base64
     assert state.posture.minutes  # the good event was counted
+
+
+def test_oversized_payloads_go_to_the_dlq_and_empty_ones_are_skipped() -> None:
+    logic = MicroBatchDetector(DetectionJobConfig())
+    state = logic.new_state()
+    good = [encode_event(_flow(i, 1_700_000_000_000 + 10 * i)) for i in range(3)]
+    huge = b"x" * (MAX_PAYLOAD_BYTES + 1)
+    _, dlq = logic.on_batch(state, "t-a", [good[2], b"", huge, good[0], good[1]])
+    assert [d["reason"] for d in dlq] == [f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"]
+    minute = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    assert state.posture.minutes[minute][("t-a", "flow")].events == 3
 
 
 def test_key_state_pickles_without_the_shared_context_and_resumes_identically() -> None:
