@@ -131,7 +131,8 @@ _WARMUP_MS = 60_000  # windows ending in the first minute of input: reported apa
 def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     run = "benchlat" + uuid.uuid4().hex[:6]
     s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000, source_idle_timeout_ms=2000,
-                                                index_alerts_prefix=f"ssa-bench-{run}-alerts-")  # fmt: skip
+                                                index_alerts_prefix=f"ssa-bench-{run}-alerts-",
+                                                index_metrics_prefix=f"ssa-bench-{run}-metrics-")  # fmt: skip
     # The job stamps records with event time; this topic keeps the broker's append time instead,
     # which is when an alert reached Kafka.
     ensure_topics(s, [s.topic_alerts], configs={"message.timestamp.type": "LogAppendTime"})
