@@ -3,7 +3,8 @@
 ``run_ingest`` is complete on its own; the CLI only turns arguments into a call and the summary
 into a line. Every input record is counted exactly once as parsed (events), DLQ (sent to the
 sink's dead-letter side, with its reason) or skipped (valid input that carries no telemetry,
-by reason): nothing is dropped silently. Gzip input (CloudTrail delivers ``.json.gz``) is
+by reason): nothing is dropped silently. An event stamped more than a minute ahead of the clock
+is a DLQ record too (``MAX_AHEAD_MS``). Gzip input (CloudTrail delivers ``.json.gz``) is
 detected by its magic bytes. ``udp://HOST:PORT`` with ``--format netflow`` runs the collector
 until ``stop`` is set (or Ctrl-C).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import operator
 import sys
 import threading
 import time
@@ -19,17 +21,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
-from ingest.dlq import DlqRecord
+from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers import FORMAT_NAMES, FORMATS, ParseContext, get_format
 from ingest.parsers.netflow import NetflowParser
 from ingest.parsers.netflow_capture import UdpCollector
 from ingest.producer import NullSink, Sink
-from ingest.schema import Event
+from ingest.schema import Event, encode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "IngestProgress", "IngestSummary", "run_ingest"]
+__all__ = ["FORMATS", "FORMAT_NAMES", "MAX_AHEAD_MS", "IngestProgress", "IngestSummary", "run_ingest"]
+
+# How far ahead of the ingest clock an event time may be; later ones go to the DLQ. The job's
+# watermark follows the newest event time of each Kafka partition, so one event stamped hours
+# ahead (a wrong clock or zone, or a hostile source) would move the watermark of its partition,
+# shared by every tenant in it, as far ahead. NTP-synced sources are within a second; 60 s is
+# the drift the job already allows between partitions (Settings.watermark_max_drift_ms).
+MAX_AHEAD_MS: Final = 60_000
+_event_time: Final = operator.attrgetter("ts")
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,20 @@ class IngestSummary:
 class _Counting:
     """The parsers' ``Output``: counts, forwards to the sink, reports progress now and then."""
 
-    def __init__(self, sink: Sink, progress: Callable[[IngestProgress], None] | None, every_s: float) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        progress: Callable[[IngestProgress], None] | None,
+        every_s: float,
+        max_ahead_ms: int = MAX_AHEAD_MS,
+        file: str | None = None,
+    ) -> None:
         self.sink = sink
+        self.max_ahead_ms = max_ahead_ms
+        self.file = file
+        # A lower bound of the latest event time accepted (the clock only moves on): an event past
+        # it costs one comparison; only then is the clock read again (``_ahead``).
+        self.latest_ms = _now_ms() + max_ahead_ms
         self.send_event = sink.send_event
         # A sink may take a read's worth of events in one call (``send_events``, optional).
         self.send_events: Callable[[list[Event]], None] = (
@@ -93,6 +115,8 @@ class _Counting:
         self.next_report = self.start + every_s
 
     def event(self, event: Event) -> None:
+        if event.ts > self.latest_ms and self._ahead(event):
+            return
         self.send_event(event)
         self.by_type[event.__class__] += 1
         self.parsed = parsed = self.parsed + 1
@@ -102,11 +126,32 @@ class _Counting:
     def event_batch(self, events: list[Event]) -> None:
         """``event`` for each of ``events``, in order: the fast paths hand over one read's events at
         once, which saves three Python calls per event on the way to the sink."""
+        if events and max(map(_event_time, events)) > self.latest_ms:
+            events = [ev for ev in events if not (ev.ts > self.latest_ms and self._ahead(ev))]
         self.send_events(events)
         self.by_type.update(map(type, events))  # counted in C
         self.parsed += len(events)
         if self.progress is not None:
             self._maybe_report()
+
+    def _ahead(self, event: Event) -> bool:
+        """Whether ``event`` is too far ahead of the clock; if so it went to the DLQ."""
+        now_ms = _now_ms()
+        self.latest_ms = now_ms + self.max_ahead_ms
+        if event.ts <= self.latest_ms:
+            return False
+        ahead_ms = event.ts - now_ms
+        self.dlq(
+            make_dlq(
+                event.source,
+                f"event time ahead of the ingest clock: by {ahead_ms / 1000:,.0f} s, more than the "
+                f"{self.max_ahead_ms / 1000:,.0f} s allowed (event {event.id}). The source's clock or "
+                "time zone is wrong (RFC 3164 syslog is the sender's local time: give --tz)",
+                encode_event(event),
+                file=self.file,
+            )
+        )
+        return True
 
     def _send_each(self, events: list[Event]) -> None:
         send = self.send_event
@@ -138,6 +183,10 @@ class _Counting:
         if now >= self.next_report and self.progress is not None:
             self.next_report = now + self.every_s
             self.progress(self.snapshot())
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _reason_class(reason: str) -> str:
@@ -181,17 +230,21 @@ def run_ingest(
     reference_ms: int | None = None,
     max_line_bytes: int | None = None,
     cic_features: bool = False,
+    timezone: str | None = None,
+    max_ahead_ms: int = MAX_AHEAD_MS,
     progress_every_s: float = 0.5,
     stop: threading.Event | None = None,
 ) -> IngestSummary:
     """Parse ``path_or_stdin`` (a path, ``-`` for stdin, an open binary stream, or
     ``udp://HOST:PORT`` for NetFlow/IPFIX) as ``fmt`` (one of ``FORMAT_NAMES`` or an alias) and send
-    events and DLQ records to ``sink`` (default: count only). The sink is flushed, not closed."""
+    events and DLQ records to ``sink`` (default: count only). The sink is flushed, not closed.
+    An event whose time is more than ``max_ahead_ms`` ahead of the clock goes to the DLQ instead
+    (``MAX_AHEAD_MS``); ``timezone`` is the zone of RFC 3164 syslog times (default UTC)."""
     spec = get_format(fmt)
     reg = registry.current() if isinstance(registry, RegistryWatcher) else registry
     sink = sink if sink is not None else NullSink()
-    counting = _Counting(sink, progress, progress_every_s)
     name = str(path_or_stdin) if isinstance(path_or_stdin, str | Path) else getattr(path_or_stdin, "name", "")
+    counting = _Counting(sink, progress, progress_every_s, max_ahead_ms, name or None)
     ctx = ParseContext(
         registry=reg,
         tenant=tenant,
@@ -200,6 +253,7 @@ def run_ingest(
         reference_ms=reference_ms,
         max_line_bytes=max_line_bytes,
         cic_features=cic_features,
+        timezone=timezone,
     )
     parser = spec.factory(counting, ctx)
     if isinstance(path_or_stdin, str) and path_or_stdin.startswith("udp://"):

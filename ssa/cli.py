@@ -95,6 +95,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.format not in FORMAT_NAMES:
         raise CliError(f"unknown --format {args.format!r}; choose one of {', '.join(FORMAT_NAMES)}")
+    if args.tz is not None:
+        _check_zone(args.tz)
     registry = TenantRegistry.load(args.tenants) if args.tenants else None
     if registry is None and Path(settings.tenants_file).exists():
         registry = TenantRegistry.load(settings.tenants_file)
@@ -112,7 +114,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         summary = run_ingest(source, args.format, tenant=args.tenant, registry=registry, sink=sink,
-                             progress=progress, year=args.year, cic_features=args.cic_features)  # fmt: skip
+                             progress=progress, year=args.year, cic_features=args.cic_features,
+                             timezone=args.tz)  # fmt: skip
     finally:
         sink.close()
     _say(
@@ -134,6 +137,17 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             "retention.ms on the ssa.telemetry.* topics first."
         )
     return 0
+
+
+def _check_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CliError(
+            f"unknown --tz {name!r}; give an IANA time zone such as Europe/Berlin or UTC"
+        ) from None
 
 
 def _ingest_sink(args: argparse.Namespace, settings: Settings) -> Sink:
@@ -330,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
     p.add_argument("--output", default=None, help="write JSON lines here (or -) instead of Kafka")
     p.add_argument("--year", type=int, default=None, help="year for syslog timestamps that lack one")
+    p.add_argument(
+        "--tz",
+        default=None,
+        help="IANA time zone of RFC 3164 syslog times, the sender's local time (default: UTC)",
+    )
     p.add_argument(
         "--cic-features",
         action="store_true",

@@ -9,8 +9,10 @@ import json
 import socket
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from infra.settings import Settings, SettingsError
 from ingest.dlq import decode_dlq
 from ingest.parsers import FORMAT_NAMES
-from ingest.pipeline import IngestProgress, run_ingest
+from ingest.pipeline import MAX_AHEAD_MS, IngestProgress, run_ingest
 from ingest.producer import (
     FUTURE_SLACK_MS,
     STALE_AFTER_MS,
@@ -475,3 +477,64 @@ def test_cli_keeps_cic_features_only_when_asked(tmp_path, capsys):
     assert [list(e) for e in labels_only] == [["Flow ID", "Label"]] * 3
     assert [e["Label"] for e in labels_only] == [e["Label"] for e in features]
     assert len(features[0]) == 74 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features
+
+
+def _vpcflow_line(src: str, start_s: int) -> str:
+    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} 10.2.0.7 49761 443 6 20 4249 {start_s} {start_s + 60} ACCEPT OK"
+
+
+def test_events_too_far_ahead_of_the_clock_go_to_the_dlq_with_the_event(tmp_path, registry):
+    now_s = int(time.time())
+    lines = [
+        _vpcflow_line("10.1.0.5", now_s - 60),
+        _vpcflow_line("10.1.0.6", now_s + 7200),  # two hours ahead: a wrong clock
+        _vpcflow_line("10.1.0.7", now_s + 30),  # within MAX_AHEAD_MS
+    ]
+    out = tmp_path / "flows.jsonl"
+    for fast in (True, False):  # the batched fast path, and an odd line that takes the checked one
+        src = tmp_path / "flows.log"
+        src.write_text("\n".join(lines if fast else [*lines, "2 x eni-1 - - - - - - - 1 2 - NODATA"]) + "\n")
+        sink = JsonLinesSink(out)
+        summary = run_ingest(src, "vpcflow", registry=registry, sink=sink)
+        sink.close()
+        assert (summary.parsed, summary.dlq) == (2, 1)
+        assert [decode_event(line).src_ip for line in out.read_bytes().splitlines()] == [
+            "10.1.0.5",
+            "10.1.0.7",
+        ]
+        (dlq,) = [decode_dlq(line) for line in Path(str(out) + ".dlq.jsonl").read_bytes().splitlines()]
+        assert dlq.reason.startswith("event time ahead of the ingest clock: by 7,2")  # 7,2xx s
+        assert "more than the 60 s allowed" in dlq.reason
+        assert (dlq.source, dlq.file, decode_event(dlq.raw).src_ip) == ("vpcflow", str(src), "10.1.0.6")
+        assert summary.dlq_reasons == {"event time ahead of the ingest clock": 1}
+    assert MAX_AHEAD_MS == 60_000
+
+
+def test_rfc3164_times_read_in_the_zone_given_and_dlq_when_they_land_ahead(tmp_path):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    local = datetime.now(tokyo) - timedelta(seconds=5)  # a line just logged in Tokyo
+    line = f"{local:%b %d %H:%M:%S} vm-1 sshd[7]: Failed password for root from 203.0.113.9 port 4 ssh2\n"
+    src = tmp_path / "auth.log"
+    src.write_text(line)
+    as_utc = run_ingest(src, "syslog", year=local.year)  # read as UTC: nine hours ahead
+    assert (as_utc.parsed, as_utc.dlq) == (0, 1)
+    out = tmp_path / "auth.jsonl"
+    sink = JsonLinesSink(out)
+    in_zone = run_ingest(src, "syslog", year=local.year, timezone="Asia/Tokyo", sink=sink)
+    sink.close()
+    assert (in_zone.parsed, in_zone.dlq) == (1, 0)
+    (event,) = [decode_event(x) for x in out.read_bytes().splitlines()]
+    assert event.ts == int(local.replace(microsecond=0).timestamp()) * 1000
+
+
+def test_cli_refuses_an_unknown_time_zone_in_one_line(tmp_path, capsys):
+    from ssa.cli import main
+
+    for zone in ("Mars/Olympus", "../../etc/passwd"):
+        assert main(["ingest", str(SAMPLES / "auth.log"), "--format", "syslog", "--tz", zone,
+                     "--output", str(tmp_path / "o.jsonl")]) != 0  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"ssa ingest: unknown --tz {zone!r}; give an IANA time zone such as Europe/Berlin or UTC"
+        ]
+    assert not (tmp_path / "o.jsonl").exists()

@@ -79,7 +79,8 @@ class ParseContext:
     """How to interpret input. ``tenant`` forces the tenant of every event (``--tenant``);
     ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now);
     ``cic_features`` keeps every CICFlowMeter statistical column in ``extra`` (``--cic-features``;
-    by default only ``Flow ID`` and ``Label``)."""
+    by default only ``Flow ID`` and ``Label``); ``timezone`` is the IANA zone of RFC 3164 syslog
+    times, which are the sender's local time without an offset (``--tz``; default UTC)."""
 
     registry: TenantRegistry | None = None
     tenant: str | None = None
@@ -88,6 +89,7 @@ class ParseContext:
     reference_ms: int | None = None
     max_line_bytes: int | None = None  # None: the parser's own default
     cic_features: bool = False
+    timezone: str | None = None
 
     def now_ms(self) -> int:
         return self.reference_ms if self.reference_ms is not None else time.time_ns() // 1_000_000

@@ -17,14 +17,17 @@ Events, one per authentication *attempt*:
 Every other well-formed syslog line (kernel, cron, sessions, disconnects...) is counted as
 skipped with its program in the reason; only lines that are not syslog at all go to the DLQ.
 RFC 3164 has no year and no zone: the year comes from ``ParseContext.year`` (or the reference
-time), the zone is taken as UTC. ``rhost`` names that are not addresses are kept in ``extra``.
+time), the zone from ``ParseContext.timezone`` (``--tz``; UTC by default). ``rhost`` names that
+are not addresses are kept in ``extra``.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from datetime import UTC
 from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo
 
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import valid_ip
@@ -57,7 +60,8 @@ class SyslogAuthParser(Parser):
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
-        self.years = YearGuesser(self.ctx.year, self.ctx.now_ms())
+        zone = ZoneInfo(self.ctx.timezone) if self.ctx.timezone else UTC
+        self.years = YearGuesser(self.ctx.year, self.ctx.now_ms(), zone)
         # (host, pid) -> the "Invalid user" event waiting to see whether a Failed line follows
         self.pending: OrderedDict[tuple[str, int | None], AuthEvent] = OrderedDict()
 

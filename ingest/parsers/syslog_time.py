@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Final, NamedTuple
 
 from ingest.parsers.base import ms_from_iso
@@ -40,14 +40,15 @@ class SyslogLine(NamedTuple):
 
 
 class YearGuesser:
-    """Completes RFC 3164 dates. With a given year, a month going back (Dec -> Jan) moves to the next
-    year. Without one, the year is the reference time's, minus one when that would put the line
-    more than a day in the future."""
+    """Completes RFC 3164 dates, read in ``zone`` (the sender's local time; UTC unless told). With a
+    given year, a month going back (Dec -> Jan) moves to the next year. Without one, the year is
+    the reference time's, minus one when that would put the line more than a day in the future."""
 
-    def __init__(self, year: int | None, reference_ms: int) -> None:
+    def __init__(self, year: int | None, reference_ms: int, zone: tzinfo = UTC) -> None:
         self.fixed = year
         self.reference_ms = reference_ms
-        self.ref = datetime.fromtimestamp(reference_ms / 1000, UTC)
+        self.zone = zone
+        self.ref = datetime.fromtimestamp(reference_ms / 1000, zone)
         self.last_month = 0
         self.bump = 0
 
@@ -60,9 +61,12 @@ class YearGuesser:
             year = self.fixed + self.bump
         else:
             year = self.ref.year
-            if datetime(year, month, day, tzinfo=UTC).timestamp() * 1000 > self.reference_ms + 86_400_000:
+            if (
+                datetime(year, month, day, tzinfo=self.zone).timestamp() * 1000
+                > self.reference_ms + 86_400_000
+            ):
                 year -= 1
-        dt = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        dt = datetime(year, month, day, hour, minute, second, tzinfo=self.zone)
         return int(dt.timestamp()) * 1000
 
 
