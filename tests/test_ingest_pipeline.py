@@ -479,21 +479,23 @@ def test_cli_keeps_cic_features_only_when_asked(tmp_path, capsys):
     assert len(features[0]) == 74 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features
 
 
-def _vpcflow_line(src: str, start_s: int) -> str:
-    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} 10.2.0.7 49761 443 6 20 4249 {start_s} {start_s + 60} ACCEPT OK"
+def _vpcflow_line(src: str, start_s: int, counts: str = "20 4249") -> str:
+    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} 10.2.0.7 49761 443 6 {counts} {start_s} {start_s + 60} ACCEPT OK"
 
 
 def test_events_too_far_ahead_of_the_clock_go_to_the_dlq_with_the_event(tmp_path, registry):
     now_s = int(time.time())
-    lines = [
-        _vpcflow_line("10.1.0.5", now_s - 60),
-        _vpcflow_line("10.1.0.6", now_s + 7200),  # two hours ahead: a wrong clock
-        _vpcflow_line("10.1.0.7", now_s + 30),  # within MAX_AHEAD_MS
-    ]
     out = tmp_path / "flows.jsonl"
-    for fast in (True, False):  # the batched fast path, and an odd line that takes the checked one
+    # Unset packet and byte counts ("- -") send a line down the checked path (one event at a
+    # time) instead of the batched fast path: the line stamped ahead goes each way in turn.
+    for counts in ("20 4249", "- -"):
+        lines = [
+            _vpcflow_line("10.1.0.5", now_s - 60),
+            _vpcflow_line("10.1.0.6", now_s + 7200, counts),  # two hours ahead: a wrong clock
+            _vpcflow_line("10.1.0.7", now_s + 30),  # within MAX_AHEAD_MS
+        ]
         src = tmp_path / "flows.log"
-        src.write_text("\n".join(lines if fast else [*lines, "2 x eni-1 - - - - - - - 1 2 - NODATA"]) + "\n")
+        src.write_text("\n".join(lines) + "\n")
         sink = JsonLinesSink(out)
         summary = run_ingest(src, "vpcflow", registry=registry, sink=sink)
         sink.close()
