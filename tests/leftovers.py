@@ -1,23 +1,31 @@
-"""The throwaway topics and indices a test session or a benchmark run creates, removed at its end.
+"""The throwaway topics, indices, consumer groups and run folders a test session or a benchmark run
+creates, removed at its end.
 
 Every run writes to topics and indices of its own (so runs never read each other's data). Kept,
 they pile up on a developer's stack: a broker holding ~1,600 partitions took ~38 s to restart,
 longer than the job's idle timeout, and failed the broker-restart fault test; Elasticsearch
 refuses new indices past 1,000 shards per node. Only names with a throwaway prefix that did not
-exist when the run started are removed, so a developer's own demo runs stay.
+exist when the run started are removed, so a developer's own demo runs stay. A run's consumer
+groups (``ssa-detect-<run>``, ``ssa-indexer-<run>``) and folder (``<data_dir>/runs/<run>``) go with
+its ``ssa.run.<run>.*`` topics; the tests' and benchmarks' own groups (``test-``, ``bench-``) too.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Final
 
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
 
-__all__ = ["INDEX_PREFIXES", "TOPIC_PREFIXES", "Leftovers"]
+__all__ = ["GROUP_PREFIXES", "INDEX_PREFIXES", "TOPIC_PREFIXES", "Leftovers", "consumer_groups", "run_ids"]
 
 TOPIC_PREFIXES: Final = ("test.", "ssa.run.", "bench.")
 INDEX_PREFIXES: Final = ("ssa-test-", "test-", "ssa-bench-", "bench-")
+GROUP_PREFIXES: Final = ("test-", "bench-")
+RUN_TOPIC_PREFIX: Final = "ssa.run."
+RUN_GROUP_PREFIXES: Final = ("ssa-detect-", "ssa-indexer-")
 _INDICES_PER_REQUEST: Final = 50  # keeps the DELETE URL short
 
 
@@ -36,13 +44,34 @@ def _indices(settings: Settings) -> set[str]:
         es.close()
 
 
+def consumer_groups(settings: Settings) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka_config(settings, "confluent"))
+    listing = admin.list_consumer_groups(request_timeout=15).result(30)
+    return {group.group_id for group in listing.valid}
+
+
+def _run_folders(settings: Settings) -> set[str]:
+    runs = Path(settings.data_dir) / "runs"
+    return {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+
+
+def run_ids(topics: list[str]) -> set[str]:
+    """The run ids named by ``ssa.run.<run>.*`` topics."""
+    named = (t.removeprefix(RUN_TOPIC_PREFIX) for t in topics if t.startswith(RUN_TOPIC_PREFIX))
+    return {name.split(".", 1)[0] for name in named} - {""}
+
+
 class Leftovers:
-    """Notes the topics and indices that exist now; ``remove`` deletes the throwaway ones added since."""
+    """Notes what exists now; ``remove`` deletes the throwaway things added since."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics_before = _topics(settings)
         self.indices_before = _indices(settings)
+        self.groups_before = consumer_groups(settings)
+        self.folders_before = _run_folders(settings)
 
     def new_topics(self) -> list[str]:
         added = _topics(self.settings) - self.topics_before
@@ -52,10 +81,22 @@ class Leftovers:
         added = _indices(self.settings) - self.indices_before
         return sorted(i for i in added if i.startswith(INDEX_PREFIXES))
 
+    def new_groups(self, runs: set[str]) -> list[str]:
+        """Groups added since that are the tests' or benchmarks' own, or jobs' of the ``runs``."""
+        added = consumer_groups(self.settings) - self.groups_before
+        of_runs = {prefix + run for prefix in RUN_GROUP_PREFIXES for run in runs}
+        return sorted(g for g in added if g.startswith(GROUP_PREFIXES) or g in of_runs)
+
+    def new_folders(self, runs: set[str]) -> list[Path]:
+        added = _run_folders(self.settings) - self.folders_before
+        return [Path(self.settings.data_dir) / "runs" / name for name in sorted(added & runs)]
+
     def remove(self) -> str:
         """Delete them; returns one line saying what was removed or what could not be."""
         try:
             topics, indices = self.new_topics(), self.new_indices()
+            runs = run_ids(topics)
+            groups, folders = self.new_groups(runs), self.new_folders(runs)
             if topics:
                 from confluent_kafka.admin import AdminClient
 
@@ -70,6 +111,17 @@ class Leftovers:
                         es.indices.delete(index=",".join(chunk), ignore_unavailable=True)
                 finally:
                     es.close()
+            if groups:  # after the topics: a group's committed offsets go with them anyway
+                from confluent_kafka.admin import AdminClient
+
+                admin = AdminClient(kafka_config(self.settings, "confluent"))
+                for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
+                    future.result(60)
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
         except Exception as exc:  # cleaning up must never fail the run it follows
-            return f"could not remove this run's topics and indices: {exc}"
-        return f"removed {len(topics)} topics and {len(indices)} indices this run created"
+            return f"could not remove this run's topics, indices, consumer groups and folders: {exc}"
+        return (
+            f"removed {len(topics)} topics, {len(indices)} indices, {len(groups)} consumer groups"
+            f" and {len(folders)} run folders this run created"
+        )

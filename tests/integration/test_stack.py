@@ -132,3 +132,61 @@ def test_pyflink_job_reads_kafka_and_writes_transformed_topic(stack: Settings) -
     assert len(out) == n
     assert {o["tenant"] for o in out} == {f"T{i}" for i in range(5)}
     assert sorted(round(o["kb"] * 1024) for o in out) == list(range(n))
+
+
+def _commit_one_message(settings: Settings, group: str, topic: str) -> None:
+    """Make ``group`` exist: a group with no committed offset is gone once its consumer leaves."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**kafka_config(settings, "confluent"), "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                consumer.commit(message=msg, asynchronous=False)
+                return
+        raise AssertionError(f"no message on {topic} within 60 s")
+    finally:
+        consumer.close()
+
+
+def test_leftovers_removes_a_runs_topics_groups_and_folder_and_keeps_what_was_there(stack: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+    from kafka import KafkaProducer
+
+    from tests.leftovers import Leftovers, consumer_groups
+
+    old_run, new_run = f"keep{uuid.uuid4().hex[:6]}", f"drop{uuid.uuid4().hex[:6]}"
+    old_topic, new_topic = f"ssa.run.{old_run}.alerts", f"ssa.run.{new_run}.alerts"
+    ensure_topics(stack, [old_topic, new_topic], partitions=1)
+    producer = KafkaProducer(**kafka_config(stack))
+    for topic in (old_topic, new_topic):
+        producer.send(topic, b"x")
+    producer.flush(timeout=30)
+    producer.close()
+    _commit_one_message(stack, f"ssa-detect-{old_run}", old_topic)
+    old_folder = stack.data_path / "runs" / old_run
+    old_folder.mkdir(parents=True)
+
+    leftovers = Leftovers(stack)
+    ensure_topics(stack, [f"ssa.run.{new_run}.dlq"], partitions=1)
+    unrelated = f"ssa-detect-other{new_run}"  # an id that only starts like the run's
+    for group in (f"ssa-detect-{new_run}", f"ssa-indexer-{new_run}", unrelated):
+        _commit_one_message(stack, group, new_topic)
+    new_folder = stack.data_path / "runs" / new_run / "checkpoints"
+    new_folder.mkdir(parents=True)
+    assert {f"ssa-detect-{new_run}", f"ssa-indexer-{new_run}", unrelated} <= consumer_groups(stack)
+    try:
+        message = leftovers.remove()
+        assert message.startswith("removed 1 topics, 0 indices, 2 consumer groups and 1 run folders"), message
+        groups = consumer_groups(stack)
+        assert f"ssa-detect-{new_run}" not in groups and f"ssa-indexer-{new_run}" not in groups
+        assert unrelated in groups and f"ssa-detect-{old_run}" in groups
+        assert not new_folder.parent.exists() and old_folder.is_dir()
+    finally:  # the session's own Leftovers removes the rest (the "keep" run is new to it)
+        admin = AdminClient(kafka_config(stack, "confluent"))
+        for future in admin.delete_consumer_groups([unrelated], request_timeout=30).values():
+            future.result(60)
