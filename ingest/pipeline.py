@@ -239,7 +239,7 @@ def run_ingest(
     ``udp://HOST:PORT`` for NetFlow/IPFIX) as ``fmt`` (one of ``FORMAT_NAMES`` or an alias) and send
     events and DLQ records to ``sink`` (default: count only). The sink is flushed, not closed.
     An event whose time is more than ``max_ahead_ms`` ahead of the clock goes to the DLQ instead
-    (``MAX_AHEAD_MS``); ``timezone`` is the zone of RFC 3164 syslog times (default UTC)."""
+    (``MAX_AHEAD_MS``); ``timezone`` is the zone of local times without an offset (default UTC)."""
     spec = get_format(fmt)
     reg = registry.current() if isinstance(registry, RegistryWatcher) else registry
     sink = sink if sink is not None else NullSink()

@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tz",
         default=None,
-        help="IANA time zone of RFC 3164 syslog times, the sender's local time (default: UTC)",
+        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter (default: UTC)",
     )
     p.add_argument(
         "--cic-features",

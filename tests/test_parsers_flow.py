@@ -491,6 +491,37 @@ def test_cicids2018_csv():
     )
 
 
+def test_cic_timestamps_read_in_the_capture_zone_on_every_path(registry):
+    """CIC-IDS2017 was captured in New Brunswick: 8:59 on 7 July 2017 there (ADT, UTC-3) is 11:59
+    UTC. The row as it is takes the JSON way; quoted, the cell-by-cell way; with a byte count past
+    2**53, the checked way."""
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    quoted = row.replace(b",SSH-Patator", b',"SSH-Patator"')
+    huge = row.replace(b",1440,2880,", b",1440,9007199254740993,")
+    data = b"\n".join([header, row, quoted, huge]) + b"\n"
+    for features in (False, True):
+        utc = parse("cicflowmeter", data, registry, cic_features=features).events
+        local = parse(
+            "cicflowmeter", data, registry, cic_features=features, timezone="America/Moncton"
+        ).events
+        assert [ev.ts for ev in local] == [1499428740000] * 3  # 2017-07-07T11:59:00Z
+        assert [ev.ts for ev in utc] == [1499428740000 - 3 * 3_600_000] * 3
+    broken = row.replace(b"7/7/2017 8:59", b"7/7/2017 25:00")
+    out = parse("cicflowmeter", header + b"\n" + broken + b"\n", timezone="America/Moncton")
+    assert [d.reason for d in out.dlqs] == ["bad timestamp '7/7/2017 25:00'"]
+
+
+def test_cic_zone_reader_at_the_dst_changes():
+    from ingest.parsers.cicflow import cic_time_reader, parse_cic_time
+
+    read = cic_time_reader("America/Moncton")
+    hour = 3_600_000
+    assert read("5/11/2017 1:30") == parse_cic_time("5/11/2017 1:30") + 3 * hour  # twice: the first (ADT)
+    assert read("12/3/2017 2:30") == parse_cic_time("12/3/2017 2:30") + 4 * hour  # never: still AST
+    assert read("1/1/2017 0:00") == parse_cic_time("1/1/2017 0:00") + 4 * hour
+    assert cic_time_reader(None) is parse_cic_time and cic_time_reader("UTC") is parse_cic_time
+
+
 def test_cicflow_malformed():
     header = sample("cicids2017.csv").splitlines()[0]
     row = sample("cicids2017.csv").splitlines()[1]

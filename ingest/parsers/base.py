@@ -79,8 +79,8 @@ class ParseContext:
     """How to interpret input. ``tenant`` forces the tenant of every event (``--tenant``);
     ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now);
     ``cic_features`` keeps every CICFlowMeter statistical column in ``extra`` (``--cic-features``;
-    by default only ``Flow ID`` and ``Label``); ``timezone`` is the IANA zone of RFC 3164 syslog
-    times, which are the sender's local time without an offset (``--tz``; default UTC)."""
+    by default only ``Flow ID`` and ``Label``); ``timezone`` is the IANA zone of times written in
+    local time without an offset, RFC 3164 syslog's and CICFlowMeter's (``--tz``; default UTC)."""
 
     registry: TenantRegistry | None = None
     tenant: str | None = None

@@ -3,8 +3,9 @@
 Header names vary between releases and carry leading spaces in CIC-IDS2017 (`` Source IP``); they
 are stripped and matched through aliases (``Source IP``/``Src IP``, ``Total Fwd Packets``/``Tot
 Fwd Pkts``, ``Total Length of Fwd Packets``/``TotLen Fwd Pkts``...). ``Timestamp`` is
-day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, taken as UTC (the datasets
-were recorded in local time; shift downstream if it matters). ``Flow Duration`` is microseconds.
+day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, in the capture's local time
+with no offset: read in ``ParseContext.timezone`` (``ssa ingest --tz``; CIC-IDS2017 was captured in
+New Brunswick, ``America/Moncton``), UTC by default. ``Flow Duration`` is microseconds.
 The forward direction (the flow's initiator) is the source: ``Fwd`` counters are ``*_out``,
 ``Bwd`` counters ``*_in``. ``Flow ID`` and ``Label`` (the datasets' ground truth) are kept in
 ``extra``. The ~72 statistical features are kept too, as numbers, only when asked
@@ -20,7 +21,9 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 from msgspec.structs import replace
@@ -29,7 +32,7 @@ from ingest.parsers.base import FastPathParser, Output, ParseContext
 from ingest.parsers.flowutil import PORT, csv_cells, number_or_text, picker, proto_name, valid_ip
 from ingest.schema import FlowEvent, event_id, event_id_of
 
-__all__ = ["CicFlowParser", "parse_cic_time"]
+__all__ = ["CicFlowParser", "cic_time_reader", "parse_cic_time"]
 
 _ALIASES: Final = {
     "src": ("Source IP", "Src IP"), "dst": ("Destination IP", "Dst IP"),
@@ -97,6 +100,32 @@ def parse_cic_time(text: str) -> int:
     return value
 
 
+def cic_time_reader(zone: str | None) -> Callable[[str], int]:
+    """``parse_cic_time`` for timestamps in local time of the IANA ``zone`` (None: UTC). A wall
+    time that happens twice (the hour DST ends) is read as the first; one that never happens (the
+    hour it starts) as if the clock had not moved yet."""
+    if zone is None or zone == "UTC":
+        return parse_cic_time
+    local = ZoneInfo(zone)
+    cache: dict[str, int] = {}
+
+    def read(text: str) -> int:
+        hit = cache.get(text)
+        if hit is not None:
+            return hit
+        wall_ms = parse_cic_time(text)
+        wall = datetime.fromtimestamp(wall_ms // 1000, UTC).replace(tzinfo=local)
+        offset = wall.utcoffset()
+        assert offset is not None  # a ZoneInfo always has one
+        value = wall_ms - (offset.days * 86400 + offset.seconds) * 1000
+        if len(cache) > 65536:
+            cache.clear()
+        cache[text] = value
+        return value
+
+    return read
+
+
 def _padded(text: str) -> bool:
     """Whether a cell of ``text`` split at commas starts or ends with whitespace (what
     ``str.strip`` removes): whitespace at either end of the line or next to a comma."""
@@ -125,6 +154,7 @@ class CicFlowParser(FastPathParser):
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
         self.header: list[str] | None = None
+        self.read_time = cic_time_reader(self.ctx.timezone)
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
         self.decode_row: Callable[[str], tuple[Any, ...]] | None = None  # see _plan_run
         self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell), for the feature
@@ -278,7 +308,7 @@ class CicFlowParser(FastPathParser):
                 numbers = self.decode_row(row)  # type: ignore[misc]  # not None here
             except ValueError:
                 numbers = self._decode_infinite(row)
-            ts = parse_cic_time(cells[self.split_ts])
+            ts = self.read_time(cells[self.split_ts])
         except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
             return None  # of cells that is not the header's, a number out of its range
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
@@ -326,7 +356,7 @@ class CicFlowParser(FastPathParser):
             return None
         try:
             numbers = tuple(map(int, self.numbers(parts)))
-            ts = parse_cic_time(parts[self.ts_i])
+            ts = self.read_time(parts[self.ts_i])
         except ValueError:
             return None
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers
@@ -379,7 +409,7 @@ class CicFlowParser(FastPathParser):
         }
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
-            id=event_id("cicflowmeter", line), ts=parse_cic_time(parts[cols["ts"]]),  # type: ignore[index]
+            id=event_id("cicflowmeter", line), ts=self.read_time(parts[cols["ts"]]),  # type: ignore[index]
             source="cicflowmeter", tenant=tenant, host=host, vm=vm, src_ip=src, dst_ip=dst,
             proto=proto_name(int(parts[proto_i])) if proto_i is not None else "0",
             duration_ms=max(0, duration_us) // 1000, extra=extra, **counts,
