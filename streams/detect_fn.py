@@ -15,6 +15,7 @@ import gc
 import json
 import logging
 import operator
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ __all__ = [
     "KeyState",
     "MicroBatchDetector",
     "StepOutput",
+    "late_dlq",
+    "make_keyed_function",
+    "make_late_function",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,9 @@ class DetectionJobConfig:
     # was 1.8 us per event, every 30 0.75 us. The price is a longer log in each checkpoint (raw
     # payloads, cheap to copy) and up to 30 steps replayed per key on a restore.
     snapshot_every_steps: int = 30
+    # The watermark's allowance for disorder (settings.out_of_orderness_ms), named in late events'
+    # DLQ reasons.
+    out_of_orderness_ms: int = 2000
 
     def make_engine_context(self) -> DetectionContext:
         config = (
@@ -176,6 +183,23 @@ def _decode_batch(payloads: Sequence[bytes | str]) -> tuple[list[Event], list[di
     return events, dlq
 
 
+def late_dlq(payload: bytes | str, event_time_ms: int, allowance_ms: int) -> dict[str, Any]:
+    """The DLQ record of an event that reached the job after the watermark had passed its time,
+    so after its window had closed: detecting it then would run its key's detectors backwards in
+    time. The raw payload is kept, to send again once the cause is fixed."""
+    try:
+        event = decode_event(payload)
+        what = f"late {event.source} event {event.id}"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        what = "late record (not a canonical event)"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event_time_ms // 1000))
+    return _dlq(payload, (
+        f"{what}: its time {when} was behind the watermark when it arrived (more than "
+        f"out_of_orderness_ms, {allowance_ms} ms, behind newer events of its Kafka partition), so "
+        f"its window had closed; for a source that delivers this late, raise SSA_OUT_OF_ORDERNESS_MS"
+    ))  # fmt: skip
+
+
 def _dlq(raw: bytes | str, reason: str) -> dict[str, Any]:
     """The ingest DLQ record (text, or base64 when not UTF-8; capped), plus ``ts`` for indexing."""
     record = msgspec.structs.asdict(make_dlq("detect", reason, raw))
@@ -254,6 +278,18 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
             yield dlq_tag, json.dumps(record)
 
     return DetectFunction(), metrics_tag, dlq_tag
+
+
+def make_late_function(config: DetectionJobConfig) -> Any:
+    """The PyFlink ``ProcessFunction`` turning late events (rows of the raw payload, stamped with
+    the event's time) into DLQ records (JSON)."""
+    from pyflink.datastream import ProcessFunction
+
+    class LateFunction(ProcessFunction):
+        def process_element(self, row: Any, ctx: Any) -> Iterator[str]:
+            yield json.dumps(late_dlq(row[0], ctx.timestamp(), config.out_of_orderness_ms))
+
+    return LateFunction()
 
 
 def _next_tick(ts: int, tick_ms: int) -> int:

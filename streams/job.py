@@ -1,9 +1,10 @@
 """The detection job: ``build(env, t_env, source, sinks)`` wires the topology; only ``main``-level
 code (``streams.runner``) knows Kafka addresses, from settings.
 
-  Kafka telemetry topics --(SQL: key, event-time header, 1 s micro-batches per key)-->
+  Kafka telemetry topics --(SQL: key, event time, 1 s micro-batches per key)-->
   keyed Python detection (engine + posture state in Flink keyed state) -->
   alerts -> ssa.alerts, posture metrics -> ssa.metrics, in-job failures -> ssa.dlq
+  late events (behind the watermark, which the windows would drop) -> ssa.dlq
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streams.detect_fn import DetectionJobConfig, make_keyed_function
-from streams.sql import batches_query
+from streams.detect_fn import DetectionJobConfig, make_keyed_function, make_late_function
+from streams.sql import batches_query, late_query
 
 __all__ = ["JobSinks", "build", "kafka_sink"]
 
@@ -33,7 +34,8 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     # One aggregation phase: a local pre-aggregate cannot shrink an array of every payload, it
     # only copies them once more before the shuffle.
     t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
-    batches = t_env.sql_query(batches_query(source_table, config.tick_ms))
+    shared = _shared_source(t_env, source_table)
+    batches = t_env.sql_query(batches_query(shared, config.tick_ms))
     batch_type = Types.ROW([Types.STRING(), Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE()))])
     stream = t_env.to_append_stream(batches, Types.ROW([Types.STRING(), batch_type, Types.INSTANT()]))
     function, metrics_tag, dlq_tag = make_keyed_function(config)
@@ -43,10 +45,38 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
         .name("detect")
         .uid("ssa-detect")
     )
+    # Late events reach the DLQ by a way of their own: joined to the batches, their watermark
+    # could run ahead of windows not yet emitted and close them early.
+    late = t_env.to_append_stream(
+        t_env.sql_query(late_query(shared)), Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INSTANT()])
+    )
+    late_dlq = (
+        late.process(make_late_function(config), output_type=Types.STRING()).name("late").uid("ssa-late")
+    )
     detected.sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
     detected.get_side_output(metrics_tag).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
-    detected.get_side_output(dlq_tag).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
+    detected.get_side_output(dlq_tag).union(late_dlq).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
     del env
+
+
+def _shared_source(t_env: Any, source_table: str) -> str:
+    """A view of ``source_table`` that the batches and the late events both read: through a
+    DataStream, so the Kafka source is one operator, read once (two queries on the table itself
+    are planned apart, each with a source of its own). Its watermarks are the source's."""
+    from pyflink.table import DataTypes, Schema
+
+    view = f"{source_table}_shared"
+    rows = t_env.to_data_stream(t_env.from_path(source_table))
+    schema = (
+        Schema.new_builder()
+        .column("pkey", DataTypes.STRING())
+        .column("payload", DataTypes.BYTES())
+        .column("rowtime", DataTypes.TIMESTAMP_LTZ(3))
+        .watermark("rowtime", "SOURCE_WATERMARK()")
+        .build()
+    )
+    t_env.create_temporary_view(view, rows, schema)
+    return view
 
 
 def _keyed_by_first_field(stream: Any) -> Any:

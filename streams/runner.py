@@ -46,7 +46,9 @@ class DetectRun:
 def job_config(settings: Settings) -> DetectionJobConfig:
     tenants = settings.tenants_file if Path(settings.tenants_file).exists() else None
     return DetectionJobConfig(
-        tenants_file=tenants, detector_config_file=settings.detector_config_file or None
+        tenants_file=tenants,
+        detector_config_file=settings.detector_config_file or None,
+        out_of_orderness_ms=settings.out_of_orderness_ms,
     )
 
 

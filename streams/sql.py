@@ -16,7 +16,7 @@ from __future__ import annotations
 from infra.clients import kafka_config
 from infra.settings import Settings
 
-__all__ = ["SOURCE_TABLE", "batches_query", "kafka_properties", "source_ddl"]
+__all__ = ["SOURCE_TABLE", "batches_query", "kafka_properties", "late_query", "source_ddl"]
 
 SOURCE_TABLE = "telemetry"
 
@@ -97,16 +97,35 @@ CREATE TEMPORARY TABLE {SOURCE_TABLE} (
 )"""
 
 
+# At or behind the watermark of the rows' stream: late (NULL, before the first watermark: not).
+_LATE = "rowtime <= CURRENT_WATERMARK(rowtime)"
+
+
 def batches_query(source: str = SOURCE_TABLE, batch_ms: int = 1000) -> str:
     """Events per partition key per ``batch_ms`` tumbling window as an array of the raw Kafka
     values, emitted when the watermark passes the window end. The values stay bytes all the way
     to Python (no UTF-8 to UTF-16 and back on the JVM), where msgspec decodes them.
 
+    A window drops the events that reach it after the watermark passed their window, and counts
+    them nowhere; so late events (``late_query``) are taken out before it. A watermark downstream
+    is never ahead of the one upstream, so what is left is never dropped.
+
     Rows are shaped ``(key, (key, payloads), window_time)`` so the JVM can key the stream by the
     first field and the Python function receives only the nested batch (``streams.job``)."""
+    _check_identifier(source)
+    return f"""
+WITH on_time AS (SELECT * FROM {source} WHERE ({_LATE}) IS NOT TRUE)
+SELECT COALESCE(pkey, '-') AS pkey, ROW(COALESCE(pkey, '-'), ARRAY_AGG(payload)) AS batch, window_time
+FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(rowtime), INTERVAL '{_seconds(batch_ms)}' SECOND))
+GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked
+
+
+def late_query(source: str = SOURCE_TABLE) -> str:
+    """The events ``batches_query`` leaves out as late: the raw value and its time."""
+    _check_identifier(source)
+    return f"SELECT payload, rowtime FROM {source} WHERE {_LATE}"  # noqa: S608 - identifier checked
+
+
+def _check_identifier(source: str) -> None:
     if not source.isidentifier():
         raise ValueError(f"source table name must be an identifier, got {source!r}")
-    return f"""
-SELECT COALESCE(pkey, '-') AS pkey, ROW(COALESCE(pkey, '-'), ARRAY_AGG(payload)) AS batch, window_time
-FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(rowtime), INTERVAL '{_seconds(batch_ms)}' SECOND))
-GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked

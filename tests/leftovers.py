@@ -13,6 +13,7 @@ its ``ssa.run.<run>.*`` topics; the tests' and benchmarks' own groups (``test-``
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Final
 
@@ -66,8 +67,9 @@ def run_ids(topics: list[str]) -> set[str]:
 class Leftovers:
     """Notes what exists now; ``remove`` deletes the throwaway things added since."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, group_wait_s: float = 60.0) -> None:
         self.settings = settings
+        self.group_wait_s = group_wait_s
         self.topics_before = _topics(settings)
         self.indices_before = _indices(settings)
         self.groups_before = consumer_groups(settings)
@@ -111,17 +113,37 @@ class Leftovers:
                         es.indices.delete(index=",".join(chunk), ignore_unavailable=True)
                 finally:
                     es.close()
-            if groups:  # after the topics: a group's committed offsets go with them anyway
-                from confluent_kafka.admin import AdminClient
-
-                admin = AdminClient(kafka_config(self.settings, "confluent"))
-                for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
-                    future.result(60)
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
+            kept = self._delete_groups(groups)  # last: it may wait for killed consumers to expire
         except Exception as exc:  # cleaning up must never fail the run it follows
             return f"could not remove this run's topics, indices, consumer groups and folders: {exc}"
         return (
-            f"removed {len(topics)} topics, {len(indices)} indices, {len(groups)} consumer groups"
-            f" and {len(folders)} run folders this run created"
+            f"removed {len(topics)} topics, {len(indices)} indices, {len(groups) - len(kept)} consumer"
+            f" groups and {len(folders)} run folders this run created"
+            + (f"; {len(kept)} groups still had members and were left: {', '.join(kept)}" if kept else "")
         )
+
+    def _delete_groups(self, groups: list[str]) -> list[str]:
+        """Delete ``groups``; returns those that still have members after ``group_wait_s``. A
+        consumer that was killed stays a member until its session times out (45 s by default)."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(kafka_config(self.settings, "confluent"))
+        deadline = time.monotonic() + self.group_wait_s
+        while True:
+            busy = []
+            for group, future in (
+                admin.delete_consumer_groups(groups, request_timeout=30).items() if groups else ()
+            ):
+                try:
+                    future.result(60)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP:
+                        raise
+                    busy.append(group)
+            if not busy or time.monotonic() > deadline:
+                return busy
+            groups = busy
+            time.sleep(2)

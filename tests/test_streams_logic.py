@@ -11,9 +11,9 @@ import pytest
 
 from detectors.alert import decode_alert, encode_alert
 from infra.settings import Settings
-from ingest.schema import FlowEvent, ProcessEvent, encode_event
+from ingest.schema import FlowEvent, ProcessEvent, decode_event, encode_event
 from ingest.simulator import SimConfig, simulate
-from streams.detect_fn import MAX_PAYLOAD_BYTES, DetectionJobConfig, MicroBatchDetector
+from streams.detect_fn import MAX_PAYLOAD_BYTES, DetectionJobConfig, MicroBatchDetector, late_dlq
 from streams.documents import alert_action, dlq_action, metrics_action
 from streams.indexer import Indexer
 from streams.posture import MAX_DISTINCT, PostureState
@@ -53,6 +53,23 @@ def test_oversized_payloads_go_to_the_dlq_and_empty_ones_are_skipped() -> None:
     assert [d["reason"] for d in dlq] == [f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"]
     minute = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
     assert state.posture.minutes[minute][("t-a", "flow")].events == 3
+
+
+def test_late_events_go_to_the_dlq_with_their_id_time_and_the_allowance_and_raw_bytes() -> None:
+    event = _flow(7, 1_700_000_000_123)
+    record = late_dlq(encode_event(event), 1_700_000_000_123, 5000)
+    assert record["source"] == "detect"
+    assert record["reason"].startswith(
+        "late sim event f7: its time 2023-11-14T22:13:20Z was behind the watermark"
+    )
+    assert (
+        "out_of_orderness_ms, 5000 ms" in record["reason"] and "SSA_OUT_OF_ORDERNESS_MS" in record["reason"]
+    )
+    assert decode_event(record["raw"]) == event  # kept whole, to send again
+    assert record["ts"] == record["time_ms"]
+    garbage = late_dlq(b"\xff", 1_700_000_000_123, 5000)
+    assert garbage["reason"].startswith("late record (not a canonical event)")
+    assert (garbage["raw"], garbage["encoding"]) == ("/w==", "base64")
 
 
 def test_key_state_pickles_without_the_shared_context_and_resumes_identically() -> None:

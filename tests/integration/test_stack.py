@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import pytest
 
@@ -134,23 +135,26 @@ def test_pyflink_job_reads_kafka_and_writes_transformed_topic(stack: Settings) -
     assert sorted(round(o["kb"] * 1024) for o in out) == list(range(n))
 
 
-def _commit_one_message(settings: Settings, group: str, topic: str) -> None:
-    """Make ``group`` exist: a group with no committed offset is gone once its consumer leaves."""
+def _member_of(settings: Settings, group: str, topic: str) -> Any:
+    """A consumer that has joined ``group`` (and committed, so the group is listed) and stays in it."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({**kafka_config(settings, "confluent"), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([topic])
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                consumer.commit(message=msg, asynchronous=False)
-                return
-        raise AssertionError(f"no message on {topic} within 60 s")
-    finally:
-        consumer.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            consumer.commit(message=msg, asynchronous=False)
+            return consumer
+    consumer.close()
+    raise AssertionError(f"no message on {topic} within 60 s")
+
+
+def _commit_one_message(settings: Settings, group: str, topic: str) -> None:
+    """Make ``group`` exist: a group with no committed offset is gone once its consumer leaves."""
+    _member_of(settings, group, topic).close()
 
 
 def test_leftovers_removes_a_runs_topics_groups_and_folder_and_keeps_what_was_there(stack: Settings) -> None:
@@ -171,22 +175,28 @@ def test_leftovers_removes_a_runs_topics_groups_and_folder_and_keeps_what_was_th
     old_folder = stack.data_path / "runs" / old_run
     old_folder.mkdir(parents=True)
 
-    leftovers = Leftovers(stack)
+    leftovers = Leftovers(stack, group_wait_s=3)
     ensure_topics(stack, [f"ssa.run.{new_run}.dlq"], partitions=1)
     unrelated = f"ssa-detect-other{new_run}"  # an id that only starts like the run's
     for group in (f"ssa-detect-{new_run}", f"ssa-indexer-{new_run}", unrelated):
         _commit_one_message(stack, group, new_topic)
     new_folder = stack.data_path / "runs" / new_run / "checkpoints"
     new_folder.mkdir(parents=True)
-    assert {f"ssa-detect-{new_run}", f"ssa-indexer-{new_run}", unrelated} <= consumer_groups(stack)
+    busy = f"bench-busy{new_run}"  # a member still in it: left, and said so
+    member = _member_of(stack, busy, new_topic)
+    assert {f"ssa-detect-{new_run}", f"ssa-indexer-{new_run}", unrelated, busy} <= consumer_groups(stack)
     try:
         message = leftovers.remove()
-        assert message.startswith("removed 1 topics, 0 indices, 2 consumer groups and 1 run folders"), message
+        assert message == (
+            "removed 1 topics, 0 indices, 2 consumer groups and 1 run folders this run created;"
+            f" 1 groups still had members and were left: {busy}"
+        )
         groups = consumer_groups(stack)
         assert f"ssa-detect-{new_run}" not in groups and f"ssa-indexer-{new_run}" not in groups
-        assert unrelated in groups and f"ssa-detect-{old_run}" in groups
+        assert unrelated in groups and f"ssa-detect-{old_run}" in groups and busy in groups
         assert not new_folder.parent.exists() and old_folder.is_dir()
     finally:  # the session's own Leftovers removes the rest (the "keep" run is new to it)
+        member.close()
         admin = AdminClient(kafka_config(stack, "confluent"))
-        for future in admin.delete_consumer_groups([unrelated], request_timeout=30).values():
+        for future in admin.delete_consumer_groups([unrelated, busy], request_timeout=30).values():
             future.result(60)
