@@ -68,7 +68,7 @@ def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_o
                          dst_ip="10.9.0.6", dst_port=443, bytes_out=100)  # fmt: skip
 
     on_time = [flow(i, minute + 1000 + 100 * i) for i in range(300)]  # 30 s of one tenant
-    late = flow(999, minute + 2000)  # sent after the watermark passed 20 s into the minute
+    late = flow(999, minute + 2000)  # sent when the watermark is ~29 s into the minute
     after = flow(1000, minute + 3 * 60_000)  # moves the watermark past the minute's end
     producer = telemetry_producer(s)
 
