@@ -89,6 +89,14 @@ def alert_ids_in_topic(settings: Settings, topic: str) -> set[str]:
 
 def alert_timestamps_in_topic(settings: Settings, topic: str) -> dict[str, int]:
     """Each alert id in ``topic`` (read to its current end) with its first record's timestamp."""
+    seen: dict[str, int] = {}
+    for timestamp, value in records_in_topic(settings, topic):
+        seen.setdefault(decode_alert(value).alert_id, timestamp)
+    return seen
+
+
+def records_in_topic(settings: Settings, topic: str) -> list[tuple[int, bytes]]:
+    """(timestamp, value) of every record in ``topic``, read to its current end."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
 
@@ -100,12 +108,11 @@ def alert_timestamps_in_topic(settings: Settings, topic: str) -> dict[str, int]:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        seen: dict[str, int] = {}
+        records: list[tuple[int, bytes]] = []
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
-                for r in batch:
-                    seen.setdefault(decode_alert(r.value).alert_id, r.timestamp)
-        return seen
+                records += [(r.timestamp, r.value) for r in batch]
+        return records
     finally:
         consumer.close()
 

@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 
-from infra.clients import kafka_config
 from infra.settings import PROJECT_ROOT, Settings
 from ingest.schema import FlowEvent, decode_event
 
@@ -22,22 +21,9 @@ pytestmark = pytest.mark.integration
 
 def _records(settings: Settings, topic: str) -> list[dict]:
     """Every record now in ``topic``, decoded as JSON."""
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
+    from streams.demo import records_in_topic
 
-    consumer = KafkaConsumer(**kafka_config(settings), enable_auto_commit=False, group_id=None)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[dict] = []
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
-                out += [json.loads(r.value) for r in batch]
-        return out
-    finally:
-        consumer.close()
+    return [json.loads(value) for _, value in records_in_topic(settings, topic)]
 
 
 def _wait(what: str, check, proc: subprocess.Popen[bytes], timeout_s: float = 240):
