@@ -186,7 +186,8 @@ def _decode_batch(payloads: Sequence[bytes | str]) -> tuple[list[Event], list[di
 def late_dlq(payload: bytes | str, event_time_ms: int, allowance_ms: int) -> dict[str, Any]:
     """The DLQ record of an event that reached the job after the watermark had passed its time,
     so after its window had closed: detecting it then would run its key's detectors backwards in
-    time. The raw payload is kept, to send again once the cause is fixed."""
+    time. The raw payload is kept, to send again once the cause is fixed. Its source is ``late``,
+    so the pipeline-health board counts late events apart from input the job could not read."""
     try:
         event = decode_event(payload)
         what = f"late {event.source} event {event.id}"
@@ -197,12 +198,12 @@ def late_dlq(payload: bytes | str, event_time_ms: int, allowance_ms: int) -> dic
         f"{what}: its time {when} was behind the watermark when it arrived (more than "
         f"out_of_orderness_ms, {allowance_ms} ms, behind newer events of its Kafka partition), so "
         f"its window had closed; for a source that delivers this late, raise SSA_OUT_OF_ORDERNESS_MS"
-    ))  # fmt: skip
+    ), source="late")  # fmt: skip
 
 
-def _dlq(raw: bytes | str, reason: str) -> dict[str, Any]:
+def _dlq(raw: bytes | str, reason: str, source: str = "detect") -> dict[str, Any]:
     """The ingest DLQ record (text, or base64 when not UTF-8; capped), plus ``ts`` for indexing."""
-    record = msgspec.structs.asdict(make_dlq("detect", reason, raw))
+    record = msgspec.structs.asdict(make_dlq(source, reason, raw))
     record["ts"] = record["time_ms"]
     return record
 

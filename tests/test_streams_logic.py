@@ -58,7 +58,7 @@ def test_oversized_payloads_go_to_the_dlq_and_empty_ones_are_skipped() -> None:
 def test_late_events_go_to_the_dlq_with_their_id_time_and_the_allowance_and_raw_bytes() -> None:
     event = _flow(7, 1_700_000_000_123)
     record = late_dlq(encode_event(event), 1_700_000_000_123, 5000)
-    assert record["source"] == "detect"
+    assert record["source"] == "late"
     assert record["reason"].startswith(
         "late sim event f7: its time 2023-11-14T22:13:20Z was behind the watermark"
     )

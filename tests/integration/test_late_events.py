@@ -97,7 +97,7 @@ def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_o
         proc.wait(timeout=60)
 
     assert len(dlq) == 1 and decode_event(dlq[0]["raw"]) == late
-    assert dlq[0]["source"] == "detect"
+    assert dlq[0]["source"] == "late"
     assert dlq[0]["reason"].startswith("late vpcflow event late-test-999: its time ")
     assert "behind the watermark" in dlq[0]["reason"]
     # The on-time events were detected, each once; the late one was not, so nothing is counted twice.
