@@ -50,12 +50,12 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
     late = t_env.to_append_stream(
         t_env.sql_query(late_query(shared)), Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INSTANT()])
     )
-    late_dlq = (
+    late_records = (
         late.process(make_late_function(config), output_type=Types.STRING()).name("late").uid("ssa-late")
     )
     detected.sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
     detected.get_side_output(metrics_tag).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
-    detected.get_side_output(dlq_tag).union(late_dlq).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
+    detected.get_side_output(dlq_tag).union(late_records).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
     del env
 
 

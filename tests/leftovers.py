@@ -54,7 +54,7 @@ def consumer_groups(settings: Settings) -> set[str]:
 
 
 def _run_folders(settings: Settings) -> set[str]:
-    runs = Path(settings.data_dir) / "runs"
+    runs = settings.data_path / "runs"
     return {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
 
 
@@ -91,7 +91,7 @@ class Leftovers:
 
     def new_folders(self, runs: set[str]) -> list[Path]:
         added = _run_folders(self.settings) - self.folders_before
-        return [Path(self.settings.data_dir) / "runs" / name for name in sorted(added & runs)]
+        return [self.settings.data_path / "runs" / name for name in sorted(added & runs)]
 
     def remove(self) -> str:
         """Delete them; returns one line saying what was removed or what could not be."""
@@ -130,13 +130,13 @@ class Leftovers:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient
 
+        if not groups:
+            return []
         admin = AdminClient(kafka_config(self.settings, "confluent"))
         deadline = time.monotonic() + self.group_wait_s
         while True:
             busy = []
-            for group, future in (
-                admin.delete_consumer_groups(groups, request_timeout=30).items() if groups else ()
-            ):
+            for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
                 try:
                     future.result(60)
                 except KafkaException as exc:

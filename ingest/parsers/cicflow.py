@@ -113,11 +113,8 @@ def cic_time_reader(zone: str | None) -> Callable[[str], int]:
         hit = cache.get(text)
         if hit is not None:
             return hit
-        wall_ms = parse_cic_time(text)
-        wall = datetime.fromtimestamp(wall_ms // 1000, UTC).replace(tzinfo=local)
-        offset = wall.utcoffset()
-        assert offset is not None  # a ZoneInfo always has one
-        value = wall_ms - (offset.days * 86400 + offset.seconds) * 1000
+        wall = datetime.fromtimestamp(parse_cic_time(text) // 1000, UTC)  # whole seconds
+        value = int(wall.replace(tzinfo=local).timestamp()) * 1000
         if len(cache) > 65536:
             cache.clear()
         cache[text] = value

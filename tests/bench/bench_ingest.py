@@ -379,7 +379,8 @@ def _best_rates(runs: dict[str, Callable[[], tuple[float, int]]]) -> dict[str, t
     """The best of ``_ROUNDS`` runs of each, as timeit takes the best: other tenants' load on this
     shared machine only ever slows a run down. The runs go round-robin, so each one's runs are
     spread over the whole benchmark rather than caught together in one busy minute (back to back,
-    Zeek's best of five was 94k events/s in one run and 125k in the next)."""
+    Zeek's best of five was 94k events/s in a full bench on a quiet host, and 121-125k in a probe
+    process minutes later)."""
     best: dict[str, tuple[float, int]] = {}
     for _ in range(_ROUNDS):
         for name, run_once in runs.items():
