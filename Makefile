@@ -3,17 +3,31 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+UV_VERSION := 0.13.8
 
-.PHONY: setup jars run demo test test-unit test-integration bench lint format typecheck check up down status clean
+.PHONY: setup lock jars run demo test test-unit test-integration bench lint format typecheck check up down status clean
 
 setup: $(VENV_STAMP) jars
 
-$(VENV_STAMP): pyproject.toml
+# The virtualenv holds exactly the locked versions: a changed lock rebuilds it from scratch, so
+# nothing left over from an older lock stays installed.
+$(VENV_STAMP): $(LOCK) pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: Python 3.11 is required: no '$(PYTHON)' on PATH (set PYTHON=/path/to/python3.11)"; exit 1; }
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Re-resolve every dependency (pyproject's ranges, requirements-tools.in) to exact versions with
+# hashes, using a pinned uv in a virtualenv of its own. Run on purpose; commit the new lock with
+# the change that needed it.
+lock:
+	@test -x .cache/uv/bin/uv || { $(PYTHON) -m venv .cache/uv && .cache/uv/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION); }
+	.cache/uv/bin/uv pip compile pyproject.toml requirements-tools.in --extra dev --generate-hashes \
+		--python-version 3.11 --quiet --output-file $(LOCK)
+	@echo "lock: $(LOCK) written; run make setup to install it"
 
 jars: $(VENV_STAMP)
 	@$(PY) -m infra.jars

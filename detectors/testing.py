@@ -23,11 +23,12 @@ __all__ = ["anomaly_config", "fit_small_models", "hostile_events", "many_keys_ev
 
 def hostile_events(start_ms: int = SAMPLE_START_MS) -> list[Event]:
     """Events decoded from JSON with unknown keys, nulls where the schema allows them, empty strings,
-    foreign types inside ``extra`` and IPv6 / malformed addresses."""
+        foreign types inside ``extra``, IPv6 and edge addresses (malformed ones are refused by the schema
+    before any detector sees them)."""
     raw: list[dict[str, Any]] = [
         {"kind": "flow", "src_ip": "10.1.1.10", "dst_ip": "172.31.0.11", "dst_port": 16509, "host": None,
          "vm": None, "tenant": None, "unknown_key": {"deep": [1, 2]}, "extra": {"tcp_flags": 2}},
-        {"kind": "flow", "src_ip": "not-an-ip", "dst_ip": "", "dst_port": 3333, "packets_out": 0},
+        {"kind": "flow", "src_ip": "255.255.255.255", "dst_ip": "::", "dst_port": 3333, "packets_out": 0},
         {"kind": "flow", "src_ip": "2001:db8::1", "dst_ip": "::ffff:10.1.1.10", "proto": "17",
          "packets_out": 90000, "bytes_out": 10},
         {"kind": "process", "exe": "/usr/bin/qemu-system-x86_64", "syscall": "openat", "path": None, "vm": None,

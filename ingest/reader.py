@@ -138,9 +138,16 @@ def load_json(data: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
         raise JsonRejected(f"JSON nested deeper than {limit} levels")
     try:
         return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise JsonRejected(f"invalid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise JsonRejected(f"invalid UTF-8 in JSON at byte {exc.start}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # The reason is in our words, whatever the decoder's wording (it changes between releases).
+        raise JsonRejected(_json_fault(data)) from None
     except RecursionError:
         raise JsonRejected("JSON nested too deeply") from None
+
+
+def _json_fault(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 in JSON at byte {exc.start}"
+    return "invalid JSON: not a well-formed JSON document"

@@ -1,6 +1,12 @@
 """The canonical event of DESIGN.md: one definition shared by parsers, detectors, jobs and tests.
 
 Decoding and validation happen in one step (msgspec) at the edge; nothing downstream re-validates.
+The bounds of every field are part of its type here, in one place: ports 0-65535, counters and
+durations 0 to 2^63-1, event times between ``TS_MIN_MS`` and ``TS_MAX_MS``, pids and uids
+non-negative (an unset uid is None, never 0, which is root), protocols a name or a number 0-255,
+addresses that look like IPv4 or IPv6, tenant ids of the registry's shape. ``decode_event``
+enforces them on everything that reaches the job; parsers build events directly, so the ingest
+pipeline checks what they emit with ``bound_violations`` before anything is sent.
 Events are frozen: a detector cannot mutate what it is given. Use ``with_tenant`` (or
 ``msgspec.structs.replace``) to derive an enriched copy.
 """
@@ -9,18 +15,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import Meta
 
 __all__ = [
     "KINDS",
     "SCHEMA_VERSION",
+    "TENANT_ID_PATTERN",
+    "TS_MAX_MS",
+    "TS_MIN_MS",
     "AuditEvent",
     "AuthEvent",
     "Event",
     "FlowEvent",
     "ProcessEvent",
+    "bound_violations",
     "decode_event",
     "decode_events",
     "encode_event",
@@ -36,42 +47,69 @@ KINDS: Final = ("flow", "process", "audit", "auth")
 
 Result = Literal["success", "failure"]
 
+TS_MIN_MS: Final = 946_684_800_000
+"""2000-01-01T00:00:00Z: no telemetry this system reads is older; epoch 0 or year 1 is a broken
+clock or a hostile record, and would drag a watermark back by decades."""
+TS_MAX_MS: Final = 4_102_444_800_000
+"""2100-01-01T00:00:00Z. Events ahead of the ingest clock are refused earlier (ingest.pipeline)."""
+TENANT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+"""A registry tenant id (``t-acme``) or, for an unmapped cloud account, the account id itself."""
+# IPv4 dotted quad with each part 0-255, or IPv6 text (hex groups, ``::``, an IPv4 tail, a zone).
+_IP_PATTERN: Final = (
+    r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+    r"|^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,7}(?::?(?:\d{1,3}\.){3}\d{1,3})?(?:%[\w.-]{1,32})?$"
+)
+_PROTO_PATTERN: Final = r"^(?:[a-z][a-z0-9.-]{0,15}|25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Pid = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+Uid = Annotated[int, Meta(ge=0, le=2**32 - 2)]  # 2^32-1 is auditd's "unset": a parser makes it None
+EventTime = Annotated[int, Meta(ge=TS_MIN_MS, lt=TS_MAX_MS)]
+IpAddress = Annotated[str, Meta(pattern=_IP_PATTERN)]
+Protocol = Annotated[str, Meta(pattern=_PROTO_PATTERN)]
+TenantId = Annotated[str, Meta(pattern=TENANT_ID_PATTERN)]
+EventId = Annotated[str, Meta(min_length=1, max_length=128)]
+
 
 class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
     """Fields every event carries. Times are epoch milliseconds UTC."""
 
-    id: str
-    ts: int
+    id: EventId
+    ts: EventTime
     source: str
-    tenant: str | None = None
+    tenant: TenantId | None = None
     host: str | None = None
     vm: str | None = None
     schema: str = SCHEMA_VERSION
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    def kind_name(self) -> str:
+        return str(self.__struct_config__.tag)
+
 
 class FlowEvent(EventBase, kw_only=True, frozen=True, tag="flow"):
-    src_ip: str
-    dst_ip: str
-    src_port: int = 0
-    dst_port: int = 0
-    proto: str = "tcp"
-    bytes_out: int = 0
-    bytes_in: int = 0
-    packets_out: int = 0
-    packets_in: int = 0
-    duration_ms: int = 0
+    src_ip: IpAddress
+    dst_ip: IpAddress
+    src_port: Port = 0
+    dst_port: Port = 0
+    proto: Protocol = "tcp"
+    bytes_out: Count = 0
+    bytes_in: Count = 0
+    packets_out: Count = 0
+    packets_in: Count = 0
+    duration_ms: Count = 0
     action: Literal["accept", "reject"] = "accept"
 
 
 class ProcessEvent(EventBase, kw_only=True, frozen=True, tag="process"):
     exe: str
     syscall: str
-    pid: int = 0
-    ppid: int = 0
+    pid: Pid = 0
+    ppid: Pid = 0
     parent_exe: str = ""
     cmdline: str = ""
-    uid: int = 0
+    uid: Uid | None = None
     path: str | None = None
     result: Result = "success"
 
@@ -80,16 +118,16 @@ class AuditEvent(EventBase, kw_only=True, frozen=True, tag="audit"):
     principal: str
     action: str
     resource: str
-    principal_tenant: str | None = None
-    resource_tenant: str | None = None
-    src_ip: str | None = None
+    principal_tenant: TenantId | None = None
+    resource_tenant: TenantId | None = None
+    src_ip: IpAddress | None = None
     result: Result = "success"
 
 
 class AuthEvent(EventBase, kw_only=True, frozen=True, tag="auth"):
     user: str
     result: Result
-    src_ip: str | None = None
+    src_ip: IpAddress | None = None
     service: str = "sshd"
     method: str = "password"
 
@@ -111,6 +149,44 @@ decode_event: Final[Callable[[bytes | str], Event]] = _decoder.decode
 def decode_events(data: bytes | str) -> list[Event]:
     """Decode a JSON array of events."""
     return _list_decoder.decode(data)
+
+
+def bound_violations(events: list[Event]) -> list[tuple[int, str]]:
+    """(index, reason) of each event in ``events`` that breaks a bound or a type of this schema.
+    Parsers build events without validation; the ingest pipeline calls this on what they emit.
+    All-good lists (nearly all) cost one encode and one decode in C."""
+    try:
+        _list_decoder.decode(_encode_list(events))
+        return []
+    except _INVALID:
+        pass
+    bad: list[tuple[int, str]] = []
+    for i, event in enumerate(events):
+        try:
+            _decoder.decode(encode_event(event))
+        except _INVALID:
+            bad.append((i, _bound_reason(event)))
+    return bad
+
+
+def _bound_reason(event: Event) -> str:
+    """The first field that breaks its bound or type, with its value, in our words: each field is
+    checked on its own against its declared type (not read from the decoder's message)."""
+    for info in msgspec.structs.fields(type(event)):
+        value = getattr(event, info.name)
+        try:
+            msgspec.convert(value, info.type)
+        except msgspec.ValidationError:
+            shown = repr(value)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            return f"{event.kind_name()} event field {info.name} out of bounds or of the wrong type: {shown}"
+    return f"{event.kind_name()} event breaks the canonical schema"
+
+
+_encode_list: Final = msgspec.json.Encoder().encode
+# What encoding (values JSON cannot hold) or strict decoding (types, bounds) raises.
+_INVALID: Final = (msgspec.ValidationError, msgspec.EncodeError, TypeError, ValueError, OverflowError)
 
 
 def to_dict(event: Event) -> dict[str, Any]:

@@ -158,6 +158,8 @@ FLOWS = [
     ("10.1.0.5", "10.2.0.7", 40000, 22, 6, 1500, 10, 1000, 3000),
     ("198.51.100.9", "10.1.0.5", 5353, 53, 17, 80, 1, 2000, 2000),
 ]
+# IPFIX carries absolute flowStart/EndMilliseconds.
+IPFIX_FLOWS = [("10.1.0.5", "10.2.0.7", 40000, 22, 6, 1500, 10, 1709632791000, 1709632793000)]
 
 
 def test_netflow_v5_packet(registry):
@@ -259,16 +261,25 @@ def test_netflow_capture_file_of_concatenated_packets_and_pcap(registry):
     data = (
         v5_packet(FLOWS, 1709632800, 10000)
         + v9_packet(FLOWS, 1709632800, 10000)
-        + ipfix_packet(FLOWS[:1], 1709632802)
+        + ipfix_packet(IPFIX_FLOWS, 1709632802)
     )
     out = parse("netflow", data, registry)
     assert len(out.events) == 5 and out.dlqs == []
     pcap = pcap_file(
-        [("192.0.2.1", v9_packet(FLOWS, 1709632800, 10000)), ("192.0.2.2", v5_packet(FLOWS, 1, 1))]
+        [("192.0.2.1", v9_packet(FLOWS, 1709632800, 10000)), ("192.0.2.2", v5_packet(FLOWS, 1709632900, 1))]
     )
     out = parse("netflow", pcap, registry)
     assert len(out.events) == 4
     assert [e.extra["exporter"] for e in out.events] == ["192.0.2.1"] * 2 + ["192.0.2.2"] * 2
+
+
+def test_netflow_times_before_2000_go_to_the_dlq(registry):
+    # IPFIX flowStartMilliseconds of 1000 (1970) and a v5 header one second after the epoch.
+    out = parse("netflow", ipfix_packet(FLOWS[:1], 1709632802) + v5_packet(FLOWS, 1, 1), registry)
+    assert out.events == []
+    assert [d.reason for d in out.dlqs] == [
+        f"flow event field ts out of bounds or of the wrong type: {ts}" for ts in (1000, 1999, 2999)
+    ]
 
 
 def test_netflow_garbage_is_resynchronised_and_rejected():
@@ -308,7 +319,7 @@ def test_udp_collector_bound_to_address(registry):
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         sender.sendto(v9_packet(FLOWS, 1709632800, 10000), (host, port))
-        sender.sendto(ipfix_packet(FLOWS[:1], 1709632802), (host, port))
+        sender.sendto(ipfix_packet(IPFIX_FLOWS, 1709632802), (host, port))
     thread.join(timeout=10)
     stop.set()
     collector.close()
@@ -357,7 +368,7 @@ def test_nprobe_pipe_dump_with_first_switched_seconds(registry):
 
 def test_nprobe_malformed():
     data = b"IPV4_SRC_ADDR,IPV4_DST_ADDR,IN_BYTES\n10.0.0.1,10.0.0.2\n10.0.0.1,10.0.0.2,-5\nx,10.0.0.2,1\n"
-    out = parse("nprobe-csv", data, reference_ms=1_000)
+    out = parse("nprobe-csv", data, reference_ms=1_700_000_000_000)
     assert [d.reason for d in out.dlqs] == [
         "expected 3 columns, got 2",
         "bytes_out is negative",
@@ -365,8 +376,10 @@ def test_nprobe_malformed():
     ]
     out = parse("nprobe-csv", b"FOO,BAR\n1,2\n")
     assert out.dlqs[0].reason == "header has no IPV4_SRC_ADDR/IPV4_DST_ADDR columns"
-    (ev,) = parse("nprobe-csv", b"IPV4_SRC_ADDR,IPV4_DST_ADDR\n10.0.0.1,10.0.0.2\n", reference_ms=5).events
-    assert (ev.ts, ev.extra) == (5, {"ts_missing": True})
+    (ev,) = parse(
+        "nprobe-csv", b"IPV4_SRC_ADDR,IPV4_DST_ADDR\n10.0.0.1,10.0.0.2\n", reference_ms=1_700_000_000_005
+    ).events
+    assert (ev.ts, ev.extra) == (1_700_000_000_005, {"ts_missing": True})
 
 
 # --- Zeek ----------------------------------------------------------------------------------------
@@ -584,9 +597,9 @@ def test_infinite_or_negative_numbers_are_rejected_not_crashing():
     nprobe = (
         b"IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,IN_BYTES,IN_PKTS,OUT_BYTES,OUT_PKTS,"
         b"FLOW_START_MILLISECONDS,FLOW_END_MILLISECONDS\n"
-        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,Infinity,5\n"
-        b"10.0.0.1,1,10.0.0.2,2,-5,1,1,1,1,1,5\n"
-        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,1,5\n"
+        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,Infinity,1700000000005\n"
+        b"10.0.0.1,1,10.0.0.2,2,-5,1,1,1,1,1700000000001,1700000000005\n"
+        b"10.0.0.1,1,10.0.0.2,2,6,1,1,1,1,1700000000001,1700000000005\n"
     )
     out = parse("nprobe-csv", nprobe)
     assert [d.reason for d in out.dlqs] == [
@@ -802,11 +815,12 @@ def test_zeek_lone_syn_in_the_fast_path_equals_the_checked_path():
     lone_syn = {b"service": b"-", b"duration": b"-", b"orig_bytes": b"-", b"resp_bytes": b"-",
                 b"conn_state": b"S0", b"local_orig": b"-", b"resp_pkts": b"-"}  # fmt: skip
     head, record = _zeek_record(lone_syn)
-    parser = get_format("zeek").factory(ListOutput(), ParseContext())
+    out = ListOutput()
+    parser = get_format("zeek").factory(out, ParseContext())
     parser.feed_lines(head)
     fast = parser._fast_event(record)
     parser._feed_checked(record, len(head) + 1, 0)
-    assert fast is not None and parser.out.events == [fast]
+    assert fast is not None and out.events == [fast]
     assert (fast.duration_ms, fast.packets_in, fast.bytes_out) == (0, 0, 3644)
     assert not {"service", "orig_bytes", "resp_bytes", "local_orig"} & set(fast.extra)
     # "null" text is not unset: as before, the record is refused (not read as 0)

@@ -21,7 +21,7 @@ from typing import IO, ClassVar, Final, Protocol
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers.flowutil import valid_ip
 from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
-from ingest.schema import Event, FlowEvent
+from ingest.schema import Event, FlowEvent, bound_violations, encode_event
 from ingest.tenants import TenantRegistry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,6 +34,7 @@ Owner = tuple[str | None, str | None, str | None]
 """(tenant, vm, host)."""
 
 __all__ = [
+    "BoundedOutput",
     "ListOutput",
     "Output",
     "ParseContext",
@@ -51,6 +52,48 @@ class Output(Protocol):
     def dlq(self, record: DlqRecord) -> None: ...
 
     def skip(self, reason: str) -> None: ...
+
+
+class BoundedOutput:
+    """What every parser writes to: events that break the canonical schema's bounds or types
+    (``ingest.schema``) go to the DLQ with the field and its value, the rest to ``out``, in order.
+    The event as the parser built it is the DLQ record's raw bytes."""
+
+    def __init__(self, out: Output, file: str | None = None) -> None:
+        self.out = out
+        self.file = file
+        self.dlq = out.dlq
+        self.skip = out.skip
+        self._batch = getattr(out, "event_batch", None) or self._each
+
+    def event(self, event: Event) -> None:
+        if bound_violations([event]):
+            self._reject([event])
+        else:
+            self.out.event(event)
+
+    def event_batch(self, events: list[Event]) -> None:
+        if bound_violations(events):
+            events = self._reject(events)
+        if events:
+            self._batch(events)
+
+    def _reject(self, events: list[Event]) -> list[Event]:
+        bad = dict(bound_violations(events))
+        for i, reason in bad.items():
+            self.out.dlq(make_dlq(events[i].source, reason, _raw_of(events[i]), file=self.file))
+        return [ev for i, ev in enumerate(events) if i not in bad]
+
+    def _each(self, events: list[Event]) -> None:
+        for event in events:
+            self.out.event(event)
+
+
+def _raw_of(event: Event) -> bytes:
+    try:
+        return encode_event(event)
+    except (TypeError, ValueError, OverflowError):  # a value JSON cannot hold: keep its text
+        return repr(event).encode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -102,8 +145,8 @@ class Parser:
     max_line_bytes: ClassVar[int] = MAX_LINE_BYTES
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
-        self.out = out
         self.ctx = ctx or ParseContext()
+        self.out: Output = out if isinstance(out, BoundedOutput) else BoundedOutput(out, self.ctx.file)
         self.registry = self.ctx.registry
         self.forced_tenant = self.ctx.tenant
         self._owners: dict[str, Owner] = {}
