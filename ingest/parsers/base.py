@@ -21,7 +21,8 @@ from typing import IO, ClassVar, Final, Protocol
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers.flowutil import valid_ip
 from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
-from ingest.schema import Event, FlowEvent, bound_violations, encode_event
+from ingest.bounds import violations as bound_violations
+from ingest.schema import Event, FlowEvent, encode_event
 from ingest.tenants import TenantRegistry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
