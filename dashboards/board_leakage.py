@@ -1,8 +1,10 @@
 """Cross-tenant leakage (T1530, T1537, T1048): who reached whom without a peering or share.
 
 A tenant-to-tenant matrix of ``cross_tenant_leak`` alerts from ``evidence.src_tenant`` (the tenant
-acting) to ``evidence.dst_tenant`` (the tenant whose network, storage or data was reached), split by
-``evidence.channel`` (``network``, ``storage``, ``api``). See INDEX_FIELDS.md.
+acting) to ``evidence.dst_tenant`` (the tenant reached or granted), split by ``evidence.channel``
+(``flow``, or the cloud service of a control-plane call: ``storage``, ``snapshot``, ``image``, ...),
+with ``evidence.resource`` for those calls. Every cross-tenant detector fills them
+(``detectors/rules/cross_tenant``, INDEX_FIELDS.md).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def build() -> db.Dashboard:
                             "evidence.src_tenant",
                             "evidence.dst_tenant",
                             "evidence.channel",
+                            "evidence.resource",
                             "attack.technique_id",
                             "summary",
                             "alert_id",

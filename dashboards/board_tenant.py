@@ -1,4 +1,8 @@
-"""Tenant view: one tenant (``$tenant``): its alerts, traffic posture, peers and anomaly scores."""
+"""Tenant view: one tenant (``$tenant``): its alerts, traffic posture and peers.
+
+No anomaly-score panel: the job's posture records carry no anomaly percentiles (streams/posture.py),
+so it would stay empty; it comes back when the job writes them.
+"""
 
 from __future__ import annotations
 
@@ -127,27 +131,12 @@ def build() -> db.Dashboard:
         .span(12)
         .height(8)
     )
-    anomaly = (
-        timeseries.Panel()
-        .id(6)
-        .title("Anomaly scores p50 / p95 / p99 (max per interval)")
-        .datasource(METRICS_DS)
-        .with_target(
-            query(
-                TENANT_FILTER,
-                [max_("anomaly_p50", "1"), max_("anomaly_p95", "2"), max_("anomaly_p99", "3")],
-                [date_histogram("4")],
-            )
-        )
-        .span(24)
-        .height(8)
-    )
     entity = terms_variable("entity", "Entity", "entity.id", lucene=TENANT_FILTER, include_all=True)
     return (
         db.Dashboard("SSA / Tenant view")
         .uid(UID)
         .tags(["ssa", "tenant"])
-        .description("One tenant: alerts, traffic posture from ssa-metrics-*, peers, anomaly scores.")
+        .description("One tenant: alerts, traffic posture from ssa-metrics-*, peers.")
         .refresh("30s")
         .time("now-24h", "now")
         .timezone("utc")
@@ -158,5 +147,4 @@ def build() -> db.Dashboard:
         .with_panel(alerts)
         .with_panel(traffic)
         .with_panel(peers)
-        .with_panel(anomaly)
     )

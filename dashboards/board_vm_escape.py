@@ -1,7 +1,9 @@
 """VM escape (T1611): per hypervisor host and emulator, the signals seen and the VMs involved.
 
-Reads the evidence fields ``evidence.host``, ``evidence.emulator``, ``evidence.vm`` and
-``evidence.signal`` that the VM-escape detectors fill (INDEX_FIELDS.md).
+Reads the evidence fields every VM-escape detector fills (``detectors/rules/vm_escape``,
+INDEX_FIELDS.md): ``evidence.host``, ``evidence.signal``, ``evidence.vm`` when a guest is involved
+and ``evidence.emulator`` when a process is (a flow to the management plane names none, so those
+alerts count under ``NO_EMULATOR``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from dashboards.panels import (
     transformation,
 )
 
-__all__ = ["SLUG", "UID", "build"]
+__all__ = ["NO_EMULATOR", "SLUG", "UID", "build"]
 
 UID: Final = "ssa-vm-escape"
 SLUG: Final = "ssa-vm-escape"
 FILTER: Final = "category:vm_escape AND evidence.host:$host"
+NO_EMULATOR: Final = "(no process)"
 
 
 def _host_url() -> str:
@@ -54,7 +57,7 @@ def build() -> db.Dashboard:
                 [count()],
                 [
                     terms("evidence.host", "2", size=50),
-                    terms("evidence.emulator", "3", size=10),
+                    terms("evidence.emulator", "3", size=10, missing=NO_EMULATOR),
                     terms("evidence.signal", "4", size=20),
                 ],
             )

@@ -47,8 +47,9 @@ ALERT_KEYWORDS: Final[tuple[str, ...]] = (
     "attack.technique",
 )
 
-# Evidence fields some dashboards group by. Detectors fill the ones that apply to them:
-# VM escape: host, emulator, vm, signal; cross-tenant: src_tenant, dst_tenant, channel.
+# Evidence fields the dashboards read, each written by real detectors (tests/test_dashboards_sample.py
+# checks it): VM escape: host, emulator, vm, signal; cross-tenant: src_tenant, dst_tenant, channel,
+# resource.
 EVIDENCE_KEYWORDS: Final[tuple[str, ...]] = (
     "host",
     "emulator",
@@ -57,8 +58,7 @@ EVIDENCE_KEYWORDS: Final[tuple[str, ...]] = (
     "src_tenant",
     "dst_tenant",
     "channel",
-    "src_ip",
-    "dst_ip",
+    "resource",
 )
 
 METRIC_LONGS: Final[tuple[str, ...]] = (
@@ -70,7 +70,6 @@ METRIC_LONGS: Final[tuple[str, ...]] = (
     "alerts",
     "dlq",
     "consumer_lag",
-    "detector_errors",
 )
 
 _DATE: Final = {"type": "date", "format": "epoch_millis"}
@@ -99,7 +98,7 @@ ALERTS_MAPPING: Final[dict[str, Any]] = {
         "score": {"type": "integer"},
         "summary": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
         # Every evidence key is a keyword of one flattened field (EVIDENCE_KEYWORDS are those
-        # the dashboards group by); numbers in it compare as strings.
+        # the dashboards read); numbers in it compare as strings.
         "evidence": {"type": "flattened", "ignore_above": 1024},
         "status_updated_at": dict(_DATE),
         "status_history": {
@@ -122,12 +121,8 @@ METRICS_MAPPING: Final[dict[str, Any]] = {
         "topic": dict(_KW),
         "kind": dict(_KW),
         "source": dict(_KW),
-        "detector": dict(_KW),
         "events_per_s": {"type": "float"},
         **{name: {"type": "long"} for name in METRIC_LONGS},
-        "anomaly_p50": {"type": "float"},
-        "anomaly_p95": {"type": "float"},
-        "anomaly_p99": {"type": "float"},
     },
 }
 

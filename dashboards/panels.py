@@ -107,7 +107,9 @@ def terms(
     order: str = "desc",
     order_by: str = "_count",
     min_doc_count: int = 1,
+    missing: str | None = None,
 ) -> es.Terms:
+    """Buckets by ``field``; documents without it are left out unless ``missing`` names their bucket."""
     settings = (
         es.ElasticsearchTermsSettings()
         .size(str(size))
@@ -115,6 +117,8 @@ def terms(
         .order_by(order_by)
         .min_doc_count(str(min_doc_count))
     )
+    if missing is not None:
+        settings = settings.missing(missing)
     return es.Terms().id(agg_id).field(field).settings(settings)
 
 

@@ -1,5 +1,9 @@
 """Stateless rules: one event in, a hit or nothing out; hits suppressed per (tenant, entity, window).
 
+A hit may carry ``labels``, the evidence keys an analyst filters and groups on (the host, the VM,
+the tenants involved, the kind of behaviour); the alert's evidence holds each label's most frequent
+value among the window's hits, so dashboards read one value per alert.
+
 ``match(event)`` is the rule's definition and is what late events go through. A rule may
 override ``observe_batch`` with a faster loop (using the batch's enrichment); the conformance
 tests check that the fast loop and ``match`` agree on every sample.
@@ -8,7 +12,7 @@ tests check that the fast loop and ``match`` agree on every sample.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar, NamedTuple, cast
 
 from detectors.alert import Attack, Entity
@@ -21,17 +25,30 @@ __all__ = ["Hit", "HitState", "Rule"]
 
 class Hit(NamedTuple):
     """One event matching a rule: the entity it is about, the tenant whose telemetry it is, and a
-    short detail (``"execve /bin/sh"``) that the alert counts."""
+    short detail (``"execve /bin/sh"``) that the alert counts, and optional evidence labels."""
 
     entity: Entity
     tenant: str | None
     detail: str
+    labels: Mapping[str, str] | None = None
+
+
+def _most_frequent(counts: dict[str, int]) -> str:
+    """The value seen most often; ties go to the greatest value, so the choice never depends on order."""
+    return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+def _count_into(into: dict[str, int], value: str, n: int, cap: int) -> None:
+    if value in into:
+        into[value] += n
+    elif len(into) < cap:
+        into[value] = n
 
 
 class HitState:
     """Suppression state of a rule for one (tenant, entity) in one window."""
 
-    __slots__ = ("count", "details", "entity", "first", "ids", "last", "tenant")
+    __slots__ = ("count", "details", "entity", "first", "ids", "labels", "last", "tenant")
 
     def __init__(self, entity: Entity, tenant: str | None) -> None:
         self.entity = entity
@@ -41,8 +58,17 @@ class HitState:
         self.last = 0
         self.ids: list[str] = []
         self.details: dict[str, int] = {}
+        self.labels: dict[str, dict[str, int]] = {}  # label -> value -> hits
 
-    def add(self, ts: int, event_id: str, detail: str, max_ids: int, max_details: int) -> None:
+    def add(
+        self,
+        ts: int,
+        event_id: str,
+        detail: str,
+        max_ids: int,
+        max_details: int,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         if self.count == 0:
             self.first = self.last = ts
         elif ts < self.first:
@@ -52,11 +78,10 @@ class HitState:
         self.count += 1
         if len(self.ids) < max_ids:
             self.ids.append(event_id)
-        details = self.details
-        if detail in details:
-            details[detail] += 1
-        elif len(details) < max_details:
-            details[detail] = 1
+        _count_into(self.details, detail, 1, max_details)
+        if labels:
+            for name, value in labels.items():
+                _count_into(self.labels.setdefault(name, {}), value, 1, max_details)
 
     def merge(self, other: HitState, max_ids: int, max_details: int) -> None:
         if other.count == 0:
@@ -73,16 +98,32 @@ class HitState:
             if i not in self.ids:
                 self.ids.append(i)
         for detail, n in other.details.items():
-            if detail in self.details:
-                self.details[detail] += n
-            elif len(self.details) < max_details:
-                self.details[detail] = n
+            _count_into(self.details, detail, n, max_details)
+        for name, values in other.labels.items():
+            mine = self.labels.setdefault(name, {})
+            for value, n in values.items():
+                _count_into(mine, value, n, max_details)
+
+    def top_labels(self) -> dict[str, str]:
+        """Each label's most frequent value: the evidence keys of the alert."""
+        return {name: _most_frequent(values) for name, values in self.labels.items() if values}
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.entity, self.tenant, self.count, self.first, self.last, self.ids, self.details)
+        return (
+            self.entity,
+            self.tenant,
+            self.count,
+            self.first,
+            self.last,
+            self.ids,
+            self.details,
+            self.labels,
+        )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.entity, self.tenant, self.count, self.first, self.last, self.ids, self.details = state
+        # Keyed state written before labels existed holds seven fields.
+        self.entity, self.tenant, self.count, self.first, self.last, self.ids, self.details = state[:7]
+        self.labels = state[7] if len(state) > 7 else {}
 
 
 class Rule(Detector):
@@ -131,7 +172,7 @@ class Rule(Detector):
                 self.counters["overflow"] += 1
                 return
             st = bucket[key] = HitState(hit.entity, hit.tenant)
-        st.add(ts, ev.id, hit.detail, self.max_ids, self.max_details)
+        st.add(ts, ev.id, hit.detail, self.max_ids, self.max_details, hit.labels)
 
     def new_state(self, key: Hashable) -> HitState:
         entity, tenant = cast(tuple[Entity, str | None], key)
@@ -145,7 +186,7 @@ class Rule(Detector):
         if hit is None:
             return
         st = HitState(hit.entity, hit.tenant)
-        st.add(ts, event.id, hit.detail, self.max_ids, self.max_details)
+        st.add(ts, event.id, hit.detail, self.max_ids, self.max_details, hit.labels)
         finding = self._finding(Window(ts, ts + 1), st)
         finding.evidence["late"] = True
         self._late_findings.append(finding)
@@ -167,6 +208,6 @@ class Rule(Detector):
             last_seen=st.last,
             count=st.count,
             event_ids=list(st.ids),
-            evidence={"details": dict(st.details)},
+            evidence={**st.top_labels(), "details": dict(st.details)},
             attack=self.attack_for(st),
         )

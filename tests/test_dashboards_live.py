@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from dashboards import build
+from dashboards.board_vm_escape import NO_EMULATOR
 from dashboards.es import es_client
 from dashboards.fields import ALERTS_MAPPING, METRICS_MAPPING
 from dashboards.panels import ALERTS_DS_UID
-from dashboards.sample import index_docs, put_templates, sample_alerts, sample_metrics
+from dashboards.sample import QEMU, index_docs, put_templates, sample_alerts, sample_metrics
 from dashboards.translate import flatten_response, translate_target, translate_variable
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ START, END = BASE, BASE + 3_600_000
 AUTO_MS = 300_000
 MODELS = build.dashboards()
 ALL_VARS = {"tenant": "t-acme", "entity": "*", "host": "*", "channel": "*"}
-ONE_VARS = {"tenant": "t-beta", "entity": "vm-beta-02", "host": "hv-01", "channel": "network"}
+ONE_VARS = {"tenant": "t-beta", "entity": "vm-beta-02", "host": "hv-01", "channel": "flow"}
 
 
 def get(doc: dict[str, Any], dotted: str) -> Any:
@@ -53,7 +54,6 @@ PREDICATES = {
     "kind:dlq": lambda d, v: d["kind"] == "dlq",
     "kind:lag": lambda d, v: d["kind"] == "lag",
     "kind:alert": lambda d, v: d["kind"] == "alert",
-    "kind:detector_errors": lambda d, v: d["kind"] == "detector_errors",
     "tenant:$tenant AND entity.id:$entity": lambda d, v: (
         d["tenant"] == v["tenant"] and _match(get(d, "entity.id"), v["entity"])
     ),
@@ -97,19 +97,24 @@ def expected_rows(
             return
         spec = target["bucketAggs"][depth]
         if spec["type"] == "terms":
-            counts = Counter(get(d, spec["field"]) for d in subset if get(d, spec["field"]) is not None)
+            missing = spec["settings"].get("missing")  # the bucket of documents without the field
+
+            def value(d: dict[str, Any], field: str = spec["field"], missing: Any = missing) -> Any:
+                found = get(d, field)
+                return missing if found is None else found
+
+            counts = Counter(value(d) for d in subset if value(d) is not None)
             keys = sorted(counts, key=lambda k: (-counts[k], k))[: int(spec["settings"]["size"])]
             if spec["settings"].get("orderBy", "_count") not in ("_count", "_key"):
                 metric = next(m for m in target["metrics"] if m["id"] == spec["settings"]["orderBy"])
                 score = {
-                    k: _metric(metric, [d for d in subset if get(d, spec["field"]) == k])[metric["id"]]
-                    for k in counts
+                    k: _metric(metric, [d for d in subset if value(d) == k])[metric["id"]] for k in counts
                 }
                 keys = sorted(counts, key=lambda k: (-score[k], k))[: int(spec["settings"]["size"])]
             for key in keys:
                 walk(
                     depth + 1,
-                    [d for d in subset if get(d, spec["field"]) == key],
+                    [d for d in subset if value(d) == key],
                     {**prefix, spec["field"]: key},
                 )
         elif spec["type"] == "date_histogram":
@@ -214,14 +219,15 @@ def test_headline_numbers(seeded):
     signals = _panel("ssa-vm-escape", "Signals per host")
     got, _ = _run(seeded, signals, signals["targets"][0], ALL_VARS)
     assert {(r["evidence.host"], r["evidence.emulator"], r["evidence.signal"]): r["count"] for r in got} == {
-        ("hv-01", "qemu", "ptrace_emulator"): 2,
-        ("hv-01", "qemu", "dev_mem_open"): 1,
-        ("hv-02", "firecracker", "mgmt_net_connect"): 1,
+        ("hv-01", QEMU, "ptrace"): 2,
+        ("hv-01", QEMU, "host_memory"): 1,
+        ("hv-02", NO_EMULATOR, "management_plane_accept"): 1,  # a flow names no emulator
     }
     matrix = _panel("ssa-cross-tenant", "Unexpected flows")
     got, _ = _run(seeded, matrix, matrix["targets"][0], ALL_VARS)
     assert {(r["evidence.src_tenant"], r["evidence.dst_tenant"]): r["count"] for r in got} == {
-        ("t-beta", "t-acme"): 2,
+        ("t-beta", "t-acme"): 1,
+        ("t-beta", "t-gamma"): 1,
         ("t-gamma", "t-acme"): 1,
         ("t-gamma", "t-beta"): 1,
     }
@@ -258,7 +264,7 @@ def test_variable_queries(seeded):
                 "tenant": ["t-acme", "t-beta", "t-gamma"],
                 "entity": ["10.1.0.20", "10.1.0.7", "10.1.0.8", "10.1.0.9", "vm-acme-01", "vm-acme-02"],
                 "host": ["hv-01", "hv-02"],
-                "channel": ["api", "network", "storage"],
+                "channel": ["flow", "snapshot", "storage"],
             }[variable["name"]]
             assert keys == expected, (uid, variable["name"])
 

@@ -95,6 +95,20 @@ def test_all_dashboards_built_with_stable_uids(tmp_path):
     assert again == {p.name: p.read_text() for p in paths}  # deterministic output
 
 
+def test_committed_build_is_current(tmp_path):
+    """dashboards/built/ (what the compose file's Grafana mounts) is what the builders give with
+    the default settings: after changing a board, run ``ssa dashboards build``."""
+    fresh = {p.relative_to(tmp_path): p.read_text() for p in build.build_all(tmp_path, Settings())}
+    committed = {
+        p.relative_to(build.DEFAULT_OUT_DIR): p.read_text()
+        for p in build.DEFAULT_OUT_DIR.rglob("*")
+        if p.is_file()
+    }
+    assert sorted(committed) == sorted(fresh)
+    stale = [str(rel) for rel, text in fresh.items() if committed[rel] != text]
+    assert stale == []
+
+
 @pytest.mark.parametrize("uid", sorted(EXPECTED_UIDS))
 def test_dashboard_validates_against_grafana_schema(uid):
     errors = [

@@ -8,6 +8,7 @@ from detectors.alert import Entity
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
+from detectors.rules.cross_tenant import audit_labels
 from ingest.schema import AuditEvent, Event
 
 __all__ = ["ForeignResourceAccess", "resource_owner"]
@@ -57,7 +58,10 @@ class ForeignResourceAccess(Rule):
         owner = ev.resource_tenant or resource_owner(ev.resource, reg.tenants)
         if owner is None or owner == actor or reg.has_share(owner, actor, ev.resource):
             return None
-        return Hit(Entity("principal", ev.principal), ev.tenant or actor, f"{ev.result} {ev.action} {owner}")
+        labels = audit_labels(actor, owner, ev.action, ev.resource)
+        return Hit(
+            Entity("principal", ev.principal), ev.tenant or actor, f"{ev.result} {ev.action} {owner}", labels
+        )
 
     def score_for(self, st: HitState) -> int:
         if any(d.startswith("success") for d in st.details):

@@ -10,6 +10,7 @@ from detectors.baselines import Baselines
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import fmt_bytes, source_entity
+from detectors.rules.cross_tenant import flow_labels
 from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
@@ -122,8 +123,7 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
             count=state.span.count,
             event_ids=list(state.span.ids),
             evidence={
-                "src_tenant": src_t,
-                "dst_tenant": dst_t,
+                **flow_labels(src_t, dst_t),
                 "bytes": sent,
                 "threshold_bytes": limit,
                 "baseline_bytes": base,

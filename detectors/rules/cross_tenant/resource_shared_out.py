@@ -8,6 +8,7 @@ from detectors.alert import Entity
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
+from detectors.rules.cross_tenant import audit_labels
 from detectors.rules.cross_tenant.foreign_resource_access import resource_owner
 from ingest.schema import AuditEvent, Event
 
@@ -69,7 +70,12 @@ class ResourceSharedOut(Rule):
         if not foreign:
             return None
         to = "public" if "public" in foreign else "to " + ",".join(sorted(foreign))
-        return Hit(Entity("principal", ev.principal), ev.tenant or owner, f"{ev.result} {ev.action} {to}")
+        # One grantee per alert on the board (public first, as the score does); details list all.
+        grantee = "public" if "public" in foreign else min(foreign)
+        labels = audit_labels(owner, grantee, ev.action, ev.resource)
+        return Hit(
+            Entity("principal", ev.principal), ev.tenant or owner, f"{ev.result} {ev.action} {to}", labels
+        )
 
     def _grantees(self, extra: dict[str, object]) -> list[str]:
         out: list[str] = []

@@ -9,6 +9,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import source_entity
+from detectors.rules.cross_tenant import flow_labels
 from ingest.schema import Event, FlowEvent
 
 __all__ = ["UnpeeredFlow"]
@@ -54,7 +55,8 @@ class UnpeeredFlow(Rule):
             return None
         if ev.action == "reject" and not self.include_rejected:
             return None
-        return Hit(source_entity(reg, ev.src_ip), ev.tenant or src_t, f"{ev.action} {src_t}->{dst_t}")
+        labels = flow_labels(src_t, dst_t)
+        return Hit(source_entity(reg, ev.src_ip), ev.tenant or src_t, f"{ev.action} {src_t}->{dst_t}", labels)
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows between two different tenants go further."""

@@ -8,6 +8,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, Rule
 from detectors.rules.common import Hypervisor, vm_or_host
+from detectors.rules.vm_escape import escape_labels
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["EmulatorChildProcess"]
@@ -44,4 +45,5 @@ class EmulatorChildProcess(Rule):
         ev: ProcessEvent = event  # type: ignore[assignment]
         if ev.parent_exe not in self.hv.emulators or ev.exe in self.allowed:
             return None
-        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{ev.syscall} {ev.exe}")
+        labels = escape_labels(self.reg, ev.host, ev.vm, "child_process", ev.parent_exe)
+        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{ev.syscall} {ev.exe}", labels)

@@ -9,6 +9,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, Rule
 from detectors.rules.common import Hypervisor, drive_paths, vm_or_host
+from detectors.rules.vm_escape import escape_labels
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["EmulatorForeignFile"]
@@ -59,25 +60,28 @@ class EmulatorForeignFile(Rule):
             drives = self._drives[cmdline] = drive_paths(cmdline)
         return drives
 
-    def _reason(self, ev: ProcessEvent, path: str) -> str | None:
+    def _reason(self, ev: ProcessEvent, path: str) -> tuple[str, str] | None:
+        """(signal, reason) when ``path`` is outside the emulator's own VM."""
         reg = self.reg
         info = reg.vms.get(ev.vm) if ev.vm else None
         if info is not None and info.disk == path:
             return None
         if path in self.sensitive:
-            return "host memory"
+            return "host_memory", "host memory"
         if path.startswith(self.raw_prefixes):
-            return "raw block device"
+            return "raw_block_device", "raw block device"
         other = reg.vm_of_disk(path)
         if other is not None:
             if other == ev.vm or path in self._own_drives(ev.cmdline):
                 return None
-            return f"disk of {other}"
+            return "foreign_vm_disk", f"disk of {other}"
         if path.startswith(self.image_dirs):
-            return None if path in self._own_drives(ev.cmdline) else "unregistered image"
+            return (
+                None if path in self._own_drives(ev.cmdline) else ("unregistered_image", "unregistered image")
+            )
         if path.startswith("/proc/") and path.endswith("/mem"):
             pid = path[6:-4]
-            return None if pid in ("self", str(ev.pid)) else "another process's memory"
+            return None if pid in ("self", str(ev.pid)) else ("process_memory", "another process's memory")
         return None
 
     def match(self, event: Event) -> Hit | None:
@@ -85,10 +89,12 @@ class EmulatorForeignFile(Rule):
         path = ev.path
         if path is None or ev.exe not in self.hv.emulators or path in self.allowed:
             return None
-        reason = self._reason(ev, path)
-        if reason is None:
+        found = self._reason(ev, path)
+        if found is None:
             return None
-        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{reason}: {ev.syscall} {path}")
+        signal, reason = found
+        labels = escape_labels(self.reg, ev.host, ev.vm, signal, ev.exe)
+        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{reason}: {ev.syscall} {path}", labels)
 
     def __getstate__(self) -> dict[str, object]:
         state = super().__getstate__()

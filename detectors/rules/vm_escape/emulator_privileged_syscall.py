@@ -3,16 +3,31 @@ access, namespace changes or mounts."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from detectors.alert import Attack
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import Hypervisor, vm_or_host
+from detectors.rules.vm_escape import escape_labels
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["EmulatorPrivilegedSyscall"]
+
+# The evidence signal of each syscall family; a syscall added to params.syscalls and not listed
+# here is its own signal. Module syscalls (params.module_syscalls) are all "kernel_module".
+_SIGNAL_OF: Final = {
+    "ptrace": "ptrace",
+    "process_vm_readv": "process_memory",
+    "process_vm_writev": "process_memory",
+    "setns": "namespace_change",
+    "unshare": "namespace_change",
+    "mount": "mount",
+    "umount2": "mount",
+    "pivot_root": "mount",
+    "bpf": "bpf",
+}
 
 
 class EmulatorPrivilegedSyscall(Rule):
@@ -54,7 +69,11 @@ class EmulatorPrivilegedSyscall(Rule):
         detail = ev.syscall if ev.path is None else f"{ev.syscall} {ev.path}"
         if ev.result == "failure":
             detail += " (failed)"
-        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, detail)
+        signal = (
+            "kernel_module" if ev.syscall in self.module_calls else _SIGNAL_OF.get(ev.syscall, ev.syscall)
+        )
+        labels = escape_labels(self.reg, ev.host, ev.vm, signal, ev.exe)
+        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, detail, labels)
 
     def score_for(self, st: HitState) -> int:
         if any(d.split(" ", 1)[0] in self.module_calls for d in st.details):

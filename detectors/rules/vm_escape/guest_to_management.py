@@ -9,6 +9,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import source_entity
+from detectors.rules.vm_escape import escape_labels
 from ingest.schema import Event, FlowEvent
 
 __all__ = ["GuestToManagement"]
@@ -50,7 +51,11 @@ class GuestToManagement(Rule):
             return None
         if reg.tenant_of_ip(ev.src_ip) is None and reg.vm_of_ip(ev.src_ip) is None:
             return None
-        return Hit(source_entity(reg, ev.src_ip), ev.tenant, f"{ev.action} {ev.dst_ip}:{ev.dst_port}")
+        entity = source_entity(reg, ev.src_ip)
+        vm = entity.id if entity.type == "vm" else ev.vm
+        # A flow names no process: these alerts carry no emulator.
+        labels = escape_labels(reg, ev.host, vm, f"management_plane_{ev.action}")
+        return Hit(entity, ev.tenant, f"{ev.action} {ev.dst_ip}:{ev.dst_port}", labels)
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows into the management plane go further."""

@@ -8,6 +8,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, Rule
 from detectors.rules.common import Hypervisor, vm_or_host
+from detectors.rules.vm_escape import escape_labels
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["KvmDeviceAccess"]
@@ -47,6 +48,12 @@ class KvmDeviceAccess(Rule):
         path = ev.path
         if path is None or ev.exe in self.expected:
             return None
-        if path not in self.devices and not path.startswith(self.prefixes):
+        if path in self.devices:
+            signal = "kvm_device_open"
+        elif path.startswith(self.prefixes):
+            signal = "vhost_device_open"  # the default prefix is /dev/vhost-
+        else:
             return None
-        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{ev.exe} {ev.syscall} {path}")
+        # The process that opened the device acts as an emulator would: it is the one to name.
+        labels = escape_labels(self.reg, ev.host, ev.vm, signal, ev.exe)
+        return Hit(vm_or_host(ev.vm, ev.host), ev.tenant, f"{ev.exe} {ev.syscall} {path}", labels)
