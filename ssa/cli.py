@@ -1,7 +1,10 @@
 """The ``ssa`` command line: a thin face over ingest, detectors, streams, dashboards and infra.
 
-Each subcommand parses its arguments and calls the package that owns the work. Expected failures
-(a service down, a bad argument, a malformed file) end in one line on stderr and a non-zero exit.
+Each subcommand (``ssa.parser``) calls the package that owns the work. Expected failures (the
+project's own error types: a service down, a bad argument, a missing or malformed file) end in one
+line on stderr and exit status 1. Anything else, a ``ValueError`` from deep inside included, is a
+bug and keeps its traceback; where a library signals bad user input with ``ValueError`` (time
+parsing, the simulator's limits) the handler turns it into a ``CliError`` at the call site.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 from infra.settings import Settings, SettingsError, load_settings
+from ssa.parser import parse
 
 if TYPE_CHECKING:
+    from dashboards.alerts import AlertStore
     from ingest.producer import Sink
+    from ingest.simulator import SimConfig
 
-__all__ = ["main"]
+__all__ = ["FORMAT_ALIASES", "HANDLERS", "CliError", "main", "resolve_format"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -59,11 +65,23 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- telemetry in -----------------------------------------------------------------------------
+def _sim_config(**values: object) -> SimConfig:
+    """A ``SimConfig`` from command-line values; its range checks raise ``ValueError``."""
+    from ingest.simulator import SimConfig, parse_scenarios
+
+    scenarios = values.pop("scenarios", None)
+    try:
+        selection = parse_scenarios(str(scenarios)) if scenarios else None
+        return SimConfig(scenarios=selection, **values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.simulator import SimConfig, parse_scenarios, simulate, write_files
+    from ingest.simulator import simulate, write_files
 
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000 - args.duration * 1000)
-    config = SimConfig(
+    config = _sim_config(
         seed=args.seed,
         tenants=args.tenants,
         hosts=args.hosts,
@@ -71,7 +89,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         start_ms=start_ms,
         events_per_s=args.rate,
-        scenarios=parse_scenarios(args.scenarios) if args.scenarios else None,
+        scenarios=args.scenarios,
     )
     result = simulate(config)
     if args.kafka:
@@ -89,21 +107,50 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# The names users type for a format (the README calls the sshd log by its daemon's name).
+FORMAT_ALIASES: Final = {"sshd": "syslog", "ipfix": "netflow", "cloudtrail": "cloudaudit",
+                         "cic": "cicflowmeter", "nprobe": "nprobe-csv"}  # fmt: skip
+
+
+def resolve_format(name: str) -> str:
+    """The ``ingest.pipeline.FORMATS`` name for ``name`` (a name or alias, any case)."""
+    from ingest.pipeline import FORMATS
+
+    key = FORMAT_ALIASES.get(name.lower(), name.lower())
+    if key in FORMATS:
+        return key
+    aliases = {target: alias for alias, target in FORMAT_ALIASES.items()}
+    reads = "; ".join(
+        f"{fmt}{f' (or {aliases[fmt]})' if fmt in aliases else ''} reads {spec.description}"
+        for fmt, spec in FORMATS.items()
+    )
+    raise CliError(f"unknown --format {name!r}: {reads}")
+
+
+def _ingest_source(path: str, fmt: str) -> str | Path | IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    if path.startswith("udp://"):
+        if fmt != "netflow":
+            raise CliError(f"udp:// input is NetFlow/IPFIX export packets: use --format netflow, not {fmt}")
+        return path
+    if not Path(path).exists():
+        raise CliError(f"no such file: {path}")
+    return Path(path)
+
+
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.pipeline import FORMAT_NAMES, run_ingest
+    from ingest.pipeline import run_ingest
     from ingest.tenants import TenantRegistry
 
-    if args.format not in FORMAT_NAMES:
-        raise CliError(f"unknown --format {args.format!r}; choose one of {', '.join(FORMAT_NAMES)}")
+    fmt = resolve_format(args.format)
     if args.tz is not None:
         _check_zone(args.tz)
+    source = _ingest_source(args.path, fmt)
     registry = TenantRegistry.load(args.tenants) if args.tenants else None
     if registry is None and Path(settings.tenants_file).exists():
         registry = TenantRegistry.load(settings.tenants_file)
     sink = _ingest_sink(args, settings)
-    source = sys.stdin.buffer if args.path == "-" else Path(args.path)
-    if isinstance(source, Path) and not source.exists():
-        raise CliError(f"no such file: {source}")
     last = [0.0]
 
     def progress(p: object) -> None:
@@ -113,7 +160,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             _say(f"  {p.parsed:,} events, {p.dlq:,} to DLQ, {p.events_per_s:,.0f} events/s")  # type: ignore[attr-defined]
 
     try:
-        summary = run_ingest(source, args.format, tenant=args.tenant, registry=registry, sink=sink,
+        summary = run_ingest(source, fmt, tenant=args.tenant, registry=registry, sink=sink,
                              progress=progress, year=args.year, cic_features=args.cic_features,
                              timezone=args.tz)  # fmt: skip
     finally:
@@ -197,12 +244,17 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.config import DetectorConfig
     from detectors.evaluation.evaluate import evaluate
+    from detectors.evaluation.scorecard import load_truth
 
     for path in (args.events, args.truth):
         if not Path(path).exists():
             raise CliError(f"no such file: {path}")
     config = DetectorConfig.load(args.config) if args.config else None
-    card = evaluate(args.events, args.truth, args.tenants, config=config, slack_ms=args.slack_ms)
+    try:
+        truth = load_truth(args.truth)
+    except ValueError as exc:  # names the file and line
+        raise CliError(f"malformed ground truth at {exc}") from None
+    card = evaluate(args.events, truth, args.tenants, config=config, slack_ms=args.slack_ms)
     print(json.dumps(card.to_json(), indent=2, default=str) if args.json else card.table())
     return 0
 
@@ -210,6 +262,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo, summary
 
+    # The demo's own limits, checked before it starts the stack.
+    _sim_config(tenants=args.tenants, duration_s=args.minutes * 60, events_per_s=args.rate)
     result = run_demo(settings, seed=args.seed, tenants=args.tenants, minutes=args.minutes,
                       events_per_s=args.rate, say=_say)  # fmt: skip
     print(summary(result))
@@ -217,60 +271,75 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- analysts ---------------------------------------------------------------------------------
-def _cmd_dashboards(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "build":
-        from dashboards.build import DEFAULT_OUT_DIR, build_all
+def _time_arg(flag: str, text: str) -> int:
+    from dashboards.timeparse import parse_time
 
-        paths = build_all(Path(args.out) if args.out else DEFAULT_OUT_DIR, settings, es_auth=args.es_auth)
-        _say(f"dashboards: wrote {len(paths)} files under {Path(args.out) if args.out else DEFAULT_OUT_DIR}")
-        return 0
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise CliError(
+            f"cannot read {flag} {text!r}: give epoch ms, an ISO 8601 time (2025-01-15T10:00Z) or now-7d"
+        ) from None
+
+
+def _cmd_dashboards_build(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.build import DEFAULT_OUT_DIR, build_all
+
+    out = Path(args.out) if args.out else DEFAULT_OUT_DIR
+    paths = build_all(out, settings, es_auth=args.es_auth)
+    _say(f"dashboards: wrote {len(paths)} files under {out}")
+    return 0
+
+
+def _cmd_dashboards_publish(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.build import DEFAULT_OUT_DIR
     from dashboards.publish import publish, read_token
 
-    if not args.url or not args.token_file:
-        raise CliError("publish needs --url URL and --token-file FILE")
-    result = publish(
-        args.url, read_token(args.token_file), Path(args.built or DEFAULT_OUT_DIR), settings=settings
-    )
+    built = Path(args.built) if args.built else DEFAULT_OUT_DIR
+    result = publish(args.url, read_token(args.token_file), built, settings=settings)
     _say(result.summary())
     return 0
 
 
-def _alert_store(settings: Settings, tenant: str | None) -> object:
+def _alert_store(settings: Settings, tenant: str | None) -> AlertStore:
     from dashboards.alerts import AlertStore
     from infra.clients import es_client
 
     return AlertStore(es_client(settings), settings, tenant_scope=tenant)
 
 
-def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.alerts import AlertFilter, format_alert, format_alert_line
-    from dashboards.timeparse import parse_time
+def _cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.alerts import AlertFilter, format_alert_line
+
+    flt = AlertFilter(
+        tenant=args.tenant,
+        status=args.status,
+        severity=tuple(args.severity or ()),
+        category=args.category,
+        since_ms=_time_arg("--since", args.since) if args.since else None,
+        limit=args.limit,
+    )
+    docs = _alert_store(settings, args.tenant).list(flt)
+    for doc in docs:
+        print(json.dumps(doc, default=str) if args.json else format_alert_line(doc))
+    _say(f"alerts: {len(docs)} shown")
+    return 0
+
+
+def _cmd_alerts_show(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.alerts import format_alert
+
+    doc = _alert_store(settings, args.tenant).show(args.alert_id)
+    print(json.dumps(doc, indent=2, default=str) if args.json else format_alert(doc))
+    return 0
+
+
+def _cmd_alerts_change(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.alerts import format_alert_line
 
     store = _alert_store(settings, args.tenant)
-    if args.action == "list":
-        flt = AlertFilter(
-            tenant=args.tenant,
-            status=args.status,
-            severity=tuple(args.severity or ()),
-            category=args.category,
-            since_ms=parse_time(args.since) if args.since else None,
-            limit=args.limit,
-        )
-        docs = store.list(flt)  # type: ignore[attr-defined]
-        for doc in docs:
-            print(json.dumps(doc, default=str) if args.json else format_alert_line(doc))
-        _say(f"alerts: {len(docs)} shown")
-        return 0
-    if not args.alert_id:
-        raise CliError(f"`ssa alerts {args.action}` needs an alert id")
-    if args.action == "show":
-        doc = store.show(args.alert_id)  # type: ignore[attr-defined]
-        print(json.dumps(doc, indent=2, default=str) if args.json else format_alert(doc))
-        return 0
-    by = args.by or getpass.getuser()
-    change = store.ack if args.action == "ack" else store.close  # type: ignore[attr-defined]
-    doc = change(args.alert_id, by, args.reason or "")
+    change = store.ack if args.command == "alerts ack" else store.close
+    doc = change(args.alert_id, args.by or getpass.getuser(), args.reason or "")
     print(format_alert_line(doc))
     return 0
 
@@ -279,144 +348,57 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.anonymize import anonymize, load_key
     from dashboards.render import render
     from dashboards.report import build_report
-    from dashboards.timeparse import parse_time
     from infra.clients import es_client
     from ingest.tenants import TenantRegistry
 
-    start, end = parse_time(args.start), parse_time(args.end)
+    start, end = _time_arg("--from", args.start), _time_arg("--to", args.end)
     if end <= start:
         raise CliError("--to must be after --from")
+    key = load_key(args.key_file) if args.anonymize else None
     registry = TenantRegistry.load(settings.tenants_file) if Path(settings.tenants_file).exists() else None
     es = es_client(settings)
     try:
         report = build_report(es, settings, start, end, tenant=args.tenant, registry=registry)
     finally:
         es.close()
-    if args.anonymize:
-        report = anonymize(report, load_key(args.key_file), k=args.k)
+    if key is not None:
+        report = anonymize(report, key, k=args.k)
     data = render(report, args.format)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     else:
         Path(args.output).write_bytes(data)
         _say(f"report: {args.format} written to {args.output}")
     return 0
 
 
-# --- parser -----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssa", description="Cloud security situational awareness pipeline")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
-
-    cmd("up", _cmd_up, "start the local Kafka and Elasticsearch, create topics and templates")
-    cmd("down", _cmd_down, "stop what `ssa up` started")
-    cmd("status", _cmd_status, "show the local services")
-
-    p = cmd("simulate", _cmd_simulate, "seeded multi-tenant telemetry with labelled attacks")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--tenants", type=int, default=8)
-    p.add_argument("--hosts", type=int, default=4)
-    p.add_argument("--vms-per-tenant", type=int, default=4)
-    p.add_argument("--duration", type=float, default=600.0, help="simulated seconds")
-    p.add_argument("--rate", type=float, default=100.0, help="background events per simulated second")
-    p.add_argument("--start-ms", type=int, default=None, help="first event time (default: now - duration)")
-    p.add_argument("--scenarios", default=None, help='e.g. "vm_escape=3,dos" (default: all, twice)')
-    p.add_argument(
-        "--output", default="sim-out", help="folder for events.jsonl, tenants.yaml, ground_truth.jsonl"
-    )
-    p.add_argument("--kafka", action="store_true", help="produce to Kafka instead of files")
-    p.add_argument(
-        "--kafka-rate",
-        type=float,
-        default=None,
-        help="events/s when producing (default: as fast as possible)",
-    )
-
-    p = cmd("ingest", _cmd_ingest, "parse telemetry into canonical events, to Kafka or a file")
-    p.add_argument("path", help="input file, or - for stdin")
-    p.add_argument("--format", required=True)
-    p.add_argument("--tenant", default=None, help="tenant that owns this source")
-    p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
-    p.add_argument("--output", default=None, help="write JSON lines here (or -) instead of Kafka")
-    p.add_argument("--year", type=int, default=None, help="year for syslog timestamps that lack one")
-    p.add_argument(
-        "--tz",
-        default=None,
-        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter (default: UTC)",
-    )
-    p.add_argument(
-        "--cic-features",
-        action="store_true",
-        help="cicflowmeter: keep its ~72 statistical columns in extra (default: Flow ID and Label only)",
-    )
-
-    p = cmd("detect", _cmd_detect, "run the PyFlink detection job and the Elasticsearch indexer")
-    p.add_argument("--bounded", action="store_true", help="process what Kafka holds now, then stop")
-    p.add_argument("--no-restore", action="store_true", help="ignore existing checkpoints")
-    p.add_argument("--no-indexer", action="store_true", help="do not ship alerts to Elasticsearch")
-
-    cmd("index", _cmd_index, "ship alerts and metrics from Kafka to Elasticsearch (without the job)")
-
-    p = cmd("scan", _cmd_scan, "run every detector over a file of canonical events, offline")
-    p.add_argument("events", help="JSON lines of canonical events (.gz or - for stdin)")
-    p.add_argument("--tenants", default=None)
-    p.add_argument("--config", default=None, help="detector configuration YAML")
-    p.add_argument("--output", default="-")
-
-    p = cmd("evaluate", _cmd_evaluate, "score the detectors against labelled ground truth")
-    p.add_argument("events")
-    p.add_argument("truth", help="ground_truth.jsonl")
-    p.add_argument("--tenants", default=None)
-    p.add_argument("--config", default=None)
-    p.add_argument("--slack-ms", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-
-    p = cmd("demo", _cmd_demo, "everything end to end on the embedded default")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--tenants", type=int, default=8)
-    p.add_argument("--minutes", type=float, default=4.0)
-    p.add_argument("--rate", type=float, default=1000.0)
-
-    p = cmd("dashboards", _cmd_dashboards, "Grafana dashboards as code: build or publish")
-    p.add_argument("action", choices=["build", "publish"])
-    p.add_argument("--out", default=None)
-    p.add_argument("--es-auth", choices=["basic", "apikey", "none"], default="basic")
-    p.add_argument("--url", default=None)
-    p.add_argument("--token-file", default=None)
-    p.add_argument("--built", default=None)
-
-    p = cmd("alerts", _cmd_alerts, "analyst workflow: list, show, ack, close")
-    p.add_argument("action", choices=["list", "show", "ack", "close"])
-    p.add_argument("alert_id", nargs="?")
-    p.add_argument("--tenant", default=None, help="tenant scope: never shows another tenant's alerts")
-    p.add_argument("--status", choices=["open", "acknowledged", "closed"], default=None)
-    p.add_argument("--severity", action="append", choices=["low", "medium", "high", "critical"])
-    p.add_argument("--category", default=None)
-    p.add_argument("--since", default=None, help="e.g. now-24h or 2026-11-01")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--by", default=None, help="analyst name (default: login name)")
-    p.add_argument("--reason", default=None)
-    p.add_argument("--json", action="store_true")
-
-    p = cmd("report", _cmd_report, "incident statistics for a period")
-    p.add_argument("--from", dest="start", required=True)
-    p.add_argument("--to", dest="end", required=True)
-    p.add_argument("--tenant", default=None)
-    p.add_argument("--format", choices=["csv", "json", "md", "html", "pdf"], default="md")
-    p.add_argument("--output", default=None)
-    p.add_argument("--anonymize", action="store_true")
-    p.add_argument("--k", type=int, default=5, help="suppress cells describing fewer than k tenants")
-    p.add_argument("--key-file", default=None, help="pseudonym key (or SSA_REPORT_KEY_FILE)")
-    return parser
+# --- dispatch ---------------------------------------------------------------------------------
+HANDLERS: Final[dict[str, Handler]] = {
+    "up": _cmd_up,
+    "down": _cmd_down,
+    "status": _cmd_status,
+    "simulate": _cmd_simulate,
+    "ingest": _cmd_ingest,
+    "detect": _cmd_detect,
+    "index": _cmd_index,
+    "scan": _cmd_scan,
+    "evaluate": _cmd_evaluate,
+    "demo": _cmd_demo,
+    "dashboards build": _cmd_dashboards_build,
+    "dashboards publish": _cmd_dashboards_publish,
+    "alerts list": _cmd_alerts_list,
+    "alerts show": _cmd_alerts_show,
+    "alerts ack": _cmd_alerts_change,
+    "alerts close": _cmd_alerts_change,
+    "report": _cmd_report,
+}
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types, and a file that is missing or not ours to read."""
     from dashboards.alerts import AlertWorkflowError
+    from dashboards.anonymize import AnonymizeError
     from dashboards.publish import PublishError
     from detectors.config import ConfigError
     from infra.jars import JarsError
@@ -425,35 +407,43 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ingest.tenants import RegistryError
 
     return (
-        CliError, SettingsError, ServiceError, JarsError, FileNotFoundError, PermissionError, RegistryError,
-        ConfigError, KafkaUnavailable, DeliveryFailed, PublishError, AlertWorkflowError, ValueError,
+        CliError, SettingsError, ServiceError, JarsError, RegistryError, ConfigError, KafkaUnavailable,
+        DeliveryFailed, PublishError, AlertWorkflowError, AnonymizeError, FileNotFoundError,
+        IsADirectoryError, PermissionError,
     )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    expected = _expected_errors()
-    try:
-        settings = load_settings()
-        handler: Handler = args.handler
-        return handler(args, settings)
-    except KeyboardInterrupt:
-        print("ssa: interrupted", file=sys.stderr)
-        return 130
-    except expected as exc:
-        print(f"ssa {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except _transport_errors() as exc:
-        print(f"ssa {args.command}: cannot reach a service: {exc}", file=sys.stderr)
-        return 1
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _unreachable(exc: BaseException, settings: Settings | None) -> str | None:
+    """One line for a service that did not answer, in our words; None if ``exc`` is not that."""
     from elastic_transport import ConnectionError as EsConnectionError
     from kafka.errors import KafkaError
 
-    return (EsConnectionError, KafkaError)
+    if isinstance(exc, EsConnectionError):
+        return f"Elasticsearch at {settings.es_url if settings else 'its address'} did not answer"
+    if isinstance(exc, KafkaError):
+        where = settings.kafka_bootstrap if settings else "its address"
+        return f"Kafka at {where} did not do what was asked ({type(exc).__name__})"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+        return HANDLERS[args.command](args, settings)
+    except KeyboardInterrupt:
+        print("ssa: interrupted", file=sys.stderr)
+        return 130
+    except _expected_errors() as exc:
+        print(f"ssa {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        line = _unreachable(exc, settings)
+        if line is None:
+            raise  # a bug: keep the traceback
+        print(f"ssa {args.command}: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,189 @@
+"""The ``ssa`` argument tree: one subparser per command, and one per action where a command has
+several (``ssa alerts ack``), each with only the flags that action reads, so a flag it would
+ignore is refused instead of silently accepted.
+
+Every leaf stores its full name in ``command`` (``"alerts ack"``); ``ssa.cli`` maps that name to
+its handler. A usage error is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import NoReturn
+
+__all__ = ["COMMANDS", "OneLineParser", "build_parser", "parse"]
+
+# Every leaf of the tree, as ``args.command`` names it.
+COMMANDS = (
+    "up", "down", "status", "simulate", "ingest", "detect", "index", "scan", "evaluate", "demo",
+    "dashboards build", "dashboards publish", "alerts list", "alerts show", "alerts ack",
+    "alerts close", "report",
+)  # fmt: skip
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a usage error in one line; the full usage is one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments of one ``ssa`` command line; a usage error exits with status 2."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # refused by the action that would have ignored them, in its own name
+        leaf = OneLineParser(prog=f"ssa {args.command}")
+        leaf.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _leaf(
+    sub: argparse._SubParsersAction, name: str, command: str, help_text: str
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(command=command)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="ssa", description="Cloud security situational awareness pipeline")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        return _leaf(sub, name, name, help_text)
+
+    cmd("up", "start the local Kafka and Elasticsearch, create topics and templates")
+    cmd("down", "stop what `ssa up` started")
+    cmd("status", "show the local services")
+    _simulate(cmd("simulate", "seeded multi-tenant telemetry with labelled attacks"))
+    _ingest(cmd("ingest", "parse telemetry into canonical events, to Kafka or a file"))
+
+    p = cmd("detect", "run the PyFlink detection job and the Elasticsearch indexer")
+    p.add_argument("--bounded", action="store_true", help="process what Kafka holds now, then stop")
+    p.add_argument("--no-restore", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--no-indexer", action="store_true", help="do not ship alerts to Elasticsearch")
+
+    cmd("index", "ship alerts and metrics from Kafka to Elasticsearch (without the job)")
+
+    p = cmd("scan", "run every detector over a file of canonical events, offline")
+    p.add_argument("events", help="JSON lines of canonical events (.gz or - for stdin)")
+    p.add_argument("--tenants", default=None)
+    p.add_argument("--config", default=None, help="detector configuration YAML")
+    p.add_argument("--output", default="-")
+
+    p = cmd("evaluate", "score the detectors against labelled ground truth")
+    p.add_argument("events")
+    p.add_argument("truth", help="ground_truth.jsonl")
+    p.add_argument("--tenants", default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--slack-ms", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = cmd("demo", "everything end to end on the embedded default")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--tenants", type=int, default=8)
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--rate", type=float, default=1000.0)
+
+    _dashboards(cmd("dashboards", "Grafana dashboards as code: build or publish"))
+    _alerts(cmd("alerts", "analyst workflow: list, show, ack, close"))
+    _report(cmd("report", "incident statistics for a period"))
+    return parser
+
+
+def _simulate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tenants", type=int, default=8)
+    p.add_argument("--hosts", type=int, default=4)
+    p.add_argument("--vms-per-tenant", type=int, default=4)
+    p.add_argument("--duration", type=float, default=600.0, help="simulated seconds")
+    p.add_argument("--rate", type=float, default=100.0, help="background events per simulated second")
+    p.add_argument("--start-ms", type=int, default=None, help="first event time (default: now - duration)")
+    p.add_argument("--scenarios", default=None, help='e.g. "vm_escape=3,dos" (default: all, twice)')
+    p.add_argument(
+        "--output", default="sim-out", help="folder for events.jsonl, tenants.yaml, ground_truth.jsonl"
+    )
+    p.add_argument("--kafka", action="store_true", help="produce to Kafka instead of files")
+    p.add_argument(
+        "--kafka-rate",
+        type=_positive_float,
+        default=None,
+        help="events/s when producing (default: as fast as possible)",
+    )
+
+
+def _ingest(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="input file, - for stdin, or udp://HOST:PORT for NetFlow/IPFIX")
+    p.add_argument("--format", required=True, help="e.g. syslog (or sshd), zeek, vpcflow, netflow")
+    p.add_argument("--tenant", default=None, help="tenant that owns this source")
+    p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
+    p.add_argument("--output", default=None, help="write JSON lines here (or -) instead of Kafka")
+    p.add_argument("--year", type=int, default=None, help="year for syslog timestamps that lack one")
+    p.add_argument(
+        "--tz",
+        default=None,
+        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter (default: UTC)",
+    )
+    p.add_argument(
+        "--cic-features",
+        action="store_true",
+        help="cicflowmeter: keep its ~72 statistical columns in extra (default: Flow ID and Label only)",
+    )
+
+
+def _dashboards(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = _leaf(actions, "build", "dashboards build", "write the dashboards and provisioning files")
+    build.add_argument("--out", default=None, help="folder to write (default: dashboards/built)")
+    build.add_argument("--es-auth", choices=["basic", "apikey", "none"], default="basic")
+    publish = _leaf(actions, "publish", "dashboards publish", "push the built dashboards to a Grafana")
+    publish.add_argument("--url", required=True, help="Grafana base URL")
+    publish.add_argument("--token-file", required=True, help="file holding a Grafana API token")
+    publish.add_argument("--built", default=None, help="folder `build` wrote (default: dashboards/built)")
+
+
+def _alerts(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        leaf = _leaf(actions, name, f"alerts {name}", help_text)
+        leaf.add_argument("--tenant", default=None, help="tenant scope: never shows another tenant's alerts")
+        if name != "list":
+            leaf.add_argument("alert_id")
+        return leaf
+
+    listing = action("list", "alerts matching filters, newest first")
+    listing.add_argument("--status", choices=["open", "acknowledged", "closed"], default=None)
+    listing.add_argument("--severity", action="append", choices=["low", "medium", "high", "critical"])
+    listing.add_argument("--category", default=None)
+    listing.add_argument("--since", default=None, help="e.g. now-24h or 2026-11-01")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+    action("show", "one alert with its status history").add_argument("--json", action="store_true")
+    for name, verb in (("ack", "acknowledge"), ("close", "close")):
+        change = action(name, f"{verb} an alert; the change joins its status history")
+        change.add_argument("--by", default=None, help="analyst name (default: login name)")
+        change.add_argument("--reason", default=None)
+
+
+def _report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="start", required=True)
+    p.add_argument("--to", dest="end", required=True)
+    p.add_argument("--tenant", default=None)
+    p.add_argument("--format", choices=["csv", "json", "md", "html", "pdf"], default="md")
+    p.add_argument("--output", default=None)
+    p.add_argument("--anonymize", action="store_true")
+    p.add_argument("--k", type=int, default=5, help="suppress cells describing fewer than k tenants")
+    p.add_argument("--key-file", default=None, help="pseudonym key (or SSA_REPORT_KEY_FILE)")
