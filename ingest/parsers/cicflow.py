@@ -13,7 +13,10 @@ The forward direction (the flow's initiator) is the source: ``Fwd`` counters are
 building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN``
 (``Flow Bytes/s`` of zero-length flows) become null, since JSON has no such numbers. Files
 without address columns (the "MachineLearningCVE" variant) cannot become flows: the header goes
-to the DLQ.
+to the DLQ. Numbers are read strictly (integers, or integral decimals such as ``12.0``, within the
+canonical bounds; a ``Timestamp`` from 2000 to 2099): anything else sends the row to the DLQ with
+the column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has them) is
+read as a duration of 0.
 """
 
 from __future__ import annotations
@@ -29,8 +32,23 @@ import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
-from ingest.parsers.flowutil import PORT, csv_cells, number_or_text, picker, proto_name, valid_ip
-from ingest.schema import FlowEvent, event_id, event_id_of
+from ingest.parsers.flowutil import (
+    COUNT_MAX,
+    INT64,
+    PORT,
+    BadField,
+    clip,
+    count_cell,
+    csv_cells,
+    event_time,
+    int64_cell,
+    number_or_text,
+    picker,
+    proto_name,
+    unexpected,
+    valid_ip,
+)
+from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
 __all__ = ["CicFlowParser", "cic_time_reader", "parse_cic_time"]
 
@@ -60,29 +78,39 @@ _time_cache: dict[str, int] = {}
 
 
 def parse_cic_time(text: str) -> int:
-    """``dd/mm/yyyy HH:MM[:SS][ AM|PM]`` (or ISO ``yyyy-mm-dd HH:MM:SS``) -> epoch ms, as UTC."""
+    """``dd/mm/yyyy HH:MM[:SS][ AM|PM]`` (or ISO ``yyyy-mm-dd HH:MM:SS``) -> epoch ms, as UTC.
+    BadField ("bad timestamp ...") for anything else, or a year outside 2000-2099."""
     hit = _time_cache.get(text)
     if hit is not None:
         return hit
+    try:
+        value = _cic_time(text)
+    except (ValueError, OverflowError):  # their messages are int()'s and float()'s wording
+        value = None
+    if value is None:
+        raise BadField(f"bad timestamp {text[:40]!r}")
+    if len(_time_cache) > 65536:
+        _time_cache.clear()
+    _time_cache[text] = value
+    return value
+
+
+def _cic_time(text: str) -> int | None:
+    """``parse_cic_time`` without the cache; None (or ValueError) for a time it cannot read."""
     parts = text.strip().split()
     if len(parts) not in (2, 3):
-        raise ValueError(f"bad timestamp {text[:40]!r}")
-    if "-" in parts[0]:
-        year, month, day = (int(x) for x in parts[0].split("-"))
-    else:
-        day, month, year = (int(x) for x in parts[0].split("/"))
+        return None
+    date = parts[0].split("-") if "-" in parts[0] else parts[0].split("/")[::-1]
     clock = parts[1].split(":")
-    if len(clock) not in (2, 3):
-        raise ValueError(f"bad timestamp {text[:40]!r}")
-    try:
-        hms = [int(float(x)) for x in clock]  # seconds may carry a fraction
-    except OverflowError:  # "inf", "1e400"
-        raise ValueError(f"bad timestamp {text[:40]!r}") from None
+    if len(date) != 3 or len(clock) not in (2, 3):
+        return None
+    year, month, day = map(int, date)
+    hms = [int(float(x)) for x in clock]  # seconds may carry a fraction
     hour, minute, second = hms[0], hms[1], hms[2] if len(hms) > 2 else 0
     if len(parts) == 3:
         ampm = parts[2].upper()
         if ampm not in ("AM", "PM") or not 1 <= hour <= 12:
-            raise ValueError(f"bad timestamp {text[:40]!r}")
+            return None
         hour = hour % 12 + (12 if ampm == "PM" else 0)
     if not (
         1 <= month <= 12
@@ -90,14 +118,10 @@ def parse_cic_time(text: str) -> int:
         and 0 <= hour < 24
         and 0 <= minute < 60
         and 0 <= second < 61
-        and 1970 < year < 10000
+        and 2000 <= year < 2100  # the plausible event times (ingest.schema)
     ):
-        raise ValueError(f"bad timestamp {text[:40]!r}")
-    value = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000
-    if len(_time_cache) > 65536:
-        _time_cache.clear()
-    _time_cache[text] = value
-    return value
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000
 
 
 def cic_time_reader(zone: str | None) -> Callable[[str], int]:
@@ -225,44 +249,49 @@ class CicFlowParser(FastPathParser):
         numbers = [self.cols[k] for k in (*_COUNTERS, "proto", "duration")]
         self.split_numbers = picker([at(i) for i in numbers])  # type: ignore[arg-type]
         core_kinds = (PORT, PORT, *(_Count,) * 4, _ProtoNumber, _Duration)
-        run_kinds = (int | float,) * len(self.run_names)
+        run_kinds = (INT64 | float,) * len(self.run_names)
         kinds = (*run_kinds, *core_kinds)
         self.decode_row = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
-        nullable = (*(int | float | None,) * len(run_kinds), *core_kinds)
+        nullable = (*(INT64 | float | None,) * len(run_kinds), *core_kinds)
         self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a DLQ reason, a skip, the header, or an event."""
+        """One line, every field checked: a DLQ reason, a skip, the header, or an event. Whatever
+        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
+        try:
+            event = self._checked_event(line, lineno, offset)
+        except BadField as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        except Exception as exc:
+            self.reject(unexpected(exc, "CICFlowMeter CSV"), line, lineno, offset)
+            return
+        if event is not None:
+            self.out.event(event)
+
+    def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
+        """The event of one line, or None when it was skipped, rejected or was the header."""
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
-            return
+            return None
         if not text.strip():
             self.skip("blank line")
-            return
-        try:
-            parts = csv_cells(text)
-        except ValueError as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
+            return None
+        parts = csv_cells(text)
         if _SPACE.search(text) is not None:
             parts = [p.strip() for p in parts]
         if self.header is None:
             self._set_header([p.lstrip("\ufeff") for p in parts], line, lineno, offset)
-            return
+            return None
         if len(parts) != len(self.header):
             if parts[: len(self.header)] == self.header[: len(parts)]:
                 self.skip("header line")
-                return
+                return None
             self.reject(f"expected {len(self.header)} columns, got {len(parts)}", line, lineno, offset)
-            return
-        try:
-            event = self._event(parts, line)
-        except (ValueError, OverflowError) as exc:  # OverflowError: an infinite number
-            self.reject(str(exc), line, lineno, offset)
-            return
-        self.out.event(event)
+            return None
+        return self._event(parts, line)
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """Every standard column present and plain (integer counters): no per-field checks;
@@ -270,15 +299,15 @@ class CicFlowParser(FastPathParser):
         a line that way does not take (a quote, ``Infinity``...) is split cell by cell."""
         if self.fast_nfields < 0:  # no header yet
             return None
-        try:
+        try:  # anything unforeseen too: the slow path reads the row again and names the problem
             text = line.decode("utf-8")
-        except UnicodeDecodeError:
+            if '"' not in text and self.decode_row is not None:
+                event = self._run_event(text, line)
+                if event is not None:
+                    return event
+            return self._cells_event(text, line)
+        except Exception:
             return None
-        if '"' not in text and self.decode_row is not None:
-            event = self._run_event(text, line)
-            if event is not None:
-                return event
-        return self._cells_event(text, line)
 
     def _run_event(self, text: str, line: bytes) -> FlowEvent | None:
         """The event of a line whose feature run is a JSON array of numbers and whose core numbers
@@ -308,6 +337,8 @@ class CicFlowParser(FastPathParser):
             ts = self.read_time(cells[self.split_ts])
         except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
             return None  # of cells that is not the header's, a number out of its range
+        if not TS_MIN_MS <= ts < TS_MAX_MS:  # a zone's offset past either end
+            return None
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
         texts = zip(self.text_names, map(str.strip, self.split_text_values(cells)))  # noqa: B905
         if self.run_names or self.loose_names:
@@ -351,13 +382,16 @@ class CicFlowParser(FastPathParser):
         owner = self.checked_flow_owner(src, dst)
         if owner is None:
             return None
-        try:
-            numbers = tuple(map(int, self.numbers(parts)))
-            ts = self.read_time(parts[self.ts_i])
-        except ValueError:
+        cells = self.numbers(parts)
+        digits = "".join(cells[:7]) + cells[7].removeprefix("-")  # int() would take "1_000", "+5"...
+        if not (digits.isdigit() and digits.isascii()):
             return None
+        numbers = tuple(map(int, cells))
+        ts = self.read_time(parts[self.ts_i])
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers
-        if min(numbers[:7]) < 0 or max(numbers) >= _EXACT or sport > 65535 or dport > 65535 or proto > 255:
+        if max(numbers) >= _EXACT or sport > 65535 or dport > 65535 or proto > 255:
+            return None
+        if not TS_MIN_MS <= ts < TS_MAX_MS:  # a zone's offset past either end
             return None
         extra = self.extra_template.copy()
         features = self.feature_values(parts)
@@ -384,30 +418,44 @@ class CicFlowParser(FastPathParser):
         return value
 
     def _event(self, parts: list[str], line: bytes) -> FlowEvent:
-        cols = self.cols
+        cols, names = self.cols, self.header
+        assert names is not None
         src, dst = parts[cols["src"]], parts[cols["dst"]]  # type: ignore[index]
         if not valid_ip(src) or not valid_ip(dst):
-            raise ValueError(f"bad address {src[:60]!r} -> {dst[:60]!r}")
+            raise BadField(f"bad address {clip(src, 60)} -> {clip(dst, 60)}")
         counts: dict[str, Any] = {}
         for key in _COUNTERS:
             i = cols[key]
             if i is not None and parts[i]:
-                value = int(float(parts[i]))
-                if value < 0:
-                    raise ValueError(f"{key} is negative")
-                counts[key] = value
-        if counts.get("src_port", 0) > 65535 or counts.get("dst_port", 0) > 65535:
-            raise ValueError("port out of range")
-        proto_i, dur_i = cols["proto"], cols["duration"]
-        duration_us = int(float(parts[dur_i])) if dur_i is not None and parts[dur_i] else 0
+                high = 65535 if key.endswith("_port") else COUNT_MAX
+                counts[key] = count_cell(names[i], _integral(names[i], parts[i]), high)
+        proto_i, dur_i, ts_i = cols["proto"], cols["duration"], cols["ts"]
+        proto = (
+            0
+            if proto_i is None
+            else count_cell(names[proto_i], _integral(names[proto_i], parts[proto_i]), 255)
+        )
+        duration_us = 0
+        if dur_i is not None and parts[dur_i]:
+            duration_us = max(0, int64_cell(names[dur_i], _integral(names[dur_i], parts[dur_i])))
         extra = {
-            name: parts[i] if name in _TEXT_COLUMNS else number_or_text(parts[i])
+            name: parts[i] if name in _TEXT_COLUMNS else number_or_text(parts[i], name)
             for name, i in self.extra_pos
         }
+        assert ts_i is not None  # the header has one (_set_header)
+        ts = event_time(names[ts_i], self.read_time(parts[ts_i]), parts[ts_i])
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
-            id=event_id("cicflowmeter", line), ts=self.read_time(parts[cols["ts"]]),  # type: ignore[index]
-            source="cicflowmeter", tenant=tenant, host=host, vm=vm, src_ip=src, dst_ip=dst,
-            proto=proto_name(int(parts[proto_i])) if proto_i is not None else "0",
-            duration_ms=max(0, duration_us) // 1000, extra=extra, **counts,
+            id=event_id("cicflowmeter", line), ts=ts, source="cicflowmeter", tenant=tenant, host=host, vm=vm,
+            src_ip=src, dst_ip=dst, proto=proto_name(proto), duration_ms=duration_us // 1000, extra=extra,
+            **counts,
         )  # fmt: skip
+
+
+def _integral(name: str, text: str) -> str:
+    """An integer cell written as a decimal with a zero fraction (``12.0``, as some exports write
+    counters) without it; BadField for a fraction that is not zero (``80.9`` is not a port)."""
+    whole, dot, fraction = text.strip().partition(".")
+    if dot and fraction.strip("0"):
+        raise BadField(f"{name} is not an integer: {clip(text)}")
+    return whole

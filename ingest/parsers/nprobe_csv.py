@@ -8,6 +8,9 @@ client's (source's) ``bytes_out``/``packets_out``, OUT_* the server's answer (``
 Times: *_MILLISECONDS as epoch ms, else FIRST_SWITCHED/LAST_SWITCHED or FLOW_START_SEC as epoch
 seconds; with none, the ingest reference time (``extra.ts_missing``). Other columns (L7_PROTO,
 TCP_FLAGS, Label, Attack, ...) go to ``extra`` under their header names, numbers as numbers.
+Numbers are read strictly (ASCII digits within the canonical bounds, times within the plausible
+event times, an end no earlier than the start): anything else sends the record to the DLQ with the
+column and its value.
 """
 
 from __future__ import annotations
@@ -18,8 +21,22 @@ from typing import Any, ClassVar, Final
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
-from ingest.parsers.flowutil import csv_cells, number_or_text, picker, proto_name, valid_ip
-from ingest.schema import FlowEvent, event_id, event_id_of
+from ingest.parsers.flowutil import (
+    COUNT_MAX,
+    INT64_MIN,
+    BadField,
+    clip,
+    count_cell,
+    csv_cells,
+    decimal_cell,
+    event_time,
+    number_or_text,
+    picker,
+    proto_name,
+    unexpected,
+    valid_ip,
+)
+from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
 __all__ = ["NprobeCsvParser"]
 
@@ -88,118 +105,136 @@ class NprobeCsvParser(FastPathParser):
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """All standard columns present and plain: no per-field checks; None = take the slow path,
-        which finds and names the problem."""
+        which finds and names the problem (also of anything unforeseen here)."""
         if self.fast_nfields < 0:  # no header yet
             return None
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        try:
-            parts = csv_cells(text, self.sep)
-        except ValueError:
-            return None
-        if len(parts) != self.fast_nfields:
-            return None
-        src, dst = parts[self.src_i], parts[self.dst_i]
-        owner = self.checked_flow_owner(src, dst)
-        if owner is None:
-            return None
-        values = self.extra_values(parts)
-        kinds = self.kinds
-        if kinds is None:
-            kinds = self.kinds = _kinds(values)
-        ints, floats = kinds
-        try:
-            sport, dport, bytes_out, packets_out, bytes_in, packets_in, proto, ts, last = map(
-                int, self.numbers(parts)
-            )
+            parts = csv_cells(line.decode("utf-8"), self.sep)
+            if len(parts) != self.fast_nfields:
+                return None
+            src, dst = parts[self.src_i], parts[self.dst_i]
+            owner = self.checked_flow_owner(src, dst)
+            if owner is None:
+                return None
+            values = self.extra_values(parts)
+            kinds = self.kinds
+            if kinds is None:
+                kinds = self.kinds = _kinds(values)
+            ints, floats = kinds
+            numbers = self.numbers(parts)
+            digits = "".join(numbers)  # int() would also take "-5", "+5", "1_000", non-ASCII digits
+            if not (digits.isdigit() and digits.isascii()):
+                return None
+            sport, dport, bytes_out, packets_out, bytes_in, packets_in, proto, ts, last = map(int, numbers)
             if ints or floats:
                 values = list(values)  # type: ignore[assignment]
                 for j in ints:
-                    values[j] = int(values[j])  # type: ignore[index]
+                    number = int(values[j])
+                    if not INT64_MIN <= number <= COUNT_MAX:
+                        return None
+                    values[j] = number  # type: ignore[index]
                 for j in floats:
-                    number = float(values[j])
-                    values[j] = number if -_INF < number < _INF else None  # type: ignore[index]
-        except ValueError:
+                    real = float(values[j])
+                    values[j] = real if -_INF < real < _INF else None  # type: ignore[index]
+            ts *= self.start_scale
+            duration = last if not self.end_scale else last * self.end_scale - ts
+            if (
+                sport > 65535
+                or dport > 65535
+                or proto > 255
+                or not TS_MIN_MS <= ts < TS_MAX_MS
+                or duration < 0
+                # all non-negative: the OR exceeds the bound iff one of them does
+                or (bytes_out | packets_out | bytes_in | packets_in | duration) > COUNT_MAX
+            ):
+                return None
+            # Same lengths by construction; ``strict=`` would cost a keyword call per record.
+            return replace(
+                self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
+                dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out, packets_out=packets_out,
+                bytes_in=bytes_in, packets_in=packets_in, duration_ms=duration,
+                extra=dict(zip(self.extra_names, values)),  # noqa: B905
+            )  # fmt: skip
+        except Exception:
             return None
-        ts *= self.start_scale
-        duration = last if not self.end_scale else last * self.end_scale - ts
-        if (sport | dport | bytes_out | packets_out | bytes_in | packets_in | duration | proto) < 0:
-            return None
-        if sport > 65535 or dport > 65535 or proto > 255:
-            return None
-        # Same lengths by construction; ``strict=`` would cost a keyword call per record.
-        return replace(
-            self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
-            dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out, packets_out=packets_out, bytes_in=bytes_in,
-            packets_in=packets_in, duration_ms=duration, extra=dict(zip(self.extra_names, values)),  # noqa: B905
-        )  # fmt: skip
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a DLQ reason, a skip, the header, or an event."""
+        """One line, every field checked: a DLQ reason, a skip, the header, or an event. Whatever
+        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
+        try:
+            event = self._checked_event(line, lineno, offset)
+        except BadField as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        except Exception as exc:
+            self.reject(unexpected(exc, "nProbe CSV"), line, lineno, offset)
+            return
+        if event is not None:
+            self.out.event(event)
+
+    def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
+        """The event of one line, or None when it was skipped, rejected or was the header."""
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
-            return
+            return None
         if not text.strip():
             self.skip("blank line")
-            return
+            return None
         if self.header is None:
             self._set_header(text, line, lineno, offset)
-            return
-        try:
-            parts = csv_cells(text, self.sep)
-        except ValueError as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
+            return None
+        parts = csv_cells(text, self.sep)
         if len(parts) != len(self.header):
             if parts == self.header:
                 self.skip("header line")
-                return
+                return None
             self.reject(f"expected {len(self.header)} columns, got {len(parts)}", line, lineno, offset)
-            return
-        try:
-            event = self._event(parts, line)
-        except (ValueError, OverflowError) as exc:  # OverflowError: an infinite number
-            self.reject(str(exc), line, lineno, offset)
-            return
-        self.out.event(event)
+            return None
+        return self._event(parts, line)
 
     def _event(self, parts: list[str], line: bytes) -> FlowEvent:
         src, dst = parts[self.src_i].strip(), parts[self.dst_i].strip()
         if not valid_ip(src) or not valid_ip(dst):
-            raise ValueError(f"bad address {src[:60]!r} -> {dst[:60]!r}")
+            raise BadField(f"bad address {clip(src, 60)} -> {clip(dst, 60)}")
+        names = self.header
+        assert names is not None
         counts: dict[str, Any] = {}
         for field, i in self.counters:
-            value = int(parts[i]) if parts[i] else 0
-            if value < 0:
-                raise ValueError(f"{field} is negative")
-            counts[field] = value
-        if counts.get("src_port", 0) > 65535 or counts.get("dst_port", 0) > 65535:
-            raise ValueError("port out of range")
-        extra: dict[str, Any] = {}
-        for name, i in self.extra_pos:
-            cell = parts[i]
-            extra[name] = int(cell) if cell.isdigit() else number_or_text(cell)
+            high = 65535 if field.endswith("_port") else COUNT_MAX
+            counts[field] = count_cell(names[i], parts[i], high) if parts[i] else 0
+        extra: dict[str, Any] = {name: number_or_text(parts[i], name) for name, i in self.extra_pos}
         if self.start is not None:
-            ts = int(float(parts[self.start[0]]) * self.start[1])
+            ts = self._time(parts, *self.start)
         else:
             ts = self.ctx.now_ms()
             extra["ts_missing"] = True
         if self.duration_i is not None and parts[self.duration_i]:
-            duration = int(parts[self.duration_i])
+            duration = count_cell(names[self.duration_i], parts[self.duration_i])
         elif self.end is not None and self.start is not None:
-            duration = max(0, int(float(parts[self.end[0]]) * self.end[1]) - ts)
+            duration = self._time(parts, *self.end) - ts
+            if duration < 0:
+                end, start = self.end[0], self.start[0]
+                raise BadField(
+                    f"{names[end]} {clip(parts[end])} is before {names[start]} {clip(parts[start])}"
+                )
         else:
             duration = 0
-        proto = proto_name(int(parts[self.proto_i])) if self.proto_i is not None else "0"
+        proto_i = self.proto_i
+        proto = proto_name(count_cell(names[proto_i], parts[proto_i], 255)) if proto_i is not None else "0"
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, proto=proto, duration_ms=duration, extra=extra, **counts,
         )  # fmt: skip
+
+    def _time(self, parts: list[str], i: int, scale: int) -> int:
+        """Epoch ms of the time column ``i``: whole milliseconds, or seconds (``scale`` 1000), which
+        may carry a fraction."""
+        name, cell = self.header[i], parts[i]  # type: ignore[index]
+        ms = count_cell(name, cell) if scale == 1 else int(decimal_cell(name, cell) * scale)
+        return event_time(name, ms, cell)
 
 
 def _kinds(sample: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -10,10 +10,18 @@ ones (``orig_ip_bytes``/``resp_ip_bytes``, comparable with NetFlow and VPC Flow 
 else the payload ones; ``conn_state`` ``REJ`` (attempt answered by a reset) is ``action: reject``.
 All other columns (``uid``, ``service``, ``conn_state``, ``history``, payload bytes...) go to
 ``extra``. Records from other Zeek logs (dns, http...) are counted as skipped.
+
+Values are read strictly: a port or counter is an integer within the canonical bounds (JSON
+``true`` or ``80.9`` is not a port), ``ts`` a plausible event time, ``duration`` not negative,
+``proto`` tcp/udp/icmp/unknown_transport or a number 0-255; anything else sends the record to the
+DLQ with the field and its value. A ``#separator`` that cannot be read is refused and the
+previous separator kept, so the rest of the file is still read.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from itertools import product
 from typing import Annotated, Any, ClassVar, Final
@@ -22,9 +30,24 @@ import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext, ms_from_iso
-from ingest.parsers.flowutil import PORT, PROTO_NUMBERS, picker, valid_ip
+from ingest.parsers.flowutil import (
+    COUNT_MAX,
+    INT64,
+    INT64_MIN,
+    PORT,
+    PROTO_NUMBERS,
+    BadField,
+    clip,
+    count_cell,
+    decimal_cell,
+    event_time,
+    int64_cell,
+    picker,
+    unexpected,
+    valid_ip,
+)
 from ingest.reader import JsonRejected, load_json
-from ingest.schema import FlowEvent, event_id, event_id_of
+from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
 __all__ = ["ZeekConnParser"]
 
@@ -50,38 +73,51 @@ class ZeekConnParser(FastPathParser):
         self.decode_unset_numbers: Callable[[str], Any] = _no_json_way
 
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a directive, a DLQ reason, a skip, or an event."""
-        if line[:1] == b"{":
-            self._json(line, lineno, offset)
+        """One line, every field checked: a directive, a DLQ reason, a skip, or an event. Whatever
+        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
+        try:
+            event = self._checked_event(line, lineno, offset)
+        except BadField as exc:
+            self.reject(str(exc), line, lineno, offset)
             return
+        except Exception as exc:
+            self.reject(unexpected(exc, "Zeek conn.log"), line, lineno, offset)
+            return
+        if event is not None:
+            self.out.event(event)
+
+    def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
+        """The event of one line, or None when it was a directive, skipped or rejected here."""
+        if line[:1] == b"{":
+            return self._json(line, lineno, offset)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
-            return
+            return None
         if text[:1] == "#":
             self._directive(text, line, lineno, offset)
-            return
+            return None
         if not text.strip():
             self.skip("blank line")
-            return
+            return None
         if self.fields is None:
             self.reject("record before a #fields header", line, lineno, offset)
-            return
+            return None
         if self.path != "conn":
             self.skip(f"zeek {self.path} log (not conn)")
-            return
+            return None
         parts = text.split(self.sep)
         if len(parts) != len(self.fields):
             self.reject(f"expected {len(self.fields)} fields, got {len(parts)}", line, lineno, offset)
-            return
+            return None
         unset, empty = self.unset, self.empty
         rec: dict[str, Any] = {
             name: ("" if value == empty else value)
             for name, value in zip(self.fields, parts, strict=True)
             if value != unset
         }
-        self._emit(rec, line, lineno, offset)
+        return self._event(rec, line)
 
     def _plan(self) -> None:
         """Column indexes and per-column converters for the fast path (standard conn.log columns)."""
@@ -106,50 +142,50 @@ class ZeekConnParser(FastPathParser):
             kinds = [conv for _, _, conv in self.extra_spec]
             self.extra_groups: list[tuple[tuple[int, ...], Callable[[str], Any]]] = [
                 (tuple(j for j, conv in enumerate(kinds) if conv is kind), fast)
-                for kind, fast in ((int, int), (float, float), (_bool, _BOOLS.__getitem__))
+                for kind, fast in ((_int, _int), (_float, _float), (_bool, _BOOLS.__getitem__))
                 if kind in kinds
             ]
             self._plan_json([pos[n] for n in _FAST])
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:
         """A conn.log TSV record with the standard columns, plain: no per-field checks; None = take
-        the checked path (directives, JSON, other logs, anything odd), which names the problem."""
+        the checked path (directives, JSON, other logs, anything odd or unforeseen), which names
+        the problem."""
         if line[:1] in b"#{":  # also b"": a blank line
             return None
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        parts = text.split(self.sep)
-        if len(parts) != self.fast_nfields or self.path != "conn":
-            return None
-        src, dst, proto, state = self.head(parts)
-        if proto not in _PROTOS:
-            return None
-        owner = self.checked_flow_owner(src, dst)
-        if owner is None:
-            return None
-        try:
+            parts = line.decode("utf-8").split(self.sep)
+            if len(parts) != self.fast_nfields or self.path != "conn":
+                return None
+            src, dst, proto, state = self.head(parts)
+            if proto not in _PROTOS:
+                return None
+            owner = self.checked_flow_owner(src, dst)
+            if owner is None:
+                return None
             try:
                 numbers, extra = self._json_columns(parts)
             except ValueError:  # a cell that is not a JSON number: unset, (empty), "+1", "inf"...
                 numbers, extra = self._text_columns(parts)
             seconds, duration_s, sport, dport, bytes_out, bytes_in, packets_out, packets_in = numbers
             ts = round(seconds * 1000)
-            duration = round(duration_s * 1000)
-        except (ValueError, OverflowError, KeyError):  # an infinite time, a bool that is not T/F
+            duration = round(duration_s * 1000)  # not negative: decoded or read as such
+            if not TS_MIN_MS <= ts < TS_MAX_MS or duration > COUNT_MAX:
+                return None
+            return replace(
+                self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
+                dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in, packets_out=packets_out,
+                packets_in=packets_in, duration_ms=duration, action="reject" if state == "REJ" else "accept",
+                extra=extra,
+            )  # fmt: skip
+        except Exception:
             return None
-        return replace(
-            self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
-            dst_port=dport, proto=proto, bytes_out=bytes_out, bytes_in=bytes_in, packets_out=packets_out,
-            packets_in=packets_in, duration_ms=duration, action="reject" if state == "REJ" else "accept", extra=extra,
-        )  # fmt: skip
 
     def _plan_json(self, fast_columns: list[int]) -> None:
         """The numeric columns (the core ones, then the extra ones typed as numbers) as one JSON
         array, decoded in one C call into ints and floats; the bools through a table of their
         combinations; then all extra values put in column order by one picker."""
-        numeric = [(n, i, conv) for n, i, conv in self.extra_spec if conv in (int, float)]
+        numeric = [(n, i, conv) for n, i, conv in self.extra_spec if conv in _JSON_KINDS]
         flags = [(n, i) for n, i, conv in self.extra_spec if conv is _bool]
         # the cells are picked before decode_numbers is called, also when it always refuses
         self.numbers = picker([*fast_columns[:1], *fast_columns[4:], *(i for _, i, _ in numeric)])
@@ -157,11 +193,11 @@ class ZeekConnParser(FastPathParser):
         unset, empty = self.unset, self.empty
         if not self.extra_unique or len(flags) > 4 or _json_number(unset) or _json_number(empty):
             return  # a duplicate name, a big table, or a marker that would pass for a number
-        kinds = (float, float, PORT, PORT, *(_Count,) * 4, *(conv for _, _, conv in numeric))
+        kinds = (float, _Seconds, PORT, PORT, *(_Count,) * 4, *(_JSON_KINDS[conv] for _, _, conv in numeric))
         self.decode_numbers = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
         # unset cells read as null: where _text_columns takes them (the duration, the counters and
         # the extra numbers); the time and the ports stay required, as there
-        nullable = (float, float | None, PORT, PORT, *(_Count | None,) * 4, *(k | None for k in kinds[8:]))
+        nullable = (float, _Seconds | None, PORT, PORT, *(_Count | None,) * 4, *(k | None for k in kinds[8:]))
         self.decode_unset_numbers = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
         self.bool_values = picker([i for _, i in flags])
         # unset and (empty) ones are fixed up by name afterwards, as in ``_fast_extra``
@@ -212,14 +248,17 @@ class ZeekConnParser(FastPathParser):
         counter is 0; ValueError for anything else that is not a number."""
         ts_text, dur = self.time_cells(parts)
         unset = self.unset
-        duration = 0.0 if dur == unset else float(dur)
+        duration = 0.0 if dur == unset else decimal_cell("duration", dur)
         counters = self.counters(parts)
         if unset in counters:  # an unset counter is 0 (an unset port is not plain)
             counters = (*counters[:2], *("0" if v == unset else v for v in counters[2:]))
+        digits = "".join(counters)  # int() would also take "-5", "+5", "1_000", non-ASCII digits
+        if not (digits.isdigit() and digits.isascii()):
+            raise ValueError("not a plain port or counter")
         numbers = tuple(map(int, counters))
-        if min(numbers) < 0 or numbers[0] > 65535 or numbers[1] > 65535:
-            raise ValueError("not a plain port or counter")  # as PORT and _Count check
-        return (float(ts_text), duration, *numbers), self._fast_extra(parts)
+        if numbers[0] > 65535 or numbers[1] > 65535 or max(numbers) > COUNT_MAX or duration < 0:
+            raise ValueError("not a plain port or counter")  # as PORT, _Count and _Seconds check
+        return (decimal_cell("ts", ts_text), duration, *numbers), self._fast_extra(parts)
 
     def _fast_extra(self, parts: list[str]) -> dict[str, Any]:
         """The other columns, typed by ``#types``; unset ones left out, ``(empty)`` as ""."""
@@ -245,10 +284,10 @@ class ZeekConnParser(FastPathParser):
 
     def _directive(self, text: str, line: bytes, lineno: int, offset: int) -> None:
         key, _, value = text[1:].partition(" " if text.startswith("#separator") else self.sep)
-        if key == "separator":
-            self.sep = value.encode("ascii", "backslashreplace").decode("unicode_escape")
+        if key == "separator":  # a new header block: the layout is read anew
             self.fields = None
             self._plan()
+            self.sep = _separator(value)
         elif key == "unset_field":
             self.unset = value
             self._plan()
@@ -262,8 +301,7 @@ class ZeekConnParser(FastPathParser):
             self._plan()
         elif key == "types":
             if self.fields is None or len(value.split(self.sep)) != len(self.fields):
-                self.reject("#types does not match #fields", line, lineno, offset)
-                return
+                raise BadField("#types does not match #fields")
             self.types = dict(zip(self.fields, value.split(self.sep), strict=True))
             self._plan()
         elif key not in ("set_separator", "open", "close"):
@@ -271,54 +309,39 @@ class ZeekConnParser(FastPathParser):
             return
         self.skip("header line")
 
-    def _json(self, line: bytes, lineno: int, offset: int) -> None:
+    def _json(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         try:
             rec = load_json(line)
         except JsonRejected as exc:
             self.reject(str(exc), line, lineno, offset)
-            return
+            return None
         if not isinstance(rec, dict):
             self.reject("JSON line is not an object", line, lineno, offset)
-            return
+            return None
         path = rec.pop("_path", "conn")
         if path != "conn" or ("conn_state" not in rec and "orig_pkts" not in rec):
             self.skip(f"zeek {path if path != 'conn' else 'non-conn'} record")
-            return
-        self._emit(rec, line, lineno, offset)
-
-    def _emit(self, rec: dict[str, Any], line: bytes, lineno: int, offset: int) -> None:
-        try:
-            event = self._event(rec, line)
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            self.reject(reason, line, lineno, offset)
-            return
-        self.out.event(event)
+            return None
+        return self._event(rec, line)
 
     def _event(self, rec: dict[str, Any], line: bytes) -> FlowEvent:
-        src, dst = rec["id.orig_h"], rec["id.resp_h"]
+        """The event of one record (TSV cells as text, or JSON values); BadField names what is wrong."""
+        src, dst = _required(rec, "id.orig_h"), _required(rec, "id.resp_h")
         if not isinstance(src, str) or not isinstance(dst, str) or not valid_ip(src) or not valid_ip(dst):
-            raise ValueError(f"bad address {str(src)[:60]!r} -> {str(dst)[:60]!r}")
-        ts_raw = rec["ts"]
-        ts = ms_from_iso(ts_raw) if isinstance(ts_raw, str) and "T" in ts_raw else round(float(ts_raw) * 1000)
-        proto = str(rec.get("proto") or "0")
-        if proto not in PROTO_NUMBERS and not proto.isdigit():
-            proto = "0"  # Zeek's unknown_transport
-        sport, dport = _count(rec, "id.orig_p"), _count(rec, "id.resp_p")
-        if sport > 65535 or dport > 65535:
-            raise ValueError(f"port out of range: {sport} / {dport}")
-        duration = rec.get("duration")
+            raise BadField(f"bad address {clip(src, 60)} -> {clip(dst, 60)}")
+        ts = _event_ms(_required(rec, "ts"))
+        proto = _proto(rec.get("proto"))
+        sport, dport = _count(rec, "id.orig_p", 65535), _count(rec, "id.resp_p", 65535)
         bytes_out = _count(rec, "orig_ip_bytes") if "orig_ip_bytes" in rec else _count(rec, "orig_bytes")
         bytes_in = _count(rec, "resp_ip_bytes") if "resp_ip_bytes" in rec else _count(rec, "resp_bytes")
         types = self.types
-        extra = {k: _typed(v, types.get(k)) for k, v in rec.items() if k not in _CORE}
+        extra = {k: _typed(k, v, types.get(k)) for k, v in rec.items() if k not in _CORE}
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=proto,
             bytes_out=bytes_out, bytes_in=bytes_in, packets_out=_count(rec, "orig_pkts"),
-            packets_in=_count(rec, "resp_pkts"),
-            duration_ms=round(float(duration) * 1000) if duration not in (None, "") else 0,
+            packets_in=_count(rec, "resp_pkts"), duration_ms=_duration_ms(rec.get("duration")),
             action="reject" if rec.get("conn_state") == "REJ" else "accept", extra=extra,
         )  # fmt: skip
 
@@ -329,15 +352,33 @@ def _bool(text: str) -> bool:
     return text == "T"
 
 
+def _int(text: str) -> int:
+    """A TSV integer cell, strictly (ValueError for "+5", "1_000", 2^64...)."""
+    return int64_cell("", text)
+
+
+def _float(text: str) -> float:
+    """A TSV decimal cell, strictly (ValueError for "inf", "nan", "1_0.5"...)."""
+    return decimal_cell("", text)
+
+
 _CONVERTERS: Final[dict[str, Callable[[str], Any]]] = {
-    "count": int, "int": int, "port": int, "double": float, "interval": float, "time": float, "bool": _bool,
+    "count": _int, "int": _int, "port": _int, "double": _float, "interval": _float, "time": _float, "bool": _bool,
 }  # fmt: skip
+_JSON_KINDS: Final[dict[Callable[[str], Any], Any]] = {
+    _int: INT64,
+    _float: float,
+}  # how the JSON way decodes them
 _PROTOS: Final = frozenset({"tcp", "udp", "icmp"})
 _BOOLS: Final = {"T": True, "F": False}
 _FAST: Final = ("ts", "id.orig_h", "id.resp_h", "proto", "duration", "id.orig_p", "id.resp_p", "orig_ip_bytes",
                 "resp_ip_bytes", "orig_pkts", "resp_pkts")  # fmt: skip
 _event_id: Final = event_id_of("zeek")
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=COUNT_MAX)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]  # a duration
+_UNKNOWN_PROTO: Final = ("", "unknown_transport")  # Zeek's name for a transport it does not know
+_ESCAPE: Final = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_SEPARATOR: Final = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|[^\\])+")
 
 
 def _no_json_way(text: str) -> Any:
@@ -369,27 +410,108 @@ def _json_number(text: str) -> bool:
     return True
 
 
-def _count(rec: dict[str, Any], name: str) -> int:
+def _separator(value: str) -> str:
+    """The separator a ``#separator`` directive names (``\\x09``: a tab); BadField for one that
+    cannot be read (``\\x0``, empty)."""
+    if _SEPARATOR.fullmatch(value) is None:
+        raise BadField(f"bad #separator {clip(value)}, the previous one kept")
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _required(rec: dict[str, Any], name: str) -> Any:
+    value = rec.get(name)
+    if value is None or value == "":
+        raise BadField(f"missing field {name!r}")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    """A JSON number (not a bool) or TSV text of a finite decimal number."""
+    if isinstance(value, str):
+        return decimal_cell(name, value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadField(f"{name} is not a number: {clip(value)}")
+    return value
+
+
+def _event_ms(value: Any) -> int:
+    """``ts``: epoch seconds (a number or its text) or ISO 8601, as a plausible event time."""
+    if isinstance(value, str) and "T" in value:
+        try:
+            ms = ms_from_iso(value)
+        except (ValueError, OverflowError):  # their messages are datetime's wording
+            raise BadField(f"ts is not a time: {clip(value)}") from None
+    else:
+        seconds = _number("ts", value)
+        if abs(seconds) > 1e12:  # far outside any event time; round() of 1e300 is slow
+            raise BadField(f"ts out of range: {clip(value)}")
+        ms = round(seconds * 1000)
+    return event_time("ts", ms, value)
+
+
+def _duration_ms(value: Any) -> int:
+    if value is None or value == "":
+        return 0
+    seconds = _number("duration", value)
+    if seconds < 0:
+        raise BadField(f"duration is negative: {clip(value)}")
+    if seconds > COUNT_MAX / 1000:
+        raise BadField(f"duration out of range: {clip(value)}")
+    return round(seconds * 1000)
+
+
+def _proto(value: Any) -> str:
+    """tcp/udp/icmp, a number 0-255 as text, or "0" for Zeek's unknown_transport (or none)."""
+    if value is None or value in _UNKNOWN_PROTO:
+        return "0"
+    if isinstance(value, str) and value in PROTO_NUMBERS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
+        return str(value)
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= 3
+        and int(value) <= 255
+    ):
+        return str(int(value))
+    raise BadField(f"bad proto {clip(value)}")
+
+
+def _count(rec: dict[str, Any], name: str, high: int = COUNT_MAX) -> int:
+    """A port or counter: an integer 0 to ``high`` (TSV digits or a JSON integer, never a bool or
+    a float); unset is 0."""
     value = rec.get(name)
     if value is None or value == "":
         return 0
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{name} is negative")
-    return number
+    if isinstance(value, str):
+        return count_cell(name, value, high)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadField(f"{name} is not an integer: {clip(value)}")
+    if value < 0:
+        raise BadField(f"{name} is negative: {value}")
+    if value > high:
+        raise BadField(f"{name} out of range: {clip(value)}")
+    return value
 
 
-def _typed(value: Any, zeek_type: str | None) -> Any:
-    """TSV text as the JSON writer would give it: counts as ints, bools as bools, doubles as floats."""
+def _typed(name: str, value: Any, zeek_type: str | None) -> Any:
+    """An ``extra`` value as the JSON writer would give it: counts as ints, bools as bools,
+    doubles as floats (TSV text converted by its ``#types``, strictly); BadField for one that
+    does not fit its type or a 64-bit integer."""
     if not isinstance(value, str):
+        if isinstance(value, int) and not INT64_MIN <= value <= COUNT_MAX:
+            raise BadField(f"{name} out of range: {clip(value)}")
+        return value
+    if value == "":  # (empty)
         return value
     if zeek_type == "bool":
-        return value == "T"
-    if value.isdigit():
-        return int(value)
+        if value not in _BOOLS:
+            raise BadField(f"{name} is not a bool: {clip(value)}")
+        return _BOOLS[value]
+    if zeek_type in ("count", "int", "port") or (value.isascii() and value.isdigit()):
+        return int64_cell(name, value)
     if zeek_type in ("double", "interval", "time"):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+        return decimal_cell(name, value)
     return value
