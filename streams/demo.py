@@ -3,12 +3,19 @@
 Starts the local stack, simulates a few minutes of multi-tenant telemetry with labelled attacks
 (event times ending now, so dashboards' "last hour" shows them), produces it to Kafka, runs the
 detection job over it, ships alerts to Elasticsearch, and prints a situational summary scored
-against the simulator's ground truth. Each run uses its own topics and consumer groups, so runs
-never read each other's telemetry; alerts land in the shared ``ssa-alerts-*`` indices.
+against the simulator's ground truth.
+
+Each run has its own topics, consumer groups and Elasticsearch indices, so it reads back and scores
+only its own alerts. Alert ids are deterministic (the same seed over the same windows gives the
+same ids) and the indexer's ``create`` keeps the first document of an id, so runs sharing indices
+scored an earlier run's documents. The run's indices sit inside the shared patterns
+(``ssa-alerts-run-<run>-<day>`` in ``ssa-alerts-*``): Grafana shows every run, and the shared
+index templates apply.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +29,15 @@ from detectors.alert import Alert, decode_alert
 from infra.clients import es_client
 from infra.settings import Settings
 
-__all__ = ["DemoResult", "demo_settings", "fetch_alerts", "produce_simulation", "run_demo"]
+__all__ = [
+    "DemoResult",
+    "demo_settings",
+    "fetch_alerts",
+    "new_run_id",
+    "produce_simulation",
+    "run_demo",
+    "run_index_prefix",
+]
 
 
 @dataclass
@@ -37,10 +52,32 @@ class DemoResult:
     sim_config: Any
 
 
+def new_run_id(settings: Settings) -> str:
+    """A run id no other run of this data dir has: the UTC second, then a random suffix for runs
+    started in the same second (or on other machines), made certain by claiming the run's folder."""
+    runs = settings.data_path / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        try:
+            (runs / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id
+
+
+def run_index_prefix(prefix: str, run_id: str) -> str:
+    """A run's index prefix inside the shared one: ``ssa-alerts-`` gives ``ssa-alerts-run-<run>-``."""
+    return f"{prefix}run-{run_id}-"
+
+
 def demo_settings(settings: Settings, run_id: str) -> Settings:
+    """Topics, consumer groups, indices, checkpoints and tenant file of the run's own."""
     base = Path(settings.data_dir) / "runs" / run_id
     base.mkdir(parents=True, exist_ok=True)
     return settings.with_overrides(
+        index_alerts_prefix=run_index_prefix(settings.index_alerts_prefix, run_id),
+        index_metrics_prefix=run_index_prefix(settings.index_metrics_prefix, run_id),
         topic_prefix=f"ssa.run.{run_id}.telemetry.",
         topic_alerts=f"ssa.run.{run_id}.alerts",
         topic_metrics=f"ssa.run.{run_id}.metrics",
@@ -136,6 +173,26 @@ def fetch_alerts(settings: Settings, alert_ids: set[str]) -> list[Alert]:
         es.close()
 
 
+def drop_run_scaffolding(settings: Settings) -> None:
+    """Once the run's job and indexer are done: the index templates the indexer made for the
+    run's own prefixes, and the run's indices that stayed empty (the indexer makes tomorrow's
+    ahead). Kept, every run would leave two more templates and two more shards on the stack;
+    the shared templates (``ssa-alerts-*``) cover the run's indices."""
+    es = es_client(settings)
+    try:
+        own = {settings.index_alerts_pattern, settings.index_metrics_pattern}
+        for template in es.indices.get_index_template()["index_templates"]:
+            if set(template["index_template"]["index_patterns"]) <= own:
+                es.indices.delete_index_template(name=template["name"])
+        patterns = ",".join(sorted(own))
+        es.indices.refresh(index=patterns, ignore_unavailable=True)
+        for index in es.indices.get(index=patterns, ignore_unavailable=True):
+            if es.count(index=index)["count"] == 0:
+                es.indices.delete(index=index)
+    finally:
+        es.close()
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -146,11 +203,13 @@ def run_demo(
     start_ms: int | None = None,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
-    """``start_ms``: event time of the first simulated event; by default the last ``minutes`` up
-    to now, so the demo's alerts show in Grafana's default time range."""
+    """``start_ms``: event time of the first simulated event. By default the run ends within the
+    last ten minutes, so its alerts show in Grafana's default time range, and it is the same run
+    whenever it is made (``repeatable_slice``: the start on the grid of the longest detector
+    window, the simulated time of day fixed), so every run of one seed scores the same."""
     from detectors.evaluation.scorecard import Truth, score
     from infra.services import up
-    from ingest.simulator import SimConfig, simulate
+    from ingest.simulator import SimConfig, repeatable_slice, simulate
     from streams.runner import run_bounded
 
     t0 = time.monotonic()
@@ -159,14 +218,16 @@ def run_demo(
     up(settings, progress=lambda m: say(f"  {m}"))
     seconds["stack"] = time.monotonic() - t0
 
-    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    run_id = new_run_id(settings)
     s = demo_settings(settings, run_id)
     duration_s = minutes * 60
+    shift_ms = 0
     if start_ms is None:
-        start_ms = int(time.time() * 1000) - int(duration_s * 1000)
+        start_ms, shift_ms = repeatable_slice(int(time.time() * 1000), int(duration_s * 1000))
     sim_config = SimConfig(
-        seed=seed, tenants=tenants, duration_s=duration_s, start_ms=start_ms, events_per_s=events_per_s
-    )
+        seed=seed, tenants=tenants, duration_s=duration_s, start_ms=start_ms, events_per_s=events_per_s,
+        diurnal_shift_ms=shift_ms,
+    )  # fmt: skip
     sim = simulate(sim_config)
     say(f"[2/4] simulating {minutes:g} min of telemetry from {tenants} tenants with attacks (seed {seed})")
     t1 = time.monotonic()
@@ -178,6 +239,7 @@ def run_demo(
     t2 = time.monotonic()
     run_bounded(s, say=lambda m: say(f"  {m}"), indexer_idle_exit_s=5.0)
     seconds["detect_and_index"] = time.monotonic() - t2
+    drop_run_scaffolding(s)
 
     say("[4/4] reading the alerts back from Elasticsearch")
     alerts = fetch_alerts(s, alert_ids_in_topic(s, s.topic_alerts))
@@ -214,9 +276,13 @@ def summary(result: DemoResult) -> str:
     for a in sorted(alerts, key=lambda a: (-a.score, a.first_seen))[:8]:
         lines.append(f"  [{a.severity}] {a.tenant}: {a.summary}")
     s = result.settings
+    shared = s.index_alerts_prefix.removesuffix(run_index_prefix("", result.run_id)) + "*"
     lines += [
         "",
-        f"Elasticsearch: {s.es_url}/{s.index_alerts_pattern}/_search  (alerts), {s.index_metrics_pattern} (posture)",
+        f"This run's alerts are in the indices {s.index_alerts_pattern} (posture: {s.index_metrics_pattern});",
+        f"Grafana's {shared} shows every run's. For instance:",
+        f"  curl -s '{s.es_url}/{s.index_alerts_pattern}/_search?size=20&sort=score:desc'",
+        f"  SSA_INDEX_ALERTS_PREFIX={s.index_alerts_prefix} ssa alerts list --status open",
         "Grafana: `ssa dashboards build`, then mount dashboards/ in Grafana (infra/docker-compose.yml)",
         "Analysts: `ssa alerts list --status open`; reports: `ssa report --from ... --to ... --format html`",
     ]

@@ -6,8 +6,9 @@ they pile up on a developer's stack: a broker holding ~1,600 partitions took ~38
 longer than the job's idle timeout, and failed the broker-restart fault test; Elasticsearch
 refuses new indices past 1,000 shards per node. Only names with a throwaway prefix that did not
 exist when the run started are removed, so a developer's own demo runs stay. A run's consumer
-groups (``ssa-detect-<run>``, ``ssa-indexer-<run>``) and folder (``<data_dir>/runs/<run>``) go with
-its ``ssa.run.<run>.*`` topics; the tests' and benchmarks' own groups (``test-``, ``bench-``) too.
+groups (``ssa-detect-<run>``, ``ssa-indexer-<run>``), indices (``<prefix>run-<run>-<day>``, see
+``streams.demo.run_index_prefix``) and folder (``<data_dir>/runs/<run>``) go with its
+``ssa.run.<run>.*`` topics; the tests' and benchmarks' own groups (``test-``, ``bench-``) too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from typing import Final
 
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
+from streams.demo import run_index_prefix
 
-__all__ = ["GROUP_PREFIXES", "INDEX_PREFIXES", "TOPIC_PREFIXES", "Leftovers", "consumer_groups", "run_ids"]
+__all__ = [
+    "GROUP_PREFIXES",
+    "INDEX_PREFIXES",
+    "TOPIC_PREFIXES",
+    "Leftovers",
+    "consumer_groups",
+    "is_throwaway_index",
+    "run_ids",
+]
 
 TOPIC_PREFIXES: Final = ("test.", "ssa.run.", "bench.")
 INDEX_PREFIXES: Final = ("ssa-test-", "test-", "ssa-bench-", "bench-")
@@ -64,6 +74,11 @@ def run_ids(topics: list[str]) -> set[str]:
     return {name.split(".", 1)[0] for name in named} - {""}
 
 
+def is_throwaway_index(index: str, runs: set[str]) -> bool:
+    """A test's or benchmark's own index, or one of the ``runs``' (``ssa-alerts-run-<run>-<day>``)."""
+    return index.startswith(INDEX_PREFIXES) or any(run_index_prefix("", run) in index for run in runs)
+
+
 class Leftovers:
     """Notes what exists now; ``remove`` deletes the throwaway things added since."""
 
@@ -79,9 +94,9 @@ class Leftovers:
         added = _topics(self.settings) - self.topics_before
         return sorted(t for t in added if t.startswith(TOPIC_PREFIXES))
 
-    def new_indices(self) -> list[str]:
+    def new_indices(self, runs: set[str]) -> list[str]:
         added = _indices(self.settings) - self.indices_before
-        return sorted(i for i in added if i.startswith(INDEX_PREFIXES))
+        return sorted(i for i in added if is_throwaway_index(i, runs))
 
     def new_groups(self, runs: set[str]) -> list[str]:
         """Groups added since that are the tests' or benchmarks' own, or jobs' of the ``runs``."""
@@ -96,9 +111,9 @@ class Leftovers:
     def remove(self) -> str:
         """Delete them; returns one line saying what was removed or what could not be."""
         try:
-            topics, indices = self.new_topics(), self.new_indices()
+            topics = self.new_topics()
             runs = run_ids(topics)
-            groups, folders = self.new_groups(runs), self.new_folders(runs)
+            indices, groups, folders = self.new_indices(runs), self.new_groups(runs), self.new_folders(runs)
             if topics:
                 from confluent_kafka.admin import AdminClient
 

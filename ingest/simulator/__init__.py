@@ -80,7 +80,7 @@ tenant, the victim's for attacks from the internet, null for host-only scenarios
 
 from __future__ import annotations
 
-from ingest.simulator.background import diurnal_factor, mean_rate_slice_start_ms
+from ingest.simulator.background import diurnal_factor, mean_rate_slice_start_ms, repeatable_slice
 from ingest.simulator.config import DEFAULT_COUNT, DEFAULT_START_MS, SimConfig, parse_scenarios
 from ingest.simulator.engine import SimResult, simulate
 from ingest.simulator.scenarios import CATEGORIES, SCENARIO_NAMES, SCENARIOS
@@ -107,6 +107,7 @@ __all__ = [
     "load_ground_truth",
     "mean_rate_slice_start_ms",
     "parse_scenarios",
+    "repeatable_slice",
     "simulate",
     "stream_to",
     "write_files",

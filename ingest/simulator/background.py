@@ -30,6 +30,7 @@ from ingest.simulator.topology import (
 )
 
 __all__ = [
+    "DEMO_GRID_MS",
     "DIURNAL_AMPLITUDE",
     "DIURNAL_PEAK_HOUR",
     "KIND_WEIGHTS",
@@ -43,6 +44,7 @@ __all__ = [
     "object_key",
     "peered_flow",
     "qemu_event",
+    "repeatable_slice",
     "web_flow",
 ]
 
@@ -72,6 +74,20 @@ def mean_rate_slice_start_ms(now_ms: int, duration_ms: int) -> int:
     if start + duration_ms > now_ms:
         start -= _DAY_MS
     return start
+
+
+DEMO_GRID_MS: Final = 600_000
+"""The longest detector window (10 min): a run shifted by a multiple of it meets the same windows."""
+
+
+def repeatable_slice(now_ms: int, duration_ms: int) -> tuple[int, int]:
+    """(start_ms, diurnal_shift_ms) of a run that ends shortly before ``now_ms`` and is the same run,
+    translated in time, whenever it is made: its start is on the ``DEMO_GRID_MS`` grid, so every
+    epoch-aligned detector window cuts it at the same offsets, and its simulated time of day is the
+    mean-rate slice around 21:00 UTC, so the background's volume does not follow the clock."""
+    start = (now_ms - duration_ms) // DEMO_GRID_MS * DEMO_GRID_MS
+    shift = (_MEAN_RATE_CENTRE_MS - duration_ms // 2 - start) % _DAY_MS
+    return start, shift
 
 
 def ephemeral_port(rng: random.Random) -> int:
@@ -153,9 +169,10 @@ def object_key(rng: random.Random) -> str:
 
 
 class Background:
-    def __init__(self, topo: Topology, seed: int) -> None:
+    def __init__(self, topo: Topology, seed: int, diurnal_shift_ms: int = 0) -> None:
         self.topo = topo
         self.seed = seed
+        self.diurnal_shift_ms = diurnal_shift_ms
         self._vms = topo.vms
         self._web = [v for v in topo.vms if v.role == "web"] or topo.vms
         self._cmd = {v.id: qemu_cmdline(v) for v in topo.vms}
@@ -190,7 +207,8 @@ class Background:
         """Background events with ``start_ms <= ts < end_ms``, sorted by ts."""
         rng = random.Random(f"{self.seed}:bg:{index}")
         make = EventMaker(f"{self.seed}:bg:{index}")
-        mean = events_per_s * (end_ms - start_ms) / 1000 * diurnal_factor((start_ms + end_ms) // 2)
+        mid = (start_ms + end_ms) // 2 + self.diurnal_shift_ms
+        mean = events_per_s * (end_ms - start_ms) / 1000 * diurnal_factor(mid)
         n = max(0, round(rng.gauss(mean, math.sqrt(mean)))) if mean > 0 else 0
         width = end_ms - start_ms
         stamps = sorted(start_ms + int(rng.random() * width) for _ in range(n))

@@ -35,6 +35,9 @@ class SimConfig:
     scenarios: Mapping[str, int] | None = None
     lookalikes: bool = True
     slice_s: float = 10.0
+    diurnal_shift_ms: int = 0
+    """Added to event times where the background's rate follows the time of day: a run that must
+    repeat whatever hour it is simulated at (the demo) fixes the simulated time of day with it."""
 
     def __post_init__(self) -> None:
         if not 3 <= self.tenants <= 250:

@@ -48,7 +48,7 @@ class SimResult:
 
     def events(self) -> Iterator[Event]:
         """All events (background and injected) sorted by ts; a fresh, identical pass each call."""
-        background = Background(self.topology, self.config.seed)
+        background = Background(self.topology, self.config.seed, self.config.diurnal_shift_ms)
         injected = self.injected
         j = 0
         for index, (lo, hi) in enumerate(self.slices()):
@@ -67,8 +67,10 @@ class SimResult:
 
     def expected_background(self) -> float:
         """Mean number of background events the config asks for (diurnal curve included)."""
-        rate = self.config.events_per_s
-        return sum(rate * (hi - lo) / 1000 * diurnal_factor((lo + hi) // 2) for lo, hi in self.slices())
+        rate, shift = self.config.events_per_s, self.config.diurnal_shift_ms
+        return sum(
+            rate * (hi - lo) / 1000 * diurnal_factor((lo + hi) // 2 + shift) for lo, hi in self.slices()
+        )
 
     def estimated_events(self) -> int:
         return round(self.expected_background()) + len(self.injected)
