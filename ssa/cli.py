@@ -109,7 +109,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 # The names users type for a format (the README calls the sshd log by its daemon's name).
 FORMAT_ALIASES: Final = {"sshd": "syslog", "ipfix": "netflow", "cloudtrail": "cloudaudit",
-                         "cic": "cicflowmeter", "nprobe": "nprobe-csv"}  # fmt: skip
+                         "cic": "cicflowmeter", "nprobe": "nprobe-csv", "binetflow": "argus"}  # fmt: skip
 
 
 def resolve_format(name: str) -> str:
@@ -246,6 +246,12 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.evaluation.evaluate import evaluate
     from detectors.evaluation.scorecard import load_truth
 
+    if args.dataset is not None:
+        return _evaluate_dataset(args, settings)
+    if args.data_dir is not None or args.out is not None:
+        raise CliError("--data-dir and --out go with --dataset")
+    if args.events is None or args.truth is None:
+        raise CliError("give EVENTS and TRUTH, or --dataset NAME")
     for path in (args.events, args.truth):
         if not Path(path).exists():
             raise CliError(f"no such file: {path}")
@@ -256,6 +262,41 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"malformed ground truth at {exc}") from None
     card = evaluate(args.events, truth, args.tenants, config=config, slack_ms=args.slack_ms)
     print(json.dumps(card.to_json(), indent=2, default=str) if args.json else card.table())
+    return 0
+
+
+def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
+    """The real-data scorecard (``detectors.evaluation.real``) on one capture or all of them, with
+    the job's allowances for disorder, as ``ssa scan`` runs the engine."""
+    from detectors.config import DetectorConfig
+    from detectors.engine import Lateness
+    from detectors.evaluation.real import (
+        DATASETS,
+        evaluate_datasets,
+        missing_captures,
+        table,
+        write_scorecard,
+    )
+    from infra.settings import PROJECT_ROOT
+
+    if args.events is not None or args.tenants is not None or args.slack_ms:
+        raise CliError("--dataset takes no EVENTS, TRUTH, --tenants or --slack-ms (each capture has its own)")
+    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    if names[0] not in DATASETS:
+        raise CliError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)} or all")
+    data_dir = Path(args.data_dir) if args.data_dir else PROJECT_ROOT.parent / "shared" / "data"
+    missing = missing_captures(names, data_dir)
+    if missing:
+        raise CliError(f"no capture {', '.join(missing)} under {data_dir} (give --data-dir)")
+    config = DetectorConfig.load(args.config) if args.config else None
+    lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    results = evaluate_datasets(names, data_dir, config=config, lateness=lateness, say=_say)
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    out = Path(args.out) if args.out else PROJECT_ROOT / "results" / "real-scorecard.json"
+    command = " ".join(
+        ["ssa", "evaluate", "--dataset", args.dataset, *(["--config", args.config] if args.config else [])]
+    )
+    _say(f"wrote {write_scorecard(out, results, PROJECT_ROOT, command)}")
     return 0
 
 

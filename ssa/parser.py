@@ -83,13 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="detector configuration YAML")
     p.add_argument("--output", default="-")
 
-    p = cmd("evaluate", "score the detectors against labelled ground truth")
-    p.add_argument("events")
-    p.add_argument("truth", help="ground_truth.jsonl")
+    p = cmd("evaluate", "score the detectors: on events with ground truth, or on a real capture")
+    p.add_argument("events", nargs="?", help="JSON lines of canonical events (not with --dataset)")
+    p.add_argument("truth", nargs="?", help="ground_truth.jsonl (not with --dataset)")
     p.add_argument("--tenants", default=None)
     p.add_argument("--config", default=None)
     p.add_argument("--slack-ms", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="a labelled real capture of the data dir, or all (the real-data scorecard)",
+    )
+    p.add_argument("--data-dir", default=None, help="where the captures are (default: ../shared/data)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="scorecard results file for --dataset (default: results/real-scorecard.json)",
+    )
 
     p = cmd("demo", "everything end to end on the embedded default")
     p.add_argument("--seed", type=int, default=7)
@@ -134,7 +146,7 @@ def _ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tz",
         default=None,
-        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter (default: UTC)",
+        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter, Argus (default: UTC)",
     )
     p.add_argument(
         "--cic-features",

@@ -571,6 +571,7 @@ def test_format_table_lists_every_format():
         "nprobe-csv",
         "zeek",
         "cicflowmeter",
+        "argus",
         "auditd",
         "falco",
         "syslog",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ingest.parsers.argus import ArgusParser
 from ingest.parsers.auditd import AuditdParser
 from ingest.parsers.base import ListOutput, Output, ParseContext, Parser
 from ingest.parsers.cicflow import CicFlowParser
@@ -76,6 +77,13 @@ FORMATS: Final[dict[str, FormatSpec]] = {
             "cicflowmeter", "flow", False, "CICFlowMeter CSV (CIC-IDS2017/2018 columns)", CicFlowParser
         ),
         FormatSpec(
+            "argus",
+            "flow",
+            False,
+            "Argus bidirectional flows as ra -c , prints them (Stratosphere/CTU-13 .binetflow)",
+            ArgusParser,
+        ),
+        FormatSpec(
             "auditd",
             "process",
             False,
@@ -100,7 +108,7 @@ FORMATS: Final[dict[str, FormatSpec]] = {
     )
 }
 _ALIASES: Final = {"sshd": "syslog", "cloudtrail": "cloudaudit", "ipfix": "netflow", "cic": "cicflowmeter",
-                   "nprobe": "nprobe-csv", "audit": "auditd"}  # fmt: skip
+                   "nprobe": "nprobe-csv", "audit": "auditd", "binetflow": "argus"}  # fmt: skip
 FORMAT_NAMES: Final = tuple(sorted(FORMATS))
 
 
