@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -25,7 +25,7 @@ from msgspec.structs import replace
 
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import ip_from_int, picker, proto_name
-from ingest.schema import FlowEvent, event_id_hasher
+from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id_hasher
 
 __all__ = ["FIELD_NAMES", "NetflowParser", "Template", "TemplateCache"]
 
@@ -53,6 +53,7 @@ _IP6_IDS: Final = frozenset({27, 28, 62, 63})
 _PROTO: Final = [proto_name(n) for n in range(256)]
 _ntoa: Final = socket.inet_ntoa
 _IP_CACHE_MAX: Final = 65536
+_UPTIME_MASK: Final = 0xFFFFFFFF
 
 
 class Template(NamedTuple):
@@ -75,6 +76,8 @@ class _Plan(NamedTuple):
     clock: _Clock  # where the flow's times are, for ``_times``
     extra_names: tuple[str, ...]  # exporter, domain, sequence, then the other fields
     extra_values: Callable[[Any], tuple[Any, ...]]
+    invalid: str | None = None  # why no record of this template can be a flow (every one is rejected)
+    wide: bool = False  # a port or the protocol is wider than its range: each record is checked
 
 
 class _Clock(NamedTuple):
@@ -94,9 +97,27 @@ _CANONICAL: Final = (
 )  # fmt: skip
 
 
+_ADDRESS_LENGTHS: Final = {8: 4, 12: 4, 27: 16, 28: 16}
+_NARROW: Final = {7: 2, 11: 2, 4: 1}  # ports and protocol: wider fields are checked record by record
+
+
 def _numeric(length: int) -> bool:
     """Whether a field of this length decodes as an integer (else it stays bytes)."""
     return length in (1, 2, 4, 8)
+
+
+def _field_problem(ftype: int, flen: int, pen: int) -> str | None:
+    """Why a template field cannot fill its canonical field, or None. Addresses have one length;
+    numbers may be shorter than their type (RFC 7011 reduced-size encoding) but never over 8 bytes,
+    so that no counter or time is ever kept as a byte string."""
+    if (pen == REVERSE_PEN and ftype in (1, 2)) or (not pen and ftype in _CORE_IDS):
+        name = FIELD_NAMES.get(ftype, f"f{ftype}") if not pen else f"e{pen}.{ftype}"
+        want = _ADDRESS_LENGTHS.get(ftype) if not pen else None
+        if want is not None and flen != want:
+            return f"template field {name} of {flen} bytes (an address of {want})"
+        if want is None and flen > 8:
+            return f"template field {name} of {flen} bytes (a number of at most 8)"
+    return None
 
 
 def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
@@ -104,8 +125,12 @@ def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
     convert: list[tuple[int, Callable[[Any], Any]]] = []
     extra_names: list[str] = []
     extra_idx: list[int] = []
+    invalid = next(filter(None, (_field_problem(*f) for f in fields)), None)
+    wide = any(not pen and ftype in _NARROW and flen > _NARROW[ftype] for ftype, flen, pen in fields)
     for i, (ftype, flen, pen) in enumerate(fields):
         if pen == REVERSE_PEN and ftype in (1, 2):
+            if flen <= 8 and not _numeric(flen):
+                convert.append((i, _as_int))
             last[23 if ftype == 1 else 24] = i
         elif pen:
             if not _numeric(flen):
@@ -127,6 +152,8 @@ def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
     addresses = 4 if 8 in last and 12 in last else 6 if 27 in last and 28 in last else 0
     if addresses == 6:
         last[8], last[12] = last[27], last[28]
+    elif addresses == 0 and invalid is None:
+        invalid = "no source and destination address fields in its template"
     canonical = [next((last[k] for k in keys if k in last), missing) for keys in _CANONICAL]
     return _Plan(
         convert=tuple(convert),
@@ -136,6 +163,8 @@ def _plan(fields: list[tuple[int, int, int]]) -> _Plan:
         clock=_clock(last),
         extra_names=("exporter", "domain", "sequence", *extra_names),
         extra_values=picker(extra_idx),
+        invalid=invalid,
+        wide=wide,
     )
 
 
@@ -193,10 +222,15 @@ class TemplateCache:
 
 
 class _Malformed(ValueError):
-    pass
+    """Raised with a reason in our words; the caller rejects the bytes it could not read."""
 
 
 class NetflowParser(Parser):
+    """Every flow record ends as an event or a DLQ record; every template record (data, options,
+    withdrawal) and options data record as a counted skip; bytes that cannot be read as records
+    (a bad header, a set with no template, a set or trailing run too short for a record) as one DLQ
+    record per run. A packet never raises: the unexpected is rejected in our words."""
+
     source: ClassVar[str] = "netflow"
 
     def __init__(
@@ -205,6 +239,8 @@ class NetflowParser(Parser):
         super().__init__(out, ctx)
         self.templates = cache if cache is not None else TemplateCache()
         self._ip4_names: dict[int, str] = {}
+        # one bounds check per set or packet, not per event (``BoundedOutput.event_batch``)
+        self._emit: Callable[[list[FlowEvent]], None] = getattr(self.out, "event_batch", self._emit_each)
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:  # pragma: no cover - binary format
         raise TypeError("NetFlow is binary: use feed_packet or feed_stream")
@@ -215,26 +251,33 @@ class NetflowParser(Parser):
         read_capture(stream, self)
         self.close()
 
+    def _emit_each(self, events: list[FlowEvent]) -> None:
+        for event in events:
+            self.out.event(event)
+
     # --- packets -------------------------------------------------------------------------------
     def feed_packet(self, data: bytes, exporter: str = "0.0.0.0", offset: int | None = None) -> None:  # noqa: S104
-        """Decode one export packet; malformed packets and undecodable sets go to the DLQ."""
+        """Decode one export packet; what cannot be read goes to the DLQ, and nothing raises."""
         if len(data) < 4:
             self.reject("packet shorter than a NetFlow header", data, offset=offset)
             return
         version = int.from_bytes(data[:2], "big")
         try:
             if version == 5:
-                self._v5(data, exporter)
-            elif version == 9:
-                self._v9_ipfix(data, exporter, offset, ipfix=False)
-            elif version == 10:
-                self._v9_ipfix(data, exporter, offset, ipfix=True)
+                self._v5(data, exporter, offset)
+            elif version in (9, 10):
+                self._v9_ipfix(data, exporter, offset, ipfix=version == 10)
             else:
                 self.reject(f"unsupported NetFlow version {version}", data, offset=offset)
-        except (_Malformed, struct.error, ValueError) as exc:
+        except _Malformed as exc:  # a header that cannot be read: nothing of the packet was emitted
             self.reject(f"malformed NetFlow v{version} packet: {exc}", data, offset=offset)
+        except Exception as exc:  # a bug outside any record's own guard: the packet, in our words
+            self.reject(f"unexpected {type(exc).__name__} while reading a NetFlow v{version} packet", data,
+                        offset=offset)  # fmt: skip
 
-    def _v5(self, data: bytes, exporter: str) -> None:
+    def _v5(self, data: bytes, exporter: str, offset: int | None) -> None:
+        if len(data) < _V5_HEADER.size:
+            raise _Malformed(f"{len(data)} bytes, shorter than its {_V5_HEADER.size} byte header")
         _v, count, uptime, secs, nsecs, seq, engine_type, engine_id, sampling = _V5_HEADER.unpack_from(data)
         end = _V5_HEADER.size + count * _V5_RECORD.size
         if count == 0 or len(data) < end:
@@ -243,95 +286,163 @@ class NetflowParser(Parser):
         seed = event_id_hasher("netflow", exporter.encode() + data[: _V5_HEADER.size]).copy
         base_ms = secs * 1000 + nsecs // 1_000_000 - uptime
         pos = _V5_HEADER.size
-        emit, owner_of, ntoa = self.out.event, self.flow_owner, _ntoa
+        owner_of, ntoa = self.flow_owner, _ntoa
+        events: list[FlowEvent] = []
         for rec in _V5_RECORD.iter_unpack(data[_V5_HEADER.size : end]):
-            src, dst, nexthop, inp, outp, pkts, octets, first, last, sport, dport = rec[:11]
-            flags, prot, tos, src_as, dst_as, src_mask, dst_mask = rec[12:19]
-            extra = {"exporter": exporter, "flow_sequence": seq, "engine_type": engine_type,
-                     "engine_id": engine_id, "next_hop": ntoa(nexthop), "input_snmp": inp,
-                     "output_snmp": outp, "tcp_flags": flags, "tos": tos, "src_as": src_as,
-                     "dst_as": dst_as, "src_mask": src_mask, "dst_mask": dst_mask}  # fmt: skip
-            if sampling:
-                extra["sampling_interval"] = sampling & 0x3FFF
-            src_ip, dst_ip = ntoa(src), ntoa(dst)
-            tenant, vm, host = owner_of(src_ip, dst_ip)
-            ident = seed()
-            ident.update(data[pos : pos + 48])
-            emit(
-                FlowEvent(
-                    id=ident.hexdigest(), ts=base_ms + first, source="netflow", tenant=tenant, host=host,
-                    vm=vm, src_ip=src_ip, dst_ip=dst_ip, src_port=sport, dst_port=dport, proto=_PROTO[prot],
-                    bytes_out=octets, packets_out=pkts, duration_ms=max(0, last - first), extra=extra,
-                )
-            )  # fmt: skip
+            try:
+                src, dst, nexthop, inp, outp, pkts, octets, first, last, sport, dport = rec[:11]
+                flags, prot, tos, src_as, dst_as, src_mask, dst_mask = rec[12:19]
+                ts = base_ms + first
+                if not TS_MIN_MS <= ts < TS_MAX_MS:
+                    raise _Malformed(_bad_time(ts, "start"))
+                extra = {"exporter": exporter, "flow_sequence": seq, "engine_type": engine_type,
+                         "engine_id": engine_id, "next_hop": ntoa(nexthop), "input_snmp": inp,
+                         "output_snmp": outp, "tcp_flags": flags, "tos": tos, "src_as": src_as,
+                         "dst_as": dst_as, "src_mask": src_mask, "dst_mask": dst_mask}  # fmt: skip
+                if sampling:
+                    extra["sampling_interval"] = sampling & 0x3FFF
+                src_ip, dst_ip = ntoa(src), ntoa(dst)
+                tenant, vm, host = owner_of(src_ip, dst_ip)
+                ident = seed()
+                ident.update(data[pos : pos + 48])
+                events.append(
+                    FlowEvent(
+                        id=ident.hexdigest(), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
+                        src_ip=src_ip, dst_ip=dst_ip, src_port=sport, dst_port=dport, proto=_PROTO[prot],
+                        bytes_out=octets, packets_out=pkts, duration_ms=(last - first) & _UPTIME_MASK,
+                        extra=extra,
+                    )
+                )  # fmt: skip
+            except Exception as exc:  # one record never ends the packet
+                self._reject_record("v5 record", exc, data[pos : pos + 48], _at(offset, pos))
             pos += 48
+        if events:
+            self._emit(events)
+        self._trailing(data, end, offset, "the last record of a v5 packet")
 
     def _v9_ipfix(self, data: bytes, exporter: str, offset: int | None, ipfix: bool) -> None:
         if ipfix:
+            if len(data) < _IPFIX_HEADER.size:
+                raise _Malformed(f"{len(data)} bytes, shorter than its {_IPFIX_HEADER.size} byte header")
             _v, length, export_s, seq, domain = _IPFIX_HEADER.unpack_from(data)
             if length > len(data) or length < _IPFIX_HEADER.size:
                 raise _Malformed(f"message length {length}, packet has {len(data)} bytes")
-            data = data[:length]
             pos = _IPFIX_HEADER.size
             uptime = None
         else:
+            if len(data) < _V9_HEADER.size:
+                raise _Malformed(f"{len(data)} bytes, shorter than its {_V9_HEADER.size} byte header")
             _v, _count, uptime, export_s, seq, domain = _V9_HEADER.unpack_from(data)
-            pos = _V9_HEADER.size
+            pos, length = _V9_HEADER.size, len(data)
         header = data[:pos]
         ctx = _PacketCtx(exporter, domain, export_s * 1000, uptime, seq, header, ipfix)
         tmpl_id, opt_id = (2, 3) if ipfix else (0, 1)
-        while pos + 4 <= len(data):
+        if pos + 4 > length and not any(data[pos:length]):
+            self.skip("netflow packet without sets")  # valid, and nothing to read: still counted
+            return
+        while pos + 4 <= length:
             set_id, set_len = _SET_HEADER.unpack_from(data, pos)
-            if set_len < 4 or pos + set_len > len(data):
-                raise _Malformed(f"set {set_id} at byte {pos} has bad length {set_len}")
+            if set_len < 4 or pos + set_len > length:
+                self.reject(
+                    f"set {set_id} at byte {pos} of a NetFlow v{10 if ipfix else 9} packet has bad length"
+                    f" {set_len}: the {length - pos} bytes from there are unreadable",
+                    data[pos:length],
+                    offset=_at(offset, pos),
+                )
+                return
             body = data[pos + 4 : pos + set_len]
-            set_offset = None if offset is None else offset + pos
-            if set_id == tmpl_id:
-                self._templates(body, ctx, options=False)
-            elif set_id == opt_id:
-                self._templates(body, ctx, options=True)
+            set_offset = _at(offset, pos)
+            if set_id in (tmpl_id, opt_id):
+                self._templates(body, ctx, set_id == opt_id, _at(offset, pos + 4))
             elif set_id >= 256:
                 self._data_set(set_id, body, ctx, data[pos : pos + set_len], set_offset)
             else:
                 self.reject(f"reserved set id {set_id}", data[pos : pos + set_len], offset=set_offset)
             pos += set_len
+        self._trailing(data, pos, offset, "the last set of a packet")  # IPFIX: also after its length
 
-    def _templates(self, body: bytes, ctx: _PacketCtx, options: bool) -> None:
+    def _trailing(self, data: bytes, end: int, offset: int | None, after: str) -> None:
+        """Bytes after a packet's last record or set: zero padding, else a DLQ record."""
+        rest = data[end:]
+        if any(rest):
+            self.reject(f"{len(rest)} bytes after {after}", rest, offset=_at(offset, end))
+
+    def _reject_record(self, what: str, exc: Exception, raw: bytes, offset: int | None) -> None:
+        """``what``: the record, as in "v5 record" or "flow record in set 256"."""
+        if isinstance(exc, _Malformed):
+            reason = f"bad NetFlow {what}: {exc}"
+        else:  # a bug, never a Python message in the DLQ
+            reason = f"unexpected {type(exc).__name__} while reading a NetFlow {what}"
+        self.reject(reason, raw, offset=offset)
+
+    # --- templates -----------------------------------------------------------------------------
+    def _templates(self, body: bytes, ctx: _PacketCtx, options: bool, offset: int | None) -> None:
+        """Learn each template record (a counted skip); from a record that cannot be read, the rest
+        of the set goes to the DLQ (its records' boundaries are lost)."""
         pos = 0
-        while pos + 4 <= len(body):
-            template_id, count = _SET_HEADER.unpack_from(body, pos)
+        kind = "options template" if options else "template"
+        if not any(body):
+            self.skip(f"netflow {kind} set without records")
+            return
+        while pos + 4 <= len(body) and any(body[pos:]):  # zeros after the last record: padding
+            start = pos
+            try:
+                pos = self._template(body, pos, ctx, options)
+            except Exception as exc:  # the rest of the set is unreadable
+                self._reject_record(f"{kind} record", exc, body[start:], _at(offset, start))
+                return
+        if any(body[pos:]):
+            self.reject(
+                f"{len(body) - pos} bytes after the last {kind} record", body[pos:], offset=_at(offset, pos)
+            )
+
+    def _template(self, body: bytes, pos: int, ctx: _PacketCtx, options: bool) -> int:
+        """Read one template record at ``pos``; returns where the next one starts."""
+        template_id, count = _SET_HEADER.unpack_from(body, pos)
+        pos += 4
+        if template_id < 256:
+            raise _Malformed(f"template id {template_id} below 256")
+        if count == 0 and ctx.ipfix:  # RFC 7011 8.1: a withdrawal
+            self.templates.withdraw(ctx.exporter, ctx.domain, template_id)
+            self.skip("netflow template withdrawal")
+            return pos
+        scope = -1
+        if options:
+            if pos + 2 > len(body):
+                raise _Malformed(f"options template {template_id} cut short")
+            second = int.from_bytes(body[pos : pos + 2], "big")
+            pos += 2
+            if ctx.ipfix:
+                scope = second
+            else:  # v9: scope and option lengths are in bytes (4 per field)
+                if count % 4 or second % 4:
+                    raise _Malformed(f"options template {template_id} lengths {count} and {second}")
+                scope, count = count // 4, (count + second) // 4
+            if not 0 < scope <= count:
+                raise _Malformed(f"options template {template_id} with {scope} scope fields of {count}")
+        if count == 0:
+            raise _Malformed(f"template {template_id} has no fields")
+        fields: list[tuple[int, int, int]] = []
+        for _ in range(count):
+            if pos + 4 > len(body):
+                raise _Malformed(f"template {template_id} cut short")
+            ftype, flen = _SET_HEADER.unpack_from(body, pos)
             pos += 4
-            scope = -1
-            if options and ctx.ipfix:
-                scope = int.from_bytes(body[pos : pos + 2], "big")
-                pos += 2
-            elif options:  # v9: scope and option lengths are in bytes (4 per field)
-                scope_len, opt_len = count, int.from_bytes(body[pos : pos + 2], "big")
-                pos += 2
-                scope, count = scope_len // 4, (scope_len + opt_len) // 4
-            if template_id < 256:
-                if template_id == 0 and count == 0:
-                    break  # padding
-                raise _Malformed(f"template id {template_id} below 256")
-            if count == 0 and ctx.ipfix:
-                self.templates.withdraw(ctx.exporter, ctx.domain, template_id)
-                continue
-            fields: list[tuple[int, int, int]] = []
-            for _ in range(count):
+            pen = 0
+            if ctx.ipfix and ftype & 0x8000:
                 if pos + 4 > len(body):
                     raise _Malformed(f"template {template_id} cut short")
-                ftype, flen = _SET_HEADER.unpack_from(body, pos)
+                pen = int.from_bytes(body[pos : pos + 4], "big")
+                ftype &= 0x7FFF
                 pos += 4
-                pen = 0
-                if ctx.ipfix and ftype & 0x8000:
-                    pen = int.from_bytes(body[pos : pos + 4], "big")
-                    ftype &= 0x7FFF
-                    pos += 4
-                if flen == 0 or (flen == 0xFFFF and not ctx.ipfix):
-                    raise _Malformed(f"template {template_id} field {ftype} has length {flen}")
-                fields.append((ftype, flen, pen))
-            self.templates.put(ctx.exporter, ctx.domain, template_id, _make_template(fields, scope))
+            if flen == 0 or (flen == 0xFFFF and not ctx.ipfix):
+                raise _Malformed(f"template {template_id} field {ftype} has length {flen}")
+            fields.append((ftype, flen, pen))
+        self.templates.put(ctx.exporter, ctx.domain, template_id, _make_template(fields, scope))
+        self.skip("netflow options template record" if options else "netflow template record")
+        return pos
 
+    # --- data ----------------------------------------------------------------------------------
     def _data_set(self, set_id: int, body: bytes, ctx: _PacketCtx, raw: bytes, offset: int | None) -> None:
         template = self.templates.get(ctx.exporter, ctx.domain, set_id)
         if template is None:
@@ -341,21 +452,41 @@ class NetflowParser(Parser):
                 offset=offset,
             )
             return
+        records, rest = _records(template, body)
+        body_offset = _at(offset, 4)
+        if not records:
+            self.reject(
+                f"data set {set_id} of {len(body)} bytes holds no whole record of its template",
+                raw,
+                offset=offset,
+            )
+            return
+        if rest < len(body) and any(body[rest:]):  # not zero padding: a record cut short, or garbage
+            self.reject(
+                f"{len(body) - rest} bytes after the last whole record of data set {set_id}",
+                body[rest:],
+                offset=_at(body_offset, rest),
+            )
         plan = template.plan
         if plan is None:  # options template: sampling and interface tables, not flows
-            for _ in _records(template, body):
+            for _ in records:
                 self.skip("netflow options record")
+            return
+        if plan.invalid is not None:
+            for start, rec_raw, _values in records:
+                self.reject(f"bad NetFlow flow record in set {set_id}: {plan.invalid}", rec_raw,
+                            offset=_at(body_offset, start))  # fmt: skip
             return
         seed = event_id_hasher("netflow", ctx.exporter.encode() + ctx.header).copy
         head = (ctx.exporter, ctx.domain, ctx.seq)
-        emit = self.out.event
-        for rec_raw, values in _records(template, body):
+        events: list[FlowEvent] = []
+        for start, rec_raw, values in records:
             try:
-                event = self._flow(plan, values, rec_raw, ctx, head, seed)
-            except (ValueError, TypeError) as exc:  # TypeError: a time or counter field of odd length
-                self.reject(f"bad flow record in set {set_id}: {exc}", rec_raw, offset=offset)
-                continue
-            emit(event)
+                events.append(self._flow(plan, values, rec_raw, ctx, head, seed))
+            except Exception as exc:  # one record never ends the set
+                self._reject_record(f"flow record in set {set_id}", exc, rec_raw, _at(body_offset, start))
+        if events:
+            self._emit(events)
 
     def _flow(
         self,
@@ -370,14 +501,22 @@ class NetflowParser(Parser):
         for i, convert in plan.convert:
             row[i] = convert(row[i])
         src, dst, sport, dport, proto, bytes_out, packets_out, bytes_in, packets_in = plan.canonical(row)
+        if plan.wide:
+            _check_narrow(sport, dport, proto)
         if plan.addresses == 4:
             names = self._ip4_names  # flows repeat addresses: their text is cached
             src, dst = names.get(src) or self._ip4_name(src), names.get(dst) or self._ip4_name(dst)
-        elif plan.addresses == 6:
-            src, dst = _ip6(src), _ip6(dst)
         else:
-            raise ValueError("no source/destination address fields")
+            src, dst = _ip6(src), _ip6(dst)
         start, end = _times(plan.clock, row, ctx)
+        if not TS_MIN_MS <= start < TS_MAX_MS:
+            raise _Malformed(_bad_time(start, "start"))
+        if not start <= end < TS_MAX_MS:
+            raise _Malformed(
+                f"flow ends at {end} ms, before it starts at {start}"
+                if end < start
+                else _bad_time(end, "end")
+            )
         # Same lengths by construction; ``strict=`` would cost a keyword call per record.
         extra: dict[str, Any] = dict(zip(plan.extra_names, head + plan.extra_values(row)))  # noqa: B905
         status = extra.get("forwarding_status")
@@ -386,12 +525,12 @@ class NetflowParser(Parser):
         ident.update(rec_raw)
         return replace(
             self.flow_base(self.flow_owner(src, dst)), id=ident.hexdigest(), ts=start, src_ip=src, dst_ip=dst,
-            src_port=sport, dst_port=dport, proto=proto_name(proto), bytes_out=bytes_out, packets_out=packets_out,
-            bytes_in=bytes_in, packets_in=packets_in, duration_ms=max(0, end - start), action=action, extra=extra,
+            src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out, packets_out=packets_out,
+            bytes_in=bytes_in, packets_in=packets_in, duration_ms=end - start, action=action, extra=extra,
         )  # fmt: skip
 
-    def _ip4_name(self, value: Any) -> str:
-        name = _ip4(value)
+    def _ip4_name(self, value: int) -> str:
+        name = _ntoa(value.to_bytes(4, "big"))  # a 4-byte field: the template was checked
         if len(self._ip4_names) >= _IP_CACHE_MAX:
             self._ip4_names.clear()
         self._ip4_names[value] = name
@@ -408,44 +547,63 @@ class _PacketCtx(NamedTuple):
     ipfix: bool
 
 
-def _records(template: Template, body: bytes) -> Iterable[tuple[bytes, tuple[Any, ...] | list[Any]]]:
-    """Split a data set into (raw record, decoded values); trailing padding is ignored. A set with
-    a malformed record raises ``_Malformed`` before any of its records is returned."""
+_Record = tuple[int, bytes, "tuple[Any, ...] | list[Any]"]  # (start in the set's body, raw, values)
+
+
+def _at(offset: int | None, pos: int) -> int | None:
+    return None if offset is None else offset + pos
+
+
+def _bad_time(ms: int, which: str) -> str:
+    return f"bad flow {which} {ms} (ms since 1970, outside the years 2000-2100)"
+
+
+def _check_narrow(sport: int, dport: int, proto: int) -> None:
+    """Ports and protocol from template fields wider than their range."""
+    for name, value, top in (
+        ("src_port", sport, 65535),
+        ("dst_port", dport, 65535),
+        ("protocol", proto, 255),
+    ):
+        if value > top:
+            raise _Malformed(f"bad {name} {value}")
+
+
+def _records(template: Template, body: bytes) -> tuple[list[_Record], int]:
+    """The whole records of a data set, and where the bytes after them start (padding, or a record
+    cut short)."""
     if template.unpacker is not None:
-        return _fixed_records(template.unpacker, body)
-    out: list[tuple[bytes, tuple[Any, ...] | list[Any]]] = []
+        size = template.unpacker.size
+        whole = len(body) - len(body) % size
+        records: list[_Record] = [
+            (i * size, body[i * size : (i + 1) * size], values)
+            for i, values in enumerate(template.unpacker.iter_unpack(body[:whole]))
+        ]
+        return records, whole
+    out: list[_Record] = []
     pos = 0
     while pos < len(body):
         start = pos
         values: list[Any] = []
-        try:
-            for _ftype, declared, _pen in template.fields:
-                flen = declared
-                if declared == 0xFFFF:
-                    flen = body[pos]
-                    pos += 1
-                    if flen == 255:
-                        flen = int.from_bytes(body[pos : pos + 2], "big")
-                        pos += 2
-                chunk = body[pos : pos + flen]
-                if len(chunk) < flen:
-                    raise IndexError
-                values.append(int.from_bytes(chunk, "big") if _numeric(declared) else chunk)
-                pos += flen
-        except IndexError:
-            if any(body[start:]):
-                raise _Malformed("variable-length record cut short") from None
-            break  # zero padding
-        out.append((body[start:pos], values))
-    return out
-
-
-def _fixed_records(unpacker: struct.Struct, body: bytes) -> Iterator[tuple[bytes, tuple[Any, ...]]]:
-    size = unpacker.size
-    pos = 0
-    for values in unpacker.iter_unpack(body[: len(body) - len(body) % size]):
-        yield body[pos : pos + size], values
-        pos += size
+        for _ftype, declared, _pen in template.fields:
+            flen = declared
+            if declared == 0xFFFF:  # RFC 7011 7: one length byte, or 255 and two more
+                if pos >= len(body):
+                    return out, start
+                flen = body[pos]
+                pos += 1
+                if flen == 255:
+                    if pos + 2 > len(body):
+                        return out, start
+                    flen = int.from_bytes(body[pos : pos + 2], "big")
+                    pos += 2
+            if pos + flen > len(body):
+                return out, start
+            chunk = body[pos : pos + flen]
+            values.append(int.from_bytes(chunk, "big") if _numeric(declared) else chunk)
+            pos += flen
+        out.append((start, body[start:pos], values))
+    return out, pos
 
 
 def _as_int(value: Any) -> int:
@@ -461,14 +619,6 @@ def _bytes_value(ftype: int, value: bytes) -> Any:
         return value.hex()
 
 
-def _ip4(value: Any) -> str:
-    if not isinstance(value, int) or value >> 32:
-        raise ValueError(
-            f"IPv4 address field of {len(value) if isinstance(value, bytes) else 'over 4'} bytes"
-        )
-    return _ntoa(value.to_bytes(4, "big"))
-
-
 def _ip6(value: Any) -> str:
     return ip_from_int(_as_int(value), v6=True)
 
@@ -478,7 +628,9 @@ def _ntp_ms(value: int) -> int:
 
 
 def _times(clock: _Clock, row: list[Any], ctx: _PacketCtx) -> tuple[int, int]:
-    """Absolute (start, end) ms of a record (``row``) from the template's ``clock``."""
+    """Absolute (start, end) ms of a record (``row``) from the template's ``clock``. Uptime
+    counters are 32-bit milliseconds that wrap after 49.7 days: a flow's end below its start
+    has wrapped."""
     unit = clock.unit
     if unit == "ms":
         return row[clock.start], row[clock.end]
@@ -487,12 +639,13 @@ def _times(clock: _Clock, row: list[Any], ctx: _PacketCtx) -> tuple[int, int]:
     if unit == "ntp":
         return _ntp_ms(row[clock.start]), _ntp_ms(row[clock.end])
     if unit == "uptime":
-        first, last = row[clock.start], row[clock.end]
+        first = row[clock.start]
+        duration = (row[clock.end] - first) & _UPTIME_MASK
         if ctx.uptime is not None:  # v9: switched times are sysUptime ms
-            boot = ctx.export_ms - ctx.uptime
+            start = ctx.export_ms - ctx.uptime + first
         elif clock.init >= 0:  # IPFIX: relative to systemInitTimeMilliseconds
-            boot = row[clock.init]
+            start = row[clock.init] + first
         else:
-            return ctx.export_ms, ctx.export_ms + max(0, last - first)
-        return boot + first, boot + last
+            start = ctx.export_ms
+        return start, start + duration
     return ctx.export_ms, ctx.export_ms

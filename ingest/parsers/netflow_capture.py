@@ -5,7 +5,10 @@ export packets simply concatenated (as a collector dumps them). Packet boundarie
 v5 from its record count, IPFIX from its message length, v9 by walking its flowsets until the next
 packet header (flowset ids 5, 9 and 10 are reserved, so a version number cannot be a flowset).
 Bytes that do not start a plausible packet go to the DLQ as one record per garbage run, and
-reading resumes at the next plausible header. Memory stays bounded: a packet is at most 64 KiB.
+reading resumes at the next plausible header. A pcap record header that cannot be right (over
+262,144 bytes, or more captured than the frame held) is handled the same way: its bytes up to the
+next plausible record header are one DLQ record. Memory stays bounded: a packet is at most 64 KiB,
+a pcap record 256 KiB.
 """
 
 from __future__ import annotations
@@ -105,33 +108,139 @@ def _reject_garbage(parser: NetflowParser, head: bytes, start: int, end: int) ->
     )
 
 
+_PCAP_MAX_RECORD: Final = 262144  # libpcap's largest snapshot length
+_PCAP_KEEP: Final = 2 * (16 + _PCAP_MAX_RECORD)  # a record and the header after it, to check both
+_DAY_S: Final = 86400
+_YEAR_2000_S: Final = 946684800
+# Where a record header may start, found at C speed before any Python check: seconds between 2000
+# and 2100 (high byte 0x38-0xf4) and a captured length under 2^18 (its two high bytes <= 4, 0).
+_PCAP_CANDIDATE: Final = {
+    "<": re.compile(rb"(?s)(?=.{3}[\x38-\xf4].{6}[\x00-\x04]\x00)"),
+    ">": re.compile(rb"(?s)(?=[\x38-\xf4].{7}\x00[\x00-\x04])"),
+}
+
+
+class _PcapRecords:
+    """The records of a libpcap file read through a bounded buffer. A record header claiming more
+    than 262,144 bytes (or a record cut short by the end of the file) makes its bytes a DLQ record;
+    reading resumes at the next plausible record header: a time within a day of the last good
+    record's (years 2000-2100 before any), sub-second ticks in range, a captured length that fits
+    its original length (neither 0), and a record that ends at the end of the file or at another header."""
+
+    def __init__(self, stream: IO[bytes], parser: NetflowParser, head: bytes) -> None:
+        self.stream, self.parser = stream, parser
+        self.endian, self.ticks = _PCAP_MAGICS[head[:4]]
+        self.linktype = struct.unpack(self.endian + "I", head[20:24])[0]
+        self.header = struct.Struct(self.endian + "IIII")
+        self.buf = bytearray()
+        self.base = 24  # file offset of buf[0]
+        self.eof = False
+        self.last_sec: int | None = None
+
+    def fill(self, pos: int) -> int:
+        """Keep at least ``_PCAP_KEEP`` bytes after ``pos`` in the buffer (or all up to EOF)."""
+        if self.eof or len(self.buf) - pos >= _PCAP_KEEP:
+            return pos
+        del self.buf[:pos]
+        self.base += pos
+        while not self.eof and len(self.buf) < 2 * _PCAP_KEEP:
+            chunk = self.stream.read(_READ)
+            if chunk:
+                self.buf += chunk
+            else:
+                self.eof = True
+        return 0
+
+    def read(self) -> None:
+        parser, buf, unpack = self.parser, self.buf, self.header.unpack_from
+        pos = self.fill(0)
+        if not buf:
+            parser.skip("pcap file without records")  # a header alone: still counted
+            return
+        while True:
+            pos = self.fill(pos)
+            avail = len(buf) - pos
+            if avail == 0:
+                return
+            if avail < 16:
+                parser.reject("pcap record header cut short", bytes(buf[pos:]), offset=self.base + pos)
+                return
+            sec, _frac, caplen, origlen = unpack(buf, pos)
+            if caplen > _PCAP_MAX_RECORD:
+                pos = self.resync(pos, f"pcap record header claims {caplen} bytes, over {_PCAP_MAX_RECORD}")
+                continue
+            if caplen > origlen:
+                pos = self.resync(pos, f"pcap record header claims {caplen} bytes of a {origlen} byte frame")
+                continue
+            if caplen > avail - 16:
+                parser.reject(
+                    f"pcap record of {caplen} bytes cut short by the end of the file",
+                    bytes(buf[pos : pos + 4096]),
+                    offset=self.base + pos,
+                    raw_len=avail,
+                )
+                return
+            self.last_sec = sec
+            self.frame(bytes(buf[pos + 16 : pos + 16 + caplen]), self.base + pos + 16)
+            pos += 16 + caplen
+
+    def frame(self, frame: bytes, offset: int) -> None:
+        found = _udp_payload(frame, self.linktype)
+        if found is None:
+            self.parser.skip("pcap frame that is not UDP")
+        else:
+            exporter, payload, start = found
+            self.parser.feed_packet(payload, exporter, offset + start)
+
+    def resync(self, bad: int, reason: str) -> int:
+        """Reject the bytes from ``bad`` to the next plausible record header; return where it is."""
+        buf, candidates = self.buf, _PCAP_CANDIDATE[self.endian]
+        start = self.base + bad
+        head = bytes(buf[bad : bad + 4096])
+        pos = bad + 1
+        while True:
+            pos = self.fill(pos)  # may move the buffer: ``bad`` is kept as the file offset ``start``
+            found = candidates.search(buf, pos)
+            if found is None:
+                if self.eof:
+                    pos = len(buf)
+                    break
+                pos = max(pos, len(buf) - 15)
+                continue
+            pos = found.start()
+            if not self.eof and len(buf) - pos < _PCAP_KEEP:
+                continue  # read on first: the candidate and the header after it must both be here
+            if self.plausible(pos):
+                break
+            pos += 1
+        self.parser.reject(f"{reason}; {self.base + pos - start} bytes skipped to the next record header",
+                           head, offset=start, raw_len=self.base + pos - start)  # fmt: skip
+        return pos
+
+    def plausible(self, pos: int) -> bool:
+        buf = self.buf
+        if len(buf) - pos < 16:
+            return False
+        sec, frac, caplen, origlen = self.header.unpack_from(buf, pos)
+        near = sec >= _YEAR_2000_S if self.last_sec is None else abs(sec - self.last_sec) <= _DAY_S
+        if not (near and frac < self.ticks and 0 < caplen <= origlen <= _PCAP_MAX_RECORD):
+            return False
+        after = pos + 16 + caplen
+        if after == len(buf) and self.eof:
+            return True
+        if len(buf) - after < 16:
+            return False
+        _sec, frac, caplen, origlen = self.header.unpack_from(buf, after)
+        return frac < self.ticks and 0 < caplen <= origlen and caplen <= _PCAP_MAX_RECORD
+
+
 def read_pcap(stream: IO[bytes], parser: NetflowParser, head: bytes) -> None:
     """UDP payloads of a libpcap file (Ethernet, Linux cooked or raw IP links) as packets."""
-    endian, _ticks = _PCAP_MAGICS[head[:4]]
-    linktype = struct.unpack(endian + "I", head[20:24])[0]
-    rec = struct.Struct(endian + "IIII")
-    offset = 24
-    while True:
-        hdr = stream.read(16)
-        if len(hdr) < 16:
-            if hdr:
-                parser.reject("pcap record header cut short", hdr, offset=offset)
-            return
-        _sec, _frac, caplen, _origlen = rec.unpack(hdr)
-        if caplen > 262144:
-            parser.reject(f"pcap record of {caplen} bytes", hdr, offset=offset)
-            return
-        frame = stream.read(caplen)
-        offset += 16
-        payload = _udp_payload(frame, linktype)
-        if payload is None:
-            parser.skip("pcap frame that is not UDP")
-        else:
-            parser.feed_packet(payload[1], payload[0], offset)
-        offset += caplen
+    _PcapRecords(stream, parser, head).read()
 
 
-def _udp_payload(frame: bytes, linktype: int) -> tuple[str, bytes] | None:
+def _udp_payload(frame: bytes, linktype: int) -> tuple[str, bytes, int] | None:
+    """(source address, UDP payload, where the payload starts in ``frame``), or None."""
     if linktype == 1:  # Ethernet, with optional 802.1Q tags
         pos, ethertype = 14, frame[12:14]
         while ethertype == b"\x81\x00" and len(frame) >= pos + 4:
@@ -144,6 +253,8 @@ def _udp_payload(frame: bytes, linktype: int) -> tuple[str, bytes] | None:
         return None
     if ethertype == b"\x08\x00" and len(frame) >= pos + 20 and frame[pos + 9] == 17:
         ihl = (frame[pos] & 0x0F) * 4
+        if ihl < 20:
+            return None
         src = socket.inet_ntop(socket.AF_INET, frame[pos + 12 : pos + 16])
         udp = pos + ihl
     elif ethertype == b"\x86\xdd" and len(frame) >= pos + 40 and frame[pos + 6] == 17:
@@ -153,7 +264,10 @@ def _udp_payload(frame: bytes, linktype: int) -> tuple[str, bytes] | None:
         return None
     if len(frame) < udp + 8:
         return None
-    return src, frame[udp + 8 :]
+    # The UDP length ends the payload: an Ethernet frame may be padded after it. A frame captured
+    # short of it keeps what was captured (the decoder rejects what is cut).
+    end = udp + max(8, int.from_bytes(frame[udp + 4 : udp + 6], "big"))
+    return src, frame[udp + 8 : end], udp + 8
 
 
 def read_capture(stream: IO[bytes], parser: NetflowParser) -> None:

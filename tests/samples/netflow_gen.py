@@ -14,9 +14,15 @@ __all__ = [
     "IPFIX_TEMPLATE_FIELDS",
     "V9_TEMPLATE_FIELDS",
     "FlowSpec",
+    "data_set",
+    "ipfix_message",
     "ipfix_packet",
     "pcap_file",
+    "pcap_header",
+    "pcap_record",
+    "template_set",
     "v5_packet",
+    "v9_message",
     "v9_packet",
 ]
 
@@ -152,27 +158,60 @@ def ipfix_packet(
     return struct.pack("!HHIII", 10, 16 + len(sets), export_secs, seq, domain) + sets
 
 
+def template_set(template_id: int, fields: Sequence[tuple[int, int]], *, ipfix: bool) -> bytes:
+    """A template set of one template: (field type, length) pairs, no enterprise numbers."""
+    record = struct.pack("!HH", template_id, len(fields)) + b"".join(
+        struct.pack("!HH", t, n) for t, n in fields
+    )
+    return struct.pack("!HH", 2 if ipfix else 0, 4 + len(record)) + record
+
+
+def data_set(template_id: int, records: bytes) -> bytes:
+    """A data set holding ``records`` as given (no padding added: callers choose)."""
+    return struct.pack("!HH", template_id, 4 + len(records)) + records
+
+
+def v9_message(
+    sets: Iterable[bytes], unix_secs: int, uptime_ms: int, *, source_id: int = 1, seq: int = 0
+) -> bytes:
+    """A v9 packet of ready-made sets (its record count is left at the number of sets)."""
+    body = list(sets)
+    return struct.pack("!HHIIII", 9, len(body), uptime_ms, unix_secs, seq, source_id) + b"".join(body)
+
+
+def ipfix_message(sets: Iterable[bytes], export_secs: int, *, domain: int = 7, seq: int = 0) -> bytes:
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), export_secs, seq, domain) + body
+
+
+def pcap_header() -> bytes:
+    """A little-endian libpcap global header, microsecond times, Ethernet links."""
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+
+
+def pcap_record(exporter: str, payload: bytes, ts: int = 1709632800) -> bytes:
+    """One pcap record: an Ethernet/IPv4/UDP frame from ``exporter`` to port 2055 carrying ``payload``."""
+    udp = struct.pack("!HHHH", 50000, 2055, 8 + len(payload), 0) + payload
+    ip = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(udp),
+            0,
+            0,
+            64,
+            17,
+            0,
+            socket.inet_aton(exporter),
+            socket.inet_aton("192.0.2.200"),
+        )
+        + udp
+    )
+    frame = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00" + ip
+    return struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame
+
+
 def pcap_file(packets: Sequence[tuple[str, bytes]], ts: int = 1709632800) -> bytes:
     """A little-endian libpcap file of Ethernet/IPv4/UDP frames (exporter ip, payload) to port 2055."""
-    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    for exporter, payload in packets:
-        udp = struct.pack("!HHHH", 50000, 2055, 8 + len(payload), 0) + payload
-        ip = (
-            struct.pack(
-                "!BBHHHBBH4s4s",
-                0x45,
-                0,
-                20 + len(udp),
-                0,
-                0,
-                64,
-                17,
-                0,
-                socket.inet_aton(exporter),
-                socket.inet_aton("192.0.2.200"),
-            )
-            + udp
-        )
-        frame = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00" + ip
-        out += struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame
-    return out
+    return pcap_header() + b"".join(pcap_record(exporter, payload, ts) for exporter, payload in packets)
