@@ -11,7 +11,16 @@ Values that contain spaces or unprintable bytes are hex-encoded by auditd (``a1=
 as ``a1_len=N a1[0]=.. a1[1]=..``. Syscall numbers are named for x86_64 (``arch=c000003e``);
 the ENRICHED log format's ``SYSCALL=`` name is used when present. ``success=yes/no`` is the result.
 Groups without a SYSCALL record (service, config and credential records) are counted as skipped,
-except USER_AUTH / USER_LOGIN which become auth events.
+except USER_AUTH / USER_LOGIN which become auth events. Every line of a group past its first is
+counted as a skip folded into the group's outcome (event, DLQ record or skip), so lines in =
+events + DLQ + skips.
+
+Ids are read as the kernel writes them, decimal: ``uid=4294967295`` (and ``-1``) is auditd's
+"unset" and becomes None, never 0, which is root; a uid, pid or syscall number that is not a
+decimal integer in range (``uid=abc``) sends the group to the DLQ naming the field, since the
+kernel never writes one and an event with a guessed owner would be worse than none. A USER_AUTH
+``addr`` that is not an address is kept in ``extra`` with ``src_ip`` unset. Numbers beyond 64 bits
+in other fields stay text.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from collections import OrderedDict
 from typing import Any, ClassVar, Final
 
 from ingest.parsers.base import Output, ParseContext, Parser
+from ingest.parsers.flowutil import BadField, clip, unexpected, valid_ip
 from ingest.parsers.syscalls import syscall_name
 from ingest.schema import AuthEvent, ProcessEvent, event_id
 
@@ -33,6 +43,8 @@ _HEX: Final = re.compile(r"^(?:[0-9A-F]{2})+$")
 _ENCODED: Final = frozenset({"exe", "comm", "cwd", "name", "proctitle", "acct", "key", "cmd"})
 _MAX_GROUP_LINES: Final = 4096
 _HEX_ARGS: Final = frozenset({"a0", "a1", "a2", "a3", "arch"})
+_UNSET_ID: Final = 2**32 - 1
+_FOLDED: Final = "auditd record folded into its event's group"
 _SKIP_FIELDS: Final = frozenset({"type", "msg", "syscall", "success", "pid", "ppid", "uid", "exe", "items"})
 
 
@@ -70,6 +82,12 @@ class AuditdParser(Parser):
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
+            self._feed(line, lineno, offset)
+        except Exception as exc:  # one record never ends a file
+            self.reject(unexpected(exc, "auditd"), line, lineno, offset)
+
+    def _feed(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
@@ -82,6 +100,10 @@ class AuditdParser(Parser):
             self.reject("not an audit record (no type=... msg=audit(...))", line, lineno, offset)
             return
         node, rtype, secs, millis, serial, rest = m.groups()
+        if len(secs) > 12 or len(serial) > 20:  # beyond any event time or serial auditd writes
+            self.reject(f"bad audit timestamp or serial {clip(secs + '.' + millis + ':' + serial)}",
+                        line, lineno, offset)  # fmt: skip
+            return
         key = (node, int(secs) * 1000 + int(millis[:3].ljust(3, "0")), int(serial))
         group = self.pending.get(key)
         if group is None:
@@ -109,9 +131,12 @@ class AuditdParser(Parser):
                 self.out.event(self._auth(group, raw))
             else:
                 self.skip(f"auditd {types[0]} record (no syscall)")
-        except (ValueError, KeyError) as exc:
-            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            self.reject(f"auditd {'/'.join(types[:4])}: {reason}", raw, lineno, offset)
+        except BadField as exc:
+            self.reject(f"auditd {'/'.join(types[:4])}: {exc}", raw, lineno, offset)
+        except Exception as exc:  # one group never ends a file
+            self.reject(f"auditd {'/'.join(types[:4])}: {unexpected(exc, 'auditd')}", raw, lineno, offset)
+        for _ in range(len(group.lines) - 1):
+            self.skip(_FOLDED)
 
     def _process(self, group: _Group, raw: bytes) -> ProcessEvent:
         by_type: dict[str, list[dict[str, str]]] = {}
@@ -122,15 +147,15 @@ class AuditdParser(Parser):
                 enriched = parse_fields(interp)
         sc = by_type["SYSCALL"][0]
         arch = sc.get("arch", "c000003e")
-        syscall = enriched.get("SYSCALL") or syscall_name(int(sc["syscall"]), arch)
+        syscall = enriched.get("SYSCALL") or syscall_name(_number(sc, "syscall", 0, 2**31), arch)
         exe = decode_value(sc.get("exe", "")) or ""
         extra: dict[str, Any] = {"serial": group.serial}
         for name, value in sc.items():
             if name not in _SKIP_FIELDS:
                 decoded = decode_value(value, name in _ENCODED)
                 if decoded is not None:
-                    numeric = name not in _HEX_ARGS and decoded.lstrip("-").isdigit()
-                    extra[name] = int(decoded) if numeric else decoded
+                    numeric = decoded[-1:].isdigit() and name not in _HEX_ARGS  # cheap test first
+                    extra[name] = _int64_or_text(decoded) if numeric else decoded
         cwd = decode_value(by_type["CWD"][0].get("cwd", "")) if "CWD" in by_type else None
         if cwd:
             extra["cwd"] = cwd
@@ -150,8 +175,8 @@ class AuditdParser(Parser):
         tenant, vm, host = self.node_owner(group.node, path)
         return ProcessEvent(
             id=event_id("auditd", raw), ts=group.ts, source="auditd", tenant=tenant, host=host, vm=vm,
-            pid=int(sc.get("pid", 0)), ppid=int(sc.get("ppid", 0)), exe=exe, cmdline=cmdline,
-            uid=int(sc["uid"]) if sc.get("uid", "").isdigit() else 0, syscall=syscall, path=path,
+            pid=_id(sc, "pid") or 0, ppid=_id(sc, "ppid") or 0, exe=exe, cmdline=cmdline,
+            uid=_uid(sc), syscall=syscall, path=path,
             result="failure" if sc.get("success") == "no" else "success", extra=extra,
         )  # fmt: skip
 
@@ -160,15 +185,53 @@ class AuditdParser(Parser):
         inner = parse_fields((fields.get("msg") or "")[1:-1])
         user = decode_value(inner.get("acct", "")) or decode_value(fields.get("acct", "")) or "?"
         exe = decode_value(inner.get("exe", "")) or ""
-        addr = inner.get("addr")
+        addr = decode_value(inner.get("addr", ""), encoded=False)
         tenant, vm, host = self.node_owner(group.node)
         extra = {"type": rtype, "op": decode_value(inner.get("op", "")), "exe": exe, "serial": group.serial}
+        if addr is not None and not valid_ip(addr):
+            extra["addr"] = addr
+            addr = None
         return AuthEvent(
             id=event_id("auditd", raw), ts=group.ts, source="auditd", tenant=tenant, host=host, vm=vm,
-            user=user, src_ip=addr if addr and addr != "?" else None,
+            user=user, src_ip=addr,
             service=exe.rsplit("/", 1)[-1] or "unknown", method="pam",
             result="success" if inner.get("res") == "success" else "failure", extra=extra,
         )  # fmt: skip
+
+
+def _number(fields: dict[str, str], name: str, low: int, high: int) -> int:
+    """A decimal field from ``low`` to ``high``; anything else is a bad field."""
+    text = fields.get(name)
+    if text is None:
+        raise BadField(f"missing field {name!r}")
+    value = _int64_or_text(text)
+    if isinstance(value, str) or not low <= value <= high:
+        raise BadField(f"bad {name} {clip(text)}")
+    return value
+
+
+def _id(fields: dict[str, str], name: str) -> int | None:
+    """A pid or ppid (None when absent)."""
+    return _number(fields, name, 0, _UNSET_ID) if name in fields else None
+
+
+def _uid(fields: dict[str, str]) -> int | None:
+    """auditd writes an unset id as 4294967295 (-1 as unsigned); older tools print -1."""
+    if fields.get("uid") in (None, "", "?"):
+        return None
+    uid = _number(fields, "uid", -1, _UNSET_ID)
+    return None if uid in (-1, _UNSET_ID) else uid
+
+
+def _int64_or_text(text: str) -> int | str:
+    """Decimal text (ASCII digits, an optional minus) within 64 bits as its integer, else the text."""
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        return text
+    if len(digits) < 19:
+        return int(text)
+    value = int(text) if len(digits) < 25 else None
+    return value if value is not None and -(2**63) <= value < 2**63 else text
 
 
 def _join(cwd: str | None, path: str | None) -> str | None:
@@ -178,7 +241,7 @@ def _join(cwd: str | None, path: str | None) -> str | None:
 
 
 def _execve_args(fields: dict[str, str]) -> str:
-    argc = int(fields.get("argc", "0"))
+    argc = _number(fields, "argc", 0, 2**31) if "argc" in fields else 0
     args = []
     for i in range(min(argc, 4096)):
         name = f"a{i}"
@@ -188,7 +251,12 @@ def _execve_args(fields: dict[str, str]) -> str:
             chunks, k = bytearray(), 0
             while f"{name}[{k}]" in fields:
                 chunk = fields[f"{name}[{k}]"]
-                chunks += chunk[1:-1].encode() if chunk[:1] == '"' else bytes.fromhex(chunk)
+                if chunk[:1] == '"':
+                    chunks += chunk[1:-1].encode()
+                elif _HEX.match(chunk):
+                    chunks += bytes.fromhex(chunk)
+                else:
+                    raise BadField(f"bad EXECVE {name}[{k}] {clip(chunk)}: not hex")
                 k += 1
             args.append(chunks.decode("utf-8", "backslashreplace"))
     return " ".join(args)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, ClassVar, Final, Protocol
 
+from ingest.bounds import violations as bound_violations
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers.flowutil import valid_ip
 from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
-from ingest.bounds import violations as bound_violations
 from ingest.schema import Event, FlowEvent, encode_event
 from ingest.tenants import TenantRegistry
 
@@ -313,7 +313,22 @@ class Parser:
 
 def ms_from_iso(text: str) -> int:
     """RFC 3339 / ISO 8601 to epoch ms, keeping sub-second digits beyond microseconds out of the
-    way (Falco prints nanoseconds). Raises ``ValueError`` on anything else."""
+    way (Falco prints nanoseconds). Raises ``ValueError`` on anything else (a number, ``None``, a
+    malformed or impossible date), its message in our words with the value, never datetime's."""
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {_clip(text)}")
+    try:
+        return _ms_from_iso(text)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a time: {_clip(text)}") from None
+
+
+def _clip(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _ms_from_iso(text: str) -> int:
     s = text.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
@@ -324,7 +339,7 @@ def ms_from_iso(text: str) -> int:
             end += 1
         frac = s[dot + 1 : end]
         if not frac:
-            raise ValueError(f"bad fraction in {text!r}")
+            raise ValueError("no digits after the dot")
         s = s[:dot] + "." + (frac[:6].ljust(6, "0")) + s[end:]
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:

@@ -12,23 +12,34 @@ address (AWS service names such as ``s3.amazonaws.com`` go to ``extra.source``);
 -> ``result: failure``. Accounts map to tenants through the registry's ``accounts`` lists; an
 account the registry does not know stays as the account id. Snapshot/AMI sharing grantees
 (``createVolumePermission`` / ``launchPermission`` ``add`` items) go to ``extra.grantees``.
-Everything else of the record is kept in ``extra``.
+Everything else of the record is kept in ``extra``. The fields read must have their JSON types
+(an account id is a string: a number ``1`` is not account ``"1"``): a record that breaks this, or
+whose reading fails in any way, goes to the DLQ alone with the field named.
+
+A document is read record by record (ijson), so memory does not grow with its size: a record over
+the line limit or nesting deeper than ``MAX_JSON_DEPTH`` stops the document's reading there with a
+DLQ record saying how far it got, as does malformed JSON (an incremental parser cannot resume
+after it). Numbers are read as text by ijson and decoded by msgspec record by record, as JSON lines
+are, so a record's number that msgspec refuses (``1e999``) sends only that record to the DLQ.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final
+import re
+from typing import IO, Any, ClassVar, Final
 
+import ijson
 import msgspec
 
+from ingest.dlq import DLQ_RAW_CAP
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
-from ingest.parsers.flowutil import valid_ip
-from ingest.reader import JsonRejected, load_json
+from ingest.parsers.flowutil import BadField, clip, unexpected, valid_ip
+from ingest.parsers.json_stream import GuardedReader, LineReader, LineSource, StreamRefused
+from ingest.reader import MAX_JSON_DEPTH, JsonRejected, load_json
 from ingest.schema import AuditEvent, event_id
 
 __all__ = ["CloudAuditParser"]
 
-MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
 _MAPPED: Final = frozenset(
     {
         "eventTime",
@@ -44,79 +55,156 @@ _RESOURCE_KEYS: Final = (
     "snapshotId", "imageId", "instanceId", "volumeId", "roleArn", "keyId", "functionName",
     "dBInstanceIdentifier", "secretId", "name", "userName", "roleName", "groupId", "vpcId", "clusterName",
 )  # fmt: skip
+_OPENERS: Final = (b"{", b'{"Records": [', b'{"Records":[')  # first line of a pretty-printed file
+_DOCUMENT: Final = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
+_PEEK: Final = 4096
 _encoder: Final = msgspec.json.Encoder()
+_number_encoder: Final = msgspec.json.Encoder(decimal_format="number")  # ijson's Decimals as written
 
 
 class CloudAuditParser(Parser):
     source: ClassVar[str] = "cloudaudit"
-    max_line_bytes: ClassVar[int] = 64 * 1024 * 1024  # a whole CloudTrail file is often one line
+    max_line_bytes: ClassVar[int] = 64 * 1024 * 1024  # also the limit of one record in a document
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
-        self.seen_any = False
-        self.document: list[bytes] | None = None  # pretty-printed file being gathered
-        self.doc_size = 0
-        self.doc_start = (1, 0)
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
-        if self.document is not None:
-            self.doc_size += len(line) + 1
-            if self.doc_size > MAX_DOCUMENT_BYTES:
-                self.reject(f"JSON document over {MAX_DOCUMENT_BYTES} bytes", b"\n".join(self.document[:64]),
-                            *self.doc_start, raw_len=self.doc_size)  # fmt: skip
-                self.document = None
-                return
-            self.document.append(line)
-            return
-        stripped = line.strip()
-        if not stripped:
+        """One JSON line: a record or a whole ``{"Records": [...]}`` document."""
+        if not line.strip():
             self.skip("blank line")
             return
-        if not self.seen_any and stripped in (b"{", b'{"Records": [', b'{"Records":['):
-            self.document, self.doc_size, self.doc_start = [line], len(line) + 1, (lineno, offset)
-            return
-        self.seen_any = True
-        self._document(line, lineno, offset)
-
-    def close(self) -> None:
-        if self.document is not None:
-            doc, self.document = b"\n".join(self.document), None
-            self._document(doc, *self.doc_start)
-
-    def _document(self, data: bytes, lineno: int, offset: int) -> None:
         try:
-            value = load_json(data)
+            value = load_json(line)
         except JsonRejected as exc:
-            self.reject(str(exc), data, lineno, offset)
+            self.reject(str(exc), line, lineno, offset)
             return
         if isinstance(value, dict) and isinstance(value.get("Records"), list):
-            records: list[Any] = value["Records"]
+            for record in value["Records"]:
+                self._record(record, lineno, offset)
         elif isinstance(value, dict):
-            records = [value]
+            self._record(value, lineno, offset)
         else:
-            self.reject('JSON is neither a record nor {"Records": [...]}', data, lineno, offset)
+            self.reject('JSON is neither a record nor {"Records": [...]}', line, lineno, offset)
+
+    def feed_stream(self, stream: IO[bytes], max_line_bytes: int | None = None) -> None:
+        """A pretty-printed document (its first line an opener) runs to the end of the input; any
+        other input is JSON lines, where a line opening ``{"Records": [`` is streamed too."""
+        cap = max_line_bytes or self.ctx.max_line_bytes or self.max_line_bytes
+        src = LineSource(stream)
+        first = True
+        while not src.at_end():
+            lineno, offset = src.lineno, src.offset
+            head, whole = src.peek_line(_PEEK)
+            if whole and first and head.strip() in _OPENERS:
+                if _DOCUMENT.match(src.peek(_PEEK)):
+                    self._document(LineReader(src, to_end=True), cap, lineno, offset)
+                else:  # a single pretty-printed record: read whole, within the limit
+                    self._single(src, cap, lineno, offset)
+            elif _DOCUMENT.match(head):
+                self._document(LineReader(src, to_end=False), cap, lineno, offset)
+            elif whole and len(head) <= cap:  # nearly every JSON line: no second look
+                self.feed(src.pass_line(head), lineno, offset)
+            else:
+                line, size = src.take_line(cap, DLQ_RAW_CAP)
+                if size > cap:
+                    self.reject_long(line, lineno, offset, size, cap)
+                else:
+                    self.feed(line, lineno, offset)
+            first = first and not head.strip()
+        self.close()
+
+    def _single(self, src: LineSource, cap: int, lineno: int, offset: int) -> None:
+        reader = LineReader(src, to_end=True)
+        parts: list[bytes] = []
+        size = 0
+        while piece := reader.read():
+            size += len(piece)
+            if size <= cap:
+                parts.append(piece)
+        if size > cap:
+            self.reject_long(b"".join(parts)[:DLQ_RAW_CAP], lineno, offset, size, cap)
+        else:
+            self.feed(b"".join(parts), lineno, offset)
+
+    def _document(self, reader: LineReader, cap: int, lineno: int, offset: int) -> None:
+        """The records of one ``{"Records": [...]}`` document, one at a time."""
+        guarded = GuardedReader(reader, MAX_JSON_DEPTH, cap)
+        done = 0
+        try:
+            # Not use_float: that backend refuses integers beyond 64 bits anywhere in the document.
+            for item in ijson.items(guarded, "Records.item"):
+                guarded.record_done()
+                done += 1
+                self._document_record(item, lineno, offset)
+        except StreamRefused as exc:
+            self._document_failed(str(exc), done, guarded, lineno, offset)
+        except ijson.JSONError:  # its message is the parser's wording
+            self._document_failed(
+                f"invalid JSON (near byte {guarded.position})", done, guarded, lineno, offset
+            )
+        except Exception as exc:  # whatever it is, the rest of the file goes on
+            self._document_failed(unexpected(exc, "CloudTrail document"), done, guarded, lineno, offset)
+        reader.drain()
+
+    def _document_failed(self, why: str, done: int, guarded: GuardedReader, lineno: int, offset: int) -> None:
+        reason = f"CloudTrail document unreadable after {done} records: {why}; the rest of it is not read"
+        self.reject(reason, guarded.last[-DLQ_RAW_CAP:], lineno, offset)
+
+    def _document_record(self, item: Any, lineno: int, offset: int) -> None:
+        """An element as ijson built it (numbers as ``int``/``Decimal``), decoded again as a JSON
+        line would be, so both give the same values and event ids."""
+        try:
+            record = load_json(_number_encoder.encode(item))
+        except JsonRejected as exc:
+            self.reject(f"record: {exc}", repr(item)[:DLQ_RAW_CAP], lineno, offset)
             return
-        for record in records:
+        except Exception as exc:  # a value no JSON holds
+            self.reject(unexpected(exc, "CloudTrail"), repr(item)[:DLQ_RAW_CAP], lineno, offset)
+            return
+        self._record(record, lineno, offset)
+
+    def _record(self, record: Any, lineno: int, offset: int) -> None:
+        """One element of ``Records`` (or one JSON line): its event, or the DLQ with the reason."""
+        try:
             raw = _encoder.encode(record)
-            if not isinstance(record, dict):
-                self.reject("record is not an object", raw, lineno, offset)
-                continue
-            try:
-                self.out.event(self._event(record, raw))
-            except (ValueError, TypeError, KeyError) as exc:
-                reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                self.reject(f"record {record.get('eventID', '?')}: {reason}", raw, lineno, offset)
+        except Exception as exc:  # a value JSON cannot hold
+            self.reject(unexpected(exc, "CloudTrail"), repr(record)[:DLQ_RAW_CAP], lineno, offset)
+            return
+        if not isinstance(record, dict):
+            self.reject("record is not an object", raw, lineno, offset)
+            return
+        ident = record.get("eventID")
+        name = ident if isinstance(ident, str) and len(ident) <= 80 else "?"
+        try:
+            event = self._event(record, raw)
+        except BadField as exc:
+            self.reject(f"record {name}: {exc}", raw, lineno, offset)
+            return
+        except Exception as exc:  # one record never ends a file
+            self.reject(f"record {name}: {unexpected(exc, 'CloudTrail')}", raw, lineno, offset)
+            return
+        self.out.event(event)
 
     def _event(self, rec: dict[str, Any], raw: bytes) -> AuditEvent:
-        ts = ms_from_iso(rec["eventTime"])
-        service = str(rec["eventSource"]).split(".", 1)[0]
-        action = f"{service}.{rec['eventName']}"
+        time_text = _required(rec, "eventTime")
+        try:
+            ts = ms_from_iso(time_text)
+        except ValueError:
+            raise BadField(f"bad eventTime {clip(time_text)}") from None
+        service = _required(rec, "eventSource").split(".", 1)[0]
+        action = f"{service}.{_required(rec, 'eventName')}"
         ident = rec.get("userIdentity") or {}
         if not isinstance(ident, dict):
-            raise TypeError("userIdentity is not an object")
-        principal = str(ident.get("arn") or ident.get("principalId") or ident.get("invokedBy")
-                        or ident.get("type") or "unknown")  # fmt: skip
-        principal_account = ident.get("accountId") or _arn_account(ident.get("arn"))
+            raise BadField(f"bad userIdentity {clip(ident)}: not an object")
+        principal = (
+            _text(ident, "arn", "userIdentity.")
+            or _text(ident, "principalId", "userIdentity.")
+            or _text(ident, "invokedBy", "userIdentity.")
+            or _text(ident, "type", "userIdentity.")
+            or "unknown"
+        )
+        principal_account = _text(ident, "accountId", "userIdentity.") or _arn_account(ident.get("arn"))
         resource, resource_account = _resource(rec)
         extra: dict[str, Any] = {k: v for k, v in rec.items() if k not in _MAPPED}
         extra["identity_type"] = ident.get("type")
@@ -127,18 +215,38 @@ class CloudAuditParser(Parser):
         grantees = _grantees(rec.get("requestParameters"))
         if grantees:
             extra["grantees"] = [self.account_tenant(g) for g in grantees]
-        src = rec.get("sourceIPAddress")
-        if isinstance(src, str) and not valid_ip(src):
+        src = _text(rec, "sourceIPAddress")
+        if src is not None and not valid_ip(src):
             extra["source"] = src
             src = None
         principal_tenant = self.account_tenant(principal_account)
-        tenant = self.forced_tenant or self.account_tenant(rec.get("recipientAccountId")) or principal_tenant
+        recipient = _text(rec, "recipientAccountId")
+        tenant = self.forced_tenant or self.account_tenant(recipient) or principal_tenant
         return AuditEvent(
             id=event_id("cloudaudit", raw), ts=ts, source="cloudaudit", tenant=tenant,
             principal=principal, principal_tenant=principal_tenant, action=action, resource=resource,
             resource_tenant=self.account_tenant(resource_account), src_ip=src,
             result="failure" if _failed(rec) else "success", extra=extra,
         )  # fmt: skip
+
+
+def _text(obj: dict[str, Any], key: str, where: str = "") -> str | None:
+    """A string field, None when absent, null or empty; anything else is a bad field."""
+    value = obj.get(key)
+    if type(value) is str:
+        return value or None
+    if value is None:
+        return None
+    raise BadField(f"bad {where}{key} {clip(value)}: not a string")
+
+
+def _required(obj: dict[str, Any], key: str) -> str:
+    if key not in obj:
+        raise BadField(f"missing field {key!r}")
+    value = _text(obj, key)
+    if value is None:
+        raise BadField(f"missing field {key!r}")
+    return value
 
 
 def _failed(rec: dict[str, Any]) -> bool:
@@ -159,23 +267,27 @@ def _arn_account(arn: Any) -> str | None:
 
 def _resource(rec: dict[str, Any]) -> tuple[str, str | None]:
     """(resource id, owning account or None)."""
+    recipient = _text(rec, "recipientAccountId")
     resources = rec.get("resources")
     if isinstance(resources, list) and resources and all(isinstance(r, dict) for r in resources):
         first = resources[0]
-        arn = str(first.get("ARN") or first.get("arn") or "")
-        account = next((r["accountId"] for r in resources if r.get("accountId")), None)
-        return arn, account or _arn_account(arn) or rec.get("recipientAccountId")
+        arn = _text(first, "ARN", "resources[0].") or _text(first, "arn", "resources[0].") or ""
+        account = next(
+            (a for r in resources if (a := _text(r, "accountId", "resources[].")) is not None), None
+        )
+        return arn, account or _arn_account(arn) or recipient
     params = rec.get("requestParameters")
     resource = ""
     if isinstance(params, dict):
-        if params.get("bucketName"):
-            resource = f"arn:aws:s3:::{params['bucketName']}" + (
-                f"/{params['key']}" if params.get("key") else ""
-            )
+        bucket = _text(params, "bucketName", "requestParameters.")
+        if bucket:
+            key = _text(params, "key", "requestParameters.")
+            resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else "")
         else:
-            resource = next((str(params[k]) for k in _RESOURCE_KEYS if params.get(k)), "")
-    resource = resource or str(rec.get("eventSource", ""))
-    return resource, _arn_account(resource) or rec.get("recipientAccountId")
+            resource = next((str(params[k]) for k in _RESOURCE_KEYS if isinstance(params.get(k), str | int)
+                             and not isinstance(params[k], bool) and params[k] != ""), "")  # fmt: skip
+    resource = resource or _required(rec, "eventSource")
+    return resource, _arn_account(resource) or recipient
 
 
 def _grantees(params: Any) -> list[str]:
@@ -189,7 +301,9 @@ def _grantees(params: Any) -> list[str]:
         items = add.get("items") if isinstance(add, dict) else None
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict):
-                who = item.get("userId") or item.get("group")
+                who = _text(item, "userId", f"{key}.add.items[].") or _text(
+                    item, "group", f"{key}.add.items[]."
+                )
                 if who:
-                    out.append(str(who))
+                    out.append(who)
     return out

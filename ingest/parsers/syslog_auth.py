@@ -11,7 +11,8 @@ Events, one per authentication *attempt*:
   inside sshd's own process (``sshd[pid]: pam_unix(sshd:auth): ...``) is followed by sshd's
   ``Failed`` line for the same attempt, and ``PAM N more authentication failures`` sums up
   attempts already logged: both are counted as skipped, not events;
-- ``message repeated N times: [ msg ]`` stands for N identical lines: N events (ids differ);
+- ``message repeated N times: [ msg ]`` stands for N identical lines: N events (ids differ), one
+  skip when the message is not an auth attempt, the DLQ when N is 0;
 - ``ROOT LOGIN ON tty``, ``ANONYMOUS FTP LOGIN FROM IP``, ``Authentication failed from IP``.
 
 Every other well-formed syslog line (kernel, cron, sessions, disconnects...) is counted as
@@ -30,8 +31,8 @@ from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo
 
 from ingest.parsers.base import Output, ParseContext, Parser
-from ingest.parsers.flowutil import valid_ip
-from ingest.parsers.syslog_time import SyslogLine, YearGuesser, split_syslog
+from ingest.parsers.flowutil import BadField, unexpected, valid_ip
+from ingest.parsers.syslog_time import BadSyslogHeader, SyslogLine, YearGuesser, split_syslog
 from ingest.schema import AuthEvent, event_id
 
 __all__ = ["SyslogAuthParser"]
@@ -67,6 +68,14 @@ class SyslogAuthParser(Parser):
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
+            self._feed(line, lineno, offset)
+        except (BadSyslogHeader, BadField) as exc:
+            self.reject(str(exc), line, lineno, offset)
+        except Exception as exc:  # one line never ends a file
+            self.reject(unexpected(exc, "syslog"), line, lineno, offset)
+
+    def _feed(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
@@ -74,21 +83,22 @@ class SyslogAuthParser(Parser):
         if not text.strip():
             self.skip("blank line")
             return
-        try:
-            head = split_syslog(text, self.years)
-        except ValueError as exc:
-            self.reject(f"bad syslog timestamp: {exc}", line, lineno, offset)
-            return
+        head = split_syslog(text, self.years)
         if head is None:
             self.reject("not a syslog line (RFC 3164 or RFC 5424 header expected)", line, lineno, offset)
             return
         repeated = _REPEATED.match(head.msg)
         if repeated is not None:
-            count = min(int(repeated["n"]), _MAX_REPEAT)
+            digits = repeated["n"].lstrip("0")
+            if not digits:
+                raise BadField("bad repeat count 0 in 'message repeated N times'")
+            count = _MAX_REPEAT if len(digits) > 5 else min(int(digits), _MAX_REPEAT)
             inner = head._replace(msg=repeated["msg"])
-            for i in range(count):
-                if not self._message(inner, line + b"#%d" % i):
-                    self.skip(f"{_program(head)}: repeated non-auth message")
+            if not self._message(inner, line + b"#0"):
+                self.skip(f"{_program(head)}: repeated non-auth message")
+                return
+            for i in range(1, count):
+                self._message(inner, line + b"#%d" % i)
             return
         if not self._message(head, line):
             self.skip(self._skip_reason(head))
@@ -190,6 +200,8 @@ class SyslogAuthParser(Parser):
             extra["rhost"] = ip
         ip = ip if ip and valid_ip(ip) else None
         if port:
+            if len(port) > 5 or int(port) > 65535:
+                raise BadField(f"bad port {port[:40]}")
             extra["src_port"] = int(port)
         if head.pid is not None:
             extra["pid"] = head.pid

@@ -8,7 +8,7 @@ from typing import Final, NamedTuple
 
 from ingest.parsers.base import ms_from_iso
 
-__all__ = ["SyslogLine", "YearGuesser", "split_syslog"]
+__all__ = ["BadSyslogHeader", "SyslogLine", "YearGuesser", "split_syslog"]
 
 _MONTH_NAMES: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS: Final = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
@@ -28,6 +28,14 @@ _5424: Final = re.compile(
     re.S,
 )
 _TAG: Final = re.compile(r"(?P<tag>[^:\[\s(]+(?:\([^)]*\))?)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)", re.S)
+
+
+_PID_MAX: Final = 2**32 - 1
+
+
+class BadSyslogHeader(ValueError):
+    """A syslog header field that cannot be read (an impossible date, a pid out of range); the
+    message is the DLQ reason, in our words."""
 
 
 class SyslogLine(NamedTuple):
@@ -71,32 +79,48 @@ class YearGuesser:
 
 
 def split_syslog(text: str, years: YearGuesser) -> SyslogLine | None:
-    """Header fields of one syslog line, or None when it is not syslog. Raises ``ValueError`` on an
-    impossible date (Feb 30)."""
+    """Header fields of one syslog line, or None when it is not syslog. Raises ``BadSyslogHeader``
+    on an impossible date (Feb 30) or pid."""
     if text[:1] == "<":
         m5 = _5424.match(text)
         if m5 is not None:
-            ts = ms_from_iso(m5["ts"]) if m5["ts"] != "-" else years.reference_ms
+            ts = _iso_ms(m5["ts"]) if m5["ts"] != "-" else years.reference_ms
             app, procid = m5["app"], m5["procid"]
             msg = (m5["msg"] or "").removeprefix("\ufeff")
+            pid = _pid(procid) if procid.isascii() and procid.isdigit() else None
             return SyslogLine(
-                ts, m5["host"], "" if app == "-" else app, int(procid) if procid.isdigit() else None, msg,
-                None if m5["sd"] == "-" else m5["sd"],
-            )  # fmt: skip
+                ts, m5["host"], "" if app == "-" else app, pid, msg, None if m5["sd"] == "-" else m5["sd"]
+            )
     m = _BSD.match(text)
     if m is not None:
         month = _MONTHS.get(m["mon"])
         if month is None:
             return None
-        ts = years.ms(month, int(m["day"]), m["hms"])
+        try:
+            ts = years.ms(month, int(m["day"]), m["hms"])
+        except (ValueError, OverflowError):  # datetime's wording stays out of the reason
+            raise BadSyslogHeader(f"bad syslog timestamp {m['mon']} {m['day']} {m['hms']}") from None
     else:
         m = _ISO.match(text)
         if m is None:
             return None
-        ts = ms_from_iso(m["iso"])
+        ts = _iso_ms(m["iso"])
     rest = m["rest"]
     tag = _TAG.match(rest)
     if tag is None:
         return SyslogLine(ts, m["host"], "", None, rest, None)
-    pid = tag["pid"]
-    return SyslogLine(ts, m["host"], tag["tag"], int(pid) if pid else None, tag["msg"], None)
+    tag_pid = tag["pid"]
+    return SyslogLine(ts, m["host"], tag["tag"], _pid(tag_pid) if tag_pid else None, tag["msg"], None)
+
+
+def _iso_ms(text: str) -> int:
+    try:
+        return ms_from_iso(text)
+    except ValueError:
+        raise BadSyslogHeader(f"bad syslog timestamp {text[:40]!r}") from None
+
+
+def _pid(text: str) -> int:
+    if len(text) > 10 or int(text) > _PID_MAX:
+        raise BadSyslogHeader(f"bad syslog pid {text[:40]}")
+    return int(text)
