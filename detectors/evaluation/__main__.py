@@ -48,21 +48,29 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result["attacking_addresses"], indent=1))
             write_result(args.out, "openssh_brute_force", json.loads(json.dumps(result, default=dict)))
         elif what == "flows":
-            from detectors.evaluation.flows import NOTES, adbench, unsw
+            from detectors.evaluation import flows as flow_eval
 
-            flows = {"adbench_http": adbench(args.data_dir, "http", ref), "adbench_smtp": adbench(args.data_dir, "smtp", ref),
-                     "unsw_nb15": unsw(args.data_dir, ref), "notes": dict(NOTES)}  # fmt: skip
+            flows = {"adbench_http": flow_eval.adbench(args.data_dir, "http", ref),
+                     "adbench_smtp": flow_eval.adbench(args.data_dir, "smtp", ref),
+                     "unsw_nb15": flow_eval.unsw(args.data_dir, ref)}  # fmt: skip
             for name, res in flows.items():
                 for fam, row in res["models"].items():
                     print(name, fam, json.dumps({k: v for k, v in row.items() if k != "ours_per_seed"})[:300])
-            write_result(args.out, "flow_models", flows)
+            flow_findings = flow_eval.findings(flows)
+            print(json.dumps(flow_findings, indent=1))
+            write_result(
+                args.out,
+                "flow_models",
+                {**flows, "method": dict(flow_eval.METHOD), "findings": flow_findings},
+            )
         elif what == "adfa":
-            from detectors.evaluation.adfa import NOTES as ADFA_NOTES
-            from detectors.evaluation.adfa import adfa
+            from detectors.evaluation import adfa as adfa_eval
 
-            result = {**adfa(args.data_dir), "notes": ADFA_NOTES}
+            result = adfa_eval.adfa(args.data_dir)
+            result |= {"method": adfa_eval.METHOD, "findings": adfa_eval.findings(result)}
             for fam, row in result["models"].items():
                 print("adfa", fam, {k: v["roc_auc"] for k, v in row.items()})
+            print(json.dumps(result["findings"], indent=1))
             write_result(args.out, "adfa_ld_process_model", result)
         elif what == "anomaly-sim":
             from detectors.evaluation.simulated_anomaly import evaluate_anomaly

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT_ROOT, Settings, load_settings
+from tests.bench.versions import service_versions
 
 RESULTS = PROJECT_ROOT / "results"
 
@@ -66,8 +67,6 @@ def machine_facts() -> dict[str, Any]:
         "confluent_kafka": version("confluent-kafka"),
         "elasticsearch_client": version("elasticsearch"),
         "pyod": version("pyod"),
-        "kafka_broker": "4.1.1 (Maven Central org.apache.kafka:kafka_2.13)",
-        "elasticsearch_server": "8.14.3 (Maven Central org.elasticsearch:elasticsearch, embedded node)",
     }
 
 
@@ -93,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     if args.only:
         modules = [m for m in modules if m in args.only or m.removeprefix("bench_") in args.only]
-    report: dict[str, Any] = {"machine": machine_facts(), "results": {}, "errors": {}}
+    machine = machine_facts()
+    # the services' versions as they answer now, not as the build meant them to be
+    machine |= service_versions(settings) if stack_up else {"services": "not asked (--no-stack)"}
+    report: dict[str, Any] = {"machine": machine, "results": {}, "errors": {}}
     for name in modules:
         print(f"[bench] {name} ...", flush=True)
         t0 = time.perf_counter()

@@ -8,6 +8,9 @@
   moment a detector window's input was complete in Kafka to its alert being searchable in
   Elasticsearch, split into job (alert written to Kafka, broker append time) and indexing. The
   first minute of input is reported apart: the job is still compiling (JIT) then, once per start.
+  Taken three times, each labelled with its input rate: a trickle (400 events/s asked), and 50 %
+  and 80 % of the sustained rate measured just before. The sender shares the machine with the
+  job, so each run also reports the rate it really sent and how far it fell behind event time.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from infra.bootstrap import ensure_topics
 from infra.clients import es_client, kafka_config
 from infra.settings import PROJECT_ROOT, Settings
+from ingest.schema import encode_event
 from ingest.simulator import SimConfig, mean_rate_slice_start_ms, simulate
 from streams.demo import alert_timestamps_in_topic, demo_settings, produce_simulation
 from streams.offsets import committed_offsets
+from tests.bench.live_input import encode_records, send_in_real_time
 
 
 def _committed(settings: Settings) -> int:
@@ -104,31 +111,21 @@ def _sustained(settings: Settings, events: int) -> dict[str, Any]:
     }
 
 
-def _replay_in_real_time(settings: Settings, sim: Any) -> dict[int, float]:
-    """Send each event when the wall clock reaches its event time. Returns, per second of event
-    time, the wall time its first event was sent: the input of every window ending at that
-    second was complete in Kafka from then on."""
-    from streams.kafka_target import telemetry_producer
-
-    producer = telemetry_producer(settings)
-    first_sent: dict[int, float] = {}
-    try:
-        for ev in sim.events():
-            wait = ev.ts / 1000 - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            producer.send_event(ev)
-            first_sent.setdefault(ev.ts - ev.ts % 1000, time.time())
-        producer.flush()
-    finally:
-        producer.close()
-    return first_sent
-
-
+_SLICE_MS = 10_000  # the simulator's slice: one slice's worth times the encoding
+_JOB_START_S = 25  # the job is up and reading ~20 s after it is started
+_CATCH_UP_S = 180  # how long a job that fell behind gets to read the rest of its input
 _WARMUP_MS = 60_000  # windows ending in the first minute of input: reported apart (JIT warm-up)
 
 
-def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
+def _simulation_at(target_rate: float, seconds: float, start_ms: int) -> Any:
+    """A simulation whose mean rate over its own span is ``target_rate``: the simulator's rate
+    follows the time of day, so the asked rate is divided by the span's mean diurnal factor."""
+    config = SimConfig(seed=23, tenants=8, duration_s=seconds, start_ms=start_ms, events_per_s=target_rate)
+    factor = simulate(config).expected_background() / (target_rate * seconds)
+    return simulate(replace(config, events_per_s=target_rate / factor))
+
+
+def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, Any]:
     run = "benchlat" + uuid.uuid4().hex[:6]
     s = demo_settings(base, run).with_overrides(out_of_orderness_ms=200, checkpoint_interval_ms=5000, source_idle_timeout_ms=2000,
                                                 index_alerts_prefix=f"ssa-bench-{run}-alerts-",
@@ -137,9 +134,18 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     # which is when an alert reached Kafka.
     ensure_topics(s, [s.topic_alerts], configs={"message.timestamp.type": "LogAppendTime"})
     ensure_topics(s)
-    now = int(time.time() * 1000) + 20_000  # events start when the job is up (~20 s)
-    sim = simulate(SimConfig(seed=23, tenants=8, duration_s=seconds, start_ms=now, events_per_s=rate))
+    # Plan the start after the events are encoded (timed on one slice's worth) and the job is up.
+    probe = _simulation_at(target_rate, _SLICE_MS / 1000, int(time.time() * 1000))
+    t0 = time.perf_counter()
+    made = sum(len(encode_event(ev)) > 0 for ev in probe.events())
+    encode_s = (time.perf_counter() - t0) * target_rate * seconds / max(made, 1)
+    now = int((time.time() + 1.2 * encode_s + _JOB_START_S) * 1000)
+    sim = _simulation_at(target_rate, seconds, now)
     sim.registry.dump(s.tenants_file)
+    records = Path(s.checkpoint_dir).parent / "live-input.bin"
+    t0 = time.perf_counter()
+    encode_records(s, sim.events(), records)
+    encoded_s = time.perf_counter() - t0
     job = _job(s, "--no-restore")
     seen: dict[str, float] = {}
     stop = threading.Event()
@@ -148,7 +154,7 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
         es = es_client(s)
         while not stop.is_set():
             try:
-                res = es.search(index=s.index_alerts_pattern, size=1000, source_includes=["alert_id"],
+                res = es.search(index=s.index_alerts_pattern, size=10_000, source=False,
                                 query={"match_all": {}}, ignore_unavailable=True)  # fmt: skip
                 t = time.time()
                 for hit in res["hits"]["hits"]:
@@ -160,8 +166,21 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
 
     poller = threading.Thread(target=poll_es, daemon=True)
     poller.start()
-    complete_at = _replay_in_real_time(s, sim)
-    time.sleep(15)
+    try:
+        replay = send_in_real_time(s, records)
+    finally:
+        records.unlink(missing_ok=True)
+    complete_at = replay.complete_at
+    # A loaded job may still be behind when the last event is sent; alerts it makes later must
+    # still be timed, or the slowest would be left out. Its offsets are committed at checkpoints.
+    sent_at, caught_up_s = time.monotonic(), None
+    while time.monotonic() - sent_at < _CATCH_UP_S:
+        with contextlib.suppress(Exception):  # the group exists from the first checkpoint on
+            if _committed(s) >= replay.sent:
+                caught_up_s = time.monotonic() - sent_at
+                break
+        time.sleep(1.0)
+    time.sleep(15)  # the last windows close and their alerts are indexed
     stop.set()
     poller.join()
     job.terminate()
@@ -177,6 +196,21 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
         for h in scan(es, index=s.index_alerts_pattern, query={"query": {"match_all": {}}})
     }
     es.close()
+    out: dict[str, Any] = {
+        "input_asked_events_per_s": round(target_rate),
+        "input_sent_events_per_s": round(replay.sent / replay.wall_s) if replay.wall_s > 0 else None,
+        "input_events_sent": replay.sent,
+        "input_seconds_of_event_time": seconds,
+        "sender_max_behind_event_time_s": round(replay.max_behind_s, 2),
+        "sender_delivery_failures": replay.delivery_failures,
+        "sender_first_delivery_error": replay.first_delivery_error,
+        "input_encoded_before_run_s": round(encoded_s, 1),
+        "job_read_all_input_within_s_of_last_send": round(caught_up_s, 1)
+        if caught_up_s is not None
+        else None,
+        "alerts_in_elasticsearch": len(docs),
+        "alerts_found_only_after_polling_stopped": sum(1 for i in docs if i not in seen),
+    }
     # From the moment a window's input was complete in Kafka (the first event at or after its end
     # was sent) to its alert written to Kafka by the job, and to the alert searchable.
     ready: dict[str, float] = {}
@@ -192,8 +226,9 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
                 ready[i] = complete
                 windows.add(end)
     beyond = sorted((seen[i] - t) * 1000 for i, t in ready.items())
+    out["alerts_timed"] = len(beyond)
     if not beyond:
-        return {"latency_alerts": 0, "latency_alerts_in_elasticsearch": len(docs)}
+        return out
     emitted = alert_timestamps_in_topic(s, s.topic_alerts)
     in_job = sorted(emitted[i] - t * 1000 for i, t in ready.items() if i in emitted)
     to_search = sorted(seen[i] * 1000 - emitted[i] for i in ready if i in emitted)
@@ -201,22 +236,23 @@ def _latency(base: Settings, rate: float, seconds: float) -> dict[str, Any]:
     def pct(p: float, values: list[float] = beyond) -> float:
         return round(values[min(len(values) - 1, int(p * len(values)))] / 1000, 2)
 
-    return {
-        "latency_job_emit_p50_s": pct(0.50, in_job) if in_job else None,
-        "latency_job_emit_p99_s": pct(0.99, in_job) if in_job else None,
-        "latency_kafka_to_searchable_p50_s": pct(0.50, to_search) if to_search else None,
-        "latency_kafka_to_searchable_p99_s": pct(0.99, to_search) if to_search else None,
-        "latency_input_events_per_s": round(sim.estimated_events() / seconds),
-        "latency_alerts": len(beyond),
-        "latency_window_ends": len(windows),
-        "latency_beyond_window_p50_s": pct(0.50),
-        "latency_beyond_window_p99_s": pct(0.99),
-        "latency_beyond_window_max_s": round(beyond[-1] / 1000, 2),
-        "latency_first_minute_alerts": len(warmup),
-        "latency_first_minute_beyond_window_max_s": round(max(warmup) / 1000, 2) if warmup else None,
+    return out | {
+        "window_ends": len(windows),
+        "beyond_window_p50_s": pct(0.50),
+        "beyond_window_p99_s": pct(0.99),
+        "beyond_window_max_s": round(beyond[-1] / 1000, 2),
+        "job_emit_p50_s": pct(0.50, in_job) if in_job else None,
+        "job_emit_p99_s": pct(0.99, in_job) if in_job else None,
+        "kafka_to_searchable_p50_s": pct(0.50, to_search) if to_search else None,
+        "kafka_to_searchable_p99_s": pct(0.99, to_search) if to_search else None,
+        "first_minute_alerts": len(warmup),
+        "first_minute_beyond_window_max_s": round(max(warmup) / 1000, 2) if warmup else None,
     }
 
 
+_TRICKLE_S = 270
+# Loaded runs are shorter: at 80 % of ~60k events/s, 3 minutes are already ~9M events.
+_LOADED_S = 180
 _BACKLOG_S = 1200
 # The simulator's traffic follows the time of day (1.5x its mean rate at 15:00 UTC, 0.5x at
 # 03:00), and so did the backlog: 2.7M to 4.5M events for the same 20 minutes, with the job's
@@ -248,5 +284,14 @@ def run(ctx: Any) -> dict[str, Any]:
         out["sustained_to_ceiling_ratio"] = round(
             out["sustained_events_per_s"] / out["ceiling_plain_consumer_events_per_s"], 3
         )
-    out |= _latency(base, rate=400, seconds=270)
+    out["latency_at_trickle_400_events_per_s"] = _latency(base, target_rate=400, seconds=_TRICKLE_S)
+    sustained = out.get("sustained_events_per_s")
+    for share in (50, 80):
+        key = f"latency_at_{share}pct_of_sustained"
+        # Only meaningful against this run's own sustained rate; without one there is no load to ask.
+        out[key] = (
+            _latency(base, target_rate=sustained * share / 100, seconds=_LOADED_S)
+            if sustained
+            else {"skipped": "no sustained rate measured in this run"}
+        )
     return out
