@@ -6,7 +6,7 @@ VENV_STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
 
-.PHONY: setup lock jars run demo test test-unit test-integration bench lint format typecheck check up down status clean
+.PHONY: setup lock jars run demo test test-unit test-integration bench fuzz lint format typecheck check up down status clean
 
 setup: $(VENV_STAMP) jars
 
@@ -46,6 +46,11 @@ test-integration: setup
 
 bench: setup
 	$(PY) -m tests.bench
+
+# Coverage-guided fuzzing of every parser for FUZZ_SECONDS each; crashes in .cache/fuzz/<format>/.
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV_STAMP)
+	$(PY) -m tests.fuzz.run_all --seconds $(FUZZ_SECONDS)
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

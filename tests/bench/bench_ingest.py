@@ -1,10 +1,12 @@
 """Ingest benchmark: parse+encode events/s per format on generated inputs (and parse alone, without
-the encoding), tenant lookups/s, and (when the stack is up) ``ssa ingest``-equivalent events/s
-into Kafka for both Kafka clients.
+the encoding), tenant lookups/s, (when the stack is up) ``ssa ingest``-equivalent events/s
+into Kafka for both Kafka clients, and, as a part of its own (``peak_rss``), the peak RSS of
+``ssa ingest FILE --format F --output /dev/null`` on a 200 MB input of each format.
 
 ``run(ctx)`` returns flat numbers whose key names carry their unit. ``ctx`` has ``settings``,
 ``data_dir`` (the shared datasets or None) and ``stack_up``. Run by hand with
-``.venv/bin/python -m tests.bench.bench_ingest [--kafka]``.
+``.venv/bin/python -m tests.bench.bench_ingest [--kafka]``; ``--rss`` runs only the peak-RSS part
+and writes its own dated results file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -448,6 +454,89 @@ def _kafka_rates(settings: Settings, data: bytes, registry: TenantRegistry) -> d
     return out
 
 
+RSS_INPUT_BYTES = 200 * 1024 * 1024
+_RSS_CHUNK_EVENTS = 20_000
+
+
+def _rss_inputs(rnd: random.Random) -> dict[str, tuple[bytes, bytes, bytes, bytes]]:
+    """Per format: (head, body, separator, tail) of a 200 MB input: the body (generated records)
+    is written again and again, joined by the separator, until the input reaches its size."""
+
+    def lines(data: bytes, head_lines: int = 0) -> tuple[bytes, bytes, bytes, bytes]:
+        parts = data.split(b"\n", head_lines)
+        return b"\n".join(parts[:head_lines]) + (b"\n" if head_lines else b""), parts[-1], b"", b""
+
+    zeek = gen_zeek(_RSS_CHUNK_EVENTS, rnd)
+    zeek_head = sum(1 for line in zeek.splitlines() if line.startswith(b"#"))
+    records = [json.loads(line) for line in gen_cloudtrail(2000, rnd).splitlines()]
+    pretty = b",\n".join(json.dumps(rec, indent=2).encode() for rec in records)
+    return {
+        "vpcflow": lines(gen_vpcflow(_RSS_CHUNK_EVENTS, rnd)),
+        "netflow": (gen_netflow(24, rnd, 9), gen_netflow(_RSS_CHUNK_EVENTS, rnd, 9), b"", b""),
+        "nprobe-csv": lines(gen_nprobe(_RSS_CHUNK_EVENTS, rnd), 1),
+        "zeek": lines(zeek, zeek_head),
+        "cicflowmeter": lines(gen_cic(_RSS_CHUNK_EVENTS // 4, rnd), 1),
+        "auditd": lines(gen_auditd(_RSS_CHUNK_EVENTS // 4, rnd)),
+        "falco": lines(gen_falco(_RSS_CHUNK_EVENTS // 4, rnd)),
+        "syslog": lines(gen_syslog(_RSS_CHUNK_EVENTS, rnd)),
+        # one pretty-printed CloudTrail document of 200 MB (up to 256 MB are accepted)
+        "cloudaudit": (b'{"Records": [\n', pretty, b",\n", b"\n]}\n"),
+    }
+
+
+def _write_input(path: Path, head: bytes, body: bytes, sep: bytes, tail: bytes) -> int:
+    size = 0
+    with path.open("wb") as fh:
+        size += fh.write(head)
+        while size < RSS_INPUT_BYTES:
+            size += fh.write(body if size == len(head) else sep + body)
+        size += fh.write(tail)
+    return size
+
+
+def _child_peak_rss_mb(cmd: list[str], scratch: Path) -> tuple[float, float, int]:
+    """(peak RSS in MB, wall seconds, exit status) of one command, as GNU time reports it. Not the
+    rusage of a child of this process: Linux starts a child's peak at its parent's RSS at the fork
+    (kept through exec), so every figure under this process's own RSS would read as that RSS."""
+    report = scratch / "time.out"
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *cmd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    kb = int(report.read_text().split()[-1])
+    return kb / 1024, seconds, proc.returncode
+
+
+def peak_rss(
+    formats: list[str] | None = None, progress: Callable[[str], None] | None = None
+) -> dict[str, float]:
+    """Peak RSS of ``ssa ingest`` per format on a 200 MB generated input (one at a time, each
+    input deleted after its run), with the input's size, the run's wall time and exit status.
+    Needs GNU time (``/usr/bin/time``)."""
+    rnd = random.Random(3)
+    ssa = str(Path(sys.executable).with_name("ssa"))
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="ssa-rss-") as tmp:
+        for fmt, parts in _rss_inputs(rnd).items():
+            if formats and fmt not in formats:
+                continue
+            path = Path(tmp) / f"input.{fmt}"
+            size = _write_input(path, *parts)
+            cmd = [ssa, "ingest", str(path), "--format", fmt, "--output", os.devnull, "--year", "2024"]
+            rss, seconds, status = _child_peak_rss_mb(cmd, Path(tmp))
+            path.unlink()
+            key = fmt.replace("-", "_")
+            results[f"ingest_peak_rss_{key}_mb"] = round(rss, 1)
+            results[f"ingest_peak_rss_{key}_input_mb"] = round(size / 2**20, 1)
+            results[f"ingest_peak_rss_{key}_seconds"] = round(seconds, 1)
+            results[f"ingest_peak_rss_{key}_exit_status"] = status
+            if progress is not None:
+                progress(
+                    f"{fmt}: peak RSS {rss:.1f} MB on {size / 2**20:.1f} MB in {seconds:.1f} s, exit {status}"
+                )
+    return results
+
+
 def run(ctx: Any) -> dict[str, float]:
     rnd = random.Random(1)
     registry = _registry()
@@ -494,14 +583,31 @@ def run(ctx: Any) -> dict[str, float]:
         )
     if getattr(ctx, "stack_up", False):
         results.update(_kafka_rates(ctx.settings, inputs["vpcflow"], registry))
+    del inputs, runs, best, cic
+    results.update(peak_rss())
     return results
 
 
-if __name__ == "__main__":
-    import sys
+def _rss_only() -> None:
+    """``--rss [FORMAT ...]``: the peak-RSS part alone, in a dated results file of its own."""
+    from tests.bench.__main__ import RESULTS, machine_facts
 
+    figures = peak_rss(sys.argv[sys.argv.index("--rss") + 1 :] or None, lambda line: print(line, flush=True))
+    for key, value in figures.items():
+        print(f"{key:45s} {value:>14,}")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = RESULTS / f"bench-{stamp}-ingest_rss.json"
+    report = {"machine": machine_facts(), "results": {"bench_ingest": figures}, "errors": {}}
+    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    print(f"results written to {path}")
+
+
+if __name__ == "__main__":
     from tests.paths import SHARED_DATA as shared
 
+    if "--rss" in sys.argv:
+        _rss_only()
+        raise SystemExit(0)
     ctx = SimpleNamespace(
         settings=load_settings(), data_dir=shared if shared.is_dir() else None, stack_up="--kafka" in sys.argv
     )
