@@ -371,6 +371,7 @@ def test_cloudtrail_records_file(registry):
     )
     assert get.extra["requestParameters"]["key"] == "exports/2024-03.csv"
     assert (get.extra["principal_account"], get.extra["resource_account"]) == ("444455556666", "111122223333")
+    assert get.extra["trail_copy"] == "owner"  # a cross-account read in the bucket owner's trail
     assert (share.action, share.resource, share.principal_tenant, share.extra["grantees"]) == (
         "ec2.ModifySnapshotAttribute",
         "snap-0123456789abcdef0",

@@ -4,14 +4,24 @@ Input: CloudTrail log files (``{"Records": [...]}``, one line or pretty-printed)
 single records (CloudWatch Logs / EventBridge exports). Mapping:
 ``eventSource`` + ``eventName`` -> ``action`` (``s3.amazonaws.com`` + ``GetObject`` ->
 ``s3.GetObject``); ``userIdentity.arn`` (else principalId / invokedBy / type) -> ``principal``;
-the caller's account -> ``principal_tenant``; ``resources[0].ARN`` (else the best-known id in
-``requestParameters``: bucket/key, snapshot, image, instance, volume, role...) -> ``resource``;
-the resource's account (``resources[].accountId``, the ARN's account field, else
-``recipientAccountId``) -> ``resource_tenant``; ``sourceIPAddress`` -> ``src_ip`` when it is an
-address (AWS service names such as ``s3.amazonaws.com`` go to ``extra.source``); ``errorCode``
--> ``result: failure``. Accounts map to tenants through the registry's ``accounts`` lists; an
-account the registry does not know stays as the account id. Snapshot/AMI sharing grantees
-(``createVolumePermission`` / ``launchPermission`` ``add`` items) go to ``extra.grantees``.
+the caller's account -> ``principal_tenant``; ``resources[0].ARN``, else its ``ARNPrefix`` (S3
+bucket-level data events such as ``ListObjects`` name the bucket as ``arn:aws:s3:::bucket/``), else
+another entry's ``ARN``, else the best-known id in ``requestParameters`` (``bucketName``/``key``,
+snapshot, image, instance, volume, role...) -> ``resource``; the resource's account
+(``resources[].accountId``, the ARN's account field, else ``recipientAccountId``) ->
+``resource_tenant``; ``sourceIPAddress`` -> ``src_ip`` when it is an address (AWS service names
+such as ``s3.amazonaws.com`` go to ``extra.source``); ``errorCode`` -> ``result: failure``.
+Accounts map to tenants through the registry's ``accounts`` lists; an account the registry does
+not know stays as the account id. The grantees of share and policy actions (``cloudtrail_grants``:
+snapshot, AMI and RDS snapshot attributes, bucket policies and ACLs, KMS key policies and grants,
+RAM shares) go to ``extra.grantees`` (added) and ``extra.revoked`` (removed), as tenants where the
+registry knows the account.
+
+A cross-account call reaches both accounts' trails with one ``sharedEventID``: the caller's copy
+(``recipientAccountId`` is the caller's account) is marked ``extra.trail_copy = "caller"``, the
+resource owner's ``"owner"``, so a detector can count the action once. In the caller's copy the
+recipient is not the resource's owner, so it never stands in for the owner's account (S3 blanks
+the owner's ``accountId`` there when the call was refused).
 Everything else of the record is kept in ``extra``. The fields read must have their JSON types
 (an account id is a string: a number ``1`` is not account ``"1"``): a record that breaks this, or
 whose reading fails in any way, goes to the DLQ alone with the field named.
@@ -33,6 +43,7 @@ import msgspec
 
 from ingest.dlq import DLQ_RAW_CAP
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
+from ingest.parsers.cloudtrail_grants import grants
 from ingest.parsers.flowutil import BadField, clip, unexpected, valid_ip
 from ingest.parsers.json_stream import GuardedReader, LineReader, LineSource, StreamRefused
 from ingest.reader import MAX_JSON_DEPTH, JsonRejected, load_json
@@ -53,7 +64,8 @@ _MAPPED: Final = frozenset(
 )
 _RESOURCE_KEYS: Final = (
     "snapshotId", "imageId", "instanceId", "volumeId", "roleArn", "keyId", "functionName",
-    "dBInstanceIdentifier", "secretId", "name", "userName", "roleName", "groupId", "vpcId", "clusterName",
+    "dBInstanceIdentifier", "dBSnapshotIdentifier", "dBClusterSnapshotIdentifier", "resourceShareArn",
+    "secretId", "name", "userName", "roleName", "groupId", "vpcId", "clusterName",
 )  # fmt: skip
 _OPENERS: Final = (b"{", b'{"Records": [', b'{"Records":[')  # first line of a pretty-printed file
 _DOCUMENT: Final = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
@@ -205,22 +217,27 @@ class CloudAuditParser(Parser):
             or "unknown"
         )
         principal_account = _text(ident, "accountId", "userIdentity.") or _arn_account(ident.get("arn"))
-        resource, resource_account = _resource(rec)
+        recipient = _text(rec, "recipientAccountId")
+        copy = _trail_copy(rec, recipient, principal_account)
+        resource, resource_account = _resource(rec, None if copy == "caller" else recipient)
         extra: dict[str, Any] = {k: v for k, v in rec.items() if k not in _MAPPED}
         extra["identity_type"] = ident.get("type")
         if principal_account:
             extra["principal_account"] = principal_account
         if resource_account:
             extra["resource_account"] = resource_account
-        grantees = _grantees(rec.get("requestParameters"))
-        if grantees:
-            extra["grantees"] = [self.account_tenant(g) for g in grantees]
+        if copy:
+            extra["trail_copy"] = copy
+        added, removed = grants(action, rec.get("requestParameters"))
+        if added:
+            extra["grantees"] = [self.account_tenant(g) for g in added]
+        if removed:
+            extra["revoked"] = [self.account_tenant(g) for g in removed]
         src = _text(rec, "sourceIPAddress")
         if src is not None and not valid_ip(src):
             extra["source"] = src
             src = None
         principal_tenant = self.account_tenant(principal_account)
-        recipient = _text(rec, "recipientAccountId")
         tenant = self.forced_tenant or self.account_tenant(recipient) or principal_tenant
         return AuditEvent(
             id=event_id("cloudaudit", raw), ts=ts, source="cloudaudit", tenant=tenant,
@@ -265,45 +282,47 @@ def _arn_account(arn: Any) -> str | None:
     return None
 
 
-def _resource(rec: dict[str, Any]) -> tuple[str, str | None]:
-    """(resource id, owning account or None)."""
-    recipient = _text(rec, "recipientAccountId")
+def _trail_copy(rec: dict[str, Any], recipient: str | None, caller: str | None) -> str | None:
+    """Which account's copy of a cross-account call this is (``sharedEventID``), else None.
+    Insights events use ``sharedEventID`` to pair their start and end, not accounts."""
+    if _text(rec, "sharedEventID") is None or rec.get("eventType") == "AwsCloudTrailInsight":
+        return None
+    return "caller" if recipient is not None and recipient == caller else "owner"
+
+
+def _resource(rec: dict[str, Any], owner_fallback: str | None) -> tuple[str, str | None]:
+    """(resource id, owning account or None); ``owner_fallback`` is the account that owns what the
+    record names no owner for (the trail's own account, unless this is the caller's copy)."""
+    resource = ""
+    account = None
     resources = rec.get("resources")
     if isinstance(resources, list) and resources and all(isinstance(r, dict) for r in resources):
         first = resources[0]
-        arn = _text(first, "ARN", "resources[0].") or _text(first, "arn", "resources[0].") or ""
+        resource = (
+            _text(first, "ARN", "resources[0].")
+            or _text(first, "arn", "resources[0].")
+            or _text(first, "ARNPrefix", "resources[0].")
+            or next((a for r in resources[1:] if (a := _text(r, "ARN", "resources[].")) is not None), "")
+        )
         account = next(
             (a for r in resources if (a := _text(r, "accountId", "resources[].")) is not None), None
         )
-        return arn, account or _arn_account(arn) or recipient
     params = rec.get("requestParameters")
-    resource = ""
-    if isinstance(params, dict):
+    if not resource and isinstance(params, dict):
         bucket = _text(params, "bucketName", "requestParameters.")
         if bucket:
             key = _text(params, "key", "requestParameters.")
             resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else "")
         else:
-            resource = next((str(params[k]) for k in _RESOURCE_KEYS if isinstance(params.get(k), str | int)
-                             and not isinstance(params[k], bool) and params[k] != ""), "")  # fmt: skip
+            resource = _parameter_id(params)
     resource = resource or _required(rec, "eventSource")
-    return resource, _arn_account(resource) or recipient
+    return resource, account or _arn_account(resource) or owner_fallback
 
 
-def _grantees(params: Any) -> list[str]:
-    """Accounts an EC2 snapshot/AMI is being shared with (ModifySnapshotAttribute and friends)."""
-    if not isinstance(params, dict):
-        return []
-    out: list[str] = []
-    for key in ("createVolumePermission", "launchPermission"):
-        perm = params.get(key)
-        add = perm.get("add") if isinstance(perm, dict) else None
-        items = add.get("items") if isinstance(add, dict) else None
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict):
-                who = _text(item, "userId", f"{key}.add.items[].") or _text(
-                    item, "group", f"{key}.add.items[]."
-                )
-                if who:
-                    out.append(who)
-    return out
+def _parameter_id(params: dict[str, Any]) -> str:
+    """The resource a call's parameters name: what a RAM share shares, else the best-known id."""
+    arns = params.get("resourceArns")
+    if isinstance(arns, list) and arns and isinstance(arns[0], str) and arns[0]:
+        return arns[0]
+    return next((str(params[k]) for k in _RESOURCE_KEYS if isinstance(params.get(k), str | int)
+                 and not isinstance(params[k], bool) and params[k] != ""), "")  # fmt: skip

@@ -1,4 +1,11 @@
-"""A snapshot or image is shared with another tenant that the registry does not grant."""
+"""A resource is shared with another tenant, an account or the public that the registry does not grant.
+
+Share actions (``params.share_actions``) carry their grantees in the event (``extra.grantees``):
+the simulator's names, and the real CloudTrail actions whose grantees ``ingest.parsers.cloudtrail_grants``
+reads (snapshot, AMI and RDS snapshot attributes, bucket policies and ACLs, KMS key policies and
+grants, AWS RAM shares). A grantee is a tenant id, an account id the registry does not know, or
+``public``. Of a cross-account call's two trail copies, the owner's counts when the owner is a
+registry tenant (see ``foreign_resource_access``)."""
 
 from __future__ import annotations
 
@@ -18,21 +25,24 @@ __all__ = ["ResourceSharedOut"]
 class ResourceSharedOut(Rule):
     meta = DetectorMeta(
         id="cross_tenant.resource_shared_out",
-        version="1.0.0",
-        title="Snapshot or image shared to a foreign tenant",
+        version="1.1.0",
+        title="Resource shared to a foreign tenant, account or the public",
         category="cross_tenant_leak",
         score=75,
         severity="high",
         attack=(technique("Exfiltration", "T1537", "Transfer Data to Cloud Account"),),
         kinds=frozenset({"audit"}),
-        description="A share action (params.share_actions) grants a resource to a tenant, account or the "
-        "public that the registry has no share for: the classic snapshot-sharing exfiltration path.",
+        description="A share action (params.share_actions: snapshot, image and database snapshot attributes, "
+        "bucket and key policies, bucket ACLs, KMS grants, RAM shares) grants a resource to a tenant, account "
+        "or the public that the registry has no share for: the classic snapshot-sharing exfiltration path.",
         false_positives=(
             "a legitimate new share made before the registry was updated",
             "sharing between two tenants of the same customer not modelled as a share",
+            "bucket ACL grants to canonical user ids, which the registry cannot map to a tenant",
         ),
-        note="Revoke the share if it was not approved, then check whether the grantee already copied the "
-        "snapshot (look for snapshot.Copy by the grantee's principals).",
+        note="Revoke the share if it was not approved (remove the account from the attribute, the statement from "
+        "the policy, the grant or the RAM association), then check whether the grantee already copied or read "
+        "the resource (CopySnapshot, RunInstances, RestoreDBInstanceFromDBSnapshot, GetObject by its principals).",
         maturity="stable",
     )
     param_spec: ClassVar[ParamSpec] = {
@@ -59,6 +69,8 @@ class ResourceSharedOut(Rule):
             return None
         reg = self.reg
         owner = ev.resource_tenant or resource_owner(ev.resource, reg.tenants) or ev.principal_tenant
+        if ev.extra.get("trail_copy") == "caller" and owner in reg.tenants:
+            return None  # a cross-account grant (a KMS CreateGrant): the owner's trail copy counts it
         foreign = []
         for grantee in grantees:
             if grantee.lower() in self.public:
