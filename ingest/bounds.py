@@ -47,9 +47,11 @@ class _ClassBounds:
         self.int_bounds: list[tuple[int, int]] = []
         self.nullable_ints = False
         self.literals: list[tuple[Callable[[Iterable[Event]], list[Any]], frozenset[Any]]] = []
-        self.shapes: list[tuple[Callable[[Iterable[Event]], list[Any]], re.Pattern[str]]] = []
+        # Each shaped field with the values already matched against its shape (a set per field:
+        # a value good as a tenant id, "999", is no protocol).
+        self.shapes: list[tuple[Callable[[Iterable[Event]], list[Any]], re.Pattern[str], set[str]]] = []
         self.one_literals: list[tuple[Callable[[Event], Any], frozenset[Any]]] = []
-        self.one_shapes: list[tuple[Callable[[Event], Any], re.Pattern[str]]] = []
+        self.one_shapes: list[tuple[Callable[[Event], Any], re.Pattern[str], set[str]]] = []
         info = mi.type_info(cls)
         assert isinstance(info, mi.StructType)
         for field in info.fields:
@@ -67,11 +69,12 @@ class _ClassBounds:
                 self.literals.append((_values([field.name]), frozenset(kind.values)))
                 self.one_literals.append((attrgetter(field.name), frozenset(kind.values)))
             if field.name in SHAPES:
-                self.shapes.append((_values([field.name]), re.compile(SHAPES[field.name])))
-                self.one_shapes.append((attrgetter(field.name), re.compile(SHAPES[field.name])))
+                good: set[str] = set()
+                pattern = re.compile(SHAPES[field.name])
+                self.shapes.append((_values([field.name]), pattern, good))
+                self.one_shapes.append((attrgetter(field.name), pattern, good))
         row = attrgetter(*names)  # a tuple, except for a class with one integer field
         self.int_rows: Callable[[Event], tuple[Any, ...]] = row if len(names) > 1 else lambda e: (row(e),)
-        self.good: set[str] = set()
 
     def all_good(self, events: list[Event]) -> bool:
         # One row of integers per event, turned into one column per field: a few C passes each.
@@ -103,8 +106,7 @@ class _ClassBounds:
         for get, allowed in self.one_literals:
             if get(event) not in allowed:
                 return False
-        good = self.good
-        for get, pattern in self.one_shapes:
+        for get, pattern, good in self.one_shapes:
             value = get(event)
             if value is None or value in good:
                 continue
@@ -116,8 +118,7 @@ class _ClassBounds:
         return True
 
     def _shapes_good(self, events: list[Event]) -> bool:
-        good = self.good
-        for values, pattern in self.shapes:
+        for values, pattern, good in self.shapes:
             for value in set(values(events)) - good:
                 if value is None:
                     continue

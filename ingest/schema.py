@@ -100,6 +100,11 @@ class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
 
 
 class FlowEvent(EventBase, kw_only=True, frozen=True, tag="flow"):
+    """One flow record. ``ts`` is the end of the span the record covers (when the flow was last
+    seen; for a record written at an exporter's active timeout, the end of that part), so a flow
+    is windowed when it was seen to end, as exporters deliver it; ``duration_ms`` is the span's
+    length and its start is ``ts - duration_ms``."""
+
     src_ip: IpAddress
     dst_ip: IpAddress
     src_port: Port = 0

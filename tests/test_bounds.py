@@ -89,3 +89,10 @@ def test_bounded_output_sends_the_bad_event_to_the_dlq_and_keeps_order():
         "flow event field src_port out of bounds or of the wrong type: 70000"
     ] * 2
     assert out.dlqs[0].file == "x.log" and b'"src_port":70000' in out.dlqs[0].raw.encode()
+
+
+def test_a_value_good_for_one_shaped_field_is_not_good_for_another():
+    # "999" is a well-formed tenant id (an unmapped account id may be one) but no protocol.
+    assert violations([msgspec.structs.replace(FLOW, tenant="999")]) == []
+    (_, reason), *_ = violations([msgspec.structs.replace(FLOW, proto="999")])
+    assert reason.startswith("flow event field proto out of bounds")

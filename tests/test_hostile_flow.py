@@ -60,6 +60,7 @@ VPC_NAMES = [b"version", b"account-id", b"interface-id", b"srcaddr", b"dstaddr",
         ({"start": "0", "end": "60"}, "start out of range: '0'"),
         ({"start": str(YEAR_1)}, f"start is negative: '{YEAR_1}'"),
         ({"end": HUGE}, "end out of range: '1000"),
+        ({"start": "4102444799", "end": "4102444800"}, "end out of range: '4102444800'"),  # 2100-01-01
         ({"srcport": "80.9"}, "srcport is not an integer: '80.9'"),
         ({"protocol": "999"}, "protocol out of range: '999'"),
         ({"version": HUGE}, "version out of range: '1000"),
@@ -82,6 +83,9 @@ def test_vpcflow_hostile_record(cells: dict[str, str], reason: str) -> None:
         ({"OUT_PKTS": HUGE}, "OUT_PKTS out of range: '1000"),
         ({"FLOW_START_MILLISECONDS": "0"}, "FLOW_START_MILLISECONDS out of range: '0'"),
         ({"FLOW_START_MILLISECONDS": str(YEAR_1 * 1000)}, f"FLOW_START_MILLISECONDS is negative: '{YEAR_1 * 1000}'"),
+        # the start within the event times, its end (start + duration) not
+        ({"FLOW_START_MILLISECONDS": "4102444799999", "FLOW_DURATION_MILLISECONDS": "1"},
+         "FLOW_START_MILLISECONDS + FLOW_DURATION_MILLISECONDS out of range: '4102444799999' + '1'"),
         ({"L4_DST_PORT": "80.9"}, "L4_DST_PORT is not an integer: '80.9'"),
         ({"TCP_FLAGS": HUGE}, "TCP_FLAGS out of range: '1000"),
     ],
@@ -91,6 +95,24 @@ def test_nprobe_hostile_record(cells: dict[str, str], reason: str) -> None:
     out = parse_checked("nprobe-csv", [header, good, replaced(good, b",", header.split(b","), cells), other])
     assert [d.line for d in out.dlqs] == [3] and len(out.events) == 2
     assert out.dlqs[0].reason.startswith(reason)
+
+
+def test_nprobe_flow_that_ends_past_the_event_times() -> None:
+    header = b"IPV4_SRC_ADDR,IPV4_DST_ADDR,IN_BYTES,FLOW_START_MILLISECONDS,FLOW_END_MILLISECONDS"
+    rows = [
+        b"10.0.0.1,10.0.0.2,5,4102444799000,4102444799999",  # ends 1 ms before 2100
+        b"10.0.0.1,10.0.0.2,5,4102444799000,4102444800000",
+    ]
+    out = parse_checked("nprobe-csv", [header, *rows, rows[0]])
+    assert_one_bad(out, 2, 3, "FLOW_END_MILLISECONDS out of range: '4102444800000'")
+    assert [e.ts for e in out.events] == [4102444799999] * 2
+
+
+def test_zeek_flow_that_ends_just_before_the_event_times_end_is_kept() -> None:
+    head, records, names = zeek_tsv()
+    last = replaced(records[0], b"\t", names, {"ts": "4102444799.5", "duration": "0.499"})
+    out = parse_checked("zeek", [*head, last])
+    assert out.dlqs == [] and [e.ts for e in out.events] == [4102444799999]
 
 
 def test_nprobe_flow_that_ends_before_it_starts() -> None:
@@ -129,6 +151,9 @@ def zeek_tsv() -> tuple[list[bytes], list[bytes], list[bytes]]:
         ({"ts": "0"}, "ts out of range: '0'"),
         ({"ts": str(YEAR_1)}, f"ts out of range: '{YEAR_1}'"),
         ({"ts": "nan"}, "ts is not a number: 'nan'"),
+        # the start within the event times, its end (ts + duration) not
+        ({"ts": "4102444799.5", "duration": "0.5"}, "ts + duration out of range: '4102444799.5' + '0.5'"),
+        ({"duration": "4000000000"}, "ts + duration out of range: '1709632800.123456' + '4000000000'"),
         ({"local_orig": "yes"}, "local_orig is not a bool: 'yes'"),
     ],
 )
@@ -171,6 +196,11 @@ def test_zeek_unreadable_separator_is_refused_and_the_file_still_read(separator:
         ({"ts": "2024-13-45T00:00:00Z"}, "ts is not a time: '2024-13-45T00:00:00Z'"),
         ({"ts": True}, "ts is not a number: True"),
         ({"ts": [1]}, "ts is not a number: [1]"),
+        ({"ts": 4102444799.5, "duration": 0.5}, "ts + duration out of range: 4102444799.5 + 0.5"),
+        (
+            {"ts": "2099-12-31T23:59:59Z", "duration": 1},
+            "ts + duration out of range: '2099-12-31T23:59:59Z' + 1",
+        ),
     ],
 )
 def test_zeek_json_hostile_record(fields: dict[str, Any], reason: str | None) -> None:
@@ -195,6 +225,16 @@ def test_zeek_json_hostile_record(fields: dict[str, Any], reason: str | None) ->
         ({"Timestamp": "1/1/0001 0:00"}, "bad timestamp '1/1/0001 0:00'", False),
         ({"Timestamp": "1/1/2100 0:00"}, "bad timestamp '1/1/2100 0:00'", False),
         ({"Timestamp": "7-7"}, "bad timestamp '7-7'", False),
+        (
+            {"Timestamp": "31/12/2099 23:59", "Flow Duration": "60000000"},
+            "Timestamp + Flow Duration out of range: '31/12/2099 23:59' + '60000000'",
+            False,
+        ),
+        (
+            {"Timestamp": "31/12/2099 23:59", "Flow Duration": "60000000"},
+            "Timestamp + Flow Duration out of range: '31/12/2099 23:59' + '60000000'",
+            True,
+        ),
         ({"Destination Port": "80.9"}, "Destination Port is not an integer: '80.9'", False),
         ({"Protocol": "999"}, "Protocol out of range: '999'", False),
     ],

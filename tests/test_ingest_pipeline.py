@@ -480,8 +480,9 @@ def test_cli_keeps_cic_features_only_when_asked(tmp_path, capsys):
     assert len(features[0]) == 74 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features
 
 
-def _vpcflow_line(src: str, start_s: int, counts: str = "20 4249") -> str:
-    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} 10.2.0.7 49761 443 6 {counts} {start_s} {start_s + 60} ACCEPT OK"
+def _vpcflow_line(src: str, end_s: int, counts: str = "20 4249") -> str:
+    """A record of a one-minute window ending at ``end_s``: its event time (the flow's end)."""
+    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} 10.2.0.7 49761 443 6 {counts} {end_s - 60} {end_s} ACCEPT OK"
 
 
 def test_events_too_far_ahead_of_the_clock_go_to_the_dlq_with_the_event(tmp_path, registry):

@@ -46,7 +46,7 @@ def test_vpcflow_default_v2(registry):
     line = sample("vpcflow_v2.log").splitlines()[0]
     assert first.id == event_id("vpcflow", line)
     assert (first.ts, first.src_ip, first.dst_ip, first.src_port, first.dst_port) == (
-        1700000000000,
+        1700000060000,  # end 1700000060 (start 1700000000 + the 60 s duration)
         "10.1.0.5",
         "10.2.0.7",
         49761,
@@ -168,9 +168,9 @@ def test_netflow_v5_packet(registry):
         v5_packet(FLOWS, 1709632800, 10000, seq=5), "192.0.2.1"
     )
     a, b = out.events
-    # boot time = 1709632800000 - 10000; first switched 1000 ms after boot
+    # boot time = 1709632800000 - 10000; last switched 3000 ms after boot (first 1000): the end
     assert (a.ts, a.duration_ms, a.src_ip, a.dst_ip, a.src_port, a.dst_port, a.proto) == (
-        1709632791000,
+        1709632793000,
         2000,
         "10.1.0.5",
         "10.2.0.7",
@@ -194,7 +194,7 @@ def test_netflow_v9_template_then_data_with_cache_per_exporter_and_domain(regist
     assert len(out.events) == 2 and len(cache) == 1
     ev = out.events[0]
     assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_out) == (
-        1709632791000,
+        1709632793000,  # the end: boot time + last switched
         2000,
         1500,
         750,
@@ -203,7 +203,7 @@ def test_netflow_v9_template_then_data_with_cache_per_exporter_and_domain(regist
     assert ev.extra == {"exporter": "192.0.2.1", "domain": 1, "sequence": 0, "tcp_flags": 0x12}
     # data-only packet from the same exporter and domain decodes with the cached template
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, seq=1), "192.0.2.1")
-    assert len(out.events) == 3 and out.events[2].ts == 1709632791000  # same boot time, same first switched
+    assert len(out.events) == 3 and out.events[2].ts == 1709632793000  # same boot time, same last switched
     # the same template id from another exporter or domain is unknown: DLQ, not a guess
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False), "192.0.2.99")
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, source_id=2), "192.0.2.1")
@@ -224,7 +224,7 @@ def test_ipfix_with_absolute_times_and_options_template(registry):
     flows = [("10.2.0.7", "203.0.113.5", 443, 51000, 6, 10**10, 7_000_000, 1709632800000, 1709632801500)]
     out = parse("netflow", ipfix_packet(flows, 1709632802, extra_sets=[opt_set, opt_data]), registry)
     (ev,) = out.events
-    assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.packets_out) == (1709632800000, 1500, 10**10, 7_000_000)
+    assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.packets_out) == (1709632801500, 1500, 10**10, 7_000_000)
     assert (ev.src_ip, ev.dst_ip, ev.src_port, ev.dst_port, ev.tenant) == (
         "10.2.0.7",
         "203.0.113.5",
@@ -347,7 +347,7 @@ def test_nprobe_csv(registry):
         "tcp",
     )
     assert (a.bytes_out, a.packets_out, a.bytes_in, a.packets_in) == (3644, 42, 91905, 71)
-    assert (a.ts, a.duration_ms, a.tenant) == (1709632800123, 2504, "t-acme")
+    assert (a.ts, a.duration_ms, a.tenant) == (1709632800123 + 2504, 2504, "t-acme")  # the end
     assert a.extra == {
         "L7_PROTO": 0.0,
         "TCP_FLAGS": 27,
@@ -363,7 +363,7 @@ def test_nprobe_csv(registry):
 def test_nprobe_pipe_dump_with_first_switched_seconds(registry):
     (ev,) = parse("nprobe-csv", sample("nprobe_dump.txt"), registry).events
     assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_in) == (
-        1709632900000,
+        1709632905000,  # LAST_SWITCHED
         5000,
         1200,
         6400,
@@ -395,7 +395,7 @@ def test_zeek_tsv(registry):
     assert out.skipped == {"header line": 9}
     a, rej, dns, v6 = out.events
     assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
-        1709632800123,
+        1709632800123 + 2504,  # ts + duration: the end
         "10.1.0.5",
         52344,
         "10.2.0.7",
@@ -436,7 +436,7 @@ def test_zeek_json_matches_tsv(registry):
     a, b = out.events
     assert msgspec.structs.replace(a, id="", extra={}) == msgspec.structs.replace(tsv[0], id="", extra={})
     assert a.extra == tsv[0].extra
-    assert (b.ts, b.src_ip, b.duration_ms) == (1709632802500, "198.51.100.9", 10)  # ISO 8601 ts
+    assert (b.ts, b.src_ip, b.duration_ms) == (1709632802500 + 10, "198.51.100.9", 10)  # ISO 8601 ts
     assert out.skipped == {"zeek non-conn record": 1}
 
 
@@ -472,7 +472,7 @@ def test_cicids2017_csv(registry):
     a, inf, nan = out.events
     assert a.source == "cicflowmeter"
     assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
-        1499417940000,
+        1499417940000 + 3008,  # the end: Timestamp + Flow Duration
         "10.2.0.7",
         54865,
         "10.1.0.5",
@@ -496,7 +496,7 @@ def test_cicids2017_csv(registry):
 def test_cicids2018_csv():
     (ev,) = parse("cicflowmeter", sample("cicids2018.csv"), cic_features=True).events
     assert (ev.ts, ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in) == (
-        1519115647000,
+        1519115647000 + 5010,  # the end: Timestamp + Flow Duration
         "18.219.211.138",
         "172.31.69.25",
         80,
@@ -523,8 +523,9 @@ def test_cic_timestamps_read_in_the_capture_zone_on_every_path(registry):
         local = parse(
             "cicflowmeter", data, registry, cic_features=features, timezone="America/Moncton"
         ).events
-        assert [ev.ts for ev in local] == [1499428740000] * 3  # 2017-07-07T11:59:00Z
-        assert [ev.ts for ev in utc] == [1499428740000 - 3 * 3_600_000] * 3
+        end = 1499428740000 + 3008  # 2017-07-07T11:59:00Z + Flow Duration
+        assert [ev.ts for ev in local] == [end] * 3
+        assert [ev.ts for ev in utc] == [end - 3 * 3_600_000] * 3
     broken = row.replace(b"7/7/2017 8:59", b"7/7/2017 25:00")
     out = parse("cicflowmeter", header + b"\n" + broken + b"\n", timezone="America/Moncton")
     assert [d.reason for d in out.dlqs] == ["bad timestamp '7/7/2017 25:00'"]
@@ -803,7 +804,7 @@ def test_zeek_numbers_json_refuses_are_converted_cell_by_cell():
     assert (ev.extra["orig_bytes"], ev.extra["resp_bytes"], ev.extra["missed_bytes"]) == (5, 1, "")
     assert ev.duration_ms == 0
     ev = _zeek_with({b"orig_ip_bytes": b" 7", b"ts": b"1709632800.5e0"})
-    assert (ev.bytes_out, ev.ts) == (7, 1709632800500)
+    assert (ev.bytes_out, ev.ts) == (7, 1709632800500 + ev.duration_ms)
     json_way = _zeek_with({b"orig_bytes": b"5"})
     cell_way = _zeek_with({b"orig_bytes": b"5", b"missed_bytes": b"(empty)"})
     assert {**json_way.extra, "missed_bytes": ""} == cell_way.extra
@@ -848,3 +849,100 @@ def test_csv_lines_the_csv_module_refuses_go_to_the_dlq():
     out = parse("cicflowmeter", b"\n".join([header, b'1.2.3.4\r5,"x",' + rows[0], *rows]) + b"\n")
     assert len(out.events) == 3
     assert [d.reason for d in out.dlqs] == ["not a valid CSV line (a stray quote or carriage return)"]
+
+
+# --- a flow's event time is its end (issue 19) ---------------------------------------------------
+def _both_paths(fmt: str, head: list[bytes], record: bytes, **ctx) -> FlowEvent:
+    """The event of ``record`` (after the ``head`` lines) by the fast path, which must take it, and
+    the very same event by the checked path."""
+    out = ListOutput()
+    parser = get_format(fmt).factory(out, ParseContext(**ctx))
+    parser.feed_lines(head)
+    fast = parser._fast_event(record)
+    parser._feed_checked(record, len(head) + 1, 0)
+    assert fast is not None and out.events == [fast]
+    return fast
+
+
+def test_vpcflow_ts_is_the_end_of_the_capture_window():
+    line = b"2 111122223333 eni-0a1b2c3d4e5f60718 10.1.0.5 10.2.0.7 49761 443 6 20 4249 %d %s ACCEPT OK"
+    ev = _both_paths("vpcflow", [], line % (1700000000, b"1700000042"))
+    assert (ev.ts, ev.duration_ms, ev.ts - ev.duration_ms) == (1700000042000, 42000, 1700000000000)
+    # an end before the start, or none: a window of no length, at its start
+    assert _both_paths("vpcflow", [], line % (1700000000, b"1699999999")).ts == 1700000000000
+    (no_end,) = parse("vpcflow", line % (1700000000, b"-") + b"\n").events
+    assert (no_end.ts, no_end.duration_ms) == (1700000000000, 0)
+
+
+def test_nprobe_ts_is_the_flow_end_whichever_columns_say_it():
+    columns = b"IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,IN_BYTES,IN_PKTS,OUT_BYTES,"
+    columns += b"OUT_PKTS,"
+    flow = b"10.1.0.5,52344,10.2.0.7,5432,6,1,1,1,1,"
+    cases = [  # time columns, their cells, the end and duration expected
+        (b"FLOW_START_MILLISECONDS,FLOW_END_MILLISECONDS", b"1709632800123,1709632802627", 1709632802627, 2504),
+        (b"FIRST_SWITCHED,LAST_SWITCHED", b"1709632900,1709632905", 1709632905000, 5000),
+        (b"FLOW_START_MILLISECONDS,FLOW_DURATION_MILLISECONDS", b"1709632800123,2504", 1709632802627, 2504),
+    ]  # fmt: skip
+    for times, cells, end, duration in cases:
+        ev = _both_paths("nprobe-csv", [columns + times], flow + cells)
+        assert (ev.ts, ev.duration_ms) == (end, duration)
+    # no start column: the end is the end column (the checked path only)
+    (ev,) = parse("nprobe-csv", columns + b"LAST_SWITCHED\n" + flow + b"1709632905\n").events
+    assert (ev.ts, ev.duration_ms, ev.extra) == (1709632905000, 0, {})
+
+
+def test_zeek_ts_is_ts_plus_duration():
+    head, record = _zeek_record({b"ts": b"1709632800.250", b"duration": b"2.500"})
+    ev = _both_paths("zeek", head, record)
+    assert (ev.ts, ev.duration_ms) == (1709632802750, 2500)
+    # each is rounded to the millisecond, then summed: the start is exactly ts - duration_ms
+    head, record = _zeek_record({b"ts": b"1709632800.123456", b"duration": b"2.504301"})
+    ev = _both_paths("zeek", head, record)
+    assert (ev.ts - ev.duration_ms, ev.duration_ms) == (1709632800123, 2504)
+    (json_ev,) = parse("zeek", sample("zeek_conn.json").splitlines()[0] + b"\n").events
+    assert msgspec.structs.replace(json_ev, id="", extra={}) == msgspec.structs.replace(ev, id="", extra={})
+
+
+def test_cic_ts_is_timestamp_plus_flow_duration():
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    assert b",7/7/2017 8:59,3008000," in row  # a 3.008 s flow from 8:59:00
+    for features in (False, True):
+        ev = _both_paths("cicflowmeter", [header], row, cic_features=features)
+        assert (ev.ts, ev.duration_ms) == (1499417940000 + 3008, 3008)
+    quoted = row.replace(b",SSH-Patator", b',"SSH-Patator"')  # the cell-by-cell way
+    assert _both_paths("cicflowmeter", [header], quoted).ts == 1499417940000 + 3008
+
+
+def test_netflow_ts_is_the_flow_end_in_every_version():
+    # v5 and v9: the header's sysUptime is 10000 ms at export (1709632800 s), the flow's switched
+    # times 1000 (first) and 3000 (last): it ended 7 s before the export
+    for packet in (v5_packet(FLOWS[:1], 1709632800, 10000), v9_packet(FLOWS[:1], 1709632800, 10000)):
+        (ev,) = parse("netflow", packet).events
+        assert (ev.ts, ev.duration_ms) == (1709632800000 - 7000, 2000)
+    (ev,) = parse("netflow", ipfix_packet(IPFIX_FLOWS, 1709632802)).events
+    assert (ev.ts, ev.duration_ms) == (1709632793000, 2000)  # flowEndMilliseconds
+
+
+def test_netflow_uptime_that_wrapped_places_the_end_before_the_export():
+    # sysUptime (32-bit ms) wrapped between the flow's first packet and its last (500), and the
+    # header's uptime (1000) is after the wrap too: the flow ended 500 ms before the export
+    flow = ("10.1.0.5", "10.2.0.7", 1, 2, 6, 1, 1, 2**32 - 500, 500)
+    for packet in (v5_packet([flow], 1709632800, 1000), v9_packet([flow], 1709632800, 1000)):
+        (ev,) = parse("netflow", packet).events
+        assert (ev.ts, ev.duration_ms) == (1709632800000 - 500, 1000)
+    # the counter wrapped after the flow ended, before the export (uptime 200)
+    flow = ("10.1.0.5", "10.2.0.7", 1, 2, 6, 1, 1, 2**32 - 3000, 2**32 - 1000)
+    (ev,) = parse("netflow", v5_packet([flow], 1709632800, 200)).events
+    assert (ev.ts, ev.duration_ms) == (1709632800000 - 1200, 2000)
+
+
+def test_netflow_end_past_2100_is_refused_where_the_start_is_not():
+    # exported at 2100-01-01T00:00:00Z as the flow's last packet was seen; its first was 2 s earlier
+    flow = ("10.1.0.5", "10.2.0.7", 1, 2, 6, 1, 1, 1000, 3000)
+    out = parse("netflow", v5_packet([flow], 4102444800, 3000) + v9_packet([flow], 4102444800, 3000))
+    assert out.events == []
+    bad_end = "bad flow end 4102444800000 (ms since 1970, outside the years 2000-2100)"
+    assert [d.reason for d in out.dlqs] == [
+        f"bad NetFlow v5 record: {bad_end}",
+        f"bad NetFlow flow record in set 256: {bad_end}",
+    ]

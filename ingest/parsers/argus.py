@@ -11,8 +11,9 @@ SYN's sender when it saw one) is the event's source. Byte counters: ``bytes_out`
 ``bytes_in`` = ``DstBytes`` or ``TotBytes - SrcBytes``; packets likewise from ``SrcPkts``/
 ``DstPkts``/``TotPkts``. A total with no split (the Stratosphere files have ``TotPkts`` only) is all
 ``*_out`` and ``extra`` says so (``packets_split_unknown``/``bytes_split_unknown``), unless the
-bytes show that one side sent nothing (then it sent no packets either). ``Dur`` is seconds (else ``LastTime`` minus
-``StartTime``). ``StartTime`` is ``YYYY/MM/DD HH:MM:SS[.ffffff]`` (or with ``-``) in local time
+bytes show that one side sent nothing (then it sent no packets either). ``Dur`` is seconds (else
+``LastTime`` minus ``StartTime``); the event's ``ts`` is the flow's end, ``StartTime`` plus the
+duration. ``StartTime`` is ``YYYY/MM/DD HH:MM:SS[.ffffff]`` (or with ``-``) in local time
 without an offset, read in ``ParseContext.timezone`` (``ssa ingest --tz``; UTC by default), or
 epoch seconds (``ra -u``); a time of day without a date (ra's default format) cannot be placed and
 goes to the DLQ. Ports are decimal, or hex for ICMP (``0x0303``); the ``Dport`` of an ESP flow is
@@ -58,7 +59,7 @@ from ingest.parsers.flowutil import (
     unexpected,
     valid_ip,
 )
-from ingest.schema import FlowEvent, event_id, event_id_of
+from ingest.schema import TS_MAX_MS, FlowEvent, event_id, event_id_of
 
 __all__ = ["ArgusParser", "refused_attempt"]
 
@@ -198,8 +199,9 @@ class ArgusParser(FastPathParser):
                 return None
             sport, dport, *counters = map(int, numbers)
             duration = round(float(dur) * 1000)
-            if sport > 65535 or dport > 65535 or max(counters, default=0) > COUNT_MAX or duration > COUNT_MAX:
-                return None
+            end = ts + _millis(fraction) + duration  # ts: the flow's end (ingest.schema.FlowEvent)
+            if sport > 65535 or dport > 65535 or max(counters, default=0) > COUNT_MAX or end >= TS_MAX_MS:
+                return None  # (the start is in the bounds: its second was read on the checked path)
             packets_out, packets_in = self.packets_of(counters)
             bytes_out, bytes_in = self.bytes_of(counters)
             if min(packets_in, bytes_out, bytes_in, packets_out) < 0:  # the columns contradict
@@ -214,7 +216,7 @@ class ArgusParser(FastPathParser):
                     packets_out, packets_in = 0, packets_out
             return replace(
                 self.flow_base(owner), id=_event_id(line), src_ip=src, dst_ip=dst, src_port=sport,
-                dst_port=dport, ts=ts + int((fraction + "00")[:3]) if fraction else ts, proto=proto,
+                dst_port=dport, ts=end, proto=proto,
                 duration_ms=duration, action="reject" if refused and proto == "tcp" else "accept", extra=extra,
                 packets_out=packets_out, packets_in=packets_in, bytes_out=bytes_out, bytes_in=bytes_in,
             )  # fmt: skip
@@ -313,8 +315,7 @@ class ArgusParser(FastPathParser):
             dport = 0
         else:
             dport = self._port("Dport", parts, "dport")
-        ts = self._time("StartTime", parts[cols["start"]])
-        duration = self._duration(parts, ts)
+        ts, duration = self._end_and_duration(parts, self._time("StartTime", parts[cols["start"]]))
         counts = {k: count_cell(self.names[cols[k]], parts[cols[k]])
                   for k in _COUNTERS if k in cols and parts[cols[k]]}  # fmt: skip
         packets_out, packets_in, bytes_out, bytes_in = self._directions(counts, extra)
@@ -380,21 +381,26 @@ class ArgusParser(FastPathParser):
             raise BadField(f"{name} is not a valid time: {clip(cell)}") from None
         return event_time(name, ms, cell)
 
-    def _duration(self, parts: list[str], ts: int) -> int:
+    def _end_and_duration(self, parts: list[str], start: int) -> tuple[int, int]:
+        """(the flow's end, its duration) in ms: ``start`` plus ``Dur``, else ``LastTime``."""
         cols = self.cols
         if "dur" in cols and parts[cols["dur"]]:
-            seconds = decimal_cell("Dur", parts[cols["dur"]])
+            cell = parts[cols["dur"]]
+            seconds = decimal_cell("Dur", cell)
             if seconds < 0:
-                raise BadField(f"Dur is negative: {clip(parts[cols['dur']])}")
+                raise BadField(f"Dur is negative: {clip(cell)}")
             if seconds > COUNT_MAX / 1000:
-                raise BadField(f"Dur out of range: {clip(parts[cols['dur']])}")
-            return round(seconds * 1000)
+                raise BadField(f"Dur out of range: {clip(cell)}")
+            duration = round(seconds * 1000)
+            if start + duration >= TS_MAX_MS:  # a long flow can end past the event times it started within
+                raise BadField(f"StartTime + Dur out of range: {clip(parts[cols['start']])} + {clip(cell)}")
+            return start + duration, duration
         if "last" in cols and parts[cols["last"]]:
             last = self._time("LastTime", parts[cols["last"]])
-            if last < ts:
+            if last < start:
                 raise BadField(f"LastTime {clip(parts[cols['last']])} is before StartTime")
-            return last - ts
-        return 0
+            return last, last - start
+        return start, 0
 
     def _directions(self, counts: dict[str, int], extra: dict[str, Any]) -> tuple[int, int, int, int]:
         """(packets_out, packets_in, bytes_out, bytes_in) from whichever of the total, source and

@@ -6,6 +6,8 @@ Fwd Pkts``, ``Total Length of Fwd Packets``/``TotLen Fwd Pkts``...). ``Timestamp
 day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, in the capture's local time
 with no offset: read in ``ParseContext.timezone`` (``ssa ingest --tz``; CIC-IDS2017 was captured in
 New Brunswick, ``America/Moncton``), UTC by default. ``Flow Duration`` is microseconds.
+The ``Timestamp`` is the flow's first packet: the event's ``ts`` is its end, ``Timestamp`` plus
+the duration in whole milliseconds.
 The forward direction (the flow's initiator) is the source: ``Fwd`` counters are ``*_out``,
 ``Bwd`` counters ``*_in``. ``Flow ID`` and ``Label`` (the datasets' ground truth) are kept in
 ``extra``. The ~72 statistical features are kept too, as numbers, only when asked
@@ -14,9 +16,9 @@ building and encoding them costs more than all the rest of the row. ``Infinity``
 (``Flow Bytes/s`` of zero-length flows) become null, since JSON has no such numbers. Files
 without address columns (the "MachineLearningCVE" variant) cannot become flows: the header goes
 to the DLQ. Numbers are read strictly (integers, or integral decimals such as ``12.0``, within the
-canonical bounds; a ``Timestamp`` from 2000 to 2099): anything else sends the row to the DLQ with
-the column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has them) is
-read as a duration of 0.
+canonical bounds; a ``Timestamp`` and its end from 2000 to 2099): anything else sends the row to
+the DLQ with the column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has
+them) is read as a duration of 0.
 """
 
 from __future__ import annotations
@@ -334,12 +336,14 @@ class CicFlowParser(FastPathParser):
                 numbers = self.decode_row(row)  # type: ignore[misc]  # not None here
             except ValueError:
                 numbers = self._decode_infinite(row)
-            ts = self.read_time(cells[self.split_ts])
+            start = self.read_time(cells[self.split_ts])
         except ValueError:  # msgspec.DecodeError too: a cell that is not a plain number, a count
             return None  # of cells that is not the header's, a number out of its range
-        if not TS_MIN_MS <= ts < TS_MAX_MS:  # a zone's offset past either end
-            return None
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers[-8:]
+        duration = max(0, duration_us) // 1000
+        ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
+        if not TS_MIN_MS <= start <= ts < TS_MAX_MS:  # a zone's offset past either end, a long flow
+            return None
         texts = zip(self.text_names, map(str.strip, self.split_text_values(cells)))  # noqa: B905
         if self.run_names or self.loose_names:
             extra = self.extra_template.copy()
@@ -350,7 +354,7 @@ class CicFlowParser(FastPathParser):
             extra = dict(texts)
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
-            duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
+            duration_ms=duration, extra=extra, src_port=sport, dst_port=dport,
             packets_out=packets_out, packets_in=packets_in, bytes_out=bytes_out, bytes_in=bytes_in,
         )  # fmt: skip
 
@@ -387,11 +391,13 @@ class CicFlowParser(FastPathParser):
         if not (digits.isdigit() and digits.isascii()):
             return None
         numbers = tuple(map(int, cells))
-        ts = self.read_time(parts[self.ts_i])
+        start = self.read_time(parts[self.ts_i])
         sport, dport, packets_out, packets_in, bytes_out, bytes_in, proto, duration_us = numbers
         if max(numbers) >= _EXACT or sport > 65535 or dport > 65535 or proto > 255:
             return None
-        if not TS_MIN_MS <= ts < TS_MAX_MS:  # a zone's offset past either end
+        duration = max(0, duration_us) // 1000
+        ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
+        if not TS_MIN_MS <= start <= ts < TS_MAX_MS:  # a zone's offset past either end, a long flow
             return None
         extra = self.extra_template.copy()
         features = self.feature_values(parts)
@@ -403,7 +409,7 @@ class CicFlowParser(FastPathParser):
         extra.update(zip(self.text_names, self.text_values(parts)))  # noqa: B905
         return replace(
             self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, proto=_PROTO[proto],
-            duration_ms=max(0, duration_us) // 1000, extra=extra, src_port=sport, dst_port=dport,
+            duration_ms=duration, extra=extra, src_port=sport, dst_port=dport,
             packets_out=packets_out, packets_in=packets_in, bytes_out=bytes_out, bytes_in=bytes_in,
         )  # fmt: skip
 
@@ -443,11 +449,17 @@ class CicFlowParser(FastPathParser):
             for name, i in self.extra_pos
         }
         assert ts_i is not None  # the header has one (_set_header)
-        ts = event_time(names[ts_i], self.read_time(parts[ts_i]), parts[ts_i])
+        start = event_time(names[ts_i], self.read_time(parts[ts_i]), parts[ts_i])
+        duration = duration_us // 1000
+        ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
+        if ts >= TS_MAX_MS:  # a long flow can end past the event times it started within
+            assert dur_i is not None  # a duration was read from it
+            cells = f"{clip(parts[ts_i])} + {clip(parts[dur_i])}"
+            raise BadField(f"{names[ts_i]} + {names[dur_i]} out of range: {cells}")
         tenant, vm, host = self.flow_owner(src, dst)
         return FlowEvent(
             id=event_id("cicflowmeter", line), ts=ts, source="cicflowmeter", tenant=tenant, host=host, vm=vm,
-            src_ip=src, dst_ip=dst, proto=proto_name(proto), duration_ms=duration_us // 1000, extra=extra,
+            src_ip=src, dst_ip=dst, proto=proto_name(proto), duration_ms=duration, extra=extra,
             **counts,
         )  # fmt: skip
 

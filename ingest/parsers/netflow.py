@@ -10,6 +10,11 @@ Direction: a NetFlow record is one direction, source to destination, so ``IN_BYT
 (1/2) are the source's ``bytes_out``/``packets_out``. nProbe's bidirectional ``OUT_BYTES``/
 ``OUT_PKTS`` (23/24) and the RFC 5103 reverse counters (enterprise 29305) are ``bytes_in``/
 ``packets_in``. Reading capture files and the UDP collector are in ``netflow_capture``.
+
+Time: the event's ``ts`` is the flow's end (``last_switched``, ``flowEnd*``; the start when there is
+no end field), ``duration_ms`` its length. v5/v9 switched times are 32-bit sysUptime milliseconds:
+the end is placed by its distance to the header's uptime at export, across a wrap of the counter,
+and the start is the end minus the duration.
 """
 
 from __future__ import annotations
@@ -284,7 +289,7 @@ class NetflowParser(Parser):
             raise _Malformed(f"header says {count} records, packet has {len(data)} bytes")
         # event_id("netflow", exporter + header + record), the shared prefix hashed once per packet
         seed = event_id_hasher("netflow", exporter.encode() + data[: _V5_HEADER.size]).copy
-        base_ms = secs * 1000 + nsecs // 1_000_000 - uptime
+        export_ms = secs * 1000 + nsecs // 1_000_000
         pos = _V5_HEADER.size
         owner_of, ntoa = self.flow_owner, _ntoa
         events: list[FlowEvent] = []
@@ -292,9 +297,12 @@ class NetflowParser(Parser):
             try:
                 src, dst, nexthop, inp, outp, pkts, octets, first, last, sport, dport = rec[:11]
                 flags, prot, tos, src_as, dst_as, src_mask, dst_mask = rec[12:19]
-                ts = base_ms + first
-                if not TS_MIN_MS <= ts < TS_MAX_MS:
-                    raise _Malformed(_bad_time(ts, "start"))
+                duration = (last - first) & _UPTIME_MASK
+                ts = export_ms - _before_export(uptime, last)  # the flow's end (ingest.schema.FlowEvent)
+                if ts - duration < TS_MIN_MS:
+                    raise _Malformed(_bad_time(ts - duration, "start"))
+                if ts >= TS_MAX_MS:
+                    raise _Malformed(_bad_time(ts, "end"))
                 extra = {"exporter": exporter, "flow_sequence": seq, "engine_type": engine_type,
                          "engine_id": engine_id, "next_hop": ntoa(nexthop), "input_snmp": inp,
                          "output_snmp": outp, "tcp_flags": flags, "tos": tos, "src_as": src_as,
@@ -309,7 +317,7 @@ class NetflowParser(Parser):
                     FlowEvent(
                         id=ident.hexdigest(), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
                         src_ip=src_ip, dst_ip=dst_ip, src_port=sport, dst_port=dport, proto=_PROTO[prot],
-                        bytes_out=octets, packets_out=pkts, duration_ms=(last - first) & _UPTIME_MASK,
+                        bytes_out=octets, packets_out=pkts, duration_ms=duration,
                         extra=extra,
                     )
                 )  # fmt: skip
@@ -524,7 +532,7 @@ class NetflowParser(Parser):
         ident = seed()
         ident.update(rec_raw)
         return replace(
-            self.flow_base(self.flow_owner(src, dst)), id=ident.hexdigest(), ts=start, src_ip=src, dst_ip=dst,
+            self.flow_base(self.flow_owner(src, dst)), id=ident.hexdigest(), ts=end, src_ip=src, dst_ip=dst,
             src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=bytes_out, packets_out=packets_out,
             bytes_in=bytes_in, packets_in=packets_in, duration_ms=end - start, action=action, extra=extra,
         )  # fmt: skip
@@ -639,13 +647,21 @@ def _times(clock: _Clock, row: list[Any], ctx: _PacketCtx) -> tuple[int, int]:
     if unit == "ntp":
         return _ntp_ms(row[clock.start]), _ntp_ms(row[clock.end])
     if unit == "uptime":
-        first = row[clock.start]
-        duration = (row[clock.end] - first) & _UPTIME_MASK
-        if ctx.uptime is not None:  # v9: switched times are sysUptime ms
-            start = ctx.export_ms - ctx.uptime + first
-        elif clock.init >= 0:  # IPFIX: relative to systemInitTimeMilliseconds
+        first, last = row[clock.start], row[clock.end]
+        duration = (last - first) & _UPTIME_MASK
+        if ctx.uptime is not None:  # v9: switched times are sysUptime ms, placed as v5's are
+            end = ctx.export_ms - _before_export(ctx.uptime, last)
+            return end - duration, end
+        if clock.init >= 0:  # IPFIX: relative to systemInitTimeMilliseconds
             start = row[clock.init] + first
-        else:
-            start = ctx.export_ms
-        return start, start + duration
+            return start, start + duration
+        return ctx.export_ms - duration, ctx.export_ms  # no base: it ended by its export
     return ctx.export_ms, ctx.export_ms
+
+
+def _before_export(uptime: int, switched: int) -> int:
+    """How many ms before the export (sysUptime ``uptime`` in the header) the sysUptime time
+    ``switched`` was, across a wrap of the 32-bit counter; negative, for a time stamped after the
+    header's, down to -2^31 ms (24.8 days: no flow record waits that long)."""
+    since = (uptime - switched) & _UPTIME_MASK
+    return since - (1 << 32) if since >= 1 << 31 else since

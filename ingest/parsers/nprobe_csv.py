@@ -6,8 +6,10 @@ The first line names the columns with NetFlow template names (``IPV4_SRC_ADDR``,
 whichever of ``|`` (nProbe's default), ``,``, tab or ``;`` the header uses. IN_* counters are the
 client's (source's) ``bytes_out``/``packets_out``, OUT_* the server's answer (``bytes_in``).
 Times: *_MILLISECONDS as epoch ms, else FIRST_SWITCHED/LAST_SWITCHED or FLOW_START_SEC as epoch
-seconds; with none, the ingest reference time (``extra.ts_missing``). Other columns (L7_PROTO,
-TCP_FLAGS, Label, Attack, ...) go to ``extra`` under their header names, numbers as numbers.
+seconds. The event's ``ts`` is the flow's end: its start plus FLOW_DURATION_MILLISECONDS, or the
+end column (LAST_SWITCHED...); with no start, the end column, and with no time at all the ingest
+reference time (``extra.ts_missing``). Other columns (L7_PROTO, TCP_FLAGS, Label, Attack, ...) go
+to ``extra`` under their header names, numbers as numbers.
 Numbers are read strictly (ASCII digits within the canonical bounds, times within the plausible
 event times, an end no earlier than the start): anything else sends the record to the DLQ with the
 column and its value.
@@ -136,16 +138,16 @@ class NprobeCsvParser(FastPathParser):
                 for j in floats:
                     real = float(values[j])
                     values[j] = real if -_INF < real < _INF else None  # type: ignore[index]
-            ts *= self.start_scale
-            duration = last if not self.end_scale else last * self.end_scale - ts
+            start = ts * self.start_scale
+            duration = last if not self.end_scale else last * self.end_scale - start
+            ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
             if (
                 sport > 65535
                 or dport > 65535
                 or proto > 255
-                or not TS_MIN_MS <= ts < TS_MAX_MS
-                or duration < 0
+                or not TS_MIN_MS <= start <= ts < TS_MAX_MS  # also: the duration is not negative
                 # all non-negative: the OR exceeds the bound iff one of them does
-                or (bytes_out | packets_out | bytes_in | packets_in | duration) > COUNT_MAX
+                or (bytes_out | packets_out | bytes_in | packets_in) > COUNT_MAX
             ):
                 return None
             # Same lengths by construction; ``strict=`` would cost a keyword call per record.
@@ -205,22 +207,7 @@ class NprobeCsvParser(FastPathParser):
             high = 65535 if field.endswith("_port") else COUNT_MAX
             counts[field] = count_cell(names[i], parts[i], high) if parts[i] else 0
         extra: dict[str, Any] = {name: number_or_text(parts[i], name) for name, i in self.extra_pos}
-        if self.start is not None:
-            ts = self._time(parts, *self.start)
-        else:
-            ts = self.ctx.now_ms()
-            extra["ts_missing"] = True
-        if self.duration_i is not None and parts[self.duration_i]:
-            duration = count_cell(names[self.duration_i], parts[self.duration_i])
-        elif self.end is not None and self.start is not None:
-            duration = self._time(parts, *self.end) - ts
-            if duration < 0:
-                end, start = self.end[0], self.start[0]
-                raise BadField(
-                    f"{names[end]} {clip(parts[end])} is before {names[start]} {clip(parts[start])}"
-                )
-        else:
-            duration = 0
+        ts, duration = self._end_and_duration(parts, extra)
         proto_i = self.proto_i
         proto = proto_name(count_cell(names[proto_i], parts[proto_i], 255)) if proto_i is not None else "0"
         tenant, vm, host = self.flow_owner(src, dst)
@@ -228,6 +215,34 @@ class NprobeCsvParser(FastPathParser):
             id=event_id("netflow", line), ts=ts, source="netflow", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, proto=proto, duration_ms=duration, extra=extra, **counts,
         )  # fmt: skip
+
+    def _end_and_duration(self, parts: list[str], extra: dict[str, Any]) -> tuple[int, int]:
+        """(the flow's end, its duration) in ms: the start plus the duration column or up to the end
+        column; the end column alone; or, with no time at all, the reference time."""
+        names = self.header
+        assert names is not None
+        duration_i = self.duration_i
+        duration = 0
+        if duration_i is not None and parts[duration_i]:
+            duration = count_cell(names[duration_i], parts[duration_i])
+        if self.start is None:
+            if self.end is not None:
+                return self._time(parts, *self.end), duration
+            extra["ts_missing"] = True
+            return self.ctx.now_ms(), duration
+        start = self._time(parts, *self.start)
+        if duration_i is not None and parts[duration_i]:
+            if start + duration >= TS_MAX_MS:  # a long flow can end past the event times it started within
+                s, d = self.start[0], duration_i
+                raise BadField(f"{names[s]} + {names[d]} out of range: {clip(parts[s])} + {clip(parts[d])}")
+            return start + duration, duration
+        if self.end is None:
+            return start, 0
+        end = self._time(parts, *self.end)
+        if end < start:
+            e, s = self.end[0], self.start[0]
+            raise BadField(f"{names[e]} {clip(parts[e])} is before {names[s]} {clip(parts[s])}")
+        return end, end - start
 
     def _time(self, parts: list[str], i: int, scale: int) -> int:
         """Epoch ms of the time column ``i``: whole milliseconds, or seconds (``scale`` 1000), which

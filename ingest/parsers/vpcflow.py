@@ -4,10 +4,12 @@ Records are space-separated, one per line, ``-`` for "no value". The default for
 ``version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end
 action log-status``. Files delivered to S3 begin with a header line naming the fields in order;
 that header switches the parser to the custom layout (any of the v2-v8 fields). ``start``/``end``
-are Unix seconds. ``NODATA`` (no traffic in the window) and ``SKIPDATA`` (records lost at the
-source) records carry no flow: they are counted as skipped, not rejected. Numbers are read strictly
-(ASCII digits within the canonical bounds, ``start`` within the plausible event times): anything
-else sends the record to the DLQ with the field and its value.
+are Unix seconds, the capture window's: the event's ``ts`` is ``end`` (``start`` when ``end`` is
+absent or earlier), ``duration_ms`` the window's length. ``NODATA`` (no traffic in the window) and
+``SKIPDATA`` (records lost at the source) records carry no flow: they are counted as skipped, not
+rejected. Numbers are read strictly (ASCII digits within the canonical bounds, ``start`` and
+``end`` within the plausible event times): anything else sends the record to the DLQ with the
+field and its value.
 
 Each record describes traffic from ``srcaddr`` to ``dstaddr`` seen at one interface, so its bytes
 and packets are ``bytes_out``/``packets_out`` of the source. Fields that are not part of the
@@ -169,10 +171,11 @@ class VpcFlowParser(FastPathParser):
                 tenant = mapped or tenant or (account if account != "-" else None)  # type: ignore[assignment]
                 if tenant is not owner[0]:
                     owner = (tenant, owner[1], owner[2])
+            duration = (end - start) * 1000 if end > start else 0
             return replace(
-                self.flow_base(owner), id=_event_id(line), ts=start * 1000, src_ip=src, dst_ip=dst, src_port=sport,
-                dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes, packets_out=pkts,
-                duration_ms=(end - start) * 1000 if end > start else 0, action=action, extra=extra,
+                self.flow_base(owner), id=_event_id(line), ts=start * 1000 + duration, src_ip=src, dst_ip=dst,
+                src_port=sport, dst_port=dport, proto=_PROTO[proto], bytes_out=nbytes, packets_out=pkts,
+                duration_ms=duration, action=action, extra=extra,
             )  # fmt: skip
         except Exception:
             return None
@@ -290,9 +293,10 @@ class VpcFlowParser(FastPathParser):
             reg = self.registry
             mapped_tenant = reg.tenant_of_account(account) if reg is not None else None
             tenant = mapped_tenant or tenant or account
+        duration = max(0, end - start) * 1000 if end else 0
         return FlowEvent(
             id=event_id("vpcflow", line),
-            ts=start * 1000,
+            ts=start * 1000 + duration,  # the end: ingest.schema.FlowEvent
             source="vpcflow",
             tenant=tenant,
             host=host,
@@ -304,7 +308,7 @@ class VpcFlowParser(FastPathParser):
             proto=proto,
             bytes_out=_int(parts, pos, "bytes"),
             packets_out=_int(parts, pos, "packets"),
-            duration_ms=max(0, end - start) * 1000 if end else 0,
+            duration_ms=duration,
             action=action,  # type: ignore[arg-type]
             extra=extra,
         )

@@ -9,13 +9,14 @@ Mapping: originator (``id.orig_h``/``id.orig_p``) is the source. Byte counters a
 ones (``orig_ip_bytes``/``resp_ip_bytes``, comparable with NetFlow and VPC Flow Logs) when present,
 else the payload ones; ``conn_state`` ``REJ`` (attempt answered by a reset) is ``action: reject``.
 All other columns (``uid``, ``service``, ``conn_state``, ``history``, payload bytes...) go to
-``extra``. Records from other Zeek logs (dns, http...) are counted as skipped.
+``extra``. Records from other Zeek logs (dns, http...) are counted as skipped. Zeek's ``ts`` is
+the connection's first packet: the event's ``ts`` is its end, ``ts + duration``.
 
 Values are read strictly: a port or counter is an integer within the canonical bounds (JSON
-``true`` or ``80.9`` is not a port), ``ts`` a plausible event time, ``duration`` not negative,
-``proto`` tcp/udp/icmp/unknown_transport or a number 0-255; anything else sends the record to the
-DLQ with the field and its value. A ``#separator`` that cannot be read is refused and the
-previous separator kept, so the rest of the file is still read.
+``true`` or ``80.9`` is not a port), ``ts`` and ``ts + duration`` plausible event times,
+``duration`` not negative, ``proto`` tcp/udp/icmp/unknown_transport or a number 0-255; anything
+else sends the record to the DLQ with the field and its value. A ``#separator`` that cannot be
+read is refused and the previous separator kept, so the rest of the file is still read.
 """
 
 from __future__ import annotations
@@ -168,9 +169,10 @@ class ZeekConnParser(FastPathParser):
             except ValueError:  # a cell that is not a JSON number: unset, (empty), "+1", "inf"...
                 numbers, extra = self._text_columns(parts)
             seconds, duration_s, sport, dport, bytes_out, bytes_in, packets_out, packets_in = numbers
-            ts = round(seconds * 1000)
+            start = round(seconds * 1000)
             duration = round(duration_s * 1000)  # not negative: decoded or read as such
-            if not TS_MIN_MS <= ts < TS_MAX_MS or duration > COUNT_MAX:
+            ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
+            if not TS_MIN_MS <= start <= ts < TS_MAX_MS:  # also bounds the duration
                 return None
             return replace(
                 self.flow_base(owner), id=_event_id(line), ts=ts, src_ip=src, dst_ip=dst, src_port=sport,
@@ -329,7 +331,11 @@ class ZeekConnParser(FastPathParser):
         src, dst = _required(rec, "id.orig_h"), _required(rec, "id.resp_h")
         if not isinstance(src, str) or not isinstance(dst, str) or not valid_ip(src) or not valid_ip(dst):
             raise BadField(f"bad address {clip(src, 60)} -> {clip(dst, 60)}")
-        ts = _event_ms(_required(rec, "ts"))
+        start = _event_ms(_required(rec, "ts"))
+        duration = _duration_ms(rec.get("duration"))
+        ts = start + duration  # the flow's end (ingest.schema.FlowEvent)
+        if ts >= TS_MAX_MS:  # a long flow can end past the event times it started within
+            raise BadField(f"ts + duration out of range: {clip(rec['ts'])} + {clip(rec.get('duration'))}")
         proto = _proto(rec.get("proto"))
         sport, dport = _count(rec, "id.orig_p", 65535), _count(rec, "id.resp_p", 65535)
         bytes_out = _count(rec, "orig_ip_bytes") if "orig_ip_bytes" in rec else _count(rec, "orig_bytes")
@@ -341,7 +347,7 @@ class ZeekConnParser(FastPathParser):
             id=event_id("zeek", line), ts=ts, source="zeek", tenant=tenant, host=host, vm=vm,
             src_ip=src, dst_ip=dst, src_port=sport, dst_port=dport, proto=proto,
             bytes_out=bytes_out, bytes_in=bytes_in, packets_out=_count(rec, "orig_pkts"),
-            packets_in=_count(rec, "resp_pkts"), duration_ms=_duration_ms(rec.get("duration")),
+            packets_in=_count(rec, "resp_pkts"), duration_ms=duration,
             action="reject" if rec.get("conn_state") == "REJ" else "accept", extra=extra,
         )  # fmt: skip
 
