@@ -56,7 +56,6 @@ from ingest.parsers.flowutil import (
     number_or_text,
     picker,
     proto_name,
-    unexpected,
     valid_ip,
 )
 from ingest.schema import TS_MAX_MS, FlowEvent, event_id, event_id_of
@@ -122,6 +121,7 @@ def refused_attempt(state: str) -> bool:
 
 class ArgusParser(FastPathParser):
     source: ClassVar[str] = "argus"
+    record_name = "Argus CSV"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
@@ -252,20 +252,6 @@ class ArgusParser(FastPathParser):
         return extra.copy(), refused
 
     # --- checked path ---------------------------------------------------------------------------
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a DLQ reason, a skip, the header, or an event. Whatever
-        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
-        try:
-            event = self._checked_event(line, lineno, offset)
-        except BadField as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
-        except Exception as exc:
-            self.reject(unexpected(exc, "Argus CSV"), line, lineno, offset)
-            return
-        if event is not None:
-            self.out.event(event)
-
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""
         try:

@@ -20,7 +20,7 @@ from typing import IO, ClassVar, Final, Protocol
 
 from ingest.bounds import violations as bound_violations
 from ingest.dlq import DlqRecord, make_dlq
-from ingest.parsers.flowutil import valid_ip
+from ingest.parsers.flowutil import BadField, unexpected, valid_ip
 from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
 from ingest.schema import Event, FlowEvent, encode_event
 from ingest.tenants import TenantRegistry
@@ -349,14 +349,31 @@ def _ms_from_iso(text: str) -> int:
 
 class FastPathParser(Parser):
     """A line format with a fast path: ``_fast_event`` turns a plain record into its event with no
-    per-field checks, or returns None; ``_feed_checked`` then checks every field, names what is
-    wrong (DLQ), skips, or reads a header."""
+    per-field checks, or returns None; ``_checked_event`` then checks every field, names what is
+    wrong (DLQ), skips, or reads a header. Whatever goes wrong stays with its line: a ``BadField``
+    is the line's DLQ reason, anything else is named by its type and ``record_name`` (its message
+    is some library's wording), and the next line is read as usual."""
+
+    record_name: ClassVar[str] = "record"
 
     def _fast_event(self, line: bytes) -> Event | None:
         raise NotImplementedError
 
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
+    def _checked_event(self, line: bytes, lineno: int, offset: int) -> Event | None:
+        """The event of one line, or None when it was skipped, rejected or was a header."""
         raise NotImplementedError
+
+    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
+        try:
+            event = self._checked_event(line, lineno, offset)
+        except BadField as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        except Exception as exc:
+            self.reject(unexpected(exc, self.record_name), line, lineno, offset)
+            return
+        if event is not None:
+            self.out.event(event)
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         event = self._fast_event(line)

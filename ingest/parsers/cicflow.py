@@ -47,7 +47,6 @@ from ingest.parsers.flowutil import (
     number_or_text,
     picker,
     proto_name,
-    unexpected,
     valid_ip,
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
@@ -173,6 +172,7 @@ def _longest_run(flags: list[bool]) -> tuple[int, int]:
 
 class CicFlowParser(FastPathParser):
     source: ClassVar[str] = "cicflowmeter"
+    record_name = "CICFlowMeter CSV"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
@@ -256,20 +256,6 @@ class CicFlowParser(FastPathParser):
         self.decode_row = msgspec.json.Decoder(tuple[kinds]).decode  # type: ignore[valid-type]
         nullable = (*(INT64 | float | None,) * len(run_kinds), *core_kinds)
         self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
-
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a DLQ reason, a skip, the header, or an event. Whatever
-        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
-        try:
-            event = self._checked_event(line, lineno, offset)
-        except BadField as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
-        except Exception as exc:
-            self.reject(unexpected(exc, "CICFlowMeter CSV"), line, lineno, offset)
-            return
-        if event is not None:
-            self.out.event(event)
 
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""

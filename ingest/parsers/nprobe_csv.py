@@ -35,7 +35,6 @@ from ingest.parsers.flowutil import (
     number_or_text,
     picker,
     proto_name,
-    unexpected,
     valid_ip,
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
@@ -59,6 +58,7 @@ _event_id: Final = event_id_of("netflow")
 
 class NprobeCsvParser(FastPathParser):
     source: ClassVar[str] = "netflow"
+    record_name = "nProbe CSV"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
@@ -159,20 +159,6 @@ class NprobeCsvParser(FastPathParser):
             )  # fmt: skip
         except Exception:
             return None
-
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a DLQ reason, a skip, the header, or an event. Whatever
-        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
-        try:
-            event = self._checked_event(line, lineno, offset)
-        except BadField as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
-        except Exception as exc:
-            self.reject(unexpected(exc, "nProbe CSV"), line, lineno, offset)
-            return
-        if event is not None:
-            self.out.event(event)
 
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""

@@ -33,7 +33,6 @@ from ingest.parsers.flowutil import (
     event_time,
     picker,
     proto_name,
-    unexpected,
     valid_ip,
 )
 from ingest.schema import TENANT_ID_PATTERN, TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
@@ -101,6 +100,7 @@ _event_id: Final = event_id_of("vpcflow")
 
 class VpcFlowParser(FastPathParser):
     source: ClassVar[str] = "vpcflow"
+    record_name = "VPC flow log"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
@@ -206,20 +206,6 @@ class VpcFlowParser(FastPathParser):
             self._accounts.clear()
         self._accounts[account] = mapped
         return mapped
-
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One record, every field checked: a DLQ reason, a skip, a header, or an event. Whatever
-        goes wrong stays with this record (DLQ, in our words); the next one is read as usual."""
-        try:
-            event = self._checked_event(line, lineno, offset)
-        except BadField as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
-        except Exception as exc:
-            self.reject(unexpected(exc, "VPC flow log"), line, lineno, offset)
-            return
-        if event is not None:
-            self.out.event(event)
 
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one record, or None when it was skipped or rejected here."""

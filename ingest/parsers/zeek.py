@@ -44,7 +44,6 @@ from ingest.parsers.flowutil import (
     event_time,
     int64_cell,
     picker,
-    unexpected,
     valid_ip,
 )
 from ingest.reader import JsonRejected, load_json
@@ -60,6 +59,7 @@ _CORE: Final = frozenset(
 
 class ZeekConnParser(FastPathParser):
     source: ClassVar[str] = "zeek"
+    record_name = "Zeek conn.log"
 
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
@@ -72,20 +72,6 @@ class ZeekConnParser(FastPathParser):
         self.fast_nfields = -1  # fields of a record the fast path takes; -1: none
         self.decode_numbers: Callable[[str], Any] = _no_json_way  # see _plan_json
         self.decode_unset_numbers: Callable[[str], Any] = _no_json_way
-
-    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
-        """One line, every field checked: a directive, a DLQ reason, a skip, or an event. Whatever
-        goes wrong stays with this line (DLQ, in our words); the next one is read as usual."""
-        try:
-            event = self._checked_event(line, lineno, offset)
-        except BadField as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return
-        except Exception as exc:
-            self.reject(unexpected(exc, "Zeek conn.log"), line, lineno, offset)
-            return
-        if event is not None:
-            self.out.event(event)
 
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was a directive, skipped or rejected here."""
