@@ -1,11 +1,17 @@
 """The detection engine: one loop that the offline scanner and the Flink job both drive.
 
-``process(events)`` takes events of any kinds and keys, roughly in event-time order (at most
-``engine.max_out_of_orderness_ms`` out of order). For each event it advances the watermark
-(max event time seen minus the bound), dispatches the event by kind to the detectors that read
-that kind, and, when the watermark passes the end of an open window, closes it and turns its
-findings into alerts. An event older than a detector's open windows is *late* for it: counted
-(``stats()['late']``) and, for single-event rules, still raised as its own alert (configurable).
+``process(events)`` takes events of any kinds and keys, roughly in event-time order. Each kind
+has its allowance for disorder (``Lateness``: flow exporters write a record minutes after the
+flow's last packet, hosts and audit trails within seconds), and the kinds that share an
+allowance share a watermark (max event time seen of those kinds minus the allowance), so a
+flow record minutes behind never holds back, nor is judged by, the process events' watermark.
+For each event the engine advances its kind's watermark, dispatches the event to the detectors
+that read that kind, and, when the watermark passes the end of an open window, closes it and
+turns its findings into alerts. An event behind its kind's watermark is *late*, as the job
+decides it (its SQL source sends such an event to the DLQ), even when a window that would hold
+it is still open: so a file has the same late events offline and in the job. A late event is
+counted per detector (``stats()['late']``) and once (``late_events``) and, for single-event
+rules, still raised as its own alert (configurable; the job raises none, the DLQ has the event).
 ``flush()`` closes everything at end of input.
 
 Lateness is decided per event against the running watermark, so the alerts of a sequence of
@@ -20,7 +26,8 @@ A detector that raises is counted and logged with the event id (``stats()['failu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final
 
@@ -30,7 +37,7 @@ from detectors.context import DetectionContext
 from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent
 from ingest.tenants import TenantRegistry
 
-__all__ = ["DetectionEngine", "DetectorFailure"]
+__all__ = ["DetectionEngine", "DetectorFailure", "Lateness"]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +52,45 @@ class DetectorFailure(RuntimeError):
     """A detector raised (only propagated when the engine is strict)."""
 
 
+@dataclass(frozen=True)
+class Lateness:
+    """How far behind the newest event of its kind an event may arrive and still be on time, per
+    kind (``per_kind``), else ``default_ms``. The job's Kafka sources use the same values for
+    their watermarks (``streams.runner.job_config``), so a file gives the same late events
+    offline and in the job."""
+
+    default_ms: int
+    per_kind: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_flows(cls, out_of_orderness_ms: int, flow_export_delay_ms: int) -> Lateness:
+        """The settings' split: flows get the exporters' delay, every other kind the small bound."""
+        return cls(out_of_orderness_ms, {"flow": flow_export_delay_ms})
+
+    def allowance(self, kind: str) -> int:
+        return self.per_kind.get(kind, self.default_ms)
+
+
+@dataclass
+class _Lane:
+    """The event-time clock of the kinds that share one allowance."""
+
+    allowance: int
+    max_ts: int = _FAR_PAST
+    watermark: int = _FAR_PAST
+    next_close: int = _FAR_PAST
+
+
 class DetectionEngine:
     """Runs detectors over events; its whole state pickles (detectors, windows, watermark)."""
 
     def __init__(
-        self, detectors: Sequence[Detector], context: DetectionContext | None = None, *, strict: bool = False
+        self,
+        detectors: Sequence[Detector],
+        context: DetectionContext | None = None,
+        *,
+        strict: bool = False,
+        lateness: Lateness | None = None,
     ) -> None:
         self.context = context if context is not None else DetectionContext()
         self.detectors = list(detectors)
@@ -58,11 +99,13 @@ class DetectionEngine:
         if dupes:
             raise ValueError(f"duplicate detector ids: {dupes}")
         self.strict = strict
-        self.out_of_orderness = self.context.config.engine.max_out_of_orderness_ms
+        # Without one, every kind gets the detector configuration's single bound (library use).
+        self.lateness = lateness or Lateness(self.context.config.engine.max_out_of_orderness_ms)
         self.max_logged = self.context.config.engine.max_logged_failures
-        self._max_ts = _FAR_PAST
-        self._watermark = _FAR_PAST
-        self._next_close = _FAR_PAST
+        allowances = sorted({self.lateness.allowance(kind) for kind in _KIND_CLASSES})
+        self._lanes = [_Lane(a) for a in allowances]
+        self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
+        self._det_lane = [self._lane_of_detector(d) for d in self.detectors]
         self._events = 0
         self._unknown = 0
         self._late_events = 0
@@ -84,8 +127,9 @@ class DetectionEngine:
             if not chunk:
                 break
             out.extend(self._process_chunk(chunk))
-        if self._next_close <= self._watermark or any(d._late_findings for d in self.detectors):
-            out.extend(self._close(self._watermark))
+        for i, lane in enumerate(self._lanes):
+            if lane.next_close <= lane.watermark or any(d._late_findings for d in self._lane_detectors[i]):
+                out.extend(self._close(i))
         self._alerts += len(out)
         return out
 
@@ -93,31 +137,35 @@ class DetectionEngine:
         """Close every open window (end of input). Later events for those windows are late."""
         self._bind()
         out: list[Alert] = []
-        horizon = self._watermark
-        for d in self.detectors:
+        horizons = [lane.watermark for lane in self._lanes]
+        for d, i in zip(self.detectors, self._det_lane, strict=True):
             end = d.open_until()
             findings = self._guarded_close(d, None)
             out.extend(self._alert(d, f) for f in findings)
-            if end is not None and end > horizon:
-                horizon = end
-        if horizon > self._watermark:
-            self._watermark = horizon
-            self._max_ts = max(self._max_ts, horizon + self.out_of_orderness)
-        self._next_close = _FAR_PAST
+            if end is not None and end > horizons[i]:
+                horizons[i] = end
+        for lane, horizon in zip(self._lanes, horizons, strict=True):
+            if horizon > lane.watermark:
+                lane.watermark = horizon
+                lane.max_ts = max(lane.max_ts, horizon + lane.allowance)
+            lane.next_close = _FAR_PAST
         self._alerts += len(out)
         return out
 
     def advance(self, watermark: int) -> list[Alert]:
-        """Move the watermark to ``watermark`` (e.g. the stream's watermark when a key went quiet)
-        and return the alerts of windows that closed. Never moves it back. Later events older than
-        the new watermark's closed windows are late, exactly as if a newer event had been seen."""
-        if watermark <= self._watermark:
+        """Move every kind's watermark to ``watermark`` (e.g. the stream's watermark when a key went
+        quiet) and return the alerts of windows that closed. Never moves one back. Later events
+        older than the new watermark's closed windows are late, exactly as if a newer event had
+        been seen."""
+        if watermark <= self.watermark:
             return []
         self._bind()
-        self._watermark = watermark
-        if self._max_ts < watermark + self.out_of_orderness:
-            self._max_ts = watermark + self.out_of_orderness
-        out = self._close(watermark)
+        out: list[Alert] = []
+        for i, lane in enumerate(self._lanes):
+            if watermark > lane.watermark:
+                lane.watermark = watermark
+                lane.max_ts = max(lane.max_ts, watermark + lane.allowance)
+                out.extend(self._close(i))
         self._alerts += len(out)
         return out
 
@@ -129,7 +177,11 @@ class DetectionEngine:
 
     @property
     def watermark(self) -> int:
-        return self._watermark
+        """The slowest kind's watermark (every kind's, once ``advance`` moved them together)."""
+        return min(lane.watermark for lane in self._lanes)
+
+    def watermark_of(self, kind: str) -> int:
+        return self._lanes[self._kind_lane[kind]].watermark
 
     def window_specs(self) -> dict[str, str]:
         return {d.meta.id: d.window.describe() for d in self.detectors}
@@ -159,7 +211,7 @@ class DetectionEngine:
             "events": self._events,
             "unknown_kind": self._unknown,
             "alerts": self._alerts,
-            "watermark": self._watermark,
+            "watermark": self.watermark,
             "late_events": self._late_events,
             "late": sum(c["late"] for c in per.values()),
             "overflow": sum(c["overflow"] for c in per.values()),
@@ -177,6 +229,21 @@ class DetectionEngine:
             for kind in sorted(d.meta.kinds):
                 table[_KIND_CLASSES[kind]].append(d)
         self._dispatch = {cls: tuple(ds) for cls, ds in table.items()}
+        self._lane_of: dict[type, int] = {cls: self._kind_lane[kind] for kind, cls in _KIND_CLASSES.items()}
+        self._lane_detectors = [
+            tuple(d for d, i in zip(self.detectors, self._det_lane, strict=True) if i == lane)
+            for lane in range(len(self._lanes))
+        ]
+
+    def _lane_of_detector(self, d: Detector) -> int:
+        """A detector's windows close on one watermark: all its kinds must share an allowance."""
+        lanes = {self._kind_lane[kind] for kind in d.meta.kinds}
+        if len(lanes) != 1:
+            raise ValueError(
+                f"detector {d.meta.id} reads kinds {sorted(d.meta.kinds)} with different lateness "
+                "allowances; its windows would have no single watermark to close on"
+            )
+        return lanes.pop()
 
     def _bind(self) -> None:
         reg = self.context.current_registry()
@@ -186,29 +253,34 @@ class DetectionEngine:
             self._bound = reg
 
     def _process_chunk(self, chunk: list[Event]) -> list[Alert]:
-        """Fast path: when no event of the chunk is behind the running watermark, each detector gets
-        its kind's events as one batch. Otherwise the chunk goes event by event (``_process_slow``).
-        Both give the same state: lateness is decided per event against the running watermark."""
-        ooo = self.out_of_orderness
-        max_ts = self._max_ts
-        wm = self._watermark
+        """Fast path: when no event of the chunk is behind its kind's running watermark, each
+        detector gets its kind's events as one batch. Otherwise the chunk goes event by event
+        (``_process_slow``). Both give the same state: lateness is decided per event against the
+        running watermark of its kind."""
+        lanes = self._lanes
+        allowance = [lane.allowance for lane in lanes]
+        max_ts = [lane.max_ts for lane in lanes]
+        wm = [lane.watermark for lane in lanes]
         groups: dict[type, list[Event]] = {cls: [] for cls in self._dispatch}
+        route = {cls: (self._lane_of[cls], group) for cls, group in groups.items()}
         unknown = 0
         for ev in chunk:
-            ts = ev.ts
-            if ts > max_ts:
-                max_ts = ts
-                if ts - ooo > wm:
-                    wm = ts - ooo
-            elif ts < wm:
-                return self._process_slow(chunk)
-            group = groups.get(ev.__class__)
-            if group is None:
+            entry = route.get(ev.__class__)
+            if entry is None:
                 unknown += 1
-            else:
-                group.append(ev)
-        self._max_ts = max_ts
-        self._watermark = wm
+                continue
+            i, group = entry
+            ts = ev.ts
+            if ts > max_ts[i]:
+                max_ts[i] = ts
+                if ts - allowance[i] > wm[i]:
+                    wm[i] = ts - allowance[i]
+            elif ts < wm[i]:
+                return self._process_slow(chunk)
+            group.append(ev)
+        for lane, lane_max, lane_wm in zip(lanes, max_ts, wm, strict=True):
+            lane.max_ts = lane_max
+            lane.watermark = lane_wm
         self._events += len(chunk)
         self._unknown += unknown
         reg = self._bound or EMPTY_REGISTRY
@@ -220,31 +292,35 @@ class DetectionEngine:
                 d.observe_batch(batch)
                 if d.errors:
                     self._drain(d)
-        if wm >= self._next_close:
-            return self._close(wm)
-        return []
+        out: list[Alert] = []
+        for i, lane in enumerate(lanes):
+            if lane.watermark >= lane.next_close:
+                out.extend(self._close(i))
+        return out
 
     def _process_slow(self, chunk: list[Event]) -> list[Alert]:
         out: list[Alert] = []
         dispatch = self._dispatch
-        ooo = self.out_of_orderness
+        lane_of = self._lane_of
         reg = self._bound or EMPTY_REGISTRY
         for ev in chunk:
             self._events += 1
-            ts = ev.ts
-            if ts > self._max_ts:
-                self._max_ts = ts
-                if ts - ooo > self._watermark:
-                    self._watermark = ts - ooo
-            wm = self._watermark
             dets = dispatch.get(ev.__class__)
             if dets is None:
                 self._unknown += 1
                 continue
+            i = lane_of[ev.__class__]
+            lane = self._lanes[i]
+            ts = ev.ts
+            if ts > lane.max_ts:
+                lane.max_ts = ts
+                if ts - lane.allowance > lane.watermark:
+                    lane.watermark = ts - lane.allowance
+            wm = lane.watermark
             single: Batch | None = None
             late_here = False
             for d in dets:
-                if ts < wm and d.is_closed(ts, wm):
+                if ts < wm:
                     late_here = True
                     try:
                         d.late(ev, ts)
@@ -257,21 +333,24 @@ class DetectionEngine:
                 if d.errors:
                     self._drain(d)
             self._late_events += late_here
-            if wm >= self._next_close:
-                out.extend(self._close(wm))
+            if wm >= lane.next_close:
+                out.extend(self._close(i))
         return out
 
-    def _close(self, wm: int) -> list[Alert]:
-        """Close every window that ended at or before ``wm``; the next check is the next pane
-        boundary of any detector (window ends are multiples of their pane), so a pane opened
-        later by a new key can never be missed."""
+    def _close(self, lane_index: int) -> list[Alert]:
+        """Close every window of the lane's detectors that ended at or before its watermark; the
+        next check is the next pane boundary of any of them (window ends are multiples of their
+        pane), so a pane opened later by a new key can never be missed."""
+        lane = self._lanes[lane_index]
+        wm = lane.watermark
+        detectors = self._lane_detectors[lane_index]
         out: list[Alert] = []
-        for d in self.detectors:
+        for d in detectors:
             due = d.next_close()
             if due is not None and due <= wm:
                 out.extend(self._alert(d, f) for f in self._guarded_close(d, wm))
-        self._next_close = min(
-            (wm - wm % d.window.pane_ms + d.window.pane_ms for d in self.detectors), default=_FAR_FUTURE
+        lane.next_close = min(
+            (wm - wm % d.window.pane_ms + d.window.pane_ms for d in detectors), default=_FAR_FUTURE
         )
         return out
 
@@ -341,6 +420,8 @@ class DetectionEngine:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_dispatch"] = None
+        state["_lane_of"] = None
+        state["_lane_detectors"] = None
         state["_bound"] = None
         return state
 

@@ -66,6 +66,14 @@ class Settings:
     detect_group_id: str = "ssa-detect"
     indexer_group_id: str = "ssa-indexer"
     out_of_orderness_ms: int = 2000
+    # Flow events' allowance instead (``ts`` is the flow's last packet): an exporter writes a
+    # record only once the flow ends or times out. Zeek removes an idle TCP connection after
+    # tcp_inactivity_timeout (5 min; 1 min for UDP/ICMP), NetFlow/IPFIX exports after the
+    # inactive timeout (Cisco default 15 s; a long flow at the 30 min active timeout, with ts
+    # near the export). 6 min covers both defaults. AWS VPC Flow Logs aggregate up to 10 min
+    # (default maximum aggregation interval) before writing: set ~15 min (900000) for them.
+    # Zeek's 1 h inactivity timeout for ssh/ftp/telnet/rlogin ports is not covered.
+    flow_export_delay_ms: int = 360_000
     # A partition silent this long stops holding the watermark back. Short values let a slow
     # (back-pressured) partition's records fall behind the watermark and be dropped as late.
     source_idle_timeout_ms: int = 30000

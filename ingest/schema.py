@@ -100,10 +100,11 @@ class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
 
 
 class FlowEvent(EventBase, kw_only=True, frozen=True, tag="flow"):
-    """One flow record. ``ts`` is the end of the span the record covers (when the flow was last
-    seen; for a record written at an exporter's active timeout, the end of that part), so a flow
-    is windowed when it was seen to end, as exporters deliver it; ``duration_ms`` is the span's
-    length and its start is ``ts - duration_ms``."""
+    """One flow record, windowed by the time its exporter orders it by. For exporters that write a
+    record when a flow ends or at their active timeout (Zeek, NetFlow/IPFIX, VPC Flow Logs, nProbe,
+    CICFlowMeter) ``ts`` is the end of the span the record covers and its start is
+    ``ts - duration_ms``; for Argus, whose status records and sorted ra files are ordered by
+    their start, ``ts`` is the start (``ingest.parsers.argus``)."""
 
     src_ip: IpAddress
     dst_ip: IpAddress

@@ -229,11 +229,14 @@ def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
+    from detectors.engine import Lateness
     from detectors.scan import scan
 
     if args.events != "-" and not Path(args.events).exists():
         raise CliError(f"no such file: {args.events}")
-    result = scan(args.events, args.tenants, args.output, config_path=args.config)
+    # The job's allowances (infra.settings), so a file gives the same late counts offline.
+    lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    result = scan(args.events, args.tenants, args.output, config_path=args.config, lateness=lateness)
     _say(
         f"scan: {result.events:,} events, {result.alerts:,} alerts, {result.rejected_lines:,} rejected lines, "
         f"{result.late_events:,} late, {result.detector_failures} detector failures"

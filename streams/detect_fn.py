@@ -25,7 +25,7 @@ import msgspec
 from detectors.alert import Alert, encode_alert
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
-from detectors.engine import DetectionEngine
+from detectors.engine import DetectionEngine, Lateness
 from detectors.registry import all_detectors
 from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
@@ -70,9 +70,19 @@ class DetectionJobConfig:
     # was 1.8 us per event, every 30 0.75 us. The price is a longer log in each checkpoint (raw
     # payloads, cheap to copy) and up to 30 steps replayed per key on a restore.
     snapshot_every_steps: int = 30
-    # The watermark's allowance for disorder (settings.out_of_orderness_ms), named in late events'
-    # DLQ reasons.
+    # The watermarks' allowances for disorder (settings.out_of_orderness_ms, and
+    # settings.flow_export_delay_ms for flows), given to the engine so that it judges lateness
+    # as ``ssa scan`` does.
     out_of_orderness_ms: int = 2000
+    flow_export_delay_ms: int = 360_000
+
+    # Appended to the partition key in posture rows. Both paths count alerts per tenant and minute
+    # in a row of kind ``alert`` whose document id hashes tenant, kind, key and minute; a tenant
+    # is the key of both paths, so the flow path's rows need a key of their own.
+    posture_key_suffix: str = ""
+
+    def lateness(self) -> Lateness:
+        return Lateness.for_flows(self.out_of_orderness_ms, self.flow_export_delay_ms)
 
     def make_engine_context(self) -> DetectionContext:
         config = (
@@ -111,7 +121,10 @@ class MicroBatchDetector:
         self.context = config.make_engine_context()
 
     def new_state(self) -> KeyState:
-        return KeyState(engine=DetectionEngine(all_detectors(self.context.config), self.context))
+        engine = DetectionEngine(
+            all_detectors(self.context.config), self.context, lateness=self.config.lateness()
+        )
+        return KeyState(engine=engine)
 
     def attach(self, state: KeyState) -> None:
         state.engine.context = self.context
@@ -140,7 +153,7 @@ class MicroBatchDetector:
         alerts = state.engine.advance(watermark)
         for alert in alerts:
             state.posture.count_alert(alert.tenant, alert.ts)
-        return alerts, state.posture.close(watermark, key)
+        return alerts, state.posture.close(watermark, key + self.config.posture_key_suffix)
 
     def step(
         self, state: KeyState, key: str, payloads: Sequence[bytes | str] | None, advance_to: int
@@ -183,10 +196,13 @@ def _decode_batch(payloads: Sequence[bytes | str]) -> tuple[list[Event], list[di
     return events, dlq
 
 
-def late_dlq(payload: bytes | str, event_time_ms: int, allowance_ms: int) -> dict[str, Any]:
+def late_dlq(
+    payload: bytes | str, event_time_ms: int, allowance_ms: int, setting: str = "out_of_orderness_ms"
+) -> dict[str, Any]:
     """The DLQ record of an event that reached the job after the watermark had passed its time,
     so after its window had closed: detecting it then would run its key's detectors backwards in
-    time. The raw payload is kept, to send again once the cause is fixed. Its source is ``late``,
+    time. ``setting`` names the allowance of the event's path (``streams.sql.event_time_paths``).
+    The raw payload is kept, to send again once the cause is fixed. Its source is ``late``,
     so the pipeline-health board counts late events apart from input the job could not read."""
     try:
         event = decode_event(payload)
@@ -196,8 +212,8 @@ def late_dlq(payload: bytes | str, event_time_ms: int, allowance_ms: int) -> dic
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event_time_ms // 1000))
     return _dlq(payload, (
         f"{what}: its time {when} was behind the watermark when it arrived (more than "
-        f"out_of_orderness_ms, {allowance_ms} ms, behind newer events of its Kafka partition), so "
-        f"its window had closed; for a source that delivers this late, raise SSA_OUT_OF_ORDERNESS_MS"
+        f"{setting}, {allowance_ms} ms, behind newer events of its Kafka partition), so "
+        f"its window had closed; for a source that delivers this late, raise SSA_{setting.upper()}"
     ), source="late")  # fmt: skip
 
 
@@ -281,14 +297,14 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
     return DetectFunction(), metrics_tag, dlq_tag
 
 
-def make_late_function(config: DetectionJobConfig) -> Any:
+def make_late_function(allowance_ms: int, setting: str) -> Any:
     """The PyFlink ``ProcessFunction`` turning late events (rows of the raw payload, stamped with
-    the event's time) into DLQ records (JSON)."""
+    the event's time) into DLQ records (JSON) naming the path's allowance and its setting."""
     from pyflink.datastream import ProcessFunction
 
     class LateFunction(ProcessFunction):
         def process_element(self, row: Any, ctx: Any) -> Iterator[str]:
-            yield json.dumps(late_dlq(row[0], ctx.timestamp(), config.out_of_orderness_ms))
+            yield json.dumps(late_dlq(row[0], ctx.timestamp(), allowance_ms, setting))
 
     return LateFunction()
 

@@ -1,19 +1,26 @@
-"""The detection job: ``build(env, t_env, source, sinks)`` wires the topology; only ``main``-level
-code (``streams.runner``) knows Kafka addresses, from settings.
+"""The detection job: ``build(env, t_env, paths, sinks, config)`` wires the topology; only
+``main``-level code (``streams.runner``) knows Kafka addresses, from settings.
 
-  Kafka telemetry topics --(SQL: key, event time, 1 s micro-batches per key)-->
-  keyed Python detection (engine + posture state in Flink keyed state) -->
-  alerts -> ssa.alerts, posture metrics -> ssa.metrics, in-job failures -> ssa.dlq
-  late events (behind the watermark, which the windows would drop) -> ssa.dlq
+  per event-time path (``streams.sql.event_time_paths``: process/audit/auth, then flow):
+    Kafka topics of the path --(SQL: key, event time, its own watermark, 1 s micro-batches per key)-->
+    keyed Python detection (engine + posture state in Flink keyed state)
+    late events (behind the path's watermark, which the windows would drop)
+  all paths: alerts -> ssa.alerts, posture metrics -> ssa.metrics, failures and late events -> ssa.dlq
+
+Each path has its own watermark, so flow records, which exporters write minutes after newer
+ones, never hold back the alerts of process, audit and auth events. No detector reads kinds of
+two paths (``DetectionEngine`` refuses one whose kinds have different allowances).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from streams.detect_fn import DetectionJobConfig, make_keyed_function, make_late_function
-from streams.sql import batches_query, late_query
+from streams.sql import EventTimePath, batches_query, late_query
 
 __all__ = ["JobSinks", "build", "kafka_sink"]
 
@@ -27,23 +34,44 @@ class JobSinks:
     dlq: Any
 
 
-def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: DetectionJobConfig) -> None:
-    """Add the detection topology reading ``source_table`` (columns pkey, payload, rowtime)."""
-    from pyflink.common import Types
-
+def build(
+    env: Any, t_env: Any, paths: Sequence[EventTimePath], sinks: JobSinks, config: DetectionJobConfig
+) -> None:
+    """Add the detection topology: one detection path per source table (columns pkey, payload,
+    rowtime) of ``paths``, their outputs merged into the three sinks."""
     # One aggregation phase: a local pre-aggregate cannot shrink an array of every payload, it
     # only copies them once more before the shuffle.
     t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
-    shared = _shared_source(t_env, source_table)
+    alerts: list[Any] = []
+    metrics: list[Any] = []
+    dlq: list[Any] = []
+    for path in paths:
+        detected, metrics_out, dlq_out, late = _detection_path(t_env, path, config)
+        alerts.append(detected)
+        metrics.append(metrics_out)
+        dlq.extend((dlq_out, late))
+    _union(alerts).sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
+    _union(metrics).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
+    _union(dlq).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
+    del env
+
+
+def _detection_path(t_env: Any, path: EventTimePath, config: DetectionJobConfig) -> tuple[Any, Any, Any, Any]:
+    """Batches, keyed detection and late events of one path: (alerts, metrics, DLQ, late DLQ)."""
+    from pyflink.common import Types
+
+    shared = _shared_source(t_env, path.table)
     batches = t_env.sql_query(batches_query(shared, config.tick_ms))
     batch_type = Types.ROW([Types.STRING(), Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE()))])
     stream = t_env.to_append_stream(batches, Types.ROW([Types.STRING(), batch_type, Types.INSTANT()]))
-    function, metrics_tag, dlq_tag = make_keyed_function(config)
+    path_config = dataclasses.replace(config, posture_key_suffix=path.posture_key_suffix)
+    function, metrics_tag, dlq_tag = make_keyed_function(path_config)
+    suffix = path.uid_suffix
     detected = (
         _keyed_by_first_field(stream)
         .process(function, output_type=Types.STRING())
-        .name("detect")
-        .uid("ssa-detect")
+        .name("detect" + suffix)
+        .uid("ssa-detect" + suffix)
     )
     # Late events reach the DLQ by a way of their own: joined to the batches, their watermark
     # could run ahead of windows not yet emitted and close them early.
@@ -51,12 +79,18 @@ def build(env: Any, t_env: Any, source_table: str, sinks: JobSinks, config: Dete
         t_env.sql_query(late_query(shared)), Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INSTANT()])
     )
     late_records = (
-        late.process(make_late_function(config), output_type=Types.STRING()).name("late").uid("ssa-late")
+        late.process(
+            make_late_function(path.allowance_ms, path.allowance_setting), output_type=Types.STRING()
+        )
+        .name("late" + suffix)
+        .uid("ssa-late" + suffix)
     )
-    detected.sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
-    detected.get_side_output(metrics_tag).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
-    detected.get_side_output(dlq_tag).union(late_records).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
-    del env
+    return detected, detected.get_side_output(metrics_tag), detected.get_side_output(dlq_tag), late_records
+
+
+def _union(streams: list[Any]) -> Any:
+    first, *rest = streams
+    return first.union(*rest) if rest else first
 
 
 def _shared_source(t_env: Any, source_table: str) -> str:

@@ -17,11 +17,17 @@ from streams.detect_fn import DetectionJobConfig
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
 from streams.job import JobSinks, build, kafka_sink
-from streams.sql import SOURCE_TABLE, kafka_properties, source_ddl
+from streams.sql import MAX_ALLOWANCE_MS, EventTimePath, event_time_paths, kafka_properties, path_ddl
 
-__all__ = ["DetectRun", "check_timing", "start_indexer", "submit_job"]
+__all__ = ["DetectRun", "check_timing", "restorable_checkpoint", "start_indexer", "submit_job", "topology"]
 
 log = logging.getLogger(__name__)
+
+# Written beside a job's checkpoints: which topics each of its Kafka sources reads. A checkpoint
+# is only restored into a job with the same sources: a source's state holds its splits, so the
+# single source of the jobs before flows had their own path (no marker) would bring the flow
+# topic's splits into whichever new source took its state, and read flows on the wrong watermark.
+TOPOLOGY_FILE = "ssa-topology"
 
 
 @dataclass
@@ -49,12 +55,45 @@ def job_config(settings: Settings) -> DetectionJobConfig:
         tenants_file=tenants,
         detector_config_file=settings.detector_config_file or None,
         out_of_orderness_ms=settings.out_of_orderness_ms,
+        flow_export_delay_ms=settings.flow_export_delay_ms,
     )
 
 
+def topology(paths: list[EventTimePath]) -> str:
+    return ";".join(f"{path.table}={','.join(path.kinds)}" for path in paths)
+
+
+def restorable_checkpoint(
+    checkpoint_dir: str, paths: list[EventTimePath], say: Callable[[str], None] = print
+) -> Path | None:
+    """The newest checkpoint, if a job with these sources wrote it."""
+    newest = latest_checkpoint(checkpoint_dir)
+    if newest is None:
+        return None
+    marker = newest.parent / TOPOLOGY_FILE
+    if marker.is_file() and marker.read_text(encoding="utf-8") == topology(paths):
+        return newest
+    say(
+        f"detect: not resuming from checkpoint {newest}: its job read the telemetry topics through "
+        "other sources (before flows had their own); starting from the consumer group's committed offsets"
+    )
+    return None
+
+
+def _mark_topology(checkpoint_dir: str, job_id: str, paths: list[EventTimePath]) -> None:
+    folder = Path(checkpoint_dir).resolve() / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TOPOLOGY_FILE).write_text(topology(paths), encoding="utf-8")
+
+
 def check_timing(settings: Settings) -> None:
-    """Reject watermark settings that stall the job: with the drift bound at or below the idle
-    timeout, every live partition is paused whenever one partition goes quiet."""
+    """Reject watermark settings the job cannot use: an allowance the SQL interval cannot hold, or
+    a drift bound at or below the idle timeout (every live partition would be paused whenever
+    one partition goes quiet)."""
+    for name in ("out_of_orderness_ms", "flow_export_delay_ms"):
+        value = getattr(settings, name)
+        if not 0 <= value <= MAX_ALLOWANCE_MS:
+            raise SettingsError(f"{name} ({value}) must be between 0 and {MAX_ALLOWANCE_MS}")
     if settings.watermark_max_drift_ms <= settings.source_idle_timeout_ms:
         raise SettingsError(
             f"watermark_max_drift_ms ({settings.watermark_max_drift_ms}) must exceed "
@@ -72,7 +111,8 @@ def submit_job(
     """Build and start the job asynchronously; returns a handle to wait on or cancel."""
     check_timing(settings)
     ensure_topics(settings)  # index templates: the indexer installs them once Elasticsearch answers
-    restore_from = latest_checkpoint(settings.checkpoint_dir) if restore else None
+    paths = event_time_paths(settings)
+    restore_from = restorable_checkpoint(settings.checkpoint_dir, paths, say) if restore else None
     if restore_from is not None:
         say(f"detect: resuming from checkpoint {restore_from}")
     env, t_env = create_table_env(
@@ -81,22 +121,17 @@ def submit_job(
         restore_from=str(restore_from) if restore_from else None,
     )
     t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.source_idle_timeout_ms} ms")
-    t_env.execute_sql(
-        source_ddl(
-            settings,
-            group_id=settings.detect_group_id,
-            out_of_orderness_ms=settings.out_of_orderness_ms,
-            bounded=bounded,
-        )
-    )
+    for path in paths:
+        t_env.execute_sql(path_ddl(settings, path, group_id=settings.detect_group_id, bounded=bounded))
     props = kafka_properties(settings)
     sinks = JobSinks(
         alerts=kafka_sink(settings.kafka_bootstrap, settings.topic_alerts, props),
         metrics=kafka_sink(settings.kafka_bootstrap, settings.topic_metrics, props),
         dlq=kafka_sink(settings.kafka_bootstrap, settings.topic_dlq, props),
     )
-    build(env, t_env, SOURCE_TABLE, sinks, job_config(settings))
+    build(env, t_env, paths, sinks, job_config(settings))
     client = env.execute_async("ssa-detect")
+    _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths)
     say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
     return DetectRun(client, str(restore_from) if restore_from else None)
 

@@ -17,7 +17,7 @@ from detectors.alert import Alert
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
-from detectors.engine import DetectionEngine, DetectorFailure
+from detectors.engine import DetectionEngine, DetectorFailure, Lateness
 from detectors.registry import all_detectors, group_by_window
 from detectors.rule import Hit, Rule
 from detectors.rules.vm_escape.emulator_child_process import EmulatorChildProcess
@@ -396,3 +396,102 @@ def test_top_counts_keep_heavy_hitters_and_exact_totals() -> None:
     top.merge(other)
     assert top.top() == ("big", 1001) and top.total() == 2008
     assert pickle.loads(pickle.dumps(top)).counts == top.counts
+
+
+# --- per-kind lateness: flows get the exporters' delay, other kinds the small bound ---------------
+FLOWS_LATE = Lateness.for_flows(1_000, 360_000)
+
+
+def _flow(i: int, ts: int, port: int = 443) -> FlowEvent:
+    return FlowEvent(id=f"f{i}", ts=ts, source="zeek", src_ip="203.0.113.9", dst_ip="10.0.0.5",
+                     dst_port=port, packets_out=1, action="reject")  # fmt: skip
+
+
+def _lanes_engine(lateness: Lateness = FLOWS_LATE) -> DetectionEngine:
+    cfg = DetectorConfig.default()
+    return DetectionEngine(
+        all_detectors(cfg), DetectionContext(REGISTRY, cfg), strict=True, lateness=lateness
+    )
+
+
+def test_a_flow_within_the_export_delay_is_on_time_and_a_process_event_keeps_the_small_bound() -> None:
+    engine = _lanes_engine()
+    engine.process([_flow(1, T0 + 300_000), _flow(2, T0 + 10_000)])  # 4 min 50 s behind: on time
+    assert engine.stats()["late_events"] == 0
+    assert engine.watermark_of("flow") == T0 + 300_000 - 360_000
+    engine.process([_qemu(1, T0 + 120_000), _qemu(2, T0 + 5_000)])  # 115 s behind, window closed
+    stats = engine.stats()
+    assert stats["late_events"] == 1
+    assert stats["detectors"]["vm_escape.emulator_foreign_file"]["late"] == 1
+    process_ids = {d.meta.id for d in engine.detectors if "process" in d.meta.kinds}
+    assert {d for d, c in stats["detectors"].items() if c["late"]} <= process_ids
+
+
+def test_a_flow_behind_the_export_delay_is_late_for_the_flow_detectors_only() -> None:
+    engine = _lanes_engine()
+    engine.process([_flow(1, T0 + 20 * 60_000), _flow(2, T0 + 60_000)])  # 19 min behind
+    stats = engine.stats()
+    assert stats["late_events"] == 1
+    flow_ids = {d.meta.id for d in engine.detectors if "flow" in d.meta.kinds}
+    late = {d for d, c in stats["detectors"].items() if c["late"]}
+    assert late and late <= flow_ids
+
+
+def test_the_flows_watermark_holds_back_neither_process_alerts_nor_the_reverse() -> None:
+    engine = _lanes_engine()
+    # a flow window opens first; process events then run 70 s ahead of it
+    out = engine.process([_flow(1, T0 + 500), _qemu(1, T0 + 1000), _qemu(2, T0 + 70_000)])
+    assert [a.evidence["event_ids"] for a in out] == [["q1"]]  # closed on the process watermark
+    assert engine.watermark_of("process") == T0 + 69_000
+    assert engine.watermark_of("flow") == T0 + 500 - 360_000
+    # process events an hour ahead close no flow window: the flows' state waits for flows
+    engine.process([_qemu(3, T0 + 3_600_000)])
+    flow_state = sum(d.state_size() for d in engine.detectors if "flow" in d.meta.kinds)
+    assert flow_state > 0
+    assert engine.watermark == engine.watermark_of("flow")  # the slowest kind's
+
+
+def test_streamed_in_any_chunks_or_pickled_the_two_clocks_give_the_same_alerts() -> None:
+    # flows arrive as exporters write them: each up to 5 minutes after newer events
+    delayed = sorted(STREAM, key=lambda e: (e.ts + (300_000 if isinstance(e, FlowEvent) else 0), e.id))
+    first = _lanes_engine()
+    whole = first.run(delayed)
+    assert whole and first.stats()["late_events"] == 0
+    rng = random.Random(7)
+    engine = _lanes_engine()
+    streamed: list[Alert] = []
+    i = 0
+    while i < len(delayed):
+        n = rng.choice((1, 3, 50, 700))
+        streamed.extend(engine.process(delayed[i : i + n]))
+        i += n
+        if i > len(delayed) // 2 and i - n <= len(delayed) // 2:
+            engine = pickle.loads(pickle.dumps(engine))
+    streamed.extend(engine.flush())
+    assert engine.stats()["late_events"] == 0
+    _same(whole, streamed)
+    # the same events in time order under the single bound: the same alerts
+    _same(whole, _engine().run(STREAM))
+
+
+def test_a_detector_reading_kinds_with_different_allowances_is_refused() -> None:
+    raw = DetectorConfig.default().to_dict()
+    raw["detectors"]["vm_escape.boom_test"] = {"params": {}}
+    cfg = DetectorConfig.from_dict(raw)
+
+    class _Mixed(_Counter):
+        meta = dataclasses.replace(_Counter.meta, kinds=frozenset({"flow", "process"}))
+
+    with pytest.raises(ValueError, match="different lateness"):
+        DetectionEngine([_Mixed(cfg)], DetectionContext(REGISTRY, cfg), lateness=FLOWS_LATE)
+    same = DetectionEngine([_Mixed(cfg)], DetectionContext(REGISTRY, cfg), lateness=Lateness(1_000))
+    assert same.run([_flow(1, T0), _qemu(1, T0 + 1)]) == []
+
+
+def test_advance_moves_every_kind_and_closes_flow_windows_too() -> None:
+    engine = _lanes_engine()
+    engine.process([_flow(i, T0 + 1000 + i, port=1000 + i) for i in range(30)])
+    assert engine.advance(T0 + 299_000) == []  # the 5-minute scan window is still open
+    closed = engine.advance(T0 + 300_000)
+    assert "port_scan.failed_probe_scan" in {a.detector for a in closed}
+    assert engine.watermark_of("flow") == engine.watermark_of("auth") == T0 + 300_000

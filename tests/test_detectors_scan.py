@@ -48,3 +48,35 @@ def test_scan_without_registry_and_to_stdout(tmp_path, capsysbinary) -> None:
     assert len(out) == result.alerts
     # without a registry nothing is a tenant address: cross-tenant rules stay silent
     assert "cross_tenant.unpeered_flow" not in result.by_detector
+
+
+def test_flows_written_as_exporters_write_them_are_on_time_under_the_export_delay(tmp_path) -> None:
+    from detectors.engine import Lateness
+    from detectors.samples import samples_registry
+    from ingest.schema import FlowEvent
+
+    events = sorted(
+        (e for f in sample_files() for c in load_cases(f) for e in c.events), key=lambda e: (e.ts, e.id)
+    )
+    # every flow reaches the file 4 minutes after newer events of other kinds and flows
+    delayed = sorted(events, key=lambda e: (e.ts + (240_000 if isinstance(e, FlowEvent) else 0), e.id))
+    in_order, as_exported = tmp_path / "in_order.jsonl", tmp_path / "exported.jsonl"
+    in_order.write_bytes(b"".join(encode_event(e) + b"\n" for e in events))
+    as_exported.write_bytes(b"".join(encode_event(e) + b"\n" for e in delayed))
+    tenants = tmp_path / "tenants.yaml"
+    samples_registry().dump(tenants)
+    lateness = Lateness.for_flows(2_000, 360_000)
+
+    def alerts(path, out_name, **kw) -> tuple[int, list[str]]:
+        out = tmp_path / out_name
+        result = scan(path, tenants, out, **kw)
+        return result.late_events, sorted(
+            decode_alert(line).alert_id for line in out.read_bytes().splitlines()
+        )
+
+    late, expected = alerts(in_order, "a.jsonl", lateness=lateness)
+    assert late == 0 and expected
+    assert alerts(as_exported, "b.jsonl", lateness=lateness) == (0, expected)
+    # under the one small bound for every kind, the delayed flows are late and windowed alerts lost
+    late_small, found = alerts(as_exported, "c.jsonl")
+    assert late_small > 0 and set(expected) - set(found)

@@ -25,7 +25,7 @@ HEADER = (
     b"StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label"
 )
 ROW = b"2024/03/05 10:00:00.125000,2.504112,tcp,10.1.0.5,52344,   ->,10.2.0.7,5432,FSPA_FSPA,0,0,113,95549,3644,x"
-ROW_DUR_MS = 2504  # the row's Dur: its event's ts is StartTime + Dur, the flow's end
+ROW_DUR_MS = 2504  # the row's Dur (an Argus event's ts is its StartTime)
 CTU13 = "ctu13_scenario6_menti/capture20110816.binetflow.gz"
 
 
@@ -70,7 +70,7 @@ def test_sample_tcp_row_maps_to_the_canonical_flow():
     line = SAMPLE.read_bytes().splitlines()[1]
     assert db.id == event_id("argus", line)
     assert (db.source, db.tenant, db.vm, db.host) == ("argus", "t-acme", "vm-acme-01", "hv-01")
-    assert (db.ts, db.duration_ms) == (ms("2024-03-05T10:00:02.629"), 2504)  # the end: StartTime + Dur
+    assert (db.ts, db.duration_ms) == (ms("2024-03-05T10:00:00.125"), 2504)  # Argus: the start
     assert (db.src_ip, db.src_port, db.dst_ip, db.dst_port, db.proto) == (
         "10.1.0.5",
         52344,
@@ -135,8 +135,8 @@ def test_start_time_is_read_in_the_given_zone():
     data = HEADER + b"\n" + ROW + b"\n" + ROW.replace(b"2024/03/05", b"2024/07/05") + b"\n"
     utc = parse(data).events
     prague = parse(data, timezone="Europe/Prague").events
-    assert [e.ts - ROW_DUR_MS for e in utc] == [ms("2024-03-05T10:00:00.125"), ms("2024-07-05T10:00:00.125")]
-    assert [e.ts - ROW_DUR_MS for e in prague] == [
+    assert [e.ts for e in utc] == [ms("2024-03-05T10:00:00.125"), ms("2024-07-05T10:00:00.125")]
+    assert [e.ts for e in prague] == [
         ms("2024-03-05T10:00:00.125", "Europe/Prague"),  # CET, UTC+1
         ms("2024-07-05T10:00:00.125", "Europe/Prague"),  # CEST, UTC+2
     ]
@@ -149,12 +149,12 @@ def test_epoch_seconds_and_dashed_dates():
             ROW.replace(b"2024/03/05", b"2024-03-05")]  # fmt: skip
     out = parse(HEADER + b"\n" + b"\n".join(rows) + b"\n", timezone="Europe/Prague")
     # epoch seconds (ra -u) are in no zone; a date is local time
-    starts = [e.ts - ROW_DUR_MS for e in out.events]
+    starts = [e.ts for e in out.events]
     assert starts == [epoch * 1000 + 500, ms("2024-03-05T10:00:00.125", "Europe/Prague")]
 
 
-def test_ts_is_the_flow_end_on_both_paths():
-    """StartTime + Dur (else LastTime): the fast path, which takes a row once the checked path has
+def test_ts_is_the_flow_start_on_both_paths():
+    """StartTime, with Dur (else LastTime - StartTime) as the duration: the fast path, which takes a row once the checked path has
     read its StartTime's second, and the checked path agree; so do they on an end past 2100."""
     start = ms("2024-03-05T10:00:00.125")
     fast, checked = ArgusParser(ListOutput()), ArgusParser(ListOutput())
@@ -162,7 +162,7 @@ def test_ts_is_the_flow_end_on_both_paths():
         parser.feed(HEADER, 1, 0)
     expected = _checked(checked, ROW, 2)
     assert _checked(fast, ROW, 2) == expected  # teaches the fast path the second
-    assert expected is not None and (expected.ts, expected.duration_ms) == (start + ROW_DUR_MS, ROW_DUR_MS)
+    assert expected is not None and (expected.ts, expected.duration_ms) == (start, ROW_DUR_MS)
     assert fast._fast_event(ROW) == expected
     past_2100 = ROW.replace(b",2.504112,", b",2400000000,")  # 76 years
     assert fast._fast_event(past_2100) is None and _checked(checked, past_2100, 3) is None
@@ -170,7 +170,7 @@ def test_ts_is_the_flow_end_on_both_paths():
     (ev,) = parse(
         header + b"\n2024/03/05 10:00:00.125,2024/03/05 10:00:01.750,udp,10.1.0.5,10.2.0.7\n"
     ).events
-    assert (ev.ts, ev.duration_ms) == (ms("2024-03-05T10:00:01.750"), 1625)  # LastTime
+    assert (ev.ts, ev.duration_ms) == (ms("2024-03-05T10:00:00.125"), 1625)  # from LastTime
 
 
 @pytest.mark.parametrize(
@@ -334,5 +334,5 @@ def test_ctu13_scenario6_every_row_becomes_an_event_or_a_counted_skip(shared_dat
     assert len(out.events) + out.skipped[arp] + out.skipped[layer2] == rows
     labels = Counter(e.extra["label"] for e in out.events)
     assert sum(n for label, n in labels.items() if "Botnet" in label and "CC" in label) == 199  # as published
-    first = min(e.ts - e.duration_ms for e in out.events)  # the earliest start
+    first = min(e.ts for e in out.events)  # the earliest start
     assert first == ms("2011-08-16T10:01:46.972", "Europe/Prague")

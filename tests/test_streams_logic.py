@@ -17,7 +17,7 @@ from streams.detect_fn import MAX_PAYLOAD_BYTES, DetectionJobConfig, MicroBatchD
 from streams.documents import alert_action, dlq_action, metrics_action
 from streams.indexer import Indexer
 from streams.posture import MAX_DISTINCT, PostureState
-from streams.sql import batches_query, kafka_properties, source_ddl
+from streams.sql import batches_query, event_time_paths, kafka_properties, path_ddl, source_ddl
 
 
 def _flow(i: int, ts: int, tenant: str = "t-a", dst: str = "198.51.100.7", port: int = 443) -> FlowEvent:
@@ -232,7 +232,7 @@ def test_sql_carries_security_options_and_refuses_odd_identifiers(tmp_path) -> N
     ddl = source_ddl(s, group_id="g")
     assert "'properties.sasl.jaas.config' = '" in ddl and "p''w" in ddl  # quotes doubled in SQL
     assert "ssa.telemetry.flow;ssa.telemetry.process;ssa.telemetry.audit;ssa.telemetry.auth" in ddl
-    assert "INTERVAL '2.000' SECOND" in ddl
+    assert "rowtime - INTERVAL '0 00:00:02.000' DAY TO SECOND(3)" in ddl
     with pytest.raises(ValueError, match="identifier"):
         batches_query("telemetry; DROP TABLE x")
 
@@ -245,6 +245,11 @@ def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() 
     assert "'scan.watermark.alignment.max-drift' = '45000 ms'" in ddl
     assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in ddl
     check_timing(Settings(source_idle_timeout_ms=30_000, watermark_max_drift_ms=60_000))
+    check_timing(Settings(flow_export_delay_ms=8_639_999_999))
+    with pytest.raises(SettingsError, match="flow_export_delay_ms"):
+        check_timing(Settings(flow_export_delay_ms=8_640_000_000))
+    with pytest.raises(SettingsError, match="out_of_orderness_ms"):
+        check_timing(Settings(out_of_orderness_ms=-1))
     with pytest.raises(SettingsError, match="must exceed source_idle_timeout_ms"):
         check_timing(Settings(source_idle_timeout_ms=60_000, watermark_max_drift_ms=60_000))
 
@@ -282,3 +287,70 @@ def test_the_jvm_accepts_the_compiler_directives() -> None:
     assert done.returncode == 0, out
     assert "1 compiler directives added" in out
     assert "org/apache/calcite/*.*" in out and "org/codehaus/*.*" in out
+
+
+def test_flows_have_a_source_of_their_own_with_the_exporters_delay() -> None:
+    s = Settings(out_of_orderness_ms=1500, flow_export_delay_ms=900_000, watermark_max_drift_ms=45_000)
+    others, flows = event_time_paths(s)
+    assert (others.kinds, flows.kinds) == (("process", "audit", "auth"), ("flow",))
+    other_ddl = path_ddl(s, others, group_id="g")
+    flow_ddl = path_ddl(s, flows, group_id="g", bounded=True)
+    assert "CREATE TEMPORARY TABLE telemetry (" in other_ddl
+    assert "CREATE TEMPORARY TABLE telemetry_flow (" in flow_ddl
+    assert "'topic' = 'ssa.telemetry.process;ssa.telemetry.audit;ssa.telemetry.auth'" in other_ddl
+    assert "'topic' = 'ssa.telemetry.flow'" in flow_ddl
+    # days to seconds: SQL's seconds alone hold 2 digits, less than an exporter's delay
+    assert "rowtime - INTERVAL '0 00:00:01.500' DAY TO SECOND(3)" in other_ddl
+    assert "rowtime - INTERVAL '0 00:15:00.000' DAY TO SECOND(3)" in flow_ddl
+    day = s.with_overrides(flow_export_delay_ms=90_061_001)
+    long = path_ddl(day, event_time_paths(day)[1], group_id="g")
+    assert "rowtime - INTERVAL '1 01:01:01.001' DAY TO SECOND(3)" in long
+    # aligned apart: together, the flows' watermark 15 minutes behind would pause every other split
+    assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in other_ddl
+    assert "'scan.watermark.alignment.group' = 'ssa-telemetry-flow'" in flow_ddl
+    assert all("'scan.watermark.alignment.max-drift' = '45000 ms'" in d for d in (other_ddl, flow_ddl))
+    assert "scan.bounded.mode" in flow_ddl and "scan.bounded.mode" not in other_ddl
+    # the other kinds keep the operator uids of the job before the split; flows get new ones
+    assert (others.uid_suffix, flows.uid_suffix) == ("", "-flow")
+    # both paths are keyed by tenant: the flow path's per-minute alert counts are rows of their own
+    assert (others.posture_key_suffix, flows.posture_key_suffix) == ("", "#flow")
+    logic = MicroBatchDetector(DetectionJobConfig(posture_key_suffix=flows.posture_key_suffix))
+    state = logic.new_state()
+    logic.on_batch(state, "t-a", [encode_event(_flow(1, 1_700_000_000_000))])
+    _alerts, rows = logic.on_watermark(state, "t-a", 1_700_000_100_000)
+    assert [(r["kind"], r["key"]) for r in rows] == [("flow", "t-a#flow")]
+    with pytest.raises(ValueError, match="identifier"):
+        source_ddl(s, group_id="g", table="x; DROP TABLE y")
+
+
+def test_the_flow_export_delay_is_a_setting_and_reaches_the_engine_and_the_late_reason() -> None:
+    from infra.settings import load_settings
+    from streams.runner import job_config
+
+    s = load_settings({"SSA_FLOW_EXPORT_DELAY_MS": "900000", "SSA_OUT_OF_ORDERNESS_MS": "3000"})
+    assert (s.flow_export_delay_ms, Settings().flow_export_delay_ms) == (900_000, 360_000)
+    logic = MicroBatchDetector(job_config(s))
+    engine = logic.new_state().engine
+    assert (engine.lateness.allowance("flow"), engine.lateness.allowance("auth")) == (900_000, 3000)
+    record = late_dlq(
+        encode_event(_flow(8, 1_700_000_000_000)), 1_700_000_000_000, 900_000, "flow_export_delay_ms"
+    )
+    assert "flow_export_delay_ms, 900000 ms" in record["reason"]
+    assert "SSA_FLOW_EXPORT_DELAY_MS" in record["reason"]
+
+
+def test_a_checkpoint_is_resumed_only_by_a_job_with_the_same_sources(tmp_path) -> None:
+    from streams.runner import TOPOLOGY_FILE, restorable_checkpoint, topology
+
+    paths = event_time_paths(Settings())
+    assert restorable_checkpoint(str(tmp_path), paths) is None  # nothing there
+    chk = tmp_path / "0123abcd" / "chk-4"
+    chk.mkdir(parents=True)
+    (chk / "_metadata").write_bytes(b"x")
+    said: list[str] = []
+    # written by the job of one source over all four topics: its split state cannot be reused
+    assert restorable_checkpoint(str(tmp_path), paths, said.append) is None
+    assert len(said) == 1 and str(chk) in said[0]
+    (chk.parent / TOPOLOGY_FILE).write_text(topology(paths), encoding="utf-8")
+    assert restorable_checkpoint(str(tmp_path), paths, said.append) == chk
+    assert topology(paths) == "telemetry=process,audit,auth;telemetry_flow=flow"

@@ -12,8 +12,12 @@ SYN's sender when it saw one) is the event's source. Byte counters: ``bytes_out`
 ``DstPkts``/``TotPkts``. A total with no split (the Stratosphere files have ``TotPkts`` only) is all
 ``*_out`` and ``extra`` says so (``packets_split_unknown``/``bytes_split_unknown``), unless the
 bytes show that one side sent nothing (then it sent no packets either). ``Dur`` is seconds (else
-``LastTime`` minus ``StartTime``); the event's ``ts`` is the flow's end, ``StartTime`` plus the
-duration. ``StartTime`` is ``YYYY/MM/DD HH:MM:SS[.ffffff]`` (or with ``-``) in local time
+``LastTime`` minus ``StartTime``). Unlike the exporters that write a record when a flow ends, the
+event's ``ts`` is the flow's start, ``StartTime``: Argus reports each flow in status records of at
+most its status interval (``ARGUS_FLOW_STATUS_INTERVAL``, seconds), and ra and racluster files such
+as the CTU-13 captures are sorted by ``StartTime`` with aggregated flows up to an hour long, so
+windowing them by their end would put most records behind the flows' watermark (92 % of CTU-13
+scenario 6 at the 6-minute allowance). ``StartTime`` is ``YYYY/MM/DD HH:MM:SS[.ffffff]`` (or with ``-``) in local time
 without an offset, read in ``ParseContext.timezone`` (``ssa ingest --tz``; UTC by default), or
 epoch seconds (``ra -u``); a time of day without a date (ra's default format) cannot be placed and
 goes to the DLQ. Ports are decimal, or hex for ICMP (``0x0303``); the ``Dport`` of an ESP flow is
@@ -199,8 +203,13 @@ class ArgusParser(FastPathParser):
                 return None
             sport, dport, *counters = map(int, numbers)
             duration = round(float(dur) * 1000)
-            end = ts + _millis(fraction) + duration  # ts: the flow's end (ingest.schema.FlowEvent)
-            if sport > 65535 or dport > 65535 or max(counters, default=0) > COUNT_MAX or end >= TS_MAX_MS:
+            start = ts + _millis(fraction)  # ts: the flow's start, for Argus (see the module's docstring)
+            if (
+                sport > 65535
+                or dport > 65535
+                or max(counters, default=0) > COUNT_MAX
+                or start + duration >= TS_MAX_MS
+            ):
                 return None  # (the start is in the bounds: its second was read on the checked path)
             packets_out, packets_in = self.packets_of(counters)
             bytes_out, bytes_in = self.bytes_of(counters)
@@ -216,7 +225,7 @@ class ArgusParser(FastPathParser):
                     packets_out, packets_in = 0, packets_out
             return replace(
                 self.flow_base(owner), id=_event_id(line), src_ip=src, dst_ip=dst, src_port=sport,
-                dst_port=dport, ts=end, proto=proto,
+                dst_port=dport, ts=start, proto=proto,
                 duration_ms=duration, action="reject" if refused and proto == "tcp" else "accept", extra=extra,
                 packets_out=packets_out, packets_in=packets_in, bytes_out=bytes_out, bytes_in=bytes_in,
             )  # fmt: skip
@@ -301,7 +310,8 @@ class ArgusParser(FastPathParser):
             dport = 0
         else:
             dport = self._port("Dport", parts, "dport")
-        ts, duration = self._end_and_duration(parts, self._time("StartTime", parts[cols["start"]]))
+        end, duration = self._end_and_duration(parts, self._time("StartTime", parts[cols["start"]]))
+        ts = end - duration  # the start (see the module's docstring)
         counts = {k: count_cell(self.names[cols[k]], parts[cols[k]])
                   for k in _COUNTERS if k in cols and parts[cols[k]]}  # fmt: skip
         packets_out, packets_in, bytes_out, bytes_in = self._directions(counts, extra)

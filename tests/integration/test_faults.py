@@ -55,6 +55,9 @@ def _run_settings(base: Settings, name: str) -> Settings:
         index_metrics_prefix=f"ssa-test-{tag}-metrics-",
         checkpoint_dir=str(ckpt),
         checkpoint_interval_ms=2000,
+        # The simulator writes flows in time order; the default export delay (6 min) is longer
+        # than the 4-minute input, so the continuous runs would end with every flow window open.
+        flow_export_delay_ms=10_000,
     )
 
 

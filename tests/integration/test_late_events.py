@@ -1,5 +1,6 @@
-"""Events that reach the job after the watermark passed their time go to the DLQ with the reason,
-and are neither detected nor lost: the windows of Flink SQL would drop them without a count."""
+"""Events that reach the job after their path's watermark passed their time go to the DLQ with the
+reason, and are neither detected nor lost: the windows of Flink SQL would drop them without a
+count. Flows have a watermark of their own, with the exporters' delay."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import uuid
 import pytest
 
 from infra.settings import PROJECT_ROOT, Settings
-from ingest.schema import FlowEvent, decode_event
+from ingest.schema import FlowEvent, ProcessEvent, decode_event
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,12 @@ def _wait(what: str, check, proc: subprocess.Popen[bytes], timeout_s: float = 24
     return result
 
 
-def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_once(stack: Settings) -> None:
+def test_late_events_go_to_the_dlq_at_their_own_kinds_allowance_and_the_rest_is_counted_once(
+    stack: Settings,
+) -> None:
+    """Process events keep the small allowance (2 s); flows, which exporters write when the flow
+    ends, have the flow export delay (6 min): a flow 28 s behind is detected, one behind the flows'
+    watermark goes to the DLQ naming that setting."""
     from infra.bootstrap import ensure_topics
     from streams.demo import demo_settings
     from streams.kafka_target import telemetry_producer
@@ -45,20 +51,29 @@ def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_o
     s = demo_settings(stack, "late" + uuid.uuid4().hex[:6]).with_overrides(
         source_idle_timeout_ms=2000, checkpoint_interval_ms=1000
     )
+    assert (s.out_of_orderness_ms, s.flow_export_delay_ms) == (2000, 360_000)
     ensure_topics(s)
     now = int(time.time() * 1000)
-    minute = now - now % 60_000 - 10 * 60_000  # a whole minute, ten minutes ago
+    minute = now - now % 60_000 - 15 * 60_000  # a whole minute, fifteen minutes ago
 
     def flow(n: int, ts: int) -> FlowEvent:
         return FlowEvent(id=f"late-test-{n}", ts=ts, source="vpcflow", tenant="t-late", src_ip="10.9.0.5",
                          dst_ip="10.9.0.6", dst_port=443, bytes_out=100)  # fmt: skip
 
+    def process(n: int, ts: int) -> ProcessEvent:
+        return ProcessEvent(id=f"late-proc-{n}", ts=ts, source="auditd", tenant="t-late", host="hv-late",
+                            exe="/usr/bin/true", syscall="execve")  # fmt: skip
+
     on_time = [flow(i, minute + 1000 + 100 * i) for i in range(300)]  # 30 s of one tenant
-    late = flow(999, minute + 2000)  # sent when the watermark is ~29 s into the minute
-    after = flow(1000, minute + 3 * 60_000)  # moves the watermark past the minute's end
+    on_time_processes = [process(i, minute + 1000 + 100 * i) for i in range(300)]
+    late_process = process(999, minute + 2000)  # sent when the watermark is ~28 s into the minute
+    after_process = process(1000, minute + 3 * 60_000)  # moves the process watermark past the minute
+    within = flow(999, minute + 2000)  # 28 s behind the newest flow: well within the export delay
+    after = flow(1000, minute + 8 * 60_000)  # the flows' watermark: 2 min past the minute's start
+    beyond = flow(1001, minute + 5000)  # sent once the flows' watermark has passed the minute
     producer = telemetry_producer(s)
 
-    def send(*events: FlowEvent) -> None:
+    def send(*events: FlowEvent | ProcessEvent) -> None:
         for event in events:
             producer.send_event(event)
         producer.flush()
@@ -68,8 +83,8 @@ def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_o
         cwd=PROJECT_ROOT, env={**os.environ, **s.to_env()}, start_new_session=True,
     )  # fmt: skip
     try:
-        send(*on_time)
-        ends = end_offsets(s, [s.telemetry_topics["flow"]])
+        send(*on_time, *on_time_processes)
+        ends = end_offsets(s, [s.telemetry_topics["flow"], s.telemetry_topics["process"]])
 
         def read_all() -> bool:
             try:
@@ -80,25 +95,38 @@ def test_an_event_behind_the_watermark_goes_to_the_dlq_and_the_rest_is_counted_o
 
         _wait("checkpoint of the on-time events", read_all, proc)
         time.sleep(4)  # past the idle timeout and many watermark intervals
-        send(late, after)
-        dlq = _wait("late event in the DLQ", lambda: _records(s, s.topic_dlq), proc)
-        counted = _wait(
-            "posture minute",
-            lambda: [
+        send(late_process, after_process, within, after)
+
+        def minute_of(kind: str) -> list[dict]:
+            return [
                 m
                 for m in _records(s, s.topic_metrics)
-                if m.get("tenant") == "t-late" and m.get("ts") == minute
-            ],
-            proc,
-        )
+                if m.get("tenant") == "t-late" and m.get("ts") == minute and m.get("kind") == kind
+            ]
+
+        counted_flows = _wait("flow posture minute", lambda: minute_of("flow"), proc)
+        counted_processes = _wait("process posture minute", lambda: minute_of("process"), proc)
+        time.sleep(2)  # many watermark intervals: the flows' watermark is now past the minute
+        send(beyond)
+
+        def two_late() -> list[dict]:
+            records = _records(s, s.topic_dlq)
+            return records if len(records) >= 2 else []
+
+        dlq = _wait("two late events in the DLQ", two_late, proc)
     finally:
         producer.close()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
 
-    assert len(dlq) == 1 and decode_event(dlq[0]["raw"]) == late
-    assert dlq[0]["source"] == "late"
-    assert dlq[0]["reason"].startswith("late vpcflow event late-test-999: its time ")
-    assert "behind the watermark" in dlq[0]["reason"]
-    # The on-time events were detected, each once; the late one was not, so nothing is counted twice.
-    assert sum(m["events"] for m in counted if m.get("kind") == "flow") == len(on_time)
+    by_id = {decode_event(r["raw"]).id: r for r in dlq}
+    assert sorted(by_id) == ["late-proc-999", "late-test-1001"], [r["reason"] for r in dlq]
+    assert {r["source"] for r in dlq} == {"late"}
+    assert decode_event(by_id["late-proc-999"]["raw"]) == late_process
+    assert by_id["late-proc-999"]["reason"].startswith("late auditd event late-proc-999: its time ")
+    assert "out_of_orderness_ms, 2000 ms" in by_id["late-proc-999"]["reason"]
+    assert decode_event(by_id["late-test-1001"]["raw"]) == beyond
+    assert "flow_export_delay_ms, 360000 ms" in by_id["late-test-1001"]["reason"]
+    # Detected once each: the process events on time, the flows on time and the one 28 s behind.
+    assert sum(m["events"] for m in counted_processes) == len(on_time_processes)
+    assert sum(m["events"] for m in counted_flows) == len(on_time) + 1
