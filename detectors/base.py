@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Final, cast
 
 from detectors.alert import Attack, Entity
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ANSWER_MASK, ONE_WAY, RESPONDER, ROLE_MASK, flow_views
 from detectors.meta import DetectorMeta
 from detectors.windows import Window, WindowSpec
 from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent
@@ -42,18 +43,23 @@ MANAGEMENT: Final = "@management"
 EMPTY_REGISTRY: Final = TenantRegistry()
 _FAR_PAST: Final = -(2**62)
 _MAX_ERRORS_KEPT: Final = 100
+_RESPONSE_VIEWS: Final = frozenset(
+    v for v in range(ROLE_MASK + ANSWER_MASK + ONE_WAY + 1) if v & ROLE_MASK == RESPONDER
+)
 
 
 class Batch:
     """Events of one kind for one detector call, with flow enrichment computed at most once."""
 
-    __slots__ = ("_dst", "_src", "events", "registry")
+    __slots__ = ("_dst", "_initiated", "_src", "_views", "events", "registry")
 
     def __init__(self, events: list[Event], registry: TenantRegistry) -> None:
         self.events = events
         self.registry = registry
         self._src: list[str | None] | None = None
         self._dst: list[str | None] | None = None
+        self._views: list[int] | None = None
+        self._initiated: Batch | None = None
 
     # Typed views: the engine only puts events of one kind in a batch (the detector's kinds).
     @property
@@ -79,6 +85,32 @@ class Batch:
             tof = self.registry.tenant_of_ip
             self._src = [tof(ev.src_ip) for ev in self.flows]
         return self._src
+
+    @property
+    def flow_views(self) -> list[int]:
+        """``detectors.flowdir.flow_view`` of each flow: who initiated it, whether it was answered."""
+        if self._views is None:
+            self._views = flow_views(self.flows)
+        return self._views
+
+    def initiated(self) -> Batch:
+        """The flows without the response records (``flowdir``), which are never an alert's subject;
+        the batch itself when it has none. Computed once and shared by the detectors."""
+        if self._initiated is None:
+            views = self.flow_views
+            if _RESPONSE_VIEWS.isdisjoint(views):
+                self._initiated = self
+            else:
+                keep = [i for i, v in enumerate(views) if v & ROLE_MASK != RESPONDER]
+                sub = Batch([self.events[i] for i in keep], self.registry)
+                sub._views = [views[i] for i in keep]
+                if self._src is not None:
+                    sub._src = [self._src[i] for i in keep]
+                if self._dst is not None:
+                    sub._dst = [self._dst[i] for i in keep]
+                sub._initiated = sub
+                self._initiated = sub
+        return self._initiated
 
     @property
     def dst_tenants(self) -> list[str | None]:

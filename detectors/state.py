@@ -1,7 +1,8 @@
 """Small picklable per-key state pieces for windowed detectors.
 
 ``Span`` tracks first/last event time, a count and a few evidence ids; ``add_capped`` keeps sets
-and dicts bounded (``engine.max_distinct_per_key``) while still counting what overflowed.
+and dicts bounded (``engine.max_distinct_per_key``) while still counting what overflowed;
+``FlowTable`` holds a window's one-way flow records for matching each with its reverse record.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["Span", "TopCounts", "add_capped", "bump_capped"]
+__all__ = ["FlowTable", "Span", "TopCounts", "add_capped", "bump_capped"]
 
 
 class Span:
@@ -131,3 +132,38 @@ class TopCounts:
 
     def __setstate__(self, s: tuple[int, dict[Hashable, int], int, int]) -> None:
         self.cap, self.counts, self.floor, self.other = s
+
+
+class FlowTable:
+    """One window's one-way flow records by 5-tuple: (earliest start time, whether one refuses), at most
+    ``cap`` keys (``engine.max_keys_per_window``); records beyond are counted in ``dropped``."""
+
+    __slots__ = ("dropped", "seen")
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, int, str, int, str], tuple[int, bool]] = {}
+        self.dropped = 0
+
+    def add(self, key: tuple[str, int, str, int, str], ts: int, refuses: bool, cap: int) -> bool:
+        """Record one record; False when the table is full and it was dropped."""
+        seen = self.seen
+        old = seen.get(key)
+        if old is None:
+            if len(seen) >= cap:
+                self.dropped += 1
+                return False
+            seen[key] = (ts, refuses)
+        elif ts < old[0] or (refuses and not old[1]):
+            seen[key] = (min(ts, old[0]), refuses or old[1])
+        return True
+
+    def merge(self, other: FlowTable, cap: int) -> None:
+        for key, (ts, refuses) in other.seen.items():
+            self.add(key, ts, refuses, cap)
+        self.dropped += other.dropped
+
+    def __getstate__(self) -> tuple[dict[tuple[str, int, str, int, str], tuple[int, bool]], int]:
+        return (self.seen, self.dropped)
+
+    def __setstate__(self, s: tuple[dict[tuple[str, int, str, int, str], tuple[int, bool]], int]) -> None:
+        self.seen, self.dropped = s

@@ -70,6 +70,7 @@ class ForeignTransferVolume(WindowedDetector[TransferState]):
         return TransferState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a response record is never the subject
         max_ids, state = self.max_ids, self.state
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):

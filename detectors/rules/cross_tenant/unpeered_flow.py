@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from detectors.base import MANAGEMENT, Batch
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import flow_view, is_response
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import source_entity
@@ -46,6 +47,12 @@ class UnpeeredFlow(Rule):
 
     def match(self, event: Event) -> Hit | None:
         ev: FlowEvent = event  # type: ignore[assignment]
+        if is_response(flow_view(ev)):  # the victim answering
+            return None
+        return self._match(ev)
+
+    def _match(self, ev: FlowEvent) -> Hit | None:
+        """``match`` of a record known not to be a response."""
         reg = self.reg
         src_t = reg.tenant_of_ip(ev.src_ip)
         if src_t is None:
@@ -60,11 +67,12 @@ class UnpeeredFlow(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows between two different tenants go further."""
+        batch = batch.initiated()  # the same test as match's, once per batch
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             if src_t is not None and dst_t is not None and src_t != dst_t and dst_t != MANAGEMENT:
                 try:
-                    hit = self.match(ev)
+                    hit = self._match(ev)
                     if hit is not None:
                         self.record(ev, hit)
                 except Exception as exc:

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from detectors.base import Batch
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import flow_view, is_response
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, Rule
 from detectors.rules.common import is_external, source_entity
@@ -43,6 +44,12 @@ class MiningPoolConnection(Rule):
 
     def match(self, event: Event) -> Hit | None:
         ev: FlowEvent = event  # type: ignore[assignment]
+        if is_response(flow_view(ev)):  # a VM's server answering a client on a pool-like port
+            return None
+        return self._match(ev)
+
+    def _match(self, ev: FlowEvent) -> Hit | None:
+        """``match`` of a record known not to be a response."""
         if ev.dst_port not in self.ports and ev.dst_ip not in self.addresses:
             return None
         reg = self.reg
@@ -56,11 +63,12 @@ class MiningPoolConnection(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: a set lookup on the port or address first."""
+        batch = batch.initiated()  # the same test as match's, once per batch
         ports, addresses = self.ports, self.addresses
         for ev in batch.flows:
             if ev.dst_port in ports or ev.dst_ip in addresses:
                 try:
-                    hit = self.match(ev)
+                    hit = self._match(ev)
                     if hit is not None:
                         self.record(ev, hit)
                 except Exception as exc:

@@ -71,6 +71,9 @@ class DistributedFlood(WindowedDetector[VictimState]):
         return VictimState()
 
     def observe_batch(self, batch: Batch) -> None:
+        # Response records count too (``detectors.flowdir``): the entity is the receiver, never a
+        # response's source, and a reflection flood (DNS, NTP, SSDP answers to spoofed requests)
+        # is made of responses the victim never asked for.
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
         for ev, dst_t in zip(batch.flows, batch.dst_tenants, strict=True):
             try:

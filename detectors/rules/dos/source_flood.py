@@ -8,6 +8,7 @@ from typing import Any, ClassVar, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ACK, SYN, tcp_flags
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
@@ -71,6 +72,7 @@ class SourceFlood(WindowedDetector[FloodState]):
         return FloodState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, state, max_bpp = self.allowed, self.max_ids, self.state, self.max_bpp
         for ev in batch.flows:
             try:
@@ -86,7 +88,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                     continue
                 st.bytes += sent
                 st.by_dst.add(ev.dst_ip, packets)
-                if ev.extra and ev.extra.get("tcp_flags") == "S":
+                if ev.extra and tcp_flags(ev) & (SYN | ACK) == SYN:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:

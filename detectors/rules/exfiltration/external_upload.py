@@ -63,6 +63,7 @@ class ExternalUpload(WindowedDetector[UploadState]):
         return UploadState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, state = self.allowed, self.max_ids, self.state
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):

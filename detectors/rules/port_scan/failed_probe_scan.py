@@ -1,23 +1,66 @@
-"""One source probes many ports or hosts and most probes fail (Zeek-style scan detection)."""
+"""One source probes many ports or hosts and most probes fail (Zeek-style scan detection).
+
+A probe is a connection attempt whose source is not a responder (``detectors.flowdir``): refused or
+unanswered. Records of one-way formats (VPC Flow Logs, NetFlow, IPFIX) carry no reverse counters:
+their answer is the record with the reversed 5-tuple, so each window keeps a table of the one-way
+records it saw (``FlowTable``, at most ``engine.max_keys_per_window`` keys) and decides their
+probes when it closes: a reverse record that started earlier makes the probe a response, one that
+refuses (a reset) leaves it a failed probe, any other answers it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import (
+    ANSWER_MASK,
+    ANSWERED,
+    ONE_WAY,
+    RESPONDER,
+    ROLE_MASK,
+    UNKNOWN,
+    FlowKey,
+    flow_key,
+    reply_refuses,
+)
 from detectors.meta import DetectorMeta, technique
-from detectors.state import Span, add_capped
+from detectors.state import FlowTable, Span, add_capped
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
 __all__ = ["FailedProbeScan", "ScanState"]
 
+_FLOWS: Final = "@one-way flows"
+"""Pane key of the window's ``FlowTable`` (never a (tenant, source) key)."""
+
+
+# What the detector does with a record, by its flow view (see observe_batch).
+_SKIP, _ANSWERED, _FAILED, _PENDING, _TABLE = 0, 1, 2, 3, 4
+
+
+def _action(view: int) -> int:
+    one_way = _TABLE if view & ONE_WAY else 0
+    answer = view & ANSWER_MASK
+    if view & ROLE_MASK == RESPONDER:
+        return one_way + _SKIP  # a response record is never a probe
+    if answer == ANSWERED:
+        return one_way + _ANSWERED
+    if answer == UNKNOWN:
+        # one-way: pending until the window's reverse records are known; bidirectional: no attempt
+        # was seen (midstream traffic), so no probe
+        return one_way + (_PENDING if one_way else _SKIP)
+    return one_way + _FAILED
+
+
+_ACTIONS: Final = tuple(_action(view) for view in range(32))
+
 
 class ScanState:
-    __slots__ = ("hosts", "pairs", "ports", "span", "succeeded")
+    __slots__ = ("hosts", "pairs", "pending", "ports", "span", "succeeded")
 
     def __init__(self) -> None:
         self.span = Span()
@@ -25,12 +68,15 @@ class ScanState:
         self.hosts: set[str] = set()
         self.ports: set[int] = set()
         self.succeeded = 0
+        # one-way attempts -> (ts, event id, whether its source is known to be the initiator, start)
+        self.pending: dict[FlowKey, tuple[int, str, bool, int]] = {}
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.span, self.pairs, self.hosts, self.ports, self.succeeded)
+        return (self.span, self.pairs, self.hosts, self.ports, self.succeeded, self.pending)
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.span, self.pairs, self.hosts, self.ports, self.succeeded = s  # type: ignore[assignment]
+        self.span, self.pairs, self.hosts, self.ports, self.succeeded = s[:5]  # type: ignore[assignment]
+        self.pending = s[5] if len(s) > 5 else {}  # type: ignore[assignment]
 
 
 class FailedProbeScan(WindowedDetector[ScanState]):
@@ -44,7 +90,9 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         attack=(technique("Discovery", "T1046", "Network Service Discovery"),),
         kinds=frozenset({"flow"}),
         description="A source whose failed connection attempts (rejected, or no packet back) reach many "
-        "distinct (host, port) pairs in one window: vertical (ports of one host) or horizontal (hosts).",
+        "distinct (host, port) pairs in one window: vertical (ports of one host) or horizontal (hosts). "
+        "Response records are never probes, and a one-way record answered by its reverse record is "
+        "not a failed one.",
         false_positives=(
             "vulnerability scanners and asset inventory run by the tenant or the provider "
             "(params.allowed_sources)",
@@ -65,17 +113,28 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         self.allowed = frozenset(self.params["allowed_sources"])
         self.internal_score = int(self.params["internal_score"])
 
-    def new_state(self, key: Hashable) -> ScanState:
-        return ScanState()
+    def new_state(self, key: Hashable) -> Any:
+        return FlowTable() if key == _FLOWS else ScanState()
 
     def observe_batch(self, batch: Batch) -> None:
-        allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
-        for ev in batch.flows:
+        allowed, cap, state, actions = self.allowed, self.max_distinct, self.state, _ACTIONS
+        for ev, view in zip(batch.flows, batch.flow_views, strict=True):
             try:
+                action = actions[view]
+                if action == _SKIP:
+                    continue
+                if action >= _TABLE:  # one-way: kept for matching the reverse records
+                    table: FlowTable | None = state(ev.ts, _FLOWS)
+                    start = ev.ts - ev.duration_ms  # ts is when the flow was last seen
+                    if table is None or not table.add(flow_key(ev), start, reply_refuses(ev), self.max_keys):
+                        self.counters["overflow"] += 1
+                    action -= _TABLE
+                    if action == _SKIP:
+                        continue
                 src = ev.src_ip
                 if src in allowed:
                     continue
-                if ev.action == "accept" and ev.packets_in > 0:
+                if action == _ANSWERED:
                     seen: ScanState | None = self.bucket(ev.ts).get((ev.tenant, src))
                     if seen is not None:  # answered probes count once the source has failed some
                         seen.succeeded += 1
@@ -83,19 +142,43 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 st: ScanState | None = state(ev.ts, (ev.tenant, src))
                 if st is None:
                     continue
-                dst = ev.dst_ip
-                port = ev.dst_port
-                pairs = st.pairs
-                pair = (dst, port)
-                if pair not in pairs and len(pairs) < cap:
-                    pairs.add(pair)
-                    st.span.add(ev.ts, ev.id, max_ids)
-                    add_capped(st.hosts, dst, cap)
-                    add_capped(st.ports, port, cap)
+                if action == _FAILED:
+                    self._add_failed(st, ev.dst_ip, ev.dst_port, ev.ts, ev.id)
+                elif len(st.pending) < cap:  # one-way: decided by the reverse record at close
+                    known = view & ROLE_MASK != UNKNOWN
+                    st.pending[flow_key(ev)] = (ev.ts, ev.id, known, ev.ts - ev.duration_ms)
             except Exception as exc:
                 self.error(ev, exc)
 
-    def merge(self, into: ScanState, other: ScanState) -> None:
+    def _add_failed(self, st: ScanState, dst: str, port: int, ts: int, event_id: str) -> None:
+        cap = self.max_distinct
+        pairs = st.pairs
+        pair = (dst, port)
+        if pair not in pairs and len(pairs) < cap:
+            pairs.add(pair)
+            st.span.add(ts, event_id, self.max_ids)
+            add_capped(st.hosts, dst, cap)
+            add_capped(st.ports, port, cap)
+
+    def _resolve(self, st: ScanState, table: FlowTable | None) -> None:
+        """Decide the window's one-way attempts against the reverse records it saw."""
+        seen = table.seen if table is not None else {}
+        for key, (ts, event_id, initiator, start) in st.pending.items():
+            reply = seen.get((key[2], key[3], key[0], key[1], key[4]))
+            if reply is None:
+                self._add_failed(st, key[2], key[3], ts, event_id)
+            elif not initiator and reply[0] < start:
+                continue  # the reverse record started first: this one is its response
+            elif reply[1]:
+                self._add_failed(st, key[2], key[3], ts, event_id)  # refused by a reset
+            else:
+                st.succeeded += 1
+        st.pending = {}
+
+    def merge(self, into: Any, other: Any) -> None:
+        if isinstance(into, FlowTable):
+            into.merge(other, self.max_keys)
+            return
         cap = self.max_distinct
         into.span.merge(other.span, self.max_ids)
         for p in other.pairs:
@@ -105,6 +188,23 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         for port in other.ports:
             add_capped(into.ports, port, cap)
         into.succeeded += other.succeeded
+        for key, value in other.pending.items():
+            if len(into.pending) >= cap:
+                break
+            into.pending.setdefault(key, value)
+
+    def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
+        table = states.get(_FLOWS)
+        out = []
+        for key, st in states.items():
+            if key == _FLOWS:
+                continue
+            if st.pending:
+                self._resolve(st, table)
+            f = self.finish_key(window, key, st)
+            if f is not None:
+                out.append(f)
+        return out
 
     def finish_key(self, window: Window, key: Hashable, state: ScanState) -> Finding | None:
         failed = len(state.pairs)

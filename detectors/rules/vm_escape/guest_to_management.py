@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from detectors.base import MANAGEMENT, Batch
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import flow_view, is_response
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import source_entity
@@ -46,6 +47,12 @@ class GuestToManagement(Rule):
 
     def match(self, event: Event) -> Hit | None:
         ev: FlowEvent = event  # type: ignore[assignment]
+        if is_response(flow_view(ev)):  # a guest answering the management plane's own request
+            return None
+        return self._match(ev)
+
+    def _match(self, ev: FlowEvent) -> Hit | None:
+        """``match`` of a record known not to be a response."""
         reg = self.reg
         if not reg.is_management_ip(ev.dst_ip) or ev.dst_port in self.allowed_ports:
             return None
@@ -59,11 +66,12 @@ class GuestToManagement(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: only flows into the management plane go further."""
+        batch = batch.initiated()  # the same test as match's, once per batch
         events = batch.flows
         for ev, dst_t in zip(events, batch.dst_tenants, strict=True):
             if dst_t is MANAGEMENT or dst_t == MANAGEMENT:
                 try:
-                    hit = self.match(ev)
+                    hit = self._match(ev)
                     if hit is not None:
                         self.record(ev, hit)
                 except Exception as exc:

@@ -1,0 +1,321 @@
+"""Who opened a flow's connection, and whether it was answered, from what the record carries.
+
+Exporters disagree on what a record's source is. Zeek, Argus, nProbe and CICFlowMeter write one
+bidirectional record per connection with the initiator as source (Zeek and Argus say when they
+could not tell). AWS VPC Flow Logs, NetFlow v5/v9 and plain IPFIX write one record per direction
+(VPC: per interface crossed too), with no reverse counters, so the server's replies are records
+of their own whose source is the server and whose ``packets_in`` is 0.
+
+``flow_view(event)`` packs three facts about one record into an int (cheap to compute once per
+batch and to compare in hot loops):
+
+- the record's source is the ``INITIATOR``, the ``RESPONDER`` (a response record) or unknown;
+- the connection was ``ANSWERED`` (the responder took it), ``REFUSED`` (a reset, an ICMP error or
+  a firewall reject: a failed probe), ``UNANSWERED`` (nothing came back), or unknown;
+- ``ONE_WAY``: the format has no reverse counters, so the answer, if any, is another record with
+  the reversed 5-tuple (``reverse_key``), which only a detector holding the window can match.
+
+What decides, strongest first:
+
+1. The exporter's connection state. Zeek ``conn_state``: a SYN from the originator was seen in
+   every state but ``OTH`` (``^`` in ``history`` means Zeek flipped the record so that this holds);
+   ``S0``/``SH``/``RSTOS0`` unanswered, ``REJ`` refused, the others answered. Argus ``State`` is
+   each side's TCP flags (``S_RA``: a SYN reset; ``S_``: never answered); a ``?`` in ``Dir`` means
+   no SYN was seen. ``Dir`` ``->`` on TCP says the SYN's sender is the source, not that traffic
+   was one-way.
+2. TCP flags, where the record has them. A SYN without ACK opens a connection; a SYN with ACK
+   answers one. VPC Flow Logs report only FIN, SYN, RST and SYN-ACK, so their ACK bit means a
+   SYN-ACK; NetFlow's ``tcp_flags`` is the OR of every packet's flags, so both sides of a
+   completed connection show SYN and ACK and only a SYN without any ACK decides there.
+3. ICMP types: replies and errors (echo reply, unreachable, time exceeded...) are responses.
+4. Ports: the side on a service port answers the side on an ephemeral one. Port classes:
+   well-known 0-1023, registered 1024-49151, ephemeral 49152-65535 by IANA (RFC 6335 section 6)
+   and 32768-60999 by Linux's default ``ip_local_port_range``; so below 1024 < 1024-32767 <
+   32768 and up, and the lower class is the service. Equal classes decide nothing.
+5. Otherwise a bidirectional format's source is the initiator (the exporter's own convention);
+   a one-way record stays unknown until its reverse record is matched.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ingest.schema import FlowEvent
+
+__all__ = [
+    "ACK",
+    "ANSWERED",
+    "ANSWER_MASK",
+    "FIN",
+    "INITIATOR",
+    "ONE_WAY",
+    "REFUSED",
+    "RESPONDER",
+    "ROLE_MASK",
+    "RST",
+    "SYN",
+    "UNANSWERED",
+    "UNKNOWN",
+    "FlowKey",
+    "flow_key",
+    "flow_view",
+    "flow_views",
+    "is_failed_probe",
+    "is_response",
+    "port_class",
+    "reply_refuses",
+    "reverse_key",
+    "tcp_flags",
+]
+
+UNKNOWN: Final = 0
+INITIATOR: Final = 1
+RESPONDER: Final = 2
+ROLE_MASK: Final = 3
+ANSWERED: Final = 4
+REFUSED: Final = 8
+UNANSWERED: Final = 12
+ANSWER_MASK: Final = 12
+ONE_WAY: Final = 16
+
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
+
+FlowKey = tuple[str, int, str, int, str]
+"""(src ip, src port, dst ip, dst port, protocol) of one record."""
+
+_ZEEK_UNANSWERED: Final = frozenset({"S0", "SH", "RSTOS0"})
+_ZEEK_ANSWERED: Final = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR", "RSTRH", "SHR"})
+# ICMP types that only ever answer something (RFC 792, RFC 4443): replies and errors.
+_ICMP_ANSWERS: Final = frozenset({0, 3, 4, 5, 11, 12, 14, 16, 18})
+_ICMP6_ANSWERS: Final = frozenset({1, 2, 3, 4, 129})
+# Argus ICMP and UDP states written by the side that answers (ra(1): echo reply, unreachables,
+# redirect, time exceeded).
+_ARGUS_ANSWER_STATES: Final = ("ECR", "UR", "RED", "TXD")
+_EPHEMERAL_MIN: Final = 32768  # Linux's default lower bound; IANA's dynamic range starts at 49152
+_BARE_TCP_V4: Final = 40  # IPv4 + TCP headers with no options: what a reset is
+_BARE_TCP_V6: Final = 60
+
+
+def port_class(port: int) -> int:
+    """0 well-known, 1 registered below every ephemeral range, 2 ephemeral-looking (see module)."""
+    return 0 if port < 1024 else 1 if port < _EPHEMERAL_MIN else 2
+
+
+# Port class of every port, and the role of a record's source by (its class, the destination's).
+_PORT_CLASS: Final = bytes(port_class(p) for p in range(65536))
+_ROLE_BY_CLASSES: Final = tuple(
+    RESPONDER if s < d else INITIATOR if s > d else UNKNOWN for s in range(3) for d in range(3)
+)
+
+
+def _ports_role(src_port: int, dst_port: int) -> int:
+    if src_port == 0 or dst_port == 0:
+        return UNKNOWN
+    return _ROLE_BY_CLASSES[_PORT_CLASS[src_port] * 3 + _PORT_CLASS[dst_port]]
+
+
+def _icmp_role(ev: FlowEvent) -> int:
+    """ICMP type: Zeek puts it in the source port, NetFlow in the destination port's high byte
+    (type * 256 + code); VPC Flow Logs and CICFlowMeter write ports 0, which tell nothing."""
+    if ev.source == "netflow":
+        icmp_type = ev.dst_port >> 8
+    elif ev.source == "zeek":
+        icmp_type = ev.src_port
+    else:
+        return UNKNOWN
+    answers = _ICMP6_ANSWERS if ":" in ev.src_ip else _ICMP_ANSWERS
+    return RESPONDER if icmp_type in answers else INITIATOR if icmp_type in (8, 13, 15, 17, 128) else UNKNOWN
+
+
+_FLAG_KEYS: Final = ("tcp_flags", "tcp-flags", "TCP_FLAGS")  # NetFlow/IPFIX, VPC Flow Logs, nProbe CSV
+
+
+def tcp_flags(ev: FlowEvent) -> int:
+    """The record's TCP flags as its exporter wrote them (0: none, or not TCP)."""
+    extra = ev.extra
+    if not extra or ev.proto != "tcp":
+        return 0
+    for key in _FLAG_KEYS:
+        value = extra.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def _zeek(ev: FlowEvent, extra: dict[str, object]) -> int:
+    state = extra.get("conn_state")
+    if ev.proto == "tcp" and state != "OTH" and isinstance(state, str) and state:
+        if state == "REJ":
+            return INITIATOR | REFUSED
+        if state in _ZEEK_UNANSWERED:
+            return INITIATOR | UNANSWERED
+        if state in _ZEEK_ANSWERED:
+            return INITIATOR | ANSWERED
+    role = _icmp_role(ev) if ev.proto == "icmp" else _ports_role(ev.src_port, ev.dst_port)
+    if role == UNKNOWN:
+        role = INITIATOR if ev.proto != "tcp" else UNKNOWN  # OTH: no SYN seen, midstream
+    if ev.packets_in > 0:
+        return role | ANSWERED
+    # TCP with no SYN seen and nothing back is no connection attempt; UDP/ICMP left alone is.
+    return role | (UNANSWERED if ev.proto != "tcp" else UNKNOWN)
+
+
+def _argus_tcp(ev: FlowEvent, state: str, direction: str) -> int:
+    src_flags, sep, dst_flags = state.partition("_")
+    if not sep:
+        return UNKNOWN
+    ports = _ports_role(ev.src_port, ev.dst_port)
+    if "S" in src_flags and "A" in src_flags and "S" not in dst_flags and "R" not in src_flags:
+        # a SYN with an ACK to a side that never sent a SYN: a SYN-ACK, unless the ports say this
+        # is a client whose answers took another path (asymmetric routing)
+        role = INITIATOR if ports == INITIATOR else RESPONDER
+    elif "S" in src_flags and "?" not in direction:
+        role = INITIATOR
+    else:
+        role = ports
+    if not dst_flags:
+        if "S" not in src_flags or role == RESPONDER:
+            answer = UNKNOWN  # no attempt seen
+        elif "A" in src_flags:
+            answer = ANSWERED  # it acknowledged a SYN-ACK that reached it by another path
+        else:
+            answer = UNANSWERED
+    elif "R" in dst_flags and "S" not in dst_flags and "S" in src_flags:
+        answer = REFUSED
+    else:
+        answer = ANSWERED
+    return role | answer
+
+
+def _argus(ev: FlowEvent, extra: dict[str, object]) -> int:
+    state = extra.get("state")
+    direction = extra.get("dir")
+    state = state if isinstance(state, str) else ""
+    direction = direction.strip() if isinstance(direction, str) else ""
+    if ev.proto == "tcp" and state:
+        view = _argus_tcp(ev, state, direction)
+        if view & ROLE_MASK == UNKNOWN:
+            view |= INITIATOR  # Argus's source sent the first packet it saw
+        return view
+    if state.startswith(_ARGUS_ANSWER_STATES) and direction.startswith("-"):
+        return RESPONDER if ev.proto == "icmp" else INITIATOR | REFUSED  # UDP met an ICMP error
+    role = _ports_role(ev.src_port, ev.dst_port) if ev.proto != "icmp" else UNKNOWN
+    role = role or INITIATOR
+    if state == "CON" or ("<" in direction and ">" in direction) or ev.packets_in > 0:
+        return role | ANSWERED
+    if state in ("INT", "REQ") or direction == "->":  # only the source sent (an echo unanswered)
+        return role | UNANSWERED
+    return role
+
+
+def _one_way(ev: FlowEvent) -> int:
+    """VPC Flow Logs, NetFlow v5/v9, IPFIX without reverse counters."""
+    view = ONE_WAY
+    if ev.action == "reject":
+        view |= REFUSED
+    flags = tcp_flags(ev)
+    if flags:
+        if flags & SYN and not flags & ACK:
+            if view & ANSWER_MASK == UNKNOWN and flags & (FIN | RST):
+                view |= ANSWERED  # the initiator closed or reset a connection it had opened
+            return view | INITIATOR
+        if flags & SYN and ev.source == "vpcflow":
+            return view | RESPONDER  # VPC reports ACK only as part of SYN-ACK
+    role = _icmp_role(ev) if ev.proto in ("icmp", "ipv6-icmp") else _ports_role(ev.src_port, ev.dst_port)
+    return view | role
+
+
+def _two_way(ev: FlowEvent) -> int:
+    """Bidirectional records without connection state (nProbe, CICFlowMeter, the simulator)."""
+    if ev.proto == "icmp":
+        role = _icmp_role(ev) or INITIATOR
+    else:
+        sp, dp = ev.src_port, ev.dst_port
+        role = (sp and dp and _ROLE_BY_CLASSES[_PORT_CLASS[sp] * 3 + _PORT_CLASS[dp]]) or INITIATOR
+    if ev.action == "reject":
+        return role | REFUSED
+    return role | (ANSWERED if ev.packets_in > 0 else UNANSWERED)
+
+
+def _netflow(ev: FlowEvent) -> int:
+    if ev.packets_in == 0 and ev.bytes_in == 0:
+        return _one_way(ev)
+    view = _two_way(ev)  # nProbe's bidirectional counters, RFC 5103 biflows
+    if view & ANSWER_MASK == UNANSWERED:  # reverse bytes in a template without a reverse packet count
+        view = view - UNANSWERED + ANSWERED
+    return view
+
+
+def _zeek_view(ev: FlowEvent) -> int:
+    return _zeek(ev, ev.extra) if ev.extra else _two_way(ev)
+
+
+def _argus_view(ev: FlowEvent) -> int:
+    return _argus(ev, ev.extra) if ev.extra else _two_way(ev)
+
+
+_BY_SOURCE: Final = {"zeek": _zeek_view, "argus": _argus_view, "vpcflow": _one_way, "netflow": _netflow}
+
+
+def flow_view(ev: FlowEvent) -> int:
+    """Role, answer and ``ONE_WAY`` of one flow record (see the module docstring)."""
+    special = _BY_SOURCE.get(ev.source)
+    return _two_way(ev) if special is None else special(ev)
+
+
+def flow_views(events: list[FlowEvent]) -> list[int]:
+    """``flow_view`` of each record; the bidirectional case inlined (the detectors' hot path)."""
+    out: list[int] = []
+    append = out.append
+    special_of, roles, classes = _BY_SOURCE.get, _ROLE_BY_CLASSES, _PORT_CLASS
+    for ev in events:
+        special = special_of(ev.source)
+        if special is not None or ev.proto == "icmp":
+            append(flow_view(ev))
+            continue
+        sp, dp = ev.src_port, ev.dst_port
+        role = (sp and dp and roles[classes[sp] * 3 + classes[dp]]) or INITIATOR
+        if ev.action == "reject":
+            append(role | REFUSED)
+        else:
+            append(role | (ANSWERED if ev.packets_in > 0 else UNANSWERED))
+    return out
+
+
+def is_response(view: int) -> bool:
+    """The record's source answered the connection: never the subject of an alert."""
+    return view & ROLE_MASK == RESPONDER
+
+
+def is_failed_probe(view: int) -> bool:
+    """An attempt refused or left unanswered (a one-way record's answer is its reverse record)."""
+    answer = view & ANSWER_MASK
+    return (answer in (REFUSED, UNANSWERED)) and view & ROLE_MASK != RESPONDER
+
+
+def flow_key(ev: FlowEvent) -> FlowKey:
+    return (ev.src_ip, ev.src_port, ev.dst_ip, ev.dst_port, ev.proto)
+
+
+def reverse_key(ev: FlowEvent) -> FlowKey:
+    """The key of the record that answers ``ev`` (same 5-tuple, reversed)."""
+    return (ev.dst_ip, ev.dst_port, ev.src_ip, ev.src_port, ev.proto)
+
+
+def reply_refuses(ev: FlowEvent) -> bool:
+    """Whether a record answering a probe refuses it rather than accepting the connection: a
+    reset (RST without SYN in its flags), a firewall reject, or, with no flags, TCP of one packet
+    with no options (40 bytes over IPv4, 60 over IPv6): a SYN-ACK carries at least the MSS option
+    (RFC 9293 section 3.7.1), a reset none."""
+    if ev.action == "reject":
+        return True
+    if ev.proto != "tcp":
+        return False
+    flags = tcp_flags(ev)
+    if flags:
+        return bool(flags & RST) and not flags & SYN
+    bare = _BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4
+    return ev.packets_out == 1 and ev.bytes_out <= bare

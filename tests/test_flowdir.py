@@ -1,0 +1,445 @@
+"""Flow direction and answer (detectors.flowdir) on records in real exporters' shapes, made by the
+project's own parsers from hand-written lines, and the flow detectors built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from detectors.config import DetectorConfig
+from detectors.context import DetectionContext
+from detectors.engine import DetectionEngine
+from detectors.flowdir import (
+    ANSWER_MASK,
+    ANSWERED,
+    INITIATOR,
+    ONE_WAY,
+    REFUSED,
+    RESPONDER,
+    ROLE_MASK,
+    UNANSWERED,
+    UNKNOWN,
+    flow_view,
+    is_failed_probe,
+    is_response,
+    port_class,
+    reply_refuses,
+)
+from detectors.registry import all_detectors
+from ingest.parsers import ListOutput, ParseContext, parse_bytes
+from ingest.parsers.netflow import NetflowParser
+from ingest.schema import FlowEvent
+from ingest.tenants import TenantRegistry
+from tests.samples.netflow_gen import v5_packet, v9_packet
+
+SAMPLES = Path(__file__).parent / "samples"
+T0 = 1_700_000_000
+
+
+@pytest.fixture(scope="module")
+def registry() -> TenantRegistry:
+    return TenantRegistry.load(SAMPLES / "tenants.yaml")
+
+
+def flows(fmt: str, text: str, registry: TenantRegistry | None = None) -> list[FlowEvent]:
+    out = parse_bytes(fmt, text.encode(), ParseContext(registry=registry))
+    assert not out.dlqs
+    return [e for e in out.events if isinstance(e, FlowEvent)]
+
+
+def role(ev: FlowEvent) -> int:
+    return flow_view(ev) & ROLE_MASK
+
+
+def answer(ev: FlowEvent) -> int:
+    return flow_view(ev) & ANSWER_MASK
+
+
+def vpc(src: str, dst: str, sport: int, dport: int, packets: int, nbytes: int, start: int = T0) -> str:
+    return f"2 111122223333 eni-0a1b2c3d4e5f60718 {src} {dst} {sport} {dport} 6 {packets} {nbytes} {start} {start + 60} ACCEPT OK\n"
+
+
+def test_port_classes():
+    assert [port_class(p) for p in (22, 1023, 1024, 32767, 32768, 49152, 60999, 65535)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        2,
+        2,
+    ]
+
+
+# --- VPC Flow Logs v2 default format: one record per direction, no flags, no reverse counters ----
+
+
+def test_vpc_v2_web_request_both_directions():
+    request, response = flows(
+        "vpcflow",
+        vpc("203.0.113.50", "10.1.0.5", 51000, 443, 10, 1200)
+        + vpc("10.1.0.5", "203.0.113.50", 443, 51000, 12, 15000),
+    )
+    assert flow_view(request) == ONE_WAY | INITIATOR  # answered or not: its reverse record tells
+    assert flow_view(response) == ONE_WAY | RESPONDER
+    assert is_response(flow_view(response)) and not is_failed_probe(flow_view(response))
+    assert not reply_refuses(response)
+
+
+def test_vpc_v2_refused_probe_both_directions():
+    probe, reset = flows(
+        "vpcflow",
+        vpc("198.51.100.7", "10.1.0.5", 40000, 23, 1, 44) + vpc("10.1.0.5", "198.51.100.7", 23, 40000, 1, 40),
+    )
+    assert role(probe) == INITIATOR and role(reset) == RESPONDER
+    assert reply_refuses(reset)  # one packet without TCP options: a reset, not a SYN-ACK
+
+
+def test_vpc_reject_is_refused():
+    (ev,) = flows("vpcflow", vpc("198.51.100.7", "10.1.0.5", 40000, 3389, 2, 88).replace("ACCEPT", "REJECT"))
+    assert answer(ev) == REFUSED and is_failed_probe(flow_view(ev))
+
+
+def test_vpc_custom_format_tcp_flags():
+    head = "version srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags\n"
+    rows = [
+        f"5 10.1.0.5 10.2.0.7 50000 50001 6 1 60 {T0} {T0} ACCEPT OK 2",  # SYN: opens, ports say nothing
+        f"5 10.2.0.7 10.1.0.5 50001 50000 6 1 60 {T0} {T0} ACCEPT OK 18",  # SYN-ACK: answers
+        f"5 10.1.0.5 10.2.0.7 50002 50003 6 8 900 {T0} {T0} ACCEPT OK 3",  # SYN and FIN: opened and closed
+    ]
+    syn, syn_ack, syn_fin = flows("vpcflow", head + "\n".join(rows) + "\n")
+    assert flow_view(syn) == ONE_WAY | INITIATOR
+    assert flow_view(syn_ack) == ONE_WAY | RESPONDER
+    assert flow_view(syn_fin) == ONE_WAY | INITIATOR | ANSWERED
+
+
+def test_project_vpc_samples():
+    v2 = flows("vpcflow", (SAMPLES / "vpcflow_v2.log").read_text())
+    custom = flows("vpcflow", (SAMPLES / "vpcflow_custom.log").read_text())
+    assert all(flow_view(ev) & ONE_WAY for ev in v2 + custom)
+    assert not any(is_response(flow_view(ev)) for ev in v2)
+    (upload,) = [ev for ev in v2 if ev.dst_port == 443]
+    assert role(upload) == INITIATOR
+    ssh, dns = custom
+    # tcp-flags 19 is SYN-ACK and FIN: AWS reports ACK only within SYN-ACK, so this record's source
+    # answered, whatever its ports (51514 -> 22) suggest; the flags are measured, ports a guess
+    assert ssh.extra["tcp-flags"] == 19 and role(ssh) == RESPONDER
+    assert role(dns) == INITIATOR
+
+
+# --- NetFlow v5 / v9: one direction, tcp_flags the OR of the packets' flags ----------------------
+
+_FLOWS = [
+    ("198.51.100.7", "10.1.0.5", 40000, 23, 6, 44, 1, 1000, 1000),  # a SYN to a closed port
+    ("10.1.0.5", "198.51.100.7", 23, 40000, 6, 40, 1, 1001, 1001),  # its reset
+    ("10.1.0.5", "10.2.0.7", 50000, 50001, 6, 60, 1, 1000, 1000),  # a SYN, ports say nothing
+    ("10.1.0.5", "10.2.0.7", 50010, 50011, 6, 900, 8, 1000, 2000),  # handshake done, data, FIN
+]
+_FLAGS = [0x02, 0x14, 0x02, 0x1B]
+
+
+def _v5_with_flags() -> bytes:
+    packet = bytearray(v5_packet(_FLOWS, T0, 10_000))
+    for i, flags in enumerate(_FLAGS):
+        packet[24 + 48 * i + 37] = flags  # the v5 record's tcp_flags byte
+    return bytes(packet)
+
+
+def _v9_with_flags() -> bytes:
+    packet = bytearray(v9_packet(_FLOWS, T0, 10_000))
+    start = 20 + 52 + 4  # header, template set, data set header; records are 34 bytes, flags last
+    for i, flags in enumerate(_FLAGS):
+        rec = start + 34 * i
+        packet[rec + 29 : rec + 33] = bytes(4)  # OUT_BYTES 0: a plain one-way exporter
+        packet[rec + 33] = flags
+    return bytes(packet)
+
+
+@pytest.mark.parametrize("make", [_v5_with_flags, _v9_with_flags], ids=["v5", "v9"])
+def test_netflow_flags(make):
+    out = ListOutput()
+    NetflowParser(out, ParseContext()).feed_packet(make(), "192.0.2.1")
+    events = [e for e in out.events if isinstance(e, FlowEvent)]
+    assert [e.extra["tcp_flags"] for e in events] == _FLAGS
+    probe, reset, syn, done = (flow_view(e) for e in events)
+    assert probe == ONE_WAY | INITIATOR
+    assert reset & ROLE_MASK == RESPONDER and reply_refuses(events[1])
+    assert syn == ONE_WAY | INITIATOR  # a SYN without ACK opens, whatever the ports
+    assert done == ONE_WAY | UNKNOWN  # both sides of a completed connection show SYN and ACK
+
+
+# --- Zeek conn: bidirectional, state says it all ---------------------------------------------------
+
+_ZEEK_HEAD = (
+    "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tconn_state\thistory\t"
+    "orig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\n"
+)
+
+
+def zeek(rows: list[str]) -> list[FlowEvent]:
+    return flows("zeek", _ZEEK_HEAD + "".join(f"{T0}.5\tC{i}\t{r}\n" for i, r in enumerate(rows)))
+
+
+def test_zeek_states():
+    s0, sf, rej, oth, flipped, unreach = zeek(
+        [
+            "198.51.100.7\t40000\t10.1.0.5\t23\ttcp\tS0\tS\t1\t44\t0\t0",
+            "203.0.113.50\t51000\t10.1.0.5\t443\ttcp\tSF\tShADadFf\t10\t1200\t12\t15000",
+            "198.51.100.7\t40001\t10.1.0.5\t25\ttcp\tREJ\tSr\t1\t44\t1\t40",
+            "10.1.0.5\t443\t203.0.113.50\t51000\ttcp\tOTH\tDa\t3\t4000\t0\t0",  # midstream reply seen alone
+            "203.0.113.50\t51001\t10.1.0.5\t443\ttcp\tSF\t^hADadFf\t5\t900\t6\t7000",
+            "10.1.0.5\t3\t198.51.100.7\t3\ticmp\tOTH\t-\t1\t56\t0\t0",  # port unreachable back to a prober
+        ]
+    )
+    assert flow_view(s0) == INITIATOR | UNANSWERED and is_failed_probe(flow_view(s0))
+    assert flow_view(sf) == INITIATOR | ANSWERED and not is_failed_probe(flow_view(sf))
+    assert flow_view(rej) == INITIATOR | REFUSED and is_failed_probe(flow_view(rej))
+    assert role(oth) == RESPONDER
+    assert flow_view(flipped) == INITIATOR | ANSWERED
+    assert role(unreach) == RESPONDER
+
+
+# --- Argus (ra -c ,): bidirectional totals; Dir and State tell who opened and who answered ------
+
+_ARGUS_HEAD = (
+    "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
+)
+
+
+def test_argus_rows():
+    rows = [
+        "2024/03/05 10:00:00.1,2.5,tcp,10.1.0.5,52344,   ->,10.2.0.7,5432,FSPA_FSPA,0,0,113,95549,3644,x",
+        "2024/03/05 10:00:00.2,0,tcp,198.51.100.9,41822,   ->,10.1.0.5,23,S_,0,,1,60,60,x",
+        "2024/03/05 10:00:00.3,0,tcp,198.51.100.9,41823,   ->,10.1.0.5,25,S_RA,0,0,2,100,60,x",
+        "2024/03/05 10:00:00.4,1,tcp,10.1.0.5,443,  <?>,203.0.113.50,51000,PA_PA,0,0,20,9000,8000,x",
+        "2024/03/05 10:00:00.5,0,tcp,10.1.0.5,80,   ->,198.51.100.9,6000,SA_,0,0,1,60,60,x",
+        "2024/03/05 10:00:00.6,0,udp,10.1.0.5,53000,  <->,192.0.2.53,53,CON,0,0,2,150,60,x",
+        "2024/03/05 10:00:00.7,0,icmp,198.51.100.9,0x0008,   ->,10.1.0.5,0x0000,ECO,0,,1,98,98,x",
+        "2024/03/05 10:00:00.8,0,icmp,10.1.0.5,0x0003,   ->,198.51.100.9,0x0003,URP,0,,1,70,70,x",
+        "2024/03/05 10:00:00.9,0,tcp,10.1.0.5,50000,   ->,203.0.113.50,443,SPA_,0,,6,900,900,x",
+    ]
+    answered, unanswered, refused, midstream, syn_ack, udp, ping, unreach, asymmetric = flows(
+        "argus", _ARGUS_HEAD + "\n".join(rows) + "\n"
+    )
+    # totals only: packets_in is 0 on every row, yet the state tells the answer
+    assert answered.packets_in == 0 and flow_view(answered) == INITIATOR | ANSWERED
+    assert flow_view(unanswered) == INITIATOR | UNANSWERED
+    assert flow_view(refused) == INITIATOR | REFUSED
+    assert role(midstream) == RESPONDER  # no SYN seen: the service port answers
+    assert role(syn_ack) == RESPONDER  # a SYN-ACK to a side that never sent a SYN
+    assert flow_view(udp) == INITIATOR | ANSWERED
+    assert flow_view(ping) == INITIATOR | UNANSWERED  # an echo request nobody answered
+    assert role(unreach) == RESPONDER  # a port unreachable sent back
+    # SYN and ACK from a client whose answers took another path: it got a SYN-ACK
+    assert flow_view(asymmetric) == INITIATOR | ANSWERED
+
+
+# --- the detectors --------------------------------------------------------------------------------
+
+
+def run(events: list[FlowEvent], registry: TenantRegistry) -> list:
+    cfg = DetectorConfig.default()
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+    events = sorted(events, key=lambda e: (e.ts, e.id))
+    return engine.process(events) + engine.flush()
+
+
+def test_web_server_answering_many_clients_is_no_scanner(registry):
+    """VPC v2: a web server's replies to 40 clients (src 443 -> ephemeral port, no reverse count)."""
+    text = "".join(
+        vpc(f"203.0.113.{i}", "10.1.0.5", 50000 + i, 443, 6, 900, T0 + i)
+        + vpc("10.1.0.5", f"203.0.113.{i}", 443, 50000 + i, 8, 12000, T0 + i)
+        for i in range(1, 41)
+    )
+    alerts = run(flows("vpcflow", text, registry), registry)
+    assert [a for a in alerts if a.category == "port_scan"] == []
+
+
+def test_scanner_refused_by_resets_is_found_and_answered_probes_do_not_count(registry):
+    refused = "".join(
+        vpc("198.51.100.7", "10.1.0.5", 40000 + p, p, 1, 44, T0 + p % 50)
+        + vpc("10.1.0.5", "198.51.100.7", p, 40000 + p, 1, 40, T0 + p % 50)
+        for p in range(1000, 1030)
+    )
+    alerts = run(flows("vpcflow", refused, registry), registry)
+    scans = [a for a in alerts if a.category == "port_scan"]
+    assert [a.entity.id for a in scans] == ["198.51.100.7"]  # never the victim that sent the resets
+    assert scans[0].evidence["failed_pairs"] == 30
+    # the same probes answered by SYN-ACKs and data (more than one packet back): nothing failed
+    answered = "".join(
+        vpc("198.51.100.7", "10.1.0.5", 40000 + p, p, 3, 180, T0 + p % 50)
+        + vpc("10.1.0.5", "198.51.100.7", p, 40000 + p, 2, 120, T0 + p % 50)
+        for p in range(1000, 1030)
+    )
+    assert [a for a in run(flows("vpcflow", answered, registry), registry) if a.category == "port_scan"] == []
+
+
+def test_unanswered_one_way_probes_are_a_scan(registry):
+    text = "".join(vpc("198.51.100.7", "10.1.0.5", 40000 + p, p, 1, 44, T0) for p in range(2000, 2025))
+    scans = [a for a in run(flows("vpcflow", text, registry), registry) if a.category == "port_scan"]
+    assert [a.entity.id for a in scans] == ["198.51.100.7"]
+
+
+def test_database_answering_a_foreign_tenant_is_not_the_subject(registry):
+    """Un-peered t-acme VM queries t-beta's database: VPC logs the query and the reply."""
+    text = vpc("10.1.0.5", "10.2.0.7", 51514, 5432, 12, 2400) + vpc(
+        "10.2.0.7", "10.1.0.5", 5432, 51514, 10, 90000
+    )
+    leaks = [a for a in run(flows("vpcflow", text, registry), registry) if a.category == "cross_tenant_leak"]
+    assert [a.entity.id for a in leaks] == ["vm-acme-01"]
+
+
+def test_pool_port_reply_is_not_mining(registry):
+    """A VM's web server answering a client whose ephemeral port happens to be a pool port."""
+    text = vpc("198.51.100.7", "10.1.0.5", 45560, 443, 6, 900) + vpc(
+        "10.1.0.5", "198.51.100.7", 443, 45560, 8, 9000
+    )
+    assert [a for a in run(flows("vpcflow", text, registry), registry) if a.category == "cryptomining"] == []
+
+
+def test_syn_flood_records_counted_as_syn(registry):
+    """NetFlow tcp_flags 0x02 on small-packet records: the source flood says SYN flood."""
+    events = [
+        FlowEvent(
+            id=f"f{i}",
+            ts=T0 * 1000 + i * 1000,
+            source="netflow",
+            src_ip="198.51.100.7",
+            dst_ip="10.1.0.5",
+            src_port=40000 + i,
+            dst_port=443,
+            bytes_out=44 * 2000,
+            packets_out=2000,
+            extra={"tcp_flags": 2},
+        )
+        for i in range(40)
+    ]
+    floods = [a for a in run(events, registry) if a.detector == "dos.source_flood"]
+    assert floods and floods[0].evidence["syn_records"] > 0
+
+
+def _probes_and_resets(registry: TenantRegistry, n: int = 30) -> list[FlowEvent]:
+    return flows(
+        "vpcflow",
+        "".join(
+            vpc("198.51.100.7", "10.1.0.5", 40000 + p, p, 1, 44, T0 + p % 50)
+            + vpc("10.1.0.5", "198.51.100.7", p, 40000 + p, 1, 40, T0 + p % 50)
+            for p in range(1000, 1000 + n)
+        ),
+        registry,
+    )
+
+
+def _scan_detector(engine: DetectionEngine):
+    return next(d for d in engine.detectors if d.meta.id == "port_scan.failed_probe_scan")
+
+
+def test_reverse_record_table_is_bounded_and_overflow_counted(registry):
+    cfg = DetectorConfig.default().merged({"engine": {"max_keys_per_window": 10}})
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+    engine.process(sorted(_probes_and_resets(registry), key=lambda e: (e.ts, e.id)))
+    scan = _scan_detector(engine)
+    table = scan._panes[max(scan._panes)]["@one-way flows"]
+    assert len(table.seen) == 10
+    assert scan.counters["overflow"] >= 50  # 60 one-way records, 10 kept
+    engine.flush()
+    assert engine.state_size() == 0
+
+
+def test_pending_probes_survive_pickling(registry):
+    import pickle
+
+    cfg = DetectorConfig.default()
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+    events = sorted(_probes_and_resets(registry), key=lambda e: (e.ts, e.id))
+    engine.process(events[:31])
+    engine.context = None  # type: ignore[assignment]
+    restored = pickle.loads(pickle.dumps(engine))
+    restored.context = DetectionContext(registry, cfg)
+    alerts = restored.process(events[31:]) + restored.flush()
+    scans = [a for a in alerts if a.category == "port_scan"]
+    assert [(a.entity.id, a.evidence["failed_pairs"]) for a in scans] == [("198.51.100.7", 30)]
+
+
+def test_sliding_windows_merge_the_reverse_record_tables(registry):
+    cfg = DetectorConfig.default().merged(
+        {"detectors": {"port_scan.failed_probe_scan": {"window_ms": 300_000, "slide_ms": 60_000}}}
+    )
+
+    def scans(back_packets: int, back_bytes: int) -> list:
+        # 30 probes over two minutes, each answered within its own minute (VPC logs both directions
+        # of one aggregation interval together)
+        text = "".join(
+            vpc("198.51.100.7", "10.1.0.5", 40000 + p, p, 1, 44, T0 + 60 * (p % 2))
+            + vpc("10.1.0.5", "198.51.100.7", p, 40000 + p, back_packets, back_bytes, T0 + 60 * (p % 2))
+            for p in range(1000, 1030)
+        )
+        engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+        events = sorted(flows("vpcflow", text, registry), key=lambda e: (e.ts, e.id))
+        return [a for a in engine.process(events) + engine.flush() if a.category == "port_scan"]
+
+    assert scans(2, 120) == []  # SYN-ACK and more: answered
+    refused = scans(1, 40)  # resets
+    assert [a.entity.id for a in refused] == ["198.51.100.7"]
+    assert max(a.evidence["failed_pairs"] for a in refused) == 30  # both minutes' panes merged
+
+
+def test_reflection_flood_of_responses_still_names_the_victim(registry):
+    """DNS answers to spoofed queries: responses (source port 53) the victim never asked for."""
+    text = "".join(
+        f"2 111122223333 eni-0a1b2c3d4e5f60718 192.0.2.{i} 10.1.0.5 53 {40000 + i} 17 4000 2048000 {T0} {T0 + 30} ACCEPT OK\n"
+        for i in range(1, 31)
+    )
+    events = flows("vpcflow", text, registry)
+    assert all(is_response(flow_view(ev)) for ev in events)
+    floods = [a for a in run(events, registry) if a.category == "dos"]
+    assert [(a.detector, a.entity.id) for a in floods] == [("dos.distributed_flood", "10.1.0.5")]
+
+
+def test_server_acking_an_upload_is_no_flooder(registry):
+    """A VM's HTTPS server acknowledging a client's upload: 60,000 small packets, all a response."""
+    text = vpc("203.0.113.50", "10.1.0.5", 51000, 443, 60000, 90_000_000) + vpc(
+        "10.1.0.5", "203.0.113.50", 443, 51000, 60000, 3_120_000
+    )
+    assert [a for a in run(flows("vpcflow", text, registry), registry) if a.category == "dos"] == []
+
+
+def test_reverse_record_that_started_first_makes_a_response(registry):
+    """Ports that tell nothing (both ephemeral): 25 clients reach a VM's service on port 55555; the
+    VM's records to them started a second later, so they are its answers, not 25 probes."""
+    text = "".join(
+        vpc(f"203.0.113.{i}", "10.1.0.5", 50000 + i, 55555, 5, 700, T0)
+        + vpc("10.1.0.5", f"203.0.113.{i}", 55555, 50000 + i, 4, 900, T0 + 1)
+        for i in range(1, 26)
+    )
+    events = flows("vpcflow", text, registry)
+    assert {flow_view(ev) & ROLE_MASK for ev in events} == {UNKNOWN}
+    assert [a for a in run(events, registry) if a.category == "port_scan"] == []
+
+
+def test_batch_views_agree_with_flow_view():
+    """``flow_views`` inlines the bidirectional case: it must say what ``flow_view`` says."""
+    from detectors.flowdir import flow_views
+
+    rows: list[tuple[str, int, int, str, int, Literal["accept", "reject"]]] = [
+        ("sim", 443, 51000, "tcp", 0, "accept"), ("sim", 51000, 443, "tcp", 3, "accept"),
+        ("cicflowmeter", 0, 0, "icmp", 0, "accept"), ("sim", 40000, 23, "tcp", 0, "reject"),
+        ("netflow", 53, 40000, "udp", 1, "accept"), ("zeek", 3, 3, "icmp", 0, "accept"),
+    ]  # fmt: skip
+    events = [
+        FlowEvent(id=f"e{i}", ts=T0 * 1000, source=source, src_ip="10.1.0.5", dst_ip="198.51.100.7",
+                  src_port=sport, dst_port=dport, proto=proto, packets_in=back, bytes_in=back * 60, action=action)
+        for i, (source, sport, dport, proto, back, action) in enumerate(rows)
+    ]  # fmt: skip
+    assert flow_views(events) == [flow_view(ev) for ev in events]
+    assert [v & ROLE_MASK for v in flow_views(events)] == [
+        RESPONDER,
+        INITIATOR,
+        INITIATOR,
+        INITIATOR,
+        RESPONDER,
+        RESPONDER,
+    ]
