@@ -255,6 +255,12 @@ def run_demo(
     return DemoResult(run_id, events, alerts, card, seconds, s, truth, sim_config)
 
 
+def _by_count(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most first, ties by name: alerts arrive in no fixed order, and the summary of two runs of
+    one seed must read the same."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def summary(result: DemoResult) -> str:
     alerts = result.alerts
     by_cat = Counter(a.category for a in alerts)
@@ -264,16 +270,16 @@ def summary(result: DemoResult) -> str:
         "",
         f"Situational summary (run {result.run_id}): {result.events:,} events, {len(alerts)} alerts "
         f"in {result.seconds['total']:.0f} s",
-        "  by category: " + ", ".join(f"{k} {v}" for k, v in by_cat.most_common()),
+        "  by category: " + ", ".join(f"{k} {v}" for k, v in _by_count(by_cat)),
         "  by severity: "
         + ", ".join(f"{k} {by_sev[k]}" for k in ("critical", "high", "medium", "low") if by_sev[k]),
-        "  by tenant:   " + ", ".join(f"{k} {v}" for k, v in by_tenant.most_common()),
+        "  by tenant:   " + ", ".join(f"{k} {v}" for k, v in _by_count(by_tenant)),
         "",
         result.scorecard.table(),
         "",
         "Most severe:",
     ]
-    for a in sorted(alerts, key=lambda a: (-a.score, a.first_seen))[:8]:
+    for a in sorted(alerts, key=lambda a: (-a.score, a.first_seen, a.summary))[:8]:
         lines.append(f"  [{a.severity}] {a.tenant}: {a.summary}")
     s = result.settings
     shared = s.index_alerts_prefix.removesuffix(run_index_prefix("", result.run_id)) + "*"
