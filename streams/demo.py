@@ -263,7 +263,7 @@ def _by_count(counts: Counter[str]) -> list[tuple[str, int]]:
 
 def summary(result: DemoResult) -> str:
     alerts = result.alerts
-    by_cat = Counter(a.category for a in alerts)
+    by_cat: Counter[str] = Counter(a.category for a in alerts)
     by_sev = Counter(a.severity for a in alerts)
     by_tenant = Counter(a.tenant or "-" for a in alerts)
     lines = [
