@@ -78,7 +78,8 @@ def records_fed(fmt: str, data: bytes) -> RecordsFed:
     solid = [line for line in lines if line.decode("utf-8", "replace").strip()]
     doubtful = sum(1 for line in lines if line.strip()) - len(solid)
     if fmt == "cloudaudit":
-        return _cloudtrail_records(data, solid)
+        fed = _cloudtrail_records(data, solid)
+        return RecordsFed(fed.low, None if fed.high is None else fed.high + doubtful)
     if fmt == "syslog" and any(_REPEATED.search(line) for line in solid):
         return RecordsFed(len(solid), None)  # "message repeated N times" stands for N lines
     return RecordsFed(len(solid), len(solid) + doubtful)
