@@ -106,28 +106,14 @@ class _ClassBounds:
         for get, allowed in self.one_literals:
             if get(event) not in allowed:
                 return False
-        for get, pattern, good in self.one_shapes:
-            value = get(event)
-            if value is None or value in good:
-                continue
-            if not isinstance(value, str) or pattern.match(value) is None:
-                return False
-            if len(good) >= _GOOD_CACHE_MAX:
-                good.clear()
-            good.add(value)
-        return True
+        return all(_shaped(get(event), pattern, good) for get, pattern, good in self.one_shapes)
 
     def _shapes_good(self, events: list[Event]) -> bool:
-        for values, pattern, good in self.shapes:
-            for value in set(values(events)) - good:
-                if value is None:
-                    continue
-                if not isinstance(value, str) or pattern.match(value) is None:
-                    return False
-                if len(good) >= _GOOD_CACHE_MAX:
-                    good.clear()
-                good.add(value)
-        return True
+        return all(
+            _shaped(value, pattern, good)
+            for values, pattern, good in self.shapes
+            for value in set(values(events)) - good
+        )
 
     def reason(self, event: Event) -> str | None:
         """The first field of ``event`` that breaks its type, bound or shape, in our words."""
@@ -150,6 +136,18 @@ class _ClassBounds:
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
             return f"{kind} event holds a value JSON cannot carry (in extra)"
         return None
+
+
+def _shaped(value: Any, pattern: re.Pattern[str], good: set[str]) -> bool:
+    """Whether ``value`` (None: unset) has its field's shape; a match is remembered in ``good``."""
+    if value is None or value in good:
+        return True
+    if not isinstance(value, str) or pattern.match(value) is None:
+        return False
+    if len(good) >= _GOOD_CACHE_MAX:
+        good.clear()
+    good.add(value)
+    return True
 
 
 _encode: Final = msgspec.json.Encoder().encode

@@ -263,13 +263,8 @@ class ArgusParser(FastPathParser):
     # --- checked path ---------------------------------------------------------------------------
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
-            return None
-        if not text.strip():
-            self.skip("blank line")
+        text = self.text_of(line, lineno, offset)
+        if text is None:
             return None
         parts = [p.strip() for p in csv_cells(text)]
         if self.header is None:

@@ -363,6 +363,18 @@ class FastPathParser(Parser):
         """The event of one line, or None when it was skipped, rejected or was a header."""
         raise NotImplementedError
 
+    def text_of(self, line: bytes, lineno: int, offset: int) -> str | None:
+        """The line as text, or None once it went to the DLQ (not UTF-8) or was skipped (blank)."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
+            return None
+        if not text.strip():
+            self.skip("blank line")
+            return None
+        return text
+
     def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
         try:
             event = self._checked_event(line, lineno, offset)

@@ -162,13 +162,8 @@ class NprobeCsvParser(FastPathParser):
 
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.reject(f"invalid UTF-8 at byte {exc.start}", line, lineno, offset)
-            return None
-        if not text.strip():
-            self.skip("blank line")
+        text = self.text_of(line, lineno, offset)
+        if text is None:
             return None
         if self.header is None:
             self._set_header(text, line, lineno, offset)
