@@ -32,6 +32,8 @@ Category = Literal[
     "exfiltration",
     "cryptomining",
     "dos",
+    "command_and_control",
+    "spam",
     "anomaly",
 ]
 Severity = Literal["low", "medium", "high", "critical"]

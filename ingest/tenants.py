@@ -18,6 +18,43 @@ YAML layout (loaded with ``yaml.safe_load``)::
           - {resource: "snapshot/snap-1", grantee: t-beta}   # trailing * matches a prefix
 
         accounts: ["123456789012"]         # optional: cloud account ids this tenant owns
+    provider_services:                     # optional: the provider's own service endpoints
+      - {name: object-storage, cidrs: [52.216.0.0/15, 3.5.0.0/19]}
+      - {name: instance-metadata, cidrs: [169.254.169.254/32, "fd00:ec2::254/128"], ports: [80]}
+      - {name: dns, cidrs: [169.254.169.253/32, 10.1.0.2/32], ports: [53]}
+      - {name: ntp, cidrs: [169.254.169.123/32], ports: [123]}
+
+``provider_services`` lists the address ranges of the provider's own services that tenant VMs talk
+to as a matter of course: object storage, the container registry, instance metadata, DNS
+resolvers, NTP, package and update mirrors, the interface endpoints of these services inside a
+tenant's subnet. Each entry has a unique ``name``, a non-empty list of ``cidrs`` (IPv4 or IPv6)
+and optionally ``ports`` (destination ports 0-65535; absent means every port). Flows *to* them
+are not exfiltration and not floods: a VM writing 10 GB of backups to object storage, a fleet of
+VMs resolving through the VPC resolver (``exfiltration.external_upload``, ``dos.source_flood``
+and ``dos.distributed_flood`` skip them and count the skips under ``provider_service``). The
+ranges live in their own table, so a service address may sit inside a tenant's CIDR (AWS's VPC
+resolver is the VPC base + 2, an interface endpoint has an address of the tenant's subnet); two
+services may not overlap (ranges of one service are merged). ``service_of_ip(ip)`` gives the
+service an address belongs to, ``provider_service(ip, port)`` the service when the port is one
+it serves too.
+
+Filling the entry for AWS (no network fetch in this code): AWS publishes its ranges at
+https://ip-ranges.amazonaws.com/ip-ranges.json (documented in "AWS IP address ranges", AWS
+General Reference), ``prefixes[]`` with ``ip_prefix``, ``region``, ``service`` and
+``ipv6_prefixes[]`` with ``ipv6_prefix``. An operator downloads it, checks its ``syncToken`` /
+``createDate`` and copies the service's prefixes for the regions the tenants run in, e.g.
+``jq -r '.prefixes[] | select(.service=="S3" and .region=="eu-west-1") | .ip_prefix'`` (and the
+same over ``ipv6_prefixes``), then re-runs it when AWS's SNS topic ``AmazonIpSpaceChanged``
+announces a change; the watcher reloads the file. List the service-specific entries only: never
+``AMAZON`` (the superset of every range), ``EC2`` (every customer's instances, an attacker's
+included) or ``CLOUDFRONT`` (any customer's distribution): their traffic is not the provider's.
+S3 ranges also serve ECR image layers and the Amazon Linux repositories. The link-local
+endpoints are fixed by the EC2 documentation: instance metadata 169.254.169.254 and fd00:ec2::254
+(port 80), the Amazon DNS server 169.254.169.253 / fd00:ec2::253 and the VPC base + 2 (port 53),
+the Amazon Time Sync Service 169.254.169.123 / fd00:ec2::123 (port 123). Caveat: storage is
+shared by every customer of the provider, so an upload to an attacker's own bucket in the same
+ranges is excused on the flow side too; the control plane sees it (a ``PutObject`` to a bucket of
+an account outside the registry: ``cross_tenant.foreign_resource_access``).
 
 IP lookup is a binary search over sorted, non-overlapping integer ranges (IPv4 and IPv6). IPv4 text
 is converted with ``socket.inet_pton`` (strict dotted quad, no leading zeros) instead of the slow
@@ -47,6 +84,7 @@ __all__ = [
     "MAX_REGISTRY_BYTES",
     "VM",
     "Host",
+    "ProviderService",
     "RegistryError",
     "RegistryWatcher",
     "Share",
@@ -89,6 +127,15 @@ class Share:
         if self.resource.endswith("*"):
             return resource.startswith(self.resource[:-1])
         return resource == self.resource
+
+
+@dataclass(frozen=True)
+class ProviderService:
+    """An endpoint range of the provider's own services (``provider_services`` in the YAML)."""
+
+    name: str
+    cidrs: tuple[str, ...]
+    ports: tuple[int, ...] = ()  # empty: every port
 
 
 @dataclass(frozen=True)
@@ -147,6 +194,17 @@ def _network_range(cidr: str, where: str) -> tuple[int, int]:
     return int(net.network_address) + offset, int(net.broadcast_address) + offset
 
 
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent ranges of one owner folded into one."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 def _as_list(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
@@ -168,6 +226,7 @@ class TenantRegistry:
     hosts: dict[str, Host] = field(default_factory=dict)
     management_cidrs: tuple[str, ...] = ()
     source: str = "<memory>"
+    provider_services: tuple[ProviderService, ...] = ()
 
     def __post_init__(self) -> None:
         ranges = []
@@ -206,6 +265,26 @@ class TenantRegistry:
                     )
         self._tenant_cache: dict[str | None, str | None] = {}
         self._mgmt_cache: dict[str | None, bool] = {}
+        self._build_services()
+
+    def _build_services(self) -> None:
+        where = f"{self.source}: provider_services"
+        ranges: list[tuple[int, int, str]] = []
+        ports: dict[str, frozenset[int] | None] = {}
+        for svc in self.provider_services:
+            if svc.name in ports:
+                raise RegistryError(f"{where}: duplicate service name {svc.name!r}")
+            ports[svc.name] = frozenset(svc.ports) or None
+            own = [_network_range(c, f"{where} {svc.name}") for c in svc.cidrs]
+            ranges.extend((start, end, svc.name) for start, end in _merged(own))
+        try:
+            self._service_ranges = _RangeTable(ranges)
+        except RegistryError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
+        self._service_ports = ports
+        self._service_cache: dict[str | None, str | None] = {}
+        # Detectors test this first: a registry without services costs them nothing per event.
+        self.has_provider_services = bool(ranges)
 
     # --- lookups -------------------------------------------------------------------------------
     def tenant_of_ip(self, ip: str | None) -> str | None:
@@ -221,6 +300,31 @@ class TenantRegistry:
             cache.clear()
         cache[ip] = value
         return value
+
+    def service_of_ip(self, ip: str | None) -> str | None:
+        """Name of the provider service whose ranges hold ``ip`` (``provider_services``), or None."""
+        cache = self._service_cache
+        hit = cache.get(ip, _MISS)
+        if hit is not _MISS:
+            return hit  # type: ignore[return-value]
+        if not ip:
+            return None
+        key = _ip_key(ip)
+        value = None if key is None else self._service_ranges.get(key)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[ip] = value
+        return value
+
+    def provider_service(self, ip: str | None, port: int | None = None) -> str | None:
+        """The provider service reached at ``ip``:``port``: ``service_of_ip`` when the service serves
+        every port or lists ``port``; None otherwise (the metadata address on port 22 is no service)."""
+        hit = self._service_cache.get(ip, _MISS)  # the hot path: a cached address, no second call
+        name: str | None = self.service_of_ip(ip) if hit is _MISS else hit  # type: ignore[assignment]
+        if name is None:
+            return None
+        ports = self._service_ports[name]
+        return name if ports is None or port in ports else None
 
     def tenant_of_account(self, account: str | None) -> str | None:
         """Tenant owning a cloud account id (``accounts`` in the YAML), or None."""
@@ -327,7 +431,15 @@ class TenantRegistry:
                 accounts=tuple(str(a) for a in _as_list(raw.get("accounts"), f"{where}.accounts")),
             )
         mgmt = tuple(str(c) for c in _as_list(data.get("management_cidrs"), f"{source}: management_cidrs"))
-        return cls(tenants=tenants, vms=vms, hosts=hosts, management_cidrs=mgmt, source=source)
+        services = _provider_services(data.get("provider_services"), f"{source}: provider_services")
+        return cls(
+            tenants=tenants,
+            vms=vms,
+            hosts=hosts,
+            management_cidrs=mgmt,
+            source=source,
+            provider_services=services,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TenantRegistry:
@@ -365,10 +477,48 @@ class TenantRegistry:
                 }
                 for t in self.tenants.values()
             ],
+            **(
+                {
+                    "provider_services": [
+                        {
+                            "name": p.name,
+                            "cidrs": list(p.cidrs),
+                            **({"ports": list(p.ports)} if p.ports else {}),
+                        }
+                        for p in self.provider_services
+                    ]
+                }
+                if self.provider_services
+                else {}
+            ),
         }
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _provider_services(value: Any, where: str) -> tuple[ProviderService, ...]:
+    """The ``provider_services`` entries, each checked; errors name the entry and the field."""
+    out = []
+    for i, raw in enumerate(_as_list(value, where)):
+        here = f"{where}[{i}]"
+        if not isinstance(raw, Mapping):
+            raise RegistryError(f"{here}: expected a mapping")
+        unknown = sorted(set(raw) - {"name", "cidrs", "ports"})
+        if unknown:
+            raise RegistryError(f"{here}: unknown field(s) {', '.join(map(str, unknown))}")
+        name = _as_str(raw.get("name"), f"{here}.name")
+        cidrs = _as_list(raw.get("cidrs"), f"{here}.cidrs")
+        if not cidrs:
+            raise RegistryError(f"{here}.cidrs: a service needs at least one CIDR")
+        for j, cidr in enumerate(cidrs):
+            _network_range(_as_str(cidr, f"{here}.cidrs[{j}]"), f"{here}.cidrs[{j}]")
+        ports = _as_list(raw.get("ports"), f"{here}.ports")
+        for j, port in enumerate(ports):
+            if type(port) is not int or not 0 <= port <= 65535:
+                raise RegistryError(f"{here}.ports[{j}]: expected a port 0-65535, got {port!r}")
+        out.append(ProviderService(name=name, cidrs=tuple(cidrs), ports=tuple(sorted(set(ports)))))
+    return tuple(out)
 
 
 class RegistryWatcher:

@@ -32,6 +32,7 @@ STREAM = sorted(
 CATEGORY_OF_PREFIX = {
     "vm_escape": "vm_escape", "cross_tenant": "cross_tenant_leak", "port_scan": "port_scan",
     "brute_force": "brute_force", "exfiltration": "exfiltration", "cryptomining": "cryptomining", "dos": "dos",
+    "c2": "command_and_control", "spam": "spam",
     "anomaly": "anomaly",
 }  # fmt: skip
 
@@ -69,7 +70,7 @@ def test_registry_is_built_by_a_function_with_unique_ids(config: DetectorConfig)
     ids = [d.meta.id for d in all_detectors(config)]
     assert len(ids) == len(set(ids)) == len(_ids())
     assert set(ANOMALY_IDS) <= set(ids)
-    assert not set(ANOMALY_IDS) & {d.meta.id for d in all_detectors()}  # off by default (need models)
+    assert set(ANOMALY_IDS) <= {d.meta.id for d in all_detectors()}  # on by default, no models needed
     first, second = all_detectors(config), all_detectors(config)
     assert all(a is not b for a, b in zip(first, second, strict=True))  # fresh instances each call
 

@@ -1,6 +1,7 @@
 """Anomaly models: fitted-tail ECOD/COPOD equal PyOD's own scoring, every family separates seeded
 outliers, scores are batch-independent and calibrated, models persist and reload, and the engine's
-anomaly detectors raise explained alerts on windows unlike the baseline."""
+anomaly detectors, seeded from offline-fitted models, raise explained alerts on windows unlike the
+baseline (the stream-learned path: ``test_anomaly_online``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from detectors.anomaly.detectors import FlowAnomaly, ProcessAnomaly
 from detectors.anomaly.models import FAMILIES, AnomalyModel
 from detectors.anomaly.store import GLOBAL, ModelSet
 from detectors.anomaly.tails import TailScorer
 from detectors.config import ConfigError
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
-from detectors.registry import all_detectors
 from detectors.samples import SAMPLE_START_MS, samples_registry
 from detectors.testing import anomaly_config, fit_small_models, synthetic_stream
 from ingest.schema import FlowEvent
@@ -106,7 +107,9 @@ def test_model_set_persists_and_reloads_with_global_fallback(tmp_path) -> None:
 
 def test_anomaly_detectors_raise_explained_alerts(tmp_path) -> None:
     reg = samples_registry()
-    cfg = fit_small_models(reg, tmp_path, family="ecod", minutes=90)
+    fitted = fit_small_models(reg, tmp_path, family="ecod", minutes=90)
+    # 90 minutes of background give t-beta 36 fitted rows: a conformal threshold of 0.97 needs 32
+    cfg = fitted.merged({"detectors": {"anomaly.flow_features": {"params": {"threshold": 0.97}}}})
     start = SAMPLE_START_MS - SAMPLE_START_MS % 300_000
     normal = synthetic_stream(reg, 10, start, seed=9)
     burst = [
@@ -125,14 +128,27 @@ def test_anomaly_detectors_raise_explained_alerts(tmp_path) -> None:
         )
         for i in range(2000)
     ]
-    events = sorted(normal + burst, key=lambda e: (e.ts, e.id))
-    engine = DetectionEngine(all_detectors(cfg), DetectionContext(reg, cfg), strict=True)
+    events = sorted([*normal, *burst], key=lambda e: (e.ts, e.id))
+    engine = DetectionEngine([FlowAnomaly(cfg), ProcessAnomaly(cfg)], DetectionContext(reg, cfg), strict=True)
     alerts = [a for a in engine.run(events) if a.category == "anomaly"]
     flagged = {(a.detector, a.entity.id) for a in alerts}
     assert ("anomaly.flow_features", "vm-beta-02") in flagged
     hit = next(a for a in alerts if a.entity.id == "vm-beta-02")
-    assert hit.evidence["model"] == "ecod" and hit.evidence["calibrated"] >= 0.999
+    assert hit.evidence["model"] == "ecod" and hit.evidence["p_value"] <= 0.03
+    assert hit.evidence["model_scope"] == "t-beta"  # seeded from its fitted rows: warm at once
     assert len(hit.evidence["top_features"]) == 3
+    for t in hit.evidence["top_features"]:
+        assert set(t) == {
+            "feature",
+            "value",
+            "baseline_median",
+            "baseline_p99",
+            "baseline_quantile",
+            "contribution",
+        }
+    out = {t["feature"]: t for t in hit.evidence["top_features"]}
+    if "bytes_out" in out:  # natural units, far above what the baseline ever saw
+        assert out["bytes_out"]["value"] > 1e8 > out["bytes_out"]["baseline_p99"]
     assert {t["feature"] for t in hit.evidence["top_features"]} & {
         "bytes_out",
         "fan_out_hosts",
@@ -149,4 +165,4 @@ def test_configured_family_must_match_the_fitted_one(tmp_path) -> None:
     reg = samples_registry()
     fit_small_models(reg, tmp_path, family="ecod", minutes=20)
     with pytest.raises(ConfigError, match="fitted with ecod"):
-        all_detectors(anomaly_config(tmp_path, family="hbos"))
+        FlowAnomaly(anomaly_config(tmp_path, family="hbos"))

@@ -38,7 +38,7 @@ def _registry_metas() -> dict[str, DetectorMeta]:
 def test_sample_alerts_use_the_detector_registrys_vocabulary():
     metas = _registry_metas()
     docs = sample_alerts(BASE)
-    assert len(docs) == 15
+    assert len(docs) == 17
     ids = {d["detector"] for d in docs}
     categories = {d["category"] for d in docs}
     tactics = {d["attack"]["tactic"] for d in docs}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import pytest
 import yaml
@@ -26,6 +28,7 @@ from ingest.simulator import (
     stream_to,
     write_files,
 )
+from ingest.simulator.background import HOURLY_WEIGHTS, mean_rate_centre_ms
 from ingest.simulator.config import resolve_scenarios
 from ingest.tenants import TenantRegistry
 
@@ -127,6 +130,8 @@ def test_entity_conventions(run):
         "dos": {"ip"},
         "exfiltration": {"vm"},
         "cryptomining": {"vm"},
+        "command_and_control": {"vm"},
+        "spam": {"vm"},
     }
     for rec in result.truth:
         assert rec.entity.type in expected[rec.category], rec.scenario
@@ -268,8 +273,15 @@ def test_rate_follows_the_day():
     cfg = SimConfig(seed=5, duration_s=86_400, start_ms=1_736_121_600_000, events_per_s=0.5, scenarios={})
     per_hour = Counter((e.ts - cfg.start_ms) // 3_600_000 for e in simulate(cfg).events())
     assert sum(per_hour.values()) == pytest.approx(43_200, rel=0.05)
-    assert per_hour[15] > 2 * per_hour[3]
-    assert diurnal_factor(cfg.start_ms + 15 * 3_600_000) == pytest.approx(1.5)
+    # the hour-of-day curve is the captures' (rhythm.json), office hours busy and nights quiet
+    weights = HOURLY_WEIGHTS
+    busy, quiet = max(range(24), key=weights.__getitem__), min(range(24), key=weights.__getitem__)
+    assert weights[busy] > 5 * weights[quiet]
+    assert per_hour[busy] > 5 * per_hour[quiet]
+    for h in range(24):  # each hour holds its share (linear between hour centres)
+        expected = 1800 * (weights[h] * 0.75 + (weights[h - 1] + weights[(h + 1) % 24]) / 8)
+        assert per_hour[h] == pytest.approx(expected, rel=0.15, abs=40), h
+    assert diurnal_factor(cfg.start_ms + busy * 3_600_000 + 1_800_000) == pytest.approx(weights[busy])
 
 
 @pytest.mark.parametrize("hour", [0.0, 3.0, 9.5, 15.0, 20.95, 21.05, 23.9])
@@ -278,7 +290,7 @@ def test_mean_rate_slice_holds_the_mean_volume_at_any_hour(hour):
     now = day + int(hour * 3_600_000)
     start = mean_rate_slice_start_ms(now, 240_000)
     assert start + 240_000 <= now < start + 240_000 + 86_400_000  # the last one that has ended
-    assert (start + 120_000) % 86_400_000 == 21 * 3_600_000
+    assert (start + 120_000) % 86_400_000 == mean_rate_centre_ms(240_000)
     cfg = SimConfig(seed=5, duration_s=240, start_ms=start, events_per_s=600)
     assert simulate(cfg).expected_background() == pytest.approx(600 * 240, rel=0.01)
 
@@ -324,4 +336,166 @@ def test_scenario_selection():
         "brute_force.ssh_password": 3,
         "brute_force.password_spray": 3,
         "brute_force.benign_typo": 3,
+        "brute_force.flow_guessing": 3,
+        "brute_force.flow_spray": 3,
+        "brute_force.benign_ansible_run": 3,
+        "brute_force.benign_nagios_check_ssh": 3,
+        "brute_force.benign_rsync_backup": 3,
     }
+
+
+# --- the attacks real networks carry, as flows, and their look-alikes ------------------------------
+def _flows(evs):
+    return [e for e in evs if isinstance(e, FlowEvent)]
+
+
+def _gaps_s(evs):
+    starts = sorted(e.ts - e.duration_ms for e in evs)
+    return [(b - a) / 1000 for a, b in itertools.pairwise(starts)]
+
+
+def test_flow_level_guessing_and_its_lookalikes(run):
+    result, _, events = run
+    reg = result.registry
+    for evs in _events_of(result, events, "brute_force.flow_guessing"):
+        flows = _flows(evs)
+        assert len(flows) == len(evs) >= 50  # flows only: no sshd log
+        assert len({e.src_ip for e in flows}) == 1 and reg.tenant_of_ip(flows[0].src_ip) is None
+        assert len({(e.dst_ip, e.dst_port) for e in flows}) == 1 and flows[0].dst_port in (22, 3389, 21, 3306)
+        small = [e for e in flows if e.bytes_out < 10_000]
+        assert len(small) >= len(flows) - 1  # every login attempt is small; a won session may follow
+    for evs in _events_of(result, events, "brute_force.flow_spray"):
+        flows = _flows(evs)
+        tenant = reg.tenant_of_ip(flows[0].dst_ip)
+        assert {e.dst_ip for e in flows} == {v.ip for v in reg.vms.values() if v.tenant == tenant}
+    for evs in _events_of(result, events, "brute_force.benign_ansible_run"):
+        assert min(e.bytes_out for e in evs) > 20_000 and len(evs) <= 4 * len({e.dst_ip for e in evs})
+    for evs in _events_of(result, events, "brute_force.benign_nagios_check_ssh"):
+        per_dst = Counter(e.dst_ip for e in evs)
+        for dst in per_dst:
+            gaps = _gaps_s([e for e in evs if e.dst_ip == dst])
+            assert all(59 <= g <= 61 for g in gaps), gaps
+        assert all(reg.tenant_of_ip(e.src_ip) == reg.tenant_of_ip(e.dst_ip) for e in evs)
+
+
+def test_http_floods_and_their_lookalikes(run):
+    result, _, events = run
+    for name, sources in (("dos.http_flood_hulk", {1}), ("dos.http_flood_goldeneye", {1}),
+                          ("dos.http_flood_loic", set(range(3, 11)))):  # fmt: skip
+        for evs in _events_of(result, events, name):
+            assert len({e.src_ip for e in evs}) in sources
+            assert len({e.dst_ip for e in evs}) == 1 and evs[0].dst_port in (80, 443)
+            span_s = max(1.0, (max(e.ts for e in evs) - min(e.ts for e in evs)) / 1000)
+            assert len(evs) / span_s >= 10  # tens of connections per second and more
+            assert len({(e.src_ip, e.src_port) for e in evs}) > 0.9 * len(evs)  # a socket per record
+    for evs in _events_of(result, events, "dos.http_flood_goldeneye"):
+        assert statistics_median([e.packets_out for e in evs]) >= 20  # many requests per keep-alive socket
+    for evs in _events_of(result, events, "dos.http_flood_hulk"):
+        assert statistics_median([e.packets_out for e in evs]) < 10  # one request per connection
+    for evs in _events_of(result, events, "dos.benign_load_balancer"):
+        reg = result.registry
+        assert all(reg.tenant_of_ip(e.src_ip) == e.tenant for e in evs)  # from the tenant's own network
+
+
+def statistics_median(values):
+    s = sorted(values)
+    return s[len(s) // 2]
+
+
+def test_slow_dos_holds_long_nearly_empty_connections(run):
+    result, _, events = run
+    for name in ("dos.slowloris", "dos.slowhttptest", "dos.rudy"):
+        recs = [r for r in result.truth if r.scenario == name]
+        for rec, evs in zip(recs, _events_of(result, events, name), strict=True):
+            assert len({e.src_ip for e in evs}) == 1 and len({e.dst_ip for e in evs}) == 1
+            sockets = {(e.src_ip, e.src_port) for e in evs}
+            assert len(sockets) >= 50
+            assert all(e.bytes_out / max(1.0, e.duration_ms / 1000) < 200 for e in evs)  # bytes per second
+            assert statistics_median([e.duration_ms for e in evs]) >= 15_000
+            if rec.detail["export"] == "active":
+                assert max(e.duration_ms for e in evs) <= 60_000
+                assert len(evs) > len(sockets)  # an open socket is reported every minute
+            else:
+                assert len(evs) == len(sockets) or rec.detail["server_reqtimeout"]
+    for evs in _events_of(result, events, "dos.slowloris"):
+        opened = sorted({(e.src_port, e.ts - e.duration_ms) for e in evs}, key=lambda p: p[1])
+        assert len({p for p, _ in opened}) >= 150
+    for evs in _events_of(result, events, "dos.benign_websockets"):
+        assert len({e.src_ip for e in evs}) >= 50  # many clients (a few of them behind one NAT)
+
+
+def test_beacons_are_regular_and_their_lookalikes_too(run):
+    result, _, events = run
+    reg = result.registry
+    recs = {name: [r for r in result.truth if r.scenario == name] for name in SCENARIO_NAMES}
+    for rec, evs in zip(recs["command_and_control.beacon_cobalt_strike"],
+                        _events_of(result, events, "command_and_control.beacon_cobalt_strike"), strict=True):  # fmt: skip
+        assert {(e.dst_ip, e.dst_port) for e in evs} == {(rec.detail["c2"], rec.detail["dst_port"])}
+        assert reg.tenant_of_ip(rec.detail["c2"]) is None and all(e.vm == rec.entity.id for e in evs)
+        sleep, jitter = rec.detail["sleep_s"], rec.detail["jitter_pct"] / 100
+        for g in _gaps_s(evs):  # start-to-start, the check-in's own length moves it a little
+            assert sleep * (1 - jitter) - 3 <= g <= sleep + 3, (g, sleep, jitter)
+    for evs in _events_of(result, events, "command_and_control.beacon_sliver"):
+        assert all(57 <= g <= 93 for g in _gaps_s(evs))
+    for evs in _events_of(result, events, "command_and_control.benign_monitoring_agent"):
+        assert all(57 <= g <= 63 for g in _gaps_s(evs)) and len({e.dst_ip for e in evs}) == 1
+        assert min(e.bytes_out for e in evs) > 3_000  # it uploads, a beacon mostly asks
+    for evs in _events_of(result, events, "command_and_control.benign_ntp_polling"):
+        assert all(e.proto == "udp" and e.dst_port == 123 for e in evs)
+    for evs in _events_of(result, events, "spam.spam_bot"):
+        assert {e.dst_port for e in evs} == {25} and len({e.dst_ip for e in evs}) >= 10
+        assert sum(e.bytes_in == 0 for e in evs) > 0.3 * len(evs)  # many never answered
+    for evs in _events_of(result, events, "spam.benign_mail_relay"):
+        assert {e.dst_port for e in evs} == {25} and all(e.bytes_in > 0 for e in evs)
+
+
+def test_background_sizes_come_from_the_real_captures(run):
+    import json
+    from pathlib import Path
+
+    import ingest.simulator.rhythm as rhythm
+
+    data = json.loads(Path(rhythm.DEFAULT_PATH).read_text())
+    assert Path(rhythm.DEFAULT_PATH).stat().st_size < 16_000
+    assert data["provenance"]["command"].startswith("python -m ingest.simulator.rhythm")
+    assert sum(f["flows_used"] for f in data["provenance"]["files"]) > 100_000
+    result, _, events = run
+    labelled = {i for rec in result.truth for i in rec.event_ids}
+    web = [e for e in events if isinstance(e, FlowEvent) and e.id not in labelled and e.dst_port == 443
+           and e.src_ip in {v.ip for v in result.registry.vms.values()} and result.registry.tenant_of_ip(e.dst_ip) is None]  # fmt: skip
+    assert len(web) > 500
+    levels = data["levels"]
+    for field in ("bytes_in", "duration_ms"):
+        q = data["classes"]["web"][field]
+        values = sorted(getattr(e, field) for e in web)
+        for level in (0.25, 0.5, 0.75):
+            got = values[int(level * len(values))]
+            want = q[levels.index(level)]
+            assert want * 0.6 <= got <= want / 0.6 + 60, (field, level, got, want)
+
+
+def test_rhythm_draws_follow_their_quantiles_and_coupling():
+    import random
+
+    from ingest.simulator.rhythm import LEVELS, Draw
+
+    spec: dict[str, Any] = {
+        "bytes_out": [100 * (1 + i) for i in range(len(LEVELS))],
+        "bytes_in": [1000 * (1 + i) ** 2 for i in range(len(LEVELS))],
+        "duration_ms": [10 * (1 + i) for i in range(len(LEVELS))],
+        "bpp_out": [100.0] * len(LEVELS),
+        "bpp_in": [1000.0] * len(LEVELS),
+        "corr": {"bytes_out~bytes_in": 0.9, "bytes_out~duration_ms": 0.0, "bytes_in~duration_ms": 0.0},
+    }
+    draw = Draw(LEVELS, spec)
+    rng = random.Random(1)
+    rows = [draw(rng) for _ in range(20_000)]
+    for col, key in ((0, "bytes_out"), (1, "bytes_in"), (4, "duration_ms")):
+        values = sorted(r[col] for r in rows)
+        for level in (0.1, 0.5, 0.9):
+            want = spec[key][LEVELS.index(level)]
+            assert values[int(level * len(values))] == pytest.approx(want, rel=0.08), (key, level)
+    big_out = [r for r in rows if r[0] > spec["bytes_out"][LEVELS.index(0.9)]]
+    assert statistics_median([r[1] for r in big_out]) > 2 * statistics_median([r[1] for r in rows])
+    assert all(r[2] == max(1, min(round(r[0] / 100), r[0] // 40)) for r in rows[:100])
+    assert [draw(random.Random(3)) for _ in range(3)] == [draw(random.Random(3)) for _ in range(3)]

@@ -18,6 +18,7 @@ from detectors.anomaly.tails import TailScorer
 __all__ = ["FAMILIES", "AnomalyModel", "Scored", "make_pyod"]
 
 FAMILIES: Final = ("ecod", "copod", "iforest", "hbos")
+SEED_ROWS: Final = 4096  # baseline rows kept with a fitted model, to seed the online reservoirs
 
 
 def make_pyod(family: str, random_state: int = 0, **params: Any) -> Any:
@@ -59,6 +60,7 @@ class AnomalyModel:
     spread_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     estimator_: Any = None
     tails_: TailScorer | None = None
+    rows_: Any = None  # float32 sample of the baseline rows (seeds the online models); None in old files
 
     def fit(self, x: np.ndarray) -> AnomalyModel:
         x = np.asarray(x, dtype=np.float64)
@@ -77,6 +79,8 @@ class AnomalyModel:
         self.median_ = np.median(x, axis=0)
         q75, q25 = np.percentile(x, [75, 25], axis=0)
         self.spread_ = np.maximum(q75 - q25, 1e-9 + 0.1 * np.abs(self.median_))
+        keep = x if x.shape[0] <= SEED_ROWS else x[np.linspace(0, x.shape[0] - 1, SEED_ROWS).astype(np.int64)]
+        self.rows_ = keep.astype(np.float32)
         return self
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:

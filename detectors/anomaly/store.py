@@ -3,7 +3,8 @@
 Each tenant with at least ``min_rows`` baseline rows gets its own model; every other tenant (and
 a tenant first seen after fitting) is scored by the global model ``"*"`` fitted on all rows.
 Files: ``<models_dir>/<kind>_models.joblib``. Only load models from a directory you trust
-(joblib files are pickles).
+(joblib files are pickles). In the engine these fitted models are seeds: each tenant's online
+reservoir starts from its model's kept rows (``AnomalyModel.rows_``), see ``detectors.anomaly.detectors``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, Literal, cast
 
-from detectors.alert import CATEGORIES
 from ingest.reader import iter_lines
 from ingest.schema import event_id_of
 
@@ -44,16 +43,11 @@ Kind = Literal["attack", "benign", "background", "other"]
 Side = Literal["either", "source"]
 
 
-def _beacon_categories() -> tuple[str, ...]:
-    """The alert categories of a C2/beacon detector, once the alert schema has one."""
-    return tuple(c for c in CATEGORIES if "c2" in c or "beacon" in c or "command" in c)
-
-
 # The alert categories that count as finding each attack class (an empty tuple: no detector).
 ATTACK_CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "scan": ("port_scan",),
     "flood": ("dos",),
-    "beacon": _beacon_categories(),
+    "beacon": ("command_and_control",),
 }
 
 

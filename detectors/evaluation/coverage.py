@@ -4,7 +4,11 @@ An alert *covers* a flow when it names the flow's source or destination (its ent
 anywhere in its evidence, keys included, ``ip:port`` read as the ip) and its span widened by its
 detector's window, ``[first_seen - window, last_seen + window]``, contains the flow's time. The
 window margin is there because a windowed alert's span is that of the events it counted, and the
-flows of the same attack just before or after them belong to the same finding.
+flows of the same attack just before or after them belong to the same finding. An alert that names
+its attackers (``evidence.sources``, as a victim's alert about many scanners does) covers only the
+flows those sources sent: it says nothing about the victim's other traffic; one that names the
+destinations it is about (``evidence.destinations``, as a beacon's alert does) covers only the flows
+between its entity and them, either way.
 
 Per class (``captures.ClassSpec``):
 - attack: recall = share of its flows covered by an alert of one of its categories (None when no
@@ -42,6 +46,14 @@ class AlertSpan:
     lo: int
     hi: int
     names: frozenset[str]
+    only_from: frozenset[str] = frozenset()  # the attackers it names; empty: any source
+    only_with: frozenset[str] = frozenset()  # the peers it is about; empty: any peer
+
+    def scoped_to(self, src: str, dst: str) -> bool:
+        """Whether the flow is within the attackers and peers the alert names (if it names any)."""
+        if self.only_from and src not in self.only_from:
+            return False
+        return not self.only_with or src in self.only_with or dst in self.only_with
 
 
 def _is_ip(text: str) -> bool:
@@ -71,8 +83,10 @@ def alert_span(index: int, alert: Alert, window_ms: int) -> AlertSpan:
     """The addresses ``alert`` names and its time span widened by ``window_ms`` each side."""
     evidence = {k: v for k, v in alert.evidence.items() if k != "event_ids"}
     names = {alert.entity.id, *_addresses(evidence)}
+    only_from = frozenset(_addresses(evidence.get("sources", ())))
+    only_with = frozenset(_addresses(evidence.get("destinations", ())))
     return AlertSpan(index, alert.category, alert.first_seen - window_ms, alert.last_seen + window_ms,
-                     frozenset(names))  # fmt: skip
+                     frozenset(names), only_from, only_with)  # fmt: skip
 
 
 class AlertIndex:
@@ -90,12 +104,12 @@ class AlertIndex:
         by_name = self.by_name
         first = by_name.get(src, ())
         for span in first:
-            if span.lo <= ts <= span.hi:
+            if span.lo <= ts <= span.hi and span.scoped_to(src, dst):
                 yield span
         if side == "source" or dst == src:
             return
         for span in by_name.get(dst, ()):
-            if span.lo <= ts <= span.hi and src not in span.names:
+            if span.lo <= ts <= span.hi and src not in span.names and span.scoped_to(src, dst):
                 yield span
 
 

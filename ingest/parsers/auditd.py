@@ -2,18 +2,54 @@
 
 A kernel audit event is several lines sharing ``msg=audit(SECONDS.MILLIS:SERIAL)``: SYSCALL, then
 EXECVE, CWD, PATH (one per item), SOCKADDR, PROCTITLE, closed by EOE. Lines are grouped by
-(node, timestamp, serial) and one event is emitted per group when EOE arrives, when more than
-``max_pending`` groups are open (records of an event are written together, so the oldest is
-done), or at the end of input. ``node=`` (multi-host logging) names the host or VM.
+(node, timestamp, serial), and a group is finished (its events are below) when EOE arrives, when
+more than ``max_pending`` groups are open (records of an event are written together, so the
+oldest is done), or at the end of input; a user-space record (libaudit's ``msg='...'``: PAM, libvirt) is an
+event alone and is finished at once. ``node=`` (multi-host logging) names the host or VM.
 
 Values that contain spaces or unprintable bytes are hex-encoded by auditd (``a1=2D2D636F6C6F72``,
 ``proctitle=...`` with NUL-separated argv); quoted values are literal; long EXECVE arguments come
 as ``a1_len=N a1[0]=.. a1[1]=..``. Syscall numbers are named for x86_64 (``arch=c000003e``);
-the ENRICHED log format's ``SYSCALL=`` name is used when present. ``success=yes/no`` is the result.
-Groups without a SYSCALL record (service, config and credential records) are counted as skipped,
-except USER_AUTH / USER_LOGIN which become auth events. Every line of a group past its first is
-counted as a skip folded into the group's outcome (event, DLQ record or skip), so lines in =
-events + DLQ + skips.
+the ENRICHED log format's ``SYSCALL=`` name is used when present, and its other upper-case fields
+(``AUID="alice" UID="root"``) are kept in ``extra``. ``success=yes/no`` is the result.
+
+Every record becomes an event or is folded into one; none is dropped (issue 20, VM escape
+signals). A group with a SYSCALL record is one process event, into which its companions (EXECVE,
+CWD, PATH, SOCKADDR, PROCTITLE, EOE and the other per-syscall records) are folded, with two
+exceptions. An ``AVC`` of the group is kept as ``extra["avc"]`` (every field of the record, with
+``perms`` as a list from ``{ read write }``, ``decision`` ``denied``/``granted`` and ``denied`` as a
+boolean; ``extra["avcs"]`` lists them all when there are several, at most 8): it is no event of its
+own, since the syscall event already is the access and carries the labels. ``SECCOMP``, ``ANOM_*``
+and ``VIRT_*`` records are events of their own beside the syscall event (an ``ANOM_PROMISCUOUS``
+is logged in the context of the ``ioctl`` that changed the flag): ``exe``, ``pid``, ``uid`` and the
+command line come from the SYSCALL record when the record has none. A group without a SYSCALL record
+(most ``SECCOMP``, ``ANOM_ABEND``, standalone ``AVC``, libvirt's ``VIRT_*``, PAM and service
+records) gives one event per record: USER_AUTH / USER_LOGIN an auth event, any other type a
+process event whose ``syscall`` is the record type lower-cased (``seccomp``, ``anom_abend``,
+``anom_promiscuous``, ``avc``, ``virt_control``, ``virt_machine_id``, ``virt_resource``,
+``service_start``...), ``exe`` the record's ``exe=`` (``""`` when absent), ``pid``, ``uid``,
+``path`` from ``path=``/``name=`` (libvirt's ``new-disk=`` for a disk), ``result`` ``failure``
+for an AVC ``denied``, a SECCOMP whose action is kill, trap or errno, or a user-space ``res=failed``
+(kernel ``res=0``), and ``extra`` holding every field of the record (``ingest.parsers.auditd_records``
+says how, and its bounds) with ``record_type`` and ``serial``; a SECCOMP record adds ``action``
+(``kill_process``...) and ``syscall_name``. A group of companions alone (its SYSCALL record lost)
+is an event named after its first record; a lone EOE is a counted skip. Every line of a group that
+is not an outcome of its own (event, DLQ record or skip) is counted as a skip folded into its
+group, so lines in = events + DLQ + skips.
+
+The VM of an emulator: a process whose exe is ``qemu-kvm`` or ``qemu-system-*`` belongs to the VM
+named by ``-name guest=NAME`` (or ``-name NAME``) on its command line (EXECVE or PROCTITLE), and
+to that VM's tenant, whatever file it touches: a path that is another VM's disk no longer makes it
+that VM's event. ``VIRT_*`` records name their VM in ``vm=``. The parser remembers, per node and
+bounded (65,536 entries each, cleared when full), the VM of each emulator pid (from its command line
+and from ``VIRT_CONTROL op=start vm-pid=``, kept after ``op=stop``, as the crash record of the
+emulator may be read after it; only a record whose exe is an emulator, or that has no exe, is
+matched by pid) and of each sVirt label (from
+``VIRT_MACHINE_ID vm-ctx=``/``img-ctx=``), so a standalone SECCOMP, ANOM_ABEND or AVC of an
+emulator, which carries no command line, gets its VM too; an AVC whose ``tcontext`` is a known VM's
+image label names that VM in ``target_vm``. The sVirt label itself stays in ``extra["subj"]``
+(``scontext``/``tcontext`` for an AVC), for rules that compare category pairs. When the VM name is
+not in the registry but the emulator's ``-uuid`` (or the record's ``uuid=``) is, the uuid is the VM.
 
 Ids are read as the kernel writes them, decimal: ``uid=4294967295`` (and ``-1``) is auditd's
 "unset" and becomes None, never 0, which is root; a uid, pid or syscall number that is not a
@@ -28,8 +64,21 @@ from __future__ import annotations
 import re
 import socket
 from collections import OrderedDict
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
+from ingest.parsers.auditd_records import (
+    COMPANIONS,
+    MAX_AVCS,
+    MAX_VALUE,
+    SECCOMP_BLOCKED,
+    avc_head,
+    emulator_vm,
+    is_emulator,
+    is_signal,
+    label_key,
+    record_extra,
+    seccomp_action,
+)
 from ingest.parsers.base import Output, ParseContext, Parser
 from ingest.parsers.flowutil import BadField, clip, unexpected, valid_ip
 from ingest.parsers.syscalls import syscall_name
@@ -46,6 +95,11 @@ _HEX_ARGS: Final = frozenset({"a0", "a1", "a2", "a3", "arch"})
 _UNSET_ID: Final = 2**32 - 1
 _FOLDED: Final = "auditd record folded into its event's group"
 _SKIP_FIELDS: Final = frozenset({"type", "msg", "syscall", "success", "pid", "ppid", "uid", "exe", "items"})
+_LONE_EOE: Final = "auditd EOE record without its event's records"
+_MAX_LEARNED: Final = 65536
+_AUTH_TYPES: Final = frozenset({"USER_AUTH", "USER_LOGIN"})
+_PLAIN: Final = COMPANIONS | {"SYSCALL", "AVC"}  # never events of their own in a syscall group
+_FAILED: Final = frozenset({"failed", "failure", "fail", 0})
 
 
 def decode_value(value: str, encoded: bool = True) -> str | None:
@@ -69,7 +123,7 @@ class _Group:
     def __init__(self, node: str | None, ts: int, serial: int) -> None:
         self.node, self.ts, self.serial = node, ts, serial
         self.lines: list[tuple[bytes, int, int]] = []
-        self.records: list[tuple[str, dict[str, str], str]] = []
+        self.records: list[tuple[str, dict[str, str], str, str]] = []  # type, fields, enriched, text
 
 
 class AuditdParser(Parser):
@@ -79,6 +133,8 @@ class AuditdParser(Parser):
         super().__init__(out, ctx)
         self.max_pending = max_pending
         self.pending: OrderedDict[tuple[str | None, int, int], _Group] = OrderedDict()
+        self._emulator_pids: dict[tuple[str | None, int], str] = {}  # (node, pid) -> VM
+        self._label_vms: dict[tuple[str | None, str], str] = {}  # (node, label key) -> VM
 
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
         try:
@@ -112,8 +168,10 @@ class AuditdParser(Parser):
                 self._finish(self.pending.popitem(last=False)[1])
         raw, _, enriched = rest.partition("\x1d")
         group.lines.append((line, lineno, offset))
-        group.records.append((rtype, parse_fields(raw), enriched))
-        if rtype == "EOE" or len(group.lines) >= _MAX_GROUP_LINES:
+        fields = parse_fields(raw)
+        group.records.append((rtype, fields, enriched, raw))
+        # EOE closes a kernel event; a user-space record (libaudit: ``msg='...'``) is an event alone
+        if rtype == "EOE" or fields.get("msg", "")[:1] == "'" or len(group.lines) >= _MAX_GROUP_LINES:
             self._finish(self.pending.pop(key))
 
     def close(self) -> None:
@@ -121,30 +179,75 @@ class AuditdParser(Parser):
             self._finish(self.pending.popitem(last=False)[1])
 
     def _finish(self, group: _Group) -> None:
-        raw = b"\n".join(line for line, _, _ in group.lines)
-        lineno, offset = group.lines[0][1], group.lines[0][2]
         types = [r[0] for r in group.records]
-        try:
-            if "SYSCALL" in types:
-                self.out.event(self._process(group, raw))
-            elif types[0] in ("USER_AUTH", "USER_LOGIN"):
-                self.out.event(self._auth(group, raw))
-            else:
-                self.skip(f"auditd {types[0]} record (no syscall)")
-        except BadField as exc:
-            self.reject(f"auditd {'/'.join(types[:4])}: {exc}", raw, lineno, offset)
-        except Exception as exc:  # one group never ends a file
-            self.reject(f"auditd {'/'.join(types[:4])}: {unexpected(exc, 'auditd')}", raw, lineno, offset)
-        for _ in range(len(group.lines) - 1):
+        if "SYSCALL" in types:
+            outcomes = self._syscall_group(group, types)
+        else:
+            outcomes = self._record_group(group, types)
+        for _ in range(len(group.lines) - outcomes):
             self.skip(_FOLDED)
+
+    def _syscall_group(self, group: _Group, types: list[str]) -> int:
+        """One event of the SYSCALL and its companions, and one per SECCOMP/ANOM_*/VIRT_* record
+        beside it; the number of outcomes."""
+        raw = b"\n".join(line for line, _, _ in group.lines)
+        try:
+            event = self._process(group, raw)
+        except BadField as exc:
+            self._reject_group(group, types, str(exc), raw)
+            return 1
+        except Exception as exc:  # one group never ends a file
+            self._reject_group(group, types, unexpected(exc, "auditd"), raw)
+            return 1
+        self.out.event(event)
+        outcomes = 1
+        for i, rtype in enumerate(types):
+            if rtype not in _PLAIN and is_signal(rtype):
+                outcomes += self._emit_record(group, i, event)
+        return outcomes
+
+    def _record_group(self, group: _Group, types: list[str]) -> int:
+        """One event per record of a group without a SYSCALL record; the number of outcomes."""
+        mains = [i for i, rtype in enumerate(types) if rtype not in COMPANIONS]
+        if not mains:
+            firsts = [i for i, rtype in enumerate(types) if rtype != "EOE"]
+            if not firsts:
+                self.skip(_LONE_EOE)
+                return 1
+            mains = firsts[:1]
+        for i in mains:
+            self._emit_record(group, i, None)
+        return len(mains)
+
+    def _reject_group(self, group: _Group, types: list[str], reason: str, raw: bytes) -> None:
+        _, lineno, offset = group.lines[0]
+        self.reject(f"auditd {'/'.join(types[:4])}: {reason}", raw, lineno, offset)
+
+    def _emit_record(self, group: _Group, i: int, base: ProcessEvent | None) -> int:
+        """The event of record ``i`` (or its DLQ record): one outcome."""
+        rtype = group.records[i][0]
+        line, lineno, offset = group.lines[i]
+        try:
+            if base is None and rtype in _AUTH_TYPES:
+                self.out.event(self._auth(group, i, line))
+            else:
+                self.out.event(self._record_event(group, i, line, base))
+        except BadField as exc:
+            self.reject(f"auditd {rtype}: {exc}", line, lineno, offset)
+        except Exception as exc:  # one record never ends a file
+            self.reject(f"auditd {rtype}: {unexpected(exc, 'auditd')}", line, lineno, offset)
+        return 1
 
     def _process(self, group: _Group, raw: bytes) -> ProcessEvent:
         by_type: dict[str, list[dict[str, str]]] = {}
         enriched: dict[str, str] = {}
-        for rtype, fields, interp in group.records:
+        avcs: list[dict[str, Any]] = []
+        for rtype, fields, interp, text in group.records:
             by_type.setdefault(rtype, []).append(fields)
             if rtype == "SYSCALL" and interp:
                 enriched = parse_fields(interp)
+            elif rtype == "AVC" and len(avcs) < MAX_AVCS:
+                avcs.append(self._avc(group.node, fields, text))
         sc = by_type["SYSCALL"][0]
         arch = sc.get("arch", "c000003e")
         syscall = enriched.get("SYSCALL") or syscall_name(_number(sc, "syscall", 0, 2**31), arch)
@@ -156,6 +259,10 @@ class AuditdParser(Parser):
                 if decoded is not None:
                     numeric = decoded[-1:].isdigit() and name not in _HEX_ARGS  # cheap test first
                     extra[name] = _int64_or_text(decoded) if numeric else decoded
+        if enriched:
+            for name, value in enriched.items():
+                if name.isupper() and name != "SADDR":
+                    extra[name] = (value[1:-1] if value[:1] == '"' else value)[:MAX_VALUE]
         cwd = decode_value(by_type["CWD"][0].get("cwd", "")) if "CWD" in by_type else None
         if cwd:
             extra["cwd"] = cwd
@@ -165,23 +272,166 @@ class AuditdParser(Parser):
         path = path or next((p for p in paths if p), None)
         if len(paths) > 1:
             extra["paths"] = [p for p in paths if p]
-        cmdline = _execve_args(by_type["EXECVE"][0]) if "EXECVE" in by_type else ""
-        if not cmdline and "PROCTITLE" in by_type:
-            title = by_type["PROCTITLE"][0].get("proctitle", "")
-            decoded = decode_value(title)
-            cmdline = (decoded or "").replace("\x00", " ").strip()
+        cmdline = _cmdline(by_type)
         if "SOCKADDR" in by_type:
             extra.update(_sockaddr(by_type["SOCKADDR"][0].get("saddr", "")))
-        tenant, vm, host = self.node_owner(group.node, path)
+        if avcs:
+            extra["avc"] = avcs[0]
+            if len(avcs) > 1:
+                extra["avcs"] = avcs
+        pid = _id(sc, "pid") or 0
+        emulator = self._emulator_vm(group.node, pid, exe, cmdline, sc.get("subj")) if "qemu" in exe else None
+        tenant, vm, host = self._owner(group.node, path, emulator)
         return ProcessEvent(
             id=event_id("auditd", raw), ts=group.ts, source="auditd", tenant=tenant, host=host, vm=vm,
-            pid=_id(sc, "pid") or 0, ppid=_id(sc, "ppid") or 0, exe=exe, cmdline=cmdline,
+            pid=pid, ppid=_id(sc, "ppid") or 0, exe=exe, cmdline=cmdline,
             uid=_uid(sc), syscall=syscall, path=path,
             result="failure" if sc.get("success") == "no" else "success", extra=extra,
         )  # fmt: skip
 
-    def _auth(self, group: _Group, raw: bytes) -> AuthEvent:
-        rtype, fields, _ = group.records[0]
+    def _record_event(self, group: _Group, i: int, raw: bytes, base: ProcessEvent | None) -> ProcessEvent:
+        """The process event of one record that is not a SYSCALL record (see the module docstring);
+        ``base`` is the event of the SYSCALL record beside it, if any."""
+        rtype, fields, enriched, text = group.records[i]
+        extra = record_extra(fields, enriched)
+        extra["record_type"] = rtype
+        extra["serial"] = group.serial
+        node = group.node
+        exe = _text(extra.get("exe")) or ""
+        pid = _id(fields, "pid")
+        uid = _uid(fields)
+        ppid = _id(fields, "ppid") or 0
+        if base is not None:  # a SECCOMP/ANOM_*/VIRT_* record beside its SYSCALL record
+            exe = exe or base.exe
+            pid = base.pid if pid is None else pid
+            uid = base.uid if "uid" not in fields else uid
+            ppid = ppid or base.ppid
+            cmdline, path = base.cmdline, base.path
+        else:
+            cmdline, path = self._companions(group)
+        result: Literal["success", "failure"] = "success"
+        if rtype == "AVC":
+            extra.update(self._avc_head(node, extra, text))
+            result = "failure" if extra.get("denied") else "success"
+        elif rtype == "SECCOMP":
+            action = seccomp_action(extra.get("code"))
+            extra["action"] = action
+            number = extra.get("syscall")
+            if isinstance(number, int) and 0 <= number < 2**31:
+                extra["syscall_name"] = syscall_name(number, _text(extra.get("arch")) or "c000003e")
+            result = "failure" if action in SECCOMP_BLOCKED else "success"
+        elif extra.get("res") in _FAILED:
+            result = "failure"
+        own_path = _text(extra.get("path")) or _text(extra.get("name")) or _text(extra.get("new-disk"))
+        path = own_path or path
+        vm = None
+        if rtype.startswith("VIRT_"):
+            vm = self._virt_record(node, rtype, extra)
+        if vm is None:
+            label = extra.get("subj") or extra.get("scontext")
+            vm = self._emulator_vm(node, pid or 0, exe, cmdline, label if isinstance(label, str) else None)
+        tenant, vm, host = self._owner(node, path, vm)
+        return ProcessEvent(
+            id=event_id("auditd", raw), ts=group.ts, source="auditd", tenant=tenant, host=host, vm=vm,
+            pid=pid or 0, ppid=ppid, exe=exe, cmdline=cmdline, uid=uid, syscall=rtype.lower(),
+            path=path, result=result, extra=extra,
+        )  # fmt: skip
+
+    def _companions(self, group: _Group) -> tuple[str, str | None]:
+        """(command line, path) from the EXECVE/PROCTITLE/CWD/PATH records of a group without SYSCALL."""
+        by_type: dict[str, list[dict[str, str]]] = {}
+        for rtype, fields, _, _ in group.records:
+            if rtype in COMPANIONS:
+                by_type.setdefault(rtype, []).append(fields)
+        if not by_type:
+            return "", None
+        cwd = decode_value(by_type["CWD"][0].get("cwd", "")) if "CWD" in by_type else None
+        paths = [_join(cwd, decode_value(p.get("name", ""))) for p in by_type.get("PATH", [])]
+        return _cmdline(by_type), next((p for p in paths if p), None)
+
+    def _avc(self, node: str | None, fields: dict[str, str], text: str) -> dict[str, Any]:
+        """An AVC record as ``extra["avc"]`` of its syscall event."""
+        avc = record_extra(fields, "")
+        avc.update(self._avc_head(node, avc, text))
+        return avc
+
+    def _avc_head(self, node: str | None, avc: dict[str, Any], text: str) -> dict[str, Any]:
+        head = avc_head(text)
+        out: dict[str, Any] = {}
+        if head is not None:
+            out["decision"], out["perms"] = head
+            out["denied"] = head[0] == "denied"
+        target = label_key(_text(avc.get("tcontext")))
+        target_vm = self._label_vms.get((node, target)) if target else None
+        if target_vm is not None:
+            out["target_vm"] = target_vm
+        return out
+
+    def _virt_record(self, node: str | None, rtype: str, extra: dict[str, Any]) -> str | None:
+        """The VM a libvirt record names; learns emulator pids and sVirt labels from it."""
+        name = _text(extra.get("vm"))
+        if name is None:
+            return None
+        vm = self._vm_id(name, _text(extra.get("uuid")))
+        if rtype == "VIRT_CONTROL":
+            vm_pid = extra.get("vm-pid")
+            op = extra.get("op")
+            # kept after op=stop: the crash record of the emulator may be read after the stop
+            started = op in ("start", "init", "resume") and extra.get("res") not in _FAILED
+            if started and isinstance(vm_pid, int) and vm_pid > 0:
+                _learn(self._emulator_pids, (node, vm_pid), vm)
+        elif rtype == "VIRT_MACHINE_ID":
+            for name in ("vm-ctx", "img-ctx"):
+                key = label_key(_text(extra.get(name)))
+                if key is not None:
+                    _learn(self._label_vms, (node, key), vm)
+        return vm
+
+    def _emulator_vm(
+        self, node: str | None, pid: int, exe: str, cmdline: str, label: str | None
+    ) -> str | None:
+        """The VM of an emulator process (None for any other process): from its command line,
+        else from what the parser learned of its pid or its sVirt label."""
+        if exe:
+            if not is_emulator(exe):
+                return None
+            if cmdline:
+                name, uuid = emulator_vm(cmdline)
+                if name:
+                    named = self._vm_id(name, uuid)
+                    if pid:
+                        _learn(self._emulator_pids, (node, pid), named)
+                    return named
+        vm = self._emulator_pids.get((node, pid)) if pid else None
+        if vm is None and label:
+            key = label_key(label)
+            vm = self._label_vms.get((node, key)) if key else None
+        return vm
+
+    def _vm_id(self, name: str, uuid: str | None) -> str:
+        reg = self.registry
+        if reg is not None and name not in reg.vms and uuid and uuid in reg.vms:
+            return uuid
+        return name
+
+    def _owner(
+        self, node: str | None, path: str | None, vm: str | None
+    ) -> tuple[str | None, str | None, str | None]:
+        """``node_owner``, except that an emulator's (or a libvirt record's) VM wins over a path:
+        the process belongs to its own VM whatever disk it touches."""
+        if vm is None:
+            return self.node_owner(node, path)
+        tenant, node_vm, host = self.node_owner(node)
+        if node_vm is not None:  # the record comes from inside a VM: that VM's
+            return tenant, node_vm, host
+        reg = self.registry
+        info = reg.vms.get(vm) if reg is not None else None
+        if info is not None:
+            tenant, host = info.tenant, host or info.host
+        return self.forced_tenant or tenant, vm, host
+
+    def _auth(self, group: _Group, i: int, raw: bytes) -> AuthEvent:
+        rtype, fields, _, _ = group.records[i]
         inner = parse_fields((fields.get("msg") or "")[1:-1])
         user = decode_value(inner.get("acct", "")) or decode_value(fields.get("acct", "")) or "?"
         exe = decode_value(inner.get("exe", "")) or ""
@@ -197,6 +447,25 @@ class AuditdParser(Parser):
             service=exe.rsplit("/", 1)[-1] or "unknown", method="pam",
             result="success" if inner.get("res") == "success" else "failure", extra=extra,
         )  # fmt: skip
+
+
+def _learn(table: dict[Any, str], key: Any, vm: str) -> None:
+    if len(table) >= _MAX_LEARNED and key not in table:
+        table.clear()
+    table[key] = vm
+
+
+def _text(value: Any) -> str | None:
+    """A text value of ``extra``, None for auditd's unset markers."""
+    return value if isinstance(value, str) and value not in ("", "?", "(null)") else None
+
+
+def _cmdline(by_type: dict[str, list[dict[str, str]]]) -> str:
+    cmdline = _execve_args(by_type["EXECVE"][0]) if "EXECVE" in by_type else ""
+    if not cmdline and "PROCTITLE" in by_type:
+        decoded = decode_value(by_type["PROCTITLE"][0].get("proctitle", ""))
+        cmdline = (decoded or "").replace("\x00", " ").strip()
+    return cmdline
 
 
 def _number(fields: dict[str, str], name: str, low: int, high: int) -> int:

@@ -6,11 +6,21 @@ of a slice follows ``events_per_s * diurnal_factor``; within a slice the mix is 
 ``KIND_WEIGHTS``. Background never contains what a scenario labels as an attack: guests never
 reach the management plane, cross-tenant flows only go between peered tenants, cross-tenant API
 calls only touch resources covered by a registry share, and emulators only open their own disk.
+
+Real rhythm (``ingest/simulator/rhythm.json``, made by ``python -m ingest.simulator.rhythm``): the
+hour-of-day curve is the flow starts per UTC hour of the CTU-50 normal hosts (linear between hour
+centres, mean 1 over a day), and the bytes, packets and duration of the outbound web, DNS, NTP,
+east-west and inbound web flows are drawn from the quantiles of real benign flows of their
+service class (CTU-13 scenario 6 background and CTU-50 normal hosts), with their real coupling.
+Hand-made still: peered cross-tenant flows (the cross-tenant volume baseline the
+``peer_volume_spike`` scenario multiplies), the metrics scraper (a fixed-size scrape), rejected
+internet probes, and every non-flow kind.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import random
@@ -19,6 +29,7 @@ from typing import Final, Generic, TypeVar
 
 from ingest.schema import Event
 from ingest.simulator.factory import EventMaker
+from ingest.simulator.rhythm import load_rhythm
 from ingest.simulator.topology import (
     BASTION_IP,
     EMULATOR_EXE,
@@ -31,15 +42,16 @@ from ingest.simulator.topology import (
 
 __all__ = [
     "DEMO_GRID_MS",
-    "DIURNAL_AMPLITUDE",
-    "DIURNAL_PEAK_HOUR",
+    "HOURLY_WEIGHTS",
     "KIND_WEIGHTS",
+    "RHYTHM",
     "Background",
     "Picker",
     "daemon_event",
     "diurnal_factor",
     "ephemeral_port",
     "lognorm",
+    "mean_rate_centre_ms",
     "mean_rate_slice_start_ms",
     "object_key",
     "peered_flow",
@@ -48,29 +60,40 @@ __all__ = [
     "web_flow",
 ]
 
-DIURNAL_AMPLITUDE: Final = 0.5
-DIURNAL_PEAK_HOUR: Final = 15.0  # UTC; the trough is 12 hours later
+RHYTHM: Final = load_rhythm()
+HOURLY_WEIGHTS: Final = RHYTHM.hourly  # UTC hours 0..23, mean 1
 KIND_WEIGHTS: Final = (("flow", 0.62), ("process", 0.22), ("audit", 0.10), ("auth", 0.06))
 _DAY_MS: Final = 86_400_000
-# 21:00 UTC: a quarter day after the peak, where the factor falls through 1
-_MEAN_RATE_CENTRE_MS: Final = int((DIURNAL_PEAK_HOUR + 6) * 3_600_000)
+_HOUR_MS: Final = 3_600_000
+_WEB_DRAW: Final = RHYTHM.draws["web"]
+_DNS_DRAW: Final = RHYTHM.draws["dns"]
+_NTP_DRAW: Final = RHYTHM.draws["ntp"]
+_TCP_DRAW: Final = RHYTHM.draws["other_tcp"]
 _T = TypeVar("_T")
 Gen = Callable[[random.Random, int, EventMaker], Event]
 
 
 def diurnal_factor(ts_ms: int) -> float:
-    """Rate multiplier at ``ts_ms``: 1 on average over a day, 1.5 at 15:00 UTC, 0.5 at 03:00 UTC."""
-    hour = (ts_ms % _DAY_MS) / 3_600_000
-    return 1.0 + DIURNAL_AMPLITUDE * math.cos(2 * math.pi * (hour - DIURNAL_PEAK_HOUR) / 24)
+    """Rate multiplier at ``ts_ms``: the real hour-of-day curve (``HOURLY_WEIGHTS``, linear between
+    hour centres), 1 on average over a day."""
+    return RHYTHM.factor((ts_ms % _DAY_MS) / 3_600_000)
+
+
+@functools.lru_cache(maxsize=64)
+def mean_rate_centre_ms(duration_ms: int) -> int:
+    """Time of day (ms after 00:00 UTC) on which a window of ``duration_ms`` centred there holds
+    the day's mean volume (``Rhythm.mean_window_centre``)."""
+    return round(RHYTHM.mean_window_centre(duration_ms / _HOUR_MS) * _HOUR_MS) % _DAY_MS
 
 
 def mean_rate_slice_start_ms(now_ms: int, duration_ms: int) -> int:
-    """Start of the last slice of ``duration_ms`` centred on 21:00 UTC that has ended by ``now_ms``.
+    """Start of the last slice of ``duration_ms`` centred on ``mean_rate_centre_ms(duration_ms)``
+    that has ended by ``now_ms``.
 
-    Around 21:00 the diurnal curve crosses its mean, so such a slice holds the day's mean number of
-    events whatever the hour it is simulated at: tests and benchmarks that need a known volume use
-    it instead of "the last N minutes", which holds a third of that volume more or less."""
-    start = now_ms // _DAY_MS * _DAY_MS + _MEAN_RATE_CENTRE_MS - duration_ms // 2
+    Such a slice holds the day's mean number
+    of events whatever the hour it is simulated at: tests and benchmarks that need a known volume
+    use it instead of "the last N minutes", whose volume follows the clock (up to ~25x apart)."""
+    start = now_ms // _DAY_MS * _DAY_MS + mean_rate_centre_ms(duration_ms) - duration_ms // 2
     if start + duration_ms > now_ms:
         start -= _DAY_MS
     return start
@@ -84,10 +107,25 @@ def repeatable_slice(now_ms: int, duration_ms: int) -> tuple[int, int]:
     """(start_ms, diurnal_shift_ms) of a run that ends shortly before ``now_ms`` and is the same run,
     translated in time, whenever it is made: its start is on the ``DEMO_GRID_MS`` grid, so every
     epoch-aligned detector window cuts it at the same offsets, and its simulated time of day is the
-    mean-rate slice around 21:00 UTC, so the background's volume does not follow the clock."""
+    mean-rate slice (``mean_rate_slice_start_ms``), so the background's volume does not follow the
+    clock."""
     start = (now_ms - duration_ms) // DEMO_GRID_MS * DEMO_GRID_MS
-    shift = (_MEAN_RATE_CENTRE_MS - duration_ms // 2 - start) % _DAY_MS
+    shift = (mean_rate_centre_ms(duration_ms) - duration_ms // 2 - start) % _DAY_MS
     return start, shift
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson count: exact (Knuth) below 30, the normal approximation above (a quiet night's
+    slices hold a few events, where a clipped normal would add a fifth)."""
+    if mean <= 0:
+        return 0
+    if mean >= 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, n, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        n += 1
+        p *= rng.random()
+    return n
 
 
 def ephemeral_port(rng: random.Random) -> int:
@@ -128,6 +166,7 @@ _EAST_WEST_PORTS: Final = {
     "app": (8080, 9090, 8443),
     "backup": (873, 22),
 }
+_HTTP_PORTS: Final = frozenset({443, 8080, 8443, 9090})
 _QEMU_CALLS: Final = (
     (("ioctl", "/dev/kvm"), 0.30),
     (("futex", None), 0.15),
@@ -209,7 +248,7 @@ class Background:
         make = EventMaker(f"{self.seed}:bg:{index}")
         mid = (start_ms + end_ms) // 2 + self.diurnal_shift_ms
         mean = events_per_s * (end_ms - start_ms) / 1000 * diurnal_factor(mid)
-        n = max(0, round(rng.gauss(mean, math.sqrt(mean)))) if mean > 0 else 0
+        n = _poisson(rng, mean)
         width = end_ms - start_ms
         stamps = sorted(start_ms + int(rng.random() * width) for _ in range(n))
         kind = self._kind
@@ -225,11 +264,11 @@ class Background:
     def _outbound(self, rng: random.Random, ts: int, make: EventMaker) -> Event:
         vm = self._vm(rng)
         dst = _pick(rng, self.topo.web_services)
-        out, inn = lognorm(rng, 2500, 1.0), lognorm(rng, 40000, 1.3)
+        out, inn, p_out, p_in, dur = _WEB_DRAW(rng)
         return make.flow(
             ts, vm.ip, dst, src_port=ephemeral_port(rng), dst_port=443 if rng.random() < 0.9 else 80,
-            bytes_out=out, bytes_in=inn, packets_out=out // 700 + 2, packets_in=inn // 1200 + 2,
-            duration_ms=lognorm(rng, 800, 1.0), tenant=vm.tenant, host=vm.host, vm=vm.id,
+            bytes_out=out, bytes_in=inn, packets_out=p_out, packets_in=p_in, duration_ms=dur,
+            tenant=vm.tenant, host=vm.host, vm=vm.id,
         )  # fmt: skip
 
     def _dns(self, rng: random.Random, ts: int, make: EventMaker) -> Event:
@@ -238,18 +277,20 @@ class Background:
             dst = self.topo.tenant_by_id[vm.tenant].resolver
         else:
             dst = _pick(rng, self.topo.dns_servers)
+        out, inn, p_out, p_in, dur = _DNS_DRAW(rng)
         return make.flow(
             ts, vm.ip, dst, src_port=ephemeral_port(rng), dst_port=53, proto="udp",
-            bytes_out=_between(rng, 60, 90), bytes_in=_between(rng, 90, 320), packets_out=1, packets_in=1,
-            duration_ms=_between(rng, 5, 80), tenant=vm.tenant, host=vm.host, vm=vm.id,
+            bytes_out=out, bytes_in=inn, packets_out=p_out, packets_in=p_in,
+            duration_ms=dur, tenant=vm.tenant, host=vm.host, vm=vm.id,
         )  # fmt: skip
 
     def _ntp(self, rng: random.Random, ts: int, make: EventMaker) -> Event:
         vm = self._vm(rng)
         dst = _pick(rng, self.topo.ntp_servers)
+        out, inn, p_out, p_in, dur = _NTP_DRAW(rng)
         return make.flow(
-            ts, vm.ip, dst, src_port=123, dst_port=123, proto="udp", bytes_out=76, bytes_in=76,
-            packets_out=1, packets_in=1, duration_ms=_between(rng, 10, 60),
+            ts, vm.ip, dst, src_port=123, dst_port=123, proto="udp", bytes_out=out, bytes_in=inn,
+            packets_out=p_out, packets_in=p_in, duration_ms=dur,
             tenant=vm.tenant, host=vm.host, vm=vm.id,
         )  # fmt: skip
 
@@ -257,12 +298,13 @@ class Background:
         src = self._vm(rng)
         peers = self._others[src.id]
         dst = _pick(rng, peers)
-        ports = _EAST_WEST_PORTS[dst.role]
-        out, inn = lognorm(rng, 1500, 1.0), lognorm(rng, 12000, 1.2)
+        port = _pick(rng, _EAST_WEST_PORTS[dst.role])
+        draw = _WEB_DRAW if port in _HTTP_PORTS else _TCP_DRAW
+        out, inn, p_out, p_in, dur = draw(rng)
         return make.flow(
-            ts, src.ip, dst.ip, src_port=ephemeral_port(rng), dst_port=_pick(rng, ports),
-            bytes_out=out, bytes_in=inn, packets_out=out // 900 + 1, packets_in=inn // 1200 + 1,
-            duration_ms=lognorm(rng, 150, 1.0), tenant=src.tenant, host=src.host, vm=src.id,
+            ts, src.ip, dst.ip, src_port=ephemeral_port(rng), dst_port=port,
+            bytes_out=out, bytes_in=inn, packets_out=p_out, packets_in=p_in,
+            duration_ms=dur, tenant=src.tenant, host=src.host, vm=src.id,
         )  # fmt: skip
 
     def _peered(self, rng: random.Random, ts: int, make: EventMaker) -> Event:
@@ -386,12 +428,12 @@ def peered_flow(
 
 
 def web_flow(rng: random.Random, ts: int, make: EventMaker, client: str, vm: VmInfo) -> Event:
-    """An internet client's HTTPS request to a tenant web VM (logged on the VM's side)."""
-    out, inn = lognorm(rng, 1500, 0.8), lognorm(rng, 30000, 1.2)
+    """An internet client's HTTPS connection to a tenant web VM (logged on the VM's side), sized
+    like real web flows (``rhythm.json``, class web)."""
+    out, inn, p_out, p_in, dur = _WEB_DRAW(rng)
     return make.flow(
         ts, client, vm.ip, src_port=ephemeral_port(rng), dst_port=443, bytes_out=out, bytes_in=inn,
-        packets_out=out // 900 + 3, packets_in=inn // 1300 + 3, duration_ms=lognorm(rng, 400, 1.0),
-        tenant=vm.tenant, host=vm.host, vm=vm.id,
+        packets_out=p_out, packets_in=p_in, duration_ms=dur, tenant=vm.tenant, host=vm.host, vm=vm.id,
     )  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 - ceiling: a plain consumer (confluent-kafka) reading the telemetry topics, events/s;
 - sustained: the detection job over a backlog, events/s from the slope of its committed offsets
   while it runs (JVM start-up excluded), the same after its first 30 s (JIT warm-up), and the
-  whole run's wall time to the last alert searchable;
+  whole run's wall time to the last alert searchable; then the same backlog again with the
+  anomaly detectors switched off (a site config), so their cost is a ratio of one run;
 - latency: the job live, telemetry sent in real time (each event at its event time), time from the
   moment a detector window's input was complete in Kafka to its alert being searchable in
   Elasticsearch, split into job (alert written to Kafka, broker append time) and indexing. The
@@ -263,6 +264,16 @@ _BACKLOG_S = 1200
 # backlog is always the 20 minutes around 21:00 UTC, where the rate is the day's mean.
 
 
+def _without_anomaly(settings: Settings) -> Settings:
+    """The same settings with a site detector config that switches the anomaly detectors off."""
+    from detectors.registry import ANOMALY_IDS
+
+    path = Path(settings.data_dir) / "bench-no-anomaly.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("detectors:\n" + "".join(f"  {i}:\n    enabled: false\n" for i in ANOMALY_IDS))
+    return settings.with_overrides(detector_config_file=str(path))
+
+
 def run(ctx: Any) -> dict[str, Any]:
     if not ctx.stack_up:
         return {"skipped": "needs the local stack"}
@@ -287,6 +298,10 @@ def run(ctx: Any) -> dict[str, Any]:
         out["sustained_to_ceiling_ratio"] = round(
             out["sustained_events_per_s"] / out["ceiling_plain_consumer_events_per_s"], 3
         )
+    out["without_anomaly_models"] = _sustained(_without_anomaly(s), events)
+    plain = out["without_anomaly_models"].get("sustained_events_per_s")
+    if out.get("sustained_events_per_s") and plain:
+        out["anomaly_on_to_off_ratio"] = round(out["sustained_events_per_s"] / plain, 3)
     out["latency_at_trickle_400_events_per_s"] = _latency(base, target_rate=400, seconds=_TRICKLE_S)
     sustained = out.get("sustained_events_per_s")
     for share in (50, 80):

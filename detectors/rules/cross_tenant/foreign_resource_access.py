@@ -11,7 +11,15 @@ credentials belong inside the instance's tenant: a call made with them from an a
 tenant, through another tenant's (or an unknown account's) VPC endpoint (``vpcEndpointAccountId``),
 or, when ``params.flag_unowned_addresses``, from an address no tenant owns and no
 ``params.allowed_cidrs`` range holds, is the credential theft that follows an SSRF or a
-compromised neighbour.
+compromised neighbour. Such a hit belongs to the instance's tenant, whichever trail holds the
+record: the same call may also reach the other account's trail as a network activity event
+(``eventType`` ``AwsVpceEvent``, delivered to the VPC endpoint's owner), and both copies then give
+the same alert id.
+
+Accounts are compared as tenants: a ``principal_tenant``, ``resource_tenant`` or grantee that is
+still an account id (the parser ran without the registry, or before the account was added to it)
+is mapped through the registry's ``accounts`` here (``as_tenant``), so a tenant's own account is
+never foreign to it.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.cross_tenant import audit_labels
 from ingest.schema import AuditEvent, Event
+from ingest.tenants import TenantRegistry
 
-__all__ = ["ForeignResourceAccess", "instance_session", "resource_owner"]
+__all__ = ["ForeignResourceAccess", "as_tenant", "instance_session", "resource_owner"]
 
 _INSTANCE_SESSION: Final = re.compile(r":assumed-role/[^/]+/(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
 _CREDENTIALS: Final = " credentials from "
@@ -41,6 +50,13 @@ def resource_owner(resource: str, known: object) -> str | None:
     if len(parts) >= 2 and parts[1] in known:  # type: ignore[operator]
         return parts[1]
     return None
+
+
+def as_tenant(reg: TenantRegistry, value: str | None) -> str | None:
+    """A tenant id, or an account id the registry maps to its tenant, as that tenant; else itself."""
+    if value is None or value in reg.tenants:
+        return value
+    return reg.tenant_of_account(value) or value
 
 
 def _network(cidr: object, det_id: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -59,7 +75,7 @@ def instance_session(principal: str) -> str | None:
 class ForeignResourceAccess(Rule):
     meta = DetectorMeta(
         id="cross_tenant.foreign_resource_access",
-        version="1.1.0",
+        version="1.2.0",
         title="Access to another tenant's resource without a share",
         category="cross_tenant_leak",
         score=80,
@@ -102,9 +118,10 @@ class ForeignResourceAccess(Rule):
 
     def match(self, event: Event) -> Hit | None:
         ev: AuditEvent = event  # type: ignore[assignment]
-        actor = ev.principal_tenant
-        if actor is None or ev.principal in self.allowed:
+        if ev.principal_tenant is None or ev.principal in self.allowed:
             return None
+        reg = self.reg
+        actor: str = as_tenant(reg, ev.principal_tenant)  # type: ignore[assignment]
         instance = instance_session(ev.principal) if ev.extra.get("identity_type") == "AssumedRole" else None
         if instance is not None:
             hit = self._credentials_elsewhere(ev, actor, instance)
@@ -112,16 +129,14 @@ class ForeignResourceAccess(Rule):
                 return hit
         if ev.action in self.share_actions:
             return None
-        reg = self.reg
-        owner = ev.resource_tenant or resource_owner(ev.resource, reg.tenants)
+        owner = as_tenant(reg, ev.resource_tenant) or resource_owner(ev.resource, reg.tenants)
         if owner is None or owner == actor or reg.has_share(owner, actor, ev.resource):
             return None
         if ev.extra.get("trail_copy") == "caller" and owner in reg.tenants:
             return None  # the owner's trail holds this call's other copy: one action, one accusation
         labels = audit_labels(actor, owner, ev.action, ev.resource)
-        return Hit(
-            Entity("principal", ev.principal), ev.tenant or actor, f"{ev.result} {ev.action} {owner}", labels
-        )
+        tenant = as_tenant(reg, ev.tenant) or actor
+        return Hit(Entity("principal", ev.principal), tenant, f"{ev.result} {ev.action} {owner}", labels)
 
     def _credentials_elsewhere(self, ev: AuditEvent, owner: str, instance: str) -> Hit | None:
         """Where an instance's credentials were used from, when that is not the instance's tenant."""
@@ -145,7 +160,10 @@ class ForeignResourceAccess(Rule):
             return None
         labels = audit_labels(user, owner, ev.action, instance)
         detail = f"{ev.result} {ev.action} with {instance}{_CREDENTIALS}{where}"
-        return Hit(Entity("principal", ev.principal), ev.tenant or owner, detail, labels)
+        # The instance's tenant is the victim, whichever account's trail (its own, or the endpoint
+        # owner's network activity copy) holds the record.
+        tenant = owner if owner in reg.tenants else as_tenant(reg, ev.tenant)
+        return Hit(Entity("principal", ev.principal), tenant, detail, labels)
 
     def _allowed_address(self, ip: str) -> bool:
         if not self.allowed_nets:

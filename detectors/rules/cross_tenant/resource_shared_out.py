@@ -5,7 +5,10 @@ the simulator's names, and the real CloudTrail actions whose grantees ``ingest.p
 reads (snapshot, AMI and RDS snapshot attributes, bucket policies and ACLs, KMS key policies and
 grants, AWS RAM shares). A grantee is a tenant id, an account id the registry does not know, or
 ``public``. Of a cross-account call's two trail copies, the owner's counts when the owner is a
-registry tenant (see ``foreign_resource_access``)."""
+registry tenant (see ``foreign_resource_access``). The owner and the grantees are compared as
+tenants (``as_tenant``): an account id the registry knows is its tenant, whether or not the parser
+had the registry, so a policy naming the owner's own account never alerts and an account the
+registry does not know (a 12-digit id, an ARN's account) always does."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.cross_tenant import audit_labels
-from detectors.rules.cross_tenant.foreign_resource_access import resource_owner
+from detectors.rules.cross_tenant.foreign_resource_access import as_tenant, resource_owner
 from ingest.schema import AuditEvent, Event
 
 __all__ = ["ResourceSharedOut"]
@@ -25,7 +28,7 @@ __all__ = ["ResourceSharedOut"]
 class ResourceSharedOut(Rule):
     meta = DetectorMeta(
         id="cross_tenant.resource_shared_out",
-        version="1.1.0",
+        version="1.2.0",
         title="Resource shared to a foreign tenant, account or the public",
         category="cross_tenant_leak",
         score=75,
@@ -68,7 +71,11 @@ class ResourceSharedOut(Rule):
         if not grantees:
             return None
         reg = self.reg
-        owner = ev.resource_tenant or resource_owner(ev.resource, reg.tenants) or ev.principal_tenant
+        owner = (
+            as_tenant(reg, ev.resource_tenant)
+            or resource_owner(ev.resource, reg.tenants)
+            or as_tenant(reg, ev.principal_tenant)
+        )
         if ev.extra.get("trail_copy") == "caller" and owner in reg.tenants:
             return None  # a cross-account grant (a KMS CreateGrant): the owner's trail copy counts it
         foreign = []
@@ -76,7 +83,7 @@ class ResourceSharedOut(Rule):
             if grantee.lower() in self.public:
                 foreign.append("public")
                 continue
-            target = grantee if grantee in reg.tenants else (reg.tenant_of_account(grantee) or grantee)
+            target: str = as_tenant(reg, grantee)  # type: ignore[assignment]
             if target != owner and not reg.has_share(owner, target, ev.resource):
                 foreign.append(target)
         if not foreign:
@@ -86,7 +93,10 @@ class ResourceSharedOut(Rule):
         grantee = "public" if "public" in foreign else min(foreign)
         labels = audit_labels(owner, grantee, ev.action, ev.resource)
         return Hit(
-            Entity("principal", ev.principal), ev.tenant or owner, f"{ev.result} {ev.action} {to}", labels
+            Entity("principal", ev.principal),
+            as_tenant(reg, ev.tenant) or owner,
+            f"{ev.result} {ev.action} {to}",
+            labels,
         )
 
     def _grantees(self, extra: dict[str, object]) -> list[str]:

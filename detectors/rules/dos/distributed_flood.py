@@ -1,4 +1,14 @@
-"""Many sources flood one destination (distributed denial of service); the entity is the victim."""
+"""Many sources flood one destination (distributed denial of service); the entity is the victim.
+
+Packets into one tenant or management address are summed per window with the packets of each
+source; at least ``params.min_packets`` from at least ``params.min_sources`` sources, none above
+``params.max_top_source_share`` of them, is a distributed flood. A provider service address is
+never a victim here (the registry's ``provider_services``, at their ports): such an address may
+sit inside a tenant's CIDR (AWS's VPC resolver at the VPC base + 2, an object storage interface
+endpoint with an address of the tenant's subnet), and a tenant's whole fleet writing backups to
+it or resolving through it has exactly a distributed flood's shape. Those records are skipped and
+counted in ``counters["provider_service"]``; the provider protects its services itself.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +45,7 @@ class VictimState:
 class DistributedFlood(WindowedDetector[VictimState]):
     meta = DetectorMeta(
         id="dos.distributed_flood",
-        version="1.0.0",
+        version="1.1.0",
         title="Distributed flood against one address",
         category="dos",
         score=70,
@@ -49,6 +59,8 @@ class DistributedFlood(WindowedDetector[VictimState]):
         false_positives=(
             "a legitimate traffic peak (launch, news) on a busy service: packet volume per source stays low",
             "a CDN or load balancer in front of the destination (many sources by design)",
+            "a provider service endpoint inside a tenant's range used by the tenant's fleet (list it in the "
+            "registry's provider_services)",
         ),
         note="Engage upstream scrubbing / rate limits for the victim; the top sources and the port tell "
         "reflection (53, 123, 1900, 19) from direct floods.",
@@ -75,6 +87,9 @@ class DistributedFlood(WindowedDetector[VictimState]):
         # response's source, and a reflection flood (DNS, NTP, SSDP answers to spoofed requests)
         # is made of responses the victim never asked for.
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
+        reg = batch.registry
+        service = reg.provider_service if reg.has_provider_services else None
+        skipped = 0
         for ev, dst_t in zip(batch.flows, batch.dst_tenants, strict=True):
             try:
                 packets = ev.packets_out
@@ -82,6 +97,9 @@ class DistributedFlood(WindowedDetector[VictimState]):
                     continue
                 dst = ev.dst_ip
                 if dst in allowed:
+                    continue
+                if service is not None and service(dst, ev.dst_port) is not None:
+                    skipped += 1  # a provider endpoint inside the tenant's range: not a victim
                     continue
                 st: VictimState | None = state(ev.ts, (ev.tenant, dst))
                 if st is None:
@@ -92,6 +110,8 @@ class DistributedFlood(WindowedDetector[VictimState]):
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
+        if skipped:
+            self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
 
     def merge(self, into: VictimState, other: VictimState) -> None:
         into.span.merge(other.span, self.max_ids)

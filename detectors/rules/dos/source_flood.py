@@ -1,9 +1,30 @@
-"""One source sends a flood of packets to one destination (SYN, UDP or ICMP flood)."""
+"""One source sends a flood of packets to one destination (SYN, UDP or ICMP flood).
+
+Small-packet records (at most ``params.max_bytes_per_packet`` bytes a packet) initiated by one
+source are summed per destination over the window; the busiest destination at or above
+``params.min_packets_to_one_destination`` is reported. Records towards the provider's own services
+(the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
+object storage) are skipped and counted in ``counters["provider_service"]``: a resolver-heavy VM
+sending tens of thousands of DNS queries a minute to the VPC resolver is load on the provider's
+service, which shapes it itself, not a flood the tenant needs to hear of. AWS caps the traffic of
+one network interface to its link-local services (Amazon DNS, instance metadata, Time Sync) at
+1,024 packets per second ("Amazon VPC quotas", DNS; the ENA driver's
+``linklocal_allowance_exceeded`` counter), which is above this rule's default of 50,000 packets a
+minute (~830/s): without the skip a VM at that cap would raise it.
+
+Long records count at their rate: a record longer than the window (Argus status records of up to an
+hour in the CTU-13 files, NetFlow's 30-minute active timeout) adds its packets times window over
+duration, so an hour-long download of 65,000 packets (18 a second) is no minute's flood. A record
+whose destination sent more than twice the bytes it received is a download or a reply stream, not
+a flood when those bytes came in full packets (``_BULK_PACKET_BYTES`` = 1,000 a packet on average,
+near the 1,500-byte Ethernet MTU; a record with no reverse packet count, as Argus's total-only
+files, counts one): a DNS query flood's answers are small packets and still count.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
@@ -15,6 +36,9 @@ from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
 __all__ = ["FloodState", "SourceFlood"]
+
+
+_BULK_PACKET_BYTES: Final = 1000
 
 
 class FloodState:
@@ -36,7 +60,7 @@ class FloodState:
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.0.0",
+        version="1.2.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -51,6 +75,8 @@ class SourceFlood(WindowedDetector[FloodState]):
         false_positives=(
             "load tests run by the tenant (params.allowed_sources)",
             "bulk transfers with many packets (large average packet size; see evidence)",
+            "heavy use of the provider's DNS, NTP or metadata service (list it in the registry's "
+            "provider_services)",
         ),
         note="Small packets with SYN flags (evidence.syn_records) mean a SYN flood; block the source "
         "upstream and check the victim's connection table. A tenant VM as source means it is abused.",
@@ -74,14 +100,25 @@ class SourceFlood(WindowedDetector[FloodState]):
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, state, max_bpp = self.allowed, self.max_ids, self.state, self.max_bpp
+        reg = batch.registry
+        service = reg.provider_service if reg.has_provider_services else None
+        skipped = 0
+        window = self._size
         for ev in batch.flows:
             try:
                 packets = ev.packets_out
                 sent = ev.bytes_out
                 if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
                     continue
+                if ev.bytes_in > 2 * sent and ev.bytes_in >= _BULK_PACKET_BYTES * max(ev.packets_in, 1):
+                    continue  # the destination sent most bytes, in full packets: a download
+                if ev.duration_ms > window:  # a long record (Argus, NetFlow active timeout): its rate
+                    packets = packets * window // ev.duration_ms
                 src = ev.src_ip
                 if src in allowed:
+                    continue
+                if service is not None and service(ev.dst_ip, ev.dst_port) is not None:
+                    skipped += 1  # the provider's resolver, NTP, metadata: not a flood
                     continue
                 st: FloodState | None = state(ev.ts, (ev.tenant, src))
                 if st is None:
@@ -93,6 +130,8 @@ class SourceFlood(WindowedDetector[FloodState]):
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
+        if skipped:
+            self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
 
     def merge(self, into: FloodState, other: FloodState) -> None:
         into.span.merge(other.span, self.max_ids)

@@ -1,4 +1,17 @@
-"""A VM sends a large volume to one address outside every tenant."""
+"""A VM sends a large volume to one address outside every tenant.
+
+Bytes a tenant address initiates towards one address that no tenant, the management plane or a
+provider service owns are summed per (tenant, source) over the window; the heaviest destination
+at or above ``params.min_bytes_to_one_destination`` (100 MB in 5 minutes by default) is reported.
+Flows to the provider's own services (the registry's ``provider_services``: object storage,
+container registry, update mirrors... at their ports) are skipped before they reach any state
+and counted in ``counters["provider_service"]``: a VM writing 10 GB of backups to the provider's
+object storage is the commonest large upload a cloud sees and is not exfiltration. An upload to
+an attacker's bucket hosted in the same shared storage ranges is therefore left to the control
+plane (a ``PutObject`` on a bucket of an account outside the registry raises
+``cross_tenant.foreign_resource_access``). Response records are never the subject
+(``detectors.flowdir``).
+"""
 
 from __future__ import annotations
 
@@ -34,18 +47,19 @@ class UploadState:
 class ExternalUpload(WindowedDetector[UploadState]):
     meta = DetectorMeta(
         id="exfiltration.external_upload",
-        version="1.0.0",
+        version="1.1.0",
         title="Large upload to an external address",
         category="exfiltration",
         score=75,
         severity="high",
         attack=(technique("Exfiltration", "T1048", "Exfiltration Over Alternative Protocol"),),
         kinds=frozenset({"flow"}),
-        description="Bytes sent by one VM to a single address outside all tenants and the management "
-        "plane reach params.min_bytes_to_one_destination within a window.",
+        description="Bytes sent by one VM to a single address outside all tenants, the management plane and "
+        "the provider's services reach params.min_bytes_to_one_destination within a window.",
         false_positives=(
             "off-site backups or replication to a provider outside the registry (list the destination "
-            "addresses in params.allowed_destinations)",
+            "addresses in params.allowed_destinations; the provider's own storage goes in the registry's "
+            "provider_services)",
             "large legitimate uploads (media, data exchange with partners)",
         ),
         note="Identify the destination (evidence.top_destination) and the process that sent it; compare "
@@ -65,6 +79,9 @@ class ExternalUpload(WindowedDetector[UploadState]):
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, state = self.allowed, self.max_ids, self.state
+        reg = batch.registry
+        service = reg.provider_service if reg.has_provider_services else None
+        skipped = 0
         events = batch.flows
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
@@ -74,6 +91,9 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 dst = ev.dst_ip
                 if sent <= 0 or dst in allowed:
                     continue
+                if service is not None and service(dst, ev.dst_port) is not None:
+                    skipped += 1  # the provider's own storage, registry, mirrors: not exfiltration
+                    continue
                 st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))
                 if st is None:
                     continue
@@ -82,6 +102,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 st.span.add(ev.ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
+        if skipped:
+            self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
 
     def merge(self, into: UploadState, other: UploadState) -> None:
         into.span.merge(other.span, self.max_ids)

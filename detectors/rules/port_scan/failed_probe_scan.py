@@ -32,9 +32,9 @@ from detectors.state import FlowTable, Span, add_capped
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
-__all__ = ["FailedProbeScan", "ScanState"]
+__all__ = ["FLOWS_PANE", "FailedProbeScan", "ScanState"]
 
-_FLOWS: Final = "@one-way flows"
+FLOWS_PANE: Final = "@one-way flows"
 """Pane key of the window's ``FlowTable`` (never a (tenant, source) key)."""
 
 
@@ -60,23 +60,37 @@ _ACTIONS: Final = tuple(_action(view) for view in range(32))
 
 
 class ScanState:
-    __slots__ = ("hosts", "pairs", "pending", "ports", "span", "succeeded")
+    __slots__ = ("answered", "attempts", "hosts", "packets", "pairs", "pending", "ports", "span")
 
     def __init__(self) -> None:
         self.span = Span()
         self.pairs: set[tuple[str, int]] = set()
         self.hosts: set[str] = set()
         self.ports: set[int] = set()
-        self.succeeded = 0
+        self.answered: set[tuple[str, int]] = set()  # distinct (host, port) pairs that answered it
+        self.attempts = 0  # failed and pending attempts (records), repeats of a pair included
+        self.packets = 0  # their packets (probes are a few packets each)
         # one-way attempts -> (ts, event id, whether its source is known to be the initiator, start)
         self.pending: dict[FlowKey, tuple[int, str, bool, int]] = {}
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.span, self.pairs, self.hosts, self.ports, self.succeeded, self.pending)
+        return (
+            self.span,
+            self.pairs,
+            self.hosts,
+            self.ports,
+            self.answered,
+            self.pending,
+            self.packets,
+            self.attempts,
+        )
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.span, self.pairs, self.hosts, self.ports, self.succeeded = s[:5]  # type: ignore[assignment]
+        self.span, self.pairs, self.hosts, self.ports, answered = s[:5]  # type: ignore[assignment]
+        self.answered = answered if isinstance(answered, set) else set()  # an old count: not pairs
         self.pending = s[5] if len(s) > 5 else {}  # type: ignore[assignment]
+        self.packets = s[6] if len(s) > 6 else 0  # type: ignore[assignment]
+        self.attempts = s[7] if len(s) > 7 else 0  # type: ignore[assignment]
 
 
 class FailedProbeScan(WindowedDetector[ScanState]):
@@ -104,17 +118,19 @@ class FailedProbeScan(WindowedDetector[ScanState]):
     )
     param_spec: ClassVar[ParamSpec] = {
         "min_failed_pairs": int,
+        "min_failed_share": float,
         "allowed_sources": list,
         "internal_score": int,
     }
 
     def configure(self, config: DetectorConfig) -> None:
         self.min_pairs = int(self.params["min_failed_pairs"])
+        self.min_failed_share = float(self.params["min_failed_share"])
         self.allowed = frozenset(self.params["allowed_sources"])
         self.internal_score = int(self.params["internal_score"])
 
     def new_state(self, key: Hashable) -> Any:
-        return FlowTable() if key == _FLOWS else ScanState()
+        return FlowTable() if key == FLOWS_PANE else ScanState()
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, state, actions = self.allowed, self.max_distinct, self.state, _ACTIONS
@@ -124,7 +140,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 if action == _SKIP:
                     continue
                 if action >= _TABLE:  # one-way: kept for matching the reverse records
-                    table: FlowTable | None = state(ev.ts, _FLOWS)
+                    table: FlowTable | None = state(ev.ts, FLOWS_PANE)
                     start = ev.ts - ev.duration_ms  # ts is when the flow was last seen
                     if table is None or not table.add(flow_key(ev), start, reply_refuses(ev), self.max_keys):
                         self.counters["overflow"] += 1
@@ -137,11 +153,13 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 if action == _ANSWERED:
                     seen: ScanState | None = self.bucket(ev.ts).get((ev.tenant, src))
                     if seen is not None:  # answered probes count once the source has failed some
-                        seen.succeeded += 1
+                        add_capped(seen.answered, (ev.dst_ip, ev.dst_port), cap)
                     continue
                 st: ScanState | None = state(ev.ts, (ev.tenant, src))
                 if st is None:
                     continue
+                st.attempts += 1
+                st.packets += ev.packets_out
                 if action == _FAILED:
                     self._add_failed(st, ev.dst_ip, ev.dst_port, ev.ts, ev.id)
                 elif len(st.pending) < cap:  # one-way: decided by the reverse record at close
@@ -172,7 +190,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             elif reply[1]:
                 self._add_failed(st, key[2], key[3], ts, event_id)  # refused by a reset
             else:
-                st.succeeded += 1
+                add_capped(st.answered, (key[2], key[3]), self.max_distinct)
         st.pending = {}
 
     def merge(self, into: Any, other: Any) -> None:
@@ -187,17 +205,20 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             add_capped(into.hosts, h, cap)
         for port in other.ports:
             add_capped(into.ports, port, cap)
-        into.succeeded += other.succeeded
+        for pair in other.answered:
+            add_capped(into.answered, pair, cap)
+        into.packets += other.packets
+        into.attempts += other.attempts
         for key, value in other.pending.items():
             if len(into.pending) >= cap:
                 break
             into.pending.setdefault(key, value)
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
-        table = states.get(_FLOWS)
+        table = states.get(FLOWS_PANE)
         out = []
         for key, st in states.items():
-            if key == _FLOWS:
+            if key == FLOWS_PANE:
                 continue
             if st.pending:
                 self._resolve(st, table)
@@ -208,8 +229,9 @@ class FailedProbeScan(WindowedDetector[ScanState]):
 
     def finish_key(self, window: Window, key: Hashable, state: ScanState) -> Finding | None:
         failed = len(state.pairs)
-        if failed < self.min_pairs:
-            return None
+        answered = len(state.answered)
+        if failed < self.min_pairs or failed < self.min_failed_share * (failed + answered):
+            return None  # few failures, or a busy client's few among many answered (P2P, crawlers)
         tenant, src = cast(tuple[Any, str], key)
         shape = "vertical" if len(state.hosts) <= 2 else "horizontal" if len(state.ports) <= 8 else "mixed"
         internal = self.reg.tenant_of_ip(src) is not None
@@ -221,7 +243,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             score=self.internal_score if internal else self.meta.score,
             summary=f"{'Tenant VM' if internal else 'External address'} {src} probed {failed} host/port "
             f"pairs ({shape}: {len(state.ports)} ports on {target}), "
-            f"{state.succeeded} answered",
+            f"{answered} answered",
             first_seen=state.span.first,
             last_seen=state.span.last,
             count=state.span.count,
@@ -230,7 +252,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 "failed_pairs": failed,
                 "distinct_hosts": len(state.hosts),
                 "distinct_ports": len(state.ports),
-                "answered": state.succeeded,
+                "answered": answered,
                 "shape": shape,
                 "source_internal": internal,
             },

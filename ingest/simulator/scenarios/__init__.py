@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ingest.simulator.scenarios import abuse, access, cross_tenant, network, vm_escape
+from ingest.simulator.scenarios import abuse, access, c2, cross_tenant, network, service, vm_escape
 from ingest.simulator.scenarios.base import Ctx, Outcome, ScenarioSpec
 
 __all__ = ["CATEGORIES", "SCENARIOS", "SCENARIO_NAMES", "Ctx", "Outcome", "ScenarioSpec"]
@@ -19,6 +19,8 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
     **network.SCENARIOS,
     **access.SCENARIOS,
     **abuse.SCENARIOS,
+    **service.SCENARIOS,
+    **c2.SCENARIOS,
 }
 SCENARIO_NAMES: Final = tuple(SCENARIOS)
 CATEGORIES: Final = tuple(dict.fromkeys(s.category for s in SCENARIOS.values()))

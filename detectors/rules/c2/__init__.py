@@ -1,0 +1,3 @@
+"""c2 rules."""
+
+__all__: list[str] = []

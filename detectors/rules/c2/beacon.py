@@ -1,0 +1,534 @@
+"""Command-and-control beaconing: one host connecting to one address and port at regular intervals.
+
+What it scores. For each (tenant, source, destination, destination port) seen in a window, the
+start times and initiator byte counts of its connections, scored the way RITA (Active
+Countermeasures, https://github.com/activecm/rita) scores a beacon, written here from its
+published algorithm (RITA v4 ``pkg/beacon/analyzer.go``; v5 ``analysis/beacons.go``):
+
+- timestamp score: the intervals between unique connection times (whole seconds, zero intervals
+  dropped, as RITA v5) must be symmetric and tight. Bowley skewness ``(Q1 + Q3 - 2 Q2) / (Q3 - Q1)``
+  with Tukey's hinges as quartiles, taken as 0 when ``Q3 - Q1 < 10`` or the median equals a quartile
+  (RITA v5's guard: a spread under 10 s is jitter, not skew), scored ``1 - |skew|``; and the median
+  absolute deviation about the median (MAD), scored ``(median - MAD) / median`` (RITA v5's relative
+  form; v4 cut the MAD at an absolute 30 s, which scores a 5-minute beacon with 20 % jitter as 0).
+- data-size score: the same two measures over the initiator's bytes per connection (a MAD score of
+  0 when the median is under one byte, as RITA v5), and RITA v4's smallness ``1 - mode / 65535``.
+- connection-count score: RITA v4 scored ``connections / (dataset span / 10 s)``, which only a
+  connection every 10 s fills; here the divisor is the pair's own median interval, so the score is
+  the share of the window the pair kept beaconing (``connections * median interval / window``).
+- beacon score: the mean of the six subscores (RITA v4's ``(tsSum + dsSum) / 6``). An alert needs
+  ``params.min_score``: 0.7 is the score RITA v5 starts grading a beacon as a threat ("low";
+  ``default_config.hjson`` ``score_thresholds``: base 50, low 70, medium 90); a score of at least
+  0.9 (RITA's "medium") raises the alert to ``params.high_score``.
+
+Streaming. A tumbling window of ``window_ms`` = 6 h: RITA scores a whole day, and its persistence
+scores (v5 duration and histogram) count hours; a window has to hold enough connections of slow
+beacons (``params.min_connections`` = 12 in 6 h reaches beacons every 30 min, slower than the
+default sleep of Cobalt Strike and Sliver, 60 s, or Empire, 5 s) while an alert still comes out
+within the window plus the job's flow export delay (flows arrive up to 6 minutes late; the window
+closes when the watermark passes its end). Windows are epoch-aligned, four a day. A pair's first record is kept as a
+plain tuple (most pairs connect once in a window); from its second record on the state is compact: connection starts and sizes in two ``array('q')`` of at most
+``params.max_connections_per_pair`` entries; when full, every other entry is dropped and only every
+second later connection is kept (a regular series decimated stays regular: intervals double), while
+the exact connection count and the span of the flows are kept. When a pane holds
+``engine.max_keys_per_window`` pairs, pairs with the fewest connections are evicted first (counted
+under ``evicted``), so one-off connections cannot lock a beacon out; only then a new pair overflows.
+
+Which connections count. Only the initiator's records (``Batch.initiated``: a response record of a
+one-way format, VPC or NetFlow, is not a connection). A record with the same 5-tuple as the pair's
+previous one, starting within ``params.continuation_gap_s`` (130 s) of its end, is the same
+connection: a long-lived connection re-exported at the exporter's active timeout (NetFlow/IPFIX,
+VPC's aggregation interval, Argus status records) or a SYN retried by the client (Linux's 6 SYN
+retries span 127 s: ``tcp_syn_retries``, RFC 6298 back-off) is not a beacon. A connection's time is
+its start (``ts - duration_ms``; Argus ``ts`` already is the start).
+
+Persistence. The issue's beacon is regular "over hours": a pair must keep connecting for
+``params.min_duration_s`` (1 h) within the window; bursts of regular connections that stop sooner
+(a password-guessing tool's fixed rate, a page left open for a while) are not scored. Inbound pairs
+must persist for ``params.inbound_min_duration_s`` (3 h, half the window, as RITA v5 grades
+duration against half the day: ``duration_consistency_ideal_hours_seen`` 12 of 24): a public
+service is polled by crawlers, uptime monitors, P2P peers and guessers all day.
+
+Which pairs. Outbound: a tenant's address (``reg.tenant_of_ip``) to an external one, i.e. a globally
+routable address that is no tenant's, not the management plane, and not a provider service
+(``reg.provider_service``: the provider's resolver, NTP and metadata endpoints). Traffic to the
+tenant's own resolvers or NTP servers is internal and never scored. Inbound
+(``params.include_inbound``): an external address connecting to a tenant's at regular intervals
+(RITA scores these when its ``filter_external_to_internal`` is off, as its own test of the
+``missing_host`` data does); the external client is the alert's entity, scored
+``params.inbound_score``. Protocols whose period is their specification are left out by
+``params.periodic_services`` (``proto/port``): NTP, udp/123, polls at 2^minpoll..2^maxpoll s
+(RFC 5905 section 7.3: 64 to 1024 s by default), and DNS, udp/53, whose beacons hide in query names
+that flows do not carry (RITA reads them from dns.log, not conn).
+
+Look-alikes and the allow-lists (empty by default). Update pollers, monitoring agents and SaaS
+telemetry poll on timers too. An operator excuses them by destination (``allowed_destinations``,
+addresses or CIDRs: a vendor's telemetry range, a public NTP pool pinned by address, the tenant's
+monitoring SaaS), by destination port (``allowed_ports``) or by source (``allowed_sources``: a
+monitoring server that polls every host, an uptime checker hitting a tenant's web server inbound).
+Prefer the narrowest entry: a destination range rather than a port, since a C2 server on an allowed
+port is excused with it. DNS over TLS and over QUIC (tcp/udp 853, RFC 7858 and RFC 9250) are a
+resolver's protocol like udp/53 and are left out with it.
+
+Inbound pairs must reach ``params.inbound_min_score`` (0.9, RITA's "medium"): uptime checkers,
+health checks and patient password guessers connect to a tenant's public service on timers, and
+the tenant, not the attacker, chose to expose it. So must slow beacons, whose median interval is
+over ``params.slow_interval_s`` (120 s): the C2 frameworks' default sleeps are at most a minute
+(Cobalt Strike 60 s, Sliver's beacon 60 s, Covenant 10 s, Empire 5 s, Mythic's agents 10 s; bots
+keep IRC or HTTP check-ins tighter still), while the benign pollers that beacon perfectly sit at
+minutes to an hour (antivirus push channels every 5 min, Windows telemetry every 15 min, CDN-hosted
+update checks every 5-30 min). A slow beacon is still found when its timing and sizes are near
+perfect (RITA's "medium" grade); an attacker who sleeps longer and jitters more trades speed for
+stealth, which flows alone cannot undo. With ``params.repeat_quiet_s`` above 0, a pair that
+alerted is not raised again for that long (counted as ``suppressed``); 0, the default, reports it
+in every window, so each window's flows stay covered.
+The evidence names the beaconing host (``sources``) and its destinations (``destinations``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from array import array
+from collections.abc import Hashable, Sequence
+from itertools import pairwise
+from typing import Any, ClassVar, Final, cast
+
+from detectors.alert import Entity
+from detectors.base import MANAGEMENT, Batch, Finding
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.meta import DetectorMeta, technique
+from detectors.windowed import WindowedDetector
+from detectors.windows import Window
+
+__all__ = ["BeaconScore", "C2Beacon", "PairState", "beacon_score", "bowley_skew", "mad_score"]
+
+_MIN_SPREAD: Final = 10.0  # RITA v5: Bowley skewness is 0 when Q3 - Q1 < 10 (seconds, or bytes)
+_SMALLNESS_MAX: Final = 65535.0  # RITA v4: dsSmallnessScore = 1 - mode / 65535
+_GLOBAL_CACHE_MAX: Final = 65536
+
+
+def _median(values: Sequence[float]) -> float:
+    n = len(values)
+    mid = n // 2
+    return float(values[mid]) if n % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def bowley_skew(ordered: Sequence[float]) -> float:
+    """Bowley's quartile skewness of sorted values (Tukey's hinges, as RITA's stats library), 0 when
+    the quartile spread is under 10 or the median equals a quartile (RITA v5's guard)."""
+    n = len(ordered)
+    if n < 3:
+        return 0.0
+    half = n // 2
+    q1 = _median(ordered[:half])
+    q2 = _median(ordered)
+    q3 = _median(ordered[half + (n % 2) :])
+    den = q3 - q1
+    if den < _MIN_SPREAD or q2 in (q1, q3):
+        return 0.0
+    return (q1 + q3 - 2.0 * q2) / den
+
+
+def mad_score(ordered: Sequence[float], default: float) -> tuple[float, float, float]:
+    """(median, MAD, score) of sorted values: score ``(median - MAD) / median`` clamped to [0, 1],
+    ``default`` when the median is under 1 (RITA v5 ``calculateMedianAbsoluteDeviation``)."""
+    med = _median(ordered)
+    mad = _median(sorted(abs(v - med) for v in ordered))
+    score = default if med < 1 else (med - mad) / med
+    return med, mad, min(1.0, max(0.0, score))
+
+
+class BeaconScore:
+    """The subscores of one pair (each 0..1) and what they were computed from."""
+
+    __slots__ = ("count", "ds_mad", "ds_skew", "ds_small", "interval_s", "median_bytes", "score",
+                 "ts_mad", "ts_skew")  # fmt: skip
+
+    def __init__(self, ts_skew: float, ts_mad: float, count: float, ds_skew: float, ds_mad: float,
+                 ds_small: float, interval_s: float, median_bytes: float) -> None:  # fmt: skip
+        self.ts_skew, self.ts_mad, self.count = ts_skew, ts_mad, count
+        self.ds_skew, self.ds_mad, self.ds_small = ds_skew, ds_mad, ds_small
+        self.interval_s, self.median_bytes = interval_s, median_bytes
+        self.score = (ts_skew + ts_mad + count + ds_skew + ds_mad + ds_small) / 6.0
+
+    @property
+    def ts_score(self) -> float:
+        return (self.ts_skew + self.ts_mad + self.count) / 3.0
+
+    @property
+    def ds_score(self) -> float:
+        return (self.ds_skew + self.ds_mad + self.ds_small) / 3.0
+
+
+def beacon_score(
+    starts_ms: Sequence[int], sizes: Sequence[int], connections: int, stride: int, window_ms: int
+) -> BeaconScore | None:
+    """RITA-style score of one pair (module docstring), or None with fewer than 3 non-zero intervals.
+
+    ``starts_ms``/``sizes``: the kept sample (any order, same length); ``connections``: the exact
+    count; ``stride``: the sample keeps one connection in ``stride``."""
+    order = sorted(range(len(starts_ms)), key=starts_ms.__getitem__)
+    seconds = sorted({starts_ms[i] // 1000 for i in order})
+    intervals = sorted(float(b - a) for a, b in pairwise(seconds))
+    if len(intervals) < 3:
+        return None
+    ts_skew = 1.0 - abs(bowley_skew(intervals))
+    med_interval, _, ts_mad = mad_score(intervals, 1.0)
+    interval_s = med_interval / stride  # the sample's intervals span ``stride`` connections
+    count = min(1.0, connections * interval_s * 1000.0 / window_ms) if window_ms > 0 else 0.0
+    ordered = sorted(float(s) for s in sizes)
+    ds_skew = 1.0 - abs(bowley_skew(ordered))
+    med_bytes, _, ds_mad = mad_score(ordered, 0.0)
+    ds_small = max(0.0, 1.0 - _mode(ordered) / _SMALLNESS_MAX)
+    return BeaconScore(ts_skew, ts_mad, count, ds_skew, ds_mad, ds_small, interval_s, med_bytes)
+
+
+def _mode(ordered: Sequence[float]) -> float:
+    """Most frequent value of sorted values (the smallest among ties, as RITA's count map)."""
+    best, best_n, cur, cur_n = ordered[0], 0, ordered[0], 0
+    for v in ordered:
+        if v == cur:
+            cur_n += 1
+        else:
+            cur, cur_n = v, 1
+        if cur_n > best_n:
+            best, best_n = cur, cur_n
+    return best
+
+
+class PairState:
+    """One (tenant, source, destination, port) in one window: a capped sample of connection starts
+    and initiator bytes, the exact count, the flows' span and a few evidence ids."""
+
+    __slots__ = ("count", "first", "ids", "last", "last_end", "last_sport", "sizes", "starts", "stride")
+
+    def __init__(self) -> None:
+        self.starts = array("q")
+        self.sizes = array("q")
+        self.count = 0  # connections after de-duplication
+        self.stride = 1  # the sample keeps one connection in ``stride``
+        self.first = 0  # event-time span of the pair's flow records
+        self.last = 0
+        self.ids: list[str] = []
+        self.last_sport = -1  # previous record's source port and end: continuation check
+        self.last_end = 0
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids,
+                self.last_sport, self.last_end)  # fmt: skip
+
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids,
+         self.last_sport, self.last_end) = s  # fmt: skip
+
+
+class C2Beacon(WindowedDetector[PairState]):
+    meta = DetectorMeta(
+        id="c2.beacon",
+        version="1.0.0",
+        title="C2 beaconing",
+        category="command_and_control",
+        score=60,
+        severity="medium",
+        attack=(
+            technique("Command and Control", "T1071", "Application Layer Protocol"),
+            technique("Command and Control", "T1573", "Encrypted Channel"),
+        ),
+        kinds=frozenset({"flow"}),
+        description="A tenant host connects to one external address and port at regular intervals over "
+        "hours (or an external host to a tenant's, inbound), scored like RITA's beacon analysis: "
+        "symmetric, tight intervals and sizes, kept up across the window; params.min_score or more.",
+        false_positives=(
+            "update pollers, monitoring agents and SaaS telemetry on timers (params.allowed_destinations, "
+            "params.allowed_ports)",
+            "uptime checkers polling a tenant's public service inbound (params.allowed_sources)",
+            "NTP and DNS are left out by protocol (params.periodic_services)",
+        ),
+        note="Look up the destination (evidence.destination, evidence.port): reputation, owner, first seen. "
+        "A beacon to an unknown host on an odd port from a server that should not call out is a likely "
+        "implant: find the process holding the connections (ss -tp, EDR) and isolate the VM.",
+        maturity="incubating",
+        references=(
+            "https://github.com/activecm/rita (analysis/beacons.go, default_config.hjson)",
+            "https://www.activecountermeasures.com/blog/ (RITA beacon analysis)",
+        ),
+    )
+    param_spec: ClassVar[ParamSpec] = {
+        "min_connections": int,
+        "min_median_interval_s": int,
+        "min_score": float,
+        "inbound_min_score": float,
+        "slow_interval_s": int,
+        "slow_min_score": float,
+        "repeat_quiet_s": int,
+        "min_duration_s": int,
+        "inbound_min_duration_s": int,
+        "high_score": int,
+        "inbound_score": int,
+        "include_inbound": bool,
+        "max_connections_per_pair": int,
+        "continuation_gap_s": int,
+        "periodic_services": list,
+        "allowed_destinations": list,
+        "allowed_ports": list,
+        "allowed_sources": list,
+    }
+
+    def configure(self, config: DetectorConfig) -> None:
+        p = self.params
+        self.min_conns = max(5, int(p["min_connections"]))
+        self.min_interval_s = float(p["min_median_interval_s"])
+        self.min_score = float(p["min_score"])
+        self.inbound_min_score = float(p["inbound_min_score"])
+        self.slow_interval_s = float(p["slow_interval_s"])
+        self.slow_min_score = float(p["slow_min_score"])
+        self.quiet_ms = int(p["repeat_quiet_s"]) * 1000
+        self._reported: dict[tuple[str, str, str, int], int] = {}  # pair -> end of its last alert's window
+        self.min_span_ms = int(p["min_duration_s"]) * 1000
+        self.inbound_span_ms = int(p["inbound_min_duration_s"]) * 1000
+        self.high_score = int(p["high_score"])
+        self.inbound_score = int(p["inbound_score"])
+        self.inbound = bool(p["include_inbound"])
+        self.cap = max(16, int(p["max_connections_per_pair"]))
+        self.gap_ms = int(p["continuation_gap_s"]) * 1000
+        periodic = set()
+        for item in p["periodic_services"]:
+            proto, _, port = str(item).partition("/")
+            periodic.add((proto.lower(), int(port)))
+        self.periodic = frozenset(periodic)
+        self.allowed_ports = frozenset(int(x) for x in p["allowed_ports"])
+        self.allowed_sources = frozenset(str(x) for x in p["allowed_sources"])
+        self.allowed_nets = tuple(
+            ipaddress.ip_network(str(x), strict=False) for x in p["allowed_destinations"]
+        )
+        self._global: dict[str, bool] = {}
+        self.counters.setdefault("evicted", 0)
+
+    def new_state(self, key: Hashable) -> PairState:
+        return PairState()  # unused: ``observe_batch`` keeps a pair's first record as a tuple
+
+    # --- admission (once per new pair and pane) ------------------------------------------------
+    def _is_global(self, ip: str) -> bool:
+        hit = self._global.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = addr.is_global and not addr.is_multicast  # 224/4 is "global" to ipaddress
+            except ValueError:
+                hit = False
+            if len(self._global) >= _GLOBAL_CACHE_MAX:
+                self._global.clear()
+            self._global[ip] = hit
+        return hit
+
+    def _admit(self, external: str, dst: str, port: int) -> bool:
+        """At close, for pairs that made enough connections only: the costly address checks."""
+        if not self._is_global(external) or self.reg.provider_service(dst, port) is not None:
+            return False
+        if self.allowed_nets:
+            addr = ipaddress.ip_address(dst)
+            if any(addr in net for net in self.allowed_nets):
+                return False
+        return True
+
+    def _room(self, bucket: dict[Hashable, Any]) -> bool:
+        if len(bucket) < self.max_keys or self._evict(bucket):
+            return True
+        self.counters["overflow"] += 1
+        return False
+
+    @staticmethod
+    def _promote(first: tuple[int, int, int, str, int, int]) -> PairState:
+        """A pair's second record: its first one, kept as a plain tuple, becomes a ``PairState``."""
+        ts, start, size, event_id, sport, end = first
+        st = PairState()
+        st.first = st.last = ts
+        st.ids.append(event_id)
+        st.count = 1
+        st.starts.append(start)
+        st.sizes.append(size)
+        st.last_sport, st.last_end = sport, end
+        return st
+
+    def _evict(self, bucket: dict[Hashable, Any]) -> bool:
+        """Drop the pairs with the fewest connections until a quarter of the pane is free; True if
+        room was made. Pairs with ``min_connections`` or more are never evicted."""
+        target = self.max_keys - self.max_keys // 4
+        limit = 1
+        while len(bucket) > target and limit < self.min_conns:
+            doomed = [k for k, st in bucket.items() if st.__class__ is tuple or st.count <= limit]
+            doomed = doomed[: len(bucket) - target]
+            for k in doomed:
+                del bucket[k]
+            self.counters["evicted"] += len(doomed)
+            limit *= 2
+        return len(bucket) < self.max_keys
+
+    # --- hot loop ------------------------------------------------------------------------------
+    def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a response record is never a connection
+        flows = batch.flows
+        src_t, dst_t = batch.src_tenants, batch.dst_tenants
+        inbound, allowed_src = self.inbound, self.allowed_sources
+        bucket_of, max_ids, cap, gap = self.bucket, self.max_ids, self.cap, self.gap_ms
+        max_keys = self.max_keys
+        periodic, allowed_ports = self.periodic, self.allowed_ports
+        skip_ports = allowed_ports | {port for _, port in periodic}
+        for i, ev in enumerate(flows):
+            try:
+                tenant = src_t[i]
+                dt = dst_t[i]
+                if tenant is not None:
+                    if dt is not None:
+                        continue  # internal, cross-tenant or management: not to the outside
+                elif inbound and dt is not None and dt != MANAGEMENT:
+                    tenant = dt
+                else:
+                    continue
+                src = ev.src_ip
+                if src in allowed_src:
+                    continue
+                ts = ev.ts
+                port = ev.dst_port
+                if port in skip_ports and (port in allowed_ports or (ev.proto, port) in periodic):
+                    continue
+                key = (tenant, src, ev.dst_ip, port)
+                bucket = bucket_of(ts)
+                st = bucket.get(key)
+                start = ts if ev.source == "argus" else ts - ev.duration_ms
+                if st is None:  # most pairs connect once: a tuple, no object, until a second record
+                    if len(bucket) < max_keys or self._room(bucket):
+                        bucket[key] = (ts, start, ev.bytes_out, ev.id, ev.src_port, start + ev.duration_ms)
+                    continue
+                if st.__class__ is tuple:
+                    st = bucket[key] = self._promote(st)
+                if ts < st.first:
+                    st.first = ts
+                elif ts > st.last:
+                    st.last = ts
+                sport = ev.src_port
+                end = start + ev.duration_ms
+                if sport == st.last_sport and start - st.last_end <= gap:
+                    if end > st.last_end:  # the same connection re-exported, or a retried SYN
+                        st.last_end = end
+                    continue
+                st.last_sport = sport
+                st.last_end = end
+                if len(st.ids) < max_ids:
+                    st.ids.append(ev.id)
+                n = st.count
+                st.count = n + 1
+                if n % st.stride:
+                    continue
+                starts = st.starts
+                if len(starts) >= cap:  # decimate: keep every other connection from now on
+                    st.starts = starts = starts[::2]
+                    st.sizes = st.sizes[::2]
+                    st.stride *= 2
+                    if n % st.stride:
+                        continue
+                starts.append(start)
+                st.sizes.append(ev.bytes_out)
+            except Exception as exc:
+                self.error(ev, exc)
+
+    # --- closing -------------------------------------------------------------------------------
+    def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
+        size = window.end - window.start
+        best: dict[
+            tuple[str, str], list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
+        ] = {}
+        for key, st in states.items():
+            if st.__class__ is tuple or st.count < self.min_conns:
+                continue
+            k = cast(tuple[str, str, str, int], key)
+            inbound = self.reg.tenant_of_ip(k[1]) != k[0]
+            if st.last - st.first < (self.inbound_span_ms if inbound else self.min_span_ms):
+                continue
+            if not self._admit(k[1] if inbound else k[2], k[2], k[3]):
+                continue
+            sc = beacon_score(st.starts, st.sizes, st.count, st.stride, size)
+            if sc is None or sc.interval_s < self.min_interval_s:
+                continue
+            bar = self.inbound_min_score if inbound else self.min_score
+            if sc.interval_s > self.slow_interval_s:
+                bar = max(bar, self.slow_min_score)
+            if sc.score < bar:
+                continue
+            told = self._reported.get(k)
+            if self.quiet_ms and told is not None and window.end - told <= self.quiet_ms:
+                self.counters["suppressed"] += 1  # this pair's beacon was reported in the quiet period
+                continue
+            best.setdefault((k[0], k[1]), []).append((sc.score, k, st, sc))
+        reported = self._reported
+        for stale in [k for k, end in reported.items() if window.end - end > self.quiet_ms]:
+            del reported[stale]
+        for hits in best.values():
+            for hit in hits:
+                if len(reported) < self.max_keys:
+                    reported[hit[1]] = window.end
+        out = []
+        for (tenant, src), hits in best.items():
+            hits.sort(key=lambda h: (-h[0], h[1][2], h[1][3]))
+            out.append(self._finding(window, tenant, src, hits))
+        return out
+
+    def finish_key(self, window: Window, key: Hashable, state: PairState) -> Finding | None:
+        return None  # findings are made per source in ``finish``
+
+    def _finding(
+        self,
+        window: Window,
+        tenant: str,
+        src: str,
+        hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]],
+    ) -> Finding:
+        score, key, st, sc = hits[0]
+        dst, port = key[2], key[3]
+        outbound = self.reg.tenant_of_ip(src) == tenant
+        alert_score = self.high_score if score >= 0.9 else self.meta.score
+        if not outbound:
+            alert_score = min(alert_score, self.inbound_score)
+        first = min(h[2].first for h in hits)
+        last = max(h[2].last for h in hits)
+        ids: list[str] = []
+        for h in hits:
+            for i in h[2].ids:
+                if len(ids) < self.max_ids:
+                    ids.append(i)
+        who = f"Tenant host {src}" if outbound else f"External host {src}"
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        return Finding(
+            entity=Entity("ip", src),
+            tenant=tenant,
+            window=window,
+            score=alert_score,
+            summary=f"{who} beacons to {dst}:{port}{more}: {st.count} connections every "
+            f"{sc.interval_s:.0f} s (median), beacon score {score:.2f}",
+            first_seen=first,
+            last_seen=last,
+            count=sum(h[2].count for h in hits),
+            event_ids=ids,
+            evidence={
+                "sources": [src],
+                "destinations": [h[1][2] for h in hits[:6]],
+                "destination": dst,
+                "port": port,
+                "direction": "outbound" if outbound else "inbound",
+                "beacon_score": round(score, 3),
+                "ts_score": round(sc.ts_score, 3),
+                "ds_score": round(sc.ds_score, 3),
+                "subscores": {
+                    "ts_skew": round(sc.ts_skew, 3),
+                    "ts_mad": round(sc.ts_mad, 3),
+                    "connection_count": round(sc.count, 3),
+                    "ds_skew": round(sc.ds_skew, 3),
+                    "ds_mad": round(sc.ds_mad, 3),
+                    "ds_smallness": round(sc.ds_small, 3),
+                },
+                "connections": st.count,
+                "median_interval_s": round(sc.interval_s, 1),
+                "median_bytes": round(sc.median_bytes, 1),
+                "other_beacons": [f"{h[1][2]}:{h[1][3]}" for h in hits[1:6]],
+            },
+        )

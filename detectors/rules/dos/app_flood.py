@@ -1,0 +1,340 @@
+"""Application-layer flood: many short connections from one or a few sources to one web service.
+
+What it counts. Per (tenant, destination address, service port) and window, every connection
+record a client opened (``detectors.flowdir``: never a response record) over TCP to one of
+``params.service_ports`` that lasted at most ``params.max_duration_ms``, per source: how many,
+how many were answered or failed, and the mean and spread of their byte counts (both directions
+where the exporter has them). A record is one connection for Zeek, Argus, nProbe, CICFlowMeter,
+and the client side of one for NetFlow/IPFIX and VPC Flow Logs: short connections of a flood each
+have their own ephemeral source port, so one record each in every format. A one-way record whose
+TCP flags are known and hold no SYN continues a connection that an inactive or active timeout
+cut (a slow connection's lines, a long download): it is not a new connection and is skipped.
+
+When it fires (``params``, thresholds in ``detectors/config/default.yaml``):
+
+- one source: at least ``min_connections`` short connections to the service in the window (the
+  entity is the source), with byte counts alike (coefficient of variation <= ``max_bytes_cv``);
+- a handful: no source alone reaches that, but the ``max_sources`` busiest together do and make
+  at least ``min_top_share`` of the service's short connections (the entity is the victim; the
+  evidence names the sources, each of whose connections must be alike as above).
+
+Answered or not is reported, never required: a tool's complete connections are an application-
+layer flood; unanswered ones to an open port mean a server that no longer keeps up, or crafted
+packets (the Mirai flood of IoT-23 capture 34-1 is 14,260 Zeek ``OTH`` records with history ``C``:
+packets with bad checksums, which Zeek counts as 0 packets, so the packet-count rule
+``dos.source_flood`` skips every one of them; here they are 9,902 then 4,358 records a minute from
+one source to 123.59.209.185:80).
+
+Why these thresholds (the tools, then the benign look-alikes):
+
+- Hulk (Barry Shteiman, hulk.py, 2012): 500 threads, each a loop of ``urllib2.urlopen`` of the
+  target with a random query (``buildblock`` of 3-10 letters, ``=``, 3-10 letters), a random
+  User-Agent and Referer; urllib2 sends ``Connection: close``, so every request is a new TCP
+  connection: thousands of connections a second with similar request sizes.
+- GoldenEye (Jan Seidl, github.com/jseidl/GoldenEye): ``DEFAULT_WORKERS = 10`` and
+  ``DEFAULT_SOCKETS = 500``; each round a worker opens its 500 connections, sends one request on
+  each (``Keep-Alive``/``Cache-Control: no-cache`` headers, random query keys), reads the
+  responses and closes them all: 5,000 short connections per round.
+- LOIC (Praetox, HTTP mode): ``Threads`` default 10, each a loop of connect, send one GET,
+  optionally wait for the reply, close; at 10 threads and one round trip each, >= 100
+  connections a second on any network.
+- HOIC: HTTP GET/POST flood of up to 256 URLs with "booster" scripts that randomise headers and
+  URLs; new connections per request, rates above LOIC's.
+- Mirai's HTTP flood (attack_app_http in the Mirai source, 2016) and its TCP floods: thousands of
+  requests or crafted packets a second from each bot.
+  The slowest of them (LOIC's 10 threads against a server answering in 1 s) still makes 10
+  connections a second: ``min_connections: 600`` a minute is that floor.
+- Benign: a browser opens at most 6 connections per host over HTTP/1.1 (Chrome's and Firefox's
+  ``max-persistent-connections-per-server``) and one over HTTP/2, and reuses them (keep-alive);
+  load-balancer and CDN health checks come every 5-300 s per checking node (AWS ELB/ALB
+  ``HealthCheckIntervalSeconds`` 5-300, default 30; Google Cloud health checks default 5 s from
+  each prober in 35.191.0.0/16 and 130.211.0.0/22; CloudFront/Akamai origin checks alike): at most
+  12 a minute per node; monitoring probes (Prometheus blackbox 15-60 s, Pingdom 1 min, Nagios
+  5 min) fewer. Every one of these stays one to two orders of magnitude below 600 a minute, and a
+  fleet of checkers is many sources with a small share each. A busy API client with keep-alive
+  makes a few long connections with many bytes (excluded by count and ``max_duration_ms``).
+- A NAT gateway or forward proxy can pass 600 connections a minute to one popular site, but its
+  users fetch different objects for different times: web object sizes are heavy-tailed (Crovella
+  and Bestavros, "Self-similarity in World Wide Web traffic", 1997: Pareto, CV > 1), while a flood
+  tool repeats one request template (CV well under 0.5): ``max_bytes_cv: 1.0``.
+- ``max_duration_ms: 10000``: a flood's connection lasts one request (sub-second to a few
+  seconds when the server is loaded); longer records are keep-alive sessions or slow attacks
+  (``dos.slow_connections``).
+
+Connections to the provider's own endpoints (the registry's ``provider_services`` at their ports:
+instance metadata, container registry, update mirrors), which SDKs and agents poll without
+keep-alive, are skipped and counted under ``counters["provider_service"]``.
+
+Left to configuration: a client that opens one connection per API call at high rate (no
+keep-alive) is indistinguishable by flows: ``allowed_sources``; an address behind which a service
+takes floods of checks by design: ``allowed_destinations``. Known limit: a flood that pipelines many
+requests over a few keep-alive connections (Mirai's HTTP flood with few ``conns``) shows few
+connections and is not counted here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Any, ClassVar, Final, cast
+
+from detectors.alert import Entity
+from detectors.base import Batch, Detector, Finding
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, REFUSED, SYN, UNANSWERED, tcp_flags
+from detectors.meta import DetectorMeta, technique
+from detectors.windows import Window
+
+__all__ = ["AppFlood", "ServiceState"]
+
+# Per-source record: connections, answered, failed (refused or unanswered), sum of bytes, sum of
+# squared bytes, first ts, last ts, evidence ids.
+_N, _OK, _FAILED, _BYTES, _BYTES2, _FIRST, _LAST, _IDS = range(8)
+_OVERFLOW: Final = "@other"
+"""Source key that sums the sources beyond ``engine.max_distinct_per_key``."""
+
+
+def _new_source(ts: int) -> list[Any]:
+    return [0, 0, 0, 0, 0, ts, ts, []]
+
+
+class ServiceState:
+    """One service's short connections in one pane, per source (capped; the rest under ``@other``)."""
+
+    __slots__ = ("by_src", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_src: dict[str, list[Any]] = {}
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.total, self.by_src)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        self.total, self.by_src = s  # type: ignore[assignment]
+
+
+def _cv(n: int, total: int, squares: int) -> float:
+    """Coefficient of variation of n values from their sum and sum of squares (0 when all are 0)."""
+    if n <= 0 or total <= 0:
+        return 0.0
+    mean = total / n
+    return math.sqrt(max(0.0, squares / n - mean * mean)) / mean
+
+
+class AppFlood(Detector):
+    meta = DetectorMeta(
+        id="dos.app_flood",
+        version="1.0.0",
+        title="Application-layer flood of short connections",
+        category="dos",
+        score=65,
+        severity="medium",
+        attack=(
+            technique("Impact", "T1499.002", "Service Exhaustion Flood"),
+            technique("Impact", "T1499.003", "Application Exhaustion Flood"),
+        ),
+        kinds=frozenset({"flow"}),
+        description="One source (or at most params.max_sources that make most of the service's traffic) "
+        "opens params.min_connections or more short TCP connections to one web service in a window, with "
+        "similar byte counts: an HTTP flood of the Hulk, GoldenEye, LOIC or HOIC kind, or a bot's flood.",
+        false_positives=(
+            "a client that opens a new connection for every API call at a high rate (params.allowed_sources)",
+            "a forward proxy or NAT gateway with byte counts as regular as a tool's (params.allowed_sources)",
+            "a load test run by the tenant (params.allowed_sources / allowed_destinations)",
+        ),
+        note="Check the service's request logs for the source's URLs and User-Agents (random query strings "
+        "mean Hulk or GoldenEye); rate-limit or block the source at the load balancer or WAF. Mostly "
+        "unanswered connections (evidence.failed) mean the server no longer keeps up. A tenant VM as source "
+        "means it is abused.",
+        maturity="incubating",
+    )
+    param_spec: ClassVar[ParamSpec] = {
+        "service_ports": list,
+        "min_connections": int,
+        "max_sources": int,
+        "min_top_share": float,
+        "max_duration_ms": int,
+        "max_bytes_cv": float,
+        "allowed_sources": list,
+        "allowed_destinations": list,
+    }
+
+    def configure(self, config: DetectorConfig) -> None:
+        p = self.params
+        self.ports = frozenset(int(x) for x in p["service_ports"])
+        self.min_conns = int(p["min_connections"])
+        self.max_sources = max(1, int(p["max_sources"]))
+        self.min_top_share = float(p["min_top_share"])
+        self.max_duration = int(p["max_duration_ms"])
+        self.max_cv = float(p["max_bytes_cv"])
+        self.allowed_src = frozenset(p["allowed_sources"])
+        self.allowed_dst = frozenset(p["allowed_destinations"])
+
+    def new_state(self, key: Hashable) -> ServiceState:
+        return ServiceState()
+
+    def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a response record is never a connection of the flood
+        ports, max_dur, state = self.ports, self.max_duration, self.state
+        allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
+        cap, max_ids = self.max_distinct, self.max_ids
+        reg = batch.registry
+        service = reg.provider_service if reg.has_provider_services else None
+        skipped = 0
+        for ev, view in zip(batch.flows, batch.flow_views, strict=True):
+            try:
+                if ev.dst_port not in ports or ev.proto != "tcp" or ev.duration_ms > max_dur:
+                    continue
+                if view & ONE_WAY and ev.extra and not tcp_flags(ev) & SYN and tcp_flags(ev):
+                    continue  # flags without SYN: a later record of a longer connection (timeouts cut it)
+                src, dst = ev.src_ip, ev.dst_ip
+                if src in allowed_src or dst in allowed_dst:
+                    continue
+                if service is not None and service(dst, ev.dst_port) is not None:
+                    skipped += 1  # instance metadata, registries, mirrors: the provider's own endpoints
+                    continue
+                ts = ev.ts
+                st: ServiceState | None = state(ts, (ev.tenant, dst, ev.dst_port))
+                if st is None:
+                    continue
+                st.total += 1
+                by_src = st.by_src
+                rec = by_src.get(src)
+                if rec is None:
+                    if len(by_src) >= cap:
+                        src = _OVERFLOW
+                        rec = by_src.get(src)
+                    if rec is None:
+                        rec = by_src[src] = _new_source(ts)
+                rec[_N] += 1
+                answer = view & ANSWER_MASK
+                if answer == ANSWERED:
+                    rec[_OK] += 1
+                elif answer in (UNANSWERED, REFUSED):
+                    rec[_FAILED] += 1
+                size = ev.bytes_out + ev.bytes_in
+                rec[_BYTES] += size
+                rec[_BYTES2] += size * size
+                if ts < rec[_FIRST]:
+                    rec[_FIRST] = ts
+                elif ts > rec[_LAST]:
+                    rec[_LAST] = ts
+                if len(rec[_IDS]) < max_ids:
+                    rec[_IDS].append(ev.id)
+            except Exception as exc:
+                self.error(ev, exc)
+        if skipped:
+            self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
+
+    def merge(self, into: ServiceState, other: ServiceState) -> None:
+        into.total += other.total
+        cap = self.max_distinct
+        for src, rec in other.by_src.items():
+            mine = into.by_src.get(src)
+            if mine is None:
+                if len(into.by_src) >= cap:
+                    src = _OVERFLOW
+                    mine = into.by_src.get(src)
+                if mine is None:
+                    into.by_src[src] = [*rec[:_IDS], list(rec[_IDS])]
+                    continue
+            for i in (_N, _OK, _FAILED, _BYTES, _BYTES2):
+                mine[i] += rec[i]
+            mine[_FIRST] = min(mine[_FIRST], rec[_FIRST])
+            mine[_LAST] = max(mine[_LAST], rec[_LAST])
+            ids = mine[_IDS]
+            for i in rec[_IDS]:
+                if len(ids) >= self.max_ids:
+                    break
+                if i not in ids:
+                    ids.append(i)
+
+    def _alike(self, recs: list[list[Any]]) -> bool:
+        return all(_cv(r[_N], r[_BYTES], r[_BYTES2]) <= self.max_cv for r in recs)
+
+    def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
+        out: list[Finding] = []
+        min_conns = self.min_conns
+        for key, st in states.items():
+            if st.total < min_conns:
+                continue
+            tenant, dst, port = cast(tuple[Any, str, int], key)
+            ranked = sorted(
+                ((rec[_N], src) for src, rec in st.by_src.items() if src != _OVERFLOW), reverse=True
+            )
+            singles = [
+                (src, st.by_src[src]) for n, src in ranked if n >= min_conns and self._alike([st.by_src[src]])
+            ]
+            if singles:
+                out.extend(self._finding(window, tenant, dst, port, st, [s]) for s in singles)
+                continue
+            top = [(src, st.by_src[src]) for _, src in ranked[: self.max_sources]]
+            count = sum(rec[_N] for _, rec in top)
+            if (
+                len(top) >= 2
+                and count >= min_conns
+                and count >= self.min_top_share * st.total
+                and self._alike([rec for _, rec in top])
+            ):
+                out.append(self._finding(window, tenant, dst, port, st, top))
+        return out
+
+    def _finding(
+        self,
+        window: Window,
+        tenant: Any,
+        dst: str,
+        port: int,
+        st: ServiceState,
+        who: list[tuple[str, list[Any]]],
+    ) -> Finding:
+        n = sum(r[_N] for _, r in who)
+        ok = sum(r[_OK] for _, r in who)
+        failed = sum(r[_FAILED] for _, r in who)
+        total_bytes = sum(r[_BYTES] for _, r in who)
+        cv = max(_cv(r[_N], r[_BYTES], r[_BYTES2]) for _, r in who)
+        seconds = max(1.0, (window.end - window.start) / 1000)
+        ids = [i for _, r in who for i in r[_IDS]][: self.max_ids]
+        kind = (
+            "complete connections: application-layer flood"
+            if ok * 2 > n
+            else "mostly unanswered: the server no longer keeps up, or the packets are crafted"
+            if failed * 2 > n
+            else "connections of unknown outcome"
+        )
+        evidence: dict[str, Any] = {
+            "victim": dst,
+            "port": port,
+            "connections": n,
+            "connections_per_s": round(n / seconds, 1),
+            "answered": ok,
+            "failed": failed,
+            "mean_bytes": round(total_bytes / n, 1) if n else 0.0,
+            "bytes_cv": round(cv, 3),
+            "service_connections": st.total,
+        }
+        if len(who) == 1:
+            src = who[0][0]
+            entity = Entity("ip", src)
+            summary = f"{src} opened {n} short connections to {dst}:{port} ({n / seconds:.1f}/s): {kind}"
+        else:
+            entity = Entity("ip", dst)
+            evidence["sources"] = [s for s, _ in who]
+            evidence["top_share"] = round(n / st.total, 3)
+            summary = (
+                f"{dst}:{port} received {n} short connections ({n / seconds:.1f}/s) from {len(who)} sources "
+                f"({n / st.total:.0%} of its connections): {kind}"
+            )
+        return Finding(
+            entity=entity,
+            tenant=tenant,
+            window=window,
+            score=self.meta.score,
+            summary=summary,
+            first_seen=min(r[_FIRST] for _, r in who),
+            last_seen=max(r[_LAST] for _, r in who),
+            count=n,
+            event_ids=ids,
+            evidence=evidence,
+        )

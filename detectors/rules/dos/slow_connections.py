@@ -1,0 +1,380 @@
+"""Slow denial of service: many low-byte connections held open to one web service.
+
+The attacks (each keeps a server's connection slots busy without sending anything worth reading):
+
+- slowloris (RSnake 2009; slowloris.py by gkbrk, github.com/gkbrk/slowloris): opens ``-s``
+  sockets (default 150), sends a partial request, then one header line (``X-a: <n>``) per socket
+  every ``--sleeptime`` seconds (default 15), reopening any socket the server closes;
+- slowhttptest (Sergey Shekyan, github.com/shekyan/slowhttptest): ``-c`` connections (default
+  50, runs of several thousand documented), a follow-up of at most ``-x`` bytes (default 32) every
+  ``-i`` seconds (default 10), in slow headers (``-H``), slow body (``-B``, the R.U.D.Y. attack: a
+  large ``Content-Length`` sent a few bytes at a time) or slow read (``-X``: a tiny receive window
+  read slowly);
+- R.U.D.Y. ("R U Dead Yet", 2010): slow POST bodies, as slowhttptest ``-B``.
+
+What the server does: Apache closes a request still incomplete after ``Timeout`` (60 s) or, with
+mod_reqtimeout (on by default since 2.4), ``header=20-40,MinRate=500``: 20 s for the headers,
+1 s more per 500 bytes received, at most 40 s; nginx ``client_header_timeout`` and
+``client_body_timeout`` 60 s; IIS ``connectionTimeout`` 120 s. So an attacked server with default
+settings sees each slow connection live 20-120 s, then the tool opens another; one without limits
+holds them until the tool stops.
+
+What the flow records show. Zeek writes a connection when it ends; NetFlow v9/IPFIX and nProbe at
+the active timeout (Cisco default 1800 s; 60-120 s in many deployments) and after the inactive
+timeout (Cisco 15 s: a socket written to every 15 s may be cut into records of a packet or two);
+Argus a status record per status interval; CICFlowMeter splits at its flow timeout; VPC Flow Logs
+one record per 5-tuple per aggregation interval (60 s or 600 s) with that interval's counts. A held
+connection is therefore one long record with few bytes per second, or several short records of
+one or two packets with the same 5-tuple. Both are read here:
+
+- a record of at least ``params.min_held_ms`` whose bytes (both directions) stay within
+  ``params.setup_bytes + params.max_bytes_per_s * duration`` is a held piece of a connection;
+- shorter records of at most ``params.max_fragment_packets`` client packets (every format but Zeek,
+  which writes whole connections) are joined per (source, source port) over the window; the join
+  is a held piece when it spans ``min_held_ms`` within that byte budget.
+
+How many are held at once: by Little's law the mean number of connections open during the window is
+the connection-time observed in it divided by its length, so the held pieces' spans (each clipped
+to the window) are summed per source and divided by the window: ``held`` in the evidence. In a
+steady attack (connections cut and reopened) this is the tool's socket count whatever the server's
+timeout; connections that all end together (the tool stopped, or an active timeout) each count once.
+
+When it fires (entity: the source; a handful of sources: the victim, with the sources named):
+one source holds at least ``params.min_concurrent`` connections to one service on average over the
+window, or at most ``params.max_sources`` sources do together and hold at least
+``params.min_top_share`` of the service's held connections.
+
+Thresholds and their grounds:
+
+- ``min_concurrent: 50``: slowhttptest's default connection count, a third of slowloris's; no
+  single benign client holds that many to one host: browsers keep at most 6 connections per host
+  over HTTP/1.1 (Chrome's and Firefox's ``max-persistent-connections-per-server``), one over HTTP/2,
+  a websocket or long-poll is one per tab.
+- ``min_held_ms: 15000``: slowloris's send interval, under the shortest server limit above (Apache
+  mod_reqtimeout's 20 s), so a connection the server cuts there still counts; above Apache's
+  ``KeepAliveTimeout`` (5 s), after which an idle keep-alive connection closes.
+- ``max_bytes_per_s: 20`` and ``setup_bytes: 1500``: a slow connection costs its set-up once
+  (handshake ~180 bytes, the partial request: slowloris's ~230 bytes, slowhttptest's up to ~1 kB,
+  the close ~200 bytes, TCP/IP headers counted as NetFlow, Argus and VPC do) and then a trickle:
+  slowloris one header line (~70 bytes with headers) per 15 s, slowhttptest at most 32 bytes of
+  data per 10 s (~85 with headers), each ACKed by the server (~52 bytes): 8-14 bytes a second
+  both ways. Far under Apache mod_reqtimeout's ``MinRate=500`` (the rate under which Apache itself
+  calls a client too slow). Idle keep-alive connections of real clients carry whole requests and
+  responses, kilobytes over their life, and mostly exceed that budget: of the CTU-13 scenario 6
+  client 147.32.84.59's connections to the campus proxy 147.32.80.13 (5-30 kB over 100-430 s),
+  most do; 291 of them, tunnels kept open up to ~55 min at ~13 B/s, do not, and one 5-minute
+  window still counts 51 of those held at once (the one alert of the real-data scorecard).
+- ``max_fragment_packets: 2``: between two inactive-timeout cuts a slow client sends one line, a
+  packet (two when its ACK of the server's ACK falls in the same record).
+- ``service_ports``: the web ports slow HTTP attacks aim at. Long-lived low-byte protocols are
+  left out by port: SSH (22) sessions idle, MQTT (1883/8883) keep-alives every 60 s to a broker,
+  database connection pools (3306, 5432, 1433, 6379, 27017...), which are also few per client
+  (HikariCP's default pool is 10).
+
+Look-alikes left to configuration: a forward proxy's busy clients (``allowed_destinations``: the
+proxy), a NAT gateway or forward proxy whose users hold many idle
+keep-alive, websocket or long-poll connections to one site (``allowed_sources``), a load
+balancer's idle keep-alive pool to its backends (``allowed_sources``), a push service built on
+long-polling (``allowed_destinations``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, ClassVar, Final, cast
+
+from detectors.alert import Entity
+from detectors.base import Batch, Detector, Finding
+from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ACK, ANSWER_MASK, FIN, ONE_WAY, REFUSED, RST, SYN, UNANSWERED, tcp_flags
+from detectors.meta import DetectorMeta, technique
+from detectors.windows import Window
+
+__all__ = ["SlowConnections", "SlowState"]
+
+# Held time per source: [held ms (clipped spans), pieces, bytes, first ts, last ts, evidence ids]
+_HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS = range(6)
+# A fragment join per (source, source port): [start, end, bytes, first ts, last ts, event id]
+_F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID = range(6)
+_OVERFLOW: Final = "@other"
+_OPENED: Final = SYN | ACK | FIN | RST
+
+
+class SlowState:
+    """One service's held connection time per source, and its short fragments by (src, port)."""
+
+    __slots__ = ("by_src", "dropped", "frags")
+
+    def __init__(self) -> None:
+        self.by_src: dict[str, list[Any]] = {}
+        self.frags: dict[tuple[str, int], list[Any]] = {}
+        self.dropped = 0
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.by_src, self.frags, self.dropped)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        self.by_src, self.frags, self.dropped = s  # type: ignore[assignment]
+
+
+class SlowConnections(Detector):
+    meta = DetectorMeta(
+        id="dos.slow_connections",
+        version="1.0.0",
+        title="Slow denial of service: connections held open",
+        category="dos",
+        score=65,
+        severity="medium",
+        attack=(
+            technique("Impact", "T1499.002", "Service Exhaustion Flood"),
+            technique("Impact", "T1499.003", "Application Exhaustion Flood"),
+        ),
+        kinds=frozenset({"flow"}),
+        description="One source (or at most params.max_sources together) holds params.min_concurrent or more "
+        "connections open to one web service on average over a window, each sending at most "
+        "params.setup_bytes plus params.max_bytes_per_s: slowloris, slowhttptest, R.U.D.Y.",
+        false_positives=(
+            "a busy client of a forward proxy holding idle keep-alive or CONNECT tunnels (params.allowed_destinations)",
+            "a NAT gateway or forward proxy whose users hold idle keep-alive, websocket or long-poll "
+            "connections to one site (params.allowed_sources)",
+            "a load balancer's idle keep-alive pool to a backend (params.allowed_sources)",
+        ),
+        note="Check the server's busy workers and its request-timeout logs (Apache mod_reqtimeout, nginx 408s); "
+        "cap connections per client address and shorten header/body timeouts (mod_reqtimeout, "
+        "client_header_timeout), or put a buffering proxy in front.",
+        maturity="incubating",
+    )
+    param_spec: ClassVar[ParamSpec] = {
+        "service_ports": list,
+        "min_concurrent": float,
+        "min_held_ms": int,
+        "max_bytes_per_s": float,
+        "setup_bytes": int,
+        "max_fragment_packets": int,
+        "max_sources": int,
+        "min_top_share": float,
+        "allowed_sources": list,
+        "allowed_destinations": list,
+    }
+
+    def configure(self, config: DetectorConfig) -> None:
+        p = self.params
+        self.ports = frozenset(int(x) for x in p["service_ports"])
+        self.min_concurrent = float(p["min_concurrent"])
+        self.min_held = int(p["min_held_ms"])
+        self.max_bps = float(p["max_bytes_per_s"])
+        self.setup = int(p["setup_bytes"])
+        self.max_frag_packets = int(p["max_fragment_packets"])
+        self.max_sources = max(1, int(p["max_sources"]))
+        self.min_top_share = float(p["min_top_share"])
+        self.allowed_src = frozenset(p["allowed_sources"])
+        self.allowed_dst = frozenset(p["allowed_destinations"])
+        self._frag_bytes = self.setup + self.max_bps * self.min_held / 1000
+
+    def new_state(self, key: Hashable) -> SlowState:
+        return SlowState()
+
+    def observe_batch(self, batch: Batch) -> None:
+        batch = batch.initiated()  # a server's records are never the holder
+        ports, state, min_held, max_bps, setup = (
+            self.ports,
+            self.state,
+            self.min_held,
+            self.max_bps,
+            self.setup,
+        )
+        allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
+        frag_packets, frag_bytes, window = self.max_frag_packets, self._frag_bytes, self._size
+        reg = batch.registry
+        service = reg.provider_service if reg.has_provider_services else None
+        for ev, view in zip(batch.flows, batch.flow_views, strict=True):
+            try:
+                if ev.dst_port not in ports or ev.proto != "tcp":
+                    continue
+                answer = view & ANSWER_MASK
+                if answer in (UNANSWERED, REFUSED):  # never established (SYN retries last long)
+                    continue
+                size = ev.bytes_out + ev.bytes_in
+                dur = ev.duration_ms
+                if dur >= min_held:
+                    if size > setup + max_bps * dur / 1000:
+                        continue  # a busy long connection
+                    fragment = False
+                elif ev.packets_out <= frag_packets and size <= frag_bytes and ev.source != "zeek":
+                    fragment = True
+                else:
+                    continue
+                if view & ONE_WAY and ev.extra and ev.source != "vpcflow" and tcp_flags(ev) & _OPENED == SYN:
+                    continue  # NetFlow/IPFIX flags (OR of all packets) with only SYN: never established
+                src, dst = ev.src_ip, ev.dst_ip
+                if src in allowed_src or dst in allowed_dst:
+                    continue
+                if service is not None and service(dst, ev.dst_port) is not None:
+                    continue  # the provider's own endpoints (registry provider_services)
+                ts = ev.ts
+                st: SlowState | None = state(ts, (ev.tenant, dst, ev.dst_port))
+                if st is None:
+                    continue
+                if fragment:
+                    key = (src, ev.src_port)
+                    frag = st.frags.get(key)
+                    start = ts - dur
+                    if frag is not None:
+                        if start < frag[_F_START]:
+                            frag[_F_START] = start
+                        if ts > frag[_F_END]:
+                            frag[_F_END] = ts
+                        frag[_F_BYTES] += size
+                        frag[_F_TS0] = min(frag[_F_TS0], ts)
+                        frag[_F_TS1] = max(frag[_F_TS1], ts)
+                    elif len(st.frags) < self.max_distinct:
+                        st.frags[key] = [start, ts, size, ts, ts, ev.id]
+                    else:
+                        st.dropped += 1
+                    continue
+                self._add_held(st, src, min(dur, window), size, ts, ts, ev.id)
+            except Exception as exc:
+                self.error(ev, exc)
+
+    def _add_held(
+        self, st: SlowState, src: str, held_ms: int, size: int, t0: int, t1: int, event_id: str
+    ) -> None:
+        by_src = st.by_src
+        rec = by_src.get(src)
+        if rec is None:
+            if len(by_src) >= self.max_distinct:
+                src = _OVERFLOW
+                rec = by_src.get(src)
+            if rec is None:
+                rec = by_src[src] = [0, 0, 0, t0, t1, []]
+        rec[_HELD] += held_ms
+        rec[_PIECES] += 1
+        rec[_BYTES] += size
+        if t0 < rec[_FIRST]:
+            rec[_FIRST] = t0
+        if t1 > rec[_LAST]:
+            rec[_LAST] = t1
+        if len(rec[_IDS]) < self.max_ids and event_id not in rec[_IDS]:
+            rec[_IDS].append(event_id)
+
+    def merge(self, into: SlowState, other: SlowState) -> None:
+        for src, rec in other.by_src.items():
+            mine = into.by_src.get(src)
+            if mine is None:
+                if len(into.by_src) >= self.max_distinct:
+                    src = _OVERFLOW
+                    mine = into.by_src.get(src)
+                if mine is None:
+                    into.by_src[src] = [*rec[:_IDS], list(rec[_IDS])]
+                    continue
+            mine[_HELD] += rec[_HELD]
+            mine[_PIECES] += rec[_PIECES]
+            mine[_BYTES] += rec[_BYTES]
+            mine[_FIRST] = min(mine[_FIRST], rec[_FIRST])
+            mine[_LAST] = max(mine[_LAST], rec[_LAST])
+            ids = mine[_IDS]
+            for i in rec[_IDS]:
+                if len(ids) >= self.max_ids:
+                    break
+                if i not in ids:
+                    ids.append(i)
+        for key, frag in other.frags.items():
+            have = into.frags.get(key)
+            if have is None:
+                if len(into.frags) < self.max_distinct:
+                    into.frags[key] = list(frag)
+                else:
+                    into.dropped += 1
+                continue
+            have[_F_START] = min(have[_F_START], frag[_F_START])
+            have[_F_END] = max(have[_F_END], frag[_F_END])
+            have[_F_BYTES] += frag[_F_BYTES]
+            have[_F_TS0] = min(have[_F_TS0], frag[_F_TS0])
+            have[_F_TS1] = max(have[_F_TS1], frag[_F_TS1])
+        into.dropped += other.dropped
+
+    def _join_fragments(self, st: SlowState) -> None:
+        """Fragments of one (source, port) spanning ``min_held_ms`` at a low byte rate: held pieces."""
+        min_held, max_bps, setup, window = self.min_held, self.max_bps, self.setup, self._size
+        for (src, _port), frag in st.frags.items():
+            span = frag[_F_END] - frag[_F_START]
+            if span >= min_held and frag[_F_BYTES] <= setup + max_bps * span / 1000:
+                self._add_held(
+                    st, src, min(span, window), frag[_F_BYTES], frag[_F_TS0], frag[_F_TS1], frag[_F_ID]
+                )
+        st.frags = {}
+
+    def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
+        out: list[Finding] = []
+        need_ms = self.min_concurrent * (window.end - window.start)
+        for key, st in states.items():
+            if st.frags:
+                self._join_fragments(st)
+            total = sum(rec[_HELD] for rec in st.by_src.values())
+            if total < need_ms:
+                continue
+            tenant, dst, port = cast(tuple[Any, str, int], key)
+            ranked = sorted(
+                ((rec[_HELD], src) for src, rec in st.by_src.items() if src != _OVERFLOW), reverse=True
+            )
+            singles = [(src, st.by_src[src]) for held, src in ranked if held >= need_ms]
+            if singles:
+                out.extend(self._finding(window, tenant, dst, port, total, [s]) for s in singles)
+                continue
+            top = [(src, st.by_src[src]) for _, src in ranked[: self.max_sources]]
+            held = sum(rec[_HELD] for _, rec in top)
+            if len(top) >= 2 and held >= need_ms and held >= self.min_top_share * total:
+                out.append(self._finding(window, tenant, dst, port, total, top))
+        return out
+
+    def _finding(
+        self,
+        window: Window,
+        tenant: Any,
+        dst: str,
+        port: int,
+        total_ms: int,
+        who: list[tuple[str, list[Any]]],
+    ) -> Finding:
+        length = window.end - window.start
+        held_ms = sum(r[_HELD] for _, r in who)
+        pieces = sum(r[_PIECES] for _, r in who)
+        size = sum(r[_BYTES] for _, r in who)
+        concurrent = held_ms / length
+        rate = size * 1000 / held_ms if held_ms else 0.0
+        evidence: dict[str, Any] = {
+            "victim": dst,
+            "port": port,
+            "held": round(concurrent, 1),
+            "records": pieces,
+            "bytes_per_s_per_connection": round(rate, 2),
+            "service_held": round(total_ms / length, 1),
+        }
+        if len(who) == 1:
+            src = who[0][0]
+            entity = Entity("ip", src)
+            summary = (
+                f"{src} held {concurrent:.0f} connections open to {dst}:{port} on average over the window "
+                f"({pieces} records, {rate:.1f} B/s each): slow denial of service"
+            )
+        else:
+            entity = Entity("ip", dst)
+            evidence["sources"] = [s for s, _ in who]
+            evidence["top_share"] = round(held_ms / total_ms, 3)
+            summary = (
+                f"{len(who)} sources held {concurrent:.0f} connections open to {dst}:{port} on average over "
+                f"the window ({pieces} records, {rate:.1f} B/s each): slow denial of service"
+            )
+        ids = [i for _, r in who for i in r[_IDS]][: self.max_ids]
+        return Finding(
+            entity=entity,
+            tenant=tenant,
+            window=window,
+            score=self.meta.score,
+            summary=summary,
+            first_seen=min(r[_FIRST] for _, r in who),
+            last_seen=max(r[_LAST] for _, r in who),
+            count=pieces,
+            event_ids=ids,
+            evidence=evidence,
+        )

@@ -1,0 +1,3 @@
+"""spam rules."""
+
+__all__: list[str] = []

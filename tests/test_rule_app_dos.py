@@ -1,0 +1,300 @@
+"""dos.app_flood and dos.slow_connections: application-layer floods of short connections and slow
+denial of service by held connections, on records shaped as each exporter writes them."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from detectors.base import Batch, Detector, Finding
+from detectors.config import DetectorConfig
+from detectors.rules.dos.app_flood import AppFlood
+from detectors.rules.dos.slow_connections import SlowConnections
+from detectors.rules.dos.source_flood import SourceFlood
+from detectors.samples import samples_registry
+from ingest.parsers import ParseContext, parse_bytes
+from ingest.schema import FlowEvent
+
+REG = samples_registry()
+T0 = 1_736_150_400_000  # a 10-minute boundary: every window below starts here
+VICTIM = "10.1.1.10"  # a tenant VM of the samples registry
+
+
+def flow(n: int, **kw: Any) -> FlowEvent:
+    base: dict[str, Any] = {
+        "id": f"f{n}", "ts": T0 + 1000, "source": "test", "tenant": "t-acme", "src_ip": "203.0.113.80",
+        "dst_ip": VICTIM, "src_port": 40000 + n % 20000, "dst_port": 80, "proto": "tcp", "bytes_out": 400,
+        "bytes_in": 5000, "packets_out": 5, "packets_in": 5, "duration_ms": 150,
+    }  # fmt: skip
+    base.update(kw)
+    return FlowEvent(**base)
+
+
+def run(det: Detector, events: Sequence[FlowEvent], chunk: int = 0) -> list[Finding]:
+    det.bind(REG)
+    events = sorted(events, key=lambda e: (e.ts, e.id))
+    step = chunk or len(events) or 1
+    for i in range(0, len(events), step):
+        det.observe_batch(Batch(list(events[i : i + step]), REG))
+    return det.close_all()
+
+
+def app(cfg: DetectorConfig | None = None) -> AppFlood:
+    return AppFlood(cfg or DetectorConfig.default())
+
+
+def slow(cfg: DetectorConfig | None = None) -> SlowConnections:
+    return SlowConnections(cfg or DetectorConfig.default())
+
+
+def spread(n: int, seconds: float, **kw: Any) -> list[FlowEvent]:
+    """n connection records spread evenly over ``seconds`` of the first minute."""
+    return [flow(i, ts=T0 + 500 + int(i * seconds * 1000 / n), **kw) for i in range(n)]
+
+
+# --- dos.app_flood ---------------------------------------------------------------------------------
+
+_ZEEK_HEAD = (
+    "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\t"
+    "orig_bytes\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\t"
+    "orig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents\n"
+)
+
+
+def test_iot23_mirai_records_through_the_zeek_parser() -> None:
+    """The IoT-23 capture 34-1 flood as Zeek wrote it: OTH, history C (bad checksums), no packet
+    counted, no duration, one source port. dos.source_flood counts packets, so it sees nothing."""
+    t = T0 / 1000
+    rows = "".join(
+        f"{t + 0.5 + i * 0.08:.6f}\tC{i}\t10.1.1.11\t65279\t123.59.209.185\t80\ttcp\t-\t-\t-\t-\tOTH\t-\t-\t0\tC\t0\t0\t0\t0\t-\n"
+        for i in range(700)
+    )
+    out = parse_bytes("zeek", (_ZEEK_HEAD + rows).encode(), ParseContext(registry=REG))
+    assert not out.dlqs and len(out.events) == 700
+    events = [e for e in out.events if isinstance(e, FlowEvent)]
+    assert {(e.packets_out, e.bytes_out, e.duration_ms) for e in events} == {(0, 0, 0)}
+    (f,) = run(app(), events)
+    assert f.entity.id == "10.1.1.11" and f.tenant == "t-acme"
+    assert f.evidence["victim"] == "123.59.209.185" and f.evidence["port"] == 80
+    assert f.evidence["connections"] == 700 and f.evidence["answered"] == 0 and f.evidence["failed"] == 0
+    assert run(SourceFlood(DetectorConfig.default()), events) == []
+
+
+def test_per_source_threshold_is_min_connections() -> None:
+    cfg = DetectorConfig.default()
+    need = int(cfg.detectors["dos.app_flood"]["params"]["min_connections"])
+    assert run(app(), spread(need - 1, 55)) == []
+    (f,) = run(app(), spread(need, 55))
+    assert f.entity.id == "203.0.113.80" and f.evidence["connections"] == need
+    assert f.evidence["answered"] == need and "application-layer flood" in f.summary
+    assert f.first_seen >= T0 and f.last_seen < T0 + 60_000 and len(f.event_ids) == 5
+
+
+def test_a_window_is_a_minute_and_chunking_does_not_matter() -> None:
+    # 600 connections in the first minute, 300 in the second
+    events = spread(600, 59) + [flow(600 + i, ts=T0 + 60_500 + i * 100) for i in range(300)]
+    whole = run(app(), events)
+    assert [f.evidence["connections"] for f in whole] == [600]
+    assert [f.evidence for f in run(app(), events, chunk=37)] == [f.evidence for f in whole]
+
+
+def test_heavy_tailed_byte_counts_are_users_not_a_tool() -> None:
+    sizes = [1_200, 3_000, 15_000, 60_000, 250_000, 900_000, 3_000_000]  # CV ~ 1.9
+    nat = [
+        flow(i, ts=T0 + 500 + i * 80, src_ip="10.1.1.12", dst_ip="93.184.216.34", dst_port=443,
+             bytes_out=500, bytes_in=sizes[i % 7], duration_ms=200 + 1000 * (i % 7))
+        for i in range(700)
+    ]  # fmt: skip
+    assert run(app(), nat) == []
+    hulk = [flow(i, ts=T0 + 500 + i * 80, bytes_out=300 + 40 * (i % 6)) for i in range(700)]  # random queries
+    (f,) = run(app(), hulk)
+    assert 0 < f.evidence["bytes_cv"] < 0.1
+
+
+def test_long_records_are_not_flood_connections() -> None:
+    assert run(app(), spread(800, 55, duration_ms=20_000)) == []
+
+
+def test_a_handful_of_sources_names_the_victim_and_the_sources() -> None:
+    sources = ["198.51.100.21", "198.51.100.22", "198.51.100.23"]
+    events = [flow(i, ts=T0 + 500 + i * 70, src_ip=sources[i % 3], dst_port=8080) for i in range(750)]
+    (f,) = run(app(), events)
+    assert f.entity.id == VICTIM and sorted(f.evidence["sources"]) == sources
+    assert f.evidence["connections"] == 750 and f.evidence["top_share"] == 1.0
+    # the same three among 2,000 users of the service: no longer "most of them"
+    users = [flow(10_000 + i, ts=T0 + 700 + i * 25, src_ip=f"100.64.{i // 250}.{i % 250 + 1}", dst_port=8080)
+             for i in range(2000)]  # fmt: skip
+    assert run(app(), events + users) == []
+
+
+def test_a_fleet_of_health_checkers_is_no_flood() -> None:
+    events = [flow(i, ts=T0 + 500 + i * 75, src_ip=f"35.191.{i // 200}.{i % 200 + 1}", bytes_out=160, bytes_in=420)
+              for i in range(720)]  # fmt: skip
+    assert run(app(), events) == []
+
+
+def test_one_way_records_responses_and_continuations() -> None:
+    """VPC/NetFlow: the client's records count, the server's response records never do, and a record
+    whose flags hold no SYN continues a connection cut by a timeout."""
+    clients = [flow(i, ts=T0 + 500 + i * 80, source="netflow", packets_in=0, bytes_in=0, extra={"tcp_flags": 27})
+               for i in range(700)]  # fmt: skip
+    (f,) = run(app(), clients)
+    assert f.evidence["connections"] == 700
+    responses = [
+        flow(i, ts=T0 + 500 + i * 80, source="vpcflow", src_ip=VICTIM, dst_ip="203.0.113.80", src_port=80,
+             dst_port=40000 + i, packets_in=0, bytes_in=0)
+        for i in range(700)
+    ]  # fmt: skip
+    assert run(app(), responses) == []
+    continuations = [flow(i, ts=c.ts, source="netflow", packets_in=0, bytes_in=0, packets_out=1, bytes_out=64,
+                          extra={"tcp_flags": 24}) for i, c in enumerate(clients)]  # fmt: skip
+    assert run(app(), continuations) == []
+
+
+def test_other_ports_allowlists_and_provider_services() -> None:
+    assert run(app(), spread(700, 55, dst_port=22)) == []
+    assert run(app(), spread(700, 55, proto="udp")) == []
+    site = DetectorConfig.default().merged(
+        {"detectors": {"dos.app_flood": {"params": {"allowed_sources": ["203.0.113.80"]}}}}
+    )
+    assert run(app(site), spread(700, 55)) == []
+    imds = app()
+    assert run(imds, spread(700, 55, src_ip=VICTIM, dst_ip="169.254.169.254", dst_port=80)) == []
+    assert imds.counters["provider_service"] == 700
+
+
+def test_app_flood_sliding_windows_and_pickling() -> None:
+    sliding = DetectorConfig.default().merged(
+        {"detectors": {"dos.app_flood": {"window_ms": 60000, "slide_ms": 30000}}}
+    )
+    events = spread(700, 55)
+    found = run(app(sliding), events)
+    assert len(found) == 1 and found[0].evidence["connections"] == 700
+    det = app()
+    det.bind(REG)
+    det.observe_batch(Batch(list(events[:350]), REG))
+    clone: AppFlood = pickle.loads(pickle.dumps(det))
+    clone.bind(REG)
+    for d in (det, clone):
+        d.observe_batch(Batch(list(events[350:]), REG))
+    assert [f.evidence for f in det.close_all()] == [f.evidence for f in clone.close_all()]
+
+
+# --- dos.slow_connections --------------------------------------------------------------------------
+
+
+def held(n: int, dur_ms: int, **kw: Any) -> FlowEvent:
+    kw.setdefault("bytes_out", 300)
+    kw.setdefault("bytes_in", 0)
+    kw.setdefault("duration_ms", dur_ms)
+    kw.setdefault("source", "zeek")
+    kw.setdefault("extra", {"conn_state": "RSTR", "history": "ShADadR"})
+    return flow(n, **kw)
+
+
+def test_slowloris_against_apache_reqtimeout_steady_state() -> None:
+    """150 sockets, each cut by mod_reqtimeout after ~21.5 s and reopened at once, over 300 s:
+    about 2,090 records of 21.5 s; Little's law gives back the 150 sockets."""
+    events = []
+    n = 0
+    for sock in range(150):
+        end = T0 + 21_500 + sock * 130
+        while end < T0 + 300_000:
+            events.append(held(n, 21_500, ts=end, src_port=30000 + n % 30000, src_ip="203.0.113.90"))
+            n += 1
+            end += 21_500
+    (f,) = run(slow(), events)
+    assert f.entity.id == "203.0.113.90" and f.evidence["victim"] == VICTIM and f.evidence["port"] == 80
+    assert 135 <= f.evidence["held"] <= 150
+    assert f.evidence["bytes_per_s_per_connection"] < 20
+
+
+def test_held_threshold_uses_time_clipped_to_the_window() -> None:
+    # records ending in the window, each covering more than the whole window: one connection each
+    assert run(slow(), [held(i, 900_000, ts=T0 + 250_000 + i * 100) for i in range(49)]) == []
+    (f,) = run(slow(), [held(i, 900_000, ts=T0 + 250_000 + i * 100) for i in range(50)])
+    assert f.evidence["held"] == 50.0 and f.evidence["records"] == 50
+
+
+def test_busy_and_short_connections_are_not_held() -> None:
+    busy = [
+        held(i, 280_000, ts=T0 + 290_000, bytes_out=5_000, bytes_in=60_000) for i in range(200)
+    ]  # 232 B/s
+    assert run(slow(), busy) == []
+    short = [held(i, 10_000, ts=T0 + 10_000 + i * 100) for i in range(2_500)]  # under min_held_ms
+    assert run(slow(), short) == []
+
+
+def test_never_established_connections_are_not_held() -> None:
+    s0 = [held(i, 63_000, ts=T0 + 100_000 + i * 100, extra={"conn_state": "S0", "history": "S"}, packets_in=0)
+          for i in range(300)]  # fmt: skip
+    assert run(slow(), s0) == []
+    rej = [
+        held(i, 63_000, ts=T0 + 100_000 + i * 100, extra={"conn_state": "REJ", "history": "Sr"})
+        for i in range(300)
+    ]
+    assert run(slow(), rej) == []
+
+
+def _netflow_fragments(conns: int, lines: int, **kw: Any) -> list[FlowEvent]:
+    """slowloris seen through a 15 s inactive timeout: one 1-packet record per line per socket."""
+    kw.setdefault("extra", {"tcp_flags": 24})
+    return [
+        flow(k * conns + c, ts=T0 + 1_000 + k * 15_000 + c * 10, source=kw.get("source", "netflow"),
+             src_ip="198.51.100.91", src_port=51000 + c, dst_port=443, bytes_out=64, bytes_in=0, packets_out=1,
+             packets_in=0, duration_ms=0, extra=kw["extra"])
+        for k in range(lines) for c in range(conns)
+    ]  # fmt: skip
+
+
+def test_netflow_fragments_of_one_connection_are_joined() -> None:
+    (f,) = run(slow(), _netflow_fragments(150, 12), chunk=200)
+    assert f.entity.id == "198.51.100.91" and f.evidence["records"] == 150  # one joined piece per socket
+    assert f.evidence["held"] == pytest.approx(150 * 165 / 300, abs=0.5)
+    # Zeek writes whole connections: its short records are never fragments
+    assert run(slow(), _netflow_fragments(150, 12, source="zeek", extra={"conn_state": "SF"})) == []
+    # only SYNs in the flags: connection attempts retried, never held
+    assert run(slow(), _netflow_fragments(150, 12, extra={"tcp_flags": 2})) == []
+    # a single line per socket spans nothing
+    assert run(slow(), _netflow_fragments(600, 1)) == []
+
+
+def test_slow_handful_and_many_single_holders() -> None:
+    sources = ["198.51.100.31", "198.51.100.32", "198.51.100.33"]
+    hand = [held(i, 300_000, ts=T0 + 299_000, src_ip=sources[i % 3], src_port=40000 + i) for i in range(60)]
+    (f,) = run(slow(), hand)
+    assert f.entity.id == VICTIM and sorted(f.evidence["sources"]) == sources and f.evidence["held"] == 60.0
+    # 200 browsers holding a websocket each: many holders, none with a share
+    users = [held(1000 + i, 300_000, ts=T0 + 299_000, src_ip=f"100.64.0.{i + 1}", bytes_out=900, bytes_in=1500)
+             for i in range(200)]  # fmt: skip
+    assert run(slow(), users) == []
+    assert run(slow(), hand + users) == []
+
+
+def test_slow_ports_allowlists_sliding_and_pickling() -> None:
+    events = [held(i, 300_000, ts=T0 + 299_000, src_port=40000 + i) for i in range(80)]
+    assert len(run(slow(), events)) == 1
+    assert (
+        run(slow(), [held(i, 300_000, ts=T0 + 299_000, dst_port=22, src_port=40000 + i) for i in range(80)])
+        == []
+    )
+    site = DetectorConfig.default().merged(
+        {"detectors": {"dos.slow_connections": {"params": {"allowed_destinations": [VICTIM]}}}}
+    )
+    assert run(slow(site), events) == []
+    sliding = DetectorConfig.default().merged(
+        {"detectors": {"dos.slow_connections": {"window_ms": 300000, "slide_ms": 60000}}}
+    )
+    frags = _netflow_fragments(150, 12)
+    assert len(run(slow(sliding), frags)) == 1
+    det = slow()
+    det.bind(REG)
+    det.observe_batch(Batch(list(frags[:900]), REG))
+    clone: SlowConnections = pickle.loads(pickle.dumps(det))
+    clone.bind(REG)
+    for d in (det, clone):
+        d.observe_batch(Batch(list(frags[900:]), REG))
+    assert [f.evidence for f in det.close_all()] == [f.evidence for f in clone.close_all()]

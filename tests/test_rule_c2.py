@@ -1,0 +1,205 @@
+"""c2.beacon (RITA-style beacon scoring over flows) and spam.smtp_spam."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from detectors.alert import Alert
+from detectors.base import Batch
+from detectors.config import DetectorConfig
+from detectors.context import DetectionContext
+from detectors.engine import DetectionEngine
+from detectors.rules.c2.beacon import C2Beacon, PairState, beacon_score, bowley_skew, mad_score
+from detectors.rules.spam.smtp_spam import SmtpSpam
+from detectors.samples import samples_registry
+from ingest.schema import Event, FlowEvent
+
+REGISTRY = samples_registry()
+T0 = 1_736_143_200_000  # a 6-hour boundary (epoch multiple of 21,600,000 ms)
+HOUR = 3_600_000
+VM = "10.1.1.10"
+C2 = "91.212.135.158"
+
+
+def _flow(n: int, ts: int, **kw: object) -> FlowEvent:
+    base: dict[str, object] = {
+        "id": f"f{n}", "ts": ts, "source": "zeek", "tenant": "t-acme", "src_ip": VM, "dst_ip": C2,
+        "src_port": 40000 + n % 20000, "dst_port": 5678, "proto": "tcp", "bytes_out": 320, "bytes_in": 200,
+        "packets_out": 5, "packets_in": 4, "duration_ms": 100,
+        "extra": {"conn_state": "SF", "history": "ShADadFf"},
+    }  # fmt: skip
+    base.update(kw)
+    return FlowEvent(**base)  # type: ignore[arg-type]
+
+
+def _run(
+    events: Sequence[Event], cfg: DetectorConfig | None = None, cls: type = C2Beacon
+) -> tuple[list[Alert], Any]:
+    cfg = cfg or DetectorConfig.default()
+    det = cls(cfg)
+    engine = DetectionEngine([det], DetectionContext(REGISTRY, cfg), strict=True)
+    return engine.run(sorted(events, key=lambda e: (e.ts, e.id))), det
+
+
+def _series(times_ms: list[int], **kw: object) -> list[FlowEvent]:
+    return [_flow(i, T0 + t, **kw) for i, t in enumerate(times_ms)]
+
+
+# --- the statistics ------------------------------------------------------------------------------
+def test_bowley_skew_of_symmetric_skewed_and_narrow_data() -> None:
+    assert bowley_skew([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]) == 0.0
+    # quartiles 20, 30, 100 (Tukey's hinges): (20 + 100 - 60) / 80
+    assert bowley_skew([10.0, 20.0, 30.0, 30.0, 40.0, 100.0, 100.0]) == pytest.approx(0.75)
+    assert bowley_skew([60.0, 61.0, 62.0, 63.0, 69.0]) == 0.0  # spread under 10: jitter, not skew
+
+
+def test_mad_score_is_relative_to_the_median() -> None:
+    med, mad, score = mad_score([270.0, 280.0, 300.0, 320.0, 330.0], 1.0)
+    assert (med, mad) == (300.0, 20.0) and score == pytest.approx(280 / 300)
+    assert mad_score([0.0, 0.0, 0.0], 0.0)[2] == 0.0  # median under 1: the default
+    assert mad_score([1.0, 100.0, 1000.0], 1.0)[2] == pytest.approx(0.01)  # MAD 99 about a median of 100
+
+
+def test_regular_beacon_scores_near_one_and_random_traffic_low() -> None:
+    n = 360
+    regular = beacon_score([i * 60_000 for i in range(n)], [320] * n, n, 1, 6 * HOUR)
+    assert regular is not None and regular.score > 0.99 and regular.interval_s == 60
+    rng = random.Random(7)
+    jitter = [int(i * 275_000 + rng.uniform(-75_000, 75_000)) for i in range(78)]  # RITA's 200-350 s
+    jittered = beacon_score(jitter, [327] * 78, 78, 1, 6 * HOUR)
+    assert jittered is not None and jittered.score > 0.9
+    t, starts = 0.0, []
+    for _ in range(200):  # Poisson arrivals, sizes of web pages
+        t += rng.expovariate(1 / 100_000)
+        starts.append(int(t))
+    sizes = [int(rng.lognormvariate(8, 1.2)) for _ in starts]
+    poisson = beacon_score(starts, sizes, len(starts), 1, 6 * HOUR)
+    assert poisson is not None and poisson.score < 0.7
+    assert beacon_score([0, 1000, 2000], [1, 1, 1], 3, 1, HOUR) is None  # fewer than 3 intervals
+
+
+# --- the detector --------------------------------------------------------------------------------
+def test_outbound_beacon_fires_once_with_the_span_of_its_flows() -> None:
+    alerts, _ = _run(_series([i * 33_000 for i in range(240)]))  # ~2.2 h every 33 s
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert (a.detector, a.category, a.entity.id, a.tenant) == (
+        "c2.beacon",
+        "command_and_control",
+        VM,
+        "t-acme",
+    )
+    assert a.evidence["destination"] == C2 and a.evidence["port"] == 5678
+    assert a.evidence["direction"] == "outbound" and a.evidence["connections"] == 240
+    assert (a.first_seen, a.last_seen) == (T0, T0 + 239 * 33_000)
+    assert a.evidence["beacon_score"] >= 0.7
+
+
+def test_short_burst_and_too_few_connections_do_not_fire() -> None:
+    assert not _run(_series([i * 60_000 for i in range(40)]))[0]  # 39 minutes: not "over hours"
+    assert not _run(_series([i * 1_200_000 for i in range(10)]))[0]  # 10 connections in 3 h
+
+
+def test_ntp_and_internal_and_non_global_destinations_are_not_external() -> None:
+    times = [i * 64_000 for i in range(200)]
+    assert not _run(_series(times, proto="udp", src_port=123, dst_port=123, dst_ip="162.159.200.1"))[0]
+    assert not _run(_series(times, dst_ip="10.1.0.2", dst_port=8080))[0]  # the tenant's own server
+    assert not _run(_series(times, dst_ip="169.254.169.254", dst_port=80))[0]  # metadata (link-local)
+    assert not _run(_series(times, dst_ip="239.255.255.250", dst_port=1900, proto="udp"))[0]  # SSDP
+
+
+def test_long_connection_re_exported_at_active_timeout_is_one_connection() -> None:
+    events = [_flow(i, T0 + (i + 1) * 60_000, src_port=41234, duration_ms=60_000) for i in range(200)]
+    alerts, _ = _run(events)
+    assert not alerts
+    # the same records with a new source port each are 200 connections, and a beacon
+    fresh = [_flow(i, T0 + (i + 1) * 60_000, duration_ms=100) for i in range(200)]
+    assert len(_run(fresh)[0]) == 1
+
+
+def test_response_records_of_one_way_formats_are_not_connections() -> None:
+    # NetFlow: the C2 server's replies (source port 5678 -> ephemeral port) are responses
+    replies = [
+        _flow(i, T0 + i * 60_000, source="netflow", src_ip=C2, dst_ip=VM, src_port=5678, dst_port=40000 + i,
+              extra={})
+        for i in range(200)
+    ]  # fmt: skip
+    assert not _run(replies)[0]
+
+
+def test_inbound_beacon_needs_half_the_window_and_can_be_turned_off() -> None:
+    kw = {"src_ip": "73.54.23.243", "dst_ip": VM, "dst_port": 80, "bytes_out": 327}
+    steady = _series([i * 270_000 for i in range(79)], **kw)  # 5.9 h every 270 s
+    alerts, _ = _run(steady)
+    assert len(alerts) == 1 and alerts[0].entity.id == "73.54.23.243"
+    assert alerts[0].evidence["direction"] == "inbound" and alerts[0].score == 45
+    assert not _run(_series([i * 60_000 for i in range(120)], **kw))[0]  # 2 h inbound: too short
+    off = DetectorConfig.default().merged(
+        {"detectors": {"c2.beacon": {"params": {"include_inbound": False}}}}
+    )
+    assert not _run(steady, off)[0]
+
+
+def test_allow_lists_excuse_destinations_ports_and_sources() -> None:
+    events = _series([i * 60_000 for i in range(200)])
+    for params in ({"allowed_destinations": ["91.212.135.0/24"]}, {"allowed_ports": [5678]},
+                   {"allowed_sources": [VM]}):  # fmt: skip
+        cfg = DetectorConfig.default().merged({"detectors": {"c2.beacon": {"params": params}}})
+        assert not _run(events, cfg)[0], params
+
+
+def test_state_is_capped_per_pair_and_decimation_keeps_the_beacon() -> None:
+    cfg = DetectorConfig.default().merged(
+        {"detectors": {"c2.beacon": {"params": {"max_connections_per_pair": 64}}}}
+    )
+    det = C2Beacon(cfg)
+    det.bind(REGISTRY)
+    events = _series([i * 20_000 for i in range(1000)])  # 5.5 h every 20 s
+    for i in range(0, len(events), 100):
+        det.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
+    (state,) = [st for pane in det._panes.values() for st in pane.values()]
+    assert isinstance(state, PairState)
+    assert len(state.starts) <= 64 and len(state.sizes) == len(state.starts) and state.count == 1000
+    clone = pickle.loads(pickle.dumps(det))
+    clone.bind(REGISTRY)  # the engine re-binds the registry after a restore
+    findings = det.close_all()
+    assert len(findings) == 1 and findings[0].evidence["connections"] == 1000
+    assert findings[0].evidence["median_interval_s"] == pytest.approx(20, abs=1)
+    assert len(clone.close_all()) == 1
+
+
+def test_full_pane_evicts_one_off_pairs_before_refusing_a_beacon() -> None:
+    cfg = DetectorConfig.default().merged({"engine": {"max_keys_per_window": 100}})
+    noise = [_flow(10_000 + i, T0 + i, dst_ip=f"8.8.{i // 250}.{i % 250}", dst_port=443) for i in range(500)]
+    beacon = _series([1000 + i * 60_000 for i in range(200)])
+    alerts, det = _run(noise + beacon, cfg)
+    assert len(alerts) == 1 and alerts[0].evidence["destination"] == C2
+    assert det.counters["evicted"] > 0
+
+
+# --- spam.smtp_spam ------------------------------------------------------------------------------
+def _smtp(n: int, dst: str, **kw: object) -> FlowEvent:
+    return _flow(n, T0 + n * 1000, dst_ip=dst, dst_port=25, bytes_out=4000 + 100 * n, **kw)
+
+
+def test_spam_bot_to_many_mail_servers_fires_and_a_relay_is_excused() -> None:
+    events = [_smtp(i, f"64.12.{i // 200}.{i % 200 + 1}") for i in range(30)]
+    alerts, _ = _run(events, cls=SmtpSpam)
+    assert len(alerts) == 1 and alerts[0].category == "spam" and alerts[0].evidence["distinct_servers"] == 30
+    cfg = DetectorConfig.default().merged(
+        {"detectors": {"spam.smtp_spam": {"params": {"allowed_relays": [VM]}}}}
+    )
+    assert not _run(events, cfg, SmtpSpam)[0]
+
+
+def test_spam_rule_ignores_few_servers_inbound_mail_and_internal_relays() -> None:
+    few = [_smtp(i, f"64.12.0.{i % 5 + 1}") for i in range(60)]  # one client, 5 servers
+    inbound = [_smtp(i, VM, src_ip=f"64.12.0.{i + 1}") for i in range(40)]
+    internal = [_smtp(i, f"10.1.2.{i + 1}") for i in range(40)]
+    for events in (few, inbound, internal):
+        assert not _run(events, cls=SmtpSpam)[0]
