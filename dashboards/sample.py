@@ -144,8 +144,6 @@ _ROWS: Final[tuple[tuple[int, str, str, str, str, int, str, dict[str, object]], 
     (41, "t-acme", "dos.distributed_flood", "critical", "closed", 10, "10.1.0.20", {"distinct_sources": 250}),
     (44, "t-beta", "anomaly.flow_features", "low", "open", 50, "vm-beta-01", {}),
     (52, "t-acme", "port_scan.failed_probe_scan", "medium", "open", 25, "10.1.0.8", {"shape": "vertical"}),
-    (55, "t-beta", "c2.beacon", "high", "open", 7200, "10.2.0.7", {"destination": "198.51.100.77"}),
-    (58, "t-gamma", "spam.smtp_spam", "medium", "open", 300, "vm-gamma-02", {"distinct_servers": 140}),
 )
 _ENTITY_TYPE: Final = {"vm": "vm", "10": "ip", "svc": "principal"}
 # A score in each severity's band (detectors.alert.severity_for_score).

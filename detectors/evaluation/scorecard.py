@@ -176,6 +176,10 @@ def _matches(alert: Alert, rec: Truth, slack_ms: int) -> bool:
     return bool(ids) and not set(ids).isdisjoint(rec.event_ids)
 
 
+def _false_alert_order(info: dict[str, Any]) -> tuple[Any, ...]:
+    return (info["first_seen"], info["detector"], info["entity"], str(info["tenant"]), info["summary"])
+
+
 def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack_ms: int = 0) -> Scorecard:
     records = list(truth)
     cats: dict[str, CategoryRow] = {}
@@ -282,5 +286,6 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
         alerts=len(alerts),
         categories={k: cats[k] for k in order},
         scenarios={k: scen[k] for k in sorted(scen)},
-        false_alerts=false_alerts[:200],
+        # in a fixed order (alerts read back from Elasticsearch come in no set order among equal times)
+        false_alerts=sorted(false_alerts, key=_false_alert_order)[:200],
     )

@@ -99,8 +99,10 @@ def mean_rate_slice_start_ms(now_ms: int, duration_ms: int) -> int:
     return start
 
 
-DEMO_GRID_MS: Final = 600_000
-"""The longest detector window (10 min): a run shifted by a multiple of it meets the same windows."""
+DEMO_GRID_MS: Final = 3_600_000
+"""The longest detector window a demo can fill (an hour, ``port_scan.internet_probes``): a run
+shifted by a multiple of it meets the same windows. ``c2.beacon``'s 6-hour windows never alert in
+a demo of minutes: a beacon must span an hour of its window before it is scored."""
 
 
 def repeatable_slice(now_ms: int, duration_ms: int) -> tuple[int, int]:
