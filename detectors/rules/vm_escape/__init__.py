@@ -23,7 +23,7 @@ from detectors.rules.common import Hypervisor
 from ingest.schema import ProcessEvent
 from ingest.tenants import TenantRegistry
 
-__all__ = ["EmulatorTable", "attribute", "escape_labels"]
+__all__ = ["EmulatorTable", "attribute", "escape_labels", "observe_with_libvirt"]
 
 
 def escape_labels(
@@ -113,3 +113,23 @@ class EmulatorTable:
         if vm is None and ev.cmdline and (is_emulator or ev.exe in self.emulators):
             vm = guest_name(ev.cmdline)
         return is_emulator, vm
+
+
+def observe_with_libvirt(
+    rule: Rule, table: ProcTable, batch: Batch, record_type: str, extra_key: str
+) -> None:
+    """The fast path of a rule on one audit record type: every libvirt ``VIRT_*`` record teaches the
+    host's process table; only the records of ``record_type`` (alone, or carried in ``extra`` under
+    ``extra_key``) go through the rule's ``match``."""
+    match, record = rule.match, rule.record
+    for ev in batch.processes:
+        sc = ev.syscall
+        if sc[:5] == "virt_":
+            table.learn(ev)
+        elif sc == record_type or extra_key in ev.extra:
+            try:
+                hit = match(ev)
+                if hit is not None:
+                    record(ev, hit)
+            except Exception as exc:
+                rule.error(ev, exc)

@@ -37,7 +37,7 @@ from detectors.meta import DetectorMeta, technique
 from detectors.proctable import EMU, EXE, VM, text_field
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import vm_or_host
-from detectors.rules.vm_escape import EmulatorTable, attribute, escape_labels
+from detectors.rules.vm_escape import EmulatorTable, attribute, escape_labels, observe_with_libvirt
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["GuestInterfacePromiscuous"]
@@ -125,18 +125,7 @@ class GuestInterfacePromiscuous(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: learn libvirt's records; only promiscuous-mode records go further."""
-        table, match, record = self.emu.table, self.match, self.record
-        for ev in batch.processes:
-            sc = ev.syscall
-            if sc[:5] == "virt_":
-                table.learn(ev)
-            elif sc == "anom_promiscuous" or "prom" in ev.extra:
-                try:
-                    hit = match(ev)
-                    if hit is not None:
-                        record(ev, hit)
-                except Exception as exc:
-                    self.error(ev, exc)
+        observe_with_libvirt(self, self.emu.table, batch, "anom_promiscuous", "prom")
 
     def score_for(self, st: HitState) -> int:
         if any(d.startswith("setter ") for d in st.details):

@@ -34,7 +34,7 @@ from detectors.meta import DetectorMeta, technique
 from detectors.proctable import EXE, context_type, mcs_categories, text_field
 from detectors.rule import Hit, HitState, Rule
 from detectors.rules.common import vm_or_host
-from detectors.rules.vm_escape import EmulatorTable, attribute, escape_labels
+from detectors.rules.vm_escape import EmulatorTable, attribute, escape_labels, observe_with_libvirt
 from ingest.schema import Event, ProcessEvent
 
 __all__ = ["SvirtCrossVmAccess"]
@@ -132,18 +132,7 @@ class SvirtCrossVmAccess(Rule):
 
     def observe_batch(self, batch: Batch) -> None:
         """Fast path of ``match``: learn libvirt's records; only AVCs (alone or in ``extra``) go further."""
-        table, match, record = self.emu.table, self.match, self.record
-        for ev in batch.processes:
-            sc = ev.syscall
-            if sc[:5] == "virt_":
-                table.learn(ev)
-            elif sc == "avc" or "avc" in ev.extra:
-                try:
-                    hit = match(ev)
-                    if hit is not None:
-                        record(ev, hit)
-                except Exception as exc:
-                    self.error(ev, exc)
+        observe_with_libvirt(self, self.emu.table, batch, "avc", "avc")
 
     def score_for(self, st: HitState) -> int:
         if any(d.startswith("permissive ") for d in st.details):
