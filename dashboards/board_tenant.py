@@ -1,7 +1,6 @@
-"""Tenant view: one tenant (``$tenant``): its alerts, traffic posture and peers.
-
-No anomaly-score panel: the job's posture records carry no anomaly percentiles (streams/posture.py),
-so it would stay empty; it comes back when the job writes them.
+"""Tenant view: one tenant (``$tenant``): its alerts, traffic posture, peers, and how far its
+windows stand above the baseline the anomaly detectors learnt for it (the job's ``kind: anomaly``
+metrics, ``streams.posture.anomaly_records``; empty while a tenant's baseline is still warming up).
 """
 
 from __future__ import annotations
@@ -131,6 +130,25 @@ def build() -> db.Dashboard:
         .span(12)
         .height(8)
     )
+    anomaly = (
+        timeseries.Panel()
+        .id(6)
+        .title("Anomaly score of the tenant's windows (95th and 99th percentile, max per interval)")
+        .description(
+            "1 - p-value against the tenant's own learnt baseline: 0.999 and above is where an anomaly "
+            "alert is raised. Empty until the tenant's baseline has warmed up."
+        )
+        .datasource(METRICS_DS)
+        .with_target(
+            query(
+                TENANT_FILTER + " AND kind:anomaly",
+                [max_("anomaly_p95", "1"), max_("anomaly_p99", "2")],
+                [date_histogram("3")],
+            )
+        )
+        .span(24)
+        .height(7)
+    )
     entity = terms_variable("entity", "Entity", "entity.id", lucene=TENANT_FILTER, include_all=True)
     return (
         db.Dashboard("SSA / Tenant view")
@@ -147,4 +165,5 @@ def build() -> db.Dashboard:
         .with_panel(alerts)
         .with_panel(traffic)
         .with_panel(peers)
+        .with_panel(anomaly)
     )

@@ -122,6 +122,8 @@ METRICS_MAPPING: Final[dict[str, Any]] = {
         "kind": dict(_KW),
         "source": dict(_KW),
         "events_per_s": {"type": "float"},
+        "anomaly_p95": {"type": "float"},
+        "anomaly_p99": {"type": "float"},
         **{name: {"type": "long"} for name in METRIC_LONGS},
     },
 }

@@ -193,7 +193,8 @@ def sample_metrics(base_ms: int, minutes: int = 10) -> list[dict[str, Any]]:
 
     Per tenant, telemetry kind and minute a posture document (``kind`` flow/audit, ``events``,
     ``events_per_s``, ``bytes``, ...); per tenant and minute a ``kind: alert`` document; DLQ records
-    (``kind: dlq``, ``dlq: 1``, ``source``) and consumer lag samples (``kind: lag``).
+    (``kind: dlq``, ``dlq: 1``, ``source``), consumer lag samples (``kind: lag``) and, per tenant and
+    5-minute window, the anomaly detectors' score percentiles (``kind: anomaly``).
     """
     docs: list[dict[str, Any]] = []
     kinds = {"t-acme": "flow", "t-beta": "flow", "t-gamma": "audit"}
@@ -217,6 +218,12 @@ def sample_metrics(base_ms: int, minutes: int = 10) -> list[dict[str, Any]]:
             docs.append(
                 {"ts": ts, "tenant": tenant, "kind": "alert", "alerts": (m + t_index) % 3, "events": 0}
             )
+            if m % 5 == 0:  # the anomaly detectors' 5-minute windows
+                docs.append(
+                    {"ts": ts, "tenant": tenant, "kind": "anomaly", "detector": "anomaly.flow_features",
+                     "window_ms": 300_000, "scored": 10 * t_index, "anomaly_p50": 0.5,
+                     "anomaly_p95": round(0.9 + 0.01 * t_index, 4), "anomaly_p99": round(0.99 + 0.002 * m, 4)}
+                )  # fmt: skip
     for m in range(minutes):
         ts = base_ms + m * MINUTE
         for n in range(m % 3):  # 0, 1 or 2 DLQ records a minute

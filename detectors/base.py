@@ -93,6 +93,11 @@ class Batch:
             self._views = flow_views(self.flows)
         return self._views
 
+    def preset(self, *, src_tenants: list[str | None], flow_views: list[int]) -> None:
+        """Enrichment already computed for these events (a detector's sub-batch of a batch)."""
+        self._src = src_tenants
+        self._views = flow_views
+
     def initiated(self) -> Batch:
         """The flows without the response records (``flowdir``), which are never an alert's subject;
         the batch itself when it has none. Computed once and shared by the detectors."""

@@ -169,6 +169,16 @@ class DetectionEngine:
         self._alerts += len(out)
         return out
 
+    def drain_window_scores(self) -> list[dict[str, Any]]:
+        """Per tenant and closed window, the anomaly detectors' score distribution (``anomaly_p50``,
+        ``anomaly_p95``, ``anomaly_p99`` of 1 - p-value, ``scored`` rows) since the last call."""
+        out: list[dict[str, Any]] = []
+        for d in self.detectors:
+            drain = getattr(d, "drain_window_scores", None)
+            if drain is not None:
+                out.extend(drain())
+        return out
+
     def run(self, events: Iterable[Event]) -> list[Alert]:
         """``process`` then ``flush``: all alerts of a finite input."""
         out = self.process(events)

@@ -30,7 +30,7 @@ from detectors.registry import all_detectors
 from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
-from streams.posture import PostureState
+from streams.posture import PostureState, anomaly_records
 
 __all__ = [
     "DLQ_TAG_NAME",
@@ -162,6 +162,9 @@ class MicroBatchDetector:
         Deterministic, so replaying logged steps on a restored snapshot rebuilds the same state."""
         alerts, dlq = self.on_batch(state, key, payloads) if payloads is not None else ([], [])
         closed, metrics = self.on_watermark(state, key, advance_to)
+        scores = state.engine.drain_window_scores()
+        if scores:
+            metrics += anomaly_records(scores, key + self.config.posture_key_suffix)
         return StepOutput(alerts + closed, metrics, dlq)
 
     @staticmethod

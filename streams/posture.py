@@ -97,3 +97,24 @@ class PostureState:
 
     def __bool__(self) -> bool:
         return bool(self.minutes)
+
+
+def anomaly_records(scores: list[dict[str, Any]], partition_key: str) -> list[dict[str, Any]]:
+    """Metrics records (``kind: anomaly``) of the anomaly detectors' window score summaries
+    (``DetectionEngine.drain_window_scores``): per tenant, detector and window start, the scored rows
+    and the 50th, 95th and 99th percentiles of their anomaly score (1 - p-value, 0 to 1)."""
+    return [
+        {
+            "ts": s["ts"],
+            "tenant": s["tenant"] or "-",
+            "kind": "anomaly",
+            "key": partition_key,
+            "detector": s["detector"],
+            "window_ms": s["window_ms"],
+            "scored": s["scored"],
+            "anomaly_p50": s["anomaly_p50"],
+            "anomaly_p95": s["anomaly_p95"],
+            "anomaly_p99": s["anomaly_p99"],
+        }
+        for s in scores
+    ]

@@ -198,3 +198,25 @@ def test_leave_one_out_scores_equal_scoring_against_the_other_rows() -> None:
             other = TailScorer(family, np.delete(x, i, axis=0))
             other.skew_sign_ = ts.skew_sign_  # skew of the whole column, as the fitted model has it
             np.testing.assert_allclose(loo[i], other.components(x[i : i + 1])[0], rtol=1e-12)
+
+
+def test_scored_windows_leave_score_summaries_for_the_jobs_metrics() -> None:
+    """Each scored window leaves, per tenant, the percentiles of its rows' anomaly score (1 - p-value)
+    for the tenant board; none while warming up; drained once (``DetectionEngine.drain_window_scores``),
+    and turned into ``kind: anomaly`` metrics records by the job (``streams.posture.anomaly_records``)."""
+    from streams.posture import anomaly_records
+
+    cfg = _cfg()
+    events = sorted(synthetic_stream(REG, 3 * 60, START, seed=9), key=lambda e: (e.ts, e.id))
+    engine = DetectionEngine(list(_anomaly(cfg)), DetectionContext(REG, cfg), strict=True)
+    engine.run(events)
+    scores = engine.drain_window_scores()
+    assert scores and engine.drain_window_scores() == []
+    warm_end = START + 3 * 300_000
+    assert all(s["ts"] >= warm_end - 300_000 for s in scores), "scored while warming up"
+    for s in scores:
+        assert s["window_ms"] == 300_000 and s["ts"] % 300_000 == 0 and s["scored"] >= 1
+        assert 0.0 <= s["anomaly_p50"] <= s["anomaly_p95"] <= s["anomaly_p99"] <= 1.0
+    records = anomaly_records(scores, "t-beta#flow")
+    assert {r["kind"] for r in records} == {"anomaly"} and all(r["key"] == "t-beta#flow" for r in records)
+    assert {r["detector"] for r in records} <= set(ANOMALY_IDS)

@@ -54,6 +54,7 @@ PREDICATES = {
     "kind:dlq": lambda d, v: d["kind"] == "dlq",
     "kind:lag": lambda d, v: d["kind"] == "lag",
     "kind:alert": lambda d, v: d["kind"] == "alert",
+    "tenant:$tenant AND kind:anomaly": lambda d, v: d.get("tenant") == v["tenant"] and d["kind"] == "anomaly",
     "tenant:$tenant AND entity.id:$entity": lambda d, v: (
         d["tenant"] == v["tenant"] and _match(get(d, "entity.id"), v["entity"])
     ),

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 import numpy as np
 
@@ -87,6 +87,9 @@ def seed_rows(model: AnomalyModel) -> np.ndarray | None:
     if model.tails_ is not None:
         return np.asarray(model.tails_.sorted_)
     return None
+
+
+_MAX_NOTED: Final = 4096  # window score summaries kept until the job drains them
 
 
 class AnomalyDetector(WindowedDetector[Any]):
@@ -225,9 +228,26 @@ class AnomalyDetector(WindowedDetector[Any]):
                     keep[j] = False
                     out.append(self._finding(window, keys[rows[j]], states, tenant, scope, fit,
                                              float(raw[j]), float(pv[j]), t_raw, xs[rows[j]], x[rows[j]]))  # fmt: skip
+                self._note_scores(window, tenant, 1.0 - pv)
             online.learn(tenant, x16[rows][keep], window.end)
         online.end_window()
         return out
+
+    def _note_scores(self, window: Window, tenant: str, scores: np.ndarray) -> None:
+        """The window's score distribution for the tenant (1 - p-value: how far above its baseline),
+        for the job's metrics (``drain_window_scores``); at most ``_MAX_NOTED`` wait to be drained."""
+        noted = self.__dict__.setdefault("_window_scores", [])
+        if len(noted) >= _MAX_NOTED:
+            del noted[0]
+        p50, p95, p99 = np.quantile(scores, (0.5, 0.95, 0.99))
+        noted.append({"tenant": tenant or None, "ts": window.start, "window_ms": window.end - window.start,
+                      "detector": self.meta.id, "scored": int(scores.size), "anomaly_p50": round(float(p50), 4),
+                      "anomaly_p95": round(float(p95), 4), "anomaly_p99": round(float(p99), 4)})  # fmt: skip
+
+    def drain_window_scores(self) -> list[dict[str, Any]]:
+        """Score summaries of the windows closed since the last call (then forgotten)."""
+        noted: list[dict[str, Any]] = self.__dict__.pop("_window_scores", [])
+        return noted
 
     def _finding(self, window: Window, key: Hashable, states: dict[Hashable, Any], tenant: str, scope: str,
                  fit: Any, raw: float, pv: float, t_raw: float, row: np.ndarray,

@@ -374,6 +374,8 @@ class C2Beacon(WindowedDetector[PairState]):
         max_keys = self.max_keys
         periodic, allowed_ports = self.periodic, self.allowed_ports
         skip_ports = allowed_ports | {port for _, port in periodic}
+        pane, pane_start, pane_end = self._pane, 0, 0
+        bucket: dict[Hashable, Any] = {}
         for i, ev in enumerate(flows):
             try:
                 tenant = src_t[i]
@@ -393,7 +395,10 @@ class C2Beacon(WindowedDetector[PairState]):
                 if port in skip_ports and (port in allowed_ports or (ev.proto, port) in periodic):
                     continue
                 key = (tenant, src, ev.dst_ip, port)
-                bucket = bucket_of(ts)
+                if not pane_start <= ts < pane_end:  # 6-hour panes: the pane rarely changes
+                    bucket = bucket_of(ts)
+                    pane_start = ts - ts % pane
+                    pane_end = pane_start + pane
                 st = bucket.get(key)
                 start = ts if ev.source == "argus" else ts - ev.duration_ms
                 if st is None:  # most pairs connect once: a tuple, no object, until a second record

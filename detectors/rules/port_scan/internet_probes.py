@@ -33,8 +33,9 @@ from collections.abc import Hashable
 from typing import Any, ClassVar, cast
 
 from detectors.alert import Entity
-from detectors.base import Finding
+from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ONE_WAY
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import is_external, source_entity
 from detectors.rules.port_scan.failed_probe_scan import FLOWS_PANE, FailedProbeScan, ScanState
@@ -91,6 +92,18 @@ class InternetProbes(FailedProbeScan):
         self.max_named = int(self.params["max_named_sources"])
         self.max_packets = int(self.params["max_packets_per_attempt"])
         self.allowed = frozenset(self.params["allowed_sources"])
+
+    def observe_batch(self, batch: Batch) -> None:
+        """The per-source rule's work on the records this rule can use: those from addresses outside
+        every tenant, and every one-way record (a probe's answer is its reverse record, whose source is
+        the tenant's)."""
+        src_t, views = batch.src_tenants, batch.flow_views
+        keep = [i for i, t in enumerate(src_t) if t is None or views[i] & ONE_WAY]
+        if len(keep) < len(src_t):
+            sub = Batch([batch.events[i] for i in keep], batch.registry)
+            sub.preset(src_tenants=[src_t[i] for i in keep], flow_views=[views[i] for i in keep])
+            batch = sub
+        super().observe_batch(batch)
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         table = states.get(FLOWS_PANE)
