@@ -185,6 +185,19 @@ def _ip_key(ip: str, _pton: Any = socket.inet_pton, _af: int = socket.AF_INET) -
     return int(mapped) if mapped is not None else int(addr) + _V6_OFFSET
 
 
+def _look_up(cache: dict[str | None, str | None], ranges: _RangeTable, ip: str | None) -> str | None:
+    """A cache miss of an address lookup: the range table's answer, remembered (the cache is
+    emptied when full)."""
+    if not ip:
+        return None
+    key = _ip_key(ip)
+    value = None if key is None else ranges.get(key)
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[ip] = value
+    return value
+
+
 def _network_range(cidr: str, where: str) -> tuple[int, int]:
     try:
         net = ipaddress.ip_network(cidr, strict=False)
@@ -288,33 +301,17 @@ class TenantRegistry:
 
     # --- lookups -------------------------------------------------------------------------------
     def tenant_of_ip(self, ip: str | None) -> str | None:
-        cache = self._tenant_cache
-        hit = cache.get(ip, _MISS)
+        hit = self._tenant_cache.get(ip, _MISS)  # the hit stays inline: every flow asks, most hit
         if hit is not _MISS:
             return hit  # type: ignore[return-value]
-        if not ip:
-            return None
-        key = _ip_key(ip)
-        value = None if key is None else self._tenant_ranges.get(key)
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
-        cache[ip] = value
-        return value
+        return _look_up(self._tenant_cache, self._tenant_ranges, ip)
 
     def service_of_ip(self, ip: str | None) -> str | None:
         """Name of the provider service whose ranges hold ``ip`` (``provider_services``), or None."""
-        cache = self._service_cache
-        hit = cache.get(ip, _MISS)
+        hit = self._service_cache.get(ip, _MISS)
         if hit is not _MISS:
             return hit  # type: ignore[return-value]
-        if not ip:
-            return None
-        key = _ip_key(ip)
-        value = None if key is None else self._service_ranges.get(key)
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
-        cache[ip] = value
-        return value
+        return _look_up(self._service_cache, self._service_ranges, ip)
 
     def provider_service(self, ip: str | None, port: int | None = None) -> str | None:
         """The provider service reached at ``ip``:``port``: ``service_of_ip`` when the service serves
