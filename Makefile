@@ -61,7 +61,7 @@ format: $(VENV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy ingest detectors streams dashboards infra ssa
+	$(VENV)/bin/mypy ingest detectors awareness streams dashboards infra ssa
 
 check: lint typecheck
 

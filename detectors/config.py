@@ -110,6 +110,9 @@ class DetectorConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     shared: Mapping[str, Any] = field(default_factory=dict)
     detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Settings of the awareness stage (incidents, threat levels, forecasts), read by ``awareness/``:
+    # one mapping per part, kept here so one file configures the whole job.
+    awareness: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
 
     # --- loading -------------------------------------------------------------------------------
@@ -138,7 +141,7 @@ class DetectorConfig:
     def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> DetectorConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a mapping at top level")
-        unknown = set(data) - {"engine", "shared", "detectors"}
+        unknown = set(data) - {"engine", "shared", "detectors", "awareness"}
         if unknown:
             raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
         raw_engine = data.get("engine") or {}
@@ -158,6 +161,9 @@ class DetectorConfig:
         shared = data.get("shared") or {}
         if not isinstance(shared, Mapping):
             raise ConfigError(f"{source}: shared: expected a mapping")
+        awareness = data.get("awareness") or {}
+        if not isinstance(awareness, Mapping):
+            raise ConfigError(f"{source}: awareness: expected a mapping")
         dets = data.get("detectors") or {}
         if not isinstance(dets, Mapping):
             raise ConfigError(f"{source}: detectors: expected a mapping")
@@ -171,6 +177,7 @@ class DetectorConfig:
             engine=engine,
             shared=_freeze(dict(shared)),
             detectors={k: _freeze(dict(v)) for k, v in dets.items()},
+            awareness=_freeze(dict(awareness)),
             source=source,
         )
 
@@ -196,9 +203,18 @@ class DetectorConfig:
             "engine": dict(vars(self.engine)),
             "shared": thaw(dict(self.shared)),
             "detectors": thaw({k: dict(v) for k, v in self.detectors.items()}),
+            "awareness": thaw(dict(self.awareness)),
         }
 
     # --- access --------------------------------------------------------------------------------
+    def awareness_section(self, part: str) -> Mapping[str, Any]:
+        """The ``awareness.<part>`` mapping (``incidents``, ``threat``, ``forecast``), empty if unset;
+        each part checks its own keys."""
+        section = self.awareness.get(part) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{self.source}: awareness.{part}: expected a mapping")
+        return section
+
     def shared_value(self, name: str, expected: Any) -> Any:
         if name not in self.shared:
             raise ConfigError(f"{self.source}: shared.{name}: missing")

@@ -14,16 +14,20 @@ import pytest
 
 from infra.settings import PROJECT_ROOT
 
-PACKAGES = ("ingest", "detectors", "streams", "dashboards", "infra", "ssa")
+PACKAGES = ("ingest", "detectors", "awareness", "streams", "dashboards", "infra", "ssa")
 ALLOWED = {
     "ingest": set(),
     "detectors": {"ingest"},
-    "streams": {"ingest", "detectors", "infra"},
+    "awareness": {"ingest", "detectors"},
+    "streams": {"ingest", "detectors", "awareness", "infra"},
     "dashboards": {"detectors", "infra"},
     "infra": set(),
-    "ssa": {"ingest", "detectors", "streams", "dashboards", "infra"},
+    "ssa": {"ingest", "detectors", "awareness", "streams", "dashboards", "infra"},
 }
-FORBIDDEN_LIBS = {"detectors": {"pyflink", "kafka", "confluent_kafka", "elasticsearch"}}
+FORBIDDEN_LIBS = {
+    "detectors": {"pyflink", "kafka", "confluent_kafka", "elasticsearch"},
+    "awareness": {"pyflink", "kafka", "confluent_kafka", "elasticsearch"},
+}
 
 
 def _imports(path: Path) -> set[str]:
