@@ -6,9 +6,9 @@ VENV_STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
 
-.PHONY: setup lock jars run demo test test-unit test-integration bench fuzz lint format typecheck check up down status clean
+.PHONY: setup lock jars ecs-spec run demo test test-unit test-integration bench fuzz lint format typecheck check up down status clean
 
-setup: $(VENV_STAMP) jars
+setup: $(VENV_STAMP) jars ecs-spec
 
 # The virtualenv holds exactly the locked versions: a changed lock rebuilds it from scratch, so
 # nothing left over from an older lock stays installed.
@@ -31,6 +31,11 @@ lock:
 
 jars: $(VENV_STAMP)
 	@$(PY) -m infra.jars
+
+# Elastic Common Schema's published field definitions (npm @elastic/ecs, pinned and checksummed)
+# into .cache/ecs: the tests check every ECS field we write against them.
+ecs-spec: $(VENV_STAMP)
+	@$(PY) -m infra.ecs_spec
 
 run: setup
 	$(VENV)/bin/ssa demo
@@ -61,7 +66,7 @@ format: $(VENV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy ingest detectors awareness streams dashboards infra ssa
+	$(VENV)/bin/mypy ingest detectors awareness streams dashboards analyst infra ssa
 
 check: lint typecheck
 

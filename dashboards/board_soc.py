@@ -1,4 +1,19 @@
-"""SOC overview: what is happening across all tenants, and where to look next."""
+"""SOC overview: how threatened the cloud is, what is under way, and where to look next.
+
+It opens with the awareness stage's view (``awareness/``): the cloud's threat level of the latest
+minute (the stat in the level's colour: blue, yellow, orange, red, from ``ssa-threat-*``
+documents of tenant ``_cloud``), a tile per tenant with its latest level, the open incidents by the
+kill-chain stage they reached (``ssa-incidents-*``, in the order of ``awareness.killchain.STAGES``)
+and the latest early warnings (``ssa-warnings-*``); then the alert panels.
+
+"Latest" is the newest minute with a threat document in the time range: a ``terms`` bucket on
+``ts`` ordered by key, descending, size 1 (per tenant for the tiles). One document per tenant and
+minute exists (``doc_id`` of tenant and minute), so that bucket holds exactly the latest document,
+at the cost of one bucket per tenant (a ``date_histogram`` per tenant would cost a bucket per
+tenant and minute, past Elasticsearch's ``search.max_buckets`` with a few hundred tenants over a
+day), and without ``top_metrics``, which the project's embedded Elasticsearch node (server jar
+without the x-pack modules) does not have.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +22,25 @@ from typing import Final
 from grafana_foundation_sdk.builders import bargauge, piechart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import (
     ALERTS_DS,
+    INCIDENTS_DS,
+    THREAT_DS,
+    WARNINGS_DS,
     avg,
     count,
     dashboard_url,
     date_histogram,
     field_link,
+    filters,
+    level_mappings,
+    level_rank_thresholds,
     link,
+    max_,
     percentiles,
     query,
     raw_data,
@@ -25,19 +48,178 @@ from dashboards.panels import (
     transformation,
 )
 
-__all__ = ["SLUG", "UID", "build"]
+__all__ = ["CLOUD", "KILL_CHAIN_STAGES", "SLUG", "UID", "build"]
 
 UID: Final = "ssa-soc-overview"
 SLUG: Final = "ssa-soc-overview"
 TENANT_UID: Final = "ssa-tenant"
 TENANT_SLUG: Final = "ssa-tenant-view"
+CLOUD: Final = "_cloud"  # the tenant value of the cloud's threat documents (awareness.threat.CLOUD)
+# Kill-chain stages in attack order (awareness.killchain.STAGES; a test checks they agree).
+KILL_CHAIN_STAGES: Final[tuple[str, ...]] = (
+    "reconnaissance",
+    "credential_access",
+    "privilege_escalation",
+    "lateral_movement",
+    "collection",
+    "exfiltration",
+    "impact",
+)
 
 
 def _tenant_url(value: str) -> str:
     return dashboard_url(TENANT_UID, TENANT_SLUG, {"tenant": value})
 
 
+def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
+    cloud_level = (
+        stat.Panel()
+        .id(11)
+        .title("Cloud threat level")
+        .description(
+            "The whole cloud's level in the latest minute with a threat document: the highest tenant "
+            "index raised by the share of tenants at yellow or above (awareness.threat.cloud_threat). "
+            "Blue < 25 <= yellow < 50 <= orange < 75 <= red."
+        )
+        .datasource(THREAT_DS)
+        .with_target(
+            query(
+                f"tenant:{CLOUD}",
+                [max_("level_rank", "1"), max_("index", "2")],
+                [terms("ts", "3", size=1, order="desc", order_by="_key")],
+                family="threat",
+            )
+        )
+        .reduce_options(
+            cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True).fields("/^Max level_rank$/")
+        )
+        .mappings(level_mappings())
+        .thresholds(level_rank_thresholds())
+        .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .span(6)
+        .height(6)
+    )
+    tenant_levels = (
+        stat.Panel()
+        .id(12)
+        .title("Tenants by threat level (latest minute)")
+        .description(
+            "One tile per tenant in its latest level, highest first. Click a tile for the tenant's view."
+        )
+        .datasource(THREAT_DS)
+        .with_target(
+            query(
+                f"kind:threat AND NOT tenant:{CLOUD}",
+                [max_("level_rank", "1"), max_("index", "2")],
+                [
+                    terms("tenant", "3", size=500, order="asc", order_by="_key"),
+                    terms("ts", "4", size=1, order="desc", order_by="_key"),
+                ],
+                family="threat",
+            )
+        )
+        .with_transformation(transformation("sortBy", {"sort": [{"field": "Max level_rank", "desc": True}]}))
+        .reduce_options(
+            cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True).fields("/^Max level_rank$/")
+        )
+        .mappings(level_mappings())
+        .thresholds(level_rank_thresholds())
+        .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .data_links([link("Tenant view", _tenant_url("${__data.fields.tenant}"))])
+        .span(18)
+        .height(6)
+    )
+    by_stage = (
+        bargauge.Panel()
+        .id(13)
+        .title("Open incidents by kill-chain stage")
+        .description(
+            "Open incidents (ssa-incidents-*, status open, last seen in the time range) by the furthest "
+            "stage their alerts reached, in attack order."
+        )
+        .datasource(INCIDENTS_DS)
+        .with_target(
+            query(
+                "status:open",
+                [count()],
+                [filters("2", {label: f"stage:{stage}" for stage, label in _stage_labels().items()})],
+                family="incidents",
+            )
+        )
+        .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(True))
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .span(10)
+        .height(8)
+    )
+    warnings = (
+        table.Panel()
+        .id(14)
+        .title("Latest early warnings")
+        .description(
+            "A signal above its forecast interval and projected to lift the tenant to the next level "
+            "within the horizon (awareness.warnings). Newest first; click a tenant for its forecasts."
+        )
+        .datasource(WARNINGS_DS)
+        .with_target(query("*", [raw_data(50)], family="warnings"))
+        .with_transformation(
+            transformation(
+                "organize",
+                {
+                    "includeByName": {
+                        name: True
+                        for name in (
+                            "ts",
+                            "tenant",
+                            "level",
+                            "signal",
+                            "observed",
+                            "upper",
+                            "projected",
+                            "reason",
+                        )
+                    },
+                    "indexByName": {"ts": 0, "tenant": 1, "level": 2, "signal": 3},
+                },
+            )
+        )
+        .override_by_name("tenant", [field_link("Tenant view", _tenant_url("${__data.fields.tenant}"))])
+        .override_by_name(
+            "level",
+            [
+                dm.DynamicConfigValue(id_val="mappings", value=[_text_level_mapping()]),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ],
+        )
+        .span(14)
+        .height(8)
+    )
+    return [cloud_level, tenant_levels, by_stage, warnings]
+
+
+def _stage_labels() -> dict[str, str]:
+    """Stage -> bar label, numbered in attack order: Grafana sorts the buckets of a ``filters``
+    aggregation by label (so does Elasticsearch), and the numbers keep the kill chain's order."""
+    return {stage: f"{n} {stage.replace('_', ' ')}" for n, stage in enumerate(KILL_CHAIN_STAGES, start=1)}
+
+
+def _text_level_mapping() -> dict[str, object]:
+    """A value mapping of the level names (``yellow`` ...) to their colour, as Grafana stores it."""
+    return {
+        "type": "value",
+        "options": {
+            level: {"color": level, "index": rank}
+            for rank, level in enumerate(("blue", "yellow", "orange", "red"))
+        },
+    }
+
+
 def build() -> db.Dashboard:
+    awareness = _awareness_panels()
     alerts_over_time = (
         timeseries.Panel()
         .id(1)
@@ -157,11 +339,16 @@ def build() -> db.Dashboard:
         .uid(UID)
         .tags(["ssa", "soc"])
         .description(
-            "Alerts across all tenants: severity, open critical alerts, tenants, ATT&CK, time to detect."
+            "The cloud's threat level, each tenant's level, open incidents by stage, early warnings; then "
+            "alerts across all tenants: severity, open critical alerts, tenants, ATT&CK, time to detect."
         )
         .refresh("30s")
         .time("now-24h", "now")
         .timezone("utc")
+        .with_panel(awareness[0])
+        .with_panel(awareness[1])
+        .with_panel(awareness[2])
+        .with_panel(awareness[3])
         .with_panel(alerts_over_time)
         .with_panel(open_alerts)
         .with_panel(critical_table)

@@ -5,6 +5,7 @@ Layout written under ``out_dir`` (default ``dashboards/built``)::
     json/<uid>.json                              one file per dashboard (stable uid)
     provisioning/datasources/ssa-elasticsearch.yaml
     provisioning/dashboards/ssa.yaml             file provider reading /var/lib/grafana/dashboards/ssa
+    provisioning/alerting/ssa-threat-rules.yaml  alert rules: tenant at orange / red (dashboards/alerting.py)
 
 A Grafana container mounts ``provisioning/`` at ``/etc/grafana/provisioning`` and ``json/`` at
 ``/var/lib/grafana/dashboards/ssa`` (see dashboards/README.md).
@@ -21,11 +22,12 @@ import yaml
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import board_health, board_leakage, board_soc, board_tenant, board_vm_escape
+from dashboards import alerting, board_health, board_leakage, board_soc, board_tenant, board_vm_escape
 from dashboards.datasource import EsAuth, provisioning_doc
 from infra.settings import Settings, load_settings
 
 __all__ = [
+    "ALERT_RULES_PATH",
     "BOARDS",
     "DEFAULT_OUT_DIR",
     "GRAFANA_DASHBOARDS_PATH",
@@ -37,6 +39,7 @@ __all__ = [
 
 DEFAULT_OUT_DIR: Final = Path(__file__).resolve().parent / "built"
 GRAFANA_DASHBOARDS_PATH: Final = "/var/lib/grafana/dashboards/ssa"
+ALERT_RULES_PATH: Final = Path("provisioning") / "alerting" / "ssa-threat-rules.yaml"
 
 # uid -> builder; explicit, no registration by import side effect.
 BOARDS: Final[dict[str, Callable[[], db.Dashboard]]] = {
@@ -103,4 +106,6 @@ def build_all(
     written.append(_write(ds_path, header + yaml.safe_dump(ds_doc, sort_keys=False)))
     provider_path = out / "provisioning" / "dashboards" / "ssa.yaml"
     written.append(_write(provider_path, header + yaml.safe_dump(provider_doc(), sort_keys=False)))
+    rules = yaml.safe_dump(alerting.rules_doc(), sort_keys=False, width=120)
+    written.append(_write(out / ALERT_RULES_PATH, header + rules))
     return written

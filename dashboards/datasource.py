@@ -1,4 +1,7 @@
-"""The two Elasticsearch datasources the dashboards query (alerts and metrics).
+"""The Elasticsearch datasources the dashboards and alert rules query: alerts, metrics, and the
+awareness stage's incidents (``ssa-incidents-*``, time field ``last_seen``), threat levels
+(``ssa-threat-*``) and early warnings (``ssa-warnings-*``), one per index family because a Grafana
+Elasticsearch datasource names one index pattern and one time field.
 
 One definition feeds both the provisioning file (values taken from Grafana's environment at start
 through ``$VAR`` expansion, secrets never written) and the HTTP API payload of ``publish`` (values
@@ -23,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from dashboards.fields import TIME_FIELD
-from dashboards.panels import ALERTS_DS_UID, METRICS_DS_UID
+from dashboards.fields import TIME_FIELD, TIME_FIELDS
+from dashboards.panels import ALERTS_DS_UID, INCIDENTS_DS_UID, METRICS_DS_UID, THREAT_DS_UID, WARNINGS_DS_UID
 from infra.settings import Settings
 
 __all__ = ["CA_PATH_IN_GRAFANA", "EsAuth", "SsaDatasource", "api_payloads", "datasources", "provisioning_doc"]
@@ -38,15 +41,34 @@ class SsaDatasource:
     uid: str
     name: str
     index: str
+    time_field: str = TIME_FIELD
 
     def json_data(self) -> dict[str, Any]:
-        return {"index": self.index, "timeField": TIME_FIELD, "maxConcurrentShardRequests": 5}
+        return {"index": self.index, "timeField": self.time_field, "maxConcurrentShardRequests": 5}
 
 
 def datasources(settings: Settings) -> list[SsaDatasource]:
     return [
         SsaDatasource(ALERTS_DS_UID, "SSA alerts (Elasticsearch)", settings.index_alerts_pattern),
         SsaDatasource(METRICS_DS_UID, "SSA metrics (Elasticsearch)", settings.index_metrics_pattern),
+        SsaDatasource(
+            INCIDENTS_DS_UID,
+            "SSA incidents (Elasticsearch)",
+            settings.index_incidents_prefix + "*",
+            TIME_FIELDS["incidents"],
+        ),
+        SsaDatasource(
+            THREAT_DS_UID,
+            "SSA threat levels (Elasticsearch)",
+            settings.index_threat_prefix + "*",
+            TIME_FIELDS["threat"],
+        ),
+        SsaDatasource(
+            WARNINGS_DS_UID,
+            "SSA early warnings (Elasticsearch)",
+            settings.index_warnings_prefix + "*",
+            TIME_FIELDS["warnings"],
+        ),
     ]
 
 

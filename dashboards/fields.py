@@ -7,6 +7,14 @@ template installed for ``ssa-alerts-*`` / ``ssa-metrics-*`` when there is one.
 
 ``ttd_ms`` (time to detect) is defined as ``ts - first_seen``: from the first event of the
 evidence to the moment the detector raised the alert.
+
+The awareness stage's three families (``awareness/``, written by the job's awareness operator)
+have their own mappings here, :data:`INCIDENTS_MAPPING`, :data:`THREAT_MAPPING` and
+:data:`WARNINGS_MAPPING`: the fields the boards and the alert rules read, which the templates of
+``infra.bootstrap.awareness_templates`` must map with these types (a live test compares them).
+Each family's datasource has its own time field (:data:`TIME_FIELDS`): incidents are filtered by
+``last_seen`` (the latest evidence; an incident document is rewritten as it grows and has no
+``ts``), threat levels and warnings by ``ts`` (the minute they describe).
 """
 
 from __future__ import annotations
@@ -22,14 +30,28 @@ __all__ = [
     "ALERTS_MAPPING",
     "ALERT_KEYWORDS",
     "EVIDENCE_KEYWORDS",
+    "INCIDENTS_MAPPING",
+    "INCIDENT_TIME_FIELD",
     "METRICS_MAPPING",
     "METRIC_LONGS",
+    "THREAT_MAPPING",
     "TIME_FIELD",
+    "TIME_FIELDS",
+    "WARNINGS_MAPPING",
     "alert_to_doc",
     "daily_index",
 ]
 
 TIME_FIELD: Final = "ts"
+INCIDENT_TIME_FIELD: Final = "last_seen"
+# Datasource family -> its time field.
+TIME_FIELDS: Final[dict[str, str]] = {
+    "alerts": TIME_FIELD,
+    "metrics": TIME_FIELD,
+    "incidents": INCIDENT_TIME_FIELD,
+    "threat": TIME_FIELD,
+    "warnings": TIME_FIELD,
+}
 
 ALERT_KEYWORDS: Final[tuple[str, ...]] = (
     "alert_id",
@@ -125,6 +147,73 @@ METRICS_MAPPING: Final[dict[str, Any]] = {
         "anomaly_p95": {"type": "float"},
         "anomaly_p99": {"type": "float"},
         **{name: {"type": "long"} for name in METRIC_LONGS},
+    },
+}
+
+
+_FLOAT: Final = {"type": "float"}
+
+# ``ssa-incidents-*``: one document per incident (``_id`` = ``incident_id``), rewritten as it grows.
+INCIDENTS_MAPPING: Final[dict[str, Any]] = {
+    "dynamic": True,
+    "properties": {
+        **{
+            name: dict(_KW)
+            for name in (
+                "incident_id",
+                "tenant",
+                "status",
+                "close_reason",
+                "merged_into",
+                "severity",
+                "stage",
+            )
+        },
+        "tactics": dict(_KW),
+        "categories": dict(_KW),
+        "other_tenants": dict(_KW),
+        "title": {"type": "text", "fields": {"raw": dict(_KW)}},
+        "score": {"type": "integer"},
+        "alert_count": {"type": "long"},
+        "first_seen": dict(_DATE),
+        "last_seen": dict(_DATE),
+        "updated": dict(_DATE),
+        "closed_at": dict(_DATE),
+        "kill_chain": {
+            "properties": {"tactic": dict(_KW), "first_seen": dict(_DATE), "alert_count": {"type": "long"}}
+        },
+        "entities": {"properties": {"type": dict(_KW), "id": dict(_KW)}},
+    },
+}
+
+# ``ssa-threat-*``: one document per tenant (and ``_cloud``) and minute.
+THREAT_MAPPING: Final[dict[str, Any]] = {
+    "dynamic": True,
+    "properties": {
+        "ts": dict(_DATE),
+        "kind": dict(_KW),
+        "tenant": dict(_KW),
+        "level": dict(_KW),
+        "level_rank": {"type": "integer"},
+        "index": dict(_FLOAT),
+        "reasons": {"type": "text", "fields": {"raw": dict(_KW)}},
+    },
+}
+
+# ``ssa-warnings-*``: one document per early warning.
+WARNINGS_MAPPING: Final[dict[str, Any]] = {
+    "dynamic": True,
+    "properties": {
+        "ts": dict(_DATE),
+        "kind": dict(_KW),
+        "warning_id": dict(_KW),
+        "tenant": dict(_KW),
+        "signal": dict(_KW),
+        "level": dict(_KW),
+        "current_level": dict(_KW),
+        **{name: dict(_FLOAT) for name in ("observed", "forecast", "lower", "upper", "projected")},
+        "horizon_ms": {"type": "long"},
+        "reason": {"type": "text", "fields": {"raw": dict(_KW)}},
     },
 }
 

@@ -2,8 +2,9 @@
 
 The dashboards are built with Grafana's own typed builders (``grafana-foundation-sdk``, the
 11.6 line, whose models match the Grafana 11/12 dashboard schema); this module only fixes the
-project's conventions in one place: the two Elasticsearch datasource uids, the time field, query
-and aggregation shorthands, and data links to the next view an analyst needs.
+project's conventions in one place: the Elasticsearch datasource uids (alerts, metrics, and the
+awareness stage's incidents, threat levels and warnings), the time fields, query and aggregation
+shorthands, and data links to the next view an analyst needs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,22 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import elasticsearch as em
 
-from dashboards.fields import TIME_FIELD
+from dashboards.fields import TIME_FIELD, TIME_FIELDS
 
 __all__ = [
     "ALERTS_DS",
     "ALERTS_DS_UID",
+    "DS_FAMILY",
+    "INCIDENTS_DS",
+    "INCIDENTS_DS_UID",
+    "LEVELS",
+    "LEVEL_INDEX_THRESHOLDS",
     "METRICS_DS",
     "METRICS_DS_UID",
+    "THREAT_DS",
+    "THREAT_DS_UID",
+    "WARNINGS_DS",
+    "WARNINGS_DS_UID",
     "BucketAgg",
     "MetricAgg",
     "avg",
@@ -33,6 +43,9 @@ __all__ = [
     "date_histogram",
     "field_link",
     "filters",
+    "level_index_thresholds",
+    "level_mappings",
+    "level_rank_thresholds",
     "link",
     "max_",
     "percentiles",
@@ -49,6 +62,26 @@ ALERTS_DS_UID: Final = "ssa-es-alerts"
 METRICS_DS_UID: Final = "ssa-es-metrics"
 ALERTS_DS: Final = dm.DataSourceRef(type_val="elasticsearch", uid=ALERTS_DS_UID)
 METRICS_DS: Final = dm.DataSourceRef(type_val="elasticsearch", uid=METRICS_DS_UID)
+INCIDENTS_DS_UID: Final = "ssa-es-incidents"
+THREAT_DS_UID: Final = "ssa-es-threat"
+WARNINGS_DS_UID: Final = "ssa-es-warnings"
+INCIDENTS_DS: Final = dm.DataSourceRef(type_val="elasticsearch", uid=INCIDENTS_DS_UID)
+THREAT_DS: Final = dm.DataSourceRef(type_val="elasticsearch", uid=THREAT_DS_UID)
+WARNINGS_DS: Final = dm.DataSourceRef(type_val="elasticsearch", uid=WARNINGS_DS_UID)
+# Datasource uid -> index family (dashboards.fields.TIME_FIELDS gives its time field).
+DS_FAMILY: Final[dict[str, str]] = {
+    ALERTS_DS_UID: "alerts",
+    METRICS_DS_UID: "metrics",
+    INCIDENTS_DS_UID: "incidents",
+    THREAT_DS_UID: "threat",
+    WARNINGS_DS_UID: "warnings",
+}
+
+# The four warning levels of the threat index (awareness.threat.LEVELS, rank 0-3), each shown in
+# its own colour, and the index at which each level starts: awareness.threat's default
+# ``level_thresholds`` (tests/test_dashboards_sample.py checks both against awareness.threat).
+LEVELS: Final[tuple[str, ...]] = ("blue", "yellow", "orange", "red")
+LEVEL_INDEX_THRESHOLDS: Final[dict[str, float]] = {"yellow": 25.0, "orange": 50.0, "red": 75.0}
 
 BucketAgg = cogbuilder.Builder[em.BucketAggregation]
 MetricAgg = cogbuilder.Builder[em.MetricAggregation]
@@ -61,9 +94,12 @@ def query(
     *,
     ref: str = "A",
     alias: str | None = None,
+    family: str = "alerts",
 ) -> es.Dataquery:
-    """One Elasticsearch target: Lucene ``lucene``, ``metrics`` under nested ``buckets``."""
-    target = es.Dataquery().ref_id(ref).query(lucene).time_field(TIME_FIELD).metrics(metrics)
+    """One Elasticsearch target: Lucene ``lucene``, ``metrics`` under nested ``buckets``, on the
+    time field of index ``family`` (``alerts``, ``metrics``, ``incidents``, ``threat``, ``warnings``)."""
+    time_field = TIME_FIELDS[family]
+    target = es.Dataquery().ref_id(ref).query(lucene).time_field(time_field).metrics(metrics)
     target = target.bucket_aggs(buckets or [])
     if alias:
         target = target.alias(alias)
@@ -122,9 +158,9 @@ def terms(
     return es.Terms().id(agg_id).field(field).settings(settings)
 
 
-def date_histogram(agg_id: str, interval: str = "auto") -> es.DateHistogram:
+def date_histogram(agg_id: str, interval: str = "auto", field: str = TIME_FIELD) -> es.DateHistogram:
     settings = es.ElasticsearchDateHistogramSettings().interval(interval).min_doc_count("0")
-    return es.DateHistogram().id(agg_id).field(TIME_FIELD).settings(settings)
+    return es.DateHistogram().id(agg_id).field(field).settings(settings)
 
 
 def filters(agg_id: str, named: dict[str, str]) -> es.Filters:
@@ -132,6 +168,31 @@ def filters(agg_id: str, named: dict[str, str]) -> es.Filters:
         es.Filter().label(label).query(q) for label, q in named.items()
     ]
     return es.Filters().id(agg_id).settings(es.ElasticsearchFiltersSettings().filters(items))
+
+
+def level_rank_thresholds() -> db.ThresholdsConfig:
+    """Colour of a ``level_rank`` (0 blue, 1 yellow, 2 orange, 3 red)."""
+    steps = [
+        dm.Threshold(value=None if rank == 0 else float(rank), color=level)
+        for rank, level in enumerate(LEVELS)
+    ]
+    return db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def level_index_thresholds() -> db.ThresholdsConfig:
+    """Colour of a threat ``index`` (0-100) by the level band it falls in."""
+    steps = [dm.Threshold(value=None, color=LEVELS[0])]
+    steps += [dm.Threshold(value=LEVEL_INDEX_THRESHOLDS[level], color=level) for level in LEVELS[1:]]
+    return db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def level_mappings() -> list[dm.ValueMapping]:
+    """``level_rank`` 0-3 shown as the level's name in upper case, in its colour."""
+    options = {
+        str(rank): dm.ValueMappingResult(text=level.upper(), color=level, index=rank)
+        for rank, level in enumerate(LEVELS)
+    }
+    return [dm.ValueMap(options=options)]
 
 
 def transformation(kind: str, options: dict[str, object]) -> dm.DataTransformerConfig:

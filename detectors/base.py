@@ -82,8 +82,11 @@ class Batch:
     def src_tenants(self) -> list[str | None]:
         """Tenant owning each flow's source address (None outside every tenant)."""
         if self._src is None:
+            # One registry lookup per distinct address of the batch (a batch repeats its addresses).
+            ips = [ev.src_ip for ev in self.flows]
             tof = self.registry.tenant_of_ip
-            self._src = [tof(ev.src_ip) for ev in self.flows]
+            of = {ip: tof(ip) for ip in set(ips)}
+            self._src = [of[ip] for ip in ips]
         return self._src
 
     @property
@@ -123,12 +126,12 @@ class Batch:
         if self._dst is None:
             reg = self.registry
             tof, mgmt = reg.tenant_of_ip, reg.is_management_ip
-            out: list[str | None] = []
-            for ev in self.flows:
-                dst = ev.dst_ip
+            ips = [ev.dst_ip for ev in self.flows]
+            of: dict[str, str | None] = {}  # one registry lookup per distinct address of the batch
+            for dst in set(ips):
                 t = tof(dst)
-                out.append(t if t is not None else (MANAGEMENT if mgmt(dst) else None))
-            self._dst = out
+                of[dst] = t if t is not None else (MANAGEMENT if mgmt(dst) else None)
+            self._dst = [of[ip] for ip in ips]
         return self._dst
 
 

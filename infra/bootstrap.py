@@ -9,6 +9,7 @@ import contextlib
 from typing import Any
 
 from infra.clients import es_client, kafka_config
+from infra.ecs_spec import ecs_properties
 from infra.settings import Settings
 
 __all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template"]
@@ -67,6 +68,9 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
                             "reason": {"type": "text"},
                         }
                     },
+                    # ECS fields (detectors/ecs.py) with ECS's types, checked against ECS's own
+                    # definitions by tests/test_ecs_fields.py.
+                    **ecs_properties(),
                 },
             },
         },
@@ -81,6 +85,7 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "distinct_peers",
         "distinct_dst_ports",
         "alerts",
+        "failures",
         "dlq",
         "consumer_lag",
         "detector_errors",
@@ -112,6 +117,61 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
     }
 
 
+def awareness_templates(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Index templates of the awareness stage's three document families, by template name:
+    incidents (one document per incident, rewritten as it grows), threat levels (per tenant and
+    the cloud, per minute) and early warnings."""
+    dates = {name: _DATE for name in ("ts", "first_seen", "last_seen", "updated", "closed_at", "detected_at")}
+    families: dict[str, dict[str, Any]] = {
+        settings.index_incidents_prefix: {
+            **ecs_properties(),
+            "incident_id": _KEYWORD,
+            "title": {"type": "text", "fields": {"raw": _KEYWORD}},
+            "score": {"type": "integer"},
+            "alert_count": {"type": "long"},
+            "version": {"type": "long"},
+            "ttd_ms": {"type": "long"},
+            "ttc_ms": {"type": "long"},
+            "inactive_ttc_ms": {"type": "long"},
+            "entities": {"properties": {"type": _KEYWORD, "id": _KEYWORD}},
+            "kill_chain": {
+                "properties": {"tactic": _KEYWORD, "first_seen": _DATE, "alert_count": {"type": "long"}}
+            },
+        },
+        settings.index_threat_prefix: {
+            "index": {"type": "float"},
+            "level_rank": {"type": "integer"},
+            "reasons": {"type": "text", "fields": {"raw": _KEYWORD}},
+        },
+        settings.index_warnings_prefix: {
+            "observed": {"type": "float"},
+            "forecast": {"type": "float"},
+            "lower": {"type": "float"},
+            "upper": {"type": "float"},
+            "projected": {"type": "float"},
+            "horizon_ms": {"type": "long"},
+            "reason": {"type": "text", "fields": {"raw": _KEYWORD}},
+        },
+    }
+    templates: dict[str, dict[str, Any]] = {}
+    for prefix, props in families.items():
+        pattern = prefix + "*"
+        templates[prefix.rstrip("-_.")] = {
+            "index_patterns": [pattern],
+            "priority": _priority(pattern),
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+                "mappings": {
+                    "dynamic_templates": [
+                        {"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}}
+                    ],
+                    "properties": {"tenant": _KEYWORD, "kind": _KEYWORD, **dates, **props},
+                },
+            },
+        }
+    return templates
+
+
 def ensure_index_templates(settings: Settings) -> None:
     es = es_client(settings)
     try:
@@ -119,6 +179,8 @@ def ensure_index_templates(settings: Settings) -> None:
                                       **alerts_template(settings))  # fmt: skip
         es.indices.put_index_template(name=settings.index_metrics_prefix.rstrip("-_.") or "ssa-metrics",
                                       **metrics_template(settings))  # fmt: skip
+        for name, template in awareness_templates(settings).items():
+            es.indices.put_index_template(name=name, **template)
     finally:
         es.close()
 

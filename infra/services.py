@@ -105,10 +105,44 @@ class KafkaService:
     def ports(self) -> list[int]:
         return [self.settings.kafka_port, self.settings.kafka_controller_port]
 
+    @property
+    def mode_file(self) -> Path:
+        return self.home / "security"
+
+    @property
+    def secure(self) -> bool:
+        """Whether the broker runs in secure mode: what its storage was formatted for, else what
+        ``kafka_local_security`` asks (``ssa up --secure``: ``sasl_ssl``)."""
+        asked = self.settings.kafka_local_security.lower()
+        if asked not in ("plaintext", "sasl_ssl"):
+            raise ServiceError(f"kafka_local_security: {asked!r} is neither plaintext nor sasl_ssl")
+        formatted = (self.home / "log-dirs" / "meta.properties").exists()
+        if not formatted:
+            return asked == "sasl_ssl"
+        mode = self.mode_file.read_text().strip() if self.mode_file.exists() else "plaintext"
+        if asked == "sasl_ssl" and mode != "sasl_ssl":
+            raise ServiceError(
+                f"the Kafka storage in {self.home} was formatted without security; to start it in "
+                f"secure mode, `ssa down` and remove {self.home} (its topics are lost)"
+            )
+        return mode == "sasl_ssl"
+
+    def client_settings(self) -> Settings:
+        """Settings for the launcher's own admin connections (the admin principal when secure)."""
+        if not self.secure:
+            return self.settings.with_overrides(
+                kafka_bootstrap=self.address(), kafka_security_protocol="PLAINTEXT"
+            )
+        from infra.secure import admin_settings
+
+        return admin_settings(self.settings.with_overrides(kafka_bootstrap=self.address()))
+
     def healthy(self) -> bool:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=self.address(), request_timeout_ms=3000)
+        from infra.clients import kafka_config
+
+        admin = KafkaAdminClient(**kafka_config(self.client_settings()), request_timeout_ms=3000)
         try:
             admin.list_topics()
             return True
@@ -142,7 +176,14 @@ class KafkaService:
             "message.max.bytes": str(8 * 1024 * 1024),
         }
         path = self.home / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        if self.secure:
+            from infra import secure
+
+            props |= secure.broker_properties(s, LOOPBACK, secure.controller_password(s))
+            # Holds the keystore and broker passwords: readable by the owner only.
+            secure.write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))
+        else:
+            path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         log4j = self.home / "log4j2.properties"
         log4j.write_text(
             "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
@@ -167,16 +208,25 @@ class KafkaService:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             import subprocess
 
+            scram: list[str] = []
+            if self.secure:  # the admin's SCRAM credential, before any metadata exists (KIP-900)
+                from infra.secure import ADMIN_USER, format_scram_args
+
+                scram = format_scram_args(self.settings)
             fmt = subprocess.run(
                 # "=" form: a random id may start with "-", which would read as an option.
                 [java, log4j, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"],
+                 f"--cluster-id={cluster_id}", "-c", str(config), "--standalone", *scram],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if fmt.returncode != 0:
                 self.proc.log_dir.mkdir(parents=True, exist_ok=True)
-                self.proc.log_file.write_text(fmt.stdout + fmt.stderr)
+                output = fmt.stdout + fmt.stderr
+                if scram:  # never let the admin's password reach a log
+                    output = output.replace(scram[1], f"SCRAM-SHA-512=[name={ADMIN_USER},password=***]")
+                self.proc.log_file.write_text(output)
                 raise ServiceError(f"formatting Kafka storage failed; read {self.proc.log_file}")
+            self.mode_file.write_text("sasl_ssl\n" if scram else "plaintext\n")
         heap = self.settings.kafka_heap
         self.proc.start(
             [java, self.proc.marker, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", log4j,
@@ -323,7 +373,14 @@ def up(settings: Settings, progress: object = print) -> list[ServiceStatus]:
             say(f"{svc.name}: healthy after {took:.1f} s")
         del waited
         results.append(_status_of(svc, took))
-    ensure_topics(settings)
+    kafka = KafkaService(settings)
+    if kafka.secure:
+        from infra.secure import ADMIN_USER, principal_settings_file, write_admin_settings
+
+        write_admin_settings(kafka.client_settings())
+        say(f"kafka: secure mode (SASL_SSL, SCRAM-SHA-512, ACLs); admin settings: "
+            f"SSA_SETTINGS_FILE={principal_settings_file(settings, ADMIN_USER)}")  # fmt: skip
+    ensure_topics(kafka.client_settings() if kafka.secure else settings)
     ensure_index_templates(settings)
     return results
 

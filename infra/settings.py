@@ -35,6 +35,11 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_partitions: int = 2
     kafka_replication_factor: int = 1
+    # Local broker's security (``ssa up``; ``ssa up --secure`` = sasl_ssl): plaintext, or a SASL_SSL
+    # listener (SCRAM-SHA-512, TLS from a local CA) with the StandardAuthorizer and ACLs (infra/secure.py).
+    kafka_local_security: str = "plaintext"
+    # Certificates, passwords and per-principal settings files (0600); "" = <data_dir>/secrets.
+    secrets_dir: str = ""
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
     es_api_key_file: str = ""
@@ -46,8 +51,17 @@ class Settings:
     topic_alerts: str = "ssa.alerts"
     topic_dlq: str = "ssa.dlq"
     topic_metrics: str = "ssa.metrics"
+    # Raw input records per format, ``<prefix><format>`` (ingest.raw): read by the parse stage.
+    topic_raw_prefix: str = "ssa.raw."
+    # The awareness stage's outputs (incidents, threat levels, early warnings).
+    topic_incidents: str = "ssa.incidents"
+    topic_threat: str = "ssa.threat"
+    topic_warnings: str = "ssa.warnings"
     index_alerts_prefix: str = "ssa-alerts-"
     index_metrics_prefix: str = "ssa-metrics-"
+    index_incidents_prefix: str = "ssa-incidents-"
+    index_threat_prefix: str = "ssa-threat-"
+    index_warnings_prefix: str = "ssa-warnings-"
     # Local services started by ``ssa up``
     data_dir: str = str(PROJECT_ROOT / ".data")
     jars_dir: str = str(PROJECT_ROOT / "infra" / "jars")
@@ -61,10 +75,13 @@ class Settings:
     startup_timeout_s: float = 120.0
     # Pipeline
     tenants_file: str = str(PROJECT_ROOT / ".data" / "tenants.yaml")
+    # Analysts' snoozes (``ssa incidents snooze``), read by the job's awareness stage.
+    snooze_file: str = str(PROJECT_ROOT / ".data" / "snoozes.yaml")
     checkpoint_dir: str = str(PROJECT_ROOT / ".data" / "checkpoints")
     checkpoint_interval_ms: int = 5000
     detect_group_id: str = "ssa-detect"
     indexer_group_id: str = "ssa-indexer"
+    parse_group_id: str = "ssa-parse"
     out_of_orderness_ms: int = 2000
     # Flow events' allowance instead (``ts`` is the flow's last packet): an exporter writes a
     # record only once the flow ends or times out. Zeek removes an idle TCP connection after
@@ -94,7 +111,17 @@ class Settings:
 
     @property
     def all_topics(self) -> list[str]:
-        return [*self.telemetry_topics.values(), self.topic_alerts, self.topic_dlq, self.topic_metrics]
+        return [
+            *self.telemetry_topics.values(),
+            self.topic_alerts,
+            self.topic_dlq,
+            self.topic_metrics,
+            *self.awareness_topics,
+        ]
+
+    @property
+    def awareness_topics(self) -> list[str]:
+        return [self.topic_incidents, self.topic_threat, self.topic_warnings]
 
     @property
     def index_alerts_pattern(self) -> str:
@@ -107,6 +134,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def secrets_path(self) -> Path:
+        return Path(self.secrets_dir) if self.secrets_dir else self.data_path / "secrets"
 
     def with_overrides(self, **values: Any) -> Settings:
         return dataclasses.replace(self, **values)

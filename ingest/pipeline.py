@@ -24,14 +24,23 @@ from pathlib import Path
 from typing import IO, Final
 
 from ingest.dlq import DlqRecord, make_dlq
-from ingest.parsers import FORMAT_NAMES, FORMATS, ParseContext, get_format
+from ingest.parsers import FORMAT_NAMES, FORMATS, ParseContext, Parser, get_format
 from ingest.parsers.netflow import NetflowParser
 from ingest.parsers.netflow_capture import UdpCollector
 from ingest.producer import NullSink, Sink
 from ingest.schema import Event, encode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "MAX_AHEAD_MS", "IngestProgress", "IngestSummary", "run_ingest"]
+__all__ = [
+    "FORMATS",
+    "FORMAT_NAMES",
+    "MAX_AHEAD_MS",
+    "CountingOutput",
+    "IngestProgress",
+    "IngestSummary",
+    "open_parser",
+    "run_ingest",
+]
 
 # How far ahead of the ingest clock an event time may be; later ones go to the DLQ. The job's
 # watermark follows the newest event time of each Kafka partition, so one event stamped hours
@@ -218,6 +227,40 @@ def _open_input(path_or_stdin: str | Path | IO[bytes]) -> tuple[IO[bytes], str, 
     return stream, name, owned
 
 
+CountingOutput = _Counting
+"""The output ``ssa ingest`` gives its parsers (counts, the ahead-of-clock check, the sink);
+``streams.parse_stage`` and ``ingest.follow`` use the same."""
+
+
+def open_parser(
+    fmt: str,
+    out: CountingOutput,
+    *,
+    tenant: str | None = None,
+    registry: TenantRegistry | RegistryWatcher | None = None,
+    file: str | None = None,
+    year: int | None = None,
+    reference_ms: int | None = None,
+    max_line_bytes: int | None = None,
+    cic_features: bool = False,
+    timezone: str | None = None,
+) -> Parser:
+    """The parser ``run_ingest`` would use for ``fmt``, writing to ``out``: the one place its
+    context is built, so the parse stage and ``--follow`` parse exactly as ``ssa ingest`` does."""
+    reg = registry.current() if isinstance(registry, RegistryWatcher) else registry
+    ctx = ParseContext(
+        registry=reg,
+        tenant=tenant,
+        file=file,
+        year=year,
+        reference_ms=reference_ms,
+        max_line_bytes=max_line_bytes,
+        cic_features=cic_features,
+        timezone=timezone,
+    )
+    return get_format(fmt).factory(out, ctx)
+
+
 def run_ingest(
     path_or_stdin: str | Path | IO[bytes],
     fmt: str,
@@ -241,21 +284,12 @@ def run_ingest(
     An event whose time is more than ``max_ahead_ms`` ahead of the clock goes to the DLQ instead
     (``MAX_AHEAD_MS``); ``timezone`` is the zone of local times without an offset (default UTC)."""
     spec = get_format(fmt)
-    reg = registry.current() if isinstance(registry, RegistryWatcher) else registry
     sink = sink if sink is not None else NullSink()
     name = str(path_or_stdin) if isinstance(path_or_stdin, str | Path) else getattr(path_or_stdin, "name", "")
     counting = _Counting(sink, progress, progress_every_s, max_ahead_ms, name or None)
-    ctx = ParseContext(
-        registry=reg,
-        tenant=tenant,
-        file=name or None,
-        year=year,
-        reference_ms=reference_ms,
-        max_line_bytes=max_line_bytes,
-        cic_features=cic_features,
-        timezone=timezone,
-    )
-    parser = spec.factory(counting, ctx)
+    parser = open_parser(spec.name, counting, tenant=tenant, registry=registry, file=name or None,
+                         year=year, reference_ms=reference_ms, max_line_bytes=max_line_bytes,
+                         cic_features=cic_features, timezone=timezone)  # fmt: skip
     if isinstance(path_or_stdin, str) and path_or_stdin.startswith("udp://"):
         if not isinstance(parser, NetflowParser):
             raise ValueError(f"udp:// input needs --format netflow, not {spec.name}")

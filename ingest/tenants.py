@@ -18,6 +18,7 @@ YAML layout (loaded with ``yaml.safe_load``)::
           - {resource: "snapshot/snap-1", grantee: t-beta}   # trailing * matches a prefix
 
         accounts: ["123456789012"]         # optional: cloud account ids this tenant owns
+        criticality: high                  # optional: low|medium|high|critical (default medium)
     provider_services:                     # optional: the provider's own service endpoints
       - {name: object-storage, cidrs: [52.216.0.0/15, 3.5.0.0/19]}
       - {name: instance-metadata, cidrs: [169.254.169.254/32, "fd00:ec2::254/128"], ports: [80]}
@@ -81,6 +82,8 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "CRITICALITIES",
+    "DEFAULT_CRITICALITY",
     "MAX_REGISTRY_BYTES",
     "VM",
     "Host",
@@ -93,6 +96,10 @@ __all__ = [
 ]
 
 MAX_REGISTRY_BYTES: Final = 16 * 1024 * 1024
+CRITICALITIES: Final = ("low", "medium", "high", "critical")
+"""How much a tenant's assets matter to the provider (``criticality`` in the YAML); the incident
+stage weighs an incident's severity by it."""
+DEFAULT_CRITICALITY: Final = "medium"
 _CACHE_MAX: Final = 65536
 _MISS: Final = object()
 _V6_OFFSET: Final = 1 << 32
@@ -149,6 +156,7 @@ class Tenant:
     peerings: tuple[str, ...] = ()
     shares: tuple[Share, ...] = ()
     accounts: tuple[str, ...] = ()
+    criticality: str = DEFAULT_CRITICALITY
 
 
 class _RangeTable:
@@ -365,6 +373,11 @@ class TenantRegistry:
         info = self.tenants.get(tenant) if tenant else None
         return info.industry if info else None
 
+    def criticality_of(self, tenant: str | None) -> str:
+        """The tenant's ``criticality`` (one of ``CRITICALITIES``); ``medium`` for an unknown tenant."""
+        info = self.tenants.get(tenant) if tenant else None
+        return info.criticality if info else DEFAULT_CRITICALITY
+
     # --- loading -------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> TenantRegistry:
@@ -426,6 +439,7 @@ class TenantRegistry:
                 peerings=tuple(str(p) for p in _as_list(raw.get("peerings"), f"{where}.peerings")),
                 shares=tuple(shares),
                 accounts=tuple(str(a) for a in _as_list(raw.get("accounts"), f"{where}.accounts")),
+                criticality=_criticality(raw.get("criticality"), f"{where}.criticality"),
             )
         mgmt = tuple(str(c) for c in _as_list(data.get("management_cidrs"), f"{source}: management_cidrs"))
         services = _provider_services(data.get("provider_services"), f"{source}: provider_services")
@@ -471,6 +485,7 @@ class TenantRegistry:
                     "peerings": list(t.peerings),
                     "shares": [{"resource": s.resource, "grantee": s.grantee} for s in t.shares],
                     **({"accounts": list(t.accounts)} if t.accounts else {}),
+                    **({"criticality": t.criticality} if t.criticality != DEFAULT_CRITICALITY else {}),
                 }
                 for t in self.tenants.values()
             ],
@@ -492,6 +507,15 @@ class TenantRegistry:
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _criticality(value: Any, where: str) -> str:
+    """A tenant's ``criticality``: absent means ``medium``; anything outside ``CRITICALITIES`` is refused."""
+    if value is None:
+        return DEFAULT_CRITICALITY
+    if value not in CRITICALITIES:
+        raise RegistryError(f"{where}: expected one of {', '.join(CRITICALITIES)}, got {value!r}")
+    return str(value)
 
 
 def _provider_services(value: Any, where: str) -> tuple[ProviderService, ...]:

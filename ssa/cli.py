@@ -22,7 +22,8 @@ from infra.settings import Settings, SettingsError, load_settings
 from ssa.parser import parse
 
 if TYPE_CHECKING:
-    from dashboards.alerts import AlertStore
+    from analyst.alerts import AlertStore
+    from analyst.incidents import IncidentStore
     from ingest.producer import Sink
     from ingest.simulator import SimConfig
 
@@ -43,6 +44,8 @@ def _say(msg: str) -> None:
 def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.services import up
 
+    if args.secure:
+        settings = settings.with_overrides(kafka_local_security="sasl_ssl")
     for st in up(settings, progress=_say):
         print(st.line())
     return 0
@@ -62,6 +65,25 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for st in states:
         print(st.line())
     return 0 if all(s.healthy for s in states) else 3
+
+
+def _cmd_tenants_provision(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.secure import provision
+    from ingest.tenants import TenantRegistry
+
+    path = args.tenants or settings.tenants_file
+    if not Path(path).exists():
+        raise CliError(f"no tenant registry at {path} (--tenants FILE or the tenants_file setting)")
+    registry = TenantRegistry.load(path)
+    provision(settings, list(registry.tenants), say=print)
+    return 0
+
+
+def _cmd_tenants_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.secure import revoke
+
+    revoke(settings, args.tenant, delete_topics=args.delete_topics, say=print)
+    return 0
 
 
 # --- telemetry in -----------------------------------------------------------------------------
@@ -150,6 +172,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     registry = TenantRegistry.load(args.tenants) if args.tenants else None
     if registry is None and Path(settings.tenants_file).exists():
         registry = TenantRegistry.load(settings.tenants_file)
+    if args.follow:
+        return _follow(args, settings, fmt, registry)
     sink = _ingest_sink(args, settings)
     last = [0.0]
 
@@ -186,6 +210,50 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _follow(args: argparse.Namespace, settings: Settings, fmt: str, registry: object) -> int:
+    from ingest.follow import follow
+    from ingest.parsers import get_format
+
+    if args.path == "-" or args.path.startswith("udp://") or get_format(fmt).binary:
+        raise CliError(f"--follow reads a growing file of a line format, not {args.path} as {fmt}")
+    sink = _ingest_sink(args, settings)
+    try:
+        summary = follow(args.path, fmt, sink, tenant=args.tenant, registry=registry,  # type: ignore[arg-type]
+                         state_path=args.state, year=args.year, timezone=args.tz, say=_say)  # fmt: skip
+    finally:
+        sink.close()
+    _say(f"ingest --follow: {summary.line()}")
+    return 0
+
+
+def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.bootstrap import ensure_topics
+    from ingest.tenants import RegistryWatcher
+    from streams.parse_stage import raw_topics, run_parse_stage
+
+    if args.tz is not None:
+        _check_zone(args.tz)
+    tenants = args.tenants or settings.tenants_file
+    registry = RegistryWatcher(tenants) if Path(tenants).exists() else None
+    if args.tenants and registry is None:
+        raise CliError(f"no such file: {args.tenants}")
+    created = ensure_topics(settings, [*raw_topics(settings), *settings.telemetry_topics.values(),
+                                       settings.topic_dlq, settings.topic_metrics])  # fmt: skip
+    if created:
+        _say(f"parse: created topics {', '.join(created)}")
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # ssa down, kill: commit, last metrics, exit
+    stats = run_parse_stage(settings, stop, _say, registry=registry, timezone=args.tz, group_id=args.group)
+    total = sum(stats.records.values())
+    _say(
+        f"parse: {total:,} raw records read, {sum(stats.rejected.values()):,} refused, {stats.commits} commits"
+    )
+    return 0
+
+
 def _check_zone(name: str) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -204,6 +272,120 @@ def _ingest_sink(args: argparse.Namespace, settings: Settings) -> Sink:
     if args.output is not None:
         return JsonLinesSink(args.output)
     return telemetry_producer(settings)
+
+
+# --- continuous sources -----------------------------------------------------------------------
+def _host_port(flag: str, text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise CliError(f"{flag} {text!r}: give HOST:PORT, e.g. 0.0.0.0:514 or [::]:6514")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a receiver listens where told
+
+
+def _cmd_receive_syslog(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import logging
+    import resource
+    import ssl
+
+    from ingest.parsers import get_format
+    from ingest.raw import RawRejected, raw_topic
+    from ingest.syslog_receiver import (
+        JsonLinesRawSink,
+        KafkaRawSink,
+        Limits,
+        RawSink,
+        RawTopicMissing,
+        ReceiverStats,
+        SyslogCodec,
+        SyslogReceiver,
+        server_ssl_context,
+    )
+
+    fmt = resolve_format(args.format)
+    if get_format(fmt).binary:
+        raise CliError(
+            f"--format {fmt} is binary and syslog carries text lines: send NetFlow/IPFIX to "
+            "`ssa ingest udp://HOST:PORT --format netflow`"
+        )
+    udp = [_host_port("--udp", a) for a in args.udp]
+    tcp = [_host_port("--tcp", a) for a in args.tcp]
+    tls = [_host_port("--tls", a) for a in args.tls]
+    if not (udp or tcp or tls):
+        raise CliError("no listener: give --udp, --tcp or --tls HOST:PORT (one or more)")
+    if tls and not (args.tls_cert and args.tls_key):
+        raise CliError("--tls needs --tls-cert and --tls-key (PEM files)")
+    if (args.tls_cert or args.tls_key or args.tls_client_ca) and not tls:
+        raise CliError("--tls-cert, --tls-key and --tls-client-ca are for a --tls HOST:PORT listener")
+    if args.max_message < 480:  # RFC 5424 6.1: receivers MUST accept messages of 480 octets
+        raise CliError(f"--max-message {args.max_message}: at least 480 bytes (RFC 5424 6.1)")
+    if args.max_connections < 1:
+        raise CliError("--max-connections must be at least 1")
+    limits = Limits(max_message=args.max_message, max_connections=args.max_connections,
+                    idle_timeout_s=args.idle_timeout, frame_timeout_s=args.frame_timeout)  # fmt: skip
+    context = None
+    if tls:
+        try:
+            context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"TLS certificate, key or CA not usable: {exc}") from None
+    prefix = settings.topic_raw_prefix
+    topic = raw_topic(prefix, fmt)
+    try:
+        SyslogCodec(fmt, prefix, args.tenant)
+    except RawRejected as exc:
+        raise CliError(f"--tenant: {exc}") from None
+    sink: RawSink
+    if args.output is not None:
+        sink, where = JsonLinesRawSink(args.output), args.output
+    else:
+        from streams.kafka_target import kafka_target
+
+        target = kafka_target(settings)
+        try:
+            sink = KafkaRawSink(target, [topic])
+        except RawTopicMissing as exc:
+            from infra.bootstrap import ensure_topics
+
+            try:
+                ensure_topics(settings, exc.topics)
+            except Exception as err:
+                raise CliError(f"{exc}, and creating them failed ({type(err).__name__}: {err})") from None
+            sink = KafkaRawSink(target, [topic])
+        where = f"topic {topic} ({target.describe})"
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < limits.max_connections + 64:
+        _say(f"  warning: the open-file limit ({soft}) is below --max-connections "
+             f"({limits.max_connections}) + 64: raise it (ulimit -n) or lower --max-connections")  # fmt: skip
+    log = logging.getLogger("ingest.syslog")
+    if not log.handlers or all(isinstance(h, logging.NullHandler) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("receive syslog: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.WARNING)
+
+    async def run() -> ReceiverStats:
+        receiver = SyslogReceiver(sink, fmt=fmt, topic_prefix=prefix, tenant=args.tenant, limits=limits,
+                                  ssl_context=context)  # fmt: skip
+        try:
+            await receiver.start(udp=udp, tcp=tcp, tls=tls)
+        except OSError as exc:
+            raise CliError(f"cannot listen: {exc}") from None
+        listening = ", ".join(f"{scheme}://{host}:{port}" for scheme, host, port in receiver.bound)
+        _say(f"receive syslog: {fmt} messages on {listening} -> {where}; SIGTERM or ^C stops")
+        return await receiver.serve()
+
+    stats = asyncio.run(run())
+    _say(
+        f"receive syslog: {stats.records:,} records, {stats.dlq:,} to DLQ, {stats.skipped:,} blank, "
+        f"{stats.udp_dropped:,} UDP datagrams dropped (queue full), {stats.connections:,} connections "
+        f"({stats.refused:,} refused)"
+    )
+    for reason, n in stats.dlq_reasons.most_common(5):
+        _say(f"  DLQ {n:,}: {reason}")
+    for reason, n in stats.closed.most_common(5):
+        _say(f"  closed {n:,}: {reason}")
+    return 0
 
 
 # --- detection --------------------------------------------------------------------------------
@@ -316,7 +498,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- analysts ---------------------------------------------------------------------------------
 def _time_arg(flag: str, text: str) -> int:
-    from dashboards.timeparse import parse_time
+    from analyst.timeparse import parse_time
 
     try:
         return parse_time(text)
@@ -346,14 +528,14 @@ def _cmd_dashboards_publish(args: argparse.Namespace, settings: Settings) -> int
 
 
 def _alert_store(settings: Settings, tenant: str | None) -> AlertStore:
-    from dashboards.alerts import AlertStore
+    from analyst.alerts import AlertStore
     from infra.clients import es_client
 
     return AlertStore(es_client(settings), settings, tenant_scope=tenant)
 
 
 def _cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.alerts import AlertFilter, format_alert_line
+    from analyst.alerts import AlertFilter, format_alert_line
 
     flt = AlertFilter(
         tenant=args.tenant,
@@ -371,7 +553,7 @@ def _cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_alerts_show(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.alerts import format_alert
+    from analyst.alerts import format_alert
 
     doc = _alert_store(settings, args.tenant).show(args.alert_id)
     print(json.dumps(doc, indent=2, default=str) if args.json else format_alert(doc))
@@ -379,7 +561,7 @@ def _cmd_alerts_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_alerts_change(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.alerts import format_alert_line
+    from analyst.alerts import format_alert_line
 
     store = _alert_store(settings, args.tenant)
     change = store.ack if args.command == "alerts ack" else store.close
@@ -388,10 +570,77 @@ def _cmd_alerts_change(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _incident_store(settings: Settings, tenant: str | None) -> IncidentStore:
+    from analyst.incidents import IncidentStore
+    from infra.clients import es_client
+
+    return IncidentStore(es_client(settings), settings, tenant_scope=tenant)
+
+
+def _cmd_incidents_list(args: argparse.Namespace, settings: Settings) -> int:
+    from analyst.incidents import IncidentFilter, format_incident_line
+
+    flt = IncidentFilter(
+        tenant=args.tenant,
+        status=args.status,
+        workflow=args.workflow,
+        min_severity=args.min_severity,
+        since_ms=_time_arg("--since", args.since) if args.since else None,
+        limit=args.limit,
+    )
+    docs = _incident_store(settings, args.tenant).list(flt)
+    for doc in docs:
+        print(json.dumps(doc, default=str) if args.json else format_incident_line(doc))
+    _say(f"incidents: {len(docs)} shown")
+    return 0
+
+
+def _cmd_incidents_show(args: argparse.Namespace, settings: Settings) -> int:
+    from analyst.incidents import format_incident
+
+    store = _incident_store(settings, args.tenant)
+    doc = store.show(args.incident_id)
+    alerts = store.alerts_of(doc)
+    if args.json:
+        print(json.dumps({**doc, "alerts": alerts}, indent=2, default=str))
+    else:
+        print(format_incident(doc, alerts))
+    return 0
+
+
+def _cmd_incidents_change(args: argparse.Namespace, settings: Settings) -> int:
+    from analyst.incidents import format_incident_line
+
+    store = _incident_store(settings, args.tenant)
+    workflow = "acknowledged" if args.command == "incidents ack" else "closed"
+    doc = store.transition(args.incident_id, workflow, args.by or getpass.getuser(), args.reason or "")
+    print(format_incident_line(doc))
+    return 0
+
+
+def _cmd_incidents_snooze(args: argparse.Namespace, settings: Settings) -> int:
+    from analyst.timeparse import parse_duration
+
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as exc:
+        raise CliError(f"--for: {exc}") from None
+    store = _incident_store(settings, args.tenant)
+    _doc, snooze = store.snooze(
+        args.incident_id, args.detector, args.entity, duration, args.by or getpass.getuser(), args.reason
+    )
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snooze.until_ms / 1000))
+    _say(f"incidents: {snooze.detector} on {snooze.entity_id} (tenant {snooze.tenant}) snoozed until {until}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.anonymize import anonymize, load_key
-    from dashboards.render import render
-    from dashboards.report import build_report
+    from analyst.anonymize import anonymize, load_key
+    from analyst.render import render
+    from analyst.report import build_report
+    from awareness.incidents import IncidentSettings
+    from awareness.threat import ThreatSettings
+    from detectors.config import DetectorConfig
     from infra.clients import es_client
     from ingest.tenants import TenantRegistry
 
@@ -400,9 +649,20 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--to must be after --from")
     key = load_key(args.key_file) if args.anonymize else None
     registry = TenantRegistry.load(settings.tenants_file) if Path(settings.tenants_file).exists() else None
+    # The job's own awareness settings: incident levels and the method section use the same values.
+    config = (
+        DetectorConfig.load(settings.detector_config_file)
+        if settings.detector_config_file
+        else DetectorConfig.default()
+    )
+    incidents = IncidentSettings.from_config(config)
     es = es_client(settings)
     try:
-        report = build_report(es, settings, start, end, tenant=args.tenant, registry=registry)
+        report = build_report(
+            es, settings, start, end, tenant=args.tenant, registry=registry,
+            threat_settings=ThreatSettings.from_config(config),
+            basis={"gap_ms": incidents.gap_ms, "grace_ms": incidents.grace_ms},
+        )  # fmt: skip
     finally:
         es.close()
     if key is not None:
@@ -424,6 +684,7 @@ HANDLERS: Final[dict[str, Handler]] = {
     "status": _cmd_status,
     "simulate": _cmd_simulate,
     "ingest": _cmd_ingest,
+    "parse": _cmd_parse,
     "detect": _cmd_detect,
     "index": _cmd_index,
     "scan": _cmd_scan,
@@ -435,14 +696,22 @@ HANDLERS: Final[dict[str, Handler]] = {
     "alerts show": _cmd_alerts_show,
     "alerts ack": _cmd_alerts_change,
     "alerts close": _cmd_alerts_change,
+    "incidents list": _cmd_incidents_list,
+    "incidents show": _cmd_incidents_show,
+    "incidents ack": _cmd_incidents_change,
+    "incidents close": _cmd_incidents_change,
+    "incidents snooze": _cmd_incidents_snooze,
     "report": _cmd_report,
+    "tenants provision": _cmd_tenants_provision,
+    "tenants revoke": _cmd_tenants_revoke,
+    "receive syslog": _cmd_receive_syslog,
 }
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The project's own error types, and a file that is missing or not ours to read."""
-    from dashboards.alerts import AlertWorkflowError
-    from dashboards.anonymize import AnonymizeError
+    from analyst.alerts import AlertWorkflowError
+    from analyst.anonymize import AnonymizeError
     from dashboards.publish import PublishError
     from detectors.config import ConfigError
     from infra.jars import JarsError
@@ -464,10 +733,20 @@ def _unreachable(exc: BaseException, settings: Settings | None) -> str | None:
 
     if isinstance(exc, EsConnectionError):
         return f"Elasticsearch at {settings.es_url if settings else 'its address'} did not answer"
+    refusal = _kafka_refusal(exc, settings)
+    if refusal:
+        return refusal
     if isinstance(exc, KafkaError):
         where = settings.kafka_bootstrap if settings else "its address"
         return f"Kafka at {where} did not do what was asked ({type(exc).__name__})"
     return None
+
+
+def _kafka_refusal(exc: BaseException, settings: Settings | None) -> str | None:
+    """A refused Kafka login or topic in one line (infra.secure), or None."""
+    from infra.secure import explain_kafka_error
+
+    return explain_kafka_error(exc, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -480,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ssa: interrupted", file=sys.stderr)
         return 130
     except _expected_errors() as exc:
-        print(f"ssa {args.command}: {exc}", file=sys.stderr)
+        print(f"ssa {args.command}: {_kafka_refusal(exc, settings) or exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         line = _unreachable(exc, settings)

@@ -16,9 +16,11 @@ __all__ = ["COMMANDS", "OneLineParser", "build_parser", "parse"]
 
 # Every leaf of the tree, as ``args.command`` names it.
 COMMANDS = (
-    "up", "down", "status", "simulate", "ingest", "detect", "index", "scan", "evaluate", "demo",
+    "up", "down", "status", "simulate", "ingest", "parse", "detect", "index", "scan", "evaluate", "demo",
     "dashboards build", "dashboards publish", "alerts list", "alerts show", "alerts ack",
-    "alerts close", "report",
+    "alerts close", "incidents list", "incidents show", "incidents ack", "incidents close",
+    "incidents snooze", "report", "tenants provision", "tenants revoke",
+    "receive syslog",
 )  # fmt: skip
 
 
@@ -64,11 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         return _leaf(sub, name, name, help_text)
 
-    cmd("up", "start the local Kafka and Elasticsearch, create topics and templates")
+    p = cmd("up", "start the local Kafka and Elasticsearch, create topics and templates")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="Kafka with SASL_SSL (SCRAM-SHA-512, a local CA) and ACLs only (= kafka_local_security sasl_ssl)",
+    )
     cmd("down", "stop what `ssa up` started")
     cmd("status", "show the local services")
     _simulate(cmd("simulate", "seeded multi-tenant telemetry with labelled attacks"))
     _ingest(cmd("ingest", "parse telemetry into canonical events, to Kafka or a file"))
+
+    p = cmd("parse", "the parse stage: raw records of the ssa.raw.<format> topics to canonical events")
+    p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
+    p.add_argument(
+        "--tz", default=None, help="IANA time zone of local times without an offset (default: UTC)"
+    )
+    p.add_argument("--group", default=None, help="consumer group (default: settings parse_group_id)")
+    _receive(cmd("receive", "continuous sources feeding the raw topics (ssa.raw.<format>)"))
 
     p = cmd("detect", "run the PyFlink detection job and the Elasticsearch indexer")
     p.add_argument("--bounded", action="store_true", help="process what Kafka holds now, then stop")
@@ -111,8 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     _dashboards(cmd("dashboards", "Grafana dashboards as code: build or publish"))
     _alerts(cmd("alerts", "analyst workflow: list, show, ack, close"))
+    _incidents(cmd("incidents", "analyst workflow on incidents: list, show, ack, close, snooze"))
     _report(cmd("report", "incident statistics for a period"))
+    _tenants(cmd("tenants", "Kafka principals, topics and ACLs of the registry's tenants (secure mode)"))
     return parser
+
+
+def _tenants(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    provision = _leaf(
+        actions, "provision", "tenants provision",
+        "per tenant: a SCRAM user feeder-<tenant> (password in a 0600 file), topics ssa.<tenant>.*, "
+        "ACLs; and the job and provider principals (idempotent)",
+    )  # fmt: skip
+    provision.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
+    revoke = _leaf(actions, "revoke", "tenants revoke", "remove a tenant's feeder user, its ACLs and files")
+    revoke.add_argument("tenant")
+    revoke.add_argument("--delete-topics", action="store_true", help="also delete its topics and their data")
 
 
 def _simulate(p: argparse.ArgumentParser) -> None:
@@ -136,6 +166,46 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _receive(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="SOURCE")
+    leaf = _leaf(
+        actions, "syslog", "receive syslog",
+        "syslog receiver (RFC 5424/3164 over UDP, TCP with RFC 6587 framing, TLS per RFC 5425) "
+        "writing each message to the raw topic of its format; stops cleanly on SIGTERM",
+    )  # fmt: skip
+    leaf.add_argument(
+        "--udp", action="append", default=[], metavar="HOST:PORT", help="UDP listener (RFC 5426)"
+    )
+    leaf.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT", help="plain TCP listener")
+    leaf.add_argument(
+        "--tls", action="append", default=[], metavar="HOST:PORT",
+        help="TCP over TLS listener (RFC 5425, port 6514); needs --tls-cert and --tls-key",
+    )  # fmt: skip
+    leaf.add_argument("--tls-cert", default=None, help="server certificate chain (PEM)")
+    leaf.add_argument("--tls-key", default=None, help="server private key (PEM)")
+    leaf.add_argument(
+        "--tls-client-ca", default=None, help="require client certificates signed by this CA (PEM)"
+    )
+    leaf.add_argument(
+        "--format", default="syslog",
+        help="what the messages carry: syslog (sshd/auth lines, the default), auditd (audit lines "
+        "forwarded by rsyslog imfile or audisp), or another text format of ssa ingest",
+    )  # fmt: skip
+    leaf.add_argument("--tenant", default=None, help="tenant that owns this feed (ssa-tenant header)")
+    leaf.add_argument(
+        "--output", default=None, help="write raw records as JSON lines here (or -) instead of Kafka"
+    )
+    leaf.add_argument("--max-message", type=int, default=64 * 1024, help="bytes per message (default 65536)")
+    leaf.add_argument(
+        "--max-connections", type=int, default=1000, help="open TCP/TLS connections (default 1000)"
+    )
+    leaf.add_argument("--idle-timeout", type=_positive_float, default=900.0, help="seconds (default 900)")
+    leaf.add_argument(
+        "--frame-timeout", type=_positive_float, default=30.0,
+        help="seconds a started frame may take to complete (slow senders; default 30)",
+    )  # fmt: skip
+
+
 def _ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="input file, - for stdin, or udp://HOST:PORT for NetFlow/IPFIX")
     p.add_argument("--format", required=True, help="e.g. syslog (or sshd), zeek, vpcflow, netflow")
@@ -153,6 +223,12 @@ def _ingest(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="cicflowmeter: keep its ~72 statistical columns in extra (default: Flow ID and Label only)",
     )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the growing file as tail -F does (rotation, truncation), resuming after a restart",
+    )
+    p.add_argument("--state", default=None, help="--follow's state file (default: PATH.ssa-follow.json)")
 
 
 def _dashboards(p: argparse.ArgumentParser) -> None:
@@ -188,6 +264,42 @@ def _alerts(p: argparse.ArgumentParser) -> None:
         change = action(name, f"{verb} an alert; the change joins its status history")
         change.add_argument("--by", default=None, help="analyst name (default: login name)")
         change.add_argument("--reason", default=None)
+
+
+def _incidents(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        leaf = _leaf(actions, name, f"incidents {name}", help_text)
+        leaf.add_argument(
+            "--tenant", default=None, help="tenant scope: never shows another tenant's incidents"
+        )
+        if name != "list":
+            leaf.add_argument("incident_id")
+        return leaf
+
+    listing = action("list", "incidents matching filters, most recently active first")
+    listing.add_argument(
+        "--status", choices=["open", "closed"], default=None, help="the job's: open or idle-closed"
+    )
+    listing.add_argument("--workflow", choices=["new", "acknowledged", "closed"], default=None)
+    listing.add_argument("--min-severity", choices=["low", "medium", "high", "critical"], default=None)
+    listing.add_argument("--since", default=None, help="active since, e.g. now-24h or 2026-11-01")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+    action("show", "one incident: its kill-chain, entities, history and alerts").add_argument(
+        "--json", action="store_true"
+    )
+    for name, verb in (("ack", "acknowledge"), ("close", "close")):
+        change = action(name, f"{verb} an incident; the change joins its history")
+        change.add_argument("--by", default=None, help="analyst name (default: login name)")
+        change.add_argument("--reason", default=None)
+    snooze = action("snooze", "snooze one detector's alerts about one entity (noise) for a while")
+    snooze.add_argument("--detector", required=True, help="detector id, e.g. port_scan.failed_probe_scan")
+    snooze.add_argument("--entity", required=True, help="entity id as the alerts name it (address, VM, ...)")
+    snooze.add_argument("--for", dest="duration", required=True, help="how long: 30m, 2h, 1d (at most 30d)")
+    snooze.add_argument("--reason", required=True)
+    snooze.add_argument("--by", default=None, help="analyst name (default: login name)")
 
 
 def _report(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,15 @@ same ids) and the indexer's ``create`` keeps the first document of an id, so run
 scored an earlier run's documents. The run's indices sit inside the shared patterns
 (``ssa-alerts-run-<run>-<day>`` in ``ssa-alerts-*``): Grafana shows every run, and the shared
 index templates apply.
+
+The anomaly models learn each tenant's baseline from the stream, and a few minutes are far too
+short for that (a conformal p-value of 0.001 needs 1,000 baseline rows: about 17 hours of one
+tenant's 5-minute windows). So the demo does what a production user does to have them alert from
+the start: fit them offline on a benign period of the same cloud and seed the job with
+``shared.models_dir`` (``anomaly_baseline``: fitted once per simulated cloud, rate and time of
+day, then reused from ``<data_dir>/models/``). The simulation carries a labelled attack that no
+rule describes (``anomaly.internal_data_staging``) and its look-alike, and the scorecard scores
+the ``anomaly`` category with the others.
 """
 
 from __future__ import annotations
@@ -78,7 +87,13 @@ def demo_settings(settings: Settings, run_id: str) -> Settings:
     return settings.with_overrides(
         index_alerts_prefix=run_index_prefix(settings.index_alerts_prefix, run_id),
         index_metrics_prefix=run_index_prefix(settings.index_metrics_prefix, run_id),
+        index_incidents_prefix=run_index_prefix(settings.index_incidents_prefix, run_id),
+        index_threat_prefix=run_index_prefix(settings.index_threat_prefix, run_id),
+        index_warnings_prefix=run_index_prefix(settings.index_warnings_prefix, run_id),
         topic_prefix=f"ssa.run.{run_id}.telemetry.",
+        topic_incidents=f"ssa.run.{run_id}.incidents",
+        topic_threat=f"ssa.run.{run_id}.threat",
+        topic_warnings=f"ssa.run.{run_id}.warnings",
         topic_alerts=f"ssa.run.{run_id}.alerts",
         topic_metrics=f"ssa.run.{run_id}.metrics",
         topic_dlq=f"ssa.run.{run_id}.dlq",
@@ -181,6 +196,8 @@ def drop_run_scaffolding(settings: Settings) -> None:
     es = es_client(settings)
     try:
         own = {settings.index_alerts_pattern, settings.index_metrics_pattern}
+        own |= {prefix + "*" for prefix in (settings.index_incidents_prefix, settings.index_threat_prefix,
+                                            settings.index_warnings_prefix)}  # fmt: skip
         for template in es.indices.get_index_template()["index_templates"]:
             if set(template["index_template"]["index_patterns"]) <= own:
                 es.indices.delete_index_template(name=template["name"])
@@ -193,6 +210,179 @@ def drop_run_scaffolding(settings: Settings) -> None:
         es.close()
 
 
+_DAY_MS = 86_400_000
+BASELINE_VERSION = 2  # bump when the way the baseline is made changes: older cached fits are not reused
+
+
+def _code_fingerprint() -> str:
+    """The sources a baseline's rows depend on: the simulator (its background, rhythm and topology)
+    and the anomaly features. A change to any of them makes a new baseline."""
+    import hashlib
+
+    import detectors.anomaly.features as features
+    import ingest.simulator as simulator
+
+    h = hashlib.blake2b(digest_size=16)
+    sim_dir = Path(simulator.__file__).parent
+    for path in sorted([*sim_dir.glob("*.py"), *sim_dir.glob("*.json"), Path(features.__file__)]):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _kind_background(topology: Any, seed: int, start_ms: int, end_ms: int, events_per_s: float,
+                     diurnal_shift_ms: int, slice_ms: int) -> Any:  # fmt: skip
+    """The background's flow and process events between two times, without its audit and auth
+    events (the anomaly features read neither). The background draws each event's kind
+    independently (``KIND_WEIGHTS``), so its flows and its process events are Poisson streams of
+    their shares of the rate (thinning): drawn here at those rates, through the background's own
+    generators, they have the distribution they have in the full stream, for 84 % of the cost."""
+    import random
+
+    from ingest.simulator.background import KIND_WEIGHTS, Background, _poisson, diurnal_factor
+    from ingest.simulator.factory import EventMaker
+
+    bg = Background(topology, seed, diurnal_shift_ms)
+    shares = dict(KIND_WEIGHTS)
+    gens = (("flow", bg._flow_event), ("process", bg._process))
+    for index, lo in enumerate(range(start_ms, end_ms, slice_ms)):
+        hi = min(end_ms, lo + slice_ms)
+        stream = f"{seed}:bgk:{index}"
+        rng, make = random.Random(stream), EventMaker(stream)
+        rate = events_per_s * (hi - lo) / 1000 * diurnal_factor((lo + hi) // 2 + diurnal_shift_ms)
+        batch: list[tuple[int, Any]] = []
+        for kind, gen in gens:
+            for _ in range(_poisson(rng, rate * shares[kind])):
+                batch.append((lo + int(rng.random() * (hi - lo)), gen))
+        batch.sort(key=lambda item: item[0])
+        yield from (gen(rng, ts, make) for ts, gen in batch)
+
+
+def anomaly_baseline(
+    settings: Settings, sim: Any, config: Any, say: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]]:
+    """Fit (once, then reuse) the anomaly models that seed the job's anomaly detectors: the offline
+    path a production user takes (``python -m detectors.anomaly.fit`` on a benign period of their
+    own telemetry, then ``shared.models_dir``), on a benign period of the demo's simulated cloud.
+
+    The period: the 5-minute windows of the simulated day from the one holding the demo's
+    simulated time of day on, one after another, background only (no attack, no look-alike), same
+    tenants, VMs and event rate, each window its own random stream, until the flow features hold
+    ``min_baseline_rows`` rows and a tenth more: the fewest with which a conformal p-value can
+    reach the threshold (see ``detectors.anomaly.online``). From the demo's time of day on, the
+    background's rate falls (the real diurnal curve), so the baseline spans the rate of the demo's
+    window, which holds only ``minutes`` of events, down to about a quarter of it. Only the flow
+    and process events are drawn (``_kind_background``). The fitted global rows seed each engine's
+    pooled model once; the process rows of these windows (about 20 a window at the demo's size)
+    stay under ``min_baseline_rows``, so the process model scores only once its pool has learned
+    the rest from the stream (not within a demo of minutes): seeding it too would take three times
+    the flow windows, for a model the demo's labelled attacks do not need.
+
+    Per-address rows cost the events of one address's window each, so the fit is cached in
+    ``<data_dir>/models/`` under a key of everything it depends on (simulated cloud, rate, the time
+    of day on the window grid, anomaly parameters, the simulator's and the features' sources) and
+    made once: runs at any clock (``repeatable_slice``) and the end-to-end test's mean-rate slice,
+    which share the time of day's window, share it."""
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+
+    from detectors.anomaly.fit import collect_rows
+    from detectors.anomaly.store import ModelSet, model_path
+
+    cfg = sim.config
+    flow_params = dict(config.detectors["anomaly.flow_features"]["params"])
+    process_params = dict(config.detectors["anomaly.process_activity"]["params"])
+    window_ms = int(config.detectors["anomaly.flow_features"].get("window_ms", 300_000))
+    time_of_day = (cfg.start_ms + cfg.diurnal_shift_ms) % _DAY_MS
+    first_tod = time_of_day - time_of_day % window_ms  # the window of the day holding the demo's start
+    key_doc = {
+        "version": BASELINE_VERSION, "seed": cfg.seed, "tenants": cfg.tenants, "hosts": cfg.hosts,
+        "vms_per_tenant": cfg.vms_per_tenant, "events_per_s": cfg.events_per_s, "first_window_of_day_ms": first_tod,
+        "window_ms": window_ms, "flow": flow_params, "process": process_params, "code": _code_fingerprint(),
+    }  # fmt: skip
+    key = hashlib.blake2b(
+        json.dumps(key_doc, sort_keys=True, default=str).encode(), digest_size=8
+    ).hexdigest()
+    out = settings.data_path / "models" / f"demo-baseline-{key}"
+    info_path = out / "baseline.json"
+    if info_path.exists() and all(model_path(out, k).exists() for k in ("flow", "process")):
+        info: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
+        return out, {**info, "cached": True}
+    target = int(int(flow_params["min_baseline_rows"]) * 1.1) + 1
+    rows: dict[str, tuple[list[str], dict[str, list[np.ndarray]]]] = {}
+    counts = {"flow": 0, "process": 0}
+    windows = 0
+    # The day before the run, on the window grid; the simulated time of day is first_tod whatever
+    # the run's own offset in its window (the shift carries it), so the rows depend on the key alone.
+    first = cfg.start_ms - _DAY_MS - cfg.start_ms % window_ms
+    shift = (first_tod - first) % _DAY_MS
+    slice_ms = int(cfg.slice_s * 1000)
+    say(
+        f"  fitting the anomaly baseline: a benign day-before period of this cloud, {target:,} flow rows (once)"
+    )
+    while counts["flow"] < target and windows < 96:
+        start = first + windows * window_ms
+        events = _kind_background(
+            sim.topology, cfg.seed * 1_000 + 500 + windows, start, start + window_ms, cfg.events_per_s, shift,
+            slice_ms,
+        )  # fmt: skip
+        got = collect_rows(_counted(events, counts), sim.registry, config, ["flow", "process"])
+        for kind, (names, by_tenant) in got.items():
+            mats = rows.setdefault(kind, (names, {}))[1]
+            for tenant, mat in by_tenant.items():
+                mats.setdefault(tenant, []).append(mat)
+                counts[kind] += mat.shape[0]
+        windows += 1
+    n_events = counts.pop("events", 0)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for kind, (names, mats) in rows.items():
+        params = flow_params if kind == "flow" else process_params
+        ModelSet.fit(
+            kind, str(params["model"]), names, {t: np.vstack(m) for t, m in sorted(mats.items())},
+            window_ms=window_ms, min_rows=int(params["min_baseline_rows"]), random_state=int(params["random_state"]),
+        ).save(tmp)  # fmt: skip
+    info = {
+        "windows": windows,
+        "events": n_events,
+        "rows": counts,
+        "before_run_ms": cfg.start_ms - first,
+        "key": key_doc,
+    }
+    (tmp / "baseline.json").write_text(
+        json.dumps(info, indent=1, sort_keys=True, default=str), encoding="utf-8"
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out, {**info, "cached": False}
+
+
+def _counted(events: Any, counts: dict[str, int]) -> Any:
+    for ev in events:
+        counts["events"] = counts.get("events", 0) + 1
+        yield ev
+
+
+def seeded_config_file(settings: Settings, models_dir: Path) -> Path:
+    """The job's detector configuration (the settings' file, or the default) with
+    ``shared.models_dir`` pointing at the fitted baseline, written in the run's folder."""
+    import yaml
+
+    from detectors.config import DetectorConfig
+
+    base = (
+        DetectorConfig.load(settings.detector_config_file)
+        if settings.detector_config_file
+        else DetectorConfig.default()
+    )
+    doc = base.merged({"shared": {"models_dir": str(models_dir)}}).to_dict()
+    path = Path(settings.tenants_file).parent / "detectors.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
+    return path
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -202,11 +392,14 @@ def run_demo(
     events_per_s: float = 1000.0,
     start_ms: int | None = None,
     say: Callable[[str], None] = print,
+    seed_anomaly: bool = True,
 ) -> DemoResult:
     """``start_ms``: event time of the first simulated event. By default the run ends within the
     last ten minutes, so its alerts show in Grafana's default time range, and it is the same run
     whenever it is made (``repeatable_slice``: the start on the grid of the longest detector
-    window, the simulated time of day fixed), so every run of one seed scores the same."""
+    window, the simulated time of day fixed), so every run of one seed scores the same.
+    ``seed_anomaly``: seed the anomaly models from ``anomaly_baseline`` (else they learn from the
+    stream alone and stay silent for a run of minutes)."""
     from detectors.evaluation.scorecard import Truth, score
     from infra.services import up
     from ingest.simulator import SimConfig, repeatable_slice, simulate
@@ -229,6 +422,22 @@ def run_demo(
         diurnal_shift_ms=shift_ms,
     )  # fmt: skip
     sim = simulate(sim_config)
+    if seed_anomaly:
+        from detectors.config import DetectorConfig
+
+        tb = time.monotonic()
+        job_config = (
+            DetectorConfig.load(s.detector_config_file)
+            if s.detector_config_file
+            else DetectorConfig.default()
+        )
+        models_dir, baseline = anomaly_baseline(settings, sim, job_config, say)
+        s = s.with_overrides(detector_config_file=str(seeded_config_file(s, models_dir)))
+        seconds["anomaly_baseline"] = time.monotonic() - tb
+        say(
+            f"  anomaly models seeded from {models_dir} ({baseline['rows']['flow']:,} flow rows of "
+            f"{baseline['windows']} benign windows{', cached' if baseline['cached'] else ''})"
+        )
     say(f"[2/4] simulating {minutes:g} min of telemetry from {tenants} tenants with attacks (seed {seed})")
     t1 = time.monotonic()
     events = produce_simulation(s, sim, say)

@@ -62,6 +62,8 @@ class DetectionJobConfig:
 
     tenants_file: str | None = None
     detector_config_file: str | None = None
+    # Analysts' snoozes, read by the awareness stage (``awareness.snooze``).
+    snooze_file: str | None = None
     tick_ms: int = 1000
     # Deserialized key states kept between batches (each key's engine is 50-150 KB pickled).
     state_cache_keys: int = 512

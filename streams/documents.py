@@ -15,8 +15,18 @@ from typing import Any
 import msgspec
 
 from detectors.alert import Alert, decode_alert
+from detectors.ecs import alert_ecs, incident_ecs, with_ecs
+from ingest.tenants import TenantRegistry
 
-__all__ = ["Action", "alert_action", "daily_index", "dlq_action", "lag_action", "metrics_action"]
+__all__ = [
+    "Action",
+    "alert_action",
+    "awareness_action",
+    "daily_index",
+    "dlq_action",
+    "lag_action",
+    "metrics_action",
+]
 
 
 @dataclass(frozen=True)
@@ -32,12 +42,20 @@ def daily_index(prefix: str, ts_ms: int) -> str:
     return prefix + time.strftime("%Y.%m.%d", time.gmtime(ts_ms / 1000))
 
 
-def alert_action(value: bytes, prefix: str, industry_of: Callable[[str | None], str | None]) -> Action:
+def alert_action(
+    value: bytes,
+    prefix: str,
+    industry_of: Callable[[str | None], str | None],
+    registry: TenantRegistry | None = None,
+) -> Action:
+    """The alert's document: our fields, then its ECS fields (``detectors.ecs``; ``registry``, when
+    given, adds the tenant's name and cloud account and a VM's host)."""
     alert: Alert = decode_alert(value)
     doc: dict[str, Any] = msgspec.to_builtins(alert)
     doc["industry"] = industry_of(alert.tenant)
     doc["ttd_ms"] = max(0, alert.ts - alert.first_seen)
     doc["indexed_at"] = int(time.time() * 1000)
+    doc = with_ecs(doc, alert_ecs(doc, registry))
     return Action(daily_index(prefix, alert.ts), alert.alert_id, doc, op_type="create")
 
 
@@ -53,6 +71,32 @@ def metrics_action(value: bytes, prefix: str) -> Action:
     return Action(
         daily_index(prefix, ts), "m-" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest(), doc
     )
+
+
+# The id field and the time field (naming the daily index) of each awareness document family.
+_AWARENESS_IDS = {
+    "incidents": ("incident_id", "first_seen"),
+    "threat": ("doc_id", "ts"),
+    "warnings": ("warning_id", "ts"),
+}
+
+
+def awareness_action(
+    value: bytes, family: str, prefix: str, registry: TenantRegistry | None = None
+) -> Action:
+    """An incident, threat-level or warning document. An incident (with its ECS fields) is
+    rewritten as it grows, always in the index of the day it began; as a partial update, so the
+    analyst's fields (which the job never writes) survive the job's rewrites and replays."""
+    doc = _metrics_decoder.decode(value)
+    id_field, time_field = _AWARENESS_IDS[family]
+    doc_id, ts = doc.get(id_field), doc.get(time_field)
+    if not isinstance(doc_id, str) or not doc_id or not isinstance(ts, int):
+        raise ValueError(f"{family} record without a string {id_field} and an integer {time_field}")
+    index = daily_index(prefix, ts)
+    if family == "incidents":
+        doc = with_ecs(doc, incident_ecs(doc, registry))
+        return Action(index, doc_id, {"doc": doc, "doc_as_upsert": True}, op_type="update")
+    return Action(index, doc_id, doc)
 
 
 def dlq_action(

@@ -120,6 +120,11 @@ def create_table_env(
     # back-pressured; 0-6% with 1 MB). Records smaller than a buffer are still flushed every
     # 100 ms (execution.buffer-timeout) whatever the buffer size.
     config.set_string("taskmanager.memory.segment-size", "1mb")
+    # With 1 MB buffers the default network share (10 % of Flink's memory, 64 buffers) is too few
+    # for the job's shuffles (per path: windows -> detect; then alerts -> awareness -> cloud):
+    # each input gate takes 2 exclusive buffers per channel plus 8 floating ones.
+    config.set_string("taskmanager.memory.network.min", "192mb")
+    config.set_string("taskmanager.memory.network.max", "192mb")
     if checkpoint_interval_ms > 0:
         target = Path(checkpoint_dir or settings.checkpoint_dir).resolve()
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")

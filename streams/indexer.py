@@ -19,7 +19,16 @@ from typing import Any
 from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
-from streams.documents import Action, alert_action, daily_index, dlq_action, lag_action, metrics_action
+from ingest.tenants import TenantRegistry
+from streams.documents import (
+    Action,
+    alert_action,
+    awareness_action,
+    daily_index,
+    dlq_action,
+    lag_action,
+    metrics_action,
+)
 from streams.offsets import end_offsets, group_lag, lag_per_topic, records_behind
 
 __all__ = ["Indexer", "IndexerStats"]
@@ -50,6 +59,7 @@ class Indexer:
         settings: Settings,
         *,
         industry_of: Callable[[str | None], str | None] = lambda _t: None,
+        registry: Callable[[], TenantRegistry | None] = lambda: None,
         group_id: str = "ssa-indexer",
         lag_group_id: str | None = None,
         say: Callable[[str], None] = print,
@@ -57,6 +67,9 @@ class Indexer:
     ) -> None:
         self.settings = settings
         self.industry_of = industry_of
+        # The registry as it stands (reloaded when its file changes): tenant names, accounts and
+        # VM hosts for the documents' ECS fields.
+        self.registry = registry
         self.group_id = group_id
         self.lag_group_id = lag_group_id
         self.say = say
@@ -73,21 +86,31 @@ class Indexer:
         self._templates_ready = False
         self._prepared_day = -1
         self._next_kafka_warning = 0.0
+        s = settings
+        self._awareness = {
+            s.topic_incidents: ("incidents", s.index_incidents_prefix),
+            s.topic_threat: ("threat", s.index_threat_prefix),
+            s.topic_warnings: ("warnings", s.index_warnings_prefix),
+        }
 
     # --- transformation ------------------------------------------------------------------------
     def actions_for(self, records: Iterable[Any]) -> tuple[list[Action], list[tuple[Any, str]]]:
         s = self.settings
         actions: list[Action] = []
         bad: list[tuple[Any, str]] = []
+        registry = self.registry()
         for r in records:
             try:
                 if r.topic == s.topic_alerts:
-                    actions.append(alert_action(r.value, s.index_alerts_prefix, self.industry_of))
+                    actions.append(alert_action(r.value, s.index_alerts_prefix, self.industry_of, registry))
                 elif r.topic == s.topic_metrics:
                     actions.append(metrics_action(r.value, s.index_metrics_prefix))
                 elif r.topic == s.topic_dlq:
                     actions.append(dlq_action(s.index_metrics_prefix, r.topic, r.partition, r.offset,
                                               r.timestamp, r.value))  # fmt: skip
+                elif r.topic in self._awareness:
+                    family, prefix = self._awareness[r.topic]
+                    actions.append(awareness_action(r.value, family, prefix, registry))
             except Exception as exc:  # malformed record: to the DLQ with the reason, never dropped
                 bad.append((r, f"indexer could not read a {r.topic} record: {exc}"))
         return actions, bad
@@ -148,12 +171,13 @@ class Indexer:
     def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
         """Bulk with exponential backoff until accepted or stopping; never drops a batch.
 
-        Alerts go first, in their own bulk, made searchable at once rather than at the next
-        periodic refresh; metrics and DLQ records wait for that refresh and do not slow them down.
-        A retry ships both again, which ``_id`` per document makes harmless."""
-        alerts_prefix = self.settings.index_alerts_prefix
-        alerts = [a for a in actions if a.index.startswith(alerts_prefix)]
-        others = [a for a in actions if not a.index.startswith(alerts_prefix)]
+        Alerts and incidents go first, in their own bulk, made searchable at once rather than at
+        the next periodic refresh; metrics, levels, warnings and DLQ records wait for that refresh
+        and do not slow them down. A retry ships both again, which ``_id`` per document makes
+        harmless (an incident's update rewrites the same fields)."""
+        urgent_prefixes = (self.settings.index_alerts_prefix, self.settings.index_incidents_prefix)
+        alerts = [a for a in actions if a.index.startswith(urgent_prefixes)]
+        others = [a for a in actions if not a.index.startswith(urgent_prefixes)]
         delay = 1.0
         outage_started: float | None = None
         while True:
@@ -195,7 +219,7 @@ class Indexer:
             max_poll_records=5000,
             fetch_max_bytes=32 * 1024 * 1024,
         )
-        consumer.subscribe([s.topic_alerts, s.topic_metrics, s.topic_dlq])
+        consumer.subscribe([s.topic_alerts, s.topic_metrics, s.topic_dlq, *self._awareness])
         dlq_producer = KafkaProducer(**kafka_config(s), acks="all", linger_ms=5)
         es = es_client(s, max_retries=0, retry_on_timeout=False, request_timeout=15)
         last_records = time.monotonic()
@@ -329,7 +353,7 @@ class Indexer:
                 self.stats.alerts += 1
             elif r.topic == s.topic_metrics:
                 self.stats.metrics += 1
-            else:
+            elif r.topic == s.topic_dlq:
                 self.stats.dlq += 1
 
     def _start_lag_reporter(self, finished: threading.Event) -> threading.Thread | None:

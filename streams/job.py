@@ -6,6 +6,9 @@
     keyed Python detection (engine + posture state in Flink keyed state)
     late events (behind the path's watermark, which the windows would drop)
   all paths: alerts -> ssa.alerts, posture metrics -> ssa.metrics, failures and late events -> ssa.dlq
+  awareness (``streams.awareness_fn``): alerts and metrics, keyed by tenant -> incidents
+    -> ssa.incidents, threat levels per tenant and (one key) for the cloud -> ssa.threat,
+    early warnings -> ssa.warnings
 
 Each path has its own watermark, so flow records, which exporters write minutes after newer
 ones, never hold back the alerts of process, audit and auth events. No detector reads kinds of
@@ -19,6 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streams.awareness_fn import (
+    CLOUD_KEY,
+    AlertViews,
+    AwarenessConfig,
+    make_awareness_function,
+    make_cloud_function,
+)
 from streams.detect_fn import DetectionJobConfig, make_keyed_function, make_late_function
 from streams.sql import EventTimePath, batches_query, late_query
 
@@ -32,6 +42,10 @@ class JobSinks:
     alerts: Any
     metrics: Any
     dlq: Any
+    # The awareness stage's outputs; without them the job runs the detectors only.
+    incidents: Any = None
+    threat: Any = None
+    warnings: Any = None
 
 
 def build(
@@ -50,10 +64,44 @@ def build(
         alerts.append(detected)
         metrics.append(metrics_out)
         dlq.extend((dlq_out, late))
-    _union(alerts).sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
-    _union(metrics).sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
+    all_alerts, all_metrics = _union(alerts), _union(metrics)
+    all_alerts.sink_to(sinks.alerts).name("alerts").uid("ssa-alerts-sink")
+    all_metrics.sink_to(sinks.metrics).name("metrics").uid("ssa-metrics-sink")
     _union(dlq).sink_to(sinks.dlq).name("dlq").uid("ssa-dlq-sink")
+    if sinks.incidents is not None:
+        _awareness(all_alerts, all_metrics, sinks, config)
     del env
+
+
+def _awareness(alerts: Any, metrics: Any, sinks: JobSinks, config: DetectionJobConfig) -> None:
+    """Incidents, threat levels and warnings from the detectors' outputs (few records: alerts and
+    one posture record per tenant, kind and minute), keyed by tenant in Python."""
+    from pyflink.common import Types
+
+    aware_config = AwarenessConfig(config.tenants_file, config.detector_config_file, config.snooze_file)
+    row = Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING()])
+    inputs = (
+        alerts.flat_map(AlertViews(aware_config, True), output_type=row)
+        .name("alert-views")
+        .union(metrics.flat_map(AlertViews(aware_config, False), output_type=row).name("tenant-signals"))
+    )
+    function, threat_tag, warnings_tag = make_awareness_function(aware_config)
+    incidents = (
+        inputs.key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(function, output_type=Types.STRING())
+        .name("awareness")
+        .uid("ssa-awareness")
+    )
+    tenant_threat = incidents.get_side_output(threat_tag)
+    cloud_threat = (
+        tenant_threat.key_by(lambda _: CLOUD_KEY, key_type=Types.STRING())
+        .process(make_cloud_function(aware_config), output_type=Types.STRING())
+        .name("cloud-threat")
+        .uid("ssa-cloud-threat")
+    )
+    incidents.sink_to(sinks.incidents).name("incidents").uid("ssa-incidents-sink")
+    tenant_threat.union(cloud_threat).sink_to(sinks.threat).name("threat").uid("ssa-threat-sink")
+    incidents.get_side_output(warnings_tag).sink_to(sinks.warnings).name("warnings").uid("ssa-warnings-sink")
 
 
 def _detection_path(t_env: Any, path: EventTimePath, config: DetectionJobConfig) -> tuple[Any, Any, Any, Any]:

@@ -1,7 +1,8 @@
 """Per-tenant per-minute posture metrics, accumulated from the events the detectors already decoded.
 
 Keyed state of the job (it pickles): for each open minute and (tenant, kind), counts of events,
-bytes, flows, distinct peers and destination ports, and alerts raised. A minute is emitted once
+bytes, flows, distinct peers and destination ports, failures (failed logins, failed process or
+API calls, rejected flows: the probes and guesses that precede incidents) and alerts raised. A minute is emitted once
 the watermark passes its end.
 """
 
@@ -27,6 +28,7 @@ class MinuteAccumulator:
     bytes: int = 0
     flows: int = 0
     alerts: int = 0
+    failures: int = 0
     peers: set[str] = field(default_factory=set)
     ports: set[int] = field(default_factory=set)
 
@@ -63,6 +65,10 @@ class PostureState:
                     acc.peers.add(ev.dst_ip)
                 if len(acc.ports) < MAX_DISTINCT:
                     acc.ports.add(ev.dst_port)
+                if ev.action == "reject":
+                    acc.failures += 1
+            elif ev.result == "failure":
+                acc.failures += 1
 
     def count_alert(self, tenant: str | None, ts: int) -> None:
         minute = ts - ts % MINUTE_MS
@@ -89,6 +95,7 @@ class PostureState:
                         "bytes": acc.bytes,
                         "flows": acc.flows,
                         "alerts": acc.alerts,
+                        "failures": acc.failures,
                         "distinct_peers": len(acc.peers),
                         "distinct_dst_ports": len(acc.ports),
                     }

@@ -54,6 +54,7 @@ def job_config(settings: Settings) -> DetectionJobConfig:
     return DetectionJobConfig(
         tenants_file=tenants,
         detector_config_file=settings.detector_config_file or None,
+        snooze_file=settings.snooze_file or None,
         out_of_orderness_ms=settings.out_of_orderness_ms,
         flow_export_delay_ms=settings.flow_export_delay_ms,
     )
@@ -128,6 +129,9 @@ def submit_job(
         alerts=kafka_sink(settings.kafka_bootstrap, settings.topic_alerts, props),
         metrics=kafka_sink(settings.kafka_bootstrap, settings.topic_metrics, props),
         dlq=kafka_sink(settings.kafka_bootstrap, settings.topic_dlq, props),
+        incidents=kafka_sink(settings.kafka_bootstrap, settings.topic_incidents, props),
+        threat=kafka_sink(settings.kafka_bootstrap, settings.topic_threat, props),
+        warnings=kafka_sink(settings.kafka_bootstrap, settings.topic_warnings, props),
     )
     build(env, t_env, paths, sinks, job_config(settings))
     client = env.execute_async("ssa-detect")
@@ -147,6 +151,7 @@ def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tup
     indexer = Indexer(
         settings,
         industry_of=industry_of,
+        registry=(lambda: watcher.current()) if watcher else (lambda: None),
         group_id=settings.indexer_group_id,
         lag_group_id=settings.detect_group_id,
         say=say,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboards.alerts import (
+from analyst.alerts import (
     AlertFilter,
     AlertNotFoundError,
     AlertStore,

@@ -25,9 +25,10 @@ from ingest.schema import Event, FlowEvent
 
 REG = samples_registry()
 START = SAMPLE_START_MS - SAMPLE_START_MS % 300_000
-# Smaller than the defaults so a test stream of a few hours warms up (0.98 needs 49 baseline rows).
+# Smaller than the defaults so a test stream of a few hours warms up (0.98 needs 49 baseline rows;
+# no diurnal span: the synthetic stream has no time of day).
 SMALL = {
-    "threshold": 0.98, "min_baseline_rows": 60, "warmup_windows": 3, "reservoir_rows": 256,
+    "threshold": 0.98, "min_baseline_rows": 60, "warmup_windows": 3, "warmup_span_ms": 0, "reservoir_rows": 256,
     "refit_every_rows": 32, "refit_every_windows": 2,
 }  # fmt: skip
 
@@ -172,6 +173,77 @@ def test_nothing_scores_while_warming_up() -> None:
     ob.learn("t", np.ones((20, 2)), window_end=5)
     ob.end_window()
     assert ob.model_for("t") is not None
+
+
+def _diurnal_rows(rng: np.random.Generator, hour: float, n: int) -> np.ndarray:
+    """Rows of an address in a window at ``hour``: counts that follow a day/night rate (about 20x
+    apart, as the CTU-50 hosts' hourly weights of the simulator's rhythm) and a rate-free share."""
+    level = np.log(20.0) * max(0.0, np.sin(np.pi * (hour - 6) / 12))  # 0 at night, peak at 12:00
+    return np.column_stack([
+        rng.normal(3 + level, 0.5, n), rng.normal(8 + level, 0.8, n), rng.beta(2, 5, n),
+    ])  # fmt: skip
+
+
+def test_no_score_before_a_diurnal_cycle_and_calibrated_across_the_day_after() -> None:
+    """The simulated day's false alerts: a baseline learned over the night (enough rows and windows)
+    made the morning's rows extreme (not exchangeable with it). Scoring waits for a baseline that
+    spans ``warmup_span_ms`` (a day); then fresh rows of every hour are calibrated."""
+    hour_ms = 3_600_000
+    rng = np.random.default_rng(11)
+    ob = OnlineBaselines("ecod", width=3, cap=4096, min_rows=400, warmup_windows=12, refit_rows=64,
+                         refit_windows=12, max_tenants=4, warmup_span_ms=24 * hour_ms)  # fmt: skip
+    night_only = OnlineBaselines("ecod", width=3, cap=4096, min_rows=400, warmup_windows=12, refit_rows=64,
+                                 refit_windows=12, max_tenants=4)  # fmt: skip
+    for w in range(288):  # one day of 5-minute windows, 12 rows each
+        start = w * 300_000
+        rows = _diurnal_rows(rng, (start / hour_ms) % 24, 12)
+        for o in (ob, night_only):
+            o.learn("t", rows, start + 300_000, start)
+            o.end_window()
+        if w == 71:  # 06:00: 864 rows over 72 windows, all of the night
+            chosen = night_only.model_for("t")
+            assert chosen is not None and ob.model_for("t") is None
+            morning = np.vstack([_diurnal_rows(rng, h, 400) for h in (9, 12, 15)])
+            fit = chosen[1]
+            assert float(np.mean(fit.p_values(fit.raw_scores(morning)) <= 0.01)) > 0.5
+        elif w < 287:
+            assert ob.model_for("t") is None, w
+    chosen = ob.model_for("t")
+    assert chosen is not None and chosen[0] == "t"
+    fit = chosen[1]
+    fresh = np.vstack([_diurnal_rows(rng, h + 0.5, 200) for h in range(24)])
+    p = fit.p_values(fit.raw_scores(fresh))
+    for alpha in (0.01, 0.05):
+        assert float(np.mean(p <= alpha)) <= alpha * 1.5, alpha
+
+
+def test_fitted_global_rows_seed_the_pool_once(tmp_path: object) -> None:
+    """Seeded from a models directory whose tenants have no model of their own: the pooled model holds
+    the global rows once, not once per tenant (duplicates make leave-one-out scores too low)."""
+    from pathlib import Path
+
+    from detectors.anomaly.features import FLOW_FEATURES
+    from detectors.anomaly.store import GLOBAL, ModelSet
+
+    rng = np.random.default_rng(3)
+    width = len(FLOW_FEATURES)
+    fitted = {"t-alpha": rng.normal(5, 1, (300, width)), "t-beta": rng.normal(5, 1, (300, width))}
+    models = Path(str(tmp_path))
+    ModelSet.fit("flow", "ecod", list(FLOW_FEATURES), fitted, window_ms=300_000, min_rows=1000).save(models)
+    cfg = _cfg(min_baseline_rows=500).merged({"shared": {"models_dir": str(models)}})
+    det = FlowAnomaly(cfg)
+    for tenant in ("t-alpha", "t-beta", "t-gamma"):
+        det._seed(tenant)
+        det.online.learn(tenant, np.zeros((0, width)), 300_000, 0)
+    assert det.online.pool_rows is not None and det.online.pool_rows.shape[0] == 600
+    assert not any(tb.seeded for tb in det.online.tenants.values())
+    chosen = det.online.model_for("t-gamma")
+    assert chosen is not None and chosen[0] == POOLED and chosen[1].n == 600  # once, not 3 x 600
+    rows = ModelSet.load(models, "flow").models[GLOBAL].rows_
+    assert rows is not None and rows.shape[0] == 600
+    fresh = rng.normal(5, 1, (20_000, width))
+    p = chosen[1].p_values(chosen[1].raw_scores(fresh))
+    assert float(np.mean(p <= 0.05)) <= 0.05 * 1.35
 
 
 @pytest.mark.parametrize("family", ["ecod", "copod", "hbos"])

@@ -17,6 +17,10 @@ from dashboards.build import build_all
 from dashboards.publish import PublishError, publish, read_token
 from infra.settings import Settings
 
+ALL_DATASOURCES = sorted(
+    ["ssa-es-alerts", "ssa-es-metrics", "ssa-es-incidents", "ssa-es-threat", "ssa-es-warnings"]
+)
+
 
 class FakeGrafana:
     def __init__(self) -> None:
@@ -132,18 +136,21 @@ def _settings(tmp_path):
 def test_publish_is_idempotent(grafana, built, tmp_path):
     settings = _settings(tmp_path)
     first = publish(grafana.url, "good-token", built, settings=settings)
-    assert sorted(first.datasources_created) == ["ssa-es-alerts", "ssa-es-metrics"]
+    assert sorted(first.datasources_created) == ALL_DATASOURCES
     assert set(first.dashboards.values()) == {1}
     assert len(first.dashboards) == 5
     ds = grafana.datasources["ssa-es-alerts"]
     assert ds["url"] == "http://es:9200" and ds["basicAuthUser"] == "grafana"
     assert ds["secureJsonData"]["basicAuthPassword"] == "s3cret"
     assert ds["jsonData"]["index"] == "ssa-alerts-*"
+    incidents = grafana.datasources["ssa-es-incidents"]
+    assert (
+        incidents["jsonData"]["index"] == "ssa-incidents-*"
+        and incidents["jsonData"]["timeField"] == "last_seen"
+    )
+    assert incidents["secureJsonData"]["basicAuthPassword"] == "s3cret"
     second = publish(grafana.url, "good-token", built, settings=settings)
-    assert second.datasources_created == [] and sorted(second.datasources_updated) == [
-        "ssa-es-alerts",
-        "ssa-es-metrics",
-    ]
+    assert second.datasources_created == [] and sorted(second.datasources_updated) == ALL_DATASOURCES
     assert set(second.dashboards.values()) == {2}  # same uid, new version
     assert len(grafana.dashboards) == 5 and len(grafana.folders) == 1
     for stored in grafana.dashboards.values():

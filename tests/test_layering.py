@@ -14,15 +14,16 @@ import pytest
 
 from infra.settings import PROJECT_ROOT
 
-PACKAGES = ("ingest", "detectors", "awareness", "streams", "dashboards", "infra", "ssa")
+PACKAGES = ("ingest", "detectors", "awareness", "streams", "dashboards", "analyst", "infra", "ssa")
 ALLOWED = {
     "ingest": set(),
     "detectors": {"ingest"},
     "awareness": {"ingest", "detectors"},
     "streams": {"ingest", "detectors", "awareness", "infra"},
     "dashboards": {"detectors", "infra"},
+    "analyst": {"detectors", "awareness", "infra"},
     "infra": set(),
-    "ssa": {"ingest", "detectors", "awareness", "streams", "dashboards", "infra"},
+    "ssa": {"ingest", "detectors", "awareness", "streams", "dashboards", "analyst", "infra"},
 }
 FORBIDDEN_LIBS = {
     "detectors": {"pyflink", "kafka", "confluent_kafka", "elasticsearch"},

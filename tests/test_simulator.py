@@ -132,6 +132,7 @@ def test_entity_conventions(run):
         "cryptomining": {"vm"},
         "command_and_control": {"vm"},
         "spam": {"vm"},
+        "anomaly": {"vm"},
     }
     for rec in result.truth:
         assert rec.entity.type in expected[rec.category], rec.scenario

@@ -26,6 +26,9 @@ Thresholds (``detectors/config/default.yaml``, ``anomaly.*``):
   features x 2 bytes = 56 KiB per tenant, 1024 x 39 process features x 2 bytes = 78 KiB, pickled with
   the job's keyed state. Memory of the biased reservoir: about ``reservoir_rows`` rows (Aggarwal 2006).
 - ``warmup_windows`` 12: the baseline must span one hour of 5-minute windows.
+- ``warmup_span_ms`` 86,400,000: and one diurnal cycle of event time, since a tenant's rates follow
+  the time of day (about 20x between night and midday on the CTU-50 normal hosts) and a baseline of
+  the night makes every morning window extreme (``online``: measured, and the sources).
 - ``refit_every_rows`` 256 / ``refit_every_windows`` 12: refit after 256 new rows or hourly,
   whichever first; an ECOD refit on 2,048 rows costs about a millisecond.
 - ``max_tenants`` 64: tenants per engine (the job keys flows by tenant: one per engine).
@@ -33,8 +36,11 @@ Thresholds (``detectors/config/default.yaml``, ``anomaly.*``):
   addresses with a flow or two do not fill the baseline with noise.
 
 Offline fitting stays available: with ``shared.models_dir`` holding ``python -m
-detectors.anomaly.fit`` models, each tenant's reservoir is seeded from its fitted rows (else the
-fitted global rows) when first seen, warm at once, and keeps learning from the stream.
+detectors.anomaly.fit`` models, a tenant with a fitted model of its own has its reservoir seeded from
+its rows when first seen, warm at once, and keeps learning from the stream; the fitted global rows
+seed the pooled model once per engine (not once per tenant: a pool holding each row several times
+gives each baseline row a leave-one-out score against its own copies, too low, and so p-values too
+small), which scores the other tenants until they have a day and ``min_baseline_rows`` of their own.
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ class AnomalyDetector(WindowedDetector[Any]):
         "random_state": int,
         "reservoir_rows": int,
         "warmup_windows": int,
+        "warmup_span_ms": int,
         "refit_every_rows": int,
         "refit_every_windows": int,
         "max_tenants": int,
@@ -130,6 +137,7 @@ class AnomalyDetector(WindowedDetector[Any]):
             min_rows=max(2, min(int(p["min_baseline_rows"]), cap)), warmup_windows=int(p["warmup_windows"]),
             refit_rows=int(p["refit_every_rows"]), refit_windows=max(1, int(p["refit_every_windows"])),
             max_tenants=int(p["max_tenants"]), random_state=int(p["random_state"]),
+            warmup_span_ms=int(p["warmup_span_ms"]),
         )  # fmt: skip
         self.seed_dir: str | None = None
         models_dir = config.shared.get("models_dir")
@@ -172,13 +180,21 @@ class AnomalyDetector(WindowedDetector[Any]):
 
     # --- scoring -------------------------------------------------------------------------------
     def _seed(self, tenant: str) -> None:
+        """A tenant with a fitted model of its own starts from its rows; the fitted global rows
+        seed the pooled model once, which scores every other tenant until it has its own history."""
         if self.seed_dir is None or tenant in self.online.tenants:
             return
         seeds = _seed_set(self.seed_dir, self.kind)
-        model = seeds.models.get(tenant) or seeds.models.get(GLOBAL)
-        rows = seed_rows(model) if model is not None else None
+        own = seeds.models.get(tenant) if tenant != GLOBAL else None
+        rows = seed_rows(own) if own is not None else None
         if rows is not None:
             self.online.seed(tenant, rows)
+        elif self.online.pool_rows is None and not self.__dict__.get("_pool_seeded", False):
+            self._pool_seeded = True
+            glob = seeds.models.get(GLOBAL)
+            pool = seed_rows(glob) if glob is not None else None
+            if pool is not None:
+                self.online.seed_pool(pool)
 
     def explain(self, fit: Any, row: np.ndarray, exact: np.ndarray) -> list[dict[str, Any]]:
         """The ``top_features`` features with the largest contribution to ``row``'s score: the value
@@ -229,7 +245,7 @@ class AnomalyDetector(WindowedDetector[Any]):
                     out.append(self._finding(window, keys[rows[j]], states, tenant, scope, fit,
                                              float(raw[j]), float(pv[j]), t_raw, xs[rows[j]], x[rows[j]]))  # fmt: skip
                 self._note_scores(window, tenant, 1.0 - pv)
-            online.learn(tenant, x16[rows][keep], window.end)
+            online.learn(tenant, x16[rows][keep], window.end, window.start)
         online.end_window()
         return out
 

@@ -38,7 +38,11 @@ class TruthEntity(msgspec.Struct, frozen=True):
     id: str
 
 
-class TruthRecord(msgspec.Struct, frozen=True, kw_only=True):
+class TruthRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``campaign``/``stage`` (optional, ``ingest.simulator.campaign``): the multi-stage campaign a
+    record is one stage of, and that stage's index (0 = first); absent on ordinary scenarios, so
+    their lines are byte-identical to before and old files still decode."""
+
     scenario: str
     category: str
     tenant: str | None
@@ -48,6 +52,8 @@ class TruthRecord(msgspec.Struct, frozen=True, kw_only=True):
     event_ids: list[str]
     benign: bool
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
+    campaign: str | None = None
+    stage: int | None = None
 
 
 _encoder: Final = msgspec.json.Encoder()

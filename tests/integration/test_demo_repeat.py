@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Every category the simulator injects attacks of: all of the alert's but the anomaly models'.
-CATEGORIES = set(get_args(Category)) - {"anomaly"}
+CATEGORIES = set(get_args(Category))
 
 
 def _indexed(settings: Settings) -> tuple[set[str], list[str]]:

@@ -272,6 +272,8 @@ class FlowGuessing(WindowedDetector[GuessState]):
         min_packets, max_ms, max_ids, cap = self.min_packets, self.max_ms, self.max_ids, self.max_distinct
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
             port = ev.dst_port
             if port not in ports or ev.proto != "tcp":
@@ -280,9 +282,12 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 continue  # the provider's own endpoints (instance metadata polled over HTTP): no login
             try:
                 answer = view & ANSWER_MASK
+                ts = ev.ts
                 if answer != ANSWERED:
                     if answer != UNKNOWN:  # refused or unanswered: a probe, counted against the share
-                        seen: GuessState | None = self.bucket(ev.ts).get((ev.tenant, ev.src_ip, port))
+                        if ts - ts % pane != cur:
+                            bucket, cur = self.bucket(ts), ts - ts % pane
+                        seen: GuessState | None = bucket.get((ev.tenant, ev.src_ip, port))
                         if seen is not None:
                             seen.failed += 1
                         continue
@@ -295,9 +300,14 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 src = ev.src_ip
                 if src in allowed:
                     continue
-                st: GuessState | None = state(ev.ts, (ev.tenant, src, port))
+                key = (ev.tenant, src, port)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
+                st: GuessState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 dst = ev.dst_ip
                 conn = (dst, ev.src_port or ev.id)  # no port known: each record is its own session
                 conns = st.conns
@@ -320,7 +330,16 @@ class FlowGuessing(WindowedDetector[GuessState]):
                     samples.append(ev.bytes_out)
                     if ev.bytes_in > 0:  # reverse counters: bidirectional formats only
                         st.replies.append(ev.bytes_in)
-                st.span.add(ev.ts, ev.id, max_ids)
+                span = st.span  # Span.add, inlined
+                if span.count == 0:
+                    span.first = span.last = ts
+                elif ts < span.first:
+                    span.first = ts
+                elif ts > span.last:
+                    span.last = ts
+                span.count += 1
+                if len(span.ids) < max_ids:
+                    span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
 

@@ -42,6 +42,25 @@ VPC's aggregation interval, Argus status records) or a SYN retried by the client
 retries span 127 s: ``tcp_syn_retries``, RFC 6298 back-off) is not a beacon. A connection's time is
 its start (``ts - duration_ms``; Argus ``ts`` already is the start).
 
+A TCP record with the same 5-tuple as the pair's previous one is the same connection whatever the
+gap: an idle long-lived session whose keep-alives the exporter writes as records of their own. Zeek
+expires a TCP connection after ``tcp_inactivity_timeout`` (5 min) and writes the next packet as a
+new record (``conn_state`` ``OTH``, no SYN); NetFlow/IPFIX after the inactive timeout (15 s by
+default); Argus and VPC per status or aggregation interval. Push channels are built exactly so:
+ESET's push notification service keeps one persistent MQTT-over-TLS connection to
+``epns.eset.com`` on tcp/8883 and reconnects when it breaks (ESET PROTECT online help, "ESET Push
+Notification Service", https://help.eset.com/protect_admin/ ``epns.html``), the MQTT client sending
+a PINGREQ within every Keep Alive period (MQTT 3.1.1 section 3.1.2.10); Windows Push Notification
+Services likewise keeps one persistent channel per device (Microsoft Learn, "Windows Push
+Notification Services (WNS) overview"), and so do Apple's APNs (tcp/5223) and Firebase Cloud
+Messaging (tcp/5228). A C2 check-in is a new
+connection each time, and a new connection gets a new ephemeral source port: Windows hands them out
+in turn from 16,384 (49152-65535), Linux per destination from a hashed offset with an increment
+(RFC 6056 algorithm 3-4; ``ip_local_port_range`` 32768-60999), and the old 4-tuple is in TIME_WAIT
+for 60-240 s (RFC 9293 section 3.4.2), so two check-ins on one port do not happen. A session kept
+open to an external host is RITA's "long connection" finding, not a beacon. UDP keeps the
+``continuation_gap_s`` bound: a UDP client keeps one socket, and so one source port, across sends.
+
 Persistence. The issue's beacon is regular "over hours": a pair must keep connecting for
 ``params.min_duration_s`` (1 h) within the window; bursts of regular connections that stop sooner
 (a password-guessing tool's fixed rate, a page left open for a while) are not scored. Inbound pairs
@@ -72,7 +91,15 @@ resolver's protocol like udp/53 and are left out with it.
 
 Inbound pairs must reach ``params.inbound_min_score`` (0.9, RITA's "medium"): uptime checkers,
 health checks and patient password guessers connect to a tenant's public service on timers, and
-the tenant, not the attacker, chose to expose it. So must slow beacons, whose median interval is
+the tenant, not the attacker, chose to expose it. Inbound, only connections the tenant's host took
+count (``detectors.flowdir``: not refused, not unanswered): an external host that retries a closed
+port every few seconds for days (a reset each time: Zeek ``REJ``) has no channel to anything, it is
+the victim's view of a scanner or a client misconfigured or left pointing at a dead address,
+which ``port_scan.internet_probes`` reports. On RITA's public-server capture these were 14 of its
+17 inbound "beacons" (an address retrying tcp/30003 every 16 s for three days, others on
+tcp/30003 and MikroTik's API port tcp/8728 every 20-30 min). Outbound attempts keep counting, answered or
+not: an implant whose C2 server is down or blocked at the egress retries on its timer, which RITA
+reports too. So must slow beacons, whose median interval is
 over ``params.slow_interval_s`` (120 s): the C2 frameworks' default sleeps are at most a minute
 (Cobalt Strike 60 s, Sliver's beacon 60 s, Covenant 10 s, Empire 5 s, Mythic's agents 10 s; bots
 keep IRC or HTTP check-ins tighter still), while the benign pollers that beacon perfectly sit at
@@ -96,6 +123,7 @@ from typing import Any, ClassVar, Final, cast
 from detectors.alert import Entity
 from detectors.base import MANAGEMENT, Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import ANSWER_MASK, REFUSED, UNANSWERED
 from detectors.meta import DetectorMeta, technique
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
@@ -105,6 +133,7 @@ __all__ = ["BeaconScore", "C2Beacon", "PairState", "beacon_score", "bowley_skew"
 _MIN_SPREAD: Final = 10.0  # RITA v5: Bowley skewness is 0 when Q3 - Q1 < 10 (seconds, or bytes)
 _SMALLNESS_MAX: Final = 65535.0  # RITA v4: dsSmallnessScore = 1 - mode / 65535
 _GLOBAL_CACHE_MAX: Final = 65536
+_NOT_TAKEN: Final = frozenset({REFUSED, UNANSWERED})  # an inbound attempt the tenant's host did not take
 
 
 def _median(values: Sequence[float]) -> float:
@@ -225,7 +254,7 @@ class PairState:
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
-        version="1.0.0",
+        version="1.1.0",
         title="C2 beaconing",
         category="command_and_control",
         score=60,
@@ -369,6 +398,7 @@ class C2Beacon(WindowedDetector[PairState]):
         batch = batch.initiated()  # a response record is never a connection
         flows = batch.flows
         src_t, dst_t = batch.src_tenants, batch.dst_tenants
+        views = batch.flow_views
         inbound, allowed_src = self.inbound, self.allowed_sources
         bucket_of, max_ids, cap, gap = self.bucket, self.max_ids, self.cap, self.gap_ms
         max_keys = self.max_keys
@@ -384,6 +414,8 @@ class C2Beacon(WindowedDetector[PairState]):
                     if dt is not None:
                         continue  # internal, cross-tenant or management: not to the outside
                 elif inbound and dt is not None and dt != MANAGEMENT:
+                    if (views[i] & ANSWER_MASK) in _NOT_TAKEN:
+                        continue  # refused or unanswered at the tenant's host: a probe, no channel
                     tenant = dt
                 else:
                     continue
@@ -413,7 +445,7 @@ class C2Beacon(WindowedDetector[PairState]):
                     st.last = ts
                 sport = ev.src_port
                 end = start + ev.duration_ms
-                if sport == st.last_sport and start - st.last_end <= gap:
+                if sport == st.last_sport and (start - st.last_end <= gap or ev.proto == "tcp"):
                     if end > st.last_end:  # the same connection re-exported, or a retried SYN
                         st.last_end = end
                     continue

@@ -182,6 +182,8 @@ class AppFlood(Detector):
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
             try:
                 if ev.dst_port not in ports or ev.proto != "tcp" or ev.duration_ms > max_dur:
@@ -195,9 +197,14 @@ class AppFlood(Detector):
                     skipped += 1  # instance metadata, registries, mirrors: the provider's own endpoints
                     continue
                 ts = ev.ts
-                st: ServiceState | None = state(ts, (ev.tenant, dst, ev.dst_port))
+                key = (ev.tenant, dst, ev.dst_port)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
+                st: ServiceState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 st.total += 1
                 by_src = st.by_src
                 rec = by_src.get(src)

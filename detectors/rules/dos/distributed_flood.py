@@ -90,6 +90,8 @@ class DistributedFlood(WindowedDetector[VictimState]):
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, dst_t in zip(batch.flows, batch.dst_tenants, strict=True):
             try:
                 packets = ev.packets_out
@@ -101,13 +103,34 @@ class DistributedFlood(WindowedDetector[VictimState]):
                 if service is not None and service(dst, ev.dst_port) is not None:
                     skipped += 1  # a provider endpoint inside the tenant's range: not a victim
                     continue
-                st: VictimState | None = state(ev.ts, (ev.tenant, dst))
+                ts = ev.ts
+                key = (ev.tenant, dst)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
+                st: VictimState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 st.packets += packets
                 st.bytes += ev.bytes_out
-                bump_capped(st.sources, ev.src_ip, packets, cap)
-                st.span.add(ev.ts, ev.id, max_ids)
+                sources, src = st.sources, ev.src_ip  # bump_capped, inlined
+                if src in sources:
+                    sources[src] += packets
+                elif len(sources) < cap:
+                    sources[src] = packets
+                else:
+                    sources[None] = sources.get(None, 0) + packets
+                span = st.span  # Span.add, inlined
+                if span.count == 0:
+                    span.first = span.last = ts
+                elif ts < span.first:
+                    span.first = ts
+                elif ts > span.last:
+                    span.last = ts
+                span.count += 1
+                if len(span.ids) < max_ids:
+                    span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
         if skipped:

@@ -63,13 +63,29 @@ Thresholds and their grounds:
   responses, kilobytes over their life, and mostly exceed that budget: of the CTU-13 scenario 6
   client 147.32.84.59's connections to the campus proxy 147.32.80.13 (5-30 kB over 100-430 s),
   most do; 291 of them, tunnels kept open up to ~55 min at ~13 B/s, do not, and one 5-minute
-  window still counts 51 of those held at once (the one alert of the real-data scorecard).
+  window counted 51 of those held at once (the one alert of the real-data scorecard before
+  ``max_idle_s`` below).
+- ``max_idle_s: 120``: a held piece carries at least one packet (either way) per 120 s of its
+  duration. A slow attack keeps a server's slot only by beating the server's idle limit between
+  packets, and the tools send every 10-15 s for that (slowloris ``--sleeptime`` 15, slowhttptest
+  ``-i`` 10); 120 s is the longest of the defaults above (IIS ``connectionTimeout``; Apache
+  ``Timeout`` and nginx's client timeouts are 60 s). A connection that goes quieter than that is
+  an idle pre-opened or keep-alive socket, which a default server drops and which holds nothing:
+  browsers open spare connections ahead of need (Chromium's preconnect and socket pools, Firefox's
+  ``network.http.speculative-parallel-limit``) and proxies keep idle CONNECT tunnels, each with a
+  handful of packets over minutes to an hour (the CTU-13 client 147.32.84.59's tunnels to the
+  campus proxy: 7 packets over 44 minutes). Records with no packet count (0 both ways) are not
+  judged by it.
 - ``max_fragment_packets: 2``: between two inactive-timeout cuts a slow client sends one line, a
   packet (two when its ACK of the server's ACK falls in the same record).
 - ``service_ports``: the web ports slow HTTP attacks aim at. Long-lived low-byte protocols are
   left out by port: SSH (22) sessions idle, MQTT (1883/8883) keep-alives every 60 s to a broker,
   database connection pools (3306, 5432, 1433, 6379, 27017...), which are also few per client
   (HikariCP's default pool is 10).
+
+The evidence names the holders (``sources``: the one source, or the handful) and the service
+(``destinations``: the victim), so the alert covers the flows between them and not the victim's
+or the holders' other traffic.
 
 Look-alikes left to configuration: a forward proxy's busy clients (``allowed_destinations``: the
 proxy), a NAT gateway or forward proxy whose users hold many idle
@@ -94,8 +110,8 @@ __all__ = ["SlowConnections", "SlowState"]
 
 # Held time per source: [held ms (clipped spans), pieces, bytes, first ts, last ts, evidence ids]
 _HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS = range(6)
-# A fragment join per (source, source port): [start, end, bytes, first ts, last ts, event id]
-_F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID = range(6)
+# A fragment join per (source, source port): [start, end, bytes, first ts, last ts, event id, packets]
+_F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID, _F_PKTS = range(7)
 _OVERFLOW: Final = "@other"
 _OPENED: Final = SYN | ACK | FIN | RST
 
@@ -120,7 +136,7 @@ class SlowState:
 class SlowConnections(Detector):
     meta = DetectorMeta(
         id="dos.slow_connections",
-        version="1.0.0",
+        version="1.1.0",
         title="Slow denial of service: connections held open",
         category="dos",
         score=65,
@@ -151,6 +167,7 @@ class SlowConnections(Detector):
         "max_bytes_per_s": float,
         "setup_bytes": int,
         "max_fragment_packets": int,
+        "max_idle_s": int,
         "max_sources": int,
         "min_top_share": float,
         "allowed_sources": list,
@@ -165,6 +182,7 @@ class SlowConnections(Detector):
         self.max_bps = float(p["max_bytes_per_s"])
         self.setup = int(p["setup_bytes"])
         self.max_frag_packets = int(p["max_fragment_packets"])
+        self.max_idle = int(p["max_idle_s"]) * 1000
         self.max_sources = max(1, int(p["max_sources"]))
         self.min_top_share = float(p["min_top_share"])
         self.allowed_src = frozenset(p["allowed_sources"])
@@ -185,6 +203,7 @@ class SlowConnections(Detector):
         )
         allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
         frag_packets, frag_bytes, window = self.max_frag_packets, self._frag_bytes, self._size
+        max_idle = self.max_idle
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
@@ -196,9 +215,12 @@ class SlowConnections(Detector):
                     continue
                 size = ev.bytes_out + ev.bytes_in
                 dur = ev.duration_ms
+                packets = ev.packets_out + ev.packets_in
                 if dur >= min_held:
                     if size > setup + max_bps * dur / 1000:
                         continue  # a busy long connection
+                    if 0 < packets * max_idle < dur:
+                        continue  # quieter than every server's idle limit: an idle socket, not a trickle
                     fragment = False
                 elif ev.packets_out <= frag_packets and size <= frag_bytes and ev.source != "zeek":
                     fragment = True
@@ -225,10 +247,11 @@ class SlowConnections(Detector):
                         if ts > frag[_F_END]:
                             frag[_F_END] = ts
                         frag[_F_BYTES] += size
+                        frag[_F_PKTS] += packets
                         frag[_F_TS0] = min(frag[_F_TS0], ts)
                         frag[_F_TS1] = max(frag[_F_TS1], ts)
                     elif len(st.frags) < self.max_distinct:
-                        st.frags[key] = [start, ts, size, ts, ts, ev.id]
+                        st.frags[key] = [start, ts, size, ts, ts, ev.id, packets]
                     else:
                         st.dropped += 1
                     continue
@@ -289,6 +312,7 @@ class SlowConnections(Detector):
             have[_F_START] = min(have[_F_START], frag[_F_START])
             have[_F_END] = max(have[_F_END], frag[_F_END])
             have[_F_BYTES] += frag[_F_BYTES]
+            have[_F_PKTS] += frag[_F_PKTS]
             have[_F_TS0] = min(have[_F_TS0], frag[_F_TS0])
             have[_F_TS1] = max(have[_F_TS1], frag[_F_TS1])
         into.dropped += other.dropped
@@ -296,8 +320,11 @@ class SlowConnections(Detector):
     def _join_fragments(self, st: SlowState) -> None:
         """Fragments of one (source, port) spanning ``min_held_ms`` at a low byte rate: held pieces."""
         min_held, max_bps, setup, window = self.min_held, self.max_bps, self.setup, self._size
+        max_idle = self.max_idle
         for (src, _port), frag in st.frags.items():
             span = frag[_F_END] - frag[_F_START]
+            if 0 < frag[_F_PKTS] * max_idle < span:
+                continue  # fragments further apart than every server's idle limit: not one held connection
             if span >= min_held and frag[_F_BYTES] <= setup + max_bps * span / 1000:
                 self._add_held(
                     st, src, min(span, window), frag[_F_BYTES], frag[_F_TS0], frag[_F_TS1], frag[_F_ID]
@@ -349,10 +376,12 @@ class SlowConnections(Detector):
             "records": pieces,
             "bytes_per_s_per_connection": round(rate, 2),
             "service_held": round(total_ms / length, 1),
+            "destinations": [dst],
         }
         if len(who) == 1:
             src = who[0][0]
             entity = Entity("ip", src)
+            evidence["sources"] = [src]
             summary = (
                 f"{src} held {concurrent:.0f} connections open to {dst}:{port} on average over the window "
                 f"({pieces} records, {rate:.1f} B/s each): slow denial of service"

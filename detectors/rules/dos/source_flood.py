@@ -104,6 +104,8 @@ class SourceFlood(WindowedDetector[FloodState]):
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
         window = self._size
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev in batch.flows:
             try:
                 packets = ev.packets_out
@@ -120,14 +122,29 @@ class SourceFlood(WindowedDetector[FloodState]):
                 if service is not None and service(ev.dst_ip, ev.dst_port) is not None:
                     skipped += 1  # the provider's resolver, NTP, metadata: not a flood
                     continue
-                st: FloodState | None = state(ev.ts, (ev.tenant, src))
+                ts = ev.ts
+                key = (ev.tenant, src)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
+                st: FloodState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 st.bytes += sent
                 st.by_dst.add(ev.dst_ip, packets)
                 if ev.extra and tcp_flags(ev) & (SYN | ACK) == SYN:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
-                st.span.add(ev.ts, ev.id, max_ids)
+                span = st.span  # Span.add, inlined
+                if span.count == 0:
+                    span.first = span.last = ts
+                elif ts < span.first:
+                    span.first = ts
+                elif ts > span.last:
+                    span.last = ts
+                span.count += 1
+                if len(span.ids) < max_ids:
+                    span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
         if skipped:

@@ -11,6 +11,25 @@ an attacker's bucket hosted in the same shared storage ranges is therefore left 
 plane (a ``PutObject`` on a bucket of an account outside the registry raises
 ``cross_tenant.foreign_resource_access``). Response records are never the subject
 (``detectors.flowdir``).
+
+Long records count at their rate, as in ``dos.source_flood``: a record longer than the window adds
+its bytes times window over duration. The threshold is a volume per window, so it is a rate (100 MB
+in 5 minutes: 2.7 Mbit/s kept up for the whole window), and what a flow exporter reports for one
+transfer depends on its timeouts: NetFlow/IPFIX cut a long flow at the active timeout (Cisco 1800 s,
+60-120 s in many deployments; RFC 7011 section 5 leaves it to the exporter), VPC Flow Logs at the
+aggregation interval (60 or 600 s), Argus at its status interval, while Zeek writes a connection
+once, when it ends. Without this, an hour-long two-way session written once by Zeek lands all its
+bytes in the window where it ends: a one-hour Microsoft Teams video call relayed over udp/3478
+(Microsoft 365 "URLs and IP address ranges", Teams media on UDP 3478-3481; 1-4 Mbit/s each way for
+video, Microsoft "Prepare your organization's network for Teams", bandwidth requirements) is
+400-500 MB "sent" in five minutes, where NetFlow would have shown its steady ~1 Mbit/s. An upload at
+the threshold's rate or more still alerts whatever the exporter; a slower one, spread over hours,
+is under the threshold in every format (lower ``min_bytes_to_one_destination`` or use
+``cross_tenant.foreign_transfer_volume``'s baselines to watch those).
+
+The evidence names the uploading address (``sources``) and the destination it accuses
+(``destinations``: the heaviest, the one over the threshold), so the alert covers those flows and
+not the host's other traffic.
 """
 
 from __future__ import annotations
@@ -47,7 +66,7 @@ class UploadState:
 class ExternalUpload(WindowedDetector[UploadState]):
     meta = DetectorMeta(
         id="exfiltration.external_upload",
-        version="1.1.0",
+        version="1.2.0",
         title="Large upload to an external address",
         category="exfiltration",
         score=75,
@@ -83,6 +102,7 @@ class ExternalUpload(WindowedDetector[UploadState]):
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
         events = batch.flows
+        window = self._size
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
             try:
                 if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
@@ -94,6 +114,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 if service is not None and service(dst, ev.dst_port) is not None:
                     skipped += 1  # the provider's own storage, registry, mirrors: not exfiltration
                     continue
+                if ev.duration_ms > window:  # a long record (Zeek, Argus, NetFlow active timeout): its rate
+                    sent = sent * window // ev.duration_ms
                 st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))
                 if st is None:
                     continue
@@ -132,6 +154,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
             count=state.span.count,
             event_ids=list(state.span.ids),
             evidence={
+                "sources": [src],
+                "destinations": [top],
                 "top_destination": top,
                 "bytes_to_top_destination": top_bytes,
                 "bytes_external_total": state.total,

@@ -134,13 +134,16 @@ class FailedProbeScan(WindowedDetector[ScanState]):
 
     def observe_batch(self, batch: Batch) -> None:
         allowed, cap, state, actions = self.allowed, self.max_distinct, self.state, _ACTIONS
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
             try:
                 action = actions[view]
                 if action == _SKIP:
                     continue
+                ts = ev.ts
                 if action >= _TABLE:  # one-way: kept for matching the reverse records
-                    table: FlowTable | None = state(ev.ts, FLOWS_PANE)
+                    table: FlowTable | None = state(ts, FLOWS_PANE)
                     start = ev.ts - ev.duration_ms  # ts is when the flow was last seen
                     if table is None or not table.add(flow_key(ev), start, reply_refuses(ev), self.max_keys):
                         self.counters["overflow"] += 1
@@ -150,14 +153,19 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 src = ev.src_ip
                 if src in allowed:
                     continue
+                key = (ev.tenant, src)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
                 if action == _ANSWERED:
-                    seen: ScanState | None = self.bucket(ev.ts).get((ev.tenant, src))
+                    seen: ScanState | None = bucket.get(key)
                     if seen is not None:  # answered probes count once the source has failed some
                         add_capped(seen.answered, (ev.dst_ip, ev.dst_port), cap)
                     continue
-                st: ScanState | None = state(ev.ts, (ev.tenant, src))
+                st: ScanState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 st.attempts += 1
                 st.packets += ev.packets_out
                 if action == _FAILED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ingest.simulator.scenarios import abuse, access, c2, cross_tenant, network, service, vm_escape
+from ingest.simulator.scenarios import abuse, access, c2, cross_tenant, network, novel, service, vm_escape
 from ingest.simulator.scenarios.base import Ctx, Outcome, ScenarioSpec
 
 __all__ = ["CATEGORIES", "SCENARIOS", "SCENARIO_NAMES", "Ctx", "Outcome", "ScenarioSpec"]
@@ -21,6 +21,7 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
     **abuse.SCENARIOS,
     **service.SCENARIOS,
     **c2.SCENARIOS,
+    **novel.SCENARIOS,
 }
 SCENARIO_NAMES: Final = tuple(SCENARIOS)
 CATEGORIES: Final = tuple(dict.fromkeys(s.category for s in SCENARIOS.values()))

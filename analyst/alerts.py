@@ -5,10 +5,7 @@ optimistic concurrency (``if_seq_no``/``if_primary_term`` of the version read), 
 ``{status, by, at, reason}`` to ``status_history`` and sets ``status_updated_at``; a concurrent
 change makes the write fail with 409, and the change is re-read and retried.
 
-Tenant scoping: an :class:`AlertStore` made with ``tenant_scope="X"`` puts ``tenant: X`` in every
-query *and* checks every hit's tenant before returning it; a hit of another tenant raises
-:class:`TenantScopeError` (it would mean the filter was bypassed). An id that exists only for
-another tenant is reported as not found, so a scoped user learns nothing about it.
+Tenant scoping: :mod:`analyst.scope` (every query filtered, every hit checked).
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from typing import Any, Final
 
 from elasticsearch import ConflictError, Elasticsearch
 
+from analyst.scope import AnalystError, NotFoundError, ScopedStore, TenantScopeError
 from detectors.alert import SEVERITIES, STATUSES
 from infra.settings import Settings
 
@@ -42,16 +40,9 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 _RETRIES: Final = 5
 
 
-class AlertWorkflowError(RuntimeError):
-    """A workflow request cannot be done; the message says why, on one line."""
-
-
-class AlertNotFoundError(AlertWorkflowError):
-    pass
-
-
-class TenantScopeError(AlertWorkflowError):
-    pass
+# The names the alert workflow always had.
+AlertWorkflowError = AnalystError
+AlertNotFoundError = NotFoundError
 
 
 @dataclass(frozen=True)
@@ -74,32 +65,13 @@ class AlertFilter:
             raise AlertWorkflowError("limit must be between 1 and 10000")
 
 
-class AlertStore:
+class AlertStore(ScopedStore):
+    what = "alert"
+
     def __init__(self, es: Elasticsearch, settings: Settings, *, tenant_scope: str | None = None) -> None:
+        super().__init__(tenant_scope)
         self.es = es
         self.index = settings.index_alerts_pattern
-        self.tenant_scope = tenant_scope
-
-    # --- reading ---------------------------------------------------------------------------------
-    def _scope_filters(self, tenant: str | None) -> list[dict[str, Any]]:
-        if self.tenant_scope is not None and tenant not in (None, self.tenant_scope):
-            raise TenantScopeError(f"this view is scoped to tenant {self.tenant_scope}; cannot list {tenant}")
-        wanted = self.tenant_scope or tenant
-        return [{"term": {"tenant": wanted}}] if wanted else []
-
-    def _checked(self, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        docs = []
-        for hit in hits:
-            source = dict(hit["_source"])
-            if self.tenant_scope is not None and source.get("tenant") != self.tenant_scope:
-                raise TenantScopeError(
-                    f"refusing output: alert {hit['_id']} belongs to another tenant than {self.tenant_scope}"
-                )
-            source["_index"] = hit["_index"]
-            if "_seq_no" in hit:
-                source["_seq_no"], source["_primary_term"] = hit["_seq_no"], hit["_primary_term"]
-            docs.append(source)
-        return docs
 
     def list(self, flt: AlertFilter | None = None) -> list[dict[str, Any]]:
         """Alerts matching ``flt``, newest first."""
@@ -141,9 +113,7 @@ class AlertStore:
         )
         docs = self._checked(resp["hits"]["hits"])
         if not docs:
-            raise AlertNotFoundError(
-                f"no alert {alert_id}" + (f" for tenant {self.tenant_scope}" if self.tenant_scope else "")
-            )
+            raise self._not_found(alert_id)
         if len(docs) > 1:
             raise AlertWorkflowError(
                 f"alert {alert_id} is in several indices: {', '.join(d['_index'] for d in docs)}"

@@ -12,10 +12,18 @@ import re
 import time
 from typing import Final
 
-__all__ = ["parse_time"]
+__all__ = ["parse_duration", "parse_time"]
 
 _UNITS: Final = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _RELATIVE: Final = re.compile(r"^now(?:-(\d+)([mhdw]))?$")
+_DURATION: Final = re.compile(r"^(\d+)([mhdw])$")
+
+
+def parse_duration(text: str) -> int:
+    """``30m``, ``2h``, ``1d``, ``1w`` as milliseconds."""
+    if m := _DURATION.match(text.strip()):
+        return int(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"cannot read duration {text!r}: use a number and m, h, d or w (e.g. 2h)")
 
 
 def parse_time(text: str, now_ms: int | None = None) -> int:

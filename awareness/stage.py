@@ -1,0 +1,152 @@
+"""The awareness stage's per-tenant state, as the job keeps it (``streams.awareness_fn``) and as
+offline replays run it: alerts and posture records in, incident, threat-level and warning
+documents out, all decided on event time.
+
+  alert view  -> IncidentTracker.observe -> incident documents; the tenant's level at once
+  posture     -> kept with its minute until the minute closes
+  watermark   -> incidents idle past the gap closed; per closed minute: the posture signals
+                 (``awareness.threat.posture_signals``), the threat level, the early warnings
+  snoozes     -> IncidentTracker.snooze (an analyst's, from the snooze file), each applied once
+
+A tenant's minute clock runs while it has open incidents or had input in the last hour, then
+stops (a quiet tenant costs nothing) and restarts at its next input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from awareness.incidents import IncidentSettings, IncidentTracker
+from awareness.snooze import Snooze
+from awareness.threat import ThreatSettings, cloud_threat, posture_signals, tenant_threat
+from awareness.warnings import EarlyWarning, WarningSettings
+from detectors.config import DetectorConfig
+
+__all__ = ["CLOUD_KEY", "MINUTE_MS", "AwarenessOutput", "CloudAwareness", "TenantAwareness"]
+
+MINUTE_MS: Final = 60_000
+CLOUD_KEY: Final = "_cloud"
+# A tenant with nothing open keeps its minute clock this long after its last input, so its level
+# decays in view before it goes quiet.
+QUIET_AFTER_MS: Final = 60 * MINUTE_MS
+END_OF_TIME: Final = 2**63 - 1
+# Posture records kept per open minute: one per telemetry kind, alerts and anomaly detector, per
+# partition key of the detection paths (two): far below this unless something is wrong.
+MAX_RECORDS_PER_MINUTE: Final = 64
+
+
+@dataclass
+class AwarenessOutput:
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    threat: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: AwarenessOutput) -> None:
+        self.incidents += other.incidents
+        self.threat += other.threat
+        self.warnings += other.warnings
+
+
+class TenantAwareness:
+    """One tenant's awareness state (pickled in Flink keyed state)."""
+
+    def __init__(self, tenant: str, config: DetectorConfig, criticality: str = "medium") -> None:
+        self.tenant = tenant
+        self.criticality = criticality
+        self.incidents = IncidentTracker(tenant, IncidentSettings.from_config(config), criticality)
+        self.warning = EarlyWarning(tenant, WarningSettings.from_config(config))
+        self.threat_settings = ThreatSettings.from_config(config)
+        self.minutes: dict[int, list[dict[str, Any]]] = {}  # open minute -> its posture records
+        self.last_posture: dict[str, float] = {}
+        self.last_input_ms = 0
+        self.closed_until = 0  # minutes before this are closed
+        self.stopped = False  # the minute clock stopped (nothing open, quiet for QUIET_AFTER_MS)
+        self.snoozes_applied: set[tuple[str, str, int]] = set()
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def on_alert(self, alert: Mapping[str, Any]) -> AwarenessOutput:
+        minute = self._minute_of(int(alert["ts"]))
+        changed = self.incidents.observe(alert)
+        out = AwarenessOutput(incidents=changed)
+        if changed:  # the level moves with the alert, not a minute later
+            out.threat.append(self._threat(minute))
+        return out
+
+    def on_metrics(self, record: Mapping[str, Any]) -> None:
+        minute = self._minute_of(int(record.get("ts") or 0))
+        records = self.minutes.setdefault(minute, [])
+        if len(records) < MAX_RECORDS_PER_MINUTE:
+            records.append(dict(record))
+
+    def on_snoozes(self, snoozes: Iterable[Snooze]) -> AwarenessOutput:
+        """Apply this tenant's snoozes not applied yet; the incidents whose audit they joined."""
+        out = AwarenessOutput()
+        for s in snoozes:
+            key = (s.detector, s.entity_id, s.until_ms)
+            if s.tenant != self.tenant or key in self.snoozes_applied:
+                continue
+            self.snoozes_applied.add(key)
+            out.incidents += self.incidents.snooze(s.detector, s.entity_id, s.until_ms, s.reason, s.by)
+        return out
+
+    def on_watermark(self, watermark: int) -> AwarenessOutput:
+        """Close every minute that ended by ``watermark`` while the clock runs: expire idle
+        incidents, then per minute the threat level and the warnings."""
+        out = AwarenessOutput(incidents=self.incidents.expire(watermark))
+        minute = self.closed_until
+        while minute and minute + MINUTE_MS <= watermark and self.active(minute):
+            signals = posture_signals(self.minutes.pop(minute, []))
+            self.last_posture = signals
+            threat = self._threat(minute)
+            out.threat.append(threat)
+            out.warnings += self.warning.observe_minute(minute, signals, threat["level"])
+            minute += MINUTE_MS
+        self.closed_until = max(self.closed_until, minute)
+        self.stopped = not self.active(self.closed_until)
+        return out
+
+    # --- clock -----------------------------------------------------------------------------------
+    def active(self, minute: int) -> bool:
+        """Whether the minute clock still runs: open incidents, or input not long ago."""
+        return bool(self.incidents.open_incidents()) or minute <= self.last_input_ms + QUIET_AFTER_MS
+
+    def next_timer(self) -> int | None:
+        """The event time at which the next open minute closes, or None while the clock stops."""
+        minute = self.closed_until
+        if not minute or self.stopped or minute + MINUTE_MS >= END_OF_TIME:
+            return None
+        return minute + MINUTE_MS
+
+    def _minute_of(self, ts: int) -> int:
+        """The open minute an input counts in: its own, or the first open one if its minute closed
+        (a late record); after a quiet stop the clock restarts at the input."""
+        minute = ts - ts % MINUTE_MS
+        self.last_input_ms = max(self.last_input_ms, ts)
+        if self.stopped or not self.closed_until:  # the clock starts (again) at this input
+            self.closed_until = max(self.closed_until, minute)
+            self.stopped = False
+        return max(minute, self.closed_until)
+
+    def _threat(self, minute: int) -> dict[str, Any]:
+        return tenant_threat(
+            self.tenant, minute, self.incidents.open_incidents(), self.last_posture, self.criticality,
+            self.threat_settings,
+        )  # fmt: skip
+
+
+class CloudAwareness:
+    """The cloud's threat level: every tenant's latest level document, combined per minute."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.settings = ThreatSettings.from_config(config)
+        self.latest: dict[str, dict[str, Any]] = {}
+
+    def on_tenant_threat(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        minute = int(doc["ts"])
+        self.latest[str(doc["tenant"])] = dict(doc)
+        # A tenant whose clock stopped (quiet for an hour) no longer weighs on the cloud.
+        for tenant in [t for t, d in self.latest.items() if d["ts"] < minute - QUIET_AFTER_MS]:
+            del self.latest[tenant]
+        return cloud_threat(minute, [d for d in self.latest.values() if d["ts"] <= minute], self.settings)

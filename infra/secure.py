@@ -1,0 +1,596 @@
+"""Kafka in secure mode: a local CA and the broker's TLS keystore, SCRAM credentials, and the ACLs
+that bind each feeder to its tenant (``ssa up --secure``, ``ssa tenants provision|revoke``).
+
+What the secure broker enforces (``broker_properties``):
+
+- Clients reach Kafka only on a ``SASL_SSL`` listener: TLS with a certificate of the project's
+  own CA (SAN ``IP:127.0.0.1``, ``DNS:localhost``; clients verify it with ``ca.pem``), SASL
+  mechanism ``SCRAM-SHA-512`` only (RFC 5802/RFC 7677 SCRAM; Kafka docs "Authentication using
+  SASL/SCRAM"). There is no PLAINTEXT listener. The KRaft controller listener is also
+  ``SASL_SSL``, with ``PLAIN`` for the broker's own principal (SCRAM credentials live in the
+  metadata log the controller serves, so the controller listener cannot use them: Kafka docs,
+  "KRaft Security"), loopback only.
+- ``authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer`` (the KRaft
+  authorizer, KIP-801), ``allow.everyone.if.no.acl.found=false``, ``super.users=User:ssa-admin``
+  (the broker and the provisioning tool, one principal). Every other principal has exactly the
+  ACLs ``acl_plan`` lists.
+- The admin's SCRAM credential is written at storage format time (``--add-scram``, KIP-900), so
+  the broker can authenticate its own inter-broker connections before any metadata exists; the
+  others are created through the admin API (``AlterUserScramCredentials``, KIP-554).
+
+Principals and topics (PREFIXED resource patterns, KIP-290):
+
+| principal | may |
+|---|---|
+| ``feeder-<tenant>`` | WRITE, DESCRIBE topics with prefix ``ssa.<tenant>.telemetry.``; WRITE, DESCRIBE ``ssa.<tenant>.dlq`` (``ssa ingest`` sends bad input to its DLQ) |
+| ``feeder-provider`` | WRITE, DESCRIBE ``ssa.provider.telemetry.{process,audit,auth}`` and ``ssa.provider.dlq`` (a hypervisor's auditd writes process and, from ``USER_AUTH``/``USER_LOGIN``, auth events) |
+| ``ssa-job`` | READ every tenant's telemetry prefix, the provider topics and the per-tenant DLQs; READ, WRITE the shared outputs (alerts, metrics, DLQ and the other non-telemetry topics of ``Settings.all_topics``: the indexer thread reads them); READ its consumer groups (``detect_group_id``, ``indexer_group_id``) |
+
+WRITE on any topic implies IDEMPOTENT_WRITE on the cluster since Kafka 3.0 (KIP-679), so the
+idempotent producer needs no cluster ACL. Nobody but the admin may CREATE, DELETE or ALTER.
+A feeder has no READ at all and no group: it can neither consume nor see other tenants' topics.
+
+Secrets: every password is random (``secrets.token_hex(24)``), stored in a 0600 file in
+``Settings.secrets_path`` (0700), never printed, logged or written to a settings file. Each
+principal also gets ``<name>.yaml``, a settings file with only paths (``SSA_SETTINGS_FILE=...``
+makes any ``ssa`` command act as that principal). Not protected: ``server.properties`` (0600)
+holds the keystore password and the broker's own passwords (Kafka reads them from there), and the
+admin's password is on ``StorageTool format``'s command line for the second it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from infra.process import ServiceError
+from infra.settings import Settings
+
+__all__ = [
+    "ADMIN_USER",
+    "JOB_USER",
+    "PROVIDER",
+    "PROVIDER_KINDS",
+    "AclRule",
+    "SecureError",
+    "acl_plan",
+    "admin_settings",
+    "broker_properties",
+    "ensure_admin_password",
+    "ensure_tls",
+    "explain_kafka_error",
+    "feeder_user",
+    "provision",
+    "revoke",
+    "tenant_dlq",
+    "tenant_prefix",
+    "write_admin_settings",
+]
+
+ADMIN_USER: Final = "ssa-admin"
+JOB_USER: Final = "ssa-job"
+PROVIDER: Final = "provider"
+PROVIDER_KINDS: Final = ("process", "audit", "auth")
+KINDS: Final = ("flow", "process", "audit", "auth")
+MECHANISM: Final = "SCRAM-SHA-512"
+SCRAM_ITERATIONS: Final = 8192  # Kafka's kafka-configs default is 4096; RFC 7677 asks at least 4096
+# Kafka topic names allow [a-zA-Z0-9._-]; a dot in a tenant id would make one tenant's prefix
+# ("ssa.a.") a prefix of another's topics ("ssa.a.b.telemetry.flow"), so ids with dots are refused.
+_TOPIC_SAFE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,150}$")
+
+
+class SecureError(ServiceError):
+    """An expected failure of secure mode, as one line that says what to do next."""
+
+
+# --- names ----------------------------------------------------------------------------------
+def feeder_user(tenant: str) -> str:
+    return f"feeder-{tenant}"
+
+
+def tenant_prefix(tenant: str) -> str:
+    """The topic prefix of a tenant's (or the provider's) telemetry: ``ssa.<tenant>.telemetry.``."""
+    return f"ssa.{tenant}.telemetry."
+
+
+def tenant_dlq(tenant: str) -> str:
+    return f"ssa.{tenant}.dlq"
+
+
+def tenant_topics(tenant: str) -> list[str]:
+    kinds = PROVIDER_KINDS if tenant == PROVIDER else KINDS
+    return [tenant_prefix(tenant) + kind for kind in kinds] + [tenant_dlq(tenant)]
+
+
+def check_tenant_id(tenant: str) -> None:
+    if tenant == PROVIDER:
+        raise SecureError(f"tenant id {tenant!r} is reserved for the provider feeder")
+    if not _TOPIC_SAFE.match(tenant):
+        raise SecureError(
+            f"tenant id {tenant!r} cannot name Kafka topics: use letters, digits, '-' and '_' "
+            "(no '.', ':' or '@'), at most 151 characters"
+        )
+
+
+# --- files ----------------------------------------------------------------------------------
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file created 0600 (never readable by others, even for a moment)."""
+    _private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+
+
+def password_file(settings: Settings, user: str) -> Path:
+    return settings.secrets_path / f"{user}.password"
+
+
+def _ensure_password(settings: Settings, user: str) -> tuple[str, bool]:
+    """The user's password, created (random) if its file does not exist; and whether it was new."""
+    path = password_file(settings, user)
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value, False
+    value = secrets.token_hex(24)
+    write_private(path, value + "\n")
+    return value, True
+
+
+def ensure_admin_password(settings: Settings) -> str:
+    return _ensure_password(settings, ADMIN_USER)[0]
+
+
+def controller_password(settings: Settings) -> str:
+    """The broker principal's PLAIN password on the controller listener."""
+    return _ensure_password(settings, "controller")[0]
+
+
+def ca_file(settings: Settings) -> Path:
+    return settings.secrets_path / "ca.pem"
+
+
+def principal_settings_file(settings: Settings, user: str) -> Path:
+    return settings.secrets_path / f"{user}.yaml"
+
+
+def _write_principal_settings(settings: Settings, user: str, extra: dict[str, Any]) -> Path:
+    """A settings file (paths only, no secret) that makes an ``ssa`` command act as ``user``."""
+    values = {
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": MECHANISM,
+        "kafka_sasl_username": user,
+        "kafka_sasl_password_file": str(password_file(settings, user)),
+        "kafka_ssl_cafile": str(ca_file(settings)),
+        **extra,
+    }
+    path = principal_settings_file(settings, user)
+    write_private(path, yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def write_admin_settings(settings: Settings) -> Path:
+    return _write_principal_settings(settings, ADMIN_USER, {})
+
+
+# --- TLS: a local CA and the broker's keystore, made with the JDK's keytool ------------------
+SAN: Final = "SAN=ip:127.0.0.1,dns:localhost"
+
+
+def _keytool(*args: str) -> None:
+    tool = shutil.which("keytool")
+    if tool is None:
+        raise SecureError("keytool (from a JDK) is not on PATH: secure mode makes its certificates with it")
+    run = subprocess.run([tool, *args], capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        detail = (run.stderr or run.stdout).strip().splitlines()
+        raise SecureError(f"keytool {args[0]} failed: {detail[-1] if detail else run.returncode}")
+
+
+def ensure_tls(settings: Settings) -> dict[str, Path]:
+    """Create once (idempotent) the CA, its PEM certificate for clients and the broker keystore.
+
+    The recipe is the JDK keytool one of the Kafka documentation ("Encryption and Authentication
+    using SSL"): a self-signed CA (``bc:c``), a broker key pair, a CSR signed by the CA with the
+    broker's SAN, then CA and signed certificate imported into the broker's PKCS12 keystore.
+    Store passwords are read from a 0600 file (``-storepass:file``), never a command line.
+    """
+    d = _private_dir(settings.secrets_path)
+    tls = {
+        "ca_keystore": d / "ca.p12",
+        "ca_pem": d / "ca.pem",
+        "keystore": d / "broker.p12",
+        "keystore_password": d / "keystore.password",
+    }
+    if all(p.exists() for p in tls.values()):
+        return tls
+    for p in tls.values():
+        p.unlink(missing_ok=True)
+    write_private(tls["keystore_password"], secrets.token_hex(24))
+    pw = str(tls["keystore_password"])
+    store = ("-storetype", "PKCS12", "-storepass:file", pw)
+    csr, crt = d / "broker.csr", d / "broker.crt"
+    _keytool("-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "3072",
+             "-dname", "CN=ssa local CA", "-validity", "3650", "-ext", "bc:c",
+             "-ext", "KeyUsage:c=keyCertSign,cRLSign", "-keystore", str(tls["ca_keystore"]), *store)  # fmt: skip
+    _keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(tls["ca_keystore"]), *store,
+             "-file", str(tls["ca_pem"]))  # fmt: skip
+    _keytool("-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+             "-dname", "CN=ssa-broker", "-validity", "825", "-ext", SAN,
+             "-keystore", str(tls["keystore"]), *store)  # fmt: skip
+    _keytool("-certreq", "-alias", "broker", "-keystore", str(tls["keystore"]), *store, "-file", str(csr))
+    _keytool("-gencert", "-alias", "ca", "-keystore", str(tls["ca_keystore"]), *store, "-rfc",
+             "-infile", str(csr), "-outfile", str(crt), "-validity", "825", "-ext", SAN,
+             "-ext", "KeyUsage:c=digitalSignature,keyEncipherment",
+             "-ext", "ExtendedKeyUsage=serverAuth,clientAuth")  # fmt: skip
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(tls["ca_pem"]),
+             "-keystore", str(tls["keystore"]), *store)  # fmt: skip
+    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(crt),
+             "-keystore", str(tls["keystore"]), *store)  # fmt: skip
+    csr.unlink(missing_ok=True)
+    crt.unlink(missing_ok=True)
+    for p in tls.values():
+        p.chmod(0o600)
+    return tls
+
+
+# --- the broker -----------------------------------------------------------------------------
+def broker_properties(settings: Settings, host: str, controller_password: str) -> dict[str, str]:
+    """The secure part of ``server.properties`` (replaces the plain listeners)."""
+    tls = ensure_tls(settings)
+    admin_pw = ensure_admin_password(settings)
+    keystore_pw = tls["keystore_password"].read_text(encoding="utf-8").strip()
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return {
+        "listeners": f"SASL_SSL://{host}:{settings.kafka_port},CONTROLLER://{host}:{settings.kafka_controller_port}",
+        "advertised.listeners": f"SASL_SSL://{host}:{settings.kafka_port}",
+        "listener.security.protocol.map": "CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL",
+        "inter.broker.listener.name": "SASL_SSL",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            f'{scram} required username="{ADMIN_USER}" password="{admin_pw}";'
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": (
+            f'{plain} required username="{ADMIN_USER}" password="{controller_password}" '
+            f'user_{ADMIN_USER}="{controller_password}";'
+        ),
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(tls["keystore"]),
+        "ssl.keystore.password": keystore_pw,
+        "ssl.key.password": keystore_pw,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls["ca_pem"]),
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.client.auth": "none",
+        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN_USER}",
+        "allow.everyone.if.no.acl.found": "false",
+        # A session re-authenticates every 10 min (KIP-368): a revoked or changed credential
+        # stops working on open connections too, not only on new ones. ACLs apply at once.
+        "connections.max.reauth.ms": "600000",
+    }
+
+
+def format_scram_args(settings: Settings) -> list[str]:
+    """``StorageTool format`` arguments that store the admin's SCRAM credential (KIP-900)."""
+    return ["--add-scram", f"{MECHANISM}=[name={ADMIN_USER},password={ensure_admin_password(settings)}]"]
+
+
+def admin_settings(settings: Settings) -> Settings:
+    """Settings that act as the Kafka admin: the operator's own when they name a SASL principal,
+    else the local secure broker's ``ssa-admin``."""
+    if settings.kafka_security_protocol.upper() != "PLAINTEXT" and settings.kafka_sasl_username:
+        return settings
+    if not password_file(settings, ADMIN_USER).exists() or not ca_file(settings).exists():
+        raise SecureError(
+            f"Kafka is not in secure mode: no admin credentials in {settings.secrets_path}; "
+            "run `ssa up --secure`, or name an admin principal in kafka_sasl_* settings"
+        )
+    return settings.with_overrides(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=MECHANISM,
+        kafka_sasl_username=ADMIN_USER,
+        kafka_sasl_password_file=str(password_file(settings, ADMIN_USER)),
+        kafka_ssl_cafile=str(ca_file(settings)),
+    )
+
+
+# --- ACLs -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AclRule:
+    principal: str  # user name, without "User:"
+    resource: str  # TOPIC or GROUP
+    name: str
+    pattern: str  # LITERAL or PREFIXED
+    operation: str  # READ, WRITE, DESCRIBE
+
+
+def _topic_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
+    for op in ops:
+        if tenant == PROVIDER:
+            for topic in tenant_topics(PROVIDER):
+                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
+        else:
+            yield AclRule(user, "TOPIC", tenant_prefix(tenant), "PREFIXED", op)
+            yield AclRule(user, "TOPIC", tenant_dlq(tenant), "LITERAL", op)
+
+
+def acl_plan(settings: Settings, tenant: str) -> list[AclRule]:
+    """The ACLs of one tenant (or ``PROVIDER``): its feeder's, and the job's read of its topics."""
+    feeder = feeder_user(tenant)
+    return [*_topic_rules(feeder, tenant, ("WRITE", "DESCRIBE")), *_topic_rules(JOB_USER, tenant, ("READ",))]
+
+
+def shared_outputs(settings: Settings) -> list[str]:
+    telemetry = set(settings.telemetry_topics.values())
+    return [t for t in settings.all_topics if t not in telemetry]
+
+
+def job_plan(settings: Settings) -> list[AclRule]:
+    """The job's (and its indexer thread's) own ACLs beside the per-tenant reads."""
+    rules = [
+        AclRule(JOB_USER, "TOPIC", topic, "LITERAL", op)
+        for topic in shared_outputs(settings)
+        for op in ("READ", "WRITE")
+    ]
+    rules += [
+        AclRule(JOB_USER, "GROUP", group, "LITERAL", "READ")
+        for group in (settings.detect_group_id, settings.indexer_group_id)
+    ]
+    return rules
+
+
+def _binding(rule: AclRule) -> Any:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    return AclBinding(
+        ResourceType[rule.resource], rule.name, ResourcePatternType[rule.pattern], f"User:{rule.principal}",
+        "*", AclOperation[rule.operation], AclPermissionType.ALLOW,
+    )  # fmt: skip
+
+
+# --- provisioning ---------------------------------------------------------------------------
+def _admin_client(settings: Settings) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    from infra.clients import kafka_config
+
+    conf = kafka_config(admin_settings(settings), "confluent")
+    conf["logger"] = _quiet_logger()
+    return AdminClient(conf)
+
+
+def _quiet_logger() -> Any:
+    import logging
+
+    log = logging.getLogger("ssa.kafka.admin")
+    log.propagate = False
+    log.addHandler(logging.NullHandler())
+    return log
+
+
+def _wait(futures: dict[Any, Any], ignore: tuple[str, ...] = ()) -> None:
+    for key, fut in futures.items():
+        try:
+            fut.result(timeout=30)
+        except Exception as exc:
+            err = exc.args[0] if exc.args else exc
+            name = getattr(err, "name", lambda: "")()
+            if name in ignore:
+                continue
+            detail = err.str() if hasattr(err, "str") else str(exc)
+            raise SecureError(f"Kafka refused {key}: {detail}") from None
+
+
+def _upsert_scram(admin: Any, user: str, password: str) -> None:
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    _wait(admin.alter_user_scram_credentials([UserScramCredentialUpsertion(user, info, password.encode())]))
+
+
+def _create_topics(admin: Any, settings: Settings, topics: list[str]) -> list[str]:
+    from confluent_kafka.admin import NewTopic
+
+    existing = set(admin.list_topics(timeout=15).topics)
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        new = [NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor) for t in missing]
+        _wait(admin.create_topics(new, operation_timeout=15), ignore=("TOPIC_ALREADY_EXISTS",))
+    return missing
+
+
+def _create_acls(admin: Any, rules: list[AclRule]) -> None:
+    if rules:  # creating an ACL that exists is a no-op on the broker: idempotent
+        _wait(admin.create_acls([_binding(r) for r in rules]))
+
+
+def provision(settings: Settings, tenants: Iterable[str], say: Callable[[str], None] = print) -> list[str]:
+    """Idempotently provision the job, the provider feeder and each tenant; one line per
+    principal, never a secret. Returns the tenants provisioned."""
+    tenants = list(tenants)
+    for tenant in tenants:
+        check_tenant_id(tenant)
+    admin = _admin_client(settings)
+    job_pw, _ = _ensure_password(settings, JOB_USER)
+    _upsert_scram(admin, JOB_USER, job_pw)
+    _create_acls(admin, job_plan(settings))
+    _write_principal_settings(settings, JOB_USER, {})
+    say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
+    for tenant in [PROVIDER, *tenants]:
+        user = feeder_user(tenant)
+        password, new = _ensure_password(settings, user)
+        _upsert_scram(admin, user, password)
+        created = _create_topics(admin, settings, tenant_topics(tenant))
+        _create_acls(admin, acl_plan(settings, tenant))
+        conf = _write_principal_settings(
+            settings, user, {"topic_prefix": tenant_prefix(tenant), "topic_dlq": tenant_dlq(tenant)}
+        )
+        say(
+            f"{tenant}: user {user} ({'new' if new else 'kept'} password), "
+            f"{len(created)} new of {len(tenant_topics(tenant))} topics {tenant_prefix(tenant)}*, "
+            f"settings {conf}"
+        )
+    return tenants
+
+
+def _acl_filter(principal: str, resource: str, name: str | None, pattern: str) -> Any:
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    # None matches any name and any host (the stubs type them as str only).
+    anything: Any = None
+    return AclBindingFilter(
+        ResourceType[resource], name if name is not None else anything, ResourcePatternType[pattern],
+        f"User:{principal}", anything, AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+
+
+def revoke(
+    settings: Settings, tenant: str, delete_topics: bool = False, say: Callable[[str], None] = print
+) -> None:
+    """Delete the tenant's feeder (credential, ACLs, files), the job's read of its topics, and with
+    ``delete_topics`` its topics."""
+    if tenant != PROVIDER:
+        check_tenant_id(tenant)
+    admin = _admin_client(settings)
+    user = feeder_user(tenant)
+    filters = [_acl_filter(user, "ANY", None, "ANY")]
+    filters += [_acl_filter(JOB_USER, r.resource, r.name, r.pattern) for r in acl_plan(settings, tenant)
+                if r.principal == JOB_USER]  # fmt: skip
+    removed = 0
+    for fut in admin.delete_acls(filters, request_timeout=30).values():
+        removed += len(fut.result(timeout=30))
+    from confluent_kafka.admin import ScramMechanism, UserScramCredentialDeletion
+
+    _wait(
+        admin.alter_user_scram_credentials([UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)]),
+        ignore=("RESOURCE_NOT_FOUND",),
+    )
+    deleted: list[str] = []
+    if delete_topics:
+        existing = set(admin.list_topics(timeout=15).topics)
+        deleted = [t for t in tenant_topics(tenant) if t in existing]
+        if deleted:
+            _wait(admin.delete_topics(deleted, operation_timeout=30), ignore=("UNKNOWN_TOPIC_OR_PART",))
+    password_file(settings, user).unlink(missing_ok=True)
+    principal_settings_file(settings, user).unlink(missing_ok=True)
+    kept = "" if delete_topics else ", topics kept (--delete-topics removes them)"
+    say(f"{tenant}: user {user} removed, {removed} ACLs removed, {len(deleted)} topics deleted{kept}")
+
+
+# --- errors in one line ---------------------------------------------------------------------
+_AUTHN: Final = re.compile(
+    r"_AUTHENTICATION|SASL authentication error|Authentication failed|SaslAuthenticationFailed|"
+    r"AuthenticationFailedError|Authentication failure",
+    re.IGNORECASE,
+)
+_KAFKA_MODULES: Final = ("kafka", "confluent_kafka", "cimpl", "ingest.producer", "infra.secure")
+_UNREACHABLE: Final = re.compile(
+    r"unreachable|_TRANSPORT|transport failure|NoBrokersAvailable|timed out", re.I
+)
+_AUTHZ: Final = re.compile(
+    r"TOPIC_AUTHORIZATION_FAILED|Topic authorization failed|TopicAuthorizationFailed", re.I
+)
+_GROUP_AUTHZ: Final = re.compile(
+    r"GROUP_AUTHORIZATION_FAILED|Group authorization failed|GroupAuthorizationFailed", re.I
+)
+
+
+def explain_kafka_error(exc: BaseException, settings: Settings | None) -> str | None:
+    """One line for a refused login or a refused topic, in our words; None for anything else."""
+    text = f"{type(exc).__name__}: {exc}"
+    if settings is None or not type(exc).__module__.startswith(_KAFKA_MODULES):
+        return None
+    user = settings.kafka_sasl_username or "(none)"
+    sasl = settings.kafka_security_protocol.upper().startswith("SASL")
+    # librdkafka reports a refused login to its error callback only; the exception a client
+    # finally raises reads "transport failure", so an unreachable SASL broker is asked once more.
+    if _AUTHN.search(text) or (sasl and _UNREACHABLE.search(text) and login_refused(settings)):
+        return f"authentication failed for user {user} at {settings.kafka_bootstrap}"
+    if _AUTHZ.search(text):
+        topics = refused_topics(settings)
+        named = ", ".join(topics) if topics else f"{settings.topic_prefix}*"
+        plural = "s" if len(topics) > 1 else ""
+        return f"user {user} is not allowed to write topic{plural} {named}"
+    if _GROUP_AUTHZ.search(text):
+        return f"user {user} is not allowed to use consumer group {settings.detect_group_id}"
+    return None
+
+
+def login_refused(settings: Settings, timeout_s: float = 5.0) -> bool:
+    """Whether the broker refuses this principal's SASL login (a probe: only on the error path)."""
+    try:
+        from confluent_kafka import Producer
+
+        from infra.clients import kafka_config
+
+        errors: list[Any] = []
+        conf = kafka_config(settings, "confluent")
+        producer = Producer({**conf, "logger": _quiet_logger(), "error_cb": errors.append})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            producer.poll(0.1)
+            if any(e.name() == "_AUTHENTICATION" for e in errors):
+                return True
+            if errors and all(e.name() == "_ALL_BROKERS_DOWN" for e in errors):
+                return False
+        return False
+    except Exception:  # the explanation must never hide the error it explains
+        return False
+
+
+def refused_topics(settings: Settings, timeout_s: float = 5.0) -> list[str]:
+    """Which of the settings' telemetry and DLQ topics this principal may not write (a metadata
+    request per topic: only on the error path)."""
+    try:
+        from confluent_kafka import Producer
+
+        from infra.clients import kafka_config
+
+        conf = kafka_config(settings, "confluent")
+        conf["logger"] = _quiet_logger()
+        producer = Producer(conf)
+        refused = []
+        for topic in [*settings.telemetry_topics.values(), settings.topic_dlq]:
+            meta = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is not None and meta.error is not None and "AUTHORIZATION" in meta.error.name():
+                refused.append(topic)
+        return refused
+    except Exception:  # the explanation must never hide the error it explains
+        return []
