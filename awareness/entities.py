@@ -14,6 +14,7 @@ side of an incident that spans tenants. This module reads both from one alert do
 | ``evidence.details`` ``"disk of <vm>: <syscall> <path>"`` | the neighbour's VM and its disk (a resource) | ``vm_escape.emulator_foreign_file`` (signal ``foreign_vm_disk``) |
 | ``evidence.victim``, ``top_target``, ``destination``, ``top_destination``, ``top_source`` | an address | dos, brute force, c2, exfiltration, port scan rules |
 | ``evidence.sources``, ``destinations`` (lists) | addresses (at most ``max_list`` of each) | internet probes, flow guessing, app flood, c2 beacon |
+| ``evidence.targets`` (list) | the VMs logins failed on (those the registry knows) | ``brute_force.auth_failures`` |
 | ``evidence.resource`` | a cloud resource (snapshot, image, bucket, instance) | cross-tenant control-plane rules |
 | ``evidence.src_tenant``, ``dst_tenant`` (also ``principal_tenant``, ``resource_tenant`` if present) | the tenants acting and reached | every ``cross_tenant`` rule |
 
@@ -186,6 +187,11 @@ def mentions(
         if isinstance(values, list | tuple):
             for value in values[:max_list]:
                 add_ip(value, False)
+    targets = ev.get("targets")  # brute_force.auth_failures: the VMs (or hosts) logins failed on
+    if isinstance(targets, list | tuple):
+        for target in targets[:max_list]:
+            if registry is not None and isinstance(target, str) and target in registry.vms:
+                add_vm(target, UNKNOWN, False)
     resource = ev.get("resource")
     if isinstance(resource, str) and resource:
         src_t, dst_t = ev.get("src_tenant"), ev.get("dst_tenant")

@@ -672,3 +672,22 @@ def test_output_does_not_depend_on_the_process_hash_seed() -> None:
         )
         outputs.add(done.stdout)
     assert len(outputs) == 1 and '"incident_id"' in outputs.pop()
+
+
+def test_password_guessing_links_to_the_vm_its_logins_failed_on() -> None:
+    """``brute_force.auth_failures`` names the attacker's address as its entity; its evidence's
+    ``targets`` (the VMs the logins failed on) tie it to the escape from that VM."""
+    guess = alert(
+        "brute_force.auth_failures", "brute_force", "Credential Access", ("ip", "198.51.100.9"), T0,
+        evidence={"targets": ["vm-x"]},
+    )  # fmt: skip
+    escape = alert(
+        "vm_escape.shell_spawn", "vm_escape", "Privilege Escalation", ("vm", "vm-x"), T0 + 10 * MIN
+    )
+    docs = live(run([guess, escape], IncidentTracker("t-a", settings())))
+    assert len(docs) == 1 and docs[0]["alert_count"] == 2
+    apart = alert(
+        "brute_force.auth_failures", "brute_force", "Credential Access", ("ip", "198.51.100.9"), T0,
+        evidence={"targets": []},
+    )  # fmt: skip
+    assert len(live(run([apart, escape], IncidentTracker("t-a", settings())))) == 2

@@ -37,7 +37,7 @@ class AuthState:
 class AuthFailures(WindowedDetector[AuthState]):
     meta = DetectorMeta(
         id="brute_force.auth_failures",
-        version="1.0.0",
+        version="1.1.0",
         title="Login brute force",
         category="brute_force",
         score=50,
@@ -145,6 +145,8 @@ class AuthFailures(WindowedDetector[AuthState]):
                 "distinct_users": len(state.users),
                 "distinct_targets": len(state.targets),
                 "users": sorted(state.users)[:10],
+                # The VMs (or hosts) the logins failed on: the victims the incident stage links to.
+                "targets": sorted(t for t in state.targets if t != "?")[:10],
                 "success_after_failures": compromised,
             },
             attack=self.meta.attack[1] if kind == "password spray" else None,
