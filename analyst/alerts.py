@@ -100,26 +100,6 @@ class AlertStore(ScopedStore):
         )
         return self._checked(resp["hits"]["hits"])
 
-    def show(self, alert_id: str) -> dict[str, Any]:
-        """The alert with this id (within the scope), with ``_index``, ``_seq_no``, ``_primary_term``."""
-        filters = [{"ids": {"values": [alert_id]}}, *self._scope_filters(None)]
-        resp = self.es.search(
-            index=self.index,
-            query={"bool": {"filter": filters}},
-            seq_no_primary_term=True,
-            size=2,
-            ignore_unavailable=True,
-            allow_no_indices=True,
-        )
-        docs = self._checked(resp["hits"]["hits"])
-        if not docs:
-            raise self._not_found(alert_id)
-        if len(docs) > 1:
-            raise AlertWorkflowError(
-                f"alert {alert_id} is in several indices: {', '.join(d['_index'] for d in docs)}"
-            )
-        return docs[0]
-
     # --- changing --------------------------------------------------------------------------------
     def transition(
         self, alert_id: str, status: str, by: str, reason: str = "", *, now_ms: int | None = None

@@ -103,25 +103,6 @@ class IncidentStore(ScopedStore):
         )
         return self._checked(resp["hits"]["hits"])
 
-    def show(self, incident_id: str) -> dict[str, Any]:
-        """The incident (within the scope), with ``_index``, ``_seq_no``, ``_primary_term``."""
-        resp = self.es.search(
-            index=self.index,
-            query={"bool": {"filter": [{"ids": {"values": [incident_id]}}, *self._scope_filters(None)]}},
-            seq_no_primary_term=True,
-            size=2,
-            ignore_unavailable=True,
-            allow_no_indices=True,
-        )
-        docs = self._checked(resp["hits"]["hits"])
-        if not docs:
-            raise self._not_found(incident_id)
-        if len(docs) > 1:
-            raise AnalystError(
-                f"incident {incident_id} is in several indices: {', '.join(d['_index'] for d in docs)}"
-            )
-        return docs[0]
-
     def alerts_of(self, incident: dict[str, Any], limit: int = 1000) -> builtins.list[dict[str, Any]]:
         """The incident's alerts (its ``alert_ids``, within the scope), oldest first."""
         ids = list(incident.get("alert_ids") or [])[:limit]

@@ -27,9 +27,31 @@ class TenantScopeError(AnalystError):
 
 class ScopedStore:
     what = "document"  # named in messages
+    es: Any  # the subclass's Elasticsearch client
+    index: str  # and index pattern
 
     def __init__(self, tenant_scope: str | None) -> None:
         self.tenant_scope = tenant_scope
+
+    def show(self, doc_id: str) -> dict[str, Any]:
+        """The document with this id (within the scope), with ``_index``, ``_seq_no``,
+        ``_primary_term`` (for an optimistic-concurrency update)."""
+        resp = self.es.search(
+            index=self.index,
+            query={"bool": {"filter": [{"ids": {"values": [doc_id]}}, *self._scope_filters(None)]}},
+            seq_no_primary_term=True,
+            size=2,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        docs = self._checked(resp["hits"]["hits"])
+        if not docs:
+            raise self._not_found(doc_id)
+        if len(docs) > 1:
+            raise AnalystError(
+                f"{self.what} {doc_id} is in several indices: {', '.join(d['_index'] for d in docs)}"
+            )
+        return docs[0]
 
     def _scope_filters(self, tenant: str | None) -> list[dict[str, Any]]:
         if self.tenant_scope is not None and tenant not in (None, self.tenant_scope):
