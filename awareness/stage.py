@@ -101,7 +101,7 @@ class TenantAwareness:
             self.last_posture = signals
             threat = self._threat(minute)
             out.threat.append(threat)
-            out.warnings += self.warning.observe_minute(minute, signals, threat["level"])
+            out.warnings += self.warning.observe_minute(minute, signals, threat["level"], threat)
             minute += MINUTE_MS
         self.closed_until = max(self.closed_until, minute)
         self.stopped = not self.active(self.closed_until)

@@ -122,6 +122,7 @@ __all__ = [
     "level_for_index",
     "posture_signals",
     "signal_threshold",
+    "signal_threshold_now",
     "tenant_threat",
     "threat_doc_id",
 ]
@@ -325,6 +326,25 @@ def signal_threshold(signal: str, level: str, settings: ThreatSettings) -> float
     if line is None or line.weight <= 0 or target > settings.posture_cap:
         return None
     value = line.floor + target / line.weight * (line.ref - line.floor)
+    return None if line.ceiling is not None and value > line.ceiling else value
+
+
+def signal_threshold_now(
+    signal: str, level: str, settings: ThreatSettings, incident_part: float, other_points: float
+) -> float | None:
+    """The value of ``signal`` that, with the tenant's other contributions as they stand (the open
+    incidents' part of the index and the other signals' posture points), brings the tenant to
+    ``level``; ``None`` when the signal gives no points or the posture cap keeps it below."""
+    line = settings.posture.get(signal)
+    target = settings.threshold(level)
+    if line is None or line.weight <= 0 or incident_part >= 100:
+        return None
+    # 1 - (1 - I)(1 - P) >= T  <=>  P >= 1 - (1 - T) / (1 - I), on the 0-100 scale
+    need = 100 * (1 - (1 - target / 100) / (1 - incident_part / 100))
+    if need > settings.posture_cap:
+        return None
+    points = max(0.0, need - other_points)
+    value = line.floor + points / line.weight * (line.ref - line.floor)
     return None if line.ceiling is not None and value > line.ceiling else value
 
 

@@ -18,8 +18,11 @@ Rule: a warning on signal ``s`` is raised at minute ``t`` when
    noisy minute past the threshold). Only upward: every signal is a count or a score that rises
    under attack;
 2. its projection ``horizon_ms`` ahead (``SeasonalForecaster.project``: seasonal baseline then,
-   plus the residual's Holt level and trend) reaches the value at which ``s`` alone would lift the
-   tenant to the next level above ``current_level`` (``awareness.threat.signal_threshold``; a
+   plus the residual's Holt level and trend) reaches the value at which ``s`` would lift the
+   tenant to the next level above ``current_level``: given the minute's threat document, with the
+   tenant's open incidents and other signals as they stand (``signal_threshold_now``: a tenant
+   already at yellow from an incident needs far fewer failed logins to reach orange), else from a
+   quiet tenant (``awareness.threat.signal_threshold``; a
    signal ``a.b`` without a posture line of its own uses ``a``'s: ``alerts.port_scan`` uses
    ``alerts``); a signal that cannot lift the tenant (no posture line, or the level is above the
    posture cap, i.e. red, or the tenant is already red) never warns;
@@ -51,7 +54,7 @@ from typing import Any
 from detectors.config import DetectorConfig
 
 from .forecast import ForecastSettings, SeasonalForecaster
-from .threat import LEVELS, ThreatSettings, signal_threshold
+from .threat import LEVELS, ThreatSettings, signal_threshold, signal_threshold_now
 
 __all__ = ["EarlyWarning", "WarningSettings", "warning_id"]
 
@@ -93,12 +96,20 @@ class EarlyWarning:
         self.raised = 0
         self.within_normal = 0  # candidate warnings dropped: the threshold is inside the interval
 
-    def _threshold(self, signal: str, level: str) -> float | None:
+    def _threshold(self, signal: str, level: str, threat: Mapping[str, Any] | None = None) -> float | None:
+        """The value of ``signal`` that lifts the tenant to ``level``: with the minute's threat
+        document, from where the tenant stands (its incidents' part and the other signals'
+        points); without it, from a quiet tenant."""
         th = self.settings.threat
-        if signal in th.posture:
-            return signal_threshold(signal, level, th)
-        head = signal.split(".", 1)[0]
-        return signal_threshold(head, level, th) if head != signal else None
+        line = signal if signal in th.posture else signal.split(".", 1)[0]
+        if line not in th.posture:
+            return None
+        contributors = (threat or {}).get("contributors")
+        if not isinstance(contributors, Mapping):
+            return signal_threshold(line, level, th)
+        points = contributors.get("signals") or {}
+        other = sum(float(v) for k, v in points.items() if k != line)
+        return signal_threshold_now(line, level, th, float(contributors.get("incidents") or 0.0), other)
 
     def _forecaster(self, signal: str, minute_ms: int) -> SeasonalForecaster:
         fc = self.forecasters.get(signal)
@@ -114,9 +125,15 @@ class EarlyWarning:
         return fc
 
     def observe_minute(
-        self, minute_ms: int, signals: Mapping[str, float], current_level: str
+        self,
+        minute_ms: int,
+        signals: Mapping[str, float],
+        current_level: str,
+        threat: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Learn the minute's signals; the warnings they raise (module docstring)."""
+        """Learn the minute's signals; the warnings they raise (module docstring). ``threat``, the
+        tenant's threat document of the minute, makes the thresholds relative to where the tenant
+        stands (its open incidents and other signals); without it they are a quiet tenant's."""
         if current_level not in LEVELS:
             raise ValueError(f"current_level {current_level!r} is not one of {LEVELS}")
         rank = LEVELS.index(current_level)
@@ -137,7 +154,7 @@ class EarlyWarning:
                 self.above.pop(signal, None)
             if nxt is None or self.above.get(signal, 0) < fs.min_consecutive:
                 continue
-            threshold = self._threshold(signal, nxt)
+            threshold = self._threshold(signal, nxt, threat)
             if threshold is None:
                 continue
             last = self.last_warning.get(signal)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from awareness.forecast import ForecastSettings, SeasonalForecaster, hour_of_day, hour_of_week
-from awareness.threat import ThreatSettings, signal_threshold
+from awareness.threat import ThreatSettings, signal_threshold, signal_threshold_now
 from awareness.warnings import EarlyWarning, WarningSettings, warning_id
 from detectors.config import ConfigError, DetectorConfig
 from ingest.simulator.rhythm import load_rhythm
@@ -263,3 +263,42 @@ def test_forecast_settings_from_config_and_errors() -> None:
     bad = cfg.merged({"awareness": {"forecast": {"bogus": 1}}})
     with pytest.raises(ConfigError, match=r"awareness\.forecast: unknown keys \['bogus'\]"):
         ForecastSettings.from_config(bad)
+
+
+def test_threshold_from_where_the_tenant_stands() -> None:
+    s = ThreatSettings()
+    quiet_tenant = signal_threshold("failed_logins", "orange", s)
+    assert signal_threshold_now("failed_logins", "orange", s, 0.0, 0.0) == pytest.approx(quiet_tenant)
+    # an open incident worth 40 of the index: orange (50) needs 1 - 0.5 / 0.6 = 16.7 posture points
+    assert signal_threshold_now("failed_logins", "orange", s, 40.0, 0.0) == pytest.approx(
+        16.667 / 25 * 10, abs=0.01
+    )
+    # other signals' points count too, and the posture cap still bounds what posture can do
+    assert signal_threshold_now("failed_logins", "orange", s, 40.0, 10.0) == pytest.approx(
+        6.667 / 25 * 10, abs=0.01
+    )
+    assert signal_threshold_now("failed_logins", "red", s, 0.0, 0.0) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_tenant_at_yellow_is_warned_of_orange_by_a_ramp_a_quiet_tenant_shrugs_off(
+    warmed: tuple[bytes, int], seed: int
+) -> None:
+    """Failed logins ramping by 10 a minute over two hours never reach the 20 that alone make
+    orange, but with an open incident worth 30 points 11.4 do: only the relative threshold warns."""
+    threat = {"contributors": {"incidents": 30.0, "signals": {}}}
+    found = {}
+    for relative in (True, False):
+        ew, rng = pickle.loads(warmed[0])
+        rng.seed(seed)
+        start = warmed[1] + 10 * 60
+        out = []
+        for m, ts in minutes(warmed[1], start + 120):
+            sig = signals(rng, m)
+            if m >= start:
+                sig["failed_logins"] += 10.0 * (m - start) / 120
+            out += ew.observe_minute(ts, sig, "yellow", threat if relative else None)
+        found[relative] = [w for w in out if w["signal"] == "failed_logins"]
+    assert found[False] == []
+    assert len(found[True]) == 1 and found[True][0]["level"] == "orange"
+    assert found[True][0]["threshold"] == pytest.approx(11.43, abs=0.01)
