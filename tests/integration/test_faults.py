@@ -154,22 +154,36 @@ def baseline(telemetry: Settings) -> set[str]:
 
 
 def _incidents(settings: Settings) -> dict[str, frozenset[str]]:
-    """The standing incidents (not merged into another), id -> alert ids, without the stale ones:
-    documents whose alerts all belong to a larger standing incident. A job killed after its last
-    checkpoint may have written an incident under the name of an alert that, replayed in another
-    interleaving of the two event-time paths, is no longer its earliest: that document stays in
-    Elasticsearch, a stale subset of the incident the restored job names after its earliest alert."""
+    """The standing incidents (not merged into another), id -> alert ids, compared without:
+
+    - context alerts (``port_scan.internet_probes``): they attach to an incident only if it is
+      open when they arrive, and the two event-time paths' alerts reach the awareness stage
+      interleaved in no fixed order;
+    - stale documents, whose alerts all belong to a larger standing incident: a job killed after
+      its last checkpoint may have written an incident under the name of an alert that, replayed
+      in another interleaving, is no longer its earliest."""
+    from elasticsearch.helpers import scan
+
+    from awareness.incidents import IncidentSettings
+
     es = es_client(settings)
     try:
+        es.indices.refresh(index=settings.index_alerts_pattern, ignore_unavailable=True)
+        context_query = {"query": {"terms": {"detector": list(IncidentSettings().context_detectors)}}}
+        context = {
+            h["_id"]
+            for h in scan(es, index=settings.index_alerts_pattern, query=context_query, _source=False)
+        }
         pattern = settings.index_incidents_prefix + "*"
         es.indices.refresh(index=pattern, ignore_unavailable=True)
-        from elasticsearch.helpers import scan
-
         query = {"query": {"bool": {"must_not": [{"exists": {"field": "merged_into"}}]}}}
-        docs = {h["_id"]: frozenset(h["_source"]["alert_ids"]) for h in scan(es, index=pattern, query=query)}
+        docs = {
+            h["_id"]: frozenset(h["_source"]["alert_ids"]) - context
+            for h in scan(es, index=pattern, query=query)
+        }
     finally:
         es.close()
-    return {i: a for i, a in docs.items() if not any(a < other for other in docs.values())}
+    return {i: a for i, a in docs.items() if a and not any(a < other for other in docs.values())}
 
 
 def test_sigkill_of_the_job_then_restart_from_checkpoint(telemetry: Settings) -> None:
