@@ -418,6 +418,13 @@ def alert_ecs(doc: Mapping[str, Any], registry: TenantRegistry | None = None) ->
     related.add("user", user)
     related.add_all("user", (_text(u) for u in _list(evidence.get("users"))))
 
+    return _finish(out, doc, related, registry)
+
+
+def _finish(
+    out: dict[str, Any], doc: Mapping[str, Any], related: _Related, registry: TenantRegistry | None
+) -> dict[str, Any]:
+    """Add the tenant's fields (``cloud`` merged with what is there) and ``related``."""
     for path, value in _tenant_fields(doc.get("tenant"), registry).items():
         if path == "cloud":
             out.setdefault("cloud", {}).update(value)
@@ -459,14 +466,7 @@ def incident_ecs(doc: Mapping[str, Any], registry: TenantRegistry | None = None)
     related.add_all("ip", (_ip(v) for v in by_type.get("ip", [])))
     related.add_all("hosts", [*hosts, *vms])
     related.add_all("user", users)
-    for path, value in _tenant_fields(doc.get("tenant"), registry).items():
-        if path == "cloud":
-            out.setdefault("cloud", {}).update(value)
-        else:
-            out[path] = value
-    if rel := related.fields():
-        out["related"] = rel
-    return out
+    return _finish(out, doc, related, registry)
 
 
 def with_ecs(doc: Mapping[str, Any], ecs: Mapping[str, Any]) -> dict[str, Any]:

@@ -113,7 +113,7 @@ from ingest.simulator.campaign import CampaignInfo, CampaignRun, campaign_run, q
 from ingest.simulator.config import DEFAULT_START_MS
 from ingest.simulator.truth import TruthRecord
 from ingest.tenants import TenantRegistry
-from streams.detect_fn import DetectionJobConfig, MicroBatchDetector
+from streams.detect_fn import END_OF_TIME, DetectionJobConfig, MicroBatchDetector
 from streams.posture import PostureState
 
 __all__ = [
@@ -138,7 +138,6 @@ MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
 WEEK_MS: Final = 7 * DAY_MS
-END_OF_TIME: Final = 2**63 - 1
 LEAD_TARGET_MIN: Final = 10.0
 ORANGE_TARGET_MIN: Final = 2.0
 FALSE_WARNINGS_TARGET: Final = 1.0
