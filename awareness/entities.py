@@ -15,6 +15,7 @@ side of an incident that spans tenants. This module reads both from one alert do
 | ``evidence.victim``, ``top_target``, ``destination``, ``top_destination``, ``top_source`` | an address | dos, brute force, c2, exfiltration, port scan rules |
 | ``evidence.sources``, ``destinations`` (lists) | addresses (at most ``max_list`` of each) | internet probes, flow guessing, app flood, c2 beacon |
 | ``evidence.targets`` (list) | the VMs logins failed on (those the registry knows) | ``brute_force.auth_failures`` |
+| ``evidence.src_ip`` | the address a control-plane call came from (CloudTrail's ``sourceIPAddress``; with a registry, the VM holding it) | ``cross_tenant.foreign_resource_access``, ``resource_shared_out`` (a label, when the record has it) |
 | ``evidence.resource`` | a cloud resource (snapshot, image, bucket, instance) | cross-tenant control-plane rules |
 | ``evidence.src_tenant``, ``dst_tenant`` (also ``principal_tenant``, ``resource_tenant`` if present) | the tenants acting and reached | every ``cross_tenant`` rule |
 
@@ -35,6 +36,13 @@ neighbour's alerts into one incident. They are kept as descriptive entities unle
 ``link_types`` (a setting) names them; a host is always a link when it is the alert's own subject
 (an alert about the host itself, e.g. an unexpected process opening ``/dev/kvm``), and in a
 foreign view the other tenant is the only handle on the actor, so there it links.
+
+**Actors.** An address outside every tenant and the management network (the registry says so;
+without a registry nobody is outside) that is the alert's own subject is the acting source of
+an attack on the tenant (the scanner, the password guesser, the flooder). Its entity carries
+``actor: true``, and the incident stage links two alerts naming the same actor over a longer gap
+(``awareness.incidents``, ``actor_gap_ms``). An outside address named only in evidence (an
+upload's destination, a flood's victim) is not an actor.
 
 **Views** (``tenant_views``): the alert tenant's *own* view is the alert with its own side's and
 outside entities; every other tenant named by the alert (``src_tenant``/``dst_tenant``, the owner
@@ -71,7 +79,7 @@ DEFAULT_LINK_TYPES: Final = ("vm", "ip", "principal", "user", "resource")
 NOT_TENANTS: Final = frozenset({"", "unknown", "public", "-", PROVIDER, "management"})
 """Values of ``src_tenant``/``dst_tenant`` that name no tenant."""
 
-_IP_KEYS: Final = ("victim", "top_target", "destination", "top_destination", "top_source")
+_IP_KEYS: Final = ("victim", "top_target", "destination", "top_destination", "top_source", "src_ip")
 _IP_LIST_KEYS: Final = ("sources", "destinations")
 _TENANT_KEYS: Final = ("src_tenant", "dst_tenant", "principal_tenant", "resource_tenant")
 _FOREIGN_DISK: Final = re.compile(r"^disk of (\S+?): \S+ (\S+)")
@@ -226,7 +234,8 @@ def view_entities(
     max_list: int = 8,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """(entities, other tenants) of one tenant's view of ``alert``: each entity
-    ``{type, id, link}``, other tenants by name only (sorted)."""
+    ``{type, id, link}`` (plus ``actor: True`` for an outside acting address, see Actors),
+    other tenants by name only (sorted)."""
     own = _tenant(alert)
     links = frozenset(link_types)
     found = mentions(alert, registry, max_list)
@@ -247,7 +256,10 @@ def view_entities(
                 or (owner == PROVIDER and etype == "host")  # the hypervisor its VM runs on
             )
             if visible:
-                entities.append({"type": etype, "id": eid, "link": _links(etype, subject, links)})
+                entity = {"type": etype, "id": eid, "link": _links(etype, subject, links)}
+                if etype == "ip" and subject and owner == OUTSIDE and entity["link"]:
+                    entity["actor"] = True  # an outside source acting on the tenant (see Actors)
+                entities.append(entity)
     else:
         for etype, eid, owner, _subject in found:
             if etype != "tenant" and owner == view_tenant:

@@ -8,12 +8,34 @@ the incident documents it created or changed; the lead indexes them as they are 
 
 **Grouping.** Each alert names entities (``awareness.entities``: its VM, address, principal,
 resource, the addresses in its evidence; with a registry, a VM's address and an address's VM).
-An alert joins an open incident that shares a *link* entity with it and whose activity span
-``[first_seen, last_seen]`` is within ``gap_ms`` of the alert's ``[first_seen, last_seen]`` (either
-side: alerts arrive out of order). An alert that joins two or more incidents merges them: the
+An alert joins an open incident holding an alert that names the same *link* entity and whose
+activity span ``[first_seen, last_seen]`` is within ``gap_ms`` of the new alert's (either side:
+alerts arrive out of order). The test is alert to alert, not against the incident's whole span:
+incidents are then the connected groups of alerts, the same whatever order the alerts arrive in
+(the job's two event-time paths interleave in no fixed order, and a restore replays them in
+another). Against the whole span, an alert that arrived after a bridging alert joined, and one
+that arrived before it did not. An alert that joins two or more incidents merges them: the
 incident whose story began first (smallest ``first_seen``, then id) keeps its id and absorbs the
 others, which are returned once as ``status: closed``, ``close_reason: merged``,
-``merged_into: <id>``. The incidents and a map link-entity -> incident ids are a union-find whose
+``merged_into: <id>``.
+
+**Outside actors.** An address outside every tenant that is an alert's own subject (the scanner,
+the password guesser: ``actor: true`` in ``awareness.entities``) links that alert to another
+naming the same actor as its subject when their spans are within ``actor_gap_ms`` (default 5 h)
+rather than ``gap_ms``: still alert to alert, so still order-independent. Why: one outside
+source attacking a tenant is one adversary, and its steps are paced by the adversary, not by the
+telemetry: reconnaissance precedes access attempts (ATT&CK's Reconnaissance tactic), and password
+guessing is run slowly on purpose to stay under lockout and detection thresholds (T1110), so the
+detectors see it only once its rate passes their bar, often more than 30 min after the scan.
+SOC tools group alerts by the attacking address over hours for this reason (Microsoft
+Sentinel's analytics rules group alerts into incidents by matching entities within a
+configurable ``lookbackDuration`` of hours to days). 5 h is a design choice in that range, not a
+fit: the simulator's ramps would need only ~50 min. The gap is capped at
+``gap_ms + reopen_ms`` (a closed incident is forgotten ``reopen_ms`` after closing; a later
+alert could not re-open it and grouping would depend on arrival order). Addresses inside a
+tenant, hosts, principals and outside addresses named only in evidence (an upload's
+destination) keep ``gap_ms``: a VM has much unrelated activity, an exfiltration server many
+unrelated clients. ``actor_gap_ms: 0`` turns the rule off. The incidents and a map link-entity -> incident ids are a union-find whose
 unions are these merges. An alert that joins nothing opens an incident.
 
 **Ids.** ``incident_id`` = blake2b-128 hex of ``tenant \\0 alert_id`` of the incident's earliest alert
@@ -71,7 +93,8 @@ more (unrelated attacks on one VM within the gap, bridged by ``anomaly.flow_feat
 alerted on every 5-minute window of most VMs that day). With the anomaly detectors also as
 context: 80 incidents, 2 of 56 mixed (3,423 alerts in none); linking on ``host`` too: 61
 incidents, 7 of 45 mixed. Seed 8 (``--start-ms 1736208000000``): 3,355 alerts -> 85 incidents
-(39x), none split, 6 of 48 mixed.
+(39x), none split, 6 of 48 mixed. (Both days measured before the outside-actor link and the
+alert-to-alert test; not re-measured since. Campaign runs with both: ``streams.awareness_eval``.)
 
 **Score and severity.** With ``m`` the highest alert score (0-100, the detectors' own; an
 ``anomaly`` alert's at most ``anomaly_score_cap``, 60) of the incident's unsnoozed alerts, ``s``
@@ -111,7 +134,7 @@ records; ``max_closed`` re-openable closed incidents and ``max_snoozes`` snoozes
 Configuration (``awareness.incidents`` in the detector configuration; every key optional):
 ``gap_ms``, ``grace_ms``, ``max_open``, ``max_alerts_per_incident``, ``max_series``,
 ``max_entities``, ``max_audit``, ``max_snoozes``, ``max_list_entities``, ``reopen_ms``,
-``max_closed``, ``link_types`` (entity types that join alerts: ``vm``, ``ip``, ``host``, ``principal``, ``user``, ``resource``,
+``max_closed``, ``actor_gap_ms``, ``link_types`` (entity types that join alerts: ``vm``, ``ip``, ``host``, ``principal``, ``user``, ``resource``,
 ``tenant``), ``stage_weight``, ``chain_weight``, ``criticality_factors``, ``max_title_phrases``,
 ``context_detectors``, ``anomaly_score_cap``.
 """
@@ -178,6 +201,7 @@ class IncidentSettings:
     anomaly_score_cap: int = 60
     reopen_ms: int = 6 * 3_600_000 + 6 * 60_000
     max_closed: int = 256
+    actor_gap_ms: int = 5 * 3_600_000
 
     def __post_init__(self) -> None:
         where = "awareness.incidents"
@@ -194,7 +218,7 @@ class IncidentSettings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
-        for name in ("gap_ms", "grace_ms", "anomaly_score_cap", "reopen_ms"):
+        for name in ("gap_ms", "grace_ms", "anomaly_score_cap", "reopen_ms", "actor_gap_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}: must not be negative, got {getattr(self, name)}")
         for name in ("stage_weight", "chain_weight"):
@@ -274,6 +298,14 @@ def tenant_views(
     with its address."""
     s = settings or IncidentSettings()
     return _tenant_views(alert, registry, link_types=s.link_types, max_list=s.max_list_entities)
+
+
+_ACTOR: Final = "actor:"
+
+
+def _actor_key(address: str) -> str:
+    """The link key of an outside actor's address (its own key: it joins over ``actor_gap_ms``)."""
+    return _ACTOR + address
 
 
 def _int(value: Any, default: int) -> int:
@@ -431,7 +463,9 @@ class IncidentTracker:
         self.settings = settings
         self.criticality = criticality
         self._open: dict[str, _Incident] = {}
-        self._index: dict[str, list[str]] = {}
+        # link key -> incident id -> the activity spans of that incident's alerts naming the key,
+        # sorted, spans closer than gap_ms coalesced (that keeps "within the gap of one of them").
+        self._index: dict[str, dict[str, list[list[int]]]] = {}
         self._snoozes: dict[tuple[str, str], dict[str, Any]] = {}
         self._closed: dict[
             str, tuple[_Incident, int]
@@ -476,14 +510,14 @@ class IncidentTracker:
                 alert, self.tenant, None, link_types=s.link_types, max_list=s.max_list_entities
             )
         keys = [f"{e['type']}:{e['id']}" for e in entities if e.get("link")]
+        keys += [_actor_key(str(e["id"])) for e in entities if e.get("link") and e.get("actor")]
         candidates: dict[str, _Incident] = {}
         for key in keys:
-            for iid in self._index.get(key, ()):
-                found = self._open.get(iid)
-                if found is None:
-                    found = self._closed[iid][0]
-                if first <= found.last_seen + s.gap_ms and last >= found.first_seen - s.gap_ms:
-                    candidates[iid] = found
+            gap = self._gap(key)
+            for iid, spans in self._index.get(key, {}).items():
+                if iid not in candidates and any(first <= b + gap and last >= a - gap for a, b in spans):
+                    found = self._open.get(iid)
+                    candidates[iid] = found if found is not None else self._closed[iid][0]
         if any(alert_id in inc.alert_ids for inc in candidates.values()):
             self._stats["duplicates"] += 1
             return []
@@ -611,33 +645,56 @@ class IncidentTracker:
             del inc.audit[0]
             inc.audit_dropped += 1
 
-    def _index_add(self, key: str, iid: str) -> None:
-        ids = self._index.setdefault(key, [])
-        if iid not in ids:
-            ids.append(iid)
+    def _gap(self, key: str) -> int:
+        """How far apart two alerts naming ``key`` may be and still join: for an outside actor's
+        key ``actor_gap_ms``, within ``gap_ms .. gap_ms + reopen_ms`` (a closed incident is
+        forgotten ``reopen_ms`` after it closes; a later actor alert could not re-open it, and
+        grouping would depend on arrival order), else ``gap_ms``."""
+        s = self.settings
+        if not key.startswith(_ACTOR):
+            return s.gap_ms
+        return max(s.gap_ms, min(s.actor_gap_ms, s.gap_ms + s.reopen_ms))
+
+    def _index_add(self, key: str, iid: str, spans: Iterable[list[int]]) -> None:
+        """Add alert spans under ``key`` for ``iid``, coalescing those within the key's gap."""
+        merged: list[list[int]] = []
+        gap = self._gap(key)
+        for a, b in sorted([*self._index.setdefault(key, {}).get(iid, []), *spans]):
+            if merged and a <= merged[-1][1] + gap:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self._index[key][iid] = merged
 
     def _index_remove(self, key: str, iid: str) -> None:
         ids = self._index.get(key)
         if ids is not None and iid in ids:
-            ids.remove(iid)
+            del ids[iid]
             if not ids:
                 del self._index[key]
 
-    def _add_entity(self, inc: _Incident, key: str, etype: str, eid: str, link: bool) -> None:
+    def _add_entity(
+        self, inc: _Incident, key: str, etype: str, eid: str, link: bool, spans: Iterable[list[int]]
+    ) -> None:
+        """``spans``: the activity spans of the incident's alerts that name a link entity."""
         if key not in inc.entities:
             inc.entities[key] = {"type": etype, "id": eid}
             if len(inc.entities) > self.settings.max_entities:
                 old = next(iter(inc.entities))
                 del inc.entities[old]
                 inc.entities_dropped += 1
-                if old in inc.links:
-                    del inc.links[old]
-                    self._index_remove(old, inc.id)
+                for gone in (old, _actor_key(old[3:]) if old.startswith("ip:") else None):
+                    if gone is not None and gone in inc.links:
+                        del inc.links[gone]
+                        self._index_remove(gone, inc.id)
                 if old == key:
                     return
-        if link and key not in inc.links:
-            inc.links[key] = None
-            self._index_add(key, inc.id)
+        if link:
+            self._add_link(inc, key, spans)
+
+    def _add_link(self, inc: _Incident, key: str, spans: Iterable[list[int]]) -> None:
+        inc.links[key] = None
+        self._index_add(key, inc.id, spans)
 
     def _attach(
         self,
@@ -670,7 +727,9 @@ class IncidentTracker:
         inc.detected_at = min(inc.detected_at, ts) if inc.detected_at else ts
         for e in entities:
             etype, eid = str(e.get("type")), str(e.get("id"))
-            self._add_entity(inc, f"{etype}:{eid}", etype, eid, bool(e.get("link")))
+            self._add_entity(inc, f"{etype}:{eid}", etype, eid, bool(e.get("link")), [[first, last]])
+            if e.get("link") and e.get("actor") and f"{etype}:{eid}" in inc.entities:
+                self._add_link(inc, _actor_key(eid), [[first, last]])
         for name in others:
             if name not in inc.other_tenants and name != self.tenant:
                 inc.other_tenants[name] = None
@@ -748,6 +807,7 @@ class IncidentTracker:
     def _merge(self, into: _Incident, other: _Incident, ts: int) -> dict[str, Any]:
         """Fold ``other`` into ``into``; ``other``'s closing document."""
         s = self.settings
+        spans = {key: self._index.get(key, {}).get(other.id, []) for key in other.links}
         self._drop(other)
         for aid in other.alert_ids:
             into.alert_ids[aid] = None
@@ -757,7 +817,10 @@ class IncidentTracker:
         into.alert_ids_dropped += other.alert_ids_dropped
         into.alert_count += other.alert_count
         for key, e in other.entities.items():
-            self._add_entity(into, key, e["type"], e["id"], key in other.links)
+            self._add_entity(into, key, e["type"], e["id"], key in other.links, spans.get(key, []))
+        for key in other.links:
+            if key.startswith(_ACTOR) and f"ip:{key[len(_ACTOR) :]}" in into.entities:
+                self._add_link(into, key, spans.get(key, []))
         into.entities_dropped += other.entities_dropped
         for name in other.other_tenants:
             into.other_tenants.setdefault(name, None)

@@ -33,7 +33,9 @@ A feeder has no READ at all and no group: it can neither consume nor see other t
 Secrets: every password is random (``secrets.token_hex(24)``), stored in a 0600 file in
 ``Settings.secrets_path`` (0700), never printed, logged or written to a settings file. Each
 principal also gets ``<name>.yaml``, a settings file with only paths (``SSA_SETTINGS_FILE=...``
-makes any ``ssa`` command act as that principal). Not protected: ``server.properties`` (0600)
+makes any ``ssa`` command act as that principal; the job's ``ssa-job.yaml`` also sets
+``tenant_topics: true``, so ``ssa detect`` with it reads the tenants' topics by pattern and takes each
+event's tenant from its topic). Not protected: ``server.properties`` (0600)
 holds the keystore password and the broker's own passwords (Kafka reads them from there), and the
 admin's password is on ``StorageTool format``'s command line for the second it runs.
 """
@@ -86,7 +88,8 @@ MECHANISM: Final = "SCRAM-SHA-512"
 SCRAM_ITERATIONS: Final = 8192  # Kafka's kafka-configs default is 4096; RFC 7677 asks at least 4096
 # Kafka topic names allow [a-zA-Z0-9._-]; a dot in a tenant id would make one tenant's prefix
 # ("ssa.a.") a prefix of another's topics ("ssa.a.b.telemetry.flow"), so ids with dots are refused.
-_TOPIC_SAFE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,150}$")
+TENANT_ID_RE: Final = r"[A-Za-z0-9][A-Za-z0-9_-]{0,150}"  # also the job's topic pattern (streams.sql)
+_TOPIC_SAFE: Final = re.compile(f"^{TENANT_ID_RE}$")
 
 
 class SecureError(ServiceError):
@@ -445,7 +448,8 @@ def provision(settings: Settings, tenants: Iterable[str], say: Callable[[str], N
     job_pw, _ = _ensure_password(settings, JOB_USER)
     _upsert_scram(admin, JOB_USER, job_pw)
     _create_acls(admin, job_plan(settings))
-    _write_principal_settings(settings, JOB_USER, {})
+    # tenant_topics: the job reads every tenant's topics by pattern and takes the tenant from the topic.
+    _write_principal_settings(settings, JOB_USER, {"tenant_topics": True})
     say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
     for tenant in [PROVIDER, *tenants]:
         user = feeder_user(tenant)

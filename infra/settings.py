@@ -48,6 +48,12 @@ class Settings:
     es_ca_file: str = ""
     # Topics and indices (DESIGN.md); only referenced through these fields.
     topic_prefix: str = "ssa.telemetry."
+    # Where the job reads telemetry. Off (the plain demo): the shared ``<topic_prefix><kind>``
+    # topics, and an event's tenant is what its payload says (any producer is trusted). On (secure
+    # mode: the job principal's settings file from ``ssa tenants provision``): every tenant's
+    # ``ssa.<tenant>.telemetry.<kind>`` by pattern (``streams.sql.tenant_topic_pattern``), the
+    # tenant taken from the topic, a payload naming another one sent to the DLQ (``streams.detect_fn``).
+    tenant_topics: bool = False
     topic_alerts: str = "ssa.alerts"
     topic_dlq: str = "ssa.dlq"
     topic_metrics: str = "ssa.metrics"
@@ -150,6 +156,11 @@ class Settings:
 
 
 def _coerce(name: str, raw: Any, target: Any, origin: str) -> Any:
+    if target is bool or target == "bool":
+        text = str(raw).strip().lower()
+        if isinstance(raw, bool) or text in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return raw if isinstance(raw, bool) else text in ("true", "1", "yes", "on")
+        raise SettingsError(f"{origin}: {name} must be true or false, got {raw!r}")
     if target is int or target == "int":
         try:
             return int(raw)

@@ -165,6 +165,9 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import run_ingest
     from ingest.tenants import TenantRegistry
 
+    if args.path.startswith(("s3://", "file://")):
+        return _ingest_bucket(args, settings)
+    _refuse_bucket_flags(args)
     fmt = resolve_format(args.format)
     if args.tz is not None:
         _check_zone(args.tz)
@@ -223,6 +226,75 @@ def _follow(args: argparse.Namespace, settings: Settings, fmt: str, registry: ob
     finally:
         sink.close()
     _say(f"ingest --follow: {summary.line()}")
+    return 0
+
+
+_BUCKET_FLAGS: Final = ("interval", "lookback", "max_object_bytes", "endpoint_url")
+
+
+def _refuse_bucket_flags(args: argparse.Namespace) -> None:
+    if args.format is None:
+        raise CliError("--format is required but for a bucket (s3://, file://): e.g. --format syslog")
+    given = [f"--{name.replace('_', '-')}" for name in _BUCKET_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise CliError(
+            f"{', '.join(given)} read(s) a bucket (s3://BUCKET/PREFIX or file:///FOLDER), not {args.path}"
+        )
+
+
+def _ingest_bucket(args: argparse.Namespace, settings: Settings) -> int:
+    """``ssa ingest s3://BUCKET/PREFIX`` (or ``file:///FOLDER``): VPC flow logs and CloudTrail of a
+    log-archive bucket to the telemetry topics (or ``--output``), once or polling with --follow."""
+    import signal
+    import threading
+
+    from ingest.objectstore import (
+        DEFAULT_LOOKBACK_S,
+        DEFAULT_MAX_OBJECT_BYTES,
+        DEFAULT_POLL_S,
+        ObjectStoreError,
+        default_state_path,
+        read_bucket,
+    )  # fmt: skip
+    from ingest.tenants import RegistryWatcher
+
+    if args.year is not None or args.tz is not None or args.cic_features:
+        raise CliError(
+            "--year, --tz and --cic-features do not apply to a bucket's VPC flow logs and CloudTrail"
+        )
+    if args.max_object_bytes is not None and args.max_object_bytes <= 0:
+        raise CliError(f"--max-object-bytes must be more than 0, got {args.max_object_bytes}")
+    fmt = resolve_format(args.format) if args.format else None
+    if fmt not in (None, "vpcflow", "cloudaudit"):
+        raise CliError(
+            f"a bucket holds VPC flow logs and CloudTrail: --format vpcflow or cloudtrail, not {args.format}"
+        )
+    tenants = args.tenants or settings.tenants_file
+    registry = RegistryWatcher(tenants) if Path(tenants).exists() else None
+    if args.tenants and registry is None:
+        raise CliError(f"no such file: {args.tenants}")
+    state = args.state or default_state_path(Path(settings.data_dir) / "buckets", args.path)
+    stop = threading.Event()
+    if args.follow:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # save the state, flush, exit
+    sink = _ingest_sink(args, settings)
+    try:
+        summary = read_bucket(
+            args.path, sink, state_path=state, follow=args.follow, poll_s=args.interval or DEFAULT_POLL_S,
+            stop=stop, fmt=fmt, tenant=args.tenant, registry=registry,
+            lookback_s=args.lookback or DEFAULT_LOOKBACK_S,
+            max_object_bytes=args.max_object_bytes or DEFAULT_MAX_OBJECT_BYTES,
+            endpoint_url=args.endpoint_url, say=_say,
+        )  # fmt: skip
+    except (ObjectStoreError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        sink.close()
+    _say(f"ingest: {summary.line()}")
+    for reason, n in sorted(summary.ingest.dlq_reasons.items(), key=lambda kv: -kv[1])[:5]:
+        _say(f"  DLQ {n:,}: {reason}")
+    for reason, n in sorted(summary.objects_skipped.items(), key=lambda kv: -kv[1])[:5]:
+        _say(f"  objects skipped {n:,}: {reason}")
     return 0
 
 

@@ -207,8 +207,17 @@ def _receive(p: argparse.ArgumentParser) -> None:
 
 
 def _ingest(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="input file, - for stdin, or udp://HOST:PORT for NetFlow/IPFIX")
-    p.add_argument("--format", required=True, help="e.g. syslog (or sshd), zeek, vpcflow, netflow")
+    p.add_argument(
+        "path",
+        help="input file, - for stdin, udp://HOST:PORT for NetFlow/IPFIX, or a log-archive bucket: "
+        "s3://BUCKET/PREFIX or file:///FOLDER (VPC flow logs and CloudTrail as AWS writes them)",
+    )
+    p.add_argument(
+        "--format",
+        default=None,
+        help="e.g. syslog (or sshd), zeek, vpcflow, netflow; required but for a bucket, whose "
+        "objects' keys say their format (there --format vpcflow or cloudtrail reads only those)",
+    )
     p.add_argument("--tenant", default=None, help="tenant that owns this source")
     p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
     p.add_argument("--output", default=None, help="write JSON lines here (or -) instead of Kafka")
@@ -229,6 +238,30 @@ def _ingest(p: argparse.ArgumentParser) -> None:
         help="follow the growing file as tail -F does (rotation, truncation), resuming after a restart",
     )
     p.add_argument("--state", default=None, help="--follow's state file (default: PATH.ssa-follow.json)")
+    bucket = p.add_argument_group(
+        "bucket",
+        "s3:// or file:// input (ingest.objectstore): read once, or polled with --follow; "
+        "--state defaults to <data_dir>/buckets/<url>.json",
+    )
+    bucket.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=None,
+        help="seconds between polls with --follow (default 60)",
+    )
+    bucket.add_argument(
+        "--lookback", type=_positive_float, default=None,
+        help="seconds an object may arrive after newer ones of its account and region and still be read (default 3600)",
+    )  # fmt: skip
+    bucket.add_argument(
+        "--max-object-bytes",
+        type=int,
+        default=None,
+        help="decompressed bytes read per object (default 1 GiB)",
+    )
+    bucket.add_argument(
+        "--endpoint-url", default=None, help="an S3-compatible endpoint (default: boto3's own configuration)"
+    )
 
 
 def _dashboards(p: argparse.ArgumentParser) -> None:

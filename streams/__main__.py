@@ -28,7 +28,16 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="bounded runs: seconds without records before stopping",
     )
+    parser.add_argument(
+        "--no-awareness",
+        action="store_true",
+        help="leave the awareness stage (incidents, threat levels, warnings) out: benchmarks, diagnosis",
+    )
     args = parser.parse_args(argv)
+    if args.no_awareness and not (args.bounded or args.no_restore):
+        # Flink refuses a checkpoint holding state of operators the job no longer has.
+        parser.error("--no-awareness needs --bounded or --no-restore: a checkpoint with the awareness "
+                     "stage's state cannot be restored into a job without it")  # fmt: skip
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from infra.process import ServiceError
@@ -38,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if args.bounded:
             return run_bounded(
-                settings, index=not args.no_indexer, indexer_idle_exit_s=args.indexer_idle_exit
+                settings,
+                index=not args.no_indexer,
+                indexer_idle_exit_s=args.indexer_idle_exit,
+                awareness=not args.no_awareness,
             )
-        return run_forever(settings, restore=not args.no_restore, index=not args.no_indexer)
+        return run_forever(
+            settings, restore=not args.no_restore, index=not args.no_indexer, awareness=not args.no_awareness
+        )
     except (SettingsError, ServiceError) as exc:
         print(f"ssa detect: {exc}", file=sys.stderr)
         return 1

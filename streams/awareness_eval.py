@@ -3,6 +3,10 @@ measures of issue 21 ("Simulator and measures"), like ``detectors/evaluation`` i
 
 ``python -m streams.awareness_eval [--seeds 301 302 303] [--quiet-seeds 311 312] [--out PATH]``
 writes a JSON scorecard (default ``results/awareness-scorecard.json``) and prints a summary.
+``--record DIR`` also keeps each campaign run's awareness-stage input (alerts, posture records,
+watermarks, in order) in ``DIR/<seed>.pickle``; ``--restage DIR`` (same run arguments) then feeds
+it to the awareness stage alone: another incident or warning setting measured in seconds, not
+the ~20 min a seed's detection takes (``restage``).
 
 What is replayed (deterministic, event time only; no Kafka, Flink or Elasticsearch)
 --------------------------------------------------------------------------------------
@@ -66,22 +70,37 @@ Measures (``measure_campaigns``)
   ``--warmup-days`` days; ``--quiet-mode posture`` (default:
   posture path only, as the warm-up) or ``full`` (detectors too; ~10x slower).
 
-Measured (2026-12-03; seeds 301-303: 6 h, 3 campaigns of which 2 ramp, 20 ev/s, ~1.19 M events
-each, warm-up 1 day; quiet weeks 311-312: 5 ev/s, 8 days, 7 counted, posture mode; 4 processes on
-a shared 2-core host, 1,222-1,231 s per campaign seed, 247-877 s per quiet week; scorecard in
-``results/awareness-scorecard.json``): incidents per campaign 1 for 4 of 9 (5 split, 0 merged);
-kill chain in order 4 of 4 single-incident campaigns; compression 17.5x, 14.2x, 12.5x (alerts in
-some incident per incident: 5.1x, 4.7x, 4.3x; the rest are ``port_scan.internet_probes`` context
-alerts); warning lead >= 10 min for 1 of 6 ramping campaigns (19 min; one more warned 11 min before
-its escape event but drew no critical alert; 4 had no warning); orange in the escape alert's own
-minute for 9 of 9; false warnings 0.0 per tenant-week on both quiet weeks (all 8 forecasters of
-every tenant warm). Splits: ``brute_force.auth_failures`` and ``port_scan.failed_probe_scan``
-name only the attacker's address (no victim in their evidence), so without a
-``brute_force.flow_guessing`` alert the outside part never links to the VM part; a ramp's scan and
-its first password-guessing alert lie 33-45 min apart (over ``gap_ms``); a bucket read
-(``cross_tenant.foreign_resource_access``) links by principal, not the VM. Missing warnings: the
-first brute-force alert lifts the tenant to yellow at ~2 failed logins a minute, so the warning's
-bar becomes orange's 20 a minute; once at orange no posture signal can warn (red 75 > cap 60).
+Measured, first run (2026-12-03; seeds 301-303: 6 h, 3 campaigns of which 2 ramp, 20 ev/s, ~1.19 M
+events each, warm-up 1 day; quiet weeks 311-312: 5 ev/s, 8 days, 7 counted, posture mode; 4
+processes on a shared 2-core host, 1,222-1,231 s per campaign seed, 247-877 s per quiet week;
+scorecard in ``results/awareness-scorecard.json``): incidents per campaign 1 for 4 of 9 (5 split, 0
+merged); kill chain in order 4 of 4; compression 17.5x, 14.2x, 12.5x; warning lead >= 10 min for 1
+of 6 ramping campaigns; orange in the escape alert's own minute for 9 of 9; false warnings 0.0 per
+tenant-week on both quiet weeks.
+
+Re-measured (2026-12-03 evening; same seeds and arguments, one seed per invocation, 310-847 s per
+seed on a host at load 10-25; the input of each seed recorded with ``--record``, then
+``--restage``d, which reproduced the live runs exactly): with alert-to-alert grouping (spans within
+``gap_ms`` of an alert naming the same link entity): 5 of 9 campaigns one incident (4 split),
+kill chain 5 of 5, compression 17.5x, 15.1x, 14.7x (attached 5.1x, 5.0x, 5.1x); with the outside
+actor link (``awareness.incidents``, ``actor_gap_ms`` 5 h): 6 of 9 (3 split, 0 merged), kill chain
+6 of 6, compression 18.9x, 16.0x, 15.6x (attached 5.5x, 5.3x, 5.4x), no alert of another campaign
+or of the background joined a campaign's incident that had not before. Warning lead (warnings
+code of that day): >= 10 min for 5 of 6 ramping campaigns (30, 13, 28, 34, 11 min); the sixth
+(302-c1) warned 20 min before its escape event but drew no critical alert (its escape alert is
+``high``), so it has no lead by this measure; orange in the escape alert's minute 9 of 9. Quiet
+week 311 re-run (442 s): 0.0 false warnings per tenant-week; 312 not re-run (posture mode has no
+alerts, so the grouping cannot change either).
+Remaining splits (all three: 302-c1, 302-c2, 303-c0): the bucket read
+(``cross_tenant.foreign_resource_access``) names the principal, not where the call came from, so it
+cannot bridge the VM's escape and its upload 38-45 min later. ``awareness.entities`` reads an
+``evidence.src_ip`` (with the registry, the VM holding that address); the rule does not write one
+yet. Replaying the recorded alerts with that label filled from each alert's own evidence events
+(the audit records' ``src_ip``, most frequent first, what a rule label would hold): 9 of 9 one
+incident, kill chain 9 of 9, compression 18.9x, 21.3x, 16.6x. Earlier splits, now gone: a ramp's
+scan and its first password-guessing alert 33-46 min apart (the guessing starts at 0.2 failures a
+minute and is only detected once past ~1 a minute), joined by the actor link;
+``brute_force.auth_failures`` now names its ``targets`` (the VM).
 
 Seeds: held out from the simulator's tests (1, 2, 3, 5, 6, 8, 11), the incidents' measures (7, 8),
 the detector evaluation (101-105, 201-205) and the campaign helper's run (101-103): campaign runs
@@ -93,6 +112,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pickle
 import sys
 import time
 from collections import defaultdict
@@ -166,6 +186,9 @@ class AwarenessStage:
         self.cloud_threat: list[dict[str, Any]] = []
         self.warnings: list[dict[str, Any]] = []
         self.alert_seq: dict[str, int] = {}  # alert id -> sequence number when it reached the stage
+        # When a list: every input, in order (``("a", Alert)``, ``("m", record)``, ``("w", watermark)``),
+        # so ``restage`` can run another awareness configuration without detecting again.
+        self.log: list[tuple[str, Any]] | None = None
 
     def _tenant(self, tenant: str) -> TenantAwareness:
         ta = self.tenants.get(tenant)
@@ -195,6 +218,8 @@ class AwarenessStage:
             self.warnings.append({**doc, "_seq": self.seq})
 
     def on_alert(self, alert: Alert) -> None:
+        if self.log is not None:
+            self.log.append(("a", alert))
         record = json.loads(encode_alert(alert))
         self.seq += 1
         self.alert_seq.setdefault(alert.alert_id, self.seq)
@@ -208,6 +233,8 @@ class AwarenessStage:
         tenant = record.get("tenant")
         if not tenant or tenant == "-":
             return
+        if self.log is not None:
+            self.log.append(("m", record))
         ta = self._tenant(str(tenant))
         ta.on_metrics(record)
         self._schedule(str(tenant), ta)
@@ -216,6 +243,8 @@ class AwarenessStage:
         """The operator's watermark moved to ``watermark``: fire the due timers, earliest first."""
         if watermark <= self.watermark:
             return
+        if self.log is not None:
+            self.log.append(("w", watermark))
         self.watermark = watermark
         while True:
             due = sorted((at, t) for t, at in self.timers.items() if at <= watermark)
@@ -417,13 +446,16 @@ def replay_run(
     *,
     warmup_days: int = 1,
     detect: bool = True,
+    record: bool = False,
 ) -> ReplayResult:
     """Warm-up (posture only, quiet background of the run's topology over the run's hours of the
     ``warmup_days`` previous days), then ``run`` through the job (``detect``: with the detectors),
-    then the end of input."""
+    then the end of input. ``record``: keep the awareness stage's input in ``stage.log``."""
     cfg = config or DetectorConfig.default()
     registry = run.registry
     stage = AwarenessStage(registry, cfg)
+    if record:
+        stage.log = []
     t0 = time.perf_counter()
     warm_events = 0
     if warmup_days > 0:
@@ -440,6 +472,27 @@ def replay_run(
     stats = {**job.stats(), "warmup_events": warm_events, "warmup_s": round(t1 - t0, 1),
              "replay_s": round(t2 - t1, 1)}  # fmt: skip
     return ReplayResult(run, job.alerts, stage, stats, run.config.start_ms)
+
+
+def restage(
+    run: CampaignRun, log: Sequence[tuple[str, Any]], stats: Mapping[str, Any], config: DetectorConfig
+) -> ReplayResult:
+    """The awareness stage alone, fed a recorded input (``replay_run(record=True)``'s
+    ``stage.log``) under ``config``: the same alerts, posture records and watermarks in the same
+    order, so only the awareness settings and code can differ from the recorded run."""
+    stage = AwarenessStage(run.registry, config)
+    alerts: list[Alert] = []
+    t0 = time.perf_counter()
+    for kind, item in log:
+        if kind == "a":
+            alerts.append(item)
+            stage.on_alert(item)
+        elif kind == "m":
+            stage.on_metrics(item)
+        else:
+            stage.advance(item)
+    out = {**stats, "restaged_s": round(time.perf_counter() - t0, 1)}
+    return ReplayResult(run, alerts, stage, out, run.config.start_ms)
 
 
 # --- measures -------------------------------------------------------------------------------------
@@ -807,6 +860,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--start-ms", type=int, default=DEFAULT_START_MS, help="start of the first run")
     p.add_argument("--config", help="detector configuration YAML (default: the packaged one)")
     p.add_argument("--out", default="results/awareness-scorecard.json", help="JSON output path")
+    p.add_argument("--record", metavar="DIR",
+                   help="also write each campaign run's awareness input to DIR/<seed>.pickle")  # fmt: skip
+    p.add_argument("--restage", metavar="DIR",
+                   help="no detection: feed DIR/<seed>.pickle (from --record, same run arguments; "
+                   "a local file of your own, pickle trusts it) to the awareness stage alone")  # fmt: skip
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="only combine the runs of these scorecards into --out (no replay)")  # fmt: skip
     return p.parse_args(argv)
@@ -826,7 +884,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             events_per_s=a.rate,
         )  # fmt: skip
         t = time.perf_counter()
-        measured = measure_campaigns(replay_run(run, cfg, warmup_days=a.warmup_days))
+        if a.restage:
+            try:
+                # a file this command wrote (--record) on this machine, named by the user
+                saved = pickle.loads((Path(a.restage) / f"{seed}.pickle").read_bytes())  # noqa: S301
+            except (OSError, pickle.UnpicklingError) as exc:
+                print(f"cannot read the recorded input of seed {seed}: {exc}", file=sys.stderr)
+                return 2
+            result = restage(run, saved["log"], saved["stats"], cfg)
+        else:
+            result = replay_run(run, cfg, warmup_days=a.warmup_days, record=bool(a.record))
+            if a.record and result.stage.log is not None:
+                rec = Path(a.record)
+                rec.mkdir(parents=True, exist_ok=True)
+                saved = {"log": result.stage.log, "stats": result.stats}
+                (rec / f"{seed}.pickle").write_bytes(pickle.dumps(saved, pickle.HIGHEST_PROTOCOL))
+        measured = measure_campaigns(result)
         measured["wall_s"] = round(time.perf_counter() - t, 1)
         runs.append(measured)
         _print_run(measured)

@@ -7,6 +7,25 @@ restart resumes exactly where the checkpoint was: the same alerts, with the same
 Event-time timers close windows of keys that went quiet.
 
 Outputs: alerts (JSON) on the main output, posture metrics and DLQ records on side outputs.
+
+Whose event is it (``DetectionJobConfig.tenant_topic_regex``, ``check_tenant``)? In the plain mode
+the payload's ``tenant`` is trusted as it is, and nothing here costs a thing per event. With
+tenant topics (secure mode: a feeder may write only its own tenant's ``ssa.<tenant>.telemetry.*``)
+each batch carries the topic of every payload, and the tenant is the topic's:
+
+- on a tenant's topic, an event without a tenant gets the topic's; one naming another tenant goes
+  to the DLQ (``tenant mismatch: topic of tenant A, payload says B``) and is never detected.
+- on the provider's topics (``ssa.provider.telemetry.*``: the hypervisors' auditd, which serves
+  every tenant) the provider cannot claim a tenant either: an event's tenant is the one the job's
+  registry gives its ``vm``, filled in when the payload has none; a payload naming any other
+  tenant, or a tenant for an event whose VM the registry does not know (or with no VM: host
+  telemetry is the provider's own), goes to the DLQ with the reason. So the provider's payload
+  may carry a tenant only as the registry maps its VM, which is what ``ssa ingest`` writes with
+  the same registry. Control-plane audit logs that name tenants by account belong on each
+  tenant's topics, not the provider's.
+
+Other fields that name tenants (an audit event's ``principal_tenant``, ``resource_tenant``) are
+the feeder's record of who touched its resources and are kept as sent.
 """
 
 from __future__ import annotations
@@ -15,6 +34,7 @@ import gc
 import json
 import logging
 import operator
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +47,7 @@ from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.registry import all_detectors
+from infra.secure import PROVIDER
 from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
@@ -39,6 +60,7 @@ __all__ = [
     "KeyState",
     "MicroBatchDetector",
     "StepOutput",
+    "check_tenant",
     "late_dlq",
     "make_keyed_function",
     "make_late_function",
@@ -82,6 +104,9 @@ class DetectionJobConfig:
     # in a row of kind ``alert`` whose document id hashes tenant, kind, key and minute; a tenant
     # is the key of both paths, so the flow path's rows need a key of their own.
     posture_key_suffix: str = ""
+    # Tenant topics (``streams.sql.tenant_topic_pattern``, group 1 the tenant): each batch is
+    # (payloads, topics) and the tenant is the topic's. "" = the plain mode, the payload's tenant.
+    tenant_topic_regex: str = ""
 
     def lateness(self) -> Lateness:
         return Lateness.for_flows(self.out_of_orderness_ms, self.flow_export_delay_ms)
@@ -121,6 +146,7 @@ class MicroBatchDetector:
     def __init__(self, config: DetectionJobConfig) -> None:
         self.config = config
         self.context = config.make_engine_context()
+        self.topic_tenants = TopicTenants(config.tenant_topic_regex) if config.tenant_topic_regex else None
 
     def new_state(self) -> KeyState:
         engine = DetectionEngine(
@@ -137,11 +163,15 @@ class MicroBatchDetector:
         state.engine.context = None  # type: ignore[assignment]
 
     def on_batch(
-        self, state: KeyState, key: str, payloads: Sequence[bytes | str]
+        self, state: KeyState, key: str, payloads: Batch
     ) -> tuple[list[Alert], list[dict[str, Any]]]:
-        """Decode, order and detect one micro-batch (the raw Kafka values of one key and window).
-        Returns alerts and DLQ records."""
-        events, dlq = _decode_batch(payloads)
+        """Decode, order and detect one micro-batch (the raw Kafka values of one key and window;
+        with tenant topics, the pair of those values and their topics). Returns alerts and DLQ records."""
+        if self.topic_tenants is None:
+            events, dlq = _decode_batch(payloads)  # type: ignore[arg-type]
+        else:
+            values, topics = payloads
+            events, dlq = self.topic_tenants.decode(values, topics, self.context.current_registry())  # type: ignore[arg-type]
         events.sort(key=_ORDER)
         state.posture.add_all(events)
         alerts = state.engine.process(events)
@@ -157,9 +187,7 @@ class MicroBatchDetector:
             state.posture.count_alert(alert.tenant, alert.ts)
         return alerts, state.posture.close(watermark, key + self.config.posture_key_suffix)
 
-    def step(
-        self, state: KeyState, key: str, payloads: Sequence[bytes | str] | None, advance_to: int
-    ) -> StepOutput:
+    def step(self, state: KeyState, key: str, payloads: Batch | None, advance_to: int) -> StepOutput:
         """One step of a key: detect a micro-batch (if any), then close what ends by ``advance_to``.
         Deterministic, so replaying logged steps on a restored snapshot rebuilds the same state."""
         alerts, dlq = self.on_batch(state, key, payloads) if payloads is not None else ([], [])
@@ -177,6 +205,108 @@ class MicroBatchDetector:
 # Events of a batch in event-time order (ties by id, so the order never depends on arrival).
 _ORDER = operator.attrgetter("ts", "id")
 
+# A step's input: the raw Kafka values of one key and window, or with tenant topics the pair
+# (values, topics), one topic per value. Either is what ``streams.keyed_state`` logs and replays.
+Batch = Sequence[bytes | str] | tuple[Sequence[bytes | str], Sequence[str]]
+
+
+def check_tenant(event: Event, topic_tenant: str, registry: TenantRegistry | None) -> Event | str:
+    """The event as the job takes it from a topic of ``topic_tenant`` (``PROVIDER`` for the
+    provider's topics), or why it goes to the DLQ instead (module docstring)."""
+    claimed = event.tenant
+    if topic_tenant != PROVIDER:
+        if claimed == topic_tenant:
+            return event
+        if claimed is None:
+            return msgspec.structs.replace(event, tenant=topic_tenant)
+        return f"tenant mismatch: topic of tenant {topic_tenant}, payload says {claimed}"
+    vm = event.vm
+    owner = registry.tenant_of_vm(vm) if registry is not None and vm else None
+    if claimed == owner:
+        return event
+    if claimed is None:
+        return msgspec.structs.replace(event, tenant=owner)
+    if owner is not None:
+        return (
+            f"tenant mismatch: provider topic, the registry maps VM {vm} to {owner}, payload says {claimed}"
+        )
+    where = (
+        f"its VM {vm} is not in the tenant registry"
+        if vm
+        else "it names no VM (host telemetry is the provider's)"
+    )
+    return f"tenant mismatch: provider topic, payload says {claimed} but {where}"
+
+
+class TopicTenants:
+    """Decodes tenant-topic batches: each event checked against its topic's tenant (``check_tenant``)."""
+
+    def __init__(self, regex: str) -> None:
+        self.pattern = re.compile(regex)
+        self._tenants: dict[str, str | None] = {}
+
+    def tenant_of(self, topic: str) -> str | None:
+        """The tenant of a telemetry topic, None for a topic the pattern does not match."""
+        try:
+            return self._tenants[topic]
+        except KeyError:
+            match = self.pattern.fullmatch(topic)
+            tenant = self._tenants[topic] = match.group(1) if match else None
+            return tenant
+
+    def decode(
+        self, payloads: Sequence[bytes | str], topics: Sequence[str], registry: TenantRegistry | None
+    ) -> tuple[list[Event], list[dict[str, Any]]]:
+        if len(payloads) != len(topics):  # a topology bug, not bad data: the SQL pairs them
+            raise RuntimeError(f"batch of {len(payloads)} payloads with {len(topics)} topics")
+        events: list[Event] = []
+        dlq: list[dict[str, Any]] = []
+        decoded = _decode_all(payloads)  # None: some payload is bad, each is decoded alone
+        known = self._tenants
+        for i, topic in enumerate(topics):
+            raw = payloads[i]
+            event = decoded[i] if decoded is not None else _decode_one(raw, dlq)
+            if event is None:
+                continue
+            tenant = known[topic] if topic in known else self.tenant_of(topic)
+            if event.tenant == tenant and tenant != PROVIDER:  # nearly every event: its own tenant's
+                events.append(event)
+                continue
+            checked = (
+                check_tenant(event, tenant, registry)
+                if tenant is not None
+                else f"topic {topic} is not a tenant's telemetry topic"
+            )
+            if isinstance(checked, str):
+                dlq.append(_dlq(raw, f"{checked} (event {event.id}, topic {topic})"))
+            else:
+                events.append(checked)
+        return events, dlq
+
+
+def _decode_all(payloads: Sequence[bytes | str]) -> list[Event] | None:
+    """Every payload's event by one ``map`` (C loops), or None if any is empty, too big or bad."""
+    try:
+        if payloads and all(payloads) and max(map(len, payloads)) <= MAX_PAYLOAD_BYTES:
+            return list(map(decode_event, payloads))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    return None
+
+
+def _decode_one(line: bytes | str, dlq: list[dict[str, Any]]) -> Event | None:
+    """One payload's event, or None (an empty value, or a DLQ record added to ``dlq``)."""
+    if not line:
+        return None
+    if len(line) > MAX_PAYLOAD_BYTES:
+        dlq.append(_dlq(line, f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"))
+        return None
+    try:
+        return decode_event(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        dlq.append(_dlq(line, f"not a canonical event in the detection job: {exc}"))
+        return None
+
 
 def _decode_batch(payloads: Sequence[bytes | str]) -> tuple[list[Event], list[dict[str, Any]]]:
     """The batch's events and DLQ records. Nearly every batch is all good: it is decoded by one
@@ -186,18 +316,8 @@ def _decode_batch(payloads: Sequence[bytes | str]) -> tuple[list[Event], list[di
             return list(map(decode_event, payloads)), []
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
-    events: list[Event] = []
     dlq: list[dict[str, Any]] = []
-    for line in payloads:
-        if not line:
-            continue
-        if len(line) > MAX_PAYLOAD_BYTES:
-            dlq.append(_dlq(line, f"payload over {MAX_PAYLOAD_BYTES} bytes in the detection job"))
-            continue
-        try:
-            events.append(decode_event(line))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            dlq.append(_dlq(line, f"not a canonical event in the detection job: {exc}"))
+    events = [event for line in payloads if (event := _decode_one(line, dlq)) is not None]
     return events, dlq
 
 
@@ -267,7 +387,8 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
             )
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
-            key, payloads = row[0], row[1]
+            # With tenant topics a batch is (key, payloads, topics): the step gets both.
+            key, payloads = row[0], (row[1] if not config.tenant_topic_regex else (row[1], row[2]))
             window_time = ctx.timestamp()
             if window_time is None:  # a topology bug, not bad data: every batch carries its window
                 raise RuntimeError("micro-batch without an event-time timestamp")

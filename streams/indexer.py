@@ -31,7 +31,7 @@ from streams.documents import (
 )
 from streams.offsets import end_offsets, group_lag, lag_per_topic, records_behind
 
-__all__ = ["Indexer", "IndexerStats"]
+__all__ = ["Indexer", "IndexerStats", "newest_incident_updates"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,35 @@ class IndexerStats:
     batches: int = 0
     last_error: str | None = None
     outage_s: float = 0.0
+    stale_incident_updates: int = 0  # older versions of an incident than one written or in the batch
     per_topic: dict[str, int] = field(default_factory=dict)
+
+
+def _is_incident_update(action: Action, prefix: str) -> bool:
+    return action.op_type == "update" and action.index.startswith(prefix)
+
+
+def newest_incident_updates(
+    actions: list[Action], prefix: str, stored: dict[tuple[str, str], int]
+) -> list[Action]:
+    """The actions without the incident updates older than what is stored or in the batch.
+
+    The job writes every version of an incident, and the versions of one incident may land on
+    different partitions of the incidents topic (its records have no key), which the indexer reads
+    in no fixed order: written as they come, an older version could overwrite a newer one. So only
+    the highest ``version`` of each incident in a batch is kept (the later of equals), and only if
+    higher than the stored one (``stored``: (index, id) -> version; a replay after a restore
+    rewrites versions already written, which are skipped). Analysts' fields never touch
+    ``version``; other actions pass unchanged, in order."""
+    newest: dict[tuple[str, str], tuple[int, int]] = {}  # (index, id) -> (version, position)
+    for i, a in enumerate(actions):
+        if _is_incident_update(a, prefix):
+            version = int(a.source["doc"].get("version") or 0)
+            key = (a.index, a.id)
+            if key not in newest or version >= newest[key][0]:
+                newest[key] = (version, i)
+    keep = {i for key, (version, i) in newest.items() if version > stored.get(key, -1)}
+    return [a for i, a in enumerate(actions) if i in keep or not _is_incident_update(a, prefix)]
 
 
 class Indexer:
@@ -168,6 +196,21 @@ class Indexer:
                         raise
         self._prepared_day = day
 
+    def _newest_incidents(self, es: Any, actions: list[Action]) -> list[Action]:
+        """``newest_incident_updates`` against the versions Elasticsearch holds."""
+        prefix = self.settings.index_incidents_prefix
+        wanted = {(a.index, a.id) for a in actions if _is_incident_update(a, prefix)}
+        if not wanted:
+            return actions
+        stored: dict[tuple[str, str], int] = {}
+        docs = [{"_index": index, "_id": doc_id, "_source": ["version"]} for index, doc_id in sorted(wanted)]
+        for hit in es.mget(docs=docs)["docs"]:
+            if hit.get("found"):
+                stored[(hit["_index"], hit["_id"])] = int((hit.get("_source") or {}).get("version") or 0)
+        out = newest_incident_updates(actions, prefix, stored)
+        self.stats.stale_incident_updates += len(actions) - len(out)
+        return out
+
     def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:
         """Bulk with exponential backoff until accepted or stopping; never drops a batch.
 
@@ -182,6 +225,7 @@ class Indexer:
         outage_started: float | None = None
         while True:
             try:
+                alerts = self._newest_incidents(es, alerts)
                 refused = self._bulk(es, alerts, refresh=True) if alerts else []
                 refused += self._bulk(es, others) if others else []
                 if outage_started is not None:

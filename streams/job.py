@@ -52,7 +52,8 @@ def build(
     env: Any, t_env: Any, paths: Sequence[EventTimePath], sinks: JobSinks, config: DetectionJobConfig
 ) -> None:
     """Add the detection topology: one detection path per source table (columns pkey, payload,
-    rowtime) of ``paths``, their outputs merged into the three sinks."""
+    rowtime, and topic for a path with tenant topics) of ``paths``, their outputs merged into the
+    three sinks."""
     # One aggregation phase: a local pre-aggregate cannot shrink an array of every payload, it
     # only copies them once more before the shuffle.
     t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
@@ -108,11 +109,19 @@ def _detection_path(t_env: Any, path: EventTimePath, config: DetectionJobConfig)
     """Batches, keyed detection and late events of one path: (alerts, metrics, DLQ, late DLQ)."""
     from pyflink.common import Types
 
-    shared = _shared_source(t_env, path.table)
-    batches = t_env.sql_query(batches_query(shared, config.tick_ms))
-    batch_type = Types.ROW([Types.STRING(), Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE()))])
-    stream = t_env.to_append_stream(batches, Types.ROW([Types.STRING(), batch_type, Types.INSTANT()]))
-    path_config = dataclasses.replace(config, posture_key_suffix=path.posture_key_suffix)
+    shared = _shared_source(t_env, path.table, with_topic=path.tenant_topics)
+    batches = t_env.sql_query(batches_query(shared, config.tick_ms, with_topics=path.tenant_topics))
+    batch_fields = [Types.STRING(), Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE()))]
+    if path.tenant_topics:  # (key, payloads, topics): the tenant comes from each payload's topic
+        batch_fields.append(Types.OBJECT_ARRAY(Types.STRING()))
+    stream = t_env.to_append_stream(
+        batches, Types.ROW([Types.STRING(), Types.ROW(batch_fields), Types.INSTANT()])
+    )
+    path_config = dataclasses.replace(
+        config,
+        posture_key_suffix=path.posture_key_suffix,
+        tenant_topic_regex=path.topic_pattern if path.tenant_topics else "",
+    )
     function, metrics_tag, dlq_tag = make_keyed_function(path_config)
     suffix = path.uid_suffix
     detected = (
@@ -141,7 +150,7 @@ def _union(streams: list[Any]) -> Any:
     return first.union(*rest) if rest else first
 
 
-def _shared_source(t_env: Any, source_table: str) -> str:
+def _shared_source(t_env: Any, source_table: str, *, with_topic: bool = False) -> str:
     """A view of ``source_table`` that the batches and the late events both read: through a
     DataStream, so the Kafka source is one operator, read once (two queries on the table itself
     are planned apart, each with a source of its own). Its watermarks are the source's."""
@@ -149,14 +158,15 @@ def _shared_source(t_env: Any, source_table: str) -> str:
 
     view = f"{source_table}_shared"
     rows = t_env.to_data_stream(t_env.from_path(source_table))
-    schema = (
+    builder = (
         Schema.new_builder()
         .column("pkey", DataTypes.STRING())
         .column("payload", DataTypes.BYTES())
         .column("rowtime", DataTypes.TIMESTAMP_LTZ(3))
-        .watermark("rowtime", "SOURCE_WATERMARK()")
-        .build()
     )
+    if with_topic:
+        builder = builder.column("topic", DataTypes.STRING())
+    schema = builder.watermark("rowtime", "SOURCE_WATERMARK()").build()
     t_env.create_temporary_view(view, rows, schema)
     return view
 

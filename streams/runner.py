@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,11 @@ def job_config(settings: Settings) -> DetectionJobConfig:
 
 
 def topology(paths: list[EventTimePath]) -> str:
-    return ";".join(f"{path.table}={','.join(path.kinds)}" for path in paths)
+    # A tenant-topics source (a pattern) never resumes the splits of the shared topics, nor back.
+    return ";".join(
+        f"{path.table}={','.join(path.kinds)}{'@tenant-topics' if path.tenant_topics else ''}"
+        for path in paths
+    )
 
 
 def restorable_checkpoint(
@@ -107,11 +111,18 @@ def submit_job(
     *,
     bounded: bool = False,
     restore: bool = True,
+    awareness: bool = True,
     say: Callable[[str], None] = print,
 ) -> DetectRun:
-    """Build and start the job asynchronously; returns a handle to wait on or cancel."""
+    """Build and start the job asynchronously; returns a handle to wait on or cancel.
+    ``awareness=False`` leaves the awareness stage out (the detectors only: benchmarks, diagnosis)."""
     check_timing(settings)
-    ensure_topics(settings)  # index templates: the indexer installs them once Elasticsearch answers
+    # Index templates: the indexer installs them once Elasticsearch answers. With tenant topics
+    # the telemetry topics are the tenants' (``ssa tenants provision``), not the shared ones.
+    telemetry = set(settings.telemetry_topics.values())
+    ensure_topics(
+        settings, [t for t in settings.all_topics if t not in telemetry] if settings.tenant_topics else None
+    )
     paths = event_time_paths(settings)
     restore_from = restorable_checkpoint(settings.checkpoint_dir, paths, say) if restore else None
     if restore_from is not None:
@@ -129,10 +140,14 @@ def submit_job(
         alerts=kafka_sink(settings.kafka_bootstrap, settings.topic_alerts, props),
         metrics=kafka_sink(settings.kafka_bootstrap, settings.topic_metrics, props),
         dlq=kafka_sink(settings.kafka_bootstrap, settings.topic_dlq, props),
-        incidents=kafka_sink(settings.kafka_bootstrap, settings.topic_incidents, props),
-        threat=kafka_sink(settings.kafka_bootstrap, settings.topic_threat, props),
-        warnings=kafka_sink(settings.kafka_bootstrap, settings.topic_warnings, props),
     )
+    if awareness:
+        sinks = replace(
+            sinks,
+            incidents=kafka_sink(settings.kafka_bootstrap, settings.topic_incidents, props),
+            threat=kafka_sink(settings.kafka_bootstrap, settings.topic_threat, props),
+            warnings=kafka_sink(settings.kafka_bootstrap, settings.topic_warnings, props),
+        )
     build(env, t_env, paths, sinks, job_config(settings))
     client = env.execute_async("ssa-detect")
     _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths)
@@ -171,9 +186,14 @@ def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tup
 
 
 def run_forever(
-    settings: Settings, *, restore: bool = True, index: bool = True, say: Callable[[str], None] = print
+    settings: Settings,
+    *,
+    restore: bool = True,
+    index: bool = True,
+    awareness: bool = True,
+    say: Callable[[str], None] = print,
 ) -> int:
-    run = submit_job(settings, restore=restore, say=say)
+    run = submit_job(settings, restore=restore, awareness=awareness, say=say)
     if index:
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:
@@ -196,6 +216,7 @@ def run_bounded(
     *,
     index: bool = True,
     indexer_idle_exit_s: float = 10.0,
+    awareness: bool = True,
     say: Callable[[str], None] = print,
 ) -> int:
     """Process what Kafka holds now, from the group's committed offsets (or the beginning), then
@@ -205,7 +226,7 @@ def run_bounded(
     A bounded run never resumes from a checkpoint: a bounded Kafka source restored from one never
     finishes (FLINK-31006). ``ssa detect`` without ``--bounded`` resumes.
     """
-    run = submit_job(settings, bounded=True, restore=False, say=say)
+    run = submit_job(settings, bounded=True, restore=False, awareness=awareness, say=say)
     if index:
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:

@@ -25,6 +25,7 @@ from streams.awareness_eval import (
     main,
     measure_campaigns,
     replay_run,
+    restage,
     summarize,
     warning_diagnostics,
 )
@@ -154,6 +155,44 @@ def test_replay_is_deterministic(lone: tuple[ReplayResult, dict[str, Any]]) -> N
             getattr(result.stage, name), sort_keys=True
         )
     assert measure_campaigns(again)["campaigns"] == measured["campaigns"]
+
+
+def test_restage_of_a_recorded_input_reproduces_the_run_and_sees_new_settings(
+    lone: tuple[ReplayResult, dict[str, Any]],
+) -> None:
+    result, measured = lone
+    recorded = replay_run(result.run, CFG, warmup_days=0, record=True)
+    assert recorded.stage.log is not None and any(kind == "a" for kind, _ in recorded.stage.log)
+    again = restage(result.run, recorded.stage.log, recorded.stats, CFG)
+    assert [a.alert_id for a in again.alerts] == [a.alert_id for a in result.alerts]
+    for name in ("incidents", "threat", "warnings", "cloud_threat"):
+        assert json.dumps(getattr(again.stage, name), sort_keys=True) == json.dumps(
+            getattr(result.stage, name), sort_keys=True
+        )
+    assert measure_campaigns(again)["campaigns"] == measured["campaigns"]
+    # another incident setting is applied: a zero gap leaves every alert its own incident or more
+    apart = CFG.merged({"awareness": {"incidents": {"gap_ms": 0, "actor_gap_ms": 0}}})
+    split = measure_campaigns(restage(result.run, recorded.stage.log, recorded.stats, apart))
+    assert split["incidents"] > measured["incidents"]
+
+
+def test_cli_restage_of_a_missing_record_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--seeds",
+        "321",
+        "--quiet-seeds",
+        "--hours",
+        "0.1",
+        "--campaigns",
+        "0",
+        "--restage",
+        str(tmp_path),
+    ]
+    assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cannot read the recorded input of seed 321")
 
 
 def test_campaign_measures_are_consistent(lone: tuple[ReplayResult, dict[str, Any]]) -> None:

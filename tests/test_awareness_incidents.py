@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import random
@@ -585,6 +586,7 @@ def test_settings_from_the_shipped_configuration_equal_the_defaults() -> None:
         ({"gap_ms": "30m"}, "gap_ms: expected an integer"),
         ({"max_open": 0}, "max_open: must be at least 1"),
         ({"gap_ms": -1}, "gap_ms: must not be negative"),
+        ({"actor_gap_ms": -1}, "actor_gap_ms: must not be negative"),
         ({"link_types": ["vm", "disk"]}, "link_types: unknown entity types"),
         ({"criticality_factors": {"severe": 2}}, "criticality_factors: unknown levels"),
         ({"criticality_factors": {"high": 0}}, "criticality_factors.high"),
@@ -691,3 +693,138 @@ def test_password_guessing_links_to_the_vm_its_logins_failed_on() -> None:
         evidence={"targets": []},
     )  # fmt: skip
     assert len(live(run([apart, escape], IncidentTracker("t-a", settings())))) == 2
+
+
+def test_grouping_links_alert_to_alert_so_arrival_order_cannot_change_it() -> None:
+    """Two alerts join when they share a link entity and their own spans are within the gap, not
+    when one falls within the gap of an incident's whole span: otherwise an alert that arrives
+    after a bridging alert joins, and one that arrives before it does not (the job's event-time
+    paths interleave in no fixed order, so a restore would regroup)."""
+    a = alert(
+        "dos.source_flood", "dos", "Impact", ("ip", "198.51.100.1"), T0, evidence={"victim": "198.51.100.9"}
+    )
+    d = alert("dos.source_flood", "dos", "Impact", ("ip", "198.51.100.3"), T0 + 20 * MIN,
+              evidence={"victim": "198.51.100.9"})  # fmt: skip
+    e = alert("port_scan.vertical", "port_scan", "Reconnaissance", ("ip", "198.51.100.1"), T0 + 45 * MIN)
+    groupings = set()
+    for order in ([a, d, e], [a, e, d], [e, d, a], [d, e, a]):
+        # actor_gap_ms 0: the outside source 198.51.100.1 of a and e joins only within gap_ms here
+        docs = live(run(order, IncidentTracker("t-a", settings(gap_ms=30 * MIN, actor_gap_ms=0))))
+        groupings.add(frozenset((d["incident_id"], frozenset(d["alert_ids"])) for d in docs))
+    assert len(groupings) == 1
+    (grouping,) = groupings
+    assert {alerts for _iid, alerts in grouping} == {
+        frozenset({a["alert_id"], d["alert_id"]}),
+        frozenset({e["alert_id"]}),
+    }
+
+
+@pytest.mark.parametrize("actor_gap_ms", [0, 90 * MIN])
+def test_random_streams_group_the_same_in_every_arrival_order(actor_gap_ms: int) -> None:
+    """Random alerts over a few shared addresses: every shuffle gives the same incidents (ids and
+    alert sets), the property a restore from a checkpoint relies on; with the actor link too
+    (outside sources as subjects, inside and outside victims)."""
+    rng = random.Random(11)
+    ips = [f"198.51.100.{i}" for i in range(6)] + ["10.1.0.5", "10.1.0.7"]
+    for trial in range(20):
+        alerts = [
+            alert(
+                "dos.source_flood",
+                "dos",
+                "Impact",
+                ("ip", rng.choice(ips)),
+                T0 + rng.randrange(0, 300) * MIN,
+                evidence={"victim": rng.choice(ips)},
+            )
+            for _ in range(12)
+        ]
+        seen = set()
+        for order_seed in range(5):
+            shuffled = list(alerts)
+            random.Random(order_seed).shuffle(shuffled)
+            tracker = IncidentTracker("t-a", settings(gap_ms=30 * MIN, actor_gap_ms=actor_gap_ms))
+            docs = live(run(shuffled, tracker))
+            seen.add(frozenset((d["incident_id"], frozenset(d["alert_ids"])) for d in docs))
+        assert len(seen) == 1, f"trial {trial}: {len(seen)} different groupings"
+
+
+def test_an_outside_actor_links_its_alerts_over_the_actor_gap_in_any_order() -> None:
+    """A ramp: the outside address scans vm-x, guesses its passwords 50 min later (over gap_ms,
+    within actor_gap_ms), then vm-x escapes. One incident in every arrival order; with
+    ``actor_gap_ms`` 0 the scan stays apart."""
+    attacker = ("ip", "198.51.100.9")
+    scan = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", attacker, T0)
+    guess = alert("brute_force.auth_failures", "brute_force", "Credential Access", attacker, T0 + 55 * MIN,
+                  window=10 * MIN, evidence={"targets": ["vm-x"]})  # fmt: skip
+    escape = alert(
+        "vm_escape.shell_spawn", "vm_escape", "Privilege Escalation", ("vm", "vm-x"), T0 + 70 * MIN
+    )
+    groupings = set()
+    for order in itertools.permutations([scan, guess, escape]):
+        docs = live(run(list(order), IncidentTracker("t-a", settings(gap_ms=30 * MIN))))
+        groupings.add(frozenset((d["incident_id"], frozenset(d["alert_ids"])) for d in docs))
+    assert len(groupings) == 1
+    ((_iid, alerts),) = next(iter(groupings))
+    assert alerts == {scan["alert_id"], guess["alert_id"], escape["alert_id"]}
+    apart = live(
+        run([scan, guess, escape], IncidentTracker("t-a", settings(gap_ms=30 * MIN, actor_gap_ms=0)))
+    )
+    assert sorted(d["alert_count"] for d in apart) == [1, 2]
+    # beyond the actor gap: apart again
+    late = dict(guess, first_seen=T0 + 6 * 60 * MIN, last_seen=T0 + 6 * 60 * MIN + MIN,
+                ts=T0 + 6 * 60 * MIN + MIN, alert_id="late")  # fmt: skip
+    assert len(live(run([scan, late], IncidentTracker("t-a", settings(gap_ms=30 * MIN))))) == 2
+
+
+def test_only_an_outside_subject_is_an_actor() -> None:
+    """An outside address named only in evidence (an upload's destination) is no actor, nor is a
+    tenant's own address, nor any address without a registry (nobody can say it is outside)."""
+    upload = alert("exfiltration.external_upload", "exfiltration", "Exfiltration", ("vm", "vm-x"), T0,
+                   evidence={"top_destination": "198.51.100.20"})  # fmt: skip
+    upload2 = alert("exfiltration.external_upload", "exfiltration", "Exfiltration", ("vm", "vm-z"),
+                    T0 + 90 * MIN, evidence={"top_destination": "198.51.100.20"})  # fmt: skip
+    assert len(live(run([upload, upload2], IncidentTracker("t-a", settings(gap_ms=30 * MIN))))) == 2
+    own = tenant_views(upload, REGISTRY)[0][1]["incident_entities"]
+    assert not any(e.get("actor") for e in own)
+    scan = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", ("ip", "198.51.100.9"), T0)
+    assert [e for e in tenant_views(scan, REGISTRY)[0][1]["incident_entities"] if e.get("actor")] == [
+        {"type": "ip", "id": "198.51.100.9", "link": True, "actor": True}
+    ]
+    assert not any(e.get("actor") for e in tenant_views(scan, None)[0][1]["incident_entities"])
+    inside = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", ("ip", "10.1.0.5"), T0)
+    assert not any(e.get("actor") for e in tenant_views(inside, REGISTRY)[0][1]["incident_entities"])
+
+
+def test_the_actor_gap_is_bounded_by_what_a_closed_incident_remembers() -> None:
+    """With ``reopen_ms`` 0 a closed incident is forgotten at once: the actor gap falls back to
+    ``gap_ms`` (a longer one would make grouping depend on arrival order)."""
+    attacker = ("ip", "198.51.100.9")
+    scan = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", attacker, T0)
+    guess = alert("brute_force.auth_failures", "brute_force", "Credential Access", attacker, T0 + 55 * MIN)
+    forgetful = settings(gap_ms=30 * MIN, reopen_ms=0)
+    assert len(live(run([scan, guess], IncidentTracker("t-a", forgetful)))) == 2
+    assert len(live(run([scan, guess], IncidentTracker("t-a", settings(gap_ms=30 * MIN))))) == 1
+
+
+def test_a_principal_acting_from_a_vms_address_links_to_that_vm() -> None:
+    """A control-plane read by a principal whose evidence gives the call's source address: with
+    the registry that address is vm-x, so the read bridges vm-x's escape and its upload 40 min
+    later (more than gap_ms apart); without ``src_ip`` the read stands alone and the VM's story splits."""
+    escape = alert("vm_escape.shell_spawn", "vm_escape", "Privilege Escalation", ("vm", "vm-x"), T0)
+    read = alert("cross_tenant.foreign_resource_access", "cross_tenant_leak", "Collection",
+                 ("principal", "iam::t-a:user/u"), T0 + 20 * MIN, window=MIN,
+                 evidence={"src_tenant": "t-a", "dst_tenant": "t-b", "channel": "storage",
+                           "resource": "storage/t-b/bucket", "src_ip": "10.1.0.5"})  # fmt: skip
+    upload = alert(
+        "exfiltration.external_upload", "exfiltration", "Exfiltration", ("vm", "vm-x"), T0 + 40 * MIN
+    )
+    for order in itertools.permutations([escape, read, upload]):
+        docs = live(run(list(order), IncidentTracker("t-a", settings(gap_ms=20 * MIN))))
+        assert len(docs) == 1 and docs[0]["alert_count"] == 3
+    own = tenant_views(read, REGISTRY)[0][1]["incident_entities"]
+    assert {"type": "vm", "id": "vm-x", "link": True} in own
+    bare = dict(read, evidence={k: v for k, v in read["evidence"].items() if k != "src_ip"})
+    assert len(live(run([escape, bare, upload], IncidentTracker("t-a", settings(gap_ms=20 * MIN))))) == 3
+    # the neighbour's view keeps its own side only: no vm-x
+    theirs = dict(tenant_views(read, REGISTRY))["t-b"]["incident_entities"]
+    assert not any(e["id"] in ("vm-x", "10.1.0.5") for e in theirs)

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from random import Random
+
+import pytest
 
 from infra.settings import load_settings
 from ingest.producer import event_key
 from ingest.schema import encode_event
 from ingest.simulator import SimConfig, simulate
+from tests.bench.bench_ingest import gen_netflow
+from tests.bench.bench_parse_stage import moving_rates, split_datagrams, split_lines
+from tests.bench.bench_streams import percentiles_s
 from tests.bench.live_input import encode_records, read_records
 from tests.bench.versions import classpath_of, kafka_release_in_jars, parse_properties
+from tests.samples.netflow_gen import ipfix_packet, v5_packet, v9_packet
 
 
 def test_parse_properties_skips_comments_and_blanks() -> None:
@@ -60,3 +67,46 @@ def test_live_input_records_read_back_in_order(tmp_path: Path) -> None:
             event_key(ev),
             encode_event(ev),
         )
+
+
+def test_datagrams_cut_back_out_of_an_export_file() -> None:
+
+    flows = [("10.0.0.1", "10.0.0.2", 40000, 443, 6, 1500, 3, 1000, 2000)] * 5
+    packets = [
+        v9_packet(flows, 1709632800, 10**7, seq=0, with_template=True),
+        v5_packet(flows[:2], 1709632800, 10**7, seq=1),
+        ipfix_packet(
+            [(*f[:7], 1709632801000, 1709632802000) for f in flows], 1709632800, seq=2, with_template=True
+        ),
+        v9_packet(flows[:3], 1709632800, 10**7, seq=3),
+    ]
+    assert split_datagrams(b"".join(packets)) == packets
+    data = gen_netflow(100, Random(1), 9)
+    assert b"".join(split_datagrams(data)) == data and len(split_datagrams(data)) == 5  # 24 flows each
+    for bad in (packets[1][:-1], b"\x00\x07" + bytes(30), packets[0] + b"\x00\x09"):
+        with pytest.raises(ValueError):
+            split_datagrams(bad)
+
+
+def test_lines_as_a_shipper_sends_them() -> None:
+    assert split_lines(b"a\nb c\n\nd\n") == [b"a", b"b c", b"", b"d"]
+    assert split_lines(b"a\nb") == [b"a", b"b"]
+    assert split_lines(b"") == []
+
+
+def test_moving_rates_leave_out_start_up_and_the_last_commit() -> None:
+    # (wall s, committed offset, CPU s): 2 s of start-up at 0, 1,000 records a second while moving
+    # on half a core, samples repeating a value, then the final commit of the whole backlog.
+    samples = [(0.0, 0, 0.5), (1.0, 0, 1.0), (2.0, 1000, 1.5), (2.5, 1000, 1.75), (3.0, 2000, 2.0),
+               (4.0, 3000, 2.5), (4.5, 3000, 2.75), (9.0, 3500, 5.0)]  # fmt: skip
+    wall, cpu, used = moving_rates(samples, total=3500)
+    assert (wall, cpu, used) == (1000.0, 2000.0, 3)
+    assert moving_rates(samples[:3], total=3500) == (None, None, 1)
+    assert moving_rates([(0.0, 10, 1.0), (1.0, 20, 1.0)], total=100) == (10.0, None, 2)  # no CPU used
+
+
+def test_percentiles_in_seconds_by_nearest_rank_below() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100 ms, unordered
+    assert percentiles_s("x", values) == {"x_p50_s": 0.05, "x_p95_s": 0.1, "x_p99_s": 0.1, "x_max_s": 0.1}
+    assert percentiles_s("y", [1500.0], (0.5,)) == {"y_p50_s": 1.5, "y_max_s": 1.5}
+    assert percentiles_s("z", []) == {"z_p50_s": None, "z_p95_s": None, "z_p99_s": None, "z_max_s": None}

@@ -31,6 +31,7 @@ OPTIMISED = (
     "dos.app_flood",
     "dos.distributed_flood",
     "dos.source_flood",
+    "exfiltration.external_upload",
     "port_scan.failed_probe_scan",
     "port_scan.internet_probes",
 )

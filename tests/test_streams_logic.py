@@ -354,3 +354,26 @@ def test_a_checkpoint_is_resumed_only_by_a_job_with_the_same_sources(tmp_path) -
     (chk.parent / TOPOLOGY_FILE).write_text(topology(paths), encoding="utf-8")
     assert restorable_checkpoint(str(tmp_path), paths, said.append) == chk
     assert topology(paths) == "telemetry=process,audit,auth;telemetry_flow=flow"
+
+
+def test_only_the_newest_version_of_an_incident_is_written() -> None:
+    """Versions of one incident reach the indexer in no fixed order (the incidents topic's records
+    have no key, so they spread over partitions): an older one must never overwrite a newer one."""
+    from streams.documents import Action
+    from streams.indexer import newest_incident_updates
+
+    def update(doc_id: str, version: int, index: str = "ssa-incidents-2026.12.03") -> Action:
+        return Action(index, doc_id, {"doc": {"incident_id": doc_id, "version": version}, "doc_as_upsert": True},
+                      op_type="update")  # fmt: skip
+
+    alert = Action("ssa-alerts-2026.12.03", "a1", {"alert_id": "a1"}, op_type="create")
+    batch = [update("i1", 3), alert, update("i1", 5), update("i1", 4), update("i2", 1), update("i3", 2)]
+    kept = newest_incident_updates(batch, "ssa-incidents-", {("ssa-incidents-2026.12.03", "i3"): 2})
+    assert [(a.id, a.source.get("doc", {}).get("version")) for a in kept] == [
+        ("a1", None),
+        ("i1", 5),
+        ("i2", 1),
+    ]
+    # A stored newer version wins over the whole batch; an equal one (a replay) is not rewritten.
+    stored = {("ssa-incidents-2026.12.03", "i1"): 6, ("ssa-incidents-2026.12.03", "i2"): 1}
+    assert [a.id for a in newest_incident_updates(batch, "ssa-incidents-", stored)] == ["a1", "i3"]

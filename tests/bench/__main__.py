@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-stack", action="store_true", help="skip benchmarks that need Kafka/Elasticsearch"
     )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"folder of the results files ({RESULTS})"
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -108,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
     if stack_up:
         print(f"[stack] {leftovers.remove()}")
-    RESULTS.mkdir(exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     text = json.dumps(report, indent=2, sort_keys=True, default=str)
     # a partial run is named by what it ran and never replaces bench-latest (the last full run)
     names = [] if not args.only else [m.removeprefix("bench_") for m in modules]
-    written = [RESULTS / f"bench-{'-'.join([stamp, *names])}.json"]
+    written = [args.results / f"bench-{'-'.join([stamp, *names])}.json"]
     if not args.only:
-        written.append(RESULTS / "bench-latest.json")
+        written.append(args.results / "bench-latest.json")
     for path in written:
         path.write_text(text)
     print(json.dumps(report["results"], indent=2, default=str))

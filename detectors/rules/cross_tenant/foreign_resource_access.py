@@ -134,7 +134,7 @@ class ForeignResourceAccess(Rule):
             return None
         if ev.extra.get("trail_copy") == "caller" and owner in reg.tenants:
             return None  # the owner's trail holds this call's other copy: one action, one accusation
-        labels = audit_labels(actor, owner, ev.action, ev.resource)
+        labels = audit_labels(actor, owner, ev.action, ev.resource, ev.src_ip)
         tenant = as_tenant(reg, ev.tenant) or actor
         return Hit(Entity("principal", ev.principal), tenant, f"{ev.result} {ev.action} {owner}", labels)
 
@@ -158,7 +158,7 @@ class ForeignResourceAccess(Rule):
             user, where = "unknown", _UNOWNED
         else:
             return None
-        labels = audit_labels(user, owner, ev.action, instance)
+        labels = audit_labels(user, owner, ev.action, instance, ev.src_ip)
         detail = f"{ev.result} {ev.action} with {instance}{_CREDENTIALS}{where}"
         # The instance's tenant is the victim, whichever account's trail (its own, or the endpoint
         # owner's network activity copy) holds the record.

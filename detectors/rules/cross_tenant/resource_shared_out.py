@@ -91,7 +91,7 @@ class ResourceSharedOut(Rule):
         to = "public" if "public" in foreign else "to " + ",".join(sorted(foreign))
         # One grantee per alert on the board (public first, as the score does); details list all.
         grantee = "public" if "public" in foreign else min(foreign)
-        labels = audit_labels(owner, grantee, ev.action, ev.resource)
+        labels = audit_labels(owner, grantee, ev.action, ev.resource, ev.src_ip)
         return Hit(
             Entity("principal", ev.principal),
             as_tenant(reg, ev.tenant) or owner,

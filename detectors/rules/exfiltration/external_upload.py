@@ -103,10 +103,12 @@ class ExternalUpload(WindowedDetector[UploadState]):
         skipped = 0
         events = batch.flows
         window = self._size
+        # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
+            if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
+                continue
             try:
-                if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
-                    continue
                 sent = ev.bytes_out
                 dst = ev.dst_ip
                 if sent <= 0 or dst in allowed:
@@ -116,12 +118,34 @@ class ExternalUpload(WindowedDetector[UploadState]):
                     continue
                 if ev.duration_ms > window:  # a long record (Zeek, Argus, NetFlow active timeout): its rate
                     sent = sent * window // ev.duration_ms
-                st: UploadState | None = state(ev.ts, (ev.tenant, ev.src_ip))
+                ts = ev.ts
+                key = (ev.tenant, ev.src_ip)
+                if ts - ts % pane != cur:
+                    bucket, cur = self.bucket(ts), ts - ts % pane
+                st: UploadState | None = bucket.get(key)
                 if st is None:
-                    continue
+                    st = state(ts, key)  # created, or None when the pane is full (counted)
+                    if st is None:
+                        continue
                 st.total += sent
-                st.by_dst.add(dst, sent)
-                st.span.add(ev.ts, ev.id, max_ids)
+                by_dst = st.by_dst
+                counts = by_dst.counts  # TopCounts.add, its common cases inlined
+                if dst in counts:
+                    counts[dst] += sent
+                elif len(counts) < by_dst.cap:
+                    counts[dst] = sent
+                else:
+                    by_dst.add(dst, sent)
+                span = st.span  # Span.add, inlined
+                if span.count == 0:
+                    span.first = span.last = ts
+                elif ts < span.first:
+                    span.first = ts
+                elif ts > span.last:
+                    span.last = ts
+                span.count += 1
+                if len(span.ids) < max_ids:
+                    span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
         if skipped:
