@@ -83,7 +83,7 @@ def _suppress_row(row: Row) -> Row:
 def _suppress_table(table: Table, k: int, key: bytes, counts: dict[str, int]) -> Table:
     rows = []
     for row in table.rows:
-        name = pseudonym(row.key, key) if table.name == "tenant" else row.key
+        name = pseudonym(row.key, key) if table.name == "tenant" or table.tenant_keys else row.key
         tenants = frozenset(pseudonym(t, key) for t in row.tenants)
         new = dataclasses.replace(row, key=name, tenants=tenants)
         rows.append(_suppress_row(new) if 0 < len(row.tenants) < k else new)

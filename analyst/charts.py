@@ -34,7 +34,7 @@ from analyst.report import (
     row_label,
 )
 
-__all__ = ["LEVEL_COLOURS", "SEVERITY_COLOURS", "report_charts"]
+__all__ = ["LEVEL_COLOURS", "SEVERITY_COLOURS", "overview_chart", "report_charts"]
 
 SEVERITY_COLOURS = {"critical": "#8b0000", "high": "#e4572e", "medium": "#f3a712", "low": "#7a9cc6"}
 LEVEL_COLOURS = {"red": "#d62728", "orange": "#ff7f0e", "yellow": "#e6c619", "blue": "#1f77b4"}
@@ -188,3 +188,38 @@ def report_charts(report: Report) -> dict[str, bytes]:
         if any(not r.suppressed and (r.values.get("count") or r.values.get("previous")) for r in table.rows):
             charts[name] = _bars(table, table.title, ylabel)
     return charts
+
+
+def overview_chart(report: Report) -> bytes | None:
+    """The SOC overview's threat index over the period (highest per bucket) on the level bands
+    (the report's ``level_thresholds``), with the level at the period's end named in the title."""
+    if not report.has_table("overview_course"):
+        return None
+    rows = [r for r in report.table("overview_course").rows if not r.suppressed]
+    if not rows:
+        return None
+    bounds = {"yellow": 25.0, "orange": 50.0, "red": 75.0, **(report.basis.get("level_thresholds") or {})}
+    edges = [0.0, bounds["yellow"], bounds["orange"], bounds["red"], 100.0]
+    fig, ax = plt.subplots(figsize=(7.5, 2.8), dpi=110)
+    for i, level in enumerate(("blue", "yellow", "orange", "red")):
+        ax.axhspan(edges[i], edges[i + 1], color=LEVEL_COLOURS[level], alpha=0.15, lw=0)
+        ax.text(1.005, (edges[i] + edges[i + 1]) / 2, level, transform=ax.get_yaxis_transform(),
+                fontsize=7, va="center")  # fmt: skip
+    xs = [mdates.date2num(_utc(bucket_ms(r.key))) for r in rows]
+    ys = [float(r.values.get("index") or 0.0) for r in rows]
+    step = int(report.basis.get("course_interval_ms") or report.interval_ms)
+    xs.append(mdates.date2num(_utc(min(report.end_ms, bucket_ms(rows[-1].key) + step))))
+    ys.append(ys[-1])
+    ax.step(xs, ys, where="post", color="#333333", lw=1.6)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("threat index", fontsize=8)
+    end = ""
+    if report.has_table("overview_level"):
+        row = report.table("overview_level").rows[0]
+        rank = row.values.get("level_rank")
+        if not row.suppressed and isinstance(rank, int):
+            end = f"; at the end: {('blue', 'yellow', 'orange', 'red')[rank]}"
+    subject = report.table("overview_course").title.replace(" over the period", "")
+    ax.set_title(f"{subject}, highest per bucket{end}", fontsize=9)
+    _date_axis(ax, report)
+    return _png(fig)

@@ -25,7 +25,7 @@ import json
 import time
 from typing import Any, Final, Literal
 
-from analyst.charts import report_charts
+from analyst.charts import overview_chart, report_charts
 from analyst.report import (
     COLUMN_TITLES,
     KEY_TITLES,
@@ -42,7 +42,17 @@ Format = Literal["csv", "json", "md", "html", "pdf"]
 FORMATS: Final[tuple[str, ...]] = ("csv", "json", "md", "html", "pdf")
 SUPPRESSED: Final = "suppressed"
 # Tables drawn as charts in html/pdf (md shows the trend as one pivot table).
-_CHART_ONLY: Final = frozenset({"alerts_over_time", "incidents_over_time", "threat_over_time"})
+_CHART_ONLY: Final = frozenset(
+    {"alerts_over_time", "incidents_over_time", "threat_over_time", "overview_course"}
+)
+# The SOC overview section's tables (drawn after the summary, not with the statistics).
+_OVERVIEW: Final = (
+    "overview_level",
+    "overview_levels",
+    "overview_tenants",
+    "overview_stage",
+    "overview_warnings",
+)
 
 
 def _iso(ms: int) -> str:
@@ -86,13 +96,21 @@ def _cell_text(column: str, values: dict[str, Any]) -> str:
         return _change_text(value, values.get("count"))
     if column == "share_pct":
         return "-" if value is None else f"{value:.1f} %"
+    if column == "at":
+        return _iso(int(value)) if isinstance(value, int) else "-"
+    if column == "index":
+        return "-" if value is None else f"{float(value):.0f}"
     if column == "level_rank":
         return ("blue", "yellow", "orange", "red")[int(value)] if isinstance(value, int) else "-"
     return _fmt(value)
 
 
 def _header(table: Table) -> list[str]:
-    return [KEY_TITLES.get(table.name, "Key"), *(COLUMN_TITLES.get(c, c) for c in table.columns)]
+    titles = {**COLUMN_TITLES, **(_OVERVIEW_TITLES if table.name.startswith("overview_") else {})}
+    return [KEY_TITLES.get(table.name, "Key"), *(titles.get(c, c) for c in table.columns)]
+
+
+_OVERVIEW_TITLES: Final = {"level_rank": "Level", "open": "Open incidents"}
 
 
 def _cells(table: Table) -> list[list[str]]:
@@ -102,7 +120,8 @@ def _cells(table: Table) -> list[list[str]]:
         if row.suppressed:
             out.append([label, *([SUPPRESSED] * len(table.columns))])
         else:
-            out.append([label, *(_cell_text(c, row.values) for c in table.columns)])
+            values: dict[str, Any] = {**row.values, **row.text}
+            out.append([label, *(_cell_text(c, values) for c in table.columns)])
     return out
 
 
@@ -258,7 +277,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "summary": report.summary,
         "tables": {
             t.name: [
-                {"key": r.key, "suppressed": r.suppressed, **({} if r.suppressed else r.values)}
+                {"key": r.key, "suppressed": r.suppressed, **({} if r.suppressed else {**r.values, **r.text})}
                 for r in t.rows
             ]
             for t in report.tables
@@ -320,8 +339,15 @@ def _md(report: Report) -> bytes:
     lines = [f"# {_heading(report)}", ""]
     for section, items in _summary_sections(report):
         lines += [f"## {section}", "", *_md_table(["Figure", "Value"], [[k, v] for k, v in items]), ""]
+    overview = _overview_tables(report)
+    if overview:
+        lines += [f"## {_overview_heading(report)}", "", _OVERVIEW_NOTE, ""]
+        lines += [f"Threat index over the period: {_course_text(report)}", ""]
+        for table in overview:
+            body = _md_table(_header(table), _cells(table)) if table.rows else [_NONE]
+            lines += [f"### {table.title}", "", *body, ""]
     for table in report.tables:
-        if table.name in _CHART_ONLY:
+        if table.name in _CHART_ONLY or table.name in _OVERVIEW:
             continue
         lines += [f"## {table.title}", "", *_md_table(_header(table), _cells(table)), ""]
     for title, header, rows in _trend_pivot(report):
@@ -330,6 +356,48 @@ def _md(report: Report) -> bytes:
     for title, text in method_sections(report):
         lines += [f"**{title}.** {text}", ""]
     return "\n".join(lines).encode()
+
+
+_OVERVIEW_NOTE: Final = (
+    "What the SOC overview dashboard shows for this period, computed with the dashboard's own "
+    "queries: the level in the latest minute of the period with a threat record, each tenant's "
+    "latest level, the incidents still open now whose last evidence lies in the period (by the "
+    "furthest stage reached and severity), and the 50 latest early warnings."
+)
+
+
+_NONE: Final = "None in the period."
+
+
+def _overview_heading(report: Report) -> str:
+    return f"SOC overview at {_iso(report.end_ms)}"
+
+
+def _overview_tables(report: Report) -> list[Table]:
+    return [report.table(n) for n in _OVERVIEW if report.has_table(n)]
+
+
+def _course_text(report: Report) -> str:
+    if not report.has_table("overview_course"):
+        return "-"
+    rows = report.table("overview_course").rows
+    if any(r.suppressed for r in rows):
+        return SUPPRESSED
+    shown = [r.values.get("index") for r in rows if r.values.get("index") is not None]
+    if not shown:
+        return "no data"
+    return f"lowest {min(shown):.0f}, highest {max(shown):.0f}, last {shown[-1]:.0f} ({len(shown)} buckets)"  # type: ignore[type-var]
+
+
+def _html_table(table: Table, tag: str) -> str:
+    e = html.escape
+    parts = [f"<{tag}>{e(table.title)}</{tag}><table><tr>"]
+    parts.append("".join(f"<th>{e(c)}</th>" for c in _header(table)) + "</tr>")
+    for cells in _cells(table):
+        cls = " class='s'" if cells[1:2] == [SUPPRESSED] else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    return "".join(parts)
 
 
 def _html(report: Report) -> bytes:
@@ -346,18 +414,24 @@ def _html(report: Report) -> bytes:
     for section, items in _summary_sections(report):
         parts.append(f"<h2>{e(section)}</h2><table>")
         parts.append("".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in items) + "</table>")
+    overview = _overview_tables(report)
+    if overview:
+        parts.append(f"<h2 id='soc-overview'>{e(_overview_heading(report))}</h2><p>{e(_OVERVIEW_NOTE)}</p>")
+        png = overview_chart(report)
+        if png is not None:
+            data = base64.b64encode(png).decode()
+            parts.append(f"<p><img alt='overview chart' src='data:image/png;base64,{data}'></p>")
+        for table in overview:
+            parts.append(
+                _html_table(table, "h3") if table.rows else f"<h3>{e(table.title)}</h3><p>{_NONE}</p>"
+            )
     for name, png in report_charts(report).items():
         data = base64.b64encode(png).decode()
         parts.append(f"<p><img alt='{e(name)} chart' src='data:image/png;base64,{data}'></p>")
     for table in report.tables:
-        if table.name in _CHART_ONLY:
+        if table.name in _CHART_ONLY or table.name in _OVERVIEW:
             continue
-        parts.append(f"<h2>{e(table.title)}</h2><table><tr>")
-        parts.append("".join(f"<th>{e(c)}</th>" for c in _header(table)) + "</tr>")
-        for cells in _cells(table):
-            cls = " class='s'" if cells[1:2] == [SUPPRESSED] else ""
-            parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-        parts.append("</table>")
+        parts.append(_html_table(table, "h2"))
     parts.append("<h2>Method</h2>")
     for title, text in method_sections(report):
         parts.append(f"<p><b>{e(title)}.</b> {e(text)}</p>")
@@ -368,6 +442,17 @@ def _html(report: Report) -> bytes:
 def _latin1(text: str) -> str:
     """fpdf's core fonts are Latin-1: anything else becomes '?'."""
     return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _pdf_table(pdf: Any, table: Table) -> None:
+    pdf.set_font("Helvetica", "B", 10)
+    pdf.cell(0, 8, _latin1(table.title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=8)
+    widths = (12, 20, 9, 14, 45) if table.name == "overview_warnings" else None
+    with pdf.table(text_align="LEFT", first_row_as_headings=True, col_widths=widths) as grid:
+        grid.row([_latin1(c) for c in _header(table)])
+        for cells in _cells(table):
+            grid.row([_latin1(c) for c in cells])
 
 
 def _pdf(report: Report) -> bytes:
@@ -385,18 +470,31 @@ def _pdf(report: Report) -> bytes:
         for label, value in items:
             pdf.cell(85, 5, _latin1(label))
             pdf.cell(0, 5, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    overview = _overview_tables(report)
+    if overview:
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.cell(0, 8, _latin1(_overview_heading(report)), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=8)
+        pdf.multi_cell(0, 4, _latin1(_OVERVIEW_NOTE), new_x="LMARGIN", new_y="NEXT")
+        png = overview_chart(report)
+        if png is not None:
+            pdf.image(io.BytesIO(png), w=170)
+        for table in overview:
+            if table.rows:
+                _pdf_table(pdf, table)
+                continue
+            pdf.set_font("Helvetica", "B", 10)
+            pdf.cell(0, 8, _latin1(table.title), new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=8)
+            pdf.cell(0, 5, _NONE, new_x="LMARGIN", new_y="NEXT")
+        pdf.add_page()
     for png in report_charts(report).values():
         pdf.image(io.BytesIO(png), w=170)
     for table in report.tables:
-        if table.name in _CHART_ONLY:
+        if table.name in _CHART_ONLY or table.name in _OVERVIEW:
             continue
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(0, 8, _latin1(table.title), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", size=8)
-        with pdf.table(text_align="LEFT", first_row_as_headings=True) as grid:
-            grid.row([_latin1(c) for c in _header(table)])
-            for cells in _cells(table):
-                grid.row([_latin1(c) for c in cells])
+        _pdf_table(pdf, table)
     pdf.set_font("Helvetica", "B", 11)
     pdf.cell(0, 9, "Method", new_x="LMARGIN", new_y="NEXT")
     for title, text in method_sections(report):

@@ -72,12 +72,13 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from elasticsearch import Elasticsearch
 
+from analyst.scope import ScopedStore, TenantScopeError
 from awareness.killchain import STAGES
 from awareness.threat import CLOUD, LEVELS, ThreatSettings, level_for_index
 from infra.settings import Settings
@@ -112,6 +113,8 @@ __all__ = [
     "incident_ttc_ms",
     "incident_ttd_ms",
     "iter_composite",
+    "overview_tables",
+    "run_overview",
     "threat_tables",
     "trend_interval",
 ]
@@ -187,6 +190,8 @@ class Row:
     values: dict[str, float | int | None]
     tenants: frozenset[str] = frozenset()
     suppressed: bool = False
+    # words (a warning's signal and reason); never shown for a suppressed row
+    text: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,6 +200,7 @@ class Table:
     title: str
     columns: list[str]
     rows: list[Row] = field(default_factory=list)
+    tenant_keys: bool = False  # row keys are tenant ids (pseudonymised by analyst.anonymize)
 
     def row(self, key: str) -> Row:
         for row in self.rows:
@@ -598,6 +604,17 @@ def trend_interval(start_ms: int, end_ms: int) -> tuple[str, int]:
     return "7d", 7 * DAY_MS
 
 
+def course_interval(start_ms: int, end_ms: int) -> tuple[str, int]:
+    """The SOC overview's threat-index course: a minute up to 3 hours, 5 minutes up to 12 hours,
+    else the trend bucket (:func:`trend_interval`), so a short period is not two steps."""
+    length = end_ms - start_ms
+    if length <= 3 * HOUR_MS:
+        return "1m", MINUTE_MS
+    if length <= 12 * HOUR_MS:
+        return "5m", 5 * MINUTE_MS
+    return trend_interval(start_ms, end_ms)
+
+
 def bucket_key(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ms / 1000))
 
@@ -766,11 +783,14 @@ def build_report(
     threat_settings: ThreatSettings | None = None,
     basis: Mapping[str, Any] | None = None,
     page_size: int = PAGE_SIZE,
+    overview: OverviewSearches | None = None,
 ) -> Report:
     """Statistics of the alerts with ``start_ms <= ts < end_ms`` and the incidents that began in
     the period (optionally one tenant's), with the previous period, the trend and the threat
     level. ``threat_settings``: the ``awareness.threat`` settings the job runs with (default
-    values if None); ``basis``: parameters to name in the method section (the incident gap)."""
+    values if None); ``basis``: parameters to name in the method section (the incident gap);
+    ``overview``: the SOC overview board's searches for the period (``dashboards.board_soc.
+    overview_searches``, which the caller supplies: this package may not import ``dashboards``)."""
     if end_ms <= start_ms:
         raise ValueError("the report period is empty: --to must be after --from")
     threat = threat_settings or ThreatSettings()
@@ -862,6 +882,11 @@ def build_report(
 
     tenants_now = current.tenants | inc_now.tenants
     level_tenants = frozenset({tenant}) if tenant else frozenset(tenants_now)
+    overview_part: list[Table] = []
+    if overview is not None:
+        results = run_overview(es_client, settings, overview, tenant)
+        overview_part = overview_tables(results, tenant, level_tenants)
+        basis = {"course_interval_ms": course_interval(start_ms, end_ms)[1], **dict(basis or {})}
     summary: dict[str, float | int | None] = {
         "alerts": current.count,
         "previous_alerts": previous.count,
@@ -888,6 +913,7 @@ def build_report(
             *_tables(current, previous),
             alert_trend,
             inc_trend,
+            *overview_part,
         ],
         tenants=frozenset(tenants_now | previous.tenants | inc_before.tenants),
         interval_ms=interval_ms,
@@ -950,6 +976,11 @@ KEY_TITLES: Final[Mapping[str, str]] = {
     "status": "Status",
     "alerts_over_time": "From",
     "incidents_over_time": "From",
+    "overview_level": "Whose",
+    "overview_levels": "Threat level",
+    "overview_tenants": "Tenant",
+    "overview_stage": "Stage reached",
+    "overview_warnings": "Tenant",
 }
 COLUMN_TITLES: Final[Mapping[str, str]] = {
     "count": "This period",
@@ -962,6 +993,12 @@ COLUMN_TITLES: Final[Mapping[str, str]] = {
     "time_ms": "Time at level",
     "share_pct": "Share of the period",
     "level_rank": "Highest level",
+    "index": "Threat index",
+    "at": "Minute (UTC)",
+    "tenants": "Tenants",
+    "signal": "Signal",
+    "reason": "Reason",
+    **{s: s.capitalize() for s in SEVERITY_ORDER},
 }
 
 
@@ -971,7 +1008,11 @@ def row_label(table: str, key: str) -> str:
         return key.capitalize()
     if table.endswith("category"):
         return CATEGORY_LABELS.get(key, key.replace("_", " ").capitalize())
-    if table == "incident_stage":
+    if table == "overview_level":
+        return {"cloud": "The cloud", "tenant": "The tenant"}.get(key, key)
+    if table == "overview_levels":
+        return row_label("threat_time", key)
+    if table in ("incident_stage", "overview_stage"):
         from awareness.killchain import STAGE_LABELS
 
         return STAGE_LABELS.get(key, key).capitalize()
@@ -980,3 +1021,155 @@ def row_label(table: str, key: str) -> str:
     if table in ("incident_severity", "severity", "status", "incident_industry", "industry"):
         return key.replace("_", " ").capitalize()
     return key
+
+
+# --- SOC overview: the board's own queries (dashboards.board_soc.overview_searches) ------------
+# name -> (index family, _search body, rows of a response), as the SOC overview board runs them.
+OverviewSearches = Mapping[
+    str, tuple[str, Mapping[str, Any], Callable[[Mapping[str, Any]], list[dict[str, Any]]]]
+]
+_FAMILY_PREFIX: Final = {
+    "threat": "index_threat_prefix",
+    "incidents": "index_incidents_prefix",
+    "warnings": "index_warnings_prefix",
+}
+
+
+class _OverviewScope(ScopedStore):
+    """The analyst's tenant scoping (``analyst.scope``) for the overview's searches."""
+
+    what = "overview row"
+
+
+def run_overview(
+    es: Elasticsearch, settings: Settings, searches: OverviewSearches, tenant: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Run each overview search (the board's body, plus the tenant scope filter) and flatten it
+    as Grafana would. ``open_by_stage`` also gets, under the board's stage buckets, the severity
+    and tenant split the report needs (the counts stay the board's). A scoped report skips the
+    cloud's own level (it describes every tenant) and reads its tenant's level from the tiles."""
+    scope = _OverviewScope(tenant)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, (family, body, flatten) in searches.items():
+        if tenant and name == "cloud_level":
+            continue
+        search = json_copy(body)
+        search["query"]["bool"]["filter"].extend(scope._scope_filters(None))
+        stage_agg = None
+        if name == "open_by_stage":
+            stage_agg = next(iter(search["aggs"]))
+            search["aggs"][stage_agg]["aggs"] = {
+                "_severity": {
+                    "terms": {"field": "severity", "size": 10},
+                    "aggs": {"_tenant": {"terms": {"field": "tenant", "size": 10_000}}},
+                }
+            }
+        answer = es.search(
+            index=getattr(settings, _FAMILY_PREFIX[family]) + "*",
+            ignore_unavailable=True,
+            allow_no_indices=True,
+            **search,
+        )
+        resp: dict[str, Any] = dict(getattr(answer, "body", answer))
+        if "aggregations" not in resp and search.get("aggs"):
+            resp["aggregations"] = {k: {"buckets": []} for k in search["aggs"]}
+        rows = flatten(resp)
+        if stage_agg is not None:
+            buckets = resp["aggregations"][stage_agg]["buckets"]
+            for row in rows:
+                sev = buckets.get(row.get("filter"), {}).get("_severity", {}).get("buckets", [])
+                row["by_severity"] = {
+                    str(b["key"]): (int(b["doc_count"]), [str(t["key"]) for t in b["_tenant"]["buckets"]])
+                    for b in sev
+                }
+        for row in rows:
+            if tenant and "tenant" in row and row["tenant"] != tenant:
+                raise TenantScopeError(
+                    f"refusing output: an overview row belongs to another tenant than {tenant}"
+                )
+        out[name] = rows
+    return out
+
+
+def json_copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(dict(body))
+
+
+def _rank(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def overview_tables(
+    results: Mapping[str, list[dict[str, Any]]], tenant: str | None, level_tenants: frozenset[str]
+) -> list[Table]:
+    """The SOC overview section's tables from the board's query results (flattened rows):
+    ``overview_level`` (the cloud's level in the latest minute of the period, or the scoped
+    tenant's), ``overview_course`` (threat index per trend bucket), ``overview_levels`` (tenants
+    at each level), ``overview_tenants`` (each tenant's latest level), ``overview_stage`` (open
+    incidents by stage reached and severity), ``overview_warnings`` (the latest warnings)."""
+    tiles = [r for r in results.get("tenant_levels", []) if r.get("1") is not None]
+    if tenant:
+        own = [r for r in tiles if r.get("tenant") == tenant]
+        latest = own[0] if own else None
+    else:
+        latest = next((r for r in results.get("cloud_level", []) if r.get("1") is not None), None)
+    subject = "the tenant" if tenant else "the cloud"
+    level = Table("overview_level", f"Threat level of {subject} at the end of the period",
+                  ["level_rank", "index", "at"])  # fmt: skip
+    level.rows.append(
+        Row(
+            "tenant" if tenant else "cloud",
+            {
+                "level_rank": _rank(latest.get("1")) if latest else None,
+                "index": latest.get("2") if latest else None,
+                "at": int(latest["ts"]) if latest else None,
+            },
+            level_tenants,
+        )
+    )
+    course = Table("overview_course", f"Threat index of {subject} over the period", ["index"])
+    for row in results.get("course", []):
+        if row.get("1") is not None:
+            course.rows.append(Row(bucket_key(int(row["ts"])), {"index": float(row["1"])}, level_tenants))
+    by_level: dict[str, set[str]] = {lv: set() for lv in LEVEL_ORDER}
+    tenants = Table("overview_tenants", "Tenants by threat level (latest minute of each)",
+                    ["level_rank", "index", "at"], tenant_keys=True)  # fmt: skip
+    for row in sorted(tiles, key=lambda r: (-(_rank(r.get("1")) or 0), -(r.get("2") or 0), str(r["tenant"]))):
+        rank = _rank(row.get("1")) or 0
+        by_level[LEVELS[rank]].add(str(row["tenant"]))
+        tenants.rows.append(
+            Row(str(row["tenant"]), {"level_rank": rank, "index": row.get("2"), "at": int(row["ts"])},
+                frozenset({str(row["tenant"])}))
+        )  # fmt: skip
+    levels = Table("overview_levels", "Tenants at each threat level", ["tenants"])
+    for lv in LEVEL_ORDER:
+        levels.rows.append(Row(lv, {"tenants": len(by_level[lv])}, frozenset(by_level[lv])))
+    stage = Table("overview_stage", "Open incidents by stage reached and severity",
+                  ["open", *SEVERITY_ORDER])  # fmt: skip
+    got = {
+        str(r.get("filter", "")).split(" ", 1)[-1].replace(" ", "_"): r
+        for r in results.get("open_by_stage", [])
+    }
+    for st in STAGES:
+        row = got.get(st, {})
+        sev = row.get("by_severity") or {}
+        values: dict[str, float | int | None] = {"open": int(row.get("count") or 0)}
+        who: set[str] = set()
+        for s in SEVERITY_ORDER:
+            n, names = sev.get(s, (0, []))
+            values[s] = n
+            who |= set(names)
+        stage.rows.append(Row(st, values, frozenset(who)))
+    warnings = Table("overview_warnings", "Latest early warnings (newest first)",
+                     ["at", "level_rank", "signal", "reason"], tenant_keys=True)  # fmt: skip
+    for doc in results.get("warnings", []):
+        owner = str(doc.get("tenant") or UNKNOWN)
+        level_name = doc.get("level")
+        reason = str(doc.get("reason") or "").replace(f"tenant {owner}", "the tenant")
+        warnings.rows.append(
+            Row(owner, {"at": _ms(doc.get("ts")), "level_rank": LEVELS.index(level_name) if level_name in LEVELS else None},
+                frozenset({owner}), text={"signal": str(doc.get("signal") or ""), "reason": reason})
+        )  # fmt: skip
+    return [level, course, levels, tenants, stage, warnings]

@@ -17,15 +17,21 @@ without the x-pack modules) does not have.
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from grafana_foundation_sdk.builders import bargauge, piechart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import elasticsearch as es
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from dashboards.fields import TIME_FIELDS
 from dashboards.panels import (
     ALERTS_DS,
     INCIDENTS_DS,
@@ -48,7 +54,7 @@ from dashboards.panels import (
     transformation,
 )
 
-__all__ = ["CLOUD", "KILL_CHAIN_STAGES", "SLUG", "UID", "build"]
+__all__ = ["CLOUD", "KILL_CHAIN_STAGES", "SLUG", "UID", "build", "overview_searches", "overview_targets"]
 
 UID: Final = "ssa-soc-overview"
 SLUG: Final = "ssa-soc-overview"
@@ -71,7 +77,73 @@ def _tenant_url(value: str) -> str:
     return dashboard_url(TENANT_UID, TENANT_SLUG, {"tenant": value})
 
 
+def overview_targets() -> dict[str, es.Dataquery]:
+    """The awareness panels' queries by name (fresh builders each call). The board's panels and
+    ``ssa report``'s SOC overview section (through :func:`overview_searches`) both run these."""
+    return {
+        "cloud_level": query(
+            f"tenant:{CLOUD}",
+            [max_("level_rank", "1"), max_("index", "2")],
+            [terms("ts", "3", size=1, order="desc", order_by="_key")],
+            family="threat",
+        ),
+        "tenant_levels": query(
+            f"kind:threat AND NOT tenant:{CLOUD}",
+            [max_("level_rank", "1"), max_("index", "2")],
+            [
+                terms("tenant", "3", size=500, order="asc", order_by="_key"),
+                terms("ts", "4", size=1, order="desc", order_by="_key"),
+            ],
+            family="threat",
+        ),
+        "open_by_stage": query(
+            "status:open",
+            [count()],
+            [filters("2", {label: f"stage:{stage}" for stage, label in _stage_labels().items()})],
+            family="incidents",
+        ),
+        "warnings": query("*", [raw_data(50)], family="warnings"),
+    }
+
+
+Flatten = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
+
+
+def overview_searches(
+    start_ms: int, end_ms: int, interval: str, who: str = CLOUD
+) -> dict[str, tuple[str, dict[str, Any], Flatten]]:
+    """Name -> (index family, ``_search`` body, rows of a response) of the SOC overview's queries
+    over ``[start_ms, end_ms]``, as Grafana's datasource sends them (:mod:`dashboards.translate`),
+    plus ``course``: the tenant view's "Threat index (highest per interval)" panel for ``who``
+    (the cloud, ``_cloud``, or one tenant) at ``interval`` (``1h``, ``1d`` ...)."""
+    from dashboards import board_tenant
+    from dashboards.translate import flatten_response, translate_target
+
+    jsons = {name: _target_json(t) for name, t in overview_targets().items()}
+    tenant_board = json.loads(json.dumps(board_tenant.build().build(), cls=JSONEncoder))
+    panels = [p for p in tenant_board["panels"] if p.get("id") == board_tenant.THREAT_PANEL_ID]
+    course: dict[str, Any] = panels[0]["targets"][0]
+    course["bucketAggs"][0].setdefault("settings", {})["interval"] = interval
+    jsons["course"] = course
+    families = {"cloud_level": "threat", "tenant_levels": "threat", "open_by_stage": "incidents",
+                "warnings": "warnings", "course": "threat"}  # fmt: skip
+    out: dict[str, tuple[str, dict[str, Any], Flatten]] = {}
+    for name, target in jsons.items():
+        body = translate_target(
+            target, time_field=TIME_FIELDS[families[name]], start_ms=start_ms, end_ms=end_ms,
+            variables={"tenant": who},
+        )  # fmt: skip
+        out[name] = (families[name], body, functools.partial(flatten_response, target))
+    return out
+
+
+def _target_json(target: es.Dataquery) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(target.build(), cls=JSONEncoder))
+    return data
+
+
 def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
+    targets = overview_targets()
     cloud_level = (
         stat.Panel()
         .id(11)
@@ -82,14 +154,7 @@ def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
             "Blue < 25 <= yellow < 50 <= orange < 75 <= red."
         )
         .datasource(THREAT_DS)
-        .with_target(
-            query(
-                f"tenant:{CLOUD}",
-                [max_("level_rank", "1"), max_("index", "2")],
-                [terms("ts", "3", size=1, order="desc", order_by="_key")],
-                family="threat",
-            )
-        )
+        .with_target(targets["cloud_level"])
         .reduce_options(
             cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True).fields("/^Max level_rank$/")
         )
@@ -109,17 +174,7 @@ def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
             "One tile per tenant in its latest level, highest first. Click a tile for the tenant's view."
         )
         .datasource(THREAT_DS)
-        .with_target(
-            query(
-                f"kind:threat AND NOT tenant:{CLOUD}",
-                [max_("level_rank", "1"), max_("index", "2")],
-                [
-                    terms("tenant", "3", size=500, order="asc", order_by="_key"),
-                    terms("ts", "4", size=1, order="desc", order_by="_key"),
-                ],
-                family="threat",
-            )
-        )
+        .with_target(targets["tenant_levels"])
         .with_transformation(transformation("sortBy", {"sort": [{"field": "Max level_rank", "desc": True}]}))
         .reduce_options(
             cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True).fields("/^Max level_rank$/")
@@ -143,14 +198,7 @@ def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
             "stage their alerts reached, in attack order."
         )
         .datasource(INCIDENTS_DS)
-        .with_target(
-            query(
-                "status:open",
-                [count()],
-                [filters("2", {label: f"stage:{stage}" for stage, label in _stage_labels().items()})],
-                family="incidents",
-            )
-        )
+        .with_target(targets["open_by_stage"])
         .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(True))
         .orientation(cm.VizOrientation.HORIZONTAL)
         .span(10)
@@ -165,7 +213,7 @@ def _awareness_panels() -> list[cogbuilder.Builder[dm.Panel]]:
             "within the horizon (awareness.warnings). Newest first; click a tenant for its forecasts."
         )
         .datasource(WARNINGS_DS)
-        .with_target(query("*", [raw_data(50)], family="warnings"))
+        .with_target(targets["warnings"])
         .with_transformation(
             transformation(
                 "organize",

@@ -12,7 +12,7 @@ from infra.clients import es_client, kafka_config
 from infra.ecs_spec import ecs_properties
 from infra.settings import Settings
 
-__all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template"]
+__all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template", "topic_configs"]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "epoch_millis||strict_date_optional_time"}
@@ -185,6 +185,11 @@ def ensure_index_templates(settings: Settings) -> None:
         es.close()
 
 
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """A topic's own configs: the parse stage's state topic keeps the newest record per key."""
+    return {"cleanup.policy": "compact"} if topic == settings.topic_parse_state else {}
+
+
 def ensure_topics(
     settings: Settings,
     topics: list[str] | None = None,
@@ -207,7 +212,7 @@ def ensure_topics(
                     t,
                     partitions or settings.kafka_partitions,
                     settings.kafka_replication_factor,
-                    topic_configs=configs or {},
+                    topic_configs={**topic_configs(settings, t), **(configs or {})},
                 )
                 for t in missing
             ]

@@ -59,6 +59,8 @@ class Settings:
     topic_metrics: str = "ssa.metrics"
     # Raw input records per format, ``<prefix><format>`` (ingest.raw): read by the parse stage.
     topic_raw_prefix: str = "ssa.raw."
+    # The parse stage's per-source header lines (compacted; streams.parse_stage).
+    topic_parse_state: str = "ssa.parse.state"
     # The awareness stage's outputs (incidents, threat levels, early warnings).
     topic_incidents: str = "ssa.incidents"
     topic_threat: str = "ssa.threat"
@@ -123,6 +125,7 @@ class Settings:
             self.topic_dlq,
             self.topic_metrics,
             *self.awareness_topics,
+            self.topic_parse_state,
         ]
 
     @property

@@ -709,9 +709,10 @@ def _cmd_incidents_snooze(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from analyst.anonymize import anonymize, load_key
     from analyst.render import render
-    from analyst.report import build_report
+    from analyst.report import build_report, course_interval
     from awareness.incidents import IncidentSettings
     from awareness.threat import ThreatSettings
+    from dashboards.board_soc import CLOUD, overview_searches
     from detectors.config import DetectorConfig
     from infra.clients import es_client
     from ingest.tenants import TenantRegistry
@@ -734,6 +735,7 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             es, settings, start, end, tenant=args.tenant, registry=registry,
             threat_settings=ThreatSettings.from_config(config),
             basis={"gap_ms": incidents.gap_ms, "grace_ms": incidents.grace_ms},
+            overview=overview_searches(start, end - 1, course_interval(start, end)[0], args.tenant or CLOUD),
         )  # fmt: skip
     finally:
         es.close()

@@ -42,12 +42,30 @@ partition's commits are not held back for ever; a forced finish can cut an event
 being written at that moment (one event, once a minute at most): auditd 15 s (the kernel writes an event's records together at syscall exit, but
 shippers poll: Filebeat's log input waits up to ``max_backoff`` 10 s after EOF before reading a file
 again, rsyslog imfile's polling mode every ``PollingInterval`` 10 s); syslog 120 s (sshd_config(5)
-``LoginGraceTime``, default 120 s: the "Failed" line of a connection comes within it). Column
-formats keep their header (``#fields``, a CSV or flow-log header line) per source in memory; it is
-not committed with the offsets, so a stage restarted after the header line was committed reads
-that source's rows without it (DLQ), until the file's next header. Known gap: the header lines
-should travel with the commit (offset metadata, or a compacted state topic). Zeek JSON logs and
-VPC flow logs in the default format have no header and are not affected.
+``LoginGraceTime``, default 120 s: the "Failed" line of a connection comes within it).
+
+**Headers of column formats.** Zeek TSV (``#separator`` ... ``#types``), CSV (nProbe,
+CICFlowMeter, Argus) and VPC flow logs with a header line read their rows by a header met once per
+file. Each parser keeps the header lines in force (``Parser.header_lines``, one per Zeek
+directive, the CSV header line); at each commit, the sources of the committed partitions whose
+header changed since their last commit are written to the compacted topic
+``Settings.topic_parse_state`` (``ssa.parse.state``, ``cleanup.policy=compact``; created by
+``ssa parse`` and ``ssa up``), key ``<raw topic>\\0<partition>\\0<tenant>\\0<source>``, value
+``HeaderState``: the lines in force at the commit offset ``at`` and those in force at the
+partition's previous commit (``prev_at``, ``prev``). The state records are acknowledged (``acks=all``)
+before the offsets are committed, with the events. On a partition assignment (start, restart,
+rebalance to another ``ssa parse``) the stage reads that topic to its end, keeping the assigned
+partitions' keys, and primes each source's new parser (``Parser.prime``: the header lines fed
+with no output, nothing counted, event ids unchanged) with the lines in force where the read of
+the partition begins: ``lines`` if ``at`` is at or before it, ``prev`` if the crash came between
+the state write and its commit, none if neither is known (then, as before this state, the rows go
+to the DLQ until the next header). A parser dropped from the ``max_parsers`` cache hands its header
+to the next one of its source the same way. Bounds: a state record over ``MAX_HEADER_BYTES`` (64
+KiB; the parsers' line cap bounds each line) is written as a deletion instead (never a stale
+header); states in memory are at most ``MAX_STATE_BYTES`` (64 MiB) and 4 x ``max_parsers``
+sources, the oldest dropped. The state is exact for partitions committed where they were read to
+(``safe == next``), which holds for the column formats (they hold nothing back); a commit short of
+the read writes no state. Zeek JSON logs and VPC flow logs in the default format have no header.
 
 Parser instances are per (topic, partition, source, tenant): at most ``max_parsers`` (4,096; the
 least recently used is closed and dropped), dropped for revoked partitions. A record's DLQ record
@@ -85,22 +103,27 @@ from ingest.follow import IDLE_FLUSH_S, MAX_HOLD_S
 from ingest.parsers import FORMAT_NAMES, Parser
 from ingest.parsers.netflow import NetflowParser
 from ingest.pipeline import MAX_AHEAD_MS, CountingOutput, open_parser
-from ingest.producer import Sink
+from ingest.producer import DeliveryFailed, Sink
 from ingest.raw import RawHeaders, RawRejected, format_of_topic, raw_topic_pattern, read_headers
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
 __all__ = [
     "IDLE_FLUSH_S",
+    "HeaderState",
     "ParseStage",
     "ParseStats",
     "RawMessage",
     "raw_topics",
+    "read_states",
     "run_parse_stage",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_PARSERS: Final = 4096
+MAX_HEADER_BYTES: Final = 64 * 1024  # a source's saved header state (its record's value) at most
+MAX_STATE_BYTES: Final = 64 * 1024 * 1024  # the header states held in memory, all sources
+STATE_READ_S: Final = 15.0  # reading the state topic at a partition assignment, at most
 _DATAGRAM_MAX: Final = 65_535  # a UDP payload cannot be larger
 _STREAMED: Final = frozenset({"cloudaudit"})  # a record may be a whole (pretty-printed) document
 
@@ -134,12 +157,76 @@ class _Slot:
     last_seen: float = 0.0
     busy: bool = False
     held_since: float = 0.0
+    saved_seq: int = 0  # the parser's header_seq when its header state was last saved (or primed)
+    committed_lines: tuple[bytes, ...] = ()  # its header lines at the partition's last commit
+
+
+@dataclass(frozen=True)
+class HeaderState:
+    """A source's saved header: ``lines`` in force from offset ``at`` of its partition (a commit
+    point), ``prev`` in force at ``prev_at`` (the commit before, where its writer last committed)."""
+
+    at: int
+    lines: tuple[bytes, ...]
+    prev_at: int = -1
+    prev: tuple[bytes, ...] = ()
+
+    def lines_at(self, offset: int) -> tuple[bytes, ...] | None:
+        """The header lines in force at ``offset`` (where a reader starts), None if not known."""
+        if self.at <= offset:
+            return self.lines
+        if 0 <= self.prev_at <= offset:
+            return self.prev
+        return None
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"at": self.at, "lines": [_text(x) for x in self.lines], "prev_at": self.prev_at,
+             "prev": [_text(x) for x in self.prev]}, separators=(",", ":"),
+        ).encode()  # fmt: skip
+
+    @classmethod
+    def decode(cls, value: bytes) -> HeaderState | None:
+        """The state of a record value, None if it is not one (a record this stage did not write)."""
+        try:
+            doc = json.loads(value)
+            return cls(
+                int(doc["at"]), tuple(_bytes(x) for x in doc["lines"]),
+                int(doc.get("prev_at", -1)), tuple(_bytes(x) for x in doc.get("prev", ())),
+            )  # fmt: skip
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeError):
+            return None
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", "surrogateescape")
+
+
+def _bytes(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("not a line")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def state_key(key: SlotKey) -> bytes:
+    """The state topic's key of a parser: ``<raw topic>\\0<partition>\\0<tenant>\\0<source>``."""
+    topic, partition, source, tenant = key
+    return f"{topic}\0{partition}\0{tenant or ''}\0{source}".encode("utf-8", "surrogateescape")
+
+
+def slot_of_state_key(raw: bytes) -> SlotKey | None:
+    try:
+        topic, partition, tenant, source = raw.decode("utf-8", "surrogateescape").split("\0", 3)
+        return topic, int(partition), source, tenant or None
+    except ValueError:
+        return None
 
 
 @dataclass
 class _Partition:
     next: int = -1  # offset after the last record fed
     safe: int = -1  # offset a commit may name: no parser of the partition held anything before it
+    start: int = -1  # the first offset read since the partition was assigned (where the read began)
     committed: int = -1
     busy: set[SlotKey] = field(default_factory=set)
 
@@ -171,6 +258,8 @@ class ParseStage:
         max_hold_s: float = MAX_HOLD_S,
         max_ahead_ms: int = MAX_AHEAD_MS,
         clock: Callable[[], float] = time.monotonic,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_state_bytes: int = MAX_STATE_BYTES,
     ) -> None:
         self.sink = sink
         self.prefix = raw_prefix
@@ -187,6 +276,12 @@ class ParseStage:
         self.slots: OrderedDict[SlotKey, _Slot] = OrderedDict()
         self.parts: dict[TopicPartition, _Partition] = {}
         self._topic_formats: dict[str, str | RawRejected] = {}
+        self.max_header_bytes = max_header_bytes
+        self.max_state_bytes = max_state_bytes
+        self.states: OrderedDict[SlotKey, HeaderState] = OrderedDict()  # saved headers (state topic)
+        self._evicted: OrderedDict[SlotKey, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = OrderedDict()
+        self._state_bytes = 0
+        self._evicted_bytes = 0
         self._minute = -1
         self._base: dict[str, tuple[int, int, int, int, int, int]] = {}
         self._minute_started = 0.0
@@ -209,7 +304,7 @@ class ParseStage:
             tp = (topic, partition)
             part = self.parts.get(tp)
             if part is None:
-                part = self.parts[tp] = _Partition()
+                part = self.parts[tp] = _Partition(start=offset)
             part.next = offset + 1
             touched.add(tp)
             fmt = self._topic_formats.get(topic)
@@ -262,6 +357,8 @@ class ParseStage:
             old_key, old = self.slots.popitem(last=False)
             old.parser.close()  # its held parse is finished, not lost
             self._note_busy(old_key, old, gone=True)
+            if old.parser.header_lines:  # its next parser reads on where this one stopped
+                self._keep_evicted(old_key, tuple(old.parser.header_lines.values()), old.committed_lines)
         topic, partition, source, tenant = key
         parser = open_parser(
             head.format,
@@ -272,7 +369,91 @@ class ParseStage:
             timezone=self.timezone,
         )
         slot = self.slots[key] = _Slot(parser, head.format, (topic, partition), source)
+        self._prime(key, slot)
         return slot
+
+    # --- header state --------------------------------------------------------------------------
+    def _prime(self, key: SlotKey, slot: _Slot) -> None:
+        """Give a new parser the header lines in force where its partition's read began (the state
+        topic's, or those of the parser of the source this process dropped)."""
+        evicted = self._evicted.pop(key, None)
+        if evicted is not None:
+            lines, slot.committed_lines = evicted
+            self._evicted_bytes -= sum(map(len, lines)) + sum(map(len, slot.committed_lines))
+            slot.parser.prime(lines)
+            slot.saved_seq = -1  # saved again at the next commit
+            return
+        state = self.states.get(key)
+        part = self.parts.get(slot.tp)
+        if state is None or part is None:
+            return
+        saved = state.lines_at(part.start)  # nothing of this source was read since: still in force
+        if saved:
+            slot.parser.prime(saved)
+            slot.committed_lines = saved
+            slot.saved_seq = slot.parser.header_seq
+
+    def _keep_evicted(self, key: SlotKey, lines: tuple[bytes, ...], committed: tuple[bytes, ...]) -> None:
+        size = sum(map(len, lines)) + sum(map(len, committed))
+        if size > self.max_header_bytes:
+            return  # as a restart would: read on without priming
+        self._evicted[key] = (lines, committed)
+        self._evicted_bytes += size
+        while self._evicted_bytes > self.max_state_bytes or len(self._evicted) > 4 * self.max_parsers:
+            _, (a, b) = self._evicted.popitem(last=False)
+            self._evicted_bytes -= sum(map(len, a)) + sum(map(len, b))
+
+    def load_states(self, records: Iterable[tuple[bytes, bytes | None]]) -> int:
+        """Take the state topic's records (key, value; a None value deletes), in order; the number
+        of sources with a header state afterwards."""
+        for raw_key, value in records:
+            key = slot_of_state_key(raw_key)
+            if key is None:
+                continue
+            state = HeaderState.decode(value) if value is not None else None
+            self._set_state(key, state)
+        return len(self.states)
+
+    def _set_state(self, key: SlotKey, state: HeaderState | None) -> None:
+        old = self.states.pop(key, None)
+        if old is not None:
+            self._state_bytes -= _state_size(old)
+        if state is None:
+            return
+        self.states[key] = state
+        self._state_bytes += _state_size(state)
+        while self._state_bytes > self.max_state_bytes or len(self.states) > 4 * self.max_parsers:
+            _, gone = self.states.popitem(last=False)
+            self._state_bytes -= _state_size(gone)
+
+    def take_states(self, offsets: Mapping[TopicPartition, int]) -> list[tuple[bytes, bytes | None]]:
+        """The state topic's records to write before ``offsets`` (``take_commits``) are committed:
+        the sources of those partitions whose header changed since their last commit, with the
+        header in force at the commit (no record is parsed between this call and the commit).
+        A header state over ``max_header_bytes`` is written as a deletion: that source is read
+        without priming after a restart, as before this state existed, never with an older header."""
+        out: list[tuple[bytes, bytes | None]] = []
+        for key, slot in self.slots.items():
+            at = offsets.get(slot.tp)
+            parser = slot.parser
+            if at is None or parser.header_seq == slot.saved_seq:
+                continue
+            part = self.parts[slot.tp]
+            if part.next != at:  # a commit short of what was read: the header may be a later one
+                continue
+            base = part.committed if part.committed >= 0 else part.start
+            state: HeaderState | None = HeaderState(
+                at, tuple(parser.header_lines.values()), base, slot.committed_lines
+            )
+            value = state.encode() if state is not None else None
+            if value is not None and len(value) > self.max_header_bytes:
+                log.warning("parse stage: header of %s over %d bytes, not saved", slot.source,
+                            self.max_header_bytes)  # fmt: skip
+                value = state = None
+            self._set_state(key, state)
+            slot.saved_seq = parser.header_seq
+            out.append((state_key(key), value))
+        return out
 
     def _feed(self, slot: _Slot, batch: list[tuple[int, bytes]]) -> None:
         parser = slot.parser
@@ -359,6 +540,9 @@ class ParseStage:
             part = self.parts.get(tp)
             if part is not None:
                 part.committed = max(part.committed, offset)
+        for slot in self.slots.values():
+            if offsets.get(slot.tp, -2) == self.parts[slot.tp].next:  # the header at the commit
+                slot.committed_lines = tuple(slot.parser.header_lines.values())
         self.stats.commits += 1
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
@@ -368,6 +552,11 @@ class ParseStage:
             del self.slots[key]
         for tp in gone:
             self.parts.pop(tp, None)
+        for key in [k for k in self.states if (k[0], k[1]) in gone]:
+            self._set_state(key, None)
+        for key in [k for k in self._evicted if (k[0], k[1]) in gone]:
+            lines, committed = self._evicted.pop(key)
+            self._evicted_bytes -= sum(map(len, lines)) + sum(map(len, committed))
 
     # --- metrics -------------------------------------------------------------------------------
     def _totals(self, fmt: str) -> tuple[int, int, int, int, int, int]:
@@ -416,6 +605,10 @@ class ParseStage:
         return st.records[fmt], st.bytes[fmt], 0, st.rejected[fmt], 0, 0
 
 
+def _state_size(state: HeaderState) -> int:
+    return 200 + sum(map(len, state.lines)) + sum(map(len, state.prev))
+
+
 def _line_items(batch: list[tuple[int, bytes]]) -> list[tuple[int, int, bytes, int]]:
     """The reader's ``LineItem``s of raw line records: (line within the record, Kafka offset, line,
     length). A trailing newline is dropped; a value holding several lines gives each of them."""
@@ -456,13 +649,24 @@ def run_parse_stage(
     """Consume every raw topic until ``stop`` is set (or SIGINT), as ``ssa parse`` does."""
     import confluent_kafka
 
+    from infra.bootstrap import ensure_topics
     from streams.kafka_target import telemetry_producer
 
     stop = stop or threading.Event()
+    ensure_topics(settings, [settings.topic_parse_state])  # compacted (bootstrap.topic_configs)
     sink = sink if sink is not None else telemetry_producer(settings)
     stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone)
     conn = kafka_config(settings, "confluent")
     metrics_out = confluent_kafka.Producer({**conn, "linger.ms": 200, "logger": log})
+    state_errors: list[str] = []
+    state_out = confluent_kafka.Producer(
+        {**conn, "acks": "all", "enable.idempotence": True, "linger.ms": 0, "logger": log}
+    )
+
+    def state_delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            state_errors.append(str(err))
+
     consumer = confluent_kafka.Consumer(
         {
             **conn,
@@ -476,10 +680,15 @@ def run_parse_stage(
     )
 
     def commit(only: set[TopicPartition] | None = None) -> None:
-        sink.flush()  # raises DeliveryFailed: then nothing is committed and the records are re-read
         offsets = stage.take_commits()
         if only is not None:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
+        for key, value in stage.take_states(offsets):  # acknowledged before the offsets past them
+            state_out.produce(settings.topic_parse_state, value, key, on_delivery=state_delivered)
+        sink.flush()  # raises DeliveryFailed: then nothing is committed and the records are re-read
+        if state_out.flush(30) or state_errors:
+            raise DeliveryFailed(f"parse state not written to {settings.topic_parse_state}: "
+                                 f"{state_errors[0] if state_errors else 'timed out'}")  # fmt: skip
         if offsets:
             consumer.commit(
                 offsets=[confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
@@ -497,13 +706,24 @@ def run_parse_stage(
     def on_lost(_consumer: Any, partitions: list[Any]) -> None:
         stage.forget({(tp.topic, tp.partition) for tp in partitions})
 
+    def on_assign(_consumer: Any, partitions: list[Any]) -> None:
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        if tps:
+            n = stage.load_states(read_states(settings, tps))
+            log.info("parse stage: %d partitions assigned, %d header states", len(tps), n)
+
     def publish_metrics(final: bool = False) -> None:
         docs = stage.metrics(final=final, lag=_lag(consumer, stage) if final or stage._minute >= 0 else None)
         for doc in docs:
             metrics_out.produce(settings.topic_metrics, json.dumps(doc).encode(), timestamp=doc["ts"])
         metrics_out.poll(0)
 
-    consumer.subscribe([raw_topic_pattern(settings.topic_raw_prefix)], on_revoke=on_revoke, on_lost=on_lost)
+    consumer.subscribe(
+        [raw_topic_pattern(settings.topic_raw_prefix)],
+        on_assign=on_assign,
+        on_revoke=on_revoke,
+        on_lost=on_lost,
+    )
     say(f"parse: reading {settings.topic_raw_prefix}* as group {group_id or settings.parse_group_id}")
     next_commit = time.monotonic() + commit_every_s
     stage.metrics()
@@ -534,9 +754,64 @@ def run_parse_stage(
         publish_metrics(final=True)
     finally:
         metrics_out.flush(10)
+        state_out.flush(10)
         consumer.close()
         sink.close()
     return stage.stats
+
+
+def read_states(
+    settings: Settings, partitions: set[TopicPartition], timeout_s: float = STATE_READ_S
+) -> list[tuple[bytes, bytes | None]]:
+    """The state topic's records (key, value) of the raw ``partitions``, read to its end. A topic
+    that is missing or cannot be read in ``timeout_s`` gives what was read (logged): its sources are
+    then read without priming, their rows to the DLQ until their next header."""
+    import confluent_kafka
+
+    topic = settings.topic_parse_state
+    conn = kafka_config(settings, "confluent")
+    reader = confluent_kafka.Consumer(
+        {**conn, "group.id": f"{settings.parse_group_id}-state", "enable.auto.commit": False,
+         "enable.partition.eof": True, "logger": log}
+    )  # fmt: skip
+    out: list[tuple[bytes, bytes | None]] = []
+    try:
+        meta = reader.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            log.warning("parse stage: no state topic %s: sources read without their saved headers", topic)
+            return out
+        left = set()
+        assign = []
+        for p in meta.partitions:
+            low, high = reader.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=timeout_s
+            )
+            if high > low:
+                left.add(p)
+                assign.append(confluent_kafka.TopicPartition(topic, p, low))
+        if not assign:
+            return out
+        reader.assign(assign)
+        wanted = {f"{t}\0{p}\0".encode() for t, p in partitions}
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        left.discard(msg.partition())
+                    continue
+                key = msg.key() or b""
+                head = key[: key.find(b"\0", key.find(b"\0") + 1) + 1]
+                if head in wanted:
+                    out.append((key, msg.value()))
+        if left:
+            log.warning("parse stage: state topic %s not read to its end in %.0f s", topic, timeout_s)
+    except confluent_kafka.KafkaException as exc:
+        log.warning("parse stage: state topic %s not read: %s", topic, exc)
+    finally:
+        reader.close()
+    return out
 
 
 def _lag(consumer: Any, stage: ParseStage) -> dict[str, int]:

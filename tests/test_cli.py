@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from awareness.killchain import STAGES
 from infra.settings import Settings, load_settings
 from ingest.pipeline import FORMATS
 from ssa.cli import FORMAT_ALIASES, HANDLERS, main
@@ -449,7 +450,10 @@ def test_simulate_detect_index_then_the_analyst_commands(
         while time.monotonic() < deadline and not done.is_set():
             es.indices.refresh(index=own.index_alerts_pattern, ignore_unavailable=True, allow_no_indices=True)
             got = es.count(index=own.index_alerts_pattern, ignore_unavailable=True, allow_no_indices=True)
-            if got["count"] >= len(ids):
+            threat = own.index_threat_prefix + "*"  # the SOC overview below needs threat levels too
+            es.indices.refresh(index=threat, ignore_unavailable=True, allow_no_indices=True)
+            levels = es.count(index=threat, ignore_unavailable=True, allow_no_indices=True)["count"]
+            if got["count"] >= len(ids) and levels > 0:
                 break
             time.sleep(0.5)
         if not done.is_set():
@@ -490,6 +494,12 @@ def test_simulate_detect_index_then_the_analyst_commands(
     assert main(["report", "--from", "now-1d", "--to", tomorrow, "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["summary"]["alerts"] == len(ids)
+    # The SOC overview section: the board's queries on what the pipeline wrote.
+    overview = report["tables"]
+    assert [r["key"] for r in overview["overview_stage"]] == list(STAGES)
+    assert overview["overview_level"][0]["level_rank"] in (0, 1, 2, 3)  # the cloud's level at the end
+    assert overview["overview_tenants"] and overview["overview_course"]
+    assert sum(r["tenants"] for r in overview["overview_levels"]) == len(overview["overview_tenants"])
 
 
 @pytest.mark.integration

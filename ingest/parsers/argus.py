@@ -173,6 +173,7 @@ class ArgusParser(FastPathParser):
             self.extra_names = tuple(n for n, _ in self.extra_pos)
             self.extra_cells = picker([i for _, i in self.extra_pos])
             self._extras: dict[tuple[str, ...], tuple[dict[str, Any], bool]] = {}  # see _fast_extra
+        self.keep_header("columns", line)
         self.skip("header line")
 
     # --- fast path ------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ class Parser:
         self._owners: dict[str, Owner] = {}
         self._addresses: dict[str, Owner | None] = {}  # address -> owner, None: not an address
         self._flow_bases: dict[Owner, FlowEvent] = {}
+        self.header_lines: dict[str, bytes] = {}  # column formats: the header lines in force, by kind
+        self.header_seq = 0  # changes whenever header_lines does
 
     # --- input ---------------------------------------------------------------------------------
     def feed(self, line: bytes, lineno: int, offset: int) -> None:
@@ -183,6 +185,34 @@ class Parser:
                 self.reject_long(line, lineno, offset, size, max_line_bytes)
             else:
                 feed(line, lineno, offset)
+
+    # --- header state (column formats) -------------------------------------------------------
+    def keep_header(self, kind: str, line: bytes) -> None:
+        """Note ``line``, just read, as the header line ``kind`` in force (a Zeek directive, a CSV
+        header): the parse stage saves ``header_lines`` so a later reader of the source can
+        ``prime`` its parser with them. Bounded by the parser's own line cap and kinds."""
+        if self.header_lines.get(kind) != line:
+            self.header_lines[kind] = line
+            self.header_seq += 1
+
+    def forget_header(self) -> None:
+        """A new header block begins (Zeek's ``#separator``): the lines kept so far no longer apply."""
+        if self.header_lines:
+            self.header_lines = {}
+            self.header_seq += 1
+
+    def prime(self, lines: Iterable[bytes]) -> None:
+        """Read header lines saved from an earlier reader of this source (``header_lines``) so the
+        rows that follow parse as they would have there. Nothing reaches the output and nothing is
+        counted (they are not records of this read); event ids do not change (they hash the
+        parser's source and each row's own bytes)."""
+        out = self.out
+        self.out = BoundedOutput(ListOutput())
+        try:
+            for line in lines:
+                self.feed(line, 0, 0)
+        finally:
+            self.out = out
 
     # --- output helpers ------------------------------------------------------------------------
     def reject(

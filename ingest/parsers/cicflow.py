@@ -221,6 +221,7 @@ class CicFlowParser(FastPathParser):
             self.ts_i: int = cols["ts"]  # type: ignore[assignment]
             self.numbers = picker([cols[k] for k in (*_COUNTERS, "proto", "duration")])  # type: ignore[misc]
             self._plan_run(used, features)
+        self.keep_header("columns", line)
         self.skip("header line")
 
     def _plan_run(self, core: set[int], features: bool) -> None:

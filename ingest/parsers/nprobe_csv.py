@@ -103,6 +103,7 @@ class NprobeCsvParser(FastPathParser):
             self.numbers = picker([*(by_field[f] for f in order), self.proto_i, start_i, last])  # type: ignore[list-item]
             self.extra_names = tuple(n for n, _ in self.extra_pos)
             self.extra_values = picker([i for _, i in self.extra_pos])
+        self.keep_header("columns", line)
         self.skip("header line")
 
     def _fast_event(self, line: bytes) -> FlowEvent | None:

@@ -227,6 +227,7 @@ class VpcFlowParser(FastPathParser):
                 )
                 return None
             self._set_fields(parts)
+            self.keep_header("columns", line)
             self.skip("header line")
             return None
         if len(parts) != self.nfields:

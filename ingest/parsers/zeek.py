@@ -274,6 +274,7 @@ class ZeekConnParser(FastPathParser):
         key, _, value = text[1:].partition(" " if text.startswith("#separator") else self.sep)
         if key == "separator":  # a new header block: the layout is read anew
             self.fields = None
+            self.forget_header()
             self._plan()
             self.sep = _separator(value)
         elif key == "unset_field":
@@ -295,6 +296,8 @@ class ZeekConnParser(FastPathParser):
         elif key not in ("set_separator", "open", "close"):
             self.skip("unknown zeek directive")
             return
+        if key not in ("open", "close"):  # what the layout depends on (see Parser.prime)
+            self.keep_header(key, line)
         self.skip("header line")
 
     def _json(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
