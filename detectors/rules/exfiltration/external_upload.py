@@ -128,24 +128,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
                     if st is None:
                         continue
                 st.total += sent
-                by_dst = st.by_dst
-                counts = by_dst.counts  # TopCounts.add, its common cases inlined
-                if dst in counts:
-                    counts[dst] += sent
-                elif len(counts) < by_dst.cap:
-                    counts[dst] = sent
-                else:
-                    by_dst.add(dst, sent)
-                span = st.span  # Span.add, inlined
-                if span.count == 0:
-                    span.first = span.last = ts
-                elif ts < span.first:
-                    span.first = ts
-                elif ts > span.last:
-                    span.last = ts
-                span.count += 1
-                if len(span.ids) < max_ids:
-                    span.ids.append(ev.id)
+                st.by_dst.add(dst, sent)
+                st.span.add(ts, ev.id, max_ids)
             except Exception as exc:
                 self.error(ev, exc)
         if skipped:
