@@ -5,7 +5,12 @@ optimistic concurrency (``if_seq_no``/``if_primary_term`` of the version read), 
 ``{status, by, at, reason}`` to ``status_history`` and sets ``status_updated_at``; a concurrent
 change makes the write fail with 409, and the change is re-read and retried.
 
-Tenant scoping: :mod:`analyst.scope` (every query filtered, every hit checked).
+Tenant scoping: :mod:`analyst.scope` (every query filtered, every hit checked). Where: a store
+scoped to a tenant searches only that tenant's indices (``infra.tenant_indices.tenant_index_pattern``,
+what its Elasticsearch role grants), the SOC's the alerts alias (every tenant's and the SOC's
+indices, each alert once: the per-tenant copies of a multi-tenant alert are filtered out). A change
+is written to the ``_index`` of the hit read, never to a recomputed name: a tenant's copy and the
+SOC's document of one alert have the same id and their own status.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from elasticsearch import ConflictError, Elasticsearch
 from analyst.scope import AnalystError, NotFoundError, ScopedStore, TenantScopeError
 from detectors.alert import SEVERITIES, STATUSES
 from infra.settings import Settings
+from infra.tenant_indices import read_index
 
 __all__ = [
     "TRANSITIONS",
@@ -71,7 +77,7 @@ class AlertStore(ScopedStore):
     def __init__(self, es: Elasticsearch, settings: Settings, *, tenant_scope: str | None = None) -> None:
         super().__init__(tenant_scope)
         self.es = es
-        self.index = settings.index_alerts_pattern
+        self.index = read_index(settings.index_alerts_prefix, tenant_scope)
 
     def list(self, flt: AlertFilter | None = None) -> list[dict[str, Any]]:
         """Alerts matching ``flt``, newest first."""

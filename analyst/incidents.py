@@ -9,6 +9,10 @@ the job's. The analyst's state is apart, in fields the job never writes: ``workf
 A snooze ("detector D's alerts about entity E are noise for 2 h") goes to the snooze file the job
 reads (:mod:`awareness.snooze`) and into the incident's audit trail. Alerts stay reachable from
 their incident: ``show`` lists them from the alert indices.
+
+Where: a store scoped to a tenant reads that tenant's incident and alert indices only
+(``infra.tenant_indices.tenant_index_pattern``), the SOC's the incidents and alerts aliases;
+changes go to the ``_index`` of the hit read.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from elasticsearch import ConflictError, Elasticsearch
 from analyst.scope import AnalystError, ScopedStore
 from awareness.snooze import Snooze, SnoozeError, add_snooze
 from infra.settings import Settings
+from infra.tenant_indices import read_index
 
 __all__ = [
     "WORKFLOW",
@@ -73,8 +78,8 @@ class IncidentStore(ScopedStore):
     def __init__(self, es: Elasticsearch, settings: Settings, *, tenant_scope: str | None = None) -> None:
         super().__init__(tenant_scope)
         self.es = es
-        self.index = settings.index_incidents_prefix + "*"
-        self.alerts_index = settings.index_alerts_pattern
+        self.index = read_index(settings.index_incidents_prefix, tenant_scope)
+        self.alerts_index = read_index(settings.index_alerts_prefix, tenant_scope)
         self.snooze_file = settings.snooze_file
 
     def list(self, flt: IncidentFilter | None = None) -> list[dict[str, Any]]:

@@ -66,6 +66,12 @@ Every row keeps the set of tenants it describes, so :mod:`analyst.anonymize` can
 describing fewer than k tenants (the cloud's level describes the tenants of the report).
 csv and json keep these machine names and milliseconds; md, html and pdf put words and minutes or
 hours on them (:mod:`analyst.render`).
+
+**Where it reads** (``infra.tenant_indices.read_index``): the whole cloud's report reads each
+family's SOC alias (every tenant's indices and the SOC's; an alert that involves several tenants
+is counted once, by its full document); a report scoped to a tenant reads only that tenant's own
+indices (``tenant_index_pattern``: what its Elasticsearch role grants), and still filters on
+``tenant`` and checks every row.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ from analyst.scope import ScopedStore, TenantScopeError
 from awareness.killchain import STAGES
 from awareness.threat import CLOUD, LEVELS, ThreatSettings, level_for_index
 from infra.settings import Settings
+from infra.tenant_indices import read_index
 
 
 class IndustryLookup(Protocol):
@@ -798,7 +805,7 @@ def build_report(
     interval, interval_ms = trend_interval(start_ms, end_ms)
 
     # alerts
-    index = settings.index_alerts_pattern
+    index = read_index(settings.index_alerts_prefix, tenant)
     query = _period_query(start_ms, end_ms, tenant)
     current = fold_buckets(iter_composite(es_client, index, query, page_size), registry)
     prev_query = _period_query(start_ms - length, start_ms, tenant)
@@ -821,7 +828,7 @@ def build_report(
     )
 
     # incidents
-    inc_index = settings.index_incidents_prefix + "*"
+    inc_index = read_index(settings.index_incidents_prefix, tenant)
     inc_query = _incident_query(start_ms, end_ms, tenant)
     inc_now = _fold_incidents(es_client, inc_index, inc_query, threat, registry, page_size)
     inc_before = _fold_incidents(
@@ -850,7 +857,7 @@ def build_report(
     # threat level: the cloud's, or the scoped tenant's own
     who = tenant or CLOUD
     level_resp = es_client.search(
-        index=settings.index_threat_prefix + "*",
+        index=read_index(settings.index_threat_prefix, tenant),
         size=0,
         query={
             "bool": {
@@ -1065,7 +1072,7 @@ def run_overview(
                 }
             }
         answer = es.search(
-            index=getattr(settings, _FAMILY_PREFIX[family]) + "*",
+            index=read_index(getattr(settings, _FAMILY_PREFIX[family]), tenant),
             ignore_unavailable=True,
             allow_no_indices=True,
             **search,

@@ -130,10 +130,16 @@ class TenantAwareness:
         return max(minute, self.closed_until)
 
     def _threat(self, minute: int) -> dict[str, Any]:
+        # Only incidents detected by the minute's end: when one detection path runs ahead of the
+        # other (flows wait out their export delay), alerts of later minutes arrive before the
+        # stage closes earlier ones, and must not raise the level of minutes before they existed.
+        known = [
+            inc for inc in self.incidents.open_incidents()
+            if int(inc.get("detected_at") or 0) < minute + MINUTE_MS
+        ]  # fmt: skip
         return tenant_threat(
-            self.tenant, minute, self.incidents.open_incidents(), self.last_posture, self.criticality,
-            self.threat_settings,
-        )  # fmt: skip
+            self.tenant, minute, known, self.last_posture, self.criticality, self.threat_settings
+        )
 
 
 class CloudAwareness:

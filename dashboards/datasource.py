@@ -1,7 +1,12 @@
 """The Elasticsearch datasources the dashboards and alert rules query: alerts, metrics, and the
-awareness stage's incidents (``ssa-incidents-*``, time field ``last_seen``), threat levels
-(``ssa-threat-*``) and early warnings (``ssa-warnings-*``), one per index family because a Grafana
+awareness stage's incidents (``ssa-incidents``, time field ``last_seen``), threat levels
+(``ssa-threat``) and early warnings (``ssa-warnings``), one per index family because a Grafana
 Elasticsearch datasource names one index pattern and one time field.
+
+The provider's SOC reads each family through its alias (``infra.tenant_indices.soc_alias``: every
+tenant's indices and the SOC's own; the alerts alias counts an alert that involves several tenants
+once). A tenant's datasources (``datasources(settings, tenant)``) name that tenant's own pattern
+(``tenant_index_pattern``), the only indices its Elasticsearch role grants.
 
 One definition feeds both the provisioning file (values taken from Grafana's environment at start
 through ``$VAR`` expansion, secrets never written) and the HTTP API payload of ``publish`` (values
@@ -28,7 +33,9 @@ from typing import Any, Final, Literal
 
 from dashboards.fields import TIME_FIELD, TIME_FIELDS
 from dashboards.panels import ALERTS_DS_UID, INCIDENTS_DS_UID, METRICS_DS_UID, THREAT_DS_UID, WARNINGS_DS_UID
+from infra.clients import encoded_es_api_key
 from infra.settings import Settings
+from infra.tenant_indices import read_index
 
 __all__ = ["CA_PATH_IN_GRAFANA", "EsAuth", "SsaDatasource", "api_payloads", "datasources", "provisioning_doc"]
 
@@ -47,26 +54,31 @@ class SsaDatasource:
         return {"index": self.index, "timeField": self.time_field, "maxConcurrentShardRequests": 5}
 
 
-def datasources(settings: Settings) -> list[SsaDatasource]:
+def datasources(settings: Settings, tenant: str | None = None) -> list[SsaDatasource]:
+    """The SOC's datasources (its aliases), or with ``tenant`` that tenant's (its own patterns)."""
     return [
-        SsaDatasource(ALERTS_DS_UID, "SSA alerts (Elasticsearch)", settings.index_alerts_pattern),
-        SsaDatasource(METRICS_DS_UID, "SSA metrics (Elasticsearch)", settings.index_metrics_pattern),
+        SsaDatasource(
+            ALERTS_DS_UID, "SSA alerts (Elasticsearch)", read_index(settings.index_alerts_prefix, tenant)
+        ),
+        SsaDatasource(
+            METRICS_DS_UID, "SSA metrics (Elasticsearch)", read_index(settings.index_metrics_prefix, tenant)
+        ),
         SsaDatasource(
             INCIDENTS_DS_UID,
             "SSA incidents (Elasticsearch)",
-            settings.index_incidents_prefix + "*",
+            read_index(settings.index_incidents_prefix, tenant),
             TIME_FIELDS["incidents"],
         ),
         SsaDatasource(
             THREAT_DS_UID,
             "SSA threat levels (Elasticsearch)",
-            settings.index_threat_prefix + "*",
+            read_index(settings.index_threat_prefix, tenant),
             TIME_FIELDS["threat"],
         ),
         SsaDatasource(
             WARNINGS_DS_UID,
             "SSA early warnings (Elasticsearch)",
-            settings.index_warnings_prefix + "*",
+            read_index(settings.index_warnings_prefix, tenant),
             TIME_FIELDS["warnings"],
         ),
     ]
@@ -121,7 +133,10 @@ def api_payloads(settings: Settings, url: str | None = None) -> list[dict[str, A
         }
         if settings.es_api_key_file:
             body["jsonData"]["httpHeaderName1"] = "Authorization"
-            body["secureJsonData"]["httpHeaderValue1"] = "ApiKey " + _secret(settings.es_api_key_file)
+            # a key file as `ssa tenants provision` writes it (YAML) or a bare base64 key
+            body["secureJsonData"]["httpHeaderValue1"] = "ApiKey " + encoded_es_api_key(
+                settings.es_api_key_file
+            )
         elif settings.es_username:
             body["basicAuth"] = True
             body["basicAuthUser"] = settings.es_username

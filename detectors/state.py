@@ -7,6 +7,7 @@ and dicts bounded (``engine.max_distinct_per_key``) while still counting what ov
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Hashable
 from typing import Any
 
@@ -79,17 +80,27 @@ def bump_capped(counts: dict[Any, int], key: Hashable, amount: int, cap: int) ->
 
 class TopCounts:
     """Amounts per key for at most ``cap`` keys, biased to the largest (heavy hitters): a new key
-    that outweighs the smallest kept one replaces it, otherwise its amount goes to ``other``. Totals
-    stay exact. ``floor`` is a lower bound of the smallest kept amount (amounts only grow), so a
-    small newcomer costs no scan; only one that beats the floor looks for the true minimum."""
+    that outweighs the smallest kept one replaces it (the first kept of the smallest, in insertion
+    order), otherwise its amount goes to ``other``. Totals stay exact. Amounts are never negative,
+    so a kept count only grows.
 
-    __slots__ = ("cap", "counts", "floor", "other")
+    Finding the smallest kept key costs no scan. ``floor`` is a lower bound of the smallest kept
+    amount, so a newcomer at or under it goes to ``other`` at once; one above it asks a heap of
+    ``(amount, insertion number, key)``, one entry per kept key, built the first time the table is
+    full and a newcomer beats the floor. Entries are refreshed lazily: an entry whose amount is
+    behind its key's count is pushed again with the count when it comes to the top, so the top is
+    the true (smallest amount, earliest inserted) key, the one a scan in insertion order would find.
+    The heap is a cache: it is not pickled, and rebuilt from ``counts`` (in its order) when needed."""
+
+    __slots__ = ("_heap", "_seq", "cap", "counts", "floor", "other")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.counts: dict[Hashable, int] = {}
         self.floor = 0
         self.other = 0
+        self._heap: list[tuple[int, int, Hashable]] | None = None
+        self._seq = 0
 
     def add(self, key: Hashable, amount: int) -> None:
         counts = self.counts
@@ -100,15 +111,31 @@ class TopCounts:
         elif amount <= self.floor:
             self.other += amount
         else:
-            smallest = min(counts, key=counts.__getitem__)
-            low = counts[smallest]
-            if amount > low:
-                self.other += counts.pop(smallest)
-                counts[key] = amount
-                self.floor = min(low, amount)
-            else:
-                self.other += amount
-                self.floor = low
+            self._replace_smallest(key, amount)
+
+    def _replace_smallest(self, key: Hashable, amount: int) -> None:
+        """``key`` is new, the table full and ``amount`` above the floor: evict the smallest kept
+        key if ``amount`` outweighs it, else count ``amount`` under ``other``."""
+        counts = self.counts
+        heap = self._heap
+        if heap is None or len(heap) != len(counts):
+            heap = self._heap = [(n, i, k) for i, (k, n) in enumerate(counts.items())]
+            heapq.heapify(heap)
+            self._seq = len(heap)
+        while True:  # refresh entries behind their key's count until the top is current
+            low, seq, smallest = heap[0]
+            now = counts[smallest]
+            if now == low:
+                break
+            heapq.heapreplace(heap, (now, seq, smallest))
+        if amount > low:
+            self.other += counts.pop(smallest)
+            counts[key] = amount
+            heapq.heapreplace(heap, (amount, self._seq, key))
+            self._seq += 1
+        else:
+            self.other += amount
+        self.floor = low
 
     def merge(self, other: TopCounts) -> None:
         for key, amount in other.counts.items():
@@ -116,10 +143,14 @@ class TopCounts:
         self.other += other.other
 
     def top(self) -> tuple[Hashable, int] | None:
-        if not self.counts:
+        """The largest kept key and amount; among equal amounts the greatest ``str(key)``."""
+        counts = self.counts
+        if not counts:
             return None
-        key = max(self.counts, key=lambda k: (self.counts[k], str(k)))
-        return key, self.counts[key]
+        most = max(counts.values())
+        tied = [k for k, n in counts.items() if n == most]
+        key = tied[0] if len(tied) == 1 else max(tied, key=str)
+        return key, most
 
     def total(self) -> int:
         return sum(self.counts.values()) + self.other
@@ -132,6 +163,8 @@ class TopCounts:
 
     def __setstate__(self, s: tuple[int, dict[Hashable, int], int, int]) -> None:
         self.cap, self.counts, self.floor, self.other = s
+        self._heap = None
+        self._seq = 0
 
 
 class FlowTable:

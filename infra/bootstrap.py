@@ -11,6 +11,7 @@ from typing import Any
 from infra.clients import es_client, kafka_config
 from infra.ecs_spec import ecs_properties
 from infra.settings import Settings
+from infra.tenant_indices import alias_existing_indices, soc_template_aliases
 
 __all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template", "topic_configs"]
 
@@ -30,6 +31,8 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
         "index_patterns": [settings.index_alerts_pattern],
         "priority": _priority(settings.index_alerts_pattern),
         "template": {
+            # The SOC alias, without the per-tenant copies of multi-tenant alerts (infra.tenant_indices).
+            "aliases": soc_template_aliases(settings.index_alerts_prefix, filtered=True),
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {
                 "dynamic_templates": [
@@ -59,6 +62,8 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
                     # paid by the day's first alerts); flattened maps them once, as keywords.
                     "evidence": _EVIDENCE,
                     "status": _KEYWORD,
+                    "copy": _KEYWORD,
+                    "shared_copy": {"type": "boolean"},
                     "status_updated_at": _DATE,
                     "status_history": {
                         "properties": {
@@ -106,6 +111,7 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "index_patterns": [settings.index_metrics_pattern],
         "priority": _priority(settings.index_metrics_pattern),
         "template": {
+            "aliases": soc_template_aliases(settings.index_metrics_prefix),
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
             "mappings": {
                 "dynamic_templates": [
@@ -160,6 +166,7 @@ def awareness_templates(settings: Settings) -> dict[str, dict[str, Any]]:
             "index_patterns": [pattern],
             "priority": _priority(pattern),
             "template": {
+                "aliases": soc_template_aliases(prefix),
                 "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
                 "mappings": {
                     "dynamic_templates": [
@@ -181,6 +188,7 @@ def ensure_index_templates(settings: Settings) -> None:
                                       **metrics_template(settings))  # fmt: skip
         for name, template in awareness_templates(settings).items():
             es.indices.put_index_template(name=name, **template)
+        alias_existing_indices(es, settings)  # indices made before the templates had the aliases
     finally:
         es.close()
 

@@ -72,6 +72,7 @@ __all__ = [
     "ensure_tls",
     "explain_kafka_error",
     "feeder_user",
+    "parse_plan",
     "provision",
     "revoke",
     "tenant_dlq",
@@ -81,6 +82,7 @@ __all__ = [
 
 ADMIN_USER: Final = "ssa-admin"
 JOB_USER: Final = "ssa-job"
+PARSE_USER: Final = "ssa-parse"
 PROVIDER: Final = "provider"
 PROVIDER_KINDS: Final = ("process", "audit", "auth")
 KINDS: Final = ("flow", "process", "audit", "auth")
@@ -367,6 +369,28 @@ def job_plan(settings: Settings) -> list[AclRule]:
     return rules
 
 
+def parse_plan(settings: Settings) -> list[AclRule]:
+    """The parse stage's ACLs (``ssa parse`` as ``ssa-parse``, streams.parse_stage): read the raw
+    topics (prefix ``topic_raw_prefix``), write the telemetry topics, the DLQ and the metrics, read
+    and write its state topic, read its consumer group, and its Kafka transactions: WRITE and
+    DESCRIBE on its transactional id (the setting, else every id prefixed by the group, the
+    default ``<group>-<host name>``). The topics are the admin's to create."""
+    rules = [
+        AclRule(PARSE_USER, "TOPIC", settings.topic_raw_prefix, "PREFIXED", op) for op in ("READ", "DESCRIBE")
+    ]
+    outputs = [*settings.telemetry_topics.values(), settings.topic_dlq, settings.topic_metrics]
+    rules += [AclRule(PARSE_USER, "TOPIC", t, "LITERAL", op) for t in outputs for op in ("WRITE", "DESCRIBE")]
+    rules += [
+        AclRule(PARSE_USER, "TOPIC", settings.topic_parse_state, "LITERAL", op)
+        for op in ("READ", "WRITE", "DESCRIBE")
+    ]
+    rules.append(AclRule(PARSE_USER, "GROUP", settings.parse_group_id, "LITERAL", "READ"))
+    txn, pattern = (settings.parse_transactional_id, "LITERAL") if settings.parse_transactional_id else (
+        settings.parse_group_id, "PREFIXED")  # fmt: skip
+    rules += [AclRule(PARSE_USER, "TRANSACTIONAL_ID", txn, pattern, op) for op in ("WRITE", "DESCRIBE")]
+    return rules
+
+
 def _binding(rule: AclRule) -> Any:
     from confluent_kafka.admin import (
         AclBinding,
@@ -438,9 +462,14 @@ def _create_acls(admin: Any, rules: list[AclRule]) -> None:
         _wait(admin.create_acls([_binding(r) for r in rules]))
 
 
-def provision(settings: Settings, tenants: Iterable[str], say: Callable[[str], None] = print) -> list[str]:
-    """Idempotently provision the job, the provider feeder and each tenant; one line per
-    principal, never a secret. Returns the tenants provisioned."""
+def provision(
+    settings: Settings,
+    tenants: Iterable[str],
+    say: Callable[[str], None] = print,
+    raw_topics: Iterable[str] = (),
+) -> list[str]:
+    """Idempotently provision the job, the parse stage (creating ``raw_topics``), the provider
+    feeder and each tenant; one line per principal, never a secret. Returns the tenants provisioned."""
     tenants = list(tenants)
     for tenant in tenants:
         check_tenant_id(tenant)
@@ -451,6 +480,15 @@ def provision(settings: Settings, tenants: Iterable[str], say: Callable[[str], N
     # tenant_topics: the job reads every tenant's topics by pattern and takes the tenant from the topic.
     _write_principal_settings(settings, JOB_USER, {"tenant_topics": True})
     say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
+    parse_pw, _ = _ensure_password(settings, PARSE_USER)
+    _upsert_scram(admin, PARSE_USER, parse_pw)
+    _create_topics(admin, settings, [*raw_topics, *settings.telemetry_topics.values(), settings.topic_dlq,
+                                     settings.topic_metrics, settings.topic_parse_state])  # fmt: skip
+    _create_acls(admin, parse_plan(settings))
+    _write_principal_settings(settings, PARSE_USER, {})
+    say(
+        f"{PARSE_USER}: reads {settings.topic_raw_prefix}*, writes the shared telemetry topics (transactions)"
+    )
     for tenant in [PROVIDER, *tenants]:
         user = feeder_user(tenant)
         password, new = _ensure_password(settings, user)

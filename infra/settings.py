@@ -90,6 +90,9 @@ class Settings:
     detect_group_id: str = "ssa-detect"
     indexer_group_id: str = "ssa-indexer"
     parse_group_id: str = "ssa-parse"
+    # The parse stage's Kafka transactional.id; empty: ``<parse group>-<host name>``. Stable per
+    # process (a restart fences its predecessor), distinct for each ``ssa parse`` of one host.
+    parse_transactional_id: str = ""
     out_of_orderness_ms: int = 2000
     # Flow events' allowance instead (``ts`` is the flow's last packet): an exporter writes a
     # record only once the flow ends or times out. Zeek removes an idle TCP connection after
@@ -110,7 +113,23 @@ class Settings:
     detector_config_file: str = ""
     flink_parallelism: int = 1
     flink_execution_mode: str = "thread"
+    # Latency of the job (streams/flink_env.py), each against a little CPU. How long a network
+    # buffer that is not full waits before it is sent (Flink's ``execution.buffer-timeout``,
+    # default 100 ms): each shuffle on the way from a window to its alert in Kafka, and on to its
+    # incident, may add that much. Smaller: more, smaller sends between the job's tasks.
+    flink_buffer_timeout_ms: int = 20
+    # Process mode only: how long a Python operator holds its input before running it as one
+    # bundle (``python.fn-execution.bundle.time``, Flink's default 1000 ms), added by each Python
+    # operator in series. Smaller: more round trips to the Python worker. (Thread mode, the
+    # default, runs every record in the call: it has no bundles.)
+    flink_python_bundle_time_ms: int = 100
     grafana_url: str = "http://127.0.0.1:3000"
+    # ``ssa tenants provision`` makes a Grafana organisation per tenant (dashboards.grafana_orgs)
+    # when both are set: a Grafana server admin's login and the file holding its password.
+    grafana_admin_user: str = ""
+    grafana_admin_password_file: str = ""
+    # Elasticsearch's URL as Grafana reaches it, for the tenants' data sources ("" = es_url).
+    grafana_es_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -75,14 +75,34 @@ def _cmd_tenants_provision(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(path).exists():
         raise CliError(f"no tenant registry at {path} (--tenants FILE or the tenants_file setting)")
     registry = TenantRegistry.load(path)
-    provision(settings, list(registry.tenants), say=print)
+    if not args.no_kafka:
+        from streams.parse_stage import raw_topics
+
+        provision(settings, list(registry.tenants), say=print, raw_topics=raw_topics(settings))
+    from dashboards.grafana_orgs import GrafanaOrgError, provision_grafana
+    from infra.es_security import provision_es
+
+    keys = provision_es(settings, list(registry.tenants), say=print)
+    try:
+        provision_grafana(settings, list(registry.tenants), keys, say=print)
+    except GrafanaOrgError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
 def _cmd_tenants_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from infra.secure import revoke
 
-    revoke(settings, args.tenant, delete_topics=args.delete_topics, say=print)
+    if not args.no_kafka:
+        revoke(settings, args.tenant, delete_topics=args.delete_topics, say=print)
+    from dashboards.grafana_orgs import GrafanaOrgError, revoke_grafana
+    from infra.es_security import revoke_es
+
+    revoke_es(settings, args.tenant, say=print)
+    try:
+        revoke_grafana(settings, args.tenant, say=print)
+    except GrafanaOrgError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -318,7 +338,8 @@ def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # ssa down, kill: commit, last metrics, exit
-    stats = run_parse_stage(settings, stop, _say, registry=registry, timezone=args.tz, group_id=args.group)
+    stats = run_parse_stage(settings, stop, _say, registry=registry, timezone=args.tz, group_id=args.group,
+                            transactional_id=args.transactional_id)  # fmt: skip
     total = sum(stats.records.values())
     _say(
         f"parse: {total:,} raw records read, {sum(stats.rejected.values()):,} refused, {stats.commits} commits"
@@ -462,10 +483,18 @@ def _cmd_receive_syslog(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- detection --------------------------------------------------------------------------------
 def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from ssa.parser import OneLineParser
     from streams.__main__ import main as detect_main
 
+    if args.no_awareness and not (args.bounded or args.no_restore):
+        # Flink refuses a checkpoint holding state of operators the job no longer has.
+        OneLineParser(prog="ssa detect").error(
+            "--no-awareness needs --bounded or --no-restore: a checkpoint with the awareness stage's "
+            "state cannot be restored into a job without it"
+        )
     argv = (["--bounded"] if args.bounded else []) + (["--no-restore"] if args.no_restore else [])
     argv += ["--no-indexer"] if args.no_indexer else []
+    argv += ["--no-awareness"] if args.no_awareness else []
     return detect_main(argv)
 
 
@@ -599,11 +628,24 @@ def _cmd_dashboards_publish(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
+def _analyst_scope(settings: Settings, tenant: str | None) -> str | None:
+    """The tenant an analyst's queries are scoped to: the tenant of their API key file
+    (es_api_key_file, written by ``ssa tenants provision``), else ``--tenant`` (the provider's SOC)."""
+    from infra.clients import api_key_tenant
+
+    own = api_key_tenant(settings)
+    if own is not None and tenant not in (None, own):
+        raise CliError(
+            f"--tenant {tenant}: your Elasticsearch API key is tenant {own}'s; you may read only {own}"
+        )
+    return own or tenant
+
+
 def _alert_store(settings: Settings, tenant: str | None) -> AlertStore:
     from analyst.alerts import AlertStore
     from infra.clients import es_client
 
-    return AlertStore(es_client(settings), settings, tenant_scope=tenant)
+    return AlertStore(es_client(settings), settings, tenant_scope=_analyst_scope(settings, tenant))
 
 
 def _cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -646,7 +688,7 @@ def _incident_store(settings: Settings, tenant: str | None) -> IncidentStore:
     from analyst.incidents import IncidentStore
     from infra.clients import es_client
 
-    return IncidentStore(es_client(settings), settings, tenant_scope=tenant)
+    return IncidentStore(es_client(settings), settings, tenant_scope=_analyst_scope(settings, tenant))
 
 
 def _cmd_incidents_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -720,6 +762,7 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     start, end = _time_arg("--from", args.start), _time_arg("--to", args.end)
     if end <= start:
         raise CliError("--to must be after --from")
+    tenant = _analyst_scope(settings, args.tenant)
     key = load_key(args.key_file) if args.anonymize else None
     registry = TenantRegistry.load(settings.tenants_file) if Path(settings.tenants_file).exists() else None
     # The job's own awareness settings: incident levels and the method section use the same values.
@@ -732,10 +775,10 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     es = es_client(settings)
     try:
         report = build_report(
-            es, settings, start, end, tenant=args.tenant, registry=registry,
+            es, settings, start, end, tenant=tenant, registry=registry,
             threat_settings=ThreatSettings.from_config(config),
             basis={"gap_ms": incidents.gap_ms, "grace_ms": incidents.grace_ms},
-            overview=overview_searches(start, end - 1, course_interval(start, end)[0], args.tenant or CLOUD),
+            overview=overview_searches(start, end - 1, course_interval(start, end)[0], tenant or CLOUD),
         )  # fmt: skip
     finally:
         es.close()

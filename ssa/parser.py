@@ -83,12 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--tz", default=None, help="IANA time zone of local times without an offset (default: UTC)"
     )
     p.add_argument("--group", default=None, help="consumer group (default: settings parse_group_id)")
+    p.add_argument(
+        "--transactional-id", default=None,
+        help="Kafka transactional id, one per process (default: settings parse_transactional_id, "
+        "else <group>-<host name>)",
+    )  # fmt: skip
     _receive(cmd("receive", "continuous sources feeding the raw topics (ssa.raw.<format>)"))
 
     p = cmd("detect", "run the PyFlink detection job and the Elasticsearch indexer")
     p.add_argument("--bounded", action="store_true", help="process what Kafka holds now, then stop")
     p.add_argument("--no-restore", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--no-indexer", action="store_true", help="do not ship alerts to Elasticsearch")
+    p.add_argument(
+        "--no-awareness",
+        action="store_true",
+        help="leave the awareness stage (incidents, threat levels, warnings) out: benchmarks, diagnosis; "
+        "needs --bounded or --no-restore",
+    )
 
     cmd("index", "ship alerts and metrics from Kafka to Elasticsearch (without the job)")
 
@@ -128,7 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     _alerts(cmd("alerts", "analyst workflow: list, show, ack, close"))
     _incidents(cmd("incidents", "analyst workflow on incidents: list, show, ack, close, snooze"))
     _report(cmd("report", "incident statistics for a period"))
-    _tenants(cmd("tenants", "Kafka principals, topics and ACLs of the registry's tenants (secure mode)"))
+    _tenants(
+        cmd(
+            "tenants",
+            "Kafka principals, topics and ACLs, Elasticsearch roles and API keys, Grafana "
+            "organisations of the registry's tenants (secure mode)",
+        )
+    )
     return parser
 
 
@@ -137,11 +154,20 @@ def _tenants(p: argparse.ArgumentParser) -> None:
     provision = _leaf(
         actions, "provision", "tenants provision",
         "per tenant: a SCRAM user feeder-<tenant> (password in a 0600 file), topics ssa.<tenant>.*, "
-        "ACLs; and the job and provider principals (idempotent)",
+        "ACLs; and the job and provider principals; an Elasticsearch role and API key (0600 file) "
+        "when Elasticsearch security is on; a Grafana organisation when grafana_admin_* are set (idempotent)",
     )  # fmt: skip
     provision.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
-    revoke = _leaf(actions, "revoke", "tenants revoke", "remove a tenant's feeder user, its ACLs and files")
+    no_kafka = "leave Kafka alone (a broker not in secure mode): only Elasticsearch and Grafana"
+    provision.add_argument("--no-kafka", action="store_true", help=no_kafka)
+    revoke = _leaf(
+        actions,
+        "revoke",
+        "tenants revoke",
+        "remove a tenant's feeder user, ACLs, Elasticsearch role and keys, Grafana organisation, files",
+    )
     revoke.add_argument("tenant")
+    revoke.add_argument("--no-kafka", action="store_true", help=no_kafka)
     revoke.add_argument("--delete-topics", action="store_true", help="also delete its topics and their data")
 
 

@@ -37,6 +37,7 @@ import msgspec
 from detectors.alert import Alert, decode_alert
 from infra.clients import es_client
 from infra.settings import Settings
+from infra.tenant_indices import soc_alias
 
 __all__ = [
     "DemoResult",
@@ -175,12 +176,14 @@ def fetch_alerts(settings: Settings, alert_ids: set[str]) -> list[Alert]:
 
     es = es_client(settings)
     try:
-        es.indices.refresh(index=settings.index_alerts_pattern, ignore_unavailable=True)
+        # The SOC alias: each alert once (a multi-tenant alert's per-tenant copies are left out).
+        alerts = soc_alias(settings.index_alerts_prefix)
+        es.indices.refresh(index=alerts, ignore_unavailable=True)
         out: list[Alert] = []
         ids = sorted(alert_ids)
         for i in range(0, len(ids), 1000):
             query = {"query": {"terms": {"alert_id": ids[i : i + 1000]}}}
-            for hit in scan(es, index=settings.index_alerts_pattern, query=query, size=1000):
+            for hit in scan(es, index=alerts, query=query, size=1000):
                 src = {k: v for k, v in hit["_source"].items() if k in Alert.__struct_fields__}
                 out.append(decode_alert(msgspec.json.encode(src)))
         return out

@@ -114,6 +114,16 @@ def create_table_env(
     # How often sources emit watermarks (default 200 ms): every window waits for one, so this
     # adds up to that much to each alert's latency; emitting one costs next to nothing.
     config.set_string("pipeline.auto-watermark-interval", "50 ms")
+    # A network buffer that is not full is sent after this long (Flink's default 100 ms). A
+    # watermark is sent at once and takes the records before it along, but records emitted while a
+    # task works through a second's batches (alerts from the detect task, alert views from the
+    # awareness inputs) wait for the timeout: each shuffle on their way could add up to 100 ms.
+    # The cost is more, smaller sends between tasks (Settings.flink_buffer_timeout_ms).
+    config.set_string("execution.buffer-timeout.interval", f"{int(settings.flink_buffer_timeout_ms)} ms")
+    # Process mode: each Python operator holds its input up to this long as one bundle (Flink's
+    # default 1 s, per operator in series: 3 on the way from an alert to its incident). Thread mode
+    # (the default) runs each record as it comes and ignores it (Settings.flink_python_bundle_time_ms).
+    config.set_string("python.fn-execution.bundle.time", str(int(settings.flink_python_bundle_time_ms)))
     # Network buffers of 1 MB instead of 32 KB: one micro-batch (a key's second of payloads) is
     # often larger than the ten 32 KB buffers a channel may hold, so the detect task waited for
     # the window task to refill them (idle 22% of its time while the window task was

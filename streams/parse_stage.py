@@ -16,74 +16,109 @@ scales by partitions: start more ``ssa parse`` processes, up to the raw topics' 
 and Kafka shares the partitions among them; the unit of restart is the record, and its output
 (events with deterministic ids) is idempotent downstream.
 
-**Offsets and restarts.** Offsets are committed only after ``TelemetryProducer.flush`` returned
-(every produced record acknowledged by ``acks=all``), so nothing read is lost: a kill -9 re-reads
-from the last commit. A record whose parse is not finished (auditd holds an event's lines until its
-EOE; syslog holds an sshd "Invalid user" notice until its "Failed" line, to fold the two) must be
-re-read after a restart, and so must every record of its partition read after it: the stage
-commits a partition only up to a point where no parser of that partition held anything (checked
-after each batch), so a replay starts with empty parsers at a record boundary and reproduces the
-same events. Records between that point and the crash are parsed again into the same events with
-the same ids (``event_id`` hashes the parser's source and the raw bytes only): duplicates, never
-different events. Kafka transactions (``send_offsets_to_transaction``, which confluent-kafka 2.16
-supports) would not remove them: the offset a transaction may commit is the same quiescent point,
-so the records after it would be produced again unless the parsers' held lines were stored in the
-transaction too. How duplicates end: the detection job does not de-duplicate event ids (a
-duplicate counts twice in its window's counts); alert ids are the detector, entity and window
-(``make_alert_id``), so an alert raised again is the same document, written with op ``create`` by
-the indexer (409 ignored); posture metrics of a replayed minute are rewritten under the same
-``_id``. A duplicate can only add to a count in the windows of the replayed span.
+**Exactly once: one Kafka transaction per commit.** The stage's producer is transactional
+(``transactional.id``: the setting ``parse_transactional_id``, ``ssa parse --transactional-id``,
+default ``<group>-<host name>``; ``transaction.timeout.ms`` 120 s). Every second (and at a
+rebalance's revocation and at stop) ONE transaction commits the events and DLQ records produced
+since the last one, the state records below, and the consumer offsets (``send_offsets_to_transaction``
+with the consumer's group metadata, KIP-447). Readers with ``isolation.level=read_committed`` (the
+detection job's Flink source; the stage itself, for the state topic) never see the output of an
+aborted or unfinished transaction, so a kill -9 at any point, followed by a restart, gives every
+event exactly once: measured by ``tests/integration/test_parse_stage.py`` (three kills -9
+mid-stream, every id as often as ``ssa ingest`` gives it). The offsets committed are not simply
+"what was read": a parser may hold lines (auditd holds an event's lines until its EOE; syslog
+holds an sshd "Invalid user" notice until its "Failed" line, to fold the two), and those lines
+must be read again after a restart. Per raw partition the transaction commits:
 
-A held parse is finished (``Parser.close``, which leaves the parser usable) once its source has
-been silent for ``IDLE_FLUSH_S[format]``, or has held something for ``MAX_HOLD_S`` (60 s) of
-continuous input (auditd keeps a kernel record that has no EOE, such as a lone ``AVC`` or
-``ANOM_ABEND``, until 64 newer events are open, so a busy host is seldom without one), so its
-partition's commits are not held back for ever; a forced finish can cut an event whose lines are
-being written at that moment (one event, once a minute at most): auditd 15 s (the kernel writes an event's records together at syscall exit, but
-shippers poll: Filebeat's log input waits up to ``max_backoff`` 10 s after EOF before reading a file
-again, rsyslog imfile's polling mode every ``PollingInterval`` 10 s); syslog 120 s (sshd_config(5)
-``LoginGraceTime``, default 120 s: the "Failed" line of a connection comes within it).
+- the offset ``q``: the last quiescent point, where no parser of the partition held anything
+  (checked after each batch; a fresh assignment's first offset is one);
+- a ``PartitionState`` in the compacted state topic, key ``<raw topic>\0<partition>\0``: ``q``,
+  ``p`` (the offset after the last record read: every record before it has its output in this or
+  an earlier transaction) and ``closes``, the forced finishes (below) of the partition's sources
+  between ``q`` and ``p``, each as (source, tenant, offset of the source's last record before it).
+
+A stage that gets the partition (restart, rebalance, or the same process after an abort) reads
+from ``q`` and parses ``q``..``p`` again with ALL output discarded (not counted either:
+``ParseStats.replayed``), finishing each source where ``closes`` says, then produces from ``p``
+on. Parsing is deterministic from empty parsers at a quiescent point, so the replay leaves the
+parsers holding exactly what the writer held at ``p``; a source's parse depends only on its own
+records and finishes, not on how records were batched. What could make a replay differ is kept
+out of it: the clock's finishes are recorded (``closes``) and never taken while a partition
+replays; the ``max_parsers`` cache drops only parsers that hold nothing (a parser holding lines
+stays, over the bound, until the clock finishes it). Event content that depends on more than the
+source's records since ``q`` (a tenant registry reloaded in between, auditd's sVirt labels learnt
+before ``q``, NetFlow v9/IPFIX templates received before ``q``) is as for any restart of a reader:
+ids do not change (``event_id`` hashes the parser's source and the raw bytes only).
+
+Errors: a delivery failure or an abortable transaction error aborts the open transaction; the
+stage then rewinds every partition to its last commit (``ParseStage.rewind``: parsers dropped,
+consumer seeked to ``q``, replay to ``p``) and goes on. A partition revoked in a rebalance is
+committed with all the others first (a transaction holds every partition's output), a partition
+lost (session timeout) aborts the transaction. Fencing: a restarted process with the same
+``transactional.id`` aborts its killed predecessor's open transaction at ``init_transactions``
+(at once, rather than after the transaction timeout, during which ``read_committed`` readers of
+the telemetry topics would wait) and fences it; the consumer uses static membership
+(``group.instance.id`` = the transactional id, KIP-345), so a restarted process gets its partitions
+back without waiting for the killed one's session to expire (a process that stops for good keeps
+its partitions unread for ``session.timeout.ms``, 45 s, before the group moves them), and a stale
+member's offset commits are refused. Two ``ssa parse`` processes given the same transactional id
+fence each other: the fenced one stops with one line saying so (``TransactionFenced``); give each
+its own. Secure mode: a transactional producer's principal needs WRITE and DESCRIBE on the
+transactional id (``infra.secure.parse_plan``). Interrupted (SIGINT) mid-batch, the stage aborts;
+stopped by SIGTERM (``ssa down``), it commits between batches.
+
+A held parse is finished by the clock (``Parser.close``, which leaves the parser usable) once its
+source has been silent for ``IDLE_FLUSH_S[format]``, has held something for ``MAX_HOLD_S`` (60 s)
+of continuous input, or its partition has had no quiescent point for ``MAX_HOLD_S`` (auditd keeps
+a kernel record that has no EOE, such as a lone ``AVC`` or ``ANOM_ABEND``, until 64 newer events
+are open, so a busy host is seldom without one), so the partition's ``q`` is not held back for
+ever (its replay after a restart is at most about a minute of records); a forced finish can cut an
+event whose lines are being written at that moment (one event, once a minute at most): auditd 15 s
+(the kernel writes an event's records together at syscall exit, but shippers poll: Filebeat's log
+input waits up to ``max_backoff`` 10 s after EOF before reading a file again, rsyslog imfile's
+polling mode every ``PollingInterval`` 10 s); syslog 120 s (sshd_config(5) ``LoginGraceTime``,
+default 120 s: the "Failed" line of a connection comes within it).
 
 **Headers of column formats.** Zeek TSV (``#separator`` ... ``#types``), CSV (nProbe,
 CICFlowMeter, Argus) and VPC flow logs with a header line read their rows by a header met once per
 file. Each parser keeps the header lines in force (``Parser.header_lines``, one per Zeek
-directive, the CSV header line); at each commit, the sources of the committed partitions whose
-header changed since their last commit are written to the compacted topic
-``Settings.topic_parse_state`` (``ssa.parse.state``, ``cleanup.policy=compact``; created by
-``ssa parse`` and ``ssa up``), key ``<raw topic>\\0<partition>\\0<tenant>\\0<source>``, value
-``HeaderState``: the lines in force at the commit offset ``at`` and those in force at the
-partition's previous commit (``prev_at``, ``prev``). The state records are acknowledged (``acks=all``)
-before the offsets are committed, with the events. On a partition assignment (start, restart,
-rebalance to another ``ssa parse``) the stage reads that topic to its end, keeping the assigned
-partitions' keys, and primes each source's new parser (``Parser.prime``: the header lines fed
-with no output, nothing counted, event ids unchanged) with the lines in force where the read of
-the partition begins: ``lines`` if ``at`` is at or before it, ``prev`` if the crash came between
-the state write and its commit, none if neither is known (then, as before this state, the rows go
-to the DLQ until the next header). A parser dropped from the ``max_parsers`` cache hands its header
-to the next one of its source the same way. Bounds: a state record over ``MAX_HEADER_BYTES`` (64
-KiB; the parsers' line cap bounds each line) is written as a deletion instead (never a stale
-header); states in memory are at most ``MAX_STATE_BYTES`` (64 MiB) and 4 x ``max_parsers``
-sources, the oldest dropped. The state is exact for partitions committed where they were read to
-(``safe == next``), which holds for the column formats (they hold nothing back); a commit short of
-the read writes no state. Zeek JSON logs and VPC flow logs in the default format have no header.
+directive, the CSV header line). A source whose header lines changed is noted at its partition's
+next quiescent point, and the transaction that commits that point as ``q`` writes the lines to the
+compacted topic ``Settings.topic_parse_state`` (``ssa.parse.state``, ``cleanup.policy=compact``;
+created by ``ssa parse`` and ``ssa up``), key ``<raw topic>\0<partition>\0<tenant>\0<source>``,
+value ``HeaderState``: the lines in force at offset ``at`` = ``q``. On a partition assignment
+(start, restart, rebalance to another ``ssa parse``) the stage reads that topic to its end
+(``read_committed``), keeping the assigned partitions' keys, and primes each source's new parser
+(``Parser.prime``: the header lines fed with no output, nothing counted, event ids unchanged) with
+the lines in force at ``q``, where the read begins (none if not known: then the rows go to the DLQ
+until the next header; records written by the stage before transactions may also hold ``prev_at``
+and ``prev``, used the same way). A parser dropped from the ``max_parsers`` cache hands its header
+to the next one of its source. Bounds: a state record over ``MAX_HEADER_BYTES`` (64 KiB; the
+parsers' line cap bounds each line) is written as a deletion instead (never a stale header); states
+in memory are at most ``MAX_STATE_BYTES`` (64 MiB) and 4 x ``max_parsers`` sources, the oldest
+dropped. Zeek JSON logs and VPC flow logs in the default format have no header.
 
 Parser instances are per (topic, partition, source, tenant): at most ``max_parsers`` (4,096; the
-least recently used is closed and dropped), dropped for revoked partitions. A record's DLQ record
-names ``<source> via <topic>/<partition>`` as its ``file`` and the record's Kafka offset as its
-``offset`` (``line``: the line within the record); CloudTrail documents and NetFlow datagrams keep
-the parser's own offsets inside the record. A record the stage cannot read (its topic names no
-format, a bad header: ``ingest.raw.read_headers``) goes to the DLQ with source ``parse``.
+least recently used that holds nothing is dropped; see above), dropped for revoked partitions. A
+record's DLQ record names ``<source> via <topic>/<partition>`` as its ``file`` and the record's Kafka
+offset as its ``offset`` (``line``: the line within the record); CloudTrail documents and NetFlow
+datagrams keep the parser's own offsets inside the record. A record the stage cannot read (its
+topic names no format, a bad header: ``ingest.raw.read_headers``) goes to the DLQ with source
+``parse``.
 
 **Metrics.** Per format and minute (wall clock: these are processing rates), a record on
 ``ssa.metrics``: ``kind: parse``, ``tenant: "-"``, ``key: <format>@<instance>`` (one document per
 stage process: the sum over keys is the format's total), ``source`` (the format), ``topic``,
 ``records`` (raw records read), ``bytes``, ``events``, ``dlq``, ``skipped``, ``records_per_s``,
 ``events_per_s``, and ``consumer_lag`` (records of the format's topic not yet read by this
-process, at the minute's end), written at the minute's end and at stop.
+process, at the minute's end), written at the minute's end and at stop. They are produced outside
+the transactions (another producer): records replayed are not counted, records of an aborted
+transaction are counted each time they are read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -101,6 +136,7 @@ from infra.settings import Settings
 from ingest.dlq import make_dlq
 from ingest.follow import IDLE_FLUSH_S, MAX_HOLD_S
 from ingest.parsers import FORMAT_NAMES, Parser
+from ingest.parsers.base import BoundedOutput
 from ingest.parsers.netflow import NetflowParser
 from ingest.pipeline import MAX_AHEAD_MS, CountingOutput, open_parser
 from ingest.producer import DeliveryFailed, Sink
@@ -112,7 +148,10 @@ __all__ = [
     "HeaderState",
     "ParseStage",
     "ParseStats",
+    "PartitionState",
     "RawMessage",
+    "TransactionFenced",
+    "parse_transactional_id",
     "raw_topics",
     "read_states",
     "run_parse_stage",
@@ -123,6 +162,7 @@ log = logging.getLogger(__name__)
 MAX_PARSERS: Final = 4096
 MAX_HEADER_BYTES: Final = 64 * 1024  # a source's saved header state (its record's value) at most
 MAX_STATE_BYTES: Final = 64 * 1024 * 1024  # the header states held in memory, all sources
+TXN_TIMEOUT_MS: Final = 120_000  # at least the producer's message.timeout.ms (ingest.producer)
 STATE_READ_S: Final = 15.0  # reading the state topic at a partition assignment, at most
 _DATAGRAM_MAX: Final = 65_535  # a UDP payload cannot be larger
 _STREAMED: Final = frozenset({"cloudaudit"})  # a record may be a whole (pretty-printed) document
@@ -154,17 +194,19 @@ class _Slot:
     fmt: str
     tp: TopicPartition
     source: str
+    tenant: str | None = None
     last_seen: float = 0.0
     busy: bool = False
     held_since: float = 0.0
-    saved_seq: int = 0  # the parser's header_seq when its header state was last saved (or primed)
-    committed_lines: tuple[bytes, ...] = ()  # its header lines at the partition's last commit
+    seen_seq: int = 0  # the parser's header_seq when its header lines were last noted
+    last_offset: int = -1  # the Kafka offset of the last record fed to it
 
 
 @dataclass(frozen=True)
 class HeaderState:
     """A source's saved header: ``lines`` in force from offset ``at`` of its partition (a commit
-    point), ``prev`` in force at ``prev_at`` (the commit before, where its writer last committed)."""
+    point). ``prev``/``prev_at`` are read for records written before transactions (never written
+    now: a state record and its commit are one transaction)."""
 
     at: int
     lines: tuple[bytes, ...]
@@ -198,6 +240,45 @@ class HeaderState:
             return None
 
 
+Close = tuple[str, str | None, int]  # source, tenant, the offset of its last record before the finish
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """Where a raw partition stands at a commit: the offsets committed with it are ``q`` (a
+    quiescent point: no parser of the partition held anything before it), every record before
+    ``p`` has its output in this or an earlier transaction, and ``closes`` are the forced finishes
+    (``flush_idle``) of sources of the partition between ``q`` and ``p``, each after the record at
+    its offset. A reader starting at ``q`` replays ``q``..``p`` with no output, finishing those
+    sources where listed, and holds what the writer held at ``p``."""
+
+    q: int
+    p: int
+    closes: tuple[Close, ...] = ()
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"q": self.q, "p": self.p, "closes": [[s, t, o] for s, t, o in self.closes]},
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> PartitionState | None:
+        try:
+            doc = json.loads(value)
+            q, p = int(doc["q"]), int(doc["p"])
+            closes = []
+            for source, tenant, offset in doc.get("closes", ()):
+                if not isinstance(source, str) or not (tenant is None or isinstance(tenant, str)):
+                    raise TypeError("not a close")
+                closes.append((source, tenant, int(offset)))
+            if not 0 <= q <= p:
+                return None
+            return cls(q, p, tuple(closes))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
 def _text(line: bytes) -> str:
     return line.decode("utf-8", "surrogateescape")
 
@@ -214,6 +295,11 @@ def state_key(key: SlotKey) -> bytes:
     return f"{topic}\0{partition}\0{tenant or ''}\0{source}".encode("utf-8", "surrogateescape")
 
 
+def position_key(tp: TopicPartition) -> bytes:
+    """The state topic's key of a partition's ``PartitionState``: ``<raw topic>\\0<partition>\\0``."""
+    return f"{tp[0]}\0{tp[1]}\0".encode("utf-8", "surrogateescape")
+
+
 def slot_of_state_key(raw: bytes) -> SlotKey | None:
     try:
         topic, partition, tenant, source = raw.decode("utf-8", "surrogateescape").split("\0", 3)
@@ -222,13 +308,44 @@ def slot_of_state_key(raw: bytes) -> SlotKey | None:
         return None
 
 
+def partition_of_state_key(raw: bytes) -> TopicPartition | None:
+    parts = raw.decode("utf-8", "surrogateescape").split("\0")
+    if len(parts) != 3 or parts[2] or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
 @dataclass
 class _Partition:
     next: int = -1  # offset after the last record fed
     safe: int = -1  # offset a commit may name: no parser of the partition held anything before it
     start: int = -1  # the first offset read since the partition was assigned (where the read began)
-    committed: int = -1
+    committed: int = -1  # q of the last commit (made or read at the assignment)
+    committed_p: int = -1  # p of that commit
+    replay_until: int = -1  # records before it are replayed: parsed with no output, not counted
+    safe_at: float = 0.0  # clock of the last quiescent point
     busy: set[SlotKey] = field(default_factory=set)
+    closes: list[Close] = field(default_factory=list)  # forced finishes since `committed`
+    committed_closes: tuple[Close, ...] = ()  # those of the last commit
+    moved: bool = False  # read, made quiescent or finished since the last commit
+    dirty: dict[SlotKey, tuple[bytes, ...]] = field(default_factory=dict)  # headers since `safe`
+    headers: dict[SlotKey, tuple[bytes, ...]] = field(default_factory=dict)  # at `safe`, unsaved
+
+
+class _Discard:
+    """A replay's output: parsed again only to hold what the parsers held."""
+
+    def event(self, event: Any) -> None:
+        pass
+
+    def event_batch(self, events: Any) -> None:
+        pass
+
+    def dlq(self, record: Any) -> None:
+        pass
+
+    def skip(self, reason: str) -> None:
+        pass
 
 
 @dataclass
@@ -238,12 +355,15 @@ class ParseStats:
     rejected: Counter[str] = field(default_factory=Counter)  # bad raw records (DLQ, source "parse")
     commits: int = 0
     idle_flushes: int = 0
+    replayed: int = 0  # records parsed again with no output after an assignment or an abort
+    aborts: int = 0
 
 
 class ParseStage:
-    """The Kafka-free core: feed it batches of raw messages (``process``), ask it what may be
-    committed (``take_commits``) after the sink was flushed, finish idle sources (``flush_idle``)
-    and collect its metrics records (``metrics``)."""
+    """The Kafka-free core: feed it batches of raw messages (``process``), finish idle sources
+    (``flush_idle``), ask what a transaction commits (``take_positions``, ``take_states``), say
+    it committed (``committed``) or was aborted (``rewind``), and collect its metrics records
+    (``metrics``)."""
 
     def __init__(
         self,
@@ -279,7 +399,10 @@ class ParseStage:
         self.max_header_bytes = max_header_bytes
         self.max_state_bytes = max_state_bytes
         self.states: OrderedDict[SlotKey, HeaderState] = OrderedDict()  # saved headers (state topic)
-        self._evicted: OrderedDict[SlotKey, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = OrderedDict()
+        self.positions: dict[TopicPartition, PartitionState] = {}  # committed, not yet read from
+        self._taken: dict[SlotKey, HeaderState | None] = {}  # header states in the open transaction
+        self._evicted: OrderedDict[SlotKey, tuple[bytes, ...]] = OrderedDict()
+        self._discard = BoundedOutput(_Discard())
         self._state_bytes = 0
         self._evicted_bytes = 0
         self._minute = -1
@@ -289,12 +412,14 @@ class ParseStage:
     # --- input ---------------------------------------------------------------------------------
     def process(self, messages: Iterable[RawMessage]) -> None:
         """Parse one batch of raw messages (in partition order), then note which partitions may be
-        committed up to the batch's end."""
+        committed up to the batch's end. Records before a partition's ``replay_until`` are parsed
+        with no output and not counted (their output is in a committed transaction)."""
         if self.watcher is not None:
             current = self.watcher.current()
             if current is not self.registry:
                 self._set_registry(current)
         groups: dict[SlotKey, list[tuple[int, bytes]]] = {}
+        replays: dict[SlotKey, list[tuple[int, bytes]]] = {}
         heads: dict[SlotKey, RawHeaders] = {}
         touched: set[TopicPartition] = set()
         stats = self.stats
@@ -304,8 +429,10 @@ class ParseStage:
             tp = (topic, partition)
             part = self.parts.get(tp)
             if part is None:
-                part = self.parts[tp] = _Partition(start=offset)
+                part = self.parts[tp] = self._open(tp, offset)
+            replay = offset < part.replay_until
             part.next = offset + 1
+            part.moved = True
             touched.add(tp)
             fmt = self._topic_formats.get(topic)
             if fmt is None:
@@ -315,26 +442,92 @@ class ParseStage:
                     raise fmt
                 head = read_headers(msg.headers(), fmt, msg.key(), topic)
             except RawRejected as exc:
-                self._reject(str(exc), value, tp, offset, fmt if isinstance(fmt, str) else "unknown")
+                if not replay:
+                    self._reject(str(exc), value, tp, offset, fmt if isinstance(fmt, str) else "unknown")
                 continue
-            stats.records[fmt] += 1
-            stats.bytes[fmt] += len(value)
+            if replay:
+                stats.replayed += 1
+            else:
+                stats.records[fmt] += 1
+                stats.bytes[fmt] += len(value)
             key = (topic, partition, head.source, head.tenant)
-            batch = groups.get(key)
+            into = replays if replay else groups
+            batch = into.get(key)
             if batch is None:
-                batch = groups[key] = []
+                batch = into[key] = []
                 heads[key] = head
             batch.append((offset, value))
         now = self.clock()
+        for key, batch in replays.items():  # a partition's replayed records come before its others
+            slot = self._slot(key, heads[key])
+            slot.last_seen = now
+            self._replay(slot, batch)
+            self._fed(key, slot, batch)
         for key, batch in groups.items():
             slot = self._slot(key, heads[key])
             slot.last_seen = now
             self._feed(slot, batch)
-            self._note_busy(key, slot)
+            self._fed(key, slot, batch)
         for tp in touched:
             part = self.parts[tp]
             if not part.busy:
-                part.safe = part.next
+                self._quiescent(part, now)
+
+    def _open(self, tp: TopicPartition, offset: int) -> _Partition:
+        """A partition's first record since its assignment (or a rewind): where it was committed,
+        and what to replay from there."""
+        part = _Partition(start=offset, safe_at=self.clock())
+        saved = self.positions.pop(tp, None)
+        if saved is None:
+            return part
+        if saved.q != offset:  # the group's offsets were moved by hand, or the topic was recreated
+            log.warning("parse stage: %s/%d starts at %d, its saved state at %d: read without replay",
+                        tp[0], tp[1], offset, saved.q)  # fmt: skip
+            return part
+        part.committed, part.committed_p = saved.q, saved.p
+        part.replay_until = saved.p
+        part.closes = list(saved.closes)
+        part.committed_closes = saved.closes
+        return part
+
+    def _quiescent(self, part: _Partition, now: float) -> None:
+        part.safe = part.next
+        part.safe_at = now
+        if part.dirty:
+            part.headers.update(part.dirty)
+            part.dirty.clear()
+
+    def _fed(self, key: SlotKey, slot: _Slot, batch: list[tuple[int, bytes]]) -> None:
+        slot.last_offset = batch[-1][0]
+        parser = slot.parser
+        if parser.header_seq != slot.seen_seq:  # saved at the partition's next quiescent point
+            slot.seen_seq = parser.header_seq
+            part = self.parts.get(slot.tp)
+            if part is not None:
+                part.dirty[key] = tuple(parser.header_lines.values())
+        self._note_busy(key, slot)
+
+    def _replay(self, slot: _Slot, batch: list[tuple[int, bytes]]) -> None:
+        """Feed records whose output is already committed, with no output, finishing the source
+        where the writer did (``PartitionState.closes``)."""
+        part = self.parts[slot.tp]
+        key = (slot.source, slot.tenant)
+        cuts = {o for s, t, o in part.closes if (s, t) == key}
+        parser = slot.parser
+        out = parser.out
+        parser.out = self._discard
+        try:
+            run: list[tuple[int, bytes]] = []
+            for item in batch:
+                run.append(item)
+                if item[0] in cuts:
+                    self._feed(slot, run)
+                    parser.close()
+                    run = []
+            if run:
+                self._feed(slot, run)
+        finally:
+            parser.out = out
 
     def _format_of(self, topic: str) -> str | RawRejected:
         try:
@@ -353,12 +546,8 @@ class ParseStage:
         if slot is not None:
             self.slots.move_to_end(key)
             return slot
-        while len(self.slots) >= self.max_parsers:
-            old_key, old = self.slots.popitem(last=False)
-            old.parser.close()  # its held parse is finished, not lost
-            self._note_busy(old_key, old, gone=True)
-            if old.parser.header_lines:  # its next parser reads on where this one stopped
-                self._keep_evicted(old_key, tuple(old.parser.header_lines.values()), old.committed_lines)
+        if len(self.slots) >= self.max_parsers:
+            self._evict()
         topic, partition, source, tenant = key
         parser = open_parser(
             head.format,
@@ -368,9 +557,27 @@ class ParseStage:
             file=f"{source} via {topic}/{partition}",
             timezone=self.timezone,
         )
-        slot = self.slots[key] = _Slot(parser, head.format, (topic, partition), source)
+        slot = self.slots[key] = _Slot(parser, head.format, (topic, partition), source, tenant)
         self._prime(key, slot)
+        slot.seen_seq = parser.header_seq
         return slot
+
+    def _evict(self) -> None:
+        """Drop the least recently used parsers that hold nothing (their header goes to the next
+        parser of their source) down to ``max_parsers``. A parser holding lines is never dropped
+        (that would finish its parse at a moment a replay could not know): ``flush_idle`` finishes
+        it within ``MAX_HOLD_S``, so the cache exceeds the bound by the sources holding lines."""
+        need = len(self.slots) - self.max_parsers + 1
+        idle: list[SlotKey] = []
+        for key, slot in self.slots.items():  # oldest first; the parsers holding lines are few
+            if not slot.busy:
+                idle.append(key)
+                if len(idle) >= need:
+                    break
+        for old_key in idle:
+            old = self.slots.pop(old_key)
+            if old.parser.header_lines:  # its next parser reads on where this one stopped
+                self._keep_evicted(old_key, tuple(old.parser.header_lines.values()))
 
     # --- header state --------------------------------------------------------------------------
     def _prime(self, key: SlotKey, slot: _Slot) -> None:
@@ -378,10 +585,8 @@ class ParseStage:
         topic's, or those of the parser of the source this process dropped)."""
         evicted = self._evicted.pop(key, None)
         if evicted is not None:
-            lines, slot.committed_lines = evicted
-            self._evicted_bytes -= sum(map(len, lines)) + sum(map(len, slot.committed_lines))
-            slot.parser.prime(lines)
-            slot.saved_seq = -1  # saved again at the next commit
+            self._evicted_bytes -= sum(map(len, evicted))
+            slot.parser.prime(evicted)
             return
         state = self.states.get(key)
         part = self.parts.get(slot.tp)
@@ -390,23 +595,30 @@ class ParseStage:
         saved = state.lines_at(part.start)  # nothing of this source was read since: still in force
         if saved:
             slot.parser.prime(saved)
-            slot.committed_lines = saved
-            slot.saved_seq = slot.parser.header_seq
 
-    def _keep_evicted(self, key: SlotKey, lines: tuple[bytes, ...], committed: tuple[bytes, ...]) -> None:
-        size = sum(map(len, lines)) + sum(map(len, committed))
+    def _keep_evicted(self, key: SlotKey, lines: tuple[bytes, ...]) -> None:
+        size = sum(map(len, lines))
         if size > self.max_header_bytes:
             return  # as a restart would: read on without priming
-        self._evicted[key] = (lines, committed)
+        self._evicted[key] = lines
         self._evicted_bytes += size
         while self._evicted_bytes > self.max_state_bytes or len(self._evicted) > 4 * self.max_parsers:
-            _, (a, b) = self._evicted.popitem(last=False)
-            self._evicted_bytes -= sum(map(len, a)) + sum(map(len, b))
+            _, gone = self._evicted.popitem(last=False)
+            self._evicted_bytes -= sum(map(len, gone))
 
     def load_states(self, records: Iterable[tuple[bytes, bytes | None]]) -> int:
-        """Take the state topic's records (key, value; a None value deletes), in order; the number
-        of sources with a header state afterwards."""
+        """Take the state topic's records (key, value; a None value deletes), in order: header
+        states and partition positions (``PartitionState``, used when the partition's first
+        record is read); the number of sources with a header state afterwards."""
         for raw_key, value in records:
+            tp = partition_of_state_key(raw_key)
+            if tp is not None:
+                position = PartitionState.decode(value) if value is not None else None
+                if position is None:
+                    self.positions.pop(tp, None)
+                else:
+                    self.positions[tp] = position
+                continue
             key = slot_of_state_key(raw_key)
             if key is None:
                 continue
@@ -427,32 +639,26 @@ class ParseStage:
             self._state_bytes -= _state_size(gone)
 
     def take_states(self, offsets: Mapping[TopicPartition, int]) -> list[tuple[bytes, bytes | None]]:
-        """The state topic's records to write before ``offsets`` (``take_commits``) are committed:
-        the sources of those partitions whose header changed since their last commit, with the
-        header in force at the commit (no record is parsed between this call and the commit).
-        A header state over ``max_header_bytes`` is written as a deletion: that source is read
-        without priming after a restart, as before this state existed, never with an older header."""
+        """The state topic's header records to write in the transaction that commits ``offsets``
+        (each a quiescent point, ``take_commits``/``take_positions``): the sources of those
+        partitions whose header lines changed by that point, with the lines in force there. A
+        header state over ``max_header_bytes`` is written as a deletion: that source is read
+        without priming after a restart, never with an older header. Kept for ``committed``."""
         out: list[tuple[bytes, bytes | None]] = []
-        for key, slot in self.slots.items():
-            at = offsets.get(slot.tp)
-            parser = slot.parser
-            if at is None or parser.header_seq == slot.saved_seq:
+        for tp, at in offsets.items():
+            part = self.parts.get(tp)
+            if part is None or at != part.safe:
                 continue
-            part = self.parts[slot.tp]
-            if part.next != at:  # a commit short of what was read: the header may be a later one
-                continue
-            base = part.committed if part.committed >= 0 else part.start
-            state: HeaderState | None = HeaderState(
-                at, tuple(parser.header_lines.values()), base, slot.committed_lines
-            )
-            value = state.encode() if state is not None else None
-            if value is not None and len(value) > self.max_header_bytes:
-                log.warning("parse stage: header of %s over %d bytes, not saved", slot.source,
-                            self.max_header_bytes)  # fmt: skip
-                value = state = None
-            self._set_state(key, state)
-            slot.saved_seq = parser.header_seq
-            out.append((state_key(key), value))
+            for key, lines in part.headers.items():
+                state: HeaderState | None = HeaderState(at, lines)
+                value = state.encode() if state is not None else None
+                if value is not None and len(value) > self.max_header_bytes:
+                    log.warning("parse stage: header of %s over %d bytes, not saved", key[2],
+                                self.max_header_bytes)  # fmt: skip
+                    value = state = None
+                self._taken[key] = state
+                out.append((state_key(key), value))
+            part.headers.clear()
         return out
 
     def _feed(self, slot: _Slot, batch: list[tuple[int, bytes]]) -> None:
@@ -511,52 +717,111 @@ class ParseStage:
 
     # --- held parses, commits ------------------------------------------------------------------
     def flush_idle(self, now: float | None = None, everything: bool = False) -> int:
-        """Finish the held parses of sources silent for their format's ``IDLE_FLUSH_S`` (all of
-        them with ``everything``); the number of parsers flushed."""
+        """Finish the held parses of sources silent for their format's ``IDLE_FLUSH_S``, holding
+        for ``max_hold_s``, or of a partition with no quiescent point for ``max_hold_s`` (all of
+        them with ``everything``); the number of parsers finished. Each finish is noted in its
+        partition's ``closes`` (a replay repeats it); a replaying partition's are not finished."""
         now = self.clock() if now is None else now
         flushed = 0
+        touched: set[TopicPartition] = set()
         for key, slot in list(self.slots.items()):
             if not slot.busy:
                 continue
+            part = self.parts.get(slot.tp)
+            if part is None or part.next < part.replay_until:
+                continue
             wait = self.idle_flush_s.get(slot.fmt, 0.0)
-            if everything or now - slot.last_seen >= wait or now - slot.held_since >= self.max_hold_s:
+            if (everything or now - slot.last_seen >= wait or now - slot.held_since >= self.max_hold_s
+                    or now - part.safe_at >= self.max_hold_s):  # fmt: skip
                 slot.parser.close()
+                part.closes.append((slot.source, slot.tenant, slot.last_offset))
+                part.moved = True
                 self._note_busy(key, slot)
+                touched.add(slot.tp)
                 flushed += 1
         if flushed:
             self.stats.idle_flushes += flushed
-            for part in self.parts.values():
+            for tp in touched:
+                part = self.parts[tp]
                 if not part.busy:
-                    part.safe = part.next
+                    self._quiescent(part, now)
         return flushed
 
     def take_commits(self) -> dict[TopicPartition, int]:
-        """Offsets to commit now (only those that moved). Call after the sink's ``flush``
-        returned; then ``committed`` once Kafka took them."""
+        """Quiescent points that moved since the last commit."""
         return {tp: p.safe for tp, p in self.parts.items() if p.safe > p.committed and p.safe >= 0}
 
-    def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+    def take_positions(self) -> dict[TopicPartition, PartitionState]:
+        """The ``PartitionState`` of every partition read past its last commit: what one
+        transaction commits with the output produced so far (its offsets are the ``q``s)."""
+        out: dict[TopicPartition, PartitionState] = {}
+        for tp, part in self.parts.items():
+            if not part.moved:
+                continue
+            q = part.safe if part.safe >= 0 else (part.committed if part.committed >= 0 else part.start)
+            closes = tuple(c for c in part.closes if c[2] >= q)
+            out[tp] = PartitionState(q, max(part.next, part.committed_p, q), closes)
+        return out
+
+    def committed(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        positions: Mapping[TopicPartition, PartitionState] | None = None,
+    ) -> None:
+        """The transaction with these offsets (and positions, and the header states last taken)
+        is committed."""
         for tp, offset in offsets.items():
             part = self.parts.get(tp)
             if part is not None:
                 part.committed = max(part.committed, offset)
-        for slot in self.slots.values():
-            if offsets.get(slot.tp, -2) == self.parts[slot.tp].next:  # the header at the commit
-                slot.committed_lines = tuple(slot.parser.header_lines.values())
+        for tp, position in (positions or {}).items():
+            part = self.parts.get(tp)
+            if part is not None:
+                part.committed_p = position.p
+                part.closes = [c for c in part.closes if c[2] >= position.q]
+                part.committed_closes = position.closes
+                part.moved = False
+        for key, state in self._taken.items():
+            if (key[0], key[1]) in self.parts:
+                self._set_state(key, state)
+        self._taken.clear()
         self.stats.commits += 1
 
+    def rewind(self) -> dict[TopicPartition, int]:
+        """The open transaction was aborted: every partition goes back to its last commit (its
+        parsers dropped, its records to be read again from ``q``, replayed up to ``p``); the
+        offsets to seek the consumer to."""
+        self._taken.clear()
+        seek: dict[TopicPartition, int] = {}
+        for tp, part in list(self.parts.items()):
+            if part.committed >= 0:
+                p = max(part.committed_p, part.committed)
+                self.positions[tp] = PartitionState(part.committed, p, part.committed_closes)
+                seek[tp] = part.committed
+            else:
+                seek[tp] = part.start
+        self._drop(set(self.parts))
+        self.stats.aborts += 1
+        return seek
+
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop the parsers and positions of partitions this process no longer reads."""
+        """Drop the parsers, positions and saved states of partitions this process no longer reads."""
         gone = set(partitions)
+        self._drop(gone)
+        for tp in gone:
+            self.positions.pop(tp, None)
+        for key in [k for k in self.states if (k[0], k[1]) in gone]:
+            self._set_state(key, None)
+
+    def _drop(self, gone: set[TopicPartition]) -> None:
         for key in [k for k, s in self.slots.items() if s.tp in gone]:
             del self.slots[key]
         for tp in gone:
             self.parts.pop(tp, None)
-        for key in [k for k in self.states if (k[0], k[1]) in gone]:
-            self._set_state(key, None)
         for key in [k for k in self._evicted if (k[0], k[1]) in gone]:
-            lines, committed = self._evicted.pop(key)
-            self._evicted_bytes -= sum(map(len, lines)) + sum(map(len, committed))
+            self._evicted_bytes -= sum(map(len, self._evicted.pop(key)))
+        for key in [k for k in self._taken if (k[0], k[1]) in gone]:
+            del self._taken[key]
 
     # --- metrics -------------------------------------------------------------------------------
     def _totals(self, fmt: str) -> tuple[int, int, int, int, int, int]:
@@ -634,6 +899,17 @@ def raw_topics(settings: Settings) -> list[str]:
 
 
 # --- the Kafka service ------------------------------------------------------------------------
+class TransactionFenced(DeliveryFailed):
+    """Another ``ssa parse`` started with this process's transactional id (one line for the CLI)."""
+
+
+def parse_transactional_id(settings: Settings, group_id: str | None = None) -> str:
+    """This process's ``transactional.id``: the setting ``parse_transactional_id``, else
+    ``<group>-<host name>``. Stable across restarts, so a restarted stage aborts its killed
+    predecessor's open transaction at once; two processes on one host need their own."""
+    return settings.parse_transactional_id or f"{group_id or settings.parse_group_id}-{socket.gethostname()}"
+
+
 def run_parse_stage(
     settings: Settings,
     stop: threading.Event | None = None,
@@ -644,73 +920,125 @@ def run_parse_stage(
     commit_every_s: float = 1.0,
     max_batch: int = 5000,
     group_id: str | None = None,
-    sink: Sink | None = None,
+    transactional_id: str | None = None,
 ) -> ParseStats:
-    """Consume every raw topic until ``stop`` is set (or SIGINT), as ``ssa parse`` does."""
+    """Consume every raw topic until ``stop`` is set (or SIGINT), as ``ssa parse`` does: one Kafka
+    transaction per commit (see the module docstring)."""
+    import dataclasses
+
     import confluent_kafka
 
     from infra.bootstrap import ensure_topics
-    from streams.kafka_target import telemetry_producer
+    from ingest.producer import TelemetryProducer
+    from streams.kafka_target import kafka_target
 
     stop = stop or threading.Event()
+    group = group_id or settings.parse_group_id
+    txn_id = transactional_id or parse_transactional_id(settings, group)
     ensure_topics(settings, [settings.topic_parse_state])  # compacted (bootstrap.topic_configs)
-    sink = sink if sink is not None else telemetry_producer(settings)
+    target = kafka_target(settings)
+    target = dataclasses.replace(
+        target,
+        confluent={**target.confluent, "transactional.id": txn_id, "transaction.timeout.ms": TXN_TIMEOUT_MS},
+    )
+    sink = TelemetryProducer(target, "confluent")
+    producer: Any = sink._producer
+    try:
+        producer.init_transactions(30)  # fences an earlier process of this id, aborting its transaction
+    except confluent_kafka.KafkaException as exc:
+        sink._producer = None
+        raise DeliveryFailed(f"parse: transactions refused for id {txn_id}: {_kafka_error(exc)}") from None
+    producer.begin_transaction()
     stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone)
     conn = kafka_config(settings, "confluent")
     metrics_out = confluent_kafka.Producer({**conn, "linger.ms": 200, "logger": log})
-    state_errors: list[str] = []
-    state_out = confluent_kafka.Producer(
-        {**conn, "acks": "all", "enable.idempotence": True, "linger.ms": 0, "logger": log}
-    )
-
-    def state_delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            state_errors.append(str(err))
-
     consumer = confluent_kafka.Consumer(
         {
             **conn,
-            "group.id": group_id or settings.parse_group_id,
+            "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "topic.metadata.refresh.interval.ms": 10_000,
+            # Static membership (KIP-345): a restarted process takes its partitions back at once
+            # instead of waiting out the killed one's session; a stale one is fenced.
+            "group.instance.id": txn_id,
             "logger": log,
         }
     )
+    produced = [0]
 
-    def commit(only: set[TopicPartition] | None = None) -> None:
-        offsets = stage.take_commits()
-        if only is not None:
-            offsets = {tp: o for tp, o in offsets.items() if tp in only}
-        for key, value in stage.take_states(offsets):  # acknowledged before the offsets past them
-            state_out.produce(settings.topic_parse_state, value, key, on_delivery=state_delivered)
-        sink.flush()  # raises DeliveryFailed: then nothing is committed and the records are re-read
-        if state_out.flush(30) or state_errors:
-            raise DeliveryFailed(f"parse state not written to {settings.topic_parse_state}: "
-                                 f"{state_errors[0] if state_errors else 'timed out'}")  # fmt: skip
+    def output_count() -> int:
+        return sink.counters.events + sink.counters.dlq
+
+    def commit() -> None:
+        """Commit the open transaction: the output so far, the state records, the offsets."""
+        positions = stage.take_positions()
+        if not positions and output_count() == produced[0]:
+            return
+        offsets = {tp: position.q for tp, position in positions.items()}
+        records = stage.take_states(offsets)
+        records += [(position_key(tp), position.encode()) for tp, position in positions.items()]
+        for key, value in records:
+            producer.produce(settings.topic_parse_state, value, key)
+        sink.flush()  # raises DeliveryFailed: then the transaction is aborted (abort_and_rewind)
         if offsets:
-            consumer.commit(
-                offsets=[confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
-            stage.committed(offsets)
+            producer.send_offsets_to_transaction(
+                [confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                consumer.consumer_group_metadata(), 30,
+            )  # fmt: skip
+        _commit_transaction(producer)
+        produced[0] = output_count()
+        stage.committed(offsets, positions)
+        producer.begin_transaction()
+
+    def abort_and_rewind(exc: BaseException) -> None:
+        """An aborted transaction: its output is gone; read again from the last commit."""
+        _raise_if_fatal(exc, txn_id)
+        log.warning("parse stage: transaction aborted (%s): reading again from the last commit", exc)
+        try:
+            producer.abort_transaction(60)
+        except confluent_kafka.KafkaException as err:
+            _raise_if_fatal(err, txn_id)
+            raise
+        sink.counters.failed = 0
+        sink.counters.first_error = None
+        produced[0] = output_count()
+        for (topic, partition), offset in stage.rewind().items():
+            try:
+                consumer.seek(confluent_kafka.TopicPartition(topic, partition, offset))
+            except confluent_kafka.KafkaException as err:  # reading on would lose the aborted span
+                raise DeliveryFailed(
+                    f"parse: could not read {topic}/{partition} again from {offset} after an aborted "
+                    f"transaction ({_kafka_error(err)}): restart ssa parse"
+                ) from None
+        producer.begin_transaction()
+
+    def safely(work: Callable[..., object], *args: Any) -> None:
+        try:
+            work(*args)
+        except (confluent_kafka.KafkaException, DeliveryFailed) as exc:
+            abort_and_rewind(exc)
+
+    closing = [False]
 
     def on_revoke(_consumer: Any, partitions: list[Any]) -> None:
-        tps = {(tp.topic, tp.partition) for tp in partitions}
         try:
-            commit(tps)
+            if not closing[0]:
+                safely(commit)  # the transaction holds output of every partition: commit it all
         finally:
-            stage.forget(tps)
+            stage.forget({(tp.topic, tp.partition) for tp in partitions})
 
     def on_lost(_consumer: Any, partitions: list[Any]) -> None:
         stage.forget({(tp.topic, tp.partition) for tp in partitions})
+        abort_and_rewind(DeliveryFailed("partitions lost"))  # their output must not be committed
 
     def on_assign(_consumer: Any, partitions: list[Any]) -> None:
         tps = {(tp.topic, tp.partition) for tp in partitions}
         if tps:
             n = stage.load_states(read_states(settings, tps))
-            log.info("parse stage: %d partitions assigned, %d header states", len(tps), n)
+            log.info("parse stage: %d partitions assigned, %d header states, %d positions", len(tps), n,
+                     len(stage.positions))  # fmt: skip
 
     def publish_metrics(final: bool = False) -> None:
         docs = stage.metrics(final=final, lag=_lag(consumer, stage) if final or stage._minute >= 0 else None)
@@ -724,7 +1052,7 @@ def run_parse_stage(
         on_revoke=on_revoke,
         on_lost=on_lost,
     )
-    say(f"parse: reading {settings.topic_raw_prefix}* as group {group_id or settings.parse_group_id}")
+    say(f"parse: reading {settings.topic_raw_prefix}* as group {group}, transactional id {txn_id}")
     next_commit = time.monotonic() + commit_every_s
     stage.metrics()
     try:
@@ -740,24 +1068,67 @@ def run_parse_stage(
                 else:
                     log.warning("parse stage: %s", err)
             if good:
-                stage.process(good)
+                safely(stage.process, good)
             now = time.monotonic()
             if now >= next_commit:
-                stage.flush_idle(now)
-                commit()
+                safely(stage.flush_idle, now)
+                safely(commit)
                 publish_metrics()
                 next_commit = now + commit_every_s
-        commit()
+        safely(commit)
         publish_metrics(final=True)
-    except KeyboardInterrupt:
-        commit()
-        publish_metrics(final=True)
+    except KeyboardInterrupt:  # may have come mid-batch: abort; a restart replays from the last commit
+        log.info("parse stage: interrupted, open transaction aborted")
     finally:
         metrics_out.flush(10)
-        state_out.flush(10)
+        closing[0] = True
+        with contextlib.suppress(Exception):
+            producer.abort_transaction(10)  # the uncommitted output, or the empty one begun last
         consumer.close()
-        sink.close()
+    st = stage.stats
+    say(f"parse: {st.commits} transactions committed, {st.aborts} aborted, {st.replayed:,} records replayed, "
+        f"{st.idle_flushes} held parses finished by the clock")  # fmt: skip
     return stage.stats
+
+
+def _commit_transaction(producer: Any) -> None:
+    """``commit_transaction``, retried while the error says a retry may succeed."""
+    import confluent_kafka
+
+    for attempt in range(5):
+        try:
+            producer.commit_transaction(60)
+            return
+        except confluent_kafka.KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if err is None or not err.retriable() or attempt == 4:
+                raise
+            time.sleep(0.5 * 2**attempt)
+
+
+def _kafka_error(exc: BaseException) -> str:
+    err = exc.args[0] if exc.args else exc
+    return err.str() if hasattr(err, "str") else str(exc)
+
+
+def _raise_if_fatal(exc: BaseException, txn_id: str) -> None:
+    """A fatal producer error (fenced by another process of the same transactional id, or
+    unrecoverable) ends the stage with one line; an abortable one is handled by the caller."""
+    import confluent_kafka
+
+    err = exc.args[0] if isinstance(exc, confluent_kafka.KafkaException) and exc.args else None
+    if err is None or not hasattr(err, "fatal"):
+        return
+    if err.code() == confluent_kafka.KafkaError._FENCED or err.name() in (
+        "PRODUCER_FENCED",
+        "INVALID_PRODUCER_EPOCH",
+    ):
+        raise TransactionFenced(
+            f"parse: another ssa parse took transactional id {txn_id}: give each process its own "
+            "(--transactional-id, setting parse_transactional_id)"
+        ) from None
+    if err.fatal():
+        raise DeliveryFailed(f"parse: fatal Kafka producer error: {err.str()}") from None
 
 
 def read_states(
@@ -772,7 +1143,7 @@ def read_states(
     conn = kafka_config(settings, "confluent")
     reader = confluent_kafka.Consumer(
         {**conn, "group.id": f"{settings.parse_group_id}-state", "enable.auto.commit": False,
-         "enable.partition.eof": True, "logger": log}
+         "enable.partition.eof": True, "isolation.level": "read_committed", "logger": log}
     )  # fmt: skip
     out: list[tuple[bytes, bytes | None]] = []
     try:

@@ -15,9 +15,10 @@ from analyst.alerts import (
 )
 from dashboards.build import dashboards
 from dashboards.es import es_client
-from dashboards.sample import index_docs, put_templates, sample_alerts
+from dashboards.sample import put_templates, sample_alerts
 from dashboards.translate import flatten_response, translate_target
 from infra.settings import Settings
+from tests.integration.test_tenant_indices import seed_documents
 
 BASE = 1_736_935_200_000  # 2025-01-15T10:00:00Z
 
@@ -73,7 +74,7 @@ def live(stack):
     es = es_client(settings)
     put_templates(es, settings, "test-alerts-cli")
     docs = sample_alerts(BASE)
-    index_docs(es, settings.index_alerts_prefix, docs, id_field="alert_id")
+    seed_documents(es, settings, settings.index_alerts_prefix, docs, "alert_id")  # per tenant, SOC alias
     yield es, settings, docs
     names = list(
         es.indices.get(

@@ -79,6 +79,19 @@ def test_an_escape_alert_opens_an_incident_and_lifts_the_level_in_its_own_minute
     assert doc["index"] >= 50
 
 
+def test_minutes_closed_after_a_later_alert_arrived_do_not_count_its_incident() -> None:
+    # The process path runs ahead of the flow path: an escape alert of minute 31 reaches the
+    # stage while minutes 0-9 are still open; those minutes stay at the level they had.
+    ta = TenantAwareness("t-a", CFG)
+    ta.on_metrics(auth(T0, 0, events=1))
+    ta.on_alert(escape(T0 + 30 * MIN))
+    out = ta.on_watermark(T0 + 10 * MIN)
+    assert [d["ts"] for d in out.threat] == [T0 + m * MIN for m in range(10)]
+    assert {d["level"] for d in out.threat} == {"blue"}
+    later = ta.on_watermark(T0 + 32 * MIN)
+    assert later.threat[-1]["ts"] == T0 + 31 * MIN and later.threat[-1]["level"] in ("orange", "red")
+
+
 def test_a_duplicate_alert_changes_nothing_and_emits_no_level() -> None:
     ta = TenantAwareness("t-a", CFG)
     a = escape(T0)

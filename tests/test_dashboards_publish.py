@@ -142,10 +142,10 @@ def test_publish_is_idempotent(grafana, built, tmp_path):
     ds = grafana.datasources["ssa-es-alerts"]
     assert ds["url"] == "http://es:9200" and ds["basicAuthUser"] == "grafana"
     assert ds["secureJsonData"]["basicAuthPassword"] == "s3cret"
-    assert ds["jsonData"]["index"] == "ssa-alerts-*"
+    assert ds["jsonData"]["index"] == "ssa-alerts"  # the SOC's alias (infra.tenant_indices)
     incidents = grafana.datasources["ssa-es-incidents"]
     assert (
-        incidents["jsonData"]["index"] == "ssa-incidents-*"
+        incidents["jsonData"]["index"] == "ssa-incidents"
         and incidents["jsonData"]["timeField"] == "last_seen"
     )
     assert incidents["secureJsonData"]["basicAuthPassword"] == "s3cret"

@@ -223,14 +223,14 @@ def test_provisioning_files(tmp_path):
     ds = yaml.safe_load((tmp_path / "provisioning/datasources/ssa-elasticsearch.yaml").read_text())
     by_uid = {d["uid"]: d for d in ds["datasources"]}
     assert set(by_uid) == {ALERTS_DS_UID, METRICS_DS_UID, INCIDENTS_DS_UID, THREAT_DS_UID, WARNINGS_DS_UID}
-    assert by_uid[ALERTS_DS_UID]["jsonData"]["index"] == "x-alerts-*"
+    assert by_uid[ALERTS_DS_UID]["jsonData"]["index"] == "x-alerts"  # the SOC's alias
     assert by_uid[INCIDENTS_DS_UID]["jsonData"] | {} == {
-        "index": "ssa-incidents-*",
+        "index": "ssa-incidents",
         "timeField": "last_seen",
         "maxConcurrentShardRequests": 5,
     }
-    assert by_uid[THREAT_DS_UID]["jsonData"]["index"] == "ssa-threat-*"
-    assert by_uid[WARNINGS_DS_UID]["jsonData"]["index"] == "ssa-warnings-*"
+    assert by_uid[THREAT_DS_UID]["jsonData"]["index"] == "ssa-threat"
+    assert by_uid[WARNINGS_DS_UID]["jsonData"]["index"] == "ssa-warnings"
     assert {d["jsonData"]["timeField"] for d in ds["datasources"]} == {"ts", "last_seen"}
     assert by_uid[ALERTS_DS_UID]["url"] == "${SSA_ES_URL}"
     assert by_uid[ALERTS_DS_UID]["secureJsonData"]["basicAuthPassword"] == "${SSA_ES_PASSWORD}"

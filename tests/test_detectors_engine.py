@@ -408,6 +408,40 @@ def test_top_counts_keep_heavy_hitters_and_exact_totals() -> None:
     assert pickle.loads(pickle.dumps(top)).counts == top.counts
 
 
+def test_top_counts_heap_evicts_what_a_scan_in_insertion_order_would() -> None:
+    """The heap behind ``TopCounts`` picks the key a plain scan picks: the first inserted of the
+    smallest; same kept keys in the same order, ``other`` and ``top()``, across pickling."""
+    from detectors.state import TopCounts
+
+    def scan_add(counts: dict[object, int], other: list[int], cap: int, key: object, amount: int) -> None:
+        if key in counts:
+            counts[key] += amount
+        elif len(counts) < cap:
+            counts[key] = amount
+        else:
+            smallest = min(counts, key=counts.__getitem__)
+            if amount > counts[smallest]:
+                other[0] += counts.pop(smallest)
+                counts[key] = amount
+            else:
+                other[0] += amount
+
+    rng = random.Random(5)
+    for _ in range(300):
+        cap = rng.choice([1, 2, 3, 8, 64])
+        top, other = TopCounts(cap), [0]
+        counts: dict[object, int] = {}
+        for _ in range(rng.choice([50, 800])):
+            key, amount = rng.randrange(rng.choice([5, 300])), rng.choice([0, 1, 2, 3, rng.randrange(90)])
+            top.add(key, amount)
+            scan_add(counts, other, cap, key, amount)
+            if rng.random() < 0.02:
+                top = pickle.loads(pickle.dumps(top))
+        assert list(top.counts.items()) == list(counts.items()) and top.other == other[0]
+        best = max(counts, key=lambda k: (counts[k], str(k))) if counts else None
+        assert top.top() == (None if best is None else (best, counts[best]))
+
+
 # --- per-kind lateness: flows get the exporters' delay, other kinds the small bound ---------------
 FLOWS_LATE = Lateness.for_flows(1_000, 360_000)
 

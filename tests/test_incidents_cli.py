@@ -10,12 +10,12 @@ from analyst.scope import AnalystError, NotFoundError, TenantScopeError
 from awareness.snooze import load_snoozes
 from dashboards.es import es_client
 from dashboards.sample import (
-    index_docs,
     put_awareness_templates,
     put_templates,
     sample_alerts,
     sample_incidents,
 )
+from tests.integration.test_tenant_indices import seed_documents
 
 BASE = 1_736_935_200_000  # 2025-01-15T10:00:00Z
 MIN = 60_000
@@ -41,11 +41,9 @@ def live(stack, tmp_path_factory):
     es = es_client(settings)
     put_templates(es, settings, "test-icli")
     put_awareness_templates(es, settings, "test-icli")
-    index_docs(es, settings.index_alerts_prefix, sample_alerts(BASE, newer=True), id_field="alert_id")
+    seed_documents(es, settings, settings.index_alerts_prefix, sample_alerts(BASE, newer=True), "alert_id")
     incidents = sample_incidents(BASE)
-    index_docs(
-        es, settings.index_incidents_prefix, incidents, id_field="incident_id", time_field="first_seen"
-    )
+    seed_documents(es, settings, settings.index_incidents_prefix, incidents, "incident_id", "first_seen")
     yield es, settings, incidents
     names = list(es.indices.get(index="test-icli-*", ignore_unavailable=True, allow_no_indices=True))
     if names:

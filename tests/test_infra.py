@@ -110,11 +110,48 @@ def test_compose_describes_the_same_topology_as_settings() -> None:
         (PROJECT_ROOT / "dashboards/built/provisioning/dashboards/ssa.yaml").read_text()
     )
     assert f"../dashboards/built/json:{provider['providers'][0]['options']['path']}" in grafana_mounts
-    # No literal secrets: a password is only ever named by a file or an interpolated variable.
+    # No literal secrets: a password is only ever named by a file (a compose secret) or an
+    # interpolated variable.
     for svc in services.values():
         for key, value in (svc.get("environment") or {}).items():
             if "PASSWORD" in key.upper():
-                assert key.endswith("__FILE") or str(value).startswith("${"), key
+                from_file = key.endswith("_FILE") and str(value).startswith("/run/secrets/")
+                assert from_file or str(value).startswith("${"), key
+
+
+def test_compose_runs_elasticsearch_with_security_on() -> None:
+    compose = _compose()
+    services, secrets = compose["services"], compose["secrets"]
+    es = services["elasticsearch"]
+    env = es["environment"]
+    assert str(env["xpack.security.enabled"]).lower() == "true"
+    assert "ELASTIC_PASSWORD" not in env and env["ELASTIC_PASSWORD_FILE"] == "/run/secrets/elastic_password"
+    assert "elastic_password" in es["secrets"]
+    # The secret files live in infra/secrets/, which git ignores except its README.
+    gitignore = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert "infra/secrets/*" in gitignore
+    for name in ("elastic_password", "grafana_admin_password"):
+        assert secrets[name]["file"].startswith("./secrets/"), name
+    # The health check has to authenticate now.
+    assert "/run/secrets/elastic_password" in " ".join(es["healthcheck"]["test"])
+    # Everything of ours that talks to Elasticsearch logs in, with the password from the secret.
+    talkers = [name for name, svc in services.items() if "SSA_ES_URL" in (svc.get("environment") or {})]
+    assert {"jobmanager", "taskmanager", "indexer", "grafana"} <= set(talkers)
+    for name in ("jobmanager", "taskmanager", "indexer"):
+        svc_env = services[name]["environment"]
+        assert (
+            svc_env["SSA_ES_USERNAME"] and svc_env["SSA_ES_PASSWORD_FILE"] == "/run/secrets/elastic_password"
+        )
+        assert "elastic_password" in services[name]["secrets"], name
+    grafana = services["grafana"]
+    assert grafana["environment"]["SSA_ES_USERNAME"] and grafana["environment"]["SSA_ES_PASSWORD"].startswith(
+        "${"
+    )
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in grafana["secrets"]
+    # Same topology as before: the services and published ports are unchanged.
+    assert set(services) == {"kafka", "elasticsearch", "jobmanager", "taskmanager", "indexer", "grafana"}
+    assert es["ports"] == ["9200:9200"] and services["grafana"]["ports"] == ["3000:3000"]
 
 
 def test_example_tenant_registry_loads() -> None:

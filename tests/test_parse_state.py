@@ -135,29 +135,34 @@ def test_a_stage_restarted_past_the_header_parses_the_rows() -> None:
         assert out.parsed + out.dlqs + sum(out.skipped.values()) == len(batch) - commit
 
 
-def test_a_header_saved_but_not_committed_is_not_used_for_the_rows_before_it() -> None:
-    """Crash after the state record of a new header block was written, before its commit: the
-    rows between the last commit and that header are read with the header in force there."""
+def test_a_header_taken_in_an_aborted_transaction_is_not_kept() -> None:
+    """The state records of a transaction that is aborted never reach the stage's saved states:
+    after the rewind the rows from the last commit are read with the header in force there."""
     lines = _lines("zeek")
     dns = [line.replace(b"#path\tconn", b"#path\tdns") for line in lines[:8]]
-    rows = lines[8:]
-    file = lines + dns + rows + lines  # conn, a dns block (rows skipped), conn again
+    file = lines + dns + lines[8:] + lines  # conn, a dns block (rows skipped), conn again
     want = [e.id for e in _whole("zeek", file)]
     batch = _zeek_messages(file)
     sink = ListSink()
     stage = ParseStage(sink, PREFIX)
     stage.process(batch[:10])  # header + 2 rows: committed with the conn header
-    offsets = stage.take_commits()
+    positions = stage.take_positions()
+    offsets = {tp: p.q for tp, p in positions.items()}
     states = stage.take_states(offsets)
-    stage.committed(offsets)
+    stage.committed(offsets, positions)
+    kept = dict(stage.states)
+    before = len(sink.events)
     stage.process(batch[10 : len(lines) + 10])  # the dns block and two of its rows
-    written = states + stage.take_states(stage.take_commits())  # the crash: offsets not committed
-    assert len(written) == 2
-    saved = HeaderState.decode(written[-1][1] or b"")
-    assert saved is not None and saved.prev_at == 10 and b"#path\tdns" in saved.lines
-    _again, second = _restart(stage, written, batch, 10)
-    assert [e.id for e in second.events] == want[len(_whole("zeek", file[:10])) :]  # the replay
-    assert not second.dlqs
+    taken = stage.take_states({tp: p.q for tp, p in stage.take_positions().items()})
+    saved = HeaderState.decode(taken[0][1] or b"")
+    assert saved is not None and b"#path\tdns" in saved.lines
+    del sink.events[before:]  # the transaction is aborted: its output is gone
+    seek = stage.rewind()
+    assert seek == {(PREFIX + "zeek", 0): 10} and stage.states == kept
+    stage.process(batch[10:])
+    stage.flush_idle(everything=True)
+    assert [e.id for e in sink.events] == want and not sink.dlqs
+    assert len(states) == 1
 
 
 def test_an_oversized_header_is_deleted_not_kept_stale() -> None:

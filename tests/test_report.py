@@ -15,9 +15,9 @@ from analyst.charts import report_charts
 from analyst.render import render
 from analyst.report import Report, _tables, build_report, fold_buckets, incident_ttc_ms, incident_ttd_ms
 from dashboards.es import es_client
-from dashboards.fields import daily_index
-from dashboards.sample import INDUSTRIES, index_docs, put_templates, sample_alerts
+from dashboards.sample import INDUSTRIES, put_templates, sample_alerts
 from ingest.tenants import TenantRegistry
+from tests.integration.test_tenant_indices import seed_documents
 
 KEY = b"0123456789abcdef-test-key"
 BASE = 1_736_935_200_000  # 2025-01-15T10:00:00Z
@@ -202,8 +202,6 @@ def _threat_docs():
 
 @pytest.fixture(scope="module")
 def live(stack):
-    from elasticsearch import helpers
-
     from infra.bootstrap import awareness_templates
 
     settings = stack.with_overrides(
@@ -220,15 +218,11 @@ def live(stack):
     previous = [
         d | {"alert_id": d["alert_id"] + "-prev", "ts": d["ts"] - HOUR} for d in sample_alerts(BASE)[:6]
     ]
-    index_docs(es, settings.index_alerts_prefix, current + previous, id_field="alert_id")
-    actions = [
-        {"_index": daily_index(settings.index_incidents_prefix, d["first_seen"]), "_id": d["incident_id"],
-         "_source": _with_stored_times(d)} for d in INCIDENTS
-    ] + [
-        {"_index": daily_index(settings.index_threat_prefix, d["ts"]), "_id": d["doc_id"], "_source": d}
-        for d in _threat_docs()
-    ]  # fmt: skip
-    helpers.bulk(es, actions, refresh="wait_for")
+    # Stored as the indexer stores them: per tenant (the cloud's level the SOC's), with the SOC aliases.
+    seed_documents(es, settings, settings.index_alerts_prefix, current + previous, "alert_id")
+    seed_documents(es, settings, settings.index_incidents_prefix, [_with_stored_times(d) for d in INCIDENTS],
+                   "incident_id", "first_seen")  # fmt: skip
+    seed_documents(es, settings, settings.index_threat_prefix, _threat_docs(), "doc_id")
     registry = TenantRegistry.from_dict(
         {"tenants": [{"id": t, "industry": i} for t, i in INDUSTRIES.items()]}
     )

@@ -483,7 +483,7 @@ class FakeEs:
 def test_build_report_sends_aggregations_and_folds_every_page():
     settings = Settings()
     inc_names = ",".join(n for n, _ in INCIDENT_SOURCES)
-    inc_index = settings.index_incidents_prefix + "*"
+    inc_index = "ssa-incidents"  # the SOC's alias (infra.tenant_indices.read_index)
     pages = {
         (f"{inc_index}|now", inc_names): [inc_bucket(f"t{i}", "high", ttd=(MIN, 1)) for i in range(5)],
         (f"{inc_index}|before", inc_names): [inc_bucket("t0", "low")],
@@ -523,7 +523,7 @@ def test_build_report_sends_aggregations_and_folds_every_page():
     )
     assert all("ttd_n" in c["aggs"]["groups"]["aggs"] and "runtime_mappings" not in c for c in main)
     assert "floors" in main[0]["aggs"]["groups"]["aggs"]
-    threat_call = next(c for c in es.calls if c["index"] == settings.index_threat_prefix + "*")
+    threat_call = next(c for c in es.calls if c["index"] == "ssa-threat")
     assert {"term": {"tenant": "_cloud"}} in threat_call["query"]["bool"]["filter"]
     scoped = build_report(FakeEs({}, threat), settings, BASE, BASE + HOUR, "t3", REGISTRY)  # type: ignore[arg-type]
     assert (

@@ -126,7 +126,7 @@ def test_documents_have_deterministic_ids_and_daily_indices() -> None:
     a1 = alert_action(raw, "ssa-alerts-", lambda _t: "telecom")
     a2 = alert_action(raw, "ssa-alerts-", lambda _t: "telecom")
     assert (a1.id, a1.index, a1.op_type) == (a2.id, a2.index, "create") == (
-        alerts[0].alert_id, "ssa-alerts-2025.11.24", "create")  # fmt: skip
+        alerts[0].alert_id, "ssa-alerts-t-t-a.2025.11.24", "create")  # fmt: skip
     assert a1.source["industry"] == "telecom" and a1.source["ttd_ms"] == alerts[0].ts - alerts[0].first_seen
     m = msgspec.json.encode({"ts": t, "tenant": "t-a", "kind": "flow", "key": "t-a", "events": 3})
     assert metrics_action(m, "ssa-metrics-").id == metrics_action(m, "ssa-metrics-").id
@@ -147,7 +147,7 @@ def test_indexer_routes_malformed_records_to_the_dlq_instead_of_dropping_them() 
     ok = SimpleNamespace(topic=s.topic_metrics, partition=0, offset=8, timestamp=0,
                          value=b'{"ts": 1764000000000, "tenant": "t", "kind": "flow"}')  # fmt: skip
     actions, bad = idx.actions_for([rec, ok])
-    assert [a.index for a in actions] == ["ssa-metrics-2025.11.24"]
+    assert [a.index for a in actions] == ["ssa-metrics-t-t.2025.11.24"]
     assert len(bad) == 1 and bad[0][0] is rec and "could not read a ssa.alerts record" in bad[0][1]
 
 

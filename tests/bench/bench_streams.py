@@ -16,12 +16,22 @@
   job, so each run also reports the rate it really sent and how far it fell behind event time.
   Each run also times the awareness stage: from an alert written to Kafka (its append time) to the
   first searchable incident document listing it in ``alert_ids`` (``alert_to_incident_*``), and
-  from the window's input complete to that incident update (``incident_beyond_window_*``).
+  from the window's input complete to that incident update (``incident_beyond_window_*``), and
+  splits both ways per stage (``breakdown``: job, indexer read, bulk to searchable, awareness,
+  incident indexing; see ``_breakdown``).
+
+A shorter variant, for comparing settings back to back (``_knob``): ``SSA_BENCH_STREAMS_RATE=<events/s>``
+takes the latency runs only, at a trickle and at 50 and 80 % of that rate;
+``SSA_BENCH_STREAMS_TRICKLE_S`` and ``SSA_BENCH_STREAMS_LOADED_S`` shorten them (windows ending in
+the first minute are reported apart, so under ~150 s few window ends are timed);
+``SSA_BENCH_STREAMS_BACKLOG_S`` and ``SSA_BENCH_STREAMS_SUSTAINED_ONLY=1`` shorten the throughput
+part. Latency settings of the job (``flink_buffer_timeout_ms``...) reach it as ``SSA_*`` variables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +45,7 @@ from typing import Any
 from infra.bootstrap import ensure_topics
 from infra.clients import es_client, kafka_config
 from infra.settings import PROJECT_ROOT, Settings
+from infra.tenant_indices import soc_alias
 from ingest.schema import encode_event
 from ingest.simulator import SimConfig, mean_rate_slice_start_ms, simulate
 from streams.demo import alert_timestamps_in_topic, demo_settings, produce_simulation
@@ -142,9 +153,9 @@ def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, An
                                                 checkpoint_interval_ms=5000, source_idle_timeout_ms=2000,
                                                 index_alerts_prefix=f"ssa-bench-{run}-alerts-",
                                                 index_metrics_prefix=f"ssa-bench-{run}-metrics-")  # fmt: skip
-    # The job stamps records with event time; this topic keeps the broker's append time instead,
-    # which is when an alert reached Kafka.
-    ensure_topics(s, [s.topic_alerts], configs={"message.timestamp.type": "LogAppendTime"})
+    # The job stamps records with event time; these topics keep the broker's append time instead,
+    # which is when an alert (an incident version) reached Kafka.
+    ensure_topics(s, [s.topic_alerts, s.topic_incidents], configs={"message.timestamp.type": "LogAppendTime"})
     ensure_topics(s)
     # Plan the start after the events are encoded (timed on one slice's worth) and the job is up.
     probe = _simulation_at(target_rate, _SLICE_MS / 1000, int(time.time() * 1000))
@@ -166,7 +177,7 @@ def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, An
         es = es_client(s)
         while not stop.is_set():
             try:
-                res = es.search(index=s.index_alerts_pattern, size=10_000, source=False,
+                res = es.search(index=soc_alias(s.index_alerts_prefix), size=10_000, source=False,
                                 query={"match_all": {}}, ignore_unavailable=True)  # fmt: skip
                 t = time.time()
                 for hit in res["hits"]["hits"]:
@@ -209,7 +220,7 @@ def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, An
 
     docs = {
         h["_id"]: h["_source"]
-        for h in scan(es, index=s.index_alerts_pattern, query={"query": {"match_all": {}}})
+        for h in scan(es, index=soc_alias(s.index_alerts_prefix), query={"query": {"match_all": {}}})
     }
     es.close()
     out: dict[str, Any] = {
@@ -259,6 +270,7 @@ def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, An
         **percentiles_s("incident_beyond_window", incident_beyond, (0.5, 0.99)),
     }
     out |= incident_figures
+    out["breakdown"] = _breakdown(s, docs, ready, emitted, seen, in_incident)
 
     def pct(p: float, values: list[float] = beyond) -> float:
         return round(values[min(len(values) - 1, int(p * len(values)))] / 1000, 2)
@@ -275,6 +287,56 @@ def _latency(base: Settings, target_rate: float, seconds: float) -> dict[str, An
         "first_minute_alerts": len(warmup),
         "first_minute_beyond_window_max_s": round(max(warmup) / 1000, 2) if warmup else None,
     }
+
+
+def _breakdown(
+    s: Settings,
+    docs: dict[str, Any],
+    ready: dict[str, float],
+    emitted: dict[str, int],
+    seen: dict[str, float],
+    in_incident: dict[str, float],
+) -> dict[str, Any]:
+    """Where the time from window end to searchable goes, per timed alert (p50/p99/max, s):
+
+    - ``job``: the window's input complete in Kafka -> the alert appended to the alerts topic
+      (watermark allowance and interval, the micro-batch window, detection, the Kafka sink);
+    - ``indexer_read``: alert appended -> the indexer built its document (``indexed_at``);
+    - ``bulk_to_searchable``: ``indexed_at`` -> found by the bench's search (bulk with refresh,
+      plus up to 0.1 s of the bench's own polling);
+    - ``awareness``: alert appended -> the first incident version listing it appended to the
+      incidents topic (also LogAppendTime here): the job's alert views, keying, the stage, its sink;
+    - ``incident_indexing``: that incident version appended -> searchable listing the alert."""
+    from streams.demo import records_in_topic
+
+    first_incident: dict[str, int] = {}  # alert id -> append time of the first incident version naming it
+    for appended, value in records_in_topic(s, s.topic_incidents):
+        try:
+            ids = json.loads(value).get("alert_ids") or ()
+        except ValueError:
+            continue
+        for alert_id in ids:
+            if alert_id not in first_incident or appended < first_incident[alert_id]:
+                first_incident[alert_id] = appended
+    timed = [i for i in ready if i in emitted]
+    indexed = [i for i in timed if isinstance(docs[i].get("indexed_at"), int)]
+    aware = [i for i in timed if i in first_incident]
+    return {
+        **percentiles_s("job", [emitted[i] - ready[i] * 1000 for i in timed], _SHARES),
+        **percentiles_s("indexer_read", [docs[i]["indexed_at"] - emitted[i] for i in indexed], _SHARES),
+        **percentiles_s(
+            "bulk_to_searchable", [seen[i] * 1000 - docs[i]["indexed_at"] for i in indexed], _SHARES
+        ),
+        **percentiles_s("awareness", [first_incident[i] - emitted[i] for i in aware], _SHARES),
+        **percentiles_s(
+            "incident_indexing",
+            [in_incident[i] * 1000 - first_incident[i] for i in aware if i in in_incident],
+            _SHARES,
+        ),
+    }
+
+
+_SHARES = (0.5, 0.99)
 
 
 def _poll_incidents(s: Settings, found: dict[str, float], stop: threading.Event) -> None:
@@ -328,17 +390,53 @@ def _without_anomaly(settings: Settings) -> Settings:
     return settings.with_overrides(detector_config_file=str(path))
 
 
+def _knob(name: str) -> float | None:
+    """``SSA_BENCH_STREAMS_<name>``, a positive number, or None when unset (a shorter variant for
+    comparing settings back to back: ``RATE`` gives the sustained rate the 50 and 80 % runs are
+    taken of and skips the backlog, ceiling and sustained runs; ``TRICKLE_S`` and ``LOADED_S``
+    set the latency runs' seconds of input; ``BACKLOG_S`` the backlog's seconds of event time, and
+    ``SUSTAINED_ONLY`` (1) stops after the ceiling and the sustained run with every stage)."""
+    key = f"SSA_BENCH_STREAMS_{name}"
+    raw = os.environ.get(key)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ValueError(f"{key} must be a positive number, got {raw!r}")
+    return value
+
+
+def _latency_runs(base: Settings, sustained: float | None) -> dict[str, Any]:
+    trickle_s, loaded_s = _knob("TRICKLE_S") or _TRICKLE_S, _knob("LOADED_S") or _LOADED_S
+    out: dict[str, Any] = {}
+    out["latency_at_trickle_400_events_per_s"] = _latency(base, target_rate=400, seconds=trickle_s)
+    for share in (50, 80):
+        key = f"latency_at_{share}pct_of_sustained"
+        # Only meaningful against this run's own sustained rate; without one there is no load to ask.
+        out[key] = (
+            _latency(base, target_rate=sustained * share / 100, seconds=loaded_s)
+            if sustained
+            else {"skipped": "no sustained rate measured in this run"}
+        )
+    return out
+
+
 def run(ctx: Any) -> dict[str, Any]:
     if not ctx.stack_up:
         return {"skipped": "needs the local stack"}
     base: Settings = ctx.settings
+    given_rate = _knob("RATE")
+    if given_rate is not None:
+        return {"sustained_events_per_s_given": given_rate, **_latency_runs(base, given_rate)}
     run_id = "benchstream" + uuid.uuid4().hex[:6]
     s = demo_settings(base, run_id).with_overrides(index_alerts_prefix=f"ssa-bench-{run_id}-alerts-",
                                                    index_metrics_prefix=f"ssa-bench-{run_id}-metrics-")  # fmt: skip
-    start_ms = mean_rate_slice_start_ms(int(time.time() * 1000), _BACKLOG_S * 1000)
-    sim = simulate(
-        SimConfig(seed=21, tenants=16, duration_s=_BACKLOG_S, start_ms=start_ms, events_per_s=2500)
-    )
+    backlog_s = _knob("BACKLOG_S") or _BACKLOG_S
+    start_ms = mean_rate_slice_start_ms(int(time.time() * 1000), int(backlog_s * 1000))
+    sim = simulate(SimConfig(seed=21, tenants=16, duration_s=backlog_s, start_ms=start_ms, events_per_s=2500))
     t0 = time.perf_counter()
     events = produce_simulation(s, sim, say=lambda _m: None)
     produce_rate = events / (time.perf_counter() - t0)
@@ -352,6 +450,8 @@ def run(ctx: Any) -> dict[str, Any]:
         out["sustained_to_ceiling_ratio"] = round(
             out["sustained_events_per_s"] / out["ceiling_plain_consumer_events_per_s"], 3
         )
+    if _knob("SUSTAINED_ONLY"):
+        return out
     out["without_anomaly_models"] = _sustained(_without_anomaly(s), events)
     plain = out["without_anomaly_models"].get("sustained_events_per_s")
     if out.get("sustained_events_per_s") and plain:
@@ -361,14 +461,4 @@ def run(ctx: Any) -> dict[str, Any]:
     bare = out["without_awareness_stage"].get("sustained_events_per_s")
     if out.get("sustained_events_per_s") and bare:
         out["awareness_on_to_off_ratio"] = round(out["sustained_events_per_s"] / bare, 3)
-    out["latency_at_trickle_400_events_per_s"] = _latency(base, target_rate=400, seconds=_TRICKLE_S)
-    sustained = out.get("sustained_events_per_s")
-    for share in (50, 80):
-        key = f"latency_at_{share}pct_of_sustained"
-        # Only meaningful against this run's own sustained rate; without one there is no load to ask.
-        out[key] = (
-            _latency(base, target_rate=sustained * share / 100, seconds=_LOADED_S)
-            if sustained
-            else {"skipped": "no sustained rate measured in this run"}
-        )
-    return out
+    return out | _latency_runs(base, out.get("sustained_events_per_s"))

@@ -80,7 +80,10 @@ def _job(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
 def _alert_ids(settings: Settings, pattern: str | None = None) -> list[str]:
     es = es_client(settings)
     try:
-        pattern = pattern or settings.index_alerts_pattern
+        from infra.tenant_indices import soc_alias
+
+        # The SOC alias: each alert once (the per-tenant copies of a multi-tenant alert left out).
+        pattern = pattern or soc_alias(settings.index_alerts_prefix)
         es.indices.refresh(index=pattern, ignore_unavailable=True)
         from elasticsearch.helpers import scan
 

@@ -268,7 +268,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never the subject
-        ports, allowed, state = self.ports, self.allowed, self.state
+        ports, allowed, max_keys = self.ports, self.allowed, self.max_keys
         min_packets, max_ms, max_ids, cap = self.min_packets, self.max_ms, self.max_ids, self.max_distinct
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
@@ -304,10 +304,11 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 if ts - ts % pane != cur:
                     bucket, cur = self.bucket(ts), ts - ts % pane
                 st: GuessState | None = bucket.get(key)
-                if st is None:
-                    st = state(ts, key)  # created, or None when the pane is full (counted)
-                    if st is None:
+                if st is None:  # Detector.state, inlined: created, or counted when the pane is full
+                    if len(bucket) >= max_keys:
+                        self.counters["overflow"] += 1
                         continue
+                    st = bucket[key] = GuessState()
                 dst = ev.dst_ip
                 conn = (dst, ev.src_port or ev.id)  # no port known: each record is its own session
                 conns = st.conns

@@ -176,7 +176,7 @@ class AppFlood(Detector):
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never a connection of the flood
-        ports, max_dur, state = self.ports, self.max_duration, self.state
+        ports, max_dur, max_keys = self.ports, self.max_duration, self.max_keys
         allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
         cap, max_ids = self.max_distinct, self.max_ids
         reg = batch.registry
@@ -201,10 +201,11 @@ class AppFlood(Detector):
                 if ts - ts % pane != cur:
                     bucket, cur = self.bucket(ts), ts - ts % pane
                 st: ServiceState | None = bucket.get(key)
-                if st is None:
-                    st = state(ts, key)  # created, or None when the pane is full (counted)
-                    if st is None:
+                if st is None:  # Detector.state, inlined: created, or counted when the pane is full
+                    if len(bucket) >= max_keys:
+                        self.counters["overflow"] += 1
                         continue
+                    st = bucket[key] = ServiceState()
                 st.total += 1
                 by_src = st.by_src
                 rec = by_src.get(src)

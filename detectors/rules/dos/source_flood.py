@@ -99,7 +99,8 @@ class SourceFlood(WindowedDetector[FloodState]):
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never the subject
-        allowed, max_ids, state, max_bpp = self.allowed, self.max_ids, self.state, self.max_bpp
+        allowed, max_ids, max_bpp = self.allowed, self.max_ids, self.max_bpp
+        max_keys, cap = self.max_keys, self._cap
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
@@ -127,12 +128,18 @@ class SourceFlood(WindowedDetector[FloodState]):
                 if ts - ts % pane != cur:
                     bucket, cur = self.bucket(ts), ts - ts % pane
                 st: FloodState | None = bucket.get(key)
-                if st is None:
-                    st = state(ts, key)  # created, or None when the pane is full (counted)
-                    if st is None:
+                if st is None:  # Detector.state, inlined: created, or counted when the pane is full
+                    if len(bucket) >= max_keys:
+                        self.counters["overflow"] += 1
                         continue
+                    st = bucket[key] = FloodState(cap)
                 st.bytes += sent
-                st.by_dst.add(ev.dst_ip, packets)
+                by_dst = st.by_dst
+                counts, dst = by_dst.counts, ev.dst_ip
+                if dst in counts:  # TopCounts.add, its common case inlined
+                    counts[dst] += packets
+                else:
+                    by_dst.add(dst, packets)
                 if ev.extra and tcp_flags(ev) & (SYN | ACK) == SYN:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
                 span = st.span  # Span.add, inlined

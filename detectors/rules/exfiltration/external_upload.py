@@ -97,7 +97,8 @@ class ExternalUpload(WindowedDetector[UploadState]):
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never the subject
-        allowed, max_ids, state = self.allowed, self.max_ids, self.state
+        allowed, max_ids = self.allowed, self.max_ids
+        max_keys, cap = self.max_keys, self._cap
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
@@ -123,13 +124,28 @@ class ExternalUpload(WindowedDetector[UploadState]):
                 if ts - ts % pane != cur:
                     bucket, cur = self.bucket(ts), ts - ts % pane
                 st: UploadState | None = bucket.get(key)
-                if st is None:
-                    st = state(ts, key)  # created, or None when the pane is full (counted)
-                    if st is None:
+                if st is None:  # Detector.state, inlined: created, or counted when the pane is full
+                    if len(bucket) >= max_keys:
+                        self.counters["overflow"] += 1
                         continue
+                    st = bucket[key] = UploadState(cap)
                 st.total += sent
-                st.by_dst.add(dst, sent)
-                st.span.add(ts, ev.id, max_ids)
+                by_dst = st.by_dst
+                counts = by_dst.counts
+                if dst in counts:  # TopCounts.add, its common case inlined
+                    counts[dst] += sent
+                else:
+                    by_dst.add(dst, sent)
+                span = st.span  # Span.add, inlined
+                if span.count == 0:
+                    span.first = span.last = ts
+                elif ts < span.first:
+                    span.first = ts
+                elif ts > span.last:
+                    span.last = ts
+                span.count += 1
+                if len(span.ids) < max_ids:
+                    span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
         if skipped:

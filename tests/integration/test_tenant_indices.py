@@ -1,0 +1,252 @@
+"""Per-tenant indices on the real stack: alerts of two tenants and one alert involving both go
+through Kafka and the real indexer into Elasticsearch; then each tenant's own pattern holds only
+its documents, the other tenant's copy holds none of the first tenant's private entities, the SOC
+alias counts the shared alert once, and ``ssa alerts``/``ssa report`` work for a tenant and for
+the SOC (an acknowledgement lands on the copy that was read)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from detectors.alert import Alert, encode_alert
+from infra.bootstrap import ensure_topics
+from infra.clients import es_client, kafka_config
+from infra.settings import Settings, load_settings
+from infra.tenant_indices import document_index, soc_alias, soc_alias_filter, tenant_index_pattern
+from streams.documents import daily_index
+from streams.indexer import Indexer
+
+pytestmark = pytest.mark.integration
+
+A, B = "t-acme", "t-beta"
+
+
+def _alerts() -> tuple[Alert, Alert, Alert]:
+    """One alert of each tenant alone, and acme's emulator escape reading beta's VM disk."""
+    from tests.test_tenant_indices import ALERTS, MULTI
+
+    shared = next(a for a in MULTI if a.detector == "vm_escape.emulator_foreign_file")
+    singles: dict[str | None, Alert] = {}
+    for a in ALERTS:
+        if a.tenant in (A, B) and a not in MULTI and a.alert_id != shared.alert_id:
+            singles.setdefault(a.tenant, a)
+    return singles[A], singles[B], shared
+
+
+@pytest.fixture
+def own(stack: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
+    """``SSA_*`` pointing at the stack with this test's topics, group, indices and registry."""
+    from detectors.samples import samples_registry
+
+    run = f"ti{uuid.uuid4().hex[:8]}"
+    samples_registry().dump(tmp_path / "tenants.yaml")
+    overrides = {
+        "topic_alerts": f"test.{run}.alerts", "topic_metrics": f"test.{run}.metrics",
+        "topic_dlq": f"test.{run}.dlq", "topic_incidents": f"test.{run}.incidents",
+        "topic_threat": f"test.{run}.threat", "topic_warnings": f"test.{run}.warnings",
+        "indexer_group_id": f"test-{run}-indexer",
+        **{f"index_{kind}_prefix": f"test-{run}-{kind}-" for kind in ("alerts", "metrics", "incidents", "threat",
+                                                                       "warnings")},
+        "tenants_file": str(tmp_path / "tenants.yaml"),
+        "snooze_file": str(tmp_path / "snoozes.yaml"),
+    }  # fmt: skip
+    for name, value in (stack.to_env() | {f"SSA_{k.upper()}": v for k, v in overrides.items()}).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SSA_SETTINGS_FILE", raising=False)
+    monkeypatch.delenv("SSA_ES_API_KEY_FILE", raising=False)
+    settings = load_settings()
+    assert settings.index_alerts_prefix == overrides["index_alerts_prefix"]
+    yield settings
+    es = es_client(settings)
+    try:
+        names = list(es.indices.get(index=f"test-{run}-*", ignore_unavailable=True, allow_no_indices=True))
+        if names:
+            es.indices.delete(index=",".join(names))
+        for template in es.indices.get_index_template(name=f"test-{run}-*")["index_templates"]:
+            es.indices.delete_index_template(name=template["name"])
+    finally:
+        es.close()
+
+
+def seed_documents(
+    es: Any,
+    settings: Settings,
+    prefix: str,
+    docs: list[dict[str, Any]],
+    id_field: str,
+    time_field: str = "ts",
+) -> None:
+    """Test documents stored as the indexer stores them (each in its tenant's daily index, or the
+    SOC's), with the kind's SOC alias on them (filtered for alerts), for tests that seed
+    Elasticsearch directly and then read it as the SOC or as a tenant."""
+    from elasticsearch import helpers
+
+    actions = [
+        {"_index": document_index(prefix, d.get("tenant"), d[time_field]), "_id": d[id_field], "_source": d}
+        for d in docs
+    ]
+    helpers.bulk(es, actions, refresh="wait_for")
+    add: dict[str, Any] = {"index": prefix + "*", "alias": soc_alias(prefix)}
+    if prefix == settings.index_alerts_prefix:
+        add["filter"] = soc_alias_filter()
+    es.indices.update_aliases(actions=[{"add": add}])
+
+
+def _produce(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**kafka_config(settings), acks="all")
+    try:
+        for topic, value in records:
+            producer.send(topic, value)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def _hits(es: Any, index: str, **query: Any) -> list[dict[str, Any]]:
+    resp = es.search(index=index, size=100, ignore_unavailable=True, allow_no_indices=True,
+                     query=query or {"match_all": {}})  # fmt: skip
+    return list(resp["hits"]["hits"])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
+    own: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detectors.samples import samples_registry
+    from ssa.cli import main
+    from tests.test_tenant_indices import _private_of, _tenant_private
+
+    registry = samples_registry()
+    alone_a, alone_b, shared = _alerts()
+    s = own
+    es = es_client(s)
+    # A shared daily index of an earlier version, made before the templates (no alias yet).
+    legacy = daily_index(s.index_alerts_prefix, shared.ts - 86_400_000)
+    es.index(index=legacy, id="legacy-1", document={"alert_id": "legacy-1", "tenant": A, "ts": shared.ts - 86_400_000,
+                                                    "severity": "low", "status": "open"}, refresh="true")  # fmt: skip
+
+    topics = [
+        s.topic_alerts,
+        s.topic_metrics,
+        s.topic_dlq,
+        s.topic_incidents,
+        s.topic_threat,
+        s.topic_warnings,
+    ]
+    ensure_topics(s, topics, partitions=1)
+    incident = {"incident_id": "inc-b", "tenant": B, "first_seen": shared.first_seen, "last_seen": shared.ts,
+                "status": "open", "severity": "critical", "score": 90, "version": 1, "alert_ids": [shared.alert_id],
+                "title": "t", "entities": [{"type": "vm", "id": "vm-beta-01"}]}  # fmt: skip
+    cloud = {"kind": "threat", "doc_id": "cloud-1", "tenant": "_cloud", "ts": shared.ts, "index": 60.0,
+             "level": "orange", "level_rank": 2}  # fmt: skip
+    _produce(s, [(s.topic_alerts, encode_alert(a)) for a in (alone_a, alone_b, shared)]
+             + [(s.topic_incidents, json.dumps(incident).encode()), (s.topic_threat, json.dumps(cloud).encode()),
+                (s.topic_metrics, msgspec.json.encode({"ts": shared.ts, "tenant": B, "kind": "flow", "key": B,
+                                                       "events": 5}))])  # fmt: skip
+
+    # The real indexer, Kafka to Elasticsearch, until it has shipped everything.
+    indexer = Indexer(s, industry_of=registry.industry_of, registry=lambda: registry, group_id=s.indexer_group_id,
+                      say=print)  # fmt: skip
+    indexer.drain(idle_s=2.0, max_wait_s=120)
+    thread = threading.Thread(target=indexer.run, daemon=True)
+    thread.start()
+    thread.join(180)
+    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    es.indices.refresh(index=f"{s.index_alerts_prefix}*,{s.index_incidents_prefix}*,{s.index_threat_prefix}*,"
+                       f"{s.index_metrics_prefix}*")  # fmt: skip
+
+    # Each tenant's pattern holds its own documents only.
+    prefix = s.index_alerts_prefix
+    hits_a = _hits(es, tenant_index_pattern(prefix, A))
+    hits_b = _hits(es, tenant_index_pattern(prefix, B))
+    assert {h["_source"]["tenant"] for h in hits_a} == {A} and {h["_source"]["tenant"] for h in hits_b} == {B}
+    assert sorted(h["_id"] for h in hits_a) == sorted([alone_a.alert_id, shared.alert_id])
+    assert sorted(h["_id"] for h in hits_b) == sorted([alone_b.alert_id, shared.alert_id])
+    assert _hits(es, tenant_index_pattern(prefix, "t-gamma")) == []
+    assert [h["_index"] for h in _hits(es, tenant_index_pattern(s.index_incidents_prefix, B))] == [
+        f"{s.index_incidents_prefix}t-t-beta.{daily_index('', shared.first_seen)}"]  # fmt: skip
+    assert _hits(es, tenant_index_pattern(s.index_metrics_prefix, B))[0]["_source"]["events"] == 5
+    assert _hits(es, tenant_index_pattern(s.index_threat_prefix, A)) == []  # the cloud's level is the SOC's
+
+    # Beta's copy of acme's escape: marked, and none of acme's private entities anywhere in it.
+    copy_b = next(h["_source"] for h in hits_b if h["_id"] == shared.alert_id)
+    assert (
+        copy_b["shared_copy"] is True
+        and copy_b["copy"] == "shared"
+        and copy_b["entity"]["id"] == "vm-beta-01"
+    )
+    full = _hits(es, soc_alias(prefix), ids={"values": [shared.alert_id]})[0]["_source"]
+    private_a = _private_of(A, full, registry) - _tenant_private(B, registry)
+    assert "vm-acme-01" in private_a and A in private_a
+    assert not [(p, t) for t in _strings(copy_b) for p in private_a if p in t]
+    copy_a = next(h["_source"] for h in hits_a if h["_id"] == shared.alert_id)
+    assert copy_a["copy"] == "tenant" and "vm-beta-01" not in json.dumps(copy_a)
+
+    # The SOC alias: every tenant's and the SOC's indices, the shared alert once, the old index too.
+    alias = soc_alias(prefix)
+    soc_ids = sorted(h["_id"] for h in _hits(es, alias))
+    assert soc_ids == sorted([alone_a.alert_id, alone_b.alert_id, shared.alert_id, "legacy-1"])
+    assert es.count(index=alias)["count"] == 4 and es.count(index=prefix + "*")["count"] == 6
+    assert "orange" in {h["_source"]["level"] for h in _hits(es, soc_alias(s.index_threat_prefix))}
+    es.close()
+
+    # ssa alerts list / show / ack, for a tenant and for the SOC.
+    assert main(["alerts", "list", "--tenant", B]) == 0
+    out = capsys.readouterr().out
+    assert alone_b.alert_id in out and shared.alert_id in out and alone_a.alert_id not in out
+    assert "vm-acme" not in out
+    assert main(["alerts", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(shared.alert_id) == 1 and alone_a.alert_id in out and alone_b.alert_id in out
+    assert main(["alerts", "ack", shared.alert_id, "--tenant", B, "--by", "beta-analyst"]) == 0
+    capsys.readouterr()
+    es = es_client(s)
+    es.indices.refresh(index=prefix + "*")
+    status = {
+        h["_index"]: h["_source"]["status"]
+        for h in _hits(es, prefix + "*", ids={"values": [shared.alert_id]})
+    }
+    assert status == {
+        f"{prefix}soc.{daily_index('', shared.ts)}": "open",
+        f"{prefix}t-t-acme.{daily_index('', shared.ts)}": "open",
+        f"{prefix}t-t-beta.{daily_index('', shared.ts)}": "acknowledged",
+    }
+    es.close()
+    assert main(["alerts", "ack", shared.alert_id, "--by", "soc"]) == 0  # the SOC's own document
+    assert main(["alerts", "show", alone_a.alert_id, "--tenant", B]) != 0  # not beta's: not found
+    capsys.readouterr()
+
+    # ssa incidents and ssa report, for a tenant and for the SOC.
+    assert main(["incidents", "list", "--tenant", B]) == 0
+    assert "inc-b" in capsys.readouterr().out
+    assert main(["incidents", "list", "--tenant", A]) == 0
+    assert "inc-b" not in capsys.readouterr().out
+    times = [a.ts for a in (alone_a, alone_b, shared)]
+    window = ["--from", str(min(times) - 3_600_000), "--to", str(max(times) + 3_600_000), "--format", "json"]
+    assert main(["report", *window, "--tenant", B]) == 0
+    report_b = json.loads(capsys.readouterr().out)
+    assert main(["report", *window]) == 0
+    report_soc = json.loads(capsys.readouterr().out)
+    assert report_b["summary"]["alerts"] == 2  # its own alert and its copy of the shared one
+    assert report_soc["summary"]["alerts"] == 3  # each alert once
