@@ -14,6 +14,7 @@ from detectors.alert import Category
 from detectors.evaluation.scorecard import Scorecard
 from infra.clients import es_client
 from infra.settings import Settings
+from infra.tenant_indices import soc_alias
 
 if TYPE_CHECKING:
     from streams.demo import DemoResult
@@ -30,7 +31,8 @@ def _indexed(settings: Settings) -> tuple[set[str], list[str]]:
 
     es = es_client(settings)
     try:
-        pattern = settings.index_alerts_pattern
+        # the run's SOC alias: each alert once (a multi-tenant alert's per-tenant copies left out)
+        pattern = soc_alias(settings.index_alerts_prefix)
         es.indices.refresh(index=pattern)
         hits = list(scan(es, index=pattern, query={"query": {"match_all": {}}}, _source=False))
         return {hit["_index"] for hit in hits}, [hit["_id"] for hit in hits]
