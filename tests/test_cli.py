@@ -482,8 +482,11 @@ def test_simulate_detect_index_then_the_analyst_commands(
             if got["count"] >= len(ids) and levels > 0:
                 break
             time.sleep(0.5)
-        if not done.is_set():
+        # Interrupt until `ssa index` has returned: one CI run hung with the indexer alive and the
+        # main thread still in its join loop after a single interrupt (not understood yet).
+        while not done.is_set():
             _thread.interrupt_main()
+            done.wait(45)  # longer than the indexer's 30 s stop, so a repeat never hits the stop
 
     watcher = threading.Thread(target=interrupt_when_indexed, daemon=True)
     watcher.start()
