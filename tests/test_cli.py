@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -482,12 +483,13 @@ def test_simulate_detect_index_then_the_analyst_commands(
             if got["count"] >= len(ids) and levels > 0:
                 break
             time.sleep(0.5)
-        # Interrupt until `ssa index` has returned: one CI run hung with the indexer alive and the
-        # main thread still in its join loop after a single interrupt (not understood yet).
-        while not done.is_set():
+        if not done.is_set():
             _thread.interrupt_main()
-            done.wait(45)  # longer than the indexer's 30 s stop, so a repeat never hits the stop
 
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # then interrupt_main() does nothing (a CI run launched that way hung here): Python's own
+    # handler, for the call only.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=interrupt_when_indexed, daemon=True)
     watcher.start()
     try:
@@ -495,6 +497,7 @@ def test_simulate_detect_index_then_the_analyst_commands(
     finally:
         done.set()
         watcher.join()
+        signal.signal(signal.SIGINT, previous)
     capsys.readouterr()
     es.indices.refresh(index=own.index_alerts_pattern)
     assert es.count(index=soc_alias(own.index_alerts_prefix))["count"] == len(ids)  # each alert once
