@@ -200,3 +200,38 @@ def test_leftovers_removes_a_runs_topics_groups_and_folder_and_keeps_what_was_th
         admin = AdminClient(kafka_config(stack, "confluent"))
         for future in admin.delete_consumer_groups([unrelated, busy], request_timeout=30).values():
             future.result(60)
+
+
+def test_group_lag_counts_records_not_the_commit_markers_of_transactions(stack: Settings) -> None:
+    """A consumer that read every record of a transactional producer commits the offset after its
+    last record, one short of the end offset (the commit marker): that is no lag. One record
+    left unread is."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    from streams.offsets import end_offsets, group_lag
+
+    topic, group = f"test.lag.{uuid.uuid4().hex[:8]}", f"test-lag-{uuid.uuid4().hex[:8]}"
+    ensure_topics(stack, [topic], partitions=1)
+    producer = KafkaProducer(**kafka_config(stack), transactional_id=f"test-lag-{uuid.uuid4().hex[:8]}")
+    member = KafkaConsumer(**kafka_config(stack), group_id=group, enable_auto_commit=False)
+    try:
+        producer.init_transactions()
+        for batch in range(2):
+            producer.begin_transaction()
+            for n in range(3):
+                producer.send(topic, value=f"{batch}-{n}".encode())
+            producer.commit_transaction()
+        ends = end_offsets(stack, [topic])
+        assert ends == {(topic, 0): 8}  # 6 records, 2 markers
+        tp = TopicPartition(topic, 0)
+        member.assign([tp])
+        member.commit({tp: OffsetAndMetadata(7, "", -1)})
+        assert group_lag(stack, group, ends) == {(topic, 0): 0}
+        member.commit({tp: OffsetAndMetadata(6, "", -1)})
+        assert group_lag(stack, group, ends) == {(topic, 0): 1}
+        member.commit({tp: OffsetAndMetadata(3, "", -1)})
+        assert group_lag(stack, group, ends) == {(topic, 0): 3}  # the marker at 3 is no record
+    finally:
+        producer.close()
+        member.close()  # the session's stack removes the topic and group this run made
