@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -540,6 +541,57 @@ def test_cic_zone_reader_at_the_dst_changes():
     assert read("12/3/2017 2:30") == parse_cic_time("12/3/2017 2:30") + 4 * hour  # never: still AST
     assert read("1/1/2017 0:00") == parse_cic_time("1/1/2017 0:00") + 4 * hour
     assert cic_time_reader(None) is parse_cic_time and cic_time_reader("UTC") is parse_cic_time
+
+
+def _cic_rows(*stamps: bytes, label: bytes = b"SSH-Patator") -> bytes:
+    header, row = sample("cicids2017.csv").splitlines()[:2]
+    rows = [row.replace(b"7/7/2017 8:59", s).replace(b"SSH-Patator", label) for s in stamps]
+    return header + b"\n" + b"\n".join(rows) + b"\n"
+
+
+def _clock(events: list) -> list[str]:
+    return [datetime.fromtimestamp((e.ts - e.duration_ms) / 1000, UTC).strftime("%d %H:%M") for e in events]
+
+
+def test_cic_twelve_hour_clock_without_am_pm_reads_on_through_noon():
+    """CIC-IDS2017's CSVs write the hour on a 12-hour clock with no AM/PM: 1:00 after 12:59 is
+    13:00, not 12 hours before the flows around it (which would all be late in the job)."""
+    stamps = (b"4/7/2017 11:59", b"4/7/2017 12:59", b"4/7/2017 1:00", b"4/7/2017 12:58", b"4/7/2017 5:02")
+    out = parse("cicflowmeter", _cic_rows(*stamps))
+    assert _clock(out.events) == ["04 11:59", "04 12:59", "04 13:00", "04 12:58", "04 17:02"]
+    # the next morning after an afternoon: the morning, not that evening
+    out = parse("cicflowmeter", _cic_rows(b"4/7/2017 4:50", b"4/7/2017 5:10", b"5/7/2017 8:01"))
+    assert _clock(out.events) == ["04 04:50", "04 05:10", "05 08:01"]  # the first is read as written
+    out = parse("cicflowmeter", _cic_rows(b"4/7/2017 12:40", b"4/7/2017 1:10", b"5/7/2017 9:00"))
+    assert _clock(out.events) == ["04 12:40", "04 13:10", "05 09:00"]
+
+
+def test_cic_twenty_four_hour_and_am_pm_times_are_read_as_written():
+    out = parse("cicflowmeter", _cic_rows(b"4/7/2017 13:00", b"4/7/2017 1:00", b"4/7/2017 12:59"))
+    assert _clock(out.events) == ["04 13:00", "04 01:00", "04 12:59"]  # 13:00: a 24-hour file
+    stamps = (b"04/07/2017 12:59:00 PM", b"04/07/2017 01:00:00 AM", b"2017-07-04 01:30:00")
+    out = parse("cicflowmeter", _cic_rows(*stamps))
+    assert _clock(out.events) == ["04 12:59", "04 01:00", "04 01:30"]
+
+
+def test_cic_label_in_windows_1252_keeps_its_row():
+    """CIC-IDS2017's web-attack labels hold the byte 0x96 (a Windows-1252 dash): not UTF-8, but
+    only the label's text is lost, not the flow; such a byte in an address still sends the row to
+    the DLQ, by the address's own check."""
+    data = _cic_rows(b"7/7/2017 8:59", label=b"Web Attack \x96 Brute Force")
+    (event,) = parse("cicflowmeter", data).events
+    assert event.extra["Label"] == "Web Attack \ufffd Brute Force"
+    assert event.id == event_id("cicflowmeter", data.splitlines()[1])  # of the bytes as read
+    bad = _cic_rows(b"7/7/2017 8:59").replace(b",10.1.0.5,", b",10.1.0.\x965,")
+    out = parse("cicflowmeter", bad)
+    assert not out.events and [d.reason for d in out.dlqs] == ["bad address '10.2.0.7' -> '10.1.0.\ufffd5'"]
+
+
+def test_cic_rows_of_commas_only_are_skipped():
+    header = sample("cicids2017.csv").splitlines()[0]
+    empty = b"," * header.count(b",")
+    out = parse("cicflowmeter", _cic_rows(b"7/7/2017 8:59") + empty + b"\n" + empty + b"\n")
+    assert len(out.events) == 1 and not out.dlqs and out.skipped["empty row"] == 2
 
 
 def test_cicflow_malformed():

@@ -51,7 +51,7 @@ from ingest.parsers.flowutil import (
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
-__all__ = ["CicFlowParser", "cic_time_reader", "parse_cic_time"]
+__all__ = ["CicFlowParser", "MeridiemlessClock", "cic_time_reader", "parse_cic_time"]
 
 _ALIASES: Final = {
     "src": ("Source IP", "Src IP"), "dst": ("Destination IP", "Dst IP"),
@@ -148,6 +148,59 @@ def cic_time_reader(zone: str | None) -> Callable[[str], int]:
     return read
 
 
+_HALF_DAY_MS: Final = 12 * 3_600_000
+_BARE_CLOCK: Final = re.compile(r"\s(\d{1,2}):\d")  # the hour of a time with no AM/PM after it
+
+
+class MeridiemlessClock:
+    """``read`` with CIC-IDS2017's clock repaired: its CSVs were written with a 12-hour clock and no
+    AM/PM (``hh:mm``), so ``1:00`` there follows ``12:59`` (13:00) and ``5:02`` is 17:02. A time
+    written so is ambiguous by 12 hours; exporters write records in nearly the order of their
+    times, so it is read as whichever of the two readings is nearer the latest time read so far
+    (``12:xx`` as noon or just after midnight, ``1:xx``-``11:xx`` in the morning or the afternoon).
+    The first time of a file has nothing to go by and is read as written. Every time of a file is
+    read as written once it shows that it writes the meridiem (AM/PM) or a 24-hour clock (ISO
+    dates, an hour of ``0`` or ``13``-``23``); before that, a 24-hour file's records do not follow
+    one another by more than six hours back or forth, so the rule changes none of its readings."""
+
+    def __init__(self, read: Callable[[str], int]) -> None:
+        self.read = read
+        self.twelve_hour = True  # until the file shows an hour no 12-hour clock writes
+        self.latest: int | None = None
+        self._bare_hours: dict[str, int] = {}  # text -> its hour (-1: with AM/PM, or ISO)
+
+    def __call__(self, text: str) -> int:
+        ms = self.read(text)  # BadField for an unreadable time, before anything is learnt from it
+        if not self.twelve_hour:
+            return ms
+        hour = self._bare_hours.get(text)
+        if hour is None:
+            hour = _bare_hour(text)
+            if len(self._bare_hours) > 65536:
+                self._bare_hours.clear()
+            self._bare_hours[text] = hour
+        if not 0 < hour <= 12:  # AM/PM, ISO or an hour of 0 or 13-23: the file shows its clock
+            self.twelve_hour = False
+            return ms
+        latest = self.latest
+        if latest is not None:
+            other = ms - _HALF_DAY_MS if hour == 12 else ms + _HALF_DAY_MS
+            if abs(other - latest) < abs(ms - latest):
+                ms = other
+        if latest is None or ms > latest:
+            self.latest = ms
+        return ms
+
+
+def _bare_hour(text: str) -> int:
+    """The hour of a ``dd/mm/yyyy HH:MM`` time written without AM/PM, or -1 (with AM/PM, ISO)."""
+    stripped = text.strip()
+    if "-" in stripped or stripped[-1:].isalpha():
+        return -1
+    match = _BARE_CLOCK.search(stripped)
+    return int(match.group(1)) if match else -1
+
+
 def _padded(text: str) -> bool:
     """Whether a cell of ``text`` split at commas starts or ends with whitespace (what
     ``str.strip`` removes): whitespace at either end of the line or next to a comma."""
@@ -177,7 +230,7 @@ class CicFlowParser(FastPathParser):
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
         self.header: list[str] | None = None
-        self.read_time = cic_time_reader(self.ctx.timezone)
+        self.read_time = MeridiemlessClock(cic_time_reader(self.ctx.timezone))
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
         self.decode_row: Callable[[str], tuple[Any, ...]] | None = None  # see _plan_run
         self._cells: dict[str, Any] = {}  # cell text -> number_or_text(cell), for the feature
@@ -258,10 +311,22 @@ class CicFlowParser(FastPathParser):
         nullable = (*(INT64 | float | None,) * len(run_kinds), *core_kinds)
         self.decode_nullable_row = msgspec.json.Decoder(tuple[nullable]).decode  # type: ignore[valid-type]
 
+    def text_of(self, line: bytes, lineno: int, offset: int) -> str | None:
+        """The line as text; bytes that are not UTF-8 become U+FFFD instead of costing the row.
+        CIC-IDS2017's web-attack labels hold a Windows-1252 dash (``Web Attack \x96 Brute
+        Force``): only a free-text cell (``Label``, ``Flow ID``) keeps such a byte, since an address
+        or a number with one fails its own check and the row goes to the DLQ by that name."""
+        if not line.isascii():
+            line = line.decode("utf-8", "replace").encode()
+        return super().text_of(line, lineno, offset)
+
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one line, or None when it was skipped, rejected or was the header."""
         text = self.text_of(line, lineno, offset)
         if text is None:
+            return None
+        if not text.replace(",", "").strip():  # CIC-IDS2017's files end in rows of commas only
+            self.skip("empty row")
             return None
         parts = csv_cells(text)
         if _SPACE.search(text) is not None:
