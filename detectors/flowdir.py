@@ -27,6 +27,8 @@ What decides, strongest first:
    answers one. VPC Flow Logs report only FIN, SYN, RST and SYN-ACK, so their ACK bit means a
    SYN-ACK; NetFlow's ``tcp_flags`` is the OR of every packet's flags, so both sides of a
    completed connection show SYN and ACK and only a SYN without any ACK decides there.
+   CICFlowMeter's flag counts tell whether the record saw a SYN at all: one that did not is the
+   rest of an earlier record's connection, no attempt (``_cic``).
 3. ICMP types: replies and errors (echo reply, unreachable, time exceeded...) are responses.
 4. Ports: the side on a service port answers the side on an ephemeral one. Port classes:
    well-known 0-1023, registered 1024-49151, ephemeral 49152-65535 by IANA (RFC 6335 section 6)
@@ -240,6 +242,31 @@ def _two_way(ev: FlowEvent) -> int:
     return role | (ANSWERED if ev.packets_in > 0 else UNANSWERED)
 
 
+def _cic(ev: FlowEvent) -> int:
+    """CICFlowMeter: bidirectional, the first packet's sender is the source, bytes are payload
+    only, and ``cic_flags`` holds the flags it counted (``ingest.parsers.cicflow``). A record that
+    saw no SYN is the rest of a connection, not an attempt: CICFlowMeter ends a record at the first
+    FIN (the 2017-2018 releases) or at its 120 s flow timeout and starts another with the packets
+    after, so every closed connection leaves a tail of an ACK or two. A SYN whose one answer
+    carried nothing and drew nothing more from the initiator was reset: a SYN-ACK would have drawn
+    its ACK or, from a half-open scan, its RST; both count as a second packet of the initiator."""
+    flags = ev.extra.get("cic_flags") if ev.extra else None
+    if ev.proto != "tcp" or not isinstance(flags, int) or not flags:
+        return _two_way(ev)
+    role = _ports_role(ev.src_port, ev.dst_port)
+    if not flags & SYN:
+        return (role or INITIATOR) | (ANSWERED if ev.packets_in > 0 else UNKNOWN)
+    if not flags & ACK or role == UNKNOWN:
+        role = INITIATOR  # a lone SYN opened it (the first packet's flags), or nothing says otherwise
+    if ev.action == "reject":
+        return role | REFUSED
+    if ev.packets_in == 0:
+        return role | UNANSWERED
+    if ev.packets_in == 1 and ev.packets_out == 1 and ev.bytes_in == 0 and ev.bytes_out == 0:
+        return role | REFUSED
+    return role | ANSWERED
+
+
 def _netflow(ev: FlowEvent) -> int:
     if ev.packets_in == 0 and ev.bytes_in == 0:
         return _one_way(ev)
@@ -257,7 +284,9 @@ def _argus_view(ev: FlowEvent) -> int:
     return _argus(ev, ev.extra) if ev.extra else _two_way(ev)
 
 
-_BY_SOURCE: Final = {"zeek": _zeek_view, "argus": _argus_view, "vpcflow": _one_way, "netflow": _netflow}
+_BY_SOURCE: Final = {
+    "zeek": _zeek_view, "argus": _argus_view, "vpcflow": _one_way, "netflow": _netflow, "cicflowmeter": _cic,
+}  # fmt: skip
 
 
 def flow_view(ev: FlowEvent) -> int:

@@ -443,3 +443,75 @@ def test_batch_views_agree_with_flow_view():
         RESPONDER,
         RESPONDER,
     ]
+
+
+# --- CICFlowMeter: payload bytes, flag counts, the tail after a FIN -------------------------------
+def cic(rows: list[dict[str, str]]) -> str:
+    """CICFlowMeter CSV (CIC-IDS2017's header) of the sample's first row with cells replaced."""
+    header, template = (SAMPLES / "cicids2017.csv").read_text().splitlines()[:2]
+    names = [n.strip() for n in header.split(",")]
+    lines = [header]
+    for row in rows:
+        cells = template.split(",")
+        for key, value in {name: "0" for name in names if name.endswith(("Flag Count", "Flags"))}.items():
+            cells[names.index(key)] = value
+        for key, value in row.items():
+            cells[names.index(key)] = value
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def cic_flow(src: str, dst: str, sport: int, dport: int, out: tuple[int, int], back: tuple[int, int],
+             first_flag: str, minute: int = 0) -> dict[str, str]:  # fmt: skip
+    """A CIC-IDS2017 record: (packets, payload bytes) each way; flags of its first packet only, as
+    CICFlowMeter's 2017 release counts them."""
+    return {
+        "Source IP": src, "Destination IP": dst, "Source Port": str(sport), "Destination Port": str(dport),
+        "Protocol": "6", "Timestamp": f"7/7/2017 9:{minute:02d}", "Flow Duration": "85",
+        "Total Fwd Packets": str(out[0]), "Total Length of Fwd Packets": str(out[1]),
+        "Total Backward Packets": str(back[0]), "Total Length of Bwd Packets": str(back[1]),
+        f"{first_flag} Flag Count": "1",
+    }  # fmt: skip
+
+
+def test_cic_views_of_probes_and_tails():
+    rows = [
+        cic_flow("198.51.100.7", "10.1.0.5", 40001, 1001, (1, 0), (1, 0), "SYN"),  # reset (closed port)
+        cic_flow("198.51.100.7", "10.1.0.5", 40001, 22, (2, 0), (1, 0), "SYN"),  # SYN-ACK, then its RST
+        cic_flow("198.51.100.7", "10.1.0.5", 40001, 1002, (2, 0), (0, 0), "SYN"),  # filtered: no answer
+        cic_flow("10.1.0.5", "203.0.113.9", 51000, 443, (1, 0), (1, 0), "FIN"),  # a tail after a FIN
+        cic_flow("10.1.0.5", "203.0.113.9", 51001, 443, (9, 700), (8, 9000), "SYN"),  # a whole connection
+    ]
+    views = [flow_view(ev) for ev in flows("cicflowmeter", cic(rows))]
+    assert views == [
+        INITIATOR | REFUSED, INITIATOR | ANSWERED, INITIATOR | UNANSWERED, INITIATOR | ANSWERED,
+        INITIATOR | ANSWERED,
+    ]  # fmt: skip
+    tail = cic([cic_flow("10.1.0.5", "203.0.113.9", 51000, 443, (1, 0), (0, 0), "ACK")])
+    assert [answer(ev) for ev in flows("cicflowmeter", tail)] == [UNKNOWN]  # no attempt: no probe
+
+
+def test_cic_syn_scan_refused_by_resets_is_found_and_closed_connections_are_no_scan(registry):
+    """nmap -sS over 1,000 ports of one host as CIC-IDS2017 writes it: a closed port's record is the
+    SYN and its reset, one packet each way and no payload, which the record's bidirectional counters
+    alone would call answered. A client's 40 closed connections leave 40 tails of the same shape,
+    but none saw a SYN."""
+    scan = [
+        cic_flow("198.51.100.7", "10.1.0.5", 40001, port, (1, 0), (1, 0), "SYN", minute=port % 3)
+        for port in range(1, 1001)
+    ]
+    scans = [
+        a for a in run(flows("cicflowmeter", cic(scan), registry), registry) if a.category == "port_scan"
+    ]
+    assert [a.entity.id for a in scans] == ["198.51.100.7"]
+    assert scans[0].evidence["failed_pairs"] == 1000
+    browsing = [
+        row
+        for i in range(40)
+        for row in (
+            cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (9, 700), (8, 9000), "SYN", minute=i % 4),
+            cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (1, 0), (1, 0), "FIN", minute=i % 4),
+        )
+    ]
+    alerts = run(flows("cicflowmeter", cic(browsing), registry), registry)
+    assert [a for a in alerts if a.category == "port_scan"] == []

@@ -475,9 +475,9 @@ def test_cli_keeps_cic_features_only_when_asked(tmp_path, capsys):
         assert main(["ingest", sample, "--format", "cicflowmeter", "--output", str(out), *flag]) == 0
         extras.append([json.loads(line)["extra"] for line in out.read_text().splitlines()])
     labels_only, features = extras
-    assert [list(e) for e in labels_only] == [["Flow ID", "Label"]] * 3
+    assert [list(e) for e in labels_only] == [["Flow ID", "Label", "cic_flags"]] * 3
     assert [e["Label"] for e in labels_only] == [e["Label"] for e in features]
-    assert len(features[0]) == 74 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features
+    assert len(features[0]) == 75 and features[0]["Flow Bytes/s"] == 1436.17  # 72 features
 
 
 def _vpcflow_line(src: str, end_s: int, counts: str = "20 4249") -> str:

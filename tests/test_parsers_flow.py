@@ -489,9 +489,10 @@ def test_cicids2017_csv(registry):
     # By default the statistical features are left out; everything else is the same.
     labels_only = parse("cicflowmeter", sample("cicids2017.csv"), registry)
     assert labels_only.events == [
-        msgspec.structs.replace(ev, extra={k: ev.extra[k] for k in ("Flow ID", "Label")}) for ev in out.events
+        msgspec.structs.replace(ev, extra={k: ev.extra[k] for k in ("Flow ID", "Label", "cic_flags")})
+        for ev in out.events
     ]
-    assert list(labels_only.events[0].extra) == ["Flow ID", "Label"]
+    assert list(labels_only.events[0].extra) == ["Flow ID", "Label", "cic_flags"]
 
 
 def test_cicids2018_csv():
