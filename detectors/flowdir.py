@@ -249,11 +249,19 @@ def _cic(ev: FlowEvent) -> int:
     FIN (the 2017-2018 releases) or at its 120 s flow timeout and starts another with the packets
     after, so every closed connection leaves a tail of an ACK or two. A SYN whose one answer
     carried nothing and drew nothing more from the initiator was reset: a SYN-ACK would have drawn
-    its ACK or, from a half-open scan, its RST; both count as a second packet of the initiator."""
+    its ACK or, from a half-open scan, its RST; both count as a second packet of the initiator.
+    Records that saw neither SYN nor ACK are stealth probes (below); nmap's ACK and Maimon scans
+    (``-sA``, ``-sM``) carry an ACK and pass for tails."""
     flags = ev.extra.get("cic_flags") if ev.extra else None
-    if ev.proto != "tcp" or not isinstance(flags, int) or not flags:
+    if ev.proto != "tcp" or not isinstance(flags, int):
         return _two_way(ev)
     role = _ports_role(ev.src_port, ev.dst_port)
+    if not flags & (SYN | ACK):
+        # Neither SYN nor ACK: no TCP stack sends that in or out of a connection, nmap's FIN, Xmas
+        # and null scans do (nmap(1)); a closed port resets it, an open or filtered one stays silent.
+        if ev.packets_in == 0:
+            return INITIATOR | UNANSWERED
+        return INITIATOR | (REFUSED if ev.bytes_in == 0 and ev.packets_in == 1 else ANSWERED)
     if not flags & SYN:
         return (role or INITIATOR) | (ANSWERED if ev.packets_in > 0 else UNKNOWN)
     if not flags & ACK or role == UNKNOWN:

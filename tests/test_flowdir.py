@@ -479,7 +479,7 @@ def test_cic_views_of_probes_and_tails():
         cic_flow("198.51.100.7", "10.1.0.5", 40001, 1001, (1, 0), (1, 0), "SYN"),  # reset (closed port)
         cic_flow("198.51.100.7", "10.1.0.5", 40001, 22, (2, 0), (1, 0), "SYN"),  # SYN-ACK, then its RST
         cic_flow("198.51.100.7", "10.1.0.5", 40001, 1002, (2, 0), (0, 0), "SYN"),  # filtered: no answer
-        cic_flow("10.1.0.5", "203.0.113.9", 51000, 443, (1, 0), (1, 0), "FIN"),  # a tail after a FIN
+        {**cic_flow("10.1.0.5", "203.0.113.9", 51000, 443, (1, 0), (1, 0), "FIN"), "ACK Flag Count": "1"},
         cic_flow("10.1.0.5", "203.0.113.9", 51001, 443, (9, 700), (8, 9000), "SYN"),  # a whole connection
     ]
     views = [flow_view(ev) for ev in flows("cicflowmeter", cic(rows))]
@@ -489,6 +489,15 @@ def test_cic_views_of_probes_and_tails():
     ]  # fmt: skip
     tail = cic([cic_flow("10.1.0.5", "203.0.113.9", 51000, 443, (1, 0), (0, 0), "ACK")])
     assert [answer(ev) for ev in flows("cicflowmeter", tail)] == [UNKNOWN]  # no attempt: no probe
+    # nmap -sF / -sX / -sN: a FIN, FIN|PSH|URG or no flag at all, reset by a closed port or unanswered
+    stealth = [
+        cic_flow("198.51.100.7", "10.1.0.5", 40001, 1001, (1, 0), (1, 0), "FIN"),
+        {**cic_flow("198.51.100.7", "10.1.0.5", 40001, 1002, (1, 0), (1, 0), "PSH"), "URG Flag Count": "1"},
+        {**cic_flow("198.51.100.7", "10.1.0.5", 40001, 1003, (2, 0), (0, 0), "FIN"), "FIN Flag Count": "0"},
+    ]
+    assert [flow_view(ev) for ev in flows("cicflowmeter", cic(stealth))] == [
+        INITIATOR | REFUSED, INITIATOR | REFUSED, INITIATOR | UNANSWERED,
+    ]  # fmt: skip
 
 
 def test_cic_syn_scan_refused_by_resets_is_found_and_closed_connections_are_no_scan(registry):
@@ -510,7 +519,10 @@ def test_cic_syn_scan_refused_by_resets_is_found_and_closed_connections_are_no_s
         for i in range(40)
         for row in (
             cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (9, 700), (8, 9000), "SYN", minute=i % 4),
-            cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (1, 0), (1, 0), "FIN", minute=i % 4),
+            {
+                **cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (1, 0), (1, 0), "FIN", minute=i % 4),
+                "ACK Flag Count": "1",
+            },  # the tail: the first FIN's ACK ended the record before
         )
     ]
     alerts = run(flows("cicflowmeter", cic(browsing), registry), registry)
