@@ -279,9 +279,25 @@ def _netflow(ev: FlowEvent) -> int:
     if ev.packets_in == 0 and ev.bytes_in == 0:
         return _one_way(ev)
     view = _two_way(ev)  # nProbe's bidirectional counters, RFC 5103 biflows
-    if view & ANSWER_MASK == UNANSWERED:  # reverse bytes in a template without a reverse packet count
+    answer = view & ANSWER_MASK
+    if answer == UNANSWERED:  # reverse bytes in a template without a reverse packet count
         view = view - UNANSWERED + ANSWERED
+    elif answer == ANSWERED and ev.proto == "tcp" and _reset_biflow(ev):
+        view = view - ANSWERED + REFUSED
     return view
+
+
+def _reset_biflow(ev: FlowEvent) -> bool:
+    """A TCP biflow whose responder only reset the attempt: nProbe's ``SERVER_TCP_FLAGS`` (the
+    NF-* datasets' column) with RST and no SYN on at most two packets back; without it, one bare
+    packet (40 bytes over IPv4, 60 over IPv6: a reset; a SYN-ACK carries the MSS option) answering
+    one packet."""
+    server = ev.extra.get("SERVER_TCP_FLAGS") if ev.extra else None
+    if isinstance(server, int) and not isinstance(server, bool) and server:
+        return bool(server & RST) and not server & SYN and ev.packets_in <= 2
+    if ev.packets_in != 1 or ev.packets_out != 1:
+        return False
+    return ev.bytes_in <= (_BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4)
 
 
 def _zeek_view(ev: FlowEvent) -> int:

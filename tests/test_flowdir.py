@@ -527,3 +527,44 @@ def test_cic_syn_scan_refused_by_resets_is_found_and_closed_connections_are_no_s
     ]
     alerts = run(flows("cicflowmeter", cic(browsing), registry), registry)
     assert [a for a in alerts if a.category == "port_scan"] == []
+
+
+# --- nProbe biflows (NF-* datasets): one record per connection, both directions' counters --------
+_NPROBE_HEADER = (
+    "IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,IN_BYTES,IN_PKTS,OUT_BYTES,OUT_PKTS,"
+    "TCP_FLAGS,CLIENT_TCP_FLAGS,SERVER_TCP_FLAGS,FLOW_DURATION_MILLISECONDS,FLOW_START_MILLISECONDS\n"
+)
+
+
+def nprobe_row(port: int, out: tuple[int, int], back: tuple[int, int], flags: tuple[int, int] | None) -> str:
+    client, server = flags if flags else ("", "")
+    both = (client | server) if flags else ""  # type: ignore[operator]
+    return (
+        f"198.51.100.7,40001,10.1.0.5,{port},6,{out[1]},{out[0]},{back[1]},{back[0]},"
+        f"{both},{client},{server},0,{T0 * 1000 + port}\n"
+    )
+
+
+@pytest.mark.parametrize("with_flags", [True, False])
+def test_nprobe_biflow_scan_reset_by_closed_ports_is_found(registry, with_flags):
+    """nmap -sS against closed ports: SYN (44 bytes with MSS) and the server's RST|ACK (40 bytes) in
+    one biflow record, which the reverse counters alone would call answered; the same probes
+    answered by SYN-ACKs (open ports, then the scanner's RST) are no failures."""
+    syn, rst_ack, syn_ack, rst = 0x02, 0x14, 0x12, 0x04
+    refused = "".join(
+        nprobe_row(p, (1, 44), (1, 40), (syn, rst_ack) if with_flags else None) for p in range(1000, 1030)
+    )
+    views = [flow_view(ev) for ev in flows("nprobe-csv", _NPROBE_HEADER + refused, registry)]
+    assert set(views) == {INITIATOR | REFUSED}
+    scans = [
+        a
+        for a in run(flows("nprobe-csv", _NPROBE_HEADER + refused, registry), registry)
+        if a.category == "port_scan"
+    ]
+    assert [a.entity.id for a in scans] == ["198.51.100.7"]
+    answered = "".join(
+        nprobe_row(p, (2, 84), (1, 44), (syn | rst, syn_ack) if with_flags else None)
+        for p in range(1000, 1030)
+    )
+    views = [flow_view(ev) for ev in flows("nprobe-csv", _NPROBE_HEADER + answered, registry)]
+    assert set(views) == {INITIATOR | ANSWERED}
