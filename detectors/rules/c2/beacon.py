@@ -71,7 +71,9 @@ service is polled by crawlers, uptime monitors, P2P peers and guessers all day.
 Which pairs. Outbound: a tenant's address (``reg.tenant_of_ip``) to an external one, i.e. a globally
 routable address that is no tenant's, not the management plane, and not a provider service
 (``reg.provider_service``: the provider's resolver, NTP and metadata endpoints). Traffic to the
-tenant's own resolvers or NTP servers is internal and never scored. Inbound
+tenant's own resolvers or NTP servers is internal and never scored. A private address no tenant
+owns talking to a globally routable one is outbound too (``detectors.addrscope``: a capture scanned
+without a registry), with no tenant on the alert. Inbound
 (``params.include_inbound``): an external address connecting to a tenant's at regular intervals
 (RITA scores these when its ``filter_external_to_internal`` is off, as its own test of the
 ``missing_host`` data does); the external client is the alert's entity, scored
@@ -120,6 +122,7 @@ from collections.abc import Hashable, Sequence
 from itertools import pairwise
 from typing import Any, ClassVar, Final, cast
 
+from detectors.addrscope import unowned_outbound
 from detectors.alert import Entity
 from detectors.base import MANAGEMENT, Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
@@ -417,8 +420,8 @@ class C2Beacon(WindowedDetector[PairState]):
                     if (views[i] & ANSWER_MASK) in _NOT_TAKEN:
                         continue  # refused or unanswered at the tenant's host: a probe, no channel
                     tenant = dt
-                else:
-                    continue
+                elif dt is not None or not unowned_outbound(ev.src_ip, ev.dst_ip):
+                    continue  # outbound from a private address no tenant owns (addrscope) goes on
                 src = ev.src_ip
                 if src in allowed_src:
                     continue
@@ -516,7 +519,7 @@ class C2Beacon(WindowedDetector[PairState]):
     def _finding(
         self,
         window: Window,
-        tenant: str,
+        tenant: str | None,
         src: str,
         hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]],
     ) -> Finding:
@@ -533,7 +536,7 @@ class C2Beacon(WindowedDetector[PairState]):
             for i in h[2].ids:
                 if len(ids) < self.max_ids:
                     ids.append(i)
-        who = f"Tenant host {src}" if outbound else f"External host {src}"
+        who = f"External host {src}" if not outbound else f"Tenant host {src}" if tenant else f"Host {src}"
         more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
         return Finding(
             entity=Entity("ip", src),

@@ -14,7 +14,9 @@ rejected: rejected and unanswered attempts count as much as accepted ones.
 The rule: in a tumbling window of ``window_ms`` (10 minutes), a tenant address (``reg.tenant_of_ip``)
 whose initiated flows (``Batch.initiated``: one-way formats' response records are skipped) to
 ``params.smtp_ports`` reach ``params.min_distinct_servers`` (20) distinct external addresses (no
-tenant's, not the management plane, not a provider service). Twenty servers in ten minutes is ten
+tenant's, not the management plane, not a provider service); a private address no tenant owns
+counts as such a host when the servers are globally routable (``detectors.addrscope``: a capture
+scanned without a registry), with no tenant on the alert. Twenty servers in ten minutes is ten
 times what a client with several mail accounts submits to; an MTA can exceed it, and that is what
 the relay allow-list is for. The count is capped at ``engine.max_distinct_per_key`` per host.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, ClassVar, cast
 
+from detectors.addrscope import unowned_outbound
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
@@ -108,8 +111,10 @@ class SmtpSpam(WindowedDetector[SpamState]):
                 if port not in ports:
                     continue
                 tenant = src_t[i]
-                if tenant is None or dst_t[i] is not None or ev.src_ip in allowed:
+                if dst_t[i] is not None or ev.src_ip in allowed:
                     continue
+                if tenant is None and not unowned_outbound(ev.src_ip, ev.dst_ip):
+                    continue  # outbound from a private address no tenant owns (addrscope) goes on
                 if service(ev.dst_ip, port) is not None:
                     continue
                 st: SpamState | None = state(ev.ts, (tenant, ev.src_ip))
@@ -144,7 +149,7 @@ class SmtpSpam(WindowedDetector[SpamState]):
             tenant=tenant,
             window=window,
             score=self.meta.score,
-            summary=f"Tenant host {src} opened {state.attempts} SMTP connections to {servers} distinct "
+            summary=f"{'Tenant host' if tenant else 'Host'} {src} opened {state.attempts} SMTP connections to {servers} distinct "
             f"external mail servers (ports {', '.join(str(p) for p in sorted(state.ports))})",
             first_seen=state.span.first,
             last_seen=state.span.last,
