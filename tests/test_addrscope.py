@@ -72,3 +72,25 @@ def test_spam_run_of_a_private_host_is_found_without_a_registry() -> None:
     registry = TenantRegistry.from_dict({"tenants": [{"id": "acme", "cidrs": ["192.168.10.0/24"]}]})
     spam = [a for a in _alerts(events, registry) if a.category == "spam"]
     assert [(a.entity.id, a.tenant) for a in spam] == [("192.168.10.5", "acme")]
+
+
+def test_upload_and_pool_connection_of_a_private_host_are_found_without_a_registry() -> None:
+    empty = TenantRegistry.from_dict({"tenants": []})
+    upload = [
+        _flow(i, "192.168.10.5", "205.174.165.73", 443, T0_MS + i * 10_000, nbytes=20_000_000)
+        for i in range(8)
+    ]
+    pool = [_flow(99, "192.168.10.5", "205.174.165.74", 3333, T0_MS + 1_000)]
+    alerts = _alerts(upload + pool, empty)
+    assert sorted(
+        (a.category, a.entity.id, a.tenant) for a in alerts if a.category != "command_and_control"
+    ) == [
+        ("cryptomining", "192.168.10.5", None),
+        ("exfiltration", "192.168.10.5", None),
+    ]
+    # the same from an internet address to another: nothing is inside
+    outside = [
+        e.__class__(**{**{f: getattr(e, f) for f in e.__struct_fields__}, "src_ip": "8.8.4.4"})
+        for e in upload + pool
+    ]
+    assert [a for a in _alerts(outside, empty) if a.category in ("cryptomining", "exfiltration")] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from detectors.addrscope import unowned_outbound
 from detectors.base import Batch
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.flowdir import flow_view, is_response
@@ -53,12 +54,10 @@ class MiningPoolConnection(Rule):
         if ev.dst_port not in self.ports and ev.dst_ip not in self.addresses:
             return None
         reg = self.reg
-        if (
-            ev.src_ip in self.allowed
-            or reg.tenant_of_ip(ev.src_ip) is None
-            or not is_external(reg, ev.dst_ip)
-        ):
+        if ev.src_ip in self.allowed or not is_external(reg, ev.dst_ip):
             return None
+        if reg.tenant_of_ip(ev.src_ip) is None and not unowned_outbound(ev.src_ip, ev.dst_ip):
+            return None  # a private address no tenant owns, going out, is an inside host (addrscope)
         return Hit(source_entity(reg, ev.src_ip), ev.tenant, f"{ev.dst_ip}:{ev.dst_port}")
 
     def observe_batch(self, batch: Batch) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, ClassVar, cast
 
+from detectors.addrscope import unowned_outbound
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.meta import DetectorMeta, technique
@@ -107,8 +108,10 @@ class ExternalUpload(WindowedDetector[UploadState]):
         # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, src_t, dst_t in zip(events, batch.src_tenants, batch.dst_tenants, strict=True):
-            if src_t is None or dst_t is not None:  # only tenant -> outside every tenant and mgmt
+            if dst_t is not None:  # only to outside every tenant and mgmt ...
                 continue
+            if src_t is None and not unowned_outbound(ev.src_ip, ev.dst_ip):
+                continue  # ... from a tenant, or from a private address no tenant owns (addrscope)
             try:
                 sent = ev.bytes_out
                 dst = ev.dst_ip
