@@ -59,6 +59,7 @@ __all__ = [
     "UNANSWERED",
     "UNKNOWN",
     "FlowKey",
+    "continues_connection",
     "flow_key",
     "flow_view",
     "flow_views",
@@ -336,6 +337,25 @@ def flow_views(events: list[FlowEvent]) -> list[int]:
         else:
             append(role | (ANSWERED if ev.packets_in > 0 else UNANSWERED))
     return out
+
+
+def continues_connection(ev: FlowEvent, view: int) -> bool:
+    """The record is a later piece of a connection an earlier record opened, by the flags its
+    exporter wrote: a one-way record whose flags hold no SYN (an inactive or active timeout cut
+    the connection), or a CICFlowMeter record with an ACK and no SYN (the tail after the FIN that
+    ended the record before, or what followed its 120 s flow timeout). Zeek's records without a
+    SYN are left alone: Zeek writes a connection once, and its ``OTH`` records are traffic of their
+    own (crafted floods among them)."""
+    extra = ev.extra
+    if not extra or ev.proto != "tcp":
+        return False
+    if view & ONE_WAY:
+        flags = tcp_flags(ev)
+        return bool(flags) and not flags & SYN
+    if ev.source == "cicflowmeter":
+        counted = extra.get("cic_flags")
+        return isinstance(counted, int) and counted & (SYN | ACK) == ACK
+    return False
 
 
 def is_response(view: int) -> bool:

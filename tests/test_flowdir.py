@@ -568,3 +568,23 @@ def test_nprobe_biflow_scan_reset_by_closed_ports_is_found(registry, with_flags)
     )
     views = [flow_view(ev) for ev in flows("nprobe-csv", _NPROBE_HEADER + answered, registry)]
     assert set(views) == {INITIATOR | ANSWERED}
+
+
+def test_cic_http_flood_with_its_tails_is_found(registry):
+    """Hulk as CIC-IDS2017 records it: one connection per request (urllib2's ``Connection: close``),
+    each a record opened by a SYN and a tail after its FIN (an ACK each way, no payload). The
+    tails are no connections: counted, they would double the count and spread the byte counts."""
+    rows = []
+    for i in range(900):
+        sport, second = 30000 + i, i // 15
+        minute, sec = divmod(second, 60)
+        stamp = {"Timestamp": f"7/7/2017 9:{minute:02d}:{sec:02d}"}
+        rows.append(
+            {**cic_flow("172.16.0.1", "10.1.0.5", sport, 80, (5, 340 + i % 40), (4, 11_900), "SYN"), **stamp}
+        )
+        tail = cic_flow("172.16.0.1", "10.1.0.5", sport, 80, (1, 0), (1, 0), "FIN")
+        rows.append({**tail, **stamp, "ACK Flag Count": "1"})
+    alerts = run(flows("cicflowmeter", cic(rows), registry), registry)
+    floods = [a for a in alerts if a.detector == "dos.app_flood"]
+    assert [a.entity.id for a in floods] == ["172.16.0.1"]
+    assert floods[0].evidence["connections"] == 900

@@ -8,7 +8,10 @@ where the exporter has them). A record is one connection for Zeek, Argus, nProbe
 and the client side of one for NetFlow/IPFIX and VPC Flow Logs: short connections of a flood each
 have their own ephemeral source port, so one record each in every format. A one-way record whose
 TCP flags are known and hold no SYN continues a connection that an inactive or active timeout
-cut (a slow connection's lines, a long download): it is not a new connection and is skipped.
+cut (a slow connection's lines, a long download): it is not a new connection and is skipped, and
+so is a CICFlowMeter record with an ACK and no SYN, the tail CICFlowMeter writes after the FIN
+that ended a connection's record (``flowdir.continues_connection``), which would otherwise double
+the count and, with no payload, spread the byte counts.
 
 When it fires (``params``, thresholds in ``detectors/config/default.yaml``):
 
@@ -81,7 +84,7 @@ from typing import Any, ClassVar, Final, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Detector, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, REFUSED, SYN, UNANSWERED, tcp_flags
+from detectors.flowdir import ANSWER_MASK, ANSWERED, REFUSED, UNANSWERED, continues_connection
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
 
@@ -188,8 +191,8 @@ class AppFlood(Detector):
             try:
                 if ev.dst_port not in ports or ev.proto != "tcp" or ev.duration_ms > max_dur:
                     continue
-                if view & ONE_WAY and ev.extra and not tcp_flags(ev) & SYN and tcp_flags(ev):
-                    continue  # flags without SYN: a later record of a longer connection (timeouts cut it)
+                if ev.extra and continues_connection(ev, view):
+                    continue  # no SYN: a later record of a connection (timeouts cut it; CICFlowMeter's tails)
                 src, dst = ev.src_ip, ev.dst_ip
                 if src in allowed_src or dst in allowed_dst:
                     continue
