@@ -13,9 +13,11 @@ What a tenant gets, when the cluster runs with security on (the production compo
   ``name``, ``es_url``; and ``<secrets>/analyst-<tenant>.yaml``, a settings file with only
   paths (``SSA_SETTINGS_FILE=...`` makes ``ssa alerts|incidents|report`` act as that tenant).
 
-Idempotent: the role is PUT (created or updated); a key whose file exists and which
-Elasticsearch still holds, valid, with the same descriptors, is kept; otherwise a new key is
-made and the old one invalidated. ``revoke`` invalidates every key of that name, deletes the role
+Keys expire after ``es_api_key_expiration_days`` (90 by default; 0: never), so a leaked key file
+stops working on its own. Idempotent: the role is PUT (created or updated); a key whose file
+exists and which Elasticsearch still holds, valid, with the same descriptors and more than a third
+of its lifetime left, is kept; otherwise a new key is made and the old one invalidated, so running
+``ssa tenants provision`` monthly (cron) renews every key before it expires. ``revoke`` invalidates every key of that name, deletes the role
 and removes both files.
 
 Security off: the embedded node here has no X-Pack (not on Maven Central), and a cluster may run
@@ -34,6 +36,7 @@ Elasticsearch credentials (``es_username`` + ``es_password_file``, or an admin
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,7 @@ __all__ = [
     "delete_role_request",
     "get_api_key_request",
     "invalidate_api_keys_request",
+    "key_is_due",
     "provision_es",
     "put_role_request",
     "revoke_es",
@@ -123,12 +127,28 @@ def put_role_request(settings: Settings, tenant: str) -> EsRequest:
 
 def create_api_key_request(settings: Settings, tenant: str) -> EsRequest:
     name = role_name(tenant)
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "role_descriptors": {name: role_descriptor(settings, tenant)},
         "metadata": {"ssa_tenant": tenant, "managed_by": MANAGED_BY},
     }
+    days = settings.es_api_key_expiration_days
+    if days > 0:
+        body["expiration"] = f"{days}d"
     return EsRequest("SecurityCreateApiKeyRequest", "POST", "/_security/api_key", {}, body)
+
+
+def key_is_due(key: dict[str, Any], settings: Settings, now_ms: int) -> bool:
+    """Whether a key Elasticsearch holds (its ``GET /_security/api_key`` entry) should be replaced:
+    it expires in less than a third of the configured lifetime, or it never expires while keys
+    should (made before expiry was set); one that should not expire is kept."""
+    days = settings.es_api_key_expiration_days
+    if days <= 0:
+        return False
+    expires = key.get("expiration")
+    if not isinstance(expires, int):
+        return True
+    return expires - now_ms < days * 86_400_000 // 3
 
 
 def get_api_key_request(key_id: str) -> EsRequest:
@@ -260,8 +280,9 @@ def _existing_key(es: Any, settings: Settings, tenant: str) -> str | None:
         return None
     wanted = role_descriptor(settings, tenant)["indices"][0]["names"]
     held = ((keys[0].get("role_descriptors") or {}).get(role_name(tenant)) or {}).get("indices") or [{}]
-    if sorted(held[0].get("names") or []) != sorted(wanted):
-        _send(es, invalidate_api_key_id_request(key_id))
+    stale = sorted(held[0].get("names") or []) != sorted(wanted)
+    if stale or key_is_due(keys[0], settings, int(time.time() * 1000)):
+        _send(es, invalidate_api_key_id_request(key_id))  # the new key is written before anyone reads it
         return None
     return key_id
 

@@ -46,6 +46,9 @@ class Settings:
     es_username: str = ""
     es_password_file: str = ""
     es_ca_file: str = ""
+    # Lifetime of each tenant's API key (``ssa tenants provision``); 0: never expires. A key with less
+    # than a third of it left is replaced at the next provision (infra/es_security.py).
+    es_api_key_expiration_days: int = 90
     # Topics and indices (DESIGN.md); only referenced through these fields.
     topic_prefix: str = "ssa.telemetry."
     # Where the job reads telemetry. Off (the plain demo): the shared ``<topic_prefix><kind>``
