@@ -18,7 +18,8 @@ gives duplicate events with the same id) and written to ``failedMsgFile`` at shu
 seen with 8.2302: the file is read back at the next start but its records were not sent (one line,
 Kafka down at the stop, lost), so stop rsyslog while Kafka is up. Needs rsyslog 8.1903 or later (``dynaKey``) and its Kafka output module
 (Debian and Ubuntu: the ``rsyslog-kafka`` package). For a secure broker (``ssa up --secure``, the
-feeder's SCRAM user) uncomment the ``security.protocol``/``sasl.*``/``ssl.ca.location`` lines.
+feeder's SCRAM user) uncomment the ``security.protocol``/``sasl.*``/``ssl.ca.location`` lines and
+render with the feeder's own raw prefix, ``topic_prefix="ssa.<tenant>.raw."`` (its only raw topics).
 
 **The fetched rsyslog** (``ensure_rsyslog``): the ``rsyslog`` and ``rsyslog-kafka`` packages of the
 machine's Debian release, and every shared library they need that the system lacks (``ldd`` after
@@ -125,6 +126,8 @@ def render_config(
         f"# on {topic_prefix}<format>, keyed <hostname>:<file>; `ssa parse` turns the records into the",
         "# events `ssa ingest` makes of the same file (same event ids). rsyslog >= 8.1903 with omkafka",
         "# (Debian/Ubuntu: apt install rsyslog rsyslog-kafka). Rendered by infra/rsyslog.py.",
+        "# Secure mode: a tenant's feeder writes its own ssa.<tenant>.raw.<format> as feeder-<tenant>",
+        "# (render with that topic prefix; a hypervisor: ssa.provider.raw. as feeder-provider).",
         "",
         "global(",
         f"  workDirectory={_quoted(work_dir)}  # read positions, queue spill files, refused records",

@@ -22,20 +22,26 @@ Principals and topics (PREFIXED resource patterns, KIP-290):
 
 | principal | may |
 |---|---|
-| ``feeder-<tenant>`` | WRITE, DESCRIBE topics with prefix ``ssa.<tenant>.telemetry.``; WRITE, DESCRIBE ``ssa.<tenant>.dlq`` (``ssa ingest`` sends bad input to its DLQ) |
-| ``feeder-provider`` | WRITE, DESCRIBE ``ssa.provider.telemetry.{process,audit,auth}`` and ``ssa.provider.dlq`` (a hypervisor's auditd writes process and, from ``USER_AUTH``/``USER_LOGIN``, auth events) |
+| ``feeder-<tenant>`` | WRITE, DESCRIBE topics with prefix ``ssa.<tenant>.telemetry.``; WRITE, DESCRIBE ``ssa.<tenant>.dlq`` (``ssa ingest`` sends bad input to its DLQ); WRITE, DESCRIBE topics with prefix ``ssa.<tenant>.raw.`` (raw records: shippers, ``ssa receive syslog``) |
+| ``feeder-provider`` | WRITE, DESCRIBE ``ssa.provider.telemetry.{process,audit,auth}``, ``ssa.provider.dlq`` and ``ssa.provider.raw.{auditd,syslog}`` (a hypervisor's auditd writes process and, from ``USER_AUTH``/``USER_LOGIN``, auth events; its sshd log auth events) |
 | ``ssa-job`` | READ every tenant's telemetry prefix, the provider topics and the per-tenant DLQs; READ, WRITE the shared outputs (alerts, metrics, DLQ and the other non-telemetry topics of ``Settings.all_topics``: the indexer thread reads them); READ its consumer groups (``detect_group_id``, ``indexer_group_id``) |
+| ``ssa-parse`` | READ, DESCRIBE every tenant's raw prefix ``ssa.<tenant>.raw.`` and the provider's raw topics; WRITE, DESCRIBE every tenant's telemetry prefix and the provider's telemetry topics; its own topics, group and transactional id (``parse_plan``) |
 
 WRITE on any topic implies IDEMPOTENT_WRITE on the cluster since Kafka 3.0 (KIP-679), so the
 idempotent producer needs no cluster ACL. Nobody but the admin may CREATE, DELETE or ALTER.
 A feeder has no READ at all and no group: it can neither consume nor see other tenants' topics.
+The parse stage subscribes to ``ssa.<tenant>.raw.<format>`` by regular expression: the client
+matches it against the metadata of every topic the broker lets it DESCRIBE, then fetches with READ
+on each match, so its per-tenant PREFIXED READ (which implies DESCRIBE) is all a pattern read needs;
+a tenant's raw topics are invisible to it until provisioned.
 
 Secrets: every password is random (``secrets.token_hex(24)``), stored in a 0600 file in
 ``Settings.secrets_path`` (0700), never printed, logged or written to a settings file. Each
 principal also gets ``<name>.yaml``, a settings file with only paths (``SSA_SETTINGS_FILE=...``
 makes any ``ssa`` command act as that principal; the job's ``ssa-job.yaml`` also sets
 ``tenant_topics: true``, so ``ssa detect`` with it reads the tenants' topics by pattern and takes each
-event's tenant from its topic). Not protected: ``server.properties`` (0600)
+event's tenant from its topic, and so does ``ssa-parse.yaml`` for ``ssa parse``: raw records of
+``ssa.<tenant>.raw.*`` become events on ``ssa.<tenant>.telemetry.*``, streams.parse_stage). Not protected: ``server.properties`` (0600)
 holds the keystore password and the broker's own passwords (Kafka reads them from there), and the
 admin's password is on ``StorageTool format``'s command line for the second it runs.
 """
@@ -63,6 +69,7 @@ __all__ = [
     "JOB_USER",
     "PROVIDER",
     "PROVIDER_KINDS",
+    "PROVIDER_RAW_FORMATS",
     "AclRule",
     "SecureError",
     "acl_plan",
@@ -77,6 +84,9 @@ __all__ = [
     "revoke",
     "tenant_dlq",
     "tenant_prefix",
+    "tenant_raw_prefix",
+    "tenant_raw_topics",
+    "tenant_telemetry_topics",
     "write_admin_settings",
 ]
 
@@ -85,6 +95,10 @@ JOB_USER: Final = "ssa-job"
 PARSE_USER: Final = "ssa-parse"
 PROVIDER: Final = "provider"
 PROVIDER_KINDS: Final = ("process", "audit", "auth")
+# The hypervisors' own logs, which serve many tenants (the registry maps their VMs to tenants):
+# auditd (process, audit, auth events) and sshd's syslog (auth events). Format names of
+# ``ssa ingest --format`` (infra does not import the parsers).
+PROVIDER_RAW_FORMATS: Final = ("auditd", "syslog")
 KINDS: Final = ("flow", "process", "audit", "auth")
 MECHANISM: Final = "SCRAM-SHA-512"
 SCRAM_ITERATIONS: Final = 8192  # Kafka's kafka-configs default is 4096; RFC 7677 asks at least 4096
@@ -110,6 +124,25 @@ def tenant_prefix(tenant: str) -> str:
 
 def tenant_dlq(tenant: str) -> str:
     return f"ssa.{tenant}.dlq"
+
+
+def tenant_raw_prefix(tenant: str) -> str:
+    """The topic prefix of a tenant's (or the provider's) raw records: ``ssa.<tenant>.raw.``."""
+    return f"ssa.{tenant}.raw."
+
+
+def tenant_raw_topics(tenant: str, formats: Iterable[str] = ()) -> list[str]:
+    """A tenant's raw topics ``ssa.<tenant>.raw.<format>`` of ``formats`` (format names); the
+    provider's are those of ``PROVIDER_RAW_FORMATS`` only (its ACLs name them literally)."""
+    if tenant == PROVIDER:
+        formats = PROVIDER_RAW_FORMATS
+    return [tenant_raw_prefix(tenant) + fmt for fmt in formats]
+
+
+def tenant_telemetry_topics(tenant: str) -> dict[str, str]:
+    """The telemetry topic of each event kind a tenant's (or the provider's) events go to."""
+    kinds = PROVIDER_KINDS if tenant == PROVIDER else KINDS
+    return {kind: tenant_prefix(tenant) + kind for kind in kinds}
 
 
 def tenant_topics(tenant: str) -> list[str]:
@@ -344,10 +377,36 @@ def _topic_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule
             yield AclRule(user, "TOPIC", tenant_dlq(tenant), "LITERAL", op)
 
 
+def _raw_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
+    for op in ops:
+        if tenant == PROVIDER:
+            for topic in tenant_raw_topics(PROVIDER):
+                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
+        else:
+            yield AclRule(user, "TOPIC", tenant_raw_prefix(tenant), "PREFIXED", op)
+
+
+def _telemetry_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
+    for op in ops:
+        if tenant == PROVIDER:
+            for topic in tenant_telemetry_topics(PROVIDER).values():
+                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
+        else:
+            yield AclRule(user, "TOPIC", tenant_prefix(tenant), "PREFIXED", op)
+
+
 def acl_plan(settings: Settings, tenant: str) -> list[AclRule]:
-    """The ACLs of one tenant (or ``PROVIDER``): its feeder's, and the job's read of its topics."""
+    """The ACLs of one tenant (or ``PROVIDER``): its feeder's (telemetry, DLQ and raw topics), the
+    job's read of its telemetry, and the parse stage's read of its raw topics and write of its
+    telemetry (the stage writes each raw topic's events to its tenant's topics)."""
     feeder = feeder_user(tenant)
-    return [*_topic_rules(feeder, tenant, ("WRITE", "DESCRIBE")), *_topic_rules(JOB_USER, tenant, ("READ",))]
+    return [
+        *_topic_rules(feeder, tenant, ("WRITE", "DESCRIBE")),
+        *_raw_rules(feeder, tenant, ("WRITE", "DESCRIBE")),
+        *_topic_rules(JOB_USER, tenant, ("READ",)),
+        *_raw_rules(PARSE_USER, tenant, ("READ", "DESCRIBE")),
+        *_telemetry_rules(PARSE_USER, tenant, ("WRITE", "DESCRIBE")),
+    ]
 
 
 def shared_outputs(settings: Settings) -> list[str]:
@@ -370,16 +429,14 @@ def job_plan(settings: Settings) -> list[AclRule]:
 
 
 def parse_plan(settings: Settings) -> list[AclRule]:
-    """The parse stage's ACLs (``ssa parse`` as ``ssa-parse``, streams.parse_stage): read the raw
-    topics (prefix ``topic_raw_prefix``), write the telemetry topics, the DLQ and the metrics, read
-    and write its state topic, read its consumer group, and its Kafka transactions: WRITE and
-    DESCRIBE on its transactional id (the setting, else every id prefixed by the group, the
-    default ``<group>-<host name>``). The topics are the admin's to create."""
-    rules = [
-        AclRule(PARSE_USER, "TOPIC", settings.topic_raw_prefix, "PREFIXED", op) for op in ("READ", "DESCRIBE")
-    ]
-    outputs = [*settings.telemetry_topics.values(), settings.topic_dlq, settings.topic_metrics]
-    rules += [AclRule(PARSE_USER, "TOPIC", t, "LITERAL", op) for t in outputs for op in ("WRITE", "DESCRIBE")]
+    """The parse stage's own ACLs (``ssa parse`` as ``ssa-parse``, streams.parse_stage) beside its
+    per-tenant ones (``acl_plan``: each tenant's raw topics read, its telemetry written): write the
+    shared DLQ and the metrics, read and write its state topic, read its consumer group, and its
+    Kafka transactions: WRITE and DESCRIBE on its transactional id (the setting, else every id
+    prefixed by the group, the default ``<group>-<host name>``). No shared raw or telemetry topic:
+    in secure mode the job reads only the tenants' topics. The topics are the admin's to create."""
+    outputs = [settings.topic_dlq, settings.topic_metrics]
+    rules = [AclRule(PARSE_USER, "TOPIC", t, "LITERAL", op) for t in outputs for op in ("WRITE", "DESCRIBE")]
     rules += [
         AclRule(PARSE_USER, "TOPIC", settings.topic_parse_state, "LITERAL", op)
         for op in ("READ", "WRITE", "DESCRIBE")
@@ -466,10 +523,12 @@ def provision(
     settings: Settings,
     tenants: Iterable[str],
     say: Callable[[str], None] = print,
-    raw_topics: Iterable[str] = (),
+    raw_formats: Iterable[str] = (),
 ) -> list[str]:
-    """Idempotently provision the job, the parse stage (creating ``raw_topics``), the provider
-    feeder and each tenant; one line per principal, never a secret. Returns the tenants provisioned."""
+    """Idempotently provision the job, the parse stage, the provider feeder and each tenant (its
+    raw topics of ``raw_formats``, format names: ``ssa tenants provision`` gives every format);
+    one line per principal, never a secret. Returns the tenants provisioned."""
+    raw_formats = list(raw_formats)
     tenants = list(tenants)
     for tenant in tenants:
         check_tenant_id(tenant)
@@ -482,26 +541,30 @@ def provision(
     say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
     parse_pw, _ = _ensure_password(settings, PARSE_USER)
     _upsert_scram(admin, PARSE_USER, parse_pw)
-    _create_topics(admin, settings, [*raw_topics, *settings.telemetry_topics.values(), settings.topic_dlq,
-                                     settings.topic_metrics, settings.topic_parse_state])  # fmt: skip
+    _create_topics(admin, settings, [settings.topic_dlq, settings.topic_metrics, settings.topic_parse_state])
     _create_acls(admin, parse_plan(settings))
-    _write_principal_settings(settings, PARSE_USER, {})
+    # tenant_topics: the stage reads every tenant's raw topics by pattern and writes each record's
+    # events to its raw topic's tenant's telemetry topics.
+    _write_principal_settings(settings, PARSE_USER, {"tenant_topics": True})
     say(
-        f"{PARSE_USER}: reads {settings.topic_raw_prefix}*, writes the shared telemetry topics (transactions)"
+        f"{PARSE_USER}: reads every provisioned tenant's {tenant_raw_prefix('<tenant>')}*, writes its "
+        f"{tenant_prefix('<tenant>')}* (transactions)"
     )
     for tenant in [PROVIDER, *tenants]:
         user = feeder_user(tenant)
         password, new = _ensure_password(settings, user)
         _upsert_scram(admin, user, password)
-        created = _create_topics(admin, settings, tenant_topics(tenant))
+        topics = [*tenant_topics(tenant), *tenant_raw_topics(tenant, raw_formats)]
+        created = _create_topics(admin, settings, topics)
         _create_acls(admin, acl_plan(settings, tenant))
         conf = _write_principal_settings(
-            settings, user, {"topic_prefix": tenant_prefix(tenant), "topic_dlq": tenant_dlq(tenant)}
-        )
+            settings, user, {"topic_prefix": tenant_prefix(tenant), "topic_dlq": tenant_dlq(tenant),
+                             "topic_raw_prefix": tenant_raw_prefix(tenant)},
+        )  # fmt: skip
         say(
             f"{tenant}: user {user} ({'new' if new else 'kept'} password), "
-            f"{len(created)} new of {len(tenant_topics(tenant))} topics {tenant_prefix(tenant)}*, "
-            f"settings {conf}"
+            f"{len(created)} new of {len(topics)} topics {tenant_prefix(tenant)}*, "
+            f"{tenant_raw_prefix(tenant)}*, settings {conf}"
         )
     return tenants
 
@@ -526,15 +589,19 @@ def _acl_filter(principal: str, resource: str, name: str | None, pattern: str) -
 def revoke(
     settings: Settings, tenant: str, delete_topics: bool = False, say: Callable[[str], None] = print
 ) -> None:
-    """Delete the tenant's feeder (credential, ACLs, files), the job's read of its topics, and with
-    ``delete_topics`` its topics."""
+    """Delete the tenant's feeder (credential, ACLs, files), the job's and the parse stage's access
+    to its topics, and with ``delete_topics`` its topics (raw topics of any format included)."""
     if tenant != PROVIDER:
         check_tenant_id(tenant)
     admin = _admin_client(settings)
     user = feeder_user(tenant)
     filters = [_acl_filter(user, "ANY", None, "ANY")]
-    filters += [_acl_filter(JOB_USER, r.resource, r.name, r.pattern) for r in acl_plan(settings, tenant)
-                if r.principal == JOB_USER]  # fmt: skip
+    others = {
+        (r.principal, r.resource, r.name, r.pattern)
+        for r in acl_plan(settings, tenant)
+        if r.principal != user
+    }
+    filters += [_acl_filter(*key) for key in sorted(others)]  # one filter each: every operation
     removed = 0
     for fut in admin.delete_acls(filters, request_timeout=30).values():
         removed += len(fut.result(timeout=30))
@@ -547,7 +614,9 @@ def revoke(
     deleted: list[str] = []
     if delete_topics:
         existing = set(admin.list_topics(timeout=15).topics)
-        deleted = [t for t in tenant_topics(tenant) if t in existing]
+        raw = tenant_raw_prefix(tenant)
+        ours = set(tenant_topics(tenant)) | set(tenant_raw_topics(tenant))
+        deleted = sorted(t for t in existing if t in ours or (tenant != PROVIDER and t.startswith(raw)))
         if deleted:
             _wait(admin.delete_topics(deleted, operation_timeout=30), ignore=("UNKNOWN_TOPIC_OR_PART",))
     password_file(settings, user).unlink(missing_ok=True)

@@ -55,7 +55,9 @@ class Settings:
     # topics, and an event's tenant is what its payload says (any producer is trusted). On (secure
     # mode: the job principal's settings file from ``ssa tenants provision``): every tenant's
     # ``ssa.<tenant>.telemetry.<kind>`` by pattern (``streams.sql.tenant_topic_pattern``), the
-    # tenant taken from the topic, a payload naming another one sent to the DLQ (``streams.detect_fn``).
+    # tenant taken from the topic, a payload naming another one sent to the DLQ (``streams.detect_fn``);
+    # and ``ssa parse`` reads every tenant's ``ssa.<tenant>.raw.<format>`` by pattern and writes each
+    # record's events to its topic's tenant's telemetry topics, after the same check (``streams.parse_stage``).
     tenant_topics: bool = False
     topic_alerts: str = "ssa.alerts"
     topic_dlq: str = "ssa.dlq"

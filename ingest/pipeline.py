@@ -25,6 +25,7 @@ from typing import IO, Final
 
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers import FORMAT_NAMES, FORMATS, ParseContext, Parser, get_format
+from ingest.parsers.base import Output
 from ingest.parsers.netflow import NetflowParser
 from ingest.parsers.netflow_capture import UdpCollector
 from ingest.producer import NullSink, Sink
@@ -234,7 +235,7 @@ CountingOutput = _Counting
 
 def open_parser(
     fmt: str,
-    out: CountingOutput,
+    out: Output,
     *,
     tenant: str | None = None,
     registry: TenantRegistry | RegistryWatcher | None = None,

@@ -15,6 +15,7 @@ nothing is dropped silently. ``DEFAULT_CLIENT`` is the faster client in ``tests/
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
@@ -354,6 +355,14 @@ class TelemetryProducer:
     def send_dlq(self, record: DlqRecord) -> None:
         self._send(self.target.dlq_topic, record.source, encode_dlq(record), 0)
         self.counters.dlq += 1
+
+    def with_topics(self, topics: Mapping[str, str]) -> TelemetryProducer:
+        """This producer writing events to ``topics`` (kind -> topic) instead: the same client, so
+        the same transaction, and the same counters. The parse stage's per-tenant outputs in secure
+        mode; flush and close the original."""
+        view = copy.copy(self)  # shallow: one client, one SinkCounters
+        view.topics = topics
+        return view
 
     def flush(self) -> None:
         if self.client == "confluent":

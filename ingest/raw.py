@@ -9,7 +9,10 @@ reasons and event ids as ``ssa ingest``. The contract:
   ``topic_raw_prefix`` (``ssa.raw.``) and ``format`` an ``ssa ingest --format`` name, aliases
   resolved (``ssa.raw.syslog``, ``ssa.raw.auditd``, ``ssa.raw.vpcflow``, ``ssa.raw.zeek``,
   ``ssa.raw.netflow``, ``ssa.raw.cloudaudit``, ...): ``raw_topic(prefix, format)``. The topic
-  names the format; a topic whose suffix is not a format sends its records to the DLQ.
+  names the format; a topic whose suffix is not a format sends its records to the DLQ. In secure
+  mode (``tenant_topics``) the topics are per tenant, ``ssa.<tenant>.raw.<format>``, each written
+  only by that tenant's feeder principal (``ssa.provider.raw.{auditd,syslog}``: the provider's),
+  and the parse stage takes the tenant from the topic (``streams.parse_stage.tenant_raw_format``).
 - **Value**: the raw bytes of ONE input record, exactly as the source wrote it: a log line without
   its newline (a trailing ``\\n`` or ``\\r\\n`` is tolerated and removed; a value holding several
   lines is read as those lines, in order), one JSON document (CloudTrail: a record, or a whole
@@ -27,8 +30,9 @@ reasons and event ids as ``ssa ingest``. The contract:
   ``ssa-format``      the format name; when present it must name the topic's format (aliases allowed)
   ``ssa-source``      the source name (default: the key, else the topic); at most 512 bytes
   ``ssa-tenant``      the tenant owning the source (``--tenant`` of ``ssa ingest``): a tenant id of the
-                      registry's shape, at most 128 bytes. Later set by the stage from the feeder's
-                      Kafka principal (tenant isolation); until then it is the feeder's word
+                      registry's shape, at most 128 bytes. Plain mode: the feeder's word. Secure
+                      mode: it may only name the raw topic's tenant (else the record goes to the
+                      DLQ), and none on the provider's topics
   ``ssa-received-ms`` when the feeder received the record, epoch ms (decimal, at most 15 digits)
   ==================  ==============================================================================
 

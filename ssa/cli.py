@@ -76,9 +76,9 @@ def _cmd_tenants_provision(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"no tenant registry at {path} (--tenants FILE or the tenants_file setting)")
     registry = TenantRegistry.load(path)
     if not args.no_kafka:
-        from streams.parse_stage import raw_topics
+        from ingest.parsers import FORMAT_NAMES
 
-        provision(settings, list(registry.tenants), say=print, raw_topics=raw_topics(settings))
+        provision(settings, list(registry.tenants), say=print, raw_formats=FORMAT_NAMES)
     from dashboards.grafana_orgs import GrafanaOrgError, provision_grafana
     from infra.es_security import provision_es
 
@@ -329,8 +329,10 @@ def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
     registry = RegistryWatcher(tenants) if Path(tenants).exists() else None
     if args.tenants and registry is None:
         raise CliError(f"no such file: {args.tenants}")
-    created = ensure_topics(settings, [*raw_topics(settings), *settings.telemetry_topics.values(),
-                                       settings.topic_dlq, settings.topic_metrics])  # fmt: skip
+    wanted = [settings.topic_dlq, settings.topic_metrics]
+    if not settings.tenant_topics:  # secure mode: `ssa tenants provision` made the tenants' topics
+        wanted = [*raw_topics(settings), *settings.telemetry_topics.values(), *wanted]
+    created = ensure_topics(settings, wanted)
     if created:
         _say(f"parse: created topics {', '.join(created)}")
     import signal

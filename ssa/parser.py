@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate(cmd("simulate", "seeded multi-tenant telemetry with labelled attacks"))
     _ingest(cmd("ingest", "parse telemetry into canonical events, to Kafka or a file"))
 
-    p = cmd("parse", "the parse stage: raw records of the ssa.raw.<format> topics to canonical events")
+    p = cmd(
+        "parse",
+        "the parse stage: raw records of ssa.raw.<format> (secure mode: ssa.<tenant>.raw.<format>) to events",
+    )
     p.add_argument("--tenants", default=None, help="tenant registry (default: settings tenants_file)")
     p.add_argument(
         "--tz", default=None, help="IANA time zone of local times without an offset (default: UTC)"

@@ -8,6 +8,20 @@ the ahead-of-clock check, records in = events + DLQ + skips) and produces the ev
 telemetry topics and the rejects to ``ssa.dlq`` through the same ``TelemetryProducer`` as ``ssa
 ingest`` (key, record timestamp and partitioning as there). ``ssa parse`` runs it.
 
+**Tenant raw topics** (``Settings.tenant_topics``, on in secure mode: ``ssa-parse.yaml`` of ``ssa
+tenants provision``). Each tenant's feeder may write only its own ``ssa.<tenant>.raw.<format>``
+(PREFIXED ACLs; the provider's hypervisor logs: ``ssa.provider.raw.auditd`` and ``.syslog``), and
+the stage reads them all by one pattern (``tenant_raw_topic_pattern``) and takes each record's
+tenant from its topic, as the job does for telemetry: a record whose ``ssa-tenant`` header names
+another tenant (on the provider's topics: any) goes to the DLQ unparsed (``header_tenant_mismatch``),
+and each parsed event passes ``streams.detect_fn.check_tenant`` against the topic's tenant (none:
+the topic's; another: DLQ, ``tenant mismatch: topic of tenant A, payload says B (event <id>, topic
+<raw topic>)``; the provider's: the registry's owner of its VM) before it is produced, in the same
+transaction, to that tenant's ``ssa.<tenant>.telemetry.<kind>`` (``TelemetryProducer.with_topics``),
+which the job in secure mode reads. A record is parsed as in plain mode (the header as ``--tenant``,
+else the registry), so event ids do not depend on the mode. Off, the shared ``ssa.raw.<format>``
+and ``ssa.telemetry.<kind>`` as before.
+
 **A consumer group, not a Flink job.** The parsers are plain Python, record by record, with no
 keyed state worth checkpointing but their small per-source state (a Zeek header, auditd lines
 waiting for their event's EOE); a Flink job would add a JVM-to-Python hop per record (the job
@@ -123,6 +137,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -132,16 +147,26 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from infra.clients import kafka_config
+from infra.secure import (
+    PROVIDER,
+    PROVIDER_KINDS,
+    PROVIDER_RAW_FORMATS,
+    TENANT_ID_RE,
+    tenant_raw_prefix,
+    tenant_telemetry_topics,
+)
 from infra.settings import Settings
-from ingest.dlq import make_dlq
+from ingest.dlq import DlqRecord, make_dlq
 from ingest.follow import IDLE_FLUSH_S, MAX_HOLD_S
 from ingest.parsers import FORMAT_NAMES, Parser
-from ingest.parsers.base import BoundedOutput
+from ingest.parsers.base import BoundedOutput, Output
 from ingest.parsers.netflow import NetflowParser
 from ingest.pipeline import MAX_AHEAD_MS, CountingOutput, open_parser
 from ingest.producer import DeliveryFailed, Sink
 from ingest.raw import RawHeaders, RawRejected, format_of_topic, raw_topic_pattern, read_headers
+from ingest.schema import Event, encode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
+from streams.detect_fn import check_tenant
 
 __all__ = [
     "IDLE_FLUSH_S",
@@ -151,10 +176,13 @@ __all__ = [
     "PartitionState",
     "RawMessage",
     "TransactionFenced",
+    "header_tenant_mismatch",
     "parse_transactional_id",
     "raw_topics",
     "read_states",
     "run_parse_stage",
+    "tenant_raw_format",
+    "tenant_raw_topic_pattern",
 ]
 
 log = logging.getLogger(__name__)
@@ -348,6 +376,101 @@ class _Discard:
         pass
 
 
+# --- tenant raw topics (secure mode) -----------------------------------------------------------
+def tenant_raw_topic_pattern() -> str:
+    """The regular expression of every tenant's (and the provider's) raw topics,
+    ``ssa.<tenant>.raw.<format>``, the tenant as group 1 and the format as group 2 (``re.fullmatch``;
+    the consumer's subscription is it between ``^`` and ``$``). The tenant part allows no dot, so
+    tenant ``a`` never matches ``ab``'s or ``a.b``'s topics, nor the shared ``ssa.raw.<format>``."""
+    head, tail = tenant_raw_prefix("\0").split("\0")
+    return f"{re.escape(head)}({TENANT_ID_RE}){re.escape(tail)}([A-Za-z0-9._-]+)"
+
+
+_TENANT_RAW: Final = re.compile(tenant_raw_topic_pattern())
+
+
+def tenant_raw_format(topic: str) -> tuple[str, str]:
+    """(tenant, format) of a tenant's raw topic; ``RawRejected`` when it is not one, names no
+    format, or is a provider topic of a format the provider does not feed."""
+    match = _TENANT_RAW.fullmatch(topic)
+    if match is None:
+        shown = topic if len(topic) <= 60 else topic[:57] + "..."
+        raise RawRejected(f"topic {shown!r} is not a tenant's raw topic (ssa.<tenant>.raw.<format>)")
+    tenant = match.group(1)
+    fmt = format_of_topic(tenant_raw_prefix(tenant), topic)
+    if tenant == PROVIDER and fmt not in PROVIDER_RAW_FORMATS:
+        raise RawRejected(
+            f"raw topic {topic} of the provider: its raw topics carry {', '.join(PROVIDER_RAW_FORMATS)} only"
+        )
+    return tenant, fmt
+
+
+def header_tenant_mismatch(claimed: str | None, topic_tenant: str) -> str | None:
+    """Why a record on ``topic_tenant``'s raw topic whose ``ssa-tenant`` header says ``claimed``
+    goes to the DLQ (``check_tenant``'s words), None when the header may stand (absent, or the
+    topic's own tenant). The provider's records take their tenants from the registry: any is refused."""
+    if claimed is None or (claimed == topic_tenant and topic_tenant != PROVIDER):
+        return None
+    if topic_tenant == PROVIDER:
+        return f"tenant mismatch: provider topic, header ssa-tenant says {claimed} (the registry gives its events their tenants)"
+    return f"tenant mismatch: topic of tenant {topic_tenant}, header ssa-tenant says {claimed}"
+
+
+class _TenantGate:
+    """The output of the parsers of one tenant's raw topic (secure mode): each event as the job
+    takes it from that tenant's telemetry topic (``streams.detect_fn.check_tenant``: no tenant gets
+    the topic's; another tenant, or on the provider's topic one the registry does not give the
+    event's VM, goes to the DLQ with the reason, source ``parse``). ``out`` counts and sends on to
+    the sink of the tenant's telemetry topics, so a refused event is counted as DLQ, not as an event."""
+
+    def __init__(
+        self,
+        out: CountingOutput,
+        tenant: str,
+        topic: str,
+        fmt: str,
+        registry: Callable[[], TenantRegistry | None],
+    ) -> None:
+        self.out = out
+        self.tenant = tenant
+        self.topic = topic
+        self.fmt = fmt
+        self.registry = registry
+        self.provider = tenant == PROVIDER
+        self.dlq = out.dlq
+        self.skip = out.skip
+
+    def event(self, event: Event) -> None:
+        if event.tenant != self.tenant or self.provider:
+            checked = self._check(event)
+            if checked is None:
+                return
+            event = checked
+        self.out.event(event)
+
+    def event_batch(self, events: list[Event]) -> None:
+        tenant = self.tenant
+        if self.provider or any(e.tenant != tenant for e in events):  # nearly never: its own tenant's
+            events = [e for e in map(self._check, events) if e is not None]
+        if events:
+            self.out.event_batch(events)
+
+    def _check(self, event: Event) -> Event | None:
+        checked = check_tenant(event, self.tenant, self.registry())
+        if self.provider and not isinstance(checked, str):
+            kind = event.__struct_config__.tag
+            if kind not in PROVIDER_KINDS:  # the provider has no topic for it (flows)
+                checked = f"provider topic: no {kind} events (the provider feeds {', '.join(PROVIDER_KINDS)})"
+        if isinstance(checked, str):
+            self.out.dlq(self._dlq(f"{checked} (event {event.id}, topic {self.topic})", event))
+            return None
+        return checked
+
+    @staticmethod
+    def _dlq(reason: str, event: Event) -> DlqRecord:
+        return make_dlq("parse", reason, encode_event(event))
+
+
 @dataclass
 class ParseStats:
     records: Counter[str] = field(default_factory=Counter)
@@ -380,9 +503,19 @@ class ParseStage:
         clock: Callable[[], float] = time.monotonic,
         max_header_bytes: int = MAX_HEADER_BYTES,
         max_state_bytes: int = MAX_STATE_BYTES,
+        tenant_topics: bool = False,
+        route: Callable[[str], Sink] | None = None,
     ) -> None:
+        """``tenant_topics`` (secure mode): the raw topics are the tenants' ``ssa.<tenant>.raw.*``
+        (``raw_prefix`` unused), each record's tenant is its topic's, and ``route(tenant)`` is the
+        sink of that tenant's telemetry topics (the DLQ stays ``sink``'s)."""
+        if tenant_topics and route is None:
+            raise ValueError("tenant_topics needs route: the sink of each tenant's telemetry topics")
         self.sink = sink
         self.prefix = raw_prefix
+        self.tenant_topics = tenant_topics
+        self.route = route
+        self.max_ahead_ms = max_ahead_ms
         self.watcher = registry if isinstance(registry, RegistryWatcher) else None
         self.registry = registry.current() if isinstance(registry, RegistryWatcher) else registry
         self.timezone = timezone
@@ -396,6 +529,8 @@ class ParseStage:
         self.slots: OrderedDict[SlotKey, _Slot] = OrderedDict()
         self.parts: dict[TopicPartition, _Partition] = {}
         self._topic_formats: dict[str, str | RawRejected] = {}
+        self._topic_tenants: dict[str, str] = {}  # tenant_topics: the tenant of each raw topic
+        self._gates: dict[str, _TenantGate] = {}  # tenant_topics: the output of each raw topic
         self.max_header_bytes = max_header_bytes
         self.max_state_bytes = max_state_bytes
         self.states: OrderedDict[SlotKey, HeaderState] = OrderedDict()  # saved headers (state topic)
@@ -441,6 +576,10 @@ class ParseStage:
                 if isinstance(fmt, RawRejected):
                     raise fmt
                 head = read_headers(msg.headers(), fmt, msg.key(), topic)
+                if self.tenant_topics:
+                    mismatch = header_tenant_mismatch(head.tenant, self._topic_tenants[topic])
+                    if mismatch is not None:
+                        raise RawRejected(f"{mismatch} (topic {topic})")
             except RawRejected as exc:
                 if not replay:
                     self._reject(str(exc), value, tp, offset, fmt if isinstance(fmt, str) else "unknown")
@@ -531,9 +670,26 @@ class ParseStage:
 
     def _format_of(self, topic: str) -> str | RawRejected:
         try:
+            if self.tenant_topics:
+                tenant, fmt = tenant_raw_format(topic)
+                self._topic_tenants[topic] = tenant
+                return fmt
             return format_of_topic(self.prefix, topic)
         except RawRejected as exc:
             return exc
+
+    def _output(self, topic: str, fmt: str) -> Output:
+        """The parsers' output for ``topic``: the format's, or with tenant topics the topic's gate
+        (``_TenantGate``) into the sink of its tenant's telemetry topics."""
+        if not self.tenant_topics:
+            return self.outputs[fmt]
+        gate = self._gates.get(topic)
+        if gate is None:
+            assert self.route is not None  # __init__ refuses tenant_topics without it
+            tenant = self._topic_tenants[topic]
+            out = CountingOutput(self.route(tenant), None, 3600.0, self.max_ahead_ms)
+            gate = self._gates[topic] = _TenantGate(out, tenant, topic, fmt, lambda: self.registry)
+        return gate
 
     def _reject(self, reason: str, value: bytes, tp: TopicPartition, offset: int, fmt: str) -> None:
         self.stats.rejected[fmt] += 1
@@ -551,7 +707,7 @@ class ParseStage:
         topic, partition, source, tenant = key
         parser = open_parser(
             head.format,
-            self.outputs[head.format],
+            self._output(topic, head.format),
             tenant=tenant,
             registry=self.registry,
             file=f"{source} via {topic}/{partition}",
@@ -825,10 +981,11 @@ class ParseStage:
 
     # --- metrics -------------------------------------------------------------------------------
     def _totals(self, fmt: str) -> tuple[int, int, int, int, int, int]:
-        out = self.outputs[fmt]
+        outs = [self.outputs[fmt], *(g.out for g in self._gates.values() if g.fmt == fmt)]
         st = self.stats
-        skipped = sum(out.skipped.values())
-        return st.records[fmt], st.bytes[fmt], out.parsed, out.dlqs + st.rejected[fmt], skipped, 0
+        skipped = sum(sum(out.skipped.values()) for out in outs)
+        parsed, dlqs = sum(out.parsed for out in outs), sum(out.dlqs for out in outs)
+        return st.records[fmt], st.bytes[fmt], parsed, dlqs + st.rejected[fmt], skipped, 0
 
     def metrics(
         self, now_ms: int | None = None, final: bool = False, lag: Mapping[str, int] | None = None
@@ -845,6 +1002,7 @@ class ParseStage:
         if minute == self._minute and not final:
             return []
         span_s = 60.0 if minute != self._minute else max((now_ms - self._minute) / 1000, 1.0)
+        prefix = tenant_raw_prefix("*") if self.tenant_topics else self.prefix
         docs = []
         for fmt in sorted(set(self.outputs) | set(self.stats.rejected)):
             now = self._totals(fmt) if fmt in self.outputs else self._rejected_only(fmt)
@@ -855,7 +1013,7 @@ class ParseStage:
                 continue
             doc: dict[str, Any] = {
                 "ts": self._minute, "tenant": "-", "kind": "parse", "key": f"{fmt}@{self.instance}",
-                "source": fmt, "topic": self.prefix + fmt, "records": records, "bytes": nbytes,
+                "source": fmt, "topic": prefix + fmt, "records": records, "bytes": nbytes,
                 "events": events, "dlq": dlq, "skipped": skipped,
                 "records_per_s": round(records / span_s, 3), "events_per_s": round(events / span_s, 3),
             }  # fmt: skip
@@ -923,7 +1081,8 @@ def run_parse_stage(
     transactional_id: str | None = None,
 ) -> ParseStats:
     """Consume every raw topic until ``stop`` is set (or SIGINT), as ``ssa parse`` does: one Kafka
-    transaction per commit (see the module docstring)."""
+    transaction per commit (see the module docstring). With ``settings.tenant_topics`` (secure
+    mode) every tenant's ``ssa.<tenant>.raw.*``, each record's events to its tenant's telemetry."""
     import dataclasses
 
     import confluent_kafka
@@ -949,7 +1108,13 @@ def run_parse_stage(
         sink._producer = None
         raise DeliveryFailed(f"parse: transactions refused for id {txn_id}: {_kafka_error(exc)}") from None
     producer.begin_transaction()
-    stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone)
+    tenant_topics = settings.tenant_topics
+
+    def route(tenant: str) -> Sink:  # one transactional client: a view writing the tenant's topics
+        return sink.with_topics(tenant_telemetry_topics(tenant))
+
+    stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone,
+                       tenant_topics=tenant_topics, route=route if tenant_topics else None)  # fmt: skip
     conn = kafka_config(settings, "confluent")
     metrics_out = confluent_kafka.Producer({**conn, "linger.ms": 200, "logger": log})
     consumer = confluent_kafka.Consumer(
@@ -1046,13 +1211,12 @@ def run_parse_stage(
             metrics_out.produce(settings.topic_metrics, json.dumps(doc).encode(), timestamp=doc["ts"])
         metrics_out.poll(0)
 
-    consumer.subscribe(
-        [raw_topic_pattern(settings.topic_raw_prefix)],
-        on_assign=on_assign,
-        on_revoke=on_revoke,
-        on_lost=on_lost,
-    )
-    say(f"parse: reading {settings.topic_raw_prefix}* as group {group}, transactional id {txn_id}")
+    if tenant_topics:
+        pattern, reading = f"^{tenant_raw_topic_pattern()}$", f"{tenant_raw_prefix('<tenant>')}*"
+    else:
+        pattern, reading = raw_topic_pattern(settings.topic_raw_prefix), f"{settings.topic_raw_prefix}*"
+    consumer.subscribe([pattern], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    say(f"parse: reading {reading} as group {group}, transactional id {txn_id}")
     next_commit = time.monotonic() + commit_every_s
     stage.metrics()
     try:

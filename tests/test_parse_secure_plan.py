@@ -16,9 +16,11 @@ def test_the_parse_principal_reads_raw_writes_telemetry_and_owns_its_transaction
     rules = secure.parse_plan(s)
     assert {r.principal for r in rules} == {secure.PARSE_USER}
     topics = _ops(rules, "TOPIC")
-    assert ("ssa.raw.", "PREFIXED", "READ") in topics
-    for topic in [*s.telemetry_topics.values(), s.topic_dlq, s.topic_metrics]:
+    for topic in [s.topic_dlq, s.topic_metrics]:
         assert (topic, "LITERAL", "WRITE") in topics and (topic, "LITERAL", "READ") not in topics
+    # No shared raw or telemetry topic: in secure mode the job reads only the tenants' topics.
+    assert not {name for name, _, _ in topics if name.startswith(s.topic_raw_prefix)}
+    assert not {name for name, _, _ in topics} & set(s.telemetry_topics.values())
     assert {op for name, _, op in topics if name == s.topic_parse_state} == {"READ", "WRITE", "DESCRIBE"}
     assert _ops(rules, "GROUP") == {(s.parse_group_id, "LITERAL", "READ")}
     # the default transactional id is <group>-<host name>: every id the group prefixes
@@ -45,3 +47,20 @@ def test_the_default_transactional_id_is_under_the_granted_prefix() -> None:
     assert parse_transactional_id(s).startswith(s.parse_group_id + "-")
     assert parse_transactional_id(s, "other-group").startswith("other-group-")
     assert parse_transactional_id(s.with_overrides(parse_transactional_id="p-1")) == "p-1"
+
+
+def test_per_tenant_the_parse_principal_reads_its_raw_prefix_and_writes_its_telemetry() -> None:
+    s = Settings()
+    rules = [r for r in secure.acl_plan(s, "t-a") if r.principal == secure.PARSE_USER]
+    assert _ops(rules, "TOPIC") == {
+        ("ssa.t-a.raw.", "PREFIXED", "READ"), ("ssa.t-a.raw.", "PREFIXED", "DESCRIBE"),
+        ("ssa.t-a.telemetry.", "PREFIXED", "WRITE"), ("ssa.t-a.telemetry.", "PREFIXED", "DESCRIBE"),
+    }  # fmt: skip
+    provider = [r for r in secure.acl_plan(s, secure.PROVIDER) if r.principal == secure.PARSE_USER]
+    assert _ops(provider, "TOPIC") == {
+        *((f"ssa.provider.raw.{fmt}", "LITERAL", op) for fmt in ("auditd", "syslog") for op in ("READ", "DESCRIBE")),
+        *((f"ssa.provider.telemetry.{kind}", "LITERAL", op) for kind in ("process", "audit", "auth")
+          for op in ("WRITE", "DESCRIBE")),
+    }  # fmt: skip
+    for rule in [*rules, *provider]:
+        assert secure._binding(rule) is not None

@@ -100,9 +100,13 @@ def test_a_feeder_writes_only_its_own_topics_and_reads_none(tenant: str) -> None
     rules = [r for r in secure.acl_plan(settings, tenant) if r.principal == secure.feeder_user(tenant)]
     assert {r.operation for r in rules} == {"WRITE", "DESCRIBE"}
     assert {r.resource for r in rules} == {"TOPIC"}
-    for topic in secure.tenant_topics(tenant):
+    formats = ("syslog", "auditd", "vpcflow")
+    for topic in [*secure.tenant_topics(tenant), *secure.tenant_raw_topics(tenant, formats)]:
         assert any(_matches(r, topic) for r in rules if r.operation == "WRITE")
-    foreign = [t for other in others for t in secure.tenant_topics(other)] + settings.all_topics
+    foreign = [
+        t for other in others for t in secure.tenant_topics(other) + secure.tenant_raw_topics(other, formats)
+    ]
+    foreign += [*settings.all_topics, *(settings.topic_raw_prefix + f for f in formats)]
     assert not [t for t in foreign for r in rules if _matches(r, t)]
 
 
@@ -113,7 +117,7 @@ def test_provider_and_job_rules() -> None:
     assert {r.pattern for r in feeder} == {"LITERAL"}
     assert {r.name for r in feeder} == {
         "ssa.provider.telemetry.process", "ssa.provider.telemetry.audit", "ssa.provider.telemetry.auth",
-        "ssa.provider.dlq",
+        "ssa.provider.dlq", "ssa.provider.raw.auditd", "ssa.provider.raw.syslog",
     }  # fmt: skip
     job_reads = [r for r in secure.acl_plan(settings, "t-x") if r.principal == secure.JOB_USER]
     assert {r.operation for r in job_reads} == {"READ"}
