@@ -3,10 +3,23 @@ offline replays run it: alerts and posture records in, incident, threat-level an
 documents out, all decided on event time.
 
   alert view  -> IncidentTracker.observe -> incident documents; the tenant's level at once
+               (provisional); the view is held for the level tracker until its minute closes
   posture     -> kept with its minute until the minute closes
-  watermark   -> incidents idle past the gap closed; per closed minute: the posture signals
+  watermark   -> incidents idle past the gap closed; per closed minute: the held alerts of the
+                 minute into the level tracker, the posture signals
                  (``awareness.threat.posture_signals``), the threat level, the early warnings
   snoozes     -> IncidentTracker.snooze (an analyst's, from the snooze file), each applied once
+
+Two trackers of the same incidents. The job's detection paths reach the stage far apart in event
+time: the flow path's watermark trails by its export allowance (6 min), and while a backlog is
+read the process/audit/auth path runs hours ahead (the two sources are aligned apart), so alerts
+arrive long before the stage's clock (the smaller watermark) closes their minute. The incident
+documents go out at once (``incidents``), but a minute's level and warnings must count an
+incident as it stood at that minute's end: an incident opened by password guessing that already
+holds the VM escape of an hour later would put the ramp's minutes at red, and no warning can be
+raised for a tenant already at red (the live campaign test's missing warning). ``levels`` is fed
+each alert when its minute closes, in event-time order, and expires at each minute's end: the
+same levels and warnings whatever order and lead the two paths' outputs have.
 
 A tenant's minute clock runs while it has open incidents or had input in the last hour, then
 stops (a quiet tenant costs nothing) and restarts at its next input.
@@ -14,6 +27,8 @@ stops (a quiet tenant costs nothing) and restarts at its next input.
 
 from __future__ import annotations
 
+import copy
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,6 +50,14 @@ END_OF_TIME: Final = 2**63 - 1
 # Posture records kept per open minute: one per telemetry kind, alerts and anomaly detector, per
 # partition key of the detection paths (two): far below this unless something is wrong.
 MAX_RECORDS_PER_MINUTE: Final = 64
+# Alert views held for the level tracker until their minute closes. A backlog's process/audit/auth
+# alerts can run hours ahead of the clock; past this many the earliest go in at once (their
+# incident then counts a little early in the level, as it did before the level tracker).
+MAX_PENDING_ALERTS: Final = 4096
+
+
+def _order(view: Mapping[str, Any]) -> tuple[int, str]:
+    return int(view.get("ts") or 0), str(view.get("alert_id") or "")
 
 
 @dataclass
@@ -55,7 +78,12 @@ class TenantAwareness:
     def __init__(self, tenant: str, config: DetectorConfig, criticality: str = "medium") -> None:
         self.tenant = tenant
         self.criticality = criticality
-        self.incidents = IncidentTracker(tenant, IncidentSettings.from_config(config), criticality)
+        settings = IncidentSettings.from_config(config)
+        self.incidents = IncidentTracker(tenant, settings, criticality)  # the documents, at once
+        # The same incidents as they stood at the end of each closed minute, for its level and
+        # warnings (module docstring); ``pending``: views it has not taken yet, by (ts, alert id).
+        self.levels = IncidentTracker(tenant, settings, criticality)
+        self.pending: list[dict[str, Any]] = []
         self.warning = EarlyWarning(tenant, WarningSettings.from_config(config))
         self.threat_settings = ThreatSettings.from_config(config)
         self.minutes: dict[int, list[dict[str, Any]]] = {}  # open minute -> its posture records
@@ -65,13 +93,22 @@ class TenantAwareness:
         self.stopped = False  # the minute clock stopped (nothing open, quiet for QUIET_AFTER_MS)
         self.snoozes_applied: set[tuple[str, str, int]] = set()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "levels" not in state:  # state pickled before the level tracker: start it as things stand
+            self.levels = copy.deepcopy(self.incidents)
+            self.pending = []
+
     # --- inputs ----------------------------------------------------------------------------------
     def on_alert(self, alert: Mapping[str, Any]) -> AwarenessOutput:
         minute = self._minute_of(int(alert["ts"]))
         changed = self.incidents.observe(alert)
         out = AwarenessOutput(incidents=changed)
-        if changed:  # the level moves with the alert, not a minute later
-            out.threat.append(self._threat(minute))
+        if changed:
+            self._hold(dict(alert))
+            # The level moves with the alert, not a minute later: provisional, from the incidents
+            # as known now; the minute's close rewrites it (same id) from the level tracker.
+            out.threat.append(self._threat(minute, self.incidents))
         return out
 
     def on_metrics(self, record: Mapping[str, Any]) -> None:
@@ -89,6 +126,7 @@ class TenantAwareness:
                 continue
             self.snoozes_applied.add(key)
             out.incidents += self.incidents.snooze(s.detector, s.entity_id, s.until_ms, s.reason, s.by)
+            self.levels.snooze(s.detector, s.entity_id, s.until_ms, s.reason, s.by)
         return out
 
     def on_watermark(self, watermark: int) -> AwarenessOutput:
@@ -97,9 +135,11 @@ class TenantAwareness:
         out = AwarenessOutput(incidents=self.incidents.expire(watermark))
         minute = self.closed_until
         while minute and minute + MINUTE_MS <= watermark and self.active(minute):
+            self._release(minute + MINUTE_MS)
+            self.levels.expire(minute + MINUTE_MS)
             signals = posture_signals(self.minutes.pop(minute, []))
             self.last_posture = signals
-            threat = self._threat(minute)
+            threat = self._threat(minute, self.levels)
             out.threat.append(threat)
             out.warnings += self.warning.observe_minute(minute, signals, threat["level"], threat)
             minute += MINUTE_MS
@@ -110,7 +150,10 @@ class TenantAwareness:
     # --- clock -----------------------------------------------------------------------------------
     def active(self, minute: int) -> bool:
         """Whether the minute clock still runs: open incidents, or input not long ago."""
-        return bool(self.incidents.open_incidents()) or minute <= self.last_input_ms + QUIET_AFTER_MS
+        return (
+            bool(self.incidents.stats()["open"] or self.levels.stats()["open"] or self.pending)
+            or minute <= self.last_input_ms + QUIET_AFTER_MS
+        )
 
     def next_timer(self) -> int | None:
         """The event time at which the next open minute closes, or None while the clock stops."""
@@ -129,12 +172,25 @@ class TenantAwareness:
             self.stopped = False
         return max(minute, self.closed_until)
 
-    def _threat(self, minute: int) -> dict[str, Any]:
-        # Only incidents detected by the minute's end: when one detection path runs ahead of the
-        # other (flows wait out their export delay), alerts of later minutes arrive before the
-        # stage closes earlier ones, and must not raise the level of minutes before they existed.
+    def _hold(self, view: dict[str, Any]) -> None:
+        """Keep an alert view for the level tracker until its minute closes."""
+        insort(self.pending, view, key=_order)
+        if len(self.pending) > MAX_PENDING_ALERTS:
+            self.levels.observe(self.pending.pop(0))
+
+    def _release(self, until: int) -> None:
+        """The held alert views stamped before ``until`` into the level tracker, in time order."""
+        n = bisect_left(self.pending, (until, ""), key=_order)
+        if n:
+            due, self.pending = self.pending[:n], self.pending[n:]
+            for view in due:
+                self.levels.observe(view)
+
+    def _threat(self, minute: int, tracker: IncidentTracker) -> dict[str, Any]:
+        # Only incidents detected by the minute's end: the provisional level of an alert's minute
+        # comes from every incident known, and alerts of later minutes may be among them.
         known = [
-            inc for inc in self.incidents.open_incidents()
+            inc for inc in tracker.open_incidents()
             if int(inc.get("detected_at") or 0) < minute + MINUTE_MS
         ]  # fmt: skip
         return tenant_threat(

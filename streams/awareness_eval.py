@@ -102,6 +102,17 @@ scan and its first password-guessing alert 33-46 min apart (the guessing starts 
 minute and is only detected once past ~1 a minute), joined by the actor link;
 ``brute_force.auth_failures`` now names its ``targets`` (the VM).
 
+Re-measured after a minute's level came to count each incident as it stood at the minute's end
+(``awareness.stage``: the replay's process/audit/auth path runs the flow allowance, 6 min, ahead of
+the stage's watermark, and its alerts counted in the minutes before them, e.g. the next password-
+guessing alert stopped its incident's decay; 2026-12-04, ``--seeds 301 302 303 --quiet-seeds
+--record``, 135-247 s per seed): incidents, kill chains, compression and orange unchanged; warning
+lead 28, 13, 26, 34, 22 min, 302-c1 19 min before its escape; ``--restage`` of the same recording
+with the previous ``awareness/stage.py`` gives the old figures exactly (30, 13, 28, 34, 11; 20), so
+the change is the level's alone. Quiet weeks have no alerts, so their levels cannot change (not
+re-run). The simulated day (seed 304, 24 h): warnings 37 and 19.2 min before the first critical
+alert (22.2 with the previous stage on the same recording).
+
 Seeds: held out from the simulator's tests (1, 2, 3, 5, 6, 8, 11), the incidents' measures (7, 8),
 the detector evaluation (101-105, 201-205) and the campaign helper's run (101-103): campaign runs
 301-303, quiet weeks 311-312.

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import pytest
+
+from awareness import stage
 from awareness.snooze import Snooze
-from awareness.stage import MAX_RECORDS_PER_MINUTE, QUIET_AFTER_MS, CloudAwareness, TenantAwareness
+from awareness.stage import (
+    MAX_PENDING_ALERTS,
+    MAX_RECORDS_PER_MINUTE,
+    QUIET_AFTER_MS,
+    CloudAwareness,
+    TenantAwareness,
+)
 from detectors.alert import Entity, make_alert_id
 from detectors.config import DetectorConfig
 
@@ -255,3 +264,102 @@ def test_a_ramp_of_failed_logins_after_a_quiet_day_warns_before_it_crosses_the_l
             crossed = minute
     assert warned is not None and crossed is not None
     assert warned < crossed
+
+
+def guessing(start: int, vm: str = "vm-x") -> dict[str, Any]:
+    return alert(
+        "brute_force.auth_failures", "brute_force", "Credential Access", ("vm", vm), start,
+        window=10 * MIN, score=60,
+    )  # fmt: skip
+
+
+def _campaign_minutes(start: int) -> list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """90 minutes: failed logins ramping 2 -> 30 a minute, a password-guessing alert on vm-x every
+    10 minutes from minute 5 (its incident: yellow), the VM's escape (critical) at minute 80."""
+    out = []
+    for m in range(90):
+        minute = start + m * MIN
+        value = 2 + round(28 * m / 89)
+        alerts = [guessing(minute - 10 * MIN)] if m >= 5 and m % 10 == 5 else []
+        if m == 80:
+            alerts.append(escape(minute - MIN))
+        out.append((minute, [auth(minute, value, events=value)], alerts))
+    return out
+
+
+def _run_campaign(ahead: bool) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """A quiet day, then ``_campaign_minutes``: each minute's input then its close (``ahead``
+    false: paths in step, as the offline replay), or every record and alert of the campaign
+    first, then the closes (``ahead``: the live job, whose process/audit/auth path ran ahead of
+    the flow path that holds the stage's watermark back). Levels and warnings of the campaign."""
+    ta = TenantAwareness("t-a", CFG)
+    start = T0 - 26 * 60 * MIN
+    for m in range(26 * 60):
+        ta.on_metrics(auth(start + m * MIN, m % 3, events=5))
+        ta.on_watermark(start + (m + 1) * MIN)
+    campaign = _campaign_minutes(start + 26 * 60 * MIN)
+    outs = []
+    for minute, records, alerts in campaign:
+        for r in records:
+            ta.on_metrics(r)
+        for a in alerts:
+            ta.on_alert(a)
+        if not ahead:
+            outs.append(ta.on_watermark(minute + MIN))
+    if ahead:
+        outs += [ta.on_watermark(minute + MIN) for minute, _, _ in campaign]
+    levels = [(d["ts"], d["level"]) for o in outs for d in o.threat]
+    warnings = [(w["ts"], w["signal"], w["current_level"]) for o in outs for w in o.warnings]
+    return levels, warnings
+
+
+def test_levels_and_warnings_do_not_depend_on_how_far_alerts_run_ahead_of_the_clock() -> None:
+    """Found by the live campaign test (tests/integration/test_campaign.py): the continuous job
+    wrote no warning where the offline replay warned 16.4 min before the first critical alert.
+    Reading its backlog, the job's process/audit/auth path ran far ahead of the flow path, so the
+    escape alert reached the stage while the ramp's minutes were open, joined the incident the
+    scan had opened, and those minutes closed at red (index 90), where nothing can be warned of."""
+    in_step, ahead = _run_campaign(ahead=False), _run_campaign(ahead=True)
+    assert ahead == in_step
+    levels, warnings = in_step
+    escape_minute = levels[80][0]
+    assert {lv for ts, lv in levels if ts < escape_minute} == {"blue", "yellow", "orange"}
+    assert [lv for ts, lv in levels if ts == escape_minute] == ["red"]
+    assert warnings and warnings[0][1] == "failed_logins" and warnings[0][0] < escape_minute
+
+
+def test_alerts_ahead_of_the_clock_give_a_provisional_level_at_once() -> None:
+    ta = TenantAwareness("t-a", CFG)
+    ta.on_metrics(auth(T0, 0, events=1))
+    ta.on_alert(guessing(T0))  # ts T0 + 10 min: opens the incident
+    (now,) = ta.on_alert(escape(T0 + 40 * MIN)).threat  # 31 minutes ahead of it
+    assert now["ts"] == T0 + 41 * MIN and now["level"] == "red"  # at once, as known now
+    closed = {d["ts"]: d["level"] for d in ta.on_watermark(T0 + 42 * MIN).threat}
+    assert closed[T0 + 10 * MIN] == "yellow"  # the guessing incident alone, decaying after
+    assert {closed[T0 + m * MIN] for m in range(11, 41)} <= {"blue", "yellow"}
+    assert closed[T0 + 41 * MIN] == "red"  # the minute's own document, rewritten at its close
+
+
+def test_state_pickled_before_the_level_tracker_resumes() -> None:
+    ta = TenantAwareness("t-a", CFG)
+    ta.on_metrics(auth(T0, 0, events=1))
+    ta.on_alert(guessing(T0))
+    ta.on_watermark(T0 + 11 * MIN)
+    old = pickle.loads(pickle.dumps(ta))
+    del old.__dict__["levels"], old.__dict__["pending"]  # what a checkpoint of the older code holds
+    resumed = pickle.loads(pickle.dumps(old))
+    assert [i["incident_id"] for i in resumed.levels.open_incidents()] == [
+        i["incident_id"] for i in ta.incidents.open_incidents()
+    ]
+    assert resumed.on_watermark(T0 + 20 * MIN).__dict__ == ta.on_watermark(T0 + 20 * MIN).__dict__
+
+
+def test_alerts_held_for_the_level_tracker_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert MAX_PENDING_ALERTS >= 1000
+    monkeypatch.setattr(stage, "MAX_PENDING_ALERTS", 5)  # the same code path, faster
+    ta = TenantAwareness("t-a", CFG)
+    ta.on_metrics(auth(T0, 0, events=1))
+    for i in range(6):  # all far ahead of the clock, each its own incident
+        ta.on_alert(scan(T0 + 60 * MIN + i * 1000, ip=f"198.51.100.{i}"))
+    assert len(ta.pending) == 5
+    assert ta.levels.stats()["alerts"] == 1  # the earliest went in at once
