@@ -108,7 +108,7 @@ class TenantAwareness:
             self._hold(dict(alert))
             # The level moves with the alert, not a minute later: provisional, from the incidents
             # as known now; the minute's close rewrites it (same id) from the level tracker.
-            out.threat.append(self._threat(minute, self.incidents))
+            out.threat.append({**self._threat(minute, self.incidents), "provisional": True})
         return out
 
     def on_metrics(self, record: Mapping[str, Any]) -> None:
@@ -205,10 +205,13 @@ class CloudAwareness:
         self.settings = ThreatSettings.from_config(config)
         self.latest: dict[str, dict[str, Any]] = {}
 
-    def on_tenant_threat(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        minute = int(doc["ts"])
-        self.latest[str(doc["tenant"])] = dict(doc)
+    def on_tenant_threat(self, tenant_doc: Mapping[str, Any]) -> dict[str, Any]:
+        minute = int(tenant_doc["ts"])
+        self.latest[str(tenant_doc["tenant"])] = dict(tenant_doc)
         # A tenant whose clock stopped (quiet for an hour) no longer weighs on the cloud.
         for tenant in [t for t, d in self.latest.items() if d["ts"] < minute - QUIET_AFTER_MS]:
             del self.latest[tenant]
-        return cloud_threat(minute, [d for d in self.latest.values() if d["ts"] <= minute], self.settings)
+        doc = cloud_threat(minute, [d for d in self.latest.values() if d["ts"] <= minute], self.settings)
+        # Made from a tenant's provisional level, the cloud's is provisional too: that tenant's final
+        # level of the minute rewrites it, and a provisional document never replaces a final one.
+        return {**doc, "provisional": True} if tenant_doc.get("provisional") else doc

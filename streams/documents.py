@@ -83,6 +83,9 @@ class Action:
     source: dict[str, Any]
     # "create" keeps the first copy: an analyst's acknowledgement is never reset by a replay.
     op_type: str = "index"
+    # Elasticsearch's external_gte version: a write with a lower version than the stored one is
+    # refused (409). None: no version check.
+    version: int | None = None
 
 
 def daily_index(prefix: str, ts_ms: int) -> str:
@@ -362,6 +365,11 @@ def awareness_action(
     if family == "incidents":
         doc = with_ecs(doc, incident_ecs(doc, registry))
         return Action(index, doc_id, {"doc": doc, "doc_as_upsert": True}, op_type="update")
+    if family == "threat":
+        # A minute's level is sent provisional with an alert and final when the minute closes, under
+        # one id; the topic has no key, so the two may come in either order: a provisional level
+        # never replaces the final one.
+        return Action(index, doc_id, doc, version=1 if doc.get("provisional") else 2)
     return Action(index, doc_id, doc)
 
 

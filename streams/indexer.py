@@ -57,12 +57,20 @@ class IndexerStats:
     batches: int = 0
     last_error: str | None = None
     outage_s: float = 0.0
+    stale_threat_levels: int = 0  # provisional levels refused after their minute's final one
     stale_incident_updates: int = 0  # older versions of an incident than one written or in the batch
     per_topic: dict[str, int] = field(default_factory=dict)
 
 
 def _is_incident_update(action: Action, prefix: str) -> bool:
     return action.op_type == "update" and action.index.startswith(prefix)
+
+
+def _op(a: Action) -> dict[str, Any]:
+    op: dict[str, Any] = {"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source}
+    if a.version is not None:
+        op["version"], op["version_type"] = a.version, "external_gte"
+    return op
 
 
 def newest_incident_updates(
@@ -162,7 +170,7 @@ class Indexer:
         self._prepare(es)
         refused: list[tuple[Action, str]] = []
         retry: list[Action] = []
-        ops = [{"_op_type": a.op_type, "_index": a.index, "_id": a.id, "_source": a.source} for a in actions]
+        ops = [_op(a) for a in actions]
         for i, (ok, item) in enumerate(
             streaming_bulk(
                 es, ops, raise_on_error=False, raise_on_exception=True, max_retries=0, chunk_size=2000,
@@ -175,6 +183,9 @@ class Indexer:
             status = info.get("status", 0)
             if status == 409 and actions[i].op_type == "create":
                 continue  # already indexed: the replay of an alert
+            if status == 409 and actions[i].version is not None:
+                self.stats.stale_threat_levels += 1
+                continue  # a provisional level after the minute's final one
             if status in _RETRYABLE_STATUS:
                 retry.append(actions[i])
             else:

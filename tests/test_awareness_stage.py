@@ -334,7 +334,10 @@ def test_alerts_ahead_of_the_clock_give_a_provisional_level_at_once() -> None:
     ta.on_alert(guessing(T0))  # ts T0 + 10 min: opens the incident
     (now,) = ta.on_alert(escape(T0 + 40 * MIN)).threat  # 31 minutes ahead of it
     assert now["ts"] == T0 + 41 * MIN and now["level"] == "red"  # at once, as known now
-    closed = {d["ts"]: d["level"] for d in ta.on_watermark(T0 + 42 * MIN).threat}
+    assert now["provisional"] is True  # the indexer never lets it replace the minute's final level
+    final = ta.on_watermark(T0 + 42 * MIN).threat
+    assert not any("provisional" in d for d in final)
+    closed = {d["ts"]: d["level"] for d in final}
     assert closed[T0 + 10 * MIN] == "yellow"  # the guessing incident alone, decaying after
     assert {closed[T0 + m * MIN] for m in range(11, 41)} <= {"blue", "yellow"}
     assert closed[T0 + 41 * MIN] == "red"  # the minute's own document, rewritten at its close

@@ -377,3 +377,15 @@ def test_only_the_newest_version_of_an_incident_is_written() -> None:
     # A stored newer version wins over the whole batch; an equal one (a replay) is not rewritten.
     stored = {("ssa-incidents-2026.12.03", "i1"): 6, ("ssa-incidents-2026.12.03", "i2"): 1}
     assert [a.id for a in newest_incident_updates(batch, "ssa-incidents-", stored)] == ["a1", "i3"]
+
+
+def test_a_threat_level_is_versioned_final_over_provisional() -> None:
+    import json
+
+    from streams.documents import awareness_action
+
+    doc = {"kind": "threat", "doc_id": "t-a-1", "tenant": "t-a", "ts": 1_796_000_040_000, "level": "red"}
+    final = awareness_action(json.dumps(doc).encode(), "threat", "ssa-threat-")
+    provisional = awareness_action(json.dumps({**doc, "provisional": True}).encode(), "threat", "ssa-threat-")
+    assert (final.id, final.version, provisional.version) == ("t-a-1", 2, 1)
+    assert awareness_action(json.dumps({**doc, "warning_id": "w"}).encode(), "warnings", "w-").version is None

@@ -250,3 +250,40 @@ def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
     report_soc = json.loads(capsys.readouterr().out)
     assert report_b["summary"]["alerts"] == 2  # its own alert and its copy of the shared one
     assert report_soc["summary"]["alerts"] == 3  # each alert once
+
+
+def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Settings) -> None:
+    """The job sends a minute's level provisional with an alert and final when the minute closes,
+    under one id, on a topic without keys: whatever order the real indexer meets them in, the
+    final level is what Elasticsearch keeps."""
+    s = own
+    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
+                      s.topic_warnings], partitions=2)  # fmt: skip
+    minute = 1_796_000_040_000 - 1_796_000_040_000 % 60_000
+
+    def level(doc_id: str, name: str, provisional: bool) -> tuple[str, bytes]:
+        doc = {"kind": "threat", "doc_id": doc_id, "tenant": A, "ts": minute, "level": name,
+               **({"provisional": True} if provisional else {})}  # fmt: skip
+        return s.topic_threat, json.dumps(doc).encode()
+
+    # final first, then a provisional red; and a provisional red, then the final blue
+    _produce(s, [level("m1", "blue", False), level("m1", "red", True)])
+    _produce(s, [level("m2", "red", True), level("m2", "blue", False)])
+    indexer = Indexer(
+        s, industry_of=lambda t: None, registry=lambda: None, group_id=s.indexer_group_id, say=print
+    )
+    indexer.drain(idle_s=2.0, max_wait_s=120)
+    thread = threading.Thread(target=indexer.run, daemon=True)
+    thread.start()
+    thread.join(180)
+    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    es = es_client(s)
+    try:
+        es.indices.refresh(index=f"{s.index_threat_prefix}*")
+        stored = {h["_id"]: h["_source"] for h in _hits(es, f"{s.index_threat_prefix}*")}
+    finally:
+        es.close()
+    assert {k: (v["level"], "provisional" in v) for k, v in stored.items()} == {
+        "m1": ("blue", False),
+        "m2": ("blue", False),
+    }
