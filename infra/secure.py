@@ -367,32 +367,39 @@ class AclRule:
     operation: str  # READ, WRITE, DESCRIBE
 
 
-def _topic_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
+def _topic_acls(
+    user: str,
+    tenant: str,
+    ops: Iterable[str],
+    prefix: str,
+    provider: Iterable[str],
+    literal: Iterable[str] = (),
+) -> Iterator[AclRule]:
+    """PREFIXED on a tenant's ``prefix`` (and LITERAL on ``literal``); the provider's topics, which
+    share no prefix with a tenant's, are named one by one (``provider``)."""
+    provider, literal = list(provider), list(literal)
     for op in ops:
         if tenant == PROVIDER:
-            for topic in tenant_topics(PROVIDER):
-                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
+            yield from (AclRule(user, "TOPIC", topic, "LITERAL", op) for topic in provider)
         else:
-            yield AclRule(user, "TOPIC", tenant_prefix(tenant), "PREFIXED", op)
-            yield AclRule(user, "TOPIC", tenant_dlq(tenant), "LITERAL", op)
+            yield AclRule(user, "TOPIC", prefix, "PREFIXED", op)
+            yield from (AclRule(user, "TOPIC", topic, "LITERAL", op) for topic in literal)
+
+
+def _topic_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
+    """A tenant's telemetry topics and its DLQ."""
+    return _topic_acls(
+        user, tenant, ops, tenant_prefix(tenant), tenant_topics(PROVIDER), [tenant_dlq(tenant)]
+    )
 
 
 def _raw_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
-    for op in ops:
-        if tenant == PROVIDER:
-            for topic in tenant_raw_topics(PROVIDER):
-                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
-        else:
-            yield AclRule(user, "TOPIC", tenant_raw_prefix(tenant), "PREFIXED", op)
+    return _topic_acls(user, tenant, ops, tenant_raw_prefix(tenant), tenant_raw_topics(PROVIDER))
 
 
 def _telemetry_rules(user: str, tenant: str, ops: Iterable[str]) -> Iterator[AclRule]:
-    for op in ops:
-        if tenant == PROVIDER:
-            for topic in tenant_telemetry_topics(PROVIDER).values():
-                yield AclRule(user, "TOPIC", topic, "LITERAL", op)
-        else:
-            yield AclRule(user, "TOPIC", tenant_prefix(tenant), "PREFIXED", op)
+    """A tenant's telemetry topics, not its DLQ."""
+    return _topic_acls(user, tenant, ops, tenant_prefix(tenant), tenant_telemetry_topics(PROVIDER).values())
 
 
 def acl_plan(settings: Settings, tenant: str) -> list[AclRule]:

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from ingest.raw import HEADER_TENANT
 from ingest.schema import decode_event
 from ingest.tenants import TenantRegistry
 from tests.integration.test_kafka_secure import _free_port, as_user
+from tests.integration.test_parse_stage import committed_values
 from tests.test_raw_records import ListSink
 
 pytestmark = pytest.mark.integration
@@ -108,27 +108,7 @@ def _produce(settings: Settings, topic: str, records: list[Record]) -> list[Any]
 
 def _committed(settings: Settings, topic: str) -> list[bytes]:
     """Every value of ``topic`` a ``read_committed`` consumer (the admin) sees, read to its end."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    reader = Consumer({**kafka_config(secure.admin_settings(settings), "confluent"),
-                       "group.id": f"check-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-                       "enable.partition.eof": True, "isolation.level": "read_committed"})  # fmt: skip
-    try:
-        parts = reader.list_topics(topic, timeout=15).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, 0) for p in parts])
-        left, out = set(parts), []
-        deadline = time.monotonic() + 60
-        while left and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.5):
-                err = msg.error()
-                if err is None:
-                    out.append(msg.value() or b"")
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    left.discard(msg.partition())
-        assert not left, f"{topic} not read to its end"
-        return out
-    finally:
-        reader.close()
+    return committed_values(secure.admin_settings(settings), topic)
 
 
 def test_a_feeder_writes_only_its_own_raw_topics(broker: Settings) -> None:
