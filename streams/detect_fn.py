@@ -87,13 +87,24 @@ class DetectionJobConfig:
     # Analysts' snoozes, read by the awareness stage (``awareness.snooze``).
     snooze_file: str | None = None
     tick_ms: int = 1000
-    # Deserialized key states kept between batches (each key's engine is 50-150 KB pickled).
+    # Deserialized key states kept between batches (a host's or a tenant's host-event engine is
+    # tens of KB pickled, a tenant's flow engine megabytes).
     state_cache_keys: int = 512
-    # A key's whole state is written every this many steps; the steps between are logged.
-    # Pickling a key's engine costs ~2.7 ms (16 tenants, 2,500 events/s): every 10 steps that
-    # was 1.8 us per event, every 30 0.75 us. The price is a longer log in each checkpoint (raw
-    # payloads, cheap to copy) and up to 30 steps replayed per key on a restore.
+    # A key's whole state is written at most every this many steps; the steps between are logged
+    # (``streams.keyed_state``). The price is a longer log in each checkpoint (raw payloads,
+    # cheap to copy) and the logged steps replayed per key on a restore.
     snapshot_every_steps: int = 30
+    # ... and only once the log holds this many times the last snapshot's bytes. A tenant's flow
+    # engine grows to megabytes (its 6-hour beacon panes): pickled every 30 steps it took 17.5 of
+    # the 37.4 us the Python side spent per event (the bench's backlog replayed offline: 16
+    # tenants, 20 minutes, 3.06 M events; 2.6 of 25.0 with this ratio), and in the job the flow
+    # path's thread spent 119-121 s of CPU on that backlog, 52-59 s with this ratio. The price:
+    # Flink holds the logs beside the snapshots (up to 4x their bytes: 132 MB beside 55 MB at the
+    # end of that backlog) and a restore replays them (a flow key's in about a second).
+    snapshot_log_ratio: float = 4.0
+    # Bounds of the log all the same: steps replayed after a restore, and bytes per key.
+    max_log_steps: int = 600
+    max_log_bytes: int = 16 << 20
     # The watermarks' allowances for disorder (settings.out_of_orderness_ms, and
     # settings.flow_export_delay_ms for flows), given to the engine so that it judges lateness
     # as ``ssa scan`` does.
@@ -131,6 +142,9 @@ class KeyState:
     reported_failures: dict[str, int] = field(default_factory=dict)
     # How many steps this key had taken when this state was last written whole to Flink state.
     snapshot_version: int = 0
+    # Bytes of that snapshot's pickle and of the steps logged since (``streams.keyed_state``).
+    snapshot_bytes: int = 0
+    log_bytes: int = 0
 
 
 @dataclass
@@ -381,6 +395,9 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
                 version=runtime_context.get_state(ValueStateDescriptor("ssa-key-version", Types.LONG())),
                 cache_keys=config.state_cache_keys,
                 snapshot_every=config.snapshot_every_steps,
+                log_ratio=config.snapshot_log_ratio,
+                max_log_steps=config.max_log_steps,
+                max_log_bytes=config.max_log_bytes,
             )
             self.advanced_to = runtime_context.get_state(
                 ValueStateDescriptor("ssa-advanced-to", Types.LONG())

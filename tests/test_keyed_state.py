@@ -122,3 +122,77 @@ def test_state_cache_evicts_the_least_recently_used_key() -> None:
     cache.put("c", 1, c)
     assert cache.get("b", 1) is None and cache.get("a", 1) is a and cache.get("c", 1) is c
     assert cache.get("a", 2) is None and len(cache) == 2
+
+
+def _ratio_store(
+    logic: MicroBatchDetector, handles: tuple[Any, Any, Any], ratio: float, **bounds: int
+) -> KeyStateStore:
+    snapshot, log, version = handles
+    return KeyStateStore(
+        logic, snapshot=snapshot, log=log, version=version, snapshot_every=4, log_ratio=ratio, **bounds
+    )
+
+
+def test_a_snapshot_waits_until_the_log_holds_its_ratio_of_the_last_snapshots_bytes() -> None:
+    logic, batches = _batches()
+    snapshot, log, version = PickledValue(), PickledList(), PickledValue()
+    store = _ratio_store(logic, (snapshot, log, version), 2.0)
+    last_written, held_back = 0, 0
+    for step, (end, payloads) in enumerate(batches[:80], start=1):
+        size = len(pickle.loads(snapshot.data)) if snapshot.data is not None else 0
+        logged = sum(len(packed) for packed, _end in log.get() if packed is not None)
+        writes = snapshot.writes
+        store.step("t", payloads, end)
+        due = step - last_written >= 4 and logged >= 2.0 * size
+        assert (snapshot.writes > writes) == due, f"step {step}"
+        if due:
+            last_written = step
+            assert not log.items
+        held_back += step - last_written >= 4 and not due
+    assert held_back > 0 and snapshot.writes > 1  # the ratio held some snapshots back, not all
+    state = store.cache.get("t", 80)
+    assert state is not None and state.snapshot_bytes == len(pickle.loads(snapshot.data))
+
+
+@pytest.mark.parametrize(
+    ("bounds", "writes"),
+    [
+        # the first after 4 steps (no size known yet), then every 10 whatever the ratio says
+        ({"max_log_steps": 10}, 5),
+        # any logged byte is over the bound: every 4 steps, the least there may be
+        ({"max_log_bytes": 1}, 11),
+    ],
+)
+def test_the_log_bounds_force_a_snapshot_of_a_large_state(bounds: dict[str, int], writes: int) -> None:
+    logic, batches = _batches()
+    handles = (PickledValue(), PickledList(), PickledValue())
+    store = _ratio_store(logic, handles, 1000.0, **bounds)
+    _alert_ids(store, batches[:45])
+    assert handles[0].writes == writes and len(handles[1].items) == 1
+
+
+@pytest.mark.parametrize("cut", [3, 50, 97])
+def test_a_restore_with_the_ratio_policy_replays_its_log_and_continues_identically(cut: int) -> None:
+    logic, batches = _batches()
+    uninterrupted = _alert_ids(
+        _ratio_store(logic, (PickledValue(), PickledList(), PickledValue()), 2.0), batches
+    )
+    handles = (PickledValue(), PickledList(), PickledValue())
+    before = _alert_ids(_ratio_store(logic, handles, 2.0), batches[:cut])
+    restored = _ratio_store(logic, copy.deepcopy(handles), 2.0)
+    after = _alert_ids(restored, batches[cut:])
+    assert before + after == uninterrupted
+    assert restored.replayed_steps == len(handles[1].items)
+
+
+def test_a_snapshot_written_as_a_state_object_by_an_older_job_is_restored() -> None:
+    logic, batches = _batches()
+    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList(), PickledValue()), 10), batches)
+    handles = (PickledValue(), PickledList(), PickledValue())
+    before = _alert_ids(_store(logic, handles, 10), batches[:25])
+    # What the job wrote before it pickled snapshots itself: the KeyState, pickled by Flink.
+    state = pickle.loads(pickle.loads(handles[0].data))
+    handles[0].update(state)
+    restored = _ratio_store(logic, copy.deepcopy(handles), 2.0)
+    after = _alert_ids(restored, batches[25:])
+    assert before + after == uninterrupted and restored.replayed_steps == 5
