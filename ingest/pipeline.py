@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import operator
+import re
 import sys
 import threading
 import time
@@ -199,11 +200,15 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# A parenthesised aside (a hint, the columns looked for): no part of the class.
+_ASIDE: Final = re.compile(r"\s*\([^)]*\)?")
+
+
 def _reason_class(reason: str) -> str:
     """DLQ reasons carry specifics (byte positions, values); group them by their leading words."""
-    head = reason.split(":", 1)[0]
-    words = [w for w in head.split() if not w.lstrip("-").isdigit() and w[:1] not in "'\"("]
-    return " ".join(words[:8]) or head[:40]
+    head = _ASIDE.sub("", reason.split(":", 1)[0])
+    words = [w for w in head.split() if not w.lstrip("-").isdigit() and w[:1] not in "'\""]
+    return " ".join(words[:10]) or head[:40]
 
 
 def _open_input(path_or_stdin: str | Path | IO[bytes]) -> tuple[IO[bytes], str, bool]:

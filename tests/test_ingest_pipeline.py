@@ -544,3 +544,15 @@ def test_cli_refuses_an_unknown_time_zone_in_one_line(tmp_path, capsys):
             f"ssa ingest: unknown --tz {zone!r}; give an IANA time zone such as Europe/Berlin or UTC"
         ]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_dlq_reasons_are_classed_by_their_words_without_values_or_asides(tmp_path):
+    src = tmp_path / "features.csv"  # flow features without addresses: every row to the DLQ
+    src.write_bytes(b" Destination Port, Flow Duration, Label\n80,1,BENIGN\n81,2,BENIGN\n")
+    sink = JsonLinesSink(tmp_path / "out.jsonl")
+    summary = run_ingest(src, "cicflowmeter", sink=sink)
+    sink.close()
+    assert summary.dlq_reasons == {
+        "header has no Source IP, Destination IP, Timestamp column": 1,
+        "row under an unusable header": 2,
+    }

@@ -601,8 +601,15 @@ def test_cicflow_malformed():
     bad_time = row.replace(b"7/7/2017 8:59", b"32/13/2017 8:59")
     out = parse("cicflowmeter", header + b"\n" + bad_time + b"\n" + b"1,2,3\n")
     assert [d.reason for d in out.dlqs] == ["bad timestamp '32/13/2017 8:59'", "expected 85 columns, got 3"]
-    out = parse("cicflowmeter", b" Destination Port, Flow Duration, Label\n80,1,BENIGN\n")
-    assert out.dlqs[0].reason.startswith("header has no src/dst/ts column")
+    out = parse("cicflowmeter", b" Destination Port, Flow Duration, Label\n80,1,BENIGN\n81,2,BENIGN\n")
+    assert [d.reason for d in out.dlqs] == [
+        "header has no Source IP, Destination IP, Timestamp column (files of flow features only, like "
+        "CIC-IDS2017's MachineLearningCVE CSVs, cannot become flows)",
+        "row under an unusable header",
+        "row under an unusable header",
+    ]
+    out = parse("cicflowmeter", b"Src IP,Dst IP,Dst Port,Label\n10.0.0.1,10.0.0.2,80,BENIGN\n")
+    assert out.dlqs[0].reason.startswith("header has no Timestamp column (")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ The forward direction (the flow's initiator) is the source: ``Fwd`` counters are
 building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN``
 (``Flow Bytes/s`` of zero-length flows) become null, since JSON has no such numbers. Files
 without address columns (the "MachineLearningCVE" variant) cannot become flows: the header goes
-to the DLQ. Numbers are read strictly (integers, or integral decimals such as ``12.0``, within the
+to the DLQ with the columns it lacks, and every row after it as under an unusable header. Numbers are read strictly (integers, or integral decimals such as ``12.0``, within the
 canonical bounds; a ``Timestamp`` and its end from 2000 to 2099): anything else sends the row to
 the DLQ with the column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has
 them) is read as a duration of 0.
@@ -62,6 +62,7 @@ _ALIASES: Final = {
     "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts"),
     "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
 }  # fmt: skip
+_COLUMN_NAMES: Final = {"src": "Source IP", "dst": "Destination IP", "ts": "Timestamp"}
 # The flag-count columns (CIC-IDS2017's names, then CSE-CIC-IDS2018's) and the TCP flag bit each
 # stands for. ``cic_flags`` (in every event's extra, features or not) is the OR of the flags counted
 # at least once: CICFlowMeter's 2017-2018 releases count only the first packet's flags (their
@@ -242,6 +243,7 @@ class CicFlowParser(FastPathParser):
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
         self.header: list[str] | None = None
+        self.bad_header: str | None = None  # why the first line was not a usable header
         self.read_time = MeridiemlessClock(cic_time_reader(self.ctx.timezone))
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
         self.decode_row: Callable[[str], tuple[Any, ...]] | None = None  # see _plan_run
@@ -257,12 +259,14 @@ class CicFlowParser(FastPathParser):
             unique.append(name if n == 0 else f"{name}.{n}")
         pos = {n: i for i, n in enumerate(unique)}
         cols = {key: next((pos[a] for a in aliases if a in pos), None) for key, aliases in _ALIASES.items()}
-        missing = [k for k in ("src", "dst", "ts") if cols[k] is None]
+        missing = [_COLUMN_NAMES[k] for k in ("src", "dst", "ts") if cols[k] is None]
         if missing:
-            need = "/".join(missing)
-            self.reject(
-                f"header has no {need} column (Source IP, Destination IP, Timestamp)", line, lineno, offset
-            )
+            if self.bad_header is None:
+                self.bad_header = f"header has no {', '.join(missing)} column"
+                self.reject(f"{self.bad_header} (files of flow features only, like CIC-IDS2017's "
+                            "MachineLearningCVE CSVs, cannot become flows)", line, lineno, offset)  # fmt: skip
+            else:  # every later row is tried as the header: the first one's record says why
+                self.reject("row under an unusable header", line, lineno, offset)
             return
         self.header = unique
         self.cols = cols
