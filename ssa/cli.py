@@ -534,10 +534,14 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.evaluation.evaluate import evaluate
     from detectors.evaluation.scorecard import load_truth
 
+    if args.capture:
+        return _evaluate_capture(args, settings)
+    if _capture_flags(args):
+        raise CliError(f"{', '.join(_capture_flags(args))} go with --capture")
     if args.dataset is not None:
         return _evaluate_dataset(args, settings)
     if args.data_dir is not None or args.out is not None:
-        raise CliError("--data-dir and --out go with --dataset")
+        raise CliError("--data-dir and --out go with --dataset or --capture")
     if args.events is None or args.truth is None:
         raise CliError("give EVENTS and TRUTH, or --dataset NAME")
     for path in (args.events, args.truth):
@@ -585,6 +589,70 @@ def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
         ["ssa", "evaluate", "--dataset", args.dataset, *(["--config", args.config] if args.config else [])]
     )
     _say(f"wrote {write_scorecard(out, results, PROJECT_ROOT, command)}")
+    return 0
+
+
+def _capture_flags(args: argparse.Namespace) -> list[str]:
+    given = {"--format": args.format, "--label-column": args.label_column, "--benign": args.benign,
+             "--class": args.label_class, "--cidr": args.cidr, "--tz": args.tz, "--name": args.name}  # fmt: skip
+    return [flag for flag, value in given.items() if value]
+
+
+def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
+    """A scorecard of the user's own labelled capture (``detectors.evaluation.labelled``), run as
+    ``--dataset`` runs the known ones."""
+    import ipaddress
+
+    from detectors.config import DetectorConfig
+    from detectors.engine import Lateness
+    from detectors.evaluation.labelled import (
+        DEFAULT_BENIGN,
+        DEFAULT_CIDRS,
+        LabelClasses,
+        header_of,
+        label_column,
+        labelled_capture,
+    )
+    from detectors.evaluation.real import evaluate_capture, table, write_scorecard
+    from infra.settings import PROJECT_ROOT
+
+    if args.events is not None or args.tenants is not None or args.slack_ms or args.dataset or args.data_dir:
+        raise CliError("--capture takes no EVENTS, TRUTH, --tenants, --slack-ms, --dataset or --data-dir")
+    if not args.format:
+        raise CliError("--capture needs --format (the ssa ingest format of its files, e.g. cicflowmeter)")
+    fmt = resolve_format(args.format)
+    missing = [path for path in args.capture if not Path(path).is_file()]
+    if missing:
+        raise CliError(f"no such file: {missing[0]}")
+    files = [Path(path) for path in args.capture]
+    if args.tz is not None:
+        _check_zone(args.tz)
+    for cidr in args.cidr or ():
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise CliError(f"--cidr {cidr!r} is not a network (e.g. 192.168.10.0/24)") from None
+    mapping: dict[str, str] = {}
+    for item in args.label_class or ():
+        label, sep, cls = item.rpartition("=")
+        if not sep:  # an empty LABEL is allowed: the rows with no label
+            raise CliError(f"--class {item!r}: give LABEL=CLASS, e.g. 'DoS Hulk=flood'")
+        mapping[label.strip()] = cls.strip()
+    table_kind = "zeek" if fmt == "zeek" else "csv"
+    try:
+        classes = LabelClasses(args.benign or DEFAULT_BENIGN, mapping)
+        column = label_column(header_of(files[0], table_kind), args.label_column)
+    except ValueError as exc:
+        raise CliError(f"{files[0]}: {exc}" if "header" in str(exc) else str(exc)) from None
+    capture = labelled_capture(files, fmt, table_kind, column, classes, cidrs=args.cidr or DEFAULT_CIDRS,
+                               timezone=args.tz, name=args.name)  # fmt: skip
+    config = DetectorConfig.load(args.config) if args.config else None
+    lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    results = {capture.name: evaluate_capture(capture, ".", config=config, lateness=lateness, say=_say)}
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    if args.out:
+        command = " ".join(["ssa", "evaluate", "--capture", *args.capture, "--format", fmt])
+        _say(f"wrote {write_scorecard(Path(args.out), results, PROJECT_ROOT, command)}")
     return 0
 
 

@@ -129,7 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=None,
-        help="scorecard results file for --dataset (default: results/real-scorecard.json)",
+        help="scorecard results file for --dataset (default: results/real-scorecard.json) or --capture",
+    )
+    p.add_argument(
+        "--capture", nargs="+", default=None, metavar="FILE",
+        help="score your own labelled capture: its files in time order (with --format; each label is a class)",
+    )  # fmt: skip
+    p.add_argument("--format", default=None, help="--capture: the ssa ingest format of its files")
+    p.add_argument(
+        "--label-column", default=None, help="--capture: the label column (default: Label, label...)"
+    )
+    p.add_argument("--benign", action="append", default=None, metavar="LABEL",
+                   help="--capture: a benign label (repeatable; default: benign, normal, any case)")  # fmt: skip
+    p.add_argument("--class", dest="label_class", action="append", default=None, metavar="LABEL=CLASS",
+                   help="--capture: score LABEL as CLASS: scan, flood, beacon, guessing, benign, background, other")  # fmt: skip
+    p.add_argument("--cidr", action="append", default=None,
+                   help="--capture: the monitored network (repeatable; default: the private ranges)")  # fmt: skip
+    p.add_argument(
+        "--tz", default=None, help="--capture: IANA zone of local times in its files (default UTC)"
+    )
+    p.add_argument(
+        "--name", default=None, help="--capture: its name in the scorecard (default: first file's)"
     )
 
     p = cmd("demo", "everything end to end on the embedded default")

@@ -13,6 +13,18 @@ from infra.settings import Settings, load_settings
 from tests.paths import SHARED_DATA
 
 
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings that point at an empty data folder (no tenant registry, no pid files)."""
+    for name in ("SSA_SETTINGS_FILE", "SSA_REPORT_KEY", "SSA_REPORT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "data"
+    monkeypatch.setenv("SSA_DATA_DIR", str(data))
+    monkeypatch.setenv("SSA_TENANTS_FILE", str(data / "tenants.yaml"))
+    monkeypatch.setenv("SSA_CHECKPOINT_DIR", str(data / "checkpoints"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()

@@ -31,18 +31,6 @@ SIM_ARGS = ["--tenants", "3", "--hosts", "1", "--vms-per-tenant", "2", "--rate",
 SIM_START_MS = "1736150400000"  # 2025-01-06T08:00:00Z: files of fixed content
 
 
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Settings that point at an empty data folder (no tenant registry, no pid files)."""
-    for name in ("SSA_SETTINGS_FILE", "SSA_REPORT_KEY", "SSA_REPORT_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    data = tmp_path / "data"
-    monkeypatch.setenv("SSA_DATA_DIR", str(data))
-    monkeypatch.setenv("SSA_TENANTS_FILE", str(data / "tenants.yaml"))
-    monkeypatch.setenv("SSA_CHECKPOINT_DIR", str(data / "checkpoints"))
-    return tmp_path
-
-
 def _one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, lines

@@ -17,6 +17,7 @@ malicious traffic of no class scored here (a bot's DNS lookups, say): not benign
 
 from __future__ import annotations
 
+import csv
 import glob
 import gzip
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "ClassSpec",
     "LabelRead",
     "argus_rows",
+    "csv_rows",
     "open_text",
     "read_labels",
     "zeek_rows",
@@ -48,6 +50,7 @@ ATTACK_CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "scan": ("port_scan",),
     "flood": ("dos",),
     "beacon": ("command_and_control",),
+    "guessing": ("brute_force",),
 }
 
 
@@ -76,7 +79,7 @@ class Capture:
     folder: str
     patterns: tuple[str, ...]  # globs under the folder, each sorted; fed in this order
     fmt: str  # the ``ssa ingest --format`` name
-    table: Literal["zeek", "argus"]  # how ``read_labels`` reads a row
+    table: Literal["zeek", "argus", "csv"]  # how ``read_labels`` reads a row
     cidrs: tuple[str, ...]  # the one tenant's CIDRs
     classes: tuple[ClassSpec, ...]
     classify: Classifier
@@ -85,15 +88,25 @@ class Capture:
     # Each file is another host's day from its own sensor (not one continuous capture): each gets
     # a fresh engine, as the files' times overlap and run back and forth.
     day_files: bool = False
+    # A capture of the user's files (``labelled``): its classes come from the labels read, and its
+    # patterns are the files themselves, fed in the order given.
+    derive_classes: Callable[[], tuple[ClassSpec, ...]] | None = None
+    in_given_order: bool = False
 
     def files(self, data_dir: Path) -> list[Path]:
+        if self.in_given_order:
+            return [Path(p) for p in self.patterns if Path(p).is_file()]
         out: list[Path] = []
         for pattern in self.patterns:
             out.extend(Path(p) for p in sorted(glob.glob(str(data_dir / self.folder / pattern))))
         return out
 
     def spec(self, name: str) -> ClassSpec:
-        return next(c for c in self.classes if c.name == name)
+        return next(c for c in self.scored_classes() if c.name == name)
+
+    def scored_classes(self) -> tuple[ClassSpec, ...]:
+        """The classes to score: the capture's own, or those of the labels read so far."""
+        return self.derive_classes() if self.derive_classes is not None else self.classes
 
 
 def _ctu13(row: Mapping[str, str]) -> str:
@@ -224,6 +237,24 @@ def argus_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] |
         yield line, dict(zip(names, cells, strict=True)) if len(cells) == len(names) else None
 
 
+def csv_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] | None]]:
+    """(line, row) of each record of a CSV whose first line names the columns (CICFlowMeter, nProbe,
+    ``ra -c ,``). Names and cells are stripped (CIC-IDS2017 writes `` Label``); a repeat of the
+    header line and rows of separators only (which the parsers skip) yield nothing."""
+    names: list[str] | None = None
+    for line in lines:
+        text = line.decode("utf-8", "replace").lstrip("\ufeff")
+        if not text.replace(",", "").strip():
+            continue
+        cells = [c.strip() for c in next(csv.reader([text]), [])]
+        if names is None:
+            names = cells
+            continue
+        if cells == names:
+            continue
+        yield line, dict(zip(names, cells, strict=True)) if len(cells) == len(names) else None
+
+
 def open_text(path: Path) -> IO[bytes]:
     """The file's bytes, gunzipped when it starts with the gzip magic (as ``ssa ingest`` does)."""
     with path.open("rb") as fh:
@@ -236,7 +267,7 @@ def read_labels(capture: Capture, stream: IO[bytes], source: str, into: LabelRea
     parser named ``source`` gives that line."""
     out = into if into is not None else LabelRead({}, {})
     ident = event_id_of(source)
-    rows = zeek_rows if capture.table == "zeek" else argus_rows
+    rows = {"zeek": zeek_rows, "argus": argus_rows, "csv": csv_rows}[capture.table]
     for line, row in rows(item[2] for item in iter_lines(stream)):
         if row is None:
             out.unreadable += 1

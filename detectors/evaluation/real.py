@@ -156,7 +156,7 @@ class CaptureRun:
 
 
 def run_capture(
-    name: str,
+    name: str | Capture,
     data_dir: str | os.PathLike[str],
     *,
     config: DetectorConfig | None = None,
@@ -168,7 +168,8 @@ def run_capture(
     """Parse and detect over one capture (see the module docstring). ``max_files`` and
     ``max_lines`` (per file) cut a slice of it, for a quick check. ``lateness``: the allowances for
     disorder that ``ssa scan`` gives the engine (the job's settings); None: the engine's default."""
-    capture = CAPTURES[name]
+    capture = CAPTURES[name] if isinstance(name, str) else name
+    name = capture.name
     files = capture.files(Path(data_dir))[:max_files]
     if not files:
         raise FileNotFoundError(f"no files of {name} under {Path(data_dir) / capture.folder}")
@@ -214,7 +215,7 @@ def alert_index(run: CaptureRun) -> AlertIndex:
 
 
 def evaluate_capture(
-    name: str,
+    name: str | Capture,
     data_dir: str | os.PathLike[str],
     *,
     config: DetectorConfig | None = None,
@@ -228,7 +229,8 @@ def evaluate_capture(
         name, data_dir, config=config, max_files=max_files, max_lines=max_lines, lateness=lateness, say=say
     )
     capture, sink = run.capture, run.sink
-    scored = score_classes(capture.classes, sink.flows, alert_index(run), run.host_days, say)
+    classes = capture.scored_classes()
+    scored = score_classes(classes, sink.flows, alert_index(run), run.host_days, say)
     stats = [engine.stats() for engine in run.engines]
     by_detector: dict[str, int] = {}
     for a in sink.alerts:
@@ -254,7 +256,7 @@ def evaluate_capture(
         "alerts": len(sink.alerts),
         "alerts_by_detector": dict(sorted(by_detector.items())),
         **scored,
-        "class_notes": {c.name: c.note for c in capture.classes if c.note},
+        "class_notes": {c.name: c.note for c in classes if c.note},
         "seconds": round(run.seconds, 1),
     }
 
@@ -274,6 +276,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
 def _allowances(lateness_ms: dict[str, int]) -> str:
     default = lateness_ms.get("default", 0)
     kinds = [f"{kind} {ms / 1000:g} s" for kind, ms in lateness_ms.items() if kind != "default"]
@@ -289,13 +295,16 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"{r['skipped']:,} skipped, {r['late_events']:,} late events ({r['late']:,} late for a detector, "
             f"summed; allowance {_allowances(r['lateness_ms'])}), {r['alerts']:,} alerts, {r['seconds']} s"
         )
-        lines.append(f"  {'class':<11}{'kind':<11}{'flows':>9}{'covered':>9}{'recall':>8}{'any':>8}  figures")
+        width = min(max([11, *(len(c) + 1 for c in r["classes"])]), 32)  # a user's labels name classes
+        lines.append(
+            f"  {'class':<{width}}{'kind':<11}{'flows':>9}{'covered':>9}{'recall':>8}{'any':>8}  figures"
+        )
         for cls, row in r["classes"].items():
             if row["kind"] == "other" and not row["flows"]:
                 continue
             figures = "malicious, of no class scored here" if row["kind"] == "other" else ""
             if row["kind"] == "attack" and not row["categories"]:
-                figures = "no detector for this class"
+                figures = "of no class a detector is scored for: any alert counts"
             elif row["kind"] == "attack":
                 figures = "by " + "/".join(row["categories"])
             elif row["kind"] in ("benign", "background"):
@@ -306,7 +315,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                     f"({row['hosts']:,} hosts, {row['host_days']:.2f} host-days)"
                 )
             lines.append(
-                f"  {cls:<11}{row['kind']:<11}{row['flows']:>9,}{_fmt(row.get('covered')):>9}"
+                f"  {_clip(cls, width - 1):<{width}}{row['kind']:<11}{row['flows']:>9,}{_fmt(row.get('covered')):>9}"
                 f"{_fmt(row.get('recall')):>8}{_fmt(row['share_covered']):>8}  {figures}"
             )
         buckets = ", ".join(f"{b} {v['alerts']}" for b, v in r["alert_buckets"].items())

@@ -1,0 +1,140 @@
+"""A user's own labelled capture scored as the real-data scorecard scores the known ones
+(``ssa evaluate --capture``, ``detectors.evaluation.labelled``). The CSVs are hand-made in
+CICFlowMeter's format (``tests.test_flowdir.cic``); no dataset's records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detectors.evaluation.labelled import MAX_CLASSES, LabelClasses, header_of, label_column, labelled_capture
+from detectors.evaluation.real import evaluate_capture, table
+from ssa.cli import main
+from tests.test_cli import _one_line
+from tests.test_flowdir import cic, cic_flow
+
+
+@pytest.mark.parametrize(
+    ("label", "cls", "kind"),
+    [
+        ("PortScan", "scan", "attack"), ("PartOfAHorizontalPortScan", "scan", "attack"),
+        ("DoS Hulk", "flood", "attack"), ("DDoS", "flood", "attack"), ("DoS slowloris", "flood", "attack"),
+        ("FTP-Patator", "guessing", "attack"), ("Web Attack \ufffd Brute Force", "guessing", "attack"),
+        ("Bot", "beacon", "attack"), ("C&C-HeartBeat", "beacon", "attack"), ("Botnet", "beacon", "attack"),
+        ("Heartbleed", "Heartbleed", "attack"), ("Infiltration", "Infiltration", "attack"),
+        ("BENIGN", "benign", "benign"), ("Normal", "benign", "benign"),
+        ("flow=From-Normal-V47-Grill", "benign", "benign"), ("flow=Background-TCP-Established", "background", "background"),
+        ("", "background", "background"), ("-", "background", "background"),
+        ("Abnormal-Robot", "Abnormal-Robot", "attack"),  # no benign word, no keyword word ("bot" inside)
+    ],
+)  # fmt: skip
+def test_labels_become_classes_by_their_words(label: str, cls: str, kind: str) -> None:
+    classes = LabelClasses()
+    assert classes(label) == cls
+    assert classes.kinds[cls] == kind
+
+
+def test_mapping_overrides_the_keywords_and_names_its_own_kinds() -> None:
+    classes = LabelClasses(benign=["0"], mapping={"DoS Hulk": "other", "-": "benign", "Heartbleed": "flood"})
+    assert [classes(x) for x in ("DoS Hulk", "-", "Heartbleed", "0", "BENIGN")] == [
+        "other", "benign", "flood", "benign", "BENIGN",
+    ]  # fmt: skip
+    assert classes.kinds == {"other": "other", "benign": "benign", "flood": "attack", "BENIGN": "attack"}
+    with pytest.raises(ValueError, match="give a class name"):
+        LabelClasses(mapping={"x": "a\nb"})
+
+
+def test_a_label_per_flow_is_capped_into_one_class() -> None:
+    classes = LabelClasses()
+    names = {classes(f"attack-{i}") for i in range(MAX_CLASSES + 10)}
+    assert len(names) == MAX_CLASSES + 1 and "other labels" in names
+
+
+def test_the_label_column_is_found_or_named() -> None:
+    assert label_column([" Source IP", " Label"], None) == "Label"
+    assert label_column(["id.orig_h", "label", "detailed-label"], "detailed-label") == "detailed-label"
+    with pytest.raises(ValueError, match="give --label-column"):
+        label_column(["Source IP"], None)
+    with pytest.raises(ValueError, match="no column 'Attack'"):
+        label_column(["Source IP", "Label"], "Attack")
+
+
+def _capture(tmp_path: Path) -> Path:
+    """A SYN scan of 1,000 closed ports (PortScan), 40 browsing connections and their tails
+    (BENIGN), and a handful of flows of an attack no detector is scored for."""
+    scan = [
+        {**cic_flow("198.51.100.7", "10.1.0.5", 40001, port, (1, 0), (1, 0), "SYN", minute=port % 3),
+         "Label": "PortScan"}
+        for port in range(1, 1001)
+    ]  # fmt: skip
+    browsing = [
+        {**row, "Label": "BENIGN"}
+        for i in range(40)
+        for row in (
+            cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (9, 700), (8, 9000), "SYN", minute=i % 4),
+            {**cic_flow("10.1.0.5", f"203.0.113.{i}", 50000 + i, 443, (1, 0), (1, 0), "FIN", minute=i % 4),
+             "ACK Flag Count": "1"},
+        )
+    ]  # fmt: skip
+    other = [
+        {**cic_flow("198.51.100.9", "10.1.0.6", 41000 + i, 443, (30, 9000), (20, 60000), "SYN", minute=5),
+         "Label": "Heartbleed"}
+        for i in range(3)
+    ]  # fmt: skip
+    path = tmp_path / "capture.csv"
+    path.write_text(cic(scan + browsing + other))
+    return path
+
+
+def test_a_cicflowmeter_capture_is_scored_per_label(tmp_path: Path) -> None:
+    path = _capture(tmp_path)
+    column = label_column(header_of(path, "csv"), None)
+    capture = labelled_capture([path], "cicflowmeter", "csv", column, LabelClasses(), cidrs=["10.1.0.0/16"])
+    result = evaluate_capture(capture, tmp_path)
+    classes = result["classes"]
+    assert result["labelled_rows"] == {"Heartbleed": 3, "benign": 80, "scan": 1000}
+    assert result["dlq"] == 0 and result["events_without_label"] == 0
+    assert (classes["scan"]["flows"], classes["scan"]["recall"]) == (1000, 1.0)
+    assert classes["benign"]["false_alerts"] == 0 and classes["benign"]["hosts"] == 1
+    assert classes["Heartbleed"]["categories"] == [] and classes["Heartbleed"]["recall"] is None
+    text = table({"mine": result})
+    assert "scan" in text and "of no class a detector is scored for" in text
+
+
+def test_ssa_evaluate_capture_prints_and_writes_the_scorecard(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, out = _capture(tmp_path), tmp_path / "card.json"
+    argv = ["evaluate", "--capture", str(path), "--format", "cicflowmeter", "--cidr", "10.1.0.0/16",
+            "--class", "Heartbleed=other", "--name", "mine", "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    card = json.loads(capsys.readouterr().out)["mine"]
+    assert card["classes"]["scan"]["recall"] == 1.0 and card["classes"]["other"]["kind"] == "other"
+    assert json.loads(out.read_text())["captures"]["mine"]["run"]["command"].startswith(
+        "ssa evaluate --capture"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "ssa evaluate: --capture needs --format (the ssa ingest format of its files, e.g. cicflowmeter)"),
+        (["--format", "cicflowmeter", "--cidr", "10.1.0.0/33"], "ssa evaluate: --cidr '10.1.0.0/33' is not a network (e.g. 192.168.10.0/24)"),
+        (["--format", "cicflowmeter", "--class", "PortScan"], "ssa evaluate: --class 'PortScan': give LABEL=CLASS, e.g. 'DoS Hulk=flood'"),
+        (["--format", "cicflowmeter", "--label-column", "Attack"], "ssa evaluate: {path}: no column 'Attack' in the header"),
+        (["--format", "nosuch"], "ssa evaluate: unknown --format 'nosuch'"),
+    ],
+)  # fmt: skip
+def test_bad_capture_arguments_are_one_line(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    path = _capture(tmp_path)
+    assert main(["evaluate", "--capture", str(path), *extra]) == 1
+    assert _one_line(capsys.readouterr().err).startswith(message.format(path=path))
+
+
+def test_flags_of_a_capture_alone_are_refused(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--dataset", "all", "--format", "zeek"]) == 1
+    assert _one_line(capsys.readouterr().err) == "ssa evaluate: --format go with --capture"
