@@ -126,7 +126,7 @@ from detectors.addrscope import unowned_outbound
 from detectors.alert import Entity
 from detectors.base import MANAGEMENT, Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ANSWER_MASK, REFUSED, UNANSWERED
+from detectors.flowdir import ANSWER_MASK, REFUSED, UNANSWERED, continues_connection
 from detectors.meta import DetectorMeta, technique
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
@@ -206,7 +206,10 @@ def beacon_score(
         return None
     ts_skew = 1.0 - abs(bowley_skew(intervals))
     med_interval, _, ts_mad = mad_score(intervals, 1.0)
-    interval_s = med_interval / stride  # the sample's intervals span ``stride`` connections
+    # Per connection: the sample's intervals span ``stride`` connections, and a second may hold
+    # several (records stamped to the minute, as some CICFlowMeter CSVs are, put six check-ins
+    # of a 10 s beacon in one): the unique seconds' median interval is shared among them.
+    interval_s = med_interval * len(seconds) / (len(starts_ms) * stride)
     count = min(1.0, connections * interval_s * 1000.0 / window_ms) if window_ms > 0 else 0.0
     ordered = sorted(float(s) for s in sizes)
     ds_skew = 1.0 - abs(bowley_skew(ordered))
@@ -425,6 +428,8 @@ class C2Beacon(WindowedDetector[PairState]):
                 src = ev.src_ip
                 if src in allowed_src:
                     continue
+                if ev.extra and continues_connection(ev, views[i]):
+                    continue  # a later piece of a connection counted already (CICFlowMeter's tails)
                 ts = ev.ts
                 port = ev.dst_port
                 if port in skip_ports and (port in allowed_ports or (ev.proto, port) in periodic):
