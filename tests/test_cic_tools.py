@@ -124,3 +124,19 @@ def test_minute_stamped_records_still_show_a_fast_beacon_and_a_guesser() -> None
     for i in range(600):
         guesser += closed(ATTACKER, VICTIM, 30000 + i, 21, i * 1.0, 2.0, (9, 60 + i % 8), (10, 300))
     assert [a.entity.id for a in alerts_of(minute_stamps(guesser), "brute_force.flow_guessing")] == [ATTACKER]
+
+
+def test_minute_stamped_records_still_show_slowloris_and_an_http_flood() -> None:
+    slow = []
+    for sock in range(150):
+        for k in range(20):
+            slow += closed(
+                ATTACKER, VICTIM, 20000 + sock * 20 + k, 80, sock * 0.2 + k * 30.5, 30.0, (4, 300), (2, 0)
+            )
+    held = alerts_of(minute_stamps(slow), "dos.slow_connections")
+    assert held and held[0].evidence["held"] >= 100
+    flood = []
+    for i in range(900):  # one request per connection, 15 a second (Hulk-like), each with its tail
+        flood += closed(ATTACKER, VICTIM, 30000 + i, 80, i / 15, 0.05, (5, 340 + i % 40), (4, 11_900))
+    floods = alerts_of(minute_stamps(flood), "dos.app_flood")
+    assert [a.entity.id for a in floods] == [ATTACKER] and floods[0].evidence["connections"] == 900
