@@ -609,6 +609,7 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
         DEFAULT_BENIGN,
         DEFAULT_CIDRS,
         LabelClasses,
+        coarse_column,
         header_of,
         label_column,
         labelled_capture,
@@ -641,11 +642,12 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     table_kind = "zeek" if fmt == "zeek" else "csv"
     try:
         classes = LabelClasses(args.benign or DEFAULT_BENIGN, mapping)
-        column = label_column(header_of(files[0], table_kind), args.label_column)
+        header = header_of(files[0], table_kind)
+        column = label_column(header, args.label_column)
     except ValueError as exc:
         raise CliError(f"{files[0]}: {exc}" if "header" in str(exc) else str(exc)) from None
-    capture = labelled_capture(files, fmt, table_kind, column, classes, cidrs=args.cidr or DEFAULT_CIDRS,
-                               timezone=args.tz, name=args.name)  # fmt: skip
+    capture = labelled_capture(files, fmt, table_kind, column, classes, coarse=coarse_column(header, column),
+                               cidrs=args.cidr or DEFAULT_CIDRS, timezone=args.tz, name=args.name)  # fmt: skip
     config = DetectorConfig.load(args.config) if args.config else None
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
     results = {capture.name: evaluate_capture(capture, ".", config=config, lateness=lateness, say=_say)}

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from detectors.evaluation.labelled import MAX_CLASSES, LabelClasses, header_of, label_column, labelled_capture
+from detectors.evaluation.labelled import (
+    MAX_CLASSES,
+    LabelClasses,
+    coarse_column,
+    header_of,
+    label_column,
+    labelled_capture,
+)
 from detectors.evaluation.real import evaluate_capture, table
 from ssa.cli import main
 from tests.test_cli import _one_line
@@ -59,6 +66,28 @@ def test_the_label_column_is_found_or_named() -> None:
         label_column(["Source IP"], None)
     with pytest.raises(ValueError, match="no column 'Attack'"):
         label_column(["Source IP", "Label"], "Attack")
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "cls"),
+    [
+        (["srcip", "attack_cat", "Label"], {"attack_cat": "", "Label": "0"}, "benign"),  # UNSW-NB15's normal rows
+        (["srcip", "attack_cat", "Label"], {"attack_cat": "Exploits", "Label": "1"}, "Exploits"),
+        (["id.orig_h", "label", "detailed-label"], {"label": "Benign", "detailed-label": "-"}, "benign"),  # IoT-23
+        (["id.orig_h", "label", "detailed-label"], {"label": "Malicious", "detailed-label": "-"}, "Malicious"),
+        (["id.orig_h", "label", "detailed-label"], {"label": "Malicious", "detailed-label": "DDoS"}, "flood"),
+        (["IPV4_SRC_ADDR", "Label", "Attack"], {"Label": "0", "Attack": "Benign"}, "benign"),  # the NF-* sets
+        (["IPV4_SRC_ADDR", "Label"], {"Label": "0"}, "benign"),
+        (["IPV4_SRC_ADDR", "Label"], {"Label": "1"}, "1"),
+    ],
+)  # fmt: skip
+def test_an_empty_attack_name_is_read_from_the_coarse_label(
+    header: list[str], row: dict[str, str], cls: str
+) -> None:
+    column = label_column(header, None)
+    capture = labelled_capture([Path("x.csv")], "zeek", "zeek", column, LabelClasses(),
+                               coarse=coarse_column(header, column))  # fmt: skip
+    assert capture.classify(row) == cls
 
 
 def _capture(tmp_path: Path) -> Path:

@@ -19,6 +19,11 @@ Labels to classes. Each label value is a class of its own, named by the label, u
   (``captures.ATTACK_CATEGORIES``: ``scan``, ``flood``, ``beacon``, ``guessing``); an attack label
   of no such class is scored by the share of its flows that any alert covers.
 
+The label column: ``--label-column``, or the first present of ``detailed-label``, ``Attack``,
+``attack_cat`` (an attack's name) and ``Label``, ``label``. Where the attack's name is empty or
+``-`` the coarse ``Label``/``label`` beside it says (``0``: benign; UNSW-NB15's normal rows have
+no ``attack_cat``, IoT-23's benign ones a ``-`` detailed label).
+
 A label names its class by keyword when not mapped: ``scan`` (PortScan, horizontal scan), ``flood``
 (DoS, DDoS, flood: the slow kinds too, whose alerts are ``dos``), ``beacon`` (bot, botnet, C&C),
 ``guessing`` (brute force, Patator, password guessing). Any other attack label is scored by any
@@ -40,7 +45,15 @@ from typing import Final
 from detectors.evaluation.captures import Capture, ClassSpec, Kind, open_text
 from ingest.reader import iter_lines
 
-__all__ = ["DEFAULT_BENIGN", "DEFAULT_CIDRS", "LabelClasses", "header_of", "label_column", "labelled_capture"]
+__all__ = [
+    "DEFAULT_BENIGN",
+    "DEFAULT_CIDRS",
+    "LabelClasses",
+    "coarse_column",
+    "header_of",
+    "label_column",
+    "labelled_capture",
+]
 
 DEFAULT_BENIGN: Final = ("benign", "normal")
 DEFAULT_CIDRS: Final = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
@@ -56,7 +69,12 @@ _KEYWORDS: Final = (
 _BACKGROUND: Final = re.compile(r"background", re.I)
 # Classes named by their labels at most (then "other labels"): a table, not one row per flow.
 MAX_CLASSES: Final = 64
-_LABEL_COLUMNS: Final = ("Label", "label", "detailed-label", "Attack", "attack_cat")
+# The attack's name where a capture has one (IoT-23's detailed-label, the NF-* sets' Attack,
+# UNSW-NB15's attack_cat) before its binary or coarse label.
+_LABEL_COLUMNS: Final = ("detailed-label", "Attack", "attack_cat", "Label", "label")
+_COARSE_COLUMNS: Final = ("Label", "label")
+# A coarse label's values that say malicious (UNSW-NB15 and the NF-* sets write 1, IoT-23 Malicious).
+_COARSE_BENIGN: Final = frozenset({"0"})
 
 
 class LabelClasses:
@@ -109,6 +127,13 @@ class LabelClasses:
         )
 
 
+def coarse_column(header: Sequence[str], column: str) -> str | None:
+    """A second, coarser label column (``Label``/``label``) beside ``column``, read where ``column``
+    is empty (UNSW-NB15's normal rows have no attack_cat; IoT-23's benign ones a ``-``)."""
+    stripped = [h.strip() for h in header]
+    return next((c for c in _COARSE_COLUMNS if c in stripped and c != column), None)
+
+
 def label_column(header: Sequence[str], wanted: str | None) -> str:
     """The label column of ``header``: ``wanted``, or the first of the usual names present."""
     stripped = [h.strip() for h in header]
@@ -124,18 +149,25 @@ def label_column(header: Sequence[str], wanted: str | None) -> str:
 
 def labelled_capture(
     files: Sequence[Path], fmt: str, table: str, column: str, classes: LabelClasses, *,
+    coarse: str | None = None,
     cidrs: Sequence[str] = DEFAULT_CIDRS, timezone: str | None = None, name: str | None = None,
 ) -> Capture:  # fmt: skip
     """A ``Capture`` of the user's files, read in the order given; its classes come from the labels
     (``Capture.derive_classes``) once they have been read."""
 
     def classify(row: Mapping[str, str]) -> str:
-        return classes(row.get(column, ""))
+        label, source = row.get(column, "").strip(), column
+        if label in _UNLABELLED and coarse is not None:  # no attack name: the coarse label says
+            label, source = row.get(coarse, "").strip(), coarse
+        if source in _COARSE_COLUMNS and label in _COARSE_BENIGN and label not in classes.mapping:
+            label = "benign"
+        return classes(label)
 
     return Capture(
         name or files[0].name, "", tuple(str(f.resolve()) for f in files), fmt, table,  # type: ignore[arg-type]
         tuple(cidrs), (), classify, timezone=timezone,
-        tenant_note=f"the monitored network {', '.join(cidrs)}; labels from column {column!r}",
+            tenant_note=f"the monitored network {', '.join(cidrs)}; labels from column {column!r}"
+        + (f", {coarse!r} where it is empty" if coarse else ""),
         derive_classes=classes.specs, in_given_order=True,
     )  # fmt: skip
 
