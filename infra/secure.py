@@ -74,14 +74,19 @@ __all__ = [
     "SecureError",
     "acl_plan",
     "admin_settings",
+    "broker_acls",
     "broker_properties",
     "ensure_admin_password",
     "ensure_tls",
     "explain_kafka_error",
     "feeder_user",
+    "full_plan",
+    "owned_principals",
     "parse_plan",
     "provision",
+    "provisioned_tenants",
     "revoke",
+    "stale_acls",
     "tenant_dlq",
     "tenant_prefix",
     "tenant_raw_prefix",
@@ -358,13 +363,15 @@ def admin_settings(settings: Settings) -> Settings:
 
 
 # --- ACLs -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class AclRule:
     principal: str  # user name, without "User:"
     resource: str  # TOPIC or GROUP
     name: str
     pattern: str  # LITERAL or PREFIXED
     operation: str  # READ, WRITE, DESCRIBE
+    host: str = "*"  # the plan's rules hold for any host; a broker's may name one
+    permission: str = "ALLOW"  # the plan only allows; DENY rules on a broker are an operator's
 
 
 def _topic_acls(
@@ -466,8 +473,53 @@ def _binding(rule: AclRule) -> Any:
 
     return AclBinding(
         ResourceType[rule.resource], rule.name, ResourcePatternType[rule.pattern], f"User:{rule.principal}",
-        "*", AclOperation[rule.operation], AclPermissionType.ALLOW,
+        rule.host, AclOperation[rule.operation], AclPermissionType[rule.permission],
     )  # fmt: skip
+
+
+def _rule_of(binding: Any) -> AclRule:
+    """An ACL the broker holds, as a rule (a principal of another type keeps its prefix)."""
+    principal = str(binding.principal)
+    return AclRule(
+        principal.removeprefix("User:") if principal.startswith("User:") else principal,
+        binding.restype.name, binding.name, binding.resource_pattern_type.name, binding.operation.name,
+        binding.host, binding.permission_type.name,
+    )  # fmt: skip
+
+
+# --- the plan against what a broker holds ----------------------------------------------------
+def full_plan(settings: Settings, tenants: Iterable[str]) -> list[AclRule]:
+    """Every ACL provisioning gives: the job's, the parse stage's, the provider's and each tenant's."""
+    rules = [*job_plan(settings), *parse_plan(settings)]
+    for tenant in [PROVIDER, *tenants]:
+        rules += acl_plan(settings, tenant)
+    return rules
+
+
+def owned_principals(tenants: Iterable[str]) -> set[str]:
+    """The principals provisioning owns for these tenants: only their ACLs may it remove."""
+    return {JOB_USER, PARSE_USER, feeder_user(PROVIDER), *(feeder_user(t) for t in tenants)}
+
+
+def provisioned_tenants(existing: Iterable[AclRule]) -> set[str]:
+    """The tenants whose feeder holds ACLs on the broker (provisioned and not revoked)."""
+    head = feeder_user("")
+    ids = {r.principal[len(head) :] for r in existing if r.principal.startswith(head)}
+    return {t for t in ids if t != PROVIDER and _TOPIC_SAFE.match(t)}
+
+
+def stale_acls(existing: Iterable[AclRule], wanted: Iterable[AclRule], owned: Iterable[str]) -> list[AclRule]:
+    """The ALLOW rules of ``owned`` principals that ``wanted`` does not hold: what an older version
+    (the parse stage's shared raw and telemetry topics before per-tenant raw topics), a changed
+    setting (a topic or group name) or a hand left behind. DENY rules only take away: an
+    operator's, never removed."""
+    want, mine = set(wanted), set(owned)
+    return sorted({r for r in existing if r.principal in mine and r.permission == "ALLOW" and r not in want})
+
+
+def describe_rule(rule: AclRule) -> str:
+    where = "" if rule.host == "*" else f" from host {rule.host}"
+    return f"{rule.principal} {rule.operation} {rule.resource.lower()} {rule.name} ({rule.pattern}){where}"
 
 
 # --- provisioning ---------------------------------------------------------------------------
@@ -526,6 +578,98 @@ def _create_acls(admin: Any, rules: list[AclRule]) -> None:
         _wait(admin.create_acls([_binding(r) for r in rules]))
 
 
+def _detail(exc: BaseException) -> str:
+    err = exc.args[0] if exc.args else exc
+    return str(err.str()) if hasattr(err, "str") else str(exc)
+
+
+def broker_acls(admin: Any) -> list[AclRule]:
+    """Every ACL the broker holds (as the admin)."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    anything: Any = None  # a filter's None matches any name, principal and host
+    everything = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything, anything,
+                                  AclOperation.ANY, AclPermissionType.ANY)  # fmt: skip
+    try:
+        return [_rule_of(b) for b in admin.describe_acls(everything, request_timeout=30).result(timeout=60)]
+    except Exception as exc:
+        raise SecureError(f"Kafka refused to list its ACLs: {_detail(exc)}") from None
+
+
+def _delete_acls(admin: Any, rules: list[AclRule]) -> int:
+    """Delete exactly these rules (one exact filter each); how many the broker removed."""
+    if not rules:
+        return 0
+    from confluent_kafka.admin import AclBindingFilter
+
+    def exact(rule: AclRule) -> Any:  # the rule's own binding, as a filter that matches only it
+        b = _binding(rule)
+        return AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                                b.permission_type)  # fmt: skip
+
+    filters = [exact(r) for r in rules]
+    removed = 0
+    for key, fut in admin.delete_acls(filters, request_timeout=30).items():
+        try:
+            removed += len(fut.result(timeout=60))
+        except Exception as exc:
+            raise SecureError(f"Kafka refused to delete ACL {key}: {_detail(exc)}") from None
+    return removed
+
+
+def _applied_acls(admin: Any, created: list[AclRule], timeout_s: float = 30.0) -> list[AclRule]:
+    """The broker's ACLs once it holds every rule of ``created``. CreateAcls answers when the
+    controller has committed them; the broker applies them a moment later (a loaded machine: a
+    feeder's first write right after provisioning was refused), and DescribeAcls is answered from
+    the broker's authorizer, so waiting for it makes ``provision`` return with its rules in force."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        existing = broker_acls(admin)
+        missing = set(created) - set(existing)
+        if not missing:
+            return existing
+        if time.monotonic() > deadline:
+            raise SecureError(
+                f"Kafka did not apply {len(missing)} ACLs within {timeout_s:.0f} s of creating them, "
+                f"e.g. {describe_rule(min(missing))}"
+            )
+        time.sleep(0.2)
+
+
+def _remove_stale(
+    admin: Any, settings: Settings, tenants: list[str], say: Callable[[str], None]
+) -> list[AclRule]:
+    """Remove the ACLs of the principals provisioning owns that the plan does not hold, and say so.
+    Tenants provisioned earlier that are not among ``tenants`` keep theirs (and the job's and the
+    stage's access to their topics): removing a tenant is ``revoke``'s, not a side effect."""
+    existing = _applied_acls(admin, full_plan(settings, tenants))
+    others = sorted(provisioned_tenants(existing) - set(tenants))
+    owned = owned_principals(tenants)
+    stale = stale_acls(existing, full_plan(settings, [*tenants, *others]), owned)
+    removed = _delete_acls(admin, stale)
+    if stale:
+        say(
+            f"stale ACLs: removed {removed} the plan no longer grants: {'; '.join(map(describe_rule, stale))}"
+        )
+    else:
+        say("stale ACLs: none (every ALLOW ACL of the provisioned principals is in the plan)")
+    denied = [r for r in existing if r.principal in owned and r.permission != "ALLOW"]
+    if denied:
+        say(f"kept {len(denied)} DENY ACLs (an operator's): {'; '.join(map(describe_rule, denied))}")
+    if others:
+        say(
+            f"tenants on the broker but not in this registry, access kept: {', '.join(others)} "
+            "(`ssa tenants revoke TENANT` removes one)"
+        )
+    return stale
+
+
 def provision(
     settings: Settings,
     tenants: Iterable[str],
@@ -534,7 +678,8 @@ def provision(
 ) -> list[str]:
     """Idempotently provision the job, the parse stage, the provider feeder and each tenant (its
     raw topics of ``raw_formats``, format names: ``ssa tenants provision`` gives every format);
-    one line per principal, never a secret. Returns the tenants provisioned."""
+    one line per principal, never a secret; then remove the ALLOW ACLs of these principals that
+    the plan no longer holds (``stale_acls``), in one more line. Returns the tenants provisioned."""
     raw_formats = list(raw_formats)
     tenants = list(tenants)
     for tenant in tenants:
@@ -573,6 +718,8 @@ def provision(
             f"{len(created)} new of {len(topics)} topics {tenant_prefix(tenant)}*, "
             f"{tenant_raw_prefix(tenant)}*, settings {conf}"
         )
+    # Last, once every rule of the plan exists: no moment without an ACL the plan keeps.
+    _remove_stale(admin, settings, tenants, say)
     return tenants
 
 

@@ -321,6 +321,7 @@ def _ingest_bucket(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
     from infra.bootstrap import ensure_topics
     from ingest.tenants import RegistryWatcher
+    from streams.access import check_parse_access
     from streams.parse_stage import raw_topics, run_parse_stage
 
     if args.tz is not None:
@@ -329,6 +330,9 @@ def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
     registry = RegistryWatcher(tenants) if Path(tenants).exists() else None
     if args.tenants and registry is None:
         raise CliError(f"no such file: {args.tenants}")
+    # As its own principal: a missing ACL is one line now, not an error inside the stage's clients.
+    check_parse_access(settings.with_overrides(tenants_file=str(tenants)), group_id=args.group,
+                       transactional_id=args.transactional_id)  # fmt: skip
     wanted = [settings.topic_dlq, settings.topic_metrics]
     if not settings.tenant_topics:  # secure mode: `ssa tenants provision` made the tenants' topics
         wanted = [*raw_topics(settings), *settings.telemetry_topics.values(), *wanted]

@@ -11,15 +11,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from infra.access_check import AccessRefused, uses_sasl
 from infra.bootstrap import ensure_topics
+from infra.process import ServiceError
 from infra.settings import Settings, SettingsError
+from streams.access import check_job_access
 from streams.detect_fn import DetectionJobConfig
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
 from streams.job import JobSinks, build, kafka_sink
 from streams.sql import MAX_ALLOWANCE_MS, EventTimePath, event_time_paths, kafka_properties, path_ddl
 
-__all__ = ["DetectRun", "check_timing", "restorable_checkpoint", "start_indexer", "submit_job", "topology"]
+__all__ = [
+    "DetectRun",
+    "check_timing",
+    "restorable_checkpoint",
+    "start_indexer",
+    "submit_job",
+    "topology",
+    "watch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +41,23 @@ log = logging.getLogger(__name__)
 TOPOLOGY_FILE = "ssa-topology"
 
 
+# Job states after which it does nothing more (pyflink JobStatus names).
+ENDED = ("FAILED", "CANCELED", "FINISHED")
+
+
 @dataclass
 class DetectRun:
     job_client: Any
     restored_from: str | None
     indexer: Indexer | None = None
     indexer_thread: threading.Thread | None = None
+    restarts: int = 0  # restarts the watcher saw (streams.runner.watch)
 
     def wait(self) -> None:
         self.job_client.get_job_execution_result().result()
+
+    def done(self) -> bool:
+        return bool(self.job_client.get_job_execution_result().done())
 
     def cancel(self) -> None:
         self.job_client.cancel().result()
@@ -112,11 +131,16 @@ def submit_job(
     bounded: bool = False,
     restore: bool = True,
     awareness: bool = True,
+    index: bool = False,
     say: Callable[[str], None] = print,
 ) -> DetectRun:
     """Build and start the job asynchronously; returns a handle to wait on or cancel.
-    ``awareness=False`` leaves the awareness stage out (the detectors only: benchmarks, diagnosis)."""
+    ``awareness=False`` leaves the awareness stage out (the detectors only: benchmarks, diagnosis).
+    With a SASL principal the broker is first asked whether it allows everything the job (and,
+    with ``index``, the indexer started beside it) will do: a refusal is ``AccessRefused``, one
+    line, before anything starts (streams.access)."""
     check_timing(settings)
+    check_job_access(settings, awareness=awareness, index=index)
     # Index templates: the indexer installs them once Elasticsearch answers. With tenant topics
     # the telemetry topics are the tenants' (``ssa tenants provision``), not the shared ones.
     telemetry = set(settings.telemetry_topics.values())
@@ -185,6 +209,69 @@ def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tup
     return indexer, thread
 
 
+def watch(
+    run: DetectRun,
+    settings: Settings,
+    *,
+    awareness: bool = True,
+    index: bool = True,
+    say: Callable[[str], None] = print,
+    poll_s: float = 2.0,
+) -> str:
+    """Wait for the job to end; its last state. Flink restarts a failed job without end (the
+    default strategy with checkpoints: exponential delay, unlimited attempts) and cannot be told
+    that an authorization error will not heal: Kafka's exceptions carry no Flink
+    ``ThrowableAnnotation`` and Flink 2.2's restart strategies are not pluggable. So each restart
+    is said here, and with a SASL principal the broker is asked again: if it now refuses the job
+    something it needs (an ACL removed, a tenant revoked mid-run), the job is cancelled and
+    ``AccessRefused`` raised, one line, instead of a restart loop."""
+    restarting = False
+    while not run.done():
+        try:
+            status = run.job_client.get_job_status().result().name
+        except Exception:
+            # A per-job mini-cluster shuts down with its job, and its status call may fail a moment
+            # before the job's result is ready: the result says how it ended.
+            deadline = time.monotonic() + 15
+            while not run.done() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if run.done():
+                break
+            raise
+        if status in ENDED:
+            return str(status)
+        if status == "RESTARTING" and not restarting:
+            run.restarts += 1
+            say(f"detect: job restarting after a failure ({run.restarts} seen so far)")
+            _stop_if_refused(run, settings, awareness=awareness, index=index, say=say)
+        restarting = status == "RESTARTING"
+        time.sleep(poll_s)
+    failed = run.job_client.get_job_execution_result().exception()
+    if failed is None:
+        return "FINISHED"
+    return "CANCELED" if "JobCancellationException" in str(failed) else "FAILED"
+
+
+def _stop_if_refused(
+    run: DetectRun, settings: Settings, *, awareness: bool, index: bool, say: Callable[[str], None]
+) -> None:
+    if not uses_sasl(settings):
+        return
+    try:
+        check_job_access(settings, awareness=awareness, index=index)
+    except AccessRefused as refused:
+        say("detect: Kafka refuses the job's principal now: cancelling the job instead of restarting it")
+        run.cancel()
+        raise AccessRefused(
+            refused.refusals,
+            f"{refused}; then start `ssa detect` again (it resumes from its last checkpoint)",
+        ) from None
+    except ServiceError as exc:  # the broker away (a restart): Flink's restarts may well heal that
+        say(f"detect: could not ask Kafka about the job's access ({exc}); Flink goes on restarting")
+        return
+    say("detect: the job's Kafka access is complete; the failure is another (see the Flink log)")
+
+
 def run_forever(
     settings: Settings,
     *,
@@ -193,16 +280,13 @@ def run_forever(
     awareness: bool = True,
     say: Callable[[str], None] = print,
 ) -> int:
-    run = submit_job(settings, restore=restore, awareness=awareness, say=say)
+    run = submit_job(settings, restore=restore, awareness=awareness, index=index, say=say)
     if index:
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:
-        while True:
-            status = run.job_client.get_job_status().result().name
-            if status in ("FAILED", "CANCELED", "FINISHED"):
-                say(f"detect: job ended: {status}")
-                return 0 if status == "FINISHED" else 1
-            time.sleep(2)
+        status = watch(run, settings, awareness=awareness, index=index, say=say)
+        say(f"detect: job ended: {status}")
+        return 0 if status == "FINISHED" else 1
     except KeyboardInterrupt:
         say("detect: stopping (the next start resumes from the last checkpoint)")
         run.cancel()
@@ -226,11 +310,12 @@ def run_bounded(
     A bounded run never resumes from a checkpoint: a bounded Kafka source restored from one never
     finishes (FLINK-31006). ``ssa detect`` without ``--bounded`` resumes.
     """
-    run = submit_job(settings, bounded=True, restore=False, awareness=awareness, say=say)
+    run = submit_job(settings, bounded=True, restore=False, awareness=awareness, index=index, say=say)
     if index:
         run.indexer, run.indexer_thread = start_indexer(settings, say)
     try:
-        run.wait()
+        watch(run, settings, awareness=awareness, index=index, say=say)
+        run.wait()  # raises the job's failure
         say("detect: job finished")
     finally:
         if run.indexer is not None and run.indexer_thread is not None:

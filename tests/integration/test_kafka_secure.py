@@ -235,8 +235,9 @@ def test_provision_is_idempotent(broker: Settings) -> None:
         secure.parse_plan(broker)
     ) + sum(len(secure.acl_plan(broker, t)) for t in (secure.PROVIDER, A, B))
     assert secure.password_file(broker, secure.feeder_user(A)).read_text() == password
-    # after the job's and the parse stage's lines, one per feeder
-    assert all("kept password" in line and "0 new" in line for line in lines[2:])
+    # after the job's and the parse stage's lines, one per feeder, then the stale ACLs: none
+    assert all("kept password" in line and "0 new" in line for line in lines[2:-1])
+    assert lines[-1] == "stale ACLs: none (every ALLOW ACL of the provisioned principals is in the plan)"
     assert not any(password.strip() in line for line in lines)
 
 
