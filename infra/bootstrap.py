@@ -6,6 +6,7 @@ Used by ``ssa up`` on the local stack and by ``ssa detect`` against any cluster.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from infra.clients import es_client, kafka_config
@@ -193,9 +194,38 @@ def ensure_index_templates(settings: Settings) -> None:
         es.close()
 
 
+# A tenant's (or the provider's) telemetry topic in secure mode (infra.secure.tenant_prefix).
+_TENANT_TELEMETRY = re.compile(r"ssa\.[^.]+\.telemetry\.[^.]+")
+
+
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
-    """A topic's own configs: the parse stage's state topic keeps the newest record per key."""
-    return {"cleanup.policy": "compact"} if topic == settings.topic_parse_state else {}
+    """A topic's own configs: the parse stage's state topic keeps the newest record per key; the
+    telemetry topics keep records by size, not by their (event) time (``Settings.telemetry_retention_bytes``)."""
+    if topic == settings.topic_parse_state:
+        return {"cleanup.policy": "compact"}
+    if topic in settings.telemetry_topics.values() or _TENANT_TELEMETRY.fullmatch(topic):
+        return {"retention.ms": str(settings.telemetry_retention_ms),
+                "retention.bytes": str(settings.telemetry_retention_bytes)}  # fmt: skip
+    return {}
+
+
+def time_limited_topics(settings: Settings, topics: list[str]) -> dict[str, int] | None:
+    """The topics among ``topics`` whose ``retention.ms`` deletes by time, with that limit; None
+    when the broker cannot be asked (the caller warns without knowing)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    try:
+        admin = AdminClient(kafka_config(settings, "confluent"))
+        futures = admin.describe_configs([ConfigResource("topic", t) for t in topics], request_timeout=10)
+        out = {}
+        for resource, future in futures.items():
+            entry = future.result(timeout=15).get("retention.ms")
+            if entry is not None and entry.value is not None and int(entry.value) >= 0:
+                out[resource.name] = int(entry.value)
+        return out
+    except (KafkaException, ValueError, TimeoutError):
+        return None
 
 
 def ensure_topics(

@@ -568,7 +568,10 @@ def _create_topics(admin: Any, settings: Settings, topics: list[str]) -> list[st
     existing = set(admin.list_topics(timeout=15).topics)
     missing = [t for t in topics if t not in existing]
     if missing:
-        new = [NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor) for t in missing]
+        from infra.bootstrap import topic_configs
+
+        new = [NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor,
+                        config=topic_configs(settings, t)) for t in missing]  # fmt: skip
         _wait(admin.create_topics(new, operation_timeout=15), ignore=("TOPIC_ALREADY_EXISTS",))
     return missing
 

@@ -35,6 +35,12 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_partitions: int = 2
     kafka_replication_factor: int = 1
+    # Telemetry topics' retention. Their records carry the event time (ingest.producer), and a
+    # broker deletes a segment once its newest record time is older than retention.ms: with a time
+    # limit, a replay of last year's capture is deleted minutes after it is written, before the
+    # job reads it. So by size per partition (-1: none), and by time only if set (-1: none).
+    telemetry_retention_bytes: int = 1 << 30
+    telemetry_retention_ms: int = -1
     # Local broker's security (``ssa up``; ``ssa up --secure`` = sasl_ssl): plaintext, or a SASL_SSL
     # listener (SCRAM-SHA-512, TLS from a local CA) with the StandardAuthorizer and ACLs (infra/secure.py).
     kafka_local_security: str = "plaintext"

@@ -221,16 +221,31 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for reason, n in sorted(summary.skip_reasons.items(), key=lambda kv: -kv[1])[:5]:
         _say(f"  skipped {n:,}: {reason}")
     if sink.counters.stale:  # Kafka records carry the event time (ingest.producer.record_timestamp)
-        from ingest.producer import STALE_AFTER_MS
-
-        days = STALE_AFTER_MS // 86_400_000
-        _say(
-            f"  warning: {sink.counters.stale:,} events are more than {days} days old. Kafka deletes "
-            f"a segment once its newest record time is older than the topic's retention.ms ({days} "
-            "days by default), perhaps before `ssa detect` reads it: for a replay, raise "
-            "retention.ms on the ssa.telemetry.* topics first."
-        )
+        _warn_time_retention(settings, sink)
     return 0
+
+
+def _warn_time_retention(settings: Settings, sink: Sink) -> None:
+    """Old events on a topic that deletes by time are gone before ``ssa detect`` reads them:
+    say so when the broker's topics do (those ``ssa up`` creates keep by size)."""
+    from infra.bootstrap import time_limited_topics
+    from ingest.producer import STALE_AFTER_MS
+
+    written = sorted(t for t, n in sink.counters.by_topic.items() if n)
+    limited = time_limited_topics(settings, written) if written else None
+    if limited == {}:
+        return
+    days = STALE_AFTER_MS // 86_400_000
+    where = (
+        ", ".join(f"{t} ({ms / 86_400_000:g} days)" for t, ms in sorted(limited.items()))
+        if limited else "its topics, if they delete by time"
+    )  # fmt: skip
+    _say(
+        f"  warning: {sink.counters.stale:,} events are more than {days} days old, and Kafka deletes a "
+        f"segment once its newest record time is older than retention.ms: {where}. For a replay, set "
+        "retention.ms=-1 on them first (kafka-configs --alter --add-config retention.ms=-1), or "
+        "`ssa detect` may find them gone."
+    )
 
 
 def _follow(args: argparse.Namespace, settings: Settings, fmt: str, registry: object) -> int:
