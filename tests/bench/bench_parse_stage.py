@@ -17,8 +17,11 @@ where the last one committed and reads only the new format's topic):
    (``0 < committed < backlog``: process start-up and the final idle commit left out), as
    ``bench_streams`` takes the job's: ``records_per_s`` (wall clock) and ``records_per_cpu_s``
    (records per CPU-second of the stage process: the per-core figure, the one to compare on a
-   shared machine), the events made per record (from the telemetry and DLQ topics' end offsets
-   before and after) turning them into ``events_per_cpu_s``;
+   shared machine), the events made per record turning them into ``events_per_cpu_s``. The
+   events are the records the stage's transactions committed to the telemetry and DLQ topics,
+   read back ``read_committed`` (end offsets would also count each transaction's commit marker,
+   one per partition written), with a digest of their ids (``stage_event_ids_sha256``: two runs
+   over the same input must make the same events);
 3. the edge figure: ``ingest.pipeline.run_ingest`` of the same bytes as one file, into a sink that
    encodes each event and keeps nothing (``bench_ingest.EncodeSink``: how ``bench_ingest``
    measures ``ssa ingest``'s parsing), CPU time of this process, best of ``_EDGE_ROUNDS`` (a busy
@@ -36,6 +39,7 @@ tests.bench.bench_parse_stage [--scale 0.1]`` on a running stack (the settings' 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import random
@@ -48,6 +52,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import msgspec
 
 from infra.bootstrap import ensure_topics
 from infra.clients import kafka_config
@@ -70,7 +76,7 @@ from tests.bench.bench_ingest import (
     gen_zeek,
 )
 
-__all__ = ["moving_rates", "run", "split_datagrams", "split_lines"]
+__all__ = ["committed_ids", "ids_digest", "moving_rates", "run", "split_datagrams", "split_lines"]
 
 _EDGE_ROUNDS = 3
 _SAMPLE_S = 0.25
@@ -201,22 +207,82 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _topic_total(settings: Settings, topics: list[str]) -> int:
-    return sum(end_offsets(settings, topics).values())
+class _Id(msgspec.Struct):
+    id: str = ""  # an event's id; a DLQ record has none
 
 
-def _stage_run(settings: Settings, group: str, fmt: str, records: int) -> dict[str, Any]:
-    """One ``ssa parse`` process over the backlog of ``fmt``'s raw topic (already produced)."""
+def committed_ids(
+    reader: Settings, topics: list[str], since: dict[tuple[str, int], int], timeout_s: float = 120
+) -> list[str]:
+    """The ``id`` of every record committed to ``topics`` after the offsets of ``since`` (0 where it
+    has none; ``read_committed``: neither transaction markers nor aborted output), "" for records
+    without one."""
     import confluent_kafka
 
-    topic = raw_topic(settings.topic_raw_prefix, fmt)
-    outputs = [*settings.telemetry_topics.values()]
-    events_before = _topic_total(settings, outputs)
-    dlq_before = _topic_total(settings, [settings.topic_dlq])
+    ends = end_offsets(reader, topics)
+    todo = [confluent_kafka.TopicPartition(t, p, since.get((t, p), 0))
+            for (t, p), end in ends.items() if end > since.get((t, p), 0)]  # fmt: skip
+    if not todo:
+        return []
+    consumer = confluent_kafka.Consumer({**kafka_config(reader, "confluent"), "group.id": f"bench-read-{uuid.uuid4().hex[:8]}",
+                                         "enable.auto.commit": False, "enable.partition.eof": True,
+                                         "isolation.level": "read_committed"})  # fmt: skip
+    decoder = msgspec.json.Decoder(_Id)
+    ids: list[str] = []
+    left = {(tp.topic, tp.partition) for tp in todo}
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign(todo)
+        while left and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, 0.5):
+                err = msg.error()
+                if err is None:
+                    try:
+                        ids.append(decoder.decode(msg.value() or b"{}").id)
+                    except msgspec.DecodeError:
+                        ids.append("")
+                elif err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                    left.discard((msg.topic(), msg.partition()))
+    finally:
+        consumer.close()
+    if left:
+        raise RuntimeError(
+            f"{len(left)} partitions not read to their end within {timeout_s:.0f} s: {sorted(left)[:3]}"
+        )
+    return ids
+
+
+def ids_digest(ids: list[str]) -> str:
+    """sha256 of the sorted ids: equal for the same events in any order."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def _stage_run(
+    settings: Settings,
+    group: str,
+    fmt: str,
+    records: int,
+    *,
+    topics: list[str] | None = None,
+    outputs: list[str] | None = None,
+    reader: Settings | None = None,
+    broker_pid: int | None = None,
+) -> dict[str, Any]:
+    """One ``ssa parse`` process (as ``settings``' principal) over the backlog of ``fmt``'s raw
+    topics (already produced): by default the shared ``<raw prefix><fmt>``, its events to the
+    shared telemetry topics. Secure mode (``bench_secure``) names the tenants' raw ``topics``, the
+    ``outputs`` the stage writes, a ``reader`` (the admin) for the offsets, and the broker's pid, whose
+    CPU time is then sampled too (``broker_records_per_cpu_s``: TLS and SASL are paid there as well)."""
+    import confluent_kafka
+
+    reader = reader or settings
+    topics = topics or [raw_topic(settings.topic_raw_prefix, fmt)]
+    outputs = outputs or [*settings.telemetry_topics.values()]
+    before = end_offsets(reader, [*outputs, settings.topic_dlq])
     probe = confluent_kafka.Consumer(
-        {**kafka_config(settings, "confluent"), "group.id": group, "enable.auto.commit": False}
+        {**kafka_config(reader, "confluent"), "group.id": group, "enable.auto.commit": False}
     )
-    parts = [confluent_kafka.TopicPartition(topic, p) for p in range(settings.kafka_partitions)]
+    parts = [confluent_kafka.TopicPartition(t, p) for t in topics for p in range(settings.kafka_partitions)]
     log = Path(settings.checkpoint_dir).parent / f"parse-{fmt}.log"
     ssa = str(Path(sys.executable).with_name("ssa"))
     load_before = os.getloadavg()
@@ -230,6 +296,7 @@ def _stage_run(settings: Settings, group: str, fmt: str, records: int) -> dict[s
             start_new_session=True,
         )
         samples: list[tuple[float, int, float]] = []
+        broker: list[tuple[float, int, float]] = []
         t0 = last_move = time.perf_counter()
         committed = 0
         try:
@@ -237,9 +304,15 @@ def _stage_run(settings: Settings, group: str, fmt: str, records: int) -> dict[s
                 now = time.perf_counter()
                 if now - last_move > _STALL_S or now - t0 > _RUN_LIMIT_S:
                     break
-                done = sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+                try:
+                    done = sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+                except confluent_kafka.KafkaException:  # a fresh broker's group coordinator still loading
+                    time.sleep(_SAMPLE_S)
+                    continue
                 cpu = _cpu_seconds(proc.pid)
                 samples.append((time.perf_counter(), done, cpu))
+                if broker_pid is not None:
+                    broker.append((samples[-1][0], done, _cpu_seconds(broker_pid)))
                 if done != committed:
                     committed, last_move = done, time.perf_counter()
                 time.sleep(_SAMPLE_S)
@@ -255,13 +328,15 @@ def _stage_run(settings: Settings, group: str, fmt: str, records: int) -> dict[s
             probe.close()
     wall = time.perf_counter() - t0
     rate, cpu_rate, used = moving_rates(samples, records)
-    events = _topic_total(settings, outputs) - events_before
-    dlq = _topic_total(settings, [settings.topic_dlq]) - dlq_before
+    ids = committed_ids(reader, outputs, before)
+    events = len(ids)
+    dlq = len(committed_ids(reader, [settings.topic_dlq], before))
     out: dict[str, Any] = {
         "stage_exit_code": proc.returncode,
         "stage_records": records,
         "stage_records_committed_before_stop": committed,
         "stage_events": events,
+        "stage_event_ids_sha256": ids_digest(ids),
         "stage_dlq_records": dlq,
         "stage_samples_while_moving": used,
         "stage_records_per_s": round(rate) if rate else None,
@@ -272,6 +347,9 @@ def _stage_run(settings: Settings, group: str, fmt: str, records: int) -> dict[s
         "stage_whole_run_cpu_s": round(cpu_total, 2) if cpu_total is not None else None,
         "load_avg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
+    if broker_pid is not None:
+        broker_rate = moving_rates(broker, records)[1]
+        out["broker_records_per_cpu_s"] = round(broker_rate) if broker_rate else None
     if proc.returncode not in (0, -signal.SIGTERM):
         lines = log.read_text(errors="replace").strip().splitlines()
         out["stage_last_error_line"] = lines[-1] if lines else ""
