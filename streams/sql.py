@@ -240,11 +240,19 @@ def batches_query(source: str = SOURCE_TABLE, batch_ms: int = 1000, *, with_topi
     NULL payloads included (ARRAY_AGG keeps NULLs unless told IGNORE NULLS)."""
     _check_identifier(source)
     topics = ", ARRAY_AGG(topic)" if with_topics else ""
+    # With tenant topics the feeder's record key is scoped by the topic's tenant (``ssa.<tenant>.``):
+    # a feeder chooses its keys, and unscoped, one could put its own (checked) events into another
+    # tenant's key, where they would share that tenant's engine and its bounded state.
+    key = (
+        "CONCAT(SPLIT_INDEX(topic, '.', 1), '/', COALESCE(pkey, '-'))"
+        if with_topics
+        else "COALESCE(pkey, '-')"
+    )
     return f"""
 WITH on_time AS (SELECT * FROM {source} WHERE ({_LATE}) IS NOT TRUE)
-SELECT COALESCE(pkey, '-') AS pkey, ROW(COALESCE(pkey, '-'), ARRAY_AGG(payload){topics}) AS batch, window_time
+SELECT {key} AS pkey, ROW({key}, ARRAY_AGG(payload){topics}) AS batch, window_time
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(rowtime), INTERVAL '{_seconds(batch_ms)}' SECOND))
-GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time"""  # noqa: S608 - identifier checked
+GROUP BY {key}, window_start, window_end, window_time"""  # noqa: S608 - identifier checked
 
 
 def late_query(source: str = SOURCE_TABLE) -> str:

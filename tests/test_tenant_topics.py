@@ -58,9 +58,10 @@ def test_tenant_mode_reads_by_pattern_with_the_topic_column() -> None:
         bounded = sql.path_ddl(s, path, group_id="g", bounded=True)  # a replay that ends
         assert f"'topic-pattern' = '{pattern}'" in bounded and "discovery" not in bounded
     query = sql.batches_query("t", with_topics=True)
-    assert "ROW(COALESCE(pkey, '-'), ARRAY_AGG(payload), ARRAY_AGG(topic)) AS batch" in query
-    # One row per key and window, as in the plain mode: the topic is not a grouping key.
-    assert "GROUP BY COALESCE(pkey, '-'), window_start, window_end, window_time" in query
+    key = "CONCAT(SPLIT_INDEX(topic, '.', 1), '/', COALESCE(pkey, '-'))"  # the feeder's key, in its tenant
+    assert f"ROW({key}, ARRAY_AGG(payload), ARRAY_AGG(topic)) AS batch" in query
+    # One row per key and window: the kinds of a path share a tenant's key, as in the plain mode.
+    assert f"GROUP BY {key}, window_start, window_end, window_time" in query
     assert topology(list(paths.values())) == (
         "telemetry=process,audit,auth@tenant-topics;telemetry_flow=flow@tenant-topics"
     )

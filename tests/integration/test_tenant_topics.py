@@ -151,6 +151,15 @@ def test_secure_job_takes_the_tenant_from_the_topic(cloud: tuple[Settings, Any])
         for i in range(BURST)
     ]  # fmt: skip
     burst_ids = {e.id for e in burst}
+    # ... and its own process events on a host it names after tenant B: their record key is B's
+    # (``event_key``: the host of a process event), which must not put them into B's key.
+    keyed = [
+        ProcessEvent(id=f"keyed-{i}", ts=t0 + 2000 + 500 * i, source="auditd", tenant=a, host=b,
+                     exe="/usr/bin/true", syscall="execve")
+        for i in range(10)
+    ]  # fmt: skip
+    honest = sorted([*honest, *keyed], key=lambda e: (e.ts, e.id))
+    routes[a] = sorted([*routes[a], *keyed], key=lambda e: (e.ts, e.id))
     # Trusted, they would be an alert on B: the check below can fail.
     config = DetectorConfig.default()
     trusted, _, _ = run_detectors(
@@ -206,6 +215,11 @@ def test_secure_job_takes_the_tenant_from_the_topic(cloud: tuple[Settings, Any])
         for e in burst
     }
     assert all(r["source"] == "detect" for r in dlq if r["reason"].startswith("tenant mismatch"))
+    # Every key of the secure job is its topic's tenant's: A's events keyed as B's stay in A's.
+    records = [msgspec.json.decode(v) for v in _records(settings, job.topic_metrics)]
+    keys = {(r.get("tenant"), r["key"]) for r in records if "key" in r}
+    assert (a, f"{a}/{b}") in keys
+    assert all(key.split("/", 1)[0] in (tenant, secure.PROVIDER) for tenant, key in keys), sorted(keys)
     assert not [r for r in _records(settings, plain.topic_dlq) if b"tenant mismatch" in r]
 
 
