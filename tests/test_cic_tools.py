@@ -140,3 +140,16 @@ def test_minute_stamped_records_still_show_slowloris_and_an_http_flood() -> None
         flood += closed(ATTACKER, VICTIM, 30000 + i, 80, i / 15, 0.05, (5, 340 + i % 40), (4, 11_900))
     floods = alerts_of(minute_stamps(flood), "dos.app_flood")
     assert [a.entity.id for a in floods] == [ATTACKER] and floods[0].evidence["connections"] == 900
+
+
+def test_an_http_flood_from_three_sources_is_found() -> None:
+    """LOIC in HTTP mode on three machines against one web server: each opens a connection per
+    request, ~8 a second, for five minutes; every connection with its tail."""
+    rows = []
+    for n, src in enumerate(("172.16.0.11", "172.16.0.12", "172.16.0.13")):
+        for i in range(2400):
+            rows += closed(src, VICTIM, 10000 + i, 80, n * 0.04 + i / 8, 0.03, (4, 80 + i % 20), (3, 9_800))
+    floods = alerts_of(rows, "dos.app_flood")  # the victim's view, naming its three sources
+    assert len(floods) == 5 and {a.entity.id for a in floods} == {VICTIM}
+    sources = {"172.16.0.11", "172.16.0.12", "172.16.0.13"}
+    assert all(set(a.evidence["sources"]) == sources and a.evidence["connections"] == 1440 for a in floods)
