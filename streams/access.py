@@ -31,6 +31,7 @@ __all__ = [
     "fix_for",
     "job_needs",
     "parse_needs",
+    "readable_job_topics",
     "registry_tenants",
 ]
 
@@ -95,6 +96,15 @@ def job_needs(
             Need("GROUP", settings.detect_group_id, "DESCRIBE"),
         ]
     return needs
+
+
+def readable_job_topics(settings: Settings) -> list[str]:
+    """The tenants' telemetry topics the job's principal may read now (secure mode), as its
+    pattern sees them; none otherwise. A running job's sources hold the partitions of the ones
+    it started with: one gone (a tenant revoked) fails every restart (``streams.runner.watch``)."""
+    if not uses_sasl(settings) or not settings.tenant_topics:
+        return []
+    return AccessProbe(settings).visible_topics(tenant_topic_pattern(_job_kinds(settings)))
 
 
 def check_job_access(

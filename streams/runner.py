@@ -15,7 +15,7 @@ from infra.access_check import AccessRefused, uses_sasl
 from infra.bootstrap import ensure_topics
 from infra.process import ServiceError
 from infra.settings import Settings, SettingsError
-from streams.access import check_job_access
+from streams.access import check_job_access, readable_job_topics
 from streams.detect_fn import DetectionJobConfig
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
@@ -52,6 +52,8 @@ class DetectRun:
     indexer: Indexer | None = None
     indexer_thread: threading.Thread | None = None
     restarts: int = 0  # restarts the watcher saw (streams.runner.watch)
+    # Secure mode: the tenants' topics the job could read when it started (streams.access).
+    read_topics: tuple[str, ...] = ()
 
     def wait(self) -> None:
         self.job_client.get_job_execution_result().result()
@@ -141,6 +143,7 @@ def submit_job(
     line, before anything starts (streams.access)."""
     check_timing(settings)
     check_job_access(settings, awareness=awareness, index=index)
+    read_topics = tuple(readable_job_topics(settings))
     # Index templates: the indexer installs them once Elasticsearch answers. With tenant topics
     # the telemetry topics are the tenants' (``ssa tenants provision``), not the shared ones.
     telemetry = set(settings.telemetry_topics.values())
@@ -176,7 +179,7 @@ def submit_job(
     client = env.execute_async("ssa-detect")
     _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths)
     say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
-    return DetectRun(client, str(restore_from) if restore_from else None)
+    return DetectRun(client, str(restore_from) if restore_from else None, read_topics=read_topics)
 
 
 def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tuple[Indexer, threading.Thread]:
@@ -269,7 +272,30 @@ def _stop_if_refused(
     except ServiceError as exc:  # the broker away (a restart): Flink's restarts may well heal that
         say(f"detect: could not ask Kafka about the job's access ({exc}); Flink goes on restarting")
         return
+    gone = _topics_gone(run, settings)
+    if gone:
+        say("detect: topics the job read are gone: cancelling the job instead of restarting it")
+        run.cancel()
+        raise TopicsGone(
+            f"topics the job read are gone or no longer readable: {', '.join(gone)} (a tenant revoked?); "
+            "its sources hold their partitions, and a restore would too, so Flink would restart it without "
+            "end: start `ssa detect --no-restore` to read the others from the group's committed offsets"
+        )
     say("detect: the job's Kafka access is complete; the failure is another (see the Flink log)")
+
+
+class TopicsGone(ServiceError):
+    """Topics a running job reads were deleted or made unreadable: one line, what to do."""
+
+
+def _topics_gone(run: DetectRun, settings: Settings) -> list[str]:
+    if not run.read_topics:
+        return []
+    try:
+        now = set(readable_job_topics(settings))
+    except ServiceError:
+        return []
+    return sorted(set(run.read_topics) - now)
 
 
 def run_forever(

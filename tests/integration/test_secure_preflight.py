@@ -246,3 +246,48 @@ def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings
     )
     assert text.strip().endswith("then start `ssa detect` again (it resumes from its last checkpoint)")
     secure.provision(broker, [A, B], say=lambda _line: None)
+
+
+@pytest.mark.slow
+def test_a_tenant_revoked_while_the_job_runs_stops_it_in_one_line(broker: Settings, tmp_path: Path) -> None:
+    """``ssa tenants revoke`` deletes a tenant's topics; the running job's sources still hold their
+    partitions (and a restore would bring them back), so Flink restarts without end: ``ssa detect``
+    says which topics went and how to start without them."""
+    job = _as(broker, secure.JOB_USER)
+    log = Path(broker.data_dir) / "job-revoked.log"
+    flink_logs = Path(broker.data_dir) / "flink-revoked"
+    env = {**os.environ, **job.to_env(), "FLINK_LOG_DIR": str(flink_logs)}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ssa.cli", "detect", "--no-indexer", "--no-awareness", "--no-restore"],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+    registry = Path(broker.tenants_file)
+    try:
+        deadline = time.monotonic() + 300
+        while "started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "started" in log.read_text(), log.read_text()[-3000:]
+        time.sleep(15)  # the sources have their splits
+        assert proc.poll() is None, log.read_text()[-3000:]
+        registry.write_text(
+            REGISTRY.replace("  - {id: t-b, name: B, industry: internet, cidrs: [10.2.0.0/16]}\n", "")
+        )
+        secure.revoke(broker, B, delete_topics=True, say=lambda _line: None)
+        code = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        registry.write_text(REGISTRY)
+        secure.provision(broker, [A, B], say=lambda _line: None, raw_formats=("syslog",))
+    text = log.read_text()
+    print(f"[preflight] job exited {code} after tenant {B} was revoked:\n{text}")
+    assert code == 1 and "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(
+        f"ssa detect: topics the job read are gone or no longer readable: ssa.{B}.telemetry."
+    ), last
+    assert last.endswith(
+        "start `ssa detect --no-restore` to read the others from the group's committed offsets"
+    )
