@@ -40,6 +40,18 @@ def _free_port() -> int:
             return port
 
 
+def secure_broker_settings(data: Path) -> Settings:
+    """A secure broker of its own in ``data`` on free ports, for a job: the registry
+    (``tenants.yaml``), snoozes and checkpoints in ``data`` too, the default detector config."""
+    port, controller = _free_port(), _free_port()
+    return load_settings({}).with_overrides(
+        data_dir=str(data), kafka_port=port, kafka_controller_port=controller,
+        kafka_bootstrap=f"127.0.0.1:{port}", kafka_local_security="sasl_ssl",
+        tenants_file=str(data / "tenants.yaml"), snooze_file=str(data / "snoozes.yaml"),
+        checkpoint_dir=str(data / "checkpoints"), detector_config_file="",
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     data = tmp_path_factory.mktemp("secure-kafka")

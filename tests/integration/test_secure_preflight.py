@@ -10,6 +10,7 @@ broker provisioned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,9 +24,9 @@ import pytest
 from infra import secure
 from infra.access_check import AccessRefused, Need
 from infra.services import KafkaService
-from infra.settings import PROJECT_ROOT, Settings, load_settings
+from infra.settings import PROJECT_ROOT, Settings
 from streams.access import check_job_access, check_parse_access
-from tests.integration.test_kafka_secure import _free_port, as_user
+from tests.integration.test_kafka_secure import as_user, secure_broker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +41,7 @@ REGISTRY = """tenants:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     data = tmp_path_factory.mktemp("secure-preflight")
     (data / "tenants.yaml").write_text(REGISTRY)
-    port, controller = _free_port(), _free_port()
-    settings = load_settings({}).with_overrides(
-        data_dir=str(data), kafka_port=port, kafka_controller_port=controller,
-        kafka_bootstrap=f"127.0.0.1:{port}", kafka_local_security="sasl_ssl",
-        tenants_file=str(data / "tenants.yaml"), snooze_file=str(data / "snoozes.yaml"),
-        checkpoint_dir=str(data / "checkpoints"), detector_config_file="",
-    )  # fmt: skip
+    settings = secure_broker_settings(data)
     svc = KafkaService(settings)
     svc.launch()
     try:
@@ -206,12 +201,14 @@ def test_provision_keeps_a_tenant_it_was_not_given(broker: Settings) -> None:
     ) == (_plan(broker))
 
 
-@pytest.mark.slow
-def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings) -> None:
-    job = _as(broker, secure.JOB_USER)
-    log = Path(broker.data_dir) / "job-midrun.log"
-    flink_logs = Path(broker.data_dir) / "flink-midrun"
-    env = {**os.environ, **job.to_env(), "FLINK_LOG_DIR": str(flink_logs)}
+@contextlib.contextmanager
+def _running_job(broker: Settings, name: str) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """``ssa detect`` as ``ssa-job`` (no indexer, no awareness, no restore), running with its
+    sources' splits assigned; killed at the end if it is still up. Yields (process, its log, the
+    Flink log folder)."""
+    log = Path(broker.data_dir) / f"job-{name}.log"
+    flink_logs = Path(broker.data_dir) / f"flink-{name}"
+    env = {**os.environ, **_as(broker, secure.JOB_USER).to_env(), "FLINK_LOG_DIR": str(flink_logs)}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ssa.cli", "detect", "--no-indexer", "--no-awareness", "--no-restore"],
@@ -224,14 +221,20 @@ def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings
         assert "started" in log.read_text(), log.read_text()[-3000:]
         time.sleep(15)  # the sources have their splits
         assert proc.poll() is None, log.read_text()[-3000:]
-        t0 = time.monotonic()
-        _remove(broker, secure.AclRule(secure.JOB_USER, "TOPIC", f"ssa.{B}.telemetry.", "PREFIXED", "READ"))
-        code = proc.wait(timeout=240)
-        waited = time.monotonic() - t0
+        yield proc, log, flink_logs
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings) -> None:
+    with _running_job(broker, "midrun") as (proc, log, flink_logs):
+        t0 = time.monotonic()
+        _remove(broker, secure.AclRule(secure.JOB_USER, "TOPIC", f"ssa.{B}.telemetry.", "PREFIXED", "READ"))
+        code = proc.wait(timeout=240)
+        waited = time.monotonic() - t0
     text = log.read_text()
     restarts = sum(f.read_text(errors="replace").count("to RESTARTING") for f in flink_logs.glob("*.log"))
     print(
@@ -249,36 +252,19 @@ def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings
 
 
 @pytest.mark.slow
-def test_a_tenant_revoked_while_the_job_runs_stops_it_in_one_line(broker: Settings, tmp_path: Path) -> None:
+def test_a_tenant_revoked_while_the_job_runs_stops_it_in_one_line(broker: Settings) -> None:
     """``ssa tenants revoke`` deletes a tenant's topics; the running job's sources still hold their
     partitions (and a restore would bring them back), so Flink restarts without end: ``ssa detect``
     says which topics went and how to start without them."""
-    job = _as(broker, secure.JOB_USER)
-    log = Path(broker.data_dir) / "job-revoked.log"
-    flink_logs = Path(broker.data_dir) / "flink-revoked"
-    env = {**os.environ, **job.to_env(), "FLINK_LOG_DIR": str(flink_logs)}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ssa.cli", "detect", "--no-indexer", "--no-awareness", "--no-restore"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
     registry = Path(broker.tenants_file)
     try:
-        deadline = time.monotonic() + 300
-        while "started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(1)
-        assert "started" in log.read_text(), log.read_text()[-3000:]
-        time.sleep(15)  # the sources have their splits
-        assert proc.poll() is None, log.read_text()[-3000:]
-        registry.write_text(
-            REGISTRY.replace("  - {id: t-b, name: B, industry: internet, cidrs: [10.2.0.0/16]}\n", "")
-        )
-        secure.revoke(broker, B, delete_topics=True, say=lambda _line: None)
-        code = proc.wait(timeout=240)
+        with _running_job(broker, "revoked") as (proc, log, _):
+            registry.write_text(
+                REGISTRY.replace("  - {id: t-b, name: B, industry: internet, cidrs: [10.2.0.0/16]}\n", "")
+            )
+            secure.revoke(broker, B, delete_topics=True, say=lambda _line: None)
+            code = proc.wait(timeout=240)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
         registry.write_text(REGISTRY)
         secure.provision(broker, [A, B], say=lambda _line: None, raw_formats=("syslog",))
     text = log.read_text()

@@ -29,12 +29,12 @@ import pytest
 from detectors.alert import Alert, decode_alert
 from infra import secure
 from infra.services import KafkaService
-from infra.settings import PROJECT_ROOT, Settings, load_settings
+from infra.settings import PROJECT_ROOT, Settings
 from ingest.producer import TelemetryProducer
 from ingest.schema import AuthEvent, Event, FlowEvent, ProcessEvent
 from streams.detect_fn import check_tenant
 from streams.kafka_target import kafka_target
-from tests.integration.test_kafka_secure import _free_port, as_user
+from tests.integration.test_kafka_secure import as_user, secure_broker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
         SimConfig(seed=SEED, tenants=TENANTS, duration_s=SECONDS, events_per_s=RATE, start_ms=start)
     )
     sim.registry.dump(data / "tenants.yaml")
-    port, controller = _free_port(), _free_port()
-    settings = load_settings({}).with_overrides(
-        data_dir=str(data), kafka_port=port, kafka_controller_port=controller,
-        kafka_bootstrap=f"127.0.0.1:{port}", kafka_local_security="sasl_ssl",
-        tenants_file=str(data / "tenants.yaml"), snooze_file=str(data / "snoozes.yaml"),
-        checkpoint_dir=str(data / "checkpoints"), detector_config_file="",
-    )  # fmt: skip
+    settings = secure_broker_settings(data)
     svc = KafkaService(settings)
     svc.launch()
     try:
