@@ -8,6 +8,7 @@ at the end. Tests run in file order: the last one revokes tenant A.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -50,6 +51,24 @@ def secure_broker_settings(data: Path) -> Settings:
         tenants_file=str(data / "tenants.yaml"), snooze_file=str(data / "snoozes.yaml"),
         checkpoint_dir=str(data / "checkpoints"), detector_config_file="",
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_secure_broker(data: Path, tenants: list[str], **provision: Any) -> Iterator[Settings]:
+    """``secure_broker_settings``'s broker, up with what ``ssa up --secure`` creates and the tenants
+    provisioned as ``ssa tenants provision`` does; stopped at the end."""
+    from infra.bootstrap import ensure_topics
+
+    settings = secure_broker_settings(data)
+    svc = KafkaService(settings)
+    svc.launch()
+    try:
+        svc.proc.wait_until(svc.healthy, 180, "healthy")
+        ensure_topics(secure.admin_settings(settings))
+        secure.provision(settings, tenants, say=lambda line: print(f"[secure] {line}"), **provision)
+        yield settings
+    finally:
+        svc.proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ import pytest
 
 from infra import secure
 from infra.access_check import AccessRefused, Need
-from infra.services import KafkaService
 from infra.settings import PROJECT_ROOT, Settings
 from streams.access import check_job_access, check_parse_access
-from tests.integration.test_kafka_secure import as_user, secure_broker_settings
+from tests.integration.test_kafka_secure import as_user, running_secure_broker
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +40,8 @@ REGISTRY = """tenants:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     data = tmp_path_factory.mktemp("secure-preflight")
     (data / "tenants.yaml").write_text(REGISTRY)
-    settings = secure_broker_settings(data)
-    svc = KafkaService(settings)
-    svc.launch()
-    try:
-        svc.proc.wait_until(svc.healthy, 180, "healthy")
-        from infra.bootstrap import ensure_topics
-
-        ensure_topics(secure.admin_settings(settings))  # what `ssa up --secure` creates
-        secure.provision(
-            settings, [A, B], say=lambda line: print(f"[secure] {line}"), raw_formats=("syslog",)
-        )
+    with running_secure_broker(data, [A, B], raw_formats=("syslog",)) as settings:
         yield settings
-    finally:
-        svc.proc.stop()
 
 
 def _as(settings: Settings, user: str) -> Settings:

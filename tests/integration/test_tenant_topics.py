@@ -28,13 +28,12 @@ import pytest
 
 from detectors.alert import Alert, decode_alert
 from infra import secure
-from infra.services import KafkaService
 from infra.settings import PROJECT_ROOT, Settings
 from ingest.producer import TelemetryProducer
 from ingest.schema import AuthEvent, Event, FlowEvent, ProcessEvent
 from streams.detect_fn import check_tenant
 from streams.kafka_target import kafka_target
-from tests.integration.test_kafka_secure import as_user, secure_broker_settings
+from tests.integration.test_kafka_secure import as_user, running_secure_broker
 
 pytestmark = pytest.mark.integration
 
@@ -52,18 +51,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
         SimConfig(seed=SEED, tenants=TENANTS, duration_s=SECONDS, events_per_s=RATE, start_ms=start)
     )
     sim.registry.dump(data / "tenants.yaml")
-    settings = secure_broker_settings(data)
-    svc = KafkaService(settings)
-    svc.launch()
-    try:
-        svc.proc.wait_until(svc.healthy, 180, "healthy")
-        from infra.bootstrap import ensure_topics
-
-        ensure_topics(secure.admin_settings(settings))  # what `ssa up --secure` creates
-        secure.provision(settings, list(sim.registry.tenants), say=lambda line: print(f"[secure] {line}"))
+    with running_secure_broker(data, list(sim.registry.tenants)) as settings:
         yield settings, sim
-    finally:
-        svc.proc.stop()
 
 
 def _route(event: Event, registry: Any) -> str | None:
