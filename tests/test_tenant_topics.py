@@ -251,3 +251,27 @@ def test_the_jaas_login_module_is_the_one_the_connector_jar_holds(tmp_path: Path
                      kafka_sasl_username="u", kafka_sasl_password_file=str(pw))  # fmt: skip
         module = sql.kafka_properties(s)["properties.sasl.jaas.config"].split()[0]
         assert module.replace(".", "/") + ".class" in classes, module
+
+
+def test_telemetry_topics_keep_by_size_and_the_parse_state_is_compacted() -> None:
+    """Their records carry the event time: a time limit would delete a replay of an old capture."""
+    from infra.bootstrap import topic_configs
+
+    s = _settings()
+    by_size = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
+    for topic in [
+        *s.telemetry_topics.values(),
+        *secure.tenant_topics("t-a"),
+        *secure.tenant_topics(secure.PROVIDER),
+    ]:
+        if ".telemetry." in topic:
+            assert topic_configs(s, topic) == by_size, topic
+    assert topic_configs(s, s.topic_parse_state) == {"cleanup.policy": "compact"}
+    for other in (
+        s.topic_alerts,
+        s.topic_dlq,
+        "ssa.raw.syslog",
+        secure.tenant_dlq("t-a"),
+        "ssa.t-a.raw.syslog",
+    ):
+        assert topic_configs(s, other) == {}, other
