@@ -31,7 +31,6 @@ __all__ = [
     "fix_for",
     "job_needs",
     "parse_needs",
-    "readable_job_topics",
     "registry_tenants",
 ]
 
@@ -98,21 +97,15 @@ def job_needs(
     return needs
 
 
-def readable_job_topics(settings: Settings) -> list[str]:
-    """The tenants' telemetry topics the job's principal may read now (secure mode), as its
-    pattern sees them; none otherwise. A running job's sources hold the partitions of the ones
-    it started with: one gone (a tenant revoked) fails every restart (``streams.runner.watch``)."""
-    if not uses_sasl(settings) or not settings.tenant_topics:
-        return []
-    return AccessProbe(settings).visible_topics(tenant_topic_pattern(_job_kinds(settings)))
-
-
 def check_job_access(
     settings: Settings, *, awareness: bool = True, index: bool = True, probe: AccessProbe | None = None
-) -> None:
-    """Raise ``AccessRefused`` (one line) if the broker refuses the job any of its needs."""
+) -> list[str]:
+    """Raise ``AccessRefused`` (one line) if the broker refuses the job any of its needs. Returns
+    the tenants' telemetry topics its pattern sees now (secure mode; none otherwise): a running
+    job's sources hold the partitions of those it started with, and one gone (a tenant revoked)
+    fails every restart (``streams.runner.watch``)."""
     if not uses_sasl(settings):
-        return
+        return []
     probe = probe or AccessProbe(settings)
     visible = (
         probe.visible_topics(tenant_topic_pattern(_job_kinds(settings))) if settings.tenant_topics else []
@@ -120,6 +113,7 @@ def check_job_access(
     needs = job_needs(settings, awareness=awareness, index=index, tenants=registry_tenants(settings),
                       visible=visible)  # fmt: skip
     require(settings, needs, fix_for(settings.kafka_sasl_username), probe)
+    return visible
 
 
 def parse_needs(

@@ -15,7 +15,7 @@ from infra.access_check import AccessRefused, uses_sasl
 from infra.bootstrap import ensure_topics
 from infra.process import ServiceError
 from infra.settings import Settings, SettingsError
-from streams.access import check_job_access, readable_job_topics
+from streams.access import check_job_access
 from streams.detect_fn import DetectionJobConfig
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
@@ -142,8 +142,7 @@ def submit_job(
     with ``index``, the indexer started beside it) will do: a refusal is ``AccessRefused``, one
     line, before anything starts (streams.access)."""
     check_timing(settings)
-    check_job_access(settings, awareness=awareness, index=index)
-    read_topics = tuple(readable_job_topics(settings))
+    read_topics = tuple(check_job_access(settings, awareness=awareness, index=index))
     # Index templates: the indexer installs them once Elasticsearch answers. With tenant topics
     # the telemetry topics are the tenants' (``ssa tenants provision``), not the shared ones.
     telemetry = set(settings.telemetry_topics.values())
@@ -226,8 +225,9 @@ def watch(
     that an authorization error will not heal: Kafka's exceptions carry no Flink
     ``ThrowableAnnotation`` and Flink 2.2's restart strategies are not pluggable. So each restart
     is said here, and with a SASL principal the broker is asked again: if it now refuses the job
-    something it needs (an ACL removed, a tenant revoked mid-run), the job is cancelled and
-    ``AccessRefused`` raised, one line, instead of a restart loop."""
+    something it needs (an ACL removed), the job is cancelled and ``AccessRefused`` raised, one
+    line, instead of a restart loop; so it is, with ``TopicsGone``, when topics it started reading
+    are gone (a tenant revoked and out of the registry: nothing left to refuse)."""
     restarting = False
     while not run.done():
         try:
@@ -261,7 +261,7 @@ def _stop_if_refused(
     if not uses_sasl(settings):
         return
     try:
-        check_job_access(settings, awareness=awareness, index=index)
+        readable = check_job_access(settings, awareness=awareness, index=index)
     except AccessRefused as refused:
         say("detect: Kafka refuses the job's principal now: cancelling the job instead of restarting it")
         run.cancel()
@@ -272,7 +272,7 @@ def _stop_if_refused(
     except ServiceError as exc:  # the broker away (a restart): Flink's restarts may well heal that
         say(f"detect: could not ask Kafka about the job's access ({exc}); Flink goes on restarting")
         return
-    gone = _topics_gone(run, settings)
+    gone = sorted(set(run.read_topics) - set(readable))
     if gone:
         say("detect: topics the job read are gone: cancelling the job instead of restarting it")
         run.cancel()
@@ -286,16 +286,6 @@ def _stop_if_refused(
 
 class TopicsGone(ServiceError):
     """Topics a running job reads were deleted or made unreadable: one line, what to do."""
-
-
-def _topics_gone(run: DetectRun, settings: Settings) -> list[str]:
-    if not run.read_topics:
-        return []
-    try:
-        now = set(readable_job_topics(settings))
-    except ServiceError:
-        return []
-    return sorted(set(run.read_topics) - now)
 
 
 def run_forever(
