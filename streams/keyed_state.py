@@ -107,7 +107,6 @@ class KeyStateStore:
         self.max_log_steps = max_log_steps or (1 << 62)
         self.max_log_bytes = max_log_bytes or (1 << 62)
         self.replayed_steps = 0
-        self.snapshots = 0
 
     def step(
         self, key: str, payloads: Sequence[bytes | str] | None, advance_to: int
@@ -165,7 +164,6 @@ class KeyStateStore:
             state.snapshot_bytes = len(pickled)
             self.snapshot.update(pickled)
             self.log.clear()
-            self.snapshots += 1
         else:
             packed = None if payloads is None else _pack(payloads)
             state.log_bytes += _STEP_BYTES if packed is None else len(packed)
