@@ -24,14 +24,13 @@ How each need is checked, and why that exercises authorization without side effe
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from infra.secure import SecureError, explain_kafka_error
+from infra.secure import SecureError, explain_kafka_error, quiet_kafka_logger
 from infra.settings import Settings
 
 __all__ = [
@@ -114,14 +113,6 @@ class AccessRefused(SecureError):
         self.refusals = found
 
 
-def _quiet_logger() -> logging.Logger:
-    log = logging.getLogger("ssa.kafka.access")
-    log.propagate = False
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
-    return log
-
-
 def _error_name(exc: BaseException) -> str:
     err = exc.args[0] if exc.args else None
     name = getattr(err, "name", None)
@@ -139,7 +130,7 @@ class AccessProbe:
         self.settings = settings
         self.principal = settings.kafka_sasl_username
         self.timeout_s = timeout_s
-        self._conf = {**kafka_config(settings, "confluent"), "logger": _quiet_logger()}
+        self._conf = {**kafka_config(settings, "confluent"), "logger": quiet_kafka_logger()}
         self._admin = AdminClient(self._conf)
 
     def _failed(self, exc: BaseException, what: str) -> SecureError:

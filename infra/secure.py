@@ -85,6 +85,7 @@ __all__ = [
     "parse_plan",
     "provision",
     "provisioned_tenants",
+    "quiet_kafka_logger",
     "revoke",
     "stale_acls",
     "tenant_dlq",
@@ -529,16 +530,19 @@ def _admin_client(settings: Settings) -> Any:
     from infra.clients import kafka_config
 
     conf = kafka_config(admin_settings(settings), "confluent")
-    conf["logger"] = _quiet_logger()
+    conf["logger"] = quiet_kafka_logger()
     return AdminClient(conf)
 
 
-def _quiet_logger() -> Any:
+def quiet_kafka_logger() -> Any:
+    """The logger handed to librdkafka clients: its own lines would print each refusal and
+    retry; the commands say what matters in one line."""
     import logging
 
     log = logging.getLogger("ssa.kafka.admin")
     log.propagate = False
-    log.addHandler(logging.NullHandler())
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
     return log
 
 
@@ -830,7 +834,7 @@ def login_refused(settings: Settings, timeout_s: float = 5.0) -> bool:
 
         errors: list[Any] = []
         conf = kafka_config(settings, "confluent")
-        producer = Producer({**conf, "logger": _quiet_logger(), "error_cb": errors.append})
+        producer = Producer({**conf, "logger": quiet_kafka_logger(), "error_cb": errors.append})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             producer.poll(0.1)
@@ -852,7 +856,7 @@ def refused_topics(settings: Settings, timeout_s: float = 5.0) -> list[str]:
         from infra.clients import kafka_config
 
         conf = kafka_config(settings, "confluent")
-        conf["logger"] = _quiet_logger()
+        conf["logger"] = quiet_kafka_logger()
         producer = Producer(conf)
         refused = []
         for topic in [*settings.telemetry_topics.values(), settings.topic_dlq]:
