@@ -13,7 +13,7 @@ import pytest
 
 from detectors.alert import Alert, Attack, Entity
 from detectors.engine import Lateness
-from detectors.evaluation.captures import CAPTURES, ClassSpec, LabelRead, argus_rows, read_labels, zeek_rows
+from detectors.evaluation.captures import CAPTURES, ClassSpec, LabelRead, csv_rows, read_labels, zeek_rows
 from detectors.evaluation.coverage import AlertIndex, FlowTable, HostDays, alert_span, score_classes
 from detectors.evaluation.real import evaluate_capture
 from infra.settings import Settings
@@ -77,13 +77,13 @@ def test_a_row_that_does_not_fit_the_header_is_counted_not_guessed() -> None:
     assert (out.unreadable, out.by_id) == (1, {})
 
 
-def test_argus_rows_read_the_header_line() -> None:
+def test_argus_csv_rows_read_the_header_line() -> None:
     text = (
         "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
         "2011/08/16 10:01:46.972101,1.0,tcp,147.32.84.165,1040,   ->,91.212.135.158,5678,S_RA,0,0,2,120,60,"
         "flow=From-Botnet-V47-TCP-CC73-Not-Encrypted\n"
     )
-    ((_, row),) = list(argus_rows(iter(text.encode().splitlines())))
+    ((_, row),) = list(csv_rows(iter(text.encode().splitlines())))
     assert row is not None and row["SrcAddr"] == "147.32.84.165"
     assert CAPTURES["ctu13_scenario6_menti"].classify(row) == "beacon"
 

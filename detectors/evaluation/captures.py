@@ -34,10 +34,11 @@ __all__ = [
     "Capture",
     "ClassSpec",
     "LabelRead",
-    "argus_rows",
+    "csv_cells",
     "csv_rows",
     "open_text",
     "read_labels",
+    "zeek_fields",
     "zeek_rows",
 ]
 
@@ -79,7 +80,7 @@ class Capture:
     folder: str
     patterns: tuple[str, ...]  # globs under the folder, each sorted; fed in this order
     fmt: str  # the ``ssa ingest --format`` name
-    table: Literal["zeek", "argus", "csv"]  # how ``read_labels`` reads a row
+    table: Literal["zeek", "csv"]  # how ``read_labels`` reads a row
     cidrs: tuple[str, ...]  # the one tenant's CIDRs
     classes: tuple[ClassSpec, ...]
     classify: Classifier
@@ -145,7 +146,7 @@ CAPTURES: Final[dict[str, Capture]] = {
     for c in (
         Capture(
             "ctu13_scenario6_menti", "ctu13_scenario6_menti", ("capture20110816.binetflow.gz",),
-            "argus", "argus", ("147.32.0.0/16",),
+            "argus", "csv", ("147.32.0.0/16",),
             (
                 ClassSpec("scan", "attack", note="bot's SMTP spam attempts to port 25 of many servers"),
                 ClassSpec("beacon", "attack", note="bot's C&C to 91.212.135.158:5678 every ~33 s"),
@@ -202,19 +203,24 @@ class LabelRead:
     unreadable: int = 0
 
 
+def zeek_fields(line: str) -> list[str]:
+    """The column names of a Zeek log's ``#fields`` line. IoT-23 writes its last three columns
+    (``tunnel_parents label detailed-label``) in one tab field separated by spaces, header and rows
+    alike: that field is split on whitespace (a single name is unchanged by it)."""
+    names = line.rstrip("\r\n").split("\t")[1:]
+    return names[:-1] + names[-1].split() if names else names
+
+
 def zeek_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] | None]]:
-    """(line, row) of each record of a Zeek TSV log; row is None when its cells do not fit the
-    header. IoT-23 writes its last three columns (``tunnel_parents label detailed-label``) in one
-    tab field separated by spaces, header and rows alike: that field is split on whitespace."""
+    """(line, row) of each record of a Zeek TSV log (``zeek_fields``); row is None when its cells do
+    not fit the header."""
     names: list[str] = []
     split_last = False
     for line in lines:
         if line[:1] == b"#":
             if line.startswith(b"#fields\t"):
-                names = line.decode("utf-8", "replace").split("\t")[1:]
-                split_last = len(names[-1].split()) > 1
-                if split_last:
-                    names = names[:-1] + names[-1].split()
+                names = zeek_fields(line.decode("utf-8", "replace"))
+                split_last = len(names) > line.count(b"\t")  # more names than fields: IoT-23's split
             continue
         if not line.strip():
             continue
@@ -224,29 +230,23 @@ def zeek_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] | 
         yield line, dict(zip(names, cells, strict=True)) if len(cells) == len(names) else None
 
 
-def argus_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] | None]]:
-    """(line, row) of each record of ``ra -c ,`` output; its first line names the columns."""
-    names: list[str] | None = None
-    for line in lines:
-        if not line.strip():
-            continue
-        cells = line.decode("utf-8", "replace").split(",")
-        if names is None:
-            names = cells
-            continue
-        yield line, dict(zip(names, cells, strict=True)) if len(cells) == len(names) else None
+def csv_cells(text: str) -> list[str] | None:
+    """The stripped cells of one CSV line, or None for a line of separators only (CIC-IDS2017's files
+    end in rows of commas, which the parser skips)."""
+    if not text.replace(",", "").strip():
+        return None
+    return [c.strip() for c in next(csv.reader([text]), [])]
 
 
 def csv_rows(lines: Iterator[bytes]) -> Iterator[tuple[bytes, dict[str, str] | None]]:
-    """(line, row) of each record of a CSV whose first line names the columns (CICFlowMeter, nProbe,
-    ``ra -c ,``). Names and cells are stripped (CIC-IDS2017 writes `` Label``); a repeat of the
-    header line and rows of separators only (which the parsers skip) yield nothing."""
+    """(line, row) of each record of a CSV whose first line names the columns (``ra -c ,``,
+    CICFlowMeter, nProbe). Names and cells are stripped (CIC-IDS2017 writes `` Label``); a repeat of
+    the header line and rows of separators only (which the parsers skip) yield nothing."""
     names: list[str] | None = None
     for line in lines:
-        text = line.decode("utf-8", "replace").lstrip("\ufeff")
-        if not text.replace(",", "").strip():
+        cells = csv_cells(line.decode("utf-8", "replace").lstrip("\ufeff"))
+        if cells is None:
             continue
-        cells = [c.strip() for c in next(csv.reader([text]), [])]
         if names is None:
             names = cells
             continue
@@ -267,7 +267,7 @@ def read_labels(capture: Capture, stream: IO[bytes], source: str, into: LabelRea
     parser named ``source`` gives that line."""
     out = into if into is not None else LabelRead({}, {})
     ident = event_id_of(source)
-    rows = {"zeek": zeek_rows, "argus": argus_rows, "csv": csv_rows}[capture.table]
+    rows = zeek_rows if capture.table == "zeek" else csv_rows
     for line, row in rows(item[2] for item in iter_lines(stream)):
         if row is None:
             out.unreadable += 1

@@ -36,13 +36,12 @@ the inside of the rules that need one.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from detectors.evaluation.captures import Capture, ClassSpec, Kind, open_text
+from detectors.evaluation.captures import Capture, ClassSpec, Kind, csv_cells, open_text, zeek_fields
 from ingest.reader import iter_lines
 
 __all__ = [
@@ -166,25 +165,23 @@ def labelled_capture(
     return Capture(
         name or files[0].name, "", tuple(str(f.resolve()) for f in files), fmt, table,  # type: ignore[arg-type]
         tuple(cidrs), (), classify, timezone=timezone,
-            tenant_note=f"the monitored network {', '.join(cidrs)}; labels from column {column!r}"
+        tenant_note=f"the monitored network {', '.join(cidrs)}; labels from column {column!r}"
         + (f", {coarse!r} where it is empty" if coarse else ""),
         derive_classes=classes.specs, in_given_order=True,
     )  # fmt: skip
 
 
 def header_of(path: Path, table: str) -> list[str]:
-    """The column names of a capture file: a Zeek log's ``#fields`` (IoT-23's last field split on
-    spaces, as ``zeek_rows`` reads it), else its first non-empty line."""
+    """The column names of a capture file: a Zeek log's ``#fields`` (``zeek_fields``), else its
+    first line with a cell (``csv_cells``)."""
     with open_text(path) as fh:
         for item in iter_lines(fh):
-            line = item[2]
-            text = line.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+            text = item[2].decode("utf-8", "replace").lstrip("\ufeff")
             if table == "zeek":
                 if text.startswith("#fields\t"):
-                    names = text.split("\t")[1:]
-                    return names[:-1] + names[-1].split() if names else names
+                    return zeek_fields(text)
                 if not text.startswith("#"):
                     return []
-            elif text.replace(",", "").strip():
-                return [c.strip() for c in next(csv.reader([text]), [])]
+            elif (cells := csv_cells(text)) is not None:
+                return cells
     return []
