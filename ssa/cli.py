@@ -555,8 +555,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.capture:
         return _evaluate_capture(args, settings)
-    if _capture_flags(args):
-        raise CliError(f"{', '.join(_capture_flags(args))} go with --capture")
+    if capture_only := _capture_flags(args):
+        raise CliError(f"{', '.join(capture_only)} go with --capture")
     if args.dataset is not None:
         return _evaluate_dataset(args, settings)
     if args.data_dir is not None or args.out is not None:
@@ -661,10 +661,13 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     table_kind = "zeek" if fmt == "zeek" else "csv"
     try:
         classes = LabelClasses(args.benign or DEFAULT_BENIGN, mapping)
-        header = header_of(files[0], table_kind)
+    except ValueError as exc:  # a --class naming no class
+        raise CliError(str(exc)) from None
+    header = header_of(files[0], table_kind)
+    try:
         column = label_column(header, args.label_column)
     except ValueError as exc:
-        raise CliError(f"{files[0]}: {exc}" if "header" in str(exc) else str(exc)) from None
+        raise CliError(f"{files[0]}: {exc}") from None
     capture = labelled_capture(files, fmt, table_kind, column, classes, coarse=coarse_column(header, column),
                                cidrs=args.cidr or DEFAULT_CIDRS, timezone=args.tz, name=args.name)  # fmt: skip
     config = DetectorConfig.load(args.config) if args.config else None

@@ -15,9 +15,10 @@ The forward direction (the flow's initiator) is the source: ``Fwd`` counters are
 building and encoding them costs more than all the rest of the row. ``Infinity``/``NaN``
 (``Flow Bytes/s`` of zero-length flows) become null, since JSON has no such numbers. Files
 without address columns (the "MachineLearningCVE" variant) cannot become flows: the header goes
-to the DLQ with the columns it lacks, and every row after it as under an unusable header. Numbers are read strictly (integers, or integral decimals such as ``12.0``, within the
-canonical bounds; a ``Timestamp`` and its end from 2000 to 2099): anything else sends the row to
-the DLQ with the column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has
+to the DLQ with the columns it lacks, and every row after it as under an unusable header. Numbers
+are read strictly (integers, or integral decimals such as ``12.0``, within the canonical bounds; a
+``Timestamp`` and its end from 2000 to 2099): anything else sends the row to the DLQ with the
+column and its value. A negative ``Flow Duration`` (some CICFlowMeter output has
 them) is read as a duration of 0.
 """
 
