@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -76,7 +76,17 @@ from tests.bench.bench_ingest import (
     gen_zeek,
 )
 
-__all__ = ["committed_ids", "ids_digest", "moving_rates", "run", "split_datagrams", "split_lines"]
+__all__ = [
+    "committed_ids",
+    "ids_digest",
+    "moving_rates",
+    "moving_samples",
+    "run",
+    "split_datagrams",
+    "split_lines",
+]
+
+_S = TypeVar("_S", bound=tuple[Any, ...])  # a sample: (wall time, committed offset, ...)
 
 _EDGE_ROUNDS = 3
 _SAMPLE_S = 0.25
@@ -124,19 +134,25 @@ def split_datagrams(data: bytes) -> list[bytes]:
     return out
 
 
+def moving_samples(samples: list[_S], total: int) -> list[_S]:
+    """The samples (each with the committed offset at index 1) that show a new committed value
+    strictly between 0 and ``total``: start-up, and the last commit after the backlog ran out,
+    left out."""
+    out, last = [], -1
+    for x in samples:
+        if x[1] != last and 0 < x[1] < total:
+            out.append(x)
+        last = x[1]
+    return out
+
+
 def moving_rates(
     samples: list[tuple[float, int, float]], total: int
 ) -> tuple[float | None, float | None, int]:
     """(records per wall second, records per CPU second, samples used) from (wall time, committed
-    offset, CPU seconds) samples: between the first and last sample that shows a new committed
-    value strictly between 0 and ``total`` (start-up, and the last commit after the backlog ran
-    out, left out). None when fewer than two such samples or no time passed."""
-    moving: list[tuple[float, int, float]] = []
-    last = -1
-    for wall, committed, cpu in samples:
-        if committed != last and 0 < committed < total:
-            moving.append((wall, committed, cpu))
-        last = committed
+    offset, CPU seconds) samples, between the first and last ``moving_samples``. None when fewer
+    than two such samples or no time passed."""
+    moving = moving_samples(samples, total)
     if len(moving) < 2:
         return None, None, len(moving)
     (w0, c0, u0), (w1, c1, u1) = moving[0], moving[-1]

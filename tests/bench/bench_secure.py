@@ -75,7 +75,7 @@ from ingest.producer import TelemetryProducer
 from ingest.raw import raw_topic
 from ingest.schema import Event
 from streams.kafka_target import kafka_target
-from tests.bench.bench_parse_stage import _cpu_seconds, _produce, _stage_run, split_lines
+from tests.bench.bench_parse_stage import _cpu_seconds, _produce, _stage_run, moving_samples, split_lines
 
 SEED, TENANTS = 5, 3
 BACKLOG_S, EVENTS_PER_S = 3600, 250  # ~1M events: ~40-60 s of the job's work at the rates seen here
@@ -309,7 +309,7 @@ def _job(mode: _Mode, events: int, attempt: int) -> _JobRun:
     ]
     # A restart re-reads from the last checkpoint: the rate is taken before the first one.
     before = [x for x in samples if not restarts or x[0] < min(restarts)]
-    moving = _moving(before, events)
+    moving = moving_samples(before, events)
     records = [decode_alert(v) for _, v in records_in_topic(mode.reader, job.topic_alerts)]
     dlq = _dlq_counts(mode.reader, job.topic_dlq) - dlq_before
     figures = {
@@ -349,17 +349,6 @@ def _dlq_counts(reader: Settings, topic: str) -> Counter[str]:
             if reason.startswith("tenant mismatch")
             else "other"
         ] += 1
-    return out
-
-
-def _moving(samples: list[Sample], total: int) -> list[Sample]:
-    """The samples at which the committed offsets had just moved, strictly between 0 and ``total``
-    (as ``bench_parse_stage.moving_rates`` picks them)."""
-    out, last = [], -1
-    for x in samples:
-        if x[1] != last and 0 < x[1] < total:
-            out.append(x)
-        last = x[1]
     return out
 
 
