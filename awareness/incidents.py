@@ -479,6 +479,7 @@ class IncidentTracker:
             "closed_inactive": 0,
             "reopened": 0,
             "forgotten_closed": 0,
+            "superseded": 0,
             "evicted_incidents": 0,
             "evicted_snoozes": 0,
             "suppressed_unattached": 0,
@@ -555,8 +556,38 @@ class IncidentTracker:
                     out.append(self._merge(renamed, inc, ts))
                     inc = renamed
         self._attach(inc, alert, first, last, ts, entities, others, snooze, context)
+        own_id = incident_id(self.tenant, alert_id)
+        if snooze is None and not context and inc.id != own_id:
+            out.append(self._superseded(own_id, alert_id, inc, first, last, ts))
         out.append(self._document(inc, "open"))
         return out
+
+    def _superseded(
+        self, own_id: str, alert_id: str, inc: _Incident, first: int, last: int, ts: int
+    ) -> dict[str, Any]:
+        """The document that closes the incident ``alert_id`` would be named after, as merged into
+        the incident it joined. In this order of arrival it was never opened; in another it was
+        (this alert came before the earlier ones it links to). The job's Kafka sinks are
+        at-least-once, so the documents a killed attempt wrote after its last checkpoint stay in
+        Elasticsearch, and the restored attempt, fed the same alerts in another order, would
+        otherwise never write that id again: an open incident nobody closes. (Version 0: the job
+        puts each attempt's versions above the previous attempt's, ``streams.awareness_fn``.)"""
+        self._stats["superseded"] += 1
+        return {
+            "incident_id": own_id,
+            "tenant": self.tenant,
+            "status": "closed",
+            "close_reason": "merged",
+            "merged_into": inc.id,
+            "closed_at": ts,
+            "title": f"merged into incident {inc.id}",
+            "first_seen": first,
+            "last_seen": last,
+            "updated": ts,
+            "alert_ids": [alert_id],
+            "alert_count": 1,
+            "version": 0,
+        }
 
     def expire(self, watermark_ms: int) -> list[dict[str, Any]]:
         """Close the incidents idle for more than ``gap_ms + grace_ms`` at this watermark; each is

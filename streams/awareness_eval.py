@@ -144,7 +144,7 @@ from ingest.simulator.campaign import CampaignInfo, CampaignRun, campaign_run, q
 from ingest.simulator.config import DEFAULT_START_MS
 from ingest.simulator.truth import TruthRecord
 from ingest.tenants import TenantRegistry
-from streams.detect_fn import END_OF_TIME, DetectionJobConfig, MicroBatchDetector
+from streams.detect_fn import END_OF_TIME, DetectionJobConfig, MicroBatchDetector, closed_batches_end
 from streams.posture import PostureState
 
 __all__ = [
@@ -323,7 +323,7 @@ class _Path:
                 elif self.timers.get(key) == at:
                     del self.timers[key]
                     if self.advanced.get(key, -(2**62)) < at:
-                        self._step(key, None, watermark, alerts, metrics)
+                        self._step(key, None, closed_batches_end(watermark, self.tick_ms), alerts, metrics)
 
     def _step(
         self,

@@ -15,9 +15,10 @@ replays alerts after a checkpoint rewrites the same documents with the same ids.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from awareness.incidents import IncidentSettings, tenant_views
 from awareness.snooze import SnoozeWatcher
@@ -25,7 +26,14 @@ from awareness.stage import CLOUD_KEY, AwarenessOutput, CloudAwareness, TenantAw
 from detectors.config import DetectorConfig
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
-__all__ = ["CLOUD_KEY", "AlertViews", "AwarenessConfig", "make_awareness_function", "make_cloud_function"]
+__all__ = [
+    "ATTEMPT_VERSIONS",
+    "CLOUD_KEY",
+    "AlertViews",
+    "AwarenessConfig",
+    "make_awareness_function",
+    "make_cloud_function",
+]
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,21 @@ class AlertViews:
         return [(t, "alert", json.dumps(view)) for t, view in tenant_views(record, registry, self._settings)]
 
 
+# An incident's versions within one attempt of the job stay below this.
+ATTEMPT_VERSIONS: Final = 1 << 31
+
+
+def attempt_version_base(now_s: float | None = None) -> int:
+    """What this attempt of the stage adds to every incident version it writes: its start second
+    times ``ATTEMPT_VERSIONS``. The Kafka sinks are at-least-once, so a killed attempt's documents
+    written after its last checkpoint stay in Elasticsearch; the restored attempt replays the same
+    alerts, in another order when the two paths interleave otherwise, and an incident's versions
+    there need not reach the killed attempt's (closes and re-opens follow the watermark). The
+    indexer keeps the highest version, so a later attempt's documents must outrank an earlier
+    one's: a later start second does (the process is restarted, or Flink waits its restart delay)."""
+    return int(time.time() if now_s is None else now_s) * ATTEMPT_VERSIONS
+
+
 def make_awareness_function(config: AwarenessConfig) -> Any:
     """The PyFlink ``KeyedProcessFunction`` of the tenant stage: input rows ``(tenant, kind, JSON)``,
     main output incident documents, side outputs threat and warning documents (all JSON)."""
@@ -87,6 +110,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
     class AwarenessFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
             self.detector_config = config.detector_config()
+            self.version_base = attempt_version_base()
             self.registry = config.registry()
             self.snoozes = SnoozeWatcher(config.snooze_file) if config.snooze_file else None
             self.state = runtime_context.get_state(
@@ -116,7 +140,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
                 current.on_metrics(record)
             self._schedule(ctx, current)
             self.state.update(current)
-            yield from _emit(out)
+            yield from _emit(out, self.version_base)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
             current = self.state.value()
@@ -128,7 +152,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
             self.timer_at.clear()
             self._schedule(ctx, current)
             self.state.update(current)
-            yield from _emit(out)
+            yield from _emit(out, self.version_base)
 
         def _schedule(self, ctx: Any, current: TenantAwareness) -> None:
             """One timer at the end of the next open minute, while the tenant's clock runs."""
@@ -139,9 +163,9 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
                 self.timer_at.update(at)
                 ctx.timer_service().register_event_time_timer(at)
 
-    def _emit(out: AwarenessOutput) -> Iterator[Any]:
+    def _emit(out: AwarenessOutput, version_base: int) -> Iterator[Any]:
         for doc in out.incidents:
-            yield json.dumps(doc, sort_keys=True)
+            yield json.dumps({**doc, "version": version_base + int(doc["version"])}, sort_keys=True)
         for doc in out.threat:
             yield threat_tag, json.dumps(doc, sort_keys=True)
         for doc in out.warnings:

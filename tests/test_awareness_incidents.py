@@ -263,7 +263,9 @@ def test_a_late_alert_of_a_long_window_reopens_the_closed_incident() -> None:
     tr.snooze("c2.beacon", "10.1.0.5", beacon["ts"] + 1, "lab", "ana")
     assert tr.observe(tenant_views(snoozed, REGISTRY, s)[0][1]) == []  # a quiet alert re-opens nothing
     tr.snooze("c2.beacon", "10.1.0.5", T0, "lab", "ana")  # lifted
-    (doc,) = tr.observe(tenant_views(beacon, REGISTRY, s)[0][1])
+    superseded, doc = tr.observe(tenant_views(beacon, REGISTRY, s)[0][1])
+    assert superseded["incident_id"] == incident_id("t-a", beacon["alert_id"])
+    assert superseded["merged_into"] == opened["incident_id"]
     assert doc["incident_id"] == opened["incident_id"] and doc["status"] == "open"
     assert doc["version"] == closed["version"] + 1 and doc["alert_count"] == 2
     assert {"action": "reopened", "at": beacon["ts"]} in doc["audit"] and tr.stats()["reopened"] == 1
@@ -288,7 +290,8 @@ def test_a_bridging_alert_merges_into_the_older_incident() -> None:
     # vm-x's address scanning vm-z's: both entities in one alert.
     bridge = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", ("ip", "10.1.0.5"), T0 + 10 * MIN,
                    evidence={"top_target": "10.1.0.7"})  # fmt: skip
-    merged, kept = tr.observe(tenant_views(bridge, REGISTRY, s)[0][1])
+    merged, superseded, kept = tr.observe(tenant_views(bridge, REGISTRY, s)[0][1])
+    assert superseded["incident_id"] == incident_id("t-a", bridge["alert_id"])
     # vm-z's incident began first (its first_seen is earlier): it keeps its id.
     assert kept["incident_id"] == dz["incident_id"] and kept["status"] == "open"
     assert merged["incident_id"] == dx["incident_id"] and merged["status"] == "closed"
@@ -303,8 +306,61 @@ def test_a_bridging_alert_merges_into_the_older_incident() -> None:
     assert len(tr.open_incidents()) == 1
     # A later alert on vm-x lands in the surviving incident.
     later = alert("c2.beacon", "command_and_control", "Command and Control", ("vm", "vm-x"), T0 + 20 * MIN)
-    (doc,) = tr.observe(tenant_views(later, REGISTRY, s)[0][1])
+    _superseded, doc = tr.observe(tenant_views(later, REGISTRY, s)[0][1])
     assert doc["incident_id"] == dz["incident_id"] and doc["alert_count"] == 4
+
+
+def test_an_alert_that_joins_another_alerts_incident_closes_its_own_id() -> None:
+    """Arrived in the other order, the later alert would have opened an incident of its own (a
+    killed attempt of the job may have written it): that id is closed, merged into the incident
+    the alert joined, and a replay in either order leaves the same standing incidents."""
+    s = settings()
+    early = alert("cryptomining.miner_process", "cryptomining", "Impact", ("vm", "vm-x"), T0)
+    late = alert("c2.beacon", "command_and_control", "Command and Control", ("vm", "vm-x"), T0 + 5 * MIN)
+    tr = IncidentTracker("t-a", s)
+    (opened,) = tr.observe(tenant_views(early, REGISTRY, s)[0][1])
+    superseded, joined = tr.observe(tenant_views(late, REGISTRY, s)[0][1])
+    assert joined["incident_id"] == opened["incident_id"] == incident_id("t-a", early["alert_id"])
+    assert superseded == {
+        "incident_id": incident_id("t-a", late["alert_id"]),
+        "tenant": "t-a",
+        "status": "closed",
+        "close_reason": "merged",
+        "merged_into": opened["incident_id"],
+        "closed_at": late["ts"],
+        "title": f"merged into incident {opened['incident_id']}",
+        "first_seen": late["first_seen"],
+        "last_seen": late["last_seen"],
+        "updated": late["ts"],
+        "alert_ids": [late["alert_id"]],
+        "alert_count": 1,
+        "version": 0,
+    }
+    assert tr.stats()["superseded"] == 1
+    # The other order (the killed attempt's): the late alert's incident opened, then renamed.
+    other = IncidentTracker("t-a", s)
+    written: dict[str, dict[str, Any]] = {}
+    for a in (late, early):
+        written |= {d["incident_id"]: d for d in other.observe(tenant_views(a, REGISTRY, s)[0][1])}
+    assert written[superseded["incident_id"]]["merged_into"] == opened["incident_id"]
+    # Both orders' documents together (the attempt's first, the replay's over them by version):
+    # one standing incident.
+    final = dict(written)
+    for d in (opened, superseded, joined):
+        if d["version"] >= final.get(d["incident_id"], {"version": -1})["version"]:
+            final[d["incident_id"]] = d
+    assert [d["incident_id"] for d in live(final)] == [opened["incident_id"]]
+
+
+def test_context_and_snoozed_alerts_close_no_id_of_their_own() -> None:
+    s = settings()
+    tr = IncidentTracker("t-a", s)
+    scan = alert("port_scan.failed_probe_scan", "port_scan", "Discovery", ("vm", "vm-x"), T0, score=40)
+    tr.observe(tenant_views(scan, REGISTRY, s)[0][1])
+    tr.snooze("c2.beacon", "vm-x", T0 + 10**8, "known updater", "bo")
+    quiet = alert("c2.beacon", "command_and_control", "Command and Control", ("vm", "vm-x"), T0 + 5 * MIN)
+    (doc,) = tr.observe(tenant_views(quiet, REGISTRY, s)[0][1])
+    assert doc["suppressed"] == 1 and tr.stats()["superseded"] == 0
 
 
 def test_repeats_in_consecutive_windows_extend_one_entry() -> None:
@@ -368,7 +424,7 @@ def test_snooze_suppresses_and_is_audited() -> None:
         "port_scan.failed_probe_scan", "port_scan", "Discovery", ("vm", "vm-x"), T0 + 10 * MIN, score=95
     )
     assert after["ts"] == until
-    (doc,) = tr.observe(tenant_views(after, REGISTRY, s)[0][1])
+    _superseded, doc = tr.observe(tenant_views(after, REGISTRY, s)[0][1])
     assert doc["incident_id"] == first["incident_id"] and doc["score"] == 95 and doc["severity"] == "critical"
     # The snoozed window in between extended nothing: the scan's entry is not consecutive any more.
     assert [e["count"] for e in doc["series"]] == [1, 1] and doc["repeats"] == 0

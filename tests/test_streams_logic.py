@@ -389,3 +389,11 @@ def test_a_threat_level_is_versioned_final_over_provisional() -> None:
     provisional = awareness_action(json.dumps({**doc, "provisional": True}).encode(), "threat", "ssa-threat-")
     assert (final.id, final.version, provisional.version) == ("t-a-1", 2, 1)
     assert awareness_action(json.dumps({**doc, "warning_id": "w"}).encode(), "warnings", "w-").version is None
+
+
+def test_a_later_attempt_of_the_awareness_stage_outranks_every_version_of_an_earlier_one() -> None:
+    from streams.awareness_fn import ATTEMPT_VERSIONS, attempt_version_base
+
+    earlier, later = attempt_version_base(1_780_000_000.9), attempt_version_base(1_780_000_001.0)
+    assert earlier + ATTEMPT_VERSIONS - 1 < later + 0
+    assert later + ATTEMPT_VERSIONS < 2**63  # Elasticsearch's external versions are longs

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,6 +205,85 @@ def _incidents(settings: Settings) -> dict[str, frozenset[str]]:
     return {i: a for i, a in docs.items() if a}
 
 
+def _incident_difference(
+    restored: Settings,
+    uninterrupted: Settings,
+    got: dict[str, frozenset[str]],
+    expected: dict[str, frozenset[str]],
+) -> list[str]:
+    """One line per alert that sits in an incident in one run and not the other, with what it is
+    (detector, tenant, entity, first and last seen, summary) and in which runs' alerts it is, so a
+    failed comparison says whether the alerts or their grouping changed."""
+    from elasticsearch.helpers import scan
+
+    lines = [f"incident only after restore: {i}" for i in got.keys() - expected.keys()]
+    lines += [f"incident missing after restore: {i}" for i in expected.keys() - got.keys()]
+    moved: dict[str, str] = {}
+    moved |= {a: f"{i} (only after restore) holds" for i in got.keys() - expected.keys() for a in got[i]}
+    moved |= {
+        a: f"{i} (missing after restore) held" for i in expected.keys() - got.keys() for a in expected[i]
+    }
+    for i in got.keys() & expected.keys():
+        moved |= {a: f"{i} gained" for a in got[i] - expected[i]}
+        moved |= {a: f"{i} lost" for a in expected[i] - got[i]}
+    found: dict[str, list[str]] = {a: [] for a in moved}
+    described: dict[str, str] = {}
+    runs = (("restored", restored), ("uninterrupted", uninterrupted))
+    for name, settings in runs:
+        es = es_client(settings)
+        try:
+            query = {"query": {"ids": {"values": sorted(moved)}}}
+            for h in scan(es, index=settings.index_alerts_pattern, query=query):
+                a = h["_source"]
+                found[h["_id"]].append(name)
+                described[h["_id"]] = (
+                    f"{a.get('detector')} {a.get('tenant')} {a.get('entity')} "
+                    f"{a.get('first_seen')}..{a.get('last_seen')} {a.get('summary')}"
+                )
+        finally:
+            es.close()
+    lines += [
+        f"{why} {a} (alert of {'+'.join(sorted(set(found[a]))) or 'neither run'}): {described.get(a, '')}"
+        for a, why in moved.items()
+    ]
+    lines += [f"{name}: {_incidents_holding(st, sorted(moved))}" for name, st in runs]
+    return lines + [f"DLQ of the {name} run: {_dlq_reasons(st)}" for name, st in runs]
+
+
+def _incidents_holding(settings: Settings, alert_ids: list[str]) -> list[tuple[Any, ...]]:
+    """Every incident document (merged and closed ones too) holding any of ``alert_ids``:
+    (incident id, status, merged into, version, alert count, which of the alerts)."""
+    from elasticsearch.helpers import scan
+
+    es = es_client(settings)
+    try:
+        pattern = settings.index_incidents_prefix + "*"
+        query = {"query": {"terms": {"alert_ids": alert_ids}}}
+        return [
+            (h["_id"], d.get("status"), d.get("merged_into"), d.get("version"), len(d.get("alert_ids") or ()),
+             sorted(set(alert_ids) & set(d.get("alert_ids") or ())))
+            for h in scan(es, index=pattern, query=query, ignore_unavailable=True)
+            for d in [h["_source"]]
+        ]  # fmt: skip
+    finally:
+        es.close()
+
+
+def _dlq_reasons(settings: Settings) -> dict[str, int]:
+    """DLQ records of a run by source and reason (late events would change alerts' evidence)."""
+    import json
+    from collections import Counter
+
+    from streams.demo import records_in_topic
+
+    return dict(
+        Counter(
+            f"{r.get('source')}: {str(r.get('reason'))[:60]}"
+            for r in (json.loads(v) for _ts, v in records_in_topic(settings, settings.topic_dlq))
+        )
+    )
+
+
 def test_sigkill_of_the_job_then_restart_from_checkpoint(telemetry: Settings) -> None:
     """The same alert ids, and the same incident ids (the awareness stage's state is restored with
     the detectors' and its replayed alerts rewrite the same incident documents)."""
@@ -221,7 +301,8 @@ def test_sigkill_of_the_job_then_restart_from_checkpoint(telemetry: Settings) ->
     # `ssa detect` again: it resumes from the newest checkpoint and ships everything.
     assert set(_continuous_until_settled(s, _continuous(s))) == expected
     # The same incidents: ids and alerts.
-    assert _incidents(s) == expected_incidents
+    got = _incidents(s)
+    assert got == expected_incidents, _incident_difference(s, uninterrupted, got, expected_incidents)
 
 
 def test_elasticsearch_down_for_a_minute(telemetry: Settings, baseline: set[str]) -> None:
