@@ -41,8 +41,9 @@ the unit tests drive with hand-made buckets. The previous period of equal length
 - *Time to close* (:func:`incident_ttc_ms`): an analyst's close (``workflow: closed``, at
   ``workflow_updated_at``) when there is one, else the job's inactivity close (``close_reason:
   inactive``, at ``closed_at``), minus ``first_seen``. The job closes an incident once the
-  watermark is ``gap_ms + grace_ms`` (46 min by default) past its last alert's evidence, so an
-  incident nobody closed by hand takes at least that long. An analyst's time is the wall clock,
+  watermark is ``gap_ms + grace_ms`` (46 min by default) past its last alert's evidence and stamps
+  ``closed_at`` with that instant (however late the watermark got there), so an incident nobody
+  closed by hand takes at least that long. An analyst's time is the wall clock,
   the job's event time. Incidents closed by neither (still open, or evicted at the state cap) are
   left out of the mean and p90 (``incident_ttc_known``).
 - Per-row means are sums over counts from the composite buckets; the p90s are overall only

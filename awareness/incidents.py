@@ -46,7 +46,8 @@ named after the earlier alert keeps its id. An ``alert_id``
 already attached to a linked incident is ignored (a replay after a restore counts nothing twice).
 
 **Closing.** ``expire(watermark)`` closes every incident with ``watermark - last_seen > gap_ms +
-grace_ms`` (``close_reason: inactive``) and returns it once; it leaves the open incidents. ``grace_ms``
+grace_ms`` (``close_reason: inactive``, ``closed_at = last_seen + gap_ms + grace_ms + 1``: the same
+whatever watermark found it) and returns it once; it leaves the open incidents. ``grace_ms``
 is how far behind its evidence an alert can still arrive: a detector emits an alert when the
 watermark passes its window's end plus the flow allowance, so an alert whose evidence lies
 within the gap of an incident arrives up to the longest detector window (10 min in the default
@@ -601,11 +602,16 @@ class IncidentTracker:
         )
         out = []
         for inc in done:
-            self._close(inc, watermark_ms)
+            # Closed as of the event time it had been idle long enough, not the watermark that
+            # found it so: how far the watermark had run when this stage looked differs between a
+            # run that keeps up and one reading a backlog or restored, and closed_at gives the
+            # report's time to close and the forgetting ``reopen_ms`` later.
+            at = inc.last_seen + limit + 1
+            self._close(inc, at)
             inc.version += 1
-            inc.updated = max(inc.updated, watermark_ms)
+            inc.updated = max(inc.updated, at)
             self._stats["closed_inactive"] += 1
-            out.append(self._document(inc, "closed", reason="inactive", closed_at=watermark_ms))
+            out.append(self._document(inc, "closed", reason="inactive", closed_at=at))
         for iid in [iid for iid, (_inc, at) in self._closed.items() if watermark_ms - at >= s.reopen_ms]:
             self._forget(iid)
         for key in [k for k, sn in self._snoozes.items() if watermark_ms > sn["until"] + limit + s.reopen_ms]:

@@ -241,6 +241,11 @@ def test_expire_closes_after_gap_and_grace_once_and_drops_state(reopen_ms: int) 
     assert closed["status"] == "closed" and closed["close_reason"] == "inactive" and closed["version"] == 2
     assert closed["closed_at"] == limit + 1 and closed["incident_id"] == doc["incident_id"]
     assert tr.expire(limit + 2) == [] and tr.open_incidents() == []
+    # Found closed by a watermark far later (a backlog, a restore): closed as of the same time.
+    late = IncidentTracker("t-a", s)
+    late.observe(tenant_views(a, REGISTRY, s)[0][1])
+    (closed_late,) = late.expire(limit + 5 * 3_600_000)
+    assert closed_late == closed
     # Kept (indexed) for re-opening until reopen_ms after the close, then forgotten.
     assert tr.stats()["closed_kept"] == (1 if reopen_ms else 0)
     assert (tr.stats()["index_keys"] > 0) == bool(reopen_ms)
