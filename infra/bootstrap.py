@@ -133,6 +133,7 @@ def awareness_templates(settings: Settings) -> dict[str, dict[str, Any]]:
         settings.index_incidents_prefix: {
             **ecs_properties(),
             "incident_id": _KEYWORD,
+            "copy": _KEYWORD,
             "title": {"type": "text", "fields": {"raw": _KEYWORD}},
             "score": {"type": "integer"},
             "alert_count": {"type": "long"},
@@ -167,7 +168,8 @@ def awareness_templates(settings: Settings) -> dict[str, dict[str, Any]]:
             "index_patterns": [pattern],
             "priority": _priority(pattern),
             "template": {
-                "aliases": soc_template_aliases(prefix),
+                # Incidents, like alerts, have per-tenant copies the SOC alias leaves out.
+                "aliases": soc_template_aliases(prefix, filtered=prefix == settings.index_incidents_prefix),
                 "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
                 "mappings": {
                     "dynamic_templates": [

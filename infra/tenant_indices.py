@@ -83,12 +83,16 @@ NOT_INDEX_TENANTS: Final = frozenset({"", "-", "unknown", "public", "management"
 """``tenant`` values that name no tenant: such documents go to the ``soc`` index."""
 
 COPY_FIELD: Final = "copy"
-"""Marks the per-tenant copies of an alert that involves several tenants (``tenant`` for the
-alerting tenant's own reduced copy, ``shared`` for another tenant's); the full alert, the one the
-SOC counts, is in the ``soc`` index without it."""
+"""Marks the per-tenant copies of an alert or incident that involves several tenants (``tenant``
+for the tenant's own reduced copy, ``shared`` for another tenant's copy of an alert); the full
+document, the one the SOC counts, is in the ``soc`` index without it."""
 
 SHARED_COPY_FIELD: Final = "shared_copy"
 """``true`` on the copy written to a tenant the alert is not about first (the non-owning tenant)."""
+
+
+FILTERED_KINDS: Final = frozenset({"alerts", "incidents"})
+"""The kinds whose SOC alias leaves out the per-tenant copies (``soc_alias_filter``)."""
 
 
 def is_index_tenant(tenant: object) -> bool:
@@ -109,15 +113,15 @@ def document_index(prefix: str, tenant: object, ts_ms: int) -> str:
 
 
 def soc_alias_filter() -> dict[str, Any]:
-    """The alerts alias's filter: the per-tenant copies of a multi-tenant alert are left out, so
-    the SOC counts every alert once (its full document in the ``soc`` index). A filtered alias is
+    """The alerts and incidents aliases' filter: the per-tenant copies of a multi-tenant alert or
+    incident are left out, so the SOC counts each once (its full document in the ``soc`` index). A filtered alias is
     a Basic-licence feature; document-level security is not, and is not needed here."""
     return {"bool": {"must_not": [{"exists": {"field": COPY_FIELD}}]}}
 
 
 def soc_template_aliases(prefix: str, *, filtered: bool = False) -> dict[str, Any]:
     """The ``aliases`` of a kind's index template: every new index of the kind joins the SOC
-    alias (``filtered`` for alerts)."""
+    alias (``filtered`` for alerts and incidents)."""
     return {soc_alias(prefix): {"filter": soc_alias_filter()} if filtered else {}}
 
 
@@ -137,7 +141,7 @@ def alias_existing_indices(es: Any, settings: Settings) -> list[str]:
         if not names:
             continue
         add: dict[str, Any] = {"index": prefix + "*", "alias": soc_alias(prefix)}
-        if kind == "alerts":
+        if kind in FILTERED_KINDS:
             add["filter"] = soc_alias_filter()
         es.indices.update_aliases(actions=[{"add": add}])
         done.append(kind)

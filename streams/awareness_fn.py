@@ -31,6 +31,7 @@ __all__ = [
     "CLOUD_KEY",
     "AlertViews",
     "AwarenessConfig",
+    "attempt_version_base",
     "make_awareness_function",
     "make_cloud_function",
 ]

@@ -30,6 +30,18 @@ lag counts, posture of no tenant ``-``, alerts and incidents of the provider's o
 
 Every copy has the alert's ``alert_id`` (and ``_id``). Each copy has its own status: a tenant's
 analyst acknowledges its copy, the SOC its full document.
+
+**Incidents involving several tenants.** The awareness stage keeps one incident per tenant side
+(``awareness.entities.tenant_views``), holding only that side's entities, but it names the other
+tenant: ``other_tenants``, a ``tenant:<id>`` entity (the only handle on the actor, which links the
+incident), and the title ("... then read of tenant B's storage"). An incident document naming
+other tenants is written (``incident_copies``) in full to the ``soc`` index (what the SOC reads,
+through the incidents alias, which leaves copies out as the alerts alias does) and to its tenant's
+index as a copy (``copy: tenant``) with ``tenant <id>`` phrases reading ``another tenant`` and every
+string of the other tenants (id, name, accounts, VMs, their addresses and disks) redacted as in an
+alert's copy. An incident becomes cross-tenant when such an alert joins it: from then on its SOC
+document is the ``soc`` one, and an analyst's fields written before on the tenant's index stay on
+the tenant's copy.
 """
 
 from __future__ import annotations
@@ -64,8 +76,10 @@ __all__ = [
     "alert_actions",
     "alert_copies",
     "awareness_action",
+    "awareness_actions",
     "daily_index",
     "dlq_action",
+    "incident_copies",
     "lag_action",
     "metrics_action",
     "private_strings",
@@ -353,24 +367,126 @@ _AWARENESS_IDS = {
 def awareness_action(
     value: bytes, family: str, prefix: str, registry: TenantRegistry | None = None
 ) -> Action:
-    """An incident, threat-level or warning document. An incident (with its ECS fields) is
+    """The document the SOC reads of an incident, threat-level or warning record (the first of
+    ``awareness_actions``)."""
+    return awareness_actions(value, family, prefix, registry)[0]
+
+
+def awareness_actions(
+    value: bytes, family: str, prefix: str, registry: TenantRegistry | None = None
+) -> list[Action]:
+    """An incident's, threat level's or warning's documents. An incident (with its ECS fields) is
     rewritten as it grows, always in the index of the day it began; as a partial update, so the
-    analyst's fields (which the job never writes) survive the job's rewrites and replays."""
+    analyst's fields (which the job never writes) survive the job's rewrites and replays. An
+    incident naming other tenants: the full document in the ``soc`` index, then its tenant's copy
+    (``incident_copies``)."""
     doc = _metrics_decoder.decode(value)
     id_field, time_field = _AWARENESS_IDS[family]
     doc_id, ts = doc.get(id_field), doc.get(time_field)
     if not isinstance(doc_id, str) or not doc_id or not isinstance(ts, int):
         raise ValueError(f"{family} record without a string {id_field} and an integer {time_field}")
-    index = document_index(prefix, doc.get("tenant"), ts)
     if family == "incidents":
-        doc = with_ecs(doc, incident_ecs(doc, registry))
-        return Action(index, doc_id, {"doc": doc, "doc_as_upsert": True}, op_type="update")
+        out = []
+        for tenant, body in incident_copies(doc, registry):
+            index = document_index(prefix, tenant, ts)
+            full = with_ecs(body, incident_ecs(body, registry))
+            out.append(Action(index, doc_id, {"doc": full, "doc_as_upsert": True}, op_type="update"))
+        return out
+    index = document_index(prefix, doc.get("tenant"), ts)
     if family == "threat":
         # A minute's level is sent provisional with an alert and final when the minute closes, under
         # one id; the topic has no key, so the two may come in either order: a provisional level
         # never replaces the final one.
-        return Action(index, doc_id, doc, version=1 if doc.get("provisional") else 2)
-    return Action(index, doc_id, doc)
+        return [Action(index, doc_id, doc, version=1 if doc.get("provisional") else 2)]
+    return [Action(index, doc_id, doc)]
+
+
+_TOKEN_SPLIT: Final = re.compile(r"[^A-Za-z0-9_.\-]+")
+_owner_index: dict[int, tuple[TenantRegistry, dict[str, str]]] = {}
+
+
+def _string_owners(registry: TenantRegistry) -> dict[str, str]:
+    """Each tenant's strings (``_tenant_strings``) -> the tenant, built once per registry."""
+    cached = _owner_index.get(id(registry))
+    if cached is not None and cached[0] is registry:
+        return cached[1]
+    owners: dict[str, str] = {}
+    for tenant in sorted(registry.tenants):
+        for text in _tenant_strings(tenant, registry):
+            owners.setdefault(text, tenant)
+    _owner_index.clear()  # the registry is replaced when reloaded: keep the current one's only
+    _owner_index[id(registry)] = (registry, owners)
+    return owners
+
+
+def _named_tenants(doc: Mapping[str, Any], registry: TenantRegistry | None) -> list[str]:
+    """The other tenants an incident document names: ``other_tenants``, ``tenant`` entities, and
+    with a registry any tenant whose id, name, account, VM, address or disk is a word of its text
+    (a principal ``iam::<tenant>:user/x`` of a tenant the stage could not place) or whose range
+    holds an address in it."""
+    own = doc.get("tenant")
+    names = [t for t in doc.get("other_tenants") or () if isinstance(t, str)]
+    entities = doc.get("entities")
+    for e in entities if isinstance(entities, list) else ():
+        if isinstance(e, Mapping) and e.get("type") == "tenant" and isinstance(e.get("id"), str):
+            names.append(e["id"])
+    if registry is not None:
+        owners = _string_owners(registry)
+        for text in _strings_of(doc):
+            for word in {text, *_TOKEN_SPLIT.split(text)}:
+                owner = owners.get(word)
+                if owner is None and _IPV4.fullmatch(word):
+                    owner = registry.tenant_of_ip(word)
+                if owner is not None:
+                    names.append(owner)
+    return sorted({t for t in names if t != own and t not in (PROVIDER, UNKNOWN, OUTSIDE, ANOTHER_TENANT)})
+
+
+def _strings_of(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings_of(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_of(item)
+
+
+def _unname(value: Any, phrase: re.Pattern[str]) -> Any:
+    """``value`` with every ``tenant <id>`` phrase of ``phrase`` read as ``another tenant``."""
+    if isinstance(value, str):
+        return phrase.sub(lambda m: ANOTHER_TENANT + (m.group(1) or ""), value)
+    if isinstance(value, Mapping):
+        return {k: _unname(v, phrase) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unname(v, phrase) for v in value]
+    return value
+
+
+def incident_copies(
+    doc: Mapping[str, Any], registry: TenantRegistry | None = None
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """(tenant whose index, document) of each document of one incident (without its ECS fields);
+    ``None``: the ``soc`` index. One document in its tenant's (or the ``soc``) index, unless it
+    names other tenants: then the full one in the ``soc`` index and the tenant's redacted copy
+    (module docstring)."""
+    own = doc.get("tenant")
+    home = own if is_index_tenant(own) else None
+    others = _named_tenants(doc, registry)
+    if home is None or not others:
+        return [(home, dict(doc))]
+    names = "|".join(re.escape(t) for t in sorted(others, key=len, reverse=True))  # longest first
+    phrase = re.compile(f"(?<![{_WORD}])[Tt]enant (?:{names})('s)?(?![{_WORD}])")
+    hidden: set[str] = set()
+    for other in others:
+        hidden |= _tenant_strings(other, registry)
+    hidden -= _tenant_strings(home, registry)
+    body = redact(_unname(copy.deepcopy(dict(doc)), phrase), hidden, home, registry)
+    body["tenant"] = home
+    body[COPY_FIELD] = "tenant"
+    return [(None, dict(doc)), (home, body)]
 
 
 def dlq_action(

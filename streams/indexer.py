@@ -29,7 +29,7 @@ from ingest.tenants import TenantRegistry
 from streams.documents import (
     Action,
     alert_actions,
-    awareness_action,
+    awareness_actions,
     dlq_action,
     lag_action,
     metrics_action,
@@ -153,7 +153,7 @@ class Indexer:
                                               r.timestamp, r.value))  # fmt: skip
                 elif r.topic in self._awareness:
                     family, prefix = self._awareness[r.topic]
-                    actions.append(awareness_action(r.value, family, prefix, registry))
+                    actions.extend(awareness_actions(r.value, family, prefix, registry))
             except Exception as exc:  # malformed record: to the DLQ with the reason, never dropped
                 bad.append((r, f"indexer could not read a {r.topic} record: {exc}"))
         return actions, bad
@@ -217,7 +217,7 @@ class Indexer:
                              daemon=True).start()  # fmt: skip
 
     def _indices_ahead(self, day_ms: int) -> list[str]:
-        """The indices made ahead for a day: the SOC's alerts and metrics, each registry tenant's
+        """The indices made ahead for a day: the SOC's alerts, metrics and incidents, each registry tenant's
         alerts and incidents (at most ``_PREPARE_MAX_TENANTS``), today's and tomorrow's."""
         s = self.settings
         registry = self.registry()
@@ -226,6 +226,7 @@ class Indexer:
         for ts in (day_ms, day_ms + 86_400_000):
             out.append(soc_index(s.index_alerts_prefix, ts))
             out.append(soc_index(s.index_metrics_prefix, ts))
+            out.append(soc_index(s.index_incidents_prefix, ts))  # cross-tenant incidents' SOC documents
             out.extend(document_index(s.index_alerts_prefix, t, ts) for t in tenants if is_index_tenant(t))
             # and incidents': the first incident update of a tenant and day waited ~1 s for its index
             out.extend(document_index(s.index_incidents_prefix, t, ts) for t in tenants if is_index_tenant(t))

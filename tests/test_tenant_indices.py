@@ -18,6 +18,7 @@ from analyst.alerts import AlertStore
 from analyst.incidents import IncidentStore
 from dashboards.datasource import datasources
 from detectors.alert import Alert, Attack, Entity, decode_alert, encode_alert
+from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
 from detectors.registry import all_detectors
@@ -25,6 +26,7 @@ from detectors.samples import load_cases, sample_files, samples_registry
 from infra.bootstrap import alerts_template, awareness_templates, metrics_template
 from infra.settings import Settings
 from infra.tenant_indices import (
+    COPY_FIELD,
     document_index,
     is_index_tenant,
     read_index,
@@ -42,7 +44,10 @@ from streams.documents import (
     alert_actions,
     alert_copies,
     awareness_action,
+    awareness_actions,
+    daily_index,
     dlq_action,
+    incident_copies,
     lag_action,
     metrics_action,
     redact,
@@ -96,7 +101,7 @@ def test_the_templates_put_every_new_index_in_the_soc_alias_and_the_alerts_alias
     assert alerts["mappings"]["properties"]["copy"]["type"] == "keyword"
     assert metrics_template(s)["template"]["aliases"] == {"ssa-metrics": {}}
     assert {name: t["template"]["aliases"] for name, t in awareness_templates(s).items()} == {
-        "ssa-incidents": {"ssa-incidents": {}},
+        "ssa-incidents": {"ssa-incidents": {"filter": soc_alias_filter()}},
         "ssa-threat": {"ssa-threat": {}},
         "ssa-warnings": {"ssa-warnings": {}},
     }
@@ -310,6 +315,85 @@ def test_the_indexer_writes_every_copy_and_alert_action_gives_the_socs() -> None
     )
     ahead = idx._indices_ahead(DAY - DAY % 86_400_000)
     assert "ssa-alerts-t-t-gamma.2025.11.25" in ahead and "ssa-metrics-soc.2025.11.24" in ahead
+    assert "ssa-incidents-soc.2025.11.24" in ahead
+
+
+# --- incidents that involve two tenants ----------------------------------------------------------
+def _stage_incidents(alerts: list[Alert]) -> list[dict[str, Any]]:
+    """The latest document of each incident the awareness stage makes of ``alerts``."""
+    from streams.awareness_eval import AwarenessStage, final_incidents
+    from streams.detect_fn import END_OF_TIME
+
+    stage = AwarenessStage(REG, DetectorConfig.default())
+    for alert in sorted(alerts, key=lambda a: (a.ts, a.alert_id)):
+        stage.on_alert(alert)
+    stage.advance(END_OF_TIME)
+    return [{k: v for k, v in d.items() if k != "_seq"} for d in final_incidents(stage.incidents).values()]
+
+
+INCIDENTS = _stage_incidents(ALERTS)
+CROSS = [d for d in INCIDENTS if d.get("other_tenants")]
+
+
+def test_the_sample_alerts_make_incidents_on_both_sides_that_name_each_other() -> None:
+    pairs = {(d["tenant"], o) for d in CROSS for o in d["other_tenants"]}
+    assert ("t-acme", "t-beta") in pairs and ("t-beta", "t-acme") in pairs
+    assert any("tenant t-beta" in d["title"] for d in CROSS if d["tenant"] == "t-acme")
+    # The stage keeps a principal it cannot place in a tenant's view: the copy must hide it too.
+    assert any(
+        e["id"] == "iam::t-beta:user/bob" for d in CROSS if d["tenant"] == "t-acme" for e in d["entities"]
+    )
+
+
+@pytest.mark.parametrize("incident", CROSS, ids=lambda d: f"{d['tenant']}-{d['incident_id'][:12]}")
+def test_a_tenants_copy_of_a_cross_tenant_incident_names_no_other_tenant(incident: dict[str, Any]) -> None:
+    tenant = incident["tenant"]
+    actions = awareness_actions(msgspec.json.encode(incident), "incidents", "inc-", REG)
+    day = daily_index("", incident["first_seen"])
+    assert [(a.index, a.id, a.op_type) for a in actions] == [
+        (f"inc-soc.{day}", incident["incident_id"], "update"),
+        (f"inc-t-{tenant}.{day}", incident["incident_id"], "update"),
+    ]
+    soc, mine = (a.source["doc"] for a in actions)
+    assert COPY_FIELD not in soc and soc["other_tenants"] == incident["other_tenants"]  # the SOC's: whole
+    assert mine[COPY_FIELD] == "tenant" and mine["tenant"] == tenant
+    # Every other tenant's strings: those it names and those of any tenant in the registry.
+    private = set().union(*(_tenant_private(o, REG) for o in REG.tenants if o != tenant))
+    private -= _tenant_private(tenant, REG)
+    assert private and not _leaks(mine, private), _leaks(mine, private)
+    assert mine["other_tenants"] == [ANOTHER_TENANT] * len(incident["other_tenants"])
+    assert {e["id"] for e in mine["entities"] if e["type"] == "tenant"} <= {ANOTHER_TENANT}
+    # What the tenant sees of its own side is unchanged.
+    theirs = [e for e in incident["entities"] if e["type"] == "tenant" or _leaks({"e": e}, private)]
+    assert [e for e in mine["entities"] if e["id"] != ANOTHER_TENANT] == [
+        e for e in incident["entities"] if e not in theirs
+    ]
+    assert (mine["alert_ids"], mine["kill_chain"], mine["severity"]) == (
+        incident["alert_ids"], incident["kill_chain"], incident["severity"],
+    )  # fmt: skip
+
+
+def test_tenant_phrases_of_an_incident_title_read_another_tenant() -> None:
+    doc = {"incident_id": "i1", "tenant": "t-acme", "first_seen": DAY, "other_tenants": ["t-beta"],
+           "title": "Tenant t-acme, from tenant t-beta: read of tenant t-beta's storage, traffic to tenant t-beta",
+           "entities": [{"type": "tenant", "id": "t-beta", "link": True}]}  # fmt: skip
+    (_soc, soc), (home, mine) = incident_copies(doc, REG)
+    assert home == "t-acme" and soc == doc
+    assert mine["title"] == (
+        "Tenant t-acme, from another tenant: read of another tenant's storage, traffic to another tenant"
+    )
+    # A tenant named in an entity only still makes a copy; an incident naming none makes one document.
+    only_entity = {k: v for k, v in doc.items() if k != "other_tenants"}
+    assert [t for t, _ in incident_copies(only_entity, REG)] == [None, "t-acme"]
+    alone = {
+        "incident_id": "i2",
+        "tenant": "t-acme",
+        "first_seen": DAY,
+        "title": "VM vm-acme-01 of tenant t-acme",
+    }
+    assert incident_copies(alone, REG) == [("t-acme", alone)]
+    provider = {**doc, "tenant": "_provider"}
+    assert incident_copies(provider, REG) == [(None, provider)]
 
 
 # --- readers -------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ import pytest
 
 from infra.clients import es_client
 from infra.settings import Settings
+from infra.tenant_indices import soc_alias
 from tests.integration.test_faults import (
     _continuous,
     _incident_difference,
@@ -200,8 +201,10 @@ def _covering(c: Campaign, alerts: list[Any]) -> dict[int, list[Any]]:
 
 
 def _tenant_docs(settings: Settings, prefix: str, tenant: str) -> list[dict[str, Any]]:
+    """A tenant's documents of one kind as the SOC reads them (its alias: each incident once, the
+    whole document, not a tenant's redacted copy of a cross-tenant one)."""
     return sorted(
-        _docs(settings, prefix + "*", {"term": {"tenant": tenant}}),
+        _docs(settings, soc_alias(prefix), {"term": {"tenant": tenant}}),
         key=lambda d: d.get("ts") or d.get("first_seen") or 0,
     )
 

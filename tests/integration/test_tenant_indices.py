@@ -158,10 +158,17 @@ def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
     incident = {"incident_id": "inc-b", "tenant": B, "first_seen": shared.first_seen, "last_seen": shared.ts,
                 "status": "open", "severity": "critical", "score": 90, "version": 1, "alert_ids": [shared.alert_id],
                 "title": "t", "entities": [{"type": "vm", "id": "vm-beta-01"}]}  # fmt: skip
+    # Beta's side of acme's escape: the stage names acme (other_tenants, a tenant entity, the title).
+    crossing = {"incident_id": "inc-b2", "tenant": B, "first_seen": shared.first_seen, "last_seen": shared.ts,
+                "status": "open", "severity": "critical", "score": 95, "version": 1, "alert_ids": [shared.alert_id],
+                "title": f"VM vm-beta-01 of tenant {B}: emulator escape by a VM of tenant {A} reaching its VM",
+                "other_tenants": [A], "entities": [{"type": "vm", "id": "vm-beta-01", "link": True},
+                                                   {"type": "tenant", "id": A, "link": True}]}  # fmt: skip
     cloud = {"kind": "threat", "doc_id": "cloud-1", "tenant": "_cloud", "ts": shared.ts, "index": 60.0,
              "level": "orange", "level_rank": 2}  # fmt: skip
     _produce(s, [(s.topic_alerts, encode_alert(a)) for a in (alone_a, alone_b, shared)]
-             + [(s.topic_incidents, json.dumps(incident).encode()), (s.topic_threat, json.dumps(cloud).encode()),
+             + [(s.topic_incidents, json.dumps(incident).encode()),
+                (s.topic_incidents, json.dumps(crossing).encode()), (s.topic_threat, json.dumps(cloud).encode()),
                 (s.topic_metrics, msgspec.json.encode({"ts": shared.ts, "tenant": B, "kind": "flow", "key": B,
                                                        "events": 5}))])  # fmt: skip
 
@@ -184,8 +191,18 @@ def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
     assert sorted(h["_id"] for h in hits_a) == sorted([alone_a.alert_id, shared.alert_id])
     assert sorted(h["_id"] for h in hits_b) == sorted([alone_b.alert_id, shared.alert_id])
     assert _hits(es, tenant_index_pattern(prefix, "t-gamma")) == []
-    assert [h["_index"] for h in _hits(es, tenant_index_pattern(s.index_incidents_prefix, B))] == [
-        f"{s.index_incidents_prefix}t-t-beta.{daily_index('', shared.first_seen)}"]  # fmt: skip
+    day = daily_index("", shared.first_seen)
+    incidents_b = {h["_id"]: h for h in _hits(es, tenant_index_pattern(s.index_incidents_prefix, B))}
+    assert {i: h["_index"] for i, h in incidents_b.items()} == {
+        "inc-b": f"{s.index_incidents_prefix}t-t-beta.{day}", "inc-b2": f"{s.index_incidents_prefix}t-t-beta.{day}"}  # fmt: skip
+    # The cross-tenant incident: beta's copy names no acme string; the SOC reads the whole one, once.
+    copy_inc = incidents_b["inc-b2"]["_source"]
+    assert copy_inc["copy"] == "tenant" and "another tenant reaching its VM" in copy_inc["title"]
+    assert not [(p, t) for t in _strings(copy_inc) for p in _tenant_private(A, registry) if p in t]
+    soc_incidents = {h["_id"]: h for h in _hits(es, soc_alias(s.index_incidents_prefix))}
+    assert sorted(soc_incidents) == ["inc-b", "inc-b2"]
+    assert soc_incidents["inc-b2"]["_index"] == f"{s.index_incidents_prefix}soc.{day}"
+    assert soc_incidents["inc-b2"]["_source"]["other_tenants"] == [A]
     assert _hits(es, tenant_index_pattern(s.index_metrics_prefix, B))[0]["_source"]["events"] == 5
     assert _hits(es, tenant_index_pattern(s.index_threat_prefix, A)) == []  # the cloud's level is the SOC's
 
@@ -239,7 +256,10 @@ def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
 
     # ssa incidents and ssa report, for a tenant and for the SOC.
     assert main(["incidents", "list", "--tenant", B]) == 0
-    assert "inc-b" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "inc-b" in out and "inc-b2" in out and A not in out
+    assert main(["incidents", "list"]) == 0
+    assert capsys.readouterr().out.count("inc-b2") == 1
     assert main(["incidents", "list", "--tenant", A]) == 0
     assert "inc-b" not in capsys.readouterr().out
     times = [a.ts for a in (alone_a, alone_b, shared)]
