@@ -1,10 +1,10 @@
-"""Pipeline health from ``ssa-metrics-*``: events/s per topic, DLQ, consumer lag, alerts/min.
+"""Pipeline health from ``ssa-metrics-*``: events/s per topic, DLQ, consumer lag, detector
+failures and overflows, alerts/min.
 
 Reads the documents streams/ writes to ``ssa-metrics-*``: posture per tenant, telemetry kind and
 minute (``events_per_s``), ``kind: alert`` counts, ``kind: dlq`` records (``source``) and
-``kind: lag`` samples per topic. Per-minute panels use a fixed ``1m`` interval. The job writes no
-per-detector failure counts (the engine only keeps them in memory, ``DetectionEngine.stats()``), so
-there is no detector-errors panel until it does; panel ids stay as they were for saved links.
+``kind: lag`` samples per topic, and ``kind: detector`` records of the detectors' failures and
+overflows per minute (``streams.detector_health``). Per-minute panels use a fixed ``1m`` interval.
 """
 
 from __future__ import annotations
@@ -80,6 +80,27 @@ def build() -> db.Dashboard:
         .span(12)
         .height(8)
     )
+    detectors = (
+        timeseries.Panel()
+        .id(4)
+        .title("Detector failures and overflows per minute by detector")
+        .description(
+            "Events a detector failed on (detector_errors: the engine logged the error and the other "
+            "detectors carried on) and events a full pane could not track (overflow: "
+            "engine.max_keys_per_window): events that rule never judged. Zero lines are not drawn."
+        )
+        .datasource(METRICS_DS)
+        .with_target(
+            query(
+                "kind:detector",
+                [sum_("detector_errors", "1"), sum_("overflow", "4")],
+                [terms("detector", "2", size=20), date_histogram("3", "1m")],
+            )
+        )
+        .unit("short")
+        .span(12)
+        .height(8)
+    )
     dlq_total = (
         bargauge.Panel()
         .id(5)
@@ -117,6 +138,7 @@ def build() -> db.Dashboard:
         .with_panel(events)
         .with_panel(dlq)
         .with_panel(lag)
+        .with_panel(detectors)
         .with_panel(dlq_total)
         .with_panel(alerts)
     )

@@ -92,6 +92,8 @@ METRIC_LONGS: Final[tuple[str, ...]] = (
     "alerts",
     "dlq",
     "consumer_lag",
+    "detector_errors",
+    "overflow",
 )
 
 _DATE: Final = {"type": "date", "format": "epoch_millis"}
@@ -143,6 +145,7 @@ METRICS_MAPPING: Final[dict[str, Any]] = {
         "topic": dict(_KW),
         "kind": dict(_KW),
         "source": dict(_KW),
+        "detector": dict(_KW),
         "events_per_s": {"type": "float"},
         "anomaly_p95": {"type": "float"},
         "anomaly_p99": {"type": "float"},

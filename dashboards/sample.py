@@ -245,8 +245,9 @@ def sample_metrics(base_ms: int, minutes: int = 10) -> list[dict[str, Any]]:
 
     Per tenant, telemetry kind and minute a posture document (``kind`` flow/audit, ``events``,
     ``events_per_s``, ``bytes``, ...); per tenant and minute a ``kind: alert`` document; DLQ records
-    (``kind: dlq``, ``dlq: 1``, ``source``), consumer lag samples (``kind: lag``) and, per tenant and
-    5-minute window, the anomaly detectors' score percentiles (``kind: anomaly``).
+    (``kind: dlq``, ``dlq: 1``, ``source``), consumer lag samples (``kind: lag``), per tenant and
+    5-minute window, the anomaly detectors' score percentiles (``kind: anomaly``) and, in some
+    minutes, detectors' failures and overflows (``kind: detector``, ``streams.detector_health``).
     """
     docs: list[dict[str, Any]] = []
     kinds = {"t-acme": "flow", "t-beta": "flow", "t-gamma": "audit"}
@@ -282,6 +283,12 @@ def sample_metrics(base_ms: int, minutes: int = 10) -> list[dict[str, Any]]:
             docs.append(
                 {"ts": ts, "topic": "ssa.dlq", "kind": "dlq", "dlq": 1, "source": ("vpcflow", "zeek")[n]}
             )
+        if m % 4 == 1:  # a failing rule on two keys, and a full pane now and then
+            for key in ("t-acme/vm-acme-01", "t-beta/vm-beta-01"):
+                docs.append({"ts": ts, "tenant": "-", "kind": "detector", "key": key, "detector": "dos.source_flood",
+                             "detector_errors": m, "overflow": 0})  # fmt: skip
+            docs.append({"ts": ts, "tenant": "-", "kind": "detector", "key": "t-acme/vm-acme-01",
+                         "detector": "c2.beacon", "detector_errors": 0, "overflow": 100 * m})  # fmt: skip
         for quarter in range(4):
             for topic, scale in (("ssa.telemetry.flow", 10), ("ssa.telemetry.audit", 1)):
                 lag = scale * (m * 4 + quarter)

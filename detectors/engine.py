@@ -232,6 +232,14 @@ class DetectionEngine:
     def state_size(self) -> int:
         return sum(d.state_size() for d in self.detectors)
 
+    def health_counts(self) -> dict[str, tuple[int, int]]:
+        """Running totals per detector id: (failures, overflow), the events it failed on and those
+        a full pane could not track. Cheap (no state walk): the job reads it after every step."""
+        failures = self._failure_counts
+        return {
+            d.meta.id: (failures.get(d.meta.id, 0), d.counters.get("overflow", 0)) for d in self.detectors
+        }
+
     # --- internals -----------------------------------------------------------------------------
     def _build_dispatch(self) -> None:
         table: dict[type, list[Detector]] = {cls: [] for cls in _KIND_CLASSES.values()}

@@ -95,6 +95,7 @@ def metrics_template(settings: Settings) -> dict[str, Any]:
         "dlq",
         "consumer_lag",
         "detector_errors",
+        "overflow",
     )
     floats = ("anomaly_p50", "anomaly_p95", "anomaly_p99", "events_per_s")
     props: dict[str, Any] = {

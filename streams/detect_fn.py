@@ -51,6 +51,7 @@ from infra.secure import PROVIDER
 from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
+from streams.detector_health import DetectorHealth
 from streams.posture import PostureState, anomaly_records
 
 __all__ = [
@@ -139,13 +140,19 @@ class DetectionJobConfig:
 class KeyState:
     engine: DetectionEngine
     posture: PostureState = field(default_factory=PostureState)
-    # Detector failures already reported, per detector id (the engine counts them all).
-    reported_failures: dict[str, int] = field(default_factory=dict)
+    # The detectors' failures and overflows, reported per minute (``streams.detector_health``).
+    health: DetectorHealth = field(default_factory=DetectorHealth)
     # How many steps this key had taken when this state was last written whole to Flink state.
     snapshot_version: int = 0
     # Bytes of that snapshot's pickle and of the steps logged since (``streams.keyed_state``).
     snapshot_bytes: int = 0
     log_bytes: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.pop("reported_failures", None)  # a field of earlier versions, never used
+        self.__dict__.update(state)
+        if "health" not in state:  # a checkpoint of a version before detector health
+            self.health = DetectorHealth()
 
 
 @dataclass
@@ -188,6 +195,8 @@ class MicroBatchDetector:
             values, topics = payloads
             events, dlq = self.topic_tenants.decode(values, topics, self.context.current_registry())  # type: ignore[arg-type]
         events.sort(key=_ORDER)
+        if events and events[-1].ts > state.health.last_ts:
+            state.health.last_ts = events[-1].ts
         state.posture.add_all(events)
         alerts = state.engine.process(events)
         for alert in alerts:
@@ -210,11 +219,17 @@ class MicroBatchDetector:
         scores = state.engine.drain_window_scores()
         if scores:
             metrics += anomaly_records(scores, key + self.config.posture_key_suffix)
+        health = state.health
+        health.observe(
+            state.engine.health_counts(), advance_to - 1 if advance_to < END_OF_TIME else health.last_ts
+        )
+        if health:
+            metrics += health.close(advance_to, key + self.config.posture_key_suffix)
         return StepOutput(alerts + closed, metrics, dlq)
 
     @staticmethod
     def has_open_work(state: KeyState) -> bool:
-        return bool(state.posture) or state.engine.state_size() > 0
+        return bool(state.posture) or bool(state.health) or state.engine.state_size() > 0
 
 
 # Events of a batch in event-time order (ties by id, so the order never depends on arrival).

@@ -71,6 +71,7 @@ PREDICATES = {
     "kind:(flow OR process OR audit OR auth)": lambda d, v: d["kind"] in ("flow", "process", "audit", "auth"),
     "kind:dlq": lambda d, v: d["kind"] == "dlq",
     "kind:lag": lambda d, v: d["kind"] == "lag",
+    "kind:detector": lambda d, v: d["kind"] == "detector",
     "kind:alert": lambda d, v: d["kind"] == "alert",
     "tenant:$tenant AND kind:anomaly": lambda d, v: d.get("tenant") == v["tenant"] and d["kind"] == "anomaly",
     "tenant:$tenant AND entity.id:$entity": lambda d, v: (

@@ -49,6 +49,7 @@ from detectors.engine import DetectionEngine
 from detectors.meta import DetectorMeta
 from detectors.registry import all_detectors, anomaly_detector_classes, detector_classes
 from detectors.samples import load_cases, sample_files, samples_registry
+from streams.detector_health import DetectorHealth
 from streams.documents import dlq_action, lag_action
 from streams.posture import PostureState, anomaly_records
 
@@ -109,6 +110,9 @@ def _job_fields_by_kind() -> dict[str, set[str]]:
     summary = {"tenant": "t-acme", "ts": BASE, "window_ms": 300_000, "detector": "anomaly.flow_features",
                "scored": 9, "anomaly_p50": 0.4, "anomaly_p95": 0.9, "anomaly_p99": 0.99}  # fmt: skip
     records += anomaly_records([summary], "t-acme#flow")
+    health = DetectorHealth()
+    health.observe({"dos.source_flood": (2, 5)}, BASE)
+    records += health.close(2**62, "t-acme/vm-acme-01")
     fields: dict[str, set[str]] = {}
     for record in records:
         fields.setdefault(record["kind"], set()).update(record)
@@ -120,7 +124,17 @@ JOB_FIELDS = _job_fields_by_kind()
 
 def test_the_job_writes_every_posture_kind():
     """Guards the field check below: it compares against all the kinds, not a partial run."""
-    assert set(JOB_FIELDS) == {"flow", "process", "audit", "auth", "alert", "dlq", "lag", "anomaly"}
+    assert set(JOB_FIELDS) == {
+        "flow",
+        "process",
+        "audit",
+        "auth",
+        "alert",
+        "dlq",
+        "lag",
+        "anomaly",
+        "detector",
+    }
 
 
 def _kinds_of(query: str) -> set[str]:
@@ -158,7 +172,7 @@ def test_metrics_panels_read_only_what_the_pipeline_writes(uid, title, target):
 
 def test_sample_metrics_carry_only_fields_the_pipeline_writes():
     docs = sample_metrics(BASE)
-    assert {d["kind"] for d in docs} == {"flow", "audit", "alert", "dlq", "lag", "anomaly"}
+    assert {d["kind"] for d in docs} == {"flow", "audit", "alert", "dlq", "lag", "anomaly", "detector"}
     for doc in docs:
         assert doc["kind"] in JOB_FIELDS, doc
         extra = set(doc) - JOB_FIELDS[doc["kind"]]

@@ -242,6 +242,7 @@ def test_failing_detector_is_counted_and_logged_with_event_id(caplog: pytest.Log
         alerts = engine.run(events)
     assert any(a.detector == "vm_escape.emulator_foreign_file" for a in alerts)  # others carry on
     assert engine.stats()["failures"] == 1
+    assert engine.health_counts()["vm_escape.boom_test"] == (1, 0)  # what the job reports per minute
     assert engine.failures == [
         {"detector": "vm_escape.boom_test", "event_id": "bad", "error": "RuntimeError('kaput')"}
     ]
