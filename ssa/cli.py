@@ -635,6 +635,7 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     )
     from detectors.evaluation.real import evaluate_capture, table, write_scorecard
     from infra.settings import PROJECT_ROOT
+    from ingest.parsers.nprobe_csv import TIME_COLUMNS, has_flow_times
 
     if args.events is not None or args.tenants is not None or args.slack_ms or args.dataset or args.data_dir:
         raise CliError("--capture takes no EVENTS, TRUTH, --tenants, --slack-ms, --dataset or --data-dir")
@@ -668,6 +669,13 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
         column = label_column(header, args.label_column)
     except ValueError as exc:
         raise CliError(f"{files[0]}: {exc}") from None
+    if fmt == "nprobe-csv" and not has_flow_times(header):
+        # Without times every record is stamped as it is read: the whole capture in a few seconds.
+        raise CliError(
+            f"{files[0]}: no flow times (none of {', '.join(TIME_COLUMNS)}), as in the NF-*-v2 layouts; "
+            "the detectors count over time windows, so this would score the whole capture as one burst: "
+            "use a layout with flow times (e.g. FLOW_START_MILLISECONDS)"
+        )
     capture = labelled_capture(files, fmt, table_kind, column, classes, coarse=coarse_column(header, column),
                                cidrs=args.cidr or DEFAULT_CIDRS, timezone=args.tz, name=args.name)  # fmt: skip
     config = DetectorConfig.load(args.config) if args.config else None

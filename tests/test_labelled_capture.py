@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -18,6 +19,7 @@ from detectors.evaluation.labelled import (
     labelled_capture,
 )
 from detectors.evaluation.real import evaluate_capture, table
+from ingest.parsers.nprobe_csv import has_flow_times
 from ssa.cli import main
 from tests.test_cli import _one_line
 from tests.test_flowdir import cic, cic_flow
@@ -167,3 +169,40 @@ def test_bad_capture_arguments_are_one_line(
 def test_flags_of_a_capture_alone_are_refused(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--dataset", "all", "--format", "zeek"]) == 1
     assert _one_line(capsys.readouterr().err) == "ssa evaluate: --format go with --capture"
+
+
+_NF_V2: Final = (
+    "IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,L7_PROTO,IN_BYTES,OUT_BYTES,IN_PKTS,OUT_PKTS,"
+    "TCP_FLAGS,FLOW_DURATION_MILLISECONDS,Label,Attack"
+)
+
+
+def test_a_netflow_capture_without_flow_times_is_refused_in_one_line(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NF-*-v2 layouts carry no time: read, every record would be stamped as it is parsed, the
+    whole capture one burst of a few seconds (floods and scans of benign hosts)."""
+    row = "192.168.10.5,40001,192.168.10.9,22,6,92,44,40,1,1,22,0,1,PortScan"
+    path = tmp_path / "nf-v2.csv"
+    path.write_text(f"{_NF_V2}\n{row}\n")
+    assert main(["evaluate", "--capture", str(path), "--format", "nprobe"]) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert err.startswith(f"ssa evaluate: {path}: no flow times (none of FLOW_START_MILLISECONDS,")
+    # With a start column (the NF-*-v3 layouts) the capture is scored.
+    timed = tmp_path / "nf-v3.csv"
+    timed.write_text(f"FLOW_START_MILLISECONDS,{_NF_V2}\n1700000000000,{row}\n")
+    assert main(["evaluate", "--capture", str(timed), "--format", "nprobe", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nf-v3.csv"]["classes"]["scan"]["flows"] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "timed"),
+    [
+        (_NF_V2.split(","), False),
+        ([_NF_V2.replace(",", "|") + "|FLOW_END_MILLISECONDS"], True),  # nProbe's own separator
+        (["FIRST_SWITCHED", "LAST_SWITCHED", "IPV4_SRC_ADDR"], True),
+        ([" FLOW_START_SEC "], True),
+    ],
+)
+def test_flow_times_are_found_in_any_separator(header: list[str], timed: bool) -> None:
+    assert has_flow_times(header) is timed

@@ -18,6 +18,7 @@ column and its value.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, ClassVar, Final
 
 from msgspec.structs import replace
@@ -39,7 +40,7 @@ from ingest.parsers.flowutil import (
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
-__all__ = ["NprobeCsvParser"]
+__all__ = ["TIME_COLUMNS", "NprobeCsvParser", "has_flow_times"]
 
 _PROTO: Final = [proto_name(n) for n in range(256)]
 
@@ -52,6 +53,17 @@ _COUNTERS: Final = {
 _START: Final = (("FLOW_START_MILLISECONDS", 1), ("FIRST_SWITCHED", 1000), ("FLOW_START_SEC", 1000))
 _END: Final = (("FLOW_END_MILLISECONDS", 1), ("LAST_SWITCHED", 1000), ("FLOW_END_SEC", 1000))
 _SEPARATORS: Final = ("|", ",", "\t", ";")
+TIME_COLUMNS: Final = tuple(name for name, _scale in (*_START, *_END))
+"""The columns a record's time is read from; a layout with none (the NF-*-v2 datasets) has no time."""
+
+
+def has_flow_times(header: list[str]) -> bool:
+    """Whether a header (its column names, or cells still joined by another separator) holds a
+    column a flow's time is read from."""
+    names = {name.strip() for cell in header for name in re.split(r"[|,\t;]", cell)}
+    return not names.isdisjoint(TIME_COLUMNS)
+
+
 _INF: Final = math.inf
 _event_id: Final = event_id_of("netflow")
 
