@@ -73,6 +73,8 @@ class IngestSummary:
     source: str = ""
     dlq_reasons: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    # Records whose format gave them no time (an NF-*-v2 layout): stamped with the time they were read.
+    undated: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -89,6 +91,11 @@ class IngestSummary:
         if self.dlq_reasons:
             top = max(self.dlq_reasons.items(), key=lambda kv: kv[1])
             text += f"; most common DLQ reason: {top[0]} ({top[1]})"
+        if self.undated:
+            text += (
+                f"; {self.undated} records carried no time and were stamped with the time they were read "
+                "(a file read so is one burst to the detectors)"
+            )
         return text
 
 
@@ -329,4 +336,5 @@ def run_ingest(
         source=name,
         dlq_reasons=dict(counting.dlq_reasons),
         skip_reasons=dict(counting.skipped),
+        undated=int(getattr(parser, "undated", 0)),
     )

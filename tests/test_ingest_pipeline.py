@@ -68,6 +68,20 @@ def test_run_ingest_to_json_lines_with_dlq_beside(tmp_path, registry):
     assert "not vpcflow telemetry" in summary.line()
 
 
+def test_records_without_a_time_are_counted_and_said(tmp_path):
+    """An NF-*-v2 layout has no time column: its records are stamped as they are read."""
+    src = tmp_path / "nf-v2.csv"
+    src.write_text("IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,IN_BYTES,OUT_BYTES\n"
+                   + "10.0.0.1,40000,10.0.0.2,22,6,44,40\n" * 3)  # fmt: skip
+    summary = run_ingest(src, "nprobe-csv", sink=NullSink())
+    assert (summary.parsed, summary.undated) == (3, 3)
+    assert "3 records carried no time and were stamped with the time they were read" in summary.line()
+    timed = tmp_path / "nf-v3.csv"
+    timed.write_text("FLOW_START_MILLISECONDS,IPV4_SRC_ADDR,IPV4_DST_ADDR\n1700000000000,10.0.0.1,10.0.0.2\n")
+    summary = run_ingest(timed, "nprobe-csv", sink=NullSink())
+    assert (summary.parsed, summary.undated) == (1, 0) and "no time" not in summary.line()
+
+
 def test_no_dlq_file_when_nothing_failed(tmp_path):
     out = tmp_path / "e.jsonl"
     sink = JsonLinesSink(out)

@@ -77,6 +77,7 @@ class NprobeCsvParser(FastPathParser):
         self.header: list[str] | None = None
         self.sep = ","
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
+        self.undated = 0  # records with no time column, stamped with the time they were read
 
     def _set_header(self, text: str, line: bytes, lineno: int, offset: int) -> None:
         self.sep = max(_SEPARATORS, key=text.count)
@@ -223,6 +224,7 @@ class NprobeCsvParser(FastPathParser):
             if self.end is not None:
                 return self._time(parts, *self.end), duration
             extra["ts_missing"] = True
+            self.undated += 1
             return self.ctx.now_ms(), duration
         start = self._time(parts, *self.start)
         if duration_i is not None and parts[duration_i]:
