@@ -213,6 +213,35 @@ def test_scores_recall_by_category_and_false_alerts_per_benign_host_day() -> Non
     }  # fmt: skip
 
 
+def test_the_anomaly_models_have_a_row_of_their_own() -> None:
+    """What only the anomaly models cover, and their false alerts per benign host per day."""
+    classes = (ClassSpec("scan", "attack"), ClassSpec("flood", "attack"), ClassSpec("benign", "benign"))
+    flows = {
+        "scan": _table((1_000, "6.6.6.6", "10.0.0.1"), (2_000, "6.6.6.6", "10.0.0.2")),
+        "flood": _table((1_000, "9.9.9.9", "10.0.0.3"), (1_500, "9.9.9.8", "10.0.0.3")),
+        "benign": _table((1_000, "10.0.0.4", "1.1.1.1")),
+    }
+    alerts = [
+        _alert("6.6.6.6", "port_scan", 1_000, 2_000),  # a rule covers the scan
+        _alert("6.6.6.6", "anomaly", 1_000, 2_000),  # and so does an anomaly alert: not "only"
+        _alert("9.9.9.9", "anomaly", 1_000, 1_000),  # one flood flow only the models cover
+        _alert("10.0.0.4", "anomaly", 1_000, 1_000),  # a false anomaly alert
+    ]
+    index = AlertIndex(alert_span(i, a, 100) for i, a in enumerate(alerts))
+    days = {"benign": HostDays()}
+    days["benign"].add_file({"10.0.0.4"}, 2 * 86_400_000)
+    out = score_classes(classes, flows, index, days)
+    assert out["anomaly"] == {
+        "alerts": 3, "covered_only_by_anomaly": {"flood": 1}, "false_alerts": 1, "per_host_per_day": 0.5,
+    }  # fmt: skip
+    scan, flood = out["classes"]["scan"], out["classes"]["flood"]
+    assert (scan["covered_by_anomaly"], scan["covered_only_by_anomaly"]) == (2, 0)
+    assert (flood["covered_by_anomaly"], flood["covered_only_by_anomaly"]) == (1, 1)
+    # No benign class: no false-alert figure, rather than a 0 that was never measured.
+    no_benign = score_classes(classes[:2], flows, index, {})
+    assert (no_benign["anomaly"]["false_alerts"], no_benign["anomaly"]["per_host_per_day"]) == (None, None)
+
+
 # --- the command -------------------------------------------------------------------------------
 def _fake_ctu50_day(root: Path) -> None:
     """One hand-made CTU-50-like day: an Internet source probing 30 ports of the monitored host

@@ -16,7 +16,10 @@ Per class (``captures.ClassSpec``):
 - attack: recall = share of its flows covered by an alert of one of its categories (None when no
   detector has such a category); the share covered by any alert is given beside it;
 - benign: share of its flows covered by any alert, and false alerts per benign host per day;
-- background: share covered, and alerts per host per day (unverified traffic, not benign truth).
+- background: share covered, and alerts per host per day (unverified traffic, not benign truth);
+- the anomaly models (alerts of category ``anomaly``), a row of their own: their alerts, the flows
+  of each attack class that only they cover (what they catch that no rule does), and their false
+  alerts on the benign classes per host per day.
 
 Each alert is put in one bucket, the first that applies: ``attack`` (it covers a flow of an attack
 or ``other`` class: a real attacker, right category or not), ``benign`` (a false alert on verified
@@ -38,6 +41,7 @@ from detectors.evaluation.captures import ClassSpec
 __all__ = ["AlertIndex", "AlertSpan", "FlowTable", "HostDays", "alert_span", "score_classes"]
 
 _DAY_MS: Final = 86_400_000
+ANOMALY: Final = "anomaly"  # the anomaly models' alert category (detectors.anomaly)
 _MAX_DEPTH: Final = 4
 
 
@@ -166,19 +170,27 @@ def score_classes(
         table = flows.get(spec.name, FlowTable())
         bucket = "attack" if spec.kind in ("attack", "other") else spec.kind
         wanted = frozenset(spec.categories)
-        right = anywhere = 0
+        right = anywhere = by_anomaly = only_anomaly = 0
         seen = touched[bucket]
         covering = index.covering
         for ts, src, dst in zip(table.ts, table.src, table.dst, strict=True):
-            hit = hit_right = False
+            hit = hit_right = hit_anomaly = hit_rule = False
             for span in covering(ts, src, dst, spec.side):
                 hit = True
                 seen.add(span.index)
                 if span.category in wanted:
                     hit_right = True
+                if span.category == ANOMALY:
+                    hit_anomaly = True
+                else:
+                    hit_rule = True
             right += hit_right
             anywhere += hit
-        per_class[spec.name] = _class_row(spec, len(table), right, anywhere, host_days.get(spec.name))
+            by_anomaly += hit_anomaly
+            only_anomaly += hit_anomaly and not hit_rule
+        row = _class_row(spec, len(table), right, anywhere, host_days.get(spec.name))
+        row |= {"covered_by_anomaly": by_anomaly, "covered_only_by_anomaly": only_anomaly}
+        per_class[spec.name] = row
         if progress is not None:
             progress(f"scored {spec.name}: {len(table):,} flows")
     buckets = _buckets(index.spans, touched)
@@ -188,7 +200,31 @@ def score_classes(
             count = buckets[spec.kind]["alerts"]
             row["alerts" if spec.kind == "background" else "false_alerts"] = count
             row["per_host_per_day"] = _rate(count, row["host_days"])
-    return {"classes": per_class, "alert_buckets": buckets}
+    return {
+        "classes": per_class,
+        "alert_buckets": buckets,
+        "anomaly": _anomaly_row(index, per_class, buckets),
+    }
+
+
+def _anomaly_row(
+    index: AlertIndex, per_class: Mapping[str, Mapping[str, Any]], buckets: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The anomaly models' own figures: their alerts, the flows of each attack class only they
+    cover (what they catch that no rule does), and their false alerts on benign hosts per day."""
+    false = int(buckets["benign"]["by_category"].get(ANOMALY, 0))
+    benign_days = sum(row["host_days"] for row in per_class.values() if row["kind"] == "benign")
+    has_benign = any(row["kind"] == "benign" for row in per_class.values())
+    return {
+        "alerts": sum(1 for span in index.spans if span.category == ANOMALY),
+        "covered_only_by_anomaly": {
+            name: row["covered_only_by_anomaly"]
+            for name, row in per_class.items()
+            if row["kind"] in ("attack", "other") and row["covered_only_by_anomaly"]
+        },
+        "false_alerts": false if has_benign else None,
+        "per_host_per_day": _rate(false, benign_days) if has_benign else None,
+    }
 
 
 def _class_row(spec: ClassSpec, n: int, right: int, anywhere: int, hd: HostDays | None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -73,6 +73,7 @@ class _EngineSink:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.events = self.dlq = self.unmatched = 0
+        self.anomaly_windows = self.anomaly_rows = 0  # the anomaly models' scored (tenant, window)s, rows
 
     def send_event(self, event: Event) -> None:
         self.send_events([event])
@@ -98,6 +99,13 @@ class _EngineSink:
         if len(self.pending) >= _CHUNK:
             self.alerts.extend(self.engine.process(self.pending))
             self.pending = []
+            self._count_scored()
+
+    def _count_scored(self) -> None:
+        """The anomaly models' windows scored so far (each a tenant's window of entity rows)."""
+        scores = self.engine.drain_window_scores()
+        self.anomaly_windows += len(scores)
+        self.anomaly_rows += sum(int(s["scored"]) for s in scores)
 
     def _local(self, ip: str) -> bool:
         known = self.local.get(ip)
@@ -119,6 +127,7 @@ class _EngineSink:
         self.alerts.extend(self.engine.process(self.pending))
         self.pending = []
         self.alerts.extend(self.engine.flush())
+        self._count_scored()
 
     def flush(self) -> None:
         """Nothing buffered beyond ``pending``, which ``finish`` hands over at end of input."""
@@ -256,6 +265,11 @@ def evaluate_capture(
         "alerts": len(sink.alerts),
         "alerts_by_detector": dict(sorted(by_detector.items())),
         **scored,
+        "anomaly": {
+            **scored["anomaly"],
+            "windows_scored": sink.anomaly_windows,
+            "entity_windows_scored": sink.anomaly_rows,
+        },
         "class_notes": {c.name: c.note for c in classes if c.note},
         "seconds": round(run.seconds, 1),
     }
@@ -320,8 +334,20 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             )
         buckets = ", ".join(f"{b} {v['alerts']}" for b, v in r["alert_buckets"].items())
         lines.append(f"  alerts by what they cover: {buckets}")
+        lines.append(f"  {_anomaly_line(r['anomaly'])}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")
+
+
+def _anomaly_line(a: Mapping[str, Any]) -> str:
+    only = ", ".join(f"{cls} {n:,} flows" for cls, n in a["covered_only_by_anomaly"].items()) or "none"
+    text = (
+        f"anomaly models: {a['alerts']:,} alerts over {a['windows_scored']:,} scored windows "
+        f"({a['entity_windows_scored']:,} entity-windows); attack flows only they cover: {only}"
+    )
+    if a["false_alerts"] is not None:
+        text += f"; false alerts {a['false_alerts']:,}, {_fmt(a['per_host_per_day'])} per benign host per day"
+    return text
 
 
 def machine_facts(repo: str | os.PathLike[str]) -> dict[str, Any]:
