@@ -75,18 +75,27 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def make_alert_id(
-    detector: str, entity: Entity, window_start: int, window_end: int, tenant: str | None = None
+    detector: str,
+    entity: Entity,
+    window_start: int,
+    window_end: int,
+    tenant: str | None = None,
+    secret: bytes | None = None,
 ) -> str:
     """Hash of detector id, entity and evidence window: stable across replays.
 
     ``tenant`` (optional, compatible extension) scopes the id to the tenant whose telemetry raised
     it, so one external scanner seen by two tenants gives two alerts instead of one overwriting
     the other. Without it the id is the original (detector, entity, window) hash.
+
+    ``secret`` (the provider's ``alert_id_key_file``) makes it a keyed hash (BLAKE2b's MAC mode):
+    an alert involving two tenants keeps its id in both tenants' copies, and an unkeyed id lets
+    one tenant confirm a guess about the other side (its VM, its tenant id) by hashing the guess.
     """
     key = f"{detector}\x00{entity.type}\x00{entity.id}\x00{window_start}\x00{window_end}"
     if tenant is not None:
         key += f"\x00{tenant}"
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(key.encode(), digest_size=16, key=secret or b"").hexdigest()
 
 
 def severity_for_score(score: int) -> Severity:

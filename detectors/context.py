@@ -22,6 +22,8 @@ class DetectionContext:
     registry: TenantRegistry | RegistryWatcher | None = None
     config: DetectorConfig = field(default_factory=DetectorConfig.default)
     clock: Callable[[], int] | None = None
+    # The key of the alert ids' hash (``detectors.alert.make_alert_id``); None: unkeyed.
+    alert_id_secret: bytes | None = field(default=None, repr=False)
 
     def current_registry(self) -> TenantRegistry:
         reg = self.registry

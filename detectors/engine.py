@@ -391,7 +391,14 @@ class DetectionEngine:
         evidence.update(f.evidence)
         clock = self.context.clock
         return Alert(
-            alert_id=make_alert_id(meta.id, f.entity, f.window.start, f.window.end, tenant=f.tenant),
+            alert_id=make_alert_id(
+                meta.id,
+                f.entity,
+                f.window.start,
+                f.window.end,
+                tenant=f.tenant,
+                secret=self.context.alert_id_secret,
+            ),
             ts=clock() if clock is not None else f.window.end,
             first_seen=f.first_seen,
             last_seen=f.last_seen,

@@ -40,7 +40,8 @@ Secrets: every password is random (``secrets.token_hex(24)``), stored in a 0600 
 principal also gets ``<name>.yaml``, a settings file with only paths (``SSA_SETTINGS_FILE=...``
 makes any ``ssa`` command act as that principal; the job's ``ssa-job.yaml`` also sets
 ``tenant_topics: true``, so ``ssa detect`` with it reads the tenants' topics by pattern and takes each
-event's tenant from its topic, and so does ``ssa-parse.yaml`` for ``ssa parse``: raw records of
+event's tenant from its topic, and ``alert_id_key_file`` (``alert-id.key``, random, made once), the
+key of the alert ids' hash, and so does ``ssa-parse.yaml`` for ``ssa parse``: raw records of
 ``ssa.<tenant>.raw.*`` become events on ``ssa.<tenant>.telemetry.*``, streams.parse_stage). Not protected: ``server.properties`` (0600)
 holds the keystore password and the broker's own passwords (Kafka reads them from there), and the
 admin's password is on ``StorageTool format``'s command line for the second it runs.
@@ -74,9 +75,11 @@ __all__ = [
     "SecureError",
     "acl_plan",
     "admin_settings",
+    "alert_id_key_file",
     "broker_acls",
     "broker_properties",
     "ensure_admin_password",
+    "ensure_alert_id_key",
     "ensure_tls",
     "explain_kafka_error",
     "feeder_user",
@@ -184,6 +187,20 @@ def write_private(path: Path, text: str) -> None:
 
 def password_file(settings: Settings, user: str) -> Path:
     return settings.secrets_path / f"{user}.password"
+
+
+def alert_id_key_file(settings: Settings) -> Path:
+    """The provider's secret for the alert ids' hash (``settings.alert_id_key_file``)."""
+    return settings.secrets_path / "alert-id.key"
+
+
+def ensure_alert_id_key(settings: Settings) -> Path:
+    """The alert-id key file, made (random, 0600) if missing; never replaced: a new key changes
+    every alert id, so a replay after it would write each alert a second time."""
+    path = alert_id_key_file(settings)
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        write_private(path, secrets.token_hex(32) + "\n")
+    return path
 
 
 def _ensure_password(settings: Settings, user: str) -> tuple[str, bool]:
@@ -695,8 +712,10 @@ def provision(
     job_pw, _ = _ensure_password(settings, JOB_USER)
     _upsert_scram(admin, JOB_USER, job_pw)
     _create_acls(admin, job_plan(settings))
-    # tenant_topics: the job reads every tenant's topics by pattern and takes the tenant from the topic.
-    _write_principal_settings(settings, JOB_USER, {"tenant_topics": True})
+    # tenant_topics: the job reads every tenant's topics by pattern and takes the tenant from the topic;
+    # its alert ids are keyed, so no tenant can confirm a guess about the other side of an alert.
+    key = settings.alert_id_key_file or str(ensure_alert_id_key(settings))
+    _write_principal_settings(settings, JOB_USER, {"tenant_topics": True, "alert_id_key_file": key})
     say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
     parse_pw, _ = _ensure_password(settings, PARSE_USER)
     _upsert_scram(admin, PARSE_USER, parse_pw)

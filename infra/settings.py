@@ -122,6 +122,10 @@ class Settings:
     # checkpoint). Must exceed the idle timeout, or live partitions wait on a silent one.
     watermark_max_drift_ms: int = 60000
     detector_config_file: str = ""
+    # A file holding the provider's secret for the alert ids' hash (``detectors.alert.make_alert_id``):
+    # without it a tenant can confirm a guess about the other side of a cross-tenant alert by
+    # hashing the guess. ``ssa tenants provision`` makes one for the secure mode; "" = unkeyed ids.
+    alert_id_key_file: str = ""
     flink_parallelism: int = 1
     flink_execution_mode: str = "thread"
     # Latency of the job (streams/flink_env.py), each against a little CPU. How long a network

@@ -31,6 +31,7 @@ the feeder's record of who touched its resources and are kept as sent.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import operator
@@ -47,6 +48,7 @@ from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.registry import all_detectors
+from infra.clients import read_secret
 from infra.secure import PROVIDER
 from ingest.dlq import make_dlq
 from ingest.schema import Event, decode_event
@@ -61,6 +63,7 @@ __all__ = [
     "KeyState",
     "MicroBatchDetector",
     "StepOutput",
+    "alert_id_secret",
     "check_tenant",
     "closed_batches_end",
     "late_dlq",
@@ -120,6 +123,8 @@ class DetectionJobConfig:
     # Tenant topics (``streams.sql.tenant_topic_pattern``, group 1 the tenant): each batch is
     # (payloads, topics) and the tenant is the topic's. "" = the plain mode, the payload's tenant.
     tenant_topic_regex: str = ""
+    # settings.alert_id_key_file: the alert ids are keyed hashes with its secret ("" = unkeyed).
+    alert_id_key_file: str = ""
 
     def lateness(self) -> Lateness:
         return Lateness.for_flows(self.out_of_orderness_ms, self.flow_export_delay_ms)
@@ -133,7 +138,14 @@ class DetectionJobConfig:
         registry: TenantRegistry | RegistryWatcher | None = (
             RegistryWatcher(self.tenants_file) if self.tenants_file else TenantRegistry()
         )
-        return DetectionContext(registry=registry, config=config)
+        secret = alert_id_secret(self.alert_id_key_file) if self.alert_id_key_file else None
+        return DetectionContext(registry=registry, config=config, alert_id_secret=secret)
+
+
+def alert_id_secret(path: str) -> bytes:
+    """The alert ids' hash key from the file at ``path`` (any text; its SHA-256, the 32 bytes
+    BLAKE2b takes as a key). SettingsError, one line, when the file cannot be read or is empty."""
+    return hashlib.sha256(read_secret(path, "alert_id_key_file").encode()).digest()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from infra.bootstrap import ensure_topics
 from infra.process import ServiceError
 from infra.settings import Settings, SettingsError
 from streams.access import check_job_access
-from streams.detect_fn import DetectionJobConfig
+from streams.detect_fn import DetectionJobConfig, alert_id_secret
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
 from streams.job import JobSinks, build, kafka_sink
@@ -72,12 +72,15 @@ class DetectRun:
 
 def job_config(settings: Settings) -> DetectionJobConfig:
     tenants = settings.tenants_file if Path(settings.tenants_file).exists() else None
+    if settings.alert_id_key_file:
+        alert_id_secret(settings.alert_id_key_file)  # unreadable: one line here, not a worker's trace
     return DetectionJobConfig(
         tenants_file=tenants,
         detector_config_file=settings.detector_config_file or None,
         snooze_file=settings.snooze_file or None,
         out_of_orderness_ms=settings.out_of_orderness_ms,
         flow_export_delay_ms=settings.flow_export_delay_ms,
+        alert_id_key_file=settings.alert_id_key_file,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from detectors.alert import Alert
+from detectors.alert import Alert, make_alert_id
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
@@ -151,6 +151,29 @@ def test_alert_ids_are_deterministic_and_unique() -> None:
     b = _engine().run(STREAM)
     assert [x.alert_id for x in a] == [x.alert_id for x in b]
     assert len({x.alert_id for x in a}) == len(a)
+
+
+def test_alert_ids_keyed_with_the_providers_secret_are_stable_and_unguessable() -> None:
+    """A tenant holding a copy of an alert can hash a guess of the other side (detector, entity,
+    window, tenant) and compare: with the provider's secret the ids differ from that hash."""
+    plain = _engine().run(STREAM)
+    keyed = [DetectionEngine(all_detectors(DetectorConfig.default()),
+                             DetectionContext(REGISTRY, alert_id_secret=secret)).run(STREAM)
+             for secret in (b"k" * 32, b"k" * 32, b"j" * 32)]  # fmt: skip
+    ids = [[x.alert_id for x in run] for run in (plain, *keyed)]
+    assert ids[1] == ids[2] and len(set(ids[1])) == len(ids[1])  # deterministic, one per alert
+    assert not set(ids[0]) & set(ids[1]) and not set(ids[1]) & set(ids[3])
+    assert [(x.detector, x.entity, x.first_seen) for x in keyed[0]] == [
+        (x.detector, x.entity, x.first_seen) for x in plain
+    ]
+    x = keyed[0][0]
+    guess = make_alert_id(
+        x.detector, x.entity, x.evidence["window_start"], x.evidence["window_end"], x.tenant
+    )
+    assert guess == plain[0].alert_id != x.alert_id
+    assert make_alert_id(x.detector, x.entity, x.evidence["window_start"], x.evidence["window_end"], x.tenant,
+                         b"k" * 32) == x.alert_id  # fmt: skip
+    assert "kkkk" not in repr(DetectionContext(REGISTRY, alert_id_secret=b"k" * 32))  # never printed
 
 
 def _qemu(i: int, ts: int, path: str = "/dev/mem", vm: str = "vm-acme-01") -> ProcessEvent:

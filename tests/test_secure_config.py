@@ -210,3 +210,30 @@ def test_cli_commands_parse() -> None:
     assert (args.command, args.tenant, args.delete_topics) == ("tenants revoke", "t-acme", True)
     with pytest.raises(SystemExit):
         parse(["tenants", "revoke"])
+
+
+def test_the_alert_id_key_is_private_random_and_made_once(tmp_path: Path) -> None:
+    import hashlib
+
+    from infra.settings import SettingsError
+    from streams.detect_fn import DetectionJobConfig, alert_id_secret
+    from streams.runner import job_config
+
+    settings = load_settings({}).with_overrides(data_dir=str(tmp_path))
+    path = secure.ensure_alert_id_key(settings)
+    text = path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600 and len(text.strip()) == 64
+    assert secure.ensure_alert_id_key(settings) == path and path.read_text() == text  # never replaced
+    other = load_settings({}).with_overrides(data_dir=str(tmp_path / "other"))
+    assert secure.ensure_alert_id_key(other).read_text() != text  # random per installation
+    # The job reads it as the key of its alert ids; an unreadable file is one line before the job starts.
+    context = DetectionJobConfig(alert_id_key_file=str(path)).make_engine_context()
+    assert (
+        context.alert_id_secret
+        == alert_id_secret(str(path))
+        == hashlib.sha256(text.strip().encode()).digest()
+    )
+    assert DetectionJobConfig().make_engine_context().alert_id_secret is None
+    missing = settings.with_overrides(alert_id_key_file=str(tmp_path / "nope.key"))
+    with pytest.raises(SettingsError, match=r"^alert_id_key_file: cannot read .*nope\.key"):
+        job_config(missing)

@@ -128,7 +128,11 @@ def _start(name: str, tmp: Path, registry: Any) -> _Mode:
     from tests.integration.test_kafka_secure import _free_port, as_user
 
     registry.dump(tmp / "tenants.yaml")
+    # Both modes' jobs hash alert ids with the same key (the bench's, not a secret), so their
+    # alerts compare by id; a provisioned secure job keeps the key its settings name.
+    (tmp / "alert-id.key").write_text("ssa bench alert-id key\n")
     files = {
+        "alert_id_key_file": str(tmp / "alert-id.key"),
         "tenants_file": str(tmp / "tenants.yaml"),
         "snooze_file": str(tmp / "snoozes.yaml"),
         "checkpoint_dir": str(tmp / "checkpoints"),

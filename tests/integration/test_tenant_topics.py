@@ -155,6 +155,7 @@ def test_secure_job_takes_the_tenant_from_the_topic(cloud: tuple[Settings, Any])
     plain = admin.with_overrides(
         **{f"topic_{n}": f"ssa.plain.{n}" for n in ("alerts", "metrics", "dlq", "incidents", "threat", "warnings")},
         detect_group_id="plain-detect", checkpoint_dir=str(Path(settings.data_dir) / "plain-checkpoints"),
+        alert_id_key_file=str(secure.ensure_alert_id_key(settings)),  # the secure job's key: comparable ids
     )  # fmt: skip
     from infra.bootstrap import ensure_topics
 
@@ -173,6 +174,7 @@ def test_secure_job_takes_the_tenant_from_the_topic(cloud: tuple[Settings, Any])
         checkpoint_dir=str(Path(settings.data_dir) / "secure-checkpoints"), detector_config_file="",
     )  # fmt: skip
     assert job.tenant_topics and job.kafka_sasl_username == secure.JOB_USER
+    assert job.alert_id_key_file == plain.alert_id_key_file  # provisioning gave the job its key
     _run_job(job, "secure")
 
     plain_alerts = _alerts(settings, plain.topic_alerts)
@@ -189,6 +191,17 @@ def test_secure_job_takes_the_tenant_from_the_topic(cloud: tuple[Settings, Any])
     # has just finished; fixed after flink-connector-kafka 5.0.0), and the job restarts.
     assert {x.alert_id for x in secure_alerts} == {x.alert_id for x in plain_alerts}
     assert not [x for x in secure_alerts if burst_ids & set(x.evidence.get("event_ids", ()))]
+    # Keyed: no id is the unkeyed hash a tenant could compute from a guess of the other side; the
+    # same alerts hashed with the key are the job's.
+    from detectors.alert import make_alert_id
+    from streams.detect_fn import alert_id_secret
+
+    secure_ids = {x.alert_id for x in secure_alerts}
+    assert not secure_ids & {x.alert_id for x in trusted}
+    secret = alert_id_secret(job.alert_id_key_file)
+    rekeyed = {make_alert_id(x.detector, x.entity, x.evidence["window_start"], x.evidence["window_end"], x.tenant,
+                             secret) for x in trusted}  # fmt: skip
+    assert len(rekeyed & secure_ids) >= 10
 
     # Each claiming event is in the DLQ with the reason; nothing honest is.
     dlq = [msgspec.json.decode(v) for v in _records(settings, job.topic_dlq)]
