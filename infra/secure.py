@@ -190,8 +190,13 @@ def password_file(settings: Settings, user: str) -> Path:
 
 
 def alert_id_key_file(settings: Settings) -> Path:
-    """The provider's secret for the alert ids' hash (``settings.alert_id_key_file``)."""
-    return settings.secrets_path / "alert-id.key"
+    """The provider's secret for the alert ids' hash: ``settings.alert_id_key_file``, else
+    ``alert-id.key`` among the secrets."""
+    return (
+        Path(settings.alert_id_key_file)
+        if settings.alert_id_key_file
+        else settings.secrets_path / "alert-id.key"
+    )
 
 
 def ensure_alert_id_key(settings: Settings) -> Path:
@@ -714,7 +719,7 @@ def provision(
     _create_acls(admin, job_plan(settings))
     # tenant_topics: the job reads every tenant's topics by pattern and takes the tenant from the topic;
     # its alert ids are keyed, so no tenant can confirm a guess about the other side of an alert.
-    key = settings.alert_id_key_file or str(ensure_alert_id_key(settings))
+    key = str(ensure_alert_id_key(settings))
     _write_principal_settings(settings, JOB_USER, {"tenant_topics": True, "alert_id_key_file": key})
     say(f"{JOB_USER}: reads every provisioned tenant's topics, writes {', '.join(shared_outputs(settings))}")
     parse_pw, _ = _ensure_password(settings, PARSE_USER)

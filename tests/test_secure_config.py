@@ -226,6 +226,8 @@ def test_the_alert_id_key_is_private_random_and_made_once(tmp_path: Path) -> Non
     assert secure.ensure_alert_id_key(settings) == path and path.read_text() == text  # never replaced
     other = load_settings({}).with_overrides(data_dir=str(tmp_path / "other"))
     assert secure.ensure_alert_id_key(other).read_text() != text  # random per installation
+    named = settings.with_overrides(alert_id_key_file=str(tmp_path / "mounted" / "id.key"))
+    assert secure.ensure_alert_id_key(named) == tmp_path / "mounted" / "id.key"  # the file the settings name
     # The job reads it as the key of its alert ids; an unreadable file is one line before the job starts.
     context = DetectionJobConfig(alert_id_key_file=str(path)).make_engine_context()
     assert (
