@@ -92,11 +92,18 @@ class IngestSummary:
             top = max(self.dlq_reasons.items(), key=lambda kv: kv[1])
             text += f"; most common DLQ reason: {top[0]} ({top[1]})"
         if self.undated:
-            text += (
-                f"; {self.undated} records carried no time and were stamped with the time they were read "
-                "(a file read so is one burst to the detectors)"
-            )
+            text += f"; {self.undated_note}"
         return text
+
+    @property
+    def undated_note(self) -> str:
+        """What the records without a time became, or "" when there were none."""
+        if not self.undated:
+            return ""
+        return (
+            f"{self.undated:,} records carried no time and were stamped with the time they were read "
+            "(a file read so is one burst to the detectors)"
+        )
 
 
 class _Counting:

@@ -221,8 +221,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for reason, n in sorted(summary.skip_reasons.items(), key=lambda kv: -kv[1])[:5]:
         _say(f"  skipped {n:,}: {reason}")
     if summary.undated:
-        _say(f"  {summary.undated:,} records carried no time (no flow time column): stamped with the time they "
-             "were read, so a file of them is one burst to the detectors")  # fmt: skip
+        _say(f"  {summary.undated_note}")
     if sink.counters.stale:  # Kafka records carry the event time (ingest.producer.record_timestamp)
         _warn_time_retention(settings, sink)
     return 0

@@ -215,7 +215,13 @@ def private_strings(doc: Mapping[str, Any], view: str, registry: TenantRegistry 
 
 
 class _Redactor:
-    def __init__(self, hidden: Iterable[str], view: str, registry: TenantRegistry | None) -> None:
+    def __init__(
+        self, hidden: Iterable[str], view: str, registry: TenantRegistry | None, tenants: Iterable[str] = ()
+    ) -> None:
+        names = "|".join(
+            re.escape(t) for t in sorted(set(tenants), key=lambda t: (-len(t), t))
+        )  # longest first
+        self.phrase = re.compile(f"(?<![{_WORD}])[Tt]enant (?:{names})('s)?(?![{_WORD}])") if names else None
         self.hidden = sorted(set(hidden), key=lambda h: (-len(h), h))
         self.long = [h for h in self.hidden if len(h) >= _MIN_SUBSTRING]
         alternatives = "|".join(re.escape(h) for h in self.hidden)
@@ -253,6 +259,8 @@ class _Redactor:
         return lead + ANOTHER_TENANT + word[len(lead) + len(core) :] if hit else word
 
     def text(self, value: str) -> str:
+        if self.phrase is not None:  # "tenant B's disk" reads "another tenant's disk"
+            value = self.phrase.sub(lambda m: ANOTHER_TENANT + (m.group(1) or ""), value)
         if value == ANOTHER_TENANT:
             return value
         value = _NON_SPACE.sub(self._word, value)
@@ -270,14 +278,22 @@ class _Redactor:
         return value
 
 
-def redact(value: Any, hidden: Iterable[str], view: str, registry: TenantRegistry | None = None) -> Any:
-    """``value`` (any JSON value) with every ``hidden`` string replaced by ``another tenant``:
+def redact(
+    value: Any,
+    hidden: Iterable[str],
+    view: str,
+    registry: TenantRegistry | None = None,
+    *,
+    tenants: Iterable[str] = (),
+) -> Any:
+    """``value`` (any JSON value) with every ``tenant <id>`` phrase of ``tenants`` (``'s`` kept)
+    and then every ``hidden`` string replaced by ``another tenant``:
     a word (text between white space) holding one (as a whole word: ``-`` and ``_`` count as
     letters, an address is not a prefix of a longer one) is replaced whole, so ``iam::B:user/x``
     keeps neither ``B`` nor ``x``; a string that still holds a hidden string of 4 or more
     characters anywhere is replaced whole. With a registry, every address in the text that belongs to a tenant other
     than ``view`` or to the management network is replaced too. Dictionary keys included."""
-    return _Redactor(hidden, view, registry)(value)
+    return _Redactor(hidden, view, registry, tenants)(value)
 
 
 def _shared_summary(doc: Mapping[str, Any], entity: Mapping[str, Any], resource: str | None) -> str:
@@ -454,17 +470,6 @@ def _strings_of(value: Any) -> Iterable[str]:
             yield from _strings_of(item)
 
 
-def _unname(value: Any, phrase: re.Pattern[str]) -> Any:
-    """``value`` with every ``tenant <id>`` phrase of ``phrase`` read as ``another tenant``."""
-    if isinstance(value, str):
-        return phrase.sub(lambda m: ANOTHER_TENANT + (m.group(1) or ""), value)
-    if isinstance(value, Mapping):
-        return {k: _unname(v, phrase) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unname(v, phrase) for v in value]
-    return value
-
-
 def incident_copies(
     doc: Mapping[str, Any], registry: TenantRegistry | None = None
 ) -> list[tuple[str | None, dict[str, Any]]]:
@@ -474,16 +479,14 @@ def incident_copies(
     (module docstring)."""
     own = doc.get("tenant")
     home = own if is_index_tenant(own) else None
-    others = _named_tenants(doc, registry)
+    others = _named_tenants(doc, registry) if home is not None else []
     if home is None or not others:
         return [(home, dict(doc))]
-    names = "|".join(re.escape(t) for t in sorted(others, key=len, reverse=True))  # longest first
-    phrase = re.compile(f"(?<![{_WORD}])[Tt]enant (?:{names})('s)?(?![{_WORD}])")
     hidden: set[str] = set()
     for other in others:
         hidden |= _tenant_strings(other, registry)
     hidden -= _tenant_strings(home, registry)
-    body = redact(_unname(copy.deepcopy(dict(doc)), phrase), hidden, home, registry)
+    body = redact(doc, hidden, home, registry, tenants=others)  # a new document: ``doc`` is left as it is
     body["tenant"] = home
     body[COPY_FIELD] = "tenant"
     return [(None, dict(doc)), (home, body)]

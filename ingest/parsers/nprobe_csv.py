@@ -53,6 +53,7 @@ _COUNTERS: Final = {
 _START: Final = (("FLOW_START_MILLISECONDS", 1), ("FIRST_SWITCHED", 1000), ("FLOW_START_SEC", 1000))
 _END: Final = (("FLOW_END_MILLISECONDS", 1), ("LAST_SWITCHED", 1000), ("FLOW_END_SEC", 1000))
 _SEPARATORS: Final = ("|", ",", "\t", ";")
+_ANY_SEPARATOR: Final = re.compile("|".join(re.escape(sep) for sep in _SEPARATORS))
 TIME_COLUMNS: Final = tuple(name for name, _scale in (*_START, *_END))
 """The columns a record's time is read from; a layout with none (the NF-*-v2 datasets) has no time."""
 
@@ -60,7 +61,7 @@ TIME_COLUMNS: Final = tuple(name for name, _scale in (*_START, *_END))
 def has_flow_times(header: list[str]) -> bool:
     """Whether a header (its column names, or cells still joined by another separator) holds a
     column a flow's time is read from."""
-    names = {name.strip() for cell in header for name in re.split(r"[|,\t;]", cell)}
+    names = {name.strip() for cell in header for name in _ANY_SEPARATOR.split(cell)}
     return not names.isdisjoint(TIME_COLUMNS)
 
 
