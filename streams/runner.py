@@ -73,7 +73,7 @@ class DetectRun:
 def job_config(settings: Settings) -> DetectionJobConfig:
     tenants = settings.tenants_file if Path(settings.tenants_file).exists() else None
     if settings.alert_id_key_file:
-        alert_id_secret(settings.alert_id_key_file)  # unreadable: one line here, not a worker's trace
+        alert_id_secret(settings.alert_id_key_file)  # unreadable: SettingsError here, not a worker's trace
     return DetectionJobConfig(
         tenants_file=tenants,
         detector_config_file=settings.detector_config_file or None,
@@ -145,6 +145,7 @@ def submit_job(
     with ``index``, the indexer started beside it) will do: a refusal is ``AccessRefused``, one
     line, before anything starts (streams.access)."""
     check_timing(settings)
+    config = job_config(settings)  # an unreadable alert-id key is one line before anything starts
     read_topics = tuple(check_job_access(settings, awareness=awareness, index=index))
     # Index templates: the indexer installs them once Elasticsearch answers. With tenant topics
     # the telemetry topics are the tenants' (``ssa tenants provision``), not the shared ones.
@@ -177,7 +178,7 @@ def submit_job(
             threat=kafka_sink(settings.kafka_bootstrap, settings.topic_threat, props),
             warnings=kafka_sink(settings.kafka_bootstrap, settings.topic_warnings, props),
         )
-    build(env, t_env, paths, sinks, job_config(settings))
+    build(env, t_env, paths, sinks, config)
     client = env.execute_async("ssa-detect")
     _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths)
     say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
