@@ -154,7 +154,12 @@ from detectors.alert import severity_for_score
 from detectors.config import ConfigError, DetectorConfig
 from ingest.tenants import CRITICALITIES, DEFAULT_CRITICALITY, TenantRegistry
 
-__all__ = ["IncidentSettings", "IncidentTracker", "incident_id", "tenant_views"]
+__all__ = ["ANALYST_FIELDS", "IncidentSettings", "IncidentTracker", "incident_id", "tenant_views"]
+
+ANALYST_FIELDS: Final = ("workflow", "workflow_updated_at", "workflow_history", "ttc_ms")
+"""The fields of an incident document that only an analyst writes (``ssa incidents ack|close``):
+the job's partial updates leave them as they are, and an incident that turns cross-tenant takes
+them from its tenant's document into the ``soc`` one (``streams.indexer``)."""
 
 _DEFAULT_FACTORS: Final[Mapping[str, float]] = {"low": 0.85, "medium": 1.0, "high": 1.1, "critical": 1.25}
 _SUBJECT_RANK: Final[Mapping[str, int]] = {

@@ -52,7 +52,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import msgspec
@@ -100,6 +100,9 @@ class Action:
     # Elasticsearch's external_gte version: a write with a lower version than the stored one is
     # refused (409). None: no version check.
     version: int | None = None
+    # An incident's ``soc`` document: the index of its tenant's document, whose analyst fields
+    # (``awareness.incidents.ANALYST_FIELDS``) the first write here takes (``streams.indexer``).
+    adopt_from: str | None = None
 
 
 def daily_index(prefix: str, ts_ms: int) -> str:
@@ -407,6 +410,8 @@ def awareness_actions(
             index = document_index(prefix, tenant, ts)
             full = with_ecs(body, incident_ecs(body, registry))
             out.append(Action(index, doc_id, {"doc": full, "doc_as_upsert": True}, op_type="update"))
+        if len(out) == 2:  # the soc document and the tenant's copy, the incident's earlier home
+            out[0] = replace(out[0], adopt_from=out[1].index)
         return out
     index = document_index(prefix, doc.get("tenant"), ts)
     if family == "threat":

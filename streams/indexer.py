@@ -18,9 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from awareness.incidents import ANALYST_FIELDS
 from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
@@ -59,6 +60,9 @@ class IndexerStats:
     outage_s: float = 0.0
     stale_threat_levels: int = 0  # provisional levels refused after their minute's final one
     stale_incident_updates: int = 0  # older versions of an incident than one written or in the batch
+    analyst_fields_carried: int = (
+        0  # incidents turned cross-tenant whose soc document took an analyst's fields
+    )
     per_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -94,6 +98,27 @@ def newest_incident_updates(
                 newest[key] = (version, i)
     keep = {i for key, (version, i) in newest.items() if version > stored.get(key, -1)}
     return [a for i, a in enumerate(actions) if i in keep or not _is_incident_update(a, prefix)]
+
+
+def adopt_analyst_fields(
+    actions: list[Action], stored: dict[tuple[str, str], int], held: dict[tuple[str, str], dict[str, Any]]
+) -> list[Action]:
+    """The actions, an incident's first ``soc`` document with the analyst's fields its tenant's
+    document holds (``held``: (index, id) -> those fields).
+
+    An incident lives in its tenant's index until it names another tenant; from then on the SOC
+    reads its ``soc`` document, and the tenant's becomes a copy the SOC alias leaves out. An
+    acknowledgement, its history or a close written before that would stay on the copy, and the SOC
+    would see the incident as new again. Only a ``soc`` document not yet stored takes them: later,
+    the SOC's own changes are on it."""
+    out = []
+    for a in actions:
+        fields = held.get((a.adopt_from, a.id)) if a.adopt_from and (a.index, a.id) not in stored else None
+        if fields:
+            doc = {**a.source["doc"], **{k: v for k, v in fields.items() if k in ANALYST_FIELDS}}
+            a = replace(a, source={**a.source, "doc": doc})
+        out.append(a)
+    return out
 
 
 class Indexer:
@@ -254,6 +279,24 @@ class Indexer:
                 stored[(hit["_index"], hit["_id"])] = int((hit.get("_source") or {}).get("version") or 0)
         out = newest_incident_updates(actions, prefix, stored)
         self.stats.stale_incident_updates += len(actions) - len(out)
+        return self._adopt(es, out, stored)
+
+    def _adopt(self, es: Any, actions: list[Action], stored: dict[tuple[str, str], int]) -> list[Action]:
+        """An incident's first ``soc`` document takes the analyst's fields of its tenant's one."""
+        homes = {(a.adopt_from, a.id) for a in actions if a.adopt_from and (a.index, a.id) not in stored}
+        if not homes:
+            return actions
+        docs = [
+            {"_index": index, "_id": doc_id, "_source": list(ANALYST_FIELDS)}
+            for index, doc_id in sorted(homes)
+        ]
+        held = {
+            (hit["_index"], hit["_id"]): hit["_source"]
+            for hit in es.mget(docs=docs)["docs"]
+            if hit.get("found") and hit.get("_source")
+        }
+        out = adopt_analyst_fields(actions, stored, held)
+        self.stats.analyst_fields_carried += sum(a is not b for a, b in zip(actions, out, strict=True))
         return out
 
     def ship(self, es: Any, actions: list[Action]) -> list[tuple[Action, str]]:

@@ -379,6 +379,38 @@ def test_only_the_newest_version_of_an_incident_is_written() -> None:
     assert [a.id for a in newest_incident_updates(batch, "ssa-incidents-", stored)] == ["a1", "i3"]
 
 
+def test_an_incident_turning_cross_tenant_keeps_the_analysts_fields_in_its_soc_document() -> None:
+    """Acknowledged on its tenant's document, then naming another tenant: the SOC's new document
+    takes the acknowledgement and its history, not the job's fields; a stored one is left alone."""
+    import json
+
+    from awareness.incidents import ANALYST_FIELDS
+    from detectors.samples import samples_registry
+    from streams.documents import awareness_actions
+    from streams.indexer import adopt_analyst_fields
+
+    registry = samples_registry()
+    beta, acme = "t-beta", "t-acme"
+    doc = {"incident_id": "i9", "tenant": beta, "first_seen": 1_796_000_000_000, "last_seen": 1_796_000_060_000,
+           "version": 2, "status": "open", "title": f"VM vm-beta-01 of tenant {beta}: escape by tenant {acme}",
+           "other_tenants": [acme]}  # fmt: skip
+    soc, copy = awareness_actions(json.dumps(doc).encode(), "incidents", "ssa-incidents-", registry)
+    assert soc.index == "ssa-incidents-soc.2026.11.30" and soc.adopt_from == copy.index
+    assert copy.index == "ssa-incidents-t-t-beta.2026.11.30" and copy.adopt_from is None
+    history = [{"status": "acknowledged", "by": "soc-1", "at": 1_796_000_030_000, "reason": ""}]
+    held = {(copy.index, "i9"): {"workflow": "acknowledged", "workflow_history": history, "version": 1}}
+    out = adopt_analyst_fields([soc, copy], {}, held)
+    taken = out[0].source["doc"]
+    assert taken["workflow"] == "acknowledged" and taken["workflow_history"] == history
+    assert taken["version"] == 2 and taken["other_tenants"] == [acme]  # the job's fields stay the job's
+    assert set(taken) - set(soc.source["doc"]) <= set(ANALYST_FIELDS)
+    assert out[1] is copy and out[0].source["doc_as_upsert"] is True
+    # The soc document already written: its own workflow (the SOC's later changes) is kept.
+    assert adopt_analyst_fields([soc, copy], {(soc.index, "i9"): 2}, held) == [soc, copy]
+    # Nothing held on the tenant's document: nothing to take.
+    assert adopt_analyst_fields([soc, copy], {}, {}) == [soc, copy]
+
+
 def test_a_threat_level_is_versioned_final_over_provisional() -> None:
     import json
 

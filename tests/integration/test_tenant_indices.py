@@ -307,3 +307,64 @@ def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Se
         "m1": ("blue", False),
         "m2": ("blue", False),
     }
+
+
+def _index_all(s: Settings, registry: Any = None) -> Indexer:
+    """The real indexer, Kafka to Elasticsearch, until it has shipped everything produced."""
+    indexer = Indexer(s, industry_of=lambda t: None, registry=lambda: registry, group_id=s.indexer_group_id,
+                      say=print)  # fmt: skip
+    indexer.drain(idle_s=2.0, max_wait_s=120)
+    thread = threading.Thread(target=indexer.run, daemon=True)
+    thread.start()
+    thread.join(180)
+    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    return indexer
+
+
+def test_an_incident_acknowledged_before_it_turns_cross_tenant_stays_acknowledged_for_the_soc(
+    own: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Beta's incident, acknowledged by the SOC while it is beta's alone, then the job's next
+    version names acme: the SOC now reads the ``soc`` document, which holds the acknowledgement
+    and its history; beta's copy keeps them too, and names no acme."""
+    from detectors.samples import samples_registry
+    from ssa.cli import main
+
+    registry = samples_registry()
+    s = own
+    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
+                      s.topic_warnings], partitions=1)  # fmt: skip
+    first = 1_796_000_000_000
+    alone = {"incident_id": "inc-c", "tenant": B, "first_seen": first, "last_seen": first + 60_000, "status": "open",
+             "severity": "high", "score": 60, "version": 1, "alert_ids": ["a-1"], "title": "VM vm-beta-01: scan",
+             "entities": [{"type": "vm", "id": "vm-beta-01"}]}  # fmt: skip
+    _produce(s, [(s.topic_incidents, json.dumps(alone).encode())])
+    _index_all(s, registry)
+    assert main(["incidents", "ack", "inc-c", "--by", "soc-1", "--reason", "looking"]) == 0
+    capsys.readouterr()
+
+    crossing = alone | {"version": 2, "last_seen": first + 120_000, "severity": "critical", "alert_ids": ["a-1", "a-2"],
+                        "title": f"VM vm-beta-01 of tenant {B}: scan, then emulator escape by a VM of tenant {A}",
+                        "other_tenants": [A]}  # fmt: skip
+    _produce(s, [(s.topic_incidents, json.dumps(crossing).encode())])
+    indexer = _index_all(s, registry)
+    assert indexer.stats.analyst_fields_carried == 1
+    es = es_client(s)
+    try:
+        es.indices.refresh(index=f"{s.index_incidents_prefix}*")
+        soc = _hits(es, soc_alias(s.index_incidents_prefix))
+        copy = _hits(es, tenant_index_pattern(s.index_incidents_prefix, B))
+    finally:
+        es.close()
+    assert [h["_index"] for h in soc] == [f"{s.index_incidents_prefix}soc.{daily_index('', first)}"]
+    doc = soc[0]["_source"]
+    assert doc["version"] == 2 and doc["other_tenants"] == [A] and doc["workflow"] == "acknowledged"
+    assert [(e["status"], e["by"], e["reason"]) for e in doc["workflow_history"]] == [
+        ("acknowledged", "soc-1", "looking")
+    ]
+    beta = copy[0]["_source"]
+    assert beta["copy"] == "tenant" and beta["workflow"] == "acknowledged" and A not in json.dumps(beta)
+    # The SOC goes on from there: closing it acts on the soc document.
+    assert main(["incidents", "close", "inc-c", "--by", "soc-1"]) == 0
+    assert main(["incidents", "show", "inc-c"]) == 0
+    assert "closed" in capsys.readouterr().out
