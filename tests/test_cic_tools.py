@@ -72,6 +72,8 @@ def test_slowloris_against_a_server_that_cuts_slow_requests() -> None:
             rows += closed(ATTACKER, VICTIM, 20000 + sock * 20 + k, 80, start, 30.0, (4, 300), (2, 0))
     slow = alerts_of(rows, "dos.slow_connections")
     assert slow and slow[0].evidence["held"] >= 100
+    # 3,000 alike short HTTP sessions of one source, but held open on nothing: not password guessing
+    assert alerts_of(rows, "brute_force.flow_guessing") == []
 
 
 def test_slowloris_held_open_and_cut_by_the_flow_timeout() -> None:
@@ -85,6 +87,7 @@ def test_slowloris_held_open_and_cut_by_the_flow_timeout() -> None:
             rows.append(record(ATTACKER, VICTIM, 20000 + sock, 80, start, 119.9, (8, 560), (8, 0), first))
     slow = alerts_of(rows, "dos.slow_connections")
     assert slow and slow[0].evidence["held"] >= 100
+    assert alerts_of(rows, "brute_force.flow_guessing") == []
 
 
 def test_ssh_password_guessing_with_its_tails_is_found() -> None:

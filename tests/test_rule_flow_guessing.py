@@ -127,6 +127,25 @@ def test_web_ports_need_more_sessions_and_less_spread() -> None:
     assert len(_run(_det(), ssh)) == 1
 
 
+def test_web_connections_held_open_on_nothing_are_a_slow_attacks_not_logins() -> None:
+    """slowloris-like sessions (20 s, a partial request and its trickle: ~1.2 kB both ways) are
+    held open, not guesses; the same count of 20 s keep-alive sessions that post on and on (kB)
+    still are, and so are held-looking VPC records (their duration is the aggregation interval)."""
+
+    def web(n: int, **kw: Any) -> list[FlowEvent]:
+        return [_flow(i, dst_port=80, ts=T0 + 1000 + i * 1500, **kw) for i in range(n)]
+
+    det = _det()
+    held = dict(duration_ms=20_000, bytes_out=414, bytes_in=740, packets_out=5, packets_in=5)
+    assert _run(det, web(360, **held)) == [] and det.counters["held_open"] == 360
+    busy = dict(duration_ms=20_000, bytes_out=6_200, bytes_in=8_100, packets_out=40, packets_in=38)
+    assert len(_run(_det(), web(360, **busy))) == 1
+    vpc = dict(held, source="vpcflow", duration_ms=60_000, extra={"tcp_flags": 3})
+    assert len(_run(_det(), web(360, **vpc))) == 1
+    # the bar is the slow-DoS rule's held piece: shorter than web_held_ms is an ordinary session
+    assert len(_run(_det(), web(360, **dict(held, duration_ms=14_000)))) == 1
+
+
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     """Clients behind a proxy send alike requests and get different objects back; a form-guessing
     tool gets one error page. One-way records carry no reply and are judged on the client side."""
