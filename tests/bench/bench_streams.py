@@ -8,7 +8,7 @@
   detectors switched off (a site config), without the awareness stage again and with every stage
   again, so each stage's cost is a ratio of one run (``anomaly_on_to_off_ratio``,
   ``awareness_on_to_off_ratio``; the target is >= 0.9) between means of runs whose mean position
-  in the run is the same (later runs of one backlog go faster);
+  in the run is the same (runs of one backlog drift);
 - latency: the job live, telemetry sent in real time (each event at its event time), time from the
   moment a detector window's input was complete in Kafka to its alert being searchable in
   Elasticsearch, split into job (alert written to Kafka, broker append time) and indexing. The
@@ -455,10 +455,10 @@ def run(ctx: Any) -> dict[str, Any]:
     if _knob("SUSTAINED_ONLY"):
         return out
     # The same backlog without the awareness stage (``--no-awareness``: the detectors only), without
-    # the anomaly models, the awareness stage off again and every stage on again: A B C B A. Later
-    # runs of one backlog go faster (an alternating run at 33ca3d6: stage off, on, off, on gave
-    # 29.4k, 29.4k, 33.0k, 31.0k events/s), so a fixed order biases a ratio; in this order each
-    # ratio compares means of runs at the same mean position.
+    # the anomaly models, the awareness stage off again and every stage on again: A B C B A. Runs of
+    # one backlog drift (an alternating run at 33ca3d6: stage off, on, off, on gave 29.4k, 29.4k,
+    # 33.0k, 31.0k events/s, the second pair faster both ways), so a fixed order biases a ratio; in
+    # this order each ratio compares means of runs at the same mean position.
     out["without_awareness_stage"] = _sustained(s, events, awareness=False)
     out["without_anomaly_models"] = _sustained(_without_anomaly(s), events)
     out["without_awareness_stage_again"] = _sustained(s, events, awareness=False)

@@ -118,6 +118,18 @@ def _hits(es: Any, index: str, **query: Any) -> list[dict[str, Any]]:
     return list(resp["hits"]["hits"])
 
 
+def _index_all(s: Settings, registry: Any = None, industry_of: Any = lambda _t: None) -> Indexer:
+    """The real indexer, Kafka to Elasticsearch, until it has shipped everything produced."""
+    indexer = Indexer(s, industry_of=industry_of, registry=lambda: registry, group_id=s.indexer_group_id,
+                      say=print)  # fmt: skip
+    indexer.drain(idle_s=2.0, max_wait_s=120)
+    thread = threading.Thread(target=indexer.run, daemon=True)
+    thread.start()
+    thread.join(180)
+    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    return indexer
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -172,14 +184,7 @@ def test_tenants_read_their_own_indices_and_the_soc_reads_each_alert_once(
                 (s.topic_metrics, msgspec.json.encode({"ts": shared.ts, "tenant": B, "kind": "flow", "key": B,
                                                        "events": 5}))])  # fmt: skip
 
-    # The real indexer, Kafka to Elasticsearch, until it has shipped everything.
-    indexer = Indexer(s, industry_of=registry.industry_of, registry=lambda: registry, group_id=s.indexer_group_id,
-                      say=print)  # fmt: skip
-    indexer.drain(idle_s=2.0, max_wait_s=120)
-    thread = threading.Thread(target=indexer.run, daemon=True)
-    thread.start()
-    thread.join(180)
-    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    _index_all(s, registry, industry_of=registry.industry_of)
     es.indices.refresh(index=f"{s.index_alerts_prefix}*,{s.index_incidents_prefix}*,{s.index_threat_prefix}*,"
                        f"{s.index_metrics_prefix}*")  # fmt: skip
 
@@ -289,14 +294,7 @@ def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Se
     # final first, then a provisional red; and a provisional red, then the final blue
     _produce(s, [level("m1", "blue", False), level("m1", "red", True)])
     _produce(s, [level("m2", "red", True), level("m2", "blue", False)])
-    indexer = Indexer(
-        s, industry_of=lambda t: None, registry=lambda: None, group_id=s.indexer_group_id, say=print
-    )
-    indexer.drain(idle_s=2.0, max_wait_s=120)
-    thread = threading.Thread(target=indexer.run, daemon=True)
-    thread.start()
-    thread.join(180)
-    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    _index_all(s)
     es = es_client(s)
     try:
         es.indices.refresh(index=f"{s.index_threat_prefix}*")
@@ -307,18 +305,6 @@ def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Se
         "m1": ("blue", False),
         "m2": ("blue", False),
     }
-
-
-def _index_all(s: Settings, registry: Any = None) -> Indexer:
-    """The real indexer, Kafka to Elasticsearch, until it has shipped everything produced."""
-    indexer = Indexer(s, industry_of=lambda t: None, registry=lambda: registry, group_id=s.indexer_group_id,
-                      say=print)  # fmt: skip
-    indexer.drain(idle_s=2.0, max_wait_s=120)
-    thread = threading.Thread(target=indexer.run, daemon=True)
-    thread.start()
-    thread.join(180)
-    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
-    return indexer
 
 
 def test_an_incident_acknowledged_before_it_turns_cross_tenant_stays_acknowledged_for_the_soc(
