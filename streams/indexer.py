@@ -60,9 +60,7 @@ class IndexerStats:
     outage_s: float = 0.0
     stale_threat_levels: int = 0  # provisional levels refused after their minute's final one
     stale_incident_updates: int = 0  # older versions of an incident than one written or in the batch
-    analyst_fields_carried: int = (
-        0  # incidents turned cross-tenant whose soc document took an analyst's fields
-    )
+    analyst_fields_carried: int = 0  # soc documents of cross-tenant incidents given an analyst's fields
     per_topic: dict[str, int] = field(default_factory=dict)
 
 
