@@ -39,9 +39,10 @@ other tenants is written (``incident_copies``) in full to the ``soc`` index (wha
 through the incidents alias, which leaves copies out as the alerts alias does) and to its tenant's
 index as a copy (``copy: tenant``) with ``tenant <id>`` phrases reading ``another tenant`` and every
 string of the other tenants (id, name, accounts, VMs, their addresses and disks) redacted as in an
-alert's copy. An incident becomes cross-tenant when such an alert joins it: from then on its SOC
-document is the ``soc`` one, and an analyst's fields written before on the tenant's index stay on
-the tenant's copy.
+alert's copy; a list keeps one ``another tenant`` entry however many tenants it named (the copy
+does not tell how many). An incident becomes cross-tenant when such an alert joins it: from then on
+its SOC document is the ``soc`` one, which takes the analyst's fields written before on the
+tenant's index (``adopt_from``), and the tenant's copy keeps them too.
 """
 
 from __future__ import annotations
@@ -492,9 +493,30 @@ def incident_copies(
         hidden |= _tenant_strings(other, registry)
     hidden -= _tenant_strings(home, registry)
     body = redact(doc, hidden, home, registry, tenants=others)  # a new document: ``doc`` is left as it is
+    body = _once_each(body)
     body["tenant"] = home
     body[COPY_FIELD] = "tenant"
     return [(None, dict(doc)), (home, body)]
+
+
+def _once_each(value: Any) -> Any:
+    """``value`` with each list's redacted entries kept once: two other tenants redacted to
+    ``another tenant`` twice (in ``other_tenants``, or as two ``tenant`` entities) would tell a
+    tenant how many others its incident names. An entity counts by its type and id."""
+    if isinstance(value, Mapping):
+        return {k: _once_each(v) for k, v in value.items()}
+    if not isinstance(value, list):
+        return value
+    out, seen = [], []
+    for item in value:
+        item = _once_each(item)
+        if ANOTHER_TENANT in _strings_of(item):
+            key = (item.get("type"), item.get("id")) if isinstance(item, Mapping) and "id" in item else item
+            if key in seen:
+                continue
+            seen.append(key)
+        out.append(item)
+    return out
 
 
 def dlq_action(
