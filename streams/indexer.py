@@ -26,6 +26,7 @@ from infra.bootstrap import ensure_index_templates
 from infra.clients import es_client, kafka_config
 from infra.settings import Settings
 from infra.tenant_indices import document_index, is_index_tenant, soc_index
+from ingest.dlq import encode_dlq, make_dlq
 from ingest.tenants import TenantRegistry
 from streams.documents import (
     Action,
@@ -460,21 +461,18 @@ class Indexer:
 
     # --- helpers -------------------------------------------------------------------------------
     def _to_dlq(self, producer: Any, item: Any, reason: str) -> None:
+        """A record the indexer could not read, or a document Elasticsearch refused, as a
+        ``DlqRecord`` like every other stage's (raw capped, its encoding and size kept)."""
         import json
 
         if isinstance(item, Action):
-            raw = json.dumps(item.source, default=str)
+            raw = json.dumps(item.source, default=str).encode()
             source = "indexer"
         else:
-            raw = item.value.decode("utf-8", "replace") if isinstance(item.value, bytes) else str(item.value)
+            raw = item.value if isinstance(item.value, bytes) else str(item.value).encode()
             source = item.topic
-        body = {
-            "raw": raw[:100_000],
-            "source": source,
-            "reason": reason[:1000],
-            "ts": int(time.time() * 1000),
-        }
-        producer.send(self.settings.topic_dlq, json.dumps(body).encode())
+            reason = f"{reason} (partition {item.partition}, offset {item.offset})"
+        producer.send(self.settings.topic_dlq, encode_dlq(make_dlq(source, reason[:1000], raw)))
         self.stats.rejected += 1
 
     def _count(self, records: list[Any]) -> None:

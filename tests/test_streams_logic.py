@@ -11,6 +11,7 @@ import pytest
 
 from detectors.alert import decode_alert, encode_alert
 from infra.settings import Settings
+from ingest.dlq import decode_dlq
 from ingest.schema import FlowEvent, ProcessEvent, decode_event, encode_event
 from ingest.simulator import SimConfig, simulate
 from streams.detect_fn import MAX_PAYLOAD_BYTES, DetectionJobConfig, MicroBatchDetector, late_dlq
@@ -149,6 +150,19 @@ def test_indexer_routes_malformed_records_to_the_dlq_instead_of_dropping_them() 
     actions, bad = idx.actions_for([rec, ok])
     assert [a.index for a in actions] == ["ssa-metrics-t-t.2025.11.24"]
     assert len(bad) == 1 and bad[0][0] is rec and "could not read a ssa.alerts record" in bad[0][1]
+    # What reaches the DLQ topic is a DlqRecord, as every other stage writes.
+    sent: list[tuple[str, bytes]] = []
+    idx._to_dlq(SimpleNamespace(send=lambda topic, value: sent.append((topic, value))), rec, bad[0][1])
+    [(topic, value)] = sent
+    record = decode_dlq(value)
+    assert topic == s.topic_dlq and idx.stats.rejected == 1
+    assert (record.source, record.raw, record.encoding, record.raw_len) == (
+        s.topic_alerts,
+        "{not json",
+        "utf-8",
+        9,
+    )
+    assert record.reason.endswith("(partition 0, offset 7)") and record.time_ms > 0
 
 
 def test_lag_probe_failing_on_a_fresh_broker_is_retried_soon_and_reported_once_more_at_the_end(
