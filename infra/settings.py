@@ -90,7 +90,6 @@ class Settings:
     es_port: int = 9200
     es_transport_port: int = 9300
     es_heap: str = "768m"
-    service_user: str = "ssa"  # unprivileged user for the ES JVM when running as root
     startup_timeout_s: float = 120.0
     # Pipeline
     tenants_file: str = str(PROJECT_ROOT / ".data" / "tenants.yaml")
