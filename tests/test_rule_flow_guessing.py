@@ -142,8 +142,15 @@ def test_web_connections_held_open_on_nothing_are_a_slow_attacks_not_logins() ->
     assert len(_run(_det(), web(360, **busy))) == 1
     vpc = dict(held, source="vpcflow", duration_ms=60_000, extra={"tcp_flags": 3})
     assert len(_run(_det(), web(360, **vpc))) == 1
-    # the bar is the slow-DoS rule's held piece: shorter than web_held_ms is an ordinary session
+    # the bar is the slow-DoS rule's held piece: shorter than its min_held_ms is an ordinary session
     assert len(_run(_det(), web(360, **dict(held, duration_ms=14_000)))) == 1
+    # ... and it is read from that rule's configuration: one definition for both rules
+    longer = DetectorConfig.default().merged(
+        {"detectors": {"dos.slow_connections": {"params": {"min_held_ms": 25_000}}}}
+    )
+    det = FlowGuessing(longer)
+    det.bind(REGISTRY)
+    assert len(_run(det, web(360, **held))) == 1 and det.counters.get("held_open", 0) == 0
 
 
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:

@@ -98,11 +98,11 @@ Thresholds and what they rest on
       ``web_max_byte_spread`` 0.15: browsing varies in cookies, URLs and requests per
       connection, and above all in what the server sends back; a form-guessing tool re-posts one
       form and gets one error page.
-      ``web_held_ms`` 15000, ``web_held_setup_bytes`` 1500, ``web_held_bytes_per_s`` 20: a web
-      session at least 15 s long whose bytes, both ways, stay within 1.5 kB plus 20 B/s is a
-      connection held open by a slow denial of service (slowloris sends one header line per 15 s,
-      slowhttptest at most 32 bytes per 10 s; the held piece of ``dos.slow_connections``, whose
-      docstring gives the sources), not a login: a form post and its error page are a request and
+      Held open: a web session at least 15 s long whose bytes, both ways, stay within 1.5 kB
+      plus 20 B/s is a connection held open by a slow denial of service (slowloris sends one
+      header line per 15 s, slowhttptest at most 32 bytes per 10 s), not a login. The bar is
+      ``dos.slow_connections``' own held piece (its ``min_held_ms``, ``setup_bytes`` and
+      ``max_bytes_per_s``, read from its configuration; its docstring gives the sources): a form post and its error page are a request and
       an answer, and a tool that keeps its connection alive posts its next guess on it (kilobytes).
       Without this, a slowloris run's partial requests, alike to the byte, read as hundreds of
       short HTTP sessions of one source: a second, wrong, alert beside the slow-DoS one (the
@@ -133,6 +133,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, UNKNOWN
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import source_entity
+from detectors.rules.dos.slow_connections import held_bar
 from detectors.state import Span, bump_capped
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
@@ -252,9 +253,6 @@ class FlowGuessing(WindowedDetector[GuessState]):
         "max_median_bytes": int,
         "max_byte_spread": float,
         "web_max_byte_spread": float,
-        "web_held_ms": int,
-        "web_held_setup_bytes": int,
-        "web_held_bytes_per_s": float,
         "allowed_sources": list,
         "internal_score": int,
     }
@@ -272,9 +270,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         self.max_median = int(p["max_median_bytes"])
         self.max_spread = float(p["max_byte_spread"])
         self.web_max_spread = float(p["web_max_byte_spread"])
-        self.held_ms = int(p["web_held_ms"])
-        self.held_setup = int(p["web_held_setup_bytes"])
-        self.held_bps = float(p["web_held_bytes_per_s"])
+        self.held_ms, self.held_setup, self.held_bps = held_bar(config)  # dos.slow_connections' bar
         self.allowed = frozenset(p["allowed_sources"])
         self.internal_score = int(p["internal_score"])
 
@@ -363,8 +359,8 @@ class FlowGuessing(WindowedDetector[GuessState]):
 
     def _held_open(self, ev: Any) -> bool:
         """A web connection held open with next to nothing sent (``dos.slow_connections``' held
-        piece): at least ``web_held_ms`` long, both directions within ``web_held_setup_bytes`` plus
-        ``web_held_bytes_per_s`` of its duration. VPC's duration is its aggregation interval."""
+        piece): at least its ``min_held_ms`` long, both directions within its ``setup_bytes`` plus
+        ``max_bytes_per_s`` of its duration. VPC's duration is its aggregation interval."""
         dur = ev.duration_ms
         if dur < self.held_ms or ev.source == "vpcflow":
             return False

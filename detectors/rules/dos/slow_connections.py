@@ -106,7 +106,7 @@ from detectors.flowdir import ACK, ANSWER_MASK, FIN, ONE_WAY, REFUSED, RST, SYN,
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
 
-__all__ = ["SlowConnections", "SlowState"]
+__all__ = ["SlowConnections", "SlowState", "held_bar"]
 
 # Held time per source: [held ms (clipped spans), pieces, bytes, first ts, last ts, evidence ids]
 _HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS = range(6)
@@ -407,3 +407,11 @@ class SlowConnections(Detector):
             event_ids=ids,
             evidence=evidence,
         )
+
+
+def held_bar(config: DetectorConfig) -> tuple[int, int, float]:
+    """``(min_held_ms, setup_bytes, max_bytes_per_s)`` of this rule in ``config``: what a connection
+    held open on next to nothing is, for a rule that must not take one for its own pattern
+    (``brute_force.flow_guessing``), so the bar has one definition."""
+    p = config.settings_for(SlowConnections.meta.id, SlowConnections.param_spec).params
+    return int(p["min_held_ms"]), int(p["setup_bytes"]), float(p["max_bytes_per_s"])
