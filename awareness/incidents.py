@@ -143,6 +143,7 @@ Configuration (``awareness.incidents`` in the detector configuration; every key 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -154,7 +155,14 @@ from detectors.alert import severity_for_score
 from detectors.config import ConfigError, DetectorConfig
 from ingest.tenants import CRITICALITIES, DEFAULT_CRITICALITY, TenantRegistry
 
-__all__ = ["ANALYST_FIELDS", "IncidentSettings", "IncidentTracker", "incident_id", "tenant_views"]
+__all__ = [
+    "ANALYST_FIELDS",
+    "IncidentSettings",
+    "IncidentTracker",
+    "incident_id",
+    "phrases_once",
+    "tenant_views",
+]
 
 ANALYST_FIELDS: Final = ("workflow", "workflow_updated_at", "workflow_history", "ttc_ms")
 """The fields of an incident document that only an analyst writes (``ssa incidents ack|close``):
@@ -384,6 +392,27 @@ def _join(phrases: list[str], cap: int) -> str:
     shown = phrases[:cap]
     text = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + ", then " + shown[-1]
     return text + (f" (and {more} more)" if more > 0 else "")
+
+
+_MORE: Final = re.compile(r" \(and \d+ more\)$")
+
+
+def phrases_once(title: str) -> str:
+    """``title`` (``_join``'s shape after ``<subject>: ``) with a repeated phrase kept once, in
+    first-seen order: in a tenant's redacted copy two other tenants' phrases read alike ("traffic
+    to another tenant"), and the copy must not tell how many there were."""
+    subject, sep, rest = title.partition(": ")
+    if not sep:
+        return title
+    more = _MORE.search(rest)
+    tail = more.group(0) if more else ""
+    rest = rest[: more.start()] if more else rest
+    head, then, last = rest.rpartition(", then ")
+    phrases = [*head.split(", "), last] if then else [rest]
+    unique = list(dict.fromkeys(phrases))
+    if len(unique) == len(phrases):
+        return title
+    return f"{subject}: {_join(unique, len(unique))}{tail}"
 
 
 class _Incident:

@@ -39,8 +39,8 @@ other tenants is written (``incident_copies``) in full to the ``soc`` index (wha
 through the incidents alias, which leaves copies out as the alerts alias does) and to its tenant's
 index as a copy (``copy: tenant``) with ``tenant <id>`` phrases reading ``another tenant`` and every
 string of the other tenants (id, name, accounts, VMs, their addresses and disks) redacted as in an
-alert's copy; a list keeps one ``another tenant`` entry however many tenants it named (the copy
-does not tell how many). An incident becomes cross-tenant when such an alert joins it: from then on
+alert's copy; a list keeps one ``another tenant`` entry however many tenants it named, and the
+title each phrase once (the copy does not tell how many). An incident becomes cross-tenant when such an alert joins it: from then on
 its SOC document is the ``soc`` one, which takes the analyst's fields written before on the
 tenant's index (``adopt_from``), and the tenant's copy keeps them too.
 """
@@ -59,6 +59,7 @@ from typing import Any, Final
 import msgspec
 
 from awareness.entities import OUTSIDE, PROVIDER, UNKNOWN, mentions, view_entities
+from awareness.incidents import phrases_once
 from detectors.alert import Alert, decode_alert
 from detectors.ecs import alert_ecs, incident_ecs, with_ecs
 from infra.tenant_indices import (
@@ -494,6 +495,8 @@ def incident_copies(
     hidden -= _tenant_strings(home, registry)
     body = redact(doc, hidden, home, registry, tenants=others)  # a new document: ``doc`` is left as it is
     body = _once_each(body)
+    if isinstance(body.get("title"), str):
+        body["title"] = phrases_once(body["title"])
     body["tenant"] = home
     body[COPY_FIELD] = "tenant"
     return [(None, dict(doc)), (home, body)]

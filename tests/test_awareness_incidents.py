@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from awareness.entities import mentions
-from awareness.incidents import IncidentSettings, IncidentTracker, incident_id, tenant_views
+from awareness.incidents import IncidentSettings, IncidentTracker, incident_id, phrases_once, tenant_views
 from awareness.killchain import CATEGORY_STAGE, STAGES, stage_index, stage_of
 from detectors.alert import CATEGORIES, Entity, make_alert_id
 from detectors.config import ConfigError, DetectorConfig
@@ -494,6 +494,19 @@ def test_flow_into_another_tenant_gives_it_the_acting_tenant_as_subject() -> Non
     doc = live(run([flow], IncidentTracker("t-b", settings())))[0]
     assert doc["title"] == "Tenant t-b, from tenant t-a: traffic from tenant t-a"
     assert doc["stage"] == "lateral_movement"
+
+
+def test_a_title_keeps_each_phrase_once_and_its_subject_as_it_is() -> None:
+    redacted = (
+        "Tenant t-b, from another tenant: traffic from another tenant, then traffic from another tenant"
+    )
+    assert phrases_once(redacted) == "Tenant t-b, from another tenant: traffic from another tenant"
+    three = "VM vm-x of tenant t-a: port scan, traffic to another tenant, traffic to another tenant, then port scan"
+    assert phrases_once(three) == "VM vm-x of tenant t-a: port scan, then traffic to another tenant"
+    capped = "VM vm-x of tenant t-a: a, a, b, c, then a (and 2 more)"
+    assert phrases_once(capped) == "VM vm-x of tenant t-a: a, b, then c (and 2 more)"
+    for unchanged in ("VM vm-x of tenant t-a", "VM vm-x of tenant t-a: port scan, then password guessing"):
+        assert phrases_once(unchanged) == unchanged
 
 
 def test_provider_alert_and_tenant_names_that_are_no_tenant() -> None:

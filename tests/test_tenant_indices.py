@@ -399,7 +399,8 @@ def test_tenant_phrases_of_an_incident_title_read_another_tenant() -> None:
 
 def test_a_tenants_copy_does_not_tell_how_many_other_tenants_its_incident_names() -> None:
     doc = {"incident_id": "i3", "tenant": "t-acme", "first_seen": DAY, "other_tenants": ["t-beta", "t-gamma"],
-           "title": "VM vm-acme-01 of tenant t-acme", "alert_ids": ["a1", "a2"],
+           "title": "VM vm-acme-01 of tenant t-acme: traffic to tenant t-beta, traffic to tenant t-gamma, "
+                    "then read of tenant t-gamma's storage", "alert_ids": ["a1", "a2"],
            "entities": [{"type": "vm", "id": "vm-acme-01"}, {"type": "tenant", "id": "t-beta", "link": True},
                         {"type": "tenant", "id": "t-gamma", "link": True}]}  # fmt: skip
     (_soc, soc), (_home, mine) = incident_copies(doc, REG)
@@ -410,6 +411,10 @@ def test_a_tenants_copy_does_not_tell_how_many_other_tenants_its_incident_names(
         {"type": "tenant", "id": ANOTHER_TENANT, "link": True},
     ]
     assert mine["alert_ids"] == ["a1", "a2"]  # lists without a redacted entry are left as they are
+    assert (
+        mine["title"]
+        == "VM vm-acme-01 of tenant t-acme: traffic to another tenant, then read of another tenant's storage"
+    )
 
 
 # --- readers -------------------------------------------------------------------------------------
