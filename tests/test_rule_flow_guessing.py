@@ -153,6 +153,20 @@ def test_web_connections_held_open_on_nothing_are_a_slow_attacks_not_logins() ->
     assert len(_run(det, web(360, **held))) == 1 and det.counters.get("held_open", 0) == 0
 
 
+def test_from_the_app_flood_rules_rate_on_web_sessions_are_a_flood_not_guesses() -> None:
+    """10 alike web sessions a second for 10 minutes: dos.app_flood's 600 a minute, left to it;
+    the bar is that rule's own (min_connections per its window), so raising it there moves it here."""
+    fast = [_flow(i, dst_port=80, ts=T0 + 1000 + i * 99, src_port=1024 + i % 60000) for i in range(6000)]
+    assert _run(_det(), fast) == []
+    slower_flood = DetectorConfig.default().merged(
+        {"detectors": {"dos.app_flood": {"params": {"min_connections": 1200}}}}
+    )
+    det = FlowGuessing(slower_flood)
+    det.bind(REGISTRY)
+    (f,) = _run(det, fast)
+    assert f.evidence["variant"] == "guessing" and f.evidence["sessions"] == 6000
+
+
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     """Clients behind a proxy send alike requests and get different objects back; a form-guessing
     tool gets one error page. One-way records carry no reply and are judged on the client side."""

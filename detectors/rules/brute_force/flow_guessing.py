@@ -89,7 +89,8 @@ Thresholds and what they rest on
       them alive (RFC 9112 section 9.4 leaves the limit to clients; browsers use 6), a NAT gateway
       puts many users behind one address, and load-balancer health checks run every 5-30 s per
       prober (AWS ELB: 5-300 s, default 30 s; 120 sessions in 10 minutes at the fastest).
-      From ``web_flood_per_minute`` (600, ``dos.app_flood``'s bar) a source's sessions to one web
+      From ``dos.app_flood``'s bar (its ``min_connections`` per window: 600 a minute, read from its
+      configuration) a source's sessions to one web
       service are a flood's, reported by that rule: in flows a form-guessing tool and an HTTP
       flood of one request per connection look alike, and the rate is what tells them apart.
       SMTP on 25 is not watched: it is delivery between mail servers (RFC 5321), where a spam
@@ -133,6 +134,7 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, UNKNOWN
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import source_entity
+from detectors.rules.dos.app_flood import flood_per_minute
 from detectors.rules.dos.slow_connections import held_bar
 from detectors.state import Span, bump_capped
 from detectors.windowed import WindowedDetector
@@ -246,7 +248,6 @@ class FlowGuessing(WindowedDetector[GuessState]):
         "web_ports": list,
         "min_sessions": int,
         "web_min_sessions": int,
-        "web_flood_per_minute": int,
         "spray_min_targets": int,
         "min_session_packets": int,
         "max_session_ms": int,
@@ -263,7 +264,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         self.ports = frozenset(int(x) for x in p["service_ports"]) | self.web_ports
         self.min_sessions = int(p["min_sessions"])
         self.web_min_sessions = int(p["web_min_sessions"])
-        self.web_flood = int(p["web_flood_per_minute"])
+        self.web_flood = flood_per_minute(config)  # dos.app_flood's bar
         self.spray_targets = int(p["spray_min_targets"])
         self.min_packets = int(p["min_session_packets"])
         self.max_ms = int(p["max_session_ms"])

@@ -88,7 +88,7 @@ from detectors.flowdir import ANSWER_MASK, ANSWERED, REFUSED, UNANSWERED, contin
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
 
-__all__ = ["AppFlood", "ServiceState"]
+__all__ = ["AppFlood", "ServiceState", "flood_per_minute"]
 
 # Per-source record: connections, answered, failed (refused or unanswered), sum of bytes, sum of
 # squared bytes, first ts, last ts, evidence ids.
@@ -349,3 +349,11 @@ class AppFlood(Detector):
             event_ids=ids,
             evidence=evidence,
         )
+
+
+def flood_per_minute(config: DetectorConfig) -> float:
+    """This rule's bar in ``config`` as connections per minute (``min_connections`` per window):
+    the rate from which a rule that also counts short web connections (``brute_force.flow_guessing``)
+    leaves them to this one, so the bar has one definition."""
+    settings = config.settings_for(AppFlood.meta.id, AppFlood.param_spec)
+    return int(settings.params["min_connections"]) * 60_000 / settings.window.size_ms
