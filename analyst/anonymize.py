@@ -6,7 +6,8 @@ Method (also written into every anonymized export, :data:`METHOD`):
    key is secret and kept by the exporter: the same key gives the same pseudonym in every export
    (so trends can be followed), and without the key a pseudonym cannot be linked to a tenant by
    hashing candidate ids. The key comes from the file named by ``--key-file`` or
-   ``SSA_REPORT_KEY_FILE``, else from ``SSA_REPORT_KEY`` (at least 16 bytes).
+   ``SSA_REPORT_KEY_FILE`` (at least 16 bytes), never from a variable's value: like every other
+   secret of the project it is a file, since environment values show in process listings.
 2. Every table cell describing fewer than k distinct tenants (default 5; the current and the
    previous period together for trend rows) is suppressed, and so is any summary figure when the
    whole report covers fewer than k tenants; the incident figures of the summary also when the
@@ -62,12 +63,17 @@ def load_key(key_file: str | None = None, env: Mapping[str, str] | None = None) 
             key = Path(path).read_bytes().strip()
         except OSError as exc:
             raise AnonymizeError(f"cannot read pseudonym key file {path}: {exc.strerror or exc}") from None
+    elif env.get("SSA_REPORT_KEY"):
+        raise AnonymizeError(
+            "SSA_REPORT_KEY is not read: put the pseudonym key in a file readable only by you and "
+            "name it with --key-file or SSA_REPORT_KEY_FILE"
+        )
     else:
-        key = env.get("SSA_REPORT_KEY", "").encode()
+        key = b""
     if len(key) < MIN_KEY_BYTES:
         raise AnonymizeError(
-            f"--anonymize needs a secret key of at least {MIN_KEY_BYTES} bytes "
-            "(--key-file, SSA_REPORT_KEY_FILE or SSA_REPORT_KEY)"
+            f"--anonymize needs a secret key of at least {MIN_KEY_BYTES} bytes in a file "
+            "(--key-file or SSA_REPORT_KEY_FILE)"
         )
     return key
 

@@ -130,11 +130,16 @@ def test_small_population_hides_summary_and_pseudonyms_are_stable(monkeypatch, t
     key_file = tmp_path / "key"
     key_file.write_bytes(KEY + b"\n")
     assert load_key(str(key_file), env={}) == KEY
-    assert load_key(None, env={"SSA_REPORT_KEY": KEY.decode()}) == KEY
+    assert load_key(None, env={"SSA_REPORT_KEY_FILE": str(key_file)}) == KEY
+    short = tmp_path / "short"
+    short.write_bytes(b"short")
     with pytest.raises(AnonymizeError, match="at least 16 bytes"):
-        load_key(None, env={"SSA_REPORT_KEY": "short"})
-    with pytest.raises(AnonymizeError):
+        load_key(str(short), env={})
+    with pytest.raises(AnonymizeError, match="at least 16 bytes in a file"):
         load_key(None, env={})
+    # A key as a variable's value is refused, saying where it goes instead (secrets are files).
+    with pytest.raises(AnonymizeError, match=r"SSA_REPORT_KEY is not read.*SSA_REPORT_KEY_FILE"):
+        load_key(None, env={"SSA_REPORT_KEY": KEY.decode()})
 
 
 MIN = 60_000
