@@ -118,15 +118,18 @@ def _hits(es: Any, index: str, **query: Any) -> list[dict[str, Any]]:
     return list(resp["hits"]["hits"])
 
 
-def _index_all(s: Settings, registry: Any = None, industry_of: Any = lambda _t: None) -> Indexer:
-    """The real indexer, Kafka to Elasticsearch, until it has shipped everything produced."""
+def _index_all(
+    s: Settings, registry: Any = None, industry_of: Any = lambda _t: None, *, rejected: int = 0
+) -> Indexer:
+    """The real indexer, Kafka to Elasticsearch, until it has shipped everything produced (and put
+    exactly ``rejected`` records in the DLQ)."""
     indexer = Indexer(s, industry_of=industry_of, registry=lambda: registry, group_id=s.indexer_group_id,
                       say=print)  # fmt: skip
     indexer.drain(idle_s=2.0, max_wait_s=120)
     thread = threading.Thread(target=indexer.run, daemon=True)
     thread.start()
     thread.join(180)
-    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == 0
+    assert not thread.is_alive() and indexer.fatal is None and indexer.stats.rejected == rejected
     return indexer
 
 
@@ -305,6 +308,37 @@ def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Se
         "m1": ("blue", False),
         "m2": ("blue", False),
     }
+
+
+def test_a_record_the_indexer_cannot_read_goes_to_the_dlq_as_a_dlq_record_and_is_counted(
+    own: Settings,
+) -> None:
+    """The indexer's own DLQ records have the shape every other stage's have, and the indexer
+    then counts each one as a ``dlq`` document of the SOC's metrics, like any other."""
+    from ingest.dlq import decode_dlq
+    from streams.demo import records_in_topic
+
+    s = own
+    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
+                      s.topic_warnings], partitions=1)  # fmt: skip
+    _produce(s, [(s.topic_alerts, b"{not json")])
+    _index_all(s, rejected=1)
+    [(_ts, value)] = records_in_topic(s, s.topic_dlq)
+    record = decode_dlq(value)
+    assert (record.source, record.raw, record.encoding, record.raw_len) == (
+        s.topic_alerts,
+        "{not json",
+        "utf-8",
+        9,
+    )
+    assert "could not read" in record.reason and record.reason.endswith("(partition 0, offset 0)")
+    es = es_client(s)
+    try:
+        es.indices.refresh(index=f"{s.index_metrics_prefix}*")
+        counted = [h["_source"] for h in _hits(es, f"{s.index_metrics_prefix}*", term={"kind": "dlq"})]
+    finally:
+        es.close()
+    assert [(d["source"], d["dlq"]) for d in counted] == [(s.topic_alerts, 1)]
 
 
 def test_an_incident_acknowledged_before_it_turns_cross_tenant_stays_acknowledged_for_the_soc(
