@@ -40,9 +40,10 @@ through the incidents alias, which leaves copies out as the alerts alias does) a
 index as a copy (``copy: tenant``) with ``tenant <id>`` phrases reading ``another tenant`` and every
 string of the other tenants (id, name, accounts, VMs, their addresses and disks) redacted as in an
 alert's copy; a list keeps one ``another tenant`` entry however many tenants it named, and the
-title each phrase once (the copy does not tell how many). An incident becomes cross-tenant when such an alert joins it: from then on
-its SOC document is the ``soc`` one, which takes the analyst's fields written before on the
-tenant's index (``adopt_from``), and the tenant's copy keeps them too.
+title each phrase once (the copy does not tell how many). An incident becomes cross-tenant when
+such an alert joins it: from then on its SOC document is the ``soc`` one, which takes the
+analyst's fields written before on the tenant's index (``adopt_from``), and the tenant's copy
+keeps them too.
 """
 
 from __future__ import annotations

@@ -103,8 +103,9 @@ Thresholds and what they rest on
       plus 20 B/s is a connection held open by a slow denial of service (slowloris sends one
       header line per 15 s, slowhttptest at most 32 bytes per 10 s), not a login. The bar is
       ``dos.slow_connections``' own held piece (its ``min_held_ms``, ``setup_bytes`` and
-      ``max_bytes_per_s``, read from its configuration; its docstring gives the sources): a form post and its error page are a request and
-      an answer, and a tool that keeps its connection alive posts its next guess on it (kilobytes).
+      ``max_bytes_per_s``, read from its configuration; its docstring gives the sources): a form
+      post and its error page are a request and an answer, and a tool that keeps its connection
+      alive posts its next guess on it (kilobytes).
       Without this, a slowloris run's partial requests, alike to the byte, read as hundreds of
       short HTTP sessions of one source: a second, wrong, alert beside the slow-DoS one (the
       simulator's slowloris and slowhttptest scenarios raised one each). Counted as ``held_open``.
