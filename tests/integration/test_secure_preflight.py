@@ -217,11 +217,16 @@ def _running_job(broker: Settings, name: str) -> Iterator[tuple[subprocess.Popen
 
 @pytest.mark.slow
 def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings) -> None:
-    with _running_job(broker, "midrun") as (proc, log, flink_logs):
-        t0 = time.monotonic()
-        _remove(broker, secure.AclRule(secure.JOB_USER, "TOPIC", f"ssa.{B}.telemetry.", "PREFIXED", "READ"))
-        code = proc.wait(timeout=240)
-        waited = time.monotonic() - t0
+    try:
+        with _running_job(broker, "midrun") as (proc, log, flink_logs):
+            t0 = time.monotonic()
+            _remove(
+                broker, secure.AclRule(secure.JOB_USER, "TOPIC", f"ssa.{B}.telemetry.", "PREFIXED", "READ")
+            )
+            code = proc.wait(timeout=240)
+            waited = time.monotonic() - t0
+    finally:  # the ACL back whatever happened, or the next tests' jobs cannot start
+        secure.provision(broker, [A, B], say=lambda _line: None)
     text = log.read_text()
     restarts = sum(f.read_text(errors="replace").count("to RESTARTING") for f in flink_logs.glob("*.log"))
     print(
@@ -235,7 +240,6 @@ def test_an_acl_removed_while_the_job_runs_stops_it_in_one_line(broker: Settings
         .startswith(f"ssa detect: user ssa-job is not allowed to READ topic ssa.{B}.telemetry.audit")
     )
     assert text.strip().endswith("then start `ssa detect` again (it resumes from its last checkpoint)")
-    secure.provision(broker, [A, B], say=lambda _line: None)
 
 
 @pytest.mark.slow
