@@ -104,7 +104,7 @@ class DetectionJobConfig:
     # cheap to copy) and the logged steps replayed per key on a restore.
     snapshot_every_steps: int = 30
     # ... and only once the log holds this many times the last snapshot's bytes. A tenant's flow
-    # engine grows to megabytes (its 6-hour beacon panes): pickled every 30 steps it took 17.5 of
+    # engine grows to megabytes (its hours of beacon panes): pickled every 30 steps it took 17.5 of
     # the 37.4 us the Python side spent per event (the bench's backlog replayed offline: 16
     # tenants, 20 minutes, 3.06 M events; 2.6 of 25.0 with this ratio), and in the job the flow
     # path's thread spent 119-121 s of CPU on that backlog, 52-59 s with this ratio. The price:

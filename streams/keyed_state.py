@@ -9,7 +9,7 @@ it had, and the replayed outputs (emitted before that checkpoint) are dropped.
 
 When to rewrite the snapshot: after at least ``snapshot_every`` steps, and (``log_ratio``) not
 before the log holds that many times the snapshot's bytes. Pickling an engine costs ~35 ns per
-byte of the pickle, copying the log's bytes far less; a tenant's flow engine (its 6-hour beacon
+byte of the pickle, copying the log's bytes far less; a tenant's flow engine (its hours of beacon
 panes, its guessing windows) is 3 MB after 10 simulated minutes (105 ms to pickle), so at a fixed
 count of steps the pickling grew with the state (``streams.detect_fn.DetectionJobConfig``).
 Tied to the log's size, it costs the same per logged byte whatever the state's size.

@@ -76,13 +76,14 @@ def test_stream_raises_alerts_in_every_category() -> None:
     }  # fmt: skip
 
 
-def test_windows_align_to_epoch_multiples_of_their_size() -> None:
+def test_windows_align_to_epoch_multiples_of_their_size_or_slide() -> None:
     engine = _engine()
     sizes = {d.meta.id: d.window.size_ms for d in engine.detectors}
+    steps = {d.meta.id: d.window.pane_ms for d in engine.detectors}
     for a in engine.run(STREAM):
         start, end = a.evidence["window_start"], a.evidence["window_end"]
         assert end - start == sizes[a.detector]
-        assert start % sizes[a.detector] == 0
+        assert start % steps[a.detector] == 0
         assert start <= a.first_seen <= a.last_seen < end
         assert a.ts == end  # default clock: the window end
 
@@ -116,12 +117,17 @@ def test_engine_pickled_mid_stream_resumes_identically() -> None:
 def test_fresh_engine_per_aligned_batch_and_partition_equals_one_engine() -> None:
     """A fresh engine per epoch-aligned batch of the longest window per tenant, then flush, gives the
     alerts of one engine, for the detectors whose state lives in their windows: the anomaly models
-    learn across windows and the emulator rules keep a host's process table (the job keeps every
-    key's engine in keyed state, so neither is ever restarted per batch)."""
+    learn across windows, the emulator rules keep a host's process table and a sliding window
+    (c2.beacon's) overlaps the next batch (the job keeps every key's engine in keyed state, so
+    none is ever restarted per batch)."""
     cfg = DetectorConfig.default()
 
     def window_local() -> DetectionEngine:
-        dets = [d for d in all_detectors(cfg, include_anomaly=False) if not hasattr(d, "emu")]
+        dets = [
+            d
+            for d in all_detectors(cfg, include_anomaly=False)
+            if not hasattr(d, "emu") and not d.window.sliding
+        ]
         return DetectionEngine(dets, DetectionContext(REGISTRY, cfg), strict=True)
 
     whole = window_local().run(STREAM)
@@ -140,7 +146,9 @@ def test_check_batch_window_names_detectors_that_do_not_fit() -> None:
     engine = _engine()
     with pytest.raises(ValueError, match=r"brute_force\.auth_failures"):
         engine.check_batch_window(60_000)
-    groups = group_by_window(engine.detectors)
+    with pytest.raises(ValueError, match=r"c2\.beacon \(sliding"):
+        engine.check_batch_window(24 * 3_600_000)  # a sliding window never fits a batch
+    groups = group_by_window(d for d in engine.detectors if not d.window.sliding)
     assert 60_000 in groups and 600_000 in groups
     for size, dets in groups.items():
         DetectionEngine(dets, DetectionContext(REGISTRY)).check_batch_window(size)

@@ -288,11 +288,13 @@ def test_ctu50_first_day_figures_as_measured(shared_data: Path, settings: Settin
     """Day 1 of CTU-Normal-40 (008, 5,663 flows, the host 147.32.81.167). At the scorecard's
     introduction: 1 port-scan alert covering 35 of the 4,201 inbound scan flows (recall 0.0083).
     With the real-traffic detectors: the victim's-view scan rule covers 4,094 (recall 0.9745), and
-    one beacon alert falls on the host's benign flows (a new connection to a Microsoft service every
-    15 min, a near-perfect slow beacon), covering 59 of its 1,402 benign flows; its antivirus push
-    channel (one MQTT session that Zeek cut into a record per keep-alive) no longer counts as
-    repeated connections. Tolerance: recall within 0.002 (8 flows); the false-alert figures exactly. Update these
-    figures with the scorecard's output when the detectors change."""
+    beacon alerts fall on the host's benign flows (a new connection to a Microsoft service every 15
+    min, a near-perfect slow beacon): one, covering 59 of its 1,402 benign flows, while the beacon
+    windows were tumbling; two since they slide every 3 h (windows 03-09 and 09-15 h, scores 0.96
+    and 0.90, covering 84), as more windows are scored; its antivirus push channel (one MQTT
+    session that Zeek cut into a record per keep-alive) no longer counts as repeated connections.
+    Tolerance: recall within 0.002 (8 flows); the false-alert figures exactly. Update these figures
+    with the scorecard's output when the detectors change."""
     if not CTU50.files(shared_data):
         pytest.skip(f"capture {CTU50.name} not found under {shared_data}")
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)  # as the CLI
@@ -300,8 +302,8 @@ def test_ctu50_first_day_figures_as_measured(shared_data: Path, settings: Settin
     assert (result["events"], result["dlq"], result["events_without_label"]) == (5663, 0, 0)
     scan, benign = result["classes"]["scan"], result["classes"]["benign"]
     assert scan["flows"] == 4201 and scan["recall"] == pytest.approx(0.9745, abs=0.002)
-    assert (benign["flows"], benign["false_alerts"], benign["share_covered"]) == (1402, 1, 0.0421)
-    assert benign["per_host_per_day"] == pytest.approx(0.999, abs=0.001)
+    assert (benign["flows"], benign["false_alerts"], benign["share_covered"]) == (1402, 2, 0.0599)
+    assert benign["per_host_per_day"] == pytest.approx(1.998, abs=0.002)
 
 
 def test_label_read_accumulates_over_files() -> None:

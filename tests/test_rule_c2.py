@@ -159,7 +159,7 @@ def test_state_is_capped_per_pair_and_decimation_keeps_the_beacon() -> None:
     )
     det = C2Beacon(cfg)
     det.bind(REGISTRY)
-    events = _series([i * 20_000 for i in range(1000)])  # 5.5 h every 20 s
+    events = _series([i * 10_000 for i in range(1000)])  # 2.8 h every 10 s: one 3-hour pane
     for i in range(0, len(events), 100):
         det.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
     (state,) = [st for pane in det._panes.values() for st in pane.values()]
@@ -169,7 +169,7 @@ def test_state_is_capped_per_pair_and_decimation_keeps_the_beacon() -> None:
     clone.bind(REGISTRY)  # the engine re-binds the registry after a restore
     findings = det.close_all()
     assert len(findings) == 1 and findings[0].evidence["connections"] == 1000
-    assert findings[0].evidence["median_interval_s"] == pytest.approx(20, abs=1)
+    assert findings[0].evidence["median_interval_s"] == pytest.approx(10, abs=1)
     assert len(clone.close_all()) == 1
 
 
@@ -180,6 +180,49 @@ def test_full_pane_evicts_one_off_pairs_before_refusing_a_beacon() -> None:
     alerts, det = _run(noise + beacon, cfg)
     assert len(alerts) == 1 and alerts[0].evidence["destination"] == C2
     assert det.counters["evicted"] > 0
+
+
+def test_a_beacon_across_a_six_hour_boundary_is_scored_whole() -> None:
+    # 90 minutes every 60 s, half before T0 (a 6-hour boundary), half after: tumbling 6-hour
+    # windows saw two 45-minute halves, each short of min_duration_s (1 h), and missed it.
+    events = _series([-45 * 60_000 + i * 60_000 for i in range(91)])
+    alerts, det = _run(events)
+    assert len(alerts) == 1 and alerts[0].evidence["connections"] == 91
+    assert alerts[0].first_seen == T0 - 45 * 60_000 and alerts[0].last_seen == T0 + 45 * 60_000
+    assert det.window.size_ms == 6 * HOUR and det.window.slide_ms == 3 * HOUR
+    tumbling = DetectorConfig.default().merged({"detectors": {"c2.beacon": {"slide_ms": 0}}})
+    assert not _run(events, tumbling)[0]  # the miss this fixes
+
+
+def test_a_long_beacon_is_raised_once_per_window_span_not_per_slide() -> None:
+    events = _series([i * 60_000 for i in range(12 * 60)])  # 12 h from a 6-hour boundary
+    alerts, det = _run(events)
+    assert [(a.evidence["window_start"] - T0) // HOUR for a in alerts] == [-3, 3, 9]
+    assert det.counters["suppressed"] == 2  # windows [0, 6) and [6, 12): overlapped by reported ones
+
+
+def test_merging_panes_keeps_the_count_exact_and_the_sample_capped() -> None:
+    cfg = DetectorConfig.default().merged(
+        {"detectors": {"c2.beacon": {"params": {"max_connections_per_pair": 64}}}}
+    )
+    det = C2Beacon(cfg)
+    det.bind(REGISTRY)
+    events = _series([i * 20_000 for i in range(1000)])  # 5.5 h every 20 s: two 3-hour panes
+    for i in range(0, len(events), 100):
+        det.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
+    first, second = (pane[("t-acme", VM, C2, 5678)] for _, pane in sorted(det._panes.items()))
+    merged = det.new_state(None)
+    det.merge(merged, first)
+    det.merge(merged, second)
+    assert merged.count == first.count + second.count == 1000
+    assert len(merged.starts) == len(merged.sizes) <= 64
+    assert list(merged.starts) == sorted(merged.starts)
+    assert (merged.first, merged.last) == (T0, T0 + 999 * 20_000)
+    score = beacon_score(merged.starts, merged.sizes, merged.count, merged.stride, 6 * HOUR)
+    assert score is not None and score.interval_s == pytest.approx(20, abs=1)
+    one_off = det.new_state(None)
+    det.merge(one_off, (T0, T0, 320, "x", 40000, T0 + 100))  # a pane's one-record pair is a tuple
+    assert one_off.count == 1 and list(one_off.starts) == [T0] and one_off.ids == ["x"]
 
 
 # --- spam.smtp_spam ------------------------------------------------------------------------------

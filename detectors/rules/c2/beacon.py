@@ -21,13 +21,19 @@ published algorithm (RITA v4 ``pkg/beacon/analyzer.go``; v5 ``analysis/beacons.g
   ``default_config.hjson`` ``score_thresholds``: base 50, low 70, medium 90); a score of at least
   0.9 (RITA's "medium") raises the alert to ``params.high_score``.
 
-Streaming. A tumbling window of ``window_ms`` = 6 h: RITA scores a whole day, and its persistence
-scores (v5 duration and histogram) count hours; a window has to hold enough connections of slow
-beacons (``params.min_connections`` = 12 in 6 h reaches beacons every 30 min, slower than the
-default sleep of Cobalt Strike and Sliver, 60 s, or Empire, 5 s) while an alert still comes out
-within the window plus the job's flow export delay (flows arrive up to 6 minutes late; the window
-closes when the watermark passes its end). Windows are epoch-aligned, four a day. A pair's first record is kept as a
-plain tuple (most pairs connect once in a window); from its second record on the state is compact: connection starts and sizes in two ``array('q')`` of at most
+Streaming. A window of ``window_ms`` = 6 h: RITA scores a whole day, and its persistence scores
+(v5 duration and histogram) count hours; a window has to hold enough connections of slow beacons
+(``params.min_connections`` = 12 in 6 h reaches beacons every 30 min, slower than the default
+sleep of Cobalt Strike and Sliver, 60 s, or Empire, 5 s). It slides every ``slide_ms`` = 3 h, so
+every stretch of up to 3 h lies wholly inside one window: with tumbling windows a 90-minute beacon
+that crossed one of the day's four boundaries was scored as two 45-minute halves, each short of
+``params.min_duration_s``, and missed. A pair alerts at most once per window span (the engine
+suppresses overlapping windows' repeats), and an alert comes out at most 3 h plus the job's flow
+export delay after its window's evidence (flows arrive up to 6 minutes late; a window closes when
+the watermark passes its end). Windows are epoch-aligned, built from 3-hour panes that the engine
+merges (``merge``: the samples at the coarser stride, the count exact). A pair's first record in
+a pane is kept as a plain tuple (most pairs connect once); from its second record on the state is
+compact: connection starts and sizes in two ``array('q')`` of at most
 ``params.max_connections_per_pair`` entries; when full, every other entry is dropped and only every
 second later connection is kept (a regular series decimated stays regular: intervals double), while
 the exact connection count and the span of the flows are kept. When a pane holds
@@ -435,7 +441,7 @@ class C2Beacon(WindowedDetector[PairState]):
                 if port in skip_ports and (port in allowed_ports or (ev.proto, port) in periodic):
                     continue
                 key = (tenant, src, ev.dst_ip, port)
-                if not pane_start <= ts < pane_end:  # 6-hour panes: the pane rarely changes
+                if not pane_start <= ts < pane_end:  # 3-hour panes: the pane rarely changes
                     bucket = bucket_of(ts)
                     pane_start = ts - ts % pane
                     pane_end = pane_start + pane
@@ -478,6 +484,32 @@ class C2Beacon(WindowedDetector[PairState]):
                 self.error(ev, exc)
 
     # --- closing -------------------------------------------------------------------------------
+    def merge(self, into: PairState, other: PairState | tuple[Any, ...]) -> None:
+        """Fold a later pane's state of the same pair into ``into`` (sliding windows: the engine
+        merges a window's panes in time order). Both samples are brought to the coarser stride
+        and decimated again while over the cap; the count is exact. A connection re-exported
+        across the pane boundary counts once in each pane (one extra at most per boundary)."""
+        if other.__class__ is tuple:
+            other = self._promote(cast(tuple[int, int, int, str, int, int], other))
+        o = cast(PairState, other)
+        if o.count == 0:
+            return
+        if into.count == 0:
+            into.first, into.last = o.first, o.last
+        else:
+            into.first, into.last = min(into.first, o.first), max(into.last, o.last)
+        room = self.max_ids - len(into.ids)
+        if room > 0:
+            into.ids.extend(o.ids[:room])
+        stride = max(into.stride, o.stride)
+        starts = into.starts[:: stride // into.stride] + o.starts[:: stride // o.stride]
+        sizes = into.sizes[:: stride // into.stride] + o.sizes[:: stride // o.stride]
+        while len(starts) > self.cap:
+            starts, sizes, stride = starts[::2], sizes[::2], stride * 2
+        into.starts, into.sizes, into.stride = starts, sizes, stride
+        into.count += o.count
+        into.last_sport, into.last_end = o.last_sport, o.last_end
+
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
         best: dict[
