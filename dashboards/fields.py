@@ -1,17 +1,17 @@
-"""Field names and mappings the dashboards, alert workflow and report rely on.
+"""Field names and the types the dashboards, alert workflow and report rely on.
 
-``INDEX_FIELDS.md`` beside this file is the human version; the index templates in ``infra/`` must
-map at least these fields with these types. Tests create their own indices from
-:data:`ALERTS_MAPPING` and :data:`METRICS_MAPPING`, and a live test compares them with the
-template installed for ``ssa-alerts-*`` / ``ssa-metrics-*`` when there is one.
+``INDEX_FIELDS.md`` beside this file is the human version. The mappings here
+(:data:`ALERTS_MAPPING`, :data:`METRICS_MAPPING`, and the awareness stage's
+:data:`INCIDENTS_MAPPING`, :data:`THREAT_MAPPING` and :data:`WARNINGS_MAPPING`) are what these
+readers *need*, not what is installed: the one definition of the installed mappings is
+``infra.bootstrap``'s index templates, which the tests' and demos' indices use too
+(``dashboards.sample.put_templates``). :func:`unmet_fields` says which needed fields a template
+lacks or types otherwise; a unit test runs it on ``infra.bootstrap``'s templates and a live test on
+the template a node resolves for each family.
 
 ``ttd_ms`` (time to detect) is defined as ``ts - first_seen``: from the first event of the
 evidence to the moment the detector raised the alert.
 
-The awareness stage's three families (``awareness/``, written by the job's awareness operator)
-have their own mappings here, :data:`INCIDENTS_MAPPING`, :data:`THREAT_MAPPING` and
-:data:`WARNINGS_MAPPING`: the fields the boards and the alert rules read, which the templates of
-``infra.bootstrap.awareness_templates`` must map with these types (a live test compares them).
 Each family's datasource has its own time field (:data:`TIME_FIELDS`): incidents are filtered by
 ``last_seen`` (the latest evidence; an incident document is rewritten as it grows and has no
 ``ts``), threat levels and warnings by ``ts`` (the minute they describe).
@@ -20,6 +20,7 @@ Each family's datasource has its own time field (:data:`TIME_FIELDS`): incidents
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +41,7 @@ __all__ = [
     "WARNINGS_MAPPING",
     "alert_to_doc",
     "daily_index",
+    "unmet_fields",
 ]
 
 TIME_FIELD: Final = "ts"
@@ -219,6 +221,41 @@ WARNINGS_MAPPING: Final[dict[str, Any]] = {
         "reason": {"type": "text", "fields": {"raw": dict(_KW)}},
     },
 }
+
+
+def _flat_types(props: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, spec in props.items():
+        if "properties" in spec:
+            out.update(_flat_types(spec["properties"], f"{prefix}{name}."))
+        if "type" in spec and spec["type"] != "object":
+            out[f"{prefix}{name}"] = spec["type"]
+    return out
+
+
+def unmet_fields(need: Mapping[str, Any], have: Mapping[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """The fields of mapping ``need`` that mapping ``have`` (an index template's ``mappings``) does
+    not give the same type, as ``field: (needed type, type in have or None)``. A needed keyword
+    that ``have`` leaves to a dynamic template mapping strings as keywords is met."""
+    have_types = _flat_types(have.get("properties", {}))
+    strings_to_keyword = any(
+        rule.get("match_mapping_type") == "string" and rule.get("mapping", {}).get("type") == "keyword"
+        for item in have.get("dynamic_templates", [])
+        for rule in item.values()
+    )
+
+    def dynamic_keyword(field: str) -> bool:
+        parent: Mapping[str, Any] = have
+        for part in field.split(".")[:-1]:
+            parent = parent.get("properties", {}).get(part, {})
+        return strings_to_keyword and str(parent.get("dynamic", have.get("dynamic", True))).lower() == "true"
+
+    return {
+        field: (typ, have_types.get(field))
+        for field, typ in _flat_types(need.get("properties", {})).items()
+        if have_types.get(field) != typ
+        and not (field not in have_types and typ == "keyword" and dynamic_keyword(field))
+    }
 
 
 def daily_index(prefix: str, ts_ms: int) -> str:

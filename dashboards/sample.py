@@ -24,19 +24,12 @@ from typing import Any, Final
 
 from elasticsearch import Elasticsearch, helpers
 
-from dashboards.fields import (
-    ALERTS_MAPPING,
-    INCIDENTS_MAPPING,
-    METRICS_MAPPING,
-    THREAT_MAPPING,
-    WARNINGS_MAPPING,
-    alert_to_doc,
-    daily_index,
-)
+from dashboards.fields import alert_to_doc, daily_index
 from dashboards.panels import LEVEL_INDEX_THRESHOLDS, LEVELS
 from detectors.alert import Alert, Entity, make_alert_id, severity_for_score
 from detectors.meta import DetectorMeta
 from detectors.registry import anomaly_detector_classes, detector_classes
+from infra.bootstrap import alerts_template, awareness_templates, metrics_template
 from infra.settings import Settings
 
 __all__ = [
@@ -569,32 +562,43 @@ def sample_warnings(base_ms: int) -> list[dict[str, Any]]:
 
 def put_awareness_templates(es: Elasticsearch, settings: Settings, name: str) -> None:
     """Index templates ``<name>-incidents``/``-threat``/``-warnings`` for the settings' awareness
-    prefixes (tests, demos; point the prefixes at a test's own names first)."""
-    for suffix, prefix, mapping in (
-        ("incidents", settings.index_incidents_prefix, INCIDENTS_MAPPING),
-        ("threat", settings.index_threat_prefix, THREAT_MAPPING),
-        ("warnings", settings.index_warnings_prefix, WARNINGS_MAPPING),
+    prefixes (tests, demos; point the prefixes at a test's own names first), with the mappings
+    ``ssa up`` installs (``infra.bootstrap.awareness_templates``), so a board's query is tried on the
+    field types production has."""
+    project = {
+        tuple(t["index_patterns"]): t["template"]["mappings"] for t in awareness_templates(settings).values()
+    }
+    for suffix, prefix in (
+        ("incidents", settings.index_incidents_prefix),
+        ("threat", settings.index_threat_prefix),
+        ("warnings", settings.index_warnings_prefix),
     ):
-        es.indices.put_index_template(
-            name=f"{name}-{suffix}",
-            index_patterns=[prefix + "*"],
-            priority=500,
-            template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mapping},
-        )
+        _put_template(es, f"{name}-{suffix}", prefix, project[(prefix + "*",)])
 
 
 def put_templates(es: Elasticsearch, settings: Settings, name: str) -> None:
-    """Index templates ``<name>-alerts``/``<name>-metrics`` for the settings' prefixes (tests, demos)."""
-    for suffix, prefix, mapping in (
-        ("alerts", settings.index_alerts_prefix, ALERTS_MAPPING),
-        ("metrics", settings.index_metrics_prefix, METRICS_MAPPING),
-    ):
-        es.indices.put_index_template(
-            name=f"{name}-{suffix}",
-            index_patterns=[prefix + "*"],
-            priority=500,
-            template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mapping},
-        )
+    """Index templates ``<name>-alerts``/``<name>-metrics`` for the settings' prefixes (tests, demos),
+    with the mappings ``ssa up`` installs (``infra.bootstrap``)."""
+    _put_template(
+        es, f"{name}-alerts", settings.index_alerts_prefix, alerts_template(settings)["template"]["mappings"]
+    )
+    _put_template(
+        es,
+        f"{name}-metrics",
+        settings.index_metrics_prefix,
+        metrics_template(settings)["template"]["mappings"],
+    )
+
+
+def _put_template(es: Elasticsearch, name: str, prefix: str, mappings: dict[str, Any]) -> None:
+    # Above the project's own templates (priority 200 + pattern length) where the patterns overlap;
+    # no aliases: a test's indices stay out of the SOC's aliases.
+    es.indices.put_index_template(
+        name=name,
+        index_patterns=[prefix + "*"],
+        priority=500,
+        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mappings},
+    )
 
 
 def index_docs(

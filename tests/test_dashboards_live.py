@@ -24,6 +24,7 @@ from dashboards.fields import (
     THREAT_MAPPING,
     TIME_FIELDS,
     WARNINGS_MAPPING,
+    unmet_fields,
 )
 from dashboards.panels import DS_FAMILY
 from dashboards.sample import (
@@ -409,16 +410,6 @@ def test_variable_queries(seeded):
             assert keys == expected, (uid, variable["name"])
 
 
-def _flat_types(props: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out = {}
-    for name, spec in props.items():
-        if "properties" in spec:
-            out.update(_flat_types(spec["properties"], f"{prefix}{name}."))
-        if "type" in spec and spec["type"] != "object":
-            out[f"{prefix}{name}"] = spec["type"]
-    return out
-
-
 MAPPINGS = {
     "alerts": ALERTS_MAPPING,
     "metrics": METRICS_MAPPING,
@@ -437,25 +428,5 @@ def test_project_template_has_the_fields_dashboards_need(stack, kind):
     mappings = (resolved.get("template") or {}).get("mappings") or {}
     if not mappings.get("properties"):
         pytest.skip(f"no index template for {prefix}* installed")
-    have = _flat_types(mappings["properties"])
-    need = _flat_types(MAPPINGS[kind]["properties"])
-    strings_to_keyword = any(
-        rule.get("match_mapping_type") == "string" and rule.get("mapping", {}).get("type") == "keyword"
-        for item in mappings.get("dynamic_templates", [])
-        for rule in item.values()
-    )
-
-    def dynamic_keyword(field: str) -> bool:
-        parent = mappings
-        for part in field.split(".")[:-1]:
-            parent = parent.get("properties", {}).get(part, {})
-        return (
-            strings_to_keyword and str(parent.get("dynamic", mappings.get("dynamic", True))).lower() == "true"
-        )
-
-    wrong = {
-        f: (t, have.get(f))
-        for f, t in need.items()
-        if have.get(f) != t and not (f not in have and t == "keyword" and dynamic_keyword(f))
-    }
+    wrong = unmet_fields(MAPPINGS[kind], mappings)
     assert wrong == {}, "field: (dashboards need, template has)"
