@@ -23,7 +23,7 @@ events (frozen structs; ``extra`` dicts are only read) and hold only picklable s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, cast
 
@@ -203,6 +203,12 @@ class Detector(ABC):
         """Fold ``other`` state into ``into`` (needed for sliding windows)."""
         raise NotImplementedError(f"{self.meta.id} does not support sliding windows")
 
+    def window_keys(self, panes: list[dict[Hashable, Any]]) -> Iterable[Hashable]:
+        """The keys a sliding window (its panes, in time order) is finished with, in first-seen
+        order: all of them. A detector may leave out keys that cannot reach a finding, so a window's
+        close merges fewer states."""
+        return dict.fromkeys(key for pane in panes for key in pane)
+
     def late(self, event: Event, ts: int) -> None:
         """An event whose windows already closed: counted; subclasses may do more."""
         self.counters["late"] += 1
@@ -312,13 +318,14 @@ class Detector(ABC):
         last = max(self._panes) + size
         while end <= watermark and end <= last:
             start = end - size
+            panes = [self._panes[p] for p in range(start, end, slide) if p in self._panes]
             merged: dict[Hashable, Any] = {}
-            for p in range(start, end, slide):
-                for key, st in self._panes.get(p, {}).items():
-                    acc = merged.get(key)
-                    if acc is None:
-                        acc = merged[key] = self.new_state(key)
-                    self.merge(acc, st)
+            for key in self.window_keys(panes):
+                acc = merged[key] = self.new_state(key)
+                for pane in panes:
+                    st = pane.get(key)
+                    if st is not None:
+                        self.merge(acc, st)
             if merged:
                 out.extend(self._suppress_overlap(self.finish(Window(start, end), merged)))
             self._closed_through = end

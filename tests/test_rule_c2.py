@@ -220,6 +220,15 @@ def test_merging_panes_keeps_the_count_exact_and_the_sample_capped() -> None:
     assert (merged.first, merged.last) == (T0, T0 + 999 * 20_000)
     score = beacon_score(merged.starts, merged.sizes, merged.count, merged.stride, 6 * HOUR)
     assert score is not None and score.interval_s == pytest.approx(20, abs=1)
+    # Only pairs with min_connections (12) across the window's panes are merged: 7 + 6 is enough.
+    split = _series([3 * HOUR - 7 * 60_000 + i * 60_000 for i in range(13)], dst_ip="91.212.135.1")
+    once = [_flow(5000, T0 + 5, dst_ip="91.212.135.2")]
+    fresh = C2Beacon(DetectorConfig.default())
+    fresh.bind(REGISTRY)
+    fresh.observe_batch(Batch(list[Event](once + split), REGISTRY))
+    panes = [pane for _, pane in sorted(fresh._panes.items())]
+    assert [len(p) for p in panes] == [2, 1]
+    assert fresh.window_keys(panes) == [("t-acme", VM, "91.212.135.1", 5678)]
     one_off = det.new_state(None)
     det.merge(one_off, (T0, T0, 320, "x", 40000, T0 + 100))  # a pane's one-record pair is a tuple
     assert one_off.count == 1 and list(one_off.starts) == [T0] and one_off.ids == ["x"]

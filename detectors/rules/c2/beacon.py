@@ -484,6 +484,15 @@ class C2Beacon(WindowedDetector[PairState]):
                 self.error(ev, exc)
 
     # --- closing -------------------------------------------------------------------------------
+    def window_keys(self, panes: list[dict[Hashable, Any]]) -> list[Hashable]:
+        """Only the pairs with ``min_connections`` across the window's panes are merged: most pairs
+        connect once (a tuple), and ``finish`` would pass over the rest anyway."""
+        counts: dict[Hashable, int] = {}
+        for pane in panes:
+            for key, st in pane.items():
+                counts[key] = counts.get(key, 0) + (1 if st.__class__ is tuple else st.count)
+        return [key for key, n in counts.items() if n >= self.min_conns]
+
     def merge(self, into: PairState, other: PairState | tuple[Any, ...]) -> None:
         """Fold a later pane's state of the same pair into ``into`` (sliding windows: the engine
         merges a window's panes in time order). Both samples are brought to the coarser stride
