@@ -153,15 +153,20 @@ def test_allow_lists_excuse_destinations_ports_and_sources() -> None:
         assert not _run(events, cfg)[0], params
 
 
-def test_state_is_capped_per_pair_and_decimation_keeps_the_beacon() -> None:
+def _fed(events: Sequence[Event], max_connections: int = 64) -> C2Beacon:
+    """A beacon detector that keeps ``max_connections`` per pair, fed ``events`` in batches of 100."""
     cfg = DetectorConfig.default().merged(
-        {"detectors": {"c2.beacon": {"params": {"max_connections_per_pair": 64}}}}
+        {"detectors": {"c2.beacon": {"params": {"max_connections_per_pair": max_connections}}}}
     )
     det = C2Beacon(cfg)
     det.bind(REGISTRY)
-    events = _series([i * 10_000 for i in range(1000)])  # 2.8 h every 10 s: one 3-hour pane
     for i in range(0, len(events), 100):
         det.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
+    return det
+
+
+def test_state_is_capped_per_pair_and_decimation_keeps_the_beacon() -> None:
+    det = _fed(_series([i * 10_000 for i in range(1000)]))  # 2.8 h every 10 s: one 3-hour pane
     (state,) = [st for pane in det._panes.values() for st in pane.values()]
     assert isinstance(state, PairState)
     assert len(state.starts) <= 64 and len(state.sizes) == len(state.starts) and state.count == 1000
@@ -202,14 +207,7 @@ def test_a_long_beacon_is_raised_once_per_window_span_not_per_slide() -> None:
 
 
 def test_merging_panes_keeps_the_count_exact_and_the_sample_capped() -> None:
-    cfg = DetectorConfig.default().merged(
-        {"detectors": {"c2.beacon": {"params": {"max_connections_per_pair": 64}}}}
-    )
-    det = C2Beacon(cfg)
-    det.bind(REGISTRY)
-    events = _series([i * 20_000 for i in range(1000)])  # 5.5 h every 20 s: two 3-hour panes
-    for i in range(0, len(events), 100):
-        det.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
+    det = _fed(_series([i * 20_000 for i in range(1000)]))  # 5.5 h every 20 s: two 3-hour panes
     first, second = (pane[("t-acme", VM, C2, 5678)] for _, pane in sorted(det._panes.items()))
     merged = det.new_state(None)
     det.merge(merged, first)
