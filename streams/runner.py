@@ -3,6 +3,8 @@ from its last checkpoint, with the Elasticsearch indexer beside it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -11,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from detectors.config import DetectorConfig
 from infra.access_check import AccessRefused, uses_sasl
 from infra.bootstrap import ensure_topics
 from infra.process import ServiceError
@@ -25,6 +28,7 @@ from streams.sql import MAX_ALLOWANCE_MS, EventTimePath, event_time_paths, kafka
 __all__ = [
     "DetectRun",
     "check_timing",
+    "detector_config_digest",
     "restorable_checkpoint",
     "start_indexer",
     "submit_job",
@@ -39,6 +43,10 @@ log = logging.getLogger(__name__)
 # single source of the jobs before flows had their own path (no marker) would bring the flow
 # topic's splits into whichever new source took its state, and read flows on the wrong watermark.
 TOPOLOGY_FILE = "ssa-topology"
+# Also beside them: a digest of the detector configuration the job ran with. A restored key keeps
+# its detectors as they were pickled, settings included (thresholds, allow-lists, windows), so a
+# changed configuration reaches only keys that start fresh; the restore says so.
+DETECTORS_FILE = "ssa-detectors.sha256"
 
 
 # Job states after which it does nothing more (pyflink JobStatus names).
@@ -92,15 +100,40 @@ def topology(paths: list[EventTimePath]) -> str:
     )
 
 
+def detector_config_digest(settings: Settings) -> str:
+    """SHA-256 of the detector configuration the job loads (the site file over the defaults)."""
+    path = settings.detector_config_file
+    config = DetectorConfig.load(path) if path else DetectorConfig.default()
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def restorable_checkpoint(
-    checkpoint_dir: str, paths: list[EventTimePath], say: Callable[[str], None] = print
+    checkpoint_dir: str,
+    paths: list[EventTimePath],
+    say: Callable[[str], None] = print,
+    config_digest: str | None = None,
 ) -> Path | None:
-    """The newest checkpoint, if a job with these sources wrote it."""
+    """The newest checkpoint, if a job with these sources wrote it. When it was written with a
+    detector configuration other than ``config_digest``'s, it is still resumed (the detectors'
+    windows and learnt baselines are kept) and one line says what that means."""
     newest = latest_checkpoint(checkpoint_dir)
     if newest is None:
         return None
     marker = newest.parent / TOPOLOGY_FILE
     if marker.is_file() and marker.read_text(encoding="utf-8") == topology(paths):
+        written = newest.parent / DETECTORS_FILE
+        if (
+            config_digest
+            and written.is_file()
+            and written.read_text(encoding="utf-8").strip() != config_digest
+        ):
+            say(
+                f"detect: checkpoint {newest} was written with another detector configuration: the "
+                "tenants and hosts it restores keep their detectors' old settings (thresholds, "
+                "allow-lists, windows) and only new ones get the new; start with --no-restore to "
+                "apply it everywhere (open windows and learnt baselines start over)"
+            )
         return newest
     say(
         f"detect: not resuming from checkpoint {newest}: its job read the telemetry topics through "
@@ -109,10 +142,11 @@ def restorable_checkpoint(
     return None
 
 
-def _mark_topology(checkpoint_dir: str, job_id: str, paths: list[EventTimePath]) -> None:
+def _mark_topology(checkpoint_dir: str, job_id: str, paths: list[EventTimePath], config_digest: str) -> None:
     folder = Path(checkpoint_dir).resolve() / job_id
     folder.mkdir(parents=True, exist_ok=True)
     (folder / TOPOLOGY_FILE).write_text(topology(paths), encoding="utf-8")
+    (folder / DETECTORS_FILE).write_text(config_digest, encoding="utf-8")
 
 
 def check_timing(settings: Settings) -> None:
@@ -154,7 +188,8 @@ def submit_job(
         settings, [t for t in settings.all_topics if t not in telemetry] if settings.tenant_topics else None
     )
     paths = event_time_paths(settings)
-    restore_from = restorable_checkpoint(settings.checkpoint_dir, paths, say) if restore else None
+    digest = detector_config_digest(settings)
+    restore_from = restorable_checkpoint(settings.checkpoint_dir, paths, say, digest) if restore else None
     if restore_from is not None:
         say(f"detect: resuming from checkpoint {restore_from}")
     env, t_env = create_table_env(
@@ -180,7 +215,7 @@ def submit_job(
         )
     build(env, t_env, paths, sinks, config)
     client = env.execute_async("ssa-detect")
-    _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths)
+    _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths, digest)
     say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
     return DetectRun(client, str(restore_from) if restore_from else None, read_topics=read_topics)
 

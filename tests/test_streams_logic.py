@@ -370,6 +370,35 @@ def test_a_checkpoint_is_resumed_only_by_a_job_with_the_same_sources(tmp_path) -
     assert topology(paths) == "telemetry=process,audit,auth;telemetry_flow=flow"
 
 
+def test_a_checkpoint_of_another_detector_configuration_is_resumed_with_one_line_saying_so(tmp_path) -> None:
+    from streams.runner import (
+        DETECTORS_FILE,
+        TOPOLOGY_FILE,
+        detector_config_digest,
+        restorable_checkpoint,
+        topology,
+    )
+
+    paths = event_time_paths(Settings())
+    chk = tmp_path / "0123abcd" / "chk-4"
+    chk.mkdir(parents=True)
+    (chk / "_metadata").write_bytes(b"x")
+    (chk.parent / TOPOLOGY_FILE).write_text(topology(paths), encoding="utf-8")
+    ours = detector_config_digest(Settings())
+    said: list[str] = []
+    assert restorable_checkpoint(str(tmp_path), paths, said.append, ours) == chk
+    assert said == []  # a checkpoint written before the digest was recorded: nothing to compare
+    (chk.parent / DETECTORS_FILE).write_text(ours, encoding="utf-8")
+    assert restorable_checkpoint(str(tmp_path), paths, said.append, ours) == chk
+    assert said == []
+    site = tmp_path / "site.yaml"
+    site.write_text("detectors:\n  c2.beacon:\n    params:\n      allowed_ports: [8443]\n", encoding="utf-8")
+    changed = detector_config_digest(Settings(detector_config_file=str(site)))
+    assert changed != ours
+    assert restorable_checkpoint(str(tmp_path), paths, said.append, changed) == chk
+    assert len(said) == 1 and str(chk) in said[0] and "--no-restore" in said[0] and "\n" not in said[0]
+
+
 def test_only_the_newest_version_of_an_incident_is_written() -> None:
     """Versions of one incident reach the indexer in no fixed order (the incidents topic's records
     have no key, so they spread over partitions): an older one must never overwrite a newer one."""
