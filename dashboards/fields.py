@@ -35,6 +35,7 @@ __all__ = [
     "INCIDENT_TIME_FIELD",
     "METRICS_MAPPING",
     "METRIC_LONGS",
+    "NEEDED_MAPPINGS",
     "THREAT_MAPPING",
     "TIME_FIELD",
     "TIME_FIELDS",
@@ -220,6 +221,16 @@ WARNINGS_MAPPING: Final[dict[str, Any]] = {
         "horizon_ms": {"type": "long"},
         "reason": {"type": "text", "fields": {"raw": dict(_KW)}},
     },
+}
+
+
+# Each document family's needs, by the family names of ``infra.bootstrap.installed_mappings``.
+NEEDED_MAPPINGS: Final[dict[str, dict[str, Any]]] = {
+    "alerts": ALERTS_MAPPING,
+    "metrics": METRICS_MAPPING,
+    "incidents": INCIDENTS_MAPPING,
+    "threat": THREAT_MAPPING,
+    "warnings": WARNINGS_MAPPING,
 }
 
 

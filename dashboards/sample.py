@@ -29,7 +29,7 @@ from dashboards.panels import LEVEL_INDEX_THRESHOLDS, LEVELS
 from detectors.alert import Alert, Entity, make_alert_id, severity_for_score
 from detectors.meta import DetectorMeta
 from detectors.registry import anomaly_detector_classes, detector_classes
-from infra.bootstrap import alerts_template, awareness_templates, metrics_template
+from infra.bootstrap import installed_mappings
 from infra.settings import Settings
 
 __all__ = [
@@ -563,31 +563,21 @@ def sample_warnings(base_ms: int) -> list[dict[str, Any]]:
 def put_awareness_templates(es: Elasticsearch, settings: Settings, name: str) -> None:
     """Index templates ``<name>-incidents``/``-threat``/``-warnings`` for the settings' awareness
     prefixes (tests, demos; point the prefixes at a test's own names first), with the mappings
-    ``ssa up`` installs (``infra.bootstrap.awareness_templates``), so a board's query is tried on the
+    ``ssa up`` installs (``infra.bootstrap.installed_mappings``), so a board's query is tried on the
     field types production has."""
-    project = {
-        tuple(t["index_patterns"]): t["template"]["mappings"] for t in awareness_templates(settings).values()
-    }
-    for suffix, prefix in (
-        ("incidents", settings.index_incidents_prefix),
-        ("threat", settings.index_threat_prefix),
-        ("warnings", settings.index_warnings_prefix),
-    ):
-        _put_template(es, f"{name}-{suffix}", prefix, project[(prefix + "*",)])
+    _put_families(es, settings, name, ("incidents", "threat", "warnings"))
 
 
 def put_templates(es: Elasticsearch, settings: Settings, name: str) -> None:
     """Index templates ``<name>-alerts``/``<name>-metrics`` for the settings' prefixes (tests, demos),
-    with the mappings ``ssa up`` installs (``infra.bootstrap``)."""
-    _put_template(
-        es, f"{name}-alerts", settings.index_alerts_prefix, alerts_template(settings)["template"]["mappings"]
-    )
-    _put_template(
-        es,
-        f"{name}-metrics",
-        settings.index_metrics_prefix,
-        metrics_template(settings)["template"]["mappings"],
-    )
+    with the mappings ``ssa up`` installs (``infra.bootstrap.installed_mappings``)."""
+    _put_families(es, settings, name, ("alerts", "metrics"))
+
+
+def _put_families(es: Elasticsearch, settings: Settings, name: str, families: tuple[str, ...]) -> None:
+    mappings = installed_mappings(settings)
+    for family in families:
+        _put_template(es, f"{name}-{family}", getattr(settings, f"index_{family}_prefix"), mappings[family])
 
 
 def _put_template(es: Elasticsearch, name: str, prefix: str, mappings: dict[str, Any]) -> None:

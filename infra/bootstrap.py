@@ -14,7 +14,14 @@ from infra.ecs_spec import ecs_properties
 from infra.settings import Settings
 from infra.tenant_indices import alias_existing_indices, soc_template_aliases
 
-__all__ = ["alerts_template", "ensure_index_templates", "ensure_topics", "metrics_template", "topic_configs"]
+__all__ = [
+    "alerts_template",
+    "ensure_index_templates",
+    "ensure_topics",
+    "installed_mappings",
+    "metrics_template",
+    "topic_configs",
+]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "epoch_millis||strict_date_optional_time"}
@@ -181,6 +188,21 @@ def awareness_templates(settings: Settings) -> dict[str, dict[str, Any]]:
             },
         }
     return templates
+
+
+def installed_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The ``mappings`` of each document family's template (``alerts``, ``metrics``,
+    ``incidents``, ``threat``, ``warnings``), as ``ensure_index_templates`` installs them."""
+    awareness = {
+        t["index_patterns"][0]: t["template"]["mappings"] for t in awareness_templates(settings).values()
+    }
+    return {
+        "alerts": alerts_template(settings)["template"]["mappings"],
+        "metrics": metrics_template(settings)["template"]["mappings"],
+        "incidents": awareness[settings.index_incidents_prefix + "*"],
+        "threat": awareness[settings.index_threat_prefix + "*"],
+        "warnings": awareness[settings.index_warnings_prefix + "*"],
+    }
 
 
 def ensure_index_templates(settings: Settings) -> None:

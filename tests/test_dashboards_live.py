@@ -17,15 +17,7 @@ import pytest
 from dashboards import alerting, build
 from dashboards.board_vm_escape import NO_EMULATOR
 from dashboards.es import es_client
-from dashboards.fields import (
-    ALERTS_MAPPING,
-    INCIDENTS_MAPPING,
-    METRICS_MAPPING,
-    THREAT_MAPPING,
-    TIME_FIELDS,
-    WARNINGS_MAPPING,
-    unmet_fields,
-)
+from dashboards.fields import NEEDED_MAPPINGS, TIME_FIELDS, unmet_fields
 from dashboards.panels import DS_FAMILY
 from dashboards.sample import (
     QEMU,
@@ -410,16 +402,7 @@ def test_variable_queries(seeded):
             assert keys == expected, (uid, variable["name"])
 
 
-MAPPINGS = {
-    "alerts": ALERTS_MAPPING,
-    "metrics": METRICS_MAPPING,
-    "incidents": INCIDENTS_MAPPING,
-    "threat": THREAT_MAPPING,
-    "warnings": WARNINGS_MAPPING,
-}
-
-
-@pytest.mark.parametrize("kind", sorted(MAPPINGS))
+@pytest.mark.parametrize("kind", sorted(NEEDED_MAPPINGS))
 def test_project_template_has_the_fields_dashboards_need(stack, kind):
     """Contract with infra's index templates (skipped until they are installed)."""
     es = es_client(stack)
@@ -428,5 +411,5 @@ def test_project_template_has_the_fields_dashboards_need(stack, kind):
     mappings = (resolved.get("template") or {}).get("mappings") or {}
     if not mappings.get("properties"):
         pytest.skip(f"no index template for {prefix}* installed")
-    wrong = unmet_fields(MAPPINGS[kind], mappings)
+    wrong = unmet_fields(NEEDED_MAPPINGS[kind], mappings)
     assert wrong == {}, "field: (dashboards need, template has)"

@@ -427,42 +427,13 @@ def test_alert_rules_fire_per_tenant_on_orange_and_red():
         assert rule["labels"]["severity"] == ("critical" if level == "red" else "warning")
 
 
-def _project_mappings(settings: Settings) -> dict[str, dict]:
-    """The mappings ``ssa up`` installs (infra.bootstrap), by document family."""
-    from infra.bootstrap import alerts_template, awareness_templates, metrics_template
-
-    awareness = {
-        t["index_patterns"][0]: t["template"]["mappings"] for t in awareness_templates(settings).values()
-    }
-    return {
-        "alerts": alerts_template(settings)["template"]["mappings"],
-        "metrics": metrics_template(settings)["template"]["mappings"],
-        "incidents": awareness[settings.index_incidents_prefix + "*"],
-        "threat": awareness[settings.index_threat_prefix + "*"],
-        "warnings": awareness[settings.index_warnings_prefix + "*"],
-    }
-
-
 def test_the_installed_templates_map_every_field_the_readers_need_with_its_type():
-    from dashboards.fields import (
-        ALERTS_MAPPING,
-        INCIDENTS_MAPPING,
-        METRICS_MAPPING,
-        THREAT_MAPPING,
-        WARNINGS_MAPPING,
-        unmet_fields,
-    )
+    from dashboards.fields import ALERTS_MAPPING, NEEDED_MAPPINGS, unmet_fields
+    from infra.bootstrap import installed_mappings
 
-    needs = {
-        "alerts": ALERTS_MAPPING,
-        "metrics": METRICS_MAPPING,
-        "incidents": INCIDENTS_MAPPING,
-        "threat": THREAT_MAPPING,
-        "warnings": WARNINGS_MAPPING,
-    }
-    installed = _project_mappings(Settings())
-    assert {family: unmet_fields(need, installed[family]) for family, need in needs.items()} == {
-        family: {} for family in needs
+    installed = installed_mappings(Settings())
+    assert {family: unmet_fields(need, installed[family]) for family, need in NEEDED_MAPPINGS.items()} == {
+        family: {} for family in ("alerts", "metrics", "incidents", "threat", "warnings")
     }
     # The check can fail: a template that maps a needed field otherwise, or not at all.
     broken = copy.deepcopy(installed["alerts"])
