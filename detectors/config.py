@@ -121,6 +121,12 @@ class DetectorConfig:
         return cls.load(default_config_path(), over_default=False)
 
     @classmethod
+    def load_or_default(cls, path: str | os.PathLike[str] | None) -> DetectorConfig:
+        """The site file at ``path`` over the shipped default, or the default when ``path`` is
+        empty (the ``detector_config_file`` setting and the ``--config`` options)."""
+        return cls.load(path) if path else cls.default()
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str], *, over_default: bool = True) -> DetectorConfig:
         """A YAML file; by default merged over the shipped default so it may be partial."""
         p = Path(path)

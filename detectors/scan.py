@@ -52,7 +52,7 @@ def scan(
     (``Settings.out_of_orderness_ms`` and ``flow_export_delay_ms``), so a file is late offline
     where the job would send it to the DLQ. Without it every kind gets the detector
     configuration's ``engine.max_out_of_orderness_ms``."""
-    cfg = config or (DetectorConfig.load(config_path) if config_path else DetectorConfig.default())
+    cfg = config or DetectorConfig.load_or_default(config_path)
     registry = TenantRegistry.load(tenants_path) if tenants_path else TenantRegistry()
     engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg), lateness=lateness)
     stats = ReadStats()

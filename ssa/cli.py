@@ -870,11 +870,7 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     key = load_key(args.key_file) if args.anonymize else None
     registry = TenantRegistry.load(settings.tenants_file) if Path(settings.tenants_file).exists() else None
     # The job's own awareness settings: incident levels and the method section use the same values.
-    config = (
-        DetectorConfig.load(settings.detector_config_file)
-        if settings.detector_config_file
-        else DetectorConfig.default()
-    )
+    config = DetectorConfig.load_or_default(settings.detector_config_file)
     incidents = IncidentSettings.from_config(config)
     es = es_client(settings)
     try:

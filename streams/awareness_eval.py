@@ -885,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = _args(argv)
     if a.merge:
         return _merge(a.merge, Path(a.out))
-    cfg = DetectorConfig.load(a.config) if a.config else DetectorConfig.default()
+    cfg = DetectorConfig.load_or_default(a.config)
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     for k, seed in enumerate(a.seeds):

@@ -375,11 +375,7 @@ def seeded_config_file(settings: Settings, models_dir: Path) -> Path:
 
     from detectors.config import DetectorConfig
 
-    base = (
-        DetectorConfig.load(settings.detector_config_file)
-        if settings.detector_config_file
-        else DetectorConfig.default()
-    )
+    base = DetectorConfig.load_or_default(settings.detector_config_file)
     doc = base.merged({"shared": {"models_dir": str(models_dir)}}).to_dict()
     path = Path(settings.tenants_file).parent / "detectors.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
@@ -429,11 +425,7 @@ def run_demo(
         from detectors.config import DetectorConfig
 
         tb = time.monotonic()
-        job_config = (
-            DetectorConfig.load(s.detector_config_file)
-            if s.detector_config_file
-            else DetectorConfig.default()
-        )
+        job_config = DetectorConfig.load_or_default(s.detector_config_file)
         models_dir, baseline = anomaly_baseline(settings, sim, job_config, say)
         s = s.with_overrides(detector_config_file=str(seeded_config_file(s, models_dir)))
         seconds["anomaly_baseline"] = time.monotonic() - tb

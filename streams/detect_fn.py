@@ -134,11 +134,7 @@ class DetectionJobConfig:
         return Lateness.for_flows(self.out_of_orderness_ms, self.flow_export_delay_ms)
 
     def make_engine_context(self) -> DetectionContext:
-        config = (
-            DetectorConfig.load(self.detector_config_file)
-            if self.detector_config_file
-            else DetectorConfig.default()
-        )
+        config = DetectorConfig.load_or_default(self.detector_config_file)
         registry: TenantRegistry | RegistryWatcher | None = (
             RegistryWatcher(self.tenants_file) if self.tenants_file else TenantRegistry()
         )

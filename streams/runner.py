@@ -102,8 +102,7 @@ def topology(paths: list[EventTimePath]) -> str:
 
 def detector_config_digest(settings: Settings) -> str:
     """SHA-256 of the detector configuration the job loads (the site file over the defaults)."""
-    path = settings.detector_config_file
-    config = DetectorConfig.load(path) if path else DetectorConfig.default()
+    config = DetectorConfig.load_or_default(settings.detector_config_file)
     text = json.dumps(config.to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

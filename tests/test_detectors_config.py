@@ -92,3 +92,12 @@ def test_enabled_anomaly_detector_without_models_is_a_clear_error(tmp_path) -> N
 
 def test_default_config_file_is_shipped() -> None:
     assert default_config_path().is_file()
+
+
+def test_load_or_default_reads_a_site_file_over_the_default_or_the_default_alone(tmp_path) -> None:
+    assert DetectorConfig.load_or_default("").to_dict() == DetectorConfig.default().to_dict()
+    assert DetectorConfig.load_or_default(None).to_dict() == DetectorConfig.default().to_dict()
+    site = tmp_path / "site.yaml"
+    site.write_text("detectors:\n  c2.beacon:\n    params:\n      allowed_ports: [8443]\n", encoding="utf-8")
+    loaded = DetectorConfig.load_or_default(str(site))
+    assert loaded.to_dict() == DetectorConfig.load(site).to_dict() != DetectorConfig.default().to_dict()

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--kinds", default="flow,process")
     args = ap.parse_args(argv)
-    config = DetectorConfig.load(args.config) if args.config else DetectorConfig.default()
+    config = DetectorConfig.load_or_default(args.config)
     registry = TenantRegistry.load(args.tenants)
     summary = fit_models(
         iter_events(args.events), registry, config, args.models_dir,

@@ -37,9 +37,7 @@ def test_known_attacks_are_found_in_elasticsearch(stack: Settings) -> None:
     registry = TenantRegistry.load(result.settings.tenants_file)
     # The job's own configuration: the demo seeds the anomaly models (shared.models_dir).
     s = result.settings
-    config = (
-        DetectorConfig.load(s.detector_config_file) if s.detector_config_file else DetectorConfig.default()
-    )
+    config = DetectorConfig.load_or_default(s.detector_config_file)
     offline, n_events, _stats = run_detectors(sim.events(), registry, config)
     assert n_events == result.events
     # The anomaly models are compared apart: the offline engine runs one engine (one pooled model)
