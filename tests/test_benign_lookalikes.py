@@ -87,6 +87,24 @@ def test_outbound_attempts_to_a_dead_c2_still_beacon() -> None:
     assert [a.entity.id for a in _run(C2Beacon, events)] == ["10.1.1.10"]
 
 
+ARES = "an Ares agent idling on a tenant VM"
+BURSTS = "look-alike: a page or script that opens a fresh connection every 2 s"
+
+
+def test_a_two_second_agent_is_a_beacon() -> None:
+    alerts = _run(C2Beacon, _case("c2/beacon.events.json", ARES))
+    assert [a.entity.id for a in alerts] == ["10.1.1.12"]
+    assert alerts[0].evidence["median_interval_s"] == pytest.approx(2.05, abs=0.1)
+
+
+def test_fast_bursts_that_do_not_fill_their_span_are_not_a_beacon() -> None:
+    events = _case("c2/beacon.events.json", BURSTS)
+    assert _run(C2Beacon, events) == []
+    # the same connections with the fill bar off: timing and sizes alone make them a beacon
+    cfg = DetectorConfig.default().merged({"detectors": {"c2.beacon": {"params": {"fast_min_fill": 0.0}}}})
+    assert [a.entity.id for a in _run(C2Beacon, events, cfg)] == ["10.1.1.10"]
+
+
 # --- exfiltration.external_upload ----------------------------------------------------------------------
 CALL = "look-alike: a one-hour video call"
 

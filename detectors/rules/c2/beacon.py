@@ -117,6 +117,20 @@ perfect (RITA's "medium" grade); an attacker who sleeps longer and jitters more 
 stealth, which flows alone cannot undo. With ``params.repeat_quiet_s`` above 0, a pair that
 alerted is not raised again for that long (counted as ``suppressed``); 0, the default, reports it
 in every window, so each window's flows stay covered.
+
+Fast beacons. Some implants check in every few seconds: Ares, the Python HTTP bot
+(https://github.com/sweetsoftware/Ares), POSTs to its server's ``/hello`` every ``HELLO_INTERVAL``
+= 2 s while idle and every 0.5 s for a minute after a command (``agent/config.py``,
+``agent.py``), each call a fresh connection (``requests.post`` without a session). Connection times are whole seconds (RITA's unique timestamps), so
+``params.min_median_interval_s`` = 1 s is the fastest period the score can see. A browser or client
+library that polls that fast keeps one connection open across requests (HTTP/1.1 persistence,
+RFC 9112 section 9.3; Firefox holds an idle one 115 s, ``network.http.keep-alive.timeout``), so a
+new connection every few seconds comes from a client that closes each one: a bot or a scripted
+loop, or a user's burst of page loads. A sleep loop does not pause and bursts do: under
+``params.fast_interval_s`` (5 s, Empire's default delay) a pair must fill its span,
+``connections x median interval >= params.fast_min_fill (0.5) x (last - first)``. An agent polling
+without pause fills about 1; a minute of 2 s requests every 15 minutes fills 0.07 and is not scored.
+
 The evidence names the beaconing host (``sources``) and its destinations (``destinations``).
 """
 
@@ -297,6 +311,8 @@ class C2Beacon(WindowedDetector[PairState]):
     param_spec: ClassVar[ParamSpec] = {
         "min_connections": int,
         "min_median_interval_s": int,
+        "fast_interval_s": int,
+        "fast_min_fill": float,
         "min_score": float,
         "inbound_min_score": float,
         "slow_interval_s": int,
@@ -319,6 +335,8 @@ class C2Beacon(WindowedDetector[PairState]):
         p = self.params
         self.min_conns = max(5, int(p["min_connections"]))
         self.min_interval_s = float(p["min_median_interval_s"])
+        self.fast_interval_s = float(p["fast_interval_s"])
+        self.fast_min_fill = float(p["fast_min_fill"])
         self.min_score = float(p["min_score"])
         self.inbound_min_score = float(p["inbound_min_score"])
         self.slow_interval_s = float(p["slow_interval_s"])
@@ -536,6 +554,10 @@ class C2Beacon(WindowedDetector[PairState]):
             sc = beacon_score(st.starts, st.sizes, st.count, st.stride, size)
             if sc is None or sc.interval_s < self.min_interval_s:
                 continue
+            if sc.interval_s < self.fast_interval_s and (
+                st.count * sc.interval_s * 1000 < self.fast_min_fill * (st.last - st.first)
+            ):
+                continue  # fast connections in bursts: sessions, not a sleep loop
             bar = self.inbound_min_score if inbound else self.min_score
             if sc.interval_s > self.slow_interval_s:
                 bar = max(bar, self.slow_min_score)
