@@ -358,15 +358,16 @@ class FlowAnomaly(AnomalyDetector):
                     st: FlowStats | None = bucket.get(key)  # type: ignore[union-attr]
                     if st is None:
                         st = state(ts, key)
-                    if st is not None:
-                        if st.flows_out + st.flows_in == 0:
+                        if st is not None:
                             st.first = st.last = ts
-                        elif ts > st.last:
+                    if st is not None:
+                        if ts > st.last:
                             st.last = ts
                         elif ts < st.first:
                             st.first = ts
-                        if len(st.ids) < max_ids:
-                            st.ids.append(ev.id)
+                        ids = st.ids
+                        if len(ids) < max_ids:
+                            ids.append(ev.id)
                         st.flows_out += 1
                         st.bytes_out += ev.bytes_out
                         st.bytes_in += ev.bytes_in
@@ -389,15 +390,16 @@ class FlowAnomaly(AnomalyDetector):
                     dt: FlowStats | None = bucket.get(key)  # type: ignore[union-attr]
                     if dt is None:
                         dt = state(ts, key)
-                    if dt is not None:
-                        if dt.flows_out + dt.flows_in == 0:
+                        if dt is not None:
                             dt.first = dt.last = ts
-                        elif ts > dt.last:
+                    if dt is not None:
+                        if ts > dt.last:
                             dt.last = ts
                         elif ts < dt.first:
                             dt.first = ts
-                        if len(dt.ids) < max_ids:
-                            dt.ids.append(ev.id)
+                        ids = dt.ids
+                        if len(ids) < max_ids:
+                            ids.append(ev.id)
                         dt.flows_in += 1
                         dt.bytes_recv += ev.bytes_out
                         dt.packets_recv += ev.packets_out
