@@ -17,7 +17,9 @@ goes on; the engine counts, logs and (strict mode) raises it.
 
 Two flavours live in ``detectors.rule`` (stateless, one event at a time, hits suppressed per
 window) and ``detectors.windowed`` (stateful over an entity's events). Detectors never mutate
-events (frozen structs; ``extra`` dicts are only read) and hold only picklable state.
+events (frozen structs; ``extra`` dicts are only read) and hold only picklable state. What a
+detector learns beyond its windows (a process table, a baseline, what it reported) is named in
+``learned``, so that the detector built from a changed configuration takes it over (``adopt``).
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ class Detector(ABC):
 
     meta: ClassVar[DetectorMeta]
     param_spec: ClassVar[ParamSpec] = {}
+    # Attributes holding what the detector learned beyond its windows (process tables, baselines,
+    # what it reported), taken over by the same detector under a new configuration (``adopt``).
+    learned: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DetectorConfig) -> None:
         settings = config.settings_for(self.meta.id, self.param_spec)
@@ -292,6 +297,35 @@ class Detector(ABC):
     def state_size(self) -> int:
         """Keys held across all open panes (the bounded-state check)."""
         return sum(len(b) for b in self._panes.values())
+
+    def adopt(self, old: Detector) -> bool:
+        """Take over the state of ``old``, this detector under the configuration this one replaces
+        (a job restored after its settings changed). The attributes named in ``learned`` carry over:
+        one whose object has an ``adopt`` method takes the old one's learning into its new settings,
+        any other is taken as it is. Counters add up. Open windows carry over when the window layout
+        is the same (True); else they are dropped (False), since their panes cannot be cut into the
+        new windows, and those windows start over."""
+        if type(old) is not type(self):
+            raise TypeError(f"{self.meta.id}: cannot adopt the state of a {type(old).__name__}")
+        for name in self.learned:
+            theirs = getattr(old, name, None)
+            if theirs is None:
+                continue
+            adopt = getattr(getattr(self, name, None), "adopt", None)
+            if adopt is not None:
+                adopt(theirs)
+            else:
+                setattr(self, name, theirs)
+        for key, n in old.counters.items():
+            self.counters[key] = self.counters.get(key, 0) + n
+        self._last_alert_end = old._last_alert_end
+        self._late_findings = old._late_findings  # findings made, not yet raised
+        if (old._size, old._pane, old.window.sliding) != (self._size, self._pane, self.window.sliding):
+            return not old._panes
+        self._panes = old._panes
+        self._closed_through = old._closed_through
+        self._reset_cursor()
+        return True
 
     def reset(self) -> None:
         self._panes.clear()

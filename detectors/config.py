@@ -15,6 +15,8 @@ Layout::
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -211,6 +213,11 @@ class DetectorConfig:
             "detectors": thaw({k: dict(v) for k, v in self.detectors.items()}),
             "awareness": thaw(dict(self.awareness)),
         }
+
+    def digest(self) -> str:
+        """SHA-256 of the settings (not of where they came from): equal for equal configurations."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     # --- access --------------------------------------------------------------------------------
     def awareness_section(self, part: str) -> Mapping[str, Any]:

@@ -169,6 +169,32 @@ class DetectionEngine:
         self._alerts += len(out)
         return out
 
+    def adopt(self, old: DetectionEngine) -> list[str]:
+        """Take over ``old``'s state: the engine of the same key under the configuration this one
+        replaces (a job restored after its settings changed), so the new settings apply to it at
+        once and nothing learned is lost. Each kind's clock (newest event, watermark) and the counts
+        carry over, and each detector of the same id adopts its predecessor (``Detector.adopt``).
+        Returns the ids of detectors whose open windows were dropped because their window layout
+        changed; a detector new to the configuration starts empty, one left out is gone."""
+        for kind, i in self._kind_lane.items():
+            mine, theirs = self._lanes[i], old._lanes[old._kind_lane[kind]]
+            mine.max_ts = max(mine.max_ts, theirs.max_ts)
+            mine.watermark = max(mine.watermark, theirs.watermark)
+            mine.next_close = _FAR_PAST  # recomputed by the next close
+        previous = {d.meta.id: d for d in old.detectors}
+        dropped = [
+            d.meta.id for d in self.detectors if d.meta.id in previous and not d.adopt(previous[d.meta.id])
+        ]
+        self._events += old._events
+        self._unknown += old._unknown
+        self._late_events += old._late_events
+        self._alerts += old._alerts
+        self.failures = (old.failures + self.failures)[:_MAX_FAILURE_RECORDS]
+        for det_id, n in old._failure_counts.items():
+            self._failure_counts[det_id] = self._failure_counts.get(det_id, 0) + n
+        self._bound = None  # the new detectors get the registry at the next call
+        return dropped
+
     def drain_window_scores(self) -> list[dict[str, Any]]:
         """Per tenant and closed window, the anomaly detectors' score distribution (``anomaly_p50``,
         ``anomaly_p95``, ``anomaly_p99`` of 1 - p-value, ``scored`` rows) since the last call."""

@@ -272,6 +272,12 @@ class ProcTable:
         self._cmdlines = {}
         self._last = (None, None)
 
+    def adopt(self, old: ProcTable) -> None:
+        """Take over what ``old`` learned (its hosts' processes, VMs, disks and sVirt pairs); this
+        table's vocabulary and bounds stay."""
+        self._hosts = old._hosts
+        self._last = (None, None)
+
     # --- reading -------------------------------------------------------------------------------
     def host(self, host: str | None) -> HostProcs | None:
         return self._hosts.get(host or "")

@@ -159,12 +159,16 @@ class KeyState:
     # Bytes of that snapshot's pickle and of the steps logged since (``streams.keyed_state``).
     snapshot_bytes: int = 0
     log_bytes: int = 0
+    # ``DetectorConfig.digest`` of the configuration the engine's detectors were built with.
+    config_digest: str = ""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.pop("reported_failures", None)  # a field of earlier versions, never used
         self.__dict__.update(state)
         if "health" not in state:  # a checkpoint of a version before detector health
             self.health = DetectorHealth()
+        if "config_digest" not in state:  # before restores moved keys to a changed configuration
+            self.config_digest = ""
 
 
 @dataclass
@@ -180,16 +184,42 @@ class MicroBatchDetector:
     def __init__(self, config: DetectionJobConfig) -> None:
         self.config = config
         self.context = config.make_engine_context()
+        self.config_digest = self.context.config.digest()
         self.topic_tenants = TopicTenants(config.tenant_topic_regex) if config.tenant_topic_regex else None
+        self.reconfigured_keys = 0
+        self._restarted: set[str] = set()
 
-    def new_state(self) -> KeyState:
-        engine = DetectionEngine(
+    def new_engine(self) -> DetectionEngine:
+        return DetectionEngine(
             all_detectors(self.context.config), self.context, lateness=self.config.lateness()
         )
-        return KeyState(engine=engine)
+
+    def new_state(self) -> KeyState:
+        return KeyState(engine=self.new_engine(), config_digest=self.config_digest)
 
     def attach(self, state: KeyState) -> None:
         state.engine.context = self.context
+        if state.config_digest != self.config_digest:
+            self._reconfigure(state)
+
+    def _reconfigure(self, state: KeyState) -> None:
+        """A key restored from a checkpoint written under another detector configuration: its
+        engine is rebuilt with this one and adopts the old engine's state (``DetectionEngine.adopt``),
+        so the new settings apply to it at once and what its detectors learned is kept."""
+        engine = self.new_engine()
+        dropped = engine.adopt(state.engine)
+        state.engine, state.config_digest = engine, self.config_digest
+        self.reconfigured_keys += 1
+        fresh = sorted(set(dropped) - self._restarted)
+        if self.reconfigured_keys == 1 or fresh:  # once per worker, and per detector that restarts
+            self._restarted.update(fresh)
+            restarted = (
+                f"; open windows start over (their window changed): {', '.join(fresh)}" if fresh else ""
+            )
+            log.warning(
+                "detect: keys restored under an earlier detector configuration move to the current "
+                "one as they load, keeping what their detectors learned%s", restarted,
+            )  # fmt: skip
 
     @staticmethod
     def detach(state: KeyState) -> None:

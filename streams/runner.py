@@ -3,8 +3,6 @@ from its last checkpoint, with the Elasticsearch indexer beside it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -102,9 +100,7 @@ def topology(paths: list[EventTimePath]) -> str:
 
 def detector_config_digest(settings: Settings) -> str:
     """SHA-256 of the detector configuration the job loads (the site file over the defaults)."""
-    config = DetectorConfig.load_or_default(settings.detector_config_file)
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return DetectorConfig.load_or_default(settings.detector_config_file).digest()
 
 
 def restorable_checkpoint(
@@ -129,9 +125,9 @@ def restorable_checkpoint(
         ):
             say(
                 f"detect: checkpoint {newest} was written with another detector configuration: the "
-                "tenants and hosts it restores keep their detectors' old settings (thresholds, "
-                "allow-lists, windows) and only new ones get the new; start with --no-restore to "
-                "apply it everywhere (open windows and learnt baselines start over)"
+                "tenants and hosts it restores move to the new one as they are loaded, keeping what "
+                "their detectors learned and their open windows (a detector whose window changed "
+                "starts its windows over); --no-restore starts everything over"
             )
         return newest
     say(

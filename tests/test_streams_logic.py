@@ -399,6 +399,40 @@ def test_a_checkpoint_of_another_detector_configuration_is_resumed_with_one_line
     assert len(said) == 1 and str(chk) in said[0] and "--no-restore" in said[0] and "\n" not in said[0]
 
 
+def test_a_key_restored_under_a_changed_configuration_moves_to_it(
+    tmp_path: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = MicroBatchDetector(DetectionJobConfig())
+    state = before.new_state()
+    flows = [encode_event(_flow(i, 1_700_000_000_000 + 60_000 * i, dst="93.184.216.34")) for i in range(20)]
+    before.on_batch(state, "t-a", flows)
+    before.detach(state)
+    snapshot = pickle.dumps(state)
+    site = tmp_path / "site.yaml"  # type: ignore[operator]
+    site.write_text("detectors:\n  c2.beacon:\n    params:\n      min_connections: 500\n", encoding="utf-8")
+    after = MicroBatchDetector(DetectionJobConfig(detector_config_file=str(site)))
+    assert after.config_digest != before.config_digest
+    restored = pickle.loads(snapshot)
+    with caplog.at_level("WARNING", logger="streams.detect_fn"):
+        after.attach(restored)
+    beacon = next(d for d in restored.engine.detectors if d.meta.id == "c2.beacon")
+    assert beacon.min_conns == 500  # the new setting, on a key that began under the old one
+    assert beacon.state_size() == 1  # ... with the pair it had seen
+    assert restored.config_digest == after.config_digest
+    assert restored.engine.stats()["events"] == 20
+    assert len(caplog.records) == 1 and "keeping what their detectors learned" in caplog.records[0].message
+    engine = restored.engine
+    after.attach(restored)  # after a snapshot: nothing to move
+    assert restored.engine is engine and after.reconfigured_keys == 1
+    # a checkpoint from before the digest was kept moves as well
+    older = pickle.loads(snapshot)
+    del older.__dict__["config_digest"]
+    older = pickle.loads(pickle.dumps(older))
+    assert older.config_digest == ""
+    after.attach(older)
+    assert older.config_digest == after.config_digest and after.reconfigured_keys == 2
+
+
 def test_only_the_newest_version_of_an_incident_is_written() -> None:
     """Versions of one incident reach the indexer in no fixed order (the incidents topic's records
     have no key, so they spread over partitions): an older one must never overwrite a newer one."""

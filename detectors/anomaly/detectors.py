@@ -102,6 +102,7 @@ class AnomalyDetector(WindowedDetector[Any]):
     """Shared scoring: features of every key of a closed window, scored per tenant in one batch."""
 
     kind: ClassVar[str] = ""
+    learned: ClassVar[tuple[str, ...]] = ("online",)
     param_spec: ClassVar[ParamSpec] = {
         "model": str,
         "threshold": float,

@@ -220,6 +220,25 @@ class OnlineBaselines:
         self.__dict__.update({"first_window": 0, "last_window": 0, "pool_rows": None, "warmup_span_ms": 0})
         self.__dict__.update(state)
 
+    def adopt(self, old: OnlineBaselines) -> None:
+        """Take over ``old``'s reservoirs: the same detector's, under the settings these replace.
+        Rows beyond this reservoir size and tenants beyond ``max_tenants`` (the least recently
+        learned) are left out; models are refitted with this family on next use. Nothing is taken
+        when the feature vectors differ in width."""
+        if old.width != self.width:
+            return
+        recent = sorted(old.tenants.items(), key=lambda kv: (-kv[1].last_window, kv[0]))
+        for name, tb in recent[: self.max_tenants]:
+            tb.rows, tb.pending = tb.rows[: self.cap], tb.pending[: self.cap]
+            tb._fit = None
+            self.tenants[name] = tb
+        self.evicted = old.evicted + max(0, len(recent) - self.max_tenants)
+        self.windows, self.first_window, self.last_window = old.windows, old.first_window, old.last_window
+        if self.pool_rows is None:
+            self.pool_rows = old.pool_rows
+        self.version = old.version + 1
+        self._pooled = None
+
     # --- scoring -------------------------------------------------------------------------------
     def model_for(self, tenant: str) -> tuple[str, Fitted] | None:
         """The model that scores ``tenant``'s rows and its scope (the tenant, or ``POOLED``); None

@@ -308,6 +308,7 @@ class C2Beacon(WindowedDetector[PairState]):
             "https://www.activecountermeasures.com/blog/ (RITA beacon analysis)",
         ),
     )
+    learned: ClassVar[tuple[str, ...]] = ("_reported",)
     param_spec: ClassVar[ParamSpec] = {
         "min_connections": int,
         "min_median_interval_s": int,

@@ -69,6 +69,10 @@ class EmulatorTable:
             max_hosts=config.shared_value("proc_table_max_hosts", int),
         )
 
+    def adopt(self, old: EmulatorTable) -> None:
+        """Take over ``old``'s process table (``ProcTable.adopt``), with this table's vocabulary."""
+        self.table.adopt(old.table)
+
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.hv, self.emulators, self.table)
 

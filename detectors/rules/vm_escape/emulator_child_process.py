@@ -55,6 +55,7 @@ class EmulatorChildProcess(Rule):
         "(pid/ppid in evidence events) and the emulator's memory; the alert's VM is the emulator's own.",
         maturity="stable",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {"allowed_children": list}
 
     def configure(self, config: DetectorConfig) -> None:

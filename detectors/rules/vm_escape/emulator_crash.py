@@ -64,6 +64,7 @@ class EmulatorCrash(Rule):
         "against its security advisories and which virtual device the faulting thread was emulating.",
         maturity="incubating",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {
         "crash_signals": list,
         "crash_score": int,

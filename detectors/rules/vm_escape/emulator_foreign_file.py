@@ -74,6 +74,7 @@ class EmulatorForeignFile(Rule):
         "image was read, treat as cross-tenant data exposure too. Preserve the emulator process.",
         maturity="stable",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {
         "sensitive_paths": list,
         "raw_device_prefixes": list,

@@ -104,6 +104,7 @@ class EmulatorSeccompViolation(Rule):
         "and check other VMs of the tenant for the same.",
         maturity="incubating",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {
         "kill_score": int,
         "errno_score": int,

@@ -74,6 +74,7 @@ class GuestInterfacePromiscuous(Rule):
         "which VM the tap belongs to (virsh domiflist); a capture from an emulator's process tree is an escape.",
         maturity="incubating",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {
         "guest_device_prefixes": list,
         "bridge_setters": list,

@@ -90,6 +90,7 @@ class SvirtCrossVmAccess(Rule):
         "signals (child processes, seccomp), and treat a permissive=1 record as data read.",
         maturity="incubating",
     )
+    learned: ClassVar[tuple[str, ...]] = ("emu",)
     param_spec: ClassVar[ParamSpec] = {"denied_score": int, "permissive_score": int}
 
     def configure(self, config: DetectorConfig) -> None:
