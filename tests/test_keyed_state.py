@@ -92,6 +92,46 @@ def test_a_restored_key_replays_its_logged_steps_and_continues_identically(cut: 
     assert restored.replayed_steps == cut % 10  # the steps since the last whole snapshot
 
 
+def _reconfigured(logic: MicroBatchDetector, site: Any, text: str) -> MicroBatchDetector:
+    site.write_text(text, encoding="utf-8")
+    other = MicroBatchDetector(DetectionJobConfig(detector_config_file=str(site)))
+    other.context.registry = logic.context.registry
+    assert other.config_digest != logic.config_digest
+    return other
+
+
+def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path: Any) -> None:
+    logic, batches = _batches()
+    cut = 64
+    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList(), PickledValue()), 10), batches)
+
+    # a change this tenant's traffic never meets: the restored key goes on exactly as before
+    handles = (PickledValue(), PickledList(), PickledValue())
+    before = _alert_ids(_store(logic, handles, 10), batches[:cut])
+    other = _reconfigured(logic, tmp_path / "ports.yaml",
+                          "detectors:\n  c2.beacon:\n    params:\n      allowed_ports: [8443]\n")  # fmt: skip
+    restored = _store(other, copy.deepcopy(handles), 10)
+    assert before + _alert_ids(restored, batches[cut:]) == uninterrupted
+    state = restored.cache.get("t", len(batches))
+    assert state is not None and state.config_digest == other.config_digest
+    assert other.reconfigured_keys == 1 and restored.replayed_steps == cut % 10
+
+    # a flood threshold out of reach: from the restore on, the key raises no flood alert, the rest
+    # as before
+    def by_detector(store: KeyStateStore, part: list[tuple[int, list[bytes]]]) -> list[tuple[str, str]]:
+        return [(a.detector, a.alert_id) for end, p in part for a in store.step("t", p, end)[0].alerts]
+
+    flood = "dos.source_flood"
+    handles = (PickledValue(), PickledList(), PickledValue())
+    plain = by_detector(_store(logic, handles, 10), batches[:cut])
+    went_on = by_detector(_store(logic, copy.deepcopy(handles), 10), batches[cut:])
+    assert any(d == flood for d, _ in went_on), "the tenant's flood goes on after the cut"
+    strict = _reconfigured(logic, tmp_path / "flood.yaml",
+                           f"detectors:\n  {flood}:\n    params:\n      min_packets_to_one_destination: 10000000\n")  # fmt: skip
+    after = by_detector(_store(strict, copy.deepcopy(handles), 10), batches[cut:])
+    assert plain and after == [x for x in went_on if x[0] != flood]
+
+
 def test_the_whole_state_is_written_once_every_n_steps_and_the_log_stays_short() -> None:
     logic, batches = _batches()
     snapshot, log, version = PickledValue(), PickledList(), PickledValue()
