@@ -158,3 +158,17 @@ def test_learned_state_follows_into_the_new_settings() -> None:
         elif "emu" in d.learned:
             assert d.emu.table._hosts is before[d.meta.id].emu.table._hosts  # type: ignore[attr-defined]
     assert any(len(d.emu.table._hosts) for d in second.detectors if "emu" in d.learned)  # type: ignore[attr-defined]
+
+
+def test_another_implementation_under_the_same_id_takes_nothing() -> None:
+    events, reg = _beacon_case(), samples_registry()
+    cfg = DetectorConfig.default()
+
+    class Rewritten(C2Beacon):
+        pass
+
+    first = _engine(cfg, reg, [C2Beacon(cfg)])
+    first.process(events[: len(events) // 2])
+    old = _restored(first).detectors[0]
+    new = Rewritten(cfg)
+    assert not new.adopt(old) and new.state_size() == 0 and new._reported is not old._reported  # type: ignore[attr-defined]
