@@ -210,6 +210,11 @@ class SeasonalForecaster:
         self.level = 0.0  # Holt on the residual
         self.trend = 0.0
 
+    def reconfigure(self, settings: ForecastSettings, signal: str = "") -> None:
+        """New settings for what this forecaster learned (its buckets keep their shape)."""
+        self.s = settings
+        self.min_scale = settings.min_scale_by_signal.get(signal, settings.min_scale)
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 

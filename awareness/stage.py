@@ -92,12 +92,25 @@ class TenantAwareness:
         self.closed_until = 0  # minutes before this are closed
         self.stopped = False  # the minute clock stopped (nothing open, quiet for QUIET_AFTER_MS)
         self.snoozes_applied: set[tuple[str, str, int]] = set()
+        self.config_digest = config.digest()  # of the settings above (``reconfigure``)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if "levels" not in state:  # state pickled before the level tracker: start it as things stand
             self.levels = copy.deepcopy(self.incidents)
             self.pending = []
+        if "config_digest" not in state:  # before restores took a changed configuration
+            self.config_digest = ""
+
+    def reconfigure(self, config: DetectorConfig, digest: str | None = None) -> None:
+        """The settings of ``config`` (digest ``digest``) for a tenant restored under another
+        configuration: its incidents, their levels and its forecasts stay as learned; gaps, bounds,
+        the threat formula's parameters and the forecasts' settings apply from now on."""
+        settings = IncidentSettings.from_config(config)
+        self.incidents.settings = self.levels.settings = settings
+        self.warning.reconfigure(WarningSettings.from_config(config))
+        self.threat_settings = ThreatSettings.from_config(config)
+        self.config_digest = digest or config.digest()
 
     # --- inputs ----------------------------------------------------------------------------------
     def on_alert(self, alert: Mapping[str, Any]) -> AwarenessOutput:

@@ -96,6 +96,12 @@ class EarlyWarning:
         self.raised = 0
         self.within_normal = 0  # candidate warnings dropped: the threshold is inside the interval
 
+    def reconfigure(self, settings: WarningSettings) -> None:
+        """New settings for the forecasts learned so far (a restore under a changed configuration)."""
+        self.settings = settings
+        for signal, fc in self.forecasters.items():
+            fc.reconfigure(settings.forecast, signal)
+
     def _threshold(self, signal: str, level: str, threat: Mapping[str, Any] | None = None) -> float | None:
         """The value of ``signal`` that lifts the tenant to ``level``: with the minute's threat
         document, from where the tenant stands (its incidents' part and the other signals'

@@ -23,6 +23,7 @@ from typing import Any, Final
 from awareness.incidents import IncidentSettings, tenant_views
 from awareness.snooze import SnoozeWatcher
 from awareness.stage import CLOUD_KEY, AwarenessOutput, CloudAwareness, TenantAwareness
+from awareness.threat import ThreatSettings
 from detectors.config import DetectorConfig
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
@@ -111,6 +112,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
     class AwarenessFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
             self.detector_config = config.detector_config()
+            self.config_digest = self.detector_config.digest()
             self.version_base = attempt_version_base()
             self.registry = config.registry()
             self.snoozes = SnoozeWatcher(config.snooze_file) if config.snooze_file else None
@@ -126,6 +128,8 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
             if current is None:
                 registry = self.registry.current() if self.registry else TenantRegistry()
                 current = TenantAwareness(tenant, self.detector_config, registry.criticality_of(tenant))
+            elif current.config_digest != self.config_digest:  # restored under another configuration
+                current.reconfigure(self.detector_config, self.config_digest)
             return current
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
@@ -147,6 +151,8 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
             current = self.state.value()
             if current is None:
                 return
+            if current.config_digest != self.config_digest:  # restored under another configuration
+                current.reconfigure(self.detector_config, self.config_digest)
             # Up to the stream's watermark: at the end of input it jumps to Long.MAX_VALUE.
             watermark = max(timestamp, ctx.timer_service().current_watermark())
             out = current.on_watermark(watermark)
@@ -185,12 +191,17 @@ def make_cloud_function(config: AwarenessConfig) -> Any:
     class CloudFunction(KeyedProcessFunction):
         def open(self, runtime_context: Any) -> None:
             self.detector_config = config.detector_config()
+            self.threat_settings = ThreatSettings.from_config(self.detector_config)
             self.state = runtime_context.get_state(
                 ValueStateDescriptor("ssa-cloud", Types.PICKLED_BYTE_ARRAY())
             )
 
         def process_element(self, value: str, ctx: Any) -> Iterator[str]:
-            current = self.state.value() or CloudAwareness(self.detector_config)
+            current = self.state.value()
+            if current is None:
+                current = CloudAwareness(self.detector_config)
+            else:  # the current configuration's parameters, also for a state restored under another
+                current.settings = self.threat_settings
             doc = current.on_tenant_threat(json.loads(value))
             self.state.update(current)
             yield json.dumps(doc, sort_keys=True)

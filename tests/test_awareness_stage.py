@@ -366,3 +366,27 @@ def test_alerts_held_for_the_level_tracker_are_bounded(monkeypatch: pytest.Monke
         ta.on_alert(scan(T0 + 60 * MIN + i * 1000, ip=f"198.51.100.{i}"))
     assert len(ta.pending) == 5
     assert ta.levels.stats()["alerts"] == 1  # the earliest went in at once
+
+
+def test_a_tenant_restored_under_another_configuration_takes_its_settings_and_keeps_its_incidents() -> None:
+    ta = TenantAwareness("t-a", CFG)
+    ta.on_alert(scan(T0))
+    restored: TenantAwareness = pickle.loads(pickle.dumps(ta))
+    assert restored.config_digest == CFG.digest()
+    other = CFG.merged(
+        {"awareness": {"incidents": {"gap_ms": 5 * MIN}, "threat": {"severity_points": {"medium": 40}}}}
+    )
+    restored.reconfigure(other)
+    assert restored.config_digest == other.digest() != CFG.digest()
+    assert restored.incidents.settings.gap_ms == 5 * MIN and restored.levels.settings.gap_ms == 5 * MIN
+    assert restored.threat_settings.severity_points["medium"] == 40
+    assert restored.warning.settings == stage.WarningSettings.from_config(other)
+    # the incident it had stays; the shorter gap applies from now on: the same scan 20 minutes later
+    # opens an incident of its own, where the old settings (30 minutes) join it to the first
+    assert [d["status"] for d in restored.on_alert(scan(T0 + 20 * MIN)).incidents] == ["open"]
+    assert len(restored.incidents._open) == 2
+    assert ta.on_alert(scan(T0 + 20 * MIN)).incidents and len(ta.incidents._open) == 1
+    # a state pickled before the digest was kept asks for the current settings
+    old = pickle.loads(pickle.dumps(ta))
+    del old.__dict__["config_digest"]
+    assert pickle.loads(pickle.dumps(old)).config_digest == ""
