@@ -102,7 +102,7 @@ class AnomalyDetector(WindowedDetector[Any]):
     """Shared scoring: features of every key of a closed window, scored per tenant in one batch."""
 
     kind: ClassVar[str] = ""
-    learned: ClassVar[tuple[str, ...]] = ("online",)
+    learned: ClassVar[tuple[str, ...]] = ("online", "_window_scores")  # the scores not yet drained
     param_spec: ClassVar[ParamSpec] = {
         "model": str,
         "threshold": float,
