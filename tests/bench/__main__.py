@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     stack_up = False
+    started_here = False
     if not args.no_stack:
-        from infra.services import up
+        from infra.services import status, up
         from tests.leftovers import Leftovers
 
+        # A stack this run starts is stopped at its end: one left running holds the ports that
+        # another checkout's tests would launch their own on.
+        started_here = not any(s.running for s in status(settings))
         up(settings, progress=lambda msg: print(f"[stack] {msg}"))
         stack_up = True
         leftovers = Leftovers(settings)
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
     if stack_up:
         print(f"[stack] {leftovers.remove()}")
+    if started_here:
+        from infra.services import down
+
+        down(settings, progress=lambda msg: print(f"[stack] {msg}"))
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     text = json.dumps(report, indent=2, sort_keys=True, default=str)
