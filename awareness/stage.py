@@ -102,15 +102,15 @@ class TenantAwareness:
         if "config_digest" not in state:  # before restores took a changed configuration
             self.config_digest = ""
 
-    def reconfigure(self, config: DetectorConfig, digest: str | None = None) -> None:
-        """The settings of ``config`` (digest ``digest``) for a tenant restored under another
+    def reconfigure(self, config: DetectorConfig) -> None:
+        """The settings of ``config`` for a tenant restored under another
         configuration: its incidents, their levels and its forecasts stay as learned; gaps, bounds,
         the threat formula's parameters and the forecasts' settings apply from now on."""
         settings = IncidentSettings.from_config(config)
         self.incidents.settings = self.levels.settings = settings
         self.warning.reconfigure(WarningSettings.from_config(config))
         self.threat_settings = ThreatSettings.from_config(config)
-        self.config_digest = digest or config.digest()
+        self.config_digest = config.digest()
 
     # --- inputs ----------------------------------------------------------------------------------
     def on_alert(self, alert: Mapping[str, Any]) -> AwarenessOutput:

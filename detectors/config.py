@@ -215,9 +215,15 @@ class DetectorConfig:
         }
 
     def digest(self) -> str:
-        """SHA-256 of the settings (not of where they came from): equal for equal configurations."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """SHA-256 of the settings (not of where they came from): equal for equal configurations.
+        Computed once per configuration, which never changes: every tenant the awareness stage
+        starts compares against it."""
+        known = self.__dict__.get("_digest")
+        if known is None:
+            text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+            known = hashlib.sha256(text.encode()).hexdigest()
+            object.__setattr__(self, "_digest", known)  # a cache, not a field: frozen all the same
+        return known
 
     # --- access --------------------------------------------------------------------------------
     def awareness_section(self, part: str) -> Mapping[str, Any]:

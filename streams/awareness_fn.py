@@ -129,7 +129,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
                 registry = self.registry.current() if self.registry else TenantRegistry()
                 current = TenantAwareness(tenant, self.detector_config, registry.criticality_of(tenant))
             elif current.config_digest != self.config_digest:  # restored under another configuration
-                current.reconfigure(self.detector_config, self.config_digest)
+                current.reconfigure(self.detector_config)
             return current
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
@@ -152,7 +152,7 @@ def make_awareness_function(config: AwarenessConfig) -> Any:
             if current is None:
                 return
             if current.config_digest != self.config_digest:  # restored under another configuration
-                current.reconfigure(self.detector_config, self.config_digest)
+                current.reconfigure(self.detector_config)
             # Up to the stream's watermark: at the end of input it jumps to Long.MAX_VALUE.
             watermark = max(timestamp, ctx.timer_service().current_watermark())
             out = current.on_watermark(watermark)

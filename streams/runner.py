@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 # single source of the jobs before flows had their own path (no marker) would bring the flow
 # topic's splits into whichever new source took its state, and read flows on the wrong watermark.
 TOPOLOGY_FILE = "ssa-topology"
-# Also beside them: a digest of the detector configuration the job ran with. A restored key keeps
-# its detectors as they were pickled, settings included (thresholds, allow-lists, windows), so a
-# changed configuration reaches only keys that start fresh; the restore says so.
+# Also beside them: a digest of the detector configuration the job ran with, so that a restore under
+# another one says in one line that the restored keys move to it as they load
+# (``streams.detect_fn.MicroBatchDetector.attach``).
 DETECTORS_FILE = "ssa-detectors.sha256"
 
 

@@ -121,12 +121,13 @@ in every window, so each window's flows stay covered.
 Fast beacons. Some implants check in every few seconds: Ares, the Python HTTP bot
 (https://github.com/sweetsoftware/Ares), POSTs to its server's ``/hello`` every ``HELLO_INTERVAL``
 = 2 s while idle and every 0.5 s for a minute after a command (``agent/config.py``,
-``agent.py``), each call a fresh connection (``requests.post`` without a session). Connection times are whole seconds (RITA's unique timestamps), so
-``params.min_median_interval_s`` = 1 s is the fastest period the score can see. A browser or client
-library that polls that fast keeps one connection open across requests (HTTP/1.1 persistence,
-RFC 9112 section 9.3; Firefox holds an idle one 115 s, ``network.http.keep-alive.timeout``), so a
-new connection every few seconds comes from a client that closes each one: a bot or a scripted
-loop, or a user's burst of page loads. A sleep loop does not pause and bursts do: under
+``agent.py``), each call a fresh connection (``requests.post`` without a session). Connection
+times are whole seconds (RITA's unique timestamps), so ``params.min_median_interval_s`` = 1 s is
+the fastest period the score can see. A browser or client library that polls that fast keeps one
+connection open across requests (HTTP/1.1 persistence, RFC 9112 section 9.3; Firefox holds an
+idle one 115 s, ``network.http.keep-alive.timeout``), so a new connection every few seconds comes
+from a client that closes each one: a bot or a scripted loop, or a user's burst of page loads. A
+sleep loop does not pause and bursts do: under
 ``params.fast_interval_s`` (5 s, Empire's default delay) a pair must fill its span,
 ``connections x median interval >= params.fast_min_fill (0.5) x (last - first)``. An agent polling
 without pause fills about 1; a minute of 2 s requests every 15 minutes fills 0.07 and is not scored.
