@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import pickle
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,7 +93,7 @@ def test_a_restored_key_replays_its_logged_steps_and_continues_identically(cut: 
     assert restored.replayed_steps == cut % 10  # the steps since the last whole snapshot
 
 
-def _reconfigured(logic: MicroBatchDetector, site: Any, text: str) -> MicroBatchDetector:
+def _reconfigured(logic: MicroBatchDetector, site: Path, text: str) -> MicroBatchDetector:
     site.write_text(text, encoding="utf-8")
     other = MicroBatchDetector(DetectionJobConfig(detector_config_file=str(site)))
     other.context.registry = logic.context.registry
@@ -100,7 +101,7 @@ def _reconfigured(logic: MicroBatchDetector, site: Any, text: str) -> MicroBatch
     return other
 
 
-def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path: Any) -> None:
+def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path: Path) -> None:
     logic, batches = _batches()
     cut = 64
     uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList(), PickledValue()), 10), batches)

@@ -4,6 +4,7 @@ Elasticsearch documents and the SQL it hands to Flink."""
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from types import SimpleNamespace
 
 import msgspec
@@ -400,7 +401,7 @@ def test_a_checkpoint_of_another_detector_configuration_is_resumed_with_one_line
 
 
 def test_a_key_restored_under_a_changed_configuration_moves_to_it(
-    tmp_path: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     before = MicroBatchDetector(DetectionJobConfig())
     state = before.new_state()
@@ -408,7 +409,7 @@ def test_a_key_restored_under_a_changed_configuration_moves_to_it(
     before.on_batch(state, "t-a", flows)
     before.detach(state)
     snapshot = pickle.dumps(state)
-    site = tmp_path / "site.yaml"  # type: ignore[operator]
+    site = tmp_path / "site.yaml"
     site.write_text("detectors:\n  c2.beacon:\n    params:\n      min_connections: 500\n", encoding="utf-8")
     after = MicroBatchDetector(DetectionJobConfig(detector_config_file=str(site)))
     assert after.config_digest != before.config_digest
