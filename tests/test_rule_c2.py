@@ -153,6 +153,65 @@ def test_allow_lists_excuse_destinations_ports_and_sources() -> None:
         assert not _run(events, cfg)[0], params
 
 
+PORTAL = "195.24.232.205"  # a web portal many of the tenant's hosts read
+
+
+def _visits(hosts: Sequence[str], start_ms: int, n0: int = 50_000) -> list[FlowEvent]:
+    """One page load by each host, a minute apart from ``start_ms`` after T0."""
+    return [_flow(n0 + i, T0 + start_ms + i * 60_000, src_ip=h, dst_ip=PORTAL, dst_port=80)
+            for i, h in enumerate(hosts)]  # fmt: skip
+
+
+def test_a_timer_on_an_address_most_of_its_users_do_not_beacon_to_is_a_service() -> None:
+    # One host polls a portal every 31 s (an auto-refreshing page); four other hosts of the tenant
+    # read the same portal now and then. One beacon among five users: a client's timer.
+    poll = _series([i * 31_000 for i in range(240)], dst_ip=PORTAL, dst_port=80)
+    readers = ["10.1.2.1", "10.1.2.2", "10.1.2.3", "10.1.2.4"]
+    alerts, det = _run(poll + _visits(readers, 10 * 60_000))
+    assert not alerts and det.counters["shared_destination"] == 2  # both windows that hold it
+    # Two readers: three users in all, too few to call the address a shared service.
+    assert len(_run(poll + _visits(readers[:2], 10 * 60_000))[0]) == 1
+    off = DetectorConfig.default().merged({"detectors": {"c2.beacon": {"params": {"shared_min_sources": 0}}}})
+    assert len(_run(poll + _visits(readers, 10 * 60_000), off)[0]) == 1
+
+
+def test_readers_of_the_day_before_count_and_other_tenants_readers_never_do() -> None:
+    poll = _series([9 * HOUR + i * 31_000 for i in range(240)], dst_ip=PORTAL, dst_port=80)
+    earlier = _visits(["10.1.2.1", "10.1.2.2", "10.1.2.3", "10.1.2.4"], -10 * HOUR)
+    assert not _run(poll + earlier)[0]  # read within the day before each window that holds the beacon
+    too_old = _visits(["10.1.2.1", "10.1.2.2", "10.1.2.3", "10.1.2.4"], -22 * HOUR)
+    assert len(_run(poll + too_old)[0]) == 1
+    beta = _visits(["10.2.2.1", "10.2.2.2", "10.2.2.3", "10.2.2.4"], HOUR)  # another tenant's hosts
+    assert len(_run(poll + beta)[0]) == 1
+
+
+def test_a_bot_fleet_is_not_excused_by_its_own_visitors() -> None:
+    # Three bots beacon to their C2 and two other hosts touched it once (a lure's download): 3 of
+    # 5 users beacon, far above a quarter, so all three are raised.
+    bots = ["10.1.1.10", "10.1.1.11", "10.1.1.12"]
+    fleet = [ev for k, bot in enumerate(bots)
+             for ev in _series([k * 7_000 + i * 60_000 for i in range(200)], src_ip=bot, id=None)]  # fmt: skip
+    fleet = [_flow(100_000 + i, ev.ts, src_ip=ev.src_ip) for i, ev in enumerate(fleet)]
+    touched = [_flow(90_000 + i, T0 + HOUR + i, src_ip=h) for i, h in enumerate(["10.1.2.1", "10.1.2.2"])]
+    alerts, det = _run(fleet + touched)
+    assert sorted(a.entity.id for a in alerts) == bots and det.counters.get("shared_destination", 0) == 0
+
+
+def test_the_users_of_an_address_survive_a_restore_and_are_freed_after_the_day() -> None:
+    poll = _series([i * 31_000 for i in range(240)], dst_ip=PORTAL, dst_port=80)
+    events = sorted(poll + _visits(["10.1.2.1", "10.1.2.2", "10.1.2.3", "10.1.2.4"], 0), key=lambda e: e.ts)
+    det = _fed(events[:30])
+    clone = pickle.loads(pickle.dumps(det))
+    clone.bind(REGISTRY)
+    for i in range(30, len(events), 100):
+        clone.observe_batch(Batch(list[Event](events[i : i + 100]), REGISTRY))
+    assert not clone.close_all() and clone.counters["shared_destination"] == 2
+    later = T0 + 3 * 86_400_000
+    clone.observe_batch(Batch([_flow(1, later, dst_ip="8.8.4.4")], REGISTRY))
+    clone.close(later + 6 * HOUR)
+    assert set(clone._contacts) == {later - later % (3 * HOUR)}  # the earlier days' contacts are gone
+
+
 def _fed(events: Sequence[Event], max_connections: int = 64) -> C2Beacon:
     """A beacon detector that keeps ``max_connections`` per pair, fed ``events`` in batches of 100."""
     cfg = DetectorConfig.default().merged(

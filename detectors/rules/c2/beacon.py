@@ -97,6 +97,24 @@ Prefer the narrowest entry: a destination range rather than a port, since a C2 s
 port is excused with it. DNS over TLS and over QUIC (tcp/udp 853, RFC 7858 and RFC 9250) are a
 resolver's protocol like udp/53 and are left out with it.
 
+Shared destinations. A C2 server is contacted by its bots, and every bot beacons to it; a web
+portal, a mail service or a search engine is used by many of a tenant's hosts, and one of them
+polling it on a timer (a page that reloads itself, a mail or chat client checking every minute)
+is that host's software, not an implant. RITA rates a destination by the same measure, its
+prevalence: the share of internal hosts that talk to it, a low share being the suspicious one (RITA
+v5's "Prevalence" threat modifier, README). So the detector notes, per pane, which of the tenant's
+hosts opened a connection to each external address (any port, once is enough; at most 64 hosts
+per address and ``engine.max_keys_per_window`` in all per pane, kept apart from the pairs, which
+are evicted when a pane is full) and counts them over the window and the
+``params.shared_lookback_s`` (a day, RITA's unit of analysis) before it. An address that at least
+``params.shared_min_sources`` (4) hosts used, of which at most ``params.shared_max_beacon_share``
+(a quarter) beacon to it, is a shared service: its beacons are not raised (counted as
+``shared_destination``). A fleet of bots is not excused by the hosts that touched its server once:
+the bots are most of its users. Hosts are counted per tenant; another tenant's never excuse a
+beacon. What this gives up: a C2 behind an address that many hosts use anyway (a CDN edge or cloud
+front, domain fronting) is not raised, as RITA's prevalence lowers its score; flows carry no host
+name to tell the two apart.
+
 Inbound pairs must reach ``params.inbound_min_score`` (0.9, RITA's "medium"): uptime checkers,
 health checks and patient password guessers connect to a tenant's public service on timers, and
 the tenant, not the attacker, chose to expose it. Inbound, only connections the tenant's host took
@@ -145,18 +163,19 @@ from typing import Any, ClassVar, Final, cast
 
 from detectors.addrscope import unowned_outbound
 from detectors.alert import Entity
-from detectors.base import MANAGEMENT, Batch, Finding
+from detectors.base import MANAGEMENT, Batch, Detector, Finding
 from detectors.config import DetectorConfig, ParamSpec
 from detectors.flowdir import ANSWER_MASK, REFUSED, UNANSWERED, continues_connection
 from detectors.meta import DetectorMeta, technique
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
-__all__ = ["BeaconScore", "C2Beacon", "PairState", "beacon_score", "bowley_skew", "mad_score"]
+__all__ = ["BeaconScore", "C2Beacon", "Contacts", "PairState", "beacon_score", "bowley_skew", "mad_score"]
 
 _MIN_SPREAD: Final = 10.0  # RITA v5: Bowley skewness is 0 when Q3 - Q1 < 10 (seconds, or bytes)
 _SMALLNESS_MAX: Final = 65535.0  # RITA v4: dsSmallnessScore = 1 - mode / 65535
 _GLOBAL_CACHE_MAX: Final = 65536
+_MAX_USERS: Final = 64  # hosts kept per contacted address and pane: a 1/4 share decides up to 16 beacons
 _NOT_TAKEN: Final = frozenset({REFUSED, UNANSWERED})  # an inbound attempt the tenant's host did not take
 
 
@@ -278,6 +297,38 @@ class PairState:
          self.last_sport, self.last_end) = s  # fmt: skip
 
 
+class Contacts:
+    """One pane's outbound contacts: (tenant, external address) -> the tenant's hosts that opened a
+    pair to it, at most ``_MAX_USERS`` per address and ``cap`` in all (kept apart from the pairs,
+    which are evicted when the pane is full)."""
+
+    __slots__ = ("total", "users")
+
+    def __init__(self) -> None:
+        self.users: dict[tuple[str | None, str], set[str]] = {}
+        self.total = 0
+
+    def add(self, dst: tuple[str | None, str], src: str, cap: int) -> bool:
+        """Note ``src`` as a user of ``dst``; False when the pane's bound left it out."""
+        users = self.users.get(dst)
+        if users is not None and (src in users or len(users) >= _MAX_USERS):
+            return True
+        if self.total >= cap:
+            return False
+        self.total += 1
+        if users is None:
+            self.users[dst] = {src}
+        else:
+            users.add(src)
+        return True
+
+    def __getstate__(self) -> tuple[dict[tuple[str | None, str], set[str]], int]:
+        return (self.users, self.total)
+
+    def __setstate__(self, s: tuple[dict[tuple[str | None, str], set[str]], int]) -> None:
+        self.users, self.total = s
+
+
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
@@ -331,6 +382,9 @@ class C2Beacon(WindowedDetector[PairState]):
         "allowed_destinations": list,
         "allowed_ports": list,
         "allowed_sources": list,
+        "shared_min_sources": int,
+        "shared_max_beacon_share": float,
+        "shared_lookback_s": int,
     }
 
     def configure(self, config: DetectorConfig) -> None:
@@ -362,6 +416,12 @@ class C2Beacon(WindowedDetector[PairState]):
         self.allowed_nets = tuple(
             ipaddress.ip_network(str(x), strict=False) for x in p["allowed_destinations"]
         )
+        self.shared_min_sources = int(p["shared_min_sources"])
+        self.shared_max_share = float(p["shared_max_beacon_share"])
+        # Per pane start: (tenant, external address) -> the tenant's hosts that opened a pair to it,
+        # at most ``max_keys`` sources in all per pane (kept apart from the pairs, which are evicted).
+        self._contacts: dict[int, Contacts] = {}
+        self.shared_lookback_ms = int(p["shared_lookback_s"]) * 1000
         self._global: dict[str, bool] = {}
         self.counters.setdefault("evicted", 0)
 
@@ -438,10 +498,13 @@ class C2Beacon(WindowedDetector[PairState]):
         skip_ports = allowed_ports | {port for _, port in periodic}
         pane, pane_start, pane_end = self._pane, 0, 0
         bucket: dict[Hashable, Any] = {}
+        contacts = Contacts()
+        track_users = self.shared_min_sources > 0
         for i, ev in enumerate(flows):
             try:
                 tenant = src_t[i]
                 dt = dst_t[i]
+                outbound = True
                 if tenant is not None:
                     if dt is not None:
                         continue  # internal, cross-tenant or management: not to the outside
@@ -449,6 +512,7 @@ class C2Beacon(WindowedDetector[PairState]):
                     if (views[i] & ANSWER_MASK) in _NOT_TAKEN:
                         continue  # refused or unanswered at the tenant's host: a probe, no channel
                     tenant = dt
+                    outbound = False
                 elif dt is not None or not unowned_outbound(ev.src_ip, ev.dst_ip):
                     continue  # outbound from a private address no tenant owns (addrscope) goes on
                 src = ev.src_ip
@@ -465,9 +529,13 @@ class C2Beacon(WindowedDetector[PairState]):
                     bucket = bucket_of(ts)
                     pane_start = ts - ts % pane
                     pane_end = pane_start + pane
+                    contacts = self._contacts.get(pane_start) or Contacts()
+                    self._contacts[pane_start] = contacts
                 st = bucket.get(key)
                 start = ts if ev.source == "argus" else ts - ev.duration_ms
                 if st is None:  # most pairs connect once: a tuple, no object, until a second record
+                    if track_users and outbound and not contacts.add((tenant, ev.dst_ip), src, max_keys):
+                        self.counters["contacts_full"] = self.counters.get("contacts_full", 0) + 1
                     if len(bucket) < max_keys or self._room(bucket):
                         bucket[key] = (ts, start, ev.bytes_out, ev.id, ev.src_port, start + ev.duration_ms)
                     continue
@@ -513,6 +581,43 @@ class C2Beacon(WindowedDetector[PairState]):
                 counts[key] = counts.get(key, 0) + (1 if st.__class__ is tuple else st.count)
         return [key for key, n in counts.items() if n >= self.min_conns]
 
+    def _window_users(self, window: Window) -> dict[tuple[str | None, str], set[str]]:
+        """The tenant's hosts that contacted each external address in ``window`` or the
+        ``shared_lookback_s`` before it (the union of those panes' contacts)."""
+        users: dict[tuple[str | None, str], set[str]] = {}
+        since = window.start - self.shared_lookback_ms
+        for start, contacts in self._contacts.items():
+            if since <= start < window.end:
+                for dst, srcs in contacts.users.items():
+                    have = users.get(dst)
+                    if have is None:
+                        users[dst] = set(srcs)
+                    else:
+                        have |= srcs
+        return users
+
+    def close(self, watermark: int) -> list[Finding]:
+        out = super().close(watermark)
+        # Every window ending by the watermark is closed: a later one starts after watermark - size.
+        cut = watermark - self._size - self.shared_lookback_ms
+        for start in [s for s in self._contacts if s < cut]:
+            del self._contacts[start]
+        return out
+
+    def adopt(self, old: Detector) -> bool:
+        kept = super().adopt(old)
+        if kept and type(old) is type(self):
+            self._contacts = old.__dict__.get("_contacts", {})
+        return kept
+
+    def reset(self) -> None:
+        super().reset()
+        self._contacts.clear()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_contacts", {})  # a state pickled before contacts were kept
+
     def merge(self, into: PairState, other: PairState | tuple[Any, ...]) -> None:
         """Fold a later pane's state of the same pair into ``into`` (sliding windows: the engine
         merges a window's panes in time order). Both samples are brought to the coarser stride
@@ -541,9 +646,8 @@ class C2Beacon(WindowedDetector[PairState]):
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
-        best: dict[
-            tuple[str, str], list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
-        ] = {}
+        users = self._window_users(window)
+        hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]] = []
         for key, st in states.items():
             if st.__class__ is tuple or st.count < self.min_conns:
                 continue
@@ -569,7 +673,12 @@ class C2Beacon(WindowedDetector[PairState]):
             if self.quiet_ms and told is not None and window.end - told <= self.quiet_ms:
                 self.counters["suppressed"] += 1  # this pair's beacon was reported in the quiet period
                 continue
-            best.setdefault((k[0], k[1]), []).append((sc.score, k, st, sc))
+            hits.append((sc.score, k, st, sc))
+        best: dict[
+            tuple[str, str], list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
+        ] = {}
+        for hit in self._unshared(hits, users):
+            best.setdefault((hit[1][0], hit[1][1]), []).append(hit)
         reported = self._reported
         for stale in [k for k, end in reported.items() if window.end - end > self.quiet_ms]:
             del reported[stale]
@@ -582,6 +691,36 @@ class C2Beacon(WindowedDetector[PairState]):
             hits.sort(key=lambda h: (-h[0], h[1][2], h[1][3]))
             out.append(self._finding(window, tenant, src, hits))
         return out
+
+    def _unshared(
+        self,
+        hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]],
+        users: dict[tuple[str | None, str], set[str]],
+    ) -> list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]:
+        """The beacons without those to a shared destination: an address that at least
+        ``shared_min_sources`` of the tenant's hosts contacted in the window, of which at most
+        ``shared_max_beacon_share`` beacon to it (module docstring: one client's timer on a
+        service many hosts use)."""
+        if not users:
+            return hits
+        beaconing: dict[tuple[str | None, str], set[str]] = {}
+        for hit in hits:
+            tenant, src, dst, _ = hit[1]
+            if (tenant, dst) in users:
+                beaconing.setdefault((tenant, dst), set()).add(src)
+        shared = {
+            dst
+            for dst, srcs in beaconing.items()
+            if len(users[dst]) >= self.shared_min_sources
+            and len(srcs) <= self.shared_max_share * len(users[dst])
+        }
+        if not shared:
+            return hits
+        kept = [h for h in hits if (h[1][0], h[1][2]) not in shared]
+        self.counters["shared_destination"] = (
+            self.counters.get("shared_destination", 0) + len(hits) - len(kept)
+        )
+        return kept
 
     def finish_key(self, window: Window, key: Hashable, state: PairState) -> Finding | None:
         return None  # findings are made per source in ``finish``
