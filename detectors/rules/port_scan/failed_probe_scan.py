@@ -6,6 +6,18 @@ their answer is the record with the reversed 5-tuple, so each window keeps a tab
 records it saw (``FlowTable``, at most ``engine.max_keys_per_window`` keys) and decides their
 probes when it closes: a reverse record that started earlier makes the probe a response, one that
 refuses (a reset) leaves it a failed probe, any other answers it.
+
+A scan moves on; a poller comes back. A source whose failed pairs in a window are mostly
+(``params.repeat_overlap``, 0.8) the failed pairs of its previous failing window, if that ended
+within ``params.repeat_within_s`` (1 h: SNMP pollers run every 1 to 15 minutes, Cacti, LibreNMS and
+Nagios' checks every 5 by default), is polling the same devices, not discovering new ones, and is
+raised once, in its first window (the repeats are counted as ``repeated_sweep``).
+Monitoring stations are the look-alike: an SNMP manager polls its devices every few minutes on
+udp/161, and an agent drops a request with a community it does not know without a word (RFC 1157
+section 4.1; RFC 3584 section 5.2.1 for v1/v2c), so a station with a stale community string or
+devices that are down fails on the same list all day (CTU-13: one station, 28 devices every
+5 minutes, 25 alerts in 2 h before). Only the previous windows' failed pairs of the sources that
+reached ``min_failed_pairs`` are kept (``engine.max_keys_per_window`` sources).
 """
 
 from __future__ import annotations
@@ -119,15 +131,22 @@ class FailedProbeScan(WindowedDetector[ScanState]):
     param_spec: ClassVar[ParamSpec] = {
         "min_failed_pairs": int,
         "min_failed_share": float,
+        "repeat_overlap": float,
+        "repeat_within_s": int,
         "allowed_sources": list,
         "internal_score": int,
     }
+    learned: ClassVar[tuple[str, ...]] = ("_swept",)
 
     def configure(self, config: DetectorConfig) -> None:
         self.min_pairs = int(self.params["min_failed_pairs"])
         self.min_failed_share = float(self.params["min_failed_share"])
         self.allowed = frozenset(self.params["allowed_sources"])
         self.internal_score = int(self.params["internal_score"])
+        self.repeat_overlap = float(self.params["repeat_overlap"])
+        self.repeat_within_ms = int(self.params["repeat_within_s"]) * 1000
+        # (tenant, source) -> (end of its window, the pairs it failed on there): its latest sweep
+        self._swept: dict[Hashable, tuple[int, frozenset[tuple[str, int]]]] = {}
 
     def new_state(self, key: Hashable) -> Any:
         return FlowTable() if key == FLOWS_PANE else ScanState()
@@ -231,9 +250,33 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             if st.pending:
                 self._resolve(st, table)
             f = self.finish_key(window, key, st)
-            if f is not None:
+            if f is not None and not self._repeats(window, key, st):
                 out.append(f)
+        horizon = window.end - self.repeat_within_ms  # an older sweep is forgotten
+        for stale in [k for k, (end, _) in self._swept.items() if end < horizon]:
+            del self._swept[stale]
         return out
+
+    def _repeats(self, window: Window, key: Hashable, st: ScanState) -> bool:
+        """Whether the source failed mostly on the pairs of its previous sweep (module docstring);
+        the window's pairs become its latest sweep."""
+        swept = self._swept
+        before = swept.get(key)
+        if before is not None and before[0] > window.start:
+            return False  # an overlapping window (sliding): the same sweep, not a return to it
+        if len(swept) < self.max_keys or key in swept:
+            swept[key] = (window.end, frozenset(st.pairs))
+        if before is None or before[0] < window.start - self.repeat_within_ms or self.repeat_overlap <= 0:
+            return False
+        again = len(st.pairs & before[1])
+        if again < self.repeat_overlap * len(st.pairs):
+            return False
+        self.counters["repeated_sweep"] = self.counters.get("repeated_sweep", 0) + 1
+        return True
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_swept", {})  # a state pickled before sweeps were kept
 
     def finish_key(self, window: Window, key: Hashable, state: ScanState) -> Finding | None:
         failed = len(state.pairs)
