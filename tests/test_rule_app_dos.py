@@ -79,6 +79,8 @@ def test_iot23_mirai_records_through_the_zeek_parser() -> None:
     (f,) = run(app(), events)
     assert f.entity.id == "10.1.1.11" and f.tenant == "t-acme"
     assert f.evidence["victim"] == "123.59.209.185" and f.evidence["port"] == 80
+    # It names what it accuses (the device's connections to the victim), not the device's other traffic.
+    assert f.evidence["destinations"] == ["123.59.209.185"] and f.evidence["sources"] == [f.entity.id]
     assert f.evidence["connections"] == 700 and f.evidence["answered"] == 0 and f.evidence["failed"] == 0
     assert run(SourceFlood(DetectorConfig.default()), events) == []
 
@@ -123,6 +125,7 @@ def test_a_handful_of_sources_names_the_victim_and_the_sources() -> None:
     events = [flow(i, ts=T0 + 500 + i * 70, src_ip=sources[i % 3], dst_port=8080) for i in range(750)]
     (f,) = run(app(), events)
     assert f.entity.id == VICTIM and sorted(f.evidence["sources"]) == sources
+    assert f.evidence["destinations"] == [VICTIM]
     assert f.evidence["connections"] == 750 and f.evidence["top_share"] == 1.0
     # the same three among 2,000 users of the service: no longer "most of them"
     users = [flow(10_000 + i, ts=T0 + 700 + i * 25, src_ip=f"100.64.{i // 250}.{i % 250 + 1}", dst_port=8080)

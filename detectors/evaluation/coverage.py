@@ -7,8 +7,8 @@ window margin is there because a windowed alert's span is that of the events it 
 flows of the same attack just before or after them belong to the same finding. An alert that names
 its attackers (``evidence.sources``, as a victim's alert about many scanners does) covers only the
 flows those sources sent: it says nothing about the victim's other traffic; one that names the
-destinations it is about (``evidence.destinations``, as a beacon's, an external upload's and a slow
-DoS alert's do) covers only the flows between its named sources (else any end it names) and them,
+destinations it is about (``evidence.destinations``, as a beacon's, an external upload's and the
+flood and slow DoS alerts' do) covers only the flows between its named sources (else any end it names) and them,
 either way. The attack classes are measured with the same scopes: a rule that names what it accuses
 narrows its coverage of attack flows and of benign ones alike.
 

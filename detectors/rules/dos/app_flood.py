@@ -324,10 +324,12 @@ class AppFlood(Detector):
             "mean_bytes": round(total_bytes / n, 1) if n else 0.0,
             "bytes_cv": round(cv, 3),
             "service_connections": st.total,
+            "destinations": [dst],  # what the alert is about: these sources' connections to the victim
         }
         if len(who) == 1:
             src = who[0][0]
             entity = Entity("ip", src)
+            evidence["sources"] = [src]
             summary = f"{src} opened {n} short connections to {dst}:{port} ({n / seconds:.1f}/s): {kind}"
         else:
             entity = Entity("ip", dst)

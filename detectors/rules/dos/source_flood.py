@@ -193,5 +193,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                 "packets_to_victim": top_packets,
                 "bytes_per_packet": round(bpp, 1),
                 "syn_records": state.syn,
+                "sources": [src],  # what the alert is about: this source's packets to the victim
+                "destinations": [victim],
             },
         )
