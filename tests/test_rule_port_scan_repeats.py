@@ -57,6 +57,17 @@ def test_a_sweep_of_new_hosts_every_window_is_raised_every_window() -> None:
     assert len(alerts) == 12 and det.counters.get("repeated_sweep", 0) == 0
 
 
+def test_a_port_scan_of_one_host_run_again_is_raised_every_time() -> None:
+    # nmap against the same 100 ports of one host, once every 5 minutes with another technique
+    scans = [FlowEvent(id=f"v{r}-{p}", ts=T0 + r * 5 * MIN + 100 * p, source="zeek", tenant="t-acme",
+                       src_ip=STATION, dst_ip="10.1.1.11", src_port=40000 + r, dst_port=p, proto="tcp",
+                       bytes_out=0, bytes_in=0, packets_out=1, packets_in=1, duration_ms=0,
+                       extra={"conn_state": "REJ", "history": "Sr"})
+             for r in range(6) for p in range(1, 101)]  # fmt: skip
+    alerts, det = _run(scans)
+    assert len(alerts) == 6 and det.counters.get("repeated_sweep", 0) == 0
+
+
 def test_the_last_sweep_survives_a_restore() -> None:
     cfg = DetectorConfig.default()
     engine = DetectionEngine([FailedProbeScan(cfg)], DetectionContext(samples_registry(), cfg), strict=True)

@@ -7,8 +7,9 @@ records it saw (``FlowTable``, at most ``engine.max_keys_per_window`` keys) and 
 probes when it closes: a reverse record that started earlier makes the probe a response, one that
 refuses (a reset) leaves it a failed probe, any other answers it.
 
-A scan moves on; a poller comes back. A source whose failed pairs in a window are mostly
-(``params.repeat_overlap``, 0.8) the failed pairs of its previous failing window, if that ended
+A scan moves on; a poller comes back. A source sweeping one service (at most 8 ports) across many
+hosts whose failed pairs in a window are mostly (``params.repeat_overlap``, 0.8) the failed pairs
+of its previous failing window, if that ended
 within ``params.repeat_within_s`` (1 h: SNMP pollers run every 1 to 15 minutes, Cacti, LibreNMS and
 Nagios' checks every 5 by default), is polling the same devices, not discovering new ones, and is
 raised once, in its first window (the repeats are counted as ``repeated_sweep``).
@@ -17,7 +18,9 @@ udp/161, and an agent drops a request with a community it does not know without 
 section 4.1; RFC 3584 section 5.2.1 for v1/v2c), so a station with a stale community string or
 devices that are down fails on the same list all day (CTU-13: one station, 28 devices every
 5 minutes, 25 alerts in 2 h before). Only the previous windows' failed pairs of the sources that
-reached ``min_failed_pairs`` are kept (``engine.max_keys_per_window`` sources).
+reached ``min_failed_pairs`` are kept (``engine.max_keys_per_window`` sources). A port scan of a
+host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
+same 1,000 ports) is vertical, not a poller's shape, and is raised every window.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ __all__ = ["FLOWS_PANE", "FailedProbeScan", "ScanState"]
 FLOWS_PANE: Final = "@one-way flows"
 """Pane key of the window's ``FlowTable`` (never a (tenant, source) key)."""
 
+
+_POLLED_PORTS: Final = 8  # a horizontal sweep's ports (finish_key's shape): the only sweeps a poller makes
 
 # What the detector does with a record, by its flow view (see observe_batch).
 _SKIP, _ANSWERED, _FAILED, _PENDING, _TABLE = 0, 1, 2, 3, 4
@@ -264,6 +269,8 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         before = swept.get(key)
         if before is not None and before[0] > window.start:
             return False  # an overlapping window (sliding): the same sweep, not a return to it
+        if len(st.hosts) <= 2 or len(st.ports) > _POLLED_PORTS:
+            return False  # a poller checks a service on many devices: vertical and mixed scans never repeat
         if len(swept) < self.max_keys or key in swept:
             swept[key] = (window.end, frozenset(st.pairs))
         if before is None or before[0] < window.start - self.repeat_within_ms or self.repeat_overlap <= 0:
