@@ -581,18 +581,19 @@ class C2Beacon(WindowedDetector[PairState]):
                 counts[key] = counts.get(key, 0) + (1 if st.__class__ is tuple else st.count)
         return [key for key, n in counts.items() if n >= self.min_conns]
 
-    def _window_users(self, window: Window) -> dict[tuple[str | None, str], set[str]]:
-        """The tenant's hosts that contacted each external address in ``window`` or the
+    def _window_users(
+        self, window: Window, wanted: set[tuple[str | None, str]]
+    ) -> dict[tuple[str | None, str], set[str]]:
+        """The tenant's hosts that contacted each ``wanted`` external address in ``window`` or the
         ``shared_lookback_s`` before it (the union of those panes' contacts)."""
-        users: dict[tuple[str | None, str], set[str]] = {}
+        users: dict[tuple[str | None, str], set[str]] = {dst: set() for dst in wanted}
         since = window.start - self.shared_lookback_ms
         for start, contacts in self._contacts.items():
             if since <= start < window.end:
-                for dst, srcs in contacts.users.items():
-                    have = users.get(dst)
-                    if have is None:
-                        users[dst] = set(srcs)
-                    else:
+                known = contacts.users
+                for dst, have in users.items():
+                    srcs = known.get(dst)
+                    if srcs:
                         have |= srcs
         return users
 
@@ -646,7 +647,6 @@ class C2Beacon(WindowedDetector[PairState]):
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
-        users = self._window_users(window)
         hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]] = []
         for key, st in states.items():
             if st.__class__ is tuple or st.count < self.min_conns:
@@ -677,7 +677,7 @@ class C2Beacon(WindowedDetector[PairState]):
         best: dict[
             tuple[str, str], list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
         ] = {}
-        for hit in self._unshared(hits, users):
+        for hit in self._unshared(window, hits):
             best.setdefault((hit[1][0], hit[1][1]), []).append(hit)
         reported = self._reported
         for stale in [k for k, end in reported.items() if window.end - end > self.quiet_ms]:
@@ -693,21 +693,20 @@ class C2Beacon(WindowedDetector[PairState]):
         return out
 
     def _unshared(
-        self,
-        hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]],
-        users: dict[tuple[str | None, str], set[str]],
+        self, window: Window, hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
     ) -> list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]:
         """The beacons without those to a shared destination: an address that at least
-        ``shared_min_sources`` of the tenant's hosts contacted in the window, of which at most
+        ``shared_min_sources`` of the tenant's hosts contacted in the window or the day before, of which at most
         ``shared_max_beacon_share`` beacon to it (module docstring: one client's timer on a
         service many hosts use)."""
-        if not users:
-            return hits
         beaconing: dict[tuple[str | None, str], set[str]] = {}
         for hit in hits:
             tenant, src, dst, _ = hit[1]
-            if (tenant, dst) in users:
+            if tenant is None or self.reg.tenant_of_ip(src) == tenant:  # outbound: an external address
                 beaconing.setdefault((tenant, dst), set()).add(src)
+        if not beaconing or not self.shared_min_sources:
+            return hits
+        users = self._window_users(window, set(beaconing))
         shared = {
             dst
             for dst, srcs in beaconing.items()
