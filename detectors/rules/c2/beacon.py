@@ -332,7 +332,7 @@ class Contacts:
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
-        version="1.1.0",
+        version="1.2.0",
         title="C2 beaconing",
         category="command_and_control",
         score=60,

@@ -4,10 +4,10 @@ Pool ports are TCP ports. Stratum, the protocol of the mining pools and of XMRig
 other miners, is line-based JSON-RPC over a plain TCP socket (its URLs are ``stratum+tcp://`` and,
 with TLS, ``stratum+ssl://``); Stratum V2 runs over TCP too. So ``params.pool_ports`` match only
 the protocols of ``params.pool_protocols`` (tcp). Before, any record on those ports matched: on
-CTU-13's campus network all 11 alerts were UDP (BitTorrent DHT and other peer-to-peer traffic to
-residential addresses on 3333, 4444, 7777 and 14444) or an ICMP echo whose identifier an Argus
-record carries in the destination port field (0xb1f8 = 45560). A known pool address
-(``params.pool_addresses``) matches on any protocol.
+CTU-13's campus network all 11 alerts were UDP (peer-to-peer traffic to residential addresses on
+3333, 4444, 7777 and 14444) or an ICMP echo whose identifier an Argus record carries in the
+destination port field (0xb1f8 = 45560). A known pool address (``params.pool_addresses``) matches
+on any protocol.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = ["MiningPoolConnection"]
 class MiningPoolConnection(Rule):
     meta = DetectorMeta(
         id="cryptomining.mining_pool_connection",
-        version="1.0.0",
+        version="1.1.0",
         title="Connection to a mining-pool port",
         category="cryptomining",
         score=60,

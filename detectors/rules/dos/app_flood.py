@@ -128,7 +128,7 @@ def _cv(n: int, total: int, squares: int) -> float:
 class AppFlood(Detector):
     meta = DetectorMeta(
         id="dos.app_flood",
-        version="1.0.0",
+        version="1.1.0",
         title="Application-layer flood of short connections",
         category="dos",
         score=65,

@@ -60,7 +60,7 @@ class FloodState:
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.2.0",
+        version="1.3.0",
         title="Packet flood from one source",
         category="dos",
         score=65,

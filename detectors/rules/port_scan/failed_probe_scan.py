@@ -7,17 +7,16 @@ records it saw (``FlowTable``, at most ``engine.max_keys_per_window`` keys) and 
 probes when it closes: a reverse record that started earlier makes the probe a response, one that
 refuses (a reset) leaves it a failed probe, any other answers it.
 
-A scan moves on; a poller comes back. A source sweeping one service (at most 8 ports) across many
-hosts whose failed pairs in a window are mostly (``params.repeat_overlap``, 0.8) the failed pairs
-of its previous failing window, if that ended
-within ``params.repeat_within_s`` (1 h: SNMP pollers run every 1 to 15 minutes, Cacti, LibreNMS and
+A scan moves on; a poller comes back. A source sweeping one service (a horizontal sweep: at most
+8 ports) across many hosts, whose failed pairs in a window are mostly (``params.repeat_overlap``,
+0.8) the failed pairs of its previous failing window, if that ended within
+``params.repeat_within_s`` (1 h: SNMP pollers run every 1 to 15 minutes, Cacti, LibreNMS and
 Nagios' checks every 5 by default), is polling the same devices, not discovering new ones, and is
-raised once, in its first window (the repeats are counted as ``repeated_sweep``).
-Monitoring stations are the look-alike: an SNMP manager polls its devices every few minutes on
-udp/161, and an agent drops a request with a community it does not know without a word (RFC 1157
-section 4.1; RFC 3584 section 5.2.1 for v1/v2c), so a station with a stale community string or
-devices that are down fails on the same list all day (CTU-13: one station, 28 devices every
-5 minutes, 25 alerts in 2 h before). Only the previous windows' failed pairs of the sources that
+raised once, in its first window (the repeats are counted as ``repeated_sweep``). Monitoring
+stations are the look-alike: an SNMP manager polls its devices every few minutes on udp/161, and
+an agent discards a request whose community fails authentication without answering (RFC 1157
+section 4.1), so a station with a stale community string or devices that are down fails on the
+same list all day (CTU-13: one station, 28 devices every 5 minutes, 25 alerts in 2 h before). Only the previous windows' failed pairs of the sources that
 reached ``min_failed_pairs`` are kept (``engine.max_keys_per_window`` sources). A port scan of a
 host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
 same 1,000 ports) is vertical, not a poller's shape, and is raised every window.
@@ -53,7 +52,9 @@ FLOWS_PANE: Final = "@one-way flows"
 """Pane key of the window's ``FlowTable`` (never a (tenant, source) key)."""
 
 
-_POLLED_PORTS: Final = 8  # a horizontal sweep's ports (finish_key's shape): the only sweeps a poller makes
+_HORIZONTAL_PORTS: Final = (
+    8  # at most this many ports across many hosts: a horizontal sweep, a poller's shape
+)
 
 # What the detector does with a record, by its flow view (see observe_batch).
 _SKIP, _ANSWERED, _FAILED, _PENDING, _TABLE = 0, 1, 2, 3, 4
@@ -113,7 +114,7 @@ class ScanState:
 class FailedProbeScan(WindowedDetector[ScanState]):
     meta = DetectorMeta(
         id="port_scan.failed_probe_scan",
-        version="1.0.0",
+        version="1.1.0",
         title="Port scan",
         category="port_scan",
         score=45,
@@ -269,7 +270,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         before = swept.get(key)
         if before is not None and before[0] > window.start:
             return False  # an overlapping window (sliding): the same sweep, not a return to it
-        if len(st.hosts) <= 2 or len(st.ports) > _POLLED_PORTS:
+        if len(st.hosts) <= 2 or len(st.ports) > _HORIZONTAL_PORTS:
             return False  # a poller checks a service on many devices: vertical and mixed scans never repeat
         if len(swept) < self.max_keys or key in swept:
             swept[key] = (window.end, frozenset(st.pairs))
@@ -291,7 +292,8 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         if failed < self.min_pairs or failed < self.min_failed_share * (failed + answered):
             return None  # few failures, or a busy client's few among many answered (P2P, crawlers)
         tenant, src = cast(tuple[Any, str], key)
-        shape = "vertical" if len(state.hosts) <= 2 else "horizontal" if len(state.ports) <= 8 else "mixed"
+        hosts, ports = len(state.hosts), len(state.ports)
+        shape = "vertical" if hosts <= 2 else "horizontal" if ports <= _HORIZONTAL_PORTS else "mixed"
         internal = self.reg.tenant_of_ip(src) is not None
         target = next(iter(state.hosts)) if len(state.hosts) == 1 else f"{len(state.hosts)} hosts"
         return Finding(
