@@ -418,10 +418,8 @@ class C2Beacon(WindowedDetector[PairState]):
         )
         self.shared_min_sources = int(p["shared_min_sources"])
         self.shared_max_share = float(p["shared_max_beacon_share"])
-        # Per pane start: (tenant, external address) -> the tenant's hosts that opened a pair to it,
-        # at most ``max_keys`` sources in all per pane (kept apart from the pairs, which are evicted).
-        self._contacts: dict[int, Contacts] = {}
         self.shared_lookback_ms = int(p["shared_lookback_s"]) * 1000
+        self._contacts: dict[int, Contacts] = {}  # pane start -> the pane's outbound contacts
         self._global: dict[str, bool] = {}
         self.counters.setdefault("evicted", 0)
 
@@ -529,8 +527,10 @@ class C2Beacon(WindowedDetector[PairState]):
                     bucket = bucket_of(ts)
                     pane_start = ts - ts % pane
                     pane_end = pane_start + pane
-                    contacts = self._contacts.get(pane_start) or Contacts()
-                    self._contacts[pane_start] = contacts
+                    known = self._contacts.get(pane_start)
+                    if known is None:
+                        known = self._contacts[pane_start] = Contacts()
+                    contacts = known
                 st = bucket.get(key)
                 start = ts if ev.source == "argus" else ts - ev.duration_ms
                 if st is None:  # most pairs connect once: a tuple, no object, until a second record
@@ -648,6 +648,7 @@ class C2Beacon(WindowedDetector[PairState]):
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
         hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]] = []
+        beaconing: dict[tuple[str | None, str], set[str]] = {}  # outbound: (tenant, address) -> sources
         for key, st in states.items():
             if st.__class__ is tuple or st.count < self.min_conns:
                 continue
@@ -674,10 +675,12 @@ class C2Beacon(WindowedDetector[PairState]):
                 self.counters["suppressed"] += 1  # this pair's beacon was reported in the quiet period
                 continue
             hits.append((sc.score, k, st, sc))
+            if not inbound:
+                beaconing.setdefault((k[0], k[2]), set()).add(k[1])
         best: dict[
             tuple[str, str], list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
         ] = {}
-        for hit in self._unshared(window, hits):
+        for hit in self._unshared(window, hits, beaconing):
             best.setdefault((hit[1][0], hit[1][1]), []).append(hit)
         reported = self._reported
         for stale in [k for k, end in reported.items() if window.end - end > self.quiet_ms]:
@@ -693,17 +696,16 @@ class C2Beacon(WindowedDetector[PairState]):
         return out
 
     def _unshared(
-        self, window: Window, hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]
+        self,
+        window: Window,
+        hits: list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]],
+        beaconing: dict[tuple[str | None, str], set[str]],
     ) -> list[tuple[float, tuple[str, str, str, int], PairState, BeaconScore]]:
-        """The beacons without those to a shared destination: an address that at least
-        ``shared_min_sources`` of the tenant's hosts contacted in the window or the day before, of which at most
-        ``shared_max_beacon_share`` beacon to it (module docstring: one client's timer on a
-        service many hosts use)."""
-        beaconing: dict[tuple[str | None, str], set[str]] = {}
-        for hit in hits:
-            tenant, src, dst, _ = hit[1]
-            if tenant is None or self.reg.tenant_of_ip(src) == tenant:  # outbound: an external address
-                beaconing.setdefault((tenant, dst), set()).add(src)
+        """The beacons without those to a shared destination (``beaconing``: the window's outbound
+        beacons, the sources per external address): an address that at least
+        ``shared_min_sources`` of the tenant's hosts contacted in the window or the day before, of
+        which at most ``shared_max_beacon_share`` beacon to it (module docstring: one client's timer
+        on a service many hosts use)."""
         if not beaconing or not self.shared_min_sources:
             return hits
         users = self._window_users(window, set(beaconing))

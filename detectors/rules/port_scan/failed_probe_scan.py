@@ -16,9 +16,9 @@ raised once, in its first window (the repeats are counted as ``repeated_sweep``)
 stations are the look-alike: an SNMP manager polls its devices every few minutes on udp/161, and
 an agent discards a request whose community fails authentication without answering (RFC 1157
 section 4.1), so a station with a stale community string or devices that are down fails on the
-same list all day (CTU-13: one station, 28 devices every 5 minutes, 25 alerts in 2 h before). Only the previous windows' failed pairs of the sources that
-reached ``min_failed_pairs`` are kept (``engine.max_keys_per_window`` sources). A port scan of a
-host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
+same list all day (CTU-13: one station, 28 devices every 5 minutes, 25 alerts in 2 h before).
+Only the last horizontal sweep of each source raised is kept (``engine.max_keys_per_window``
+sources). A port scan of a host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
 same 1,000 ports) is vertical, not a poller's shape, and is raised every window.
 """
 
@@ -52,9 +52,8 @@ FLOWS_PANE: Final = "@one-way flows"
 """Pane key of the window's ``FlowTable`` (never a (tenant, source) key)."""
 
 
-_HORIZONTAL_PORTS: Final = (
-    8  # at most this many ports across many hosts: a horizontal sweep, a poller's shape
-)
+# At most this many ports across more than two hosts: a horizontal sweep, the only shape a poller has.
+_HORIZONTAL_PORTS: Final = 8
 
 # What the detector does with a record, by its flow view (see observe_batch).
 _SKIP, _ANSWERED, _FAILED, _PENDING, _TABLE = 0, 1, 2, 3, 4
@@ -109,6 +108,13 @@ class ScanState:
         self.pending = s[5] if len(s) > 5 else {}  # type: ignore[assignment]
         self.packets = s[6] if len(s) > 6 else 0  # type: ignore[assignment]
         self.attempts = s[7] if len(s) > 7 else 0  # type: ignore[assignment]
+
+
+def _shape(state: ScanState) -> str:
+    """vertical (one or two hosts), horizontal (a few ports across hosts) or mixed."""
+    if len(state.hosts) <= 2:
+        return "vertical"
+    return "horizontal" if len(state.ports) <= _HORIZONTAL_PORTS else "mixed"
 
 
 class FailedProbeScan(WindowedDetector[ScanState]):
@@ -270,7 +276,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         before = swept.get(key)
         if before is not None and before[0] > window.start:
             return False  # an overlapping window (sliding): the same sweep, not a return to it
-        if len(st.hosts) <= 2 or len(st.ports) > _HORIZONTAL_PORTS:
+        if _shape(st) != "horizontal":
             return False  # a poller checks a service on many devices: vertical and mixed scans never repeat
         if len(swept) < self.max_keys or key in swept:
             swept[key] = (window.end, frozenset(st.pairs))
@@ -292,8 +298,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         if failed < self.min_pairs or failed < self.min_failed_share * (failed + answered):
             return None  # few failures, or a busy client's few among many answered (P2P, crawlers)
         tenant, src = cast(tuple[Any, str], key)
-        hosts, ports = len(state.hosts), len(state.ports)
-        shape = "vertical" if hosts <= 2 else "horizontal" if ports <= _HORIZONTAL_PORTS else "mixed"
+        shape = _shape(state)
         internal = self.reg.tenant_of_ip(src) is not None
         target = next(iter(state.hosts)) if len(state.hosts) == 1 else f"{len(state.hosts)} hosts"
         return Finding(
