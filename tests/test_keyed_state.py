@@ -128,7 +128,8 @@ def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path:
     went_on = by_detector(_store(logic, copy.deepcopy(handles), 10), batches[cut:])
     assert any(d == flood for d, _ in went_on), "the tenant's flood goes on after the cut"
     strict = _reconfigured(logic, tmp_path / "flood.yaml",
-                           f"detectors:\n  {flood}:\n    params:\n      min_packets_to_one_destination: 10000000\n")  # fmt: skip
+                           f"detectors:\n  {flood}:\n    params:\n      min_packets_to_one_destination: 10000000\n"
+                           "      min_unanswered_tcp_packets: 10000000\n")  # fmt: skip
     after = by_detector(_store(strict, copy.deepcopy(handles), 10), batches[cut:])
     assert plain and after == [x for x in went_on if x[0] != flood]
 

@@ -163,9 +163,13 @@ CAPTURES: Final[dict[str, Capture]] = {
             (
                 ClassSpec("flood", "attack", note="HTTP/TCP flood to 123.59.209.185:80 and 71.61.66.148:80"),
                 ClassSpec("beacon", "attack", note="IRC C&C to 185.244.25.235:6667 all day"),
-                ClassSpec("scan", "attack", note="horizontal scan of tcp/63798"),
+                ClassSpec("scan", "attack", note="labelled a horizontal scan: 121 unanswered SYN bursts at one "
+                          "address, 66.67.61.168:63798, in 20 s (38,060 SYNs, a SYN flood by its "
+                          "records) and one UDP flow to 1.1.1.1:256"),
                 ClassSpec("other", "other"),
-                ClassSpec("benign", "benign", note="the infected device's own normal traffic"),
+                ClassSpec("benign", "benign", note="the infected device's own normal traffic, and 41 flows at "
+                          "05:41 UTC to 50.50.50.53:53/tcp that are a SYN burst of the same shape "
+                          "(same source-port sequence, 3,069 SYNs on one 5-tuple in 3 s)"),
             ),
             _iot23, tenant_note="the infected device's LAN 192.168.1.0/24",
         ),

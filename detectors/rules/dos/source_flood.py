@@ -2,7 +2,19 @@
 
 Small-packet records (at most ``params.max_bytes_per_packet`` bytes a packet) initiated by one
 source are summed per destination over the window; the busiest destination at or above
-``params.min_packets_to_one_destination`` is reported. Records towards the provider's own services
+``params.min_packets_to_one_destination`` is reported.
+
+A TCP flood at a service that never answers is held to a lower bar,
+``params.min_unanswered_tcp_packets`` to one address and port, counted on the records whose
+exporter says nothing came back (``flowdir``: Zeek ``S0``, Argus ``S_``, a biflow with no reverse
+packet; one-way formats carry their answer in another record and keep the first bar). A TCP stack
+cannot send that many: it retransmits an unanswered SYN ``tcp_syn_retries`` times (Linux: 6, at
+1, 3, 7, 15, 31 and 63 s, RFC 6298's doubling backoff; Windows: 2), so at most 6 packets an attempt
+in a minute, and 10,000 packets mean ~1,700 attempts a minute at one silent port, where a client
+pool retrying a dead database or a health checker makes tens. Raw-socket tools do not wait: hping3
+``-S --flood``, Mirai's ``attack_tcp_syn`` (one port chosen for the attack, a burst as long as its
+C&C orders). Counted per port, a vertical scan (a probe or two per port, ``nmap(1)``
+``--max-retries``) never reaches it: scans are the port-scan rules'. Records towards the provider's own services
 (the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
 object storage) are skipped and counted in ``counters["provider_service"]``: a resolver-heavy VM
 sending tens of thousands of DNS queries a minute to the VPC resolver is load on the provider's
@@ -29,7 +41,7 @@ from typing import Any, ClassVar, Final, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ACK, SYN, tcp_flags
+from detectors.flowdir import ACK, ANSWER_MASK, ONE_WAY, SYN, UNANSWERED, tcp_flags
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
@@ -42,25 +54,28 @@ _BULK_PACKET_BYTES: Final = 1000
 
 
 class FloodState:
-    __slots__ = ("by_dst", "bytes", "span", "syn")
+    __slots__ = ("by_dst", "bytes", "silent", "span", "syn")
 
     def __init__(self, cap: int) -> None:
         self.span = Span()
         self.bytes = 0
         self.syn = 0
         self.by_dst = TopCounts(cap)  # packets per destination, heaviest kept
+        # Unanswered TCP packets per (destination, port); made at the first such record.
+        self.silent: TopCounts | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.span, self.bytes, self.syn, self.by_dst)
+        return (self.span, self.bytes, self.syn, self.by_dst, self.silent)
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.span, self.bytes, self.syn, self.by_dst = s  # type: ignore[assignment]
+        self.span, self.bytes, self.syn, self.by_dst = s[:4]  # type: ignore[assignment]
+        self.silent = s[4] if len(s) > 4 else None  # type: ignore[assignment]  # 1.3.0's state had none
 
 
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.3.0",
+        version="1.4.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -71,7 +86,8 @@ class SourceFlood(WindowedDetector[FloodState]):
         ),
         kinds=frozenset({"flow"}),
         description="Packets from one source address to a single destination reach "
-        "params.min_packets_to_one_destination within a window.",
+        "params.min_packets_to_one_destination within a window, or TCP packets to one address and "
+        "port that never answered reach params.min_unanswered_tcp_packets.",
         false_positives=(
             "load tests run by the tenant (params.allowed_sources)",
             "bulk transfers with many packets (large average packet size; see evidence)",
@@ -84,12 +100,14 @@ class SourceFlood(WindowedDetector[FloodState]):
     )
     param_spec: ClassVar[ParamSpec] = {
         "min_packets_to_one_destination": int,
+        "min_unanswered_tcp_packets": int,
         "max_bytes_per_packet": int,
         "allowed_sources": list,
     }
 
     def configure(self, config: DetectorConfig) -> None:
         self.min_packets = int(self.params["min_packets_to_one_destination"])
+        self.min_silent = int(self.params["min_unanswered_tcp_packets"])  # 0: off
         self.max_bpp = int(self.params["max_bytes_per_packet"])
         self.allowed = frozenset(self.params["allowed_sources"])
         self._cap = 64
@@ -107,7 +125,8 @@ class SourceFlood(WindowedDetector[FloodState]):
         window = self._size
         # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
-        for ev in batch.flows:
+        views = batch.flow_views if self.min_silent else None
+        for i, ev in enumerate(batch.flows):
             try:
                 packets = ev.packets_out
                 sent = ev.bytes_out
@@ -142,6 +161,15 @@ class SourceFlood(WindowedDetector[FloodState]):
                     by_dst.add(dst, packets)
                 if ev.extra and tcp_flags(ev) & (SYN | ACK) == SYN:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
+                if (
+                    views is not None
+                    and ev.proto == "tcp"
+                    and views[i] & (ANSWER_MASK | ONE_WAY) == UNANSWERED
+                ):
+                    silent = st.silent
+                    if silent is None:
+                        silent = st.silent = TopCounts(cap)
+                    silent.add((dst, ev.dst_port), packets)
                 span = st.span  # Span.add, inlined
                 if span.count == 0:
                     span.first = span.last = ts
@@ -162,38 +190,55 @@ class SourceFlood(WindowedDetector[FloodState]):
         into.bytes += other.bytes
         into.syn += other.syn
         into.by_dst.merge(other.by_dst)
+        if other.silent is not None:
+            if into.silent is None:
+                into.silent = TopCounts(self._cap)
+            into.silent.merge(other.silent)
 
     def finish_key(self, window: Window, key: Hashable, state: FloodState) -> Finding | None:
         best = state.by_dst.top()
         if best is None:
             return None
         victim, top_packets = best
+        port: int | None = None
+        silent_packets = 0
         if top_packets < self.min_packets:
-            return None
+            quiet = state.silent.top() if state.silent is not None and self.min_silent else None
+            if quiet is None or quiet[1] < self.min_silent:
+                return None
+            pair, silent_packets = quiet
+            victim, port = cast(tuple[str, int], pair)
+            top_packets = state.by_dst.counts.get(victim, silent_packets)
         total_packets = state.by_dst.total()
         bpp = state.bytes / total_packets if total_packets else 0.0
         if bpp > self.max_bpp:
             return None
         tenant, src = cast(tuple[Any, str], key)
         seconds = max(1.0, (window.end - window.start) / 1000)
-        kind = "SYN flood" if state.syn else "packet flood"
+        kind = "SYN flood" if state.syn or port is not None else "packet flood"
+        at = f"{victim}:{port}" if port is not None else victim
+        quiet_note = f", {silent_packets} of them to a port that never answered" if port is not None else ""
+        evidence: dict[str, Any] = {
+            "victim": victim,
+            "packets_to_victim": top_packets,
+            "bytes_per_packet": round(bpp, 1),
+            "syn_records": state.syn,
+            "sources": [src],  # what the alert is about: this source's packets to the victim
+            "destinations": [victim],
+        }
+        if port is not None:
+            evidence["victim_port"] = port
+            evidence["unanswered_tcp_packets"] = silent_packets
         return Finding(
             entity=Entity("ip", src),
             tenant=tenant,
             window=window,
             score=self.meta.score,
-            summary=f"{src} sent {top_packets} packets to {victim} ({top_packets / seconds:.0f} pkt/s "
-            f"averaged over the window, {bpp:.0f} B/packet): {kind}",
+            summary=f"{src} sent {top_packets} packets to {at} ({top_packets / seconds:.0f} pkt/s "
+            f"averaged over the window, {bpp:.0f} B/packet{quiet_note}): {kind}",
             first_seen=state.span.first,
             last_seen=state.span.last,
             count=state.span.count,
             event_ids=list(state.span.ids),
-            evidence={
-                "victim": victim,
-                "packets_to_victim": top_packets,
-                "bytes_per_packet": round(bpp, 1),
-                "syn_records": state.syn,
-                "sources": [src],  # what the alert is about: this source's packets to the victim
-                "destinations": [victim],
-            },
+            evidence=evidence,
         )
