@@ -53,10 +53,17 @@ def test_unanswered_syns_to_one_port_raise_below_the_packet_bar() -> None:
     assert not _alerts(_syns("zeek", {"conn_state": "S0", "history": "S"}), {"min_unanswered_tcp_packets": 0})
 
 
+def test_netflow_records_with_a_syn_and_no_ack_count_as_unanswered() -> None:
+    # NetFlow's flags are the OR of every packet's: no ACK means no SYN-ACK was ever acknowledged
+    assert len(_alerts(_syns("netflow", {"tcp_flags": 0x02}))) == 1
+    assert len(_alerts(_syns("netflow", {"tcp_flags": 0x06}))) == 1  # SYN and a raw tool's kernel RST
+    assert not _alerts(_syns("netflow", {"tcp_flags": 0x1A}))  # SYN, PSH, ACK: an established connection
+
+
 def test_answered_or_one_way_records_keep_the_packet_bar() -> None:
     # the service answered: a busy connection's small packets, not a flood below 50,000
     assert not _alerts(_syns("zeek", {"conn_state": "SF", "history": "ShADadFf"}, packets_in=900))
-    # VPC Flow Logs write the answer as a record of its own: one record cannot say it never came
+    # VPC Flow Logs never report a bare ACK: their SYN-only flags cannot say the attempt failed
     assert not _alerts(_syns("vpcflow", {"tcp_flags": 2}))
 
 

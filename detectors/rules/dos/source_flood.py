@@ -2,19 +2,7 @@
 
 Small-packet records (at most ``params.max_bytes_per_packet`` bytes a packet) initiated by one
 source are summed per destination over the window; the busiest destination at or above
-``params.min_packets_to_one_destination`` is reported.
-
-A TCP flood at a service that never answers is held to a lower bar,
-``params.min_unanswered_tcp_packets`` to one address and port, counted on the records whose
-exporter says nothing came back (``flowdir``: Zeek ``S0``, Argus ``S_``, a biflow with no reverse
-packet; one-way formats carry their answer in another record and keep the first bar). A TCP stack
-cannot send that many: it retransmits an unanswered SYN ``tcp_syn_retries`` times (Linux: 6, at
-1, 3, 7, 15, 31 and 63 s, RFC 6298's doubling backoff; Windows: 2), so at most 6 packets an attempt
-in a minute, and 10,000 packets mean ~1,700 attempts a minute at one silent port, where a client
-pool retrying a dead database or a health checker makes tens. Raw-socket tools do not wait: hping3
-``-S --flood``, Mirai's ``attack_tcp_syn`` (one port chosen for the attack, a burst as long as its
-C&C orders). Counted per port, a vertical scan (a probe or two per port, ``nmap(1)``
-``--max-retries``) never reaches it: scans are the port-scan rules'. Records towards the provider's own services
+``params.min_packets_to_one_destination`` is reported. Records towards the provider's own services
 (the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
 object storage) are skipped and counted in ``counters["provider_service"]``: a resolver-heavy VM
 sending tens of thousands of DNS queries a minute to the VPC resolver is load on the provider's
@@ -23,6 +11,20 @@ one network interface to its link-local services (Amazon DNS, instance metadata,
 1,024 packets per second ("Amazon VPC quotas", DNS; the ENA driver's
 ``linklocal_allowance_exceeded`` counter), which is above this rule's default of 50,000 packets a
 minute (~830/s): without the skip a VM at that cap would raise it.
+
+A TCP flood at a service that never answers is held to a lower bar,
+``params.min_unanswered_tcp_packets`` to one address and port. It counts the records whose
+exporter says nothing came back (``flowdir``: Zeek ``S0``, Argus ``S_``, a biflow with no reverse
+packet) and NetFlow/IPFIX records whose flags, the OR of every packet's, hold a SYN and no ACK (the
+initiator never acknowledged a SYN-ACK). VPC Flow Logs never report a bare ACK, so their flags
+cannot say it, and they keep the first bar. A TCP stack cannot send that many: it retransmits an
+unanswered SYN ``tcp_syn_retries`` times (Linux: 6, at 1, 3, 7, 15, 31 and 63 s, RFC 6298's
+doubling backoff; Windows: 2), so at most 6 packets an attempt in a minute, and 10,000 packets
+mean ~1,700 attempts a minute at one silent port, where a client pool retrying a dead database or
+a health checker makes tens. Raw-socket tools do not wait: hping3 ``-S --flood``, Mirai's
+``attack_tcp_syn`` (one port chosen for the attack, a burst as long as its C&C orders). Counted
+per port, a vertical scan (a probe or two per port, ``nmap(1)`` ``--max-retries``) never reaches
+it: scans are the port-scan rules'.
 
 Long records count at their rate: a record longer than the window (Argus status records of up to an
 hour in the CTU-13 files, NetFlow's 30-minute active timeout) adds its packets times window over
@@ -159,12 +161,16 @@ class SourceFlood(WindowedDetector[FloodState]):
                     counts[dst] += packets
                 else:
                     by_dst.add(dst, packets)
-                if ev.extra and tcp_flags(ev) & (SYN | ACK) == SYN:  # openings (NetFlow/IPFIX, VPC, nProbe)
+                opening = bool(ev.extra) and tcp_flags(ev) & (SYN | ACK) == SYN
+                if opening:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
                 if (
                     views is not None
                     and ev.proto == "tcp"
-                    and views[i] & (ANSWER_MASK | ONE_WAY) == UNANSWERED
+                    and (
+                        views[i] & (ANSWER_MASK | ONE_WAY) == UNANSWERED
+                        or (opening and ev.source == "netflow")
+                    )
                 ):
                     silent = st.silent
                     if silent is None:
