@@ -59,6 +59,7 @@ __all__ = [
     "UNANSWERED",
     "UNKNOWN",
     "FlowKey",
+    "client_spoke",
     "continues_connection",
     "flow_key",
     "flow_view",
@@ -100,6 +101,9 @@ _ARGUS_ANSWER_STATES: Final = ("ECR", "UR", "RED", "TXD")
 _EPHEMERAL_MIN: Final = 32768  # Linux's default lower bound; IANA's dynamic range starts at 49152
 _BARE_TCP_V4: Final = 40  # IPv4 + TCP headers with no options: what a reset is
 _BARE_TCP_V6: Final = 60
+_MAX_SYN_PACKETS: Final = 7  # 1 + Linux's default tcp_syn_retries (6): all an unanswered client sends
+_BARE_SYN_V4: Final = 60  # IPv4 + TCP header with the SYN options Linux sends (MSS, SACK, TS, WS)
+_BARE_SYN_V6: Final = 80
 
 
 def port_class(port: int) -> int:
@@ -356,6 +360,15 @@ def continues_connection(ev: FlowEvent, view: int) -> bool:
         counted = extra.get("cic_flags")
         return isinstance(counted, int) and counted & (SYN | ACK) == ACK
     return False
+
+
+def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
+    """A one-way initiator record whose answer is unknown: did the server take the connection?
+    More packets than an unanswered connect sends, or packets larger than bare SYNs."""
+    if packets_out > _MAX_SYN_PACKETS:
+        return True
+    bare = _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
+    return packets_out >= 2 and bytes_out > bare * packets_out
 
 
 def is_response(view: int) -> bool:

@@ -301,3 +301,82 @@ def test_slow_ports_allowlists_sliding_and_pickling() -> None:
     for d in (det, clone):
         d.observe_batch(Batch(list(frags[900:]), REG))
     assert [f.evidence for f in det.close_all()] == [f.evidence for f in clone.close_all()]
+
+
+# --- dos.app_flood: reverse proxies and load balancers --------------------------------------------
+
+PROXY = "10.1.1.5"  # a tenant VM running nginx in front of VICTIM
+
+
+def _front(clients: int, proxy: str = PROXY) -> list[FlowEvent]:
+    """Internet clients' answered HTTPS sessions at the proxy, keep-alive ones among them (30 s)."""
+    return [
+        flow(50_000 + i, ts=T0 + 2000 + i * 100, src_ip=f"198.51.100.{1 + i}", dst_ip=proxy, dst_port=443,
+             duration_ms=30_000 if i % 2 else 400, packets_out=12, packets_in=14, bytes_out=1800, bytes_in=24_000)
+        for i in range(clients)
+    ]  # fmt: skip
+
+
+def _upstream(n: int, dst: str = VICTIM, proxy: str = PROXY) -> list[FlowEvent]:
+    """nginx's default upstream: one short connection per request, alike sizes (a JSON API)."""
+    return [
+        flow(i, ts=T0 + 500 + i * 50_000 // n, src_ip=proxy, dst_ip=dst, dst_port=8080, bytes_in=5000 + i % 7)
+        for i in range(n)
+    ]
+
+
+def test_a_tenant_reverse_proxy_that_serves_clients_is_no_flood_of_its_backend() -> None:
+    det = app()
+    assert not run(det, _front(30) + _upstream(900))
+    assert det.counters.get("forwarder") == 1
+    # the same upstream traffic from a source that serves no one is a tool's flood
+    assert len(run(app(), _upstream(900))) == 1
+    # too few clients served, or the bar off: raised
+    assert len(run(app(), _front(9) + _upstream(900))) == 1
+    off = DetectorConfig.default().merged(
+        {"detectors": {"dos.app_flood": {"params": {"forwarder_min_clients": 0}}}}
+    )
+    assert len(run(app(off), _front(30) + _upstream(900))) == 1
+    # a flood of the backend beside the proxy's traffic is judged on its own and raised
+    tool = [flow(10_000 + i, ts=T0 + 500 + i * 80, dst_port=8080) for i in range(700)]
+    (found,) = run(app(), _front(30) + _upstream(900) + tool)
+    assert found.evidence["sources"] == ["203.0.113.80"] and found.evidence["service_connections"] == 700
+
+
+def test_a_busy_web_server_flooding_outside_its_tenant_is_raised() -> None:
+    outside = "198.51.100.200"  # a compromised site's flood script hitting an outside victim
+    findings = run(app(), _front(30) + _upstream(900, dst=outside))
+    assert [f.evidence["victim"] for f in findings] == [outside]
+
+
+def test_load_balancer_nodes_together_are_forwarders() -> None:
+    nodes = ["10.1.0.20", "10.1.0.21", "10.1.0.22"]
+    events: list[FlowEvent] = []
+    for k, node in enumerate(nodes):
+        events += [
+            flow(k * 10_000 + e_i, ts=e.ts, src_ip=f"203.0.{113 - k}.{1 + e_i}", dst_ip=node, dst_port=443,
+                 duration_ms=e.duration_ms)
+            for e_i, e in enumerate(_front(12, node))
+        ]  # fmt: skip
+        events += [flow(100_000 * (k + 1) + i, ts=e.ts, src_ip=node, dst_ip=VICTIM, dst_port=80)
+                   for i, e in enumerate(spread(300, 50))]  # fmt: skip
+    det = app()
+    assert not run(det, events)
+    assert det.counters.get("forwarder") == 1
+    # without their front records (a managed balancer the feed does not see): raised, allowed_sources is the remedy
+    assert len(run(app(), [e for e in events if e.src_ip in nodes])) == 1
+
+
+def test_the_clients_served_survive_a_pickle_and_a_1_1_state() -> None:
+    det = app()
+    det.bind(REG)
+    det.observe_batch(Batch(_front(12), REG))
+    restored = pickle.loads(pickle.dumps(det))
+    restored.bind(REG)  # as the engine does on a restore: the registry is not pickled
+    restored.observe_batch(Batch(_upstream(900), REG))
+    assert not restored.close_all()
+    from detectors.rules.dos.app_flood import ServiceState
+
+    old = ServiceState()
+    old.__setstate__((3, {}))  # a 1.1.0 snapshot
+    assert (old.total, old.clients) == (3, None)

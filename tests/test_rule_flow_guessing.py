@@ -127,6 +127,38 @@ def test_web_ports_need_more_sessions_and_less_spread() -> None:
     assert len(_run(_det(), ssh)) == 1
 
 
+def test_a_tenant_reverse_proxy_passing_requests_on_is_not_guessing_its_backend() -> None:
+    proxy = "10.1.1.5"  # nginx on a tenant VM, its default upstream: a connection per request
+
+    def upstream(n: int) -> list[FlowEvent]:
+        return [
+            _flow(i, src_ip=proxy, dst_port=8080, bytes_out=900, bytes_in=2600, ts=T0 + 1000 + i * 1500)
+            for i in range(n)
+        ]
+
+    def front(clients: int) -> list[FlowEvent]:  # internet clients' HTTPS sessions at the proxy
+        return [
+            _flow(
+                1000 + k,
+                src_ip=f"198.51.100.{10 + k}",
+                dst_ip=proxy,
+                dst_port=443,
+                bytes_out=1800 + 97 * k,
+                ts=T0 + 5000 + 1000 * k,
+            )
+            for k in range(clients)
+        ]
+
+    det = _det()
+    assert _run(det, front(10) + upstream(300)) == [] and det.counters["forwarder"] == 1
+    (f,) = _run(_det(), front(9) + upstream(300))  # too few clients served: a tool's pattern
+    assert f.evidence["sources"] == [proxy]
+    # the tenant's proxy guessing at an outside site's login is raised, clients or not
+    outside = [_flow(i, src_ip=proxy, dst_ip="198.51.100.200", dst_port=443, bytes_out=900, bytes_in=2600,
+                     ts=T0 + 1000 + i * 1500) for i in range(300)]  # fmt: skip
+    assert len(_run(_det(), front(10) + outside)) == 1
+
+
 def test_web_connections_held_open_on_nothing_are_a_slow_attacks_not_logins() -> None:
     """slowloris-like sessions (20 s, a partial request and its trickle: ~1.2 kB both ways) are
     held open, not guesses; the same count of 20 s keep-alive sessions that post on and on (kB)

@@ -395,7 +395,14 @@ def test_http_floods_and_their_lookalikes(run):
         assert statistics_median([e.packets_out for e in evs]) < 10  # one request per connection
     for evs in _events_of(result, events, "dos.benign_load_balancer"):
         reg = result.registry
-        assert all(reg.tenant_of_ip(e.src_ip) == e.tenant for e in evs)  # from the tenant's own network
+        own = [e for e in evs if e.vm is not None]  # health checks and proxied requests to the web VM
+        front = [e for e in evs if e.vm is None]  # the clients' sessions at the balancer's front
+        assert own and front
+        assert all(reg.tenant_of_ip(e.src_ip) == e.tenant for e in own)  # from the tenant's own network
+        assert all(
+            reg.tenant_of_ip(e.src_ip) is None and reg.tenant_of_ip(e.dst_ip) == e.tenant for e in front
+        )
+        assert {e.dst_ip for e in front} <= {e.src_ip for e in own}  # to the nodes that pass them on
 
 
 def statistics_median(values):

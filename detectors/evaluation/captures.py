@@ -167,9 +167,11 @@ CAPTURES: Final[dict[str, Capture]] = {
                           "address, 66.67.61.168:63798, in 20 s (38,060 SYNs, a SYN flood by its "
                           "records) and one UDP flow to 1.1.1.1:256"),
                 ClassSpec("other", "other"),
-                ClassSpec("benign", "benign", note="the infected device's own normal traffic, and 41 flows at "
-                          "05:41 UTC to 50.50.50.53:53/tcp that are a SYN burst of the same shape "
-                          "(same source-port sequence, 3,069 SYNs on one 5-tuple in 3 s)"),
+                ClassSpec("benign", "benign", note="the infected device's own normal traffic; labelled benign too: "
+                          "65 flows to the C&C server's 185.244.25.235:80 in the first hour (HTTP downloads "
+                          "of 90-165 kB and their failed attempts), and 41 flows at 05:41 UTC to "
+                          "50.50.50.53:53/tcp, a SYN burst of the scan's shape (same source-port sequence, "
+                          "3,069 SYNs on one 5-tuple in 3 s)"),
             ),
             _iot23, tenant_note="the infected device's LAN 192.168.1.0/24",
         ),

@@ -99,6 +99,11 @@ Thresholds and what they rest on
       ``web_max_byte_spread`` 0.15: browsing varies in cookies, URLs and requests per
       connection, and above all in what the server sends back; a form-guessing tool re-posts one
       form and gets one error page.
+      A reverse proxy or load balancer of the tenant (an address of its own that served at least
+      ``dos.app_flood``'s ``forwarder_min_clients`` distinct web clients in the window, read from
+      its configuration) passes its clients' requests to the tenant's backend one connection each
+      (nginx's default upstream), alike when the backend is an API: not raised there, counted as
+      ``forwarder``; a guessing tool's sessions show at the proxy's front.
       Held open: a web session at least 15 s long whose bytes, both ways, stay within 1.5 kB
       plus 20 B/s is a connection held open by a slow denial of service (slowloris sends one
       header line per 15 s, slowhttptest at most 32 bytes per 10 s), not a login. The bar is
@@ -132,22 +137,19 @@ from typing import Any, ClassVar, Final, cast
 
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, UNKNOWN
+from detectors.flowdir import ANSWER_MASK, ANSWERED, ONE_WAY, UNKNOWN, client_spoke
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import source_entity
-from detectors.rules.dos.app_flood import flood_per_minute
+from detectors.rules.dos.app_flood import flood_per_minute, forwarder_bar
 from detectors.rules.dos.slow_connections import held_bar
 from detectors.state import Span, bump_capped
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
 
-__all__ = ["FlowGuessing", "GuessState", "robust_spread"]
+__all__ = ["FlowGuessing", "GuessState", "client_spoke", "robust_spread"]
 
 _SAMPLES: Final = 256
 """Client byte counts kept per key for the median and spread (the first sessions of the window)."""
-_MAX_SYN_PACKETS: Final = 7  # 1 + Linux's default tcp_syn_retries (6): all an unanswered client sends
-_BARE_SYN_V4: Final = 60  # IPv4 + TCP header with the SYN options Linux sends (MSS, SACK, TS, WS)
-_BARE_SYN_V6: Final = 80
 _MAD_TO_SD: Final = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
 
 SERVICES: Final = {
@@ -181,15 +183,6 @@ def robust_spread(values: list[int]) -> tuple[float, float]:
     return median, _MAD_TO_SD * mad / median
 
 
-def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
-    """A one-way initiator record whose answer is unknown: did the server take the connection?
-    More packets than an unanswered connect sends, or packets larger than bare SYNs."""
-    if packets_out > _MAX_SYN_PACKETS:
-        return True
-    bare = _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
-    return packets_out >= 2 and bytes_out > bare * packets_out
-
-
 class GuessState:
     """Sessions of one (tenant, source, service port) in one window."""
 
@@ -217,7 +210,7 @@ class GuessState:
 class FlowGuessing(WindowedDetector[GuessState]):
     meta = DetectorMeta(
         id="brute_force.flow_guessing",
-        version="1.0.0",
+        version="1.1.0",
         title="Credential guessing seen in flows",
         category="brute_force",
         score=50,
@@ -266,6 +259,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         self.min_sessions = int(p["min_sessions"])
         self.web_min_sessions = int(p["web_min_sessions"])
         self.web_flood = flood_per_minute(config)  # dos.app_flood's bar
+        self.forwarder_min = forwarder_bar(config)  # ... and its reverse-proxy bar
         self.spray_targets = int(p["spray_min_targets"])
         self.min_packets = int(p["min_session_packets"])
         self.max_ms = int(p["max_session_ms"])
@@ -390,11 +384,38 @@ class FlowGuessing(WindowedDetector[GuessState]):
             into.replies.extend(other.replies[:room])
         into.failed += other.failed
 
+    def _forwarders(self, states: dict[Hashable, Any]) -> set[tuple[Any, str]]:
+        """(tenant, address) of the window's web servers that ``forwarder_min`` distinct clients had
+        sessions with: each client's targets on web ports are what it was served by."""
+        served: dict[tuple[Any, str], set[str]] = {}
+        web = self.web_ports
+        for key, st in states.items():
+            tenant, src, port = cast(tuple[Any, str, int], key)
+            if port in web:
+                for target in st.targets:
+                    if target is not None:
+                        served.setdefault((tenant, target), set()).add(src)
+        return {at for at, clients in served.items() if len(clients) >= self.forwarder_min}
+
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         best: dict[tuple[Any, str], tuple[Finding, int]] = {}
         others: dict[tuple[Any, str], list[str]] = {}
+        forwarders = self._forwarders(states) if self.forwarder_min else set()
+        tenant_of = self.reg.tenant_of_ip
         for key, st in states.items():
             f = self.finish_key(window, key, st)
+            if f is not None and f.evidence["port"] in self.web_ports and f.evidence["variant"] == "guessing":
+                tenant, src = f.tenant, cast(str, f.evidence["sources"][0])
+                if (
+                    (tenant, src) in forwarders
+                    and tenant is not None
+                    and tenant_of(src) == tenant
+                    and tenant_of(f.evidence["top_target"]) == tenant
+                ):
+                    # a reverse proxy or load balancer of the tenant passing its clients' requests to
+                    # the tenant's backend (dos.app_flood's forwarder): its clients are seen at its front
+                    self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
+                    continue
             if f is None:
                 continue
             tenant, src, port = cast(tuple[Any, str, int], key)

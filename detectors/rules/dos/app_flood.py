@@ -64,6 +64,20 @@ Why these thresholds (the tools, then the benign look-alikes):
   seconds when the server is loaded); longer records are keep-alive sessions or slow attacks
   (``dos.slow_connections``).
 
+A reverse proxy or load balancer of the tenant is a handful of sources making most of a backend's
+connections by design, and nginx opens one upstream connection per request unless told otherwise
+(``proxy_http_version`` 1.0 and no ``keepalive`` by default, ngx_http_upstream_module): 10
+requests a second through it are 600 a minute, with a backend's regular response sizes. What
+tells it from a flood tool is that it is a web server itself: a source that the tenant owns and
+that served at least ``params.forwarder_min_clients`` distinct clients on these ports in the same
+window (answered connections of any length, keep-alive sessions included; one-way records in
+which the client sent more than a connect's SYNs) is passing their requests on. Its flood of a
+backend of the same tenant is not raised (``counters["forwarder"]``); the clients it forwards
+for are each seen at its front. A tool host serves no clients; a compromised web server flooding
+an outside victim is still raised (the victim is not of its tenant). An exporter that sees only
+the backend side (a provider-managed load balancer whose front records are not in the feed)
+keeps the ``allowed_sources`` remedy.
+
 Connections to the provider's own endpoints (the registry's ``provider_services`` at their ports:
 instance metadata, container registry, update mirrors), which SDKs and agents poll without
 keep-alive, are skipped and counted under ``counters["provider_service"]``.
@@ -84,11 +98,22 @@ from typing import Any, ClassVar, Final, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Detector, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ANSWER_MASK, ANSWERED, REFUSED, UNANSWERED, continues_connection
+from detectors.flowdir import (
+    ANSWER_MASK,
+    ANSWERED,
+    INITIATOR,
+    ONE_WAY,
+    REFUSED,
+    ROLE_MASK,
+    UNANSWERED,
+    UNKNOWN,
+    client_spoke,
+    continues_connection,
+)
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
 
-__all__ = ["AppFlood", "ServiceState", "flood_per_minute"]
+__all__ = ["AppFlood", "ServiceState", "flood_per_minute", "forwarder_bar"]
 
 # Per-source record: connections, answered, failed (refused or unanswered), sum of bytes, sum of
 # squared bytes, first ts, last ts, evidence ids.
@@ -102,19 +127,22 @@ def _new_source(ts: int) -> list[Any]:
 
 
 class ServiceState:
-    """One service's short connections in one pane, per source (capped; the rest under ``@other``)."""
+    """One service's short connections in one pane, per source (capped; the rest under ``@other``),
+    and the distinct clients it served over connections of any length (up to the forwarder bar)."""
 
-    __slots__ = ("by_src", "total")
+    __slots__ = ("by_src", "clients", "total")
 
     def __init__(self) -> None:
         self.total = 0
         self.by_src: dict[str, list[Any]] = {}
+        self.clients: set[str] | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.total, self.by_src)
+        return (self.total, self.by_src, self.clients)
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.total, self.by_src = s  # type: ignore[assignment]
+        self.total, self.by_src = s[:2]  # type: ignore[assignment]
+        self.clients = s[2] if len(s) > 2 else None  # type: ignore[assignment]  # 1.1.0's state had none
 
 
 def _cv(n: int, total: int, squares: int) -> float:
@@ -128,7 +156,7 @@ def _cv(n: int, total: int, squares: int) -> float:
 class AppFlood(Detector):
     meta = DetectorMeta(
         id="dos.app_flood",
-        version="1.1.0",
+        version="1.2.0",
         title="Application-layer flood of short connections",
         category="dos",
         score=65,
@@ -144,6 +172,8 @@ class AppFlood(Detector):
         false_positives=(
             "a client that opens a new connection for every API call at a high rate (params.allowed_sources)",
             "a forward proxy or NAT gateway with byte counts as regular as a tool's (params.allowed_sources)",
+            "a load balancer whose front is not in the feed (a provider-managed one): its upstream "
+            "connections, one per request (params.allowed_sources)",
             "a load test run by the tenant (params.allowed_sources / allowed_destinations)",
         ),
         note="Check the service's request logs for the source's URLs and User-Agents (random query strings "
@@ -159,6 +189,7 @@ class AppFlood(Detector):
         "min_top_share": float,
         "max_duration_ms": int,
         "max_bytes_cv": float,
+        "forwarder_min_clients": int,
         "allowed_sources": list,
         "allowed_destinations": list,
     }
@@ -171,6 +202,7 @@ class AppFlood(Detector):
         self.min_top_share = float(p["min_top_share"])
         self.max_duration = int(p["max_duration_ms"])
         self.max_cv = float(p["max_bytes_cv"])
+        self.forwarder_min = int(p["forwarder_min_clients"])  # 0: off
         self.allowed_src = frozenset(p["allowed_sources"])
         self.allowed_dst = frozenset(p["allowed_destinations"])
 
@@ -181,7 +213,7 @@ class AppFlood(Detector):
         batch = batch.initiated()  # a response record is never a connection of the flood
         ports, max_dur, max_keys = self.ports, self.max_duration, self.max_keys
         allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
-        cap, max_ids = self.max_distinct, self.max_ids
+        cap, max_ids, forwarder_min = self.max_distinct, self.max_ids, self.forwarder_min
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = 0
@@ -189,7 +221,10 @@ class AppFlood(Detector):
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
             try:
-                if ev.dst_port not in ports or ev.proto != "tcp" or ev.duration_ms > max_dur:
+                if ev.dst_port not in ports or ev.proto != "tcp":
+                    continue
+                long = ev.duration_ms > max_dur
+                if long and not forwarder_min:
                     continue
                 if ev.extra and continues_connection(ev, view):
                     continue  # no SYN: a later record of a connection (timeouts cut it; CICFlowMeter's tails)
@@ -209,6 +244,14 @@ class AppFlood(Detector):
                         self.counters["overflow"] += 1
                         continue
                     st = bucket[key] = ServiceState()
+                if forwarder_min and _served(view, ev):
+                    clients = st.clients
+                    if clients is None:
+                        clients = st.clients = set()
+                    if len(clients) < forwarder_min:
+                        clients.add(src)
+                if long:
+                    continue  # a keep-alive session: a client served, not a connection of a flood
                 st.total += 1
                 by_src = st.by_src
                 rec = by_src.get(src)
@@ -240,6 +283,10 @@ class AppFlood(Detector):
 
     def merge(self, into: ServiceState, other: ServiceState) -> None:
         into.total += other.total
+        if other.clients:
+            if into.clients is None:
+                into.clients = set()
+            into.clients.update(list(other.clients)[: max(0, self.forwarder_min - len(into.clients))])
         cap = self.max_distinct
         for src, rec in other.by_src.items():
             mine = into.by_src.get(src)
@@ -264,31 +311,69 @@ class AppFlood(Detector):
     def _alike(self, recs: list[list[Any]]) -> bool:
         return all(_cv(r[_N], r[_BYTES], r[_BYTES2]) <= self.max_cv for r in recs)
 
+    def _forwarders(self, states: dict[Hashable, Any]) -> set[tuple[Any, str]]:
+        """(tenant, address) of the window's web servers that served ``forwarder_min_clients``
+        distinct clients, over their ports together."""
+        served: dict[tuple[Any, str], set[str]] = {}
+        for key, st in states.items():
+            if st.clients:
+                tenant, dst, _port = cast(tuple[Any, str, int], key)
+                served.setdefault((tenant, dst), set()).update(st.clients)
+        return {at for at, clients in served.items() if len(clients) >= self.forwarder_min}
+
+    def _passed_on(
+        self, forwarders: set[tuple[Any, str]], tenant: Any, dst: str, st: ServiceState
+    ) -> set[str]:
+        """The service's sources that are reverse proxies or load balancers of its tenant: web
+        servers of the tenant's own addresses that served many clients in the window, passing
+        their requests on to this backend of the same tenant."""
+        tenant_of = self.reg.tenant_of_ip
+        if tenant is None or tenant_of(dst) != tenant:
+            return set()
+        return {
+            src
+            for src in st.by_src
+            if src != _OVERFLOW and (tenant, src) in forwarders and tenant_of(src) == tenant
+        }
+
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         out: list[Finding] = []
         min_conns = self.min_conns
+        forwarders = self._forwarders(states) if self.forwarder_min else set()
         for key, st in states.items():
             if st.total < min_conns:
                 continue
             tenant, dst, port = cast(tuple[Any, str, int], key)
+            # A forwarder's connections are its clients' requests, each client seen at its front:
+            # set aside, and the rest judged on their own (a flood hidden behind proxy traffic).
+            passed_on = self._passed_on(forwarders, tenant, dst, st) if forwarders else set()
+            total = st.total
+            if passed_on:
+                self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
+                total -= sum(st.by_src[src][_N] for src in passed_on)
             ranked = sorted(
-                ((rec[_N], src) for src, rec in st.by_src.items() if src != _OVERFLOW), reverse=True
+                (
+                    (rec[_N], src)
+                    for src, rec in st.by_src.items()
+                    if src != _OVERFLOW and src not in passed_on
+                ),
+                reverse=True,
             )
             singles = [
                 (src, st.by_src[src]) for n, src in ranked if n >= min_conns and self._alike([st.by_src[src]])
             ]
             if singles:
-                out.extend(self._finding(window, tenant, dst, port, st, [s]) for s in singles)
+                out.extend(self._finding(window, tenant, dst, port, total, [single]) for single in singles)
                 continue
             top = [(src, st.by_src[src]) for _, src in ranked[: self.max_sources]]
             count = sum(rec[_N] for _, rec in top)
             if (
                 len(top) >= 2
                 and count >= min_conns
-                and count >= self.min_top_share * st.total
+                and count >= self.min_top_share * total
                 and self._alike([rec for _, rec in top])
             ):
-                out.append(self._finding(window, tenant, dst, port, st, top))
+                out.append(self._finding(window, tenant, dst, port, total, top))
         return out
 
     def _finding(
@@ -297,9 +382,11 @@ class AppFlood(Detector):
         tenant: Any,
         dst: str,
         port: int,
-        st: ServiceState,
+        total: int,
         who: list[tuple[str, list[Any]]],
     ) -> Finding:
+        """``total``: the service's short connections in the window, less those passed on by its
+        tenant's reverse proxies."""
         n = sum(r[_N] for _, r in who)
         ok = sum(r[_OK] for _, r in who)
         failed = sum(r[_FAILED] for _, r in who)
@@ -323,7 +410,7 @@ class AppFlood(Detector):
             "failed": failed,
             "mean_bytes": round(total_bytes / n, 1) if n else 0.0,
             "bytes_cv": round(cv, 3),
-            "service_connections": st.total,
+            "service_connections": total,
             "destinations": [dst],  # what the alert is about: these sources' connections to the victim
         }
         if len(who) == 1:
@@ -334,10 +421,10 @@ class AppFlood(Detector):
         else:
             entity = Entity("ip", dst)
             evidence["sources"] = [s for s, _ in who]
-            evidence["top_share"] = round(n / st.total, 3)
+            evidence["top_share"] = round(n / total, 3)
             summary = (
                 f"{dst}:{port} received {n} short connections ({n / seconds:.1f}/s) from {len(who)} sources "
-                f"({n / st.total:.0%} of its connections): {kind}"
+                f"({n / total:.0%} of its connections): {kind}"
             )
         return Finding(
             entity=entity,
@@ -353,9 +440,30 @@ class AppFlood(Detector):
         )
 
 
+def _served(view: int, ev: Any) -> bool:
+    """The record is a client's connection that the service took: answered, or for a one-way record
+    (its answer another record) one in which the client sent more than a connect's SYNs."""
+    if view & ROLE_MASK != INITIATOR:
+        return False
+    answer = view & ANSWER_MASK
+    if answer == ANSWERED:
+        return True
+    return (
+        answer == UNKNOWN and bool(view & ONE_WAY) and client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip)
+    )
+
+
 def flood_per_minute(config: DetectorConfig) -> float:
     """This rule's bar in ``config`` as connections per minute (``min_connections`` per window):
     the rate from which a rule that also counts short web connections (``brute_force.flow_guessing``)
     leaves them to this one, so the bar has one definition."""
     settings = config.settings_for(AppFlood.meta.id, AppFlood.param_spec)
     return int(settings.params["min_connections"]) * 60_000 / settings.window.size_ms
+
+
+def forwarder_bar(config: DetectorConfig) -> int:
+    """This rule's ``forwarder_min_clients`` in ``config`` (0: off): the distinct web clients from
+    which a tenant's address is a reverse proxy or load balancer, for a rule that must not take its
+    upstream connections for its own pattern (``brute_force.flow_guessing``), so the bar has one
+    definition."""
+    return int(config.settings_for(AppFlood.meta.id, AppFlood.param_spec).params["forwarder_min_clients"])

@@ -31,7 +31,8 @@ HTTP floods (dos, T1499.002)
     mode from a few hosts, one short ``GET /`` per connection, 10-60 per second each.
     Look-alikes: ``benign_load_balancer`` (2-4 load-balancer nodes in the tenant's network:
     health checks every 5-30 s, the GCP/AWS defaults, plus the proxied traffic, half of the
-    instances over upstream keep-alive connections and half one connection per request; entity
+    instances over upstream keep-alive connections and half one connection per request, and the
+    internet clients' keep-alive HTTPS sessions at the nodes' front, ~6 requests each; entity
     the web VM's ip) and the existing ``benign_web_peak`` (a flash crowd).
 Slow denial of service (dos, T1499.001; one source, entity its ip)
     ``slowloris`` (default 150 sockets, one header line every 15 s), ``slowhttptest``
@@ -391,10 +392,36 @@ def http_flood_goldeneye(ctx: Ctx) -> Outcome:
     )
 
 
+_REQUESTS_PER_SESSION: Final = 6
+"""Requests a client's keep-alive HTTPS session carries on average (a page and its objects)."""
+
+
+def _lb_front(
+    ctx: Ctx, node: str, vm: VmInfo, clients: list[str], start: int, end: int, n: int
+) -> list[Event]:
+    """``n`` client sessions at a load-balancer node's front whose requests it passes on between
+    ``start`` and ``end``: keep-alive HTTPS from the internet, a page and its objects each."""
+    out: list[Event] = []
+    for _ in range(n):
+        at = start + ctx.rng.randrange(0, max(1, end - start))
+        fin = min(end, at + ctx.rng.randrange(200, 60_000))  # the run's end cuts it, as the upstream's
+        sent, got = ctx.rng.randrange(600, 4_000), int(ctx.rng.lognormvariate(10, 1.2))
+        p_out, p_in = 8 + sent // 1400, 6 + got // 1400
+        # seen at the balancer's interface: the tenant's traffic, of no VM of the registry
+        out.append(ctx.make.flow(
+            fin, ctx.choice(clients), node, src_port=ephemeral_port(ctx.rng), dst_port=443,
+            bytes_out=_ip_bytes(sent, p_out), bytes_in=_ip_bytes(got, p_in), packets_out=p_out, packets_in=p_in,
+            duration_ms=fin - at, action="accept", tenant=vm.tenant, host=None, vm=None,
+        ))  # fmt: skip
+    return out
+
+
 def benign_load_balancer(ctx: Ctx) -> Outcome:
     vm = ctx.vm(role="web")
     t = ctx.topo.tenant_by_id[vm.tenant]
     nodes = [f"{t.net}.0.{20 + k}" for k in range(ctx.rng.randrange(2, 5))]
+    # the internet clients behind the balancer: their sessions at its front are in the flows too
+    clients = ctx.rng.sample(ctx.topo.clients, min(len(ctx.topo.clients), ctx.rng.randrange(50, 400)))
     end = ctx.start + ctx.duration()
     keepalive = ctx.rng.random() < 0.5
     interval = ctx.choice((5_000, 10_000, 30_000))
@@ -418,6 +445,7 @@ def benign_load_balancer(ctx: Ctx) -> Outcome:
                     out, inn = n * ctx.rng.randrange(400, 1200), n * ctx.rng.randrange(2_000, 30_000)
                     events.append(_conn(ctx, fin, node, vm.ip, vm, 80, out, inn, n * 2 + out // 1400,
                                         n * 2 + inn // 1400, fin - at))  # fmt: skip
+                    events += _lb_front(ctx, node, vm, clients, at, fin, max(1, n // _REQUESTS_PER_SESSION))
                     at = fin + ctx.rng.randrange(1, 1000)
         else:
             while tt < end and len(events) - first < quota:
@@ -426,6 +454,8 @@ def benign_load_balancer(ctx: Ctx) -> Outcome:
                 fin = min(end, int(tt) + dur)
                 events.append(_conn(ctx, fin, node, vm.ip, vm, 80, out, inn, 5 + out // 1400, 4 + inn // 1400,
                                     fin - int(tt)))  # fmt: skip
+                if ctx.rng.random() < 1 / _REQUESTS_PER_SESSION:
+                    events += _lb_front(ctx, node, vm, clients, int(tt), fin, 1)
                 tt += ctx.rng.expovariate(per_s) * 1000
     detail = {
         "vm": vm.id,
