@@ -20,6 +20,21 @@ same list all day (CTU-13: one station, 28 devices every 5 minutes, 25 alerts in
 Only the last horizontal sweep of each source raised is kept (``engine.max_keys_per_window``
 sources). A port scan of a host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
 same 1,000 ports) is vertical, not a poller's shape, and is raised every window.
+
+A peer-to-peer client is not scanning. Its overlay (BitTorrent's DHT, eMule's Kad, Skype's and
+P2P botnets' peer lists) runs over UDP from the one port the client listens on, to peers that
+each listen on a port of their own chosen at random at install, many of them offline or behind a
+NAT that drops the packet: hundreds of failed (host, port) pairs in a window, the ports as many as
+the hosts, while the online peers answer. A UDP scan needs a service's payload to be answered, so
+scanners aim at known service ports (nmap's ``nmap-payloads``, ZMap's probe modules, masscan's
+templates: DNS, NTP, SNMP...), and random closed ports answer an empty datagram with nothing or
+an ICMP error (a failure). So a mixed window whose failed pairs are >= 90 % UDP from at most two
+source ports, >= 90 % of them to ports >= 1024, with distinct ports >= half the failed pairs and
+>= 10 % of the pairs tried answered, is counted as ``peer_to_peer`` and not raised. CTU-13: two
+campus hosts, each from its one port (7103, 13363), one to 175-308 ports on 186-388 hosts every
+5 minutes with about a quarter of the pairs answered; 22 alerts in 2 h before. An empty-payload
+UDP sweep of random ports is answered by no one and stays a scan. The overlay of a P2P botnet is
+the command-and-control rules' matter, not a scan.
 """
 
 from __future__ import annotations
@@ -54,6 +69,13 @@ FLOWS_PANE: Final = "@one-way flows"
 
 # At most this many ports across more than two hosts: a horizontal sweep, the only shape a poller has.
 _HORIZONTAL_PORTS: Final = 8
+# The peer-to-peer overlay's shape (module docstring): its failed pairs nearly all UDP from at most
+# two source ports, to registered or dynamic ports nearly all distinct, with peers answering.
+_P2P_SOURCE_PORTS: Final = 2
+_P2P_UDP_SHARE: Final = 0.9
+_P2P_DISTINCT_PORTS: Final = 0.5  # distinct ports per failed pair: each peer listens on its own port
+_P2P_MIN_ANSWERED: Final = 0.1  # of the pairs tried: online peers reply, random closed ports do not
+_REGISTERED: Final = 1024
 
 # What the detector does with a record, by its flow view (see observe_batch).
 _SKIP, _ANSWERED, _FAILED, _PENDING, _TABLE = 0, 1, 2, 3, 4
@@ -77,7 +99,19 @@ _ACTIONS: Final = tuple(_action(view) for view in range(32))
 
 
 class ScanState:
-    __slots__ = ("answered", "attempts", "hosts", "packets", "pairs", "pending", "ports", "span")
+    __slots__ = (
+        "answered",
+        "attempts",
+        "high",
+        "hosts",
+        "packets",
+        "pairs",
+        "pending",
+        "ports",
+        "span",
+        "sports",
+        "udp",
+    )
 
     def __init__(self) -> None:
         self.span = Span()
@@ -89,6 +123,11 @@ class ScanState:
         self.packets = 0  # their packets (probes are a few packets each)
         # one-way attempts -> (ts, event id, whether its source is known to be the initiator, start)
         self.pending: dict[FlowKey, tuple[int, str, bool, int]] = {}
+        # the failed pairs' UDP share, for the peer-to-peer overlay's shape (module docstring): how
+        # many were UDP, their source ports (up to 3), and how many of them went to ports >= 1024
+        self.udp = 0
+        self.sports: set[int] = set()
+        self.high = 0
 
     def __getstate__(self) -> tuple[object, ...]:
         return (
@@ -100,6 +139,9 @@ class ScanState:
             self.pending,
             self.packets,
             self.attempts,
+            self.udp,
+            self.sports,
+            self.high,
         )
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
@@ -108,6 +150,7 @@ class ScanState:
         self.pending = s[5] if len(s) > 5 else {}  # type: ignore[assignment]
         self.packets = s[6] if len(s) > 6 else 0  # type: ignore[assignment]
         self.attempts = s[7] if len(s) > 7 else 0  # type: ignore[assignment]
+        self.udp, self.sports, self.high = s[8:11] if len(s) > 10 else (0, set(), 0)  # type: ignore[assignment]
 
 
 def _shape(state: ScanState) -> str:
@@ -117,10 +160,23 @@ def _shape(state: ScanState) -> str:
     return "horizontal" if len(state.ports) <= _HORIZONTAL_PORTS else "mixed"
 
 
+def _peer_overlay(state: ScanState, failed: int, answered: int) -> bool:
+    """A peer-to-peer client's contacts (module docstring): mixed, nearly all UDP from one or two
+    source ports to registered or dynamic ports that are nearly all different, peers answering."""
+    if _shape(state) != "mixed" or state.udp < _P2P_UDP_SHARE * failed:
+        return False
+    return (
+        len(state.sports) <= _P2P_SOURCE_PORTS
+        and state.high >= _P2P_UDP_SHARE * state.udp
+        and len(state.ports) >= _P2P_DISTINCT_PORTS * failed
+        and answered >= _P2P_MIN_ANSWERED * (failed + answered)
+    )
+
+
 class FailedProbeScan(WindowedDetector[ScanState]):
     meta = DetectorMeta(
         id="port_scan.failed_probe_scan",
-        version="1.1.0",
+        version="1.2.0",
         title="Port scan",
         category="port_scan",
         score=45,
@@ -200,14 +256,16 @@ class FailedProbeScan(WindowedDetector[ScanState]):
                 st.attempts += 1
                 st.packets += ev.packets_out
                 if action == _FAILED:
-                    self._add_failed(st, ev.dst_ip, ev.dst_port, ev.ts, ev.id)
+                    self._add_failed(st, ev.dst_ip, ev.dst_port, ev.ts, ev.id, ev.proto, ev.src_port)
                 elif len(st.pending) < cap:  # one-way: decided by the reverse record at close
                     known = view & ROLE_MASK != UNKNOWN
                     st.pending[flow_key(ev)] = (ev.ts, ev.id, known, ev.ts - ev.duration_ms)
             except Exception as exc:
                 self.error(ev, exc)
 
-    def _add_failed(self, st: ScanState, dst: str, port: int, ts: int, event_id: str) -> None:
+    def _add_failed(
+        self, st: ScanState, dst: str, port: int, ts: int, event_id: str, proto: str, sport: int
+    ) -> None:
         cap = self.max_distinct
         pairs = st.pairs
         pair = (dst, port)
@@ -216,6 +274,10 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             st.span.add(ts, event_id, self.max_ids)
             add_capped(st.hosts, dst, cap)
             add_capped(st.ports, port, cap)
+            if proto == "udp":
+                st.udp += 1
+                st.high += port >= _REGISTERED
+                add_capped(st.sports, sport, _P2P_SOURCE_PORTS + 1)
 
     def _resolve(self, st: ScanState, table: FlowTable | None) -> None:
         """Decide the window's one-way attempts against the reverse records it saw."""
@@ -223,11 +285,11 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         for key, (ts, event_id, initiator, start) in st.pending.items():
             reply = seen.get((key[2], key[3], key[0], key[1], key[4]))
             if reply is None:
-                self._add_failed(st, key[2], key[3], ts, event_id)
+                self._add_failed(st, key[2], key[3], ts, event_id, key[4], key[1])
             elif not initiator and reply[0] < start:
                 continue  # the reverse record started first: this one is its response
             elif reply[1]:
-                self._add_failed(st, key[2], key[3], ts, event_id)  # refused by a reset
+                self._add_failed(st, key[2], key[3], ts, event_id, key[4], key[1])  # refused by a reset
             else:
                 add_capped(st.answered, (key[2], key[3]), self.max_distinct)
         st.pending = {}
@@ -246,6 +308,10 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             add_capped(into.ports, port, cap)
         for pair in other.answered:
             add_capped(into.answered, pair, cap)
+        into.udp += other.udp  # pairs of two panes may repeat: the shares stay what they measure
+        into.high += other.high
+        for sport in other.sports:
+            add_capped(into.sports, sport, _P2P_SOURCE_PORTS + 1)
         into.packets += other.packets
         into.attempts += other.attempts
         for key, value in other.pending.items():
@@ -297,6 +363,9 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         answered = len(state.answered)
         if failed < self.min_pairs or failed < self.min_failed_share * (failed + answered):
             return None  # few failures, or a busy client's few among many answered (P2P, crawlers)
+        if _peer_overlay(state, failed, answered):
+            self.counters["peer_to_peer"] = self.counters.get("peer_to_peer", 0) + 1
+            return None
         tenant, src = cast(tuple[Any, str], key)
         shape = _shape(state)
         internal = self.reg.tenant_of_ip(src) is not None
