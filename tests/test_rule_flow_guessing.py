@@ -127,6 +127,26 @@ def test_web_ports_need_more_sessions_and_less_spread() -> None:
     assert len(_run(_det(), ssh)) == 1
 
 
+def test_an_app_without_a_connection_pool_is_not_guessing_its_database() -> None:
+    # Django's default CONN_MAX_AGE = 0: a PostgreSQL login per request, alike, then result sets of every size
+    app = [
+        _flow(
+            i,
+            src_ip="10.1.1.5",
+            dst_port=5432,
+            bytes_out=2000 + (i % 9) * 15,
+            bytes_in=600 + (i * 7919) % 90_000,
+        )
+        for i in range(60)
+    ]
+    assert _run(_det(), app) == []
+    # a guessing tool: the same logins, one fixed "password authentication failed" back each time
+    tool = [_flow(i, dst_port=5432, bytes_out=2000 + (i % 9) * 15, bytes_in=420 + i % 5) for i in range(60)]
+    (f,) = _run(_det(), tool)
+    assert f.evidence["service"] == "PostgreSQL" and f.evidence["reply_byte_spread"] < 0.05
+    assert len(_run(_det(alike_reply_ports=[]), app)) == 1  # the replies are what told them apart
+
+
 def test_a_tenant_reverse_proxy_passing_requests_on_is_not_guessing_its_backend() -> None:
     proxy = "10.1.1.5"  # nginx on a tenant VM, its default upstream: a connection per request
 

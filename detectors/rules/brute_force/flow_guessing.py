@@ -40,9 +40,15 @@ When it fires (per tenant, source and service port, 10-minute tumbling window)
       same bar: a failed form login earns the same error page every time, while a proxy or web
       server answers each request with a different object (real HTTP clients' requests to a
       campus proxy in CTU-13 were alike within a robust CV of 0.09-0.15; the replies were not).
-      One-way records have no server side; the check is skipped for them. It is not applied to
-      the other services: a graphical RDP logon (before NLA, still seen from worms such as Morto)
-      streams screen updates whose size varies with every attempt.
+      One-way records have no server side; the check is skipped for them. The same holds on the
+      database ports (``alike_reply_ports``: MSSQL, Oracle, MySQL, PostgreSQL, Redis, MongoDB),
+      whose failed login is one fixed error (MySQL's "Access denied for user", PostgreSQL's
+      "password authentication failed", Redis's ``-WRONGPASS``), while the look-alike there is an
+      application opening a connection per request without a pool (Django's default
+      ``CONN_MAX_AGE = 0``, PHP's ``mysqli``/``pg_connect``), whose sessions log in alike but
+      get back result sets of every size. It is not applied to the other services: a graphical
+      RDP logon (before NLA, still seen from worms such as Morto) streams screen updates whose
+      size varies with every attempt.
     One alert per source and window: the service with the most sessions, the others listed. The
     evidence names the source in ``sources``: the alert is about the flows it sent, not about the
     target's other traffic.
@@ -248,6 +254,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         "max_median_bytes": int,
         "max_byte_spread": float,
         "web_max_byte_spread": float,
+        "alike_reply_ports": list,
         "allowed_sources": list,
         "internal_score": int,
     }
@@ -266,6 +273,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         self.max_median = int(p["max_median_bytes"])
         self.max_spread = float(p["max_byte_spread"])
         self.web_max_spread = float(p["web_max_byte_spread"])
+        self.reply_ports = frozenset(int(x) for x in p["alike_reply_ports"])
         self.held_ms, self.held_setup, self.held_bps = held_bar(config)  # dos.slow_connections' bar
         self.allowed = frozenset(p["allowed_sources"])
         self.internal_score = int(p["internal_score"])
@@ -456,7 +464,8 @@ class FlowGuessing(WindowedDetector[GuessState]):
         if median > self.max_median or spread > max_spread:
             return None
         reply_spread = None
-        if web and 2 * len(state.replies) >= len(state.samples):  # known server side: alike too
+        alike_replies = web or port in self.reply_ports
+        if alike_replies and 2 * len(state.replies) >= len(state.samples):  # known server side: alike too
             _, reply_spread = robust_spread(state.replies)
             if reply_spread > max_spread:
                 return None
