@@ -405,26 +405,30 @@ class FlowGuessing(WindowedDetector[GuessState]):
                         served.setdefault((tenant, target), set()).add(src)
         return {at for at, clients in served.items() if len(clients) >= self.forwarder_min}
 
+    def _passes_on(self, f: Finding, forwarders: set[tuple[Any, str]]) -> bool:
+        """A web "guessing" finding whose source is a reverse proxy or load balancer of its tenant
+        passing its clients' requests to the tenant's backend (``dos.app_flood``'s forwarder):
+        its clients are seen at its front."""
+        ev = f.evidence
+        if ev["port"] not in self.web_ports or ev["variant"] != "guessing" or f.tenant is None:
+            return False
+        src, tenant_of = cast(str, ev["sources"][0]), self.reg.tenant_of_ip
+        return (
+            (f.tenant, src) in forwarders
+            and tenant_of(src) == f.tenant
+            and tenant_of(cast(str, ev["top_target"])) == f.tenant
+        )
+
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         best: dict[tuple[Any, str], tuple[Finding, int]] = {}
         others: dict[tuple[Any, str], list[str]] = {}
         forwarders = self._forwarders(states) if self.forwarder_min else set()
-        tenant_of = self.reg.tenant_of_ip
         for key, st in states.items():
             f = self.finish_key(window, key, st)
-            if f is not None and f.evidence["port"] in self.web_ports and f.evidence["variant"] == "guessing":
-                tenant, src = f.tenant, cast(str, f.evidence["sources"][0])
-                if (
-                    (tenant, src) in forwarders
-                    and tenant is not None
-                    and tenant_of(src) == tenant
-                    and tenant_of(f.evidence["top_target"]) == tenant
-                ):
-                    # a reverse proxy or load balancer of the tenant passing its clients' requests to
-                    # the tenant's backend (dos.app_flood's forwarder): its clients are seen at its front
-                    self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
-                    continue
             if f is None:
+                continue
+            if forwarders and self._passes_on(f, forwarders):
+                self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
                 continue
             tenant, src, port = cast(tuple[Any, str, int], key)
             owner = (tenant, src)

@@ -286,7 +286,11 @@ class AppFlood(Detector):
         if other.clients:
             if into.clients is None:
                 into.clients = set()
-            into.clients.update(list(other.clients)[: max(0, self.forwarder_min - len(into.clients))])
+            served = into.clients
+            for client in other.clients:  # up to the bar: the count, min(bar, union), is what matters
+                if len(served) >= self.forwarder_min:
+                    break
+                served.add(client)
         cap = self.max_distinct
         for src, rec in other.by_src.items():
             mine = into.by_src.get(src)
