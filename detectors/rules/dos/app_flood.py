@@ -76,7 +76,9 @@ backend of the same tenant is not raised (``counters["forwarder"]``); the client
 for are each seen at its front. A tool host serves no clients; a compromised web server flooding
 an outside victim is still raised (the victim is not of its tenant). An exporter that sees only
 the backend side (a provider-managed load balancer whose front records are not in the feed)
-keeps the ``allowed_sources`` remedy.
+keeps the ``allowed_sources`` remedy. Known limit: an intruder who holds a VM can dress it as a
+proxy (connections to it from ten addresses of its own) and then flood a backend of the same
+tenant without this rule raising it.
 
 Connections to the provider's own endpoints (the registry's ``provider_services`` at their ports:
 instance metadata, container registry, update mirrors), which SDKs and agents poll without
