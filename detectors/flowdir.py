@@ -70,6 +70,7 @@ __all__ = [
     "reply_refuses",
     "reverse_key",
     "tcp_flags",
+    "took_connection",
 ]
 
 UNKNOWN: Final = 0
@@ -369,6 +370,19 @@ def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
         return True
     bare = _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
     return packets_out >= 2 and bytes_out > bare * packets_out
+
+
+def took_connection(view: int, ev: FlowEvent) -> bool:
+    """The record is a client's connection that the service took: answered, or for a one-way record
+    (its answer another record) one in which the client sent more than a connect's SYNs."""
+    if view & ROLE_MASK != INITIATOR:
+        return False
+    answer = view & ANSWER_MASK
+    if answer == ANSWERED:
+        return True
+    return (
+        answer == UNKNOWN and bool(view & ONE_WAY) and client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip)
+    )
 
 
 def is_response(view: int) -> bool:

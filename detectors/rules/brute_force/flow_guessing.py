@@ -306,6 +306,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
                         if seen is not None:
                             seen.failed += 1
                         continue
+                    # flowdir.took_connection inlined (the hot path), any role but a response
                     if not view & ONE_WAY or not client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip):
                         continue  # midstream traffic, or a one-way record that shows no answer
                 if ev.packets_out < min_packets:
@@ -405,31 +406,33 @@ class FlowGuessing(WindowedDetector[GuessState]):
                         served.setdefault((tenant, target), set()).add(src)
         return {at for at, clients in served.items() if len(clients) >= self.forwarder_min}
 
-    def _passes_on(self, f: Finding, forwarders: set[tuple[Any, str]]) -> bool:
-        """A web "guessing" finding whose source is a reverse proxy or load balancer of its tenant
-        passing its clients' requests to the tenant's backend (``dos.app_flood``'s forwarder):
-        its clients are seen at its front."""
+    def _within_tenant_web(self, f: Finding) -> bool:
+        """A web "guessing" finding from one of its tenant's addresses at another of them: the shape
+        of a reverse proxy or load balancer passing its clients' requests to the tenant's backend
+        (``dos.app_flood``'s forwarder), if its source served many clients itself."""
         ev = f.evidence
         if ev["port"] not in self.web_ports or ev["variant"] != "guessing" or f.tenant is None:
             return False
-        src, tenant_of = cast(str, ev["sources"][0]), self.reg.tenant_of_ip
+        tenant_of = self.reg.tenant_of_ip
         return (
-            (f.tenant, src) in forwarders
-            and tenant_of(src) == f.tenant
+            tenant_of(cast(str, ev["sources"][0])) == f.tenant
             and tenant_of(cast(str, ev["top_target"])) == f.tenant
         )
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         best: dict[tuple[Any, str], tuple[Finding, int]] = {}
         others: dict[tuple[Any, str], list[str]] = {}
-        forwarders = self._forwarders(states) if self.forwarder_min else set()
+        forwarders: set[tuple[Any, str]] | None = None  # found for the window's first finding in question
         for key, st in states.items():
             f = self.finish_key(window, key, st)
             if f is None:
                 continue
-            if forwarders and self._passes_on(f, forwarders):
-                self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
-                continue
+            if self.forwarder_min and self._within_tenant_web(f):
+                if forwarders is None:
+                    forwarders = self._forwarders(states)
+                if (f.tenant, f.evidence["sources"][0]) in forwarders:  # its clients are seen at its front
+                    self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
+                    continue
             tenant, src, port = cast(tuple[Any, str, int], key)
             owner = (tenant, src)
             others.setdefault(owner, []).append(f"{_service(port)} ({port})")

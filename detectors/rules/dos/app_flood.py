@@ -103,14 +103,10 @@ from detectors.config import DetectorConfig, ParamSpec
 from detectors.flowdir import (
     ANSWER_MASK,
     ANSWERED,
-    INITIATOR,
-    ONE_WAY,
     REFUSED,
-    ROLE_MASK,
     UNANSWERED,
-    UNKNOWN,
-    client_spoke,
     continues_connection,
+    took_connection,
 )
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
@@ -246,7 +242,7 @@ class AppFlood(Detector):
                         self.counters["overflow"] += 1
                         continue
                     st = bucket[key] = ServiceState()
-                if forwarder_min and _served(view, ev):
+                if forwarder_min and took_connection(view, ev):
                     clients = st.clients
                     if clients is None:
                         clients = st.clients = set()
@@ -345,14 +341,18 @@ class AppFlood(Detector):
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         out: list[Finding] = []
         min_conns = self.min_conns
-        forwarders = self._forwarders(states) if self.forwarder_min else set()
+        forwarders: set[tuple[Any, str]] | None = None  # found for the window's first busy service
         for key, st in states.items():
             if st.total < min_conns:
                 continue
             tenant, dst, port = cast(tuple[Any, str, int], key)
             # A forwarder's connections are its clients' requests, each client seen at its front:
             # set aside, and the rest judged on their own (a flood hidden behind proxy traffic).
-            passed_on = self._passed_on(forwarders, tenant, dst, st) if forwarders else set()
+            passed_on: set[str] = set()
+            if self.forwarder_min:
+                if forwarders is None:
+                    forwarders = self._forwarders(states)
+                passed_on = self._passed_on(forwarders, tenant, dst, st)
             total = st.total
             if passed_on:
                 self.counters["forwarder"] = self.counters.get("forwarder", 0) + 1
@@ -444,19 +444,6 @@ class AppFlood(Detector):
             event_ids=ids,
             evidence=evidence,
         )
-
-
-def _served(view: int, ev: Any) -> bool:
-    """The record is a client's connection that the service took: answered, or for a one-way record
-    (its answer another record) one in which the client sent more than a connect's SYNs."""
-    if view & ROLE_MASK != INITIATOR:
-        return False
-    answer = view & ANSWER_MASK
-    if answer == ANSWERED:
-        return True
-    return (
-        answer == UNKNOWN and bool(view & ONE_WAY) and client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip)
-    )
 
 
 def flood_per_minute(config: DetectorConfig) -> float:

@@ -18,8 +18,9 @@ an agent discards a request whose community fails authentication without answeri
 section 4.1), so a station with a stale community string or devices that are down fails on the
 same list all day (CTU-13: one station, 28 devices every 5 minutes, 25 alerts in 2 h before).
 Only the last horizontal sweep of each source raised is kept (``engine.max_keys_per_window``
-sources). A port scan of a host repeated (nmap run again with another technique, -sS, -sT, -sF, -sX, -sN, -sA against the
-same 1,000 ports) is vertical, not a poller's shape, and is raised every window.
+sources). A port scan of a host repeated (nmap run again with another technique, -sS, -sT, -sF,
+-sX, -sN, -sA against the same 1,000 ports) is vertical, not a poller's shape, and is raised every
+window.
 
 A peer-to-peer client is not scanning. Its overlay (BitTorrent's DHT, eMule's Kad, Skype's and
 P2P botnets' peer lists) runs over UDP from the one port the client listens on, to peers that
@@ -308,7 +309,9 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             add_capped(into.ports, port, cap)
         for pair in other.answered:
             add_capped(into.answered, pair, cap)
-        into.udp += other.udp  # pairs of two panes may repeat: the shares stay what they measure
+        # a UDP pair failing in both panes counts twice here and once in pairs, so the UDP share can
+        # only be overstated; panes merge only in a sliding window, and the default one does not slide
+        into.udp += other.udp
         into.high += other.high
         for sport in other.sports:
             add_capped(into.sports, sport, _P2P_SOURCE_PORTS + 1)

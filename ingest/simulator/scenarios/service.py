@@ -90,13 +90,15 @@ def _conn(
     *,
     src_port: int | None = None,
     action: str = "accept",
+    on_vm: bool = True,
 ) -> Event:
-    """One TCP connection record; ``out``/``inn`` are payload bytes."""
+    """One TCP connection record; ``out``/``inn`` are payload bytes. ``on_vm=False``: traffic of
+    ``vm``'s tenant seen at an interface that is no VM of the registry (a load balancer's)."""
     return ctx.make.flow(
         end, src, dst, src_port=src_port or ephemeral_port(ctx.rng), dst_port=port,
         bytes_out=_ip_bytes(out, p_out), bytes_in=_ip_bytes(inn, p_in) if p_in else 0,
         packets_out=p_out, packets_in=p_in, duration_ms=max(0, dur), action=action,
-        tenant=vm.tenant, host=vm.host, vm=vm.id,
+        tenant=vm.tenant, host=vm.host if on_vm else None, vm=vm.id if on_vm else None,
     )  # fmt: skip
 
 
@@ -406,13 +408,8 @@ def _lb_front(
         at = start + ctx.rng.randrange(0, max(1, end - start))
         fin = min(end, at + ctx.rng.randrange(200, 60_000))  # the run's end cuts it, as the upstream's
         sent, got = ctx.rng.randrange(600, 4_000), int(ctx.rng.lognormvariate(10, 1.2))
-        p_out, p_in = 8 + sent // 1400, 6 + got // 1400
-        # seen at the balancer's interface: the tenant's traffic, of no VM of the registry
-        out.append(ctx.make.flow(
-            fin, ctx.choice(clients), node, src_port=ephemeral_port(ctx.rng), dst_port=443,
-            bytes_out=_ip_bytes(sent, p_out), bytes_in=_ip_bytes(got, p_in), packets_out=p_out, packets_in=p_in,
-            duration_ms=fin - at, action="accept", tenant=vm.tenant, host=None, vm=None,
-        ))  # fmt: skip
+        out.append(_conn(ctx, fin, ctx.choice(clients), node, vm, 443, sent, got, 8 + sent // 1400,
+                         6 + got // 1400, fin - at, on_vm=False))  # fmt: skip
     return out
 
 
