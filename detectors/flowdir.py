@@ -69,6 +69,7 @@ __all__ = [
     "port_class",
     "reply_refuses",
     "reverse_key",
+    "sent_payload",
     "tcp_flags",
     "took_connection",
 ]
@@ -370,6 +371,15 @@ def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
         return True
     bare = _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
     return packets_out >= 2 and bytes_out > bare * packets_out
+
+
+def sent_payload(ev: FlowEvent) -> bool:
+    """The source's packets average more than a bare TCP header (with a SYN's options): they carried
+    data. A SYN, ACK or RST flood's packets are headers only. Formats that count payload bytes only
+    (CICFlowMeter, Zeek without ``orig_ip_bytes``) are held to the same bar, which only makes the
+    test stricter there."""
+    bare = _BARE_SYN_V6 if ":" in ev.src_ip else _BARE_SYN_V4
+    return ev.bytes_out > bare * ev.packets_out
 
 
 def took_connection(view: int, ev: FlowEvent) -> bool:

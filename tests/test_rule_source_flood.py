@@ -78,3 +78,59 @@ def test_the_silent_ports_merge_and_a_1_3_state_restores_without_them() -> None:
     old.__setstate__(into.__getstate__()[:4])  # a snapshot written by version 1.3.0
     assert old.silent is None
     assert pickle.loads(pickle.dumps(into)).silent.counts == {(VICTIM, 80): 7}
+
+
+def _stream(
+    source: str, extra: dict[str, object], *, bytes_per_packet: int, packets_in: int
+) -> list[FlowEvent]:
+    """An app server's pooled connection to a cache at 1,200 packets/s: six records of one 5-tuple
+    in one minute, 12,000 packets each (72,000, above the 50,000 bar)."""
+    return [
+        FlowEvent(
+            id=f"{source}-{i}",
+            ts=T0 + 5_000 + 9_000 * i,
+            source=source,
+            tenant="t-acme",
+            src_ip="10.1.1.10",
+            dst_ip="10.1.1.20",
+            src_port=51000,
+            dst_port=6379,
+            proto="tcp",
+            bytes_out=12_000 * bytes_per_packet,
+            bytes_in=packets_in * 140,
+            packets_out=12_000,
+            packets_in=packets_in,
+            duration_ms=10_000,
+            extra=extra,
+        )
+        for i in range(6)
+    ]
+
+
+def test_a_connection_the_service_took_and_the_client_sent_data_in_is_no_flood() -> None:
+    # Redis commands and their replies, ~100 bytes a packet both ways (Zeek: established, data each way)
+    served = {"conn_state": "S1", "history": "ShADad"}
+    assert not _alerts(_stream("zeek", served, bytes_per_packet=100, packets_in=12_000))
+    # NetFlow's client record alone (flags SYN, ACK, PSH; its replies a record of their own)
+    assert not _alerts(_stream("netflow", {"tcp_flags": 0x1A}, bytes_per_packet=100, packets_in=0))
+    cfg = DetectorConfig.default()
+    det = SourceFlood(cfg)
+    engine = DetectionEngine([det], DetectionContext(samples_registry(), cfg), strict=True)
+    engine.run(_stream("zeek", served, bytes_per_packet=100, packets_in=12_000))
+    assert det.counters["served_connection"] == 6
+
+
+def test_headers_only_are_counted_even_when_the_service_answered() -> None:
+    # a SYN or ACK flood at an open port reusing one 5-tuple: SYN-ACKs come back, nothing is carried
+    answered = {"conn_state": "S1", "history": "ShA"}
+    alerts = _alerts(_stream("zeek", answered, bytes_per_packet=40, packets_in=12_000))
+    assert len(alerts) == 1 and alerts[0].evidence["packets_to_victim"] == 72_000
+    # data the service never took (no handshake seen: Zeek OTH) is counted at the packet bar too
+    assert (
+        len(
+            _alerts(
+                _stream("zeek", {"conn_state": "OTH", "history": "D"}, bytes_per_packet=100, packets_in=0)
+            )
+        )
+        == 1
+    )

@@ -26,6 +26,18 @@ a health checker makes tens. Raw-socket tools do not wait: hping3 ``-S --flood``
 per port, a vertical scan (a probe or two per port, ``nmap(1)`` ``--max-retries``) never reaches
 it: scans are the port-scan rules'.
 
+A TCP connection the service took and in which the client sent data (its packets average more
+than a bare header with a SYN's options, ``flowdir.sent_payload``) is not counted
+(``counters["served_connection"]``). The receiver paces an accepted connection with its window
+and acknowledgements (RFC 9293 section 3.8.6), so its small packets are an application's chatty
+stream, not a flood of the network layer: an app server's pooled connection to Redis or MySQL
+carrying a thousand commands a second (60,000 packets a minute each way, ~100 bytes each), a log
+shipper writing with ``TCP_NODELAY``, a remote-desktop session. The floods this rule is for are
+sent raw, outside any connection the service took: bare SYN, ACK or RST headers (hping3 ``-S``,
+``-A``, ``-R``; Mirai's ``attack_tcp_syn``), or packets to 5-tuples the service never accepted; a
+SYN flood at an open port is answered by SYN-ACKs and still counted, since its SYNs carry nothing.
+Abuse of accepted connections is ``dos.app_flood``'s and ``dos.slow_connections``' business.
+
 Long records count at their rate: a record longer than the window (Argus status records of up to an
 hour in the CTU-13 files, NetFlow's 30-minute active timeout) adds its packets times window over
 duration, so an hour-long download of 65,000 packets (18 a second) is no minute's flood. A record
@@ -43,7 +55,16 @@ from typing import Any, ClassVar, Final, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ACK, ANSWER_MASK, ONE_WAY, SYN, UNANSWERED, tcp_flags
+from detectors.flowdir import (
+    ACK,
+    ANSWER_MASK,
+    ONE_WAY,
+    SYN,
+    UNANSWERED,
+    sent_payload,
+    tcp_flags,
+    took_connection,
+)
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, TopCounts
 from detectors.windowed import WindowedDetector
@@ -77,7 +98,7 @@ class FloodState:
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.4.0",
+        version="1.5.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -123,11 +144,12 @@ class SourceFlood(WindowedDetector[FloodState]):
         max_keys, cap = self.max_keys, self._cap
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
-        skipped = 0
+        skipped = served = 0
         window = self._size
         # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
-        views = batch.flow_views if self.min_silent else None
+        views = batch.flow_views
+        silent_bar = self.min_silent > 0
         for i, ev in enumerate(batch.flows):
             try:
                 packets = ev.packets_out
@@ -136,6 +158,9 @@ class SourceFlood(WindowedDetector[FloodState]):
                     continue
                 if ev.bytes_in > 2 * sent and ev.bytes_in >= _BULK_PACKET_BYTES * max(ev.packets_in, 1):
                     continue  # the destination sent most bytes, in full packets: a download
+                if ev.proto == "tcp" and sent_payload(ev) and took_connection(views[i], ev):
+                    served += 1  # a connection the service took and paces: not a network-layer flood
+                    continue
                 if ev.duration_ms > window:  # a long record (Argus, NetFlow active timeout): its rate
                     packets = packets * window // ev.duration_ms
                 src = ev.src_ip
@@ -165,7 +190,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                 if opening:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
                 if (
-                    views is not None
+                    silent_bar
                     and ev.proto == "tcp"
                     and (
                         views[i] & (ANSWER_MASK | ONE_WAY) == UNANSWERED
@@ -190,6 +215,8 @@ class SourceFlood(WindowedDetector[FloodState]):
                 self.error(ev, exc)
         if skipped:
             self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
+        if served:
+            self.counters["served_connection"] = self.counters.get("served_connection", 0) + served
 
     def merge(self, into: FloodState, other: FloodState) -> None:
         into.span.merge(other.span, self.max_ids)
