@@ -113,6 +113,14 @@ the change is the level's alone. Quiet weeks have no alerts, so their levels can
 re-run). The simulated day (seed 304, 24 h): warnings 37 and 19.2 min before the first critical
 alert (22.2 with the previous stage on the same recording).
 
+Quiet weeks with the detectors on (2026-12-05, ``--seeds --quiet-seeds 311 --quiet-mode full``
+and the same for 312, one process each, 541-545 s; merged in ``results/awareness-quiet-full.json``):
+0 warnings on both; 2,029 and 2,027 alerts in the 7 counted days (``alerts_counted_by_detector``:
+1,954 and 1,936 ``port_scan.internet_probes``, 75 and 90 anomaly, 0 and 1 ``dos.source_flood``);
+highest tenant level yellow and orange (312's flood alert). Before ``dos.source_flood`` 1.5.0 the
+311 week had 26 false flood alerts (established connections of the background's copula tail) and
+its tenants reached orange and red.
+
 Seeds: held out from the simulator's tests (1, 2, 3, 5, 6, 8, 11), the incidents' measures (7, 8),
 the detector evaluation (101-105, 201-205) and the campaign helper's run (101-103): campaign runs
 301-303, quiet weeks 311-312.
@@ -760,6 +768,8 @@ def measure_quiet(result: ReplayResult, count_from_ms: int) -> dict[str, Any]:
         "examples": [{k: w[k] for k in ("tenant", "ts", "signal", "level", "reason")} for w in counted[:5]],
         "warning_state": warning_diagnostics(result.stage, end - MINUTE_MS),
         "alerts": len(result.alerts),
+        "alerts_counted_by_detector": _count(a.detector for a in result.alerts if a.ts >= count_from_ms),
+        "vms": sum(len(t.vms) for t in run.topology.tenants),
         "max_level": max(
             (d["level"] for d in result.stage.threat if d["ts"] >= count_from_ms), key=_rank, default=None
         ),

@@ -24,6 +24,7 @@ from streams.awareness_eval import (
     final_incidents,
     main,
     measure_campaigns,
+    measure_quiet,
     replay_run,
     restage,
     summarize,
@@ -155,6 +156,19 @@ def test_replay_is_deterministic(lone: tuple[ReplayResult, dict[str, Any]]) -> N
             getattr(result.stage, name), sort_keys=True
         )
     assert measure_campaigns(again)["campaigns"] == measured["campaigns"]
+
+
+def test_quiet_measures_count_the_alerts_of_the_counted_days_by_detector(
+    lone: tuple[ReplayResult, dict[str, Any]],
+) -> None:
+    result, _ = lone
+    assert result.alerts
+    cut = sorted(a.ts for a in result.alerts)[len(result.alerts) // 2]
+    measured = measure_quiet(result, cut)
+    later = [a.detector for a in result.alerts if a.ts >= cut]
+    assert measured["alerts_counted_by_detector"] == {d: later.count(d) for d in set(later)}
+    assert sum(measured["alerts_counted_by_detector"].values()) == len(later) < len(result.alerts)
+    assert measured["vms"] == sum(len(t.vms) for t in result.run.topology.tenants) > 0
 
 
 def test_restage_of_a_recorded_input_reproduces_the_run_and_sees_new_settings(
