@@ -53,7 +53,7 @@ _RESPONSE_VIEWS: Final = frozenset(
 class Batch:
     """Events of one kind for one detector call, with flow enrichment computed at most once."""
 
-    __slots__ = ("_dst", "_initiated", "_src", "_views", "events", "registry")
+    __slots__ = ("_dst", "_initiated", "_responses", "_src", "_views", "events", "registry")
 
     def __init__(self, events: list[Event], registry: TenantRegistry) -> None:
         self.events = events
@@ -62,6 +62,7 @@ class Batch:
         self._dst: list[str | None] | None = None
         self._views: list[int] | None = None
         self._initiated: Batch | None = None
+        self._responses: list[tuple[FlowEvent, int]] | None = None
 
     # Typed views: the engine only puts events of one kind in a batch (the detector's kinds).
     @property
@@ -121,6 +122,18 @@ class Batch:
                 sub._initiated = sub
                 self._initiated = sub
         return self._initiated
+
+    def responses(self) -> list[tuple[FlowEvent, int]]:
+        """The response records with their views: what ``initiated`` leaves out (a server's data
+        to its client, read beside the client's records by a rule). Computed once and shared."""
+        if self._responses is None:
+            views = self.flow_views
+            if _RESPONSE_VIEWS.isdisjoint(views):
+                self._responses = []
+            else:
+                flows = self.flows
+                self._responses = [(flows[i], v) for i, v in enumerate(views) if v & ROLE_MASK == RESPONDER]
+        return self._responses
 
     @property
     def dst_tenants(self) -> list[str | None]:

@@ -134,3 +134,62 @@ def test_headers_only_are_counted_even_when_the_service_answered() -> None:
         )
         == 1
     )
+
+
+def _one_way(
+    source: str, src: str, dst: str, sport: int, dport: int, packets: int, size: int, flags: int
+) -> FlowEvent:
+    return FlowEvent(
+        id=f"{source}-{src}-{sport}", ts=T0 + 59_000, source=source, tenant="t-acme", src_ip=src, dst_ip=dst,
+        src_port=sport, dst_port=dport, proto="tcp", bytes_out=packets * size, packets_out=packets,
+        duration_ms=58_000, extra={"tcp_flags": flags},
+    )  # fmt: skip
+
+
+def _download(
+    source: str, client_flags: int, server_flags: int, data_packet_bytes: int = 1500
+) -> list[FlowEvent]:
+    """A VM's 100 Mbit/s download as one-way records: its 250,000 bare ACKs in a minute (52 B), and
+    the server's 500,000 data packets, a record of their own."""
+    return [
+        _one_way(source, "10.1.1.10", "151.101.1.1", 40000, 443, 250_000, 52, client_flags),
+        _one_way(source, "151.101.1.1", "10.1.1.10", 443, 40000, 500_000, data_packet_bytes, server_flags),
+    ]
+
+
+def test_a_downloads_acknowledgements_in_one_way_records_are_no_flood() -> None:
+    # VPC Flow Logs report SYN for the client and SYN-ACK for the server; NetFlow ORs every flag
+    for source, client, server in (("vpcflow", 0x02, 0x12), ("netflow", 0x1A, 0x1A)):
+        flows = _download(source, client, server)
+        assert not _alerts(flows), source
+        assert not _alerts(flows[::-1]), source  # the server's record first
+    cfg = DetectorConfig.default()
+    det = SourceFlood(cfg)
+    DetectionEngine([det], DetectionContext(samples_registry(), cfg), strict=True).run(
+        _download("vpcflow", 2, 18)
+    )
+    assert det.counters["download_acks"] == 1
+
+
+def test_the_same_acks_without_a_download_back_are_a_flood() -> None:
+    # an ACK flood on one 5-tuple: nothing comes back, or only bare resets
+    ack_flood = _download("vpcflow", 0x02, 0x12)[:1]
+    assert len(_alerts(ack_flood)) == 1
+    answered_by_resets = _download("netflow", 0x10, 0x04, data_packet_bytes=40)
+    alerts = _alerts(answered_by_resets)
+    assert len(alerts) == 1 and alerts[0].evidence["packets_to_victim"] == 250_000
+
+
+def test_held_records_and_downloads_merge_and_a_1_5_state_restores_without_them() -> None:
+    det = SourceFlood(DetectorConfig.default())
+    into, other = FloodState(64), FloodState(64)
+    other.held = {(40000, "151.101.1.1", 443, "tcp"): [100, 5200]}
+    other.bulk_in = {(40000, "151.101.1.1", 443, "tcp"): 150_000}
+    det.merge(into, other)
+    det.merge(into, other)
+    assert into.held == {(40000, "151.101.1.1", 443, "tcp"): [200, 10_400]}
+    assert into.bulk_in == {(40000, "151.101.1.1", 443, "tcp"): 300_000}
+    old = FloodState(64)
+    old.__setstate__(into.__getstate__()[:5])  # a snapshot written by version 1.5.0
+    assert old.held is None and old.bulk_in is None
+    assert pickle.loads(pickle.dumps(into)).held == into.held

@@ -45,6 +45,15 @@ whose destination sent more than twice the bytes it received is a download or a 
 a flood when those bytes came in full packets (``_BULK_PACKET_BYTES`` = 1,000 a packet on average,
 near the 1,500-byte Ethernet MTU; a record with no reverse packet count, as Argus's total-only
 files, counts one): a DNS query flood's answers are small packets and still count.
+
+Formats with one record per direction (VPC Flow Logs, NetFlow v5/v9, plain IPFIX) have no reverse
+counters, so a download's acknowledgements are a record of their own: a VM downloading at 100
+Mbit/s sends ~4,000 bare ACKs a second (a receiver acknowledges every second full segment, RFC
+9293 section 3.8.6.3; QUIC's default ack frequency is the same, RFC 9000 section 13.2.2), 250,000
+packets of 52 bytes a minute, on the shape of an ACK flood. A one-way small-packet record of at
+least ``_HELD_MIN_PACKETS`` is therefore held until the window closes and counted only if the
+reverse 5-tuple did not carry at least twice its bytes in full packets in the window (the same
+test as the bidirectional one above); a flood's victim sends nothing of the kind back.
 """
 
 from __future__ import annotations
@@ -74,10 +83,16 @@ __all__ = ["FloodState", "SourceFlood"]
 
 
 _BULK_PACKET_BYTES: Final = 1000
+_HELD_MIN_PACKETS: Final = 100  # one-way records held for their reverse: an ACK stream of a 300 kB download
+_HELD_CAP: Final = 256  # held records and bulk reverses kept per source and pane; beyond: counted at once
+
+
+# A one-way record's connection from its source's side: (source port, destination, its port, protocol).
+Leg = tuple[int, str, int, str]
 
 
 class FloodState:
-    __slots__ = ("by_dst", "bytes", "silent", "span", "syn")
+    __slots__ = ("bulk_in", "by_dst", "bytes", "held", "silent", "span", "syn")
 
     def __init__(self, cap: int) -> None:
         self.span = Span()
@@ -86,19 +101,24 @@ class FloodState:
         self.by_dst = TopCounts(cap)  # packets per destination, heaviest kept
         # Unanswered TCP packets per (destination, port); made at the first such record.
         self.silent: TopCounts | None = None
+        # One-way small-packet records awaiting their reverse: leg -> [packets, bytes].
+        self.held: dict[Leg, list[int]] | None = None
+        # Bytes of one-way full-packet records *to* this source, by the source's leg of them.
+        self.bulk_in: dict[Leg, int] | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.span, self.bytes, self.syn, self.by_dst, self.silent)
+        return (self.span, self.bytes, self.syn, self.by_dst, self.silent, self.held, self.bulk_in)
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
         self.span, self.bytes, self.syn, self.by_dst = s[:4]  # type: ignore[assignment]
         self.silent = s[4] if len(s) > 4 else None  # type: ignore[assignment]  # 1.3.0's state had none
+        self.held, self.bulk_in = s[5:7] if len(s) > 5 else (None, None)  # type: ignore[assignment]  # 1.4.0's
 
 
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.5.0",
+        version="1.6.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -139,6 +159,13 @@ class SourceFlood(WindowedDetector[FloodState]):
         return FloodState(self._cap)
 
     def observe_batch(self, batch: Batch) -> None:
+        for ev, view in batch.responses():  # a server's one-way data: its client's ACKs are no flood
+            if (
+                view & ONE_WAY
+                and ev.packets_out >= _HELD_MIN_PACKETS
+                and ev.bytes_out >= _BULK_PACKET_BYTES * ev.packets_out
+            ):
+                self._note_bulk(ev)
         batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, max_bpp = self.allowed, self.max_ids, self.max_bpp
         max_keys, cap = self.max_keys, self._cap
@@ -155,6 +182,12 @@ class SourceFlood(WindowedDetector[FloodState]):
                 packets = ev.packets_out
                 sent = ev.bytes_out
                 if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
+                    if (
+                        packets >= _HELD_MIN_PACKETS
+                        and sent >= _BULK_PACKET_BYTES * packets
+                        and views[i] & ONE_WAY
+                    ):
+                        self._note_bulk(ev)  # a one-way download's data: its receiver's ACKs are no flood
                     continue
                 if ev.bytes_in > 2 * sent and ev.bytes_in >= _BULK_PACKET_BYTES * max(ev.packets_in, 1):
                     continue  # the destination sent most bytes, in full packets: a download
@@ -179,14 +212,33 @@ class SourceFlood(WindowedDetector[FloodState]):
                         self.counters["overflow"] += 1
                         continue
                     st = bucket[key] = FloodState(cap)
-                st.bytes += sent
-                by_dst = st.by_dst
-                counts, dst = by_dst.counts, ev.dst_ip
-                if dst in counts:  # TopCounts.add, its common case inlined
-                    counts[dst] += packets
-                else:
-                    by_dst.add(dst, packets)
                 opening = bool(ev.extra) and tcp_flags(ev) & (SYN | ACK) == SYN
+                dst = ev.dst_ip
+                if (
+                    packets >= _HELD_MIN_PACKETS
+                    and views[i] & ONE_WAY
+                    and not (opening and ev.source == "netflow")
+                ):
+                    held = st.held
+                    if held is None:
+                        held = st.held = {}
+                    leg = (ev.src_port, dst, ev.dst_port, ev.proto)
+                    seen = held.get(leg)
+                    if seen is not None:
+                        seen[0] += packets
+                        seen[1] += sent
+                        packets = 0  # held: counted at the window's close unless its reverse was a download
+                    elif len(held) < _HELD_CAP:
+                        held[leg] = [packets, sent]
+                        packets = 0
+                if packets:
+                    st.bytes += sent
+                    by_dst = st.by_dst
+                    counts = by_dst.counts
+                    if dst in counts:  # TopCounts.add, its common case inlined
+                        counts[dst] += packets
+                    else:
+                        by_dst.add(dst, packets)
                 if opening:  # openings (NetFlow/IPFIX, VPC, nProbe)
                     st.syn += 1
                 if (
@@ -218,6 +270,24 @@ class SourceFlood(WindowedDetector[FloodState]):
         if served:
             self.counters["served_connection"] = self.counters.get("served_connection", 0) + served
 
+    def _note_bulk(self, ev: Any) -> None:
+        """A one-way record of full packets: the bytes its destination received on that connection,
+        kept in the destination's state under the destination's leg of it."""
+        bucket = self.bucket(ev.ts)
+        key = (ev.tenant, ev.dst_ip)
+        st: FloodState | None = bucket.get(key)
+        if st is None:
+            if len(bucket) >= self.max_keys:
+                self.counters["overflow"] += 1
+                return
+            st = bucket[key] = FloodState(self._cap)
+        bulk = st.bulk_in
+        if bulk is None:
+            bulk = st.bulk_in = {}
+        leg = (ev.dst_port, ev.src_ip, ev.src_port, ev.proto)
+        if leg in bulk or len(bulk) < _HELD_CAP:
+            bulk[leg] = bulk.get(leg, 0) + ev.bytes_out
+
     def merge(self, into: FloodState, other: FloodState) -> None:
         into.span.merge(other.span, self.max_ids)
         into.bytes += other.bytes
@@ -227,9 +297,38 @@ class SourceFlood(WindowedDetector[FloodState]):
             if into.silent is None:
                 into.silent = TopCounts(self._cap)
             into.silent.merge(other.silent)
+        if other.held:
+            held = into.held = into.held if into.held is not None else {}
+            for leg, (packets, sent) in other.held.items():
+                mine = held.get(leg)
+                if mine is not None:
+                    mine[0] += packets
+                    mine[1] += sent
+                else:
+                    held[leg] = [packets, sent]
+        if other.bulk_in:
+            bulk = into.bulk_in = into.bulk_in if into.bulk_in is not None else {}
+            for leg, received in other.bulk_in.items():
+                bulk[leg] = bulk.get(leg, 0) + received
+
+    def _counted(self, state: FloodState) -> tuple[TopCounts, int]:
+        """Packets per destination and bytes, with the held records whose reverse was no download."""
+        if not state.held:
+            return state.by_dst, state.bytes
+        by_dst, sent_total = TopCounts(self._cap), state.bytes
+        by_dst.merge(state.by_dst)
+        bulk = state.bulk_in or {}
+        for leg, (packets, sent) in state.held.items():
+            if bulk.get(leg, 0) >= 2 * sent:
+                self.counters["download_acks"] = self.counters.get("download_acks", 0) + 1
+                continue  # the acknowledgements of a download (one-way records)
+            by_dst.add(leg[1], packets)
+            sent_total += sent
+        return by_dst, sent_total
 
     def finish_key(self, window: Window, key: Hashable, state: FloodState) -> Finding | None:
-        best = state.by_dst.top()
+        by_dst, sent_total = self._counted(state)
+        best = by_dst.top()
         if best is None:
             return None
         victim, top_packets = best
@@ -241,9 +340,9 @@ class SourceFlood(WindowedDetector[FloodState]):
                 return None
             pair, silent_packets = quiet
             victim, port = cast(tuple[str, int], pair)
-            top_packets = state.by_dst.counts.get(victim, silent_packets)
-        total_packets = state.by_dst.total()
-        bpp = state.bytes / total_packets if total_packets else 0.0
+            top_packets = by_dst.counts.get(victim, silent_packets)
+        total_packets = by_dst.total()
+        bpp = sent_total / total_packets if total_packets else 0.0
         if bpp > self.max_bpp:
             return None
         tenant, src = cast(tuple[Any, str], key)
