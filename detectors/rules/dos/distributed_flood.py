@@ -8,6 +8,14 @@ sit inside a tenant's CIDR (AWS's VPC resolver at the VPC base + 2, an object st
 endpoint with an address of the tenant's subnet), and a tenant's whole fleet writing backups to
 it or resolving through it has exactly a distributed flood's shape. Those records are skipped and
 counted in ``counters["provider_service"]``; the provider protects its services itself.
+
+A TCP response record that carried data (packets above a bare header, ``flowdir.sent_payload``)
+is not counted (``counters["requested_data"]``): TCP sends no data before the handshake, so it
+is a download the receiver asked for on a connection it opened, and a spoofed request cannot
+reflect one. Formats with one record per direction (VPC Flow Logs, NetFlow v5/v9) write a
+server's data as a record of its own, so a VM downloading from 20 servers at 20 Mbit/s (1,700
+full packets a second) was a distributed flood there. Reflection floods still count: UDP answers
+(DNS, NTP, SSDP, memcached) to spoofed requests, and TCP SYN-ACKs, which carry nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any, ClassVar, cast
 from detectors.alert import Entity
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import RESPONDER, ROLE_MASK, sent_payload
 from detectors.meta import DetectorMeta, technique
 from detectors.state import Span, bump_capped
 from detectors.windowed import WindowedDetector
@@ -45,7 +54,7 @@ class VictimState:
 class DistributedFlood(WindowedDetector[VictimState]):
     meta = DetectorMeta(
         id="dos.distributed_flood",
-        version="1.1.0",
+        version="1.2.0",
         title="Distributed flood against one address",
         category="dos",
         score=70,
@@ -89,13 +98,16 @@ class DistributedFlood(WindowedDetector[VictimState]):
         allowed, cap, max_ids, state = self.allowed, self.max_distinct, self.max_ids, self.state
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
-        skipped = 0
+        skipped = asked = 0
         # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
-        for ev, dst_t in zip(batch.flows, batch.dst_tenants, strict=True):
+        for ev, dst_t, view in zip(batch.flows, batch.dst_tenants, batch.flow_views, strict=True):
             try:
                 packets = ev.packets_out
                 if dst_t is None or packets <= 0:  # victims are tenant or management addresses
+                    continue
+                if view & ROLE_MASK == RESPONDER and ev.proto == "tcp" and sent_payload(ev):
+                    asked += 1  # data on a connection the receiver opened: a download
                     continue
                 dst = ev.dst_ip
                 if dst in allowed:
@@ -135,6 +147,8 @@ class DistributedFlood(WindowedDetector[VictimState]):
                 self.error(ev, exc)
         if skipped:
             self.counters["provider_service"] = self.counters.get("provider_service", 0) + skipped
+        if asked:
+            self.counters["requested_data"] = self.counters.get("requested_data", 0) + asked
 
     def merge(self, into: VictimState, other: VictimState) -> None:
         into.span.merge(other.span, self.max_ids)
