@@ -122,7 +122,24 @@ def test_long_call_counts_at_its_rate() -> None:
 def test_fast_long_upload_still_alerts_at_its_rate() -> None:
     events = _case("exfiltration/external_upload.events.json", "1.5 GB sent in one 20-minute")
     (alert,) = _run(ExternalUpload, events)
-    assert alert.evidence["bytes_to_top_destination"] == 1_500_000_000 * 300_000 // 1_200_000
+    # its data, the bytes beyond a bare 60-byte header a packet, at the window's share of the record
+    assert (
+        alert.evidence["bytes_to_top_destination"] == (1_500_000_000 - 60 * 1_050_000) * 300_000 // 1_200_000
+    )
+
+
+def test_a_downloads_acknowledgements_are_no_upload() -> None:
+    # 10 GB pulled from an outside server in 5 minutes, as Zeek writes it: the client's 3.45 million
+    # ACKs (52 bytes each) are 180 MB of its orig_ip_bytes, and no data
+    download = _with(
+        _case("exfiltration/external_upload.events.json", "1.5 GB sent in one 20-minute"),
+        bytes_out=3_450_000 * 52, packets_out=3_450_000, bytes_in=10_000_000_000, packets_in=6_900_000,
+        duration_ms=290_000,
+    )  # fmt: skip
+    assert _run(ExternalUpload, download) == []
+    # the same bytes in full packets are an upload
+    upload = _with(download, packets_out=3_450_000 * 52 // 1500)
+    assert len(_run(ExternalUpload, upload)) == 1
 
 
 # --- dos.slow_connections ------------------------------------------------------------------------------

@@ -419,7 +419,10 @@ def test_a_heavy_destination_is_not_lost_among_many_small_ones() -> None:
     cfg = DetectorConfig.default().merged({"engine": {"max_distinct_per_key": 64}})
     alerts = [a for a in _engine(cfg).run(small + big) if a.detector == "exfiltration.external_upload"]
     assert [a.evidence["top_destination"] for a in alerts] == ["185.220.101.4"]
-    assert alerts[0].evidence["bytes_external_total"] == 2000 * 3000 + 3 * 60_000_000
+    # the data: each record's bytes beyond a bare 60-byte header a packet (flowdir.data_bytes)
+    assert alerts[0].evidence["bytes_external_total"] == 2000 * (3000 - 60 * 5) + 3 * (
+        60_000_000 - 60 * 45_000
+    )
 
 
 def test_top_counts_keep_heavy_hitters_and_exact_totals() -> None:

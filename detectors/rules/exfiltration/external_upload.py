@@ -12,6 +12,13 @@ plane (a ``PutObject`` on a bucket of an account outside the registry raises
 ``cross_tenant.foreign_resource_access``). Response records are never the subject
 (``detectors.flowdir``).
 
+What counts is a TCP record's data, its bytes beyond a bare header a packet
+(``flowdir.data_bytes``): a client's record of a download holds its acknowledgements, one bare
+packet per two segments received (RFC 9293 section 3.8.6.3), ~2 % of the bytes downloaded, so a
+VM pulling 10 GB in 5 minutes "sent" 180 MB of ACKs to the server (VPC Flow Logs and NetFlow write
+them as a record of their own; Zeek's ``orig_ip_bytes`` counts them too). An upload's full packets
+count at ~96 % of their bytes.
+
 Long records count at their rate, as in ``dos.source_flood``: a record longer than the window adds
 its bytes times window over duration. The threshold is a volume per window, so it is a rate (100 MB
 in 5 minutes: 2.7 Mbit/s kept up for the whole window), and what a flow exporter reports for one
@@ -40,6 +47,7 @@ from typing import Any, ClassVar, cast
 from detectors.addrscope import unowned_outbound
 from detectors.base import Batch, Finding
 from detectors.config import DetectorConfig, ParamSpec
+from detectors.flowdir import data_bytes
 from detectors.meta import DetectorMeta, technique
 from detectors.rules.common import fmt_bytes, source_entity
 from detectors.state import Span, TopCounts
@@ -67,7 +75,7 @@ class UploadState:
 class ExternalUpload(WindowedDetector[UploadState]):
     meta = DetectorMeta(
         id="exfiltration.external_upload",
-        version="1.2.0",
+        version="1.3.0",
         title="Large upload to an external address",
         category="exfiltration",
         score=75,
@@ -113,7 +121,7 @@ class ExternalUpload(WindowedDetector[UploadState]):
             if src_t is None and not unowned_outbound(ev.src_ip, ev.dst_ip):
                 continue  # ... from a tenant, or from a private address no tenant owns (addrscope)
             try:
-                sent = ev.bytes_out
+                sent = data_bytes(ev)  # a download's ACKs are no upload
                 dst = ev.dst_ip
                 if sent <= 0 or dst in allowed:
                     continue
