@@ -3,6 +3,8 @@ connection is a download, never a flood; reflected answers and bare SYN-ACKs sti
 
 from __future__ import annotations
 
+import msgspec
+
 from detectors.alert import Alert
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
@@ -58,3 +60,36 @@ def test_reflected_answers_and_bare_syn_acks_are_still_a_distributed_flood() -> 
     for alerts in (ntp, syn_acks):
         assert len(alerts) == 1
         assert alerts[0].entity.id == VM and alerts[0].evidence["distinct_sources"] == 25
+
+
+def test_a_long_record_counts_at_its_rate() -> None:
+    # 25 clients' hour-long connections written once by Zeek at their end, 50 packets a second
+    # each: 75,000 packets a minute in all, not the 4.5 million of their whole hour
+    hour = [
+        FlowEvent(
+            id=f"h{i}",
+            ts=T0 + 59_000,
+            source="zeek",
+            tenant="t-acme",
+            src_ip=f"198.51.100.{i + 1}",
+            dst_ip=VM,
+            src_port=40000 + i,
+            dst_port=5432,
+            proto="tcp",
+            bytes_out=180_000 * 40,
+            packets_out=180_000,
+            bytes_in=180_000 * 40,
+            packets_in=180_000,
+            duration_ms=3_600_000,
+            extra={"conn_state": "SF", "history": "ShADadFf"},
+        )
+        for i in range(25)
+    ]
+    assert not _run(hour)[0]
+    # written every minute instead (NetFlow's active timeout of 60 s), the same traffic is the same
+    assert not _run([msgspec.structs.replace(ev, packets_out=3_000, duration_ms=60_000) for ev in hour])[0]
+    # and a minute's real flood of those connections still is one
+    (alert,), _ = _run(
+        [msgspec.structs.replace(ev, packets_out=3_000 * 20, duration_ms=60_000) for ev in hour]
+    )
+    assert alert.evidence["packets"] == 25 * 60_000

@@ -9,6 +9,10 @@ endpoint with an address of the tenant's subnet), and a tenant's whole fleet wri
 it or resolving through it has exactly a distributed flood's shape. Those records are skipped and
 counted in ``counters["provider_service"]``; the provider protects its services itself.
 
+Long records count at their rate, as in ``dos.source_flood``: a record longer than the window adds
+its packets times window over duration. Zeek writes a connection once, when it ends, so an hour-long
+database connection's 3.6 million packets all landed in its last minute's count.
+
 A TCP response record that carried data (packets above a bare header, ``flowdir.sent_payload``)
 is not counted (``counters["requested_data"]``): TCP sends no data before the handshake, so it
 is a download the receiver asked for on a connection it opened, and a spoofed request cannot
@@ -54,7 +58,7 @@ class VictimState:
 class DistributedFlood(WindowedDetector[VictimState]):
     meta = DetectorMeta(
         id="dos.distributed_flood",
-        version="1.2.0",
+        version="1.3.0",
         title="Distributed flood against one address",
         category="dos",
         score=70,
@@ -99,6 +103,7 @@ class DistributedFlood(WindowedDetector[VictimState]):
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         skipped = asked = 0
+        window = self._size
         # The pane of the current event time, cached locally: a batch spans seconds, a pane minutes.
         pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         for ev, dst_t, view in zip(batch.flows, batch.dst_tenants, batch.flow_views, strict=True):
@@ -109,6 +114,10 @@ class DistributedFlood(WindowedDetector[VictimState]):
                 if view & ROLE_MASK == RESPONDER and ev.proto == "tcp" and sent_payload(ev):
                     asked += 1  # data on a connection the receiver opened: a download
                     continue
+                sent = ev.bytes_out
+                if ev.duration_ms > window:  # a long record (Zeek, Argus, NetFlow active timeout): its rate
+                    packets = packets * window // ev.duration_ms
+                    sent = sent * window // ev.duration_ms
                 dst = ev.dst_ip
                 if dst in allowed:
                     continue
@@ -125,7 +134,7 @@ class DistributedFlood(WindowedDetector[VictimState]):
                     if st is None:
                         continue
                 st.packets += packets
-                st.bytes += ev.bytes_out
+                st.bytes += sent
                 sources, src = st.sources, ev.src_ip  # bump_capped, inlined
                 if src in sources:
                     sources[src] += packets
