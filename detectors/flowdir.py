@@ -365,12 +365,17 @@ def continues_connection(ev: FlowEvent, view: int) -> bool:
     return False
 
 
+def _bare_header(src_ip: str) -> int:
+    """The bytes of a packet that carries no data: an IP and TCP header with a SYN's options."""
+    return _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
+
+
 def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
     """A one-way initiator record whose answer is unknown: did the server take the connection?
     More packets than an unanswered connect sends, or packets larger than bare SYNs."""
     if packets_out > _MAX_SYN_PACKETS:
         return True
-    bare = _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
+    bare = _bare_header(src_ip)
     return packets_out >= 2 and bytes_out > bare * packets_out
 
 
@@ -379,8 +384,7 @@ def sent_payload(ev: FlowEvent) -> bool:
     data. A SYN, ACK or RST flood's packets are headers only. Formats that count payload bytes only
     (CICFlowMeter, Zeek without ``orig_ip_bytes``) are held to the same bar, which only makes the
     test stricter there."""
-    bare = _BARE_SYN_V6 if ":" in ev.src_ip else _BARE_SYN_V4
-    return ev.bytes_out > bare * ev.packets_out
+    return ev.bytes_out > _bare_header(ev.src_ip) * ev.packets_out
 
 
 def data_bytes(ev: FlowEvent) -> int:
@@ -396,8 +400,7 @@ def data_bytes(ev: FlowEvent) -> int:
         or (ev.extra and ev.extra.get("packets_split_unknown"))
     ):
         return sent
-    bare = _BARE_SYN_V6 if ":" in ev.src_ip else _BARE_SYN_V4
-    return max(0, sent - bare * ev.packets_out)
+    return max(0, sent - _bare_header(ev.src_ip) * ev.packets_out)
 
 
 def took_connection(view: int, ev: FlowEvent) -> bool:

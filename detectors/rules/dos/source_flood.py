@@ -91,6 +91,15 @@ _HELD_CAP: Final = 256  # held records and bulk reverses kept per source and pan
 Leg = tuple[int, str, int, str]
 
 
+def _one_way_bulk(ev: Any, view: int) -> bool:
+    """A one-way record of at least ``_HELD_MIN_PACKETS`` full packets: a download's data, whose
+    receiver's acknowledgements are held records of its own state."""
+    packets = ev.packets_out
+    return (
+        bool(view & ONE_WAY) and packets >= _HELD_MIN_PACKETS and ev.bytes_out >= _BULK_PACKET_BYTES * packets
+    )
+
+
 class FloodState:
     __slots__ = ("bulk_in", "by_dst", "bytes", "held", "silent", "span", "syn")
 
@@ -160,11 +169,7 @@ class SourceFlood(WindowedDetector[FloodState]):
 
     def observe_batch(self, batch: Batch) -> None:
         for ev, view in batch.responses():  # a server's one-way data: its client's ACKs are no flood
-            if (
-                view & ONE_WAY
-                and ev.packets_out >= _HELD_MIN_PACKETS
-                and ev.bytes_out >= _BULK_PACKET_BYTES * ev.packets_out
-            ):
+            if _one_way_bulk(ev, view):
                 self._note_bulk(ev)
         batch = batch.initiated()  # a response record is never the subject
         allowed, max_ids, max_bpp = self.allowed, self.max_ids, self.max_bpp
@@ -182,11 +187,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                 packets = ev.packets_out
                 sent = ev.bytes_out
                 if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
-                    if (
-                        packets >= _HELD_MIN_PACKETS
-                        and sent >= _BULK_PACKET_BYTES * packets
-                        and views[i] & ONE_WAY
-                    ):
+                    if _one_way_bulk(ev, views[i]):
                         self._note_bulk(ev)  # a one-way download's data: its receiver's ACKs are no flood
                     continue
                 if ev.bytes_in > 2 * sent and ev.bytes_in >= _BULK_PACKET_BYTES * max(ev.packets_in, 1):
