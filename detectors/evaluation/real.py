@@ -74,6 +74,9 @@ class _EngineSink:
         self.last_ts: int | None = None
         self.events = self.dlq = self.unmatched = 0
         self.anomaly_windows = self.anomaly_rows = 0  # the anomaly models' scored (tenant, window)s, rows
+        # Ids of one-way records that are a connection's response (a re-export knows): scored the
+        # way the label reads, from the connection's initiator to its responder.
+        self.responses: frozenset[str] = frozenset()
 
     def send_event(self, event: Event) -> None:
         self.send_events([event])
@@ -88,7 +91,10 @@ class _EngineSink:
             table = self.flows.get(cls)
             if table is None:
                 table = self.flows[cls] = FlowTable()
-            table.add(ev.ts, ev.src_ip, ev.dst_ip)
+            if ev.id in self.responses:
+                table.add(ev.ts, ev.dst_ip, ev.src_ip)
+            else:
+                table.add(ev.ts, ev.src_ip, ev.dst_ip)
             host = ev.src_ip if self._local(ev.src_ip) else ev.dst_ip if self._local(ev.dst_ip) else None
             if host is not None:
                 self.file_hosts.setdefault(cls, set()).add(host)
