@@ -59,12 +59,14 @@ __all__ = [
     "UNANSWERED",
     "UNKNOWN",
     "FlowKey",
+    "bare_syn_bytes",
     "client_spoke",
     "continues_connection",
     "data_bytes",
     "flow_key",
     "flow_view",
     "flow_views",
+    "headers_only",
     "is_failed_probe",
     "is_response",
     "port_class",
@@ -365,7 +367,7 @@ def continues_connection(ev: FlowEvent, view: int) -> bool:
     return False
 
 
-def _bare_header(src_ip: str) -> int:
+def bare_syn_bytes(src_ip: str) -> int:
     """The bytes of a packet that carries no data: an IP and TCP header with a SYN's options."""
     return _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
 
@@ -375,8 +377,20 @@ def client_spoke(packets_out: int, bytes_out: int, src_ip: str) -> bool:
     More packets than an unanswered connect sends, or packets larger than bare SYNs."""
     if packets_out > _MAX_SYN_PACKETS:
         return True
-    bare = _bare_header(src_ip)
+    bare = bare_syn_bytes(src_ip)
     return packets_out >= 2 and bytes_out > bare * packets_out
+
+
+def headers_only(ev: FlowEvent, view: int) -> bool:
+    """A one-way TCP record whose every packet is a bare header with no options (40 bytes over IPv4,
+    60 over IPv6): resets, or acknowledgements without timestamps. Such a record opens no
+    connection, since a SYN carries options (the MSS at least, RFC 9293 section 3.7.1: 60 bytes from
+    Linux, 52 from Windows, 44 from masscan and ZMap): it answers one (a closed port resetting a
+    probe) or is the idle tail of one. Where both ports look alike (a scanner's source port 4444 or
+    51000 against a service on 3306 or 40000) the port classes cannot tell its direction."""
+    if not view & ONE_WAY or ev.proto != "tcp":
+        return False
+    return ev.bytes_out <= (_BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4) * ev.packets_out
 
 
 def sent_payload(ev: FlowEvent) -> bool:
@@ -384,7 +398,7 @@ def sent_payload(ev: FlowEvent) -> bool:
     data. A SYN, ACK or RST flood's packets are headers only. Formats that count payload bytes only
     (CICFlowMeter, Zeek without ``orig_ip_bytes``) are held to the same bar, which only makes the
     test stricter there."""
-    return ev.bytes_out > _bare_header(ev.src_ip) * ev.packets_out
+    return ev.bytes_out > bare_syn_bytes(ev.src_ip) * ev.packets_out
 
 
 def data_bytes(ev: FlowEvent) -> int:
@@ -400,7 +414,7 @@ def data_bytes(ev: FlowEvent) -> int:
         or (ev.extra and ev.extra.get("packets_split_unknown"))
     ):
         return sent
-    return max(0, sent - _bare_header(ev.src_ip) * ev.packets_out)
+    return max(0, sent - bare_syn_bytes(ev.src_ip) * ev.packets_out)
 
 
 def took_connection(view: int, ev: FlowEvent) -> bool:

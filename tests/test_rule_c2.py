@@ -122,6 +122,42 @@ def test_long_connection_re_exported_at_active_timeout_is_one_connection() -> No
     assert len(_run(fresh)[0]) == 1
 
 
+def test_concurrent_long_connections_written_per_interval_are_no_beacon() -> None:
+    # Four TLS sessions held open for 6 h, as VPC Flow Logs write them: a record per session every
+    # 10-minute aggregation interval from its first to its last packet in it (a packet every few
+    # seconds: the interval's bounds), the interval's records in no order (CTU-50's push client).
+    # 1.2.0 remembered the previous record's port only and raised them as a beacon.
+    rng = random.Random(5)
+    events: list[Event] = []
+    for k in range(36):
+        interval = [
+            _flow(1000 * k + s, T0 + (k + 1) * 600_000, source="vpcflow", src_port=62536 + s,
+                  duration_ms=600_000, bytes_out=12_000 + rng.randrange(3000), extra={})
+            for s in range(4)
+        ]  # fmt: skip
+        rng.shuffle(interval)
+        events.extend(interval)
+    engine = DetectionEngine(
+        [C2Beacon(DetectorConfig.default())], DetectionContext(REGISTRY, DetectorConfig.default())
+    )
+    assert engine.run(events) == []  # in file order
+    # one session a interval, reconnecting with a new source port each time: 36 check-ins, a beacon
+    checkins = [e for e in events if e.src_port == 62536]
+    fresh = [FlowEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__}, "src_port": 40000 + k})
+             for k, e in enumerate(checkins)]  # fmt: skip
+    assert len(_run(fresh)[0]) == 1
+
+
+def test_a_pair_state_pickled_by_1_2_0_restores_its_last_port() -> None:
+    st = PairState()
+    st.__setstate__((st.starts, st.sizes, 3, 1, T0, T0 + 5, ["a"], 41234, T0 + 60_000))
+    assert st.ports == {41234: T0 + 60_000} and st.count == 3
+    st.__setstate__((st.starts, st.sizes, 0, 1, 0, 0, [], -1, 0))
+    assert st.ports == {}
+    again = pickle.loads(pickle.dumps(st))
+    assert again.ports == {} and again.count == 0
+
+
 def test_response_records_of_one_way_formats_are_not_connections() -> None:
     # NetFlow: the C2 server's replies (source port 5678 -> ephemeral port) are responses
     replies = [

@@ -41,15 +41,20 @@ the exact connection count and the span of the flows are kept. When a pane holds
 under ``evicted``), so one-off connections cannot lock a beacon out; only then a new pair overflows.
 
 Which connections count. Only the initiator's records (``Batch.initiated``: a response record of a
-one-way format, VPC or NetFlow, is not a connection). A record with the same 5-tuple as the pair's
-previous one, starting within ``params.continuation_gap_s`` (130 s) of its end, is the same
+one-way format, VPC or NetFlow, is not a connection). A record with the same 5-tuple as one of the
+pair's earlier records in the pane (its source ports are remembered, the ``_MAX_PORTS`` most
+recent), starting within ``params.continuation_gap_s`` (130 s) of that record's end, is the same
 connection: a long-lived connection re-exported at the exporter's active timeout (NetFlow/IPFIX,
 VPC's aggregation interval, Argus status records) or a SYN retried by the client (Linux's 6 SYN
 retries span 127 s: ``tcp_syn_retries``, RFC 6298 back-off) is not a beacon. A connection's time is
 its start (``ts - duration_ms``; Argus ``ts`` already is the start).
 
-A TCP record with the same 5-tuple as the pair's previous one is the same connection whatever the
-gap: an idle long-lived session whose keep-alives the exporter writes as records of their own. Zeek
+Every earlier record of the pair, not only the previous one: a client holding several connections
+open at once (four long TLS sessions to one push service, in CTU-50) has its records interleaved,
+and a VPC file lists an interval's records in no order; as VPC Flow Logs (one record per
+10-minute aggregation interval) those four sessions were 133 records "every 162 s" to one
+address, a perfect beacon, while they were 4 connections. A TCP record with the same 5-tuple as an
+earlier one is the same connection whatever the gap: an idle long-lived session whose keep-alives the exporter writes as records of their own. Zeek
 expires a TCP connection after ``tcp_inactivity_timeout`` (5 min) and writes the next packet as a
 new record (``conn_state`` ``OTH``, no SYN); NetFlow/IPFIX after the inactive timeout (15 s by
 default); Argus and VPC per status or aggregation interval. Push channels are built exactly so:
@@ -66,6 +71,9 @@ in turn from 16,384 (49152-65535), Linux per destination from a hashed offset wi
 for 60-240 s (RFC 9293 section 3.4.2), so two check-ins on one port do not happen. A session kept
 open to an external host is RITA's "long connection" finding, not a beacon. UDP keeps the
 ``continuation_gap_s`` bound: a UDP client keeps one socket, and so one source port, across sends.
+A one-way TCP record of bare headers only (``flowdir.headers_only``: resets) is no connection: as
+VPC Flow Logs, RITA's public server resetting a scanner that probes it every ~8 minutes from source
+port 51000 was a "beacon" of the server to the scanner, where the two ports' classes tie.
 
 Persistence. The issue's beacon is regular "over hours": a pair must keep connecting for
 ``params.min_duration_s`` (1 h) within the window; bursts of regular connections that stop sooner
@@ -165,16 +173,28 @@ from detectors.addrscope import unowned_outbound
 from detectors.alert import Entity
 from detectors.base import MANAGEMENT, Batch, Detector, Finding
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import ANSWER_MASK, REFUSED, UNANSWERED, continues_connection
+from detectors.flowdir import (
+    ANSWER_MASK,
+    ONE_WAY,
+    REFUSED,
+    UNANSWERED,
+    bare_syn_bytes,
+    continues_connection,
+    headers_only,
+)
 from detectors.meta import DetectorMeta, technique
 from detectors.windowed import WindowedDetector
 from detectors.windows import Window
+from ingest.schema import FlowEvent
 
 __all__ = ["BeaconScore", "C2Beacon", "Contacts", "PairState", "beacon_score", "bowley_skew", "mad_score"]
 
 _MIN_SPREAD: Final = 10.0  # RITA v5: Bowley skewness is 0 when Q3 - Q1 < 10 (seconds, or bytes)
 _SMALLNESS_MAX: Final = 65535.0  # RITA v4: dsSmallnessScore = 1 - mode / 65535
 _GLOBAL_CACHE_MAX: Final = 65536
+# Source ports remembered per pair and pane: the connections it holds open at once (a browser keeps
+# 6 to a host, a pooled client tens); a beacon's one-off ports pass through, least recent dropped.
+_MAX_PORTS: Final = 64
 _MAX_USERS: Final = 64  # hosts kept per contacted address and pane: a 1/4 share decides up to 16 beacons
 _NOT_TAKEN: Final = frozenset({REFUSED, UNANSWERED})  # an inbound attempt the tenant's host did not take
 
@@ -271,11 +291,24 @@ def _mode(ordered: Sequence[float]) -> float:
     return best
 
 
+def _bare_attempt(ev: FlowEvent) -> bool:
+    """A one-way TCP record of at most two bare SYNs: a connection attempt and nothing more. A client
+    that completes a connection sends at least three packets (its SYN, the ACK of the SYN-ACK, then
+    data or a FIN), and a scanner's probe is one SYN, reset or left unanswered (masscan and ZMap do
+    not retry). Inbound, such a record is a probe of the tenant's host, as Zeek's ``S0`` and
+    ``REJ`` records are: a scanner coming back every 10 minutes to RITA's server (port 30003, reset
+    each time) was, as VPC Flow Logs, an inbound "beacon". The RITA beacon's own check-ins are 5
+    packets of 292 bytes (58 a packet: its client sends no TCP timestamps)."""
+    packets = ev.packets_out
+    return ev.proto == "tcp" and packets <= 2 and ev.bytes_out <= bare_syn_bytes(ev.src_ip) * packets
+
+
 class PairState:
     """One (tenant, source, destination, port) in one window: a capped sample of connection starts
-    and initiator bytes, the exact count, the flows' span and a few evidence ids."""
+    and initiator bytes, the exact count, the flows' span, a few evidence ids, and the source ports
+    of its connections with each one's last end (the continuation check)."""
 
-    __slots__ = ("count", "first", "ids", "last", "last_end", "last_sport", "sizes", "starts", "stride")
+    __slots__ = ("count", "first", "ids", "last", "ports", "sizes", "starts", "stride")
 
     def __init__(self) -> None:
         self.starts = array("q")
@@ -285,16 +318,24 @@ class PairState:
         self.first = 0  # event-time span of the pair's flow records
         self.last = 0
         self.ids: list[str] = []
-        self.last_sport = -1  # previous record's source port and end: continuation check
-        self.last_end = 0
+        self.ports: dict[int, int] = {}  # source port -> its records' last end, least recent first
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids,
-                self.last_sport, self.last_end)  # fmt: skip
+        return (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids, self.ports)
 
     def __setstate__(self, s: tuple[Any, ...]) -> None:
-        (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids,
-         self.last_sport, self.last_end) = s  # fmt: skip
+        (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids) = s[:7]
+        if len(s) == 9:  # 1.2.0 kept the previous record's port and end only
+            self.ports = {s[7]: s[8]} if s[7] >= 0 else {}
+        else:
+            self.ports = s[7]
+
+
+def remember_port(ports: dict[int, int], sport: int, end: int) -> None:
+    """Note a connection's source port and end, the least recently seen port dropped when full."""
+    if len(ports) >= _MAX_PORTS:
+        del ports[next(iter(ports))]
+    ports[sport] = end
 
 
 class Contacts:
@@ -332,7 +373,7 @@ class Contacts:
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
-        version="1.2.0",
+        version="1.3.0",
         title="C2 beaconing",
         category="command_and_control",
         score=60,
@@ -466,7 +507,7 @@ class C2Beacon(WindowedDetector[PairState]):
         st.count = 1
         st.starts.append(start)
         st.sizes.append(size)
-        st.last_sport, st.last_end = sport, end
+        st.ports[sport] = end
         return st
 
     def _evict(self, bucket: dict[Hashable, Any]) -> bool:
@@ -509,6 +550,8 @@ class C2Beacon(WindowedDetector[PairState]):
                 elif inbound and dt is not None and dt != MANAGEMENT:
                     if (views[i] & ANSWER_MASK) in _NOT_TAKEN:
                         continue  # refused or unanswered at the tenant's host: a probe, no channel
+                    if views[i] & (ONE_WAY | ANSWER_MASK) == ONE_WAY and _bare_attempt(ev):
+                        continue  # the same, in a one-way format: its answer is another record
                     tenant = dt
                     outbound = False
                 elif dt is not None or not unowned_outbound(ev.src_ip, ev.dst_ip):
@@ -518,6 +561,8 @@ class C2Beacon(WindowedDetector[PairState]):
                     continue
                 if ev.extra and continues_connection(ev, views[i]):
                     continue  # a later piece of a connection counted already (CICFlowMeter's tails)
+                if views[i] & ONE_WAY and headers_only(ev, views[i]):
+                    continue  # resets (a server answering a scanner's fixed source port): no connection
                 ts = ev.ts
                 port = ev.dst_port
                 if port in skip_ports and (port in allowed_ports or (ev.proto, port) in periodic):
@@ -547,12 +592,13 @@ class C2Beacon(WindowedDetector[PairState]):
                     st.last = ts
                 sport = ev.src_port
                 end = start + ev.duration_ms
-                if sport == st.last_sport and (start - st.last_end <= gap or ev.proto == "tcp"):
-                    if end > st.last_end:  # the same connection re-exported, or a retried SYN
-                        st.last_end = end
+                ports = st.ports
+                prev = ports.get(sport)
+                if prev is not None and (start - prev <= gap or ev.proto == "tcp"):
+                    del ports[sport]  # the same connection re-exported, or a retried SYN: most recent now
+                    ports[sport] = end if end > prev else prev
                     continue
-                st.last_sport = sport
-                st.last_end = end
+                remember_port(ports, sport, end)
                 if len(st.ids) < max_ids:
                     st.ids.append(ev.id)
                 n = st.count
@@ -643,7 +689,9 @@ class C2Beacon(WindowedDetector[PairState]):
             starts, sizes, stride = starts[::2], sizes[::2], stride * 2
         into.starts, into.sizes, into.stride = starts, sizes, stride
         into.count += o.count
-        into.last_sport, into.last_end = o.last_sport, o.last_end
+        for sport, end in o.ports.items():  # the later pane's ports are the more recent
+            into.ports.pop(sport, None)
+            remember_port(into.ports, sport, end)
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start

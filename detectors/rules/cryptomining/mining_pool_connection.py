@@ -8,6 +8,13 @@ CTU-13's campus network all 11 alerts were UDP (peer-to-peer traffic to resident
 3333, 4444, 7777 and 14444) or an ICMP echo whose identifier an Argus record carries in the
 destination port field (0xb1f8 = 45560). A known pool address (``params.pool_addresses``) matches
 on any protocol.
+
+A one-way record (VPC Flow Logs, NetFlow) of bare headers only (``flowdir.headers_only``: resets)
+opens no connection. A public server's resets to the scanners that probe it carry the scanner's
+source port as their destination, and scanners pick 3333, 4444 or 7777 as often as any other; where
+the server's port is no lower in class than the scanner's (3306 against 4444), the ports cannot
+say which side answered. As VPC Flow Logs, RITA's server resetting two scanners (source ports 4444
+and 7777) was "connecting to a mining pool" twice.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import ClassVar
 from detectors.addrscope import unowned_outbound
 from detectors.base import Batch
 from detectors.config import DetectorConfig, ParamSpec
-from detectors.flowdir import flow_view, is_response
+from detectors.flowdir import flow_view, headers_only, is_response
 from detectors.meta import DetectorMeta, technique
 from detectors.rule import Hit, Rule
 from detectors.rules.common import is_external, source_entity
@@ -29,7 +36,7 @@ __all__ = ["MiningPoolConnection"]
 class MiningPoolConnection(Rule):
     meta = DetectorMeta(
         id="cryptomining.mining_pool_connection",
-        version="1.1.0",
+        version="1.2.0",
         title="Connection to a mining-pool port",
         category="cryptomining",
         score=60,
@@ -62,7 +69,8 @@ class MiningPoolConnection(Rule):
 
     def match(self, event: Event) -> Hit | None:
         ev: FlowEvent = event  # type: ignore[assignment]
-        if is_response(flow_view(ev)):  # a VM's server answering a client on a pool-like port
+        view = flow_view(ev)
+        if is_response(view) or headers_only(ev, view):  # a VM's server answering a client
             return None
         return self._match(ev)
 
@@ -83,9 +91,12 @@ class MiningPoolConnection(Rule):
         """Fast path of ``match``: a set lookup on the port or address first."""
         batch = batch.initiated()  # the same test as match's, once per batch
         ports, addresses = self.ports, self.addresses
-        for ev in batch.flows:
+        views = batch.flow_views
+        for i, ev in enumerate(batch.flows):
             if ev.dst_port in ports or ev.dst_ip in addresses:
                 try:
+                    if headers_only(ev, views[i]):
+                        continue
                     hit = self._match(ev)
                     if hit is not None:
                         self.record(ev, hit)
