@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from detectors.evaluation.as_vpc import VpcExport, evaluate_as_vpc, main, vpc_pieces
+from detectors.alert import Alert, Attack, Entity
+from detectors.evaluation.as_vpc import (
+    VpcExport,
+    evaluate_as_vpc,
+    events_as_vpc,
+    main,
+    vpc_pieces,
+    with_origins,
+)
 from detectors.evaluation.captures import CAPTURES, LabelRead
 from ingest.parsers import parse_bytes
 from ingest.schema import FlowEvent
@@ -52,6 +60,34 @@ def test_a_long_connection_is_cut_at_the_interval_boundaries_at_a_constant_rate(
     assert [(lo, hi) for *_, lo, hi, _ in pieces] == [(1_655_000_410, 1_655_001_000), (1_655_001_000, 1_655_001_600),
                                                       (1_655_001_600, 1_655_001_910)]  # fmt: skip
     assert sum(p for _, p, *_ in pieces) == 1500
+
+
+def _sim_flow(n: int, ts: int, **kw: object) -> FlowEvent:
+    base: dict[str, object] = {"id": f"s{n}", "ts": ts, "source": "simulator", "tenant": "t-acme", "vm": "vm-acme-01",
+                               "src_ip": "10.1.1.10", "dst_ip": "198.51.100.9", "src_port": 40000 + n, "dst_port": 443,
+                               "proto": "tcp", "bytes_out": 900, "bytes_in": 12000, "packets_out": 6,
+                               "packets_in": 8, "duration_ms": 2000}  # fmt: skip
+    base.update(kw)
+    return FlowEvent(**base)  # type: ignore[arg-type]
+
+
+def test_simulated_flows_become_vpc_records_and_alerts_point_back_to_them() -> None:
+    t = 1_736_150_460_000
+    rejected = _sim_flow(2, t + 5000, dst_port=22, src_ip="203.0.113.5", dst_ip="10.1.1.10", action="reject",
+                         packets_in=1, bytes_in=40)  # fmt: skip
+    same_tuple = [_sim_flow(1, t + 1000 * k, src_port=40001) for k in range(3)]  # one 5-tuple, one interval
+    out, origins = events_as_vpc([*same_tuple, rejected], 600)
+    flows = sorted((e for e in out if isinstance(e, FlowEvent)), key=lambda e: e.src_ip)
+    assert [(e.source, e.src_ip, e.packets_out, e.bytes_out, e.packets_in) for e in flows] == [
+        ("vpcflow", "10.1.1.10", 18, 2700, 0), ("vpcflow", "198.51.100.9", 24, 36000, 0),
+        ("vpcflow", "203.0.113.5", 6, 900, 0),  # rejected: nothing came back
+    ]  # fmt: skip
+    assert flows[2].action == "reject" and flows[0].vm == "vm-acme-01"
+    assert origins[flows[0].id] == ["s1", "s1", "s1"] and origins[flows[2].id] == ["s2"]
+    alert = Alert(alert_id="a", ts=t, first_seen=t, last_seen=t, tenant="t-acme", entity=Entity("vm", "vm-acme-01"),
+                  category="dos", severity="low", score=10, detector="x", detector_version="1", attack=Attack("Impact", "T1498", "Network Denial of Service"),
+                  summary="s", evidence={"event_ids": [flows[2].id, "other"]})  # fmt: skip
+    assert with_origins(alert, origins).evidence["event_ids"] == ["s2", "other"]
 
 
 def _write_day(path: Path, rows: list[tuple[list[str], str, str]]) -> None:

@@ -340,13 +340,44 @@ def _scan_detector(engine: DetectionEngine):
 def test_reverse_record_table_is_bounded_and_overflow_counted(registry):
     cfg = DetectorConfig.default().merged({"engine": {"max_keys_per_window": 10}})
     engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
-    engine.process(sorted(_probes_and_resets(registry), key=lambda e: (e.ts, e.id)))
+    probes = [e for e in _probes_and_resets(registry) if e.src_ip == "198.51.100.7"]  # no answer yet
+    engine.process(sorted(probes, key=lambda e: (e.ts, e.id)))
     scan = _scan_detector(engine)
     table = scan._panes[max(scan._panes)]["@one-way flows"]
     assert len(table.seen) == 10
-    assert scan.counters["overflow"] >= 50  # 60 one-way records, 10 kept
+    assert scan.counters["overflow"] >= 20  # 30 one-way records, 10 kept
     engine.flush()
     assert engine.state_size() == 0
+
+
+def test_a_record_matched_with_its_reverse_leaves_the_table(registry):
+    # 30 probes and their resets: each pair is decided when its second record comes, and the table
+    # keeps none of them (a busy window's answered connections no longer fill it)
+    cfg = DetectorConfig.default().merged({"engine": {"max_keys_per_window": 10}})
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+    engine.process(sorted(_probes_and_resets(registry), key=lambda e: (e.ts, e.id)))
+    scan = _scan_detector(engine)
+    assert scan._panes[max(scan._panes)]["@one-way flows"].seen == {} and scan.counters["overflow"] == 0
+    scans = [a for a in engine.flush() if a.category == "port_scan"]
+    assert [(a.entity.id, a.evidence["failed_pairs"]) for a in scans] == [("198.51.100.7", 30)]
+
+
+def test_a_full_reverse_record_table_leaves_probes_undecided_not_failed(registry):
+    # The table (room for 10) is full of a server's replies whose requests were never seen; then a
+    # VM's 40 short UDP exchanges (one packet out, one back): neither side finds room, and the
+    # requests' answers are unknown, not failed.
+    cfg = DetectorConfig.default().merged({"engine": {"max_keys_per_window": 10}})
+    orphans = "".join(vpc("198.51.100.9", "10.1.0.9", 443, 50000 + i, 8, 9000, T0) for i in range(15))
+    requests = "".join(
+        vpc("10.1.0.5", f"203.0.113.{i}", 40000 + i, 8000 + i, 1, 70, T0 + 1) for i in range(1, 41)
+    )
+    replies = "".join(
+        vpc(f"203.0.113.{i}", "10.1.0.5", 8000 + i, 40000 + i, 1, 120, T0 + 2) for i in range(1, 41)
+    )
+    engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg))
+    alerts = engine.process(flows("vpcflow", orphans + requests + replies, registry)) + engine.flush()
+    assert [a for a in alerts if a.category == "port_scan"] == []  # 1.2.0: a scan of 40 hosts
+    assert _scan_detector(engine).counters["undecided"] == 40
 
 
 def test_pending_probes_survive_pickling(registry):

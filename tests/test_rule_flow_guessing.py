@@ -221,7 +221,7 @@ def test_from_the_app_flood_rules_rate_on_web_sessions_are_a_flood_not_guesses()
 
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     """Clients behind a proxy send alike requests and get different objects back; a form-guessing
-    tool gets one error page. One-way records carry no reply and are judged on the client side."""
+    tool gets one error page. A one-way format's replies are the server's records."""
 
     def web(reply: Any, **kw: Any) -> list[FlowEvent]:
         return [
@@ -234,7 +234,22 @@ def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     assert f.evidence["reply_byte_spread"] < 0.01
     one_way = web(lambda i: 0, source="netflow", packets_in=0, extra={"tcp_flags": 27})
     (g,) = _run(_det(), one_way)
-    assert g.evidence["reply_byte_spread"] is None
+    assert g.evidence["reply_byte_spread"] is None  # no server records: judged on the client side
+
+    # One-way formats write the server's side as records of their own (VPC Flow Logs: a web flood
+    # of slightly varied requests, each answered with a page of its own size): they are the replies.
+    def server(size: Any) -> list[FlowEvent]:
+        return [
+            _flow(i, source="vpcflow", src_ip=VM, dst_ip=ATTACKER, src_port=80, dst_port=40000 + i,
+                  bytes_out=size(i), packets_out=12, bytes_in=0, packets_in=0, ts=T0 + 1000 + i * 1500,
+                  id=f"r{i}", extra={})
+            for i in range(320)
+        ]  # fmt: skip
+
+    vpc = web(lambda i: 0, source="vpcflow", packets_in=0, extra={})
+    assert _run(_det(), vpc + server(lambda i: 800 + (i * 7919) % 30_000)) == []  # 1.1.0 raised it
+    (h,) = _run(_det(), vpc + server(lambda i: 2400 + i % 3))  # one error page
+    assert h.evidence["reply_byte_spread"] < 0.01
     # on an authentication port the reply is not judged (a graphical RDP logon streams screen updates)
     rdp = [_flow(i, dst_port=3389, bytes_in=15_000 + (i * 7919) % 100_000) for i in range(45)]
     assert len(_run(_det(), rdp)) == 1

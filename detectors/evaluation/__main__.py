@@ -3,6 +3,7 @@
     python -m detectors.evaluation all --data-dir /work/shared/data --out results/detector_eval.json \
         --seeds 201,202,203,204,205 --table results/detector_scorecard.txt
     python -m detectors.evaluation simulated --seeds 201,202,203,204,205
+    python -m detectors.evaluation simulated --seeds 201,202 --as-vpc 600 --section simulated_as_vpc
     python -m detectors.evaluation openssh|flows|adfa|anomaly-sim --data-dir DIR
 """
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=3, help="instances of each scenario per seed")
     ap.add_argument("--table", type=Path, help="also write the simulator scorecard as text here")
     ap.add_argument("--section", default="simulated", help="name of the simulator section in the JSON")
+    ap.add_argument("--as-vpc", type=int, choices=(60, 600), metavar="SECONDS",
+                    help="simulated: the flows re-exported as VPC Flow Logs of this aggregation interval")  # fmt: skip
     args = ap.parse_args(argv)
     todo = ("simulated", "openssh", "flows", "adfa", "anomaly-sim") if args.what == "all" else (args.what,)
     ref = args.data_dir / "reference_results"
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             from detectors.evaluation.simulated import evaluate_seeds
 
             seeds = [int(s) for s in args.seeds.split(",") if s]
-            card, _ = evaluate_seeds(seeds, duration_s=args.duration_s, count=args.count)
+            card, _ = evaluate_seeds(
+                seeds, duration_s=args.duration_s, count=args.count, as_vpc_s=args.as_vpc
+            )
             print(card.table())
             if args.table:
                 args.table.parent.mkdir(parents=True, exist_ok=True)

@@ -47,8 +47,8 @@ from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
 from detectors.evaluation.captures import CAPTURES, Capture, LabelRead, open_text, read_labels
-from detectors.evaluation.coverage import AlertIndex, HostDays, alert_span, score_classes
-from detectors.evaluation.real import DATASETS, _EngineSink, machine_facts
+from detectors.evaluation.coverage import HostDays, score_classes
+from detectors.evaluation.real import DATASETS, _EngineSink, index_alerts, machine_facts
 from detectors.registry import all_detectors
 from ingest.parsers import get_format
 from ingest.pipeline import run_ingest
@@ -239,9 +239,9 @@ def _run(
                 "windows_scored": sink.anomaly_windows - windows, "entity_windows_scored": sink.anomaly_rows - rows_scored,
             })  # fmt: skip
     assert sink is not None, "a capture with files has parts"
-    windows_ms = {d.meta.id: d.window.size_ms for d in sink.engine.detectors}
-    index = AlertIndex(alert_span(i, a, windows_ms.get(a.detector, 0)) for i, a in enumerate(sink.alerts))
-    scored = score_classes(capture.scored_classes(), sink.flows, index, host_days)
+    scored = score_classes(
+        capture.scored_classes(), sink.flows, index_alerts(sink.alerts, sink.engine), host_days
+    )
     return {
         "parts": runs,
         "windows_scored": sum(r["windows_scored"] for r in runs),

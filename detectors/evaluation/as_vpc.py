@@ -38,23 +38,34 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+
+from detectors.alert import Alert
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.evaluation.captures import CAPTURES, Capture, LabelRead, open_text, zeek_rows
-from detectors.evaluation.coverage import AlertIndex, HostDays, alert_span, score_classes
-from detectors.evaluation.real import _EngineSink, machine_facts, table
+from detectors.evaluation.coverage import HostDays, score_classes
+from detectors.evaluation.real import _EngineSink, engine_figures, index_alerts, machine_facts, table
 from detectors.registry import all_detectors
 from ingest.pipeline import run_ingest
 from ingest.reader import iter_lines
-from ingest.schema import event_id_of
+from ingest.schema import Event, FlowEvent, event_id_of
 from ingest.tenants import TenantRegistry
 
-__all__ = ["ZEEK_CAPTURES", "VpcExport", "evaluate_as_vpc", "main", "vpc_pieces"]
+__all__ = [
+    "ZEEK_CAPTURES",
+    "VpcExport",
+    "evaluate_as_vpc",
+    "events_as_vpc",
+    "main",
+    "vpc_pieces",
+    "with_origins",
+]
 
 ZEEK_CAPTURES: Final = tuple(n for n, c in CAPTURES.items() if c.fmt == "zeek")
 VPC_EXPORT_DELAY_MS: Final = 900_000  # the README's allowance for VPC Flow Logs
@@ -172,6 +183,63 @@ class VpcExport:
         return ("\n".join(out) + "\n").encode()
 
 
+def events_as_vpc(events: Iterable[Event], interval_s: int) -> tuple[list[Event], dict[str, list[str]]]:
+    """Every bidirectional flow event (the simulator's, a Zeek conn's) as the VPC Flow Log records of
+    its connection, the way ``VpcExport`` writes a Zeek capture: one record per direction that
+    carried packets, 5-tuple and aggregation interval, whole seconds, no flags, no reverse
+    counters; a rejected connection has no record back. Other events pass as they are. Returns the
+    events sorted by time (the records' disorder within an interval is the captures' test, not
+    this one's) and, for each record, the ids of the events it was made of (at most 16)."""
+    records: dict[Record, list[Any]] = {}
+    out: list[Event] = []
+    for ev in events:
+        if not isinstance(ev, FlowEvent) or ev.source in ("vpcflow", "netflow"):
+            out.append(ev)
+            continue
+        t1 = ev.ts / 1000
+        t0 = t1 - ev.duration_ms / 1000
+        row = {
+            "proto": ev.proto, "id.orig_h": ev.src_ip, "id.resp_h": ev.dst_ip, "id.orig_p": str(ev.src_port),
+            "id.resp_p": str(ev.dst_port), "ts": repr(t0), "duration": repr(t1 - t0),
+            "orig_pkts": str(ev.packets_out), "orig_ip_bytes": str(ev.bytes_out),
+            "resp_pkts": "0" if ev.action == "reject" else str(ev.packets_in),
+            "resp_ip_bytes": "0" if ev.action == "reject" else str(ev.bytes_in),
+        }  # fmt: skip
+        for key, p, b, lo, hi, _response in vpc_pieces(row, interval_s):
+            rec = records.get(key)
+            if rec is None:
+                records[key] = [p, b, lo, hi, ev, [ev.id]]
+                continue
+            rec[0] += p
+            rec[1] += b
+            rec[2], rec[3] = min(rec[2], lo), max(rec[3], hi)
+            if len(rec[5]) < 16:
+                rec[5].append(ev.id)
+    origins: dict[str, list[str]] = {}
+    extra = {"version": 2, "account-id": _ACCOUNT, "interface-id": _ENI}
+    for (_k, src, dst, sport, dport, proto), (p, b, lo, hi, first, ids) in records.items():
+        line = f"2 {_ACCOUNT} {_ENI} {src} {dst} {sport} {dport} {proto} {p} {b} {lo} {hi} ACCEPT OK"
+        ident = _vpc_id(line.encode())
+        origins[ident] = ids
+        out.append(FlowEvent(
+            id=ident, ts=hi * 1000, source="vpcflow", tenant=first.tenant, host=first.host, vm=first.vm,
+            extra=dict(extra), src_ip=src, dst_ip=dst, src_port=int(sport), dst_port=int(dport),
+            proto=first.proto, bytes_out=b, packets_out=p, duration_ms=(hi - lo) * 1000,
+            action="reject" if first.action == "reject" and src == first.src_ip else "accept",
+        ))  # fmt: skip
+    out.sort(key=lambda e: (e.ts, e.id))
+    return out, origins
+
+
+def with_origins(alert: Alert, origins: Mapping[str, list[str]]) -> Alert:
+    """``alert`` with the evidence ids of re-exported records replaced by the events they came from."""
+    ids = alert.evidence.get("event_ids")
+    if not ids:
+        return alert
+    back = [o for i in ids for o in origins.get(i, [i])]
+    return msgspec.structs.replace(alert, evidence={**alert.evidence, "event_ids": back})
+
+
 def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> dict[str, Any]:
     """The scorecard of one Zeek capture re-exported as VPC Flow Logs (see the module docstring)."""
     capture = CAPTURES[name]
@@ -211,13 +279,9 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
         skipped += run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=sink).skipped
     sink.finish()
     sink.end_file(host_days)
-    windows = {d.meta.id: d.window.size_ms for d in engines[0].detectors}
-    index = AlertIndex(alert_span(i, a, windows.get(a.detector, 0)) for i, a in enumerate(sink.alerts))
-    scored = score_classes(capture.scored_classes(), sink.flows, index, host_days)
-    stats = [e.stats() for e in engines]
-    by_detector: dict[str, int] = {}
-    for a in sink.alerts:
-        by_detector[a.detector] = by_detector.get(a.detector, 0) + 1
+    scored = score_classes(
+        capture.scored_classes(), sink.flows, index_alerts(sink.alerts, engines[0]), host_days
+    )
     return {
         "format": f"vpcflow (re-exported from zeek, {interval_s} s aggregation)",
         "files": len(files),
@@ -227,18 +291,7 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
         "skipped": skipped,
         "events_without_label": sink.unmatched,
         "labelled_records": dict(sorted(labels.rows.items())),
-        "lateness_ms": {"default": lateness.default_ms, **lateness.per_kind},
-        "engines": len(engines),
-        "late": sum(int(st["late"]) for st in stats),
-        "late_events": sum(int(st["late_events"]) for st in stats),
-        "alerts": len(sink.alerts),
-        "alerts_by_detector": dict(sorted(by_detector.items())),
-        **scored,
-        "anomaly": {
-            **scored["anomaly"],
-            "windows_scored": sink.anomaly_windows,
-            "entity_windows_scored": sink.anomaly_rows,
-        },
+        **engine_figures(sink, engines, scored),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

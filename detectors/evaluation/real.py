@@ -42,8 +42,10 @@ __all__ = [
     "DATASETS",
     "CaptureRun",
     "alert_index",
+    "engine_figures",
     "evaluate_capture",
     "evaluate_datasets",
+    "index_alerts",
     "machine_facts",
     "missing_captures",
     "run_capture",
@@ -225,8 +227,40 @@ def run_capture(
 
 def alert_index(run: CaptureRun) -> AlertIndex:
     """The run's alerts, each widened by its detector's window."""
-    windows = {d.meta.id: d.window.size_ms for d in run.engines[0].detectors}
-    return AlertIndex(alert_span(i, a, windows.get(a.detector, 0)) for i, a in enumerate(run.sink.alerts))
+    return index_alerts(run.sink.alerts, run.engines[0])
+
+
+def index_alerts(alerts: Sequence[Alert], engine: DetectionEngine) -> AlertIndex:
+    """``alerts``, each widened by the window of its detector in ``engine``."""
+    windows = {d.meta.id: d.window.size_ms for d in engine.detectors}
+    return AlertIndex(alert_span(i, a, windows.get(a.detector, 0)) for i, a in enumerate(alerts))
+
+
+def engine_figures(
+    sink: _EngineSink, engines: Sequence[DetectionEngine], scored: dict[str, Any]
+) -> dict[str, Any]:
+    """What a scorecard reports of its engines and alerts beside the scored classes: allowances for
+    disorder, late events, failures, alerts by detector, the anomaly models' row."""
+    stats = [engine.stats() for engine in engines]
+    by_detector: dict[str, int] = {}
+    for a in sink.alerts:
+        by_detector[a.detector] = by_detector.get(a.detector, 0) + 1
+    lateness = engines[0].lateness
+    return {
+        "lateness_ms": {"default": lateness.default_ms, **lateness.per_kind},
+        "engines": len(engines),
+        "late": sum(int(st["late"]) for st in stats),
+        "late_events": sum(int(st["late_events"]) for st in stats),
+        "detector_failures": sum(int(st["failures"]) for st in stats),
+        "alerts": len(sink.alerts),
+        "alerts_by_detector": dict(sorted(by_detector.items())),
+        **scored,
+        "anomaly": {
+            **scored["anomaly"],
+            "windows_scored": sink.anomaly_windows,
+            "entity_windows_scored": sink.anomaly_rows,
+        },
+    }
 
 
 def evaluate_capture(
@@ -246,10 +280,6 @@ def evaluate_capture(
     capture, sink = run.capture, run.sink
     classes = capture.scored_classes()
     scored = score_classes(classes, sink.flows, alert_index(run), run.host_days, say)
-    stats = [engine.stats() for engine in run.engines]
-    by_detector: dict[str, int] = {}
-    for a in sink.alerts:
-        by_detector[a.detector] = by_detector.get(a.detector, 0) + 1
     return {
         "format": capture.fmt,
         "config": "default" if config is None else (config.source or "<memory>"),
@@ -263,19 +293,7 @@ def evaluate_capture(
         "labelled_rows": dict(sorted(run.labels.rows.items())),
         "unreadable_label_rows": run.labels.unreadable,
         "events_without_label": sink.unmatched,
-        "lateness_ms": {"default": run.engines[0].lateness.default_ms, **run.engines[0].lateness.per_kind},
-        "engines": len(run.engines),
-        "late": sum(int(st["late"]) for st in stats),
-        "late_events": sum(int(st["late_events"]) for st in stats),
-        "detector_failures": sum(int(st["failures"]) for st in stats),
-        "alerts": len(sink.alerts),
-        "alerts_by_detector": dict(sorted(by_detector.items())),
-        **scored,
-        "anomaly": {
-            **scored["anomaly"],
-            "windows_scored": sink.anomaly_windows,
-            "entity_windows_scored": sink.anomaly_rows,
-        },
+        **engine_figures(sink, run.engines, scored),
         "class_notes": {c.name: c.note for c in classes if c.note},
         "seconds": round(run.seconds, 1),
     }

@@ -16,6 +16,7 @@ from typing import Any, Final
 from detectors.config import DetectorConfig
 from detectors.evaluation.evaluate import run_detectors
 from detectors.evaluation.scorecard import Scorecard, Truth, TruthEntity, score
+from ingest.schema import FlowEvent
 
 __all__ = ["EVAL_SEEDS", "evaluate_seeds"]
 
@@ -30,7 +31,11 @@ def evaluate_seeds(
     count: int = 3,
     events_per_s: float = 100.0,
     config: DetectorConfig | None = None,
+    as_vpc_s: int | None = None,
 ) -> tuple[Scorecard, dict[str, Any]]:
+    """The simulator's scorecard over ``seeds``; with ``as_vpc_s``, its flows re-exported as VPC Flow
+    Logs of that aggregation interval first (``as_vpc.events_as_vpc``), alerts' evidence ids mapped
+    back to the events the records came from."""
     from ingest.simulator import DEFAULT_START_MS, SimConfig, simulate
 
     cfg = config or DetectorConfig.default()
@@ -49,14 +54,28 @@ def evaluate_seeds(
                 scenarios={"all": count},
             )
         )
-        seed_alerts, n, stats = run_detectors(sim.events(), sim.registry, cfg)
+        began: dict[str, int] = {}  # as VPC records: each flow's first packet
+        if as_vpc_s is None:
+            seed_alerts, n, stats = run_detectors(sim.events(), sim.registry, cfg)
+        else:
+            from detectors.evaluation.as_vpc import events_as_vpc, with_origins
+
+            sim_events = list(sim.events())
+            began = {e.id: e.ts - e.duration_ms for e in sim_events if isinstance(e, FlowEvent)}
+            records, origins = events_as_vpc(sim_events, as_vpc_s)
+            del sim_events
+            seed_alerts, n, stats = run_detectors(records, sim.registry, cfg)
+            seed_alerts = [with_origins(a, origins) for a in seed_alerts]
         recs = [
             Truth(
                 scenario=r.scenario,
                 category=r.category,
                 tenant=r.tenant,
                 entity=TruthEntity(r.entity.type, r.entity.id),
-                start=r.start,
+                # A truth record starts at its first event's time, a flow's end; a VPC record of an
+                # aggregation interval shows a long flow from its first packet on, and may be alerted
+                # on before the flow ended.
+                start=min([r.start, *(began[i] for i in r.event_ids if i in began)]),
                 end=r.end,
                 event_ids=list(r.event_ids),
                 benign=r.benign,
@@ -81,6 +100,7 @@ def evaluate_seeds(
             "seconds": round(time.perf_counter() - t0, 1),
             "per_seed": per_seed,
             "config": cfg.source,
+            "flows_as_vpc_flow_logs_s": as_vpc_s,
         }
     )
     return card, per_seed

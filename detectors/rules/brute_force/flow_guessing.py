@@ -200,7 +200,7 @@ class GuessState:
         self.extra = 0  # sessions beyond the cap of conns (not deduplicated)
         self.targets: dict[str | None, int] = {}  # sessions per target (None: beyond the cap)
         self.samples: list[int] = []  # client bytes per session, the first _SAMPLES
-        self.replies: list[int] = []  # server bytes of those sessions, where the record has them
+        self.replies: list[int] = []  # server bytes of those sessions: reverse counters or response records
         self.failed = 0  # refused/unanswered attempts seen once the key existed
 
     def sessions(self) -> int:
@@ -216,7 +216,7 @@ class GuessState:
 class FlowGuessing(WindowedDetector[GuessState]):
     meta = DetectorMeta(
         id="brute_force.flow_guessing",
-        version="1.1.0",
+        version="1.2.0",
         title="Credential guessing seen in flows",
         category="brute_force",
         score=50,
@@ -282,6 +282,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         return GuessState()
 
     def observe_batch(self, batch: Batch) -> None:
+        responses = batch.responses()
         batch = batch.initiated()  # a response record is never the subject
         ports, allowed, max_keys, web_ports = self.ports, self.allowed, self.max_keys, self.web_ports
         min_packets, max_ms, max_ids, cap = self.min_packets, self.max_ms, self.max_ids, self.max_distinct
@@ -361,6 +362,25 @@ class FlowGuessing(WindowedDetector[GuessState]):
                     span.ids.append(ev.id)
             except Exception as exc:
                 self.error(ev, exc)
+        if responses:
+            self._note_replies(responses)
+
+    def _note_replies(self, responses: list[tuple[Any, int]]) -> None:
+        """One-way formats write the server's side of a session as a record of its own: its bytes are
+        the session's reply, sampled for the client's state if it has one in the pane (the request
+        came first, in this batch or an earlier one). Without them, a web flood whose pages differ
+        (a bidirectional record's reply spread rules it out) was a "password guessing" run as VPC
+        Flow Logs."""
+        ports, panes, pane = self.ports, self._panes, self._pane
+        for ev, view in responses:
+            if not view & ONE_WAY or ev.src_port not in ports or ev.proto != "tcp":
+                continue
+            bucket = panes.get(ev.ts - ev.ts % pane)
+            st: GuessState | None = (
+                None if bucket is None else bucket.get((ev.tenant, ev.dst_ip, ev.src_port))
+            )
+            if st is not None and len(st.replies) < _SAMPLES:
+                st.replies.append(ev.bytes_out)
 
     def _held_open(self, ev: Any) -> bool:
         """A web connection held open with next to nothing sent (``dos.slow_connections``' held
