@@ -231,8 +231,13 @@ def _one_way(ev: FlowEvent) -> int:
     flags = tcp_flags(ev)
     if flags:
         if flags & SYN and not flags & ACK:
-            if view & ANSWER_MASK == UNKNOWN and flags & (FIN | RST):
-                view |= ANSWERED  # the initiator closed or reset a connection it had opened
+            if view & ANSWER_MASK == UNKNOWN and flags & FIN and ev.source == "vpcflow":
+                view |= ANSWERED  # VPC reports no bare ACK: a FIN closed a connection it had opened
+            # Else the reverse record (a SYN-ACK, a reset, or none) decides. In NetFlow's OR of every
+            # packet's flags, a SYN without ACK was never acknowledged, whatever came after it; and
+            # an initiator's reset is no answer in either format: nmap's SYN scan resets an open
+            # port's SYN-ACK, and scanners reset after a closed port's reset too (Zeek history
+            # ``SrR`` on RITA's server, which as NetFlow had been answered probes).
             return view | INITIATOR
         if flags & SYN and ev.source == "vpcflow":
             return view | RESPONDER  # VPC reports ACK only as part of SYN-ACK

@@ -148,7 +148,7 @@ def test_the_command_scores_a_hand_made_capture_and_refuses_other_formats(
     printed = capsys.readouterr().out
     assert printed.startswith(f"{CTU50.name} (vpcflow (re-exported from zeek, 60 s aggregation), 1 file(s))")
     result = json.loads(out.read_text())["interval_60s"][CTU50.name]
-    assert (result["vpc_records"], result["events"], result["events_without_label"], result["dlq"]) == (
+    assert (result["records"], result["events"], result["events_without_label"], result["dlq"]) == (
         50,
         50,
         0,

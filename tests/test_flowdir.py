@@ -109,11 +109,13 @@ def test_vpc_custom_format_tcp_flags():
         f"5 10.1.0.5 10.2.0.7 50000 50001 6 1 60 {T0} {T0} ACCEPT OK 2",  # SYN: opens, ports say nothing
         f"5 10.2.0.7 10.1.0.5 50001 50000 6 1 60 {T0} {T0} ACCEPT OK 18",  # SYN-ACK: answers
         f"5 10.1.0.5 10.2.0.7 50002 50003 6 8 900 {T0} {T0} ACCEPT OK 3",  # SYN and FIN: opened and closed
+        f"5 10.1.0.5 10.2.0.7 50004 50005 6 2 120 {T0} {T0} ACCEPT OK 6",  # SYN and its own RST: its reverse decides
     ]
-    syn, syn_ack, syn_fin = flows("vpcflow", head + "\n".join(rows) + "\n")
+    syn, syn_ack, syn_fin, syn_rst = flows("vpcflow", head + "\n".join(rows) + "\n")
     assert flow_view(syn) == ONE_WAY | INITIATOR
     assert flow_view(syn_ack) == ONE_WAY | RESPONDER
     assert flow_view(syn_fin) == ONE_WAY | INITIATOR | ANSWERED
+    assert flow_view(syn_rst) == ONE_WAY | INITIATOR
 
 
 def test_project_vpc_samples():

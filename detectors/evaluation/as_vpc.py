@@ -38,7 +38,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -240,8 +240,15 @@ def with_origins(alert: Alert, origins: Mapping[str, list[str]]) -> Alert:
     return msgspec.structs.replace(alert, evidence={**alert.evidence, "event_ids": back})
 
 
-def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> dict[str, Any]:
-    """The scorecard of one Zeek capture re-exported as VPC Flow Logs (see the module docstring)."""
+Feed = Callable[[list[Path], LabelRead, _EngineSink], int]
+"""Re-export a group of a capture's files into the sink (labels and ``sink.responses`` filled);
+returns the records written."""
+
+
+def score_reexport(name: str, data_dir: str | Path, lateness: Lateness, feed: Feed) -> dict[str, Any]:
+    """The scorecard figures of a Zeek capture re-exported by ``feed``: a day file is another host's
+    day (a fresh engine each, as in the scorecard); the files of one capture are one stream (Zeek
+    cut it into hourly files, and a long connection's pieces belong to their own times)."""
     capture = CAPTURES[name]
     if capture.fmt != "zeek":
         raise ValueError(f"{name}: only Zeek captures are re-exported (its records are {capture.fmt})")
@@ -250,7 +257,6 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
         raise FileNotFoundError(f"no files of {name} under {Path(data_dir) / capture.folder}")
     cfg = DetectorConfig.default()
     registry = TenantRegistry.from_dict({"tenants": [{"id": name, "cidrs": list(capture.cidrs)}]})
-    lateness = Lateness.for_flows(OUT_OF_ORDERNESS_MS, VPC_EXPORT_DELAY_MS)
 
     def new_engine() -> DetectionEngine:
         return DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg), lateness=lateness)
@@ -259,36 +265,25 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
     sink = _EngineSink(new_engine(), labels, registry)
     engines = [sink.engine]
     host_days: dict[str, HostDays] = {}
-    skipped = lines = 0
+    records = 0
     t0 = time.perf_counter()
-    # A day file is another host's day (a fresh engine each); the files of one capture are one
-    # stream, cut into hourly files by Zeek, whose long connections' pieces go to their intervals.
-    groups = [[p] for p in files] if capture.day_files else [files]
-    for n, group in enumerate(groups):
+    for n, group in enumerate([[p] for p in files] if capture.day_files else [files]):
         if n:
             sink.finish()
             sink.end_file(host_days)
             sink.engine = new_engine()
             engines.append(sink.engine)
-        export = VpcExport(capture, interval_s)
-        for path in group:
-            export.add_file(path)
-        data = export.publish(labels)
-        sink.responses = frozenset(export.responses)
-        lines += data.count(b"\n")
-        skipped += run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=sink).skipped
+        records += feed(group, labels, sink)
     sink.finish()
     sink.end_file(host_days)
     scored = score_classes(
         capture.scored_classes(), sink.flows, index_alerts(sink.alerts, engines[0]), host_days
     )
     return {
-        "format": f"vpcflow (re-exported from zeek, {interval_s} s aggregation)",
         "files": len(files),
-        "vpc_records": lines,
+        "records": records,
         "events": sink.events,
         "dlq": sink.dlq,
-        "skipped": skipped,
         "events_without_label": sink.unmatched,
         "labelled_records": dict(sorted(labels.rows.items())),
         **engine_figures(sink, engines, scored),
@@ -296,34 +291,67 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m detectors.evaluation.as_vpc", description=__doc__.splitlines()[0]
+def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> dict[str, Any]:
+    """The scorecard of one Zeek capture re-exported as VPC Flow Logs (see the module docstring)."""
+    skipped = 0
+
+    def feed(group: list[Path], labels: LabelRead, sink: _EngineSink) -> int:
+        nonlocal skipped
+        export = VpcExport(CAPTURES[name], interval_s)
+        for path in group:
+            export.add_file(path)
+        data = export.publish(labels)
+        sink.responses = frozenset(export.responses)
+        skipped += run_ingest(io.BytesIO(data), "vpcflow", registry=sink.registry, sink=sink).skipped
+        return data.count(b"\n")
+
+    result = score_reexport(
+        name, data_dir, Lateness.for_flows(OUT_OF_ORDERNESS_MS, VPC_EXPORT_DELAY_MS), feed
     )
+    return {
+        "format": f"vpcflow (re-exported from zeek, {interval_s} s aggregation)",
+        **result,
+        "skipped": skipped,
+    }
+
+
+def reexport_cli(prog: str, doc: str, evaluate: Callable[[str, Path, argparse.Namespace], dict[str, Any]],
+                 out: str, argv: list[str] | None, *, interval: bool = False) -> int:  # fmt: skip
+    """The command of a re-export: ``--dataset``, ``--data-dir``, ``--out`` (and ``--interval-s``),
+    each capture's table printed, the results written with the run they came from (per interval)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     ap.add_argument("--dataset", default="all", choices=(*ZEEK_CAPTURES, "all"))
-    ap.add_argument("--interval-s", type=int, default=600, choices=(60, 600), help="VPC aggregation interval")
+    if interval:
+        ap.add_argument(
+            "--interval-s", type=int, default=600, choices=(60, 600), help="VPC aggregation interval"
+        )
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=Path("results/real-scorecard-vpc.json"))
+    ap.add_argument("--out", type=Path, default=Path(out))
     args = ap.parse_args(argv)
     if not args.data_dir.is_dir():
         ap.error(f"--data-dir {args.data_dir}: no such directory")
-    names = ZEEK_CAPTURES if args.dataset == "all" else (args.dataset,)
     results: dict[str, dict[str, Any]] = {}
-    for name in names:
+    for name in ZEEK_CAPTURES if args.dataset == "all" else (args.dataset,):
         try:
-            results[name] = evaluate_as_vpc(name, args.data_dir, args.interval_s)
+            results[name] = evaluate(name, args.data_dir, args)
         except FileNotFoundError as exc:
             ap.error(str(exc))
         print(table({name: results[name]}), flush=True)
     data: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
-    run = {"command": "python -m detectors.evaluation.as_vpc " + " ".join(argv or []),
+    run = {"command": f"python -m {prog.split()[-1]} " + " ".join(argv or []),
            **machine_facts(Path(__file__).resolve().parents[2])}  # fmt: skip
-    section = data.setdefault(f"interval_{args.interval_s}s", {})
+    section = data.setdefault(f"interval_{args.interval_s}s" if interval else "captures", {})
     for name, result in results.items():
         section[name] = {**result, "run": run}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**data, "method": __doc__}, indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps({**data, "method": doc}, indent=1) + "\n", encoding="utf-8")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return reexport_cli("python -m detectors.evaluation.as_vpc", __doc__ or "",
+                        lambda name, data_dir, args: evaluate_as_vpc(name, data_dir, args.interval_s),
+                        "results/real-scorecard-vpc.json", argv, interval=True)  # fmt: skip
 
 
 if __name__ == "__main__":
