@@ -331,13 +331,6 @@ class PairState:
             self.ports = s[7]
 
 
-def remember_port(ports: dict[int, int], sport: int, end: int) -> None:
-    """Note a connection's source port and end, the least recently seen port dropped when full."""
-    if len(ports) >= _MAX_PORTS:
-        del ports[next(iter(ports))]
-    ports[sport] = end
-
-
 class Contacts:
     """One pane's outbound contacts: (tenant, external address) -> the tenant's hosts that opened a
     pair to it, at most ``_MAX_USERS`` per address and ``cap`` in all (kept apart from the pairs,
@@ -536,6 +529,7 @@ class C2Beacon(WindowedDetector[PairState]):
         periodic, allowed_ports = self.periodic, self.allowed_ports
         skip_ports = allowed_ports | {port for _, port in periodic}
         pane, pane_start, pane_end = self._pane, 0, 0
+        max_ports = _MAX_PORTS
         bucket: dict[Hashable, Any] = {}
         contacts = Contacts()
         track_users = self.shared_min_sources > 0
@@ -598,7 +592,9 @@ class C2Beacon(WindowedDetector[PairState]):
                     del ports[sport]  # the same connection re-exported, or a retried SYN: most recent now
                     ports[sport] = end if end > prev else prev
                     continue
-                remember_port(ports, sport, end)
+                if len(ports) >= max_ports:  # the least recently seen port makes room
+                    del ports[next(iter(ports))]
+                ports[sport] = end
                 if len(st.ids) < max_ids:
                     st.ids.append(ev.id)
                 n = st.count
@@ -688,10 +684,7 @@ class C2Beacon(WindowedDetector[PairState]):
         while len(starts) > self.cap:
             starts, sizes, stride = starts[::2], sizes[::2], stride * 2
         into.starts, into.sizes, into.stride = starts, sizes, stride
-        into.count += o.count
-        for sport, end in o.ports.items():  # the later pane's ports are the more recent
-            into.ports.pop(sport, None)
-            remember_port(into.ports, sport, end)
+        into.count += o.count  # ports: only the panes' own continuation checks read them
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
