@@ -61,7 +61,9 @@ def evaluate_seeds(
             from detectors.evaluation.as_vpc import events_as_vpc, with_origins
 
             sim_events = list(sim.events())
-            began = {e.id: e.ts - e.duration_ms for e in sim_events if isinstance(e, FlowEvent)}
+            began = {  # in whole seconds, as VPC writes its times
+                e.id: (e.ts - e.duration_ms) // 1000 * 1000 for e in sim_events if isinstance(e, FlowEvent)
+            }
             records, origins = events_as_vpc(sim_events, as_vpc_s)
             del sim_events
             seed_alerts, n, stats = run_detectors(records, sim.registry, cfg)
@@ -73,8 +75,8 @@ def evaluate_seeds(
                 tenant=r.tenant,
                 entity=TruthEntity(r.entity.type, r.entity.id),
                 # A truth record starts at its first event's time, a flow's end; a VPC record of an
-                # aggregation interval shows a long flow from its first packet on, and may be alerted
-                # on before the flow ended.
+                # aggregation interval shows a long flow from its first packet on (in whole seconds),
+                # and may be alerted on before the flow ended.
                 start=min([r.start, *(began[i] for i in r.event_ids if i in began)]),
                 end=r.end,
                 event_ids=list(r.event_ids),
