@@ -242,6 +242,10 @@ class Detector(ABC):
         if len(self.errors) < _MAX_ERRORS_KEPT:
             self.errors.append((getattr(event, "id", "?"), exc))
 
+    def open_pane(self, ts: int) -> dict[Hashable, Any] | None:
+        """The pane dict for event time ``ts`` if one is open (None: nothing was kept there yet)."""
+        return self._panes.get(ts - ts % self._pane)
+
     def bucket(self, ts: int) -> dict[Hashable, Any]:
         """The pane dict for event time ``ts`` (created on first use)."""
         start = ts - ts % self._pane

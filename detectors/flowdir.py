@@ -312,7 +312,7 @@ def _reset_biflow(ev: FlowEvent) -> bool:
         return bool(server & RST) and not server & SYN and ev.packets_in <= 2
     if ev.packets_in != 1 or ev.packets_out != 1:
         return False
-    return ev.bytes_in <= (_BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4)
+    return ev.bytes_in <= _bare_tcp_bytes(ev.src_ip)
 
 
 def _zeek_view(ev: FlowEvent) -> int:
@@ -372,6 +372,11 @@ def continues_connection(ev: FlowEvent, view: int) -> bool:
     return False
 
 
+def _bare_tcp_bytes(src_ip: str) -> int:
+    """The bytes of a TCP packet with no options and no data: a reset, a bare acknowledgement."""
+    return _BARE_TCP_V6 if ":" in src_ip else _BARE_TCP_V4
+
+
 def bare_syn_bytes(src_ip: str) -> int:
     """The bytes of a packet that carries no data: an IP and TCP header with a SYN's options."""
     return _BARE_SYN_V6 if ":" in src_ip else _BARE_SYN_V4
@@ -395,7 +400,7 @@ def headers_only(ev: FlowEvent, view: int) -> bool:
     51000 against a service on 3306 or 40000) the port classes cannot tell its direction."""
     if not view & ONE_WAY or ev.proto != "tcp":
         return False
-    return ev.bytes_out <= (_BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4) * ev.packets_out
+    return ev.bytes_out <= _bare_tcp_bytes(ev.src_ip) * ev.packets_out
 
 
 def sent_payload(ev: FlowEvent) -> bool:
@@ -467,5 +472,4 @@ def reply_refuses(ev: FlowEvent) -> bool:
     flags = tcp_flags(ev)
     if flags:
         return bool(flags & RST) and not flags & SYN
-    bare = _BARE_TCP_V6 if ":" in ev.src_ip else _BARE_TCP_V4
-    return ev.packets_out == 1 and ev.bytes_out <= bare
+    return ev.packets_out == 1 and ev.bytes_out <= _bare_tcp_bytes(ev.src_ip)

@@ -29,12 +29,18 @@ scored from its initiator, fed in the order of their ends with the job's allowan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from detectors.engine import Lateness
-from detectors.evaluation.as_vpc import reexport_cli, score_reexport
+from detectors.evaluation.as_vpc import (
+    conn_directions,
+    constant_rate,
+    reexport_cli,
+    score_reexport,
+    zeek_number,
+)
 from detectors.evaluation.captures import CAPTURES, LabelRead, open_text, zeek_rows
 from detectors.evaluation.real import _EngineSink
 from detectors.flowdir import ACK, FIN, RST, SYN
@@ -63,8 +69,15 @@ def history_flags(history: str) -> tuple[int, int]:
     return orig, resp
 
 
-def _number(text: str) -> float:
-    return 0.0 if text in ("-", "") else float(text)
+def _active_timeouts(t0: float, t1: float) -> Iterator[tuple[int, float, float]]:
+    """(piece index, start, end) of ``[t0, t1]`` cut every active timeout from its first packet."""
+    lo, k = t0, 0
+    while True:
+        hi = min(t1, lo + ACTIVE_TIMEOUT_S)
+        yield k, lo, hi
+        if hi >= t1:
+            return
+        lo, k = hi, k + 1
 
 
 def netflow_records(row: Mapping[str, str], n: int, tenant: str) -> list[tuple[FlowEvent, bool]]:
@@ -73,56 +86,20 @@ def netflow_records(row: Mapping[str, str], n: int, tenant: str) -> list[tuple[F
     proto = _PROTO.get(row.get("proto", ""))
     if proto is None:
         return []
-    t0 = _number(row["ts"])
-    t1 = t0 + _number(row.get("duration", "-"))
-    span = t1 - t0
+    t0 = zeek_number(row["ts"])
+    t1 = t0 + zeek_number(row.get("duration", "-"))
     orig_flags, resp_flags = history_flags(row.get("history", "-").strip("-")) if proto == "tcp" else (0, 0)
-    orig, resp = row["id.orig_h"], row["id.resp_h"]
-    oport, rport = int(_number(row["id.orig_p"])), int(_number(row["id.resp_p"]))
     out: list[tuple[FlowEvent, bool]] = []
-    for src, dst, sport, dport, pkts, nbytes, flags, response in (
-        (
-            orig,
-            resp,
-            oport,
-            rport,
-            row.get("orig_pkts", "0"),
-            row.get("orig_ip_bytes", "0"),
-            orig_flags,
-            False,
-        ),
-        (
-            resp,
-            orig,
-            rport,
-            oport,
-            row.get("resp_pkts", "0"),
-            row.get("resp_ip_bytes", "0"),
-            resp_flags,
-            True,
-        ),
-    ):
-        packets, total = int(_number(pkts)), int(_number(nbytes))
-        if packets <= 0:
-            continue
-        sent_p = sent_b = 0
-        lo = t0
-        k = 0
-        while True:
-            hi = min(t1, lo + ACTIVE_TIMEOUT_S)
-            share = 1.0 if span <= 0 or hi >= t1 else (hi - t0) / span
-            p, b = round(packets * share) - sent_p, round(total * share) - sent_b
-            if p > 0:
-                sent_p, sent_b = sent_p + p, sent_b + b
-                ident = event_id("netflow", f"{n}/{k}/{src}:{sport}>{dst}:{dport}".encode())
-                out.append((FlowEvent(
-                    id=ident, ts=int(hi * 1000), source="netflow", tenant=tenant, src_ip=src, dst_ip=dst,
-                    src_port=sport, dst_port=dport, proto=proto, bytes_out=b, packets_out=p,
-                    duration_ms=int((hi - lo) * 1000), extra={"tcp_flags": flags} if proto == "tcp" else {},
-                ), response))  # fmt: skip
-            if hi >= t1:
-                break
-            lo, k = hi, k + 1
+    for src, dst, sport_text, dport_text, packets, total, response in conn_directions(row):
+        sport, dport = int(zeek_number(sport_text)), int(zeek_number(dport_text))
+        flags = resp_flags if response else orig_flags
+        for k, lo, hi, p, b in constant_rate(packets, total, t0, t1, _active_timeouts(t0, t1)):
+            ident = event_id("netflow", f"{n}/{k}/{src}:{sport}>{dst}:{dport}".encode())
+            out.append((FlowEvent(
+                id=ident, ts=int(hi * 1000), source="netflow", tenant=tenant, src_ip=src, dst_ip=dst,
+                src_port=sport, dst_port=dport, proto=proto, bytes_out=b, packets_out=p,
+                duration_ms=int((hi - lo) * 1000), extra={"tcp_flags": flags} if proto == "tcp" else {},
+            ), response))  # fmt: skip
     return out
 
 

@@ -60,11 +60,16 @@ from ingest.tenants import TenantRegistry
 __all__ = [
     "ZEEK_CAPTURES",
     "VpcExport",
+    "conn_directions",
+    "constant_rate",
     "evaluate_as_vpc",
     "events_as_vpc",
     "main",
+    "reexport_cli",
+    "score_reexport",
     "vpc_pieces",
     "with_origins",
+    "zeek_number",
 ]
 
 ZEEK_CAPTURES: Final = tuple(n for n, c in CAPTURES.items() if c.fmt == "zeek")
@@ -76,7 +81,8 @@ _PROTO: Final = {"tcp": 6, "udp": 17, "icmp": 1}
 _vpc_id: Final = event_id_of("vpcflow")
 
 
-def _number(text: str) -> float:
+def zeek_number(text: str) -> float:
+    """A Zeek number cell; ``-`` (unset) and empty read as 0."""
     return 0.0 if text in ("-", "") else float(text)
 
 
@@ -92,6 +98,39 @@ def _pieces(t0: float, t1: float, interval_s: int) -> Iterator[tuple[int, float,
 
 
 Record = tuple[int, str, str, str, str, int]  # interval index, srcaddr, dstaddr, srcport, dstport, protocol
+Direction = tuple[str, str, str, str, int, int, bool]  # src, dst, sport, dport, packets, bytes, responder's
+
+
+def conn_directions(row: Mapping[str, str]) -> list[Direction]:
+    """Each direction of a Zeek ``conn`` row that carried packets: the originator's (its
+    ``orig_pkts``/``orig_ip_bytes``), then the responder's, with its ports as the row writes them."""
+    orig, resp, oport, rport = row["id.orig_h"], row["id.resp_h"], row["id.orig_p"], row["id.resp_p"]
+    both = (
+        (orig, resp, oport, rport, row.get("orig_pkts", "0"), row.get("orig_ip_bytes", "0"), False),
+        (resp, orig, rport, oport, row.get("resp_pkts", "0"), row.get("resp_ip_bytes", "0"), True),
+    )
+    out: list[Direction] = []
+    for src, dst, sport, dport, pkts, nbytes, response in both:
+        packets = int(zeek_number(pkts))
+        if packets > 0:
+            out.append((src, dst, sport, dport, packets, int(zeek_number(nbytes)), response))
+    return out
+
+
+def constant_rate(
+    packets: int, total: int, t0: float, t1: float, cuts: Iterable[tuple[int, float, float]]
+) -> Iterator[tuple[int, float, float, int, int]]:
+    """(piece index, start, end, packets, bytes) of a direction of ``[t0, t1]`` cut at ``cuts``, its
+    packets and bytes shared in proportion to each piece's time (Zeek keeps no timing inside a
+    connection); pieces without packets are left out."""
+    span = t1 - t0
+    sent_p = sent_b = 0
+    for k, lo, hi in cuts:
+        share = 1.0 if span <= 0 or hi >= t1 else (hi - t0) / span
+        p, b = round(packets * share) - sent_p, round(total * share) - sent_b
+        if p > 0:
+            sent_p, sent_b = sent_p + p, sent_b + b
+            yield k, lo, hi, p, b
 
 
 def vpc_pieces(row: Mapping[str, str], interval_s: int) -> list[tuple[Record, int, int, int, int, bool]]:
@@ -100,28 +139,15 @@ def vpc_pieces(row: Mapping[str, str], interval_s: int) -> list[tuple[Record, in
     proto = _PROTO.get(row.get("proto", ""))
     if proto is None:
         return []
-    orig, resp = row["id.orig_h"], row["id.resp_h"]
-    if proto == 1 and ":" in orig:
+    if proto == 1 and ":" in row["id.orig_h"]:
         proto = 58  # ICMPv6
-    oport, rport = (row["id.orig_p"], row["id.resp_p"]) if proto in (6, 17) else ("0", "0")
-    t0 = _number(row["ts"])
-    t1 = t0 + _number(row.get("duration", "-"))
-    span = t1 - t0
+    t0 = zeek_number(row["ts"])
+    t1 = t0 + zeek_number(row.get("duration", "-"))
     out: list[tuple[Record, int, int, int, int, bool]] = []
-    for src, dst, sport, dport, pkts, nbytes, response in (
-        (orig, resp, oport, rport, row.get("orig_pkts", "0"), row.get("orig_ip_bytes", "0"), False),
-        (resp, orig, rport, oport, row.get("resp_pkts", "0"), row.get("resp_ip_bytes", "0"), True),
-    ):
-        packets, total = int(_number(pkts)), int(_number(nbytes))
-        if packets <= 0:
-            continue
-        sent_p = sent_b = 0
-        for k, lo, hi in _pieces(t0, t1, interval_s):
-            share = 1.0 if span <= 0 or hi >= t1 else (hi - t0) / span
-            p, b = round(packets * share) - sent_p, round(total * share) - sent_b
-            if p <= 0:
-                continue
-            sent_p, sent_b = sent_p + p, sent_b + b
+    for src, dst, sport, dport, packets, total, response in conn_directions(row):
+        if proto not in (6, 17):
+            sport = dport = "0"  # ICMP's type and code are no ports in VPC
+        for k, lo, hi, p, b in constant_rate(packets, total, t0, t1, _pieces(t0, t1, interval_s)):
             out.append(((k, src, dst, sport, dport, proto), p, b, math.floor(lo), math.floor(hi), response))
     return out
 

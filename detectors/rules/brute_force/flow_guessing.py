@@ -371,11 +371,11 @@ class FlowGuessing(WindowedDetector[GuessState]):
         came first, in this batch or an earlier one). Without them, a web flood whose pages differ
         (a bidirectional record's reply spread rules it out) was a "password guessing" run as VPC
         Flow Logs."""
-        ports, panes, pane = self.ports, self._panes, self._pane
+        ports = self.ports
         for ev, view in responses:
             if not view & ONE_WAY or ev.src_port not in ports or ev.proto != "tcp":
                 continue
-            bucket = panes.get(ev.ts - ev.ts % pane)
+            bucket = self.open_pane(ev.ts)
             st: GuessState | None = (
                 None if bucket is None else bucket.get((ev.tenant, ev.dst_ip, ev.src_port))
             )

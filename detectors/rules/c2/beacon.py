@@ -54,7 +54,8 @@ open at once (four long TLS sessions to one push service, in CTU-50) has its rec
 and a VPC file lists an interval's records in no order; as VPC Flow Logs (one record per
 10-minute aggregation interval) those four sessions were 133 records "every 162 s" to one
 address, a perfect beacon, while they were 4 connections. A TCP record with the same 5-tuple as an
-earlier one is the same connection whatever the gap: an idle long-lived session whose keep-alives the exporter writes as records of their own. Zeek
+earlier one is the same connection whatever the gap: an idle long-lived session whose keep-alives
+the exporter writes as records of their own. Zeek
 expires a TCP connection after ``tcp_inactivity_timeout`` (5 min) and writes the next packet as a
 new record (``conn_state`` ``OTH``, no SYN); NetFlow/IPFIX after the inactive timeout (15 s by
 default); Argus and VPC per status or aggregation interval. Push channels are built exactly so:

@@ -64,6 +64,7 @@ from detectors.flowdir import (
     FlowKey,
     flow_key,
     reply_refuses,
+    reverse_key,
 )
 from detectors.meta import DetectorMeta, technique
 from detectors.state import FlowTable, Span, add_capped
@@ -284,11 +285,11 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         records still waiting (probes, answers that came first) rather than a busy window's every
         connection. None: no reverse yet. True: nothing more to do with the record. False: go on
         with the record's own answer (its flags decided it)."""
-        bucket = self._panes.get(ev.ts - ev.ts % self._pane)
+        bucket = self.open_pane(ev.ts)
         table = None if bucket is None else bucket.get(FLOWS_PANE)
         if bucket is None or table is None:
             return None
-        rev = (ev.dst_ip, ev.dst_port, ev.src_ip, ev.src_port, ev.proto)
+        rev = reverse_key(ev)
         reply = table.seen.pop(rev, None)
         if reply is None:
             return None
@@ -297,10 +298,7 @@ class FailedProbeScan(WindowedDetector[ScanState]):
         if other is not None and waiting is not None:  # the reverse was an attempt: this record decides it
             w_ts, w_id, w_initiator, w_start = waiting
             if w_initiator or start >= w_start:  # else the reverse was this record's response
-                if reply_refuses(ev):
-                    self._add_failed(other, ev.src_ip, ev.src_port, w_ts, w_id, ev.proto, ev.dst_port)
-                else:
-                    add_capped(other.answered, (ev.src_ip, ev.src_port), self.max_distinct)
+                self._settle(other, rev, w_ts, w_id, reply_refuses(ev))
         if action != _PENDING:
             return action == _SKIP
         # An attempt whose answer came first, decided as at the close.
@@ -313,11 +311,15 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             return True
         st.attempts += 1
         st.packets += ev.packets_out
-        if reply[1]:
-            self._add_failed(st, ev.dst_ip, ev.dst_port, ev.ts, ev.id, ev.proto, ev.src_port)
-        else:
-            add_capped(st.answered, (ev.dst_ip, ev.dst_port), self.max_distinct)
+        self._settle(st, flow_key(ev), ev.ts, ev.id, reply[1])
         return True
+
+    def _settle(self, st: ScanState, attempt: FlowKey, ts: int, event_id: str, failed: bool) -> None:
+        """Decide one attempt of ``st``'s source: a failed probe (no answer, or a reset) or answered."""
+        if failed:
+            self._add_failed(st, attempt[2], attempt[3], ts, event_id, attempt[4], attempt[1])
+        else:
+            add_capped(st.answered, (attempt[2], attempt[3]), self.max_distinct)
 
     def _add_failed(
         self, st: ScanState, dst: str, port: int, ts: int, event_id: str, proto: str, sport: int
@@ -345,13 +347,9 @@ class FailedProbeScan(WindowedDetector[ScanState]):
             if reply is None and not complete:
                 undecided += 1
             elif reply is None:
-                self._add_failed(st, key[2], key[3], ts, event_id, key[4], key[1])
-            elif not initiator and reply[0] < start:
-                continue  # the reverse record started first: this one is its response
-            elif reply[1]:
-                self._add_failed(st, key[2], key[3], ts, event_id, key[4], key[1])  # refused by a reset
-            else:
-                add_capped(st.answered, (key[2], key[3]), self.max_distinct)
+                self._settle(st, key, ts, event_id, True)  # nothing came back
+            elif initiator or reply[0] >= start:  # else the reverse started first: this one answered it
+                self._settle(st, key, ts, event_id, reply[1])  # failed when refused by a reset
         st.pending = {}
         if undecided:
             self.counters["undecided"] = self.counters.get("undecided", 0) + undecided
