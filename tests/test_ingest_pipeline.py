@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
+from infra.bootstrap import topic_configs
 from infra.settings import Settings, SettingsError
 from ingest.dlq import decode_dlq
 from ingest.parsers import FORMAT_NAMES
@@ -384,14 +385,19 @@ def _consume(settings: Settings, topics: list[str], expected: int, timeout_s: fl
 
 
 def _isolated(settings: Settings) -> Settings:
-    """Fresh topics per test run, created explicitly (the broker may not auto-create)."""
+    """Fresh topics per test run, created explicitly (the broker may not auto-create) with the
+    project's own topic configs: the samples' events are years old, and a telemetry topic made
+    with the broker's time retention loses them at its next retention check."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     run = uuid.uuid4().hex[:8]
     isolated = settings.with_overrides(topic_prefix=f"test.{run}.telemetry.", topic_dlq=f"test.{run}.dlq")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     names = [*isolated.telemetry_topics.values(), isolated.topic_dlq]
-    futures = admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in names])
+    new = [
+        NewTopic(t, num_partitions=2, replication_factor=1, config=topic_configs(isolated, t)) for t in names
+    ]
+    futures = admin.create_topics(new)
     for future in futures.values():
         future.result(30)
     return isolated

@@ -429,12 +429,16 @@ def _lookup_rates(registry: TenantRegistry) -> dict[str, float]:
 def _kafka_rates(settings: Settings, data: bytes, registry: TenantRegistry) -> dict[str, float]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from infra.bootstrap import topic_configs
+
     bench = settings.with_overrides(topic_prefix="bench.ssa.telemetry.", topic_dlq="bench.ssa.dlq")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     wanted = [*bench.telemetry_topics.values(), bench.topic_dlq]
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [
-        NewTopic(t, num_partitions=settings.kafka_partitions, replication_factor=1)
+        NewTopic(
+            t, num_partitions=settings.kafka_partitions, replication_factor=1, config=topic_configs(bench, t)
+        )
         for t in wanted
         if t not in existing
     ]
