@@ -4,6 +4,7 @@
         --seeds 201,202,203,204,205 --table results/detector_scorecard.txt
     python -m detectors.evaluation simulated --seeds 201,202,203,204,205
     python -m detectors.evaluation simulated --seeds 201,202 --as-vpc 600 --section simulated_as_vpc
+    python -m detectors.evaluation simulated --seeds 201,202 --as-cicflow seconds --section simulated_as_cicflow
     python -m detectors.evaluation openssh|flows|adfa|anomaly-sim --data-dir DIR
 """
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--section", default="simulated", help="name of the simulator section in the JSON")
     ap.add_argument("--as-vpc", type=int, choices=(60, 600), metavar="SECONDS",
                     help="simulated: the flows re-exported as VPC Flow Logs of this aggregation interval")  # fmt: skip
+    ap.add_argument("--as-cicflow", choices=("seconds", "minutes"),
+                    help="simulated: the flows re-exported as CICFlowMeter records, start times to the ...")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.as_vpc and args.as_cicflow:
+        ap.error("--as-vpc and --as-cicflow: one re-export at a time")
     todo = ("simulated", "openssh", "flows", "adfa", "anomaly-sim") if args.what == "all" else (args.what,)
     ref = args.data_dir / "reference_results"
     for what in todo:
@@ -39,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
             seeds = [int(s) for s in args.seeds.split(",") if s]
             card, _ = evaluate_seeds(
-                seeds, duration_s=args.duration_s, count=args.count, as_vpc_s=args.as_vpc
+                seeds,
+                duration_s=args.duration_s,
+                count=args.count,
+                as_vpc_s=args.as_vpc,
+                as_cicflow=args.as_cicflow,
             )
             print(card.table())
             if args.table:

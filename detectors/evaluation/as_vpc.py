@@ -342,15 +342,18 @@ def evaluate_as_vpc(name: str, data_dir: str | Path, interval_s: int = 600) -> d
 
 
 def reexport_cli(prog: str, doc: str, evaluate: Callable[[str, Path, argparse.Namespace], dict[str, Any]],
-                 out: str, argv: list[str] | None, *, interval: bool = False) -> int:  # fmt: skip
-    """The command of a re-export: ``--dataset``, ``--data-dir``, ``--out`` (and ``--interval-s``),
-    each capture's table printed, the results written with the run they came from (per interval)."""
+                 out: str, argv: list[str] | None, *, interval: bool = False, minutes: bool = False) -> int:  # fmt: skip
+    """The command of a re-export: ``--dataset``, ``--data-dir``, ``--out`` (and ``--interval-s``, or
+    ``--minutes``), each capture's table printed, the results written with the run they came from
+    (per interval, or per resolution of the start times)."""
     ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     ap.add_argument("--dataset", default="all", choices=(*ZEEK_CAPTURES, "all"))
     if interval:
         ap.add_argument(
             "--interval-s", type=int, default=600, choices=(60, 600), help="VPC aggregation interval"
         )
+    if minutes:
+        ap.add_argument("--minutes", action="store_true", help="start times to the minute, as CIC-IDS2017")
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=Path(out))
     args = ap.parse_args(argv)
@@ -366,7 +369,13 @@ def reexport_cli(prog: str, doc: str, evaluate: Callable[[str, Path, argparse.Na
     data: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
     run = {"command": f"python -m {prog.split()[-1]} " + " ".join(argv or []),
            **machine_facts(Path(__file__).resolve().parents[2])}  # fmt: skip
-    section = data.setdefault(f"interval_{args.interval_s}s" if interval else "captures", {})
+    if interval:
+        key = f"interval_{args.interval_s}s"
+    elif minutes:
+        key = "start_times_to_the_minute" if args.minutes else "start_times_to_the_second"
+    else:
+        key = "captures"
+    section = data.setdefault(key, {})
     for name, result in results.items():
         section[name] = {**result, "run": run}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,13 @@ def evaluate_seeds(
     events_per_s: float = 100.0,
     config: DetectorConfig | None = None,
     as_vpc_s: int | None = None,
+    as_cicflow: str | None = None,
 ) -> tuple[Scorecard, dict[str, Any]]:
     """The simulator's scorecard over ``seeds``; with ``as_vpc_s``, its flows re-exported as VPC Flow
-    Logs of that aggregation interval first (``as_vpc.events_as_vpc``), alerts' evidence ids mapped
-    back to the events the records came from."""
+    Logs of that aggregation interval first (``as_vpc.events_as_vpc``), with ``as_cicflow``
+    (``seconds`` or ``minutes``, the start times' resolution) as CICFlowMeter records
+    (``as_cicflow.events_as_cicflow``); alerts' evidence ids mapped back to the events the records
+    came from."""
     from ingest.simulator import DEFAULT_START_MS, SimConfig, simulate
 
     cfg = config or DetectorConfig.default()
@@ -54,17 +57,22 @@ def evaluate_seeds(
                 scenarios={"all": count},
             )
         )
-        began: dict[str, int] = {}  # as VPC records: each flow's first packet
-        if as_vpc_s is None:
+        began: dict[str, int] = {}  # as VPC or CICFlowMeter records: each flow's first packet
+        if as_vpc_s is None and as_cicflow is None:
             seed_alerts, n, stats = run_detectors(sim.events(), sim.registry, cfg)
         else:
+            from detectors.evaluation.as_cicflow import events_as_cicflow
             from detectors.evaluation.as_vpc import events_as_vpc, with_origins
 
             sim_events = list(sim.events())
-            began = {  # in whole seconds, as VPC writes its times
-                e.id: (e.ts - e.duration_ms) // 1000 * 1000 for e in sim_events if isinstance(e, FlowEvent)
+            unit = 60_000 if as_cicflow == "minutes" else 1000  # as the records write their times
+            began = {
+                e.id: (e.ts - e.duration_ms) // unit * unit for e in sim_events if isinstance(e, FlowEvent)
             }
-            records, origins = events_as_vpc(sim_events, as_vpc_s)
+            if as_vpc_s is not None:
+                records, origins = events_as_vpc(sim_events, as_vpc_s)
+            else:
+                records, origins = events_as_cicflow(sim_events, minutes=as_cicflow == "minutes")
             del sim_events
             seed_alerts, n, stats = run_detectors(records, sim.registry, cfg)
             seed_alerts = [with_origins(a, origins) for a in seed_alerts]
@@ -75,8 +83,9 @@ def evaluate_seeds(
                 tenant=r.tenant,
                 entity=TruthEntity(r.entity.type, r.entity.id),
                 # A truth record starts at its first event's time, a flow's end; a VPC record of an
-                # aggregation interval shows a long flow from its first packet on (in whole seconds),
-                # and may be alerted on before the flow ended.
+                # aggregation interval (a CICFlowMeter record of a flow timeout) shows a long flow
+                # from its first packet on (in whole seconds, or minutes), and may be alerted on
+                # before the flow ended.
                 start=min([r.start, *(began[i] for i in r.event_ids if i in began)]),
                 end=r.end,
                 event_ids=list(r.event_ids),
@@ -103,6 +112,7 @@ def evaluate_seeds(
             "per_seed": per_seed,
             "config": cfg.source,
             "flows_as_vpc_flow_logs_s": as_vpc_s,
+            "flows_as_cicflowmeter_start_times_to_the": as_cicflow,
         }
     )
     return card, per_seed

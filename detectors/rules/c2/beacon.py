@@ -11,7 +11,10 @@ published algorithm (RITA v4 ``pkg/beacon/analyzer.go``; v5 ``analysis/beacons.g
   (RITA v5's guard: a spread under 10 s is jitter, not skew), scored ``1 - |skew|``; and the median
   absolute deviation about the median (MAD), scored ``(median - MAD) / median`` (RITA v5's relative
   form; v4 cut the MAD at an absolute 30 s, which scores a 5-minute beacon with 20 % jitter as 0).
-- data-size score: the same two measures over the initiator's bytes per connection (a MAD score of
+- data-size score: the same two measures over the initiator's IP bytes per connection, headers
+  included as RITA reads ``orig_ip_bytes`` (``flowdir.ip_bytes``: payload-only counts, CICFlowMeter's,
+  get their packets' headers; otherwise requests of one length split into a varying number of
+  packets look more alike than in every other format) (a MAD score of
   0 when the median is under one byte, as RITA v5), and RITA v4's smallness ``1 - mode / 65535``.
 - connection-count score: RITA v4 scored ``connections / (dataset span / 10 s)``, which only a
   connection every 10 s fills; here the divisor is the pair's own median interval, so the score is
@@ -182,6 +185,7 @@ from detectors.flowdir import (
     bare_syn_bytes,
     continues_connection,
     headers_only,
+    ip_bytes,
 )
 from detectors.meta import DetectorMeta, technique
 from detectors.windowed import WindowedDetector
@@ -367,7 +371,7 @@ class Contacts:
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
-        version="1.3.0",
+        version="1.4.0",
         title="C2 beaconing",
         category="command_and_control",
         score=60,
@@ -573,11 +577,12 @@ class C2Beacon(WindowedDetector[PairState]):
                     contacts = known
                 st = bucket.get(key)
                 start = ts if ev.source == "argus" else ts - ev.duration_ms
+                size = ev.bytes_out if ev.source != "cicflowmeter" else ip_bytes(ev)
                 if st is None:  # most pairs connect once: a tuple, no object, until a second record
                     if track_users and outbound and not contacts.add((tenant, ev.dst_ip), src, max_keys):
                         self.counters["contacts_full"] = self.counters.get("contacts_full", 0) + 1
                     if len(bucket) < max_keys or self._room(bucket):
-                        bucket[key] = (ts, start, ev.bytes_out, ev.id, ev.src_port, start + ev.duration_ms)
+                        bucket[key] = (ts, start, size, ev.id, ev.src_port, start + ev.duration_ms)
                     continue
                 if st.__class__ is tuple:
                     st = bucket[key] = self._promote(st)
@@ -610,7 +615,7 @@ class C2Beacon(WindowedDetector[PairState]):
                     if n % st.stride:
                         continue
                 starts.append(start)
-                st.sizes.append(ev.bytes_out)
+                st.sizes.append(size)
             except Exception as exc:
                 self.error(ev, exc)
 

@@ -58,7 +58,7 @@ class VictimState:
 class DistributedFlood(WindowedDetector[VictimState]):
     meta = DetectorMeta(
         id="dos.distributed_flood",
-        version="1.3.0",
+        version="1.4.0",
         title="Distributed flood against one address",
         category="dos",
         score=70,

@@ -1,6 +1,7 @@
 """One source sends a flood of packets to one destination (SYN, UDP or ICMP flood).
 
-Small-packet records (at most ``params.max_bytes_per_packet`` bytes a packet) initiated by one
+Small-packet records (at most ``params.max_bytes_per_packet`` IP bytes a packet, headers included:
+CICFlowMeter's payload-only counts get their headers, ``flowdir.ip_bytes``) initiated by one
 source are summed per destination over the window; the busiest destination at or above
 ``params.min_packets_to_one_destination`` is reported. Records towards the provider's own services
 (the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
@@ -70,6 +71,7 @@ from detectors.flowdir import (
     ONE_WAY,
     SYN,
     UNANSWERED,
+    ip_bytes,
     sent_payload,
     tcp_flags,
     took_connection,
@@ -127,7 +129,7 @@ class FloodState:
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.6.0",
+        version="1.7.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -185,7 +187,7 @@ class SourceFlood(WindowedDetector[FloodState]):
         for i, ev in enumerate(batch.flows):
             try:
                 packets = ev.packets_out
-                sent = ev.bytes_out
+                sent = ev.bytes_out if ev.source != "cicflowmeter" else ip_bytes(ev)  # bytes with headers
                 if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
                     if _one_way_bulk(ev, views[i]):
                         self._note_bulk(ev)  # a one-way download's data: its receiver's ACKs are no flood
