@@ -154,3 +154,13 @@ def test_a_long_exchange_is_cut_into_pieces_both_sides_spoke_in() -> None:
     assert sum(r.bytes_fwd for r in records) == 672 and all(
         r.bytes_fwd == 48 * r.packets_fwd for r in records
     )
+
+
+def test_a_long_web_connection_is_closed_by_its_server() -> None:
+    base = dict(source="sim", tenant="t-acme", src_ip="10.1.0.5", dst_ip="10.2.0.7", proto="tcp", packets_out=6,
+                packets_in=6, bytes_out=900, bytes_in=3000)  # fmt: skip
+    held = FlowEvent(id="a", ts=1_700_000_030_000, src_port=40_000, dst_port=443, duration_ms=20_000, **base)
+    short = FlowEvent(id="b", ts=1_700_000_030_000, src_port=40_001, dst_port=443, duration_ms=300, **base)
+    tails = [e for e in events_as_cicflow([held, short])[0] if e.extra["cic_flags"] == FIN | ACK]
+    # the server's timeout closed the held one: the client's FIN-ACK begins its tail
+    assert sorted((e.src_ip, e.src_port) for e in tails) == [("10.1.0.5", 40_000), ("10.2.0.7", 443)]

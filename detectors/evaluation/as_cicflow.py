@@ -252,15 +252,22 @@ def cic_event(rec: CicRecord, ident: str, like: FlowEvent, *, minutes: bool = Fa
     )  # fmt: skip
 
 
+_WEB_PORTS: Final = frozenset({80, 443, 8080, 8443})
+_SERVER_CLOSES_AFTER_MS: Final = 5_000  # Apache httpd's KeepAliveTimeout default
+
+
 def _sim_row(ev: FlowEvent) -> dict[str, str]:
     """A bidirectional event (the simulator's) as the Zeek ``conn`` row of its connection: payload
     bytes its IP bytes less a bare header a packet; an answered TCP connection opened with a SYN and
-    closed by its client first (``ShADadFf``), one refused with a reset (``Sr``), one unanswered a
+    closed by its client first (``ShADadFf``), or by its server first when it is a web connection
+    that lasted 5 s or more (``ShADadfF``: a server closes an idle keep-alive connection, or one held
+    open by a slow client, on its own timeout); one refused with a reset (``Sr``), one unanswered a
     lone SYN (``S``)."""
     header = 40 if ev.proto == "tcp" else 28
     refused = ev.action == "reject" and ev.packets_in > 0
     answered = ev.packets_in > 0 and not refused
-    history = "ShADadFf" if answered else "Sr" if refused else "S"
+    server_first = ev.dst_port in _WEB_PORTS and ev.duration_ms >= _SERVER_CLOSES_AFTER_MS
+    history = ("ShADadfF" if server_first else "ShADadFf") if answered else "Sr" if refused else "S"
     t1 = ev.ts / 1000
     return {
         "proto": ev.proto, "id.orig_h": ev.src_ip, "id.resp_h": ev.dst_ip, "id.orig_p": str(ev.src_port),
