@@ -47,12 +47,11 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from detectors.engine import Lateness
-from detectors.evaluation.as_vpc import reexport_cli, score_reexport, zeek_number
-from detectors.evaluation.captures import CAPTURES, LabelRead, open_text, zeek_rows
+from detectors.evaluation.as_vpc import classified_rows, reexport_cli, score_reexport, zeek_number
+from detectors.evaluation.captures import CAPTURES, LabelRead
 from detectors.evaluation.real import _EngineSink
 from detectors.flowdir import ACK, FIN, SYN
 from ingest.pipeline import run_ingest
-from ingest.reader import iter_lines
 from ingest.schema import Event, FlowEvent, event_id_of
 
 __all__ = [
@@ -306,18 +305,9 @@ def evaluate_as_cicflow(name: str, data_dir: str | Path, *, minutes: bool = Fals
     def feed(group: list[Path], labels: LabelRead, sink: _EngineSink) -> int:
         nonlocal skipped
         rows: list[tuple[float, str, str, bool]] = []  # (written, line, class, response)
-        n = 0
-        for path in group:
-            with open_text(path) as fh:
-                for _line, row in zeek_rows(item[2] for item in iter_lines(fh)):
-                    n += 1
-                    if row is None:
-                        labels.unreadable += 1
-                        continue
-                    cls = capture.classify(row)
-                    for k, rec in enumerate(cic_records(row)):
-                        line = cic_line(rec, f"{n}.{k}", cls, minutes=minutes)
-                        rows.append((rec.written, line, cls, rec.response))
+        for n, row, cls in classified_rows(capture, group, labels):
+            for k, rec in enumerate(cic_records(row)):
+                rows.append((rec.written, cic_line(rec, f"{n}.{k}", cls, minutes=minutes), cls, rec.response))
         rows.sort(key=lambda r: r[0])  # written when they end
         responses: set[str] = set()
         for _written, line, cls, response in rows:

@@ -35,16 +35,16 @@ from typing import Any, Final
 
 from detectors.engine import Lateness
 from detectors.evaluation.as_vpc import (
+    classified_rows,
     conn_directions,
     constant_rate,
     reexport_cli,
     score_reexport,
     zeek_number,
 )
-from detectors.evaluation.captures import CAPTURES, LabelRead, open_text, zeek_rows
+from detectors.evaluation.captures import CAPTURES, LabelRead
 from detectors.evaluation.real import _EngineSink
 from detectors.flowdir import ACK, FIN, RST, SYN
-from ingest.reader import iter_lines
 from ingest.schema import FlowEvent, event_id
 
 __all__ = ["ACTIVE_TIMEOUT_S", "evaluate_as_netflow", "history_flags", "main", "netflow_records"]
@@ -110,21 +110,13 @@ def evaluate_as_netflow(name: str, data_dir: str | Path) -> dict[str, Any]:
     def feed(group: list[Path], labels: LabelRead, sink: _EngineSink) -> int:
         events: list[FlowEvent] = []
         responses: set[str] = set()
-        n = 0
-        for path in group:
-            with open_text(path) as fh:
-                for _line, row in zeek_rows(item[2] for item in iter_lines(fh)):
-                    n += 1
-                    if row is None:
-                        labels.unreadable += 1
-                        continue
-                    cls = capture.classify(row)
-                    for ev, response in netflow_records(row, n, name):
-                        events.append(ev)
-                        labels.by_id[ev.id] = cls
-                        labels.rows[cls] = labels.rows.get(cls, 0) + 1
-                        if response:
-                            responses.add(ev.id)
+        for n, row, cls in classified_rows(capture, group, labels):
+            for ev, response in netflow_records(row, n, name):
+                events.append(ev)
+                labels.by_id[ev.id] = cls
+                labels.rows[cls] = labels.rows.get(cls, 0) + 1
+                if response:
+                    responses.add(ev.id)
         events.sort(key=lambda e: (e.ts, e.id))  # exported when they end
         sink.responses = frozenset(responses)
         for i in range(0, len(events), 50_000):

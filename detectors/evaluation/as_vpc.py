@@ -60,6 +60,7 @@ from ingest.tenants import TenantRegistry
 __all__ = [
     "ZEEK_CAPTURES",
     "VpcExport",
+    "classified_rows",
     "conn_directions",
     "constant_rate",
     "evaluate_as_vpc",
@@ -97,6 +98,7 @@ def _pieces(t0: float, t1: float, interval_s: int) -> Iterator[tuple[int, float,
         k += 1
 
 
+Row = Mapping[str, str]  # a Zeek conn row, field -> text
 Record = tuple[int, str, str, str, str, int]  # interval index, srcaddr, dstaddr, srcport, dstport, protocol
 Direction = tuple[str, str, str, str, int, int, bool]  # src, dst, sport, dport, packets, bytes, responder's
 
@@ -115,6 +117,22 @@ def conn_directions(row: Mapping[str, str]) -> list[Direction]:
         if packets > 0:
             out.append((src, dst, sport, dport, packets, int(zeek_number(nbytes)), response))
     return out
+
+
+def classified_rows(
+    capture: Capture, paths: Iterable[Path], labels: LabelRead
+) -> Iterator[tuple[int, Row, str]]:
+    """Each readable ``conn`` row of ``paths`` with its position (from 1, across the files, for
+    unique record ids) and its class; unreadable lines are counted in ``labels``."""
+    n = 0
+    for path in paths:
+        with open_text(path) as fh:
+            for _line, row in zeek_rows(item[2] for item in iter_lines(fh)):
+                n += 1
+                if row is None:
+                    labels.unreadable += 1
+                    continue
+                yield n, row, capture.classify(row)
 
 
 def constant_rate(
