@@ -4,7 +4,6 @@ back by the project's parser, and the command on a hand-made capture."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 from pathlib import Path
@@ -23,8 +22,9 @@ from detectors.evaluation.captures import CAPTURES
 from detectors.flowdir import ACK, ANSWER_MASK, FIN, REFUSED, SYN, continues_connection, flow_view
 from ingest.pipeline import run_ingest
 from ingest.schema import FlowEvent
+from tests.test_as_vpc import write_hand_made_ctu50_day
 from tests.test_raw_records import ListSink
-from tests.test_real_scorecard import _ZEEK_FIELDS, _labelled_log, _zeek_row
+from tests.test_real_scorecard import _ZEEK_FIELDS, _zeek_row
 
 CTU50 = CAPTURES["stratosphere_ctu50_normal_hosts"]
 CLIENT, SERVER = "147.32.81.167", "40.74.108.123"
@@ -83,13 +83,7 @@ def test_start_times_to_the_minute_as_cic_ids2017_wrote_them() -> None:
 
 
 def test_the_command_scores_a_hand_made_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    t0 = 1_655_000_000.0
-    probes = [_zeek_row(t0 + i, "45.1.2.3", 40_000 + i, CLIENT, 1000 + i) for i in range(30)]
-    visits = [_zeek_row(t0 + 3600 + i, CLIENT, 50_000 + i, SERVER, 443, "SF") for i in range(10)]
-    rows = [(r, "Malicious", "X") for r in probes] + [(r, "Benign", "MS") for r in visits]
-    day = tmp_path / "data" / CTU50.folder / "001-zeek-mixed.conn.log.labeled.gz"
-    day.parent.mkdir(parents=True)
-    day.write_bytes(gzip.compress(_labelled_log(rows)))
+    write_hand_made_ctu50_day(tmp_path / "data")
     out = tmp_path / "cic.json"
     assert main(["--dataset", CTU50.name, "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"{CTU50.name} (cicflowmeter (re-exported from zeek")

@@ -4,7 +4,6 @@ and the figures measured on the real CTU-50 days."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from detectors.evaluation.captures import CAPTURES
 from detectors.flowdir import ACK, FIN, INITIATOR, ONE_WAY, RST, SYN, flow_view
 from detectors.registry import all_detectors
 from detectors.samples import samples_registry
-from tests.test_real_scorecard import _ZEEK_FIELDS, _labelled_log, _zeek_row
+from tests.test_as_vpc import write_hand_made_ctu50_day
+from tests.test_real_scorecard import _ZEEK_FIELDS, _zeek_row
 
 CTU50 = CAPTURES["stratosphere_ctu50_normal_hosts"]
 PSH = 0x08
@@ -72,14 +72,7 @@ def test_a_scanners_own_reset_is_no_answer_its_reverse_decides() -> None:
 
 
 def test_the_command_scores_a_hand_made_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    t0 = 1_655_000_000.0
-    rows = [(_zeek_row(t0 + i, "45.1.2.3", 40_000 + i, "147.32.81.167", 1000 + i), "Malicious", "X")
-            for i in range(30)]  # fmt: skip
-    rows += [(_zeek_row(t0 + 3600 + i, "147.32.81.167", 50_000 + i, "40.74.108.123", 443, "SF"), "Benign", "MS")
-             for i in range(10)]  # fmt: skip
-    day = tmp_path / "data" / CTU50.folder / "001-zeek-mixed.conn.log.labeled.gz"
-    day.parent.mkdir(parents=True)
-    day.write_bytes(gzip.compress(_labelled_log(rows)))
+    write_hand_made_ctu50_day(tmp_path / "data")
     out = tmp_path / "nf.json"
     assert main(["--dataset", CTU50.name, "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"{CTU50.name} (netflow (re-exported from zeek")

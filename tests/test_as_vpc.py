@@ -95,6 +95,17 @@ def _write_day(path: Path, rows: list[tuple[list[str], str, str]]) -> None:
     path.write_bytes(gzip.compress(_labelled_log(rows)))
 
 
+def write_hand_made_ctu50_day(data_dir: Path) -> None:
+    """A CTU-50 day file under ``data_dir``: 30 inbound probes of one scanner ("Malicious") and an
+    hour later 10 answered HTTPS visits of the host ("Benign"), the re-exports' command tests' capture."""
+    t0 = 1_655_000_000.0
+    rows = [(_zeek_row(t0 + i, "45.1.2.3", 40_000 + i, "147.32.81.167", 1000 + i), "Malicious", "X")
+            for i in range(30)]  # fmt: skip
+    rows += [(_zeek_row(t0 + 3600 + i, "147.32.81.167", 50_000 + i, "40.74.108.123", 443, "SF"), "Benign", "MS")
+             for i in range(10)]  # fmt: skip
+    _write_day(data_dir / CTU50.folder / "001-zeek-mixed.conn.log.labeled.gz", rows)
+
+
 def test_records_of_a_5_tuple_in_an_interval_are_one_and_every_line_is_labelled(tmp_path: Path) -> None:
     t0 = 1_655_000_000.0
     probes = [
@@ -127,12 +138,7 @@ def test_records_of_a_5_tuple_in_an_interval_are_one_and_every_line_is_labelled(
 def test_the_command_scores_a_hand_made_capture_and_refuses_other_formats(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    t0 = 1_655_000_000.0
-    rows = [(_zeek_row(t0 + i, "45.1.2.3", 40_000 + i, "147.32.81.167", 1000 + i), "Malicious", "X")
-            for i in range(30)]  # fmt: skip
-    rows += [(_zeek_row(t0 + 3600 + i, "147.32.81.167", 50_000 + i, "40.74.108.123", 443, "SF"), "Benign", "MS")
-             for i in range(10)]  # fmt: skip
-    _write_day(tmp_path / "data" / CTU50.folder / "001-zeek-mixed.conn.log.labeled.gz", rows)
+    write_hand_made_ctu50_day(tmp_path / "data")
     out = tmp_path / "vpc.json"
     argv = [
         "--dataset",

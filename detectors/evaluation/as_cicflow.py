@@ -41,13 +41,19 @@ same 5-tuple or the end of the capture, which only makes it later (and dropped a
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from detectors.engine import Lateness
-from detectors.evaluation.as_vpc import classified_rows, reexport_cli, score_reexport, zeek_number
+from detectors.evaluation.as_vpc import (
+    classified_rows,
+    reexport_cli,
+    score_reexport,
+    timeout_pieces,
+    zeek_number,
+)
 from detectors.evaluation.captures import CAPTURES, LabelRead
 from detectors.evaluation.real import _EngineSink
 from detectors.flowdir import ACK, FIN, SYN
@@ -178,7 +184,7 @@ def cic_records(row: Mapping[str, str]) -> list[CicRecord]:
     tail_o, tail_r = (
         (tail_from_closer, tail_from_other) if closer == "F" else (tail_from_other, tail_from_closer)
     )
-    cuts = list(_timeouts(t0, t1))
+    cuts = [(lo, hi) for _k, lo, hi in timeout_pieces(t0, t1, FLOW_TIMEOUT_S)]
     ends = [hi for _, hi in cuts]
     o_pk, r_pk = _paired(_shares(opk - tail_o, ends, t0, t1), _shares(rpk - tail_r, ends, t0, t1))
     o_b, r_b = _along(ob, o_pk), _along(rb, r_pk)
@@ -208,27 +214,21 @@ def cic_records(row: Mapping[str, str]) -> list[CicRecord]:
     return out
 
 
-def _timeouts(t0: float, t1: float) -> Iterator[tuple[float, float]]:
-    """(start, end) of ``[t0, t1]`` cut every flow timeout from its first packet."""
-    lo = t0
-    while True:
-        hi = min(t1, lo + FLOW_TIMEOUT_S)
-        yield lo, hi
-        if hi >= t1:
-            return
-        lo = hi
-
-
 def _stamp(seconds: float, minutes: bool) -> str:
     t = datetime.fromtimestamp(seconds, UTC)
     return t.strftime("%d/%m/%Y %H:%M" if minutes else "%d/%m/%Y %H:%M:%S")
 
 
+def _written_times(rec: CicRecord, minutes: bool) -> tuple[float, int]:
+    """``Timestamp`` (seconds, whole, or whole minutes as CIC-IDS2017) and ``Flow Duration`` (µs)."""
+    start = rec.start - rec.start % 60 if minutes else float(int(rec.start))
+    return start, max(0, round((rec.end - rec.start) * 1_000_000))
+
+
 def cic_line(rec: CicRecord, flow_no: str, label: str, *, minutes: bool = False) -> str:
     """The CSV row of ``rec`` under ``HEADER``: ``Timestamp`` is the first packet's time (to the
     second, or to the minute as CIC-IDS2017 wrote it), ``Flow Duration`` microseconds."""
-    start = rec.start - rec.start % 60 if minutes else float(int(rec.start))
-    duration_us = max(0, round((rec.end - rec.start) * 1_000_000))
+    start, duration_us = _written_times(rec, minutes)
     flag_counts = [1 if rec.flags & bit else 0 for bit in (FIN, SYN, 0x04, 0x08, ACK, 0x20, 0x80, 0x40)]
     cells = [
         f"{rec.src}-{rec.dst}-{rec.sport}-{rec.dport}-{rec.proto}-{flow_no}", rec.src, rec.sport, rec.dst,
@@ -240,8 +240,8 @@ def cic_line(rec: CicRecord, flow_no: str, label: str, *, minutes: bool = False)
 
 def cic_event(rec: CicRecord, ident: str, like: FlowEvent, *, minutes: bool = False) -> FlowEvent:
     """The event the ``cicflowmeter`` parser makes of ``rec``'s row (``cic_line``), owned as ``like``."""
-    start = rec.start - rec.start % 60 if minutes else float(int(rec.start))
-    duration_ms = max(0, round((rec.end - rec.start) * 1_000_000)) // 1000
+    start, duration_us = _written_times(rec, minutes)
+    duration_ms = duration_us // 1000  # as the parser reads ``Flow Duration``
     return FlowEvent(
         id=ident, ts=int(start) * 1000 + duration_ms, source="cicflowmeter", tenant=like.tenant, host=like.host,
         vm=like.vm, extra={"cic_flags": rec.flags} if rec.proto == 6 else {"cic_flags": 0}, src_ip=rec.src,

@@ -29,7 +29,7 @@ scored from its initiator, fed in the order of their ends with the job's allowan
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +40,7 @@ from detectors.evaluation.as_vpc import (
     constant_rate,
     reexport_cli,
     score_reexport,
+    timeout_pieces,
     zeek_number,
 )
 from detectors.evaluation.captures import CAPTURES, LabelRead
@@ -69,17 +70,6 @@ def history_flags(history: str) -> tuple[int, int]:
     return orig, resp
 
 
-def _active_timeouts(t0: float, t1: float) -> Iterator[tuple[int, float, float]]:
-    """(piece index, start, end) of ``[t0, t1]`` cut every active timeout from its first packet."""
-    lo, k = t0, 0
-    while True:
-        hi = min(t1, lo + ACTIVE_TIMEOUT_S)
-        yield k, lo, hi
-        if hi >= t1:
-            return
-        lo, k = hi, k + 1
-
-
 def netflow_records(row: Mapping[str, str], n: int, tenant: str) -> list[tuple[FlowEvent, bool]]:
     """The NetFlow records of one Zeek ``conn`` row (``n``: its position, for unique ids), each with
     whether it is the responder's direction."""
@@ -93,7 +83,9 @@ def netflow_records(row: Mapping[str, str], n: int, tenant: str) -> list[tuple[F
     for src, dst, sport_text, dport_text, packets, total, response in conn_directions(row):
         sport, dport = int(zeek_number(sport_text)), int(zeek_number(dport_text))
         flags = resp_flags if response else orig_flags
-        for k, lo, hi, p, b in constant_rate(packets, total, t0, t1, _active_timeouts(t0, t1)):
+        for k, lo, hi, p, b in constant_rate(
+            packets, total, t0, t1, timeout_pieces(t0, t1, ACTIVE_TIMEOUT_S)
+        ):
             ident = event_id("netflow", f"{n}/{k}/{src}:{sport}>{dst}:{dport}".encode())
             out.append((FlowEvent(
                 id=ident, ts=int(hi * 1000), source="netflow", tenant=tenant, src_ip=src, dst_ip=dst,

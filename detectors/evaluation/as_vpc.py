@@ -68,6 +68,7 @@ __all__ = [
     "main",
     "reexport_cli",
     "score_reexport",
+    "timeout_pieces",
     "vpc_pieces",
     "with_origins",
     "zeek_number",
@@ -96,6 +97,18 @@ def _pieces(t0: float, t1: float, interval_s: int) -> Iterator[tuple[int, float,
         if t1 < (k + 1) * interval_s:
             return
         k += 1
+
+
+def timeout_pieces(t0: float, t1: float, timeout_s: float) -> Iterator[tuple[int, float, float]]:
+    """(piece index, start, end) of ``[t0, t1]`` cut every ``timeout_s`` from its first packet: an
+    exporter's active timeout (NetFlow) or flow timeout (CICFlowMeter)."""
+    lo, k = t0, 0
+    while True:
+        hi = min(t1, lo + timeout_s)
+        yield k, lo, hi
+        if hi >= t1:
+            return
+        lo, k = hi, k + 1
 
 
 Row = Mapping[str, str]  # a Zeek conn row, field -> text
