@@ -6,20 +6,26 @@ Used by ``ssa up`` on the local stack and by ``ssa detect`` against any cluster.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
-from typing import Any
+from typing import Any, Final
 
 from infra.clients import es_client, kafka_config
 from infra.ecs_spec import ecs_properties
 from infra.settings import Settings
 from infra.tenant_indices import alias_existing_indices, soc_template_aliases
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "APPEND_TIME",
     "alerts_template",
     "ensure_index_templates",
     "ensure_topics",
     "installed_mappings",
     "metrics_template",
+    "output_topics",
+    "stamp_on_append",
     "topic_configs",
 ]
 
@@ -219,19 +225,66 @@ def ensure_index_templates(settings: Settings) -> None:
         es.close()
 
 
-# A tenant's (or the provider's) telemetry topic in secure mode (infra.secure.tenant_prefix).
+# A tenant's (or the provider's) telemetry topic in secure mode (infra.secure.tenant_prefix), and
+# its DLQ topic (infra.secure.tenant_dlq).
 _TENANT_TELEMETRY = re.compile(r"ssa\.[^.]+\.telemetry\.[^.]+")
+_TENANT_DLQ = re.compile(r"ssa\.[^.]+\.dlq")
+# The job's sinks stamp a record with its element's event time (an alert's window, a late event's
+# time), and a broker deletes a segment once its newest record time is older than retention.ms: on
+# a replay of last month's capture, its alerts and incidents were gone before the indexer read them.
+# Stamped by the broker on append, an output record is kept retention.ms after it was written.
+APPEND_TIME: Final = {"message.timestamp.type": "LogAppendTime"}
+
+
+def output_topics(settings: Settings) -> list[str]:
+    """The topics the job and the parsers write and the indexer reads: alerts, DLQ, metrics and the
+    awareness stage's."""
+    return [settings.topic_alerts, settings.topic_dlq, settings.topic_metrics, *settings.awareness_topics]
 
 
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
     """A topic's own configs: the parse stage's state topic keeps the newest record per key; the
-    telemetry topics keep records by size, not by their (event) time (``Settings.telemetry_retention_bytes``)."""
+    telemetry topics keep records by size, not by their (event) time (``Settings.telemetry_retention_bytes``);
+    the output topics are stamped on append (``APPEND_TIME``)."""
     if topic == settings.topic_parse_state:
         return {"cleanup.policy": "compact"}
     if topic in settings.telemetry_topics.values() or _TENANT_TELEMETRY.fullmatch(topic):
         return {"retention.ms": str(settings.telemetry_retention_ms),
                 "retention.bytes": str(settings.telemetry_retention_bytes)}  # fmt: skip
+    if topic in output_topics(settings) or _TENANT_DLQ.fullmatch(topic):
+        return dict(APPEND_TIME)
     return {}
+
+
+def stamp_on_append(settings: Settings, topics: list[str]) -> list[str]:
+    """Set ``APPEND_TIME`` on those of ``topics`` (existing output topics) that lack it: topics made
+    before their records were stamped on append. Returns the names changed. A broker that cannot be
+    asked or refuses (no ALTER_CONFIGS right) gets a warning with the command, never an error: the
+    pipeline runs, and only a replay of old events is at risk."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    if not topics:
+        return []
+    key, value = next(iter(APPEND_TIME.items()))
+    try:
+        admin = AdminClient(kafka_config(settings, "confluent"))
+        described = admin.describe_configs([ConfigResource("topic", t) for t in topics], request_timeout=15)
+        stale = sorted(r.name for r, f in described.items() if f.result(timeout=20)[key].value != value)
+        entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        changes = [ConfigResource("topic", t, incremental_configs=[entry]) for t in stale]
+        for future in (admin.incremental_alter_configs(changes) if changes else {}).values():
+            future.result(timeout=20)
+    except (KafkaException, KeyError, TimeoutError) as exc:
+        log.warning(
+            "topics %s: could not check or set %s=%s (%s); on a replay of old events their records may "
+            "be deleted before the indexer reads them: kafka-configs --alter --add-config %s=%s",
+            ", ".join(topics), key, value, exc, key, value,
+        )  # fmt: skip
+        return []
+    if stale:
+        log.info("topics %s: records now stamped on append (%s=%s)", ", ".join(stale), key, value)
+    return stale
 
 
 def time_limited_topics(settings: Settings, topics: list[str]) -> dict[str, int] | None:
@@ -282,6 +335,9 @@ def ensure_topics(
             # Created concurrently by another client: the goal is met.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new, timeout_ms=15000)
-        return missing
     finally:
         admin.close()
+    if not settings.tenant_topics:  # secure mode: `ssa tenants provision` makes and keeps the topics
+        outputs = set(output_topics(settings))
+        stamp_on_append(settings, [t for t in wanted if t in existing and t in outputs])
+    return missing

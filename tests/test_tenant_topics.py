@@ -267,11 +267,24 @@ def test_telemetry_topics_keep_by_size_and_the_parse_state_is_compacted() -> Non
         if ".telemetry." in topic:
             assert topic_configs(s, topic) == by_size, topic
     assert topic_configs(s, s.topic_parse_state) == {"cleanup.policy": "compact"}
-    for other in (
+    for raw in ("ssa.raw.syslog", "ssa.t-a.raw.syslog"):  # stamped when received
+        assert topic_configs(s, raw) == {}, raw
+
+
+def test_output_topics_are_stamped_on_append() -> None:
+    """The job stamps its records with event time: by that time a replay's alerts would be older
+    than any retention, and deleted before the indexer reads them."""
+    from infra.bootstrap import APPEND_TIME, output_topics, topic_configs
+
+    s = _settings()
+    outputs = [
         s.topic_alerts,
         s.topic_dlq,
-        "ssa.raw.syslog",
-        secure.tenant_dlq("t-a"),
-        "ssa.t-a.raw.syslog",
-    ):
-        assert topic_configs(s, other) == {}, other
+        s.topic_metrics,
+        s.topic_incidents,
+        s.topic_threat,
+        s.topic_warnings,
+    ]
+    assert sorted(output_topics(s)) == sorted(outputs)
+    for topic in [*outputs, secure.tenant_dlq("t-a"), secure.tenant_dlq(secure.PROVIDER)]:
+        assert topic_configs(s, topic) == APPEND_TIME == {"message.timestamp.type": "LogAppendTime"}, topic

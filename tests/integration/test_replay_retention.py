@@ -64,3 +64,34 @@ def test_old_events_are_kept_and_a_time_limited_topic_is_named(
     err = capsys.readouterr().err
     assert "warning: 20 events are more than 7 days old" in err
     assert f"{auth} (7 days)" in err
+
+
+def test_output_topics_made_before_are_stamped_on_append(stack: Settings) -> None:
+    """An alerts topic made by an earlier version (the broker's CreateTime: the job's event time) is
+    set to the broker's append time the next time the topics are ensured (``ssa up``, ``ssa detect``),
+    so a replay's old alerts are not deleted before the indexer reads them. Other topics are left
+    as they are."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    from infra.bootstrap import APPEND_TIME, ensure_topics
+    from infra.clients import kafka_config
+
+    run = uuid.uuid4().hex[:8]
+    settings = stack.with_overrides(topic_alerts=f"test.stamp{run}.alerts", topic_prefix=f"test.stamp{run}.")
+    admin = AdminClient(kafka_config(settings, "confluent"))
+    raw = f"test.stamp{run}.raw.syslog"
+    made = [
+        NewTopic(t, 1, 1, config={"message.timestamp.type": "CreateTime"})
+        for t in (settings.topic_alerts, raw)
+    ]
+    for future in admin.create_topics(made).values():
+        future.result(timeout=30)
+
+    def stamp(topic: str) -> str:
+        (future,) = admin.describe_configs([ConfigResource("topic", topic)]).values()
+        return str(future.result(timeout=30)["message.timestamp.type"].value)
+
+    assert stamp(settings.topic_alerts) == "CreateTime"
+    ensure_topics(settings, [settings.topic_alerts, raw])
+    assert stamp(settings.topic_alerts) == APPEND_TIME["message.timestamp.type"]
+    assert stamp(raw) == "CreateTime"
