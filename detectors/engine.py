@@ -205,6 +205,30 @@ class DetectionEngine:
                 out.extend(drain())
         return out
 
+    def late(self, events: Iterable[Event]) -> None:
+        """Events the caller found behind their kind's watermark, as the job's source finds them
+        (``detectors.job_order``): each is handled as ``process`` handles a late event, whatever the
+        engine's own watermark. A single-event rule's late findings are raised by the next
+        ``process`` or ``flush``."""
+        dispatch = self._dispatch
+        for ev in events:
+            self._events += 1
+            dets = dispatch.get(ev.__class__)
+            if dets is None:
+                self._unknown += 1
+            else:
+                self._late_one(ev, dets)
+
+    def lane_of(self, event: Event) -> int | None:
+        """The index of ``event``'s watermark lane (the kinds that share its allowance), None for an
+        unknown kind."""
+        return self._lane_of.get(event.__class__)
+
+    @property
+    def lane_allowances(self) -> list[int]:
+        """Each lane's allowance for disorder, in ms, by lane index."""
+        return [lane.allowance for lane in self._lanes]
+
     def run(self, events: Iterable[Event]) -> list[Alert]:
         """``process`` then ``flush``: all alerts of a finite input."""
         out = self.process(events)
@@ -361,25 +385,30 @@ class DetectionEngine:
                 if ts - lane.allowance > lane.watermark:
                     lane.watermark = ts - lane.allowance
             wm = lane.watermark
-            single: Batch | None = None
-            late_here = False
-            for d in dets:
-                if ts < wm:
-                    late_here = True
-                    try:
-                        d.late(ev, ts)
-                    except Exception as exc:
-                        d.error(ev, exc)
-                else:
-                    if single is None:
-                        single = Batch([ev], reg)
+            if ts < wm:
+                self._late_one(ev, dets)
+            elif dets:
+                single = Batch([ev], reg)
+                for d in dets:
                     d.observe_batch(single)
-                if d.errors:
-                    self._drain(d)
-            self._late_events += late_here
+                    if d.errors:
+                        self._drain(d)
             if wm >= lane.next_close:
                 out.extend(self._close(i))
         return out
+
+    def _late_one(self, ev: Event, dets: tuple[Detector, ...]) -> None:
+        """An event behind its kind's watermark: each of its detectors' ``late`` (counted; a
+        single-event rule keeps a late finding, raised at the next close)."""
+        for d in dets:
+            try:
+                d.late(ev, ev.ts)
+            except Exception as exc:
+                d.error(ev, exc)
+            if d.errors:
+                self._drain(d)
+        if dets:
+            self._late_events += 1
 
     def _close(self, lane_index: int) -> list[Alert]:
         """Close every window of the lane's detectors that ended at or before its watermark; the

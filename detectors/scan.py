@@ -13,6 +13,7 @@ from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.io import ReadStats, iter_events, open_output, write_alerts
+from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.tenants import TenantRegistry
 
@@ -55,6 +56,7 @@ def scan(
     cfg = config or DetectorConfig.load_or_default(config_path)
     registry = TenantRegistry.load(tenants_path) if tenants_path else TenantRegistry()
     engine = DetectionEngine(all_detectors(cfg), DetectionContext(registry, cfg), lateness=lateness)
+    feed = OrderedFeed(engine)  # the job's order, so a file gives the job's alerts
     stats = ReadStats()
     counts: dict[str, int] = {}
     n_alerts = 0
@@ -63,10 +65,10 @@ def scan(
         for ev in iter_events(events_path, stats):
             batch.append(ev)
             if len(batch) >= chunk:
-                n_alerts += _emit(engine.process(batch), sink, counts)
+                n_alerts += _emit(feed.process(batch), sink, counts)
                 batch = []
-        n_alerts += _emit(engine.process(batch), sink, counts)
-        n_alerts += _emit(engine.flush(), sink, counts)
+        n_alerts += _emit(feed.process(batch), sink, counts)
+        n_alerts += _emit(feed.flush(), sink, counts)
     st = engine.stats()
     return ScanResult(
         events=stats.events,

@@ -158,6 +158,36 @@ def test_a_pair_state_pickled_by_1_2_0_restores_its_last_port() -> None:
     assert again.ports == {} and again.count == 0
 
 
+def test_a_poller_in_bursts_of_parallel_connections_is_not_a_beacon() -> None:
+    """A client that opens several connections at once on a timer (a page's or an API batch's
+    parallel fetches every 30 s) is not a sleep loop; a C2 check-in is one connection, two when it
+    returns a task's output (GET, then POST), and stays a beacon."""
+    rng = random.Random(11)
+    bursts = [i * 30_000 + k * rng.randrange(20, 120) for i in range(300) for k in range(6)]
+    alerts, det = _run(_series(bursts))
+    assert not alerts and det.counters["parallel"] >= 1
+    off = DetectorConfig.default().merged(
+        {"detectors": {"c2.beacon": {"params": {"max_parallel_share": 1.0}}}}
+    )
+    assert _run(_series(bursts), off)[0]  # its bursts are as regular as a beacon
+    tasked = [i * 30_000 + k * 180 for i in range(300) for k in range(2)]  # GET + POST every check-in
+    (alert,) = _run(_series(tasked))[0]
+    assert alert.evidence["connections"] == 600
+    # Start times written to the whole minute (CIC-IDS2017): a 10 s beacon puts six in each minute,
+    # which cannot be told from parallel connections, and stays a beacon.
+    minutes = [i * 10_000 - i * 10_000 % 60_000 for i in range(1200)]
+    assert len(_run(_series(minutes, duration_ms=0))[0]) == 1
+
+
+def test_a_pair_state_pickled_by_1_4_0_counts_no_parallel_connections() -> None:
+    st = PairState()
+    st.__setstate__((st.starts, st.sizes, 3, 1, T0, T0 + 5, ["a"], {41234: T0}))
+    assert (st.recent, st.together, st.ports) == ([], 0, {41234: T0})
+    st.together, st.recent = 4, [T0]
+    again = pickle.loads(pickle.dumps(st))
+    assert (again.together, again.recent, again.count) == (4, [T0], 3)
+
+
 def test_response_records_of_one_way_formats_are_not_connections() -> None:
     # NetFlow: the C2 server's replies (source port 5678 -> ephemeral port) are responses
     replies = [

@@ -17,6 +17,7 @@ from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
 from detectors.evaluation.scorecard import Scorecard, Truth, load_truth, score
 from detectors.io import ReadStats, iter_events
+from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.schema import Event
 from ingest.tenants import TenantRegistry
@@ -38,7 +39,7 @@ def run_detectors(
     counted = _Counted(stream)
     dets = list(detectors) if detectors is not None else all_detectors(config)
     engine = DetectionEngine(dets, DetectionContext(registry, config))
-    alerts = engine.run(counted)
+    alerts = OrderedFeed(engine).run(counted)
     stats = engine.stats()
     stats["rejected_lines"] = read.rejected
     return alerts, counted.n, stats

@@ -14,6 +14,7 @@ from typing import Any
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine
+from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.schema import AuthEvent, Event, event_id
 
@@ -63,7 +64,7 @@ def openssh(data_dir: Path) -> dict[str, Any]:
     events.sort(key=lambda e: (e.ts, e.id))
     cfg = DetectorConfig.default()
     engine = DetectionEngine(all_detectors(cfg), DetectionContext(None, cfg), strict=True)
-    alerts = engine.run(events)
+    alerts = OrderedFeed(engine).run(events)
     brute = [a for a in alerts if a.category == "brute_force"]
     fails = Counter(e.src_ip for e in events if isinstance(e, AuthEvent) and e.result == "failure")
     by_ip: dict[str, dict[str, Any]] = {}

@@ -31,6 +31,7 @@ from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.evaluation.captures import CAPTURES, Capture, LabelRead, open_text, read_labels
 from detectors.evaluation.coverage import AlertIndex, FlowTable, HostDays, alert_span, score_classes
+from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.parsers import get_format
 from ingest.pipeline import run_ingest
@@ -64,7 +65,7 @@ class _EngineSink:
 
     def __init__(self, engine: DetectionEngine, labels: LabelRead, registry: TenantRegistry) -> None:
         self.counters = SinkCounters()  # the Sink protocol's; unused here
-        self.engine = engine
+        self.engine = engine  # fed in the job's order (detectors.job_order)
         self.labels = labels
         self.registry = registry
         self.pending: list[Event] = []
@@ -79,6 +80,14 @@ class _EngineSink:
         # Ids of one-way records that are a connection's response (a re-export knows): scored the
         # way the label reads, from the connection's initiator to its responder.
         self.responses: frozenset[str] = frozenset()
+
+    @property
+    def engine(self) -> DetectionEngine:
+        return self._feed.engine
+
+    @engine.setter
+    def engine(self, engine: DetectionEngine) -> None:
+        self._feed = OrderedFeed(engine)
 
     def send_event(self, event: Event) -> None:
         self.send_events([event])
@@ -105,7 +114,7 @@ class _EngineSink:
         self.events += len(events)
         self.pending.extend(events)
         if len(self.pending) >= _CHUNK:
-            self.alerts.extend(self.engine.process(self.pending))
+            self.alerts.extend(self._feed.process(self.pending))
             self.pending = []
             self._count_scored()
 
@@ -132,9 +141,9 @@ class _EngineSink:
         self.file_hosts, self.first_ts, self.last_ts = {}, None, None
 
     def finish(self) -> None:
-        self.alerts.extend(self.engine.process(self.pending))
+        self.alerts.extend(self._feed.process(self.pending))
         self.pending = []
-        self.alerts.extend(self.engine.flush())
+        self.alerts.extend(self._feed.flush())
         self._count_scored()
 
     def flush(self) -> None:

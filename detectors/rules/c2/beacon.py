@@ -162,6 +162,22 @@ sleep loop does not pause and bursts do: under
 ``connections x median interval >= params.fast_min_fill (0.5) x (last - first)``. An agent polling
 without pause fills about 1; a minute of 2 s requests every 15 minutes fills 0.07 and is not scored.
 
+Parallel connections. A C2 implant checks in with one connection per sleep: Cobalt Strike's
+HTTP beacon sends one GET for its tasks and, when a task has output, one POST with it (Cobalt
+Strike manual, "HTTP Beacon"); Sliver's, Empire's and Mythic's HTTP agents likewise make one
+request per check-in, and Ares one POST to ``/hello``. So in a C2 pair at most about half of the
+connections start together with the pair's previous one (a tasked beacon's GET and POST, every
+time). A browser or an application fetching a page or a batch of API calls opens connections in
+parallel (up to six per host in HTTP/1.1 browsers, ``network.http.max-persistent-connections-per-server``
+in Firefox, the same limit in Chromium; more across a page's resources), and a client polling in
+such bursts on a timer has a regular series of bursts, which scores as a beacon: a Windows host
+of CTU-50 polled two AWS addresses every ~30 s in bursts of 4 to 20 connections (886 connections
+in 6 h, score 0.77). A pair where more than ``params.max_parallel_share`` (0.5) of the connections
+start within ``params.parallel_ms`` (500 ms) of the pair's previous one, in arrival order, is
+parallel sessions, not a sleep loop, and is not scored (counted as ``parallel``). Records whose
+start times are whole minutes (CIC-IDS2017's CSVs) cannot tell parallel connections from a
+minute's check-ins; their connections are never counted as parallel.
+
 The evidence names the beaconing host (``sources``) and its destinations (``destinations``).
 """
 
@@ -195,6 +211,10 @@ from ingest.schema import FlowEvent
 __all__ = ["BeaconScore", "C2Beacon", "Contacts", "PairState", "beacon_score", "bowley_skew", "mad_score"]
 
 _MIN_SPREAD: Final = 10.0  # RITA v5: Bowley skewness is 0 when Q3 - Q1 < 10 (seconds, or bytes)
+_MINUTE_MS: Final = 60_000
+# Starts of a pair's last connections that a new one is compared with (``parallel``): records of
+# parallel connections come in the order of their ends, not of their starts.
+_RECENT: Final = 4
 _SMALLNESS_MAX: Final = 65535.0  # RITA v4: dsSmallnessScore = 1 - mode / 65535
 _GLOBAL_CACHE_MAX: Final = 65536
 # Source ports remembered per pair and pane: the connections it holds open at once (a browser keeps
@@ -313,7 +333,18 @@ class PairState:
     and initiator bytes, the exact count, the flows' span, a few evidence ids, and the source ports
     of its connections with each one's last end (the continuation check)."""
 
-    __slots__ = ("count", "first", "ids", "last", "ports", "sizes", "starts", "stride")
+    __slots__ = (
+        "count",
+        "first",
+        "ids",
+        "last",
+        "ports",
+        "recent",
+        "sizes",
+        "starts",
+        "stride",
+        "together",
+    )
 
     def __init__(self) -> None:
         self.starts = array("q")
@@ -324,12 +355,16 @@ class PairState:
         self.last = 0
         self.ids: list[str] = []
         self.ports: dict[int, int] = {}  # source port -> its records' last end, least recent first
+        self.recent: list[int] = []  # the starts of the pair's last ``_RECENT`` connections (arrival order)
+        self.together = 0  # connections that started within ``parallel_ms`` of the previous one
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids, self.ports)
+        return (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids, self.ports,
+                self.recent, self.together)  # fmt: skip
 
     def __setstate__(self, s: tuple[Any, ...]) -> None:
         (self.starts, self.sizes, self.count, self.stride, self.first, self.last, self.ids) = s[:7]
+        self.recent, self.together = (s[8], s[9]) if len(s) == 10 else ([], 0)  # 1.4.0 counted none
         if len(s) == 9:  # 1.2.0 kept the previous record's port and end only
             self.ports = {s[7]: s[8]} if s[7] >= 0 else {}
         else:
@@ -371,7 +406,7 @@ class Contacts:
 class C2Beacon(WindowedDetector[PairState]):
     meta = DetectorMeta(
         id="c2.beacon",
-        version="1.4.0",
+        version="1.5.0",
         title="C2 beaconing",
         category="command_and_control",
         score=60,
@@ -424,6 +459,8 @@ class C2Beacon(WindowedDetector[PairState]):
         "shared_min_sources": int,
         "shared_max_beacon_share": float,
         "shared_lookback_s": int,
+        "max_parallel_share": float,
+        "parallel_ms": int,
     }
 
     def configure(self, config: DetectorConfig) -> None:
@@ -458,6 +495,8 @@ class C2Beacon(WindowedDetector[PairState]):
         self.shared_min_sources = int(p["shared_min_sources"])
         self.shared_max_share = float(p["shared_max_beacon_share"])
         self.shared_lookback_ms = int(p["shared_lookback_s"]) * 1000
+        self.max_parallel_share = float(p["max_parallel_share"])  # 1 or more: off
+        self.parallel_ms = int(p["parallel_ms"])
         self._contacts: dict[int, Contacts] = {}  # pane start -> the pane's outbound contacts
         self._global: dict[str, bool] = {}
         self.counters.setdefault("evicted", 0)
@@ -506,6 +545,7 @@ class C2Beacon(WindowedDetector[PairState]):
         st.starts.append(start)
         st.sizes.append(size)
         st.ports[sport] = end
+        st.recent.append(start)
         return st
 
     def _evict(self, bucket: dict[Hashable, Any]) -> bool:
@@ -534,7 +574,7 @@ class C2Beacon(WindowedDetector[PairState]):
         periodic, allowed_ports = self.periodic, self.allowed_ports
         skip_ports = allowed_ports | {port for _, port in periodic}
         pane, pane_start, pane_end = self._pane, 0, 0
-        max_ports = _MAX_PORTS
+        max_ports, parallel_ms = _MAX_PORTS, self.parallel_ms
         bucket: dict[Hashable, Any] = {}
         contacts = Contacts()
         track_users = self.shared_min_sources > 0
@@ -601,6 +641,16 @@ class C2Beacon(WindowedDetector[PairState]):
                 if len(ports) >= max_ports:  # the least recently seen port makes room
                     del ports[next(iter(ports))]
                 ports[sport] = end
+                recent = st.recent  # _beside(start, recent, parallel_ms), inlined
+                for before in recent:
+                    apart = start - before if start >= before else before - start
+                    if apart < parallel_ms or (apart <= 1000 and not (start % 1000 or before % 1000)):
+                        if start % _MINUTE_MS or before % _MINUTE_MS:  # whole minutes: cannot tell
+                            st.together += 1
+                        break
+                if len(recent) >= _RECENT:
+                    del recent[0]
+                recent.append(start)
                 if len(st.ids) < max_ids:
                     st.ids.append(ev.id)
                 n = st.count
@@ -691,6 +741,7 @@ class C2Beacon(WindowedDetector[PairState]):
             starts, sizes, stride = starts[::2], sizes[::2], stride * 2
         into.starts, into.sizes, into.stride = starts, sizes, stride
         into.count += o.count  # ports: only the panes' own continuation checks read them
+        into.together += o.together
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         size = window.end - window.start
@@ -712,6 +763,9 @@ class C2Beacon(WindowedDetector[PairState]):
                 st.count * sc.interval_s * 1000 < self.fast_min_fill * (st.last - st.first)
             ):
                 continue  # fast connections in bursts: sessions, not a sleep loop
+            if st.together > self.max_parallel_share * st.count:
+                self.counters["parallel"] = self.counters.get("parallel", 0) + 1
+                continue  # most connections opened beside another: parallel sessions, not a sleep loop
             bar = self.inbound_min_score if inbound else self.min_score
             if sc.interval_s > self.slow_interval_s:
                 bar = max(bar, self.slow_min_score)
