@@ -10,7 +10,9 @@ The public surface::
     alerts += engine.advance(watermark) # optional: close windows of a quiet key
     alerts += engine.flush()            # end of input: close everything
 
-Offline tools: ``detectors.scan.scan`` and ``detectors.evaluation.evaluate.evaluate``.
+Offline tools: ``detectors.scan.scan`` and ``detectors.evaluation.evaluate.evaluate``; they feed the
+engine through ``detectors.job_order.OrderedFeed(engine)``, which gives it a file's events in the
+job's order (its one-second micro-batches), so a file gives the job's alerts.
 """
 
 from __future__ import annotations

@@ -98,14 +98,14 @@ def test_the_command_scores_a_hand_made_capture(tmp_path: Path, capsys: pytest.C
 
 def test_ctu50_as_cicflowmeter_figures_as_measured(shared_data: Path) -> None:
     """The four CTU-50 days as CICFlowMeter CSV, start times to the second. Measured: inbound scan
-    recall 0.977 (Zeek 0.987), 3 false alerts (the Microsoft poller's beacon, in 3 windows; Zeek 2).
+    recall 0.978 (Zeek 0.987), 3 false alerts (the Microsoft poller's beacon, in 3 windows; Zeek 2).
     Before the beacon read IP bytes (payload-only sizes of one request alike whatever its packets),
     6 false beacons, 1.44 per benign host per day. Update when the detectors change."""
     if not CTU50.files(shared_data):
         pytest.skip(f"capture {CTU50.name} not found under {shared_data}")
     result = evaluate_as_cicflow(CTU50.name, shared_data)
     assert (result["late_events"], result["events_without_label"], result["dlq"]) == (0, 0, 0)
-    assert result["classes"]["scan"]["recall"] == pytest.approx(0.977, abs=0.002)
+    assert result["classes"]["scan"]["recall"] == pytest.approx(0.978, abs=0.002)
     assert result["classes"]["benign"]["false_alerts"] == 3
 
 
