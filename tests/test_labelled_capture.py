@@ -26,23 +26,34 @@ from tests.test_flowdir import cic, cic_flow
 
 
 @pytest.mark.parametrize(
-    ("label", "cls", "kind"),
+    ("label", "cls", "kind", "scored_as"),
     [
-        ("PortScan", "scan", "attack"), ("PartOfAHorizontalPortScan", "scan", "attack"),
-        ("DoS Hulk", "flood", "attack"), ("DDoS", "flood", "attack"), ("DoS slowloris", "flood", "attack"),
-        ("FTP-Patator", "guessing", "attack"), ("Web Attack \ufffd Brute Force", "guessing", "attack"),
-        ("Bot", "beacon", "attack"), ("C&C-HeartBeat", "beacon", "attack"), ("Botnet", "beacon", "attack"),
-        ("Heartbleed", "Heartbleed", "attack"), ("Infiltration", "Infiltration", "attack"),
-        ("BENIGN", "benign", "benign"), ("Normal", "benign", "benign"),
-        ("flow=From-Normal-V47-Grill", "benign", "benign"), ("flow=Background-TCP-Established", "background", "background"),
-        ("", "background", "background"), ("-", "background", "background"),
-        ("Abnormal-Robot", "Abnormal-Robot", "attack"),  # no benign word, no keyword word ("bot" inside)
+        ("PortScan", "PortScan", "attack", "scan"), ("PartOfAHorizontalPortScan", "PartOfAHorizontalPortScan", "attack", "scan"),
+        ("DoS Hulk", "DoS Hulk", "attack", "flood"), ("DDoS", "DDoS", "attack", "flood"),
+        ("DoS slowloris", "DoS slowloris", "attack", "flood"), ("DoS Slowhttptest", "DoS Slowhttptest", "attack", "flood"),
+        ("FTP-Patator", "FTP-Patator", "attack", "guessing"),
+        ("Web Attack \ufffd Brute Force", "Web Attack \ufffd Brute Force", "attack", "guessing"),
+        ("Bot", "Bot", "attack", "beacon"), ("C&C-HeartBeat", "C&C-HeartBeat", "attack", "beacon"),
+        ("Botnet", "Botnet", "attack", "beacon"),
+        ("Heartbleed", "Heartbleed", "attack", ""), ("Infiltration", "Infiltration", "attack", ""),
+        ("BENIGN", "benign", "benign", ""), ("Normal", "benign", "benign", ""),
+        ("flow=From-Normal-V47-Grill", "benign", "benign", ""),
+        ("flow=Background-TCP-Established", "background", "background", ""),
+        ("", "background", "background", ""), ("-", "background", "background", ""),
+        ("Abnormal-Robot", "Abnormal-Robot", "attack", ""),  # no benign word, no keyword word ("bot" inside)
     ],
 )  # fmt: skip
-def test_labels_become_classes_by_their_words(label: str, cls: str, kind: str) -> None:
+def test_labels_are_classes_of_their_own_scored_by_their_words(
+    label: str, cls: str, kind: str, scored_as: str
+) -> None:
+    """Each attack label is a row of its own (a tool the detectors miss is not averaged away by
+    another of its kind), scored by the alert categories its words name."""
     classes = LabelClasses()
     assert classes(label) == cls
     assert classes.kinds[cls] == kind
+    spec = next(s for s in classes.specs() if s.name == cls)
+    assert spec.scored_as == scored_as
+    assert bool(spec.categories) == bool(scored_as)
 
 
 def test_mapping_overrides_the_keywords_and_names_its_own_kinds() -> None:
@@ -53,6 +64,14 @@ def test_mapping_overrides_the_keywords_and_names_its_own_kinds() -> None:
     assert classes.kinds == {"other": "other", "benign": "benign", "flood": "attack", "BENIGN": "attack"}
     with pytest.raises(ValueError, match="give a class name"):
         LabelClasses(mapping={"x": "a\nb"})
+
+
+def test_labels_mapped_to_one_kind_of_attack_are_one_row() -> None:
+    classes = LabelClasses(mapping={"DoS Hulk": "flood", "DDoS": "flood"})
+    assert {classes(x) for x in ("DoS Hulk", "DDoS")} == {"flood"}
+    assert classes("DoS slowloris") == "DoS slowloris"  # not mapped: a row of its own
+    specs = {s.name: s for s in classes.specs()}
+    assert specs["flood"].categories == specs["DoS slowloris"].categories == ("dos",)
 
 
 def test_a_label_per_flow_is_capped_into_one_class() -> None:
@@ -77,7 +96,7 @@ def test_the_label_column_is_found_or_named() -> None:
         (["srcip", "attack_cat", "Label"], {"attack_cat": "Exploits", "Label": "1"}, "Exploits"),
         (["id.orig_h", "label", "detailed-label"], {"label": "Benign", "detailed-label": "-"}, "benign"),  # IoT-23
         (["id.orig_h", "label", "detailed-label"], {"label": "Malicious", "detailed-label": "-"}, "Malicious"),
-        (["id.orig_h", "label", "detailed-label"], {"label": "Malicious", "detailed-label": "DDoS"}, "flood"),
+        (["id.orig_h", "label", "detailed-label"], {"label": "Malicious", "detailed-label": "DDoS"}, "DDoS"),
         (["IPV4_SRC_ADDR", "Label", "Attack"], {"Label": "0", "Attack": "Benign"}, "benign"),  # the NF-* sets
         (["IPV4_SRC_ADDR", "Label"], {"Label": "0"}, "benign"),
         (["IPV4_SRC_ADDR", "Label"], {"Label": "1"}, "1"),
@@ -125,13 +144,14 @@ def test_a_cicflowmeter_capture_is_scored_per_label(tmp_path: Path) -> None:
     capture = labelled_capture([path], "cicflowmeter", "csv", column, LabelClasses(), cidrs=["10.1.0.0/16"])
     result = evaluate_capture(capture, tmp_path)
     classes = result["classes"]
-    assert result["labelled_rows"] == {"Heartbleed": 3, "benign": 80, "scan": 1000}
+    assert result["labelled_rows"] == {"Heartbleed": 3, "benign": 80, "PortScan": 1000}
     assert result["dlq"] == 0 and result["events_without_label"] == 0
-    assert (classes["scan"]["flows"], classes["scan"]["recall"]) == (1000, 1.0)
+    assert (classes["PortScan"]["flows"], classes["PortScan"]["recall"]) == (1000, 1.0)
+    assert (classes["PortScan"]["scored_as"], classes["PortScan"]["categories"]) == ("scan", ["port_scan"])
     assert classes["benign"]["false_alerts"] == 0 and classes["benign"]["hosts"] == 1
     assert classes["Heartbleed"]["categories"] == [] and classes["Heartbleed"]["recall"] is None
     text = table({"mine": result})
-    assert "scan" in text and "of no class a detector is scored for" in text
+    assert "PortScan" in text and "by port_scan" in text and "of no class a detector is scored for" in text
 
 
 def test_ssa_evaluate_capture_prints_and_writes_the_scorecard(
@@ -142,7 +162,7 @@ def test_ssa_evaluate_capture_prints_and_writes_the_scorecard(
             "--class", "Heartbleed=other", "--name", "mine", "--out", str(out), "--json"]  # fmt: skip
     assert main(argv) == 0
     card = json.loads(capsys.readouterr().out)["mine"]
-    assert card["classes"]["scan"]["recall"] == 1.0 and card["classes"]["other"]["kind"] == "other"
+    assert card["classes"]["PortScan"]["recall"] == 1.0 and card["classes"]["other"]["kind"] == "other"
     assert json.loads(out.read_text())["captures"]["mine"]["run"]["command"].startswith(
         "ssa evaluate --capture"
     )
@@ -192,7 +212,7 @@ def test_a_netflow_capture_without_flow_times_is_refused_in_one_line(
     timed = tmp_path / "nf-v3.csv"
     timed.write_text(f"FLOW_START_MILLISECONDS,{_NF_V2}\n1700000000000,{row}\n")
     assert main(["evaluate", "--capture", str(timed), "--format", "nprobe", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nf-v3.csv"]["classes"]["scan"]["flows"] == 1
+    assert json.loads(capsys.readouterr().out)["nf-v3.csv"]["classes"]["PortScan"]["flows"] == 1
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,13 @@ class ClassSpec:
     kind: Kind
     side: Side = "either"
     note: str = ""
+    # The attack class whose alert categories find this one, where its name is not one of them (a
+    # user's label, "DoS slowloris", scored as a flood).
+    scored_as: str = ""
 
     @property
     def categories(self) -> tuple[str, ...]:
-        return ATTACK_CATEGORIES.get(self.name, ()) if self.kind == "attack" else ()
+        return ATTACK_CATEGORIES.get(self.scored_as or self.name, ()) if self.kind == "attack" else ()
 
 
 Classifier = Callable[[Mapping[str, str]], str]

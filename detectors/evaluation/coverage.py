@@ -233,6 +233,8 @@ def _class_row(spec: ClassSpec, n: int, right: int, anywhere: int, hd: HostDays 
     if spec.kind == "attack":
         if spec.categories:
             row |= {"categories": list(spec.categories), "covered": right, "recall": _share(right, n)}
+            if spec.scored_as:
+                row["scored_as"] = spec.scored_as
         else:
             row |= {"categories": [], "covered": None, "recall": None, "detector": "none"}
     if spec.kind in ("benign", "background"):

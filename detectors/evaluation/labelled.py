@@ -7,7 +7,9 @@ the same way: parsed by the project's parser for its format, detected on by one 
 label's flows scored by which alerts cover them (``coverage``).
 
 Labels to classes. Each label value is a class of its own, named by the label, unless
-``--class LABEL=CLASS`` maps it (several labels may map to one class). A class is:
+``--class LABEL=CLASS`` maps it (several labels may map to one class): ``DoS Hulk`` and ``DoS
+slowloris`` are two rows of the scorecard, each with its recall, as a flood that a detector finds
+for one attack tool and misses for the other is what the scorecard is there to show. A class is:
 
 - ``benign``: the label is one of ``--benign`` (default: ``benign`` and ``normal``, any case) or
   has one as a word (CTU's ``flow=From-Normal-V47-Grill``);
@@ -15,19 +17,21 @@ Labels to classes. Each label value is a class of its own, named by the label, u
 - ``background``: an empty or ``-`` label, or one with the word background (unverified
   traffic), or mapped so;
 - ``other``: mapped so: malicious, not scored;
-- an attack class otherwise. Its recall counts only alerts of the categories that find it
-  (``captures.ATTACK_CATEGORIES``: ``scan``, ``flood``, ``beacon``, ``guessing``); an attack label
-  of no such class is scored by the share of its flows that any alert covers.
+- an attack class otherwise. Its recall counts only alerts of the categories that find its kind
+  of attack (``captures.ATTACK_CATEGORIES``: ``scan``, ``flood``, ``beacon``, ``guessing``; the
+  class's ``scored_as``); an attack label of no such kind is scored by the share of its flows that
+  any alert covers.
 
 The label column: ``--label-column``, or the first present of ``detailed-label``, ``Attack``,
 ``attack_cat`` (an attack's name) and ``Label``, ``label``. Where the attack's name is empty or
 ``-`` the coarse ``Label``/``label`` beside it says (``0``: benign; UNSW-NB15's normal rows have
 no ``attack_cat``, IoT-23's benign ones a ``-`` detailed label).
 
-A label names its class by keyword when not mapped: ``scan`` (PortScan, horizontal scan), ``flood``
-(DoS, DDoS, flood: the slow kinds too, whose alerts are ``dos``), ``beacon`` (bot, botnet, C&C),
-``guessing`` (brute force, Patator, password guessing). Any other attack label is scored by any
-alert. ``--class`` overrides the keywords.
+A label's words name its kind of attack when not mapped: ``scan`` (PortScan, horizontal scan),
+``flood`` (DoS, DDoS, flood: the slow kinds too, whose alerts are ``dos``), ``beacon`` (bot,
+botnet, C&C), ``guessing`` (brute force, Patator, password guessing). Any other attack label is
+scored by any alert. ``--class`` overrides the keywords (``--class "DoS Hulk=flood" --class
+"DDoS=flood"``: one row for both, scored as a flood).
 
 The monitored network (``--cidr``, default the private ranges of RFC 1918, RFC 6598 and RFC 4193)
 is the capture's one tenant: it says which hosts' days the false-alert rate is counted over, and is
@@ -93,35 +97,36 @@ class LabelClasses:
                                  "benign, background, other or a name of your own)")  # fmt: skip
         self._cache: dict[str, str] = {}
         self.kinds: dict[str, Kind] = {}
+        self.scored_as: dict[str, str] = {}  # class -> the kind of attack its label's words name
 
     def __call__(self, label: str) -> str:
         cls = self._cache.get(label)
         if cls is None:
-            cls, kind = self._classify(label.strip())
+            cls, kind, scored_as = self._classify(label.strip())
             self._cache[label] = cls
             self.kinds.setdefault(cls, kind)
+            if scored_as:
+                self.scored_as.setdefault(cls, scored_as)
         return cls
 
-    def _classify(self, label: str) -> tuple[str, Kind]:
+    def _classify(self, label: str) -> tuple[str, Kind, str]:
         mapped = self.mapping.get(label)
         if mapped is not None:
-            return mapped, mapped if mapped in _KINDS else "attack"  # type: ignore[return-value]
+            return mapped, mapped if mapped in _KINDS else "attack", ""  # type: ignore[return-value]
         if label in _UNLABELLED or _BACKGROUND.search(label):
-            return "background", "background"
+            return "background", "background", ""
         if label.casefold() in self.benign or self._benign_word.search(label):
-            return "benign", "benign"
+            return "benign", "benign", ""
         if len(self.kinds) >= MAX_CLASSES:  # a vocabulary of one label per flow (CTU-13's)
-            return "other labels", "attack"
-        for cls, pattern in _KEYWORDS:
-            if pattern.search(label):
-                return cls, "attack"
-        return label, "attack"
+            return "other labels", "attack", ""
+        scored_as = next((cls for cls, pattern in _KEYWORDS if pattern.search(label)), "")
+        return label, "attack", scored_as
 
     def specs(self) -> tuple[ClassSpec, ...]:
         """One spec per class seen, attacks first, then benign, background and other."""
         order = {"attack": 0, "benign": 1, "background": 2, "other": 3}
         return tuple(
-            ClassSpec(name, kind)
+            ClassSpec(name, kind, scored_as=self.scored_as.get(name, ""))
             for name, kind in sorted(self.kinds.items(), key=lambda nk: (order[nk[1]], nk[0]))
         )
 
