@@ -103,6 +103,21 @@ def test_events_are_keyed_as_the_producer_keys_them() -> None:
     assert sorted(path.pending[T0 + 1000]) == ["-", "hv-01", "t-a"]
 
 
+def test_a_keys_batches_before_the_watermark_go_before_its_timer() -> None:
+    """As in Flink, the windows that end by a watermark reach the keyed function before the
+    watermark fires its timers. A timer step closes up to the watermark: fired first, it made the
+    key's next batch late in its engine (a sparse capture's watermark jumps seconds at a time)."""
+    from streams.detect_fn import DetectionJobConfig
+
+    replay = JobReplay(TenantRegistry(), CFG, job=DetectionJobConfig(flow_export_delay_ms=2000))
+    # batch [10 s, 11 s) stepped when the watermark reaches 12.5 s, leaving a timer at 12 s; the
+    # event at 13.7 s waits in batch [13 s, 14 s); at 16.9 s the watermark (14.9 s) passes both.
+    replay.feed([_flow(T0 + ms, n) for n, ms in enumerate((10_200, 14_500, 13_700, 16_900))])
+    engine = replay.flows.states["t-a"].engine
+    assert replay.flows.late == 0
+    assert engine.stats()["late_events"] == 0 and engine.stats()["events"] == 2  # 14.5 s, 16.9 s pending
+
+
 def test_posture_records_of_a_minute_come_when_the_paths_watermark_closes_it() -> None:
     replay = JobReplay(TenantRegistry(), CFG, detect=False)
     replay.feed([_flow(T0 + 1000 * i, i) for i in range(70)])  # 70 s of flows

@@ -111,7 +111,7 @@ def test_an_empty_attack_name_is_read_from_the_coarse_label(
     assert capture.classify(row) == cls
 
 
-def _capture(tmp_path: Path) -> Path:
+def write_scan_capture(tmp_path: Path) -> Path:
     """A SYN scan of 1,000 closed ports (PortScan), 40 browsing connections and their tails
     (BENIGN), and a handful of flows of an attack no detector is scored for."""
     scan = [
@@ -139,7 +139,7 @@ def _capture(tmp_path: Path) -> Path:
 
 
 def test_a_cicflowmeter_capture_is_scored_per_label(tmp_path: Path) -> None:
-    path = _capture(tmp_path)
+    path = write_scan_capture(tmp_path)
     column = label_column(header_of(path, "csv"), None)
     capture = labelled_capture([path], "cicflowmeter", "csv", column, LabelClasses(), cidrs=["10.1.0.0/16"])
     result = evaluate_capture(capture, tmp_path)
@@ -157,7 +157,7 @@ def test_a_cicflowmeter_capture_is_scored_per_label(tmp_path: Path) -> None:
 def test_ssa_evaluate_capture_prints_and_writes_the_scorecard(
     tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path, out = _capture(tmp_path), tmp_path / "card.json"
+    path, out = write_scan_capture(tmp_path), tmp_path / "card.json"
     argv = ["evaluate", "--capture", str(path), "--format", "cicflowmeter", "--cidr", "10.1.0.0/16",
             "--class", "Heartbleed=other", "--name", "mine", "--out", str(out), "--json"]  # fmt: skip
     assert main(argv) == 0
@@ -181,7 +181,7 @@ def test_ssa_evaluate_capture_prints_and_writes_the_scorecard(
 def test_bad_capture_arguments_are_one_line(
     tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
-    path = _capture(tmp_path)
+    path = write_scan_capture(tmp_path)
     assert main(["evaluate", "--capture", str(path), *extra]) == 1
     assert _one_line(capsys.readouterr().err).startswith(message.format(path=path))
 

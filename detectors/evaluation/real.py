@@ -80,6 +80,7 @@ class _EngineSink:
         # Ids of one-way records that are a connection's response (a re-export knows): scored the
         # way the label reads, from the connection's initiator to its responder.
         self.responses: frozenset[str] = frozenset()
+        self.kept: list[Event] | None = None  # every event in arrival order, when a caller asks
 
     @property
     def engine(self) -> DetectionEngine:
@@ -113,6 +114,8 @@ class _EngineSink:
             self.last_ts = ev.ts if self.last_ts is None else max(self.last_ts, ev.ts)
         self.events += len(events)
         self.pending.extend(events)
+        if self.kept is not None:
+            self.kept.extend(events)
         if len(self.pending) >= _CHUNK:
             self.alerts.extend(self._feed.process(self.pending))
             self.pending = []
@@ -179,6 +182,9 @@ class CaptureRun:
     host_days: dict[str, HostDays]
     skipped: int
     seconds: float
+    registry: TenantRegistry
+    # Each file's events in the order the parser gave them (``keep_events``), else empty.
+    events_by_file: list[list[Event]]
 
 
 def run_capture(
@@ -190,10 +196,13 @@ def run_capture(
     max_lines: int | None = None,
     lateness: Lateness | None = None,
     say: Say | None = None,
+    keep_events: bool = False,
 ) -> CaptureRun:
     """Parse and detect over one capture (see the module docstring). ``max_files`` and
     ``max_lines`` (per file) cut a slice of it, for a quick check. ``lateness``: the allowances for
-    disorder that ``ssa scan`` gives the engine (the job's settings); None: the engine's default."""
+    disorder that ``ssa scan`` gives the engine (the job's settings); None: the engine's default.
+    ``keep_events``: also keep each file's events (``events_by_file``), for a replay through more
+    than the engine (``streams.awareness_real``)."""
     capture = CAPTURES[name] if isinstance(name, str) else name
     name = capture.name
     files = capture.files(Path(data_dir))[:max_files]
@@ -209,6 +218,7 @@ def run_capture(
     labels = LabelRead({}, {})
     sink = _EngineSink(new_engine(), labels, registry)
     engines = [sink.engine]
+    events_by_file: list[list[Event]] = []
     host_days: dict[str, HostDays] = {}
     skipped = 0
     t0 = time.perf_counter()
@@ -218,6 +228,9 @@ def run_capture(
             sink.end_file(host_days)
             sink.engine = new_engine()
             engines.append(sink.engine)
+        if keep_events:
+            sink.kept = []
+            events_by_file.append(sink.kept)
         with _head(path, max_lines) if max_lines else open_text(path) as fh:
             read_labels(capture, fh, source, labels)
         summary = run_ingest(
@@ -231,7 +244,10 @@ def run_capture(
             )
     sink.finish()
     sink.end_file(host_days)
-    return CaptureRun(capture, files, sink, engines, labels, host_days, skipped, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return CaptureRun(
+        capture, files, sink, engines, labels, host_days, skipped, seconds, registry, events_by_file
+    )
 
 
 def alert_index(run: CaptureRun) -> AlertIndex:
