@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from infra.settings import Settings, SettingsError, load_settings
 from ssa.parser import parse
@@ -24,6 +24,8 @@ from ssa.parser import parse
 if TYPE_CHECKING:
     from analyst.alerts import AlertStore
     from analyst.incidents import IncidentStore
+    from detectors.config import DetectorConfig
+    from detectors.evaluation.captures import Capture
     from ingest.producer import Sink
     from ingest.simulator import SimConfig
 
@@ -587,7 +589,6 @@ def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
         DATASETS,
         evaluate_datasets,
         missing_captures,
-        table,
         write_scorecard,
     )
     from infra.settings import PROJECT_ROOT
@@ -603,14 +604,49 @@ def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"no capture {', '.join(missing)} under {data_dir} (give --data-dir)")
     config = DetectorConfig.load(args.config) if args.config else None
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
-    results = evaluate_datasets(names, data_dir, config=config, lateness=lateness, say=_say)
-    print(json.dumps(results, indent=2) if args.json else table(results))
+    if args.incidents:
+        results = {name: _scored_with_incidents(name, data_dir, config, settings) for name in names}
+    else:
+        results = evaluate_datasets(names, data_dir, config=config, lateness=lateness, say=_say)
+    _print_scorecard(results, args.json)
     out = Path(args.out) if args.out else PROJECT_ROOT / "results" / "real-scorecard.json"
     command = " ".join(
-        ["ssa", "evaluate", "--dataset", args.dataset, *(["--config", args.config] if args.config else [])]
-    )
+        ["ssa", "evaluate", "--dataset", args.dataset, *(["--config", args.config] if args.config else []),
+         *(["--incidents"] if args.incidents else [])]
+    )  # fmt: skip
     _say(f"wrote {write_scorecard(out, results, PROJECT_ROOT, command)}")
     return 0
+
+
+def _scored_with_incidents(
+    capture: str | Capture, data_dir: str | Path, config: DetectorConfig | None, settings: Settings
+) -> dict[str, Any]:
+    """A capture's scorecard with its incidents, levels and warnings (``streams.awareness_real``)
+    under ``incidents``: one parse, the events kept for the replay of the job."""
+    from detectors.config import DetectorConfig
+    from detectors.engine import Lateness
+    from detectors.evaluation.real import run_capture, score_run
+    from streams.awareness_real import incident_figures, job_config
+
+    lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    run = run_capture(capture, data_dir, config=config, lateness=lateness, say=_say, keep_events=True)
+    result = score_run(run, config=config, say=_say)
+    job = job_config(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    result["incidents"] = incident_figures(run, config or DetectorConfig.default(), job)
+    return result
+
+
+def _print_scorecard(results: dict[str, dict[str, Any]], as_json: bool) -> None:
+    from detectors.evaluation.real import table
+    from streams.awareness_real import summary_lines
+
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    print(table(results))
+    for name, result in results.items():
+        if "incidents" in result:
+            print("\n".join(["", "incidents:", *summary_lines(name, result["incidents"])]))
 
 
 def _capture_flags(args: argparse.Namespace) -> list[str]:
@@ -635,7 +671,7 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
         label_column,
         labelled_capture,
     )
-    from detectors.evaluation.real import evaluate_capture, table, write_scorecard
+    from detectors.evaluation.real import evaluate_capture, write_scorecard
     from infra.settings import PROJECT_ROOT
     from ingest.parsers.nprobe_csv import TIME_COLUMNS, has_flow_times
 
@@ -682,10 +718,14 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
                                cidrs=args.cidr or DEFAULT_CIDRS, timezone=args.tz, name=args.name)  # fmt: skip
     config = DetectorConfig.load(args.config) if args.config else None
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
-    results = {capture.name: evaluate_capture(capture, ".", config=config, lateness=lateness, say=_say)}
-    print(json.dumps(results, indent=2) if args.json else table(results))
+    if args.incidents:
+        results = {capture.name: _scored_with_incidents(capture, ".", config, settings)}
+    else:
+        results = {capture.name: evaluate_capture(capture, ".", config=config, lateness=lateness, say=_say)}
+    _print_scorecard(results, args.json)
     if args.out:
-        command = " ".join(["ssa", "evaluate", "--capture", *args.capture, "--format", fmt])
+        command = " ".join(["ssa", "evaluate", "--capture", *args.capture, "--format", fmt,
+                            *(["--incidents"] if args.incidents else [])])  # fmt: skip
         _say(f"wrote {write_scorecard(Path(args.out), results, PROJECT_ROOT, command)}")
     return 0
 

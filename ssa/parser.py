@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--name", default=None, help="--capture: its name in the scorecard (default: first file's)"
     )
+    p.add_argument(
+        "--incidents", action="store_true",
+        help="with --dataset or --capture: also replay the capture through the job's awareness stage and "
+        "score its incidents, threat levels and warnings against the labels",
+    )  # fmt: skip
 
     p = cmd("demo", "everything end to end on the embedded default")
     p.add_argument("--seed", type=int, default=7)

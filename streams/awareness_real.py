@@ -6,7 +6,9 @@ story becomes, whether real background alerts join an attack's incident, and whe
 threat level stands.
 
 ``python -m streams.awareness_real [--dataset NAME|all] [--data-dir DIR] [--out PATH]`` prints a
-table and writes ``results/awareness-real.json`` (default).
+table and writes ``results/awareness-real.json`` (default); ``ssa evaluate --incidents`` adds the
+same figures to the scorecard of a known capture (``--dataset``) or of the user's own
+(``--capture``), under ``incidents``.
 
 What runs. Each capture is parsed and detected on as ``ssa evaluate --dataset`` does it
 (``detectors.evaluation.real.run_capture``, the job's allowances for disorder from the settings),
@@ -59,7 +61,7 @@ from ingest.schema import Event
 from streams.awareness_eval import AwarenessStage, JobReplay, final_incidents
 from streams.detect_fn import DetectionJobConfig
 
-__all__ = ["measure_capture", "replay_capture"]
+__all__ = ["incident_figures", "job_config", "measure_capture", "replay_capture", "summary_lines"]
 
 _DAY_MS: Final = 86_400_000
 _ALARM_LEVELS: Final = frozenset({"orange", "red"})
@@ -227,31 +229,48 @@ def measure_capture(
     }
 
 
-def _print(name: str, m: Mapping[str, Any]) -> None:
+def incident_figures(run: CaptureRun, config: DetectorConfig, job: DetectionJobConfig) -> dict[str, Any]:
+    """``replay_capture`` then ``measure_capture``: a run kept with ``keep_events``."""
+    return measure_capture(run, replay_capture(run, config, job), run.sink.alerts)
+
+
+def job_config(out_of_orderness_ms: int, flow_export_delay_ms: int) -> DetectionJobConfig:
+    """The job's settings that decide lateness, as ``ssa detect`` gives them."""
+    return DetectionJobConfig(
+        out_of_orderness_ms=out_of_orderness_ms, flow_export_delay_ms=flow_export_delay_ms
+    )
+
+
+def summary_lines(name: str, m: Mapping[str, Any]) -> list[str]:
+    """The measures as text: a head line, a line per class (each attack incident under its class,
+    the first three), the tenants' levels and the warnings."""
     same = (
         "same as the scorecard's"
         if m["alerts_same_as_scorecard"]
-        else (
-            f"{m['alerts_only_in_replay']} only here, {m['alerts_only_in_scorecard']} only in the scorecard"
-        )
+        else f"{m['alerts_only_in_replay']} only here, {m['alerts_only_in_scorecard']} only in the scorecard"
     )
-    print(f"{name}: {m['events']:,} events, {m['alerts']:,} alerts ({same}) -> {m['incidents']:,} incidents "
-          f"({m['alerts_per_incident']}x; {m['alerts_in_an_incident']:,} alerts in one), "
-          f"{m['incidents_without_attack']:,} without an attack alert "
-          f"({m['incidents_with_a_false_alert_on_benign_flows']} on benign flows)")  # fmt: skip
+    lines = [
+        f"{name}: {m['events']:,} events, {m['alerts']:,} alerts ({same}) -> {m['incidents']:,} incidents "
+        f"({m['alerts_per_incident']}x; {m['alerts_in_an_incident']:,} alerts in one), "
+        f"{m['incidents_without_attack']:,} without an attack alert "
+        f"({m['incidents_with_a_false_alert_on_benign_flows']} on benign flows)"
+    ]
     for cls, row in m["classes"].items():
         line = f"  {cls:<12}{row['kind']:<11}{row['alerts']:>6} alerts {row['incidents']:>5} incidents"
         if row["kind"] == "attack":
             line += f", {row['mixed_incidents']} mixed"
-            for inc in row["attack_incidents"][:3]:
-                print(line)
-                line = (f"      {inc['severity']:<8} {'>'.join(inc['kill_chain'])}: {inc['alert_count']} alerts, "
-                        f"classes {'/'.join(inc['attack_classes'])}: {inc['title'][:90]}")  # fmt: skip
-        print(line)
+        lines.append(line)
+        for inc in row.get("attack_incidents", [])[:3]:
+            lines.append(
+                f"      {inc['severity']:<8} {' > '.join(inc['kill_chain'])}: {inc['alert_count']} alerts, "
+                f"classes {'/'.join(inc['attack_classes'])}: {inc['title'][:90]}"
+            )
     for tenant, lv in m["threat"].items():
-        mins = ", ".join(f"{k} {v}" for k, v in lv["minutes"].items())
-        print(f"  level of {tenant}: {mins} minutes; highest {lv['highest']}")
-    print(f"  warnings: {m['warnings']} {m['warnings_by_signal'] or ''}")
+        minutes = ", ".join(f"{k} {v}" for k, v in lv["minutes"].items())
+        lines.append(f"  level of {tenant}: {minutes} minutes; highest {lv['highest']}")
+    signals = ", ".join(f"{k} {v}" for k, v in m["warnings_by_signal"].items())
+    lines.append(f"  warnings: {m['warnings']}" + (f" ({signals})" if signals else ""))
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,19 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"no capture {', '.join(missing)} under {a.data_dir} (give --data-dir)")
     settings = load_settings()
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
-    job = DetectionJobConfig(
-        flow_export_delay_ms=settings.flow_export_delay_ms, out_of_orderness_ms=settings.out_of_orderness_ms
-    )
+    job = job_config(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
     config = DetectorConfig.default()
     out: dict[str, Any] = {}
     for name in names:
         t0 = time.perf_counter()
         run = run_capture(name, a.data_dir, config=config, lateness=lateness, keep_events=True)
-        replays = replay_capture(run, config, job)
-        measured = measure_capture(run, replays, run.sink.alerts)
+        measured = incident_figures(run, config, job)
         measured["seconds"] = round(time.perf_counter() - t0, 1)
         out[name] = measured
-        _print(name, measured)
+        print("\n".join(summary_lines(name, measured)))
     doc = {
         "command": "python -m streams.awareness_real " + " ".join(sys.argv[1:] if argv is None else argv),
         "run": machine_facts(Path(__file__).resolve().parents[1]),

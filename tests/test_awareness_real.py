@@ -5,12 +5,16 @@ its scorecard run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from detectors.config import DetectorConfig
 from detectors.engine import Lateness
 from detectors.evaluation.labelled import LabelClasses, labelled_capture
 from detectors.evaluation.real import run_capture
+from ssa.cli import main
 from streams.awareness_real import measure_capture, replay_capture
 from streams.detect_fn import DetectionJobConfig
 from tests.test_labelled_capture import write_scan_capture
@@ -51,3 +55,18 @@ def test_the_replay_of_a_real_day_raises_the_scorecards_alerts(shared_data: Path
     assert m["alerts_same_as_scorecard"] and m["alerts"] == len(run.sink.alerts) > 0
     assert m["late_events"] == 0 and m["alerts_in_an_incident"] == m["alerts"]
     assert m["classes"]["flood"]["incidents"] >= 1 and m["classes"]["beacon"]["incidents"] >= 1
+
+
+def test_ssa_evaluate_capture_with_incidents_adds_them_to_the_scorecard(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, out = write_scan_capture(tmp_path), tmp_path / "card.json"
+    argv = ["evaluate", "--capture", str(path), "--format", "cicflowmeter", "--cidr", "10.1.0.0/16",
+            "--name", "mine", "--incidents", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "incidents:" in text and "mine: 1,083 events" in text and "PortScan" in text
+    card = json.loads(out.read_text())["captures"]["mine"]
+    assert card["classes"]["PortScan"]["recall"] == 1.0  # the scorecard as without --incidents
+    assert card["incidents"]["classes"]["PortScan"]["incidents"] == 1
+    assert card["run"]["command"].endswith("--incidents")

@@ -50,6 +50,7 @@ __all__ = [
     "machine_facts",
     "missing_captures",
     "run_capture",
+    "score_run",
     "table",
     "write_scorecard",
 ]
@@ -298,10 +299,21 @@ def evaluate_capture(
     lateness: Lateness | None = None,
     say: Say | None = None,
 ) -> dict[str, Any]:
-    """The scorecard of one capture: ``run_capture``, then the alerts scored per class."""
+    """The scorecard of one capture: ``run_capture``, then ``score_run``."""
     run = run_capture(
         name, data_dir, config=config, max_files=max_files, max_lines=max_lines, lateness=lateness, say=say
     )
+    return score_run(run, config=config, max_lines=max_lines, say=say)
+
+
+def score_run(
+    run: CaptureRun,
+    *,
+    config: DetectorConfig | None = None,
+    max_lines: int | None = None,
+    say: Say | None = None,
+) -> dict[str, Any]:
+    """A run's alerts scored per class, with what the scorecard reports of the run."""
     capture, sink = run.capture, run.sink
     classes = capture.scored_classes()
     scored = score_classes(classes, sink.flows, alert_index(run), run.host_days, say)
