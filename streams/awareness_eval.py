@@ -131,6 +131,12 @@ the simulated day 578 alerts (546), 96.3x (91.0x), warnings 37 and 20 min ahead 
 weeks with the detectors 0 warnings, 2,161 and 2,137 alerts counted (145 and 124 anomaly), highest
 level orange on both.
 
+Then with the robust Holt trend (``awareness.forecast.trend_clip``, 2026-12-06; RITA's public
+server warned twice after single bursts of probes): lead 26, 16, 26, 25, 22 min (28, 18, 26, 25,
+22), 302-c1 16 min before its escape (19); the day 32 and 18 min (37, 20); warnings 2, 2, 2 per
+run (3, 3, 4: the non-ramping campaigns' tenants no longer warned after their attack's first
+burst), 2 on the day (3); quiet weeks 0 warnings, posture and full.
+
 Seeds: held out from the simulator's tests (1, 2, 3, 5, 6, 8, 11), the incidents' measures (7, 8),
 the detector evaluation (101-105, 201-205) and the campaign helper's run (101-103): campaign runs
 301-303, quiet weeks 311-312.

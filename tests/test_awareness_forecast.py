@@ -302,3 +302,22 @@ def test_a_tenant_at_yellow_is_warned_of_orange_by_a_ramp_a_quiet_tenant_shrugs_
     assert found[False] == []
     assert len(found[True]) == 1 and found[True][0]["level"] == "orange"
     assert found[True][0]["threshold"] == pytest.approx(11.43, abs=0.01)
+
+
+@pytest.mark.parametrize(("clip", "warned"), [(2.0, False), (0.0, True)])
+def test_one_minute_burst_is_no_trend(warmed: tuple[bytes, int], clip: float, warned: bool) -> None:
+    """A single minute of 3,000 probes (one scanner's sweep, normal ~20) and then the usual: the
+    robust Holt (``trend_clip``) takes its one-step error at 2 scales, so no trend is projected an
+    hour ahead; unclipped (0: off) the burst alone projected past yellow (612.5 probes a minute
+    for a quiet tenant) and warned minutes later (RITA's public server: 2 such warnings in 2
+    days, where its open incidents brought the threshold down to ~75)."""
+    ew, rng = pickle.loads(warmed[0])
+    ew.reconfigure(WarningSettings(forecast=ForecastSettings(trend_clip=clip)))
+    burst = WEEK + 14 * 60  # a weekday afternoon
+    raised = []
+    for m, ts in minutes(WEEK, burst + 90):
+        sig = signals(rng, m)
+        if m == burst:
+            sig["probes"] += 3000.0
+        raised += [w["signal"] for w in ew.observe_minute(ts, sig, "blue") if m >= burst]
+    assert ("probes" in raised) == warned, raised
