@@ -63,7 +63,6 @@ from streams.detect_fn import DetectionJobConfig
 
 __all__ = ["incident_figures", "job_config", "measure_capture", "replay_capture", "summary_lines"]
 
-_DAY_MS: Final = 86_400_000
 _ALARM_LEVELS: Final = frozenset({"orange", "red"})
 _MAX_LISTED: Final = 12  # attack incidents described one by one per class; the rest counted
 
@@ -84,19 +83,21 @@ def replay_capture(run: CaptureRun, config: DetectorConfig, job: DetectionJobCon
     return replays
 
 
-def _covering(run: CaptureRun, spec: ClassSpec, index: AlertIndex, *, any_category: bool = False) -> set[int]:
-    """Indices of the alerts covering the class's flows (an attack class: of its categories,
-    unless ``any_category``)."""
+def _covering(run: CaptureRun, spec: ClassSpec, index: AlertIndex) -> tuple[set[int], set[int]]:
+    """Indices of the alerts covering the class's flows: those that count for it (an attack class:
+    of its categories), and those of any category."""
     table = run.sink.flows.get(spec.name)
     if table is None:
-        return set()
-    wanted = frozenset() if any_category else frozenset(spec.categories)
-    out: set[int] = set()
+        return set(), set()
+    wanted = frozenset(spec.categories)
+    counted: set[int] = set()
+    anywhere: set[int] = set()
     for ts, src, dst in zip(table.ts, table.src, table.dst, strict=True):
         for span in index.covering(ts, src, dst, spec.side):
+            anywhere.add(span.index)
             if not wanted or span.category in wanted:
-                out.add(span.index)
-    return out
+                counted.add(span.index)
+    return counted, anywhere
 
 
 def _incident_line(doc: Mapping[str, Any], classes_in: Sequence[str], mixed: bool) -> dict[str, Any]:
@@ -158,23 +159,22 @@ def measure_capture(
             holders.setdefault(aid, set()).add(key)
 
     specs = run.capture.scored_classes()
-    covering = {spec.name: _covering(run, spec, index) for spec in specs}
+    counted: dict[str, set[str]] = {}  # class -> ids of the alerts that count for it
+    anywhere: dict[str, set[str]] = {}  # class -> ids of the alerts of any category covering it
+    for spec in specs:
+        right, any_category = _covering(run, spec, index)
+        counted[spec.name] = {by_index[i] for i in right}
+        anywhere[spec.name] = {by_index[i] for i in any_category}
     attack_names = [s.name for s in specs if s.kind == "attack"]
-    quiet_names = [s.name for s in specs if s.kind in ("benign", "background")]
     # Alerts on malicious flows, of any category: of an attack class, or of the "other" malicious
     # traffic (a bot's DNS lookups) that no class scores.
-    attack_alerts = {
-        by_index[i]
-        for s in specs
-        if s.kind in ("attack", "other")
-        for i in _covering(run, s, index, any_category=True)
-    }
-    quiet_alerts = {by_index[i] for name in quiet_names for i in covering[name]}
-    benign_alerts = {by_index[i] for s in specs if s.kind == "benign" for i in covering[s.name]}
+    attack_alerts = {aid for s in specs if s.kind in ("attack", "other") for aid in anywhere[s.name]}
+    quiet_alerts = {aid for s in specs if s.kind in ("benign", "background") for aid in counted[s.name]}
+    benign_alerts = {aid for s in specs if s.kind == "benign" for aid in counted[s.name]}
 
     classes: dict[str, Any] = {}
     for spec in specs:
-        ids = {by_index[i] for i in covering[spec.name]}
+        ids = counted[spec.name]
         held = {key for aid in ids for key in holders.get(aid, ())}
         row: dict[str, Any] = {
             "kind": spec.kind,
@@ -187,7 +187,7 @@ def measure_capture(
             for key in sorted(held, key=lambda k: (incidents[k]["first_seen"], k)):
                 doc = incidents[key]
                 inside = set(doc.get("alert_ids") or ())
-                classes_in = [c for c in attack_names if {by_index[i] for i in covering[c]} & inside]
+                classes_in = [c for c in attack_names if counted[c] & inside]
                 lines.append(_incident_line(doc, classes_in, bool(inside & (quiet_alerts - attack_alerts))))
             row["attack_incidents"] = lines[:_MAX_LISTED]
             row["attack_incidents_not_listed"] = max(0, len(lines) - _MAX_LISTED)
