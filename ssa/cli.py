@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from analyst.alerts import AlertStore
     from analyst.incidents import IncidentStore
     from detectors.config import DetectorConfig
+    from detectors.engine import Lateness
     from detectors.evaluation.captures import Capture
     from ingest.producer import Sink
     from ingest.simulator import SimConfig
@@ -563,6 +564,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"{', '.join(capture_only)} go with --capture")
     if args.dataset is not None:
         return _evaluate_dataset(args, settings)
+    if args.incidents:
+        raise CliError("--incidents goes with --dataset or --capture (a labelled capture to replay)")
     if args.data_dir is not None or args.out is not None:
         raise CliError("--data-dir and --out go with --dataset or --capture")
     if args.events is None or args.truth is None:
@@ -605,7 +608,7 @@ def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
     config = DetectorConfig.load(args.config) if args.config else None
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
     if args.incidents:
-        results = {name: _scored_with_incidents(name, data_dir, config, settings) for name in names}
+        results = {name: _scored_with_incidents(name, data_dir, config, lateness) for name in names}
     else:
         results = evaluate_datasets(names, data_dir, config=config, lateness=lateness, say=_say)
     _print_scorecard(results, args.json)
@@ -619,19 +622,18 @@ def _evaluate_dataset(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _scored_with_incidents(
-    capture: str | Capture, data_dir: str | Path, config: DetectorConfig | None, settings: Settings
+    capture: str | Capture, data_dir: str | Path, config: DetectorConfig | None, lateness: Lateness
 ) -> dict[str, Any]:
     """A capture's scorecard with its incidents, levels and warnings (``streams.awareness_real``)
-    under ``incidents``: one parse, the events kept for the replay of the job."""
+    under ``incidents``: one parse, the events kept for the replay of the job, whose watermarks
+    allow what the engine's ``lateness`` does."""
     from detectors.config import DetectorConfig
-    from detectors.engine import Lateness
     from detectors.evaluation.real import run_capture, score_run
     from streams.awareness_real import incident_figures, job_config
 
-    lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
     run = run_capture(capture, data_dir, config=config, lateness=lateness, say=_say, keep_events=True)
     result = score_run(run, config=config, say=_say)
-    job = job_config(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
+    job = job_config(lateness.default_ms, lateness.allowance("flow"))
     result["incidents"] = incident_figures(run, config or DetectorConfig.default(), job)
     return result
 
@@ -719,7 +721,7 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     config = DetectorConfig.load(args.config) if args.config else None
     lateness = Lateness.for_flows(settings.out_of_orderness_ms, settings.flow_export_delay_ms)
     if args.incidents:
-        results = {capture.name: _scored_with_incidents(capture, ".", config, settings)}
+        results = {capture.name: _scored_with_incidents(capture, ".", config, lateness)}
     else:
         results = {capture.name: evaluate_capture(capture, ".", config=config, lateness=lateness, say=_say)}
     _print_scorecard(results, args.json)

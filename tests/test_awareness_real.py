@@ -70,3 +70,15 @@ def test_ssa_evaluate_capture_with_incidents_adds_them_to_the_scorecard(
     assert card["classes"]["PortScan"]["recall"] == 1.0  # the scorecard as without --incidents
     assert card["incidents"]["classes"]["PortScan"]["incidents"] == 1
     assert card["run"]["command"].endswith("--incidents")
+
+
+def test_incidents_without_a_capture_is_one_line(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
+    events.write_text("")
+    truth.write_text("")
+    assert main(["evaluate", str(events), str(truth), "--incidents"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "ssa evaluate: --incidents goes with --dataset or --capture (a labelled capture to replay)"
+    )
