@@ -259,6 +259,10 @@ def test_partitions_are_aligned_within_a_drift_that_outlasts_the_idle_timeout() 
     ddl = source_ddl(Settings(watermark_max_drift_ms=45_000), group_id="g")
     assert "'scan.watermark.alignment.max-drift' = '45000 ms'" in ddl
     assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in ddl
+    # a bounded replay is not aligned: a split finishing under an alignment pause fails the
+    # source (FLINK-39728), and a bounded job that restarts never finishes (FLINK-31006)
+    bounded = source_ddl(Settings(watermark_max_drift_ms=45_000), group_id="g", bounded=True)
+    assert "'scan.bounded.mode' = 'latest-offset'" in bounded and "alignment" not in bounded
     check_timing(Settings(source_idle_timeout_ms=30_000, watermark_max_drift_ms=60_000))
     check_timing(Settings(flow_export_delay_ms=8_639_999_999))
     with pytest.raises(SettingsError, match="flow_export_delay_ms"):
@@ -309,7 +313,7 @@ def test_flows_have_a_source_of_their_own_with_the_exporters_delay() -> None:
     others, flows = event_time_paths(s)
     assert (others.kinds, flows.kinds) == (("process", "audit", "auth"), ("flow",))
     other_ddl = path_ddl(s, others, group_id="g")
-    flow_ddl = path_ddl(s, flows, group_id="g", bounded=True)
+    flow_ddl = path_ddl(s, flows, group_id="g")
     assert "CREATE TEMPORARY TABLE telemetry (" in other_ddl
     assert "CREATE TEMPORARY TABLE telemetry_flow (" in flow_ddl
     assert "'topic' = 'ssa.telemetry.process;ssa.telemetry.audit;ssa.telemetry.auth'" in other_ddl
@@ -324,7 +328,8 @@ def test_flows_have_a_source_of_their_own_with_the_exporters_delay() -> None:
     assert "'scan.watermark.alignment.group' = 'ssa-telemetry'" in other_ddl
     assert "'scan.watermark.alignment.group' = 'ssa-telemetry-flow'" in flow_ddl
     assert all("'scan.watermark.alignment.max-drift' = '45000 ms'" in d for d in (other_ddl, flow_ddl))
-    assert "scan.bounded.mode" in flow_ddl and "scan.bounded.mode" not in other_ddl
+    assert "scan.bounded.mode" in path_ddl(s, flows, group_id="g", bounded=True)
+    assert "scan.bounded.mode" not in other_ddl
     # the other kinds keep the operator uids of the job before the split; flows get new ones
     assert (others.uid_suffix, flows.uid_suffix) == ("", "-flow")
     # both paths are keyed by tenant: the flow path's per-minute alert counts are rows of their own
