@@ -387,8 +387,9 @@ def run_bounded(
         if watch(run, settings, awareness=awareness, index=index, say=say) != "FINISHED":
             raise JobFailed(
                 f"the bounded job failed: {failure_cause(run)}. A bounded run does not restart (a "
-                "bounded Kafka source restored from a checkpoint never finishes, FLINK-31006): run it "
-                "again; what it indexed stays, with the same ids"
+                "bounded Kafka source restored from a checkpoint never finishes, FLINK-31006); its "
+                f"group {settings.detect_group_id!r} committed what it read up to its last checkpoint, "
+                "so to replay it all run again with another SSA_DETECT_GROUP_ID (alerts keep their ids)"
             )
         say("detect: job finished")
     finally:

@@ -25,12 +25,12 @@ leaves them out too (``events_left_out``).
   offsets while they move (JVM start-up and the final commit left out, as ``bench_streams`` takes
   ``sustained``), per wall second and per CPU second of the job's process tree (its JVM included,
   sampled from ``/proc``) and of the broker, over the stretch of the backlog both modes' runs
-  covered (interpolated between checkpoints: the rate moves along a run). Bounded runs restart
-  now and then in either mode (a split that has just finished is paused by the watermark
-  alignment: "No current assignment for partition" from the Kafka source; the restart re-reads from the
-  last checkpoint and re-emits its alerts), so a run is rated before its first restart (the time
-  is Flink's log's), and run again, up to ``JOB_ATTEMPTS`` times, when fewer than
-  ``MIN_SAMPLES`` moving samples came before it. The alerts of the two modes are compared by id
+  covered (interpolated between checkpoints: the rate moves along a run). Bounded runs used to
+  restart now and then (FLINK-39728, the watermark alignment pausing a finished split); they read
+  unaligned and never restart now (``streams.sql._alignment``, ``streams.runner.JobFailed``). A
+  run is still rated before any restart its Flink log shows (a cluster of the user's own may
+  restart it), and run again, up to ``JOB_ATTEMPTS`` times, when fewer than ``MIN_SAMPLES``
+  moving samples came before it. The alerts of the two modes are compared by id
   (the same events must give the same alerts; records may repeat after a restart), with the late
   events and the tenant mismatches sent to the DLQ.
 - parse: per format of ``RAW``, one raw backlog per tenant (sshd lines from its VMs, VPC flow
