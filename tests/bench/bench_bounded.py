@@ -16,6 +16,7 @@ One run: ``python -m tests.bench.bench_bounded --mode aligned|unaligned --tenant
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -23,10 +24,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT_ROOT
+from tests.bench.procfs import rss_kib, tree_ticks
 
 __all__ = ["run"]
 
@@ -35,28 +36,11 @@ REPEATS = 2
 
 
 def _tree_rss_mib(root: int) -> int:
-    """Resident memory of ``root`` and every process below it, from /proc."""
-    parent: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                after_name = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                parent[int(entry.name)] = int(after_name[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, grew = {root}, True
-    while grew:
-        below = {pid for pid, ppid in parent.items() if ppid in tree} - tree
-        grew = bool(below)
-        tree |= below
+    """Resident memory of ``root`` and every process under it (the mini-cluster's JVM)."""
     kib = 0
-    for pid in tree:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    kib += int(line.split()[1])
-        except OSError:
-            continue
+    for pid in tree_ticks(root):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            kib += rss_kib(pid)
     return kib // 1024
 
 

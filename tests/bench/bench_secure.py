@@ -76,6 +76,7 @@ from ingest.raw import raw_topic
 from ingest.schema import Event
 from streams.kafka_target import kafka_target
 from tests.bench.bench_parse_stage import _cpu_seconds, _produce, _stage_run, moving_samples, split_lines
+from tests.bench.procfs import tree_ticks
 
 SEED, TENANTS = 5, 3
 BACKLOG_S, EVENTS_PER_S = 3600, 250  # ~1M events: ~40-60 s of the job's work at the rates seen here
@@ -210,28 +211,6 @@ def _produce_events(mode: _Mode, owned: list[tuple[str, Event]]) -> dict[str, An
     }
 
 
-def _tree_ticks(root: int) -> dict[int, int]:
-    """utime + stime (clock ticks) of ``root`` and every process under it, by pid."""
-    parent: dict[int, int] = {}
-    cpu: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        parent[pid] = int(fields[1])
-        cpu[pid] = int(fields[11]) + int(fields[12])
-    out = {}
-    for pid in cpu:
-        walk = pid
-        while walk > 1 and walk != root:
-            walk = parent.get(walk, 0)
-        if walk == root:
-            out[pid] = cpu[pid]
-    return out
-
-
 Sample = tuple[float, int, float, float]  # wall clock (epoch s), committed offsets, job CPU s, broker CPU s
 _RESTART = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*switched from state RUNNING to RESTARTING", re.M
@@ -288,7 +267,7 @@ def _job(mode: _Mode, events: int, attempt: int) -> _JobRun:
             while proc.poll() is None:
                 if time.perf_counter() - t0 > JOB_LIMIT_S:
                     raise RuntimeError(f"{mode.name} job still running after {JOB_LIMIT_S} s: see {log}")
-                ticks.update(_tree_ticks(proc.pid))
+                ticks.update(tree_ticks(proc.pid))
                 try:
                     done = sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
                 except confluent_kafka.KafkaException:  # the group's coordinator is not ready yet: later

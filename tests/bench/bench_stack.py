@@ -6,17 +6,10 @@ import contextlib
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from infra.services import down, services, up
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+from tests.bench.procfs import rss_kib
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -39,7 +32,7 @@ def run(ctx: Any) -> dict[str, Any]:
                     pid = svc.proc.pid()
                     if pid:
                         with contextlib.suppress(OSError):
-                            peaks[svc.name] = max(peaks.get(svc.name, 0), _rss_kb(pid))
+                            peaks[svc.name] = max(peaks.get(svc.name, 0), rss_kib(pid))
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
