@@ -78,3 +78,22 @@ def test_short_fuzz_run_of_every_format_finds_nothing(tmp_path):
     crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
     found = [line for line in proc.stderr.decode(errors="replace").splitlines() if "InvariantBroken" in line]
     assert proc.returncode == 0 and not crashes, found or proc.stderr.decode(errors="replace")[-2000:]
+
+
+def test_a_target_that_does_not_start_is_reported_and_fails_make_fuzz(tmp_path, monkeypatch, capsys):
+    """A fuzz target that exits before fuzzing (here atheris missing from the virtualenv, as while
+    it is being rebuilt) used to be summed up as '0 executions, 0 crashes' and pass."""
+    from tests.fuzz import run_all
+
+    (tmp_path / "atheris.py").write_text('raise ImportError("atheris stands in as missing")\n')
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    run = run_all.fuzz_format("zeek", 60)
+    assert run.failure == "ImportError: atheris stands in as missing", run
+    assert (run.executions, run.crashes) == (0, 0) and run.seconds < 60
+    assert run.line().endswith("did not run: ImportError: atheris stands in as missing")
+
+    monkeypatch.setattr(run_all, "fuzz_format", lambda fmt, seconds, log: run)
+    assert run_all.main(["--seconds", "1", "zeek"]) == 1
+    assert "did not run" in capsys.readouterr().out

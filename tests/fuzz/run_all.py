@@ -3,8 +3,9 @@
 ``python -m tests.fuzz.run_all [--seconds N] [FORMAT ...]``. Each format runs in its own process
 for ``N`` seconds in all; libFuzzer stops at the first crash, so the run is resumed (same corpus)
 until the time is spent, without the inputs that crashed. Crashes go to ``.cache/fuzz/<format>/`` (``crash-*``, ``timeout-*``,
-``oom-*``); one summary line per format gives the executions and the crashes of this run. Exits 1
-if any format crashed. ``summarise`` reads libFuzzer's own statistics from its output.
+``oom-*``); one summary line per format gives the executions and the crashes of this run, or why
+its target did not run (it exited non-zero leaving no crash input: an import error, a missing
+package). Exits 1 if any format crashed or did not run. ``summarise`` reads libFuzzer's own statistics from its output.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["FuzzRun", "fuzz_format", "main", "summarise"]
 MAX_RESUMES: Final = 20  # a format that keeps crashing needs fixing, not more fuzzing
 _EXECUTED: Final = re.compile(rb"stat::number_of_executed_units:\s*(\d+)")
 _PROGRESS: Final = re.compile(rb"^#(\d+)\s", re.MULTILINE)
+_WROTE_UNIT: Final = b"Test unit written to"  # libFuzzer, on saving a crash, timeout or OOM input
 _ARTIFACT: Final = ("crash-", "timeout-", "oom-", "leak-")
 
 
@@ -35,9 +37,12 @@ class FuzzRun:
     executions: int = 0
     crashes: int = 0
     seconds: float = 0.0
+    failure: str = ""  # why the target stopped without libFuzzer finding a crash (it did not run)
 
     def line(self) -> str:
         where = FUZZ_DIR / self.fmt
+        if self.failure:
+            return f"fuzz {self.fmt:13s} did not run: {self.failure}"
         return (f"fuzz {self.fmt:13s} {self.executions:>10,} executions in {self.seconds:5.1f} s, "
                 f"{self.crashes} crashes" + (f" (in {where})" if self.crashes else ""))  # fmt: skip
 
@@ -49,6 +54,11 @@ def summarise(output: bytes) -> int:
         return int(final[-1])
     progress = _PROGRESS.findall(output)
     return int(progress[-1]) if progress else 0
+
+
+def _last_line(output: bytes) -> str:
+    lines = output.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def _artifacts(folder: Path) -> set[str]:
@@ -85,6 +95,9 @@ def fuzz_format(fmt: str, seconds: int, log: Path | None = None) -> FuzzRun:
                 fh.write(proc.stderr)
         if proc.returncode == 0:
             break
+        if _WROTE_UNIT not in proc.stderr:  # exited non-zero, no input saved: the target did not run
+            run.failure = _last_line(proc.stderr)
+            break
         _drop_from_corpus(corpus, crashes_dir, _artifacts(crashes_dir) - before)
     run.seconds = time.monotonic() - start
     run.crashes = len(_artifacts(crashes_dir) - before)
@@ -99,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.formats) - set(FORMAT_NAMES))
     if unknown:
         parser.error(f"unknown formats {', '.join(unknown)}; choose from {', '.join(FORMAT_NAMES)}")
-    crashed = False
+    failed = False
     for fmt in args.formats or FORMAT_NAMES:
         log = FUZZ_DIR / f"{fmt}.log"
         log.unlink(missing_ok=True)
         run = fuzz_format(fmt, args.seconds, log)
         print(run.line(), flush=True)
-        crashed |= run.crashes > 0
-    return 1 if crashed else 0
+        failed |= run.crashes > 0 or bool(run.failure)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
