@@ -66,7 +66,7 @@ format: $(VENV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy ingest detectors awareness streams dashboards analyst infra ssa
+	$(VENV)/bin/mypy ingest detectors awareness streams dashboards analyst infra ssa tests
 
 check: lint typecheck
 

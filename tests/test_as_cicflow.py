@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from detectors.evaluation.as_cicflow import (
 from detectors.evaluation.captures import CAPTURES
 from detectors.flowdir import ACK, ANSWER_MASK, FIN, REFUSED, SYN, continues_connection, flow_view
 from ingest.pipeline import run_ingest
-from ingest.schema import FlowEvent
+from ingest.schema import Event, FlowEvent
 from tests.test_as_vpc import write_hand_made_ctu50_day
 from tests.test_raw_records import ListSink
 from tests.test_real_scorecard import _ZEEK_FIELDS, _zeek_row
@@ -34,6 +35,11 @@ def _row(**over: str) -> dict[str, str]:
     row = dict(zip(_ZEEK_FIELDS, _zeek_row(1_655_000_010.0, CLIENT, 50_000, SERVER, 443, "SF"), strict=True))
     row.update(over)
     return row
+
+
+def _flow(ev: Event) -> FlowEvent:
+    assert isinstance(ev, FlowEvent), ev
+    return ev
 
 
 def _parsed(records: list, *, minutes: bool = False) -> list:
@@ -110,12 +116,15 @@ def test_ctu50_as_cicflowmeter_figures_as_measured(shared_data: Path) -> None:
 
 
 def test_the_simulators_flows_as_cicflowmeter_records() -> None:
-    base = dict(source="sim", tenant="t-acme", src_ip="10.1.0.5", dst_ip="10.2.0.7", proto="tcp")
+    base: dict[str, Any] = dict(
+        source="sim", tenant="t-acme", src_ip="10.1.0.5", dst_ip="10.2.0.7", proto="tcp"
+    )
     visit = FlowEvent(id="a", ts=1_700_000_010_500, src_port=40_000, dst_port=80, packets_out=5, packets_in=5,
                       bytes_out=955, bytes_in=2027, duration_ms=1500, **base)  # fmt: skip
     probe = FlowEvent(id="b", ts=1_700_000_020_000, src_port=40_001, dst_port=81, packets_out=1, bytes_out=40,
                       action="reject", **base)  # fmt: skip
-    records, origins = events_as_cicflow([visit, probe])
+    events, origins = events_as_cicflow([visit, probe])
+    records = [_flow(e) for e in events]
     shapes = [
         (e.src_ip, e.packets_out, e.packets_in, e.bytes_out, e.extra["cic_flags"], e.ts) for e in records
     ]
@@ -151,10 +160,10 @@ def test_a_long_exchange_is_cut_into_pieces_both_sides_spoke_in() -> None:
 
 
 def test_a_long_web_connection_is_closed_by_its_server() -> None:
-    base = dict(source="sim", tenant="t-acme", src_ip="10.1.0.5", dst_ip="10.2.0.7", proto="tcp", packets_out=6,
-                packets_in=6, bytes_out=900, bytes_in=3000)  # fmt: skip
+    base: dict[str, Any] = dict(source="sim", tenant="t-acme", src_ip="10.1.0.5", dst_ip="10.2.0.7",
+                                proto="tcp", packets_out=6, packets_in=6, bytes_out=900, bytes_in=3000)  # fmt: skip
     held = FlowEvent(id="a", ts=1_700_000_030_000, src_port=40_000, dst_port=443, duration_ms=20_000, **base)
     short = FlowEvent(id="b", ts=1_700_000_030_000, src_port=40_001, dst_port=443, duration_ms=300, **base)
-    tails = [e for e in events_as_cicflow([held, short])[0] if e.extra["cic_flags"] == FIN | ACK]
+    tails = [_flow(e) for e in events_as_cicflow([held, short])[0] if e.extra["cic_flags"] == FIN | ACK]
     # the server's timeout closed the held one: the client's FIN-ACK begins its tail
     assert sorted((e.src_ip, e.src_port) for e in tails) == [("10.1.0.5", 40_000), ("10.2.0.7", 443)]

@@ -12,6 +12,7 @@ from ingest.schema import (
     TS_MIN_MS,
     AuditEvent,
     AuthEvent,
+    Event,
     FlowEvent,
     ProcessEvent,
     decode_event,
@@ -68,7 +69,10 @@ def test_out_of_bounds_is_named_alone_and_among_good_events(event, field):
 
 
 def test_good_events_pass_and_round_trip():
-    events = [FLOW, msgspec.structs.replace(FLOW, proto="17", src_ip="::ffff:10.1.1.10", ts=TS_MIN_MS)]
+    events: list[Event] = [
+        FLOW,
+        msgspec.structs.replace(FLOW, proto="17", src_ip="::ffff:10.1.1.10", ts=TS_MIN_MS),
+    ]
     assert violations(events) == [] and violations([PROC, msgspec.structs.replace(PROC, uid=0)]) == []
     assert [decode_event(encode_event(e)) for e in events] == events
 

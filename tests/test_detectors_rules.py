@@ -41,8 +41,7 @@ def test_sample_case(case: SampleCase) -> None:
 def test_every_detector_has_samples_with_positives_and_lookalikes() -> None:
     by_detector: dict[str, list[SampleCase]] = {}
     for path in sample_files():
-        cases = load_cases(path)
-        for c in cases:
+        for c in load_cases(path):
             by_detector.setdefault(path.name.removesuffix(".events.json"), []).append(c)
     for cls in detector_classes():
         module = cls.__module__.rsplit(".", 1)[1]

@@ -4,7 +4,7 @@ project's own parsers from hand-written lines, and the flow detectors built on i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -628,7 +628,9 @@ def test_cic_http_flood_with_its_tails_is_found(registry):
 def test_ip_bytes_gives_payload_only_counts_their_headers() -> None:
     """CICFlowMeter counts payload only; Zeek's ``orig_ip_bytes``, NetFlow and VPC count IP bytes.
     The same 1,222-byte request in 4 or 9 packets is 1,382 or 1,582 IP bytes over IPv4 TCP."""
-    base = dict(id="x", ts=T0 * 1000, src_ip="10.1.0.5", dst_ip="3.80.138.201", src_port=50_000, dst_port=443)
+    base: dict[str, Any] = dict(
+        id="x", ts=T0 * 1000, src_ip="10.1.0.5", dst_ip="3.80.138.201", src_port=50_000, dst_port=443
+    )
     cic = [
         FlowEvent(source="cicflowmeter", proto="tcp", bytes_out=1222, packets_out=n, **base) for n in (4, 9)
     ]
@@ -643,7 +645,9 @@ def test_ip_bytes_gives_payload_only_counts_their_headers() -> None:
 def test_a_payload_only_count_is_held_to_the_ip_bar_with_its_headers() -> None:
     """A database client's pooled connection as CICFlowMeter writes it: 58 bytes of commands a packet
     (98 as IP bytes) carried data; bare headers (payload 0) did not."""
-    base = dict(id="x", ts=T0 * 1000, src_ip="10.6.1.13", dst_ip="10.6.1.11", src_port=59_388, dst_port=5432)
+    base: dict[str, Any] = dict(
+        id="x", ts=T0 * 1000, src_ip="10.6.1.13", dst_ip="10.6.1.11", src_port=59_388, dst_port=5432
+    )
     pooled = FlowEvent(source="cicflowmeter", proto="tcp", bytes_out=415_944, packets_out=7171, **base)
     acks = FlowEvent(source="cicflowmeter", proto="tcp", bytes_out=0, packets_out=7171, **base)
     assert sent_payload(pooled) and not sent_payload(acks)

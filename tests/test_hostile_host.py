@@ -9,7 +9,7 @@ import json
 from ingest.bounds import violations
 from ingest.parsers import ListOutput, ParseContext, parse_bytes
 from ingest.parsers.json_stream import DepthScanner
-from ingest.schema import decode_event, encode_event
+from ingest.schema import AuthEvent, Event, ProcessEvent, decode_event, encode_event
 
 GOOD_FALCO = (
     b'{"hostname":"hv-01","output_fields":{"proc.pid":7,"user.uid":0,"evt.type":"openat"},'
@@ -25,6 +25,11 @@ def parse(fmt: str, data: bytes, **ctx) -> ListOutput:
     return out
 
 
+def process(event: Event) -> ProcessEvent:
+    assert isinstance(event, ProcessEvent), event
+    return event
+
+
 def outcomes(out: ListOutput) -> int:
     return len(out.events) + len(out.dlqs) + sum(out.skipped.values())
 
@@ -37,7 +42,7 @@ def falco_line(time: object = "2024-05-18T10:20:05Z", **fields: object) -> bytes
 def test_falco_time_not_a_string_is_rejected_and_the_file_goes_on():
     out = parse("falco", b'{"time":5,"output_fields":{}}\n' + GOOD_FALCO + b"\n")
     assert [d.reason for d in out.dlqs] == ["bad time 5"]
-    assert len(out.events) == 1 and out.events[0].pid == 7
+    assert len(out.events) == 1 and process(out.events[0]).pid == 7
 
 
 def test_falco_ids_are_not_coerced():
@@ -62,7 +67,8 @@ def test_falco_ids_are_not_coerced():
         "bad evt.count " + repr(10**300)[:37] + "...: beyond 64 bits",
     ]
     assert "field ts" in reasons[5] and reasons[5].endswith(": 0")  # epoch 0 is not a plausible time
-    assert [e.uid for e in out.events] == [None, None, 1000]  # Falco's unknown uid is unset, never root
+    uids = [process(e).uid for e in out.events]
+    assert uids == [None, None, 1000]  # Falco's unknown uid is unset, never root
 
 
 # --- CloudTrail ----------------------------------------------------------------------------------
@@ -221,7 +227,7 @@ def test_auditd_unset_uids_are_none_and_bad_ids_go_to_the_dlq():
         ]
     )
     out = parse("auditd", data)
-    assert [e.uid for e in out.events] == [None, None, 1000]  # unset, never 0 (root)
+    assert [process(e).uid for e in out.events] == [None, None, 1000]  # unset, never 0 (root)
     assert out.events[2].extra["auid"] == "1" + "0" * 300  # beyond 64 bits: kept as text
     reasons = [d.reason for d in out.dlqs]
     assert reasons[:2] == ["auditd SYSCALL/EOE: bad uid 'abc'", "auditd SYSCALL/EOE: bad pid '-3'"]
@@ -238,6 +244,7 @@ def test_auditd_addr_that_is_not_an_address_is_unset():
     )
     out = parse("auditd", line)
     (event,) = out.events
+    assert isinstance(event, AuthEvent), event
     assert event.src_ip is None and event.extra["addr"] == "abc"
 
 

@@ -21,7 +21,7 @@ from infra.bootstrap import topic_configs
 from infra.settings import Settings, SettingsError
 from ingest.dlq import decode_dlq
 from ingest.parsers import FORMAT_NAMES
-from ingest.pipeline import MAX_AHEAD_MS, IngestProgress, run_ingest
+from ingest.pipeline import MAX_AHEAD_MS, IngestProgress, IngestSummary, run_ingest
 from ingest.producer import (
     FUTURE_SLACK_MS,
     STALE_AFTER_MS,
@@ -34,7 +34,7 @@ from ingest.producer import (
     kafka_python_config,
     record_timestamp,
 )
-from ingest.schema import AuthEvent, ProcessEvent, decode_event
+from ingest.schema import AuthEvent, Event, FlowEvent, ProcessEvent, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 from streams.kafka_target import kafka_target
 
@@ -46,6 +46,12 @@ def registry() -> TenantRegistry:
     return TenantRegistry.load(SAMPLES / "tenants.yaml")
 
 
+def decode_flow(data: bytes | str) -> FlowEvent:
+    event = decode_event(data)
+    assert isinstance(event, FlowEvent), event
+    return event
+
+
 def test_run_ingest_to_json_lines_with_dlq_beside(tmp_path, registry):
     src = tmp_path / "flows.log"
     src.write_bytes((SAMPLES / "vpcflow_v2.log").read_bytes() + b"garbage line\n")
@@ -55,7 +61,7 @@ def test_run_ingest_to_json_lines_with_dlq_beside(tmp_path, registry):
     sink.close()
     assert (summary.parsed, summary.dlq, summary.skipped, summary.by_kind) == (3, 1, 2, {"flow": 3})
     assert summary.skip_reasons == {"vpcflow NODATA": 1, "vpcflow SKIPDATA": 1}
-    events = [decode_event(line) for line in out.read_bytes().splitlines()]
+    events = [decode_flow(line) for line in out.read_bytes().splitlines()]
     assert [e.src_ip for e in events] == ["10.1.0.5", "203.0.113.12", "10.1.0.5"]
     assert events[0].tenant == "t-acme"
     (dlq,) = [decode_dlq(line) for line in Path(str(out) + ".dlq.jsonl").read_bytes().splitlines()]
@@ -335,8 +341,8 @@ def test_both_send_paths_stamp_event_time_cap_the_future_and_count_stale_events(
     monkeypatch.setattr(_FakeConfluent, "made", [])
     now = int(time.time() * 1000)
     times = [now - 60_000, now + 86_400_000, now - STALE_AFTER_MS - 60_000, 0]
-    events = [AuthEvent(id=str(i), ts=ts, source="sshd", tenant="t", user="u", result="failure")
-              for i, ts in enumerate(times)]  # fmt: skip
+    events: list[Event] = [AuthEvent(id=str(i), ts=ts, source="sshd", tenant="t", user="u", result="failure")
+                           for i, ts in enumerate(times)]  # fmt: skip
     one, batch = (TelemetryProducer(kafka_target(Settings()), "confluent") for _ in range(2))
     for event in events:
         one.send_event(event)
@@ -361,7 +367,7 @@ def parse_vpc_sample(registry):
 
 # --- against the real local stack ----------------------------------------------------------------
 def _consume(settings: Settings, topics: list[str], expected: int, timeout_s: float = 60.0) -> list:
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, Message
 
     consumer = Consumer(
         {
@@ -372,7 +378,7 @@ def _consume(settings: Settings, topics: list[str], expected: int, timeout_s: fl
         }
     )
     consumer.subscribe(topics)
-    got = []
+    got: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(got) < expected and time.monotonic() < deadline:
@@ -414,7 +420,7 @@ def test_ingest_into_real_kafka(stack, client, registry):
     assert (summary.parsed, summary.dlq, summary.skipped) == (3, 1, 2)
     assert producer.counters.by_topic == {settings.telemetry_topics["flow"]: 3, settings.topic_dlq: 1}
     flows = _consume(settings, [settings.telemetry_topics["flow"]], 3)
-    assert sorted(decode_event(m.value()).src_ip for m in flows) == ["10.1.0.5", "10.1.0.5", "203.0.113.12"]
+    assert sorted(decode_flow(m.value()).src_ip for m in flows) == ["10.1.0.5", "10.1.0.5", "203.0.113.12"]
     assert {m.key() for m in flows} == {b"t-acme"}
     (dlq,) = _consume(settings, [settings.topic_dlq], 1)
     record = decode_dlq(dlq.value())
@@ -445,7 +451,7 @@ def test_udp_collector_through_run_ingest(registry):
 
     port = _closed_port()
     stop = threading.Event()
-    result = {}
+    result: dict[str, IngestSummary] = {}
     thread = threading.Thread(
         target=lambda: result.update(
             s=run_ingest(f"udp://127.0.0.1:{port}", "netflow", registry=registry, stop=stop)
@@ -522,7 +528,7 @@ def test_events_too_far_ahead_of_the_clock_go_to_the_dlq_with_the_event(tmp_path
         summary = run_ingest(src, "vpcflow", registry=registry, sink=sink)
         sink.close()
         assert (summary.parsed, summary.dlq) == (2, 1)
-        assert [decode_event(line).src_ip for line in out.read_bytes().splitlines()] == [
+        assert [decode_flow(line).src_ip for line in out.read_bytes().splitlines()] == [
             "10.1.0.5",
             "10.1.0.7",
         ]
@@ -531,7 +537,7 @@ def test_events_too_far_ahead_of_the_clock_go_to_the_dlq_with_the_event(tmp_path
         assert head.startswith("event time ahead of the ingest clock: by ")
         assert 7_100 <= int(head.rsplit(" ", 1)[1].replace(",", "")) <= 7_200  # two hours less run time
         assert rest.startswith("more than the 60 s allowed")
-        assert (dlq.source, dlq.file, decode_event(dlq.raw).src_ip) == ("vpcflow", str(src), "10.1.0.6")
+        assert (dlq.source, dlq.file, decode_flow(dlq.raw).src_ip) == ("vpcflow", str(src), "10.1.0.6")
         assert summary.dlq_reasons == {"event time ahead of the ingest clock": 1}
     assert MAX_AHEAD_MS == 60_000
 

@@ -193,7 +193,8 @@ def test_a_snapshot_waits_until_the_log_holds_its_ratio_of_the_last_snapshots_by
         held_back += step - last_written >= 4 and not due
     assert held_back > 0 and snapshot.writes > 1  # the ratio held some snapshots back, not all
     state = store.cache.get("t", 80)
-    assert state is not None and state.snapshot_bytes == len(pickle.loads(snapshot.data))
+    assert state is not None and snapshot.data is not None
+    assert state.snapshot_bytes == len(pickle.loads(snapshot.data))
 
 
 @pytest.mark.parametrize(
@@ -233,6 +234,7 @@ def test_a_snapshot_written_as_a_state_object_by_an_older_job_is_restored() -> N
     handles = (PickledValue(), PickledList(), PickledValue())
     before = _alert_ids(_store(logic, handles, 10), batches[:25])
     # What the job wrote before it pickled snapshots itself: the KeyState, pickled by Flink.
+    assert handles[0].data is not None
     state = pickle.loads(pickle.loads(handles[0].data))
     handles[0].update(state)
     restored = _ratio_store(logic, copy.deepcopy(handles), 2.0)

@@ -15,7 +15,7 @@ import pytest
 from ingest.parsers import FORMATS, ListOutput, ParseContext, get_format
 from ingest.parsers.argus import ArgusParser, refused_attempt
 from ingest.parsers.flowutil import BadField
-from ingest.schema import FlowEvent, event_id
+from ingest.schema import Event, FlowEvent, event_id
 from ingest.tenants import TenantRegistry
 from tests.fuzz.invariants import check_output, check_parse
 
@@ -38,8 +38,17 @@ def parse(data: bytes, **ctx) -> ListOutput:
     return check_parse("argus", data, ParseContext(**ctx))  # accounting, bounds, round trip, wording
 
 
+def _flow(event: Event) -> FlowEvent:
+    assert isinstance(event, FlowEvent), event
+    return event
+
+
+def _flows(events: list[Event]) -> list[FlowEvent]:
+    return [_flow(e) for e in events]
+
+
 def by_label(out: ListOutput) -> dict[str, FlowEvent]:
-    return {e.extra["label"]: e for e in out.events if "label" in e.extra}
+    return {e.extra["label"]: e for e in _flows(out.events) if "label" in e.extra}
 
 
 # --- the sample ----------------------------------------------------------------------------------
@@ -107,7 +116,7 @@ def test_sample_answered_unanswered_and_refused_attempts():
 
 
 def test_sample_icmp_ipv6_esp_and_argus_udp_kinds():
-    events = parse(SAMPLE.read_bytes()).events
+    events = _flows(parse(SAMPLE.read_bytes()).events)
     icmp = [e for e in events if e.proto == "icmp"]
     # hex ports as ra prints them for ICMP
     assert [(e.src_port, e.dst_port) for e in icmp] == [(0x0800, 0x1A2B), (0x0303, 0x4C01), (0, 0x0D0E)]
@@ -167,9 +176,9 @@ def test_ts_is_the_flow_start_on_both_paths():
     past_2100 = ROW.replace(b",2.504112,", b",2400000000,")  # 76 years
     assert fast._fast_event(past_2100) is None and _checked(checked, past_2100, 3) is None
     header = b"StartTime,LastTime,Proto,SrcAddr,DstAddr"
-    (ev,) = parse(
-        header + b"\n2024/03/05 10:00:00.125,2024/03/05 10:00:01.750,udp,10.1.0.5,10.2.0.7\n"
-    ).events
+    (ev,) = _flows(
+        parse(header + b"\n2024/03/05 10:00:00.125,2024/03/05 10:00:01.750,udp,10.1.0.5,10.2.0.7\n").events
+    )
     assert (ev.ts, ev.duration_ms) == (ms("2024-03-05T10:00:00.125"), 1625)  # from LastTime
 
 
@@ -197,7 +206,7 @@ def test_bad_start_times_go_to_the_dlq(start, reason):
 def test_header_in_any_order_with_per_direction_counters():
     header = b"srcaddr,DstAddr,Proto,StartTime,LastTime,SrcPkts,DstPkts,SrcBytes,DstBytes,sTtl,Dir,Flgs"
     row = b"10.1.0.5,10.2.0.7,udp,2024/03/05 10:00:00,2024/03/05 10:00:01.750,3,2,300,200,64,  <->, e"
-    (ev,) = parse(header + b"\n" + row + b"\n").events
+    (ev,) = _flows(parse(header + b"\n" + row + b"\n").events)
     assert (ev.packets_out, ev.packets_in, ev.bytes_out, ev.bytes_in) == (3, 2, 300, 200)
     assert (ev.src_port, ev.dst_port, ev.duration_ms) == (0, 0, 1750)  # no port columns; LastTime - StartTime
     assert ev.extra == {"sTtl": 64, "dir": "<->", "Flgs": "e"}  # no split flags: both sides are known
@@ -205,7 +214,7 @@ def test_header_in_any_order_with_per_direction_counters():
 
 def test_totals_without_a_split_say_so():
     header = b"StartTime,Proto,SrcAddr,Sport,DstAddr,Dport,TotPkts,TotBytes"
-    (ev,) = parse(header + b"\n2024/03/05 10:00:00,tcp,10.1.0.5,1,10.2.0.7,2,4,240\n").events
+    (ev,) = _flows(parse(header + b"\n2024/03/05 10:00:00,tcp,10.1.0.5,1,10.2.0.7,2,4,240\n").events)
     assert (ev.packets_out, ev.packets_in, ev.bytes_out, ev.bytes_in) == (4, 0, 240, 0)
     assert ev.extra == {"packets_split_unknown": True, "bytes_split_unknown": True}
 

@@ -13,10 +13,11 @@ import msgspec
 import pytest
 
 from ingest.parsers import ListOutput, ParseContext, get_format, parse_bytes
+from ingest.parsers.base import FastPathParser
 from ingest.parsers.flowutil import number_or_text
 from ingest.parsers.netflow import NetflowParser, TemplateCache
 from ingest.parsers.netflow_capture import UdpCollector
-from ingest.schema import FlowEvent, decode_event, encode_event, event_id
+from ingest.schema import Event, FlowEvent, decode_event, encode_event, event_id
 from ingest.tenants import TenantRegistry
 from tests.samples.netflow_gen import ipfix_packet, pcap_file, v5_packet, v9_packet
 
@@ -39,11 +40,20 @@ def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 
 
+def _flow(event: Event) -> FlowEvent:
+    assert isinstance(event, FlowEvent), event
+    return event
+
+
+def _flows(events: list[Event]) -> list[FlowEvent]:
+    return [_flow(e) for e in events]
+
+
 # --- VPC Flow Logs -------------------------------------------------------------------------------
 def test_vpcflow_default_v2(registry):
     out = parse("vpcflow", sample("vpcflow_v2.log"), registry)
     assert [type(e) for e in out.events] == [FlowEvent] * 3
-    first = out.events[0]
+    first = _flow(out.events[0])
     line = sample("vpcflow_v2.log").splitlines()[0]
     assert first.id == event_id("vpcflow", line)
     assert (first.ts, first.src_ip, first.dst_ip, first.src_port, first.dst_port) == (
@@ -68,7 +78,7 @@ def test_vpcflow_default_v2(registry):
         "interface-id": "eni-0a1b2c3d4e5f60718",
         "log-status": "OK",
     }
-    icmp = out.events[1]
+    icmp = _flow(out.events[1])
     assert (icmp.proto, icmp.src_ip, icmp.tenant, icmp.action) == ("icmp", "203.0.113.12", "t-acme", "accept")
     assert out.dlqs == []
     assert out.skipped == {"vpcflow NODATA": 1, "vpcflow SKIPDATA": 1}
@@ -77,7 +87,7 @@ def test_vpcflow_default_v2(registry):
 def test_vpcflow_custom_fields_from_header(registry):
     out = parse("vpcflow", sample("vpcflow_custom.log"), registry)
     assert len(out.events) == 2
-    ev = out.events[0]
+    ev = _flow(out.events[0])
     assert (ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.packets_out) == (
         "10.2.0.7",
         "10.1.0.5",
@@ -90,13 +100,13 @@ def test_vpcflow_custom_fields_from_header(registry):
     assert ev.extra["tcp-flags"] == 19
     assert ev.extra["flow-direction"] == "egress"
     assert ev.extra["traffic-path"] == 1
-    assert "pkt-srcaddr" not in out.events[1].extra  # "-" means no value
+    assert "pkt-srcaddr" not in _flow(out.events[1]).extra  # "-" means no value
     assert out.skipped == {"header line": 1, "vpcflow NODATA": 1}
 
 
 def test_vpcflow_reordered_custom_format_without_registry():
     data = b"srcaddr dstaddr action bytes start end account-id\n10.9.0.1 10.9.0.2 ACCEPT 77 1700000000 1700000010 999\n"
-    (ev,) = parse("vpcflow", data).events
+    (ev,) = _flows(parse("vpcflow", data).events)
     assert (ev.src_ip, ev.dst_ip, ev.bytes_out, ev.duration_ms, ev.proto, ev.src_port) == (
         "10.9.0.1",
         "10.9.0.2",
@@ -120,7 +130,7 @@ def test_vpcflow_repeated_extra_fields_give_each_event_its_own_dict():
     line = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT OK\n"
     custom = b"version srcaddr dstaddr srcport dstport protocol packets bytes start end action tcp-flags\n"
     custom += b"2 10.0.0.1 10.0.0.2 1 2 6 1 40 1700000000 1700000001 ACCEPT 19\n"
-    first, second, third = parse("vpcflow", line * 2 + custom).events
+    first, second, third = _flows(parse("vpcflow", line * 2 + custom).events)
     assert (
         first.extra
         == second.extra
@@ -168,7 +178,7 @@ def test_netflow_v5_packet(registry):
     NetflowParser(out, ParseContext(registry=registry)).feed_packet(
         v5_packet(FLOWS, 1709632800, 10000, seq=5), "192.0.2.1"
     )
-    a, b = out.events
+    a, b = _flows(out.events)
     # boot time = 1709632800000 - 10000; last switched 3000 ms after boot (first 1000): the end
     assert (a.ts, a.duration_ms, a.src_ip, a.dst_ip, a.src_port, a.dst_port, a.proto) == (
         1709632793000,
@@ -193,7 +203,7 @@ def test_netflow_v9_template_then_data_with_cache_per_exporter_and_domain(regist
     parser = NetflowParser(out, ParseContext(registry=registry), cache)
     parser.feed_packet(v9_packet(FLOWS, 1709632800, 10000, source_id=1), "192.0.2.1")
     assert len(out.events) == 2 and len(cache) == 1
-    ev = out.events[0]
+    ev = _flow(out.events[0])
     assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_out) == (
         1709632793000,  # the end: boot time + last switched
         2000,
@@ -204,7 +214,8 @@ def test_netflow_v9_template_then_data_with_cache_per_exporter_and_domain(regist
     assert ev.extra == {"exporter": "192.0.2.1", "domain": 1, "sequence": 0, "tcp_flags": 0x12}
     # data-only packet from the same exporter and domain decodes with the cached template
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, seq=1), "192.0.2.1")
-    assert len(out.events) == 3 and out.events[2].ts == 1709632793000  # same boot time, same last switched
+    assert len(out.events) == 3
+    assert _flow(out.events[2]).ts == 1709632793000  # same boot time, same last switched
     # the same template id from another exporter or domain is unknown: DLQ, not a guess
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False), "192.0.2.99")
     parser.feed_packet(v9_packet(FLOWS[:1], 1709632860, 70000, with_template=False, source_id=2), "192.0.2.1")
@@ -224,7 +235,7 @@ def test_ipfix_with_absolute_times_and_options_template(registry):
     opt_data = struct.pack("!HH", 400, 12) + struct.pack("!II", 7, 100)
     flows = [("10.2.0.7", "203.0.113.5", 443, 51000, 6, 10**10, 7_000_000, 1709632800000, 1709632801500)]
     out = parse("netflow", ipfix_packet(flows, 1709632802, extra_sets=[opt_set, opt_data]), registry)
-    (ev,) = out.events
+    (ev,) = _flows(out.events)
     assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.packets_out) == (1709632801500, 1500, 10**10, 7_000_000)
     assert (ev.src_ip, ev.dst_ip, ev.src_port, ev.dst_port, ev.tenant) == (
         "10.2.0.7",
@@ -258,7 +269,7 @@ def test_ipfix_variable_length_and_enterprise_fields():
     )
     dset = struct.pack("!HH", 310, 4 + len(rec)) + rec
     msg = struct.pack("!HHIII", 10, 16 + len(tset) + len(dset), 1709632802, 0, 1) + tset + dset
-    (ev,) = parse("netflow", msg).events
+    (ev,) = _flows(parse("netflow", msg).events)
     assert (ev.bytes_out, ev.bytes_in, ev.ts) == (500, 900, 1709632802000)
     assert ev.extra["interface_name"] == "eth0"
 
@@ -338,7 +349,7 @@ def test_udp_collector_bound_to_address(registry):
 # --- nProbe CSV ----------------------------------------------------------------------------------
 def test_nprobe_csv(registry):
     out = parse("nprobe-csv", sample("nprobe.csv"), registry)
-    a, b = out.events
+    a, b = _flows(out.events)
     assert a.source == "netflow"
     assert (a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
         "10.1.0.5",
@@ -362,7 +373,7 @@ def test_nprobe_csv(registry):
 
 
 def test_nprobe_pipe_dump_with_first_switched_seconds(registry):
-    (ev,) = parse("nprobe-csv", sample("nprobe_dump.txt"), registry).events
+    (ev,) = _flows(parse("nprobe-csv", sample("nprobe_dump.txt"), registry).events)
     assert (ev.ts, ev.duration_ms, ev.bytes_out, ev.bytes_in, ev.packets_in) == (
         1709632905000,  # LAST_SWITCHED
         5000,
@@ -394,7 +405,7 @@ def test_zeek_tsv(registry):
     out = parse("zeek", sample("zeek_conn.log"), registry)
     assert len(out.events) == 4 and out.dlqs == []
     assert out.skipped == {"header line": 9}
-    a, rej, dns, v6 = out.events
+    a, rej, dns, v6 = _flows(out.events)
     assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
         1709632800123 + 2504,  # ts + duration: the end
         "10.1.0.5",
@@ -434,7 +445,7 @@ def test_zeek_tsv(registry):
 def test_zeek_json_matches_tsv(registry):
     tsv = parse("zeek", sample("zeek_conn.log"), registry).events
     out = parse("zeek", sample("zeek_conn.json"), registry)
-    a, b = out.events
+    a, b = _flows(out.events)
     assert msgspec.structs.replace(a, id="", extra={}) == msgspec.structs.replace(tsv[0], id="", extra={})
     assert a.extra == tsv[0].extra
     assert (b.ts, b.src_ip, b.duration_ms) == (1709632802500 + 10, "198.51.100.9", 10)  # ISO 8601 ts
@@ -470,7 +481,7 @@ def test_zeek_malformed():
 def test_cicids2017_csv(registry):
     out = parse("cicflowmeter", sample("cicids2017.csv"), registry, cic_features=True)
     assert len(out.events) == 3 and out.dlqs == []
-    a, inf, nan = out.events
+    a, inf, nan = _flows(out.events)
     assert a.source == "cicflowmeter"
     assert (a.ts, a.src_ip, a.src_port, a.dst_ip, a.dst_port, a.proto) == (
         1499417940000 + 3008,  # the end: Timestamp + Flow Duration
@@ -496,7 +507,7 @@ def test_cicids2017_csv(registry):
 
 
 def test_cicids2018_csv():
-    (ev,) = parse("cicflowmeter", sample("cicids2018.csv"), cic_features=True).events
+    (ev,) = _flows(parse("cicflowmeter", sample("cicids2018.csv"), cic_features=True).events)
     assert (ev.ts, ev.src_ip, ev.dst_ip, ev.dst_port, ev.bytes_out, ev.bytes_in) == (
         1519115647000 + 5010,  # the end: Timestamp + Flow Duration
         "18.219.211.138",
@@ -709,7 +720,7 @@ def test_netflow_template_with_repeated_and_converted_fields():
     rec = bytes([10, 1, 0, 5, 10, 2, 0, 7, 192, 0, 2, 1]) + b"\x00\x01\x00" + struct.pack("!I", 77)
     dset = struct.pack("!HH", 301, 4 + len(rec)) + rec
     msg = struct.pack("!HHIII", 10, 16 + len(tset) + len(dset), 1709632802, 0, 1) + tset + dset
-    (ev,) = parse("netflow", msg).events
+    (ev,) = _flows(parse("netflow", msg).events)
     assert (ev.src_ip, ev.dst_ip, ev.bytes_out, ev.extra["next_hop"]) == (
         "10.1.0.5",
         "10.2.0.7",
@@ -744,7 +755,7 @@ def test_zeek_layout_without_the_json_way():
             lines[i] = b"\t".join([*cells, added.get(cells[0], b"x")])
     out = parse("zeek", b"\n".join(lines) + b"\n")
     assert len(out.events) == 4 and out.dlqs == []
-    assert (out.events[0].extra["uid"], out.events[1].action) == ("x", "accept")
+    assert (out.events[0].extra["uid"], _flow(out.events[1]).action) == ("x", "accept")
 
 
 def _cic_with(rows: list[dict[bytes, bytes]], header: bytes | None = None) -> list[FlowEvent]:
@@ -760,7 +771,7 @@ def _cic_with(rows: list[dict[bytes, bytes]], header: bytes | None = None) -> li
         lines.append(b",".join(cells))
     out = parse("cicflowmeter", b"\n".join(lines) + b"\n", cic_features=True)
     assert out.dlqs == []
-    return out.events
+    return _flows(out.events)
 
 
 def test_cic_feature_run_read_as_json_or_cell_by_cell_gives_the_same_values():
@@ -774,10 +785,10 @@ def test_cic_feature_run_read_as_json_or_cell_by_cell_gives_the_same_values():
         {b"Bwd Packet Length Min": b"null", b"Flow Bytes/s": b"Infinity"},
         {b"Fwd Packet Length Max": b"01", b"Fwd Packet Length Min": b"1_000"},
     ])  # fmt: skip
-    keys = ("Fwd Packet Length Max", "Fwd Packet Length Std", "Bwd Packet Length Max", "Flow IAT Std")
+    keys = ["Fwd Packet Length Max", "Fwd Packet Length Std", "Bwd Packet Length Max", "Flow IAT Std"]
     assert [json_way.extra[k] for k in keys] == [5, 100000.0, 0, 2.5]
     assert [type(json_way.extra[k]) for k in keys] == [int, float, int, float]
-    keys = ("Flow Bytes/s", "Flow Packets/s", "Flow IAT Mean")
+    keys = ["Flow Bytes/s", "Flow Packets/s", "Flow IAT Mean"]
     assert [infinite.extra[k] for k in keys] == [None, None, None]
     assert (null_text.extra["Bwd Packet Length Min"], null_text.extra["Flow Bytes/s"]) == ("null", None)
     assert (cell_way.extra["Fwd Packet Length Max"], cell_way.extra["Fwd Packet Length Min"]) == (1, 1000)
@@ -807,7 +818,7 @@ def test_cic_header_without_feature_columns():
         b"Total Fwd Packets,Total Backward Packets,Total Length of Fwd Packets,Total Length of Bwd Packets,Label"
     )
     out = parse("cicflowmeter", header + b"\nf-1,10.1.0.5,1,10.2.0.7,2,6,7/7/2017 8:59,5000,1,2,3,4,BENIGN\n")
-    (ev,) = out.events
+    (ev,) = _flows(out.events)
     assert (ev.extra, ev.bytes_in, ev.duration_ms) == ({"Flow ID": "f-1", "Label": "BENIGN"}, 4, 5)
 
 
@@ -852,7 +863,7 @@ def _zeek_with(cells_by_name: dict[bytes, bytes], directives: list[bytes] | None
     """The event of the Zeek sample's first record with some cells replaced, after extra directives."""
     head, record = _zeek_record(cells_by_name)
     (ev,) = parse("zeek", b"\n".join([*head, *(directives or []), record]) + b"\n").events
-    return ev
+    return _flow(ev)
 
 
 def test_zeek_numbers_json_refuses_are_converted_cell_by_cell():
@@ -887,10 +898,12 @@ def test_zeek_lone_syn_in_the_fast_path_equals_the_checked_path():
     head, record = _zeek_record(lone_syn)
     out = ListOutput()
     parser = get_format("zeek").factory(out, ParseContext())
+    assert isinstance(parser, FastPathParser)
     parser.feed_lines(head)
     fast = parser._fast_event(record)
     parser._feed_checked(record, len(head) + 1, 0)
     assert fast is not None and out.events == [fast]
+    fast = _flow(fast)
     assert (fast.duration_ms, fast.packets_in, fast.bytes_out) == (0, 0, 3644)
     assert not {"service", "orig_bytes", "resp_bytes", "local_orig"} & set(fast.extra)
     # "null" text is not unset: as before, the record is refused (not read as 0)
@@ -917,11 +930,12 @@ def _both_paths(fmt: str, head: list[bytes], record: bytes, **ctx) -> FlowEvent:
     the very same event by the checked path."""
     out = ListOutput()
     parser = get_format(fmt).factory(out, ParseContext(**ctx))
+    assert isinstance(parser, FastPathParser)
     parser.feed_lines(head)
     fast = parser._fast_event(record)
     parser._feed_checked(record, len(head) + 1, 0)
     assert fast is not None and out.events == [fast]
-    return fast
+    return _flow(fast)
 
 
 def test_vpcflow_ts_is_the_end_of_the_capture_window():
@@ -930,7 +944,7 @@ def test_vpcflow_ts_is_the_end_of_the_capture_window():
     assert (ev.ts, ev.duration_ms, ev.ts - ev.duration_ms) == (1700000042000, 42000, 1700000000000)
     # an end before the start, or none: a window of no length, at its start
     assert _both_paths("vpcflow", [], line % (1700000000, b"1699999999")).ts == 1700000000000
-    (no_end,) = parse("vpcflow", line % (1700000000, b"-") + b"\n").events
+    (no_end,) = _flows(parse("vpcflow", line % (1700000000, b"-") + b"\n").events)
     assert (no_end.ts, no_end.duration_ms) == (1700000000000, 0)
 
 
@@ -947,7 +961,7 @@ def test_nprobe_ts_is_the_flow_end_whichever_columns_say_it():
         ev = _both_paths("nprobe-csv", [columns + times], flow + cells)
         assert (ev.ts, ev.duration_ms) == (end, duration)
     # no start column: the end is the end column (the checked path only)
-    (ev,) = parse("nprobe-csv", columns + b"LAST_SWITCHED\n" + flow + b"1709632905\n").events
+    (ev,) = _flows(parse("nprobe-csv", columns + b"LAST_SWITCHED\n" + flow + b"1709632905\n").events)
     assert (ev.ts, ev.duration_ms, ev.extra) == (1709632905000, 0, {})
 
 
@@ -959,7 +973,7 @@ def test_zeek_ts_is_ts_plus_duration():
     head, record = _zeek_record({b"ts": b"1709632800.123456", b"duration": b"2.504301"})
     ev = _both_paths("zeek", head, record)
     assert (ev.ts - ev.duration_ms, ev.duration_ms) == (1709632800123, 2504)
-    (json_ev,) = parse("zeek", sample("zeek_conn.json").splitlines()[0] + b"\n").events
+    (json_ev,) = _flows(parse("zeek", sample("zeek_conn.json").splitlines()[0] + b"\n").events)
     assert msgspec.structs.replace(json_ev, id="", extra={}) == msgspec.structs.replace(ev, id="", extra={})
 
 
@@ -977,9 +991,9 @@ def test_netflow_ts_is_the_flow_end_in_every_version():
     # v5 and v9: the header's sysUptime is 10000 ms at export (1709632800 s), the flow's switched
     # times 1000 (first) and 3000 (last): it ended 7 s before the export
     for packet in (v5_packet(FLOWS[:1], 1709632800, 10000), v9_packet(FLOWS[:1], 1709632800, 10000)):
-        (ev,) = parse("netflow", packet).events
+        (ev,) = _flows(parse("netflow", packet).events)
         assert (ev.ts, ev.duration_ms) == (1709632800000 - 7000, 2000)
-    (ev,) = parse("netflow", ipfix_packet(IPFIX_FLOWS, 1709632802)).events
+    (ev,) = _flows(parse("netflow", ipfix_packet(IPFIX_FLOWS, 1709632802)).events)
     assert (ev.ts, ev.duration_ms) == (1709632793000, 2000)  # flowEndMilliseconds
 
 
@@ -988,11 +1002,11 @@ def test_netflow_uptime_that_wrapped_places_the_end_before_the_export():
     # header's uptime (1000) is after the wrap too: the flow ended 500 ms before the export
     flow = ("10.1.0.5", "10.2.0.7", 1, 2, 6, 1, 1, 2**32 - 500, 500)
     for packet in (v5_packet([flow], 1709632800, 1000), v9_packet([flow], 1709632800, 1000)):
-        (ev,) = parse("netflow", packet).events
+        (ev,) = _flows(parse("netflow", packet).events)
         assert (ev.ts, ev.duration_ms) == (1709632800000 - 500, 1000)
     # the counter wrapped after the flow ended, before the export (uptime 200)
     flow = ("10.1.0.5", "10.2.0.7", 1, 2, 6, 1, 1, 2**32 - 3000, 2**32 - 1000)
-    (ev,) = parse("netflow", v5_packet([flow], 1709632800, 200)).events
+    (ev,) = _flows(parse("netflow", v5_packet([flow], 1709632800, 200)).events)
     assert (ev.ts, ev.duration_ms) == (1709632800000 - 1200, 2000)
 
 

@@ -11,7 +11,7 @@ import pytest
 from ingest.parsers import ListOutput, ParseContext, parse_bytes
 from ingest.parsers.auditd import AuditdParser, decode_value
 from ingest.parsers.syscalls import syscall_name
-from ingest.schema import AuditEvent, AuthEvent, ProcessEvent, decode_event, encode_event, event_id
+from ingest.schema import AuditEvent, AuthEvent, Event, ProcessEvent, decode_event, encode_event, event_id
 from ingest.tenants import TenantRegistry
 from tests.paths import SHARED_DATA
 
@@ -34,6 +34,33 @@ def parse(fmt: str, data: bytes, registry: TenantRegistry | None = None, **ctx) 
 
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
+
+
+def _process(event: Event) -> ProcessEvent:
+    assert isinstance(event, ProcessEvent), event
+    return event
+
+
+def _processes(events: list[Event]) -> list[ProcessEvent]:
+    return [_process(e) for e in events]
+
+
+def _auth(event: Event) -> AuthEvent:
+    assert isinstance(event, AuthEvent), event
+    return event
+
+
+def _auths(events: list[Event]) -> list[AuthEvent]:
+    return [_auth(e) for e in events]
+
+
+def _audit(event: Event) -> AuditEvent:
+    assert isinstance(event, AuditEvent), event
+    return event
+
+
+def _audits(events: list[Event]) -> list[AuditEvent]:
+    return [_audit(e) for e in events]
 
 
 # --- auditd --------------------------------------------------------------------------------------
@@ -74,7 +101,7 @@ def test_auditd_execve_joins_records_by_serial(registry):
 
 def test_auditd_syscall_names_results_and_owners(registry):
     events = {e.extra["serial"]: e for e in parse("auditd", sample("audit.log"), registry).events}
-    ptrace = events[4243]
+    ptrace = _process(events[4243])
     # an emulator belongs to the VM on its command line (-name guest=...), on that VM's host
     assert (ptrace.syscall, ptrace.result, ptrace.extra["exit"], ptrace.host, ptrace.vm, ptrace.tenant) == (
         "ptrace",
@@ -85,7 +112,7 @@ def test_auditd_syscall_names_results_and_owners(registry):
         "t-acme",
     )
     assert ptrace.cmdline == "/usr/bin/qemu-system-x86_64 -name guest=vm-acme-01"  # from PROCTITLE
-    module = events[4244]
+    module = _process(events[4244])
     assert (module.syscall, module.exe, module.cmdline, module.host) == (
         "finit_module",
         "/usr/bin/kmod",
@@ -95,7 +122,7 @@ def test_auditd_syscall_names_results_and_owners(registry):
     # qemu on hv-01 opens another VM's disk image, with no command line in its group: that VM's
     # tenant. (4243's pid 2001 was logged without node=, and emulator pids are learned per node;
     # tests/test_parsers_auditd_kvm.py has the emulator's own VM winning over the disk's owner.)
-    disk = events[4245]
+    disk = _process(events[4245])
     assert (disk.syscall, disk.path, disk.vm, disk.tenant, disk.host) == (
         "openat",
         "/var/lib/libvirt/images/vm-beta-01.qcow2",
@@ -103,7 +130,7 @@ def test_auditd_syscall_names_results_and_owners(registry):
         "t-beta",
         "hv-01",
     )
-    connect = events[4246]
+    connect = _process(events[4246])
     assert (connect.syscall, connect.result, connect.vm, connect.tenant, connect.host) == (
         "connect",
         "failure",
@@ -112,11 +139,11 @@ def test_auditd_syscall_names_results_and_owners(registry):
         "hv-01",
     )
     assert (connect.extra["remote_ip"], connect.extra["remote_port"]) == ("172.31.0.1", 22)
-    mount = events[4247]
+    mount = _process(events[4247])
     assert (mount.syscall, mount.cmdline, mount.path) == ("mount", "mount /dev/vda1 hostfs", "/dev/vda1")
     assert mount.extra["paths"] == ["/dev/vda1", "/tmp/hostfs"]  # relative name joined with CWD
-    assert events[4248].syscall == "unshare"  # ENRICHED format name; group closed at end of input
-    assert events[4249].syscall == "setns"
+    assert _process(events[4248]).syscall == "unshare"  # ENRICHED format name; group closed at end of input
+    assert _process(events[4249]).syscall == "setns"
     auth = events[4250]
     assert isinstance(auth, AuthEvent)
     assert (auth.user, auth.src_ip, auth.service, auth.result, auth.method) == (
@@ -126,7 +153,7 @@ def test_auditd_syscall_names_results_and_owners(registry):
         "failure",
         "pam",
     )
-    service = events[4251]  # no SYSCALL record: an event named after its record type
+    service = _process(events[4251])  # no SYSCALL record: an event named after its record type
     assert (service.syscall, service.exe, service.pid, service.extra["unit"]) == (
         "service_start",
         "/usr/lib/systemd/systemd",
@@ -153,7 +180,7 @@ def test_auditd_malformed_and_bounded_pending():
         parser.feed(line.format(n=n).encode(), n + 1, 0)
         assert len(parser.pending) <= 4
     parser.close()
-    assert len(out.events) == 100 and {e.syscall for e in out.events} == {"open"}
+    assert len(out.events) == 100 and {e.syscall for e in _processes(out.events)} == {"open"}
 
 
 def test_auditd_value_decoding_and_syscall_table():
@@ -180,7 +207,7 @@ def test_auditd_value_decoding_and_syscall_table():
 def test_falco_json(registry):
     out = parse("falco", sample("falco.jsonl"), registry)
     assert out.dlqs == []
-    shadow, sock, module = out.events
+    shadow, sock, module = _processes(out.events)
     assert (shadow.ts, shadow.exe, shadow.cmdline, shadow.pid, shadow.ppid, shadow.uid) == (
         1716027605408,
         "/usr/bin/cat",
@@ -227,7 +254,7 @@ def test_falco_malformed():
 # --- sshd / syslog -------------------------------------------------------------------------------
 def test_sshd_rfc3164_loghub_style(registry):
     out = parse("syslog", sample("auth.log"), registry, year=2023)
-    events = out.events
+    events = _auths(out.events)
     assert all(isinstance(e, AuthEvent) and e.source == "sshd" for e in events)
     first = events[0]
     line = sample("auth.log").splitlines()[5]
@@ -270,7 +297,7 @@ def test_sshd_rfc3164_loghub_style(registry):
 
 
 def test_syslog_rfc5424_and_rfc3339(registry):
-    events = parse("syslog", sample("auth.log"), registry, year=2023).events
+    events = _auths(parse("syslog", sample("auth.log"), registry, year=2023).events)
     alice_fail, alice_ok, su, git = events[-4:]
     assert (alice_fail.ts, alice_fail.vm, alice_fail.tenant, alice_fail.host) == (
         1709632800123,
@@ -296,7 +323,7 @@ def test_syslog_rfc5424_and_rfc3339(registry):
 
 def test_syslog_pam_idents_and_other_services():
     out = parse("syslog", sample("auth_linux.log"), year=2005)
-    got = [(e.service, e.user, e.src_ip, e.result, e.method) for e in out.events]
+    got = [(e.service, e.user, e.src_ip, e.result, e.method) for e in _auths(out.events)]
     assert got == [
         ("sshd", "unknown", "218.188.2.4", "failure", "password"),
         ("sshd", "root", None, "failure", "password"),
@@ -339,7 +366,7 @@ def test_loghub_openssh_2k():
     # 525 Failed/Accepted lines, 2 "message repeated 5 times" lines (+8), every Invalid user followed
     # by its Failed line; the rest are connection notices and PAM duplicates
     assert (len(out.events), len(out.dlqs), sum(out.skipped.values())) == (533, 0, 1475)
-    assert Counter(e.result for e in out.events) == {"failure": 532, "success": 1}
+    assert Counter(e.result for e in _auths(out.events)) == {"failure": 532, "success": 1}
     print(
         f"\nloghub OpenSSH_2k: parsed {len(out.events)}, DLQ {len(out.dlqs)}, skipped {sum(out.skipped.values())}"
     )
@@ -349,7 +376,7 @@ def test_loghub_openssh_2k():
 def test_loghub_linux_2k():
     out = parse_bytes("syslog", LOGHUB_LINUX.read_bytes(), ParseContext(year=2005))
     assert (len(out.events), len(out.dlqs), sum(out.skipped.values())) == (516, 0, 1484)
-    assert Counter(e.service for e in out.events) == {
+    assert Counter(e.service for e in _auths(out.events)) == {
         "sshd": 489,
         "klogind": 23,
         "ftp": 2,
@@ -365,7 +392,7 @@ def test_loghub_linux_2k():
 def test_cloudtrail_records_file(registry):
     out = parse("cloudaudit", sample("cloudtrail.json"), registry)
     assert out.dlqs == []
-    get, share, denied = out.events
+    get, share, denied = _audits(out.events)
     assert isinstance(get, AuditEvent)
     assert (get.ts, get.action, get.principal, get.principal_tenant) == (
         1709632800000,
@@ -399,7 +426,7 @@ def test_cloudtrail_records_file(registry):
 
 def test_cloudtrail_json_lines_and_pretty_printed_file(registry):
     out = parse("cloudaudit", sample("cloudtrail.jsonl"), registry)
-    put, login = out.events
+    put, login = _audits(out.events)
     assert (put.principal, put.src_ip, put.extra["source"], put.resource_tenant) == (
         "cloudtrail.amazonaws.com",
         None,

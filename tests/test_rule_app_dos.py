@@ -370,10 +370,10 @@ def test_load_balancer_nodes_together_are_forwarders() -> None:
 def test_the_clients_served_survive_a_pickle_and_a_1_1_state() -> None:
     det = app()
     det.bind(REG)
-    det.observe_batch(Batch(_front(12), REG))
+    det.observe_batch(Batch(list(_front(12)), REG))
     restored = pickle.loads(pickle.dumps(det))
     restored.bind(REG)  # as the engine does on a restore: the registry is not pickled
-    restored.observe_batch(Batch(_upstream(900), REG))
+    restored.observe_batch(Batch(list(_upstream(900)), REG))
     assert not restored.close_all()
     from detectors.rules.dos.app_flood import ServiceState
 

@@ -128,7 +128,7 @@ def test_concurrent_long_connections_written_per_interval_are_no_beacon() -> Non
     # seconds: the interval's bounds), the interval's records in no order (CTU-50's push client).
     # 1.2.0 remembered the previous record's port only and raised them as a beacon.
     rng = random.Random(5)
-    events: list[Event] = []
+    events: list[FlowEvent] = []
     for k in range(36):
         interval = [
             _flow(1000 * k + s, T0 + (k + 1) * 600_000, source="vpcflow", src_port=62536 + s,

@@ -109,7 +109,7 @@ def _stream(
 
 def test_a_connection_the_service_took_and_the_client_sent_data_in_is_no_flood() -> None:
     # Redis commands and their replies, ~100 bytes a packet both ways (Zeek: established, data each way)
-    served = {"conn_state": "S1", "history": "ShADad"}
+    served: dict[str, object] = {"conn_state": "S1", "history": "ShADad"}
     assert not _alerts(_stream("zeek", served, bytes_per_packet=100, packets_in=12_000))
     # NetFlow's client record alone (flags SYN, ACK, PSH; its replies a record of their own)
     assert not _alerts(_stream("netflow", {"tcp_flags": 0x1A}, bytes_per_packet=100, packets_in=0))
@@ -122,7 +122,7 @@ def test_a_connection_the_service_took_and_the_client_sent_data_in_is_no_flood()
 
 def test_headers_only_are_counted_even_when_the_service_answered() -> None:
     # a SYN or ACK flood at an open port reusing one 5-tuple: SYN-ACKs come back, nothing is carried
-    answered = {"conn_state": "S1", "history": "ShA"}
+    answered: dict[str, object] = {"conn_state": "S1", "history": "ShA"}
     alerts = _alerts(_stream("zeek", answered, bytes_per_packet=40, packets_in=12_000))
     assert len(alerts) == 1 and alerts[0].evidence["packets_to_victim"] == 72_000
     # data the service never took (no handshake seen: Zeek OTH) is counted at the packet bar too

@@ -31,7 +31,7 @@ def test_bad_payloads_go_to_the_dlq_with_a_reason_and_good_ones_are_detected() -
     logic = MicroBatchDetector(DetectionJobConfig())
     state = logic.new_state()
     good = encode_event(_flow(1, 1_700_000_000_000)).decode()
-    payloads = [
+    payloads: list[bytes | str] = [
         good,
         b'{"kind": "flow", "id": 3',
         b'{"kind":"nope","id":"x","ts":1,"source":"s"}',

@@ -128,6 +128,8 @@ def gen_zeek(n: int, rnd: random.Random) -> bytes:
     for i in range(n):
         sport, local = rnd.randrange(1024, 65535), rnd.choice(("T\tF", "F\tT", "T\tT", "-\t-"))
         pick = rnd.random()
+        # the byte counts (cells 3 and 4) are "-" where Zeek left them unset
+        cells: tuple[str, str, str, int | str, int | str, str, str, int, int, int, int, int]
         if pick < 0.5:  # a completed TCP session
             pkts_o, pkts_r = rnd.randrange(3, 99), rnd.randrange(2, 99)
             by_o, by_r = rnd.randrange(0, 10**5), rnd.randrange(0, 10**6)
@@ -175,10 +177,10 @@ def gen_zeek(n: int, rnd: random.Random) -> bytes:
         else:  # reset by the originator
             cells = ("tcp", "-", f"{rnd.random() * 30:.6f}", rnd.randrange(0, 10**4), 0, "RSTO", "ShADaR", 5, 452, 3,
                      132, 443)  # fmt: skip
-        proto, service, duration, by_o, by_r, state, history, p_o, ip_o, p_r, ip_r, dport = cells
+        proto, service, duration, bytes_o, bytes_r, state, history, p_o, ip_o, p_r, ip_r, dport = cells
         rows.append(
             f"{1709632800 + i / 100:.6f}\tC{i:017d}\t{src[i]}\t{sport}\t{dst[i]}\t{dport}\t{proto}\t{service}\t"
-            f"{duration}\t{by_o}\t{by_r}\t{state}\t{local}\t0\t{history}\t{p_o}\t{ip_o}\t{p_r}\t{ip_r}\t-"
+            f"{duration}\t{bytes_o}\t{bytes_r}\t{state}\t{local}\t0\t{history}\t{p_o}\t{ip_o}\t{p_r}\t{ip_r}\t-"
         )
     return ("\n".join(head + rows) + "\n").encode()
 
@@ -446,7 +448,7 @@ def _kafka_rates(settings: Settings, data: bytes, registry: TenantRegistry) -> d
         future.result(30)
     out: dict[str, float] = {}
     for client in ("confluent", "kafka-python"):
-        producer = TelemetryProducer(kafka_target(bench), client)  # type: ignore[arg-type]
+        producer = TelemetryProducer(kafka_target(bench), client)
         start = time.perf_counter()
         summary = run_ingest(io.BytesIO(data), "vpcflow", registry=registry, sink=producer)
         producer.flush()
