@@ -11,14 +11,21 @@ UV_VERSION := 0.13.8
 setup: $(VENV_STAMP) jars ecs-spec
 
 # The virtualenv holds exactly the locked versions: a changed lock rebuilds it from scratch, so
-# nothing left over from an older lock stays installed.
+# nothing left over from an older lock stays installed. One build at a time (flock): two makes
+# started together on a fresh clone would otherwise install into one .venv at once and leave files
+# of both urllib3 and urllib3-future in its urllib3 (an ImportError at the first test). The one
+# that waited finds the stamp fresh and builds nothing.
 $(VENV_STAMP): $(LOCK) pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: Python 3.11 is required: no '$(PYTHON)' on PATH (set PYTHON=/path/to/python3.11)"; exit 1; }
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	@touch $@
+	@mkdir -p .cache
+	@flock .cache/venv.lock sh -ec '\
+	  if [ $@ -nt $(LOCK) ] && [ $@ -nt pyproject.toml ]; then exit 0; fi; \
+	  echo "setup: $(VENV) from $(LOCK)"; \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK); \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .; \
+	  touch $@'
 
 # Re-resolve every dependency (pyproject's ranges, requirements-tools.in) to exact versions with
 # hashes, using a pinned uv in a virtualenv of its own. Run on purpose; commit the new lock with
