@@ -146,8 +146,8 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.output)
     written = write_files(result, out, progress=lambda done, total: _say(f"  {done:,}/{total:,} events"))
     _say(
-        f"simulate: {written.event_count:,} events -> {written.events}, {written.truth_count} scenarios -> "
-        f"{written.ground_truth}, registry -> {written.tenants}"
+        f"simulate: {written.event_count:,} events -> {written.events}, {written.truth_count} scenarios and "
+        f"{written.context_count} background context records -> {written.ground_truth}, registry -> {written.tenants}"
     )
     return 0
 

@@ -450,9 +450,9 @@ def run_demo(
     truth = [
         Truth(
             scenario=r.scenario, category=r.category, tenant=r.tenant, entity=r.entity,  # type: ignore[arg-type]
-            start=r.start, end=r.end, event_ids=list(r.event_ids), benign=r.benign,
+            start=r.start, end=r.end, event_ids=list(r.event_ids), benign=r.benign, context=r.context,
         )
-        for r in sim.truth
+        for r in [*sim.truth, *sim.context_truth()]
     ]  # fmt: skip
     card = score(alerts, truth, events)
     seconds["total"] = time.monotonic() - t0

@@ -122,16 +122,20 @@ def test_simulate_writes_events_truth_and_registry(
     out = isolated / "sim"
     assert main(["simulate", *SIM_ARGS, "--start-ms", SIM_START_MS, "--output", str(out)]) == 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    m = re.fullmatch(r"simulate: ([\d,]+) events -> (\S+), (\d+) scenarios -> (\S+), registry -> (\S+)", last)
+    m = re.fullmatch(
+        r"simulate: ([\d,]+) events -> (\S+), (\d+) scenarios and (\d+) background context records -> (\S+), "
+        r"registry -> (\S+)",
+        last,
+    )
     assert m is not None, last
-    events, truth = Path(m[2]), Path(m[4])
-    assert (events, truth, Path(m[5])) == (
+    events, truth = Path(m[2]), Path(m[5])
+    assert (events, truth, Path(m[6])) == (
         out / "events.jsonl",
         out / "ground_truth.jsonl",
         out / "tenants.yaml",
     )
     assert int(m[1].replace(",", "")) == len(events.read_text().splitlines()) > 0
-    assert int(m[3]) == len(truth.read_text().splitlines()) > 0
+    assert int(m[3]) + int(m[4]) == len(truth.read_text().splitlines()) and int(m[3]) > 0 and int(m[4]) > 0
     assert (out / "tenants.yaml").stat().st_size > 0
 
 

@@ -22,10 +22,12 @@ def _alert(cat: str, etype: str, eid: str, first: int, last: int, ids=(), ts: in
     )  # fmt: skip
 
 
-def _truth(scenario: str, etype: str, eid: str, start: int, end: int, ids=(), benign=False) -> Truth:
+def _truth(
+    scenario: str, etype: str, eid: str, start: int, end: int, ids=(), benign=False, context=False
+) -> Truth:
     return Truth(
         scenario=scenario, category=scenario.split(".")[0], tenant="t", entity=TruthEntity(etype, eid),
-        start=start, end=end, event_ids=list(ids), benign=benign,
+        start=start, end=end, event_ids=list(ids), benign=benign, context=context,
     )  # fmt: skip
 
 
@@ -80,6 +82,34 @@ def test_metrics_per_category_and_scenario() -> None:
     assert card.scenarios["dos.(unmatched)"].alerts == 1
     assert card.scenarios["port_scan.vertical"].missed[0]["entity"] == "ip:d"
     assert "dos" in card.table() and json.dumps(card.to_json())
+
+
+def test_alerts_on_the_backgrounds_context_are_neither_true_nor_false() -> None:
+    """The simulator's background probes every VM from the internet: an alert saying so matches a
+    context record, and is left out of precision and recall; one on an attack stays a TP."""
+    truth = [
+        _truth("port_scan.background_internet_probes", "vm", "vm-1", 0, 10_000, context=True),
+        _truth("port_scan.background_internet_probes", "vm", "vm-2", 0, 10_000, context=True),
+        _truth("port_scan.vertical", "ip", "6.6.6.6", 0, 10_000),
+    ]
+    alerts = [
+        _alert("port_scan", "vm", "vm-1", 1000, 2000),  # context
+        _alert("port_scan", "ip", "6.6.6.6", 1000, 2000),  # the attack: TP
+        _alert("port_scan", "vm", "vm-9", 1000, 2000),  # matches nothing: FP
+        _alert("port_scan", "vm", "vm-2", 20_000, 30_000),  # after the context's span: FP
+    ]
+    card = score(alerts, truth, events=1000)
+    scan = card.categories["port_scan"]
+    assert (scan.alerts, scan.true_alerts, scan.context_alerts, scan.false_alerts_unmatched) == (4, 1, 1, 2)
+    assert scan.precision == pytest.approx(1 / 3)  # TP / (alerts - context alerts)
+    assert (scan.instances, scan.detected, scan.recall) == (1, 1, 1.0)  # context records are no instances
+    ctx = card.scenarios["port_scan.background_internet_probes"]
+    assert (ctx.instances, ctx.detected, ctx.alerts, ctx.recall, ctx.precision) == (2, 1, 1, 0.5, None)
+    assert card.scenarios["port_scan.vertical"].precision == pytest.approx(1 / 3)
+    header, row = card.table().splitlines()[2:4]
+    assert header.split()[:5] == ["category", "alerts", "TP", "FP", "ctx"] and row.split()[:5] == [
+        "port_scan", "4", "1", "2", "1",
+    ]  # fmt: skip
 
 
 def test_load_truth_names_the_bad_line(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import itertools
 import os
 import subprocess
@@ -95,8 +96,8 @@ def test_ground_truth_ids_exist_and_spans_match(run):
     result, written, events = run
     by_id = {e.id: e for e in events}
     truth = load_ground_truth(written.ground_truth)
-    assert truth == result.truth
-    for rec in truth:
+    assert truth == result.truth + result.context_truth()
+    for rec in result.truth:
         assert rec.event_ids, rec.scenario
         stamps = [by_id[i].ts for i in rec.event_ids]  # KeyError = an id missing from the stream
         assert (rec.start, rec.end) == (min(stamps), max(stamps))
@@ -507,3 +508,19 @@ def test_rhythm_draws_follow_their_quantiles_and_coupling():
     assert statistics_median([r[1] for r in big_out]) > 2 * statistics_median([r[1] for r in rows])
     assert all(r[2] == max(1, min(round(r[0] / 100), r[0] // 40)) for r in rows[:100])
     assert [draw(random.Random(3)) for _ in range(3)] == [draw(random.Random(3)) for _ in range(3)]
+
+
+def test_the_backgrounds_context_records_say_what_it_carries(run):
+    """Every VM is probed by the background's internet noise (refused single packets from public
+    addresses), which ``context_truth`` labels, one record per VM over the whole run."""
+    result, _, events = run
+    context = result.context_truth()
+    assert {r.entity.id for r in context} == {vm.id for vm in result.topology.vms}
+    assert all(r.context and not r.benign and r.category == "port_scan" for r in context)
+    probed = {
+        e.vm
+        for e in events
+        if isinstance(e, FlowEvent) and e.action == "reject" and ipaddress.ip_address(e.src_ip).is_global
+    }
+    assert probed == {r.entity.id for r in context}
+    assert simulate(dataclasses.replace(SMALL, events_per_s=0.0)).context_truth() == []  # no background

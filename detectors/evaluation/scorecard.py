@@ -17,6 +17,12 @@ where an attack scenario's precision counts its matched alerts against the false
 category (on look-alikes or unmatched), unmatched alerts are reported on a
 ``<category>.(unmatched)`` row, and a look-alike row reports its false alerts, with ``recall`` the
 share of its instances that drew any (there, lower is better).
+
+Context records (``context: true``, the simulator's background: internet scanners probing every
+VM) are what a detector may rightly report without it being an injected attack. An alert matching
+no attack record but a context record is a context alert: neither true nor false, left out of its
+category's precision (TP / (alerts - context alerts)) and its recall (context records are not
+instances); the context record's own row gives the share of its entities reported (``recall``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Truth(msgspec.Struct, frozen=True, kw_only=True):
     event_ids: list[str]
     benign: bool
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
+    context: bool = False
 
 
 _truth_decoder = msgspec.json.Decoder(Truth)
@@ -76,6 +83,7 @@ class CategoryRow:
     true_alerts: int = 0
     false_alerts_on_benign: int = 0
     false_alerts_unmatched: int = 0
+    context_alerts: int = 0
     instances: int = 0
     detected: int = 0
     benign_instances: int = 0
@@ -96,6 +104,7 @@ class ScenarioRow:
     instances: int = 0
     detected: int = 0
     alerts: int = 0
+    context: bool = False
     precision: float | None = None
     recall: float | None = None
     f1: float | None = None
@@ -136,13 +145,14 @@ class Scorecard:
         lines = [
             f"events {self.events}, alerts {self.alerts}",
             "",
-            f"{'category':<20} {'alerts':>6} {'TP':>5} {'FP':>4} {'inst':>5} {'det':>4} "
+            f"{'category':<20} {'alerts':>6} {'TP':>5} {'FP':>4} {'ctx':>4} {'inst':>5} {'det':>4} "
             f"{'precis':>6} {'recall':>6} {'F1':>6} {'ttd_s':>5} {'ttdmax':>6} {'/1k ev':>7}",
         ]
         for r in self.categories.values():
             fp = r.false_alerts_on_benign + r.false_alerts_unmatched
             lines.append(
-                f"{r.category:<20} {r.alerts:>6} {r.true_alerts:>5} {fp:>4} {r.instances:>5} {r.detected:>4} "
+                f"{r.category:<20} {r.alerts:>6} {r.true_alerts:>5} {fp:>4} {r.context_alerts:>4} {r.instances:>5} "
+                f"{r.detected:>4} "
                 f"{f(r.precision)} {f(r.recall)} {f(r.f1)} {s(r.ttd_median_s)} {s(r.ttd_max_s):>6} "
                 f"{r.alerts_per_1k_events:7.3f}"
             )
@@ -186,7 +196,9 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
     scen: dict[str, ScenarioRow] = {}
     for rec in records:
         cats.setdefault(rec.category, CategoryRow(rec.category))
-        row = scen.setdefault(rec.scenario, ScenarioRow(rec.scenario, rec.category, rec.benign))
+        row = scen.setdefault(
+            rec.scenario, ScenarioRow(rec.scenario, rec.category, rec.benign, context=rec.context)
+        )
         row.instances += 1
     for a in alerts:
         cats.setdefault(a.category, CategoryRow(a.category))
@@ -199,12 +211,16 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
         crow = cats[a.category]
         crow.alerts += 1
         hits = [i for i, rec in enumerate(records) if _matches(a, rec, slack_ms)]
-        attack = [i for i in hits if not records[i].benign]
-        if attack:
-            crow.true_alerts += 1
-            for i in attack:
+        attack = [i for i in hits if not records[i].benign and not records[i].context]
+        credited = attack or [i for i in hits if records[i].context]  # an attack first, else context
+        if credited:
+            if attack:
+                crow.true_alerts += 1
+            else:
+                crow.context_alerts += 1
+            for i in credited:
                 first_alert[i] = min(first_alert.get(i, a.ts), a.ts)
-            for name in {records[i].scenario for i in attack}:
+            for name in {records[i].scenario for i in credited}:
                 scen[name].alerts += 1
             continue
         benign = [i for i in hits if records[i].benign]
@@ -233,6 +249,9 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
     for i, rec in enumerate(records):
         row = scen[rec.scenario]
         crow = cats[rec.category]
+        if rec.context:
+            row.detected += i in first_alert
+            continue
         if rec.benign:
             crow.benign_instances += 1
             if i in benign_hit:
@@ -258,7 +277,8 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
             )
 
     for crow in cats.values():
-        crow.precision = crow.true_alerts / crow.alerts if crow.alerts else None
+        judged = crow.alerts - crow.context_alerts
+        crow.precision = crow.true_alerts / judged if judged else None
         crow.recall = crow.detected / crow.instances if crow.instances else None
         crow.f1 = _f1(crow.precision, crow.recall)
         delays = ttd_cat.get(crow.category)
@@ -268,9 +288,9 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
         crow.alerts_per_1k_events = 1000 * crow.alerts / events if events else 0.0
     for row in scen.values():
         row.alerts_per_1k_events = 1000 * row.alerts / events if events else 0.0
-        if row.benign:
+        if row.benign or row.context:
             row.recall = row.detected / row.instances if row.instances else None  # share alerted
-            row.precision = 0.0 if row.alerts else None
+            row.precision = 0.0 if row.alerts and row.benign else None
             continue
         row.recall = row.detected / row.instances if row.instances else None
         fp = false_by_cat.get(row.category, 0)

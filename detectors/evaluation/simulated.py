@@ -91,8 +91,9 @@ def evaluate_seeds(
                 event_ids=list(r.event_ids),
                 benign=r.benign,
                 detail=dict(r.detail),
+                context=r.context,
             )
-            for r in sim.truth
+            for r in [*sim.truth, *sim.context_truth()]
         ]
         per_seed[str(seed)] = {
             "events": n, "alerts": len(seed_alerts), "records": len(recs),

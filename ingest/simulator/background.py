@@ -39,8 +39,10 @@ from ingest.simulator.topology import (
     qemu_cmdline,
     random_public_ip,
 )
+from ingest.simulator.truth import TruthEntity, TruthRecord
 
 __all__ = [
+    "BACKGROUND_PROBES",
     "DEMO_GRID_MS",
     "HOURLY_WEIGHTS",
     "KIND_WEIGHTS",
@@ -468,3 +470,29 @@ def daemon_event(
         ts, host.daemon, syscall, host=host.id, pid=host.daemon_pid, ppid=1,
         parent_exe="/usr/lib/systemd/systemd", cmdline=f"{host.daemon} --timeout 120", uid=0, path=path,
     )  # fmt: skip
+
+
+BACKGROUND_PROBES: Final = "port_scan.background_internet_probes"
+
+
+def background_truth(topo: Topology, start_ms: int, end_ms: int, events_per_s: float) -> list[TruthRecord]:
+    """The background's own labelled behaviour, as context records (``truth``): every VM takes
+    ``_internet_noise``'s refused single probes from throwaway internet addresses the whole run."""
+    if events_per_s <= 0 or end_ms <= start_ms:
+        return []
+    what = {"what": "single refused probes from random internet addresses (background)"}
+    return [
+        TruthRecord(
+            scenario=BACKGROUND_PROBES,
+            category="port_scan",
+            tenant=vm.tenant,
+            entity=TruthEntity(type="vm", id=vm.id),
+            start=start_ms,
+            end=end_ms - 1,
+            event_ids=[],
+            benign=False,
+            context=True,
+            detail=dict(what),
+        )
+        for vm in topo.vms
+    ]

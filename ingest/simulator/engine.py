@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from ingest.schema import Event
-from ingest.simulator.background import Background, diurnal_factor
+from ingest.simulator.background import Background, background_truth, diurnal_factor
 from ingest.simulator.config import SimConfig, resolve_scenarios
 from ingest.simulator.factory import EventMaker
 from ingest.simulator.scenarios import SCENARIOS, Ctx
@@ -37,6 +37,11 @@ class SimResult:
     @property
     def registry(self) -> TenantRegistry:
         return self.topology.registry
+
+    def context_truth(self) -> list[TruthRecord]:
+        """What the background carries that a detector may rightly report (``truth``: context)."""
+        cfg = self.config
+        return background_truth(self.topology, cfg.start_ms, cfg.end_ms, cfg.events_per_s)
 
     def slices(self) -> Iterator[tuple[int, int]]:
         cfg = self.config

@@ -9,6 +9,12 @@ JSON line layout (keys in this order)::
 ``start``/``end`` are the first and last event times (ms) of the injected events; ``event_ids``
 lists every event the instance injected; ``detail`` holds scenario specifics (victim, target,
 ports) for humans and scorecards, never needed to match an alert.
+
+``context: true`` marks what the background itself carries rather than a scenario: internet
+scanners' thin probes reach every VM all run long (``background.background_truth``). An alert on
+it is right (``port_scan.internet_probes`` reports exactly that exposure) but neither finds an
+injected attack nor is false; the scorecard counts it apart. Such records list no event ids (the
+background is generated slice by slice, after the truth is written).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class TruthRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
     campaign: str | None = None
     stage: int | None = None
+    context: bool = False
 
 
 _encoder: Final = msgspec.json.Encoder()

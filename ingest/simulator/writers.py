@@ -40,7 +40,8 @@ class WrittenFiles:
     tenants: Path
     ground_truth: Path
     event_count: int
-    truth_count: int
+    truth_count: int  # the scenarios' records
+    context_count: int = 0  # the background's context records after them
 
 
 def write_files(
@@ -50,12 +51,14 @@ def write_files(
     progress_every: int = 100_000,
 ) -> WrittenFiles:
     """Write ``events.jsonl`` (one canonical event per line, sorted by ts), ``tenants.yaml`` and
-    ``ground_truth.jsonl`` into ``out_dir`` (created if missing). Same result, same bytes."""
+    ``ground_truth.jsonl`` (the scenarios' records, then the background's context records) into
+    ``out_dir`` (created if missing). Same result, same bytes."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     events_path, tenants_path, truth_path = out / EVENTS_FILE, out / TENANTS_FILE, out / GROUND_TRUTH_FILE
     result.registry.dump(tenants_path)
-    truth_count = write_ground_truth(result.truth, truth_path)
+    context = result.context_truth()
+    write_ground_truth([*result.truth, *context], truth_path)
     total = result.estimated_events()
     n = 0
     buf: list[bytes] = []
@@ -72,7 +75,7 @@ def write_files(
             fh.write(b"\n".join(buf) + b"\n")
     if progress is not None:
         progress(n, total)
-    return WrittenFiles(events_path, tenants_path, truth_path, n, truth_count)
+    return WrittenFiles(events_path, tenants_path, truth_path, n, len(result.truth), len(context))
 
 
 def stream_to(
