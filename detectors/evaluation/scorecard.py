@@ -20,7 +20,8 @@ share of its instances that drew any (there, lower is better).
 
 Context records (``context: true``, the simulator's background: internet scanners probing every
 VM) are what a detector may rightly report without it being an injected attack. An alert matching
-no attack record but a context record is a context alert: neither true nor false, left out of its
+no attack record but a context record of its own category (never an ``anomaly`` alert: the context
+spans every VM all run) is a context alert: neither true nor false, left out of its
 category's precision (TP / (alerts - context alerts)) and its recall (context records are not
 instances); the context record's own row gives the share of its entities reported (``recall``).
 """
@@ -212,7 +213,10 @@ def score(alerts: Sequence[Alert], truth: Iterable[Truth], events: int, *, slack
         crow.alerts += 1
         hits = [i for i, rec in enumerate(records) if _matches(a, rec, slack_ms)]
         attack = [i for i in hits if not records[i].benign and not records[i].context]
-        credited = attack or [i for i in hits if records[i].context]  # an attack first, else context
+        # An attack first, else context of the alert's own category: the anomaly models match any
+        # category's attack, but background context spans every VM all run, so an anomaly alert
+        # anywhere would otherwise pass as context.
+        credited = attack or [i for i in hits if records[i].context and records[i].category == a.category]
         if credited:
             if attack:
                 crow.true_alerts += 1
