@@ -682,9 +682,11 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     if not args.format:
         raise CliError("--capture needs --format (the ssa ingest format of its files, e.g. cicflowmeter)")
     fmt = resolve_format(args.format)
-    missing = [path for path in args.capture if not Path(path).is_file()]
-    if missing:
-        raise CliError(f"no such file: {missing[0]}")
+    for path in args.capture:
+        if Path(path).is_dir():
+            raise CliError(f"{path} is a directory: give its files (e.g. {Path(path) / '*.csv'})")
+        if not Path(path).is_file():
+            raise CliError(f"no such file: {path}")
     files = [Path(path) for path in args.capture]
     if args.tz is not None:
         _check_zone(args.tz)

@@ -186,6 +186,17 @@ def test_bad_capture_arguments_are_one_line(
     assert _one_line(capsys.readouterr().err).startswith(message.format(path=path))
 
 
+def test_a_capture_that_is_a_folder_or_missing_is_one_line(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--capture", str(tmp_path), "--format", "cicflowmeter"]) == 1
+    assert _one_line(capsys.readouterr().err) == (
+        f"ssa evaluate: {tmp_path} is a directory: give its files (e.g. {tmp_path / '*.csv'})"
+    )
+    assert main(["evaluate", "--capture", str(tmp_path / "none.csv"), "--format", "cicflowmeter"]) == 1
+    assert _one_line(capsys.readouterr().err) == f"ssa evaluate: no such file: {tmp_path / 'none.csv'}"
+
+
 def test_flags_of_a_capture_alone_are_refused(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--dataset", "all", "--format", "zeek"]) == 1
     assert _one_line(capsys.readouterr().err) == "ssa evaluate: --format go with --capture"
