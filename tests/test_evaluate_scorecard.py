@@ -115,6 +115,8 @@ def test_alerts_on_the_backgrounds_context_are_neither_true_nor_false() -> None:
     row = next(line for line in lines if line.startswith("port_scan "))
     assert lines[2].split()[:5] == ["category", "alerts", "TP", "FP", "ctx"]
     assert row.split()[:5] == ["port_scan", "4", "1", "2", "1"]
+    assert any(line.startswith("ctx: ") for line in lines)
+    assert not any(line.startswith("ctx: ") for line in score(alerts[1:2], truth, 1000).table().splitlines())
 
 
 def test_load_truth_names_the_bad_line(tmp_path) -> None:

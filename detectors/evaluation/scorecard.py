@@ -157,6 +157,10 @@ class Scorecard:
                 f"{f(r.precision)} {f(r.recall)} {f(r.f1)} {s(r.ttd_median_s)} {s(r.ttd_max_s):>6} "
                 f"{r.alerts_per_1k_events:7.3f}"
             )
+        if any(r.context_alerts for r in self.categories.values()):
+            lines.append(
+                "ctx: alerts on what the background itself carries (a context row below), neither TP nor FP"
+            )
         lines += [
             "",
             f"{'scenario':<42} {'inst':>4} {'det':>4} {'alerts':>6} {'precis':>6} {'recall':>6} "
