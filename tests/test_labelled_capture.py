@@ -197,6 +197,20 @@ def test_a_capture_that_is_a_folder_or_missing_is_one_line(
     assert _one_line(capsys.readouterr().err) == f"ssa evaluate: no such file: {tmp_path / 'none.csv'}"
 
 
+def test_a_cicflowmeter_layout_of_features_only_is_refused_in_one_line(
+    tmp_path: Path, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CIC-IDS2017's MachineLearningCVE CSVs (and most CSE-CIC-IDS2018 days) have no addresses and
+    no times: every row would go to the DLQ and the scorecard score nothing."""
+    path = tmp_path / "Friday-WorkingHours-Afternoon-DDos.pcap_ISCX.csv"
+    path.write_text(" Destination Port, Flow Duration, Total Fwd Packets, Label\n80,1000,3,DDoS\n")
+    assert main(["evaluate", "--capture", str(path), "--format", "cicflowmeter"]) == 1
+    assert _one_line(capsys.readouterr().err).startswith(
+        f"ssa evaluate: {path}: no Source IP or Destination IP or Timestamp column, as in CIC-IDS2017's "
+        "MachineLearningCVE CSVs"
+    )
+
+
 def test_flags_of_a_capture_alone_are_refused(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--dataset", "all", "--format", "zeek"]) == 1
     assert _one_line(capsys.readouterr().err) == "ssa evaluate: --format go with --capture"

@@ -52,7 +52,7 @@ from ingest.parsers.flowutil import (
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
-__all__ = ["CicFlowParser", "MeridiemlessClock", "cic_time_reader", "parse_cic_time"]
+__all__ = ["CicFlowParser", "MeridiemlessClock", "cic_time_reader", "missing_flow_columns", "parse_cic_time"]
 
 _ALIASES: Final = {
     "src": ("Source IP", "Src IP"), "dst": ("Destination IP", "Dst IP"),
@@ -64,6 +64,16 @@ _ALIASES: Final = {
     "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
 }  # fmt: skip
 _COLUMN_NAMES: Final = {"src": "Source IP", "dst": "Destination IP", "ts": "Timestamp"}
+
+
+def missing_flow_columns(names: list[str]) -> list[str]:
+    """The columns a flow needs (its addresses, its start) that a header lacks, by their CIC-IDS2017
+    names: feature-only layouts (CIC-IDS2017's MachineLearningCVE CSVs, most CSE-CIC-IDS2018 day
+    files) have none of them."""
+    present = {name.strip() for name in names}
+    return [_COLUMN_NAMES[k] for k in ("src", "dst", "ts") if present.isdisjoint(_ALIASES[k])]
+
+
 # The flag-count columns (CIC-IDS2017's names, then CSE-CIC-IDS2018's) and the TCP flag bit each
 # stands for. ``cic_flags`` (in every event's extra, features or not) is the OR of the flags counted
 # at least once: CICFlowMeter's 2017-2018 releases count only the first packet's flags (their
@@ -260,7 +270,7 @@ class CicFlowParser(FastPathParser):
             unique.append(name if n == 0 else f"{name}.{n}")
         pos = {n: i for i, n in enumerate(unique)}
         cols = {key: next((pos[a] for a in aliases if a in pos), None) for key, aliases in _ALIASES.items()}
-        missing = [_COLUMN_NAMES[k] for k in ("src", "dst", "ts") if cols[k] is None]
+        missing = missing_flow_columns(unique)
         if missing:
             if self.bad_header is None:
                 self.bad_header = f"header has no {', '.join(missing)} column"
