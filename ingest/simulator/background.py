@@ -480,7 +480,6 @@ def background_truth(topo: Topology, start_ms: int, end_ms: int, events_per_s: f
     ``_internet_noise``'s refused single probes from throwaway internet addresses the whole run."""
     if events_per_s <= 0 or end_ms <= start_ms:
         return []
-    what = {"what": "single refused probes from random internet addresses (background)"}
     return [
         TruthRecord(
             scenario=BACKGROUND_PROBES,
@@ -492,7 +491,7 @@ def background_truth(topo: Topology, start_ms: int, end_ms: int, events_per_s: f
             event_ids=[],
             benign=False,
             context=True,
-            detail=dict(what),
+            detail={"what": "single refused probes from random internet addresses (background)"},
         )
         for vm in topo.vms
     ]
