@@ -3,7 +3,24 @@
 TSV (the default ASCII writer): ``#separator \\x09`` first, then ``#set_separator``,
 ``#empty_field``, ``#unset_field``, ``#path``, ``#open``, ``#fields``, ``#types``; records; ``#close``.
 A new header block (log rotation, ``cat`` of several files) resets the layout. JSON lines (the
-``LogAscii::use_json`` writer): one object per line; ``ts`` is epoch seconds or ISO 8601.
+``LogAscii::use_json`` writer): one object per line.
+
+JSON as it reaches Kafka. The Kafka log writer (the zeek-kafka plugin, formerly Apache Metron's
+``metron-bro-plugin-kafka``) writes the same objects with the settings a sensor picks, and RockNSM's
+sensors, for one, set all three below (``Kafka::tag_json = T``, ``Kafka::json_timestamps =
+JSON::TS_ISO8601``, ``Log::default_scope_sep = "_"``):
+
+- ``tag_json``: each record wrapped in an object named after its log path, ``{"conn": {...}}``
+  (a second filter on one stream gets ``conn-2``), beside the plugin's
+  ``additional_message_values`` at the root, which are kept in ``extra``;
+- ``json_timestamps`` (also ``LogAscii::json_timestamps``): ``ts`` as epoch seconds (``TS_EPOCH``,
+  the default), ISO 8601 (``TS_ISO8601``), or an integer of epoch milliseconds (``TS_MILLIS``;
+  Zeek's ``init-bare.zeek``: "unsigned integers that represent the number of milliseconds since
+  the UNIX epoch"); an integer ``ts`` of 10^11 or more is read as milliseconds, as no plausible
+  time in seconds is that large. ``duration`` is an interval, seconds in every setting;
+- ``Log::default_scope_sep``: the separator of a record's nested names, ``id.orig_h`` by default,
+  ``id_orig_h`` with ``"_"``; the connection's ``id`` fields are read with whichever separator the
+  log uses, in TSV headers as in JSON, and an ``id`` written as a nested object is read too.
 
 Mapping: originator (``id.orig_h``/``id.orig_p``) is the source. Byte counters are the IP-layer
 ones (``orig_ip_bytes``/``resp_ip_bytes``, comparable with NetFlow and VPC Flow Logs) when present,
@@ -286,7 +303,7 @@ class ZeekConnParser(FastPathParser):
         elif key == "path":
             self.path = value
         elif key == "fields":
-            self.fields = value.split(self.sep)
+            self.fields = _dotted_names(value.split(self.sep))
             self._plan()
         elif key == "types":
             if self.fields is None or len(value.split(self.sep)) != len(self.fields):
@@ -309,9 +326,15 @@ class ZeekConnParser(FastPathParser):
         if not isinstance(rec, dict):
             self.reject("JSON line is not an object", line, lineno, offset)
             return None
-        path = rec.pop("_path", "conn")
-        if path != "conn" or ("conn_state" not in rec and "orig_pkts" not in rec):
-            self.skip(f"zeek {path if path != 'conn' else 'non-conn'} record")
+        tagged = _untagged(rec) if "ts" not in rec else None
+        if tagged is not None:
+            path, rec = tagged
+        else:
+            path = rec.pop("_path", "conn")
+        if "id.orig_h" not in rec:
+            rec = _dotted_id(rec)
+        if not _is_conn_path(path) or ("conn_state" not in rec and "orig_pkts" not in rec):
+            self.skip(f"zeek {path if not _is_conn_path(path) else 'non-conn'} record")
             return None
         return self._event(rec, line)
 
@@ -373,6 +396,11 @@ _Count = Annotated[int, msgspec.Meta(ge=0, le=COUNT_MAX)]
 _Seconds = Annotated[float, msgspec.Meta(ge=0)]  # a duration
 _UNKNOWN_PROTO: Final = ("", "unknown_transport")  # Zeek's name for a transport it does not know
 _ESCAPE: Final = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_CONN_PATH: Final = re.compile(r"conn-[0-9]+")
+_ID_PARTS: Final = ("orig_h", "orig_p", "resp_h", "resp_p")
+_SCOPED_ORIG_H: Final = re.compile(r"id(.{1,8})orig_h")
+# An integer ts from here on is milliseconds (TS_MILLIS): as seconds it would be past the year 5000.
+_MILLIS_FROM: Final = 10**11
 _SEPARATOR: Final = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|[^\\])+")
 
 
@@ -413,6 +441,47 @@ def _separator(value: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
+def _is_conn_path(path: object) -> bool:
+    """The conn log's path: ``conn``, or ``conn-2``... for a second filter of the stream."""
+    return path == "conn" or (isinstance(path, str) and _CONN_PATH.fullmatch(path) is not None)
+
+
+def _untagged(rec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(path, record) of a ``tag_json`` message, ``{"conn": {...}}`` with any
+    ``additional_message_values`` beside it (kept, under the record's own fields); None when
+    ``rec`` is not one: no single member that is a record with a ``ts``."""
+    inner = [(name, value) for name, value in rec.items() if isinstance(value, dict)]
+    if len(inner) != 1 or "ts" not in inner[0][1]:
+        return None
+    path, record = inner[0]
+    return path, {**{k: v for k, v in rec.items() if k != path}, **record}
+
+
+def _dotted_names(names: list[str]) -> list[str]:
+    """Field names with the connection's ``id`` fields in Zeek's default spelling (``id.orig_h``),
+    whatever ``Log::default_scope_sep`` the log was written with (``id_orig_h`` with "_")."""
+    if "id.orig_h" in names:
+        return names
+    seps = {m.group(1) for m in map(_SCOPED_ORIG_H.fullmatch, names) if m is not None}
+    if len(seps) != 1:
+        return names
+    sep = seps.pop()
+    scoped = {f"id{sep}{part}": f"id.{part}" for part in _ID_PARTS}
+    return [scoped.get(name, name) for name in names]
+
+
+def _dotted_id(rec: dict[str, Any]) -> dict[str, Any]:
+    """A JSON record's ``id`` fields as ``id.orig_h``...: from another scope separator, or from an
+    ``id`` written as a nested object."""
+    nested = rec.get("id")
+    if isinstance(nested, dict):
+        flat = {k: v for k, v in rec.items() if k != "id"}
+        flat.update((f"id.{part}", nested[part]) for part in _ID_PARTS if part in nested)
+        return flat
+    names = _dotted_names(list(rec))
+    return dict(zip(names, rec.values(), strict=True)) if "id.orig_h" in names else rec
+
+
 def _required(rec: dict[str, Any], name: str) -> Any:
     value = rec.get(name)
     if value is None or value == "":
@@ -430,12 +499,15 @@ def _number(name: str, value: Any) -> float:
 
 
 def _event_ms(value: Any) -> int:
-    """``ts``: epoch seconds (a number or its text) or ISO 8601, as a plausible event time."""
+    """``ts``: epoch seconds (a number or its text), ISO 8601, or a JSON integer of epoch
+    milliseconds (``TS_MILLIS``), as a plausible event time."""
     if isinstance(value, str) and "T" in value:
         try:
             ms = ms_from_iso(value)
         except (ValueError, OverflowError):  # their messages are datetime's wording
             raise BadField(f"ts is not a time: {clip(value)}") from None
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= _MILLIS_FROM:
+        ms = value  # JSON::TS_MILLIS: integer epoch milliseconds
     else:
         seconds = _number("ts", value)
         if abs(seconds) > 1e12:  # far outside any event time; round() of 1e300 is slow

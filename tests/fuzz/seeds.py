@@ -19,7 +19,7 @@ HOSTILE: Final = SAMPLES / "hostile"
 SAMPLE_FILES: Final[dict[str, tuple[str, ...]]] = {
     "vpcflow": ("vpcflow_v2.log", "vpcflow_custom.log"),
     "nprobe-csv": ("nprobe.csv", "nprobe_dump.txt"),
-    "zeek": ("zeek_conn.log", "zeek_conn.json"),
+    "zeek": ("zeek_conn.log", "zeek_conn.json", "zeek_conn_kafka.json"),
     "auditd": ("audit.log", "audit_bad.log"),
     "falco": ("falco.jsonl", "falco_bad.jsonl"),
     "syslog": ("auth.log", "auth_bad.log", "auth_linux.log"),
