@@ -675,7 +675,7 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
     )
     from detectors.evaluation.real import evaluate_capture, write_scorecard
     from infra.settings import PROJECT_ROOT
-    from ingest.parsers.cicflow import missing_flow_columns
+    from ingest.parsers.cicflow import missing_count_columns, missing_flow_columns
     from ingest.parsers.nprobe_csv import TIME_COLUMNS, has_flow_times
 
     if args.events is not None or args.tenants is not None or args.slack_ms or args.dataset or args.data_dir:
@@ -718,6 +718,11 @@ def _evaluate_capture(args: argparse.Namespace, settings: Settings) -> int:
             f"{files[0]}: no {' or '.join(lacking)} column, as in CIC-IDS2017's MachineLearningCVE CSVs and "
             "most CSE-CIC-IDS2018 day files: the detectors need each flow's addresses and start time; "
             "use a layout with them (CIC-IDS2017's TrafficLabelling CSVs)"
+        )
+    if fmt == "cicflowmeter" and (lacking := missing_count_columns(header)):
+        raise CliError(
+            f"{files[0]}: no {' or '.join(lacking)} column under any of its names (CIC-IDS2017's, "
+            "CSE-CIC-IDS2018's, CICFlowMeter 4's, the Python cicflowmeter's): every flow's counts would be 0"
         )
     if fmt == "nprobe-csv" and not has_flow_times(header):
         # Without times every record is stamped as it is read: the whole capture in a few seconds.

@@ -1,11 +1,19 @@
 """CICFlowMeter CSV (CIC-IDS2017 / CSE-CIC-IDS2018 and the tool's own output) -> flow events.
 
 Header names vary between releases and carry leading spaces in CIC-IDS2017 (`` Source IP``); they
-are stripped and matched through aliases (``Source IP``/``Src IP``, ``Total Fwd Packets``/``Tot
-Fwd Pkts``, ``Total Length of Fwd Packets``/``TotLen Fwd Pkts``...). ``Timestamp`` is
-day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an optional ``AM``/``PM``, in the capture's local time
-with no offset: read in ``ParseContext.timezone`` (``ssa ingest --tz``; CIC-IDS2017 was captured in
-New Brunswick, ``America/Moncton``), UTC by default. ``Flow Duration`` is microseconds.
+are matched through aliases, whatever their case, spaces and underscores: CIC-IDS2017's ``Total Fwd
+Packets`` and ``Total Length of Fwd Packets``, CSE-CIC-IDS2018's ``Tot Fwd Pkts`` and ``TotLen Fwd
+Pkts``, the current CICFlowMeter's (4.0, ``FlowFeature.java``: also the improved CIC-IDS2017 and
+CSE-CIC-IDS2018 of Engelen et al.) ``Total Fwd Packet``, ``Total Bwd packets`` and ``Total Length of
+Fwd Packet``, and the Python ``cicflowmeter``'s ``tot_fwd_pkts``, ``totlen_fwd_pkts``, ``src_ip``...
+A header without one of the columns a flow is made of (its addresses, ports, protocol, start,
+duration, packet and byte counts) is refused with the columns it lacks: read as 0, a counter of
+another name made every flow empty. ``Timestamp`` is day-first: ``dd/mm/yyyy HH:MM[:SS]`` with an
+optional ``AM``/``PM``, or ``yyyy-mm-dd HH:MM:SS``, seconds with a fraction kept to the
+millisecond, in the capture's local time with no offset: read in ``ParseContext.timezone``
+(``ssa ingest --tz``; CIC-IDS2017 was captured in New Brunswick, ``America/Moncton``), UTC by
+default. ``Flow Duration`` is microseconds (a fraction, as the Python ``cicflowmeter`` writes
+``1e6 * seconds``, is rounded).
 The ``Timestamp`` is the flow's first packet: the event's ``ts`` is its end, ``Timestamp`` plus
 the duration in whole milliseconds.
 The forward direction (the flow's initiator) is the source: ``Fwd`` counters are ``*_out``,
@@ -43,6 +51,7 @@ from ingest.parsers.flowutil import (
     clip,
     count_cell,
     csv_cells,
+    decimal_cell,
     event_time,
     int64_cell,
     number_or_text,
@@ -52,26 +61,54 @@ from ingest.parsers.flowutil import (
 )
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
-__all__ = ["CicFlowParser", "MeridiemlessClock", "cic_time_reader", "missing_flow_columns", "parse_cic_time"]
+__all__ = [
+    "CicFlowParser",
+    "MeridiemlessClock",
+    "cic_time_reader",
+    "column_key",
+    "missing_count_columns",
+    "missing_flow_columns",
+    "parse_cic_time",
+]
 
 _ALIASES: Final = {
     "src": ("Source IP", "Src IP"), "dst": ("Destination IP", "Dst IP"),
     "src_port": ("Source Port", "Src Port"), "dst_port": ("Destination Port", "Dst Port"),
     "proto": ("Protocol",), "ts": ("Timestamp",), "duration": ("Flow Duration",),
-    "packets_out": ("Total Fwd Packets", "Tot Fwd Pkts"),
-    "packets_in": ("Total Backward Packets", "Tot Bwd Pkts"),
-    "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts"),
-    "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts"),
+    "packets_out": ("Total Fwd Packets", "Tot Fwd Pkts", "Total Fwd Packet"),
+    "packets_in": ("Total Backward Packets", "Tot Bwd Pkts", "Total Bwd Packets"),
+    "bytes_out": ("Total Length of Fwd Packets", "TotLen Fwd Pkts", "Total Length of Fwd Packet"),
+    "bytes_in": ("Total Length of Bwd Packets", "TotLen Bwd Pkts", "Total Length of Bwd Packet"),
 }  # fmt: skip
-_COLUMN_NAMES: Final = {"src": "Source IP", "dst": "Destination IP", "ts": "Timestamp"}
+_LOCATING: Final = ("src", "dst", "ts")  # what feature-only layouts lack
+
+
+def column_key(name: str) -> str:
+    """A header name as it is matched: case, spaces and underscores left out (``Tot Fwd Pkts``,
+    ``tot_fwd_pkts`` and `` Tot Fwd Pkts`` are one column)."""
+    return _NOT_MATCHED.sub("", name).lower()
+
+
+_NOT_MATCHED: Final = re.compile(r"[\s_]+")
+_ALIAS_KEYS: Final = {key: tuple(column_key(a) for a in aliases) for key, aliases in _ALIASES.items()}
 
 
 def missing_flow_columns(names: list[str]) -> list[str]:
-    """The columns a flow needs (its addresses, its start) that a header lacks, by their CIC-IDS2017
-    names: feature-only layouts (CIC-IDS2017's MachineLearningCVE CSVs, most CSE-CIC-IDS2018 day
-    files) have none of them."""
-    present = {name.strip() for name in names}
-    return [_COLUMN_NAMES[k] for k in ("src", "dst", "ts") if present.isdisjoint(_ALIASES[k])]
+    """The columns that locate a flow (its addresses, its start) that a header lacks, by their
+    CIC-IDS2017 names: feature-only layouts (CIC-IDS2017's MachineLearningCVE CSVs, most
+    CSE-CIC-IDS2018 day files) have none of them."""
+    return _missing(names, _LOCATING)
+
+
+def missing_count_columns(names: list[str]) -> list[str]:
+    """The other columns a flow is made of (ports, protocol, duration, packet and byte counts) that
+    a header lacks, by their CIC-IDS2017 names."""
+    return _missing(names, tuple(k for k in _ALIASES if k not in _LOCATING))
+
+
+def _missing(names: list[str], keys: tuple[str, ...]) -> list[str]:
+    present = {column_key(name) for name in names}
+    return [_ALIASES[k][0] for k in keys if present.isdisjoint(_ALIAS_KEYS[k])]
 
 
 # The flag-count columns (CIC-IDS2017's names, then CSE-CIC-IDS2018's) and the TCP flag bit each
@@ -130,8 +167,10 @@ def _cic_time(text: str) -> int | None:
     if len(date) != 3 or len(clock) not in (2, 3):
         return None
     year, month, day = map(int, date)
-    hms = [int(float(x)) for x in clock]  # seconds may carry a fraction
-    hour, minute, second = hms[0], hms[1], hms[2] if len(hms) > 2 else 0
+    hour, minute = int(clock[0]), int(clock[1])
+    seconds = float(clock[2]) if len(clock) > 2 else 0.0  # may carry a fraction
+    second = int(seconds)
+    millis = min(999, round((seconds - second) * 1000))
     if len(parts) == 3:
         ampm = parts[2].upper()
         if ampm not in ("AM", "PM") or not 1 <= hour <= 12:
@@ -146,7 +185,7 @@ def _cic_time(text: str) -> int | None:
         and 2000 <= year < 2100  # the plausible event times (ingest.schema)
     ):
         return None
-    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1000 + millis
 
 
 def cic_time_reader(zone: str | None) -> Callable[[str], int]:
@@ -162,8 +201,9 @@ def cic_time_reader(zone: str | None) -> Callable[[str], int]:
         hit = cache.get(text)
         if hit is not None:
             return hit
-        wall = datetime.fromtimestamp(parse_cic_time(text) // 1000, UTC)  # whole seconds
-        value = int(wall.replace(tzinfo=local).timestamp()) * 1000
+        utc_ms = parse_cic_time(text)
+        wall = datetime.fromtimestamp(utc_ms // 1000, UTC)  # whole seconds, then the fraction again
+        value = int(wall.replace(tzinfo=local).timestamp()) * 1000 + utc_ms % 1000
         if len(cache) > 65536:
             cache.clear()
         cache[text] = value
@@ -268,21 +308,30 @@ class CicFlowParser(FastPathParser):
             n = seen.get(name, 0)
             seen[name] = n + 1
             unique.append(name if n == 0 else f"{name}.{n}")
-        pos = {n: i for i, n in enumerate(unique)}
-        cols = {key: next((pos[a] for a in aliases if a in pos), None) for key, aliases in _ALIASES.items()}
-        missing = missing_flow_columns(unique)
-        if missing:
+        pos: dict[str, int] = {}
+        for i, column in enumerate(unique):
+            pos.setdefault(column_key(column), i)
+        cols = {key: next((pos[a] for a in keys if a in pos), None) for key, keys in _ALIAS_KEYS.items()}
+        locating, counts = missing_flow_columns(unique), missing_count_columns(unique)
+        if locating or counts:
             if self.bad_header is None:
-                self.bad_header = f"header has no {', '.join(missing)} column"
-                self.reject(f"{self.bad_header} (files of flow features only, like CIC-IDS2017's "
-                            "MachineLearningCVE CSVs, cannot become flows)", line, lineno, offset)  # fmt: skip
+                self.bad_header = f"header has no {', '.join(locating or counts)} column"
+                why = (
+                    "files of flow features only, like CIC-IDS2017's MachineLearningCVE CSVs, cannot become flows"
+                    if locating
+                    else "a flow's counts would be read as 0"
+                )
+                self.reject(f"{self.bad_header} ({why})", line, lineno, offset)
             else:  # every later row is tried as the header: the first one's record says why
                 self.reject("row under an unusable header", line, lineno, offset)
             return
         self.header = unique
         self.cols = cols
         self.flag_pos = [
-            (bit, pos[name]) for bit, names in _FLAG_COLUMNS for name in names[:2] if name in pos
+            (bit, pos[key])
+            for bit, names in _FLAG_COLUMNS
+            for key in map(column_key, names[:2])
+            if key in pos
         ]
         self.flags_end = max((i for _, i in self.flag_pos), default=-1) + 1  # cells to split for them
         self.flag_cells = picker([i for _, i in self.flag_pos])
@@ -538,7 +587,7 @@ class CicFlowParser(FastPathParser):
         )
         duration_us = 0
         if dur_i is not None and parts[dur_i]:
-            duration_us = max(0, int64_cell(names[dur_i], _integral(names[dur_i], parts[dur_i])))
+            duration_us = max(0, _duration_us(names[dur_i], parts[dur_i]))
         extra = {
             name: parts[i] if name in _TEXT_COLUMNS else number_or_text(parts[i], name)
             for name, i in self.extra_pos
@@ -572,6 +621,15 @@ def _flag_mask(cells: tuple[str, ...], flag_pos: list[tuple[int, int]]) -> int:
             except ValueError:
                 pass
     return mask
+
+
+def _duration_us(name: str, text: str) -> int:
+    """``Flow Duration``: integral microseconds, or a decimal of them rounded (the Python
+    ``cicflowmeter`` writes ``1e6 * seconds``); BadField for anything else."""
+    whole, dot, fraction = text.strip().partition(".")
+    if not dot or not fraction.strip("0"):
+        return int64_cell(name, whole)
+    return int64_cell(name, str(round(decimal_cell(name, text))))
 
 
 def _integral(name: str, text: str) -> str:
