@@ -108,7 +108,9 @@ def iter_line_batches(
         yield [(lineno + 1, offset, pending, len(pending))]
 
 
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string: its plain runs taken whole between escapes (the "unrolled" form of "(?:[^"\\]|\\.)*",
+# which matches the same strings, about 4x faster on documents with many short strings).
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
 
 

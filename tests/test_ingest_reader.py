@@ -58,6 +58,24 @@ def test_json_depth_guard():
     assert load_json(b'{"a": [1, 2]}') == {"a": [1, 2]}
 
 
+def test_json_depth_guard_skips_strings_as_json_reads_them() -> None:
+    """The strings the guard leaves out are JSON's: escaped quotes and backslashes inside, brackets
+    inside; an unterminated string leaves its brackets counted. Checked against the plain
+    alternation pattern on random strings of the characters that matter."""
+    import re
+
+    from ingest.reader import _STRING
+
+    plain = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+    rnd = random.Random(7)
+    for _ in range(20_000):
+        text = bytes(rnd.choice(b'ab"\\[]{}\n') for _ in range(rnd.randrange(0, 40)))
+        assert _STRING.sub(b"", text) == plain.sub(b"", text), text
+    nested = b"[" * 40 + b'"\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\\"' + b"]" * 40
+    assert not json_too_deep(nested)  # the string's brackets are not nesting
+    assert json_too_deep(b"[" * 40 + b'"\\"' + b"[" * 30 + b"]" * 70)  # unterminated: they count
+
+
 def test_100mb_line_is_capped_with_bounded_memory(tmp_path: Path):
     path = tmp_path / "huge.log"
     with path.open("wb") as fh:
