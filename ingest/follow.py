@@ -148,6 +148,7 @@ def follow(
     max_hold_s: float = MAX_HOLD_S,
     year: int | None = None,
     timezone: str | None = None,
+    vpc_fields: tuple[str, ...] | None = None,
     max_ahead_ms: int = MAX_AHEAD_MS,
     progress: Callable[[IngestProgress], None] | None = None,
     say: Callable[[str], None] = lambda _m: None,
@@ -161,7 +162,7 @@ def follow(
     stop = stop or threading.Event()
     out = CountingOutput(sink, progress, 2.0, max_ahead_ms, str(target))
     parser = open_parser(spec.name, out, tenant=tenant, registry=registry, file=str(target), year=year,
-                         timezone=timezone)  # fmt: skip
+                         timezone=timezone, vpc_fields=vpc_fields)  # fmt: skip
     cap = parser.ctx.max_line_bytes or parser.max_line_bytes
     idle = IDLE_FLUSH_S.get(spec.name, 0.0) if idle_flush_s is None else idle_flush_s
     state = FollowState.load(state_file)

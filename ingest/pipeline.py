@@ -264,6 +264,7 @@ def open_parser(
     max_line_bytes: int | None = None,
     cic_features: bool = False,
     timezone: str | None = None,
+    vpc_fields: tuple[str, ...] | None = None,
 ) -> Parser:
     """The parser ``run_ingest`` would use for ``fmt``, writing to ``out``: the one place its
     context is built, so the parse stage and ``--follow`` parse exactly as ``ssa ingest`` does."""
@@ -277,6 +278,7 @@ def open_parser(
         max_line_bytes=max_line_bytes,
         cic_features=cic_features,
         timezone=timezone,
+        vpc_fields=vpc_fields,
     )
     return get_format(fmt).factory(out, ctx)
 
@@ -294,6 +296,7 @@ def run_ingest(
     max_line_bytes: int | None = None,
     cic_features: bool = False,
     timezone: str | None = None,
+    vpc_fields: tuple[str, ...] | None = None,
     max_ahead_ms: int = MAX_AHEAD_MS,
     progress_every_s: float = 0.5,
     stop: threading.Event | None = None,
@@ -302,14 +305,15 @@ def run_ingest(
     ``udp://HOST:PORT`` for NetFlow/IPFIX) as ``fmt`` (one of ``FORMAT_NAMES`` or an alias) and send
     events and DLQ records to ``sink`` (default: count only). The sink is flushed, not closed.
     An event whose time is more than ``max_ahead_ms`` ahead of the clock goes to the DLQ instead
-    (``MAX_AHEAD_MS``); ``timezone`` is the zone of local times without an offset (default UTC)."""
+    (``MAX_AHEAD_MS``); ``timezone`` is the zone of local times without an offset (default UTC);
+    ``vpc_fields`` the layout of VPC flow log records without a header line (``ParseContext``)."""
     spec = get_format(fmt)
     sink = sink if sink is not None else NullSink()
     name = str(path_or_stdin) if isinstance(path_or_stdin, str | Path) else getattr(path_or_stdin, "name", "")
     counting = _Counting(sink, progress, progress_every_s, max_ahead_ms, name or None)
     parser = open_parser(spec.name, counting, tenant=tenant, registry=registry, file=name or None,
                          year=year, reference_ms=reference_ms, max_line_bytes=max_line_bytes,
-                         cic_features=cic_features, timezone=timezone)  # fmt: skip
+                         cic_features=cic_features, timezone=timezone, vpc_fields=vpc_fields)  # fmt: skip
     if isinstance(path_or_stdin, str) and path_or_stdin.startswith("udp://"):
         if not isinstance(parser, NetflowParser):
             raise ValueError(f"udp:// input needs --format netflow, not {spec.name}")

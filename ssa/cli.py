@@ -194,6 +194,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     fmt = resolve_format(args.format)
     if args.tz is not None:
         _check_zone(args.tz)
+    if args.vpc_format is not None and fmt != "vpcflow":
+        raise CliError(f"--vpc-format gives the fields of VPC flow log records: --format vpcflow, not {fmt}")
     source = _ingest_source(args.path, fmt)
     registry = TenantRegistry.load(args.tenants) if args.tenants else None
     if registry is None and Path(settings.tenants_file).exists():
@@ -212,7 +214,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         summary = run_ingest(source, fmt, tenant=args.tenant, registry=registry, sink=sink,
                              progress=progress, year=args.year, cic_features=args.cic_features,
-                             timezone=args.tz)  # fmt: skip
+                             timezone=args.tz, vpc_fields=args.vpc_format)  # fmt: skip
     finally:
         sink.close()
     _say(
@@ -262,7 +264,8 @@ def _follow(args: argparse.Namespace, settings: Settings, fmt: str, registry: ob
     sink = _ingest_sink(args, settings)
     try:
         summary = follow(args.path, fmt, sink, tenant=args.tenant, registry=registry,  # type: ignore[arg-type]
-                         state_path=args.state, year=args.year, timezone=args.tz, say=_say)  # fmt: skip
+                         state_path=args.state, year=args.year, timezone=args.tz,
+                         vpc_fields=args.vpc_format, say=_say)  # fmt: skip
     finally:
         sink.close()
     _say(f"ingest --follow: {summary.line()}")
@@ -301,6 +304,10 @@ def _ingest_bucket(args: argparse.Namespace, settings: Settings) -> int:
     if args.year is not None or args.tz is not None or args.cic_features:
         raise CliError(
             "--year, --tz and --cic-features do not apply to a bucket's VPC flow logs and CloudTrail"
+        )
+    if args.vpc_format is not None:
+        raise CliError(
+            "--vpc-format is for records without a header line: a bucket's flow log files begin with one"
         )
     if args.max_object_bytes is not None and args.max_object_bytes <= 0:
         raise CliError(f"--max-object-bytes must be more than 0, got {args.max_object_bytes}")

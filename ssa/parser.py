@@ -51,6 +51,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _vpc_format(text: str) -> tuple[str, ...]:
+    """``--vpc-format``'s field names; a bad format is a usage error, named in one line."""
+    from ingest.parsers.vpcflow import log_format_fields
+
+    try:
+        return log_format_fields(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _leaf(
     sub: argparse._SubParsersAction, name: str, command: str, help_text: str
 ) -> argparse.ArgumentParser:
@@ -285,6 +295,15 @@ def _ingest(p: argparse.ArgumentParser) -> None:
         "--cic-features",
         action="store_true",
         help="cicflowmeter: keep its ~72 statistical columns in extra (default: Flow ID and Label only)",
+    )
+    p.add_argument(
+        "--vpc-format",
+        type=_vpc_format,
+        default=None,
+        metavar="FORMAT",
+        help="vpcflow: the fields of records that come without a header line (a custom format through "
+        "CloudWatch Logs), as the flow log's LogFormat ('${version} ${srcaddr} ...', as aws ec2 "
+        "describe-flow-logs prints it) or the field names (default: AWS's default format)",
     )
     p.add_argument(
         "--follow",

@@ -53,7 +53,8 @@ FORMATS: Final[dict[str, FormatSpec]] = {
             "vpcflow",
             "flow",
             False,
-            "AWS VPC Flow Logs (v2 default or custom fields via header)",
+            "AWS VPC Flow Logs: text records (v2 default; custom fields via header or --vpc-format) "
+            "or CloudWatch Logs subscription JSON",
             VpcFlowParser,
         ),
         FormatSpec(
@@ -102,7 +103,8 @@ FORMATS: Final[dict[str, FormatSpec]] = {
             "cloudaudit",
             "audit",
             False,
-            'CloudTrail JSON: {"Records": [...]} files or JSON lines',
+            'CloudTrail JSON: {"Records": [...]} files, JSON lines, EventBridge events '
+            "or CloudWatch Logs subscription JSON",
             CloudAuditParser,
         ),
     )

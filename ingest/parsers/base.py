@@ -124,7 +124,9 @@ class ParseContext:
     ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now);
     ``cic_features`` keeps every CICFlowMeter statistical column in ``extra`` (``--cic-features``;
     by default only ``Flow ID`` and ``Label``); ``timezone`` is the IANA zone of times written in
-    local time without an offset, RFC 3164 syslog's and CICFlowMeter's (``--tz``; default UTC)."""
+    local time without an offset, RFC 3164 syslog's and CICFlowMeter's (``--tz``; default UTC);
+    ``vpc_fields`` is the field layout of VPC flow log records that come without a header line, as
+    CloudWatch Logs delivers them (``--vpc-format``; default: AWS's default format)."""
 
     registry: TenantRegistry | None = None
     tenant: str | None = None
@@ -134,6 +136,7 @@ class ParseContext:
     max_line_bytes: int | None = None  # None: the parser's own default
     cic_features: bool = False
     timezone: str | None = None
+    vpc_fields: tuple[str, ...] | None = None
 
     def now_ms(self) -> int:
         return self.reference_ms if self.reference_ms is not None else time.time_ns() // 1_000_000

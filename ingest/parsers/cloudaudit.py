@@ -1,8 +1,25 @@
 """Cloud control-plane audit records (AWS CloudTrail JSON) -> audit events.
 
-Input: CloudTrail log files (``{"Records": [...]}``, one line or pretty-printed) or JSON lines of
-single records (CloudWatch Logs / EventBridge exports). Mapping:
-``eventSource`` + ``eventName`` -> ``action`` (``s3.amazonaws.com`` + ``GetObject`` ->
+Input: CloudTrail log files (``{"Records": [...]}``, one line or pretty-printed), JSON lines of
+single records, and the two envelopes of CloudTrail's real-time delivery, one JSON document each:
+
+- an EventBridge event (https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html):
+  the detail-types CloudTrail sends ("AWS API Call via CloudTrail", "AWS Console Signin via
+  CloudTrail", "AWS Console Action via CloudTrail", "AWS Service Event via CloudTrail", "AWS Insight
+  via CloudTrail": all end in " via CloudTrail") carry one record in ``detail``; an event of any
+  other detail-type is a counted skip naming it;
+- a CloudWatch Logs subscription delivery (``cloudwatch_logs``): each log event's message is one
+  record (or one EventBridge event, as an EventBridge rule writes to a log group); a
+  ``CONTROL_MESSAGE`` is a counted skip.
+
+A record in an envelope is read exactly as the same record alone: same event, same ``extra`` (the
+envelope adds nothing), same DLQ reason, and the same id, as the id hashes the record as decoded
+and encoded again, not the bytes around it, so copies that came different ways collapse. An
+envelope that is malformed (no ``detail`` object, ``logEvents`` not a list, an unknown
+``messageType``) goes to the DLQ whole, a malformed log event (its message not a string, or not
+JSON) alone. A message is untrusted JSON text, decoded with the guards of a JSON line.
+
+Mapping: ``eventSource`` + ``eventName`` -> ``action`` (``s3.amazonaws.com`` + ``GetObject`` ->
 ``s3.GetObject``); ``userIdentity.arn`` (else principalId / invokedBy / type) -> ``principal``;
 the caller's account -> ``principal_tenant``; ``resources[0].ARN``, else its ``ARNPrefix`` (S3
 bucket-level data events such as ``ListObjects`` name the bucket as ``arn:aws:s3:::bucket/``), else
@@ -44,6 +61,13 @@ import msgspec
 from ingest.dlq import DLQ_RAW_CAP
 from ingest.parsers.base import Output, ParseContext, Parser, ms_from_iso
 from ingest.parsers.cloudtrail_grants import grants
+from ingest.parsers.cloudwatch_logs import (
+    ENVELOPE,
+    DeliveryRefused,
+    is_delivery,
+    open_delivery,
+    read_log_event,
+)
 from ingest.parsers.flowutil import BadField, clip, unexpected, valid_ip
 from ingest.parsers.json_stream import GuardedReader, LineReader, LineSource, StreamRefused
 from ingest.reader import MAX_JSON_DEPTH, JsonRejected, load_json
@@ -70,6 +94,7 @@ _RESOURCE_KEYS: Final = (
 _OPENERS: Final = (b"{", b'{"Records": [', b'{"Records":[')  # first line of a pretty-printed file
 _DOCUMENT: Final = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
 _PEEK: Final = 4096
+_VIA_CLOUDTRAIL: Final = " via CloudTrail"  # "AWS API Call via CloudTrail", "AWS Insight via CloudTrail", ...
 _encoder: Final = msgspec.json.Encoder()
 _number_encoder: Final = msgspec.json.Encoder(decimal_format="number")  # ijson's Decimals as written
 
@@ -94,10 +119,73 @@ class CloudAuditParser(Parser):
         if isinstance(value, dict) and isinstance(value.get("Records"), list):
             for record in value["Records"]:
                 self._record(record, lineno, offset)
+        elif is_delivery(value):
+            self._delivery(value, line, lineno, offset)
         elif isinstance(value, dict):
-            self._record(value, lineno, offset)
+            self._record_or_event(value, line, lineno, offset)
         else:
             self.reject('JSON is neither a record nor {"Records": [...]}', line, lineno, offset)
+
+    def _record_or_event(self, value: dict[str, Any], raw: bytes, lineno: int, offset: int) -> None:
+        """A record, alone or as the ``detail`` of an EventBridge event (no record has a
+        ``detail-type``)."""
+        if "detail-type" in value:
+            self._eventbridge(value, raw, lineno, offset)
+        else:
+            self._record(value, lineno, offset)
+
+    def _eventbridge(self, event: dict[str, Any], raw: bytes, lineno: int, offset: int) -> None:
+        """An EventBridge event: every detail-type CloudTrail sends ends in " via CloudTrail" and
+        carries one record in ``detail``; the events of other services are not CloudTrail's."""
+        kind = event["detail-type"]
+        if type(kind) is not str:
+            self.reject(
+                f"EventBridge event whose detail-type {clip(kind)} is not a string", raw, lineno, offset
+            )
+        elif not kind.endswith(_VIA_CLOUDTRAIL):
+            self.skip(f"EventBridge {clip(kind, 80)} event: not a CloudTrail record")
+        elif not isinstance(detail := event.get("detail"), dict):
+            self.reject(f"EventBridge {clip(kind, 80)} event without a detail object", raw, lineno, offset)
+        else:
+            self._record(detail, lineno, offset)
+
+    def _delivery(self, document: dict[str, Any], raw: bytes, lineno: int, offset: int) -> None:
+        """A CloudWatch Logs subscription delivery: each log event is one record (a trail's log
+        group) or one EventBridge event (a log group an EventBridge rule writes to)."""
+        try:
+            delivery = open_delivery(document)
+        except DeliveryRefused as exc:
+            self.reject(str(exc), raw, lineno, offset)
+            return
+        if delivery.control:
+            self.skip("CloudWatch Logs CONTROL_MESSAGE")
+        elif not delivery.entries:
+            self.skip("CloudWatch Logs DATA_MESSAGE without log events")
+        for index, entry in enumerate(delivery.entries):
+            try:
+                self._log_event(entry, index, lineno, offset)
+            except Exception as exc:  # one log event never ends a delivery
+                self.reject(unexpected(exc, ENVELOPE), repr(entry)[:DLQ_RAW_CAP], lineno, offset)
+
+    def _log_event(self, entry: Any, index: int, lineno: int, offset: int) -> None:
+        """One log event of a delivery, alone: its message is untrusted JSON text, decoded as a
+        JSON line is (same guards), then read as a record or an EventBridge event."""
+        try:
+            message = read_log_event(entry, index).message.encode()
+        except DeliveryRefused as exc:
+            self.reject(str(exc), _encoder.encode(entry), lineno, offset)
+            return
+        try:
+            value = load_json(message)
+        except JsonRejected as exc:
+            self.reject(f"{ENVELOPE}: logEvents[{index}] message: {exc}", message, lineno, offset)
+            return
+        if isinstance(value, dict) and not is_delivery(value):
+            self._record_or_event(value, message, lineno, offset)
+        else:  # a delivery inside a delivery is no shape AWS writes
+            self.reject(
+                f"{ENVELOPE}: logEvents[{index}] message is not a JSON object", message, lineno, offset
+            )
 
     def feed_stream(self, stream: IO[bytes], max_line_bytes: int | None = None) -> None:
         """A pretty-printed document (its first line an opener) runs to the end of the input; any

@@ -1,9 +1,14 @@
-"""AWS VPC Flow Logs (text): the default version 2 format and custom field lists.
+"""AWS VPC Flow Logs (text): the default version 2 format and custom field lists, as files or as
+CloudWatch Logs subscription deliveries.
 
 Records are space-separated, one per line, ``-`` for "no value". The default format is
 ``version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end
 action log-status``. Files delivered to S3 begin with a header line naming the fields in order;
-that header switches the parser to the custom layout (any of the v2-v8 fields). ``start``/``end``
+that header switches the parser to the custom layout (any of the v2-v8 fields). Records published
+to CloudWatch Logs carry no header anywhere: a custom layout there is given by
+``ParseContext.vpc_fields`` (``ssa ingest --vpc-format``, which takes the flow log's ``LogFormat``
+as ``aws ec2 describe-flow-logs`` prints it, ``${version} ${srcaddr} ...``, or the bare names:
+``log_format_fields``); a header line in the input still switches the layout. ``start``/``end``
 are Unix seconds, the capture window's: the event's ``ts`` is ``end`` (``start`` when ``end`` is
 absent or earlier), ``duration_ms`` the window's length. ``NODATA`` (no traffic in the window) and
 ``SKIPDATA`` (records lost at the source) records carry no flow: they are counted as skipped, not
@@ -11,20 +16,39 @@ rejected. Numbers are read strictly (ASCII digits within the canonical bounds, `
 ``end`` within the plausible event times): anything else sends the record to the DLQ with the
 field and its value.
 
+A line that opens a JSON object is a CloudWatch Logs subscription document, as a subscription
+filter delivers it to a stream (one JSON object, decompressed by the forwarder, within the line
+cap: ``messageType``, ``owner``, ``logGroup``, ``logStream``, ``subscriptionFilters``, ``logEvents``
+of ``id``, ``timestamp``, ``message``;
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/SubscriptionFilters.html).
+Each ``DATA_MESSAGE`` log event's ``message`` is one record, read exactly as a line is, its event
+id hashing the message's bytes: a record gets the same id from an S3 file and from CloudWatch, and
+one delivered twice the same id twice. A bad record goes to the DLQ alone, its message as the raw;
+the log group and stream go to ``extra`` (``log_group``, ``log_stream``). A ``CONTROL_MESSAGE``
+(CloudWatch checking that the destination is reachable) is skipped; an envelope that cannot be
+read (not JSON, a JSON array, no ``logEvents`` list, another ``messageType``) goes to the DLQ
+whole, with the reason, and a malformed log event (no ``message`` string, a ``timestamp`` that is
+not epoch ms) alone. The envelope is read by ``cloudwatch_logs``, as CloudTrail's is.
+
 Each record describes traffic from ``srcaddr`` to ``dstaddr`` seen at one interface, so its bytes
 and packets are ``bytes_out``/``packets_out`` of the source. Fields that are not part of the
 canonical flow (``account-id``, ``interface-id``, ``vpc-id``, ``tcp-flags``, ...) go to ``extra``
-under their AWS names.
+under their AWS names; the fields are those of
+https://docs.aws.amazon.com/vpc/latest/userguide/flow-log-records.html.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
+import msgspec
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
+from ingest.parsers.cloudwatch_logs import ENVELOPE, Delivery, DeliveryRefused, open_delivery, read_log_event
 from ingest.parsers.flowutil import (
     COUNT_MAX,
     BadField,
@@ -33,11 +57,13 @@ from ingest.parsers.flowutil import (
     event_time,
     picker,
     proto_name,
+    unexpected,
     valid_ip,
 )
-from ingest.schema import TENANT_ID_PATTERN, TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
+from ingest.reader import JsonRejected, load_json
+from ingest.schema import TENANT_ID_PATTERN, TS_MAX_MS, TS_MIN_MS, Event, FlowEvent, event_id, event_id_of
 
-__all__ = ["DEFAULT_FIELDS", "VpcFlowParser"]
+__all__ = ["DEFAULT_FIELDS", "KNOWN_FIELDS", "VpcFlowParser", "check_field_names", "log_format_fields"]
 
 DEFAULT_FIELDS: Final = [
     "version",
@@ -96,6 +122,8 @@ _START_MIN: Final = TS_MIN_MS // 1000  # plausible start and end times, in the f
 _END_MAX: Final = TS_MAX_MS // 1000
 _ACCOUNT: Final = re.compile(TENANT_ID_PATTERN)  # an unmapped account id becomes the tenant
 _event_id: Final = event_id_of("vpcflow")
+_LOG_FORMAT_ITEM: Final = re.compile(r"\$\{([^{}]*)\}|[^${}]+")  # ${name} as AWS prints it, or a bare name
+_FIELDS_PAGE: Final = "https://docs.aws.amazon.com/vpc/latest/userguide/flow-log-records.html"
 
 
 class VpcFlowParser(FastPathParser):
@@ -105,7 +133,10 @@ class VpcFlowParser(FastPathParser):
     def __init__(self, out: Output, ctx: ParseContext | None = None) -> None:
         super().__init__(out, ctx)
         self._accounts: dict[str, str | None] = {}
-        self._set_fields(DEFAULT_FIELDS)
+        given = self.ctx.vpc_fields
+        if given is not None:
+            check_field_names(given)
+        self._set_fields(list(given) if given is not None else DEFAULT_FIELDS)
 
     def _set_fields(self, names: list[str]) -> None:
         self._extras: dict[tuple[str, ...], dict[str, object]] = {}  # see _fast_event
@@ -207,6 +238,78 @@ class VpcFlowParser(FastPathParser):
         self._accounts[account] = mapped
         return mapped
 
+    # --- CloudWatch Logs subscription documents -------------------------------------------------
+    def _feed_checked(self, line: bytes, lineno: int, offset: int) -> None:
+        # A document never passes the fast path (its tokens make no record), so it arrives here. No
+        # record starts with a bracket: a JSON array is a document too, refused as not an object.
+        if line.lstrip()[:1] in (b"{", b"["):
+            self._feed_envelope(line, lineno, offset)
+        else:
+            super()._feed_checked(line, lineno, offset)
+
+    def _feed_envelope(self, line: bytes, lineno: int, offset: int) -> None:
+        """The records of one subscription document, each read as a line is (see the docstring)."""
+        try:
+            delivery = _delivery(line)
+        except DeliveryRefused as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return
+        except Exception as exc:  # the document never ends the input
+            self.reject(unexpected(exc, ENVELOPE), line, lineno, offset)
+            return
+        if delivery.control:
+            self.skip("CloudWatch Logs CONTROL_MESSAGE")
+        elif not delivery.entries:
+            self.skip("CloudWatch Logs DATA_MESSAGE without log events")
+        else:
+            self._feed_messages(delivery, lineno, offset)
+
+    def _feed_messages(self, delivery: Delivery, lineno: int, offset: int) -> None:
+        """As ``feed_batch`` does for lines: fast-path events in lists, handed over before whatever
+        a checked record emits, so the output sees the records' order. A malformed log event goes
+        to the DLQ alone; the others are read."""
+        emit = getattr(self.out, "event_batch", None) or self._emit_each
+        fast = self._fast_event
+        origin = _origin(delivery)
+        events: list[Event] = []
+        for index, entry in enumerate(delivery.entries):
+            try:
+                record = read_log_event(entry, index).message.encode("utf-8")  # a line's bytes: its id
+            except DeliveryRefused as exc:
+                if events:
+                    emit(events)
+                    events = []
+                self.reject(str(exc), msgspec.json.encode(entry), lineno, offset)
+                continue
+            event = fast(record)
+            if event is None:
+                if events:
+                    emit(events)
+                    events = []
+                event = self._checked_message(record, lineno, offset)
+                if event is None:
+                    continue
+            if origin:
+                event.extra.update(origin)  # each event's own dict: the fast path copies it
+            events.append(event)
+        if events:
+            emit(events)
+
+    def _checked_message(self, record: bytes, lineno: int, offset: int) -> FlowEvent | None:
+        """``_feed_checked`` for one log event's message: its event, or None once it went to the DLQ
+        (its own bytes the raw, the document's line and offset) or was skipped."""
+        if not record.strip():  # not a "blank line" to skip: a log event always has a record
+            self.reject("log event with an empty message", record, lineno, offset)
+            return None
+        try:
+            return self._checked_event(record, lineno, offset)
+        except BadField as exc:
+            self.reject(str(exc), record, lineno, offset)
+        except Exception as exc:
+            self.reject(unexpected(exc, self.record_name), record, lineno, offset)
+        return None
+
+    # --- one record ----------------------------------------------------------------------------
     def _checked_event(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
         """The event of one record, or None when it was skipped or rejected here."""
         try:
@@ -299,6 +402,66 @@ class VpcFlowParser(FastPathParser):
             action=action,  # type: ignore[arg-type]
             extra=extra,
         )
+
+
+def log_format_fields(text: str) -> tuple[str, ...]:
+    """The field names of a flow log format: its ``LogFormat`` as AWS prints it
+    (``${version} ${vpc-id} ${srcaddr} ...``) or the bare names (``version vpc-id srcaddr ...``).
+    ``ValueError`` says what is wrong, in one line (``check_field_names``)."""
+    names = []
+    for item in text.split():
+        match = _LOG_FORMAT_ITEM.fullmatch(item)
+        if match is None:
+            raise ValueError(f"{clip(item)} is neither ${{field}} nor a field name")
+        names.append(match[1] if match[1] is not None else match[0])
+    check_field_names(names)
+    return tuple(names)
+
+
+def check_field_names(names: Sequence[str]) -> None:
+    """``ValueError`` unless ``names`` is a layout records can be read with: known fields, each once,
+    with the two addresses every flow needs."""
+    if not names:
+        raise ValueError("no fields: give the LogFormat ('${version} ${account-id} ...') or the field names")
+    unknown = [name for name in names if name not in KNOWN_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field {_with_hint(unknown[0])}: AWS's fields are listed at {_FIELDS_PAGE}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"field {repeated[0]!r} given twice")
+    missing = [name for name in ("srcaddr", "dstaddr") if name not in names]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} field: its records would hold no flow")
+
+
+def _with_hint(name: str) -> str:
+    """``name`` quoted, with the known field it most likely meant."""
+    close = difflib.get_close_matches(name, sorted(KNOWN_FIELDS), n=1)
+    return f"{clip(name)} (did you mean {close[0]!r}?)" if close else clip(name)
+
+
+def _delivery(line: bytes) -> Delivery:
+    """The subscription document of a line; ``DeliveryRefused`` names what makes it unreadable
+    (then none of its records is read)."""
+    try:
+        doc = load_json(line)
+    except JsonRejected as exc:
+        raise DeliveryRefused(f"{ENVELOPE}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DeliveryRefused(f"{ENVELOPE}: not a JSON object")
+    if "messageType" not in doc:
+        raise DeliveryRefused(f"{ENVELOPE}: no messageType")
+    return open_delivery(doc)
+
+
+def _origin(delivery: Delivery) -> dict[str, str]:
+    """The log group and stream of a delivery, for each event's extra (when they look like AWS's)."""
+    origin = {}
+    if delivery.log_group is not None:
+        origin["log_group"] = delivery.log_group
+    if delivery.log_stream is not None:
+        origin["log_stream"] = delivery.log_stream
+    return origin
 
 
 def _check_account(account: str) -> None:

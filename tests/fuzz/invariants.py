@@ -7,7 +7,9 @@
 - the accounting breaks: the records fed (``records_fed``) differ from events + DLQ records +
   counted skips. A record is a non-blank line for line formats (header lines included: they are
   skips; blank lines are left out of both sides, as parsers may or may not count them), an element
-  of ``Records`` for a CloudTrail document (a line for CloudTrail JSON lines); a syslog line
+  of ``Records`` for a CloudTrail document (a line for CloudTrail JSON lines and EventBridge events,
+  a log event for CloudTrail's CloudWatch Logs deliveries), a log event of a
+  CloudWatch Logs ``DATA_MESSAGE`` for VPC flow logs (an empty one: a skip); a syslog line
   ``message repeated N times`` stands for N lines, so input with one is only held to at least
   one outcome per line. Binary NetFlow input has no boundaries the harness can trust once
   mutated: there, any non-empty input must produce at least one outcome;
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 from ingest.bounds import violations as bound_violations
 from ingest.parsers import FORMATS, ListOutput, ParseContext, parse_bytes
+from ingest.parsers.cloudwatch_logs import DeliveryRefused, is_delivery, open_delivery
 from ingest.reader import JsonRejected, load_json
 from ingest.schema import decode_event, encode_event
 from tests.fuzz.seeds import split_records
@@ -80,6 +83,9 @@ def records_fed(fmt: str, data: bytes) -> RecordsFed:
     if fmt == "cloudaudit":
         fed = _cloudtrail_records(data, solid)
         return RecordsFed(fed.low, None if fed.high is None else fed.high + doubtful)
+    if fmt == "vpcflow":
+        records = sum(_log_events_in(line) for line in solid)
+        return RecordsFed(records, records + doubtful)
     if fmt == "syslog" and any(_REPEATED.search(line) for line in solid):
         return RecordsFed(len(solid), None)  # "message repeated N times" stands for N lines
     return RecordsFed(len(solid), len(solid) + doubtful)
@@ -109,15 +115,42 @@ def _cloudtrail_records(data: bytes, lines: list[bytes]) -> RecordsFed:
     return RecordsFed(low, max(low, high) if bounded else None)
 
 
+def _log_events_in(line: bytes) -> int:
+    """Records of a VPC flow log line: the log events of a CloudWatch Logs delivery it opens, else 1
+    (the line, or a document refused whole)."""
+    if line.lstrip()[:1] != b"{":
+        return 1
+    try:
+        doc = load_json(line)
+    except JsonRejected:
+        return 1
+    entries = _delivery_entries(doc)
+    return 1 if entries is None else entries
+
+
+def _delivery_entries(value: Any) -> int | None:
+    """Outcomes of a CloudWatch Logs delivery: one per log event (each read or refused alone; none:
+    one skip), 1 for a delivery refused whole or a CONTROL_MESSAGE; None if ``value`` is none."""
+    if not is_delivery(value):
+        return None
+    try:
+        return max(1, len(open_delivery(value).entries))
+    except DeliveryRefused:
+        return 1
+
+
 def _records_in(data: bytes) -> int | None:
-    """Records of one JSON value: its ``Records`` if a document, else 1; None if not JSON."""
+    """Records of one JSON value: its ``Records`` if a document, the entries of ``logEvents`` if a
+    CloudWatch Logs delivery the parser opens (each entry one outcome; none: one skip), else 1 (a
+    record, an EventBridge event, a refused envelope); None if not JSON."""
     try:
         value = load_json(data)
     except JsonRejected:
         return None
     if isinstance(value, dict) and isinstance(value.get("Records"), list):
         return len(value["Records"])
-    return 1
+    entries = _delivery_entries(value)
+    return 1 if entries is None else entries
 
 
 def check_parse(fmt: str, data: bytes, ctx: ParseContext | None = None) -> ListOutput:

@@ -17,13 +17,18 @@ SAMPLES: Final = Path(__file__).resolve().parents[1] / "samples"
 HOSTILE: Final = SAMPLES / "hostile"
 
 SAMPLE_FILES: Final[dict[str, tuple[str, ...]]] = {
-    "vpcflow": ("vpcflow_v2.log", "vpcflow_custom.log"),
+    "vpcflow": ("vpcflow_v2.log", "vpcflow_custom.log", "vpcflow_cwl.jsonl"),
     "nprobe-csv": ("nprobe.csv", "nprobe_dump.txt"),
     "zeek": ("zeek_conn.log", "zeek_conn.json", "zeek_conn_kafka.json"),
     "auditd": ("audit.log", "audit_bad.log"),
     "falco": ("falco.jsonl", "falco_bad.jsonl"),
     "syslog": ("auth.log", "auth_bad.log", "auth_linux.log"),
-    "cloudaudit": ("cloudtrail.json", "cloudtrail.jsonl"),
+    "cloudaudit": (
+        "cloudtrail.json",
+        "cloudtrail.jsonl",
+        "cloudtrail_eventbridge.jsonl",
+        "cloudtrail_cwl.jsonl",
+    ),
 }
 
 _CIC_SHORT: Final = (
