@@ -212,9 +212,9 @@ def test_every_detail_type_cloudtrail_sends_carries_a_record(detail_type):
     assert event == alone([rec])[0]
 
 
-def test_an_insights_event_gets_what_the_same_record_gets_alone():
-    """An Insights record names its API in insightDetails, not at the top: alone it goes to the DLQ
-    for want of eventSource, and so it does from EventBridge (it is still a CloudTrail record)."""
+def test_an_insights_event_is_a_counted_skip_alone_and_from_eventbridge():
+    """An Insights record summarises unusual API activity (its API is in insightDetails, not at the
+    top): no call to detect on, so it is skipped with its reason, alone and from EventBridge."""
     insight = {
         "eventVersion": "1.08",
         "eventTime": "2024-03-05T10:00:00Z",
@@ -226,11 +226,12 @@ def test_an_insights_event_gets_what_the_same_record_gets_alone():
         "insightDetails": {"state": "Start", "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"},
         "eventCategory": "Insight",
     }
-    by_itself = parse(line(insight)).dlqs
-    from_eventbridge = parse(line(eventbridge(insight, "AWS Insight via CloudTrail"))).dlqs
-    assert [d.reason for d in from_eventbridge] == [d.reason for d in by_itself]
-    assert from_eventbridge[0].raw == by_itself[0].raw
-    assert from_eventbridge[0].reason == "record insight-1: missing field 'eventSource'"
+    for data in (line(insight), line(eventbridge(insight, "AWS Insight via CloudTrail"))):
+        out = parse(data)
+        assert (out.events, out.dlqs) == ([], [])
+        assert out.skipped == {
+            "CloudTrail Insights event: a summary of unusual API activity, no call of its own": 1
+        }
 
 
 def test_an_eventbridge_event_in_a_log_group_is_read_too():

@@ -94,6 +94,9 @@ _RESOURCE_KEYS: Final = (
 _OPENERS: Final = (b"{", b'{"Records": [', b'{"Records":[')  # first line of a pretty-printed file
 _DOCUMENT: Final = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
 _PEEK: Final = 4096
+# Insights events (their files are not read either, ``objectstore``) name the API they summarise in
+# ``insightDetails``: they are counted skips, not records to the DLQ for want of an eventSource.
+_INSIGHT: Final = "AwsCloudTrailInsight"
 _VIA_CLOUDTRAIL: Final = " via CloudTrail"  # "AWS API Call via CloudTrail", "AWS Insight via CloudTrail", ...
 _encoder: Final = msgspec.json.Encoder()
 _number_encoder: Final = msgspec.json.Encoder(decimal_format="number")  # ijson's Decimals as written
@@ -273,6 +276,9 @@ class CloudAuditParser(Parser):
             return
         if not isinstance(record, dict):
             self.reject("record is not an object", raw, lineno, offset)
+            return
+        if record.get("eventType") == _INSIGHT:
+            self.skip("CloudTrail Insights event: a summary of unusual API activity, no call of its own")
             return
         ident = record.get("eventID")
         name = ident if isinstance(ident, str) and len(ident) <= 80 else "?"
