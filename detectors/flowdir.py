@@ -326,8 +326,67 @@ def _argus_view(ev: FlowEvent) -> int:
     return _argus(ev, ev.extra) if ev.extra else _two_way(ev)
 
 
+def _suricata_view(ev: FlowEvent) -> int:
+    """Suricata EVE (``ingest.parsers.suricata``). A ``flow`` record is bidirectional with the client
+    as source (Suricata turns round a flow it picked up from the server's SYN-ACK) and each side's
+    TCP flags: ``tcp_flags_ts`` the client's, ``tcp_flags_tc`` the server's. A ``netflow`` record is
+    one direction, its flags that side's OR, so it is read as NetFlow's. An IPv4 ICMP error is
+    counted as a packet to the client of the flow it answers without making that side seen: a UDP
+    flow answered by nothing else ends in state ``new``, a TCP one has packets back and no flags
+    from the server; both are refused."""
+    extra = ev.extra
+    if not extra:
+        return _two_way(ev)
+    if extra.get("event_type") == "netflow":
+        view = _one_way(ev)
+        if view & ROLE_MASK == UNKNOWN and ev.proto in _SURICATA_ICMP:
+            view |= _suricata_icmp_role(extra, ev.src_ip)
+        return view
+    if ev.packets_out == 0:  # a flow turned round whose client sent nothing seen: no attempt
+        return _ports_role(ev.src_port, ev.dst_port)
+    if ev.proto == "tcp":
+        return _suricata_tcp(ev, extra)
+    if ev.proto in _SURICATA_ICMP:
+        role = _suricata_icmp_role(extra, ev.src_ip) or INITIATOR
+        if role == RESPONDER:
+            return role  # an ICMPv6 error or an echo reply seen alone
+        return role | (ANSWERED if ev.packets_in > 0 else UNANSWERED)
+    role = _ports_role(ev.src_port, ev.dst_port) or INITIATOR
+    if ev.packets_in == 0:
+        return role | UNANSWERED
+    return role | (REFUSED if extra.get("flow_state") == "new" else ANSWERED)
+
+
+def _suricata_tcp(ev: FlowEvent, extra: dict[str, object]) -> int:
+    client, server = extra.get("tcp_flags_ts"), extra.get("tcp_flags_tc")
+    client = client if isinstance(client, int) else 0
+    server = server if isinstance(server, int) else 0
+    if ev.action == "reject":  # the server's answers were resets only
+        return INITIATOR | REFUSED
+    if not (client | server) & SYN:  # no opening seen (midstream), as Zeek's OTH
+        return _ports_role(ev.src_port, ev.dst_port) | (ANSWERED if ev.packets_in > 0 else UNKNOWN)
+    if server & SYN:
+        return INITIATOR | ANSWERED
+    if ev.packets_in == 0:
+        return INITIATOR | UNANSWERED
+    if not server:
+        return INITIATOR | REFUSED  # what came back was an ICMP error, no TCP
+    return INITIATOR | ANSWERED  # the server acknowledged; its SYN-ACK was not seen
+
+
+def _suricata_icmp_role(extra: dict[str, object], src_ip: str) -> int:
+    """The role of an ICMP record's source by the type it sent first (``icmp_type``)."""
+    icmp_type = extra.get("icmp_type")
+    if not isinstance(icmp_type, int):
+        return UNKNOWN
+    answers = _ICMP6_ANSWERS if ":" in src_ip else _ICMP_ANSWERS
+    return RESPONDER if icmp_type in answers else INITIATOR if icmp_type in (8, 13, 15, 17, 128) else UNKNOWN
+
+
+_SURICATA_ICMP: Final = ("icmp", "58")  # ICMP and IPv6-ICMP as the parser gives them
 _BY_SOURCE: Final = {
     "zeek": _zeek_view, "argus": _argus_view, "vpcflow": _one_way, "netflow": _netflow, "cicflowmeter": _cic,
+    "suricata": _suricata_view,
 }  # fmt: skip
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ingest.producer import Sink
     from ingest.simulator import SimConfig
 
-__all__ = ["FORMAT_ALIASES", "HANDLERS", "CliError", "main", "resolve_format"]
+__all__ = ["HANDLERS", "CliError", "main", "resolve_format"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -153,13 +153,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # The names users type for a format (the README calls the sshd log by its daemon's name).
-FORMAT_ALIASES: Final = {"sshd": "syslog", "ipfix": "netflow", "cloudtrail": "cloudaudit",
-                         "cic": "cicflowmeter", "nprobe": "nprobe-csv", "binetflow": "argus"}  # fmt: skip
 
 
 def resolve_format(name: str) -> str:
     """The ``ingest.pipeline.FORMATS`` name for ``name`` (a name or alias, any case)."""
-    from ingest.pipeline import FORMATS
+    from ingest.parsers import FORMAT_ALIASES, FORMATS
 
     key = FORMAT_ALIASES.get(name.lower(), name.lower())
     if key in FORMATS:

@@ -21,8 +21,9 @@ import pytest
 from awareness.killchain import STAGES
 from infra.settings import Settings, load_settings
 from infra.tenant_indices import soc_alias
+from ingest.parsers import FORMAT_ALIASES
 from ingest.pipeline import FORMATS
-from ssa.cli import FORMAT_ALIASES, HANDLERS, main
+from ssa.cli import HANDLERS, main
 from ssa.parser import COMMANDS, parse
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -223,6 +224,16 @@ def test_ingest_sshd_is_the_syslog_reader(isolated: Path, capsys: pytest.Capture
 def test_every_format_alias_names_a_format() -> None:
     assert set(FORMAT_ALIASES.values()) <= set(FORMATS)
     assert FORMAT_ALIASES["sshd"] == "syslog"
+
+
+def test_the_cli_takes_every_alias_the_parsers_know(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One alias table: ``--format nfdump-csv`` once failed at the CLI while the parsers knew it."""
+    from ssa.cli import resolve_format
+
+    for alias, name in FORMAT_ALIASES.items():
+        assert resolve_format(alias.upper()) == name
 
 
 def test_unknown_format_says_which_format_reads_what(

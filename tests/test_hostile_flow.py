@@ -264,6 +264,8 @@ CASES = {
     "nprobe-csv": ("nprobe.csv", 1, "nProbe CSV"),
     "zeek": ("zeek_conn.log", 8, "Zeek conn.log"),
     "cicflowmeter": ("cicids2017.csv", 1, "CICFlowMeter CSV"),
+    "nfdump": ("nfdump.csv", 1, "nfdump CSV"),
+    "suricata": ("suricata_eve.json", 0, "Suricata EVE"),
 }
 
 

@@ -131,7 +131,9 @@ def test_binary_garbage_every_line_accounted(tmp_path: Path):
     path = tmp_path / "garbage.bin"
     path.write_bytes(data)
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    for fmt in ("vpcflow", "zeek", "syslog", "auditd", "falco", "cloudaudit", "cicflowmeter", "nprobe-csv"):
+    formats = ("vpcflow", "zeek", "syslog", "auditd", "falco", "cloudaudit", "cicflowmeter", "nprobe-csv", "nfdump",
+               "suricata")  # fmt: skip
+    for fmt in formats:
         summary = run_ingest(path, fmt)
         assert summary.parsed == 0, fmt
         assert summary.dlq + summary.skipped == lines, (fmt, summary)

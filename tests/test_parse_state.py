@@ -29,7 +29,7 @@ _CIC = [
 
 def _lines(fmt: str) -> list[bytes]:
     sample = {"zeek": "zeek_conn.log", "nprobe-csv": "nprobe.csv", "vpcflow": "vpcflow_custom.log",
-              "argus": "argus.binetflow"}  # fmt: skip
+              "argus": "argus.binetflow", "nfdump": "nfdump17.csv"}  # fmt: skip
     if fmt == "cicflowmeter":
         return list(_CIC)
     return (SAMPLES / sample[fmt]).read_bytes().splitlines()
@@ -43,7 +43,7 @@ def _total(out: ListOutput) -> int:
     return len(out.events) + len(out.dlqs) + sum(out.skipped.values())
 
 
-FORMATS = ["zeek", "nprobe-csv", "vpcflow", "argus", "cicflowmeter"]
+FORMATS = ["zeek", "nprobe-csv", "vpcflow", "argus", "cicflowmeter", "nfdump"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -259,6 +259,8 @@ def test_netflow_fragments_of_one_connection_are_joined() -> None:
     assert f.evidence["held"] == pytest.approx(150 * 165 / 300, abs=0.5)
     # Zeek writes whole connections: its short records are never fragments
     assert run(slow(), _netflow_fragments(150, 12, source="zeek", extra={"conn_state": "SF"})) == []
+    # and so does Suricata's EVE flow record (one per flow, at its end or timeout)
+    assert run(slow(), _netflow_fragments(150, 12, source="suricata", extra={"tcp_flags": 24})) == []
     # only SYNs in the flags: connection attempts retried, never held
     assert run(slow(), _netflow_fragments(150, 12, extra={"tcp_flags": 2})) == []
     # a single line per socket spans nothing

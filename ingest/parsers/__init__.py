@@ -19,13 +19,16 @@ from ingest.parsers.cicflow import CicFlowParser
 from ingest.parsers.cloudaudit import CloudAuditParser
 from ingest.parsers.falco import FalcoParser
 from ingest.parsers.netflow import NetflowParser
+from ingest.parsers.nfdump_csv import NfdumpCsvParser
 from ingest.parsers.nprobe_csv import NprobeCsvParser
+from ingest.parsers.suricata import SuricataEveParser
 from ingest.parsers.syslog_auth import SyslogAuthParser
 from ingest.parsers.vpcflow import VpcFlowParser
 from ingest.parsers.zeek import ZeekConnParser
 
 __all__ = [
     "FORMATS",
+    "FORMAT_ALIASES",
     "FORMAT_NAMES",
     "FormatSpec",
     "ListOutput",
@@ -72,6 +75,13 @@ FORMATS: Final[dict[str, FormatSpec]] = {
             NprobeCsvParser,
         ),
         FormatSpec(
+            "nfdump",
+            "flow",
+            False,
+            "nfdump's CSV (nfdump -o csv, csv-fast or csv:%...; 1.6 and 1.7 layouts)",
+            NfdumpCsvParser,
+        ),
+        FormatSpec(
             "zeek", "flow", False, "Zeek conn.log, TSV with #fields header or JSON lines", ZeekConnParser
         ),
         FormatSpec(
@@ -83,6 +93,13 @@ FORMATS: Final[dict[str, FormatSpec]] = {
             False,
             "Argus bidirectional flows as ra -c , prints them (Stratosphere/CTU-13 .binetflow)",
             ArgusParser,
+        ),
+        FormatSpec(
+            "suricata",
+            "flow",
+            False,
+            "Suricata EVE JSON: flow and netflow records (other event types skipped)",
+            SuricataEveParser,
         ),
         FormatSpec(
             "auditd",
@@ -109,14 +126,16 @@ FORMATS: Final[dict[str, FormatSpec]] = {
         ),
     )
 }
-_ALIASES: Final = {"sshd": "syslog", "cloudtrail": "cloudaudit", "ipfix": "netflow", "cic": "cicflowmeter",
-                   "nprobe": "nprobe-csv", "audit": "auditd", "binetflow": "argus"}  # fmt: skip
+# Other names the CLI accepts for a format (``ssa ingest --format``, ``get_format``).
+FORMAT_ALIASES: Final = {"sshd": "syslog", "cloudtrail": "cloudaudit", "ipfix": "netflow", "cic": "cicflowmeter",
+                         "nprobe": "nprobe-csv", "audit": "auditd", "binetflow": "argus", "eve": "suricata",
+                         "nfdump-csv": "nfdump"}  # fmt: skip
 FORMAT_NAMES: Final = tuple(sorted(FORMATS))
 
 
 def get_format(name: str) -> FormatSpec:
     """The spec for a format name or alias; ``KeyError`` names the accepted formats."""
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = FORMAT_ALIASES.get(name.lower(), name.lower())
     try:
         return FORMATS[key]
     except KeyError:

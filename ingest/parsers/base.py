@@ -124,7 +124,8 @@ class ParseContext:
     ``year`` completes RFC 3164 syslog dates (default: the year of ``reference_ms``, or now);
     ``cic_features`` keeps every CICFlowMeter statistical column in ``extra`` (``--cic-features``;
     by default only ``Flow ID`` and ``Label``); ``timezone`` is the IANA zone of times written in
-    local time without an offset, RFC 3164 syslog's and CICFlowMeter's (``--tz``; default UTC);
+    local time without an offset, RFC 3164 syslog's, CICFlowMeter's, Argus's and nfdump's
+    (``--tz``; default UTC);
     ``vpc_fields`` is the field layout of VPC flow log records that come without a header line, as
     CloudWatch Logs delivers them (``--vpc-format``; default: AWS's default format)."""
 

@@ -19,7 +19,9 @@ HOSTILE: Final = SAMPLES / "hostile"
 SAMPLE_FILES: Final[dict[str, tuple[str, ...]]] = {
     "vpcflow": ("vpcflow_v2.log", "vpcflow_custom.log", "vpcflow_cwl.jsonl"),
     "nprobe-csv": ("nprobe.csv", "nprobe_dump.txt"),
+    "nfdump": ("nfdump.csv", "nfdump17.csv"),
     "zeek": ("zeek_conn.log", "zeek_conn.json", "zeek_conn_kafka.json"),
+    "suricata": ("suricata_eve.json", "suricata_eve_bad.json"),
     "auditd": ("audit.log", "audit_bad.log"),
     "falco": ("falco.jsonl", "falco_bad.jsonl"),
     "syslog": ("auth.log", "auth_bad.log", "auth_linux.log"),

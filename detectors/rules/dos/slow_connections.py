@@ -29,8 +29,8 @@ one or two packets with the same 5-tuple. Both are read here:
 
 - a record of at least ``params.min_held_ms`` whose bytes (both directions) stay within
   ``params.setup_bytes + params.max_bytes_per_s * duration`` is a held piece of a connection;
-- shorter records of at most ``params.max_fragment_packets`` client packets (every format but Zeek,
-  which writes whole connections) are joined per (source, source port) over the window; the join
+- shorter records of at most ``params.max_fragment_packets`` client packets (every format but Zeek
+  and Suricata's flow records, which write whole connections) are joined per (source, source port) over the window; the join
   is a held piece when it spans ``min_held_ms`` within that byte budget.
 
 How many are held at once: by Little's law the mean number of connections open during the window is
@@ -114,6 +114,9 @@ _HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS = range(6)
 _F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID, _F_PKTS = range(7)
 _OVERFLOW: Final = "@other"
 _OPENED: Final = SYN | ACK | FIN | RST
+# Sources that write a connection once, whole (Zeek's conn.log, Suricata's EVE flow records): their
+# short records are short connections, never the pieces of a held one.
+_WHOLE: Final = frozenset({"zeek", "suricata"})
 
 
 class SlowState:
@@ -136,7 +139,7 @@ class SlowState:
 class SlowConnections(Detector):
     meta = DetectorMeta(
         id="dos.slow_connections",
-        version="1.1.0",
+        version="1.2.0",
         title="Slow denial of service: connections held open",
         category="dos",
         score=65,
@@ -222,7 +225,7 @@ class SlowConnections(Detector):
                     if 0 < packets * max_idle < dur:
                         continue  # quieter than every server's idle limit: an idle socket, not a trickle
                     fragment = False
-                elif ev.packets_out <= frag_packets and size <= frag_bytes and ev.source != "zeek":
+                elif ev.packets_out <= frag_packets and size <= frag_bytes and ev.source not in _WHOLE:
                     fragment = True
                 else:
                     continue
