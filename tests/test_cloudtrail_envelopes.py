@@ -28,6 +28,7 @@ from ingest.schema import AuditEvent, Event
 from ingest.tenants import TenantRegistry
 from streams.parse_stage import ParseStage
 from tests.fuzz.invariants import check_output
+from tests.test_hostile_host import trail_record as record
 from tests.test_raw_records import PREFIX, ListSink, ingest_ids, messages
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -105,21 +106,6 @@ def delivery(*messages: object, message_type: str = "DATA_MESSAGE", **more: obje
     }
     document.update(more)
     return document
-
-
-def record(n: int, **changes: object) -> dict[str, Any]:
-    """A small record of our own, for the hostile cases."""
-    rec: dict[str, Any] = {
-        "eventTime": f"2024-03-05T10:0{n}:00Z",
-        "eventSource": "s3.amazonaws.com",
-        "eventName": "GetObject",
-        "eventID": f"id-{n}",
-        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"},
-        "sourceIPAddress": "10.2.0.7",
-        "recipientAccountId": "111122223333",
-    }
-    rec.update(changes)
-    return rec
 
 
 def alone(records: list[dict[str, Any]], registry: TenantRegistry | None = None) -> list[Event]:

@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, ClassVar, Final, Protocol
+from typing import IO, Any, ClassVar, Final, Protocol
 
 from ingest.bounds import violations as bound_violations
 from ingest.dlq import DlqRecord, make_dlq
 from ingest.parsers.flowutil import BadField, unexpected, valid_ip
-from ingest.reader import MAX_LINE_BYTES, LineItem, iter_line_batches
+from ingest.reader import MAX_LINE_BYTES, JsonRejected, LineItem, iter_line_batches, load_json
 from ingest.schema import Event, FlowEvent, encode_event
 from ingest.tenants import TenantRegistry
 
@@ -232,6 +232,19 @@ class Parser:
                 self.source, reason, raw, line=lineno, offset=offset, file=self.ctx.file, raw_len=raw_len
             )
         )
+
+    def json_object(self, body: bytes, line: bytes, lineno: int, offset: int) -> dict[str, Any] | None:
+        """The JSON object ``body`` holds (a line, or the part of it after a prefix), decoded with the
+        depth and number guards of ``load_json``; None once ``line`` went to the DLQ with why."""
+        try:
+            value = load_json(body)
+        except JsonRejected as exc:
+            self.reject(str(exc), line, lineno, offset)
+            return None
+        if not isinstance(value, dict):
+            self.reject("JSON line is not an object", line, lineno, offset)
+            return None
+        return value
 
     def reject_long(self, prefix: bytes, lineno: int, offset: int, size: int, max_line_bytes: int) -> None:
         self.reject(

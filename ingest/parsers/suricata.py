@@ -105,7 +105,7 @@ from ingest.parsers.flowutil import (
     proto_name,
     valid_ip,
 )
-from ingest.reader import JsonRejected, load_json
+from ingest.reader import load_json
 from ingest.schema import FlowEvent, event_id_of
 
 __all__ = ["SuricataEveParser"]
@@ -198,13 +198,8 @@ class SuricataEveParser(FastPathParser):
             else:
                 self.skip("blank line")
             return None
-        try:
-            rec = load_json(body)
-        except JsonRejected as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return None
-        if not isinstance(rec, dict):
-            self.reject("JSON line is not an object", line, lineno, offset)
+        rec = self.json_object(body, line, lineno, offset)
+        if rec is None:
             return None
         kind = rec.get("event_type")
         if kind is None or kind == "":

@@ -63,7 +63,6 @@ from ingest.parsers.flowutil import (
     picker,
     valid_ip,
 )
-from ingest.reader import JsonRejected, load_json
 from ingest.schema import TS_MAX_MS, TS_MIN_MS, FlowEvent, event_id, event_id_of
 
 __all__ = ["ZeekConnParser"]
@@ -318,13 +317,8 @@ class ZeekConnParser(FastPathParser):
         self.skip("header line")
 
     def _json(self, line: bytes, lineno: int, offset: int) -> FlowEvent | None:
-        try:
-            rec = load_json(line)
-        except JsonRejected as exc:
-            self.reject(str(exc), line, lineno, offset)
-            return None
-        if not isinstance(rec, dict):
-            self.reject("JSON line is not an object", line, lineno, offset)
+        rec = self.json_object(line, line, lineno, offset)
+        if rec is None:
             return None
         tagged = _untagged(rec) if "ts" not in rec else None
         if tagged is not None:
