@@ -369,7 +369,8 @@ def _cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # ssa down, kill: commit, last metrics, exit
-    stats = run_parse_stage(settings, stop, _say, registry=registry, timezone=args.tz, group_id=args.group,
+    stats = run_parse_stage(settings, stop, _say, registry=registry, timezone=args.tz,
+                            vpc_fields=args.vpc_format, group_id=args.group,
                             transactional_id=args.transactional_id)  # fmt: skip
     total = sum(stats.records.values())
     _say(

@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tz", default=None, help="IANA time zone of local times without an offset (default: UTC)"
     )
+    p.add_argument(
+        "--vpc-format",
+        type=_vpc_format,
+        default=None,
+        metavar="FORMAT",
+        help="ssa.raw.vpcflow: the fields of records that come without a header line (a custom format "
+        "through CloudWatch Logs), as for ssa ingest --vpc-format",
+    )
     p.add_argument("--group", default=None, help="consumer group (default: settings parse_group_id)")
     p.add_argument(
         "--transactional-id", default=None,

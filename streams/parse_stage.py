@@ -495,6 +495,7 @@ class ParseStage:
         *,
         registry: TenantRegistry | RegistryWatcher | None = None,
         timezone: str | None = None,
+        vpc_fields: tuple[str, ...] | None = None,
         instance: str | None = None,
         max_parsers: int = MAX_PARSERS,
         idle_flush_s: Mapping[str, float] = IDLE_FLUSH_S,
@@ -519,6 +520,7 @@ class ParseStage:
         self.watcher = registry if isinstance(registry, RegistryWatcher) else None
         self.registry = registry.current() if isinstance(registry, RegistryWatcher) else registry
         self.timezone = timezone
+        self.vpc_fields = vpc_fields  # the layout of VPC records without a header (CloudWatch Logs)
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.max_parsers = max_parsers
         self.idle_flush_s = dict(idle_flush_s)
@@ -712,6 +714,7 @@ class ParseStage:
             registry=self.registry,
             file=f"{source} via {topic}/{partition}",
             timezone=self.timezone,
+            vpc_fields=self.vpc_fields,
         )
         slot = self.slots[key] = _Slot(parser, head.format, (topic, partition), source, tenant)
         self._prime(key, slot)
@@ -1075,6 +1078,7 @@ def run_parse_stage(
     *,
     registry: TenantRegistry | RegistryWatcher | None = None,
     timezone: str | None = None,
+    vpc_fields: tuple[str, ...] | None = None,
     commit_every_s: float = 1.0,
     max_batch: int = 5000,
     group_id: str | None = None,
@@ -1114,7 +1118,8 @@ def run_parse_stage(
         return sink.with_topics(tenant_telemetry_topics(tenant))
 
     stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone,
-                       tenant_topics=tenant_topics, route=route if tenant_topics else None)  # fmt: skip
+                       vpc_fields=vpc_fields, tenant_topics=tenant_topics,
+                       route=route if tenant_topics else None)  # fmt: skip
     conn = kafka_config(settings, "confluent")
     metrics_out = confluent_kafka.Producer({**conn, "linger.ms": 200, "logger": log})
     consumer = confluent_kafka.Consumer(

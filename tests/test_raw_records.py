@@ -161,6 +161,13 @@ def test_bad_raw_records_go_to_the_dlq_and_are_counted() -> None:
         ("cloudtrail.jsonl", "cloudaudit"),
         ("falco.jsonl", "falco"),
         ("nprobe.csv", "nprobe-csv"),
+        ("nfdump.csv", "nfdump"),
+        ("nfdump17.csv", "nfdump"),
+        ("suricata_eve.json", "suricata"),
+        ("zeek_conn_kafka.json", "zeek"),
+        ("vpcflow_cwl.jsonl", "vpcflow"),
+        ("cloudtrail_eventbridge.jsonl", "cloudaudit"),
+        ("cloudtrail_cwl.jsonl", "cloudaudit"),
     ],
 )
 def test_line_records_give_the_ids_of_ssa_ingest(sample: str, fmt: str) -> None:
@@ -181,6 +188,31 @@ def test_line_records_give_the_ids_of_ssa_ingest(sample: str, fmt: str) -> None:
     for record in sink.dlqs:  # the DLQ names the source and the Kafka offset
         assert record.file == f"host-1:/var/log/x via {PREFIX}{fmt}/0"
         assert record.offset is not None and 0 <= record.offset < len(lines)
+
+
+def test_the_stage_reads_a_custom_vpc_layout_given_as_ssa_ingest_takes_it(tmp_path: Path) -> None:
+    """CloudWatch Logs carries no header line: ``ssa parse --vpc-format`` gives the stage the layout
+    that ``ssa ingest --vpc-format`` gives the parser, and the same records get the same ids."""
+    import json
+
+    from ingest.parsers.vpcflow import log_format_fields
+
+    layout = log_format_fields("${version} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} "
+                               "${bytes} ${start} ${end} ${action} ${log-status} ${flow-direction}")  # fmt: skip
+    records = ["5 10.1.0.5 198.51.100.7 44321 443 6 12 1500 1700000000 1700000059 ACCEPT OK egress",
+               "5 198.51.100.7 10.1.0.5 443 44321 6 10 9000 1700000000 1700000059 ACCEPT OK ingress"]  # fmt: skip
+    doc = {"messageType": "DATA_MESSAGE", "logEvents": [{"message": r} for r in records]}
+    path = tmp_path / "cw.jsonl"
+    path.write_text(json.dumps(doc) + "\n")
+    ingest = ListSink()
+    run_ingest(path, "vpcflow", sink=ingest, vpc_fields=layout)
+    assert len(ingest.events) == 2 and not ingest.dlqs
+    sink = ListSink()
+    ParseStage(sink, PREFIX, vpc_fields=layout).process(messages("vpcflow", [path.read_bytes().rstrip()]))
+    assert [e.id for e in sink.events] == [e.id for e in ingest.events] and not sink.dlqs
+    default = ListSink()
+    ParseStage(default, PREFIX).process(messages("vpcflow", [path.read_bytes().rstrip()]))
+    assert default.events == [] and len(default.dlqs) == 2  # the default layout cannot read them
 
 
 def test_a_cloudtrail_document_is_one_record() -> None:
