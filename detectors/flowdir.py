@@ -134,11 +134,14 @@ def _ports_role(src_port: int, dst_port: int) -> int:
 
 def _icmp_role(ev: FlowEvent) -> int:
     """ICMP type: Zeek puts it in the source port, NetFlow in the destination port's high byte
-    (type * 256 + code); VPC Flow Logs and CICFlowMeter write ports 0, which tell nothing."""
+    (type * 256 + code), Suricata in ``extra["icmp_type"]`` (the type its source sent first); VPC
+    Flow Logs and CICFlowMeter write ports 0, which tell nothing."""
     if ev.source == "netflow":
         icmp_type = ev.dst_port >> 8
     elif ev.source == "zeek":
         icmp_type = ev.src_port
+    elif ev.source == "suricata" and ev.extra and isinstance(ev.extra.get("icmp_type"), int):
+        icmp_type = ev.extra["icmp_type"]
     else:
         return UNKNOWN
     answers = _ICMP6_ANSWERS if ":" in ev.src_ip else _ICMP_ANSWERS
@@ -340,14 +343,14 @@ def _suricata_view(ev: FlowEvent) -> int:
     if extra.get("event_type") == "netflow":
         view = _one_way(ev)
         if view & ROLE_MASK == UNKNOWN and ev.proto in _SURICATA_ICMP:
-            view |= _suricata_icmp_role(extra, ev.src_ip)
+            view |= _icmp_role(ev)
         return view
     if ev.packets_out == 0:  # a flow turned round whose client sent nothing seen: no attempt
         return _ports_role(ev.src_port, ev.dst_port)
     if ev.proto == "tcp":
         return _suricata_tcp(ev, extra)
     if ev.proto in _SURICATA_ICMP:
-        role = _suricata_icmp_role(extra, ev.src_ip) or INITIATOR
+        role = _icmp_role(ev) or INITIATOR
         if role == RESPONDER:
             return role  # an ICMPv6 error or an echo reply seen alone
         return role | (ANSWERED if ev.packets_in > 0 else UNANSWERED)
@@ -372,15 +375,6 @@ def _suricata_tcp(ev: FlowEvent, extra: dict[str, object]) -> int:
     if not server:
         return INITIATOR | REFUSED  # what came back was an ICMP error, no TCP
     return INITIATOR | ANSWERED  # the server acknowledged; its SYN-ACK was not seen
-
-
-def _suricata_icmp_role(extra: dict[str, object], src_ip: str) -> int:
-    """The role of an ICMP record's source by the type it sent first (``icmp_type``)."""
-    icmp_type = extra.get("icmp_type")
-    if not isinstance(icmp_type, int):
-        return UNKNOWN
-    answers = _ICMP6_ANSWERS if ":" in src_ip else _ICMP_ANSWERS
-    return RESPONDER if icmp_type in answers else INITIATOR if icmp_type in (8, 13, 15, 17, 128) else UNKNOWN
 
 
 _SURICATA_ICMP: Final = ("icmp", "58")  # ICMP and IPv6-ICMP as the parser gives them
