@@ -74,12 +74,25 @@ def mini_cluster_jvm_args(current: str) -> str:
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Path | None:
-    """The newest completed checkpoint (a ``chk-N`` folder holding ``_metadata``) of any job."""
+    """The newest completed checkpoint (a ``chk-N`` folder holding ``_metadata``) of any job: the
+    highest N of the job whose last ``_metadata`` was written last. Not the newest folder: Flink
+    deletes a subsumed checkpoint's files after its successor completes, which touches the old
+    folder's time, and a job killed during that deletion leaves the old ``_metadata`` beside
+    missing state files, a checkpoint every restore from fails on."""
     root = Path(checkpoint_dir)
     if not root.is_dir():
         return None
-    done = [p.parent for p in root.glob("*/chk-*/_metadata")]
-    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+    newest_of_job: dict[Path, Path] = {}
+    for metadata in root.glob("*/chk-*/_metadata"):
+        folder = metadata.parent
+        number = folder.name.removeprefix("chk-")
+        if not number.isdigit():
+            continue
+        best = newest_of_job.get(folder.parent)
+        if best is None or int(number) > int(best.name.removeprefix("chk-")):
+            newest_of_job[folder.parent] = folder
+    candidates = list(newest_of_job.values())
+    return max(candidates, key=lambda f: (f / "_metadata").stat().st_mtime) if candidates else None
 
 
 def connector_jar_urls(settings: Settings) -> list[str]:

@@ -25,6 +25,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test() -> Iterator[None]:
+    """A detect job a failed or timed-out test leaves running is killed (tests.integration.jobs)."""
+    yield
+    from tests.integration.jobs import stop_leftover_jobs
+
+    if stopped := stop_leftover_jobs():
+        print(f"[jobs] killed {stopped} detect job(s) the test left running")
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()
@@ -33,12 +43,14 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     from infra.services import services, up
+    from tests.integration.jobs import stop_leftover_jobs
     from tests.leftovers import Leftovers
 
     already = {svc.name for svc in services(settings) if svc.proc.pid() is not None}
     up(settings, progress=lambda msg: print(f"[stack] {msg}"))
     leftovers = Leftovers(settings)
     yield settings
+    stop_leftover_jobs()
     print(f"[stack] {leftovers.remove()}")
     for svc in services(settings):
         if svc.name not in already:

@@ -376,6 +376,35 @@ def test_a_checkpoint_is_resumed_only_by_a_job_with_the_same_sources(tmp_path) -
     assert topology(paths) == "telemetry=process,audit,auth;telemetry_flow=flow"
 
 
+def test_the_newest_checkpoint_is_not_a_subsumed_one_half_deleted_by_a_kill(tmp_path: Path) -> None:
+    """What a CI run met: killed while Flink deleted chk-2's files after chk-3 completed, the job
+    left chk-2's ``_metadata`` in a folder the deletion had just touched; resumed from chk-2, the
+    job failed on every restart for want of its state files."""
+    import os
+
+    from streams.flink_env import latest_checkpoint
+
+    def checkpoint(job: str, n: int, written_s: float) -> Path:
+        folder = tmp_path / job / f"chk-{n}"
+        folder.mkdir(parents=True)
+        (folder / "_metadata").write_bytes(b"x")
+        os.utime(folder / "_metadata", (written_s, written_s))
+        os.utime(folder, (written_s, written_s))
+        return folder
+
+    assert latest_checkpoint(str(tmp_path)) is None
+    older_job = checkpoint("0123abcd", 9, 1_000)
+    subsumed = checkpoint("4567ef01", 2, 2_000)
+    newest = checkpoint("4567ef01", 3, 2_010)
+    os.utime(subsumed, (2_020, 2_020))  # a state file of chk-2 deleted after chk-3 completed
+    assert latest_checkpoint(str(tmp_path)) == newest
+    os.utime(older_job / "_metadata", (3_000, 3_000))  # another job wrote the last one
+    assert latest_checkpoint(str(tmp_path)) == older_job
+    (tmp_path / "4567ef01" / "chk-x").mkdir()
+    (tmp_path / "4567ef01" / "chk-x" / "_metadata").write_bytes(b"x")  # not Flink's: never chosen
+    assert latest_checkpoint(str(tmp_path)) == older_job
+
+
 def test_a_checkpoint_of_another_detector_configuration_is_resumed_with_one_line_saying_so(tmp_path) -> None:
     from streams.runner import (
         DETECTORS_FILE,

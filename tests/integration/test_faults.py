@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +21,8 @@ import pytest
 
 from infra.clients import es_client
 from infra.services import ElasticsearchService, KafkaService
-from infra.settings import PROJECT_ROOT, Settings
+from infra.settings import Settings
+from tests.integration.jobs import start_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,13 +69,7 @@ def _run_settings(base: Settings, name: str) -> Settings:
 
 
 def _job(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams", "--bounded", "--indexer-idle-exit", "8", *extra],
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-    )
+    return start_job(settings, "--bounded", "--indexer-idle-exit", "8", *extra)
 
 
 def _alert_ids(settings: Settings, pattern: str | None = None) -> list[str]:
@@ -135,10 +129,7 @@ def _continuous_until_settled(
 
 
 def _continuous(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams", *extra], cwd=PROJECT_ROOT, env=env, start_new_session=True
-    )
+    return start_job(settings, *extra)
 
 
 def _wait_for_checkpoint(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
