@@ -244,6 +244,30 @@ def test_an_hour_that_happens_twice_is_read_as_the_first_and_epoch_times_need_no
     assert flows(parse(fast, timezone="Asia/Tokyo"))[0].ts == T0 + 2627
 
 
+def test_a_flow_across_the_hour_dst_ends_is_read_with_its_end_in_the_second_pass() -> None:
+    # Berlin, 2024-10-27: 02:50 CEST (00:50 UTC), then at 03:00 CEST the clocks go back to 02:00
+    # CET; a 30-minute flow from 02:50 CEST ends at 02:20 CET (01:20 UTC). Read as the first pass
+    # its end was 30 minutes before its start, and the record went to the DLQ.
+    start_ms = 1_729_990_200_000  # 00:50 UTC
+    row = classic_row(ts="2024-10-27 02:50:00", te="2024-10-27 02:20:00", td="1800.000")
+    (ev,) = flows(parse([HEADER_16, row], timezone="Europe/Berlin"))
+    assert (ev.ts, ev.duration_ms) == (start_ms + 1_800_000, 1_800_000)
+    # A flow that starts in the second pass and ends after it: only the duration tells.
+    row = classic_row(ts="2024-10-27 02:50:00", te="2024-10-27 03:10:00", td="1200.000")
+    (ev,) = flows(parse([HEADER_16, row], timezone="Europe/Berlin"))
+    assert (ev.ts, ev.duration_ms) == (start_ms + 3_600_000 + 1_200_000, 1_200_000)
+    # Times that no reading makes agree are still refused, naming the columns.
+    row = classic_row(ts="2024-10-27 02:10:00", te="2024-10-27 02:40:00", td="600.000")
+    out = parse([HEADER_16, row], timezone="Europe/Berlin")
+    assert not out.events and "td '600.000' disagrees with ts '2024-10-27 02:10:00'" in out.dlqs[0].reason
+    # Outside such an hour nothing changes: an end before the start is a fault.
+    row = classic_row(ts="2024-10-27 05:50:00", te="2024-10-27 05:20:00", td="1800.000")
+    assert (
+        "te '2024-10-27 05:20:00' is before ts"
+        in parse([HEADER_16, row], timezone="Europe/Berlin").dlqs[0].reason
+    )
+
+
 # --- strictness --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("cells", "reason"),

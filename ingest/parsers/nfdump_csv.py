@@ -69,7 +69,8 @@ Mapping (1.7's names are read as their classic column; a column the layout lacks
 Times without an offset (``ts``, ``te``, ``firstSeen``, ``lastSeen``) are the local time of the host
 that ran nfdump: they are read in ``ParseContext.timezone`` (``ssa ingest --tz``; UTC by default,
 right for ``TZ=UTC nfdump ...`` and ``%tsg``), as CICFlowMeter's: a wall time that happens twice
-(the hour DST ends) is read as the first. Epoch times need no zone; ``tr`` is kept as written.
+(the hour DST ends) is read as the first, unless reading a flow's end (or start) as the second is
+what makes its times agree (a flow that began before the clocks went back and ended after). Epoch times need no zone; ``tr`` is kept as written.
 
 Strict like the other CSV parsers: an address that is not one, a counter that is not a
 non-negative integer within the canonical bounds, a time that is not one or falls outside the
@@ -240,6 +241,17 @@ class _Clock:
             second = self._wall_seconds(name, local, text)
         return second * 1000 + int(local[7] or 0)
 
+    def second_reading(self, text: str) -> int | None:
+        """Epoch ms of a local time's second reading where the zone's clocks went back over it
+        (the hour DST ends, read as its first by default), else None."""
+        local = _LOCAL_TIME.fullmatch(text.strip())
+        if self.zone is None or local is None:
+            return None
+        year, month, day, hour, minute, second = map(int, local.groups()[:6])
+        wall = datetime(year, month, day, hour, minute, second, tzinfo=self.zone)
+        first, again = wall.timestamp(), wall.replace(fold=1).timestamp()
+        return int(again) * 1000 + int(local[7] or 0) if again > first else None
+
     def _wall_seconds(self, name: str, local: re.Match[str], text: str) -> int:
         try:
             year, month, day, hour, minute, second = map(int, local.groups()[:6])
@@ -255,6 +267,12 @@ class _Clock:
             self.seconds.clear()
         self.seconds[local[0][:19]] = epoch
         return epoch
+
+
+def _agree(start: int, end: int, duration: int | None) -> bool:
+    """Whether a flow's times are consistent: its end not before its start and, with a duration,
+    within the end's second of the start plus it (classic ``ts`` and ``te`` are whole seconds)."""
+    return end >= start and (duration is None or abs(start + duration - end) < 1000)
 
 
 def _duration_ms(name: str, text: str) -> int:
@@ -546,6 +564,8 @@ class NfdumpCsvParser(FastPathParser):
         start = None if s is None else clock(layout.written[s], parts[s])
         end = None if e is None else clock(layout.written[e], parts[e])
         duration = None if d is None else _duration_ms(layout.written[d], parts[d])
+        if start is not None and end is not None and not _agree(start, end, duration):
+            start, end = self._refold(parts, start, end, duration)
         if start is not None and end is not None and end < start:
             raise BadField(f"{self._cell(parts, layout.end)} is before {self._cell(parts, layout.start)}")
         if duration is None:
@@ -566,6 +586,19 @@ class NfdumpCsvParser(FastPathParser):
         if last >= TS_MAX_MS:
             raise BadField(f"{self._cell(parts, layout.start)} + {self._cell(parts, d)} is out of range")
         return last, duration
+
+    def _refold(self, parts: list[str], start: int, end: int, duration: int | None) -> tuple[int, int]:
+        """A flow across the hour DST ends: its end (or its start) read as that hour's second
+        pass when that makes the times agree; else as they were (the caller names the fault)."""
+        layout, clock = self._in_force(), self.clock
+        assert layout.start is not None and layout.end is not None  # both times were read
+        end_again = clock.second_reading(parts[layout.end])
+        if end_again is not None and _agree(start, end_again, duration):
+            return start, end_again
+        start_again = clock.second_reading(parts[layout.start])
+        if start_again is not None and _agree(start_again, end, duration):
+            return start_again, end
+        return start, end
 
     def _cell(self, parts: list[str], i: int | None) -> str:
         """A column and its value, for a DLQ reason."""
