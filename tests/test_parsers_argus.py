@@ -152,6 +152,17 @@ def test_start_time_is_read_in_the_given_zone():
     assert [u.ts - p.ts for u, p in zip(utc, prague, strict=True)] == [3_600_000, 7_200_000]
 
 
+def test_a_flow_across_the_hour_dst_ends_ends_after_it_began():
+    # Prague, 2024-10-27: at 03:00 CEST the clocks go back to 02:00 CET. A flow from 02:50 CEST
+    # (00:50 UTC) to 02:20 CET (01:20 UTC) was refused as ending before it began.
+    header = b"StartTime,LastTime,Proto,SrcAddr,DstAddr"
+    row = b"2024/10/27 02:50:00.250,2024/10/27 02:20:00.500,udp,10.1.0.5,10.2.0.7"
+    (ev,) = _flows(parse(header + b"\n" + row + b"\n", timezone="Europe/Prague").events)
+    assert (ev.ts, ev.duration_ms) == (ms("2024-10-27T00:50:00.250"), 1_800_250)
+    out = parse(header + b"\n" + row.replace(b"10/27", b"11/27") + b"\n", timezone="Europe/Prague")
+    assert not out.events and "LastTime '2024/11/27 02:20:00.500' is before StartTime" in out.dlqs[0].reason
+
+
 def test_epoch_seconds_and_dashed_dates():
     epoch = int(datetime(2024, 3, 5, 10, tzinfo=UTC).timestamp())
     rows = [ROW.replace(b"2024/03/05 10:00:00.125000", f"{epoch}.5".encode()),

@@ -18,7 +18,9 @@ most its status interval (``ARGUS_FLOW_STATUS_INTERVAL``, seconds), and ra and r
 as the CTU-13 captures are sorted by ``StartTime`` with aggregated flows up to an hour long, so
 windowing them by their end would put most records behind the flows' watermark (92 % of CTU-13
 scenario 6 at the 6-minute allowance). ``StartTime`` is ``YYYY/MM/DD HH:MM:SS[.ffffff]`` (or with ``-``) in local time
-without an offset, read in ``ParseContext.timezone`` (``ssa ingest --tz``; UTC by default), or
+without an offset, read in ``ParseContext.timezone`` (``ssa ingest --tz``; UTC by default; the
+repeated hour where DST ends as its first pass, a ``LastTime`` before its ``StartTime`` there as its
+second), or
 epoch seconds (``ra -u``); a time of day without a date (ra's default format) cannot be placed and
 goes to the DLQ. Ports are decimal, or hex for ICMP (``0x0303``); the ``Dport`` of an ESP flow is
 its SPI, kept as ``extra.spi``. Protocols are ra's names (``tcp``, ``ipv6-icmp``...) or numbers
@@ -43,12 +45,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo
 
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
-from ingest.parsers.cicflow import cic_time_reader
+from ingest.parsers.cicflow import cic_time_reader, parse_cic_time
 from ingest.parsers.flowutil import (
     COUNT_MAX,
     BadField,
@@ -60,6 +64,7 @@ from ingest.parsers.flowutil import (
     number_or_text,
     picker,
     proto_name,
+    second_reading,
     valid_ip,
 )
 from ingest.schema import TS_MAX_MS, FlowEvent, event_id, event_id_of
@@ -131,6 +136,8 @@ class ArgusParser(FastPathParser):
         super().__init__(out, ctx)
         self.header: list[str] | None = None
         self.read_time: Callable[[str], int] = cic_time_reader(self.ctx.timezone)
+        tz = self.ctx.timezone
+        self.zone = None if tz is None or tz == "UTC" else ZoneInfo(tz)
         self.fast_nfields = -1  # columns of a record the fast path takes; -1: none (no usable header)
         self._seconds: dict[str, int] = {}  # a StartTime's text up to the fraction -> epoch ms
         self._cells: dict[str, Any] = {}  # an extra cell's text -> its value
@@ -373,6 +380,18 @@ class ArgusParser(FastPathParser):
             raise BadField(f"{name} is not a valid time: {clip(cell)}") from None
         return event_time(name, ms, cell)
 
+    def _second_reading(self, cell: str) -> int:
+        """Epoch ms of a local time cell read as the second pass of a wall time the zone repeats
+        (``flowutil.second_reading``), else 0."""
+        whole, _, fraction = cell.partition(".")
+        stamp = _DATE_TIME.fullmatch(whole)
+        if self.zone is None or stamp is None:
+            return 0
+        year, _, month, day, clock = stamp.groups()
+        wall = datetime.fromtimestamp(parse_cic_time(f"{year}-{month}-{day} {clock}") // 1000, UTC)
+        again = second_reading(self.zone, wall.replace(tzinfo=None))
+        return 0 if again is None else again * 1000 + _millis(fraction)
+
     def _end_and_duration(self, parts: list[str], start: int) -> tuple[int, int]:
         """(the flow's end, its duration) in ms: ``start`` plus ``Dur``, else ``LastTime``."""
         cols = self.cols
@@ -389,6 +408,8 @@ class ArgusParser(FastPathParser):
             return start + duration, duration
         if "last" in cols and parts[cols["last"]]:
             last = self._time("LastTime", parts[cols["last"]])
+            if last < start:  # across the hour DST ends: its second pass, if that agrees
+                last = max(last, self._second_reading(parts[cols["last"]]))
             if last < start:
                 raise BadField(f"LastTime {clip(parts[cols['last']])} is before StartTime")
             return last, last - start

@@ -9,6 +9,7 @@ import math
 import re
 import socket
 from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
 from operator import itemgetter
 from typing import Annotated, Any, Final
 
@@ -34,6 +35,7 @@ __all__ = [
     "number_or_text",
     "picker",
     "proto_name",
+    "second_reading",
     "unexpected",
     "valid_ip",
 ]
@@ -104,6 +106,15 @@ def event_time(name: str, ms: int, written: object) -> int:
     if not TS_MIN_MS <= ms < TS_MAX_MS:
         raise BadField(f"{name} out of range: {clip(written)}")
     return ms
+
+
+def second_reading(zone: tzinfo, wall: datetime) -> int | None:
+    """Epoch seconds of a naive local time's second reading in ``zone`` where the clocks went back
+    over it (the hour DST ends; the parsers read such a time as its first), else None. A flow's
+    end read so is what keeps a flow across that hour from ending before it began."""
+    first = wall.replace(tzinfo=zone).timestamp()
+    again = wall.replace(tzinfo=zone, fold=1).timestamp()
+    return int(again) if again > first else None
 
 
 def decimal_cell(name: str, text: str) -> float:

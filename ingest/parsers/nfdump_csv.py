@@ -100,6 +100,7 @@ from ingest.parsers.flowutil import (
     number_or_text,
     picker,
     proto_name,
+    second_reading,
     valid_ip,
 )
 from ingest.schema import TS_MAX_MS, FlowEvent, event_id_of
@@ -248,9 +249,8 @@ class _Clock:
         if self.zone is None or local is None:
             return None
         year, month, day, hour, minute, second = map(int, local.groups()[:6])
-        wall = datetime(year, month, day, hour, minute, second, tzinfo=self.zone)
-        first, again = wall.timestamp(), wall.replace(fold=1).timestamp()
-        return int(again) * 1000 + int(local[7] or 0) if again > first else None
+        again = second_reading(self.zone, datetime(year, month, day, hour, minute, second))
+        return None if again is None else again * 1000 + int(local[7] or 0)
 
     def _wall_seconds(self, name: str, local: re.Match[str], text: str) -> int:
         try:
