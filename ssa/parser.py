@@ -297,7 +297,7 @@ def _ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tz",
         default=None,
-        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter, Argus (default: UTC)",
+        help="IANA time zone of local times without an offset: RFC 3164 syslog, CICFlowMeter, Argus, nfdump (default: UTC)",
     )
     p.add_argument(
         "--cic-features",
