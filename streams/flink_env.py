@@ -109,10 +109,12 @@ def create_table_env(
     checkpoint_interval_ms: int = 0,
     restore_from: str | None = None,
     restarts: bool = True,
+    rest_port: int | None = None,
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """``restarts=False``: a failed task fails the job (restart strategy ``none``) instead of
     Flink's restart from the last checkpoint, which a bounded Kafka source never finishes from
-    (FLINK-31006)."""
+    (FLINK-31006). ``rest_port``: the mini-cluster's REST API there (else a port of its choice),
+    where ``streams.job_failures`` reads why the job restarts."""
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
@@ -128,6 +130,8 @@ def create_table_env(
     # Small mini-cluster for a 2-core machine; ignored by a real cluster's own configuration.
     config.set_string("taskmanager.memory.process.size", "1600m")
     config.set_string("rest.bind-address", "127.0.0.1")
+    if rest_port is not None:
+        config.set_string("rest.bind-port", str(rest_port))
     # A job cancelled because Kafka refuses it (``ssa detect``'s one-line stop) leaves the Kafka
     # admin client's thread closing and logging while its classloader is released; with Flink's
     # leak check on, log4j's attempt to render that log line fails and prints a Java stack

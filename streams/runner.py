@@ -21,6 +21,7 @@ from streams.detect_fn import DetectionJobConfig, alert_id_secret
 from streams.flink_env import create_table_env, latest_checkpoint
 from streams.indexer import Indexer
 from streams.job import JobSinks, build, kafka_sink
+from streams.job_failures import free_port, latest_failure, missing_checkpoint_file
 from streams.sql import MAX_ALLOWANCE_MS, EventTimePath, event_time_paths, kafka_properties, path_ddl
 
 __all__ = [
@@ -61,6 +62,7 @@ class DetectRun:
     restarts: int = 0  # restarts the watcher saw (streams.runner.watch)
     # Secure mode: the tenants' topics the job could read when it started (streams.access).
     read_topics: tuple[str, ...] = ()
+    rest_port: int | None = None  # the mini-cluster's REST API (streams.job_failures)
 
     def wait(self) -> None:
         self.job_client.get_job_execution_result().result()
@@ -206,11 +208,13 @@ def submit_job(
     restore_from = restorable_checkpoint(settings.checkpoint_dir, paths, say, digest) if restore else None
     if restore_from is not None:
         say(f"detect: resuming from checkpoint {restore_from}")
+    rest_port = free_port()
     env, t_env = create_table_env(
         settings,
         checkpoint_interval_ms=settings.checkpoint_interval_ms,
         restore_from=str(restore_from) if restore_from else None,
         restarts=not bounded,
+        rest_port=rest_port,
     )
     t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.source_idle_timeout_ms} ms")
     for path in paths:
@@ -232,7 +236,9 @@ def submit_job(
     client = env.execute_async("ssa-detect")
     _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths, digest)
     say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
-    return DetectRun(client, str(restore_from) if restore_from else None, read_topics=read_topics)
+    return DetectRun(
+        client, str(restore_from) if restore_from else None, read_topics=read_topics, rest_port=rest_port
+    )
 
 
 def start_indexer(settings: Settings, say: Callable[[str], None] = print) -> tuple[Indexer, threading.Thread]:
@@ -299,7 +305,12 @@ def watch(
             return str(status)
         if status == "RESTARTING" and not restarting:
             run.restarts += 1
-            say(f"detect: job restarting after a failure ({run.restarts} seen so far)")
+            cause = latest_failure(run.rest_port, str(run.job_client.get_job_id())) if run.rest_port else None
+            say(
+                f"detect: job restarting after a failure ({run.restarts} seen so far)"
+                + (f": {cause}" if cause else "")
+            )
+            _stop_if_checkpoint_lost(run, settings, cause, say)
             _stop_if_refused(run, settings, awareness=awareness, index=index, say=say)
         restarting = status == "RESTARTING"
         time.sleep(poll_s)
@@ -307,6 +318,29 @@ def watch(
     if failed is None:
         return "FINISHED"
     return "CANCELED" if "JobCancellationException" in str(failed) else "FAILED"
+
+
+def _stop_if_checkpoint_lost(
+    run: DetectRun, settings: Settings, cause: str | None, say: Callable[[str], None]
+) -> None:
+    """A restore that fails for a missing state file fails on every restart: one line instead."""
+    damaged = missing_checkpoint_file(cause, settings.checkpoint_dir) if cause else None
+    if damaged is None:
+        return
+    say(
+        "detect: a checkpoint the job restores from has lost files: cancelling the job instead of restarting it"
+    )
+    run.cancel()
+    raise CheckpointLost(
+        f"checkpoint {damaged} cannot be restored: a file of its state is missing (the job was killed "
+        "while Flink removed it, or it was deleted or copied in part); remove that folder to resume "
+        "from an older checkpoint, or start `ssa detect --no-restore` to read on from the consumer "
+        "group's committed offsets"
+    )
+
+
+class CheckpointLost(ServiceError):
+    """The checkpoint a job restores from lacks a state file: one line, what to do."""
 
 
 def _stop_if_refused(

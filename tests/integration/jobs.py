@@ -4,23 +4,32 @@ job and its Flink mini-cluster running, loading the shared machine through every
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from infra.settings import PROJECT_ROOT, Settings
 
 _started: list[subprocess.Popen[bytes]] = []
 
 
-def start_job(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+def start_job(settings: Settings, *args: str, output: Path | None = None) -> subprocess.Popen[bytes]:
     """``python -m streams ARGS`` under ``settings``, in a session of its own (its process group
-    holds the Flink gateway JVM it starts)."""
+    holds the Flink gateway JVM it starts); its stdout and stderr to ``output`` if given."""
     env = {**os.environ, **settings.to_env()}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams", *args], cwd=PROJECT_ROOT, env=env, start_new_session=True
-    )
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(output.open("wb")) if output is not None else None
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=sink,
+            stderr=subprocess.STDOUT if sink is not None else None,
+        )
     _started.append(proc)
     return proc
 

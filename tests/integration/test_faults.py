@@ -296,6 +296,32 @@ def test_sigkill_of_the_job_then_restart_from_checkpoint(telemetry: Settings) ->
     assert got == expected_incidents, _incident_difference(s, uninterrupted, got, expected_incidents)
 
 
+def test_a_checkpoint_that_lost_a_state_file_stops_the_job_in_one_line(
+    telemetry: Settings, tmp_path: Path
+) -> None:
+    """What a CI run met: a job killed while Flink removed a checkpoint left it without a state
+    file, and its restore failed on every restart, saying nothing. ``ssa detect`` now names each
+    restart's cause and stops with one line saying what to do."""
+    from streams.flink_env import latest_checkpoint
+
+    s = _run_settings(telemetry, "lost")
+    proc = _continuous(s, "--no-indexer")
+    _wait_for_checkpoint(s, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    newest = latest_checkpoint(s.checkpoint_dir)
+    assert newest is not None
+    state = max((p for p in newest.iterdir() if p.name != "_metadata"), key=lambda p: p.stat().st_size)
+    state.unlink()
+    log = tmp_path / "detect.log"
+    proc = start_job(s, "--no-indexer", output=log)
+    assert proc.wait(timeout=600) == 1
+    said = log.read_text(encoding="utf-8", errors="replace")
+    assert f"java.io.FileNotFoundException: {state.resolve()}" in said, said[-3000:]
+    assert f"ssa detect: checkpoint {newest.resolve()} cannot be restored" in said, said[-3000:]
+    assert "--no-restore" in said and "Traceback" not in said
+
+
 def test_elasticsearch_down_for_a_minute(telemetry: Settings, baseline: set[str]) -> None:
     s = _run_settings(telemetry, "esdown")
     es_service = ElasticsearchService(s)
