@@ -235,7 +235,10 @@ def submit_job(
     build(env, t_env, paths, sinks, config)
     client = env.execute_async("ssa-detect")
     _mark_topology(settings.checkpoint_dir, str(client.get_job_id()), paths, digest)
-    say(f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms)")
+    say(
+        f"detect: job {client.get_job_id()} started (checkpoints every {settings.checkpoint_interval_ms} ms; "
+        f"Flink's web UI at http://127.0.0.1:{rest_port})"
+    )
     return DetectRun(
         client, str(restore_from) if restore_from else None, read_topics=read_topics, rest_port=rest_port
     )
