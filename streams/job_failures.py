@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Final
@@ -48,7 +47,7 @@ def latest_failure(rest_port: int, job_id: str, timeout_s: float = 3.0) -> str |
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             body = json.loads(response.read(1 << 20))
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError):  # URLError is an OSError
         return None
     return failure_of(body)
 

@@ -45,14 +45,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo
 
 from msgspec.structs import replace
 
 from ingest.parsers.base import FastPathParser, Output, ParseContext
-from ingest.parsers.cicflow import cic_time_reader, parse_cic_time
+from ingest.parsers.cicflow import cic_time_reader
 from ingest.parsers.flowutil import (
     COUNT_MAX,
     BadField,
@@ -380,18 +379,6 @@ class ArgusParser(FastPathParser):
             raise BadField(f"{name} is not a valid time: {clip(cell)}") from None
         return event_time(name, ms, cell)
 
-    def _second_reading(self, cell: str) -> int:
-        """Epoch ms of a local time cell read as the second pass of a wall time the zone repeats
-        (``flowutil.second_reading``), else 0."""
-        whole, _, fraction = cell.partition(".")
-        stamp = _DATE_TIME.fullmatch(whole)
-        if self.zone is None or stamp is None:
-            return 0
-        year, _, month, day, clock = stamp.groups()
-        wall = datetime.fromtimestamp(parse_cic_time(f"{year}-{month}-{day} {clock}") // 1000, UTC)
-        again = second_reading(self.zone, wall.replace(tzinfo=None))
-        return 0 if again is None else again * 1000 + _millis(fraction)
-
     def _end_and_duration(self, parts: list[str], start: int) -> tuple[int, int]:
         """(the flow's end, its duration) in ms: ``start`` plus ``Dur``, else ``LastTime``."""
         cols = self.cols
@@ -408,8 +395,9 @@ class ArgusParser(FastPathParser):
             return start + duration, duration
         if "last" in cols and parts[cols["last"]]:
             last = self._time("LastTime", parts[cols["last"]])
-            if last < start:  # across the hour DST ends: its second pass, if that agrees
-                last = max(last, self._second_reading(parts[cols["last"]]))
+            local = _DATE_TIME.fullmatch(parts[cols["last"]].partition(".")[0])  # not epoch seconds
+            if last < start and local and self.zone is not None:  # across the hour DST ends: its second pass?
+                last = second_reading(self.zone, last) or last
             if last < start:
                 raise BadField(f"LastTime {clip(parts[cols['last']])} is before StartTime")
             return last, last - start

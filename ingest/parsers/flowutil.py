@@ -108,13 +108,14 @@ def event_time(name: str, ms: int, written: object) -> int:
     return ms
 
 
-def second_reading(zone: tzinfo, wall: datetime) -> int | None:
-    """Epoch seconds of a naive local time's second reading in ``zone`` where the clocks went back
-    over it (the hour DST ends; the parsers read such a time as its first), else None. A flow's
-    end read so is what keeps a flow across that hour from ending before it began."""
-    first = wall.replace(tzinfo=zone).timestamp()
-    again = wall.replace(tzinfo=zone, fold=1).timestamp()
-    return int(again) if again > first else None
+def second_reading(zone: tzinfo, first_ms: int) -> int | None:
+    """Epoch ms of the second reading of the local time in ``zone`` that ``first_ms`` is the first
+    reading of, where the clocks went back over it (the hour DST ends; the parsers read such a time
+    as its first), else None. A flow's end read so is what keeps a flow across that hour from
+    ending before it began."""
+    wall = datetime.fromtimestamp(first_ms // 1000, zone)
+    again = wall.replace(fold=1).timestamp()
+    return int(again) * 1000 + first_ms % 1000 if again > wall.timestamp() else None
 
 
 def decimal_cell(name: str, text: str) -> float:

@@ -242,16 +242,6 @@ class _Clock:
             second = self._wall_seconds(name, local, text)
         return second * 1000 + int(local[7] or 0)
 
-    def second_reading(self, text: str) -> int | None:
-        """Epoch ms of a local time's second reading where the zone's clocks went back over it
-        (the hour DST ends, read as its first by default), else None."""
-        local = _LOCAL_TIME.fullmatch(text.strip())
-        if self.zone is None or local is None:
-            return None
-        year, month, day, hour, minute, second = map(int, local.groups()[:6])
-        again = second_reading(self.zone, datetime(year, month, day, hour, minute, second))
-        return None if again is None else again * 1000 + int(local[7] or 0)
-
     def _wall_seconds(self, name: str, local: re.Match[str], text: str) -> int:
         try:
             year, month, day, hour, minute, second = map(int, local.groups()[:6])
@@ -267,6 +257,11 @@ class _Clock:
             self.seconds.clear()
         self.seconds[local[0][:19]] = epoch
         return epoch
+
+
+def _local(text: str) -> bool:
+    """Whether a time cell is a local wall time (not epoch seconds or milliseconds, in no zone)."""
+    return _LOCAL_TIME.fullmatch(text.strip()) is not None
 
 
 def _agree(start: int, end: int, duration: int | None) -> bool:
@@ -590,14 +585,22 @@ class NfdumpCsvParser(FastPathParser):
     def _refold(self, parts: list[str], start: int, end: int, duration: int | None) -> tuple[int, int]:
         """A flow across the hour DST ends: its end (or its start) read as that hour's second
         pass when that makes the times agree; else as they were (the caller names the fault)."""
-        layout, clock = self._in_force(), self.clock
+        layout, zone = self._in_force(), self.clock.zone
         assert layout.start is not None and layout.end is not None  # both times were read
-        end_again = clock.second_reading(parts[layout.end])
-        if end_again is not None and _agree(start, end_again, duration):
-            return start, end_again
-        start_again = clock.second_reading(parts[layout.start])
-        if start_again is not None and _agree(start_again, end, duration):
-            return start_again, end
+        if zone is None:  # UTC: no hour happens twice
+            return start, end
+        if (
+            _local(parts[layout.end])
+            and (again := second_reading(zone, end))
+            and _agree(start, again, duration)
+        ):
+            return start, again
+        if (
+            _local(parts[layout.start])
+            and (again := second_reading(zone, start))
+            and _agree(again, end, duration)
+        ):
+            return again, end
         return start, end
 
     def _cell(self, parts: list[str], i: int | None) -> str:
