@@ -14,7 +14,8 @@ from ingest.bounds import violations
 from ingest.parsers import ListOutput, ParseContext, parse_bytes
 from ingest.parsers.netflow import NetflowParser
 from ingest.parsers.netflow_capture import _udp_payload
-from ingest.schema import FlowEvent, decode_event, encode_event
+from ingest.schema import decode_event, encode_event
+from tests.parsed import flows
 from tests.samples.netflow_gen import (
     data_set,
     ipfix_message,
@@ -42,12 +43,6 @@ def parse(data: bytes) -> ListOutput:
     for event in out.events:
         assert decode_event(encode_event(event)) == event
     return out
-
-
-def flows(out: ListOutput) -> list[FlowEvent]:
-    events = [e for e in out.events if isinstance(e, FlowEvent)]
-    assert len(events) == len(out.events)
-    return events
 
 
 def wide_record(src: str, sport: int, start_ms: int, end_ms: int, octets: int = 100) -> bytes:

@@ -20,6 +20,7 @@ from ingest.parsers.nfdump_csv import CLASSIC_COLUMNS
 from ingest.schema import FlowEvent, decode_event, encode_event, event_id
 from ingest.tenants import TenantRegistry
 from tests.fuzz.invariants import check_parse
+from tests.parsed import flows
 
 SAMPLES = Path(__file__).parent / "samples"
 FMT = "nfdump"
@@ -49,12 +50,6 @@ def parse(lines: list[bytes], **ctx: Any) -> ListOutput:
     for event in out.events:
         assert decode_event(encode_event(event)) == event
     return out
-
-
-def flows(out: ListOutput) -> list[FlowEvent]:
-    events = [e for e in out.events if isinstance(e, FlowEvent)]
-    assert len(events) == len(out.events)
-    return events
 
 
 def classic_row(**cells: str) -> bytes:

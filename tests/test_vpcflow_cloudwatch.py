@@ -17,12 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.parsers import ListOutput, ParseContext, parse_bytes
+from ingest.parsers import ParseContext, parse_bytes
 from ingest.parsers.vpcflow import log_format_fields
 from ingest.schema import FlowEvent, event_id
 from ssa.cli import main
 from tests.fuzz.invariants import check_parse
 from tests.fuzz.strategies import HOSTILE_TOKENS
+from tests.parsed import flows
 
 ENI = "eni-0a1b2c3d4e5f67890"
 # One TCP connection seen at the client's interface: the request and the answer, one record each.
@@ -80,11 +81,6 @@ def lines(*docs: dict[str, Any] | str) -> bytes:
         (doc if isinstance(doc, str) else json.dumps(doc, separators=(",", ":"))).encode() + b"\n"
         for doc in docs
     )
-
-
-def flows(out: ListOutput) -> list[FlowEvent]:
-    assert all(isinstance(ev, FlowEvent) for ev in out.events)
-    return out.events  # type: ignore[return-value]
 
 
 def ends(event: FlowEvent) -> tuple[str, int, str, int]:
