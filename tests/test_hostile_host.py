@@ -206,6 +206,15 @@ def test_syslog_repeated_zero_times_goes_to_the_dlq():
     assert out.skipped == {"CRON: repeated non-auth message": 1}  # one line, one skip
 
 
+def test_a_huge_repeat_count_becomes_at_most_100_events_and_says_so():
+    line = b"Dec 10 06:55:47 h sshd[1]: message repeated %s times: [ Failed password for root from 1.2.3.4 port 2 ssh2]\n"
+    out = parse("syslog", line % b"4000000000" + line % b"100" + line % b"101", year=2023)
+    assert len(out.events) == 300
+    assert len({e.id for e in out.events}) == 300
+    assert out.skipped == {"sshd: repeat count over 100, read as 100": 2}
+    assert not out.dlqs
+
+
 # --- auditd --------------------------------------------------------------------------------------
 def syscall_group(serial: int, fields: str, secs: str = "1709632900") -> bytes:
     return (
