@@ -13,11 +13,11 @@ Events, one per authentication *attempt*:
   attempts already logged: both are counted as skipped, not events;
 - ``message repeated N times: [ msg ]`` stands for N identical lines: N events (ids differ), one
   skip when the message is not an auth attempt, the DLQ when N is 0. At most ``_MAX_REPEAT`` (100)
-  events a line; a line over it also counts a skip (``repeat count over 100``): the line is a few dozen
-  bytes, and every event it becomes is work for the job all tenants share (the cap was 10,000 until
-  2026-12-06: a 1 MB feed of such lines was some 100 million events). Real repeats of an auth line
-  are few: rsyslog and syslog-ng fold only consecutive identical messages, and sshd's ``Failed``
-  lines differ in the client's port between connections, so one connection's tries
+  events a line; a line over it also counts a skip (``repeat count over 100``): the line is a few
+  dozen bytes, and every event it becomes is work for the job all tenants share (the cap was 10,000
+  until 2026-12-06: a 1 MB feed of such lines was some 100 million events). Real repeats of an auth
+  line are few: rsyslog and syslog-ng fold only consecutive identical messages, and sshd's
+  ``Failed`` lines differ in the client's port between connections, so one connection's tries
   (``MaxAuthTries``, 6 by default) repeat. 100 is ten times the sshd-log rule's bar
   (``brute_force.auth_failures``: 10 failures, 5 spread);
 - ``ROOT LOGIN ON tty``, ``ANONYMOUS FTP LOGIN FROM IP``, ``Authentication failed from IP``.
@@ -99,14 +99,15 @@ class SyslogAuthParser(Parser):
             digits = repeated["n"].lstrip("0")
             if not digits:
                 raise BadField("bad repeat count 0 in 'message repeated N times'")
-            count = _MAX_REPEAT + 1 if len(digits) > 5 else min(int(digits), _MAX_REPEAT + 1)
+            over = len(digits) > 5 or int(digits) > _MAX_REPEAT  # no int() of a huge digit string
+            count = _MAX_REPEAT if over else int(digits)
             inner = head._replace(msg=repeated["msg"])
             if not self._message(inner, line + b"#0"):
                 self.skip(f"{_program(head)}: repeated non-auth message")
                 return
-            for i in range(1, min(count, _MAX_REPEAT)):
+            for i in range(1, count):
                 self._message(inner, line + b"#%d" % i)
-            if count > _MAX_REPEAT:
+            if over:
                 self.skip(f"{_program(head)}: repeat count over {_MAX_REPEAT}, read as {_MAX_REPEAT}")
             return
         if not self._message(head, line):
