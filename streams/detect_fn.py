@@ -155,8 +155,10 @@ class KeyState:
     posture: PostureState = field(default_factory=PostureState)
     # The detectors' failures and overflows, reported per minute (``streams.detector_health``).
     health: DetectorHealth = field(default_factory=DetectorHealth)
-    # How many steps this key had taken when this state was last written whole to Flink state.
-    snapshot_version: int = 0
+    # How far the last step advanced the key: a timer up to there has nothing left to close.
+    advanced_to: int = 0
+    # Steps logged since this state was last written whole to Flink state (``streams.keyed_state``).
+    logged_steps: int = 0
     # Bytes of that snapshot's pickle and of the steps logged since (``streams.keyed_state``).
     snapshot_bytes: int = 0
     log_bytes: int = 0
@@ -165,6 +167,7 @@ class KeyState:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.pop("reported_failures", None)  # a field of earlier versions, never used
+        state.pop("snapshot_version", None)  # the step count of the snapshot, when Flink kept one
         self.__dict__.update(state)
         if "health" not in state:  # a checkpoint of a version before detector health
             self.health = DetectorHealth()
@@ -257,6 +260,7 @@ class MicroBatchDetector:
     def step(self, state: KeyState, key: str, payloads: Batch | None, advance_to: int) -> StepOutput:
         """One step of a key: detect a micro-batch (if any), then close what ends by ``advance_to``.
         Deterministic, so replaying logged steps on a restored snapshot rebuilds the same state."""
+        state.advanced_to = advance_to
         alerts, dlq = self.on_batch(state, key, payloads) if payloads is not None else ([], [])
         closed, metrics = self.on_watermark(state, key, advance_to)
         scores = state.engine.drain_window_scores()
@@ -451,15 +455,11 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
                 log=runtime_context.get_list_state(
                     ListStateDescriptor("ssa-key-steps", Types.PICKLED_BYTE_ARRAY())
                 ),
-                version=runtime_context.get_state(ValueStateDescriptor("ssa-key-version", Types.LONG())),
                 cache_keys=config.state_cache_keys,
                 snapshot_every=config.snapshot_every_steps,
                 log_ratio=config.snapshot_log_ratio,
                 max_log_steps=config.max_log_steps,
                 max_log_bytes=config.max_log_bytes,
-            )
-            self.advanced_to = runtime_context.get_state(
-                ValueStateDescriptor("ssa-advanced-to", Types.LONG())
             )
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
@@ -470,21 +470,20 @@ def make_keyed_function(config: DetectionJobConfig) -> Any:
                 raise RuntimeError("micro-batch without an event-time timestamp")
             window_end = _next_tick(window_time, config.tick_ms)
             out, open_work = self.store.step(key, payloads, window_end)
-            self.advanced_to.update(window_end)
             if open_work:
                 ctx.timer_service().register_event_time_timer(window_end + config.tick_ms)
             yield from _emit(out)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
-            if (self.advanced_to.value() or 0) >= timestamp:
+            key = ctx.get_current_key()
+            if self.store.state(key).advanced_to >= timestamp:
                 return  # a later batch of this key already advanced it (and set its own timer)
             # Close up to the stream's watermark, not just this timer: at the end of input (or
             # a drain) the watermark jumps to Long.MAX_VALUE, and a timer registered after that
             # jump would never fire. Only to the end of the last batch window it closed, though.
             watermark = max(timestamp, ctx.timer_service().current_watermark())
             advance_to = closed_batches_end(watermark, config.tick_ms)
-            out, open_work = self.store.step(ctx.get_current_key(), None, advance_to)
-            self.advanced_to.update(advance_to)
+            out, open_work = self.store.step(key, None, advance_to)
             if open_work and advance_to < END_OF_TIME - config.tick_ms:
                 ctx.timer_service().register_event_time_timer(_next_tick(advance_to, config.tick_ms))
             yield from _emit(out)

@@ -1,5 +1,5 @@
 """The job's keyed-state store without Flink: steps logged between snapshots, a restore that
-replays them, and a cache that is only trusted at the version Flink holds."""
+replays them, and a cache that spares a step every read of Flink state."""
 
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ def _batches() -> tuple[MicroBatchDetector, list[tuple[int, list[bytes]]]]:
     return logic, batches
 
 
-def _store(logic: MicroBatchDetector, handles: tuple[Any, Any, Any], every: int) -> KeyStateStore:
-    snapshot, log, version = handles
-    return KeyStateStore(logic, snapshot=snapshot, log=log, version=version, snapshot_every=every)
+def _store(logic: MicroBatchDetector, handles: tuple[Any, Any], every: int) -> KeyStateStore:
+    snapshot, log = handles
+    return KeyStateStore(logic, snapshot=snapshot, log=log, snapshot_every=every)
 
 
 def _alert_ids(store: KeyStateStore, batches: list[tuple[int, list[bytes]]]) -> list[str]:
@@ -76,18 +76,18 @@ def _alert_ids(store: KeyStateStore, batches: list[tuple[int, list[bytes]]]) -> 
 @pytest.mark.parametrize("cut", [1, 37, 64, 99])
 def test_a_restored_key_replays_its_logged_steps_and_continues_identically(cut: int) -> None:
     logic, batches = _batches()
-    whole = _store(logic, (PickledValue(), PickledList(), PickledValue()), 10)
+    whole = _store(logic, (PickledValue(), PickledList()), 10)
     uninterrupted = _alert_ids(whole, batches)
     assert uninterrupted, "the simulation's attacks raise alerts for this tenant"
 
-    handles = (PickledValue(), PickledList(), PickledValue())
+    handles = (PickledValue(), PickledList())
     before = _alert_ids(_store(logic, handles, 10), batches[:cut])
     # A checkpoint holds exactly the handles' contents; a new store (empty cache) is a restart.
     restored = _store(logic, copy.deepcopy(handles), 10)
     after = _alert_ids(restored, batches[cut:])
     assert before + after == uninterrupted
-    final = restored.cache.get("t", len(batches))
-    expected = whole.cache.get("t", len(batches))
+    final = restored.cache.get("t")
+    expected = whole.cache.get("t")
     assert final is not None and expected is not None
     assert final.engine.stats() == expected.engine.stats()  # every event seen once, none twice
     assert restored.replayed_steps == cut % 10  # the steps since the last whole snapshot
@@ -104,16 +104,16 @@ def _reconfigured(logic: MicroBatchDetector, site: Path, text: str) -> MicroBatc
 def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path: Path) -> None:
     logic, batches = _batches()
     cut = 64
-    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList(), PickledValue()), 10), batches)
+    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList()), 10), batches)
 
     # a change this tenant's traffic never meets: the restored key goes on exactly as before
-    handles = (PickledValue(), PickledList(), PickledValue())
+    handles = (PickledValue(), PickledList())
     before = _alert_ids(_store(logic, handles, 10), batches[:cut])
     other = _reconfigured(logic, tmp_path / "ports.yaml",
                           "detectors:\n  c2.beacon:\n    params:\n      allowed_ports: [8443]\n")  # fmt: skip
     restored = _store(other, copy.deepcopy(handles), 10)
     assert before + _alert_ids(restored, batches[cut:]) == uninterrupted
-    state = restored.cache.get("t", len(batches))
+    state = restored.cache.get("t")
     assert state is not None and state.config_digest == other.config_digest
     assert other.reconfigured_keys == 1 and restored.replayed_steps == cut % 10
 
@@ -123,7 +123,7 @@ def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path:
         return [(a.detector, a.alert_id) for end, p in part for a in store.step("t", p, end)[0].alerts]
 
     flood = "dos.source_flood"
-    handles = (PickledValue(), PickledList(), PickledValue())
+    handles = (PickledValue(), PickledList())
     plain = by_detector(_store(logic, handles, 10), batches[:cut])
     went_on = by_detector(_store(logic, copy.deepcopy(handles), 10), batches[cut:])
     assert any(d == flood for d, _ in went_on), "the tenant's flood goes on after the cut"
@@ -136,49 +136,79 @@ def test_a_key_restored_under_another_configuration_continues_under_it(tmp_path:
 
 def test_the_whole_state_is_written_once_every_n_steps_and_the_log_stays_short() -> None:
     logic, batches = _batches()
-    snapshot, log, version = PickledValue(), PickledList(), PickledValue()
-    store = _store(logic, (snapshot, log, version), 10)
+    snapshot, log = PickledValue(), PickledList()
+    store = _store(logic, (snapshot, log), 10)
     _alert_ids(store, batches[:45])
-    assert snapshot.writes == 4 and len(log.items) == 5 and version.value() == 45
+    assert snapshot.writes == 4 and len(log.items) == 5
     assert store.replayed_steps == 0  # the cache served every step
 
 
-def test_the_cache_is_not_trusted_when_flink_holds_another_version() -> None:
+class CountedCalls:
+    """A handle that counts the calls made to it, by method."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.handle, name)
+
+        def counted(*args: Any) -> Any:
+            self.calls[name] += 1
+            return method(*args)
+
+        return counted
+
+
+def test_a_cached_key_reads_no_flink_state_and_writes_once_a_step() -> None:
+    # Each call into Flink costs the job a wait for the interpreter's lock (module docstring).
     logic, batches = _batches()
-    handles = (PickledValue(), PickledList(), PickledValue())
-    store = _store(logic, handles, 4)
-    _alert_ids(store, batches[:6])
-    handles[2].update(3)  # e.g. restored to an older checkpoint underneath the cache
-    handles[1].items = handles[1].items[:0]
-    store.step("t", batches[6][1], batches[6][0])
-    assert store.replayed_steps == 0 and handles[2].value() == 4  # reloaded from the snapshot
+    snapshot, log = CountedCalls(PickledValue()), CountedCalls(PickledList())
+    store = _store(logic, (snapshot, log), 10)
+    _alert_ids(store, batches[:45])
+    assert snapshot.calls["value"] == log.calls["get"] == 1  # the key's first step: nothing stored yet
+    assert snapshot.calls["update"] == log.calls["clear"] == 4
+    assert log.calls["add"] == 45 - 4  # every other step
+    assert set(snapshot.calls) == {"value", "update"} and set(log.calls) == {"get", "clear", "add"}
+    # What a timer asks (has a later step advanced the key past it?) needs no call either.
+    calls = sum(snapshot.calls.values()) + sum(log.calls.values())
+    assert store.state("t").advanced_to == batches[44][0]
+    assert sum(snapshot.calls.values()) + sum(log.calls.values()) == calls
+
+
+def test_a_restored_key_knows_how_far_its_last_step_advanced_it() -> None:
+    logic, batches = _batches()
+    handles = (PickledValue(), PickledList())
+    _alert_ids(_store(logic, handles, 10), batches[:25])  # a snapshot at step 20, 5 steps logged
+    restored = _store(logic, copy.deepcopy(handles), 10)
+    assert restored.state("t").advanced_to == batches[24][0] and restored.replayed_steps == 5
+    handles[1].clear()  # a checkpoint just after a snapshot: its time is in the snapshot
+    assert _store(logic, copy.deepcopy(handles), 10).state("t").advanced_to == batches[19][0]
 
 
 def test_state_cache_evicts_the_least_recently_used_key() -> None:
     logic = MicroBatchDetector(DetectionJobConfig())
     cache = StateCache(2)
     a, b, c = logic.new_state(), logic.new_state(), logic.new_state()
-    cache.put("a", 1, a)
-    cache.put("b", 1, b)
-    assert cache.get("a", 1) is a
-    cache.put("c", 1, c)
-    assert cache.get("b", 1) is None and cache.get("a", 1) is a and cache.get("c", 1) is c
-    assert cache.get("a", 2) is None and len(cache) == 2
+    cache.put("a", a)
+    cache.put("b", b)
+    assert cache.get("a") is a
+    cache.put("c", c)
+    assert cache.get("b") is None and cache.get("a") is a and cache.get("c") is c
+    assert len(cache) == 2
 
 
 def _ratio_store(
-    logic: MicroBatchDetector, handles: tuple[Any, Any, Any], ratio: float, **bounds: int
+    logic: MicroBatchDetector, handles: tuple[Any, Any], ratio: float, **bounds: int
 ) -> KeyStateStore:
-    snapshot, log, version = handles
-    return KeyStateStore(
-        logic, snapshot=snapshot, log=log, version=version, snapshot_every=4, log_ratio=ratio, **bounds
-    )
+    snapshot, log = handles
+    return KeyStateStore(logic, snapshot=snapshot, log=log, snapshot_every=4, log_ratio=ratio, **bounds)
 
 
 def test_a_snapshot_waits_until_the_log_holds_its_ratio_of_the_last_snapshots_bytes() -> None:
     logic, batches = _batches()
-    snapshot, log, version = PickledValue(), PickledList(), PickledValue()
-    store = _ratio_store(logic, (snapshot, log, version), 2.0)
+    snapshot, log = PickledValue(), PickledList()
+    store = _ratio_store(logic, (snapshot, log), 2.0)
     last_written, held_back = 0, 0
     for step, (end, payloads) in enumerate(batches[:80], start=1):
         size = len(pickle.loads(snapshot.data)) if snapshot.data is not None else 0
@@ -192,7 +222,7 @@ def test_a_snapshot_waits_until_the_log_holds_its_ratio_of_the_last_snapshots_by
             assert not log.items
         held_back += step - last_written >= 4 and not due
     assert held_back > 0 and snapshot.writes > 1  # the ratio held some snapshots back, not all
-    state = store.cache.get("t", 80)
+    state = store.cache.get("t")
     assert state is not None and snapshot.data is not None
     assert state.snapshot_bytes == len(pickle.loads(snapshot.data))
 
@@ -208,7 +238,7 @@ def test_a_snapshot_waits_until_the_log_holds_its_ratio_of_the_last_snapshots_by
 )
 def test_the_log_bounds_force_a_snapshot_of_a_large_state(bounds: dict[str, int], writes: int) -> None:
     logic, batches = _batches()
-    handles = (PickledValue(), PickledList(), PickledValue())
+    handles = (PickledValue(), PickledList())
     store = _ratio_store(logic, handles, 1000.0, **bounds)
     _alert_ids(store, batches[:45])
     assert handles[0].writes == writes and len(handles[1].items) == 1
@@ -217,10 +247,8 @@ def test_the_log_bounds_force_a_snapshot_of_a_large_state(bounds: dict[str, int]
 @pytest.mark.parametrize("cut", [3, 50, 97])
 def test_a_restore_with_the_ratio_policy_replays_its_log_and_continues_identically(cut: int) -> None:
     logic, batches = _batches()
-    uninterrupted = _alert_ids(
-        _ratio_store(logic, (PickledValue(), PickledList(), PickledValue()), 2.0), batches
-    )
-    handles = (PickledValue(), PickledList(), PickledValue())
+    uninterrupted = _alert_ids(_ratio_store(logic, (PickledValue(), PickledList()), 2.0), batches)
+    handles = (PickledValue(), PickledList())
     before = _alert_ids(_ratio_store(logic, handles, 2.0), batches[:cut])
     restored = _ratio_store(logic, copy.deepcopy(handles), 2.0)
     after = _alert_ids(restored, batches[cut:])
@@ -230,8 +258,8 @@ def test_a_restore_with_the_ratio_policy_replays_its_log_and_continues_identical
 
 def test_a_snapshot_written_as_a_state_object_by_an_older_job_is_restored() -> None:
     logic, batches = _batches()
-    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList(), PickledValue()), 10), batches)
-    handles = (PickledValue(), PickledList(), PickledValue())
+    uninterrupted = _alert_ids(_store(logic, (PickledValue(), PickledList()), 10), batches)
+    handles = (PickledValue(), PickledList())
     before = _alert_ids(_store(logic, handles, 10), batches[:25])
     # What the job wrote before it pickled snapshots itself: the KeyState, pickled by Flink.
     assert handles[0].data is not None
