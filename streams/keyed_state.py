@@ -118,7 +118,7 @@ class KeyStateStore:
         """One step of ``key``; returns its output and whether the key still has open work."""
         state = self.state(key)
         out = self.logic.step(state, key, payloads, advance_to)
-        self._record(key, state, payloads, advance_to)
+        self._record(state, payloads, advance_to)
         return out, self.logic.has_open_work(state)
 
     def state(self, key: str) -> KeyState:
@@ -142,8 +142,7 @@ class KeyStateStore:
         for packed, advance_to in self.log.get() or ():
             payloads = None if packed is None else _unpack(packed)
             self.logic.step(state, key, payloads, advance_to)
-            state.log_bytes += _STEP_BYTES if packed is None else len(packed)
-            state.logged_steps += 1
+            _count_logged(state, packed)
             self.replayed_steps += 1
         return state
 
@@ -157,9 +156,7 @@ class KeyStateStore:
             or state.log_bytes >= self.max_log_bytes
         )
 
-    def _record(
-        self, key: str, state: KeyState, payloads: Sequence[bytes | str] | None, advance_to: int
-    ) -> None:
+    def _record(self, state: KeyState, payloads: Sequence[bytes | str] | None, advance_to: int) -> None:
         if self._due(state):
             state.logged_steps = state.log_bytes = 0
             self.logic.detach(state)
@@ -174,7 +171,11 @@ class KeyStateStore:
             self.log.clear()
         else:
             packed = None if payloads is None else _pack(payloads)
-            state.log_bytes += _STEP_BYTES if packed is None else len(packed)
             self.log.add((packed, advance_to))
-            state.logged_steps += 1
-        self.cache.put(key, state)
+            _count_logged(state, packed)
+
+
+def _count_logged(state: KeyState, packed: bytes | None) -> None:
+    """Count one more step in ``state``'s log (written now, or replayed on load)."""
+    state.logged_steps += 1
+    state.log_bytes += _STEP_BYTES if packed is None else len(packed)
