@@ -11,10 +11,11 @@ import sys
 from collections import Counter
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
-from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent, decode_event
+from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent, decode_event, encode_event
 from ingest.simulator import (
     CATEGORIES,
     EMULATOR_EXE,
@@ -524,3 +525,31 @@ def test_the_backgrounds_context_records_say_what_it_carries(run):
     }
     assert probed == {r.entity.id for r in context}
     assert simulate(dataclasses.replace(SMALL, events_per_s=0.0)).context_truth() == []  # no background
+
+
+@pytest.mark.parametrize("span_s", [5, 30, 59])
+def test_every_scenario_fits_a_run_ending_soon(span_s):
+    """A scenario planned near the end of a run gets a short ``span``: its events must still be
+    valid telemetry inside it (the job's decoder refuses a negative duration, so such an event
+    would reach the DLQ instead of the detectors, and offline the detectors would read it)."""
+    import random
+
+    from ingest.simulator.factory import EventMaker
+    from ingest.simulator.scenarios import Ctx
+    from ingest.simulator.topology import build_topology
+
+    topo = build_topology(5, 4, 3, 4)
+    start, end = SMALL.start_ms, SMALL.start_ms + span_s * 1000
+    wrong: dict[str, str] = {}
+    for name, spec in SCENARIOS.items():
+        for i in range(3):
+            stream = f"5:sc:{name}:{i}"
+            ctx = Ctx(rng=random.Random(stream), topo=topo, make=EventMaker(stream), start=start,
+                      span=end - start, lo_s=spec.span_s[0], hi_s=spec.span_s[1])  # fmt: skip
+            for event in spec.build(ctx).events:
+                try:
+                    if decode_event(encode_event(event)) != event or not start <= event.ts <= end:
+                        wrong[name] = repr(event)
+                except msgspec.ValidationError as exc:
+                    wrong[name] = f"{exc}: {event!r}"
+    assert not wrong, wrong

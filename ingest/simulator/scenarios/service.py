@@ -266,6 +266,8 @@ def benign_nagios_check_ssh(ctx: Ctx) -> Outcome:
         offset = ctx.rng.randrange(0, 60_000)  # Nagios spreads the checks over the interval
         for at in range(ctx.start + offset, ctx.start + length + 1, 60_000):
             at += ctx.rng.randrange(0, 400)
+            if at >= _end(ctx):
+                break  # the run ends first
             dur = ctx.rng.randrange(3, 30)
             fin = min(_end(ctx), at + dur)
             out, inn = ctx.rng.randrange(20, 40), ctx.rng.randrange(20, 60) + 21  # version strings
@@ -291,6 +293,8 @@ def benign_rsync_backup(ctx: Ctx) -> Outcome:
     for vm in t.vms:
         if vm.id == backup.id:
             continue
+        if at >= _end(ctx):
+            break  # the run ends before this VM's turn
         dur = ctx.rng.randrange(20_000, max(20_001, length // max(1, len(t.vms) - 1)))
         fin = min(_end(ctx), at + dur)
         out, inn = ctx.rng.randrange(50_000, 800_000), ctx.rng.randrange(5_000_000, 400_000_000)
@@ -616,7 +620,7 @@ def benign_idle_ssh(ctx: Ctx) -> Outcome:
     events: list[Event] = []
     for _ in range(ctx.rng.randrange(2, 9)):
         vm = ctx.choice(t.vms)
-        at = ctx.start + ctx.rng.randrange(0, 60_000)
+        at = ctx.start + ctx.rng.randrange(0, max(1, min(60_000, end - ctx.start)))  # before the run ends
         events += _held(ctx, office, vm, 22, at, end, (ctx.rng.randrange(3000, 6000), ctx.rng.randrange(4000, 9000)),
                         (59_000, 61_000), (ctx.rng.randrange(36, 100), ctx.rng.randrange(36, 100)), 0, export)  # fmt: skip
     return Outcome(t.id, "ip", office, _cap(events), {"export": export})
