@@ -106,6 +106,8 @@ class DetectionEngine:
         self._lanes = [_Lane(a) for a in allowances]
         self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
         self._det_lane = [self._lane_of_detector(d) for d in self.detectors]
+        # Per lane: a single-event rule holds a late finding, raised by the lane's next close.
+        self._late_pending = [False] * len(self._lanes)
         self._events = 0
         self._unknown = 0
         self._late_events = 0
@@ -128,7 +130,7 @@ class DetectionEngine:
                 break
             out.extend(self._process_chunk(chunk))
         for i, lane in enumerate(self._lanes):
-            if lane.next_close <= lane.watermark or any(d._late_findings for d in self._lane_detectors[i]):
+            if lane.next_close <= lane.watermark or self._late_pending[i]:
                 out.extend(self._close(i))
         self._alerts += len(out)
         return out
@@ -149,6 +151,7 @@ class DetectionEngine:
                 lane.watermark = horizon
                 lane.max_ts = max(lane.max_ts, horizon + lane.allowance)
             lane.next_close = _FAR_PAST
+        self._late_pending = [False] * len(self._lanes)  # close_all raised them
         self._alerts += len(out)
         return out
 
@@ -165,7 +168,8 @@ class DetectionEngine:
             if watermark > lane.watermark:
                 lane.watermark = watermark
                 lane.max_ts = max(lane.max_ts, watermark + lane.allowance)
-                out.extend(self._close(i))
+                if watermark >= lane.next_close or self._late_pending[i]:
+                    out.extend(self._close(i))
         self._alerts += len(out)
         return out
 
@@ -181,6 +185,7 @@ class DetectionEngine:
             mine.max_ts = max(mine.max_ts, theirs.max_ts)
             mine.watermark = max(mine.watermark, theirs.watermark)
             mine.next_close = _FAR_PAST  # recomputed by the next close
+        self._late_pending = [True] * len(self._lanes)  # the old detectors' late findings come along
         previous = {d.meta.id: d for d in old.detectors}
         dropped = [
             d.meta.id for d in self.detectors if d.meta.id in previous and not d.adopt(previous[d.meta.id])
@@ -302,6 +307,8 @@ class DetectionEngine:
             tuple(d for d, i in zip(self.detectors, self._det_lane, strict=True) if i == lane)
             for lane in range(len(self._lanes))
         ]
+        # The pane sizes of each lane's detectors (a few): where its next window can end.
+        self._lane_panes = [tuple(sorted({d.window.pane_ms for d in dets})) for dets in self._lane_detectors]
 
     def _lane_of_detector(self, d: Detector) -> int:
         """A detector's windows close on one watermark: all its kinds must share an allowance."""
@@ -407,6 +414,8 @@ class DetectionEngine:
                 d.error(ev, exc)
             if d.errors:
                 self._drain(d)
+            if d._late_findings:
+                self._late_pending[self._lane_of[ev.__class__]] = True
         if dets:
             self._late_events += 1
 
@@ -416,14 +425,14 @@ class DetectionEngine:
         pane), so a pane opened later by a new key can never be missed."""
         lane = self._lanes[lane_index]
         wm = lane.watermark
-        detectors = self._lane_detectors[lane_index]
         out: list[Alert] = []
-        for d in detectors:
+        for d in self._lane_detectors[lane_index]:
             due = d.next_close()
             if due is not None and due <= wm:
                 out.extend(self._alert(d, f) for f in self._guarded_close(d, wm))
+        self._late_pending[lane_index] = False
         lane.next_close = min(
-            (wm - wm % d.window.pane_ms + d.window.pane_ms for d in detectors), default=_FAR_FUTURE
+            (wm - wm % pane + pane for pane in self._lane_panes[lane_index]), default=_FAR_FUTURE
         )
         return out
 
@@ -502,9 +511,12 @@ class DetectionEngine:
         state["_dispatch"] = None
         state["_lane_of"] = None
         state["_lane_detectors"] = None
+        state["_lane_panes"] = None
         state["_bound"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._build_dispatch()
+        if "_late_pending" not in state:  # pickled before the engine kept it
+            self._late_pending = [any(d._late_findings for d in dets) for dets in self._lane_detectors]
