@@ -83,8 +83,17 @@ SHAPES: Final = {
 EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
-    """Fields every event carries. Times are epoch milliseconds UTC."""
+class EventBase(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind", gc=False):
+    """Fields every event carries. Times are epoch milliseconds UTC.
+
+    ``gc=False``: the cyclic garbage collector does not track events. The detection job decodes
+    every event it reads, and tracked they set off most of its collections, each of which walks
+    the detectors' state: replaying 5 minutes of the streams bench's backlog offline
+    through the job's steps (792k events) made 17 full collections with tracked events and 6
+    without, and took 3 % less CPU (15.8 against 16.3 us per event, the means of three
+    alternating pairs of runs).
+    An event cannot be part of a reference cycle: it is frozen, and its fields, ``extra`` too,
+    hold only values decoded from its record."""
 
     id: EventId
     ts: EventTime

@@ -100,3 +100,14 @@ def test_a_value_good_for_one_shaped_field_is_not_good_for_another():
     assert violations([msgspec.structs.replace(FLOW, tenant="999")]) == []
     (_, reason), *_ = violations([msgspec.structs.replace(FLOW, proto="999")])
     assert reason.startswith("flow event field proto out of bounds")
+
+
+def test_events_are_left_out_of_the_cyclic_collector_with_or_without_extra() -> None:
+    import gc
+
+    with_extra = msgspec.structs.replace(FLOW, extra={"tcp_flags": 2, "labels": ["a", {"b": 1}]})
+    events = [FLOW, PROC, with_extra, *(decode_event(encode_event(e)) for e in (FLOW, PROC, with_extra))]
+    events += [AuditEvent(id="a", ts=TS, source="cloudtrail", principal="p", action="x", resource="r"),
+               AuthEvent(id="u", ts=TS, source="sshd", user="root", result="failure")]  # fmt: skip
+    assert not any(gc.is_tracked(e) for e in events)
+    assert decode_event(encode_event(with_extra)) == with_extra  # the decoded extra is intact
