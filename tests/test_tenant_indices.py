@@ -316,6 +316,8 @@ def test_the_indexer_writes_every_copy_and_alert_action_gives_the_socs() -> None
     ahead = idx._indices_ahead(DAY - DAY % 86_400_000)
     assert "ssa-alerts-t-t-gamma.2025.11.25" in ahead and "ssa-metrics-soc.2025.11.24" in ahead
     assert "ssa-incidents-soc.2025.11.24" in ahead
+    assert {"ssa-threat-soc.2025.11.25", "ssa-threat-t-t-gamma.2025.11.24"} <= set(ahead)
+    assert not any(i.startswith("ssa-warnings-") for i in ahead)  # rare: made by the first one
 
 
 # --- incidents that involve two tenants ----------------------------------------------------------
