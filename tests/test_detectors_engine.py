@@ -220,6 +220,27 @@ def test_late_events_are_counted_and_rule_hits_still_alert() -> None:
     assert engine.stats()["detectors"]["brute_force.auth_failures"]["late"] == 1
 
 
+def test_a_late_rule_hit_is_raised_by_the_next_process_or_advance_and_survives_pickling() -> None:
+    cfg = DetectorConfig.default().merged({"engine": {"max_out_of_orderness_ms": 1000}})
+
+    def holding_a_late_hit() -> DetectionEngine:
+        engine = _engine(cfg)
+        assert engine.process([_qemu(1, T0 + 120_000)]) == []  # the first minute closes, empty
+        engine.late([_qemu(2, T0 + 5_000)])  # as the job's source finds a late event
+        return engine
+
+    def late_ids(alerts: list[Alert]) -> list[list[str]]:
+        return [a.evidence["event_ids"] for a in alerts if a.evidence.get("late")]
+
+    assert late_ids(holding_a_late_hit().process([])) == [["q2"]]
+    engine = holding_a_late_hit()  # watermark T0 + 119 s: no window ends by T0 + 119.5 s
+    assert late_ids(engine.advance(T0 + 119_500)) == [["q2"]]
+    assert late_ids(engine.process([])) == []  # raised once
+    old = holding_a_late_hit()
+    del old._late_pending  # as pickled before the engine kept it
+    assert late_ids(pickle.loads(pickle.dumps(old)).process([])) == [["q2"]]
+
+
 def test_late_policy_drop_only_counts() -> None:
     cfg = DetectorConfig.default().merged(
         {"engine": {"max_out_of_orderness_ms": 0, "late_rule_hits": "drop"}}
