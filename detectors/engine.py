@@ -106,8 +106,6 @@ class DetectionEngine:
         self._lanes = [_Lane(a) for a in allowances]
         self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
         self._det_lane = [self._lane_of_detector(d) for d in self.detectors]
-        # Per lane: a single-event rule holds a late finding, raised by the lane's next close.
-        self._late_pending = [False] * len(self._lanes)
         self._events = 0
         self._unknown = 0
         self._late_events = 0
@@ -185,7 +183,6 @@ class DetectionEngine:
             mine.max_ts = max(mine.max_ts, theirs.max_ts)
             mine.watermark = max(mine.watermark, theirs.watermark)
             mine.next_close = _FAR_PAST  # recomputed by the next close
-        self._late_pending = [True] * len(self._lanes)  # the old detectors' late findings come along
         previous = {d.meta.id: d for d in old.detectors}
         dropped = [
             d.meta.id for d in self.detectors if d.meta.id in previous and not d.adopt(previous[d.meta.id])
@@ -309,6 +306,8 @@ class DetectionEngine:
         ]
         # The pane sizes of each lane's detectors (a few): where its next window can end.
         self._lane_panes = [tuple(sorted({d.window.pane_ms for d in dets})) for dets in self._lane_detectors]
+        # Per lane: a single-event rule holds a late finding, raised by the lane's next close.
+        self._late_pending = [any(d._late_findings for d in dets) for dets in self._lane_detectors]
 
     def _lane_of_detector(self, d: Detector) -> int:
         """A detector's windows close on one watermark: all its kinds must share an allowance."""
@@ -512,11 +511,10 @@ class DetectionEngine:
         state["_lane_of"] = None
         state["_lane_detectors"] = None
         state["_lane_panes"] = None
+        state["_late_pending"] = None
         state["_bound"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._build_dispatch()
-        if "_late_pending" not in state:  # pickled before the engine kept it
-            self._late_pending = [any(d._late_findings for d in dets) for dets in self._lane_detectors]
