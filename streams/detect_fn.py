@@ -14,7 +14,11 @@ tenant topics (secure mode: a feeder may write only its own tenant's ``ssa.<tena
 each batch carries the topic of every payload, and the tenant is the topic's:
 
 - on a tenant's topic, an event without a tenant gets the topic's; one naming another tenant goes
-  to the DLQ (``tenant mismatch: topic of tenant A, payload says B``) and is never detected.
+  to the DLQ (``tenant mismatch: topic of tenant A, payload says B``) and is never detected, but
+  for a flow one of whose addresses the registry gives the topic's tenant: the tenant's own record
+  of a connection with another tenant's VM, named by its own side (``_flow_of_tenant``). A
+  payload naming the topic's tenant is trusted here; the parse stage also holds those to the
+  registry (``verify``).
 - on the provider's topics (``ssa.provider.telemetry.*``: the hypervisors' auditd, which serves
   every tenant) the provider cannot claim a tenant either: an event's tenant is the one the job's
   registry gives its ``vm``, filled in when the payload has none; a payload naming any other
@@ -39,7 +43,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -52,7 +56,7 @@ from detectors.registry import all_detectors
 from infra.clients import read_secret
 from infra.secure import PROVIDER
 from ingest.dlq import make_dlq
-from ingest.schema import Event, decode_event
+from ingest.schema import Event, FlowEvent, decode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 from streams.detector_health import DetectorHealth
 from streams.posture import PostureState, anomaly_records
@@ -287,12 +291,20 @@ _ORDER = operator.attrgetter("ts", "id")
 Batch = Sequence[bytes | str] | tuple[Sequence[bytes | str], Sequence[str]]
 
 
-def check_tenant(event: Event, topic_tenant: str, registry: TenantRegistry | None) -> Event | str:
+def check_tenant(
+    event: Event, topic_tenant: str, registry: TenantRegistry | None, *, verify: bool = False
+) -> Event | str:
     """The event as the job takes it from a topic of ``topic_tenant`` (``PROVIDER`` for the
-    provider's topics), or why it goes to the DLQ instead (module docstring)."""
+    provider's topics), or why it goes to the DLQ instead (module docstring). ``verify``: an event
+    claimed by the topic's tenant is held to the registry too (the parse stage, where a header may
+    have named the tenant of every event of its record)."""
     claimed = event.tenant
     if topic_tenant != PROVIDER:
+        if registry is not None and event.__class__ is FlowEvent and (claimed != topic_tenant or verify):
+            return _flow_of_tenant(cast(FlowEvent, event), topic_tenant, registry)
         if claimed == topic_tenant:
+            if verify and registry is not None and (event.vm or event.host):
+                return _machine_of_tenant(event, topic_tenant, registry)
             return event
         if claimed is None:
             return msgspec.structs.replace(event, tenant=topic_tenant)
@@ -313,6 +325,42 @@ def check_tenant(event: Event, topic_tenant: str, registry: TenantRegistry | Non
         else "it names no VM (host telemetry is the provider's)"
     )
     return f"tenant mismatch: provider topic, payload says {claimed} but {where}"
+
+
+def _machine_of_tenant(event: Event, tenant: str, registry: TenantRegistry) -> Event | str:
+    """An event the payload gives to ``tenant`` whose machine the registry gives to another: its VM,
+    or with none the address it was named by (``Parser.node_owner``: a tenant's address with no VM
+    of the registry)."""
+    vm = event.vm
+    owner = registry.tenant_of_vm(vm) if vm else registry.tenant_of_ip(event.host)
+    if owner is None or owner == tenant:
+        return event
+    machine = f"VM {vm}" if vm else f"{event.host}"
+    return f"tenant mismatch: topic of tenant {tenant}, the registry gives {machine} to {owner}"
+
+
+def _flow_of_tenant(event: FlowEvent, tenant: str, registry: TenantRegistry) -> FlowEvent | str:
+    """A flow on ``tenant``'s topic is the tenant's when either of its addresses is: a victim's own
+    record of a connection from another tenant's VM is the victim's (the parser, reading the
+    addresses alone, gives a flow to its source's tenant), and it names the victim's side (VM and
+    host). One whose addresses are no tenant's is the topic's, as an event without a tenant; one
+    whose addresses are only other tenants' goes to the DLQ, whatever the payload claims."""
+    src, dst = event.src_ip, event.dst_ip
+    src_owner, dst_owner = registry.tenant_of_ip(src), registry.tenant_of_ip(dst)
+    if src_owner == tenant or dst_owner == tenant:
+        ip = src if src_owner == tenant else dst
+        vm = registry.vm_of_ip(ip)
+        host = registry.vms[vm].host if vm is not None else None
+        if event.tenant == tenant and event.vm == vm and event.host == host:
+            return event
+        return msgspec.structs.replace(event, tenant=tenant, vm=vm, host=host)
+    claimed = event.tenant
+    if claimed is not None and claimed != tenant:
+        return f"tenant mismatch: topic of tenant {tenant}, payload says {claimed}"
+    if src_owner is None and dst_owner is None:
+        return event if claimed == tenant else msgspec.structs.replace(event, tenant=tenant)
+    ip, owner = (src, src_owner) if src_owner is not None else (dst, dst_owner)
+    return f"tenant mismatch: topic of tenant {tenant}, the registry gives {ip} to {owner} and neither address to {tenant}"
 
 
 class TopicTenants:

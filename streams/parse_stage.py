@@ -16,7 +16,9 @@ tenant from its topic, as the job does for telemetry: a record whose ``ssa-tenan
 another tenant (on the provider's topics: any) goes to the DLQ unparsed (``header_tenant_mismatch``),
 and each parsed event passes ``streams.detect_fn.check_tenant`` against the topic's tenant (none:
 the topic's; another: DLQ, ``tenant mismatch: topic of tenant A, payload says B (event <id>, topic
-<raw topic>)``; the provider's: the registry's owner of its VM) before it is produced, in the same
+<raw topic>)``, but a flow with an address of the topic's tenant is that tenant's; the topic's
+tenant, as a header gives it to every event of its record: held to the registry, ``verify``; the
+provider's: the registry's owner of its VM) before it is produced, in the same
 transaction, to that tenant's ``ssa.<tenant>.telemetry.<kind>`` (``TelemetryProducer.with_topics``),
 which the job in secure mode reads. A record is parsed as in plain mode (the header as ``--tenant``,
 else the registry), so event ids do not depend on the mode. Off, the shared ``ssa.raw.<format>``
@@ -420,7 +422,8 @@ class _TenantGate:
     """The output of the parsers of one tenant's raw topic (secure mode): each event as the job
     takes it from that tenant's telemetry topic (``streams.detect_fn.check_tenant``: no tenant gets
     the topic's; another tenant, or on the provider's topic one the registry does not give the
-    event's VM, goes to the DLQ with the reason, source ``parse``). ``out`` counts and sends on to
+    event's VM, goes to the DLQ with the reason, source ``parse``), and one of the topic's tenant
+    held to the registry as well (``verify``). ``out`` counts and sends on to
     the sink of the tenant's telemetry topics, so a refused event is counted as DLQ, not as an event."""
 
     def __init__(
@@ -441,22 +444,19 @@ class _TenantGate:
         self.skip = out.skip
 
     def event(self, event: Event) -> None:
-        if event.tenant != self.tenant or self.provider:
-            checked = self._check(event)
-            if checked is None:
-                return
-            event = checked
-        self.out.event(event)
+        checked = self._check(event)
+        if checked is not None:
+            self.out.event(checked)
 
     def event_batch(self, events: list[Event]) -> None:
-        tenant = self.tenant
-        if self.provider or any(e.tenant != tenant for e in events):  # nearly never: its own tenant's
-            events = [e for e in map(self._check, events) if e is not None]
+        events = [e for e in map(self._check, events) if e is not None]
         if events:
             self.out.event_batch(events)
 
     def _check(self, event: Event) -> Event | None:
-        checked = check_tenant(event, self.tenant, self.registry())
+        # Every event, its topic's tenant's too: a header naming that tenant gave it to every event
+        # of the record, a line of another tenant's VM among them (``check_tenant``'s ``verify``).
+        checked = check_tenant(event, self.tenant, self.registry(), verify=True)
         if self.provider and not isinstance(checked, str):
             kind = event.__struct_config__.tag
             if kind not in PROVIDER_KINDS:  # the provider has no topic for it (flows)

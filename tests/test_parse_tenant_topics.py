@@ -6,6 +6,7 @@ naming, the pattern's reach, and the stage's Kafka-free core with a sink per ten
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from infra import secure
 from ingest.dlq import DlqRecord
 from ingest.pipeline import run_ingest
 from ingest.raw import HEADER_TENANT, RawRejected
+from ingest.schema import FlowEvent
 from ingest.tenants import TenantRegistry
 from streams.parse_stage import (
     ParseStage,
@@ -166,14 +168,66 @@ def test_a_tenants_raw_lines_become_its_events_and_another_tenants_go_to_the_dlq
     assert doc["topic"] == "ssa.*.raw.syslog"
 
 
-def test_a_header_naming_the_topics_tenant_is_ssa_ingest_tenant() -> None:
-    forced = ListSink()
+def test_a_header_naming_the_topics_tenant_lets_no_line_of_another_tenant_through() -> None:
+    """The header acts as ``ssa ingest --tenant`` for what the registry gives no tenant, and a line
+    of another tenant's VM still goes to the DLQ, as without the header (it once became the
+    topic's tenant's event, naming the other tenant's VM)."""
+    forced, plain = ListSink(), ListSink()
     run_ingest(SAMPLES / "auth.log", "syslog", tenant=A, sink=forced, registry=REGISTRY)
+    run_ingest(SAMPLES / "auth.log", "syslog", sink=plain, registry=REGISTRY)
+    foreign = {e.id for e in plain.events if e.tenant == B}
+    assert foreign and {e.vm for e in forced.events if e.id in foreign} == {"vm-beta-01"}
     stage, shared, routes = _stage()
     stage.process(_msgs("ssa.t-acme.raw.syslog", _auth_lines(), [(HEADER_TENANT, A.encode())]))
     stage.flush_idle(everything=True)
-    assert [(e.id, e.tenant) for e in routes.sinks[A].events] == [(e.id, A) for e in forced.events]
-    assert not [d for d in routes.dlqs(shared) if d.reason.startswith("tenant mismatch")]
+    assert [(e.id, e.tenant, e.vm) for e in routes.sinks[A].events] == [
+        (e.id, A, e.vm) for e in forced.events if e.id not in foreign
+    ]
+    mismatches = [d.reason for d in routes.dlqs(shared) if d.reason.startswith("tenant mismatch")]
+    assert mismatches == [
+        f"tenant mismatch: topic of tenant t-acme, the registry gives VM vm-beta-01 to t-beta (event {i}, "
+        "topic ssa.t-acme.raw.syslog)"
+        for i in [e.id for e in forced.events if e.id in foreign]
+    ]
+
+
+def _zeek(src: str, dst: str) -> bytes:
+    return json.dumps({
+        "ts": 1709632800.5, "uid": f"C{src}{dst}", "id.orig_h": src, "id.orig_p": 40001, "id.resp_h": dst,
+        "id.resp_p": 22, "proto": "tcp", "duration": 1.5, "orig_bytes": 100, "resp_bytes": 200,
+        "conn_state": "SF", "orig_pkts": 5, "resp_pkts": 5, "orig_ip_bytes": 400, "resp_ip_bytes": 500,
+    }).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("header", [None, A], ids=["no header", "header of the topic's tenant"])
+def test_a_flow_is_the_topics_tenants_when_either_address_is(header: str | None) -> None:
+    """A's flow log records a connection from B's VM to A's VM (an attack from a neighbour, seen by
+    the victim): the parser gives it to its source's tenant, and it went to the DLQ; with a header
+    it became A's naming B's VM. Now it is A's, naming A's VM, either way. A flow of B's VM to the
+    Internet in A's log is refused either way, and one between addresses no tenant holds is A's."""
+    rows = [
+        ("10.2.0.7", "10.1.0.5", "vm-acme-01"),  # B's VM -> A's VM: the victim's record
+        ("10.1.0.5", "10.2.0.7", "vm-acme-01"),  # A's VM -> B's VM
+        ("10.2.0.9", "10.1.0.9", None),  # B's address -> A's address, no VM of the registry
+        ("198.51.100.9", "10.1.0.5", "vm-acme-01"),  # the Internet -> A's VM
+        ("198.51.100.9", "203.0.113.7", None),  # no tenant's addresses: the topic's
+        ("10.2.0.7", "198.51.100.9", "refused"),  # B's VM -> the Internet: not A's
+    ]
+    stage, shared, routes = _stage()
+    headers = [(HEADER_TENANT, header.encode())] if header else None
+    stage.process(_msgs("ssa.t-acme.raw.zeek", [_zeek(s, d) for s, d, _ in rows], headers))
+    stage.flush_idle(everything=True)
+    flows = [e for e in routes.sinks[A].events if isinstance(e, FlowEvent)]
+    assert len(flows) == len(routes.sinks[A].events)
+    got = [(e.src_ip, e.dst_ip, e.tenant, e.vm, e.host) for e in flows]
+    assert got == [(s, d, A, vm, "hv-01" if vm else None) for s, d, vm in rows if vm != "refused"]
+    (reason,) = [d.reason for d in routes.dlqs(shared)]
+    assert reason.startswith(
+        "tenant mismatch: topic of tenant t-acme, "
+        + ("payload says t-beta" if header is None else
+           "the registry gives 10.2.0.7 to t-beta and neither address to t-acme")
+    )  # fmt: skip
+    assert not routes.sinks[B].events and B not in routes.topics
 
 
 def test_a_header_naming_another_tenant_sends_the_record_to_the_dlq_unparsed() -> None:

@@ -176,6 +176,73 @@ def test_the_provider_carries_a_tenant_only_as_the_registry_maps_its_vm() -> Non
     )
 
 
+def _flow(tenant: str | None, src: str, dst: str, vm: str | None = None) -> FlowEvent:
+    return FlowEvent(
+        id="f", ts=TS, source="zeek", tenant=tenant, vm=vm, host="hv-1" if vm else None, src_ip=src, dst_ip=dst
+    )  # fmt: skip
+
+
+def test_a_flow_is_the_topics_tenants_when_either_of_its_addresses_is() -> None:
+    """The parser gives a flow to its source's tenant; on a tenant's topic, a flow that reaches the
+    tenant's address from another tenant's VM is the tenant's own record (the victim's side of an
+    attack), named by its own side's VM."""
+    inbound = _flow("b", "10.2.0.5", "10.1.0.5", vm="vm-b")  # b's VM -> a's VM, in a's flow log
+    assert check_tenant(inbound, "a", REGISTRY) == _flow("a", "10.2.0.5", "10.1.0.5", vm="vm-a")
+    assert check_tenant(_flow(None, "198.51.100.7", "10.1.0.5"), "a", REGISTRY) == _flow(
+        "a", "198.51.100.7", "10.1.0.5", vm="vm-a"
+    )
+    assert check_tenant(_flow(None, "10.1.0.9", "10.2.0.5"), "a", REGISTRY) == _flow(
+        "a", "10.1.0.9", "10.2.0.5"
+    )
+    assert check_tenant(_flow(None, "198.51.100.7", "203.0.113.1"), "a", REGISTRY) == _flow(
+        "a", "198.51.100.7", "203.0.113.1"
+    )  # no tenant's addresses: the topic's, as any event without a tenant
+    # Only another tenant's addresses: not the topic's, whatever the payload says.
+    assert check_tenant(_flow("b", "10.2.0.5", "198.51.100.7", vm="vm-b"), "a", REGISTRY) == (
+        "tenant mismatch: topic of tenant a, payload says b"
+    )
+    assert check_tenant(_flow(None, "10.2.0.5", "198.51.100.7"), "a", REGISTRY) == (
+        "tenant mismatch: topic of tenant a, the registry gives 10.2.0.5 to b and neither address to a"
+    )
+    assert check_tenant(_flow("b", "198.51.100.7", "203.0.113.1"), "a", REGISTRY) == (
+        "tenant mismatch: topic of tenant a, payload says b"
+    )
+    # The job trusts a payload that names the topic's tenant (a feeder mislabels only into its own
+    # view); the parse stage, which parsed the record, holds it to the registry (verify).
+    claimed = _flow("a", "10.2.0.5", "198.51.100.7", vm="vm-b")
+    assert check_tenant(claimed, "a", REGISTRY) is claimed
+    assert check_tenant(claimed, "a", REGISTRY, verify=True) == (
+        "tenant mismatch: topic of tenant a, the registry gives 10.2.0.5 to b and neither address to a"
+    )
+    own = _flow("a", "10.1.0.5", "198.51.100.7", vm="vm-a")
+    assert check_tenant(own, "a", REGISTRY, verify=True) is own
+    forced = _flow("a", "10.2.0.5", "10.1.0.5", vm="vm-b")  # b's VM -> a's VM, the header's tenant
+    assert check_tenant(forced, "a", REGISTRY, verify=True) == _flow("a", "10.2.0.5", "10.1.0.5", vm="vm-a")
+    # Without a registry nothing is known of addresses: the payload's tenant, as for any event.
+    assert check_tenant(_flow(None, "10.2.0.5", "198.51.100.7"), "a", None) == _flow(
+        "a", "10.2.0.5", "198.51.100.7"
+    )
+    assert check_tenant(inbound, "a", None) == "tenant mismatch: topic of tenant a, payload says b"
+
+
+def test_the_parse_stage_holds_an_event_of_the_topics_tenant_to_the_registry() -> None:
+    """``verify``: a header naming the topic's tenant gave that tenant to every event of its record;
+    an event whose VM, or whose address with no VM, is another tenant's is refused."""
+    assert check_tenant(_proc("a", "vm-b"), "a", REGISTRY) == _proc("a", "vm-b")  # the job: trusted
+    assert check_tenant(_proc("a", "vm-b"), "a", REGISTRY, verify=True) == (
+        "tenant mismatch: topic of tenant a, the registry gives VM vm-b to b"
+    )
+    assert check_tenant(_proc("a", "vm-a"), "a", REGISTRY, verify=True) == _proc("a", "vm-a")
+    assert check_tenant(_proc("a", None), "a", REGISTRY, verify=True) == _proc("a", None)  # host hv-1
+    named = AuthEvent(
+        id="e", ts=TS, source="sshd", tenant="a", host="10.2.0.9", user="root", result="failure"
+    )
+    assert check_tenant(named, "a", REGISTRY, verify=True) == (
+        "tenant mismatch: topic of tenant a, the registry gives 10.2.0.9 to b"
+    )
+    assert check_tenant(_auth("a"), "a", REGISTRY, verify=True) == _auth("a")
+
+
 def _raw(event: Event) -> bytes:
     return msgspec.json.encode(event)
 
@@ -217,8 +284,8 @@ def test_the_detector_step_takes_payloads_and_topics_and_replays_alike() -> None
     regex = sql.tenant_topic_pattern(("flow",))
     detector = MicroBatchDetector(DetectionJobConfig(tenant_topic_regex=regex))
     flows = [
-        FlowEvent(id=f"f{i}", ts=TS + i, source="vpcflow", tenant=t, src_ip="10.1.0.5", dst_ip="10.2.0.5", dst_port=22)
-        for i, t in enumerate(["a", "b", None])
+        FlowEvent(id=f"f{i}", ts=TS + i, source="vpcflow", tenant=t, src_ip=src, dst_ip="10.2.0.5", dst_port=22)
+        for i, (t, src) in enumerate([("a", "10.1.0.5"), ("b", "198.51.100.7"), (None, "10.1.0.5")])
     ]  # fmt: skip
     batch = ([_raw(f) for f in flows], ["ssa.a.telemetry.flow"] * 3)
     state = detector.new_state()
