@@ -103,6 +103,9 @@ class Settings:
     # The parse stage's Kafka transactional.id; empty: ``<parse group>-<host name>``. Stable per
     # process (a restart fences its predecessor), distinct for each ``ssa parse`` of one host.
     parse_transactional_id: str = ""
+    # Event ids each parse-stage output remembers to drop a shipper's copy of a record (``ingest.recent``;
+    # 0: none): 65,536 take about 4.5 MB per output.
+    parse_recent_ids: int = 65_536
     out_of_orderness_ms: int = 2000
     # Flow events' allowance instead (``ts`` is the flow's last packet): an exporter writes a
     # record only once the flow ends or times out. Zeek removes an idle TCP connection after

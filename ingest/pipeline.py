@@ -30,6 +30,7 @@ from ingest.parsers.base import Output
 from ingest.parsers.netflow import NetflowParser
 from ingest.parsers.netflow_capture import UdpCollector
 from ingest.producer import NullSink, Sink
+from ingest.recent import DUPLICATE, RecentIds
 from ingest.schema import Event, encode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 
@@ -116,10 +117,14 @@ class _Counting:
         every_s: float,
         max_ahead_ms: int = MAX_AHEAD_MS,
         file: str | None = None,
+        recent: RecentIds | None = None,
     ) -> None:
         self.sink = sink
         self.max_ahead_ms = max_ahead_ms
         self.file = file
+        # The ids produced lately (``ingest.recent``): a copy of one is skipped. The parse stage's,
+        # where shippers deliver at least once; a file read once has no copies.
+        self.recent = recent
         # A lower bound of the latest event time accepted (the clock only moves on): an event past
         # it costs one comparison; only then is the clock read again (``_ahead``).
         self.latest_ms = _now_ms() + max_ahead_ms
@@ -142,6 +147,9 @@ class _Counting:
     def event(self, event: Event) -> None:
         if event.ts > self.latest_ms and self._ahead(event):
             return
+        if self.recent is not None and self.recent.seen(event.id):
+            self.skipped[DUPLICATE] += 1
+            return
         self.send_event(event)
         self.by_type[event.__class__] += 1
         self.parsed = parsed = self.parsed + 1
@@ -153,6 +161,11 @@ class _Counting:
         once, which saves three Python calls per event on the way to the sink."""
         if events and max(map(_event_time, events)) > self.latest_ms:
             events = [ev for ev in events if not (ev.ts > self.latest_ms and self._ahead(ev))]
+        if self.recent is not None:
+            before = len(events)
+            events = self.recent.fresh(events)
+            if len(events) < before:
+                self.skipped[DUPLICATE] += before - len(events)
         self.send_events(events)
         self.by_type.update(map(type, events))  # counted in C
         self.parsed += len(events)

@@ -95,6 +95,13 @@ input waits up to ``max_backoff`` 10 s after EOF before reading a file again, rs
 polling mode every ``PollingInterval`` 10 s); syslog 120 s (sshd_config(5) ``LoginGraceTime``,
 default 120 s: the "Failed" line of a connection comes within it).
 
+**Records sent again.** Shippers deliver at least once, so a record may come twice with the same
+bytes (its events the same ids). Each output (a format's; with tenant topics, each raw topic's
+gate's) remembers the ids it produced lately (``ingest.recent``, ``recent_ids`` per output, 65,536
+by default, about 4.5 MB) and skips a copy (counted, ``ingest.recent.DUPLICATE``). Ids join at the
+commit of their transaction; an abort forgets the open transaction's, whose records are read and
+produced again. Nothing is remembered across a restart.
+
 **Headers of column formats.** Zeek TSV (``#separator`` ... ``#types``), CSV (nProbe,
 CICFlowMeter, Argus) and VPC flow logs with a header line read their rows by a header met once per
 file. Each parser keeps the header lines in force (``Parser.header_lines``, one per Zeek
@@ -166,6 +173,7 @@ from ingest.parsers.netflow import NetflowParser
 from ingest.pipeline import MAX_AHEAD_MS, CountingOutput, open_parser
 from ingest.producer import DeliveryFailed, Sink
 from ingest.raw import RawHeaders, RawRejected, format_of_topic, raw_topic_pattern, read_headers
+from ingest.recent import DEFAULT_CAPACITY, RecentIds
 from ingest.schema import Event, encode_event
 from ingest.tenants import RegistryWatcher, TenantRegistry
 from streams.detect_fn import check_tenant
@@ -190,6 +198,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_PARSERS: Final = 4096
+RECENT_IDS: Final = DEFAULT_CAPACITY  # per output (a format's, or a tenant's raw topic's): ingest.recent
 MAX_HEADER_BYTES: Final = 64 * 1024  # a source's saved header state (its record's value) at most
 MAX_STATE_BYTES: Final = 64 * 1024 * 1024  # the header states held in memory, all sources
 TXN_TIMEOUT_MS: Final = 120_000  # at least the producer's message.timeout.ms (ingest.producer)
@@ -506,10 +515,12 @@ class ParseStage:
         max_state_bytes: int = MAX_STATE_BYTES,
         tenant_topics: bool = False,
         route: Callable[[str], Sink] | None = None,
+        recent_ids: int = RECENT_IDS,
     ) -> None:
         """``tenant_topics`` (secure mode): the raw topics are the tenants' ``ssa.<tenant>.raw.*``
         (``raw_prefix`` unused), each record's tenant is its topic's, and ``route(tenant)`` is the
-        sink of that tenant's telemetry topics (the DLQ stays ``sink``'s)."""
+        sink of that tenant's telemetry topics (the DLQ stays ``sink``'s). ``recent_ids``: the event
+        ids each output remembers to drop a record sent again (``ingest.recent``; 0 or less: none)."""
         if tenant_topics and route is None:
             raise ValueError("tenant_topics needs route: the sink of each tenant's telemetry topics")
         self.sink = sink
@@ -527,7 +538,11 @@ class ParseStage:
         self.max_hold_s = max_hold_s
         self.clock = clock
         self.stats = ParseStats()
-        self.outputs = {fmt: CountingOutput(sink, None, 3600.0, max_ahead_ms) for fmt in FORMAT_NAMES}
+        self.recent_ids = recent_ids
+        self.outputs = {
+            fmt: CountingOutput(sink, None, 3600.0, max_ahead_ms, recent=self._recent())
+            for fmt in FORMAT_NAMES
+        }
         self.slots: OrderedDict[SlotKey, _Slot] = OrderedDict()
         self.parts: dict[TopicPartition, _Partition] = {}
         self._topic_formats: dict[str, str | RawRejected] = {}
@@ -689,7 +704,7 @@ class ParseStage:
         if gate is None:
             assert self.route is not None  # __init__ refuses tenant_topics without it
             tenant = self._topic_tenants[topic]
-            out = CountingOutput(self.route(tenant), None, 3600.0, self.max_ahead_ms)
+            out = CountingOutput(self.route(tenant), None, 3600.0, self.max_ahead_ms, recent=self._recent())
             gate = self._gates[topic] = _TenantGate(out, tenant, topic, fmt, lambda: self.registry)
         return gate
 
@@ -944,6 +959,9 @@ class ParseStage:
             if (key[0], key[1]) in self.parts:
                 self._set_state(key, state)
         self._taken.clear()
+        for out in self._counting():
+            if out.recent is not None:
+                out.recent.commit()
         self.stats.commits += 1
 
     def rewind(self) -> dict[TopicPartition, int]:
@@ -951,6 +969,9 @@ class ParseStage:
         parsers dropped, its records to be read again from ``q``, replayed up to ``p``); the
         offsets to seek the consumer to."""
         self._taken.clear()
+        for out in self._counting():  # the aborted output's records are produced again
+            if out.recent is not None:
+                out.recent.abort()
         seek: dict[TopicPartition, int] = {}
         for tp, part in list(self.parts.items()):
             if part.committed >= 0:
@@ -962,6 +983,13 @@ class ParseStage:
         self._drop(set(self.parts))
         self.stats.aborts += 1
         return seek
+
+    def _recent(self) -> RecentIds | None:
+        return RecentIds(max(2, self.recent_ids)) if self.recent_ids > 0 else None
+
+    def _counting(self) -> list[CountingOutput]:
+        """Every output that produces: the formats' and, with tenant topics, each raw topic's gate's."""
+        return [*self.outputs.values(), *(gate.out for gate in self._gates.values())]
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the parsers, positions and saved states of partitions this process no longer reads."""
@@ -1119,7 +1147,8 @@ def run_parse_stage(
 
     stage = ParseStage(sink, settings.topic_raw_prefix, registry=registry, timezone=timezone,
                        vpc_fields=vpc_fields, tenant_topics=tenant_topics,
-                       route=route if tenant_topics else None)  # fmt: skip
+                       route=route if tenant_topics else None,
+                       recent_ids=settings.parse_recent_ids)  # fmt: skip
     conn = kafka_config(settings, "confluent")
     metrics_out = confluent_kafka.Producer({**conn, "linger.ms": 200, "logger": log})
     consumer = confluent_kafka.Consumer(
