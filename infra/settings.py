@@ -104,7 +104,7 @@ class Settings:
     # process (a restart fences its predecessor), distinct for each ``ssa parse`` of one host.
     parse_transactional_id: str = ""
     # Event ids each parse-stage output remembers to drop a shipper's copy of a record (``ingest.recent``;
-    # 0: none): at 65,536, the last 32,768 to 65,536 ids, 4.5 MB at most per output.
+    # 0: none): at 65,536, the last 32,768 to 65,536 ids, about 4.5 MB per output.
     parse_recent_ids: int = 65_536
     out_of_orderness_ms: int = 2000
     # Flow events' allowance instead (``ts`` is the flow's last packet): an exporter writes a

@@ -2,26 +2,28 @@
 
 Shippers deliver at least once: Filebeat, Fluent Bit and rsyslog over RELP send again, after a
 restart or a lost acknowledgement, what the receiver had not acknowledged (Elastic's Filebeat
-reference, "Deduplicate data": the Beats framework guarantees at-least-once delivery, and a shutdown
-during processing or a connection lost before events are acknowledged gives duplicates; elastic/beats
-issues 30061 and 36541 are restarts that sent whole files again). The copies are the same bytes, so the parser gives
-them the same event ids (``ingest.schema.event_id`` hashes the source and the raw record), and the
-detectors would count them twice (a held connection's time, an upload's bytes, a failed login).
-Distinct records with the same bytes are not seen in real logs: sshd writes the client's port and
-its own pid on each line and pam_unix waits 2 s after a failed password; Zeek names each connection
-(``uid``), auditd numbers each event, flow records carry their times and counters (no line repeats
-in loghub's 2,000 sshd lines of a password-guessing campaign, nor in an hour of RITA's Zeek conn log).
+reference, "Deduplicate data": the Beats framework guarantees at-least-once delivery, and a
+shutdown during processing or a connection lost before events are acknowledged gives duplicates;
+elastic/beats issues 30061 and 36541 are restarts that sent whole files again). The copies are the
+same bytes, so the parser gives them the same event ids (``ingest.schema.event_id`` hashes the
+source and the raw record), and the detectors would count them twice (a held connection's time,
+an upload's bytes, a failed login). Distinct records with the same bytes are not seen in real
+logs: sshd writes the client's port and its own pid on each line and pam_unix waits 2 s after a
+failed password; Zeek names each connection (``uid``), auditd numbers each event, flow records
+carry their times and counters (no line repeats in loghub's 2,000 sshd lines of a
+password-guessing campaign, nor in an hour of RITA's Zeek conn log).
 
-``RecentIds`` remembers the ids of the last ``capacity / 2`` to ``capacity`` events (in two
-generations of ``capacity / 2``: the newer becomes the older when it fills, and the older is forgotten), as 64-bit hashes of the
-id strings (``hash``: random per process, which is all an in-memory set needs), so memory is
-bounded whatever the rate: 4.5 MB at most at the default capacity (tracemalloc's peak over 300,000
-ids). A copy sent again after more newer events than that passes (a whole file sent again, as in
-those issues, is mostly counted twice), as does any copy after a restart of the reader.
+``RecentIds`` remembers the ids of the last ``capacity / 2`` to ``capacity`` events (two
+generations of ``capacity / 2``: the newer becomes the older when it fills, and the older is
+forgotten), as 64-bit hashes of the id strings (``hash``: random per process, which is all an
+in-memory set needs), so memory is bounded whatever the rate: about 4.5 MB at the default
+capacity (tracemalloc's peak over 300,000 ids committed 3,000 at a time). A copy sent again after
+more newer events than that passes (a whole file sent again, as in those issues, is mostly
+counted twice), as does any copy after a restart of the reader.
 
 Ids produced in an open transaction are ``pending``: a copy of one is dropped, but they join the
-remembered ids only at ``commit``, and ``abort`` forgets them, since an aborted transaction's records
-are read again and must then be produced again.
+remembered ids only at ``commit``, and ``abort`` forgets them, since an aborted transaction's
+records are read again and must then be produced again.
 """
 
 from __future__ import annotations

@@ -98,9 +98,10 @@ default 120 s: the "Failed" line of a connection comes within it).
 **Records sent again.** Shippers deliver at least once, so a record may come twice with the same
 bytes (its events the same ids). Each output (a format's; with tenant topics, each raw topic's
 gate's) remembers the ids it produced lately (``ingest.recent``: the last half to all of
-``recent_ids`` per output, 65,536 by default, 4.5 MB at most) and skips a copy (counted, ``ingest.recent.DUPLICATE``). Ids join at the
-commit of their transaction; an abort forgets the open transaction's, whose records are read and
-produced again. Nothing is remembered across a restart.
+``recent_ids``, 65,536 by default, about 4.5 MB) and skips a copy (counted,
+``ingest.recent.DUPLICATE``). Ids join at the commit of their transaction; an abort forgets the
+open transaction's, whose records are read and produced again. Nothing is remembered across a
+restart.
 
 **Headers of column formats.** Zeek TSV (``#separator`` ... ``#types``), CSV (nProbe,
 CICFlowMeter, Argus) and VPC flow logs with a header line read their rows by a header met once per
