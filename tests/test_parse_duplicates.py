@@ -26,6 +26,15 @@ def _auth() -> list[bytes]:
     return (SAMPLES / "auth.log").read_bytes().splitlines()
 
 
+def _read(msgs: list[Msg], recent_ids: int = 65_536) -> tuple[ParseStage, ListSink]:
+    """A stage that reads ``msgs`` in one go and finishes: what one reading gives."""
+    sink = ListSink()
+    stage = ParseStage(sink, PREFIX, recent_ids=recent_ids)
+    stage.process(msgs)
+    stage.flush_idle(everything=True)
+    return stage, sink
+
+
 # --- RecentIds ---------------------------------------------------------------------------------
 def test_an_id_is_a_copy_once_produced_and_forgotten_if_its_transaction_aborts() -> None:
     recent = RecentIds(8)
@@ -70,14 +79,8 @@ def test_a_shippers_copies_are_dropped_and_counted() -> None:
     stage.process(resent[1])
     stage.flush_idle(everything=True)
     commit(stage, sink, topic)
-    once = ListSink()
-    plain = ParseStage(once, PREFIX)
-    plain.process(_msgs(lines))
-    plain.flush_idle(everything=True)
-    twice = ListSink()
-    forgetful = ParseStage(twice, PREFIX, recent_ids=0)
-    forgetful.process([*resent[0], *resent[1]])
-    forgetful.flush_idle(everything=True)
+    _, once = _read(_msgs(lines))
+    forgetful, twice = _read([*resent[0], *resent[1]], recent_ids=0)
     assert [e.id for e in sink.events] == [e.id for e in once.events]
     copies = len(twice.events) - len(once.events)
     assert copies > 0 and stage.outputs["syslog"].skipped[DUPLICATE] == copies
@@ -99,10 +102,7 @@ def test_a_record_whose_output_was_aborted_is_produced_again() -> None:
     stage.process(_msgs(lines[10:], start=10))  # read again from the last commit
     stage.flush_idle(everything=True)
     commit(stage, sink, topic)
-    whole = ListSink()
-    fresh = ParseStage(whole, PREFIX)
-    fresh.process(_msgs(lines))
-    fresh.flush_idle(everything=True)
+    _, whole = _read(_msgs(lines))
     assert [e.id for e in sink.events] == [e.id for e in whole.events]
     assert not stage.outputs["syslog"].skipped[DUPLICATE]
 
@@ -130,8 +130,5 @@ def test_a_copy_on_another_tenants_topic_is_not_a_copy() -> None:
 
 def test_the_stage_can_be_told_to_remember_nothing() -> None:
     lines = _auth()[:10]
-    sink = ListSink()
-    stage = ParseStage(sink, PREFIX, recent_ids=0)
-    stage.process(_msgs(lines) + _msgs(lines, start=10))
-    stage.flush_idle(everything=True)
+    _, sink = _read(_msgs(lines) + _msgs(lines, start=10), recent_ids=0)
     assert len(sink.events) == 2 * len({e.id for e in sink.events})
