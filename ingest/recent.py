@@ -7,11 +7,11 @@ shutdown during processing or a connection lost before events are acknowledged g
 elastic/beats issues 30061 and 36541 are restarts that sent whole files again). The copies are the
 same bytes, so the parser gives them the same event ids (``ingest.schema.event_id`` hashes the
 source and the raw record), and the detectors would count them twice (a held connection's time,
-an upload's bytes, a failed login). Distinct records with the same bytes are not seen in real
-logs: sshd writes the client's port and its own pid on each line and pam_unix waits 2 s after a
-failed password; Zeek names each connection (``uid``), auditd numbers each event, flow records
-carry their times and counters (no line repeats in loghub's 2,000 sshd lines of a
-password-guessing campaign, nor in an hour of RITA's Zeek conn log).
+an upload's bytes, a failed login). Distinct records with the same bytes are not expected: sshd
+writes the client's port and its own pid on each line and pam_unix waits 2 s after a failed
+password; Zeek names each connection (``uid``), auditd numbers each event, flow records carry
+their times and counters (no line repeats in loghub's 2,000 sshd lines of a password-guessing
+campaign, nor in an hour of RITA's Zeek conn log).
 
 ``RecentIds`` remembers the ids of the last ``capacity / 2`` to ``capacity`` events (two
 generations of ``capacity / 2``: the newer becomes the older when it fills, and the older is
