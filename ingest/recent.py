@@ -46,12 +46,13 @@ _ID: Final = attrgetter("id")
 class RecentIds:
     """Event ids produced lately (module docstring); ``seen`` is called once per event produced."""
 
-    __slots__ = ("_half", "_new", "_old", "_pending")
+    __slots__ = ("_capacity", "_half", "_new", "_old", "_pending")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 2:
             raise ValueError(f"capacity of recent event ids must be at least 2, not {capacity}")
         self._half = capacity // 2
+        self._capacity = 2 * self._half  # what the two generations hold at most
         self._new: set[int] = set()
         self._old: set[int] = set()
         self._pending: set[int] = set()
@@ -63,7 +64,7 @@ class RecentIds:
         pending = self._pending
         if h in pending or h in self._new or h in self._old:
             return True
-        if len(pending) < 2 * self._half:
+        if len(pending) < self._capacity:
             pending.add(h)
         return False
 
@@ -74,7 +75,7 @@ class RecentIds:
         pending = self._pending
         if len(hashes) == len(events) and hashes.isdisjoint(pending) and hashes.isdisjoint(self._new) \
                 and hashes.isdisjoint(self._old):  # fmt: skip
-            if len(pending) < 2 * self._half:
+            if len(pending) < self._capacity:
                 pending |= hashes
             return events
         seen = self.seen

@@ -199,7 +199,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_PARSERS: Final = 4096
-RECENT_IDS: Final = DEFAULT_CAPACITY  # per output (a format's, or a tenant's raw topic's): ingest.recent
 MAX_HEADER_BYTES: Final = 64 * 1024  # a source's saved header state (its record's value) at most
 MAX_STATE_BYTES: Final = 64 * 1024 * 1024  # the header states held in memory, all sources
 TXN_TIMEOUT_MS: Final = 120_000  # at least the producer's message.timeout.ms (ingest.producer)
@@ -516,7 +515,7 @@ class ParseStage:
         max_state_bytes: int = MAX_STATE_BYTES,
         tenant_topics: bool = False,
         route: Callable[[str], Sink] | None = None,
-        recent_ids: int = RECENT_IDS,
+        recent_ids: int = DEFAULT_CAPACITY,
     ) -> None:
         """``tenant_topics`` (secure mode): the raw topics are the tenants' ``ssa.<tenant>.raw.*``
         (``raw_prefix`` unused), each record's tenant is its topic's, and ``route(tenant)`` is the
