@@ -6,7 +6,7 @@ VENV_STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
 
-.PHONY: setup lock jars ecs-spec run demo test test-unit test-integration bench fuzz lint format typecheck check up down status clean
+.PHONY: setup lock jars ecs-spec run demo test test-unit test-integration bench toollab fuzz lint format typecheck check up down status clean
 
 setup: $(VENV_STAMP) jars ecs-spec
 
@@ -58,6 +58,17 @@ test-integration: setup
 
 bench: setup
 	$(PY) -m tests.bench
+
+# The real attack tools against real servers in a network namespace, recorded and scored (root and
+# Debian's packages of the tools: `python -m detectors.evaluation.toollab --check` names the missing).
+TOOLLAB_DIR ?= .data/toollab
+toollab: setup
+	$(PY) -m detectors.evaluation.toollab --out $(TOOLLAB_DIR)
+	$(VENV)/bin/ssa evaluate --capture $(TOOLLAB_DIR)/argus.csv --format argus --cidr 10.77.1.0/24 \
+		--name toollab-argus --out results/toollab-argus.json
+	$(VENV)/bin/ssa evaluate --capture $(TOOLLAB_DIR)/netflow.csv --format nfdump --cidr 10.77.1.0/24 \
+		--name toollab-netflow --out results/toollab-netflow.json
+	cp $(TOOLLAB_DIR)/scenarios.json results/toollab-scenarios.json
 
 # Coverage-guided fuzzing of every parser for FUZZ_SECONDS each; crashes in .cache/fuzz/<format>/.
 FUZZ_SECONDS ?= 600

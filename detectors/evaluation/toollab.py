@@ -1,0 +1,427 @@
+"""A labelled capture of the real attack tools, made on this machine: ``python -m
+detectors.evaluation.toollab --out DIR`` (root; Debian's packages of the tools, ``--check`` names the
+missing ones).
+
+No labelled capture of flow-level password guessing or slow denial of service is public beside the
+one kept for independent checks, so this makes one. The real tools (hydra, medusa, ncrack, nmap,
+slowhttptest, ab, hping3) attack real servers (OpenSSH, vsftpd, nginx as Debian ships them) in a
+network namespace, beside benign look-alikes (health checks, monitoring probes, a backup job over
+ssh, a browser's parallel page loads, downloads, a long interactive ssh session). tcpdump records
+the veth between the two namespaces; two real exporters make the flow records from the same packets:
+
+  lab.pcap --argus (its shipped 5 s status interval)--> ra -c , ...  -> argus.csv   (--format argus)
+           --softflowd (NetFlow v9, defaults)--> nfcapd -> nfdump -o csv -> netflow.csv (--format nfdump)
+
+Each scenario has its own pair of addresses (the attacker or client in 10.77.0.0/24 on the host
+side, the victim's address in 10.77.1.0/24 inside the namespace, a route with ``src`` picks the
+client's), so a flow's label is its pair's scenario's, whichever way the record reads; flows of no
+scenario are ``background``. Score either file with ``ssa evaluate --capture FILE --format FORMAT
+--cidr 10.77.1.0/24``: the victims are the monitored tenant, the clients outside it.
+
+What the loopback cannot give: round trips are microseconds, not milliseconds, so the tools run at
+their own pace against the servers' own limits (sshd's MaxStartups and failure delay, nginx's
+header timeout), faster than across a network where a tool waits on replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["SCENARIOS", "Scenario", "label_rows", "main", "missing_tools"]
+
+NS: Final = "ssa-toollab"
+HOST_IF: Final = "ssa-lab0"
+NS_IF: Final = "ssa-lab1"
+CLIENT_NET: Final = "10.77.0"
+VICTIM_NET: Final = "10.77.1"
+BACKGROUND: Final = "background"
+TOOLS: Final = {  # command -> Debian package
+    "hydra": "hydra",
+    "medusa": "medusa",
+    "ncrack": "ncrack",
+    "nmap": "nmap",
+    "slowhttptest": "slowhttptest",
+    "ab": "apache2-utils",
+    "hping3": "hping3",
+    "curl": "curl",
+    "nc": "netcat-openbsd",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "/usr/sbin/sshd": "openssh-server",
+    "/usr/sbin/vsftpd": "vsftpd",
+    "/usr/sbin/nginx": "nginx-light",
+    "tcpdump": "tcpdump",
+    "argus": "argus-server",
+    "ra": "argus-client",
+    "softflowd": "softflowd",
+    "nfcapd": "nfdump",
+    "nfdump": "nfdump",
+    "ip": "iproute2",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One tool run (``every_s`` 0) or a benign job repeated every ``every_s`` seconds, from
+    ``CLIENT_NET.host`` to ``VICTIM_NET.host``, ``start_s`` after the capture starts, stopped after
+    ``duration_s``. ``{src}``, ``{dst}`` and ``{dir}`` in the command are the client's and the victim's
+    addresses and the lab's folder (hping3 and nmap's raw packets name their source themselves)."""
+
+    label: str
+    host: int
+    command: tuple[str, ...]
+    start_s: int
+    duration_s: int
+    every_s: int = 0
+    why: str = ""
+
+    @property
+    def src(self) -> str:
+        return f"{CLIENT_NET}.{self.host}"
+
+    @property
+    def dst(self) -> str:
+        return f"{VICTIM_NET}.{self.host}"
+
+
+_SSH_OPTS: Final = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+)
+_SSH: Final = ("ssh", "-i", "{dir}/id_lab", *_SSH_OPTS, "root@{dst}")
+
+# The guessers run at once for 11 minutes (a 10-minute window's bar needs one whole window), the
+# other attacks one or two at a time, the benign jobs throughout.
+_END: Final = 840
+SCENARIOS: Final[tuple[Scenario, ...]] = (
+    Scenario("SSH password guessing hydra", 11,
+             ("hydra", "-l", "root", "-P", "{dir}/words.txt", "-t", "4", "-I", "ssh://{dst}"), 30, 660,
+             why="hydra's advice for ssh: -t 4"),
+    Scenario("SSH password guessing medusa", 12,
+             ("medusa", "-h", "{dst}", "-u", "admin", "-P", "{dir}/words.txt", "-M", "ssh", "-t", "4"), 30, 660),
+    Scenario("SSH password guessing ncrack", 13,
+             ("ncrack", "-p", "ssh:22", "--user", "root", "-P", "{dir}/words.txt", "{dst}"), 30, 660),
+    Scenario("FTP password guessing hydra", 14,
+             ("hydra", "-l", "admin", "-P", "{dir}/words.txt", "-t", "16", "-I", "ftp://{dst}"), 30, 600,
+             why="hydra's default 16 tasks"),
+    Scenario("DoS slowloris slowhttptest", 21,
+             ("slowhttptest", "-H", "-c", "300", "-r", "50", "-i", "10", "-l", "240", "-u", "http://{dst}/"),
+             30, 250, why="slow headers (-H), a header line every 10 s; nginx cuts each at 60 s"),
+    Scenario("DoS slow body slowhttptest", 22,
+             ("slowhttptest", "-B", "-c", "300", "-r", "50", "-i", "10", "-s", "8192", "-l", "240",
+              "-u", "http://{dst}/form"), 150, 250,
+             why="R.U.D.Y.'s slow POST body (-B) to a form nginx reads before passing it on"),
+    Scenario("DoS slow read slowhttptest", 23,
+             ("slowhttptest", "-X", "-c", "300", "-r", "50", "-w", "10", "-y", "20", "-n", "5", "-z", "32",
+              "-l", "240", "-u", "http://{dst}/big.bin"), 420, 250, why="slow read of a large reply (-X)"),
+    Scenario("PortScan nmap SYN", 41,
+             ("nmap", "-n", "-sS", "-S", "{src}", "-e", HOST_IF, "-T4", "-Pn", "-p", "1-2000", "{dst}"), 420, 120),
+    Scenario("PortScan nmap connect", 42, ("nmap", "-n", "-sT", "-T3", "-Pn", "--top-ports", "1000", "{dst}"),
+             480, 120),
+    Scenario("DoS HTTP flood ab", 31, ("ab", "-n", "500", "-c", "50", "http://{dst}/"), 700, 60, 1,
+             why="one source, 500 requests a second, 50 at once, a new connection each (no -k)"),
+    Scenario("DoS SYN flood hping3", 32,
+             ("hping3", "-S", "-a", "{src}", "-p", "80", "-i", "u500", "-c", "40000", "{dst}"), 780, 40,
+             why="2,000 SYNs a second, the source port counting up"),
+    # Benign look-alikes, for the whole capture.
+    Scenario("benign health check", 51, ("curl", "-s", "-o", "/dev/null", "http://{dst}/health"), 0, _END, 5,
+             why="a load balancer's check every 5 s"),
+    Scenario("benign ssh monitoring probe", 52, ("nc", "-z", "-w", "3", "{dst}", "22"), 0, _END, 30,
+             why="a TCP check of port 22 every 30 s"),
+    Scenario("benign backup over ssh", 53, (*_SSH, "cat {dir}/www/big.bin"), 0, _END, 60,
+             why="a key login copying a file every minute"),
+    Scenario("benign browsing", 54,
+             ("curl", "-s", "--no-progress-meter", "--parallel", "--parallel-max", "6",
+              *("-o", "/dev/null") * 6,
+              "http://{dst}/", "http://{dst}/a.css", "http://{dst}/b.js", "http://{dst}/c.png",
+              "http://{dst}/d.png", "http://{dst}/e.png"), 0, _END, 15,
+             why="a page and five assets over 6 parallel connections every 15 s"),
+    Scenario("benign download", 55, ("curl", "-s", "-o", "/dev/null", "http://{dst}/big.bin"), 0, _END, 120),
+    Scenario("benign interactive ssh", 56,
+             (*_SSH, "for i in $(seq 1 90); do date; sleep 10; done"), 0, _END, 0,
+             why="one long session printing a line every 10 s"),
+)  # fmt: skip
+
+
+def missing_tools(which: Callable[[str], str | None] = shutil.which) -> list[str]:
+    """The Debian packages whose commands are not on this machine."""
+    return sorted({pkg for cmd, pkg in TOOLS.items() if which(cmd) is None})
+
+
+def label_rows(
+    rows: Iterator[list[str]], src_col: str, dst_col: str, labels: dict[frozenset[str], str]
+) -> Iterator[list[str]]:
+    """A flow table's rows (header first) with a ``Label`` column: the scenario of the record's
+    address pair in either order, else ``background``."""
+    header = next(rows)
+    s, d = header.index(src_col), header.index(dst_col)
+    yield [*header, "Label"]
+    for row in rows:
+        if len(row) <= max(s, d):
+            yield row  # a summary line: left as the exporter wrote it
+            continue
+        yield [*row, labels.get(frozenset((row[s].strip(), row[d].strip())), BACKGROUND)]
+
+
+def scenario_labels(scenarios: Sequence[Scenario] = SCENARIOS) -> dict[frozenset[str], str]:
+    return {frozenset((sc.src, sc.dst)): sc.label for sc in scenarios}
+
+
+# --- the lab (root) --------------------------------------------------------------------------------
+def _run(*cmd: str, ns: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
+    full = ["ip", "netns", "exec", NS, *cmd] if ns else list(cmd)
+    return subprocess.run(full, check=check, capture_output=True, text=True)
+
+
+def _write_configs(lab: Path) -> None:
+    etc, www = lab / "etc", lab / "www"
+    etc.mkdir(parents=True, exist_ok=True)
+    www.mkdir(parents=True, exist_ok=True)
+    (www / "index.html").write_text("<html><body>lab</body></html>\n" * 200)
+    (www / "health").write_text("ok\n")
+    for name, size in (
+        ("a.css", 12_000),
+        ("b.js", 90_000),
+        ("c.png", 30_000),
+        ("d.png", 45_000),
+        ("e.png", 8_000),
+    ):
+        (www / name).write_bytes(os.urandom(size))
+    (www / "big.bin").write_bytes(os.urandom(4_000_000))
+    words = [f"pass{i:04d}" for i in range(1200)]
+    (lab / "words.txt").write_text("\n".join(words) + "\n")
+    for key in ("id_lab", "ssh_host_ed25519_key"):
+        if not (lab / key).exists():
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(lab / key))
+    (lab / "authorized_keys").write_text((lab / "id_lab.pub").read_text())
+    (etc / "sshd_config").write_text(
+        f"Port 22\nListenAddress 0.0.0.0\nHostKey {lab}/ssh_host_ed25519_key\nPidFile {lab}/sshd.pid\n"
+        f"AuthorizedKeysFile {lab}/authorized_keys\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
+    (etc / "vsftpd.conf").write_text(
+        "listen=YES\nlisten_ipv6=NO\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\n"
+        "pam_service_name=vsftpd\nsecure_chroot_dir=/var/run/vsftpd/empty\nmax_clients=200\nmax_per_ip=50\n"
+    )
+    # /form: nginx reads a request's whole body before it passes it on (nothing listens upstream)
+    (etc / "nginx.conf").write_text(
+        f"worker_processes 1;\npid {lab}/nginx.pid;\nerror_log {lab}/nginx.err;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ access_log off; client_body_temp_path {lab}/nginx_body;\n"
+        f"  server {{ listen 80; root {www}; location / {{ }}\n"
+        "    location /form { proxy_pass http://127.0.0.1:9; } } }\n"
+    )
+
+
+@contextmanager
+def _namespace() -> Iterator[None]:
+    _run("ip", "netns", "del", NS, check=False)
+    _run("ip", "link", "del", HOST_IF, check=False)
+    _run("ip", "netns", "add", NS)
+    try:
+        _run("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF)
+        _run("ip", "link", "set", NS_IF, "netns", NS)
+        _run("ip", "link", "set", HOST_IF, "up")
+        _run("ip", "link", "set", "lo", "up", ns=True)
+        _run("ip", "link", "set", NS_IF, "up", ns=True)
+        hosts = sorted({sc.host for sc in SCENARIOS})
+        for h in hosts:
+            _run("ip", "addr", "add", f"{CLIENT_NET}.{h}/32", "dev", HOST_IF)
+            _run("ip", "addr", "add", f"{VICTIM_NET}.{h}/32", "dev", NS_IF, ns=True)
+        for h in hosts:  # each victim address reached from its own client address
+            _run("ip", "route", "add", f"{VICTIM_NET}.{h}/32", "dev", HOST_IF, "src", f"{CLIENT_NET}.{h}")
+        _run("ip", "route", "add", f"{CLIENT_NET}.0/24", "dev", NS_IF, ns=True)
+        yield
+    finally:
+        # What the servers left behind (an ssh session's shell outlives its sshd) goes too.
+        for pid in _run("ip", "netns", "pids", NS, check=False).stdout.split():
+            _run("kill", "-9", pid, check=False)
+        _run("ip", "link", "del", HOST_IF, check=False)
+        _run("ip", "netns", "del", NS, check=False)
+
+
+def _start_servers(lab: Path) -> list[subprocess.Popen[bytes]]:
+    etc = lab / "etc"
+    (lab / "nginx_body").mkdir(exist_ok=True)
+    cmds = (
+        ["/usr/sbin/sshd", "-D", "-f", str(etc / "sshd_config")],
+        ["/usr/sbin/vsftpd", str(etc / "vsftpd.conf")],
+        ["/usr/sbin/nginx", "-c", str(etc / "nginx.conf"), "-g", "daemon off;"],
+    )
+    procs = []
+    for cmd in cmds:
+        log = open(lab / f"{Path(cmd[0]).name}.log", "wb")  # noqa: SIM115 - kept open while it runs
+        procs.append(subprocess.Popen(["ip", "netns", "exec", NS, *cmd], stdout=log, stderr=log))
+    time.sleep(2)
+    for p, cmd in zip(procs, cmds, strict=True):
+        if p.poll() is not None:
+            raise SystemExit(f"toollab: {cmd[0]} stopped at once (see {lab}/{Path(cmd[0]).name}.log)")
+    return procs
+
+
+def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, object]]) -> None:
+    cmd = [part.format(src=sc.src, dst=sc.dst, dir=lab) for part in sc.command]
+    time.sleep(max(0.0, t0 + sc.start_s - time.time()))
+    end = t0 + sc.start_s + sc.duration_s
+    runs = 0
+    first = time.time()
+    with open(lab / "tools.log", "ab") as log:
+        while time.time() < end:
+            started = time.time()
+            with suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    cmd, stdout=log, stderr=log, timeout=max(1.0, end - started), check=False, cwd=lab
+                )
+            runs += 1
+            if not sc.every_s:
+                break
+            time.sleep(max(0.0, started + sc.every_s - time.time()))
+    record.append(
+        {**asdict(sc), "src": sc.src, "dst": sc.dst, "started": first, "ended": time.time(), "runs": runs}
+    )
+
+
+def capture(lab: Path, scale: float = 1.0) -> Path:
+    """Run every scenario (times multiplied by ``scale``) and record the veth: ``lab/lab.pcap``."""
+    _write_configs(lab)
+    scenarios = [
+        Scenario(
+            sc.label,
+            sc.host,
+            sc.command,
+            int(sc.start_s * scale),
+            max(5, int(sc.duration_s * scale)),
+            sc.every_s,
+            sc.why,
+        )
+        for sc in SCENARIOS
+    ]
+    pcap = lab / "lab.pcap"
+    with _namespace():
+        servers = _start_servers(lab)
+        dump = subprocess.Popen(
+            ["tcpdump", "-i", HOST_IF, "-s", "160", "-U", "-w", str(pcap), "ip"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(lab / "tcpdump.log", "wb"),  # noqa: SIM115
+        )
+        time.sleep(2)
+        record: list[dict[str, object]] = []
+        t0 = time.time()
+        threads = [threading.Thread(target=_scenario_thread, args=(sc, lab, t0, record)) for sc in scenarios]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(3)
+        dump.send_signal(signal.SIGINT)
+        dump.wait(timeout=30)
+        for p in servers:
+            p.terminate()
+        for p in servers:
+            p.wait(timeout=30)
+    (lab / "scenarios.json").write_text(json.dumps(sorted(record, key=lambda r: str(r["label"])), indent=1))
+    return pcap
+
+
+def argus_flows(lab: Path) -> Path:
+    """lab.pcap -> Argus's records (its shipped configuration) -> ``ra -c ,`` -> argus.csv, labelled."""
+    raw = lab / "lab.argus"
+    raw.unlink(missing_ok=True)
+    _run("argus", "-F", "/etc/argus.conf", "-r", str(lab / "lab.pcap"), "-w", str(raw))
+    fields: tuple[str, ...] = ("stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport")
+    fields += ("state", "spkts", "dpkts", "sbytes", "dbytes")
+    out = _run("ra", "-r", str(raw), "-n", "-u", "-Z", "b", "-c", ",", "-s", *fields)
+    rows = csv.reader(out.stdout.splitlines())
+    path = lab / "argus.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(label_rows(rows, "SrcAddr", "DstAddr", scenario_labels()))
+    return path
+
+
+def netflow_flows(lab: Path) -> Path:
+    """lab.pcap -> softflowd (NetFlow v9) -> nfcapd -> ``nfdump -o csv`` -> netflow.csv, labelled."""
+    store = lab / "nfcap"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir()
+    collector = subprocess.Popen(
+        ["nfcapd", "-p", "19995", "-l", str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1)
+        _run("softflowd", "-r", str(lab / "lab.pcap"), "-n", "127.0.0.1:19995", "-v", "9", "-a", "-d")
+        time.sleep(2)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        collector.wait(timeout=30)
+    out = _run("nfdump", "-R", str(store), "-o", "csv")
+    path = lab / "netflow.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(
+            label_rows(csv.reader(out.stdout.splitlines()), "sa", "da", scenario_labels())
+        )
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m detectors.evaluation.toollab", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("--out", required=True, help="the lab's folder (pcap, flow files, scenarios.json)")
+    ap.add_argument("--check", action="store_true", help="only say which Debian packages are missing")
+    ap.add_argument("--flows-only", action="store_true", help="make the flow files again from OUT/lab.pcap")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every start and duration (a short trial)"
+    )
+    args = ap.parse_args(argv)
+    missing = missing_tools()
+    if missing or args.check:
+        if missing:
+            print(f"toollab: missing: apt-get install {' '.join(missing)}", file=sys.stderr)
+            return 2
+        print("toollab: every tool is here")
+        return 0
+    if os.geteuid() != 0:
+        print("toollab: needs root (a network namespace, tcpdump, the servers)", file=sys.stderr)
+        return 2
+    lab = Path(args.out).resolve()
+    lab.mkdir(parents=True, exist_ok=True)
+    if args.flows_only and not (lab / "lab.pcap").is_file():
+        print(f"toollab: no {lab}/lab.pcap to make flows from: run it without --flows-only", file=sys.stderr)
+        return 2
+    try:
+        if not args.flows_only:
+            capture(lab, args.scale)
+        print(argus_flows(lab))
+        print(netflow_flows(lab))
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or "").strip().splitlines()
+        print(
+            f"toollab: {' '.join(exc.cmd)} failed ({exc.returncode}): {said[-1] if said else ''}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

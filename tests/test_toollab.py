@@ -1,0 +1,52 @@
+"""The tool lab's pure parts: its scenarios' addresses and labels, and the labelling of the flow
+tables its exporters print (``detectors.evaluation.toollab``; the capture itself needs root and the
+tools, and is run by hand)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from detectors.evaluation.labelled import LabelClasses
+from detectors.evaluation.toollab import SCENARIOS, label_rows, missing_tools, scenario_labels
+
+
+def test_each_scenario_has_its_own_address_pair() -> None:
+    assert len({sc.host for sc in SCENARIOS}) == len(SCENARIOS)
+    assert all(sc.src.startswith("10.77.0.") and sc.dst.startswith("10.77.1.") for sc in SCENARIOS)
+
+
+def test_every_label_is_scored_as_the_kind_of_attack_its_tool_makes() -> None:
+    classes = LabelClasses()
+    kinds = {sc.label: classes(sc.label) for sc in SCENARIOS}
+    scored = {label: classes.scored_as.get(cls, classes.kinds[cls]) for label, cls in kinds.items()}
+    assert scored["SSH password guessing hydra"] == "guessing"
+    assert scored["FTP password guessing hydra"] == "guessing"
+    assert scored["DoS slowloris slowhttptest"] == "flood"
+    assert scored["DoS SYN flood hping3"] == "flood"
+    assert scored["PortScan nmap SYN"] == "scan"
+    assert {scored[sc.label] for sc in SCENARIOS if sc.label.startswith("benign")} == {"benign"}
+    assert set(scored.values()) == {"guessing", "flood", "scan", "benign"}
+
+
+def test_a_flow_gets_its_pair_label_whichever_way_it_reads() -> None:
+    table = (
+        "StartTime,SrcAddr,DstAddr,Dport\n"
+        "1.0,10.77.0.11,10.77.1.11,22\n"
+        "2.0,10.77.1.11,10.77.0.11,51000\n"
+        "3.0,10.77.0.11,10.77.1.21,80\n"
+        "Summary\n"
+    )
+    rows = list(label_rows(csv.reader(io.StringIO(table)), "SrcAddr", "DstAddr", scenario_labels()))
+    assert rows[0][-1] == "Label"
+    assert [r[-1] for r in rows[1:3]] == ["SSH password guessing hydra"] * 2
+    assert rows[3][-1] == "background"  # a pair of two scenarios' addresses is nobody's
+    assert rows[4] == ["Summary"]
+
+
+def test_missing_tools_names_debian_packages_once() -> None:
+    assert missing_tools(lambda cmd: None if cmd in ("nfcapd", "nfdump", "ra") else "/usr/bin/x") == [
+        "argus-client",
+        "nfdump",
+    ]
+    assert missing_tools(lambda cmd: "/usr/bin/x") == []
