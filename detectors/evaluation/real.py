@@ -31,6 +31,7 @@ from detectors.context import DetectionContext
 from detectors.engine import DetectionEngine, Lateness
 from detectors.evaluation.captures import CAPTURES, Capture, LabelRead, open_text, read_labels
 from detectors.evaluation.coverage import AlertIndex, FlowTable, HostDays, alert_span, score_classes
+from detectors.flowdir import ONE_WAY, flow_view, is_response
 from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.parsers import get_format
@@ -60,6 +61,15 @@ _CHUNK: Final = 50_000  # events per engine call, as ``ssa scan`` feeds it
 Say = Callable[[str], None]
 
 
+def _one_way_response(ev: FlowEvent) -> bool:
+    """A one-way exporter's record of a connection's reply, as the detectors read it
+    (``detectors.flowdir``): scored from the connection's initiator, as its label means. Without
+    this an alert that names the attacker as its source covered only half of a NetFlow capture's
+    attack (the victim's replies are records it sent)."""
+    view = flow_view(ev)
+    return bool(view & ONE_WAY) and is_response(view)
+
+
 class _EngineSink:
     """The ingest sink: events to the engine in chunks, each flow's time and ends to its class's
     table, DLQ records counted. Nothing is kept but what the scoring needs."""
@@ -79,8 +89,10 @@ class _EngineSink:
         self.events = self.dlq = self.unmatched = 0
         self.anomaly_windows = self.anomaly_rows = 0  # the anomaly models' scored (tenant, window)s, rows
         # Ids of one-way records that are a connection's response (a re-export knows): scored the
-        # way the label reads, from the connection's initiator to its responder.
-        self.responses: frozenset[str] = frozenset()
+        # way the label reads, from the connection's initiator to its responder. None: not known,
+        # as for a capture read from files, whose one-way records (NetFlow, nfdump, VPC) are
+        # flipped when the detectors take them for a response (``_one_way_response``).
+        self.responses: frozenset[str] | None = None
         self.kept: list[Event] | None = None  # every event in arrival order, when a caller asks
 
     @property
@@ -104,7 +116,7 @@ class _EngineSink:
             table = self.flows.get(cls)
             if table is None:
                 table = self.flows[cls] = FlowTable()
-            if ev.id in self.responses:
+            if _one_way_response(ev) if self.responses is None else ev.id in self.responses:
                 table.add(ev.ts, ev.dst_ip, ev.src_ip)
             else:
                 table.add(ev.ts, ev.src_ip, ev.dst_ip)
