@@ -67,6 +67,7 @@ __all__ = [
     "flow_view",
     "flow_views",
     "headers_only",
+    "holds_syn",
     "ip_bytes",
     "is_failed_probe",
     "is_response",
@@ -407,6 +408,23 @@ def flow_views(events: list[FlowEvent]) -> list[int]:
         else:
             append(role | (ANSWERED if ev.packets_in > 0 else UNANSWERED))
     return out
+
+
+def holds_syn(ev: FlowEvent) -> bool:
+    """The record holds its initiator's SYN, by the flags its exporter wrote: Argus's source flags
+    (``S`` before the ``_`` of ``State``), CICFlowMeter's flag counts, NetFlow/IPFIX/VPC/nProbe
+    ``tcp_flags``. False when the exporter writes no flags (Zeek and Suricata write a connection
+    once, whole, and say nothing of its pieces)."""
+    extra = ev.extra
+    if not extra or ev.proto != "tcp":
+        return False
+    if ev.source == "argus":
+        state = extra.get("state")
+        return isinstance(state, str) and "S" in state.partition("_")[0]
+    if ev.source == "cicflowmeter":
+        counted = extra.get("cic_flags")
+        return isinstance(counted, int) and bool(counted & SYN)
+    return bool(tcp_flags(ev) & SYN)
 
 
 def continues_connection(ev: FlowEvent, view: int) -> bool:

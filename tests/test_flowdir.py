@@ -22,6 +22,7 @@ from detectors.flowdir import (
     UNANSWERED,
     UNKNOWN,
     flow_view,
+    holds_syn,
     ip_bytes,
     is_failed_probe,
     is_response,
@@ -651,3 +652,19 @@ def test_a_payload_only_count_is_held_to_the_ip_bar_with_its_headers() -> None:
     pooled = FlowEvent(source="cicflowmeter", proto="tcp", bytes_out=415_944, packets_out=7171, **base)
     acks = FlowEvent(source="cicflowmeter", proto="tcp", bytes_out=0, packets_out=7171, **base)
     assert sent_payload(pooled) and not sent_payload(acks)
+
+
+def test_holds_syn_reads_each_exporters_flags() -> None:
+    """Whether a record holds its connection's opening SYN: Argus's source flags, NetFlow's OR-ed
+    flags, CICFlowMeter's counted flags; nothing when the exporter writes no flags (Zeek)."""
+    base: dict[str, Any] = dict(id="x", ts=T0 * 1000, src_ip="203.0.113.5", dst_ip="10.1.1.10", src_port=40_000,
+                                dst_port=80, proto="tcp")  # fmt: skip
+    argus = [
+        FlowEvent(source="argus", extra={"state": state}, **base) for state in ("SPA_SA", "PA_A", "A_SA")
+    ]
+    assert [holds_syn(e) for e in argus] == [True, False, False]  # the server's SYN-ACK is not the opening
+    netflow = [FlowEvent(source="netflow", extra={"tcp_flags": f}, **base) for f in (0x1B, 0x18)]
+    assert [holds_syn(e) for e in netflow] == [True, False]
+    assert holds_syn(FlowEvent(source="cicflowmeter", extra={"cic_flags": 0x12}, **base))
+    assert not holds_syn(FlowEvent(source="zeek", extra={"conn_state": "SF"}, **base))
+    assert not holds_syn(FlowEvent(source="netflow", extra={"tcp_flags": 2}, **{**base, "proto": "udp"}))

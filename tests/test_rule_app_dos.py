@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from detectors.base import Batch, Detector, Finding
 from detectors.config import DetectorConfig
@@ -265,6 +266,34 @@ def test_netflow_fragments_of_one_connection_are_joined() -> None:
     assert run(slow(), _netflow_fragments(150, 12, extra={"tcp_flags": 2})) == []
     # a single line per socket spans nothing
     assert run(slow(), _netflow_fragments(600, 1)) == []
+
+
+def _argus_slow_headers(conns: int) -> bytes:
+    """slowhttptest -H against nginx as Argus writes it with its shipped 5 s status interval (``ra
+    -u -n -Z b -c ,``, the tool lab's records): the opening record holds the handshake and the
+    partial request (3 client packets), then one header line a record every 10 s, and nginx's
+    close at its 60 s ``client_header_timeout``."""
+    head = "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,SrcPkts,DstPkts,SrcBytes,DstBytes\n"
+    pieces = [(0.0, "SPA_SA", 3, 2, 481, 140)] + [(5.0 + 10 * k, "PA_A", 1, 1, 110, 66) for k in range(6)]
+    pieces.append((60.0, "FA_FA", 1, 2, 66, 132))
+    lines = [
+        f"{T0 / 1000 + 1 + c * 0.02 + at:.6f},0.000300,tcp,203.0.113.21,{40000 + c},   ->,{VICTIM},80,"
+        f"{state},{sp},{dp},{sb},{db}\n"
+        for c in range(conns) for at, state, sp, dp, sb, db in pieces
+    ]  # fmt: skip
+    return (head + "".join(sorted(lines))).encode()
+
+
+def test_argus_status_records_of_a_held_connection_count_from_its_opening() -> None:
+    """260 connections held 60 s each: 52 at once over the 5-minute window. Joined from the first
+    one-packet record only, each was 55 s and the attack 47.7 (the tool lab's 300 sockets: 49.2)."""
+    events = [e for e in parse_bytes("argus", _argus_slow_headers(260), ParseContext(registry=REG)).events
+              if isinstance(e, FlowEvent)]  # fmt: skip
+    (f,) = run(slow(), events)
+    assert f.entity.id == "203.0.113.21" and f.evidence["held"] == pytest.approx(52.0, abs=0.2)
+    # an opening record with more than the handshake besides a fragment's packets is no fragment
+    chatty = [replace(e, packets_out=5) if e.extra["state"].startswith("S") else e for e in events]
+    assert run(slow(), chatty) == []
 
 
 def test_slow_handful_and_many_single_holders() -> None:
