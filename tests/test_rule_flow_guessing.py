@@ -219,6 +219,41 @@ def test_from_the_app_flood_rules_rate_on_web_sessions_are_a_flood_not_guesses()
     assert f.evidence["variant"] == "guessing" and f.evidence["sessions"] == 6000
 
 
+def test_a_floods_last_second_in_the_next_window_is_not_a_guessing_run() -> None:
+    """ab at 500 requests a second (the tool lab): the flood's last second fell in the next
+    10-minute window, 500 alike sessions there; their rate over their own span is a flood's."""
+    tail = [_flow(i, dst_port=80, ts=T0 + 1000 + i * 2, src_port=1024 + i) for i in range(500)]
+    assert _run(_det(), tail) == []
+    # the same sessions at a guessing tool's pace (one every 1.5 s) are raised
+    (f,) = _run(
+        _det(), [_flow(i, dst_port=80, ts=T0 + 1000 + i * 1500, src_port=1024 + i) for i in range(380)]
+    )
+    assert f.evidence["variant"] == "guessing"
+
+
+def test_web_sessions_cut_into_status_records_and_held_open_are_a_slow_attacks() -> None:
+    """slowhttptest's slow read as Argus writes it with its 5 s status interval (the tool lab): a
+    short opening record (request and first reply, 3 s, alike) and then the server's zero-window
+    probes, one packet a record, for minutes. Each opening record alone looks like a login
+    session; the connection's later records show it held open on next to nothing."""
+    opening = dict(source="argus", dst_port=80, duration_ms=3_200, bytes_out=765, bytes_in=1_688,
+                   packets_out=8, packets_in=8, extra={"state": "SPA_SPA", "dir": "->"})  # fmt: skip
+    probe = dict(opening, duration_ms=0, bytes_out=66, bytes_in=66, packets_out=1, packets_in=1,
+                 extra={"state": "A_A", "dir": "->"})  # fmt: skip
+    conns = range(340)
+    first = [_flow(i, ts=T0 + 1000 + i * 600, **opening) for i in conns]  # 300 sockets, reopened
+    later = [
+        _flow(i, id=f"p{i}-{k}", ts=T0 + 1000 + i * 600 + k * 30_000, **probe)
+        for i in conns
+        for k in range(1, 8)
+    ]
+    det = _det()
+    assert _run(det, sorted(first + later, key=lambda e: e.ts)) == [] and det.counters["held_open"] == 1
+    # without the later records the same sessions are a run of alike web logins
+    (f,) = _run(_det(), first)
+    assert f.evidence["sessions"] == 340
+
+
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     """Clients behind a proxy send alike requests and get different objects back; a form-guessing
     tool gets one error page. A one-way format's replies are the server's records."""

@@ -98,7 +98,10 @@ Thresholds and what they rest on
       From ``dos.app_flood``'s bar (its ``min_connections`` per window: 600 a minute, read from its
       configuration) a source's sessions to one web
       service are a flood's, reported by that rule: in flows a form-guessing tool and an HTTP
-      flood of one request per connection look alike, and the rate is what tells them apart.
+      flood of one request per connection look alike, and the rate is what tells them apart. The
+      rate is taken over the sessions' own span in the window (first to last, at least a second):
+      averaged over the whole 10 minutes, the last second of ab's 500 requests a second, which fell
+      in the next window, was 500 "login sessions" (the README's tool lab).
       SMTP on 25 is not watched: it is delivery between mail servers (RFC 5321), where a spam
       bot's many alike sessions belong to ``spam.smtp_spam``; logins go to submission on 587 and
       465 (RFC 6409, RFC 8314).
@@ -157,6 +160,11 @@ __all__ = ["FlowGuessing", "GuessState", "client_spoke", "robust_spread"]
 _SAMPLES: Final = 256
 """Client byte counts kept per key for the median and spread (the first sessions of the window)."""
 _MAD_TO_SD: Final = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
+# Exporters that cut one connection into several records (Argus's status records, NetFlow/IPFIX
+# active and inactive timeouts, CICFlowMeter's FIN tails and flow timeout): their web sessions are
+# followed across records (``FlowGuessing.held_sessions``). Zeek and Suricata write a connection
+# once; VPC's records span its aggregation interval, not a connection.
+_CUT: Final = frozenset({"argus", "netflow", "cicflowmeter"})
 
 SERVICES: Final = {
     21: "FTP", 22: "SSH", 23: "Telnet", 25: "SMTP-AUTH", 80: "HTTP", 110: "POP3", 143: "IMAP",
@@ -192,7 +200,7 @@ def robust_spread(values: list[int]) -> tuple[float, float]:
 class GuessState:
     """Sessions of one (tenant, source, service port) in one window."""
 
-    __slots__ = ("conns", "extra", "failed", "replies", "samples", "span", "targets")
+    __slots__ = ("conns", "extra", "failed", "held", "replies", "samples", "span", "targets")
 
     def __init__(self) -> None:
         self.span = Span()
@@ -202,21 +210,44 @@ class GuessState:
         self.samples: list[int] = []  # client bytes per session, the first _SAMPLES
         self.replies: list[int] = []  # server bytes of those sessions: reverse counters or response records
         self.failed = 0  # refused/unanswered attempts seen once the key existed
+        # Web ports: each session's [start, end, bytes both ways] over all its records, for the
+        # connections held open whose records an exporter cut (``FlowGuessing.held_sessions``).
+        self.held: dict[tuple[str, int | str], list[int]] = {}
 
     def sessions(self) -> int:
         return len(self.conns) + self.extra
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.span, self.conns, self.extra, self.targets, self.samples, self.replies, self.failed)
+        return (
+            self.span,
+            self.conns,
+            self.extra,
+            self.targets,
+            self.samples,
+            self.replies,
+            self.failed,
+            self.held,
+        )
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        (self.span, self.conns, self.extra, self.targets, self.samples, self.replies, self.failed) = s  # type: ignore[assignment]
+        if len(s) == 7:  # pickled before ``held``
+            s = (*s, {})
+        (
+            self.span,
+            self.conns,
+            self.extra,
+            self.targets,
+            self.samples,
+            self.replies,
+            self.failed,
+            self.held,
+        ) = s  # type: ignore[assignment]
 
 
 class FlowGuessing(WindowedDetector[GuessState]):
     meta = DetectorMeta(
         id="brute_force.flow_guessing",
-        version="1.2.0",
+        version="1.3.0",
         title="Credential guessing seen in flows",
         category="brute_force",
         score=50,
@@ -310,9 +341,15 @@ class FlowGuessing(WindowedDetector[GuessState]):
                     # flowdir.took_connection inlined (the hot path), any role but a response
                     if not view & ONE_WAY or not client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip):
                         continue  # midstream traffic, or a one-way record that shows no answer
-                if ev.packets_out < min_packets:
-                    continue
-                if ev.duration_ms > max_ms and ev.source != "vpcflow":
+                if ev.packets_out < min_packets or (ev.duration_ms > max_ms and ev.source != "vpcflow"):
+                    if (
+                        port in web_ports and ev.source in _CUT
+                    ):  # no session, but perhaps a later piece of one
+                        if ts - ts % pane != cur:
+                            bucket, cur = self.bucket(ts), ts - ts % pane
+                        st: GuessState | None = bucket.get((ev.tenant, ev.src_ip, port))
+                        if st is not None and st.held:
+                            self._extend_held(st, (ev.dst_ip, ev.src_port or ev.id), ev)
                     continue
                 if port in web_ports and self._held_open(ev):
                     continue  # a slow attack's connection (dos.slow_connections), not a login
@@ -322,7 +359,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 key = (ev.tenant, src, port)
                 if ts - ts % pane != cur:
                     bucket, cur = self.bucket(ts), ts - ts % pane
-                st: GuessState | None = bucket.get(key)
+                st = bucket.get(key)
                 if st is None:  # Detector.state, inlined: created, or counted when the pane is full
                     if len(bucket) >= max_keys:
                         self.counters["overflow"] += 1
@@ -331,10 +368,14 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 dst = ev.dst_ip
                 conn = (dst, ev.src_port or ev.id)  # no port known: each record is its own session
                 conns = st.conns
-                if conn in conns:
-                    continue  # another record of a connection already counted
+                if conn in conns:  # another record of a connection already counted
+                    if port in web_ports and ev.source in _CUT:
+                        self._extend_held(st, conn, ev)
+                    continue
                 if len(conns) < cap:
                     conns.add(conn)
+                    if port in web_ports and ev.source in _CUT:
+                        st.held[conn] = [ts - ev.duration_ms, ts, ev.bytes_out + ev.bytes_in]
                 else:
                     st.extra += 1
                 targets = st.targets
@@ -394,8 +435,41 @@ class FlowGuessing(WindowedDetector[GuessState]):
         self.counters["held_open"] = self.counters.get("held_open", 0) + 1
         return True
 
+    @staticmethod
+    def _extend_held(st: GuessState, conn: tuple[str, int | str], ev: Any) -> None:
+        """A later record of a web session (a slow client's trickle, cut into records by its
+        exporter): its span and bytes join the session's."""
+        known = st.held.get(conn)
+        if known is not None:
+            start = ev.ts - ev.duration_ms
+            if start < known[0]:
+                known[0] = start
+            if ev.ts > known[1]:
+                known[1] = ev.ts
+            known[2] += ev.bytes_out + ev.bytes_in
+
+    def held_sessions(self, st: GuessState) -> int:
+        """Web sessions held open across several records (``dos.slow_connections``' held piece:
+        at least its ``min_held_ms`` from the first record to the last, within its byte budget).
+        An exporter that cuts a connection into records (Argus's status records, every 5 s as
+        shipped) shows a slow attack's connection as a short opening record and a trickle after:
+        slowhttptest's slow read (``-X``) made 349 such "login sessions" in the tool lab."""
+        held_ms, setup, bps = self.held_ms, self.held_setup, self.held_bps
+        return sum(
+            1
+            for start, end, size in st.held.values()
+            if end - start >= held_ms and size <= setup + bps * (end - start) / 1000
+        )
+
     def merge(self, into: GuessState, other: GuessState) -> None:
         cap = self.max_distinct
+        for conn, (start, end, size) in other.held.items():
+            known = into.held.get(conn)
+            if known is None:
+                if conn in into.conns or len(into.conns) < cap:
+                    into.held[conn] = [start, end, size]
+            else:
+                known[0], known[1], known[2] = min(known[0], start), max(known[1], end), known[2] + size
         into.span.merge(other.span, self.max_ids)
         for conn in other.conns:
             if conn in into.conns:
@@ -481,8 +555,11 @@ class FlowGuessing(WindowedDetector[GuessState]):
         top_sessions = known[top_target]
         n_targets = len(known) + (1 if None in state.targets else 0)
         guessing = top_sessions >= need
-        if web and guessing and top_sessions * 60_000 >= self.web_flood * (window.end - window.start):
-            return None  # flood-rate hammering of a web service is dos.app_flood's, not a login's
+        # Flood-rate hammering of a web service is dos.app_flood's, not a login's: the rate over the
+        # sessions' own span (at least a second), so a flood's last seconds in the next window are too.
+        active_ms = min(max(state.span.last - state.span.first, 1000), window.end - window.start)
+        if web and guessing and top_sessions * 60_000 >= self.web_flood * active_ms:
+            return None
         spraying = not web and n_targets >= self.spray_targets  # a browser reaches many web hosts
         if not guessing and not spraying:
             return None
@@ -496,6 +573,9 @@ class FlowGuessing(WindowedDetector[GuessState]):
             _, reply_spread = robust_spread(state.replies)
             if reply_spread > max_spread:
                 return None
+        if web and 2 * self.held_sessions(state) >= sessions:
+            self.counters["held_open"] = self.counters.get("held_open", 0) + 1
+            return None  # mostly connections held open: a slow attack's (dos.slow_connections)
         variant = "guessing" if guessing else "spraying"
         internal = self.reg.tenant_of_ip(src) is not None
         service = _service(port)
