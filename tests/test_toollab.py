@@ -31,17 +31,18 @@ def test_every_label_is_scored_as_the_kind_of_attack_its_tool_makes() -> None:
 
 def test_a_flow_gets_its_pair_label_whichever_way_it_reads() -> None:
     table = (
-        "StartTime,SrcAddr,DstAddr,Dport\n"
-        "1.0,10.77.0.11,10.77.1.11,22\n"
-        "2.0,10.77.1.11,10.77.0.11,51000\n"
-        "3.0,10.77.0.11,10.77.1.21,80\n"
+        "StartTime,SrcAddr,DstAddr,Dport,Proto\n"
+        "1.0,10.77.0.11,10.77.1.11,22,tcp\n"
+        "2.0,10.77.1.11,10.77.0.11,51000,tcp\n"
+        "3.0,10.77.0.11,10.77.1.21,80,tcp\n"
         "Summary\n"
+        "flows,bytes,packets,avg_bps\n"
     )
     rows = list(label_rows(csv.reader(io.StringIO(table)), "SrcAddr", "DstAddr", scenario_labels()))
     assert rows[0][-1] == "Label"
     assert [r[-1] for r in rows[1:3]] == ["SSH password guessing hydra"] * 2
     assert rows[3][-1] == "background"  # a pair of two scenarios' addresses is nobody's
-    assert rows[4] == ["Summary"]
+    assert rows[4:] == [["Summary"], ["flows", "bytes", "packets", "avg_bps"]]  # nfdump's, as written
 
 
 def test_missing_tools_names_debian_packages_once() -> None:

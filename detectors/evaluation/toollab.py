@@ -49,6 +49,7 @@ NS_IF: Final = "ssa-lab1"
 CLIENT_NET: Final = "10.77.0"
 VICTIM_NET: Final = "10.77.1"
 BACKGROUND: Final = "background"
+_EXPORT_BUFFER: Final = 64 * 1024 * 1024  # nfcapd's socket buffer: a whole lab's NetFlow export (~10 MB)
 TOOLS: Final = {  # command -> Debian package
     "hydra": "hydra",
     "medusa": "medusa",
@@ -175,8 +176,8 @@ def label_rows(
     s, d = header.index(src_col), header.index(dst_col)
     yield [*header, "Label"]
     for row in rows:
-        if len(row) <= max(s, d):
-            yield row  # a summary line: left as the exporter wrote it
+        if len(row) != len(header):
+            yield row  # not a record (nfdump's summary lines): left as the exporter wrote it
             continue
         yield [*row, labels.get(frozenset((row[s].strip(), row[d].strip())), BACKGROUND)]
 
@@ -363,8 +364,15 @@ def netflow_flows(lab: Path) -> Path:
     store = lab / "nfcap"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir()
+    # softflowd reads the pcap as fast as it can and sends over UDP: without room for the whole
+    # export in nfcapd's socket buffer, records are lost (95,502 of 98,484 flows once).
+    rmem_max = Path("/proc/sys/net/core/rmem_max")
+    if int(rmem_max.read_text()) < _EXPORT_BUFFER:
+        rmem_max.write_text(str(_EXPORT_BUFFER))
     collector = subprocess.Popen(
-        ["nfcapd", "-p", "19995", "-l", str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["nfcapd", "-p", "19995", "-B", str(_EXPORT_BUFFER), "-l", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(1)
