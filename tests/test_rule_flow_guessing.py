@@ -397,3 +397,14 @@ def test_no_spraying_on_web_ports() -> None:
     assert (
         len(_run(_det(), [_flow(i, dst_ip=f"10.1.2.{i % 200 + 1}", bytes_out=1800) for i in range(40)])) == 1
     )
+
+
+def test_a_state_pickled_before_the_held_sessions_still_loads() -> None:
+    """1.2.0's checkpoints hold a 7-field GuessState; a restore reads it with no held sessions."""
+    from detectors.rules.brute_force.flow_guessing import GuessState
+
+    state = GuessState()
+    state.__setstate__(state.__getstate__()[:7])
+    assert state.held == {} and state.sessions() == 0
+    state.held[("10.1.1.10", 40000)] = [0, 20_000, 900]
+    assert pickle.loads(pickle.dumps(state)).held == state.held

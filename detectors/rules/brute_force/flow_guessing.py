@@ -218,30 +218,17 @@ class GuessState:
         return len(self.conns) + self.extra
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (
-            self.span,
-            self.conns,
-            self.extra,
-            self.targets,
-            self.samples,
-            self.replies,
-            self.failed,
-            self.held,
-        )
+        return tuple(getattr(self, name) for name in _PICKLED)
 
     def __setstate__(self, s: tuple[object, ...]) -> None:
-        if len(s) == 7:  # pickled before ``held``
+        if len(s) == len(_PICKLED) - 1:  # pickled before ``held``
             s = (*s, {})
-        (
-            self.span,
-            self.conns,
-            self.extra,
-            self.targets,
-            self.samples,
-            self.replies,
-            self.failed,
-            self.held,
-        ) = s  # type: ignore[assignment]
+        for name, value in zip(_PICKLED, s, strict=True):
+            setattr(self, name, value)
+
+
+# GuessState's fields in its pickle, in order (``held`` last: added in 1.3.0).
+_PICKLED: Final = ("span", "conns", "extra", "targets", "samples", "replies", "failed", "held")
 
 
 class FlowGuessing(WindowedDetector[GuessState]):
