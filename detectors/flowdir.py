@@ -59,6 +59,7 @@ __all__ = [
     "UNANSWERED",
     "UNKNOWN",
     "FlowKey",
+    "argus_status_record",
     "bare_syn_bytes",
     "client_spoke",
     "continues_connection",
@@ -425,6 +426,16 @@ def holds_syn(ev: FlowEvent) -> bool:
         counted = extra.get("cic_flags")
         return isinstance(counted, int) and bool(counted & SYN)
     return bool(tcp_flags(ev) & SYN)
+
+
+def argus_status_record(ev: FlowEvent) -> bool:
+    """An Argus record of a TCP connection with no SYN on either side of its ``State``: a status
+    record of a connection that an earlier record opened (Argus writes one per status interval, 5 s
+    as shipped, so a connection held a minute is a dozen records), or one seen from its middle."""
+    if ev.source != "argus" or ev.proto != "tcp" or not ev.extra:
+        return False
+    state = ev.extra.get("state")
+    return isinstance(state, str) and "_" in state and "S" not in state
 
 
 def continues_connection(ev: FlowEvent, view: int) -> bool:

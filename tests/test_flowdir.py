@@ -21,6 +21,7 @@ from detectors.flowdir import (
     ROLE_MASK,
     UNANSWERED,
     UNKNOWN,
+    argus_status_record,
     flow_view,
     holds_syn,
     ip_bytes,
@@ -663,6 +664,11 @@ def test_holds_syn_reads_each_exporters_flags() -> None:
         FlowEvent(source="argus", extra={"state": state}, **base) for state in ("SPA_SA", "PA_A", "A_SA")
     ]
     assert [holds_syn(e) for e in argus] == [True, False, False]  # the server's SYN-ACK is not the opening
+    assert [argus_status_record(e) for e in argus] == [
+        False,
+        True,
+        False,
+    ]  # no SYN either side: a status record
     netflow = [FlowEvent(source="netflow", extra={"tcp_flags": f}, **base) for f in (0x1B, 0x18)]
     assert [holds_syn(e) for e in netflow] == [True, False]
     assert holds_syn(FlowEvent(source="cicflowmeter", extra={"cic_flags": 0x12}, **base))

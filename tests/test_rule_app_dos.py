@@ -158,6 +158,25 @@ def test_one_way_records_responses_and_continuations() -> None:
     assert run(app(), continuations) == []
 
 
+def test_argus_status_records_of_held_connections_are_not_new_connections() -> None:
+    """slowhttptest's slow POST bodies as Argus writes them (5 s status interval, the tool lab):
+    each of 60 connections an opening record with the SYN, then a status record every 5 s without
+    one. Counted as connections they were 660 a minute, a flood; the 60 openings are none."""
+    argus = dict(source="argus", duration_ms=1_000, bytes_out=300, bytes_in=120, packets_out=3, packets_in=2)
+    opened = [
+        flow(c, ts=T0 + 500 + c * 100, extra={"state": "SPA_SA", "dir": "->"}, **argus) for c in range(60)
+    ]
+    status = [
+        flow(c, id=f"s{c}-{k}", ts=T0 + 500 + c * 100 + k * 5_000, extra={"state": "PA_A", "dir": "->"}, **argus)
+        for c in range(60) for k in range(1, 11)
+    ]  # fmt: skip
+    assert run(app(), opened + status) == []
+    # the same records each with its SYN are new connections: a flood of 660
+    (f,) = run(app(), [replace(e, extra={"state": "SPA_SA", "dir": "->"}, src_port=1024 + i)
+                       for i, e in enumerate(opened + status)])  # fmt: skip
+    assert f.evidence["connections"] == 660
+
+
 def test_other_ports_allowlists_and_provider_services() -> None:
     assert run(app(), spread(700, 55, dst_port=22)) == []
     assert run(app(), spread(700, 55, proto="udp")) == []
