@@ -1,13 +1,14 @@
 """A labelled capture of the real attack tools, made on this machine: ``python -m
 detectors.evaluation.toollab --out DIR`` (root; Debian's packages of the tools, ``--check`` names the
-missing ones).
+missing ones; ``--only LABEL`` runs the scenarios whose label holds it).
 
 No labelled capture of flow-level password guessing or slow denial of service is public beside the
 one kept for independent checks, so this makes one. The real tools (hydra, medusa, ncrack, nmap,
-slowhttptest, ab, hping3) attack real servers (OpenSSH, vsftpd, nginx as Debian ships them) in a
-network namespace, beside benign look-alikes (health checks, monitoring probes, a backup job over
-ssh, a browser's parallel page loads, downloads, a long interactive ssh session). tcpdump records
-the veth between the two namespaces; two real exporters make the flow records from the same packets:
+slowhttptest, ab, wrk, siege, hping3) attack real servers (OpenSSH, vsftpd, nginx as Debian ships
+them) in a network namespace, beside benign look-alikes (health checks, monitoring probes, a
+backup job over ssh, a browser's parallel page loads, downloads, a long interactive ssh session).
+tcpdump records the veth between the two namespaces; two real exporters make the flow records from
+the same packets:
 
   lab.pcap --argus (its shipped 5 s status interval)--> ra -c , ...  -> argus.csv   (--format argus)
            --softflowd (NetFlow v9, defaults)--> nfcapd -> nfdump -o csv -> netflow.csv (--format nfdump)
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -57,6 +58,8 @@ TOOLS: Final = {  # command -> Debian package
     "nmap": "nmap",
     "slowhttptest": "slowhttptest",
     "ab": "apache2-utils",
+    "wrk": "wrk",
+    "siege": "siege",
     "hping3": "hping3",
     "curl": "curl",
     "nc": "netcat-openbsd",
@@ -110,8 +113,9 @@ _SSH_OPTS: Final = (
 _SSH: Final = ("ssh", "-i", "{dir}/id_lab", *_SSH_OPTS, "root@{dst}")
 
 # The guessers run at once for 11 minutes (a 10-minute window's bar needs one whole window), the
-# other attacks one or two at a time, the benign jobs throughout.
-_END: Final = 840
+# other attacks one or two at a time, the keep-alive floods last (wrk takes the CPU it can), the
+# benign jobs throughout.
+_END: Final = 1020
 SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("SSH password guessing hydra", 11,
              ("hydra", "-l", "root", "-P", "{dir}/words.txt", "-t", "4", "-I", "ssh://{dst}"), 30, 660,
@@ -142,6 +146,11 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("DoS SYN flood hping3", 32,
              ("hping3", "-S", "-a", "{src}", "-p", "80", "-i", "u500", "-c", "40000", "{dst}"), 780, 40,
              why="2,000 SYNs a second, the source port counting up"),
+    Scenario("DoS HTTP keep-alive flood wrk", 33, ("wrk", "-t", "2", "-c", "50", "-d", "60s", "http://{dst}/"), 840, 70,
+             why="50 keep-alive connections, each a request as soon as the last is answered"),
+    Scenario("DoS HTTP keep-alive flood siege", 34,
+             ("siege", "--rc={dir}/etc/siegerc", "-c", "50", "-d", "0.5", "-t", "60S", "http://{dst}/"), 930, 70,
+             why="50 keep-alive users, each a request every 0-0.5 s: ~200 a second"),
     # Benign look-alikes, for the whole capture.
     Scenario("benign health check", 51, ("curl", "-s", "-o", "/dev/null", "http://{dst}/health"), 0, _END, 5,
              why="a load balancer's check every 5 s"),
@@ -157,7 +166,7 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
              why="a page and five assets over 6 parallel connections every 15 s"),
     Scenario("benign download", 55, ("curl", "-s", "-o", "/dev/null", "http://{dst}/big.bin"), 0, _END, 120),
     Scenario("benign interactive ssh", 56,
-             (*_SSH, "for i in $(seq 1 90); do date; sleep 10; done"), 0, _END, 0,
+             (*_SSH, "for i in $(seq 1 100); do date; sleep 10; done"), 0, _END, 0,
              why="one long session printing a line every 10 s"),
 )  # fmt: skip
 
@@ -224,6 +233,7 @@ def _write_configs(lab: Path) -> None:
         "listen=YES\nlisten_ipv6=NO\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\n"
         "pam_service_name=vsftpd\nsecure_chroot_dir=/var/run/vsftpd/empty\nmax_clients=200\nmax_per_ip=50\n"
     )
+    (etc / "siegerc").write_text("connection = keep-alive\nlogging = false\nprotocol = HTTP/1.1\n")
     # /form: nginx reads a request's whole body before it passes it on (nothing listens upstream)
     (etc / "nginx.conf").write_text(
         f"worker_processes 1;\npid {lab}/nginx.pid;\nerror_log {lab}/nginx.err;\n"
@@ -302,8 +312,15 @@ def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, 
     )
 
 
-def capture(lab: Path, scale: float = 1.0) -> Path:
-    """Run every scenario (times multiplied by ``scale``) and record the veth: ``lab/lab.pcap``."""
+def selected(only: Sequence[str] = ()) -> list[Scenario]:
+    """The scenarios whose label holds one of ``only`` (all when empty), the first starting at 0."""
+    chosen = [sc for sc in SCENARIOS if not only or any(o.casefold() in sc.label.casefold() for o in only)]
+    shift = min((sc.start_s for sc in chosen), default=0)
+    return [replace(sc, start_s=sc.start_s - shift) for sc in chosen]
+
+
+def capture(lab: Path, scale: float = 1.0, only: Sequence[str] = ()) -> Path:
+    """Run the scenarios (times multiplied by ``scale``) and record the veth: ``lab/lab.pcap``."""
     _write_configs(lab)
     scenarios = [
         Scenario(
@@ -315,8 +332,10 @@ def capture(lab: Path, scale: float = 1.0) -> Path:
             sc.every_s,
             sc.why,
         )
-        for sc in SCENARIOS
+        for sc in selected(only)
     ]
+    if not scenarios:
+        raise SystemExit(f"toollab: no scenario's label holds {' or '.join(only)}")
     pcap = lab / "lab.pcap"
     with _namespace():
         servers = _start_servers(lab)
@@ -400,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--scale", type=float, default=1.0, help="multiply every start and duration (a short trial)"
     )
+    ap.add_argument("--only", action="append", default=[], help="run the scenarios whose label holds this")
     args = ap.parse_args(argv)
     missing = missing_tools()
     if missing or args.check:
@@ -418,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if not args.flows_only:
-            capture(lab, args.scale)
+            capture(lab, args.scale, args.only)
         print(argus_flows(lab))
         print(netflow_flows(lab))
     except subprocess.CalledProcessError as exc:
