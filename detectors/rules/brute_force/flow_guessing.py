@@ -329,9 +329,8 @@ class FlowGuessing(WindowedDetector[GuessState]):
                     if not view & ONE_WAY or not client_spoke(ev.packets_out, ev.bytes_out, ev.src_ip):
                         continue  # midstream traffic, or a one-way record that shows no answer
                 if ev.packets_out < min_packets or (ev.duration_ms > max_ms and ev.source != "vpcflow"):
-                    if (
-                        port in web_ports and ev.source in _CUT
-                    ):  # no session, but perhaps a later piece of one
+                    # no session, but perhaps a later piece of one (a slow client's trickle)
+                    if port in web_ports and ev.source in _CUT:
                         if ts - ts % pane != cur:
                             bucket, cur = self.bucket(ts), ts - ts % pane
                         st: GuessState | None = bucket.get((ev.tenant, ev.src_ip, port))
