@@ -323,15 +323,7 @@ def capture(lab: Path, scale: float = 1.0, only: Sequence[str] = ()) -> Path:
     """Run the scenarios (times multiplied by ``scale``) and record the veth: ``lab/lab.pcap``."""
     _write_configs(lab)
     scenarios = [
-        Scenario(
-            sc.label,
-            sc.host,
-            sc.command,
-            int(sc.start_s * scale),
-            max(5, int(sc.duration_s * scale)),
-            sc.every_s,
-            sc.why,
-        )
+        replace(sc, start_s=int(sc.start_s * scale), duration_s=max(5, int(sc.duration_s * scale)))
         for sc in selected(only)
     ]
     if not scenarios:

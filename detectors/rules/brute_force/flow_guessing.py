@@ -227,6 +227,15 @@ class GuessState:
             setattr(self, name, value)
 
 
+def _widen(known: list[int], start: int, end: int, size: int) -> None:
+    """A held-session record ``[start, end, bytes]`` joined by another piece of its connection."""
+    if start < known[0]:
+        known[0] = start
+    if end > known[1]:
+        known[1] = end
+    known[2] += size
+
+
 # GuessState's fields in its pickle, in order (``held`` last: added in 1.3.0).
 _PICKLED: Final = ("span", "conns", "extra", "targets", "samples", "replies", "failed", "held")
 
@@ -413,13 +422,15 @@ class FlowGuessing(WindowedDetector[GuessState]):
         """A web connection held open with next to nothing sent (``dos.slow_connections``' held
         piece): at least its ``min_held_ms`` long, both directions within its ``setup_bytes`` plus
         ``max_bytes_per_s`` of its duration. VPC's duration is its aggregation interval."""
-        dur = ev.duration_ms
-        if dur < self.held_ms or ev.source == "vpcflow":
-            return False
-        if ev.bytes_out + ev.bytes_in > self.held_setup + self.held_bps * dur / 1000:
+        if ev.source == "vpcflow" or not self._held(ev.duration_ms, ev.bytes_out + ev.bytes_in):
             return False
         self.counters["held_open"] = self.counters.get("held_open", 0) + 1
         return True
+
+    def _held(self, span_ms: int, size: int) -> bool:
+        """``dos.slow_connections``' held piece: at least its ``min_held_ms``, and ``size`` bytes (both
+        directions) within its ``setup_bytes`` plus ``max_bytes_per_s`` of the span."""
+        return span_ms >= self.held_ms and size <= self.held_setup + self.held_bps * span_ms / 1000
 
     @staticmethod
     def _extend_held(st: GuessState, conn: tuple[str, int | str], ev: Any) -> None:
@@ -427,12 +438,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         exporter): its span and bytes join the session's."""
         known = st.held.get(conn)
         if known is not None:
-            start = ev.ts - ev.duration_ms
-            if start < known[0]:
-                known[0] = start
-            if ev.ts > known[1]:
-                known[1] = ev.ts
-            known[2] += ev.bytes_out + ev.bytes_in
+            _widen(known, ev.ts - ev.duration_ms, ev.ts, ev.bytes_out + ev.bytes_in)
 
     def held_sessions(self, st: GuessState) -> int:
         """Web sessions held open across several records (``dos.slow_connections``' held piece:
@@ -440,12 +446,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         An exporter that cuts a connection into records (Argus's status records, every 5 s as
         shipped) shows a slow attack's connection as a short opening record and a trickle after:
         slowhttptest's slow read (``-X``) made 349 such "login sessions" in the tool lab."""
-        held_ms, setup, bps = self.held_ms, self.held_setup, self.held_bps
-        return sum(
-            1
-            for start, end, size in st.held.values()
-            if end - start >= held_ms and size <= setup + bps * (end - start) / 1000
-        )
+        return sum(1 for start, end, size in st.held.values() if self._held(end - start, size))
 
     def merge(self, into: GuessState, other: GuessState) -> None:
         cap = self.max_distinct
@@ -455,7 +456,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 if conn in into.conns or len(into.conns) < cap:
                     into.held[conn] = [start, end, size]
             else:
-                known[0], known[1], known[2] = min(known[0], start), max(known[1], end), known[2] + size
+                _widen(known, start, end, size)
         into.span.merge(other.span, self.max_ids)
         for conn in other.conns:
             if conn in into.conns:
