@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from detectors.evaluation.labelled import LabelClasses
-from detectors.evaluation.toollab import SCENARIOS, label_rows, missing_tools, scenario_labels
+from detectors.evaluation.toollab import SCENARIOS, _apache_conf, label_rows, missing_tools, scenario_labels
 
 
 def test_each_scenario_has_its_own_address_pair() -> None:
@@ -22,11 +23,22 @@ def test_every_label_is_scored_as_the_kind_of_attack_its_tool_makes() -> None:
     scored = {label: classes.scored_as.get(cls, classes.kinds[cls]) for label, cls in kinds.items()}
     assert scored["SSH password guessing hydra"] == "guessing"
     assert scored["FTP password guessing hydra"] == "guessing"
-    assert scored["DoS slowloris slowhttptest"] == "flood"
+    assert scored["SSH password guessing patator"] == scored["FTP password guessing patator"] == "guessing"
+    assert scored["DoS slowloris slowhttptest"] == scored["DoS slowloris slowhttptest apache"] == "flood"
     assert scored["DoS SYN flood hping3"] == "flood"
     assert scored["PortScan nmap SYN"] == "scan"
     assert {scored[sc.label] for sc in SCENARIOS if sc.label.startswith("benign")} == {"benign"}
     assert set(scored.values()) == {"guessing", "flood", "scan", "benign"}
+
+
+def test_nginx_and_apache_listen_on_their_own_victims_addresses(tmp_path: Path) -> None:
+    apache = {sc.dst for sc in SCENARIOS if sc.apache}
+    assert apache and apache < {sc.dst for sc in SCENARIOS}
+    conf = _apache_conf(tmp_path, tmp_path / "www")
+    assert {line.split()[1] for line in conf.splitlines() if line.startswith("Listen ")} == {
+        f"{a}:80" for a in apache
+    }
+    assert "RequestReadTimeout header=20-40,minrate=500" in conf  # Debian's reqtimeout.conf
 
 
 def test_a_flow_gets_its_pair_label_whichever_way_it_reads() -> None:

@@ -4,11 +4,11 @@ missing ones; ``--only LABEL`` runs the scenarios whose label holds it).
 
 No labelled capture of flow-level password guessing or slow denial of service is public beside the
 one kept for independent checks, so this makes one. The real tools (hydra, medusa, ncrack, nmap,
-slowhttptest, ab, wrk, siege, hping3) attack real servers (OpenSSH, vsftpd, nginx as Debian ships
-them) in a network namespace, beside benign look-alikes (health checks, monitoring probes, a
-backup job over ssh, a browser's parallel page loads, downloads, a long interactive ssh session).
-tcpdump records the veth between the two namespaces; two real exporters make the flow records from
-the same packets:
+slowhttptest, ab, wrk, siege, hping3, patator) attack real servers (OpenSSH, vsftpd, nginx and
+Apache httpd as Debian ships them) in a network namespace, beside benign look-alikes (health checks,
+monitoring probes, a backup job over ssh, a browser's parallel page loads, downloads, a long
+interactive ssh session). tcpdump records the veth between the two namespaces; two real exporters
+make the flow records from the same packets:
 
   lab.pcap --argus (its shipped 5 s status interval)--> ra -c , ...  -> argus.csv   (--format argus)
            --softflowd (NetFlow v9, defaults)--> nfcapd -> nfdump -o csv -> netflow.csv (--format nfdump)
@@ -37,10 +37,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 __all__ = ["SCENARIOS", "Scenario", "label_rows", "main", "missing_tools"]
 
@@ -55,6 +55,7 @@ TOOLS: Final = {  # command -> Debian package
     "hydra": "hydra",
     "medusa": "medusa",
     "ncrack": "ncrack",
+    "patator": "patator",
     "nmap": "nmap",
     "slowhttptest": "slowhttptest",
     "ab": "apache2-utils",
@@ -68,6 +69,7 @@ TOOLS: Final = {  # command -> Debian package
     "/usr/sbin/sshd": "openssh-server",
     "/usr/sbin/vsftpd": "vsftpd",
     "/usr/sbin/nginx": "nginx-light",
+    "/usr/sbin/apache2": "apache2",
     "tcpdump": "tcpdump",
     "argus": "argus-server",
     "ra": "argus-client",
@@ -81,8 +83,9 @@ TOOLS: Final = {  # command -> Debian package
 @dataclass(frozen=True)
 class Scenario:
     """One tool run (``every_s`` 0) or a benign job repeated every ``every_s`` seconds, from
-    ``CLIENT_NET.host`` to ``VICTIM_NET.host``, ``start_s`` after the capture starts, stopped after
-    ``duration_s``. ``{src}``, ``{dst}`` and ``{dir}`` in the command are the client's and the victim's
+    ``CLIENT_NET.host`` to ``VICTIM_NET.host``, ``start_s`` after the capture starts, stopped
+    after ``duration_s``; ``apache``: the victim's web server is Apache's, else nginx's.
+    ``{src}``, ``{dst}`` and ``{dir}`` in the command are the client's and the victim's
     addresses and the lab's folder (hping3 and nmap's raw packets name their source themselves)."""
 
     label: str
@@ -92,6 +95,7 @@ class Scenario:
     duration_s: int
     every_s: int = 0
     why: str = ""
+    apache: bool = False  # the victim's web server is Apache httpd (Debian's settings), not nginx
 
     @property
     def src(self) -> str:
@@ -112,20 +116,39 @@ _SSH_OPTS: Final = (
 )
 _SSH: Final = ("ssh", "-i", "{dir}/id_lab", *_SSH_OPTS, "root@{dst}")
 
-# The guessers run at once for 11 minutes (a 10-minute window's bar needs one whole window), the
-# other attacks one or two at a time, the keep-alive floods last (wrk takes the CPU it can), the
-# benign jobs throughout.
-_END: Final = 1020
+# The guessers run at once for 21 minutes: a 10-minute window's bar needs one whole window, which
+# 21 minutes hold wherever the clock stands (hydra's 11-minute run fell 37 and 24 sessions into
+# two). The other attacks run one or two at a time, the keep-alive floods last (wrk takes the CPU
+# it can), the benign jobs throughout.
+_GUESS: Final = 1260
+_END: Final = 1300
+_PAGE: Final = ("", "a.css", "b.js", "c.png", "d.png", "e.png")
+_BROWSE: Final = (
+    "curl",
+    "-s",
+    "--no-progress-meter",
+    "--parallel",
+    "--parallel-max",
+    "6",
+    *("-o", "/dev/null") * len(_PAGE),
+    *(f"http://{{dst}}/{name}" for name in _PAGE),
+)
 SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("SSH password guessing hydra", 11,
-             ("hydra", "-l", "root", "-P", "{dir}/words.txt", "-t", "4", "-I", "ssh://{dst}"), 30, 660,
+             ("hydra", "-l", "root", "-P", "{dir}/words.txt", "-t", "4", "-I", "ssh://{dst}"), 30, _GUESS,
              why="hydra's advice for ssh: -t 4"),
     Scenario("SSH password guessing medusa", 12,
-             ("medusa", "-h", "{dst}", "-u", "admin", "-P", "{dir}/words.txt", "-M", "ssh", "-t", "4"), 30, 660),
+             ("medusa", "-h", "{dst}", "-u", "admin", "-P", "{dir}/words.txt", "-M", "ssh", "-t", "4"), 30, _GUESS),
     Scenario("SSH password guessing ncrack", 13,
-             ("ncrack", "-p", "ssh:22", "--user", "root", "-P", "{dir}/words.txt", "{dst}"), 30, 660),
+             ("ncrack", "-p", "ssh:22", "--user", "root", "-P", "{dir}/words.txt", "{dst}"), 30, _GUESS),
+    Scenario("SSH password guessing patator", 15,
+             ("patator", "ssh_login", "host={dst}", "user=root", "password=FILE0", "0={dir}/words.txt"), 30, _GUESS,
+             why="patator's defaults: 10 threads, each trying passwords on one connection until sshd drops it"),
+    Scenario("FTP password guessing patator", 16,
+             ("patator", "ftp_login", "host={dst}", "user=admin", "password=FILE0", "0={dir}/words.txt"), 30, _GUESS,
+             why="patator's defaults: 10 threads, persistent connections"),
     Scenario("FTP password guessing hydra", 14,
-             ("hydra", "-l", "admin", "-P", "{dir}/words.txt", "-t", "16", "-I", "ftp://{dst}"), 30, 600,
+             ("hydra", "-l", "admin", "-P", "{dir}/words.txt", "-t", "16", "-I", "ftp://{dst}"), 30, _GUESS,
              why="hydra's default 16 tasks"),
     Scenario("DoS slowloris slowhttptest", 21,
              ("slowhttptest", "-H", "-c", "300", "-r", "50", "-i", "10", "-l", "240", "-u", "http://{dst}/"),
@@ -151,6 +174,20 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("DoS HTTP keep-alive flood siege", 34,
              ("siege", "--rc={dir}/etc/siegerc", "-c", "50", "-d", "0.5", "-t", "60S", "http://{dst}/"), 930, 70,
              why="50 keep-alive users, each a request every 0-0.5 s: ~200 a second"),
+    # The same kinds against Apache httpd with Debian's settings (mod_reqtimeout cuts a request's
+    # headers at 20-40 s, 150 workers, 100 requests a keep-alive connection).
+    Scenario("DoS slowloris slowhttptest apache", 24,
+             ("slowhttptest", "-H", "-c", "300", "-r", "50", "-i", "10", "-l", "240", "-u", "http://{dst}/"),
+             280, 250, apache=True),
+    Scenario("DoS slow read slowhttptest apache", 26,
+             ("slowhttptest", "-X", "-c", "300", "-r", "50", "-w", "10", "-y", "20", "-n", "5", "-z", "32",
+              "-l", "240", "-u", "http://{dst}/big.bin"), 560, 250, apache=True),
+    Scenario("DoS HTTP flood ab apache", 36, ("ab", "-n", "500", "-c", "50", "http://{dst}/"), 1010, 60, 1,
+             apache=True),
+    Scenario("DoS HTTP keep-alive flood siege apache", 35,
+             ("siege", "--rc={dir}/etc/siegerc", "-c", "50", "-d", "0.5", "-t", "60S", "http://{dst}/"), 1080, 70,
+             why="Apache closes a keep-alive connection after 100 requests: ~2 new connections a second",
+             apache=True),
     # Benign look-alikes, for the whole capture.
     Scenario("benign health check", 51, ("curl", "-s", "-o", "/dev/null", "http://{dst}/health"), 0, _END, 5,
              why="a load balancer's check every 5 s"),
@@ -159,11 +196,10 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("benign backup over ssh", 53, (*_SSH, "cat {dir}/www/big.bin"), 0, _END, 60,
              why="a key login copying a file every minute"),
     Scenario("benign browsing", 54,
-             ("curl", "-s", "--no-progress-meter", "--parallel", "--parallel-max", "6",
-              *("-o", "/dev/null") * 6,
-              "http://{dst}/", "http://{dst}/a.css", "http://{dst}/b.js", "http://{dst}/c.png",
-              "http://{dst}/d.png", "http://{dst}/e.png"), 0, _END, 15,
+             _BROWSE, 0, _END, 15,
              why="a page and five assets over 6 parallel connections every 15 s"),
+    Scenario("benign browsing apache", 57,
+             _BROWSE, 0, _END, 15, apache=True),
     Scenario("benign download", 55, ("curl", "-s", "-o", "/dev/null", "http://{dst}/big.bin"), 0, _END, 120),
     Scenario("benign interactive ssh", 56,
              (*_SSH, "for i in $(seq 1 100); do date; sleep 10; done"), 0, _END, 0,
@@ -216,14 +252,14 @@ def _write_configs(lab: Path) -> None:
     ):
         (www / name).write_bytes(os.urandom(size))
     (www / "big.bin").write_bytes(os.urandom(4_000_000))
-    words = [f"pass{i:04d}" for i in range(1200)]
+    words = [f"pass{i:05d}" for i in range(20_000)]  # more than any guesser tries in its slot
     (lab / "words.txt").write_text("\n".join(words) + "\n")
     for key in ("id_lab", "ssh_host_ed25519_key"):
         if not (lab / key).exists():
             _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(lab / key))
     (lab / "authorized_keys").write_text((lab / "id_lab.pub").read_text())
     (etc / "sshd_config").write_text(
-        f"Port 22\nListenAddress 0.0.0.0\nHostKey {lab}/ssh_host_ed25519_key\nPidFile {lab}/sshd.pid\n"
+        f"Port 22\nHostKey {lab}/ssh_host_ed25519_key\n"
         f"AuthorizedKeysFile {lab}/authorized_keys\nStrictModes no\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\n"
     )
@@ -234,13 +270,35 @@ def _write_configs(lab: Path) -> None:
         "pam_service_name=vsftpd\nsecure_chroot_dir=/var/run/vsftpd/empty\nmax_clients=200\nmax_per_ip=50\n"
     )
     (etc / "siegerc").write_text("connection = keep-alive\nlogging = false\nprotocol = HTTP/1.1\n")
+    nginx_listen = "".join(f"listen {sc.dst}:80; " for sc in SCENARIOS if not sc.apache)
     # /form: nginx reads a request's whole body before it passes it on (nothing listens upstream)
     (etc / "nginx.conf").write_text(
         f"worker_processes 1;\npid {lab}/nginx.pid;\nerror_log {lab}/nginx.err;\n"
         "events { worker_connections 4096; }\n"
         f"http {{ access_log off; client_body_temp_path {lab}/nginx_body;\n"
-        f"  server {{ listen 80; root {www}; location / {{ }}\n"
+        f"  server {{ {nginx_listen}root {www}; location / {{ }}\n"
         "    location /form { proxy_pass http://127.0.0.1:9; } } }\n"
+    )
+    (etc / "apache2.conf").write_text(_apache_conf(lab, www))
+
+
+def _apache_conf(lab: Path, www: Path) -> str:
+    """Apache httpd as Debian ships it (apache2.conf, mpm_event.conf, reqtimeout.conf), serving www
+    on the addresses of the scenarios marked ``apache``."""
+    modules = "/usr/lib/apache2/modules"
+    loads = "".join(
+        f"LoadModule {name}_module {modules}/mod_{name}.so\n"
+        for name in ("mpm_event", "authz_core", "dir", "mime", "reqtimeout")
+    )
+    listen = "".join(f"Listen {sc.dst}:80\n" for sc in SCENARIOS if sc.apache)
+    return (
+        f"{loads}{listen}ServerName lab\nUser www-data\nGroup www-data\n"
+        f"PidFile {lab}/apache2.pid\nErrorLog {lab}/apache2.err\nDefaultRuntimeDir {lab}\nMutex file:{lab}\n"
+        f"TypesConfig /etc/mime.types\nDocumentRoot {www}\n<Directory {www}>\nRequire all granted\n</Directory>\n"
+        "Timeout 300\nKeepAlive On\nMaxKeepAliveRequests 100\nKeepAliveTimeout 5\n"
+        "StartServers 2\nMinSpareThreads 25\nMaxSpareThreads 75\nThreadLimit 64\nThreadsPerChild 25\n"
+        "MaxRequestWorkers 150\nMaxConnectionsPerChild 0\n"
+        "RequestReadTimeout header=20-40,minrate=500\nRequestReadTimeout body=10,minrate=500\n"
     )
 
 
@@ -274,14 +332,22 @@ def _namespace() -> Iterator[None]:
 def _start_servers(lab: Path) -> list[subprocess.Popen[bytes]]:
     etc = lab / "etc"
     (lab / "nginx_body").mkdir(exist_ok=True)
+    # Each victim its own sshd, as each is its own server in life: one guesser filling sshd's
+    # MaxStartups (10:30:100) must not make another give up.
+    sshd = (
+        ["/usr/sbin/sshd", "-D", "-f", str(etc / "sshd_config"), "-o", f"ListenAddress={sc.dst}",
+         "-o", f"PidFile={lab}/sshd-{sc.host}.pid"]
+        for sc in SCENARIOS
+    )  # fmt: skip
     cmds = (
-        ["/usr/sbin/sshd", "-D", "-f", str(etc / "sshd_config")],
+        *sshd,
         ["/usr/sbin/vsftpd", str(etc / "vsftpd.conf")],
         ["/usr/sbin/nginx", "-c", str(etc / "nginx.conf"), "-g", "daemon off;"],
+        ["/usr/sbin/apache2", "-f", str(etc / "apache2.conf"), "-DFOREGROUND"],
     )
     procs = []
     for cmd in cmds:
-        log = open(lab / f"{Path(cmd[0]).name}.log", "wb")  # noqa: SIM115 - kept open while it runs
+        log = open(lab / f"{Path(cmd[0]).name}.log", "ab")  # noqa: SIM115 - kept open while it runs
         procs.append(subprocess.Popen(["ip", "netns", "exec", NS, *cmd], stdout=log, stderr=log))
     time.sleep(2)
     for p, cmd in zip(procs, cmds, strict=True):
@@ -299,10 +365,7 @@ def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, 
     with open(lab / "tools.log", "ab") as log:
         while time.time() < end:
             started = time.time()
-            with suppress(subprocess.TimeoutExpired):
-                subprocess.run(
-                    cmd, stdout=log, stderr=log, timeout=max(1.0, end - started), check=False, cwd=lab
-                )
+            _run_for(cmd, max(1.0, end - started), log, lab)
             runs += 1
             if not sc.every_s:
                 break
@@ -310,6 +373,20 @@ def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, 
     record.append(
         {**asdict(sc), "src": sc.src, "dst": sc.dst, "started": first, "ended": time.time(), "runs": runs}
     )
+
+
+def _run_for(cmd: list[str], seconds: float, log: IO[bytes], cwd: Path) -> None:
+    """Run a tool until it ends or ``seconds`` pass. Its stdin is a pipe left open and empty:
+    patator reads its console from stdin, and at end of file prints its progress without pause."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=cwd)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 def selected(only: Sequence[str] = ()) -> list[Scenario]:
@@ -405,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m detectors.evaluation.toollab", description=__doc__.split("\n\n")[0]
     )
-    ap.add_argument("--out", required=True, help="the lab's folder (pcap, flow files, scenarios.json)")
+    ap.add_argument("--out", help="the lab's folder (pcap, flow files, scenarios.json)")
     ap.add_argument("--check", action="store_true", help="only say which Debian packages are missing")
     ap.add_argument("--flows-only", action="store_true", help="make the flow files again from OUT/lab.pcap")
     ap.add_argument(
@@ -420,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print("toollab: every tool is here")
         return 0
+    if args.out is None:
+        ap.error("--out is required (the lab's folder)")
     if os.geteuid() != 0:
         print("toollab: needs root (a network namespace, tcpdump, the servers)", file=sys.stderr)
         return 2
