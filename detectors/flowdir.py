@@ -90,6 +90,7 @@ UNANSWERED: Final = 12
 ANSWER_MASK: Final = 12
 ONE_WAY: Final = 16
 
+_WRITES_WHOLE: Final = frozenset({"zeek", "suricata"})  # a connection's record, written once it ended
 FIN: Final = 0x01
 SYN: Final = 0x02
 RST: Final = 0x04
@@ -426,6 +427,26 @@ def holds_syn(ev: FlowEvent) -> bool:
         counted = extra.get("cic_flags")
         return isinstance(counted, int) and bool(counted & SYN)
     return bool(tcp_flags(ev) & SYN)
+
+
+def whole_connection(ev: FlowEvent) -> bool:
+    """The record holds a whole TCP connection, its opening and its end: every Zeek or Suricata
+    record (written once a connection ends); an Argus record whose source flags show the SYN and
+    whose ``State`` a FIN or reset; a NetFlow/IPFIX/VPC/nProbe record whose flags hold SYN and FIN
+    or RST; a CICFlowMeter record that counted both. False when the exporter wrote no flags."""
+    if ev.source in _WRITES_WHOLE:
+        return ev.proto == "tcp"
+    extra = ev.extra
+    if not extra or ev.proto != "tcp":
+        return False
+    if ev.source == "argus":
+        state = extra.get("state")
+        return isinstance(state, str) and "S" in state.partition("_")[0] and ("F" in state or "R" in state)
+    if ev.source == "cicflowmeter":
+        counted = extra.get("cic_flags")
+        return isinstance(counted, int) and bool(counted & SYN) and bool(counted & (FIN | RST))
+    flags = tcp_flags(ev)
+    return bool(flags & SYN) and bool(flags & (FIN | RST))
 
 
 def argus_status_record(ev: FlowEvent) -> bool:

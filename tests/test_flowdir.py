@@ -30,6 +30,7 @@ from detectors.flowdir import (
     port_class,
     reply_refuses,
     sent_payload,
+    whole_connection,
 )
 from detectors.registry import all_detectors
 from ingest.parsers import ListOutput, ParseContext, parse_bytes
@@ -674,3 +675,27 @@ def test_holds_syn_reads_each_exporters_flags() -> None:
     assert holds_syn(FlowEvent(source="cicflowmeter", extra={"cic_flags": 0x12}, **base))
     assert not holds_syn(FlowEvent(source="zeek", extra={"conn_state": "SF"}, **base))
     assert not holds_syn(FlowEvent(source="netflow", extra={"tcp_flags": 2}, **{**base, "proto": "udp"}))
+
+
+def test_whole_connection_needs_the_opening_and_the_end_in_one_record() -> None:
+    """A record with its connection's SYN and its FIN or reset, by each exporter's flags; every Zeek
+    record (written once the connection ended); nothing from an exporter that writes no flags."""
+    base: dict[str, Any] = dict(id="x", ts=T0 * 1000, src_ip="203.0.113.5", dst_ip="10.1.1.10", src_port=40_000,
+                                dst_port=80, proto="tcp")  # fmt: skip
+    argus = [
+        FlowEvent(source="argus", extra={"state": s}, **base)
+        for s in ("FSPA_FSPA", "SPA_SA", "PA_RA", "RA_SA")
+    ]
+    assert [whole_connection(e) for e in argus] == [True, False, False, False]
+    netflow = [FlowEvent(source="netflow", extra={"tcp_flags": f}, **base) for f in (0x1B, 0x16, 0x18, 0x11)]
+    assert [whole_connection(e) for e in netflow] == [
+        True,
+        True,
+        False,
+        False,
+    ]  # SYN+FIN, SYN+RST, neither, FIN
+    cic = [FlowEvent(source="cicflowmeter", extra={"cic_flags": f}, **base) for f in (0x13, 0x12)]
+    assert [whole_connection(e) for e in cic] == [True, False]
+    assert whole_connection(FlowEvent(source="zeek", extra={"conn_state": "SF"}, **base))
+    assert not whole_connection(FlowEvent(source="vpcflow", **base))  # VPC's default format has no flags
+    assert not whole_connection(FlowEvent(source="zeek", **{**base, "proto": "udp"}))

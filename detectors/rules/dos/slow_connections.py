@@ -33,16 +33,26 @@ one or two packets with the same 5-tuple. Both are read here:
   and Suricata's flow records, which write whole connections) are joined per (source, source port) over the window; the join
   is a held piece when it spans ``min_held_ms`` within that byte budget.
 
-How many are held at once: by Little's law the mean number of connections open during the window is
-the connection-time observed in it divided by its length, so the held pieces' spans (each clipped
-to the window) are summed per source and divided by the window: ``held`` in the evidence. In a
-steady attack (connections cut and reopened) this is the tool's socket count whatever the server's
-timeout; connections that all end together (the tool stopped, or an active timeout) each count once.
+How many are held at once: the most of a source's held pieces (each clipped to the window) open
+at one instant of the window (``held_at_once`` in the evidence; ``held`` is the mean over the whole
+window, Little's law, and the bar is read on the larger). The mean alone missed an
+attack shorter than the window: slowhttptest does not reopen the sockets a server closes, and
+Apache with Debian's mod_reqtimeout (``header=20-40``) closed its 300 slow-header sockets after 20
+and 38 s, so the tool lab's run against it held 300 at once and 29 on the 5-minute mean.
+
+A source holds when at least ``params.min_held_share`` of its connections to the service are held
+pieces: a slow tool holds every connection it opens, while a flood's whole short connections (a
+record with the SYN and the FIN or reset, ``flowdir.whole_connection``) far outnumber the few of
+its records that look held. softflowd keeps a finished flow in its cache, so two of ab's
+connections on a reused source port 15-19 s apart became one record of 10 packets and ~700 B over
+17 s: 4,019 such records among ab's 17,188 against Apache in the tool lab's NetFlow, raised as
+holders before 1.4.0. Exporters that write no flags (VPC Flow Logs' default format) give no whole
+connections, and every source with held pieces is judged by them alone, as before.
 
 When it fires (entity: the source; a handful of sources: the victim, with the sources named):
-one source holds at least ``params.min_concurrent`` connections to one service on average over the
-window, or at most ``params.max_sources`` sources do together and hold at least
-``params.min_top_share`` of the service's held connections.
+one source holds at least ``params.min_concurrent`` connections to one service at once, or at most
+``params.max_sources`` sources do together and hold at least ``params.min_top_share`` of the
+service's held connection time.
 
 Thresholds and their grounds:
 
@@ -76,6 +86,11 @@ Thresholds and their grounds:
   handful of packets over minutes to an hour (the CTU-13 client 147.32.84.59's tunnels to the
   campus proxy: 7 packets over 44 minutes). Records with no packet count (0 both ways) are not
   judged by it.
+- ``min_held_share: 0.5``: slowloris and slowhttptest open nothing but held connections (a share near
+  1: 0.86-0.99 of each slow tool's records in the tool lab's NetFlow, the rest its probes of the
+  service); ab's and siege's floods against Apache were 0.20-0.23 there, all of it records of two
+  connections. Half is the line between a client whose connections are mostly held and one whose
+  held-looking records are the exception.
 - ``max_fragment_packets: 2``: between two inactive-timeout cuts a slow client sends one line, a
   packet (two when its ACK of the server's ACK falls in the same record). The connection's opening
   piece, the record that holds its SYN, also holds the handshake: two client packets more (SYN and
@@ -101,7 +116,7 @@ long-polling (``allowed_destinations``).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any, ClassVar, Final, cast
 
 from detectors.alert import Entity
@@ -118,14 +133,19 @@ from detectors.flowdir import (
     UNANSWERED,
     holds_syn,
     tcp_flags,
+    whole_connection,
 )
 from detectors.meta import DetectorMeta, technique
 from detectors.windows import Window
 
 __all__ = ["SlowConnections", "SlowState", "held_bar"]
 
-# Held time per source: [held ms (clipped spans), pieces, bytes, first ts, last ts, evidence ids]
-_HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS = range(6)
+# Held time per source: [held ms (clipped spans), pieces, bytes, first ts, last ts, evidence ids,
+# the held pieces' (start, end), at most _MAX_SPANS (none if pickled before 1.4.0)]
+_HELD, _PIECES, _BYTES, _FIRST, _LAST, _IDS, _SPANS = range(7)
+# Spans kept per source and window: a source with more held pieces of >= 15 s in a 5-minute window
+# holds over 200 on average, far past any bar, so its spans are not needed to tell.
+_MAX_SPANS: Final = 4096
 # A fragment join per (source, source port): [start, end, bytes, first ts, last ts, event id, packets]
 _F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID, _F_PKTS = range(7)
 _OVERFLOW: Final = "@other"
@@ -139,26 +159,29 @@ _HANDSHAKE: Final = 2
 
 
 class SlowState:
-    """One service's held connection time per source, and its short fragments by (src, port)."""
+    """One service's held connection time per source, its short fragments by (src, port), and the
+    whole connections per source that held nothing (``whole``)."""
 
-    __slots__ = ("by_src", "dropped", "frags")
+    __slots__ = ("by_src", "dropped", "frags", "whole")
 
     def __init__(self) -> None:
         self.by_src: dict[str, list[Any]] = {}
         self.frags: dict[tuple[str, int], list[Any]] = {}
+        self.whole: dict[str, int] = {}
         self.dropped = 0
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.by_src, self.frags, self.dropped)
+        return (self.by_src, self.frags, self.dropped, self.whole)
 
-    def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.by_src, self.frags, self.dropped = s  # type: ignore[assignment]
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        self.by_src, self.frags, self.dropped = s[:3]
+        self.whole = s[3] if len(s) > 3 else {}  # pickled before 1.4.0
 
 
 class SlowConnections(Detector):
     meta = DetectorMeta(
         id="dos.slow_connections",
-        version="1.3.0",
+        version="1.4.0",
         title="Slow denial of service: connections held open",
         category="dos",
         score=65,
@@ -169,8 +192,8 @@ class SlowConnections(Detector):
         ),
         kinds=frozenset({"flow"}),
         description="One source (or at most params.max_sources together) holds params.min_concurrent or more "
-        "connections open to one web service on average over a window, each sending at most "
-        "params.setup_bytes plus params.max_bytes_per_s: slowloris, slowhttptest, R.U.D.Y.",
+        "connections open to one web service at once, each sending at most params.setup_bytes plus "
+        "params.max_bytes_per_s, and most of its connections there are held: slowloris, slowhttptest, R.U.D.Y.",
         false_positives=(
             "a busy client of a forward proxy holding idle keep-alive or CONNECT tunnels (params.allowed_destinations)",
             "a NAT gateway or forward proxy whose users hold idle keep-alive, websocket or long-poll "
@@ -190,6 +213,7 @@ class SlowConnections(Detector):
         "setup_bytes": int,
         "max_fragment_packets": int,
         "max_idle_s": int,
+        "min_held_share": float,
         "max_sources": int,
         "min_top_share": float,
         "allowed_sources": list,
@@ -205,6 +229,7 @@ class SlowConnections(Detector):
         self.setup = int(p["setup_bytes"])
         self.max_frag_packets = int(p["max_fragment_packets"])
         self.max_idle = int(p["max_idle_s"]) * 1000
+        self.min_held_share = float(p["min_held_share"])
         self.max_sources = max(1, int(p["max_sources"]))
         self.min_top_share = float(p["min_top_share"])
         self.allowed_src = frozenset(p["allowed_sources"])
@@ -213,6 +238,10 @@ class SlowConnections(Detector):
 
     def new_state(self, key: Hashable) -> SlowState:
         return SlowState()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("min_held_share", 0.0)  # pickled before 1.4.0: any source holds, as then
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a server's records are never the holder
@@ -226,6 +255,7 @@ class SlowConnections(Detector):
         allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
         frag_packets, frag_bytes, window = self.max_frag_packets, self._frag_bytes, self._size
         max_idle = self.max_idle
+        pane, cur, bucket = self._pane, -1, cast(dict[Hashable, Any], {})
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
         for ev, view in zip(batch.flows, batch.flow_views, strict=True):
@@ -238,12 +268,11 @@ class SlowConnections(Detector):
                 size = ev.bytes_out + ev.bytes_in
                 dur = ev.duration_ms
                 packets = ev.packets_out + ev.packets_in
+                held = fragment = False
                 if dur >= min_held:
-                    if size > setup + max_bps * dur / 1000:
-                        continue  # a busy long connection
-                    if 0 < packets * max_idle < dur:
+                    if 0 < packets * max_idle < dur and size <= setup + max_bps * dur / 1000:
                         continue  # quieter than every server's idle limit: an idle socket, not a trickle
-                    fragment = False
+                    held = size <= setup + max_bps * dur / 1000  # else a busy long connection
                 elif (
                     size <= frag_bytes
                     and ev.source not in _WHOLE
@@ -253,7 +282,19 @@ class SlowConnections(Detector):
                     )
                 ):
                     fragment = True
-                else:
+                if not (held or fragment):
+                    # A whole connection that held nothing: counted against its source's held share.
+                    if not whole_connection(ev):
+                        continue
+                    if ev.ts - ev.ts % pane != cur:
+                        bucket, cur = self.bucket(ev.ts), ev.ts - ev.ts % pane
+                    where = (ev.tenant, ev.dst_ip, ev.dst_port)
+                    known = bucket.get(where)
+                    if known is None:
+                        if len(bucket) >= self.max_keys:
+                            continue
+                        known = bucket[where] = SlowState()
+                    known.whole[ev.src_ip] = known.whole.get(ev.src_ip, 0) + 1
                     continue
                 if view & ONE_WAY and ev.extra and ev.source != "vpcflow" and tcp_flags(ev) & _OPENED == SYN:
                     continue  # NetFlow/IPFIX flags (OR of all packets) with only SYN: never established
@@ -284,13 +325,14 @@ class SlowConnections(Detector):
                     else:
                         st.dropped += 1
                     continue
-                self._add_held(st, src, min(dur, window), size, ts, ts, ev.id)
+                self._add_held(st, src, ts - min(dur, window), ts, size, ts, ts, ev.id)
             except Exception as exc:
                 self.error(ev, exc)
 
     def _add_held(
-        self, st: SlowState, src: str, held_ms: int, size: int, t0: int, t1: int, event_id: str
+        self, st: SlowState, src: str, start: int, end: int, size: int, t0: int, t1: int, event_id: str
     ) -> None:
+        """A held piece ``[start, end]`` (clipped to a window's length) of ``src``'s connection."""
         by_src = st.by_src
         rec = by_src.get(src)
         if rec is None:
@@ -298,8 +340,11 @@ class SlowConnections(Detector):
                 src = _OVERFLOW
                 rec = by_src.get(src)
             if rec is None:
-                rec = by_src[src] = [0, 0, 0, t0, t1, []]
-        rec[_HELD] += held_ms
+                rec = by_src[src] = [0, 0, 0, t0, t1, [], []]
+        rec[_HELD] += end - start
+        spans = _spans(rec)
+        if len(spans) < _MAX_SPANS:
+            spans.append((start, end))
         rec[_PIECES] += 1
         rec[_BYTES] += size
         if t0 < rec[_FIRST]:
@@ -317,9 +362,11 @@ class SlowConnections(Detector):
                     src = _OVERFLOW
                     mine = into.by_src.get(src)
                 if mine is None:
-                    into.by_src[src] = [*rec[:_IDS], list(rec[_IDS])]
+                    into.by_src[src] = [*rec[:_IDS], list(rec[_IDS]), list(_spans(rec))]
                     continue
             mine[_HELD] += rec[_HELD]
+            spans = _spans(mine)
+            spans.extend(_spans(rec)[: _MAX_SPANS - len(spans)])
             mine[_PIECES] += rec[_PIECES]
             mine[_BYTES] += rec[_BYTES]
             mine[_FIRST] = min(mine[_FIRST], rec[_FIRST])
@@ -345,6 +392,8 @@ class SlowConnections(Detector):
             have[_F_TS0] = min(have[_F_TS0], frag[_F_TS0])
             have[_F_TS1] = max(have[_F_TS1], frag[_F_TS1])
         into.dropped += other.dropped
+        for src, n in other.whole.items():
+            into.whole[src] = into.whole.get(src, 0) + n
 
     def _join_fragments(self, st: SlowState) -> None:
         """Fragments of one (source, port) spanning ``min_held_ms`` at a low byte rate: held pieces."""
@@ -355,33 +404,78 @@ class SlowConnections(Detector):
             if 0 < frag[_F_PKTS] * max_idle < span:
                 continue  # fragments further apart than every server's idle limit: not one held connection
             if span >= min_held and frag[_F_BYTES] <= setup + max_bps * span / 1000:
+                end = frag[_F_END]
                 self._add_held(
-                    st, src, min(span, window), frag[_F_BYTES], frag[_F_TS0], frag[_F_TS1], frag[_F_ID]
+                    st,
+                    src,
+                    end - min(span, window),
+                    end,
+                    frag[_F_BYTES],
+                    frag[_F_TS0],
+                    frag[_F_TS1],
+                    frag[_F_ID],
                 )
         st.frags = {}
 
     def finish(self, window: Window, states: dict[Hashable, Any]) -> list[Finding]:
         out: list[Finding] = []
-        need_ms = self.min_concurrent * (window.end - window.start)
+        need = self.min_concurrent
         for key, st in states.items():
             if st.frags:
                 self._join_fragments(st)
+            recs = st.by_src.values()
+            # Never more at once than pieces, nor on average (a piece is at most the window long).
+            if sum(rec[_PIECES] for rec in recs) < need or self._peak(window, recs) < need:
+                continue
             total = sum(rec[_HELD] for rec in st.by_src.values())
-            if total < need_ms:
-                continue
             tenant, dst, port = cast(tuple[Any, str, int], key)
+            whole = st.whole
             ranked = sorted(
-                ((rec[_HELD], src) for src, rec in st.by_src.items() if src != _OVERFLOW), reverse=True
+                (
+                    (self._peak(window, [rec]), rec[_HELD], src)
+                    for src, rec in st.by_src.items()
+                    if src != _OVERFLOW
+                    and rec[_PIECES] >= self.min_held_share * (rec[_PIECES] + whole.get(src, 0))
+                ),
+                reverse=True,
             )
-            singles = [(src, st.by_src[src]) for held, src in ranked if held >= need_ms]
+            singles = [(src, st.by_src[src]) for peak, _, src in ranked if peak >= need]
             if singles:
-                out.extend(self._finding(window, tenant, dst, port, total, [s]) for s in singles)
+                out.extend(self._finding(window, tenant, dst, port, total, [s], whole) for s in singles)
                 continue
-            top = [(src, st.by_src[src]) for _, src in ranked[: self.max_sources]]
+            top = [(src, st.by_src[src]) for _, _, src in ranked[: self.max_sources]]
             held = sum(rec[_HELD] for _, rec in top)
-            if len(top) >= 2 and held >= need_ms and held >= self.min_top_share * total:
-                out.append(self._finding(window, tenant, dst, port, total, top))
+            if (
+                len(top) >= 2
+                and self._peak(window, [rec for _, rec in top]) >= need
+                and held >= self.min_top_share * total
+            ):
+                out.append(self._finding(window, tenant, dst, port, total, top, whole))
         return out
+
+    def _peak(self, window: Window, recs: Iterable[list[Any]]) -> float:
+        """Connections the records' sources held at once: the most of their held pieces open at
+        one instant of the window (at least the mean over it, which is all that states pickled
+        before 1.4.0 and sources past ``_MAX_SPANS`` pieces can tell)."""
+        recs = list(recs)
+        length = window.end - window.start
+        mean = sum(rec[_HELD] for rec in recs) / length
+        if sum(rec[_PIECES] for rec in recs) < self.min_concurrent:
+            return mean  # fewer pieces than the bar: never that many at once
+        edges: list[tuple[int, int]] = []
+        for rec in recs:
+            for start, end in _spans(rec):
+                start, end = max(start, window.start), min(end, window.end)
+                if start < end:
+                    edges.append((start, 1))
+                    edges.append((end, -1))
+        edges.sort()  # at one instant an end (-1) sorts before a start: touching pieces are not both open
+        held = most = 0
+        for _, step in edges:
+            held += step
+            if held > most:
+                most = held
+        return float(max(most, mean))
 
     def _finding(
         self,
@@ -391,17 +485,21 @@ class SlowConnections(Detector):
         port: int,
         total_ms: int,
         who: list[tuple[str, list[Any]]],
+        whole: dict[str, int],
     ) -> Finding:
         length = window.end - window.start
         held_ms = sum(r[_HELD] for _, r in who)
         pieces = sum(r[_PIECES] for _, r in who)
         size = sum(r[_BYTES] for _, r in who)
         concurrent = held_ms / length
+        at_once = self._peak(window, [r for _, r in who])
         rate = size * 1000 / held_ms if held_ms else 0.0
         evidence: dict[str, Any] = {
             "victim": dst,
             "port": port,
+            "held_at_once": round(at_once, 1),
             "held": round(concurrent, 1),
+            "whole_connections_not_held": sum(whole.get(s, 0) for s, _ in who),
             "records": pieces,
             "bytes_per_s_per_connection": round(rate, 2),
             "service_held": round(total_ms / length, 1),
@@ -412,16 +510,16 @@ class SlowConnections(Detector):
             entity = Entity("ip", src)
             evidence["sources"] = [src]
             summary = (
-                f"{src} held {concurrent:.0f} connections open to {dst}:{port} on average over the window "
-                f"({pieces} records, {rate:.1f} B/s each): slow denial of service"
+                f"{src} held {at_once:.0f} connections open to {dst}:{port} at once ({concurrent:.0f} on "
+                f"average over the window; {pieces} records, {rate:.1f} B/s each): slow denial of service"
             )
         else:
             entity = Entity("ip", dst)
             evidence["sources"] = [s for s, _ in who]
             evidence["top_share"] = round(held_ms / total_ms, 3)
             summary = (
-                f"{len(who)} sources held {concurrent:.0f} connections open to {dst}:{port} on average over "
-                f"the window ({pieces} records, {rate:.1f} B/s each): slow denial of service"
+                f"{len(who)} sources held {at_once:.0f} connections open to {dst}:{port} at once ({concurrent:.0f} "
+                f"on average over the window; {pieces} records, {rate:.1f} B/s each): slow denial of service"
             )
         ids = [i for _, r in who for i in r[_IDS]][: self.max_ids]
         return Finding(
@@ -444,3 +542,10 @@ def held_bar(config: DetectorConfig) -> tuple[int, int, float]:
     (``brute_force.flow_guessing``), so the bar has one definition."""
     p = config.settings_for(SlowConnections.meta.id, SlowConnections.param_spec).params
     return int(p["min_held_ms"]), int(p["setup_bytes"]), float(p["max_bytes_per_s"])
+
+
+def _spans(rec: list[Any]) -> list[tuple[int, int]]:
+    """A source's held pieces (added to a record pickled before 1.4.0)."""
+    if len(rec) <= _SPANS:
+        rec.append([])
+    return cast(list[tuple[int, int]], rec[_SPANS])
