@@ -61,7 +61,7 @@ bench: setup
 
 # The real attack tools against real servers in a network namespace, recorded and scored (root and
 # Debian's packages of the tools: `python -m detectors.evaluation.toollab --check` names the missing).
-# About 20 minutes and 2 GB of disk in TOOLLAB_DIR.
+# About 24 minutes and 2 GB of disk in TOOLLAB_DIR.
 TOOLLAB_DIR ?= .data/toollab
 toollab: setup
 	$(PY) -m detectors.evaluation.toollab --out $(TOOLLAB_DIR)
