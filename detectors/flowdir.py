@@ -58,6 +58,7 @@ __all__ = [
     "SYN",
     "UNANSWERED",
     "UNKNOWN",
+    "WRITES_WHOLE",
     "FlowKey",
     "argus_status_record",
     "bare_syn_bytes",
@@ -78,6 +79,7 @@ __all__ = [
     "sent_payload",
     "tcp_flags",
     "took_connection",
+    "whole_connection",
 ]
 
 UNKNOWN: Final = 0
@@ -90,7 +92,9 @@ UNANSWERED: Final = 12
 ANSWER_MASK: Final = 12
 ONE_WAY: Final = 16
 
-_WRITES_WHOLE: Final = frozenset({"zeek", "suricata"})  # a connection's record, written once it ended
+# Sources that write a connection once, whole, when it ends (Zeek's conn.log, Suricata's EVE flow
+# records): a short record of theirs is a short connection, never a piece of a longer one.
+WRITES_WHOLE: Final = frozenset({"zeek", "suricata"})
 FIN: Final = 0x01
 SYN: Final = 0x02
 RST: Final = 0x04
@@ -434,7 +438,7 @@ def whole_connection(ev: FlowEvent) -> bool:
     record (written once a connection ends); an Argus record whose source flags show the SYN and
     whose ``State`` a FIN or reset; a NetFlow/IPFIX/VPC/nProbe record whose flags hold SYN and FIN
     or RST; a CICFlowMeter record that counted both. False when the exporter wrote no flags."""
-    if ev.source in _WRITES_WHOLE:
+    if ev.source in WRITES_WHOLE:
         return ev.proto == "tcp"
     extra = ev.extra
     if not extra or ev.proto != "tcp":

@@ -131,6 +131,7 @@ from detectors.flowdir import (
     RST,
     SYN,
     UNANSWERED,
+    WRITES_WHOLE,
     holds_syn,
     tcp_flags,
     whole_connection,
@@ -150,9 +151,6 @@ _MAX_SPANS: Final = 4096
 _F_START, _F_END, _F_BYTES, _F_TS0, _F_TS1, _F_ID, _F_PKTS = range(7)
 _OVERFLOW: Final = "@other"
 _OPENED: Final = SYN | ACK | FIN | RST
-# Sources that write a connection once, whole (Zeek's conn.log, Suricata's EVE flow records): their
-# short records are short connections, never the pieces of a held one.
-_WHOLE: Final = frozenset({"zeek", "suricata"})
 # The client packets of a TCP handshake (SYN, then the ACK of the SYN-ACK): a connection's opening
 # piece holds them besides what the slow client sends in any other piece.
 _HANDSHAKE: Final = 2
@@ -270,12 +268,12 @@ class SlowConnections(Detector):
                 packets = ev.packets_out + ev.packets_in
                 held = fragment = False
                 if dur >= min_held:
-                    if 0 < packets * max_idle < dur and size <= setup + max_bps * dur / 1000:
-                        continue  # quieter than every server's idle limit: an idle socket, not a trickle
                     held = size <= setup + max_bps * dur / 1000  # else a busy long connection
+                    if held and 0 < packets * max_idle < dur:
+                        continue  # quieter than every server's idle limit: an idle socket, not a trickle
                 elif (
                     size <= frag_bytes
-                    and ev.source not in _WHOLE
+                    and ev.source not in WRITES_WHOLE  # their short records are short connections
                     and (
                         ev.packets_out <= frag_packets
                         or (ev.packets_out <= frag_packets + _HANDSHAKE and holds_syn(ev))
