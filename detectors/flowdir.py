@@ -74,6 +74,7 @@ __all__ = [
     "is_failed_probe",
     "is_response",
     "port_class",
+    "record_start",
     "reply_refuses",
     "reverse_key",
     "sent_payload",
@@ -414,6 +415,12 @@ def flow_views(events: list[FlowEvent]) -> list[int]:
         else:
             append(role | (ANSWERED if ev.packets_in > 0 else UNANSWERED))
     return out
+
+
+def record_start(ev: FlowEvent) -> int:
+    """When the record's span begins: Argus stamps a record with its start, every other exporter
+    with its end (``ingest.schema.FlowEvent``)."""
+    return ev.ts if ev.source == "argus" else ev.ts - ev.duration_ms
 
 
 def holds_syn(ev: FlowEvent) -> bool:

@@ -254,6 +254,32 @@ def test_web_sessions_cut_into_status_records_and_held_open_are_a_slow_attacks()
     assert f.evidence["sessions"] == 340
 
 
+def test_a_slow_read_whose_window_holds_only_its_first_seconds_is_no_guessing() -> None:
+    """The tool lab's slow read against nginx in Argus records, in the 10-minute window that held
+    only its first 48 s: each connection an opening record (request and first reply, 820 B out and
+    1,688 B in over 3.3 s) and then the server's zero-window probes (66 B each way) 7, 14 and 27 s
+    later. Over the set-up budget as a whole (2.9 kB in 30 s against 1.5 kB + 20 B/s), it was raised
+    as HTTP password guessing; after its opening the connection trickles, and that is held."""
+    opening = dict(source="argus", dst_port=80, duration_ms=3_270, bytes_out=820, bytes_in=1_688,
+                   packets_out=8, packets_in=8, extra={"state": "SPA_SPA", "dir": "<?>"})  # fmt: skip
+    probe = dict(opening, duration_ms=0, bytes_out=66, bytes_in=66, packets_out=1, packets_in=1,
+                 extra={"state": "A_A", "dir": "<?>"})  # fmt: skip
+    start = T0 + 552_000  # Argus stamps a record with its start: 48 s before the window's end
+    # 300 sockets at 50 a second, then one every 5 s: the run's 309 sessions over 40 s
+    opened = [start + i * 20 for i in range(300)] + [start + k * 5_000 for k in range(1, 10)]
+    after = (6_760, 13_670, 27_240)
+    in_window = [(i, at) for i in range(len(opened)) for at in after if opened[i] + at < T0 + 600_000]
+    first = [_flow(i, ts=at, **opening) for i, at in enumerate(opened)]
+    later = [_flow(i, id=f"p{i}-{at}", ts=opened[i] + at, **probe) for i, at in in_window]
+    det = _det()
+    assert _run(det, sorted(first + later, key=lambda e: e.ts)) == [] and det.counters["held_open"] == 1
+    # a login tool that posts its next guesses on the kept connection (kilobytes after the opening)
+    kept = dict(opening, extra={"state": "PA_PA", "dir": "<?>"})
+    guesses = [_flow(i, id=f"g{i}-{at}", ts=opened[i] + at, **kept) for i, at in in_window]
+    (f,) = _run(_det(), sorted(first + guesses, key=lambda e: e.ts))
+    assert f.evidence["variant"] == "guessing" and f.evidence["sessions"] == 309
+
+
 def test_web_replies_must_be_alike_where_the_record_has_them() -> None:
     """Clients behind a proxy send alike requests and get different objects back; a form-guessing
     tool gets one error page. A one-way format's replies are the server's records."""
@@ -406,5 +432,20 @@ def test_a_state_pickled_before_the_held_sessions_still_loads() -> None:
     state = GuessState()
     state.__setstate__(state.__getstate__()[:7])
     assert state.held == {} and state.sessions() == 0
-    state.held[("10.1.1.10", 40000)] = [0, 20_000, 900]
+    state.held[("10.1.1.10", 40000)] = [0, 20_000, 900, 3_000, 600]
     assert pickle.loads(pickle.dumps(state)).held == state.held
+
+
+def test_a_held_session_pickled_without_its_opening_is_judged_as_a_whole() -> None:
+    """1.3.0's held sessions are ``[start, end, bytes]``: restored, the opening is unknown (none
+    taken off), so the session is held only as a whole, as before."""
+    from detectors.rules.brute_force.flow_guessing import GuessState
+
+    state = GuessState()
+    state.held[("10.1.1.10", 40000)] = [0, 30_000, 2_900]
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored.held[("10.1.1.10", 40000)] == [0, 30_000, 2_900, 0, 0]
+    det = _det()
+    assert det.held_sessions(restored) == 0  # 2.9 kB in 30 s: over 1.5 kB + 20 B/s as a whole
+    restored.held[("10.1.1.10", 40000)] = [0, 30_000, 1_900, 0, 0]
+    assert det.held_sessions(restored) == 1
