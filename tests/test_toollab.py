@@ -24,6 +24,8 @@ def test_every_label_is_scored_as_the_kind_of_attack_its_tool_makes() -> None:
     assert scored["SSH password guessing hydra"] == "guessing"
     assert scored["FTP password guessing hydra"] == "guessing"
     assert scored["SSH password guessing patator"] == scored["FTP password guessing patator"] == "guessing"
+    web_logins = [sc.label for sc in SCENARIOS if sc.label.startswith("HTTP password guessing")]
+    assert len(web_logins) == 3 and {scored[label] for label in web_logins} == {"guessing"}
     assert scored["DoS slowloris slowhttptest"] == scored["DoS slowloris slowhttptest apache"] == "flood"
     assert scored["DoS SYN flood hping3"] == "flood"
     assert scored["PortScan nmap SYN"] == "scan"
@@ -39,6 +41,7 @@ def test_nginx_and_apache_listen_on_their_own_victims_addresses(tmp_path: Path) 
         f"{a}:80" for a in apache
     }
     assert "RequestReadTimeout header=20-40,minrate=500" in conf  # Debian's reqtimeout.conf
+    assert f"AuthUserFile {tmp_path}/etc/htpasswd" in conf  # hydra's basic-auth target
 
 
 def test_a_flow_gets_its_pair_label_whichever_way_it_reads() -> None:

@@ -5,7 +5,8 @@ missing ones; ``--only LABEL`` runs the scenarios whose label holds it).
 No labelled capture of flow-level password guessing or slow denial of service is public beside the
 one kept for independent checks, so this makes one. The real tools (hydra, medusa, ncrack, nmap,
 slowhttptest, ab, wrk, siege, hping3, patator) attack real servers (OpenSSH, vsftpd, nginx and
-Apache httpd as Debian ships them) in a network namespace, beside benign look-alikes (health checks,
+Apache httpd as Debian ships them; web logins as a form whose error page nginx serves and as
+Apache's HTTP Basic authentication) in a network namespace, beside benign look-alikes (health checks,
 monitoring probes, a backup job over ssh, a browser's parallel page loads, downloads, a long
 interactive ssh session). tcpdump records the veth between the two namespaces; two real exporters
 make the flow records from the same packets:
@@ -59,6 +60,7 @@ TOOLS: Final = {  # command -> Debian package
     "nmap": "nmap",
     "slowhttptest": "slowhttptest",
     "ab": "apache2-utils",
+    "htpasswd": "apache2-utils",
     "wrk": "wrk",
     "siege": "siege",
     "hping3": "hping3",
@@ -188,6 +190,21 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
              ("siege", "--rc={dir}/etc/siegerc", "-c", "50", "-d", "0.5", "-t", "60S", "http://{dst}/"), 1080, 70,
              why="Apache closes a keep-alive connection after 100 requests: ~2 new connections a second",
              apache=True),
+    # Web logins guessed, as the tools do it by default: a login form that always fails, with one
+    # error page (nginx answers it itself, as fast as a page can be), and HTTP Basic authentication
+    # against Apache checking a bcrypt htpasswd entry (htpasswd -B) on every try.
+    Scenario("HTTP password guessing hydra form", 61,
+             ("hydra", "-l", "admin", "-P", "{dir}/words.txt", "-t", "16", "-I", "{dst}", "http-post-form",
+              "/login:user=^USER^&pass=^PASS^:F=Login failed"), 30, _GUESS,
+             why="hydra's 16 tasks; each try fetches the form for a cookie, then posts it"),
+    Scenario("HTTP password guessing patator form", 62,
+             ("patator", "http_fuzz", "url=http://{dst}/login", "method=POST", "body=user=admin&pass=FILE0",
+              "resolve={dst}:{dst}", "0={dir}/words.txt"), 30, _GUESS,
+             why="patator's defaults: 10 threads, each on one persistent (keep-alive) connection; resolve= "
+                 "given, as Debian's patator 0.9 passes an empty CURLOPT_RESOLVE that its libcurl refuses"),
+    Scenario("HTTP password guessing hydra basic auth apache", 63,
+             ("hydra", "-l", "admin", "-P", "{dir}/words.txt", "-t", "16", "-I", "http-get://{dst}/private/"),
+             30, _GUESS, apache=True, why="hydra's 16 tasks against mod_auth_basic"),
     # Benign look-alikes, for the whole capture.
     Scenario("benign health check", 51, ("curl", "-s", "-o", "/dev/null", "http://{dst}/health"), 0, _END, 5,
              why="a load balancer's check every 5 s"),
@@ -269,6 +286,9 @@ def _write_configs(lab: Path) -> None:
         "listen=YES\nlisten_ipv6=NO\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\n"
         "pam_service_name=vsftpd\nsecure_chroot_dir=/var/run/vsftpd/empty\nmax_clients=200\nmax_per_ip=50\n"
     )
+    (www / "private").mkdir(exist_ok=True)
+    (www / "private" / "index.html").write_text("<html><body>private</body></html>\n")
+    _run("htpasswd", "-bBc", str(etc / "htpasswd"), "admin", os.urandom(12).hex())  # never guessed
     (etc / "siegerc").write_text("connection = keep-alive\nlogging = false\nprotocol = HTTP/1.1\n")
     nginx_listen = "".join(f"listen {sc.dst}:80; " for sc in SCENARIOS if not sc.apache)
     # /form: nginx reads a request's whole body before it passes it on (nothing listens upstream)
@@ -277,7 +297,10 @@ def _write_configs(lab: Path) -> None:
         "events { worker_connections 4096; }\n"
         f"http {{ access_log off; client_body_temp_path {lab}/nginx_body;\n"
         f"  server {{ {nginx_listen}root {www}; location / {{ }}\n"
-        "    location /form { proxy_pass http://127.0.0.1:9; } } }\n"
+        "    location /form { proxy_pass http://127.0.0.1:9; }\n"
+        "    location = /login { default_type text/html;\n"
+        '      return 200 "<html><body><form method=post>Login failed: wrong user name or password'
+        '</form></body></html>"; } } }\n'
     )
     (etc / "apache2.conf").write_text(_apache_conf(lab, www))
 
@@ -288,7 +311,17 @@ def _apache_conf(lab: Path, www: Path) -> str:
     modules = "/usr/lib/apache2/modules"
     loads = "".join(
         f"LoadModule {name}_module {modules}/mod_{name}.so\n"
-        for name in ("mpm_event", "authz_core", "dir", "mime", "reqtimeout")
+        for name in (
+            "mpm_event",
+            "authz_core",
+            "dir",
+            "mime",
+            "reqtimeout",
+            "auth_basic",
+            "authn_core",
+            "authn_file",
+            "authz_user",
+        )
     )
     listen = "".join(f"Listen {sc.dst}:80\n" for sc in SCENARIOS if sc.apache)
     return (
@@ -299,6 +332,8 @@ def _apache_conf(lab: Path, www: Path) -> str:
         "StartServers 2\nMinSpareThreads 25\nMaxSpareThreads 75\nThreadLimit 64\nThreadsPerChild 25\n"
         "MaxRequestWorkers 150\nMaxConnectionsPerChild 0\n"
         "RequestReadTimeout header=20-40,minrate=500\nRequestReadTimeout body=10,minrate=500\n"
+        f"<Location /private>\nAuthType Basic\nAuthName lab\nAuthUserFile {lab}/etc/htpasswd\n"
+        "Require valid-user\n</Location>\n"
     )
 
 
