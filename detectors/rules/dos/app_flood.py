@@ -184,7 +184,9 @@ class AppFlood(Detector):
             "a load test run by the tenant (params.allowed_sources / allowed_destinations)",
         ),
         note="Check the service's request logs for the source's URLs and User-Agents (random query strings "
-        "mean Hulk or GoldenEye); rate-limit or block the source at the load balancer or WAF. Mostly "
+        "mean Hulk or GoldenEye; one login URL, or 401s, mean a password guesser at its default pace, which "
+        "flows show the same way: hydra's web modes in the tool lab); rate-limit or block the source at the "
+        "load balancer or WAF. Mostly "
         "unanswered connections (evidence.failed) mean the server no longer keeps up. A tenant VM as source "
         "means it is abused.",
         maturity="incubating",
