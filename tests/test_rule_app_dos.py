@@ -117,6 +117,37 @@ def test_heavy_tailed_byte_counts_are_users_not_a_tool() -> None:
     assert 0 < f.evidence["bytes_cv"] < 0.1
 
 
+def test_the_byte_spread_is_over_whole_connections_where_most_are() -> None:
+    """siege's keep-alive flood against Apache as Argus wrote it (the tool lab): ~2,000 whole short
+    connections a minute, and a few dozen opening records cut by the 5 s status interval, each
+    holding 5 s of requests (127 kB). Over all records the bytes spread past a NAT's bar (CV 1.78
+    there); over the whole connections they are a tool's."""
+    argus = dict(source="argus", duration_ms=400, packets_out=6, packets_in=5)
+    whole = [
+        flow(i, ts=T0 + 500 + i * 28, bytes_out=300, bytes_in=150 + 20 * (i % 5), extra={"state": "SPA_FSPA"},
+             **argus)
+        for i in range(2000)
+    ]  # fmt: skip
+    cut = [
+        flow(3000 + i, ts=T0 + 900 + i * 900, bytes_out=12_000, bytes_in=115_000, extra={"state": "SPA_SPA"},
+             **dict(argus, duration_ms=4_990))
+        for i in range(60)
+    ]  # fmt: skip
+    (f,) = run(app(), whole + cut)
+    assert f.evidence["connections"] == 2060 and f.evidence["whole_connections"] == 2000
+    assert f.evidence["bytes_cv"] < 0.1
+    # a source whose records are mostly not whole is judged on all of them, as before
+    mixed = [
+        flow(5000 + i, ts=T0 + 600 + i * 90, bytes_out=300, bytes_in=(150, 115_000)[i % 2],
+             extra={"state": "SPA_SPA"}, **argus)
+        for i in range(600)
+    ]  # fmt: skip
+    assert run(app(), whole[:100] + mixed) == []
+    assert len(run(app(), whole + mixed)) == 1
+    # records without flags (VPC's default format, this test's own source): all records
+    assert run(app(), [replace(e, source="test", extra={}) for e in whole + cut]) == []
+
+
 def test_long_records_are_not_flood_connections() -> None:
     assert run(app(), spread(800, 55, duration_ms=20_000)) == []
 
@@ -473,3 +504,6 @@ def test_the_clients_served_survive_a_pickle_and_a_1_1_state() -> None:
     old = ServiceState()
     old.__setstate__((3, {}))  # a 1.1.0 snapshot
     assert (old.total, old.clients) == (3, None)
+    older = ServiceState()
+    older.__setstate__((3, {"203.0.113.80": [3, 3, 0, 900, 270_000, T0, T0, ["f1"]]}, None))  # 1.3.0's
+    assert older.by_src["203.0.113.80"][8:] == [0, 0, 0]  # no whole connections known: all records
