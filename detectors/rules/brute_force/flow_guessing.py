@@ -473,8 +473,8 @@ class FlowGuessing(WindowedDetector[GuessState]):
         """Held as a whole, or held after its opening record: a slow read's opening carries the
         request and the server's first reply (2.5 kB in the tool lab's Argus records), over the
         set-up budget until the trickle after it (66 B each way every 7-30 s, the server's
-        zero-window probes) has lasted minutes; the trickle alone is held from its first half
-        minute. A login tool posts its next guess on a kept connection (kilobytes), no trickle."""
+        zero-window probes) has lasted minutes; the trickle alone is held once it has lasted
+        ``min_held_ms``. A login tool posts its next guess on a kept connection (kilobytes)."""
         if self._held(end - start, size):
             return True
         trickle_ms = end - opened

@@ -67,10 +67,10 @@ Why these thresholds (the tools, then the benign look-alikes):
   ``flowdir.whole_connection``) when they are at least half of its records: an opening record that
   an exporter cut holds a part of its connection, of any size. In the tool lab's Argus records,
   whose status interval (5 s) cut siege's longer keep-alive connections against Apache, 62 such
-  openings (5 s of requests each, a median of 127 kB) among 2,079 records spread the bytes to a CV
-  of 1.78 and the flood was missed; its 2,017 whole connections spread 0.57. Exporters that write no flags (VPC Flow Logs'
-  default format) and CICFlowMeter (its flags are the first packet's) give none: all records, as
-  before.
+  openings (5 s of requests each, a median of 127 kB) among 2,079 records spread the bytes to a
+  CV of 1.78 and the flood was missed; its 2,017 whole connections spread 0.57. Exporters that
+  write no flags (VPC Flow Logs' default format) and CICFlowMeter (its flags are the first
+  packet's) give none: all records, as before.
 - ``max_duration_ms: 10000``: a flood's connection lasts one request (sub-second to a few
   seconds when the server is loaded); longer records are keep-alive sessions or slow attacks
   (``dos.slow_connections``).
