@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 
 from detectors.evaluation.labelled import LabelClasses
-from detectors.evaluation.toollab import SCENARIOS, _apache_conf, label_rows, missing_tools, scenario_labels
+from detectors.evaluation.toollab import (
+    SCENARIOS,
+    _apache_conf,
+    _run_for,
+    label_rows,
+    missing_tools,
+    scenario_labels,
+)
 
 
 def test_each_scenario_has_its_own_address_pair() -> None:
@@ -66,3 +74,24 @@ def test_missing_tools_names_debian_packages_once() -> None:
         "nfdump",
     ]
     assert missing_tools(lambda cmd: "/usr/bin/x") == []
+
+
+def test_a_tool_stopped_at_its_time_leaves_no_child_behind(tmp_path: Path) -> None:
+    """hydra forks a child per task; stopping the parent alone left them running."""
+    marker = tmp_path / "child.pid"
+    script = f"sleep 60 & echo $! > {marker}; wait"
+    with open(tmp_path / "log", "wb") as log:
+        _run_for(["sh", "-c", script], 1.0, log, tmp_path)
+    child = int(marker.read_text())
+    for _ in range(50):  # the kill is delivered at once; reaping by init may take a moment
+        if not Path(f"/proc/{child}").exists() or "Z" in _state(child):
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"

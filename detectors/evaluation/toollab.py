@@ -412,12 +412,16 @@ def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, 
 
 def _run_for(cmd: list[str], seconds: float, log: IO[bytes], cwd: Path) -> None:
     """Run a tool until it ends or ``seconds`` pass. Its stdin is a pipe left open and empty:
-    patator reads its console from stdin, and at end of file prints its progress without pause."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=cwd)
+    patator reads its console from stdin, and at end of file prints its progress without pause.
+    The tool gets a process group of its own, killed whole at the time: hydra forks a child per
+    task, and killing the parent alone left its 16 children behind."""
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=cwd, start_new_session=True
+    )
     try:
         proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.stdin is not None:
