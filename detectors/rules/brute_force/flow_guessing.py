@@ -239,6 +239,15 @@ class GuessState:
                 known += [known[0], 0]
 
 
+def _held_piece(ev: Any) -> list[int]:
+    """One record as a held session ``[start, end, bytes, opening's end, opening's bytes]``: the
+    record is its own opening."""
+    size = ev.bytes_out + ev.bytes_in
+    start = record_start(ev)
+    end = start + ev.duration_ms
+    return [start, end, size, end, size]
+
+
 def _widen(known: list[int], start: int, end: int, size: int, opened: int, opening: int) -> None:
     """A held session ``[start, end, bytes, opening's end, opening's bytes]`` joined by another piece
     of its connection (``opened`` and ``opening``: the piece's own first record, itself for one
@@ -385,10 +394,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
                 if len(conns) < cap:
                     conns.add(conn)
                     if port in web_ports and ev.source in _CUT:
-                        size = ev.bytes_out + ev.bytes_in
-                        start = record_start(ev)
-                        end = start + ev.duration_ms
-                        st.held[conn] = [start, end, size, end, size]
+                        st.held[conn] = _held_piece(ev)
                 else:
                     st.extra += 1
                 targets = st.targets
@@ -456,10 +462,7 @@ class FlowGuessing(WindowedDetector[GuessState]):
         exporter): its span and bytes join the session's."""
         known = st.held.get(conn)
         if known is not None:
-            size = ev.bytes_out + ev.bytes_in
-            start = record_start(ev)
-            end = start + ev.duration_ms
-            _widen(known, start, end, size, end, size)
+            _widen(known, *_held_piece(ev))
 
     def held_sessions(self, st: GuessState) -> int:
         """Web sessions held open across several records (``dos.slow_connections``' held piece:

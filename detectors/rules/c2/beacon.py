@@ -616,7 +616,7 @@ class C2Beacon(WindowedDetector[PairState]):
                         known = self._contacts[pane_start] = Contacts()
                     contacts = known
                 st = bucket.get(key)
-                start = ts if ev.source == "argus" else ts - ev.duration_ms
+                start = ts if ev.source == "argus" else ts - ev.duration_ms  # flowdir.record_start, inlined
                 size = ev.bytes_out if ev.source != "cicflowmeter" else ip_bytes(ev)
                 if st is None:  # most pairs connect once: a tuple, no object, until a second record
                     if track_users and outbound and not contacts.add((tenant, ev.dst_ip), src, max_keys):
