@@ -43,7 +43,8 @@ alert's copy; a list keeps one ``another tenant`` entry however many tenants it 
 title each phrase once (the copy does not tell how many). An incident becomes cross-tenant when
 such an alert joins it: from then on its SOC document is the ``soc`` one, which takes the
 analyst's fields written before on the tenant's index (``adopt_from``), and the tenant's copy
-keeps them too.
+keeps them too. A merged incident id of a tenant's index is retired in the ``soc`` index too
+(``_retired_in_soc``).
 """
 
 from __future__ import annotations
@@ -415,6 +416,8 @@ def awareness_actions(
             out.append(Action(index, doc_id, {"doc": full, "doc_as_upsert": True}, op_type="update"))
         if len(out) == 2:  # the soc document and the tenant's copy, the incident's earlier home
             out[0] = replace(out[0], adopt_from=out[1].index)
+        elif doc.get("merged_into") and out[0].index != soc_index(prefix, ts):
+            out.append(_retired_in_soc(out[0], soc_index(prefix, ts)))
         return out
     index = document_index(prefix, doc.get("tenant"), ts)
     if family == "threat":
@@ -423,6 +426,23 @@ def awareness_actions(
         # never replaces the final one.
         return [Action(index, doc_id, doc, version=1 if doc.get("provisional") else 2)]
     return [Action(index, doc_id, doc)]
+
+
+def _retired_in_soc(tenant_action: Action, index: str) -> Action:
+    """A merged (retired) incident id of a tenant's index, retired in the ``soc`` index too.
+
+    Retired ids are those a story was named after in another order of its alerts (``awareness.
+    incidents``): in that order the incident may have named another tenant, and its full document
+    lives in the ``soc`` index. The job's Kafka sinks are at-least-once, so a killed attempt's
+    document there stays after a restore, whose retirement (the alert's own id, joining an
+    incident named after an earlier alert) names no other tenant and so reaches only the tenant's
+    index: the SOC would see an open incident nobody closes. Written as an update of a stored
+    ``soc`` document, else as a retired copy (``copy: retired``) that the SOC alias leaves out
+    (the tenant's document is the SOC's); either way its version outranks an older write arriving
+    later (``streams.indexer.newest_incident_updates``)."""
+    doc = tenant_action.source["doc"]
+    body = {"doc": doc, "upsert": {**doc, COPY_FIELD: "retired"}}
+    return Action(index, tenant_action.id, body, op_type="update")
 
 
 _TOKEN_SPLIT: Final = re.compile(r"[^A-Za-z0-9_.\-]+")

@@ -388,3 +388,45 @@ def test_an_incident_acknowledged_before_it_turns_cross_tenant_stays_acknowledge
     assert main(["incidents", "close", "inc-c", "--by", "soc-1"]) == 0
     assert main(["incidents", "show", "inc-c"]) == 0
     assert "closed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stale_first", [True, False])
+def test_a_retired_incident_id_is_closed_in_the_soc_index_too(own: Settings, stale_first: bool) -> None:
+    """A killed attempt of the job wrote incident r-1 naming acme (so its ``soc`` document); the
+    restored attempt, fed the alerts in another order, retires r-1 (merged into r-0) with a
+    document naming no other tenant. Whichever the indexer reads first, no document of r-1 is
+    left open: the ``soc`` one is closed too, or, retired first, the stale write is refused and
+    the retired copy is out of the SOC's view."""
+    from detectors.samples import samples_registry
+
+    registry = samples_registry()
+    s = own
+    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
+                      s.topic_warnings], partitions=1)  # fmt: skip
+    first = 1_796_000_000_000
+    stale = {"incident_id": "r-1", "tenant": B, "first_seen": first, "last_seen": first + 60_000, "status": "open",
+             "severity": "critical", "score": 80, "version": 5, "alert_ids": ["a-1", "a-2"],
+             "title": f"VM vm-beta-01 of tenant {B}: emulator escape by a VM of tenant {A}", "other_tenants": [A],
+             "entities": [{"type": "vm", "id": "vm-beta-01"}]}  # fmt: skip
+    retired = {"incident_id": "r-1", "tenant": B, "status": "closed", "close_reason": "merged", "merged_into": "r-0",
+               "closed_at": first + 90_000, "title": "merged into incident r-0", "first_seen": first,
+               "last_seen": first + 60_000, "updated": first + 90_000, "alert_ids": ["a-1"], "alert_count": 1,
+               "version": 9}  # fmt: skip
+    for doc in (stale, retired) if stale_first else (retired, stale):
+        _produce(s, [(s.topic_incidents, json.dumps(doc).encode())])
+        _index_all(s, registry)
+    es = es_client(s)
+    try:
+        es.indices.refresh(index=f"{s.index_incidents_prefix}*")
+        every = _hits(es, f"{s.index_incidents_prefix}*")
+        soc_view = _hits(es, soc_alias(s.index_incidents_prefix))
+    finally:
+        es.close()
+    soc_index = f"{s.index_incidents_prefix}soc.{daily_index('', first)}"
+    beta_index = document_index(s.index_incidents_prefix, B, first)
+    assert sorted(h["_index"] for h in every) == sorted([soc_index, beta_index])
+    assert all(h["_source"]["merged_into"] == "r-0" and h["_source"]["status"] == "closed" for h in every)
+    assert all(h["_source"]["version"] == 9 for h in every)
+    # The SOC reads the soc document when the stale write made one; else beta's, as for any
+    # incident of one tenant.
+    assert [h["_index"] for h in soc_view] == [soc_index if stale_first else beta_index]
