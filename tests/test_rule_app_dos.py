@@ -353,6 +353,24 @@ def test_argus_status_records_of_a_held_connection_count_from_its_opening() -> N
     assert run(slow(), _argus_events(48)) == []  # under the bar, at once as on average
 
 
+def test_argus_held_pieces_lie_after_their_stamp() -> None:
+    """Argus stamps a record with its start (every other exporter with its end): 60 connections
+    opened in the window's first 6 s and held 40 s each count the same in Argus's records as in
+    Zeek's. Taken as ending at their stamp (before 1.4.1), Argus's pieces began before the window
+    and were cut at its start: the first connection's had no length left, 59 at once."""
+    events = [
+        held(i, 40_000, ts=T0 + i * 100, source="argus", src_ip="203.0.113.25", src_port=36000 + i,
+             extra={"state": "SPA_SA", "dir": "->"})
+        for i in range(60)
+    ]  # fmt: skip
+    (f,) = run(slow(), events)
+    assert f.entity.id == "203.0.113.25" and f.evidence["held_at_once"] == 60
+    # the same connections as end-stamped records: held at once as much
+    ended = [replace(e, ts=e.ts + e.duration_ms, source="zeek", extra={"conn_state": "RSTR"}) for e in events]
+    (g,) = run(slow(), ended)
+    assert g.evidence["held_at_once"] == 60
+
+
 def test_a_burst_held_at_once_is_found_though_it_is_short_of_the_window() -> None:
     """slowhttptest -H -c 300 against Apache with Debian's mod_reqtimeout (header=20-40): 300 sockets
     opened in 6 s, the 150 that got a worker cut after 20 s, the others after 38 s, none reopened

@@ -33,8 +33,9 @@ one or two packets with the same 5-tuple. Both are read here:
   and Suricata's flow records, which write whole connections) are joined per (source, source port) over the window; the join
   is a held piece when it spans ``min_held_ms`` within that byte budget.
 
-How many are held at once: the most of a source's held pieces (each clipped to the window) open
-at one instant of the window (``held_at_once`` in the evidence; ``held`` is the mean over the whole
+How many are held at once: the most of a source's held pieces (each clipped to the window; a
+piece ends at its record's stamp, or begins there in Argus's records, which are stamped at their
+start: ``flowdir.record_start``) open at one instant of the window (``held_at_once`` in the evidence; ``held`` is the mean over the whole
 window, Little's law, and the bar is read on the larger). The mean alone missed an
 attack shorter than the window: slowhttptest does not reopen the sockets a server closes, and
 Apache with Debian's mod_reqtimeout (``header=20-40``) closed its 300 slow-header sockets after 20
@@ -133,6 +134,7 @@ from detectors.flowdir import (
     UNANSWERED,
     WRITES_WHOLE,
     holds_syn,
+    record_start,
     tcp_flags,
     whole_connection,
 )
@@ -179,7 +181,7 @@ class SlowState:
 class SlowConnections(Detector):
     meta = DetectorMeta(
         id="dos.slow_connections",
-        version="1.4.0",
+        version="1.4.1",
         title="Slow denial of service: connections held open",
         category="dos",
         score=65,
@@ -305,25 +307,30 @@ class SlowConnections(Detector):
                 st: SlowState | None = state(ts, (ev.tenant, dst, ev.dst_port))
                 if st is None:
                     continue
+                start = record_start(ev)  # Argus stamps the start, every other exporter the end
+                end = start + dur
                 if fragment:
                     key = (src, ev.src_port)
                     frag = st.frags.get(key)
-                    start = ts - dur
                     if frag is not None:
                         if start < frag[_F_START]:
                             frag[_F_START] = start
-                        if ts > frag[_F_END]:
-                            frag[_F_END] = ts
+                        if end > frag[_F_END]:
+                            frag[_F_END] = end
                         frag[_F_BYTES] += size
                         frag[_F_PKTS] += packets
                         frag[_F_TS0] = min(frag[_F_TS0], ts)
                         frag[_F_TS1] = max(frag[_F_TS1], ts)
                     elif len(st.frags) < self.max_distinct:
-                        st.frags[key] = [start, ts, size, ts, ts, ev.id, packets]
+                        st.frags[key] = [start, end, size, ts, ts, ev.id, packets]
                     else:
                         st.dropped += 1
                     continue
-                self._add_held(st, src, ts - min(dur, window), ts, size, ts, ts, ev.id)
+                # At most a window long: the part nearest the stamp, which names the record's window.
+                if start == ts:
+                    self._add_held(st, src, start, start + min(dur, window), size, ts, ts, ev.id)
+                else:
+                    self._add_held(st, src, end - min(dur, window), end, size, ts, ts, ev.id)
             except Exception as exc:
                 self.error(ev, exc)
 
