@@ -85,9 +85,7 @@ NOT_INDEX_TENANTS: Final = frozenset({"", "-", "unknown", "public", "management"
 COPY_FIELD: Final = "copy"
 """Marks the per-tenant copies of an alert or incident that involves several tenants (``tenant``
 for the tenant's own reduced copy, ``shared`` for another tenant's copy of an alert); the full
-document, the one the SOC counts, is in the ``soc`` index without it. ``retired``: the ``soc``
-index's record of a merged incident id whose document the SOC reads in its tenant's index
-(``streams.documents._retired_in_soc``)."""
+document, the one the SOC counts, is in the ``soc`` index without it."""
 
 SHARED_COPY_FIELD: Final = "shared_copy"
 """``true`` on the copy written to a tenant the alert is not about first (the non-owning tenant)."""

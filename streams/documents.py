@@ -107,6 +107,8 @@ class Action:
     # An incident's ``soc`` document: the index of its tenant's document, whose analyst fields
     # (``awareness.incidents.ANALYST_FIELDS``) the first write here takes (``streams.indexer``).
     adopt_from: str | None = None
+    # An update written only over a stored document (``_retired_in_soc``), else left out.
+    only_if_stored: bool = False
 
 
 def daily_index(prefix: str, ts_ms: int) -> str:
@@ -429,20 +431,19 @@ def awareness_actions(
 
 
 def _retired_in_soc(tenant_action: Action, index: str) -> Action:
-    """A merged (retired) incident id of a tenant's index, retired in the ``soc`` index too.
+    """A merged (retired) incident id of a tenant's index, retired in the ``soc`` index too where
+    a document of it is stored there (``only_if_stored``).
 
     Retired ids are those a story was named after in another order of its alerts (``awareness.
     incidents``): in that order the incident may have named another tenant, and its full document
     lives in the ``soc`` index. The job's Kafka sinks are at-least-once, so a killed attempt's
     document there stays after a restore, whose retirement (the alert's own id, joining an
     incident named after an earlier alert) names no other tenant and so reaches only the tenant's
-    index: the SOC would see an open incident nobody closes. Written as an update of a stored
-    ``soc`` document, else as a retired copy (``copy: retired``) that the SOC alias leaves out
-    (the tenant's document is the SOC's); either way its version outranks an older write arriving
-    later (``streams.indexer.newest_incident_updates``)."""
-    doc = tenant_action.source["doc"]
-    body = {"doc": doc, "upsert": {**doc, COPY_FIELD: "retired"}}
-    return Action(index, tenant_action.id, body, op_type="update")
+    index: the SOC would see an open incident nobody closes. (A stale ``soc`` document read after
+    the retirement is refused by its tenant document's newer version:
+    ``streams.indexer.newest_incident_updates``.)"""
+    return Action(index, tenant_action.id, {"doc": tenant_action.source["doc"]}, op_type="update",
+                  only_if_stored=True)  # fmt: skip
 
 
 _TOKEN_SPLIT: Final = re.compile(r"[^A-Za-z0-9_.\-]+")

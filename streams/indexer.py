@@ -87,7 +87,14 @@ def newest_incident_updates(
     the highest ``version`` of each incident in a batch is kept (the later of equals), and only if
     higher than the stored one (``stored``: (index, id) -> version; a replay after a restore
     rewrites versions already written, which are skipped). Analysts' fields never touch
-    ``version``; other actions pass unchanged, in order."""
+    ``version``; other actions pass unchanged, in order.
+
+    Two more for the ``soc`` document of an incident (``streams.documents``): an update asked
+    ``only_if_stored`` (a retired id) is left out where nothing is stored, and a full document
+    older than its tenant's (``adopt_from``: stored or in the batch) is refused. A killed attempt
+    of the job may have written the incident naming another tenant, and the restored one retired
+    its id with a newer document naming none, which reached only the tenant's index: read after
+    it, the stale ``soc`` document would stand open."""
     newest: dict[tuple[str, str], tuple[int, int]] = {}  # (index, id) -> (version, position)
     for i, a in enumerate(actions):
         if _is_incident_update(a, prefix):
@@ -95,7 +102,16 @@ def newest_incident_updates(
             key = (a.index, a.id)
             if key not in newest or version >= newest[key][0]:
                 newest[key] = (version, i)
-    keep = {i for key, (version, i) in newest.items() if version > stored.get(key, -1)}
+    keep = set()
+    for key, (version, i) in newest.items():
+        a = actions[i]
+        if version <= stored.get(key, -1) or (a.only_if_stored and key not in stored):
+            continue
+        if a.adopt_from is not None:
+            home = (a.adopt_from, a.id)
+            if max(stored.get(home, -1), newest.get(home, (-1, 0))[0]) > version:
+                continue
+        keep.add(i)
     return [a for i, a in enumerate(actions) if i in keep or not _is_incident_update(a, prefix)]
 
 

@@ -38,8 +38,6 @@ def _ship(indices: Indices, docs: list[dict[str, Any]]) -> None:
             indices[key] = {**indices[key], **a.source["doc"]}
         elif a.source.get("doc_as_upsert"):
             indices[key] = dict(a.source["doc"])
-        elif "upsert" in a.source:
-            indices[key] = dict(a.source["upsert"])
 
 
 class _Attempt:

@@ -491,6 +491,37 @@ def test_only_the_newest_version_of_an_incident_is_written() -> None:
     assert [a.id for a in newest_incident_updates(batch, "ssa-incidents-", stored)] == ["a1", "i3"]
 
 
+def test_a_retired_id_reaches_a_stored_soc_document_and_an_older_soc_document_is_refused() -> None:
+    """A merged incident id of a tenant's index is retired in the ``soc`` index only where a
+    document of it is stored there; a ``soc`` document older than its tenant's is refused (a killed
+    attempt's write read after the restored attempt's retirement)."""
+    import json
+
+    from detectors.samples import samples_registry
+    from streams.documents import awareness_actions
+    from streams.indexer import newest_incident_updates
+
+    registry = samples_registry()
+    first = 1_796_000_000_000
+    stale = {"incident_id": "r1", "tenant": "t-beta", "first_seen": first, "version": 5, "status": "open",
+             "other_tenants": ["t-acme"]}  # fmt: skip
+    retired = {"incident_id": "r1", "tenant": "t-beta", "first_seen": first, "version": 9, "status": "closed",
+               "close_reason": "merged", "merged_into": "r0"}  # fmt: skip
+    soc, copy = awareness_actions(json.dumps(stale).encode(), "incidents", "i-", registry)
+    tenant, in_soc = awareness_actions(json.dumps(retired).encode(), "incidents", "i-", registry)
+    assert (tenant.index, in_soc.index) == (copy.index, soc.index) and in_soc.only_if_stored
+    assert "doc_as_upsert" not in in_soc.source and not tenant.only_if_stored
+    # Retired with nothing in the soc index: only the tenant's document.
+    assert newest_incident_updates([tenant, in_soc], "i-", {}) == [tenant]
+    # ... a soc document stored: closed there too.
+    assert newest_incident_updates([tenant, in_soc], "i-", {(soc.index, "r1"): 5}) == [tenant, in_soc]
+    # The stale soc document after the retirement, stored or in the same batch: refused.
+    assert newest_incident_updates([soc, copy], "i-", {(copy.index, "r1"): 9}) == []
+    assert newest_incident_updates([tenant, in_soc, soc, copy], "i-", {}) == [tenant]
+    # Not stale (its tenant's document older): written, as any turn to cross-tenant.
+    assert newest_incident_updates([soc, copy], "i-", {(copy.index, "r1"): 4}) == [soc, copy]
+
+
 def test_an_incident_turning_cross_tenant_keeps_the_analysts_fields_in_its_soc_document() -> None:
     """Acknowledged on its tenant's document, then naming another tenant: the SOC's new document
     takes the acknowledgement and its history, not the job's fields; a stored one is left alone."""
