@@ -112,6 +112,12 @@ def _produce(settings: Settings, records: list[tuple[str, bytes]]) -> None:
         producer.close()
 
 
+def _make_topics(s: Settings, partitions: int) -> None:
+    """This test's topics of every kind the indexer reads."""
+    kinds = [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat]
+    ensure_topics(s, [*kinds, s.topic_warnings], partitions=partitions)
+
+
 def _hits(es: Any, index: str, **query: Any) -> list[dict[str, Any]]:
     resp = es.search(index=index, size=100, ignore_unavailable=True, allow_no_indices=True,
                      query=query or {"match_all": {}})  # fmt: skip
@@ -285,8 +291,7 @@ def test_a_provisional_threat_level_never_replaces_its_minutes_final_one(own: Se
     under one id, on a topic without keys: whatever order the real indexer meets them in, the
     final level is what Elasticsearch keeps."""
     s = own
-    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
-                      s.topic_warnings], partitions=2)  # fmt: skip
+    _make_topics(s, partitions=2)
     minute = 1_796_000_040_000 - 1_796_000_040_000 % 60_000
 
     def level(doc_id: str, name: str, provisional: bool) -> tuple[str, bytes]:
@@ -319,8 +324,7 @@ def test_a_record_the_indexer_cannot_read_goes_to_the_dlq_as_a_dlq_record_and_is
     from streams.demo import records_in_topic
 
     s = own
-    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
-                      s.topic_warnings], partitions=1)  # fmt: skip
+    _make_topics(s, partitions=1)
     _produce(s, [(s.topic_alerts, b"{not json")])
     _index_all(s, rejected=1)
     [(_ts, value)] = records_in_topic(s, s.topic_dlq)
@@ -352,8 +356,7 @@ def test_an_incident_acknowledged_before_it_turns_cross_tenant_stays_acknowledge
 
     registry = samples_registry()
     s = own
-    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
-                      s.topic_warnings], partitions=1)  # fmt: skip
+    _make_topics(s, partitions=1)
     first = 1_796_000_000_000
     alone = {"incident_id": "inc-c", "tenant": B, "first_seen": first, "last_seen": first + 60_000, "status": "open",
              "severity": "high", "score": 60, "version": 1, "alert_ids": ["a-1"], "title": "VM vm-beta-01: scan",
@@ -400,8 +403,7 @@ def test_a_retired_incident_id_is_closed_in_the_soc_index_too(own: Settings, sta
 
     registry = samples_registry()
     s = own
-    ensure_topics(s, [s.topic_alerts, s.topic_metrics, s.topic_dlq, s.topic_incidents, s.topic_threat,
-                      s.topic_warnings], partitions=1)  # fmt: skip
+    _make_topics(s, partitions=1)
     first = 1_796_000_000_000
     stale = {"incident_id": "r-1", "tenant": B, "first_seen": first, "last_seen": first + 60_000, "status": "open",
              "severity": "critical", "score": 80, "version": 5, "alert_ids": ["a-1", "a-2"],
