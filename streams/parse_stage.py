@@ -112,7 +112,10 @@ compacted topic ``Settings.topic_parse_state`` (``ssa.parse.state``, ``cleanup.p
 created by ``ssa parse`` and ``ssa up``), key ``<raw topic>\0<partition>\0<tenant>\0<source>``,
 value ``HeaderState``: the lines in force at offset ``at`` = ``q``. On a partition assignment
 (start, restart, rebalance to another ``ssa parse``) the stage reads that topic to its end
-(``read_committed``), keeping the assigned partitions' keys, and primes each source's new parser
+(``read_committed``; a partition's end counts once nothing more came for ``STATE_SETTLE_S``: a
+transaction's records become readable only once its commit markers are written, after the commit
+returns, so a read right after a commit, its own at a rebalance or the previous owner's, could end
+before that commit's header), keeping the assigned partitions' keys, and primes each source's new parser
 (``Parser.prime``: the header lines fed with no output, nothing counted, event ids unchanged) with
 the lines in force at ``q``, where the read begins (none if not known: then the rows go to the DLQ
 until the next header; records written by the stage before transactions may also hold ``prev_at``
@@ -203,6 +206,7 @@ MAX_HEADER_BYTES: Final = 64 * 1024  # a source's saved header state (its record
 MAX_STATE_BYTES: Final = 64 * 1024 * 1024  # the header states held in memory, all sources
 TXN_TIMEOUT_MS: Final = 120_000  # at least the producer's message.timeout.ms (ingest.producer)
 STATE_READ_S: Final = 15.0  # reading the state topic at a partition assignment, at most
+STATE_SETTLE_S: Final = 1.0  # ... each partition at its end this long with nothing more (module docstring)
 _DATAGRAM_MAX: Final = 65_535  # a UDP payload cannot be larger
 _STREAMED: Final = frozenset({"cloudaudit"})  # a record may be a whole (pretty-printed) document
 
@@ -1330,11 +1334,15 @@ def _raise_if_fatal(exc: BaseException, txn_id: str) -> None:
 
 
 def read_states(
-    settings: Settings, partitions: set[TopicPartition], timeout_s: float = STATE_READ_S
+    settings: Settings,
+    partitions: set[TopicPartition],
+    timeout_s: float = STATE_READ_S,
+    settle_s: float = STATE_SETTLE_S,
 ) -> list[tuple[bytes, bytes | None]]:
-    """The state topic's records (key, value) of the raw ``partitions``, read to its end. A topic
-    that is missing or cannot be read in ``timeout_s`` gives what was read (logged): its sources are
-    then read without priming, their rows to the DLQ until their next header."""
+    """The state topic's records (key, value) of the raw ``partitions``, read to its end (each of
+    its partitions at its end for ``settle_s`` with nothing more). A topic that is missing or
+    cannot be read in ``timeout_s`` gives what was read (logged): its sources are then read without
+    priming, their rows to the DLQ until their next header."""
     import confluent_kafka
 
     topic = settings.topic_parse_state
@@ -1363,17 +1371,21 @@ def read_states(
         reader.assign(assign)
         wanted = {f"{t}\0{p}\0".encode() for t, p in partitions}
         deadline = time.monotonic() + timeout_s
+        at_end: dict[int, float] = {}  # partition -> when its end was reached, nothing read since
         while left and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.5):
-                err = msg.error()
+            for msg in reader.consume(1000, 0.2):
+                err, partition = msg.error(), msg.partition() or 0
                 if err is not None:
                     if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        left.discard(msg.partition())
+                        at_end.setdefault(partition, time.monotonic())
                     continue
+                at_end.pop(partition, None)  # a commit's records arrived after its end
                 key = msg.key() or b""
                 head = key[: key.find(b"\0", key.find(b"\0") + 1) + 1]
                 if head in wanted:
                     out.append((key, msg.value()))
+            now = time.monotonic()
+            left -= {p for p, since in at_end.items() if now - since >= settle_s}
         if left:
             log.warning("parse stage: state topic %s not read to its end in %.0f s", topic, timeout_s)
     except confluent_kafka.KafkaException as exc:
