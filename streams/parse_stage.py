@@ -115,9 +115,9 @@ value ``HeaderState``: the lines in force at offset ``at`` = ``q``. On a partiti
 (``read_committed``; a partition's end counts once nothing more came for ``STATE_SETTLE_S``: a
 transaction's records become readable only once its commit markers are written, after the commit
 returns, so a read right after a commit, its own at a rebalance or the previous owner's, could end
-before that commit's header), keeping the assigned partitions' keys, and primes each source's new parser
-(``Parser.prime``: the header lines fed with no output, nothing counted, event ids unchanged) with
-the lines in force at ``q``, where the read begins (none if not known: then the rows go to the DLQ
+before that commit's header), keeping the assigned partitions' keys, and primes each source's new
+parser (``Parser.prime``: the header lines fed with no output, nothing counted, event ids
+unchanged) with the lines in force at ``q``, where the read begins (none if not known: then the rows go to the DLQ
 until the next header; records written by the stage before transactions may also hold ``prev_at``
 and ``prev``, used the same way). A parser dropped from the ``max_parsers`` cache hands its header
 to the next one of its source. Bounds: a state record over ``MAX_HEADER_BYTES`` (64 KiB; the

@@ -35,9 +35,9 @@ one or two packets with the same 5-tuple. Both are read here:
 
 How many are held at once: the most of a source's held pieces (each clipped to the window; a
 piece ends at its record's stamp, or begins there in Argus's records, which are stamped at their
-start: ``flowdir.record_start``) open at one instant of the window (``held_at_once`` in the evidence; ``held`` is the mean over the whole
-window, Little's law, and the bar is read on the larger). The mean alone missed an
-attack shorter than the window: slowhttptest does not reopen the sockets a server closes, and
+start: ``flowdir.record_start``) open at one instant of the window (``held_at_once`` in the
+evidence; ``held`` is the mean over the whole window, Little's law, and the bar is read on the
+larger). The mean alone missed an attack shorter than the window: slowhttptest does not reopen the sockets a server closes, and
 Apache with Debian's mod_reqtimeout (``header=20-40``) closed its 300 slow-header sockets after 20
 and 38 s, so the tool lab's run against it held 300 at once and 29 on the 5-minute mean.
 
@@ -327,10 +327,9 @@ class SlowConnections(Detector):
                         st.dropped += 1
                     continue
                 # At most a window long: the part nearest the stamp, which names the record's window.
-                if start == ts:
-                    self._add_held(st, src, start, start + min(dur, window), size, ts, ts, ev.id)
-                else:
-                    self._add_held(st, src, end - min(dur, window), end, size, ts, ts, ev.id)
+                piece = min(dur, window)
+                first = start if start == ts else end - piece
+                self._add_held(st, src, first, first + piece, size, ts, ts, ev.id)
             except Exception as exc:
                 self.error(ev, exc)
 
