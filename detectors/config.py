@@ -55,6 +55,8 @@ class EngineSettings:
     evidence_event_ids: int = 5
     late_rule_hits: str = "alert"  # alert: a late single-event hit is raised on its own; drop: counted only
     max_logged_failures: int = 100
+    interface_copy_horizon_ms: int = 660_000  # detectors.interface_copies
+    interface_copy_pairs: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ class DetectorConfig:
             raise ConfigError(f"{source}: engine.late_rule_hits: expected 'alert' or 'drop'")
         if engine.max_out_of_orderness_ms < 0 or engine.max_keys_per_window < 1:
             raise ConfigError(f"{source}: engine: negative out-of-orderness or no keys allowed")
+        if engine.interface_copy_horizon_ms < 0 or engine.interface_copy_pairs < 1:
+            raise ConfigError(f"{source}: engine: negative interface copy horizon or no pairs allowed")
         shared = data.get("shared") or {}
         if not isinstance(shared, Mapping):
             raise ConfigError(f"{source}: shared: expected a mapping")

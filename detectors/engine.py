@@ -33,7 +33,9 @@ from typing import Any, Final
 
 from detectors.alert import Alert, make_alert_id, severity_for_score
 from detectors.base import EMPTY_REGISTRY, Batch, Detector, Finding
+from detectors.config import EngineSettings
 from detectors.context import DetectionContext
+from detectors.interface_copies import InterfaceCopies
 from ingest.schema import AuditEvent, AuthEvent, Event, FlowEvent, ProcessEvent
 from ingest.tenants import TenantRegistry
 
@@ -101,7 +103,10 @@ class DetectionEngine:
         self.strict = strict
         # Without one, every kind gets the detector configuration's single bound (library use).
         self.lateness = lateness or Lateness(self.context.config.engine.max_out_of_orderness_ms)
-        self.max_logged = self.context.config.engine.max_logged_failures
+        engine_cfg = self.context.config.engine
+        self.max_logged = engine_cfg.max_logged_failures
+        # A VPC flow record that repeats another interface's record of the flow is not a detector's.
+        self.copies = InterfaceCopies(engine_cfg.interface_copy_horizon_ms, engine_cfg.interface_copy_pairs)
         allowances = sorted({self.lateness.allowance(kind) for kind in _KIND_CLASSES})
         self._lanes = [_Lane(a) for a in allowances]
         self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
@@ -187,6 +192,9 @@ class DetectionEngine:
         dropped = [
             d.meta.id for d in self.detectors if d.meta.id in previous and not d.adopt(previous[d.meta.id])
         ]
+        self.copies = getattr(old, "copies", self.copies)  # which interface observes each 5-tuple
+        self.copies.horizon_ms = self.context.config.engine.interface_copy_horizon_ms
+        self.copies.capacity = self.context.config.engine.interface_copy_pairs
         self._events += old._events
         self._unknown += old._unknown
         self._late_events += old._late_events
@@ -275,6 +283,8 @@ class DetectionEngine:
             "alerts": self._alerts,
             "watermark": self.watermark,
             "late_events": self._late_events,
+            "interface_copies": self.copies.copies,
+            "interface_pairs_forgotten": self.copies.forgotten,
             "late": sum(c["late"] for c in per.values()),
             "overflow": sum(c["overflow"] for c in per.values()),
             "failures": sum(self._failure_counts.values()),
@@ -358,6 +368,9 @@ class DetectionEngine:
         self._events += len(chunk)
         self._unknown += unknown
         reg = self._bound or EMPTY_REGISTRY
+        flows = groups.get(FlowEvent)
+        if flows:
+            groups[FlowEvent] = self.copies.keep(flows, reg)  # type: ignore[arg-type,assignment]
         for cls, evs in groups.items():
             if not evs:
                 continue
@@ -393,7 +406,7 @@ class DetectionEngine:
             wm = lane.watermark
             if ts < wm:
                 self._late_one(ev, dets)
-            elif dets:
+            elif dets and not (ev.__class__ is FlowEvent and self.copies.is_copy(ev, reg)):
                 single = Batch([ev], reg)
                 for d in dets:
                     d.observe_batch(single)
@@ -517,4 +530,7 @@ class DetectionEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "copies" not in state:  # a checkpoint from before interface copies (the defaults; adopt sets)
+            defaults = EngineSettings()
+            self.copies = InterfaceCopies(defaults.interface_copy_horizon_ms, defaults.interface_copy_pairs)
         self._build_dispatch()

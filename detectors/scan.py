@@ -29,6 +29,8 @@ class ScanResult:
     # Events late for at least one of their kind's detectors (the job sends such events to the DLQ).
     late_events: int = 0
     detector_failures: int = 0
+    # VPC flow records that repeat another interface's record of a flow (detectors.interface_copies)
+    interface_copies: int = 0
     output: str = "-"
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +79,7 @@ def scan(
         by_detector=dict(sorted(counts.items())),
         late_events=int(st["late_events"]),
         detector_failures=int(st["failures"]),
+        interface_copies=int(st["interface_copies"]),
         output=str(output) if output is not None else "-",
     )
 

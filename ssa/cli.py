@@ -555,6 +555,11 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     _say(
         f"scan: {result.events:,} events, {result.alerts:,} alerts, {result.rejected_lines:,} rejected lines, "
         f"{result.late_events:,} late, {result.detector_failures} detector failures"
+        + (
+            f", {result.interface_copies:,} flow records seen again at another interface (counted once)"
+            if result.interface_copies
+            else ""
+        )
     )
     return 1 if result.detector_failures else 0
 
