@@ -48,6 +48,7 @@ __all__ = [
     "ACK",
     "ANSWERED",
     "ANSWER_MASK",
+    "CIC_FLOW_TIMEOUT_MS",
     "FIN",
     "INITIATOR",
     "ONE_WAY",
@@ -73,6 +74,7 @@ __all__ = [
     "ip_bytes",
     "is_failed_probe",
     "is_response",
+    "opened_and_closed",
     "port_class",
     "record_start",
     "reply_refuses",
@@ -96,6 +98,8 @@ ONE_WAY: Final = 16
 # Sources that write a connection once, whole, when it ends (Zeek's conn.log, Suricata's EVE flow
 # records): a short record of theirs is a short connection, never a piece of a longer one.
 WRITES_WHOLE: Final = frozenset({"zeek", "suricata"})
+CIC_FLOW_TIMEOUT_MS: Final = 120_000
+"""CICFlowMeter's flow timeout (its 2017-2018 releases): a record is cut there at the latest."""
 FIN: Final = 0x01
 SYN: Final = 0x02
 RST: Final = 0x04
@@ -458,6 +462,20 @@ def whole_connection(ev: FlowEvent) -> bool:
         return isinstance(counted, int) and bool(counted & SYN) and bool(counted & (FIN | RST))
     flags = tcp_flags(ev)
     return bool(flags & SYN) and bool(flags & (FIN | RST))
+
+
+def opened_and_closed(ev: FlowEvent) -> bool:
+    """The record holds a connection from its opening to its close: ``whole_connection``, or a
+    CICFlowMeter record that saw the SYN and lasted less than the flow timeout of its 2017-2018
+    releases (``CIC_FLOW_TIMEOUT_MS``), so it ended at the connection's first FIN (or at its last
+    packet after a reset). Its flag counts hold the first packet's flags only, so no FIN is counted
+    and ``whole_connection`` cannot tell."""
+    if whole_connection(ev):
+        return True
+    if ev.source != "cicflowmeter" or ev.proto != "tcp" or not ev.extra:
+        return False
+    counted = ev.extra.get("cic_flags")
+    return isinstance(counted, int) and bool(counted & SYN) and ev.duration_ms < CIC_FLOW_TIMEOUT_MS
 
 
 def argus_status_record(ev: FlowEvent) -> bool:

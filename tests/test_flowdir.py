@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from msgspec.structs import replace
 
 from detectors.config import DetectorConfig
 from detectors.context import DetectionContext
@@ -27,6 +28,7 @@ from detectors.flowdir import (
     ip_bytes,
     is_failed_probe,
     is_response,
+    opened_and_closed,
     port_class,
     reply_refuses,
     sent_payload,
@@ -699,3 +701,15 @@ def test_whole_connection_needs_the_opening_and_the_end_in_one_record() -> None:
     assert whole_connection(FlowEvent(source="zeek", extra={"conn_state": "SF"}, **base))
     assert not whole_connection(FlowEvent(source="vpcflow", **base))  # VPC's default format has no flags
     assert not whole_connection(FlowEvent(source="zeek", **{**base, "proto": "udp"}))
+
+
+def test_opened_and_closed_takes_a_cicflowmeter_record_ended_before_its_flow_timeout() -> None:
+    base = FlowEvent(
+        id="c1", ts=1_736_150_460_000, source="cicflowmeter", src_ip="203.0.113.5", dst_ip="10.1.1.10",
+        src_port=40_000, dst_port=80, proto="tcp", duration_ms=30_000, extra={"cic_flags": 0x02},
+    )  # fmt: skip
+    assert opened_and_closed(base)  # its SYN, ended at the FIN before 120 s
+    assert not opened_and_closed(replace(base, duration_ms=120_000))  # the timeout cut it
+    assert not opened_and_closed(replace(base, extra={"cic_flags": 0x10}))  # a tail
+    assert opened_and_closed(replace(base, source="zeek", extra={}))  # Zeek: every record
+    assert not opened_and_closed(replace(base, source="vpcflow", extra={}))  # no flags

@@ -152,6 +152,62 @@ def test_long_records_are_not_flood_connections() -> None:
     assert run(app(), spread(800, 55, duration_ms=20_000)) == []
 
 
+def _goldeneye_rows(workers: int, sockets: int, round_s: int, rounds: int, request: int) -> str:
+    """GoldenEye's loop (Striker.run): each worker opens ``sockets`` connections, sends one request
+    of about ``request`` bytes on each, reads every response and closes them all, so against a
+    server it saturates each connection is held about as long as the round. Zeek conn rows: 6
+    packets from the client (handshake, request, ACKs, FIN), a 4 kB page back."""
+    t, rows, port = T0 / 1000 + 1, [], 1024
+    for w in range(workers):
+        for r in range(rounds):
+            start = t + w * 0.05 + r * round_s
+            for i in range(sockets):
+                port += 1
+                held = round_s - i * 0.002
+                data = request + i % 7 * 40
+                rows.append(f"{start + i * 0.002:.6f}\tG{port}\t198.51.100.9\t{port}\t{VICTIM}\t80\ttcp\thttp\t"
+                            f"{held:.6f}\t{data}\t4000\tSF\t-\t-\t0\tShADadFf\t6\t{data + 6 * 52}\t6\t"
+                            f"{4000 + 6 * 52}\t-\n")  # fmt: skip
+    return "".join(rows)
+
+
+def test_a_saturated_servers_queue_of_one_request_connections_is_a_flood() -> None:
+    """A flood that works makes its own connections long: GoldenEye's 500 a round wait for the
+    round's last answer (here 30 s rounds, 2,000 connections a minute). Held beyond max_duration_ms
+    they were no connection of a flood, and no rule raised it; a whole connection (Zeek writes
+    them once they end) that carried one request's data still is one."""
+    zeek = _ZEEK_HEAD + _goldeneye_rows(workers=2, sockets=500, round_s=30, rounds=4, request=600)
+    events = [e for e in parse_bytes("zeek", zeek.encode(), ParseContext(registry=REG)).events
+              if isinstance(e, FlowEvent)]  # fmt: skip
+    assert min(e.duration_ms for e in events) > 28_000
+    found = run(app(), events)
+    assert found and {f.entity.id for f in found} == {"198.51.100.9"}
+    assert max(f.evidence["connections"] for f in found) >= 1_000
+    # keep-alive sessions held as long, each five requests: clients served, not a flood's connections
+    sessions = _ZEEK_HEAD + _goldeneye_rows(workers=2, sockets=500, round_s=30, rounds=4, request=3_000)
+    kept_alive = [e for e in parse_bytes("zeek", sessions.encode(), ParseContext(registry=REG)).events
+                  if isinstance(e, FlowEvent)]  # fmt: skip
+    assert run(app(), kept_alive) == []
+
+
+def test_a_held_one_request_connection_needs_its_whole_record() -> None:
+    held = {"duration_ms": 20_000, "bytes_out": 600 + 6 * 52, "packets_out": 6}
+    # NetFlow with its OR of flags (SYN, ACK, PSH, FIN): the whole connection, one request
+    (f,) = run(
+        app(), spread(800, 55, source="netflow", packets_in=0, bytes_in=0, extra={"tcp_flags": 27}, **held)
+    )
+    assert f.evidence["connections"] == 800
+    # no FIN yet (an active timeout cut it), or no flags at all (VPC's default format): not known whole
+    assert run(app(), spread(800, 55, source="netflow", extra={"tcp_flags": 26}, **held)) == []
+    assert run(app(), spread(800, 55, source="vpcflow", packets_in=0, bytes_in=0, extra={}, **held)) == []
+    # CICFlowMeter counts the first packet's flags only (a SYN) and ends a record at the first FIN or
+    # its 120 s flow timeout: shorter, the record ran to the close; payload bytes, one request
+    cic = {"source": "cicflowmeter", "bytes_out": 600, "packets_out": 6, "extra": {"cic_flags": 2}}
+    (f,) = run(app(), spread(800, 55, **{**cic, "duration_ms": 20_000}))
+    assert f.evidence["connections"] == 800
+    assert run(app(), spread(800, 55, **{**cic, "duration_ms": 120_000})) == []
+
+
 def test_a_handful_of_sources_names_the_victim_and_the_sources() -> None:
     sources = ["198.51.100.21", "198.51.100.22", "198.51.100.23"]
     events = [flow(i, ts=T0 + 500 + i * 70, src_ip=sources[i % 3], dst_port=8080) for i in range(750)]

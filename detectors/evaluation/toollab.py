@@ -190,6 +190,13 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
              ("siege", "--rc={dir}/etc/siegerc", "-c", "50", "-d", "0.5", "-t", "60S", "http://{dst}/"), 1080, 70,
              why="Apache closes a keep-alive connection after 100 requests: ~2 new connections a second",
              apache=True),
+    # A flood that works: one request per connection against a page that costs the server 4 s
+    # (/slow, a CGI script), 500 at once against Apache's 150 workers, so a connection waits its
+    # turn for ~10-15 s before its answer, as Hulk's or GoldenEye's do against a server they
+    # saturate (GoldenEye closes its 500 connections only once every one was answered).
+    Scenario("DoS HTTP flood ab saturating a slow page apache", 37,
+             ("ab", "-t", "60", "-n", "100000", "-c", "500", "-s", "60", "http://{dst}/slow"), 1180, 80,
+             why="500 connections at once, a new one as each is answered: ~37 a second", apache=True),
     # Web logins guessed, as the tools do it by default: a login form that always fails, with one
     # error page (nginx answers it itself, as fast as a page can be), and HTTP Basic authentication
     # against Apache checking a bcrypt htpasswd entry (htpasswd -B) on every try.
@@ -286,6 +293,9 @@ def _write_configs(lab: Path) -> None:
         "listen=YES\nlisten_ipv6=NO\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\n"
         "pam_service_name=vsftpd\nsecure_chroot_dir=/var/run/vsftpd/empty\nmax_clients=200\nmax_per_ip=50\n"
     )
+    slow = etc / "slow.cgi"  # a page that costs the server 4 s (Apache's /slow)
+    slow.write_text('#!/bin/sh\nsleep 4\nprintf "Content-Type: text/html\\r\\n\\r\\n<html>done</html>\\n"\n')
+    slow.chmod(0o755)
     (www / "private").mkdir(exist_ok=True)
     (www / "private" / "index.html").write_text("<html><body>private</body></html>\n")
     _run("htpasswd", "-bBc", str(etc / "htpasswd"), "admin", os.urandom(12).hex())  # never guessed
@@ -321,6 +331,8 @@ def _apache_conf(lab: Path, www: Path) -> str:
             "authn_core",
             "authn_file",
             "authz_user",
+            "alias",
+            "cgid",
         )
     )
     listen = "".join(f"Listen {sc.dst}:80\n" for sc in SCENARIOS if sc.apache)
@@ -332,6 +344,7 @@ def _apache_conf(lab: Path, www: Path) -> str:
         "StartServers 2\nMinSpareThreads 25\nMaxSpareThreads 75\nThreadLimit 64\nThreadsPerChild 25\n"
         "MaxRequestWorkers 150\nMaxConnectionsPerChild 0\n"
         "RequestReadTimeout header=20-40,minrate=500\nRequestReadTimeout body=10,minrate=500\n"
+        f"ScriptSock {lab}/cgid.sock\nScriptAlias /slow {lab}/etc/slow.cgi\n"
         f"<Location /private>\nAuthType Basic\nAuthName lab\nAuthUserFile {lab}/etc/htpasswd\n"
         "Require valid-user\n</Location>\n"
     )

@@ -2,7 +2,10 @@
 
 What it counts. Per (tenant, destination address, service port) and window, every connection
 record a client opened (``detectors.flowdir``: never a response record) over TCP to one of
-``params.service_ports`` that lasted at most ``params.max_duration_ms``, per source: how many,
+``params.service_ports`` that lasted at most ``params.max_duration_ms``, or longer when the record
+holds the whole connection and the client sent at most one request's data in it
+(``params.max_request_bytes``: a flood's connection that waited its turn at a saturated server),
+per source: how many,
 how many were answered or failed, and the mean and spread of their byte counts (both directions
 where the exporter has them). A record is one connection for Zeek, Argus, nProbe, CICFlowMeter,
 and the client side of one for NetFlow/IPFIX and VPC Flow Logs: short connections of a flood each
@@ -40,7 +43,8 @@ Why these thresholds (the tools, then the benign look-alikes):
 - GoldenEye (Jan Seidl, github.com/jseidl/GoldenEye): ``DEFAULT_WORKERS = 10`` and
   ``DEFAULT_SOCKETS = 500``; each round a worker opens its 500 connections, sends one request on
   each (``Keep-Alive``/``Cache-Control: no-cache`` headers, random query keys), reads the
-  responses and closes them all: 5,000 short connections per round.
+  responses and closes them all: 5,000 connections per round, each held until the round's last
+  response came, so as long as the round once the server is saturated.
 - LOIC (Praetox, HTTP mode): ``Threads`` default 10, each a loop of connect, send one GET,
   optionally wait for the reply, close; at 10 threads and one round trip each, >= 100
   connections a second on any network.
@@ -73,7 +77,22 @@ Why these thresholds (the tools, then the benign look-alikes):
   packet's) give none: all records, as before.
 - ``max_duration_ms: 10000``: a flood's connection lasts one request (sub-second to a few
   seconds when the server is loaded); longer records are keep-alive sessions or slow attacks
-  (``dos.slow_connections``).
+  (``dos.slow_connections``), unless the record holds the whole connection
+  (``flowdir.opened_and_closed``: its SYN and its FIN or reset; every Zeek record; a CICFlowMeter
+  record with the SYN, shorter than its 120 s flow timeout, which ended it at the FIN) and the client
+  sent at most ``max_request_bytes: 2048`` of data in it (``flowdir.data_bytes``, beyond a bare
+  header a packet): one request, whose headers are hundreds of bytes (ab's ~100, Hulk's and
+  GoldenEye's 300-1,000 with their random headers and query). A flood that saturates its server
+  makes its own connections long: GoldenEye's wait for their round's last answer, and any tool's
+  wait in the server's queue once its workers are busy. In the tool lab, ab with 500 connections
+  at once against an Apache page that costs 4 s (150 workers) made 1,952 connections in a minute,
+  each held 4-16 s (median 13 s): as NetFlow (softflowd) records no rule raised it before 1.5.0.
+  Modelled on GoldenEye's loop as Zeek records (10 workers of 500, rounds of 30 to 300 s: 10,000
+  to 1,000 connections a minute, each held as long as its round), none did either. A keep-alive
+  session carries several requests, more than that. A slow attack's connections carry less
+  (slowloris's header lines): they count here too when a source opens them at this rule's rate,
+  and both rules raise it. Exporters that write no flags (VPC Flow Logs' default format) keep the
+  duration bar alone.
 
 A reverse proxy or load balancer of the tenant is a handful of sources making most of a backend's
 connections by design, and nginx opens one upstream connection per request unless told otherwise
@@ -123,6 +142,8 @@ from detectors.flowdir import (
     UNANSWERED,
     argus_status_record,
     continues_connection,
+    data_bytes,
+    opened_and_closed,
     took_connection,
     whole_connection,
 )
@@ -187,7 +208,7 @@ def _spread(rec: list[Any]) -> float:
 class AppFlood(Detector):
     meta = DetectorMeta(
         id="dos.app_flood",
-        version="1.4.0",
+        version="1.5.0",
         title="Application-layer flood of short connections",
         category="dos",
         score=65,
@@ -221,6 +242,7 @@ class AppFlood(Detector):
         "max_sources": int,
         "min_top_share": float,
         "max_duration_ms": int,
+        "max_request_bytes": int,
         "max_bytes_cv": float,
         "forwarder_min_clients": int,
         "allowed_sources": list,
@@ -234,6 +256,7 @@ class AppFlood(Detector):
         self.max_sources = max(1, int(p["max_sources"]))
         self.min_top_share = float(p["min_top_share"])
         self.max_duration = int(p["max_duration_ms"])
+        self.max_request = int(p["max_request_bytes"])
         self.max_cv = float(p["max_bytes_cv"])
         self.forwarder_min = int(p["forwarder_min_clients"])  # 0: off
         self.allowed_src = frozenset(p["allowed_sources"])
@@ -244,7 +267,7 @@ class AppFlood(Detector):
 
     def observe_batch(self, batch: Batch) -> None:
         batch = batch.initiated()  # a response record is never a connection of the flood
-        ports, max_dur, max_keys = self.ports, self.max_duration, self.max_keys
+        ports, max_dur, max_request, max_keys = self.ports, self.max_duration, self.max_request, self.max_keys
         allowed_src, allowed_dst = self.allowed_src, self.allowed_dst
         cap, max_ids, forwarder_min = self.max_distinct, self.max_ids, self.forwarder_min
         reg = batch.registry
@@ -256,7 +279,9 @@ class AppFlood(Detector):
             try:
                 if ev.dst_port not in ports or ev.proto != "tcp":
                     continue
-                long = ev.duration_ms > max_dur
+                long = ev.duration_ms > max_dur and not (
+                    opened_and_closed(ev) and data_bytes(ev) <= max_request
+                )
                 if long and not forwarder_min:
                     continue
                 if ev.extra and (continues_connection(ev, view) or argus_status_record(ev)):
