@@ -280,7 +280,7 @@ class AppFlood(Detector):
                 if ev.dst_port not in ports or ev.proto != "tcp":
                     continue
                 long = ev.duration_ms > max_dur and not (
-                    opened_and_closed(ev) and data_bytes(ev) <= max_request
+                    data_bytes(ev) <= max_request and opened_and_closed(ev)
                 )
                 if long and not forwarder_min:
                     continue
