@@ -103,10 +103,9 @@ class DetectionEngine:
         self.strict = strict
         # Without one, every kind gets the detector configuration's single bound (library use).
         self.lateness = lateness or Lateness(self.context.config.engine.max_out_of_orderness_ms)
-        engine_cfg = self.context.config.engine
-        self.max_logged = engine_cfg.max_logged_failures
+        self.max_logged = self.context.config.engine.max_logged_failures
         # A VPC flow record that repeats another interface's record of the flow is not a detector's.
-        self.copies = InterfaceCopies(engine_cfg.interface_copy_horizon_ms, engine_cfg.interface_copy_pairs)
+        self.copies = InterfaceCopies.for_settings(self.context.config.engine)
         allowances = sorted({self.lateness.allowance(kind) for kind in _KIND_CLASSES})
         self._lanes = [_Lane(a) for a in allowances]
         self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
@@ -192,9 +191,8 @@ class DetectionEngine:
         dropped = [
             d.meta.id for d in self.detectors if d.meta.id in previous and not d.adopt(previous[d.meta.id])
         ]
-        self.copies = getattr(old, "copies", self.copies)  # which interface observes each 5-tuple
-        self.copies.horizon_ms = self.context.config.engine.interface_copy_horizon_ms
-        self.copies.capacity = self.context.config.engine.interface_copy_pairs
+        self.copies = old.copies  # which interface observes each 5-tuple
+        self.copies.configure(self.context.config.engine)
         self._events += old._events
         self._unknown += old._unknown
         self._late_events += old._late_events
@@ -531,6 +529,5 @@ class DetectionEngine:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if "copies" not in state:  # a checkpoint from before interface copies (the defaults; adopt sets)
-            defaults = EngineSettings()
-            self.copies = InterfaceCopies(defaults.interface_copy_horizon_ms, defaults.interface_copy_pairs)
+            self.copies = InterfaceCopies.for_settings(EngineSettings())
         self._build_dispatch()

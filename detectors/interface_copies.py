@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Final
 
 from detectors.addrscope import is_private
+from detectors.config import EngineSettings
 from ingest.schema import FlowEvent
 from ingest.tenants import TenantRegistry
 
@@ -61,6 +62,15 @@ class InterfaceCopies:
         self._pairs: dict[tuple[str | None, str, str, int, str, int], list[object]] = {}
         self._newest = -(2**62)
         self._next_sweep = min(capacity, _MIN_SWEEP)
+
+    @classmethod
+    def for_settings(cls, settings: EngineSettings) -> InterfaceCopies:
+        return cls(settings.interface_copy_horizon_ms, settings.interface_copy_pairs)
+
+    def configure(self, settings: EngineSettings) -> None:
+        """Take ``settings``' horizon and capacity, keeping what the table holds."""
+        self.horizon_ms = settings.interface_copy_horizon_ms
+        self.capacity = settings.interface_copy_pairs
 
     def __len__(self) -> int:
         return len(self._pairs)

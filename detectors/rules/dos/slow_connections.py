@@ -37,9 +37,10 @@ How many are held at once: the most of a source's held pieces (each clipped to t
 piece ends at its record's stamp, or begins there in Argus's records, which are stamped at their
 start: ``flowdir.record_start``) open at one instant of the window (``held_at_once`` in the
 evidence; ``held`` is the mean over the whole window, Little's law, and the bar is read on the
-larger). The mean alone missed an attack shorter than the window: slowhttptest does not reopen the sockets a server closes, and
-Apache with Debian's mod_reqtimeout (``header=20-40``) closed its 300 slow-header sockets after 20
-and 38 s, so the tool lab's run against it held 300 at once and 29 on the 5-minute mean.
+larger). The mean alone missed an attack shorter than the window: slowhttptest does not reopen
+the sockets a server closes, and Apache with Debian's mod_reqtimeout (``header=20-40``) closed its
+300 slow-header sockets after 20 and 38 s, so the tool lab's run against it held 300 at once and
+29 on the 5-minute mean.
 
 A source holds when at least ``params.min_held_share`` of its connections to the service are held
 pieces: a slow tool holds every connection it opens, while a flood's whole short connections (a
