@@ -106,6 +106,9 @@ class DetectionEngine:
         self.max_logged = self.context.config.engine.max_logged_failures
         # A VPC flow record that repeats another interface's record of the flow is not a detector's.
         self.copies = InterfaceCopies.for_settings(self.context.config.engine)
+        # The ids of the flow records the last ``process`` call took as copies: the job's posture
+        # metrics leave them out too, so a connection is one flow there as well.
+        self.copied: list[str] = []
         allowances = sorted({self.lateness.allowance(kind) for kind in _KIND_CLASSES})
         self._lanes = [_Lane(a) for a in allowances]
         self._kind_lane = {kind: allowances.index(self.lateness.allowance(kind)) for kind in _KIND_CLASSES}
@@ -124,6 +127,7 @@ class DetectionEngine:
     def process(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events; return the alerts of windows that closed as the watermark advanced."""
         self._bind()
+        self.copied = []
         out: list[Alert] = []
         it = iter(events)
         while True:
@@ -368,7 +372,7 @@ class DetectionEngine:
         reg = self._bound or EMPTY_REGISTRY
         flows = groups.get(FlowEvent)
         if flows:
-            groups[FlowEvent] = self.copies.keep(flows, reg)  # type: ignore[arg-type,assignment]
+            groups[FlowEvent] = self.copies.keep(flows, reg, self.copied)  # type: ignore[arg-type,assignment]
         for cls, evs in groups.items():
             if not evs:
                 continue
@@ -404,7 +408,9 @@ class DetectionEngine:
             wm = lane.watermark
             if ts < wm:
                 self._late_one(ev, dets)
-            elif dets and not (ev.__class__ is FlowEvent and self.copies.is_copy(ev, reg)):
+            elif ev.__class__ is FlowEvent and self.copies.is_copy(ev, reg):
+                self.copied.append(ev.id)
+            elif dets:
                 single = Batch([ev], reg)
                 for d in dets:
                     d.observe_batch(single)
@@ -524,10 +530,12 @@ class DetectionEngine:
         state["_lane_panes"] = None
         state["_late_pending"] = None
         state["_bound"] = None
+        state["copied"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if "copies" not in state:  # a checkpoint from before interface copies (the defaults; adopt sets)
             self.copies = InterfaceCopies.for_settings(EngineSettings())
+        self.copied = []
         self._build_dispatch()

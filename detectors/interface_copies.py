@@ -75,11 +75,16 @@ class InterfaceCopies:
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def keep(self, flows: list[FlowEvent], registry: TenantRegistry) -> list[FlowEvent]:
-        """``flows`` without the copies, in their order (the list itself when none is a copy)."""
+    def keep(
+        self, flows: list[FlowEvent], registry: TenantRegistry, copied: list[str] | None = None
+    ) -> list[FlowEvent]:
+        """``flows`` without the copies, in their order (the list itself when none is a copy); the
+        copies' ids are appended to ``copied`` if given."""
         out: list[FlowEvent] | None = None
         for i, ev in enumerate(flows):
             if ev.source == "vpcflow" and self.is_copy(ev, registry):
+                if copied is not None:
+                    copied.append(ev.id)
                 if out is None:
                     out = flows[:i]
             elif out is not None:

@@ -247,8 +247,9 @@ class MicroBatchDetector:
         events.sort(key=_ORDER)
         if events and events[-1].ts > state.health.last_ts:
             state.health.last_ts = events[-1].ts
-        state.posture.add_all(events)
         alerts = state.engine.process(events)
+        copied = state.engine.copied  # another interface's record of a flow: one flow here too
+        state.posture.add_all(events if not copied else _without(events, set(copied)))
         for alert in alerts:
             state.posture.count_alert(alert.tenant, alert.ts)
         return alerts, dlq
@@ -281,6 +282,10 @@ class MicroBatchDetector:
     @staticmethod
     def has_open_work(state: KeyState) -> bool:
         return bool(state.posture) or bool(state.health) or state.engine.state_size() > 0
+
+
+def _without(events: list[Event], ids: set[str]) -> list[Event]:
+    return [ev for ev in events if ev.id not in ids]
 
 
 # Events of a batch in event-time order (ties by id, so the order never depends on arrival).

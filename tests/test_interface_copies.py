@@ -20,8 +20,9 @@ from detectors.job_order import OrderedFeed
 from detectors.registry import all_detectors
 from ingest.parsers import parse_bytes
 from ingest.parsers.base import ParseContext
-from ingest.schema import FlowEvent
+from ingest.schema import FlowEvent, encode_event
 from ingest.tenants import TenantRegistry
+from streams.detect_fn import DetectionJobConfig, MicroBatchDetector
 
 ACCOUNT = "123456789012"
 ATTACKER, VICTIM = "10.0.1.10", "10.0.2.20"  # two VMs of one tenant
@@ -205,3 +206,16 @@ def test_an_engine_restored_from_a_checkpoint_still_knows_each_observer() -> Non
     fresh = DetectionEngine(all_detectors(cfg), DetectionContext(REGISTRY, cfg), lateness=LATENESS)
     fresh.adopt(restored)
     assert len(fresh.copies) == len(restored.copies) and fresh.copies.copies == 20
+
+
+def test_the_jobs_posture_metrics_count_a_connection_seen_at_two_interfaces_once() -> None:
+    logic = MicroBatchDetector(DetectionJobConfig())
+    events = sorted(_events(_ssh_guesses(10, both_ends=True)), key=lambda e: (e.ts, e.id))
+    state = logic.new_state()
+    logic.on_batch(state, "acme", [encode_event(ev) for ev in events])
+    at_victim = {ev.id for ev in events if ev.extra and ev.extra.get("interface-id") == "eni-victim"}
+    assert len(at_victim) == 20 and set(state.engine.copied) == at_victim
+    flows = sum(acc.flows for minute in state.posture.minutes.values() for acc in minute.values())
+    sent = sum(acc.bytes for minute in state.posture.minutes.values() for acc in minute.values())
+    assert flows == len(events) - 20 == 20
+    assert sent == sum(ev.bytes_out + ev.bytes_in for ev in events if ev.id not in at_victim)
