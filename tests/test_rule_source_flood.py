@@ -193,3 +193,43 @@ def test_held_records_and_downloads_merge_and_a_1_5_state_restores_without_them(
     old.__setstate__(into.__getstate__()[:5])  # a snapshot written by version 1.5.0
     assert old.held is None and old.bulk_in is None
     assert pickle.loads(pickle.dumps(into)).held == into.held
+
+
+def _icmp_hour(packets_per_s: int, size: int) -> list[FlowEvent]:
+    """One ICMP echo flood as the CTU-13 Argus files write it: a record an hour long (its time is
+    its start), then one to close the window after it."""
+    hour = 3_600_000
+    flood = FlowEvent(
+        id="argus-icmp", ts=T0, source="argus", tenant="t-acme", src_ip="10.1.1.10", dst_ip=VICTIM,
+        proto="icmp", bytes_out=packets_per_s * 3600 * size, packets_out=packets_per_s * 3600,
+        duration_ms=hour,
+    )  # fmt: skip
+    later = FlowEvent(id="later", ts=T0 + 2 * hour, source="argus", tenant="t-acme", src_ip="10.1.1.11",
+                      dst_ip="10.1.1.12", proto="udp", bytes_out=100, packets_out=1)  # fmt: skip
+    return [flood, later]
+
+
+def test_a_record_longer_than_the_window_counts_its_packets_and_bytes_at_its_rate() -> None:
+    # 1,000 echo requests of 84 bytes a second for an hour: 60,000 a minute, above the 50,000 bar.
+    # Its packets were taken at the window's share and its bytes whole, so the window's bytes a
+    # packet (84 x 60) was above the bar and the flood was dropped.
+    alerts = _alerts(_icmp_hour(1000, 84))
+    assert len(alerts) == 1 and alerts[0].evidence["bytes_per_packet"] == 84.0
+    assert not _alerts(_icmp_hour(700, 84))  # 42,000 a minute
+    assert not _alerts(_icmp_hour(1000, 1400))  # full packets: a transfer's
+
+
+def test_datagrams_are_held_to_their_own_bar() -> None:
+    def one_second(i: int, size: int) -> FlowEvent:
+        return FlowEvent(
+            id=f"udp-{i}", ts=T0 + 1000 * i, source="zeek", tenant="t-acme", src_ip="10.1.1.10",
+            dst_ip=VICTIM, src_port=40000 + i, dst_port=9, proto="udp", bytes_out=2000 * size,
+            packets_out=2000, duration_ms=900, extra={"conn_state": "S0"},
+        )  # fmt: skip
+
+    def udp(size: int) -> list[FlowEvent]:
+        return [one_second(i, size) for i in range(60)]
+
+    assert len(_alerts(udp(540))) == 1  # Mirai's default 512-byte payload
+    assert not _alerts(udp(540), {"max_datagram_bytes_per_packet": 200})  # the bar TCP keeps
+    assert not _alerts(udp(1250))  # QUIC-sized datagrams

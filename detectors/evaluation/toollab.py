@@ -171,6 +171,14 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("DoS SYN flood hping3", 32,
              ("hping3", "-S", "-a", "{src}", "-p", "80", "-i", "u500", "-c", "40000", "{dst}"), 780, 40,
              why="2,000 SYNs a second, the source port counting up"),
+    # Datagram floods of a minute, 2,000 packets a second: UDP with Mirai's default payload of 512 bytes
+    # at a closed port (its answers: ICMP unreachables, rate-limited), and ICMP echo, each answered.
+    Scenario("DoS UDP flood hping3", 38,
+             ("hping3", "--udp", "-a", "{src}", "-p", "9", "-d", "512", "-i", "u500", "-c", "120000", "{dst}"),
+             1240, 70, why="2,000 datagrams of 512 bytes a second at a closed port for a minute"),
+    Scenario("DoS ICMP flood hping3", 39,
+             ("hping3", "--icmp", "-a", "{src}", "-d", "56", "-i", "u500", "-c", "120000", "{dst}"), 1240, 70,
+             why="2,000 echo requests a second for a minute, each answered"),
     Scenario("DoS HTTP keep-alive flood wrk", 33, ("wrk", "-t", "2", "-c", "50", "-d", "60s", "http://{dst}/"), 840, 70,
              why="50 keep-alive connections, each a request as soon as the last is answered"),
     Scenario("DoS HTTP keep-alive flood siege", 34,

@@ -3,7 +3,20 @@
 Small-packet records (at most ``params.max_bytes_per_packet`` IP bytes a packet, headers included:
 CICFlowMeter's payload-only counts get their headers, ``flowdir.ip_bytes``) initiated by one
 source are summed per destination over the window; the busiest destination at or above
-``params.min_packets_to_one_destination`` is reported. Records towards the provider's own services
+``params.min_packets_to_one_destination`` is reported.
+
+Datagrams (UDP, ICMP, GRE: every protocol but TCP) are held to ``params.max_datagram_bytes_per_packet``
+(600) instead. A flood tool picks its datagrams' size, and the commonest pick more than 200 bytes:
+Mirai's UDP, "udpplain" and GRE floods send 512 bytes of payload unless told otherwise (its
+``ATK_OPT_PAYLOAD_SIZE`` default, 540-byte packets), and ``hping3 --udp -d`` sends what it is
+given. Measured in the tool lab: hping3's UDP flood of 512-byte datagrams (2,000 a second) was
+raised by no rule, in Argus's records or in softflowd's. The bulk streams of UDP sit above 600
+bytes a packet: QUIC pads every datagram carrying its Initial to 1,200 bytes (RFC 9000 section
+14.1) and sends its data in datagrams near the path MTU; video over RTP, and VPN tunnels carrying
+a transfer, fill packets too. Their small packets (QUIC's or a tunnel's acknowledgements) go the
+other way, answered by more bytes than they carry, and are a download's, below. A one-way stream
+of 200-600 byte datagrams at the bar's rate, UDP syslog or StatsD at over 830 messages a second to one
+collector, is raised: list its source in ``params.allowed_sources``. Records towards the provider's own services
 (the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
 object storage) are skipped and counted in ``counters["provider_service"]``: a resolver-heavy VM
 sending tens of thousands of DNS queries a minute to the VPC resolver is load on the provider's
@@ -129,7 +142,7 @@ class FloodState:
 class SourceFlood(WindowedDetector[FloodState]):
     meta = DetectorMeta(
         id="dos.source_flood",
-        version="1.7.0",
+        version="1.8.0",
         title="Packet flood from one source",
         category="dos",
         score=65,
@@ -156,6 +169,7 @@ class SourceFlood(WindowedDetector[FloodState]):
         "min_packets_to_one_destination": int,
         "min_unanswered_tcp_packets": int,
         "max_bytes_per_packet": int,
+        "max_datagram_bytes_per_packet": int,
         "allowed_sources": list,
     }
 
@@ -163,6 +177,7 @@ class SourceFlood(WindowedDetector[FloodState]):
         self.min_packets = int(self.params["min_packets_to_one_destination"])
         self.min_silent = int(self.params["min_unanswered_tcp_packets"])  # 0: off
         self.max_bpp = int(self.params["max_bytes_per_packet"])
+        self.max_datagram_bpp = int(self.params["max_datagram_bytes_per_packet"])
         self.allowed = frozenset(self.params["allowed_sources"])
         self._cap = 64
 
@@ -174,7 +189,12 @@ class SourceFlood(WindowedDetector[FloodState]):
             if _one_way_bulk(ev, view):
                 self._note_bulk(ev)
         batch = batch.initiated()  # a response record is never the subject
-        allowed, max_ids, max_bpp = self.allowed, self.max_ids, self.max_bpp
+        allowed, max_ids, max_bpp, max_datagram_bpp = (
+            self.allowed,
+            self.max_ids,
+            self.max_bpp,
+            self.max_datagram_bpp,
+        )
         max_keys, cap = self.max_keys, self._cap
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
@@ -188,7 +208,8 @@ class SourceFlood(WindowedDetector[FloodState]):
             try:
                 packets = ev.packets_out
                 sent = ev.bytes_out if ev.source != "cicflowmeter" else ip_bytes(ev)  # bytes with headers
-                if packets <= 0 or sent > max_bpp * packets:  # only small-packet traffic can flood here
+                # only small-packet traffic can flood here
+                if packets <= 0 or sent > (max_bpp if ev.proto == "tcp" else max_datagram_bpp) * packets:
                     if _one_way_bulk(ev, views[i]):
                         self._note_bulk(ev)  # a one-way download's data: its receiver's ACKs are no flood
                     continue
@@ -199,6 +220,7 @@ class SourceFlood(WindowedDetector[FloodState]):
                     continue
                 if ev.duration_ms > window:  # a long record (Argus, NetFlow active timeout): its rate
                     packets = packets * window // ev.duration_ms
+                    sent = sent * window // ev.duration_ms  # the same share: bytes a packet stay as sent
                 src = ev.src_ip
                 if src in allowed:
                     continue
@@ -346,7 +368,7 @@ class SourceFlood(WindowedDetector[FloodState]):
             top_packets = by_dst.counts.get(victim, silent_packets)
         total_packets = by_dst.total()
         bpp = sent_total / total_packets if total_packets else 0.0
-        if bpp > self.max_bpp:
+        if bpp > max(self.max_bpp, self.max_datagram_bpp):  # each record counted was within its own bar
             return None
         tenant, src = cast(tuple[Any, str], key)
         seconds = max(1.0, (window.end - window.start) / 1000)
