@@ -35,7 +35,7 @@ def test_every_label_is_scored_as_the_kind_of_attack_its_tool_makes() -> None:
     web_logins = [sc.label for sc in SCENARIOS if sc.label.startswith("HTTP password guessing")]
     assert len(web_logins) == 3 and {scored[label] for label in web_logins} == {"guessing"}
     assert scored["DoS slowloris slowhttptest"] == scored["DoS slowloris slowhttptest apache"] == "flood"
-    assert scored["DoS SYN flood hping3"] == "flood"
+    assert scored["DoS SYN flood hping3"] == scored["DDoS SYN flood hping3 random sources"] == "flood"
     assert scored["PortScan nmap SYN"] == "scan"
     assert {scored[sc.label] for sc in SCENARIOS if sc.label.startswith("benign")} == {"benign"}
     assert set(scored.values()) == {"guessing", "flood", "scan", "benign"}
@@ -66,6 +66,20 @@ def test_a_flow_gets_its_pair_label_whichever_way_it_reads() -> None:
     assert [r[-1] for r in rows[1:3]] == ["SSH password guessing hydra"] * 2
     assert rows[3][-1] == "background"  # a pair of two scenarios' addresses is nobody's
     assert rows[4:] == [["Summary"], ["flows", "bytes", "packets", "avg_bps"]]  # nfdump's, as written
+
+
+def test_a_spoofed_scenarios_records_are_labelled_by_its_victims_address_alone() -> None:
+    spoofed = [sc for sc in SCENARIOS if sc.spoofed]
+    assert [sc.label for sc in spoofed] == ["DDoS SYN flood hping3 random sources"]
+    victim = spoofed[0].dst
+    table = (
+        "SrcAddr,DstAddr\n"
+        f"203.0.113.9,{victim}\n"  # a random source
+        f"{victim},198.51.100.4\n"  # an answer to one
+        "203.0.113.9,10.77.1.11\n"  # the same source at another scenario's victim: nobody's
+    )
+    rows = list(label_rows(csv.reader(io.StringIO(table)), "SrcAddr", "DstAddr", scenario_labels()))
+    assert [r[-1] for r in rows[1:]] == [spoofed[0].label] * 2 + ["background"]
 
 
 def test_missing_tools_names_debian_packages_once() -> None:

@@ -98,6 +98,9 @@ class Scenario:
     every_s: int = 0
     why: str = ""
     apache: bool = False  # the victim's web server is Apache httpd (Debian's settings), not nginx
+    # Random source addresses (hping3 --rand-source): every record with the victim's address is this
+    # scenario's. The namespace routes only the client network, so no answer leaves for them.
+    spoofed: bool = False
 
     @property
     def src(self) -> str:
@@ -179,6 +182,10 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario("DoS ICMP flood hping3", 39,
              ("hping3", "--icmp", "-a", "{src}", "-d", "56", "-i", "u500", "-c", "120000", "{dst}"), 1240, 70,
              why="2,000 echo requests a second for a minute, each answered"),
+    Scenario("DDoS SYN flood hping3 random sources", 40,
+             ("hping3", "-S", "--rand-source", "-p", "80", "-i", "u300", "-c", "300000", "{dst}"), 1240, 100,
+             why="3,300 SYNs a second for 90 s, each from a random address, as a botnet's or a spoofer's",
+             spoofed=True),
     Scenario("DoS HTTP keep-alive flood wrk", 33, ("wrk", "-t", "2", "-c", "50", "-d", "60s", "http://{dst}/"), 840, 70,
              why="50 keep-alive connections, each a request as soon as the last is answered"),
     Scenario("DoS HTTP keep-alive flood siege", 34,
@@ -248,7 +255,8 @@ def label_rows(
     rows: Iterator[list[str]], src_col: str, dst_col: str, labels: dict[frozenset[str], str]
 ) -> Iterator[list[str]]:
     """A flow table's rows (header first) with a ``Label`` column: the scenario of the record's
-    address pair in either order, else ``background``."""
+    address pair in either order, or of one of its addresses alone (a spoofed scenario's victim),
+    else ``background``."""
     header = next(rows)
     s, d = header.index(src_col), header.index(dst_col)
     yield [*header, "Label"]
@@ -256,11 +264,19 @@ def label_rows(
         if len(row) != len(header):
             yield row  # not a record (nfdump's summary lines): left as the exporter wrote it
             continue
-        yield [*row, labels.get(frozenset((row[s].strip(), row[d].strip())), BACKGROUND)]
+        src, dst = row[s].strip(), row[d].strip()
+        label = (
+            labels.get(frozenset((src, dst)))
+            or labels.get(frozenset((dst,)))
+            or labels.get(frozenset((src,)))
+        )
+        yield [*row, label or BACKGROUND]
 
 
 def scenario_labels(scenarios: Sequence[Scenario] = SCENARIOS) -> dict[frozenset[str], str]:
-    return {frozenset((sc.src, sc.dst)): sc.label for sc in scenarios}
+    """Each scenario's address pair, and a spoofed scenario's victim address alone."""
+    pairs = {frozenset((sc.src, sc.dst)): sc.label for sc in scenarios}
+    return pairs | {frozenset((sc.dst,)): sc.label for sc in scenarios if sc.spoofed}
 
 
 # --- the lab (root) --------------------------------------------------------------------------------

@@ -5,26 +5,28 @@ CICFlowMeter's payload-only counts get their headers, ``flowdir.ip_bytes``) init
 source are summed per destination over the window; the busiest destination at or above
 ``params.min_packets_to_one_destination`` is reported.
 
-Datagrams (UDP, ICMP, GRE: every protocol but TCP) are held to ``params.max_datagram_bytes_per_packet``
-(600) instead. A flood tool picks its datagrams' size, and the commonest pick more than 200 bytes:
-Mirai's UDP, "udpplain" and GRE floods send 512 bytes of payload unless told otherwise (its
-``ATK_OPT_PAYLOAD_SIZE`` default, 540-byte packets), and ``hping3 --udp -d`` sends what it is
-given. Measured in the tool lab: hping3's UDP flood of 512-byte datagrams (2,000 a second) was
-raised by no rule, in Argus's records or in softflowd's. The bulk streams of UDP sit above 600
-bytes a packet: QUIC pads every datagram carrying its Initial to 1,200 bytes (RFC 9000 section
-14.1) and sends its data in datagrams near the path MTU; video over RTP, and VPN tunnels carrying
-a transfer, fill packets too. Their small packets (QUIC's or a tunnel's acknowledgements) go the
-other way, answered by more bytes than they carry, and are a download's, below. A one-way stream
-of 200-600 byte datagrams at the bar's rate, UDP syslog or StatsD at over 830 messages a second to one
-collector, is raised: list its source in ``params.allowed_sources``. Records towards the provider's own services
-(the registry's ``provider_services``, at their ports: the DNS resolver, NTP, instance metadata,
-object storage) are skipped and counted in ``counters["provider_service"]``: a resolver-heavy VM
-sending tens of thousands of DNS queries a minute to the VPC resolver is load on the provider's
-service, which shapes it itself, not a flood the tenant needs to hear of. AWS caps the traffic of
-one network interface to its link-local services (Amazon DNS, instance metadata, Time Sync) at
-1,024 packets per second ("Amazon VPC quotas", DNS; the ENA driver's
-``linklocal_allowance_exceeded`` counter), which is above this rule's default of 50,000 packets a
-minute (~830/s): without the skip a VM at that cap would raise it.
+Datagrams (UDP, ICMP, GRE: every protocol but TCP) are held to
+``params.max_datagram_bytes_per_packet`` (600) instead: a flood tool sends datagrams of the size it
+is told, and Mirai's UDP, "udpplain" and GRE floods send 512 bytes of payload unless told otherwise
+(its ``ATK_OPT_PAYLOAD_SIZE`` default: 540-byte packets), as ``hping3 --udp -d 512`` does. Measured
+in the tool lab: hping3's UDP flood of 512-byte datagrams (2,000 a second) was raised by no rule,
+in Argus's records or in softflowd's. The bulk streams of UDP sit above 600 bytes a packet: QUIC
+pads every datagram carrying its Initial to 1,200 bytes (RFC 9000 section 14.1) and sends its data
+in datagrams near the path MTU; video over RTP, and VPN tunnels carrying a transfer, fill packets
+too. Their small packets (QUIC's or a tunnel's acknowledgements) go the other way, answered by more
+bytes than they carry: a download's, below. A one-way stream of 200-600 byte datagrams at the bar's
+rate (UDP syslog or StatsD at over 830 messages a second to one collector) is raised: list its
+source in ``params.allowed_sources``.
+
+Records towards the provider's own services (the registry's ``provider_services``, at their
+ports: the DNS resolver, NTP, instance metadata, object storage) are skipped and counted in
+``counters["provider_service"]``: a resolver-heavy VM sending tens of thousands of DNS queries a
+minute to the VPC resolver is load on the provider's service, which shapes it itself, not a flood
+the tenant needs to hear of. AWS caps the traffic of one network interface to its link-local
+services (Amazon DNS, instance metadata, Time Sync) at 1,024 packets per second ("Amazon VPC
+quotas", DNS; the ENA driver's ``linklocal_allowance_exceeded`` counter), which is above this
+rule's default of 50,000 packets a minute (~830/s): without the skip a VM at that cap would raise
+it.
 
 A TCP flood at a service that never answers is held to a lower bar,
 ``params.min_unanswered_tcp_packets`` to one address and port. It counts the records whose
@@ -189,12 +191,8 @@ class SourceFlood(WindowedDetector[FloodState]):
             if _one_way_bulk(ev, view):
                 self._note_bulk(ev)
         batch = batch.initiated()  # a response record is never the subject
-        allowed, max_ids, max_bpp, max_datagram_bpp = (
-            self.allowed,
-            self.max_ids,
-            self.max_bpp,
-            self.max_datagram_bpp,
-        )
+        allowed, max_ids = self.allowed, self.max_ids
+        max_bpp, max_datagram_bpp = self.max_bpp, self.max_datagram_bpp
         max_keys, cap = self.max_keys, self._cap
         reg = batch.registry
         service = reg.provider_service if reg.has_provider_services else None
