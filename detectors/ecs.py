@@ -47,8 +47,8 @@ refuse the whole document):
   write: destination = ``victim`` / ``top_target`` / ``destination`` / ``top_destination`` (first
   present), source = ``sources`` when it holds exactly one address, port = ``port``, or ``ports``
   with exactly one. The entity's address fills the side ``ENTITY_SIDE`` gives for its detector
-  (the scanner, guesser, flooder, beaconing host or spam bot is the source; the distributed
-  flood's entity is its victim); other detectors' entities (an anomaly's subject, a VM probed)
+  (the scanner, guesser, flooder, reflecting service, beaconing host or spam bot is the source; the
+  distributed flood's entity is its victim); other detectors' entities (an anomaly's subject, a VM probed)
   take no side. ``source.port`` is never written: no detector keeps the ephemeral port.
 - ``related.ip`` (every address above, plus the evidence's ``sources``/``destinations`` lists),
   ``related.hosts`` (hypervisor hosts and VMs, ``evidence.victim_vm`` included), ``related.user`` (the principal or user and the
@@ -165,6 +165,7 @@ ENTITY_SIDE: Final[Mapping[str, str]] = {
     "dos.app_flood": "source",
     "dos.slow_connections": "source",
     "dos.source_flood": "source",
+    "dos.reflector": "source",  # its answers are the flood; the forged requests' address is the victim
     "port_scan.failed_probe_scan": "source",
     "spam.smtp_spam": "source",
     "dos.distributed_flood": "destination",

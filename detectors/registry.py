@@ -31,6 +31,7 @@ def detector_classes() -> list[type[Detector]]:
     from detectors.rules.cryptomining.mining_pool_connection import MiningPoolConnection
     from detectors.rules.dos.app_flood import AppFlood
     from detectors.rules.dos.distributed_flood import DistributedFlood
+    from detectors.rules.dos.reflector import Reflector
     from detectors.rules.dos.slow_connections import SlowConnections
     from detectors.rules.dos.source_flood import SourceFlood
     from detectors.rules.exfiltration.external_upload import ExternalUpload
@@ -70,6 +71,7 @@ def detector_classes() -> list[type[Detector]]:
         MinerProcess,
         SourceFlood,
         DistributedFlood,
+        Reflector,
         AppFlood,
         SlowConnections,
         C2Beacon,

