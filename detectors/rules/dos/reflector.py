@@ -22,27 +22,28 @@ When it fires
 
 Thresholds and what they rest on
     - ``ports``: the UDP services whose answers amplify, with the bandwidth amplification factors
-      of US-CERT's alert TA14-017A ("UDP-Based Amplification Attacks"): QOTD 17 (140), CharGEN 19
-      (359), DNS 53 (28-54), TFTP 69 (60), Portmap 111 (7-28), NTP 123 (557, ``monlist``), CLDAP
-      389 (56-70), RIPv1 520 (131), SSDP 1900 (31), Apple Remote Management 3283 (35.5),
-      WS-Discovery 3702 (10-500), CoAP 5683 (10-50), Ubiquiti discovery 10001 (30-35), memcached
-      11211 (10,000-51,000), Quake 27960 (64). The 2018 memcached floods (1.35 Tbit/s at GitHub)
-      came from servers answering UDP on 11211 to the internet; memcached 1.5.6 turned UDP off by
-      default for that reason. NetBIOS (3.8), SNMPv2 (6.3), mDNS (2-10) and Steam (5.5) amplify
-      less than the bar below and are left to ``dos.distributed_flood`` at their victims.
+      of US-CERT's alert TA14-017A ("UDP-Based Amplification Attacks", memcached added in 2018):
+      QOTD 17 (140), CharGEN 19 (359), DNS 53 (28-54), TFTP 69 (60), Portmap 111 (7-28), NTP 123
+      (557, ``monlist``), CLDAP 389 (56-70), RIPv1 520 (131), SSDP 1900 (31), memcached 11211
+      (10,000-51,000), Quake 27960 (64); and four that DDoS mitigation vendors reported abused as
+      amplifiers since (WS-Discovery 3702, Apple Remote Management 3283, CoAP 5683, Ubiquiti
+      discovery 10001), held to the same factor bar. The 2018 memcached floods (1.35 Tbit/s at
+      GitHub) came from servers answering UDP on 11211 to the internet; memcached 1.5.6 turned UDP
+      off by default for that reason. NetBIOS (3.8), SNMPv2 (6.3), mDNS (2-10) and Steam (5.5)
+      amplify less than the bar below and are left to ``dos.distributed_flood`` at their victims.
     - ``min_amplification`` 10: a request answered with the same bytes is a service at work (an NTP
       server's 48-byte answer to a 48-byte query, a DNS answer of a few hundred bytes to a query of
       ~80: 2-5x), while the abuse picks what amplifies most (DNS ``ANY`` with EDNS0, NTP ``monlist``,
       memcached ``get`` of a large value: the factors above).
     - ``min_response_packets`` 6,000 a minute to one remote (100 a second): a reflector abused in a
-      campaign answers at the rate the requests are forged, hundreds to thousands a second per
-      reflector (a booter spreads its requests over a list of reflectors), while a client of a
-      public service asks a handful of times a minute. The look-alike at this rate is an
+      campaign answers at the rate the requests are forged, and each request of the large factors
+      brings many datagrams (the tool lab's memcached: 10 requests a second, 730 answers), while a
+      client of a public service asks a handful of times a minute. The look-alike at this rate is an
       authoritative DNS server of DNSSEC-signed zones (answers of 1-2 kB to ~80-byte queries, over 10
       times) queried by one resolver address at over 100 a second: list the server in
       ``params.allowed_reflectors``.
-    - Within one tenant, or to the provider's management plane, it never fires: a forged source is a
-      victim outside the tenant, and a tenant's own resolver serves its own fleet.
+    - Within one tenant it never fires: a forged source is a victim outside the tenant, and a
+      tenant's own resolver serves its own fleet.
 """
 
 from __future__ import annotations
