@@ -66,6 +66,19 @@ _REQ_BYTES, _REQ_PACKETS, _RESP_BYTES, _RESP_PACKETS = 0, 1, 2, 3
 _MAX_REMOTES = 256  # per reflector, service and window: the busiest are what matter; the rest pooled
 
 
+def _counts_of(remotes: dict[str | None, list[int]], remote: str | None) -> list[int]:
+    """``remote``'s counts, made when new; past ``_MAX_REMOTES`` remotes a new one's go to the pooled
+    counts under None (``detectors.state.bump_capped``'s rule, for a row of counts)."""
+    counts = remotes.get(remote)
+    if counts is None:
+        if len(remotes) >= _MAX_REMOTES:
+            remote = None
+            counts = remotes.get(None)
+        if counts is None:
+            counts = remotes[remote] = [0, 0, 0, 0]
+    return counts
+
+
 class ReflectorState:
     __slots__ = ("remotes", "span")
 
@@ -130,7 +143,8 @@ class Reflector(WindowedDetector[ReflectorState]):
                 if ev.dst_port in ports and dst_t is not None and dst_t != MANAGEMENT and src_t != dst_t:
                     tenant, reflector, port, remote = dst_t, ev.dst_ip, ev.dst_port, ev.src_ip
                     req_b, req_p, resp_b, resp_p = ev.bytes_out, ev.packets_out, ev.bytes_in, ev.packets_in
-                elif ev.src_port in ports and src_t is not None and src_t != MANAGEMENT and dst_t != src_t:
+                # (a source is a tenant's or None: Batch.src_tenants never names the management plane)
+                elif ev.src_port in ports and src_t is not None and dst_t != src_t:
                     tenant, reflector, port, remote = src_t, ev.src_ip, ev.src_port, ev.dst_ip
                     req_b, req_p, resp_b, resp_p = ev.bytes_in, ev.packets_in, ev.bytes_out, ev.packets_out
                 else:
@@ -150,13 +164,7 @@ class Reflector(WindowedDetector[ReflectorState]):
                     st = state(ts, key)  # created, or None when the pane is full (counted)
                     if st is None:
                         continue
-                remotes = st.remotes
-                counts = remotes.get(remote)
-                if counts is None:
-                    pooled = len(remotes) >= _MAX_REMOTES  # the rest of the remotes, together
-                    counts = remotes.get(None) if pooled else None
-                    if counts is None:
-                        counts = remotes[None if pooled else remote] = [0, 0, 0, 0]
+                counts = _counts_of(st.remotes, remote)
                 counts[_REQ_BYTES] += req_b
                 counts[_REQ_PACKETS] += req_p
                 counts[_RESP_BYTES] += resp_b
@@ -168,15 +176,9 @@ class Reflector(WindowedDetector[ReflectorState]):
     def merge(self, into: ReflectorState, other: ReflectorState) -> None:
         into.span.merge(other.span, self.max_ids)
         for remote, counts in other.remotes.items():
-            mine = into.remotes.get(remote)
-            pooled = mine is None and len(into.remotes) >= _MAX_REMOTES
-            if pooled:
-                mine = into.remotes.get(None)
-            if mine is None:
-                into.remotes[None if pooled else remote] = list(counts)
-            else:
-                for i, n in enumerate(counts):
-                    mine[i] += n
+            mine = _counts_of(into.remotes, remote)
+            for i, n in enumerate(counts):
+                mine[i] += n
 
     def _amplified(self, counts: list[int]) -> bool:
         return (
