@@ -452,10 +452,16 @@ def _seed_memcached(lab: Path) -> None:
     would, and the request hping3 sends."""
     (lab / "memcached_get.bin").write_bytes(MEMCACHED_GET)
     value = b"v" * MEMCACHED_VALUE_BYTES
-    with socket.create_connection((_MEMCACHED.dst, 11211), timeout=5) as conn:
-        conn.sendall(b"set big 0 0 %d\r\n%s\r\n" % (len(value), value))
-        if not conn.recv(64).startswith(b"STORED"):
-            raise SystemExit("toollab: memcached did not store the reflection scenario's value")
+    try:
+        with socket.create_connection((_MEMCACHED.dst, 11211), timeout=5) as conn:
+            conn.sendall(b"set big 0 0 %d\r\n%s\r\n" % (len(value), value))
+            stored = conn.recv(64).startswith(b"STORED")
+    except OSError as exc:
+        raise SystemExit(
+            f"toollab: memcached at {_MEMCACHED.dst}:11211 did not answer ({exc}); see {lab}/memcached.log"
+        ) from None
+    if not stored:
+        raise SystemExit("toollab: memcached did not store the reflection scenario's value")
 
 
 def _scenario_thread(sc: Scenario, lab: Path, t0: float, record: list[dict[str, object]]) -> None:
